@@ -1,0 +1,29 @@
+"""Progress bars on stderr for long command-line work (quiet when not a terminal, unless forced)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+
+@contextlib.contextmanager
+def steps(total: int, description: str):
+    """A progress bar counting ``total`` named steps; yields ``advance(label)``."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = None
+    if tqdm is None:
+        def advance(label=""):
+            print(f"  {label}", file=sys.stderr)
+        yield advance
+        return
+    bar = tqdm(total=total, desc=description, unit="step", file=sys.stderr, leave=True,
+               bar_format="{desc}: {n_fmt}/{total_fmt} |{bar:20}| {elapsed} {postfix}")
+    try:
+        def advance(label=""):
+            bar.set_postfix_str(label, refresh=False)
+            bar.update(1)
+        yield advance
+    finally:
+        bar.close()

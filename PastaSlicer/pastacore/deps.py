@@ -1,0 +1,106 @@
+"""What is installed, and which torch device a run would use.
+
+Nothing is installed from here: the Slicer hub asks the user and installs (see
+``PastaSlicerLib/dependencies.py``); the command line environment comes from
+``pyproject.toml``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass
+
+from .errors import PastaError
+
+# (distribution name, version requirement, what it is used for)
+REQUIREMENTS = (
+    ("numpy", ">=1.24", "arrays"),
+    ("SimpleITK", ">=2.2", "reading, writing and resampling images"),
+    ("torch", ">=2.1", "neural networks"),
+    ("monai", ">=1.4", "medical imaging transforms and baselines"),
+    ("nibabel", ">=5.0", "NIfTI headers"),
+    ("pydicom", ">=2.4", "DICOM input"),
+    ("highdicom", ">=0.22", "DICOM SEG and SR export"),
+    ("tqdm", ">=4.60", "progress bars on the command line"),
+)
+
+
+@dataclass(frozen=True)
+class DependencyStatus:
+    name: str
+    required: str
+    purpose: str
+    installed: str | None
+
+    @property
+    def ok(self) -> bool:
+        if self.installed is None:
+            return False
+        return _version_tuple(self.installed) >= _version_tuple(self.required.lstrip(">="))
+
+
+def _version_tuple(text: str) -> tuple:
+    parts = []
+    for piece in text.split("+")[0].split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def dependency_status() -> list:
+    """One :class:`DependencyStatus` per required package."""
+    out = []
+    for name, spec, purpose in REQUIREMENTS:
+        try:
+            version = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            version = None
+        out.append(DependencyStatus(name, spec, purpose, version))
+    return out
+
+
+def missing_requirements() -> list:
+    """Requirement strings (``name>=x``) of the packages that are absent or too old."""
+    return [f"{s.name}{s.required}" for s in dependency_status() if not s.ok]
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    kind: str                # 'cuda', 'mps', 'cpu', or 'none' when torch is missing
+    name: str
+    memory_bytes: int | None
+    torch_version: str | None
+
+    def describe(self) -> str:
+        if self.kind == "none":
+            return "torch is not installed"
+        memory = f", {self.memory_bytes / 2**30:.1f} GiB" if self.memory_bytes else ""
+        return f"{self.kind.upper()}: {self.name}{memory} (torch {self.torch_version})"
+
+
+def torch_device_info(preference: str = "auto") -> DeviceInfo:
+    """The device ``preference`` resolves to: CUDA, then Apple MPS, then the CPU."""
+    try:
+        import torch
+    except ImportError:
+        return DeviceInfo("none", "", None, None)
+    version = torch.__version__
+    want = preference.lower()
+    if want not in ("auto", "cuda", "mps", "cpu"):
+        raise PastaError(f"unknown device {preference!r}; choose auto, cuda, mps or cpu")
+    if want == "cuda" and not torch.cuda.is_available():
+        raise PastaError("CUDA was requested but torch sees no CUDA GPU (CPU-only torch build or driver problem)")
+    if want == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise PastaError("MPS was requested but this machine has no Apple GPU available to torch")
+    if want in ("auto", "cuda") and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        return DeviceInfo("cuda", props.name, int(props.total_memory), version)
+    mps = getattr(torch.backends, "mps", None)
+    if want in ("auto", "mps") and mps is not None and mps.is_available():
+        return DeviceInfo("mps", "Apple GPU", None, version)
+    import os
+
+    memory = None
+    if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return DeviceInfo("cpu", f"CPU, {os.cpu_count()} cores", memory, version)

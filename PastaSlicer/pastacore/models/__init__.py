@@ -1,0 +1,1 @@
+"""Model descriptions (manifest), the per-user model store and safe checkpoint loading."""

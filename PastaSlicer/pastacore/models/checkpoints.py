@@ -1,0 +1,57 @@
+"""Load checkpoint files without ever running code from them.
+
+``torch.load(weights_only=True)`` unpickles tensors, plain containers and numbers only; a
+file whose pickle asks for anything else (a class, a function, ``os.system``...) is
+refused. ``.safetensors`` files are read with the safetensors package when present.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import PastaError
+
+
+def load_checkpoint(path, map_location: str = "cpu"):
+    """The object stored in ``path`` (usually a dict of tensors), loaded safely."""
+    path = Path(path)
+    if not path.is_file():
+        raise PastaError(f"{path} is not a file")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise PastaError("reading .safetensors files needs the 'safetensors' package") from None
+        try:
+            return load_file(str(path), device=map_location)
+        except Exception as exc:  # safetensors raises several types for bad headers
+            raise PastaError(f"cannot read {path.name}: corrupt safetensors file ({str(exc)[:120]})") from None
+    import pickle
+    import zipfile
+
+    import torch
+
+    try:
+        return torch.load(str(path), map_location=map_location, weights_only=True, mmap=_is_zip(path))
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else "unsafe content"
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc) or "GLOBAL" in str(exc):
+            raise PastaError(
+                f"refusing {path.name}: it contains code or objects beyond tensors ({_offender(exc)}); "
+                "only plain weight files are loaded"
+            ) from None
+        raise PastaError(f"cannot read {path.name}: corrupt checkpoint ({reason[:120]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise PastaError(f"cannot read {path.name}: corrupt or truncated checkpoint ({str(exc).splitlines()[0][:120]})") from None
+
+
+def _is_zip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(4) == b"PK\x03\x04"
+
+
+def _offender(exc) -> str:
+    for line in str(exc).splitlines():
+        if "Unsupported global" in line or "GLOBAL" in line:
+            return line.strip().split(":", 1)[-1].strip()[:80]
+    return "unsupported pickle content"

@@ -1,0 +1,146 @@
+"""Label map <-> segmentation node, with names, colours and terminology per segment.
+
+Results always arrive as *new* segments: adding to an existing segmentation never
+changes or removes the segments it already holds, and a new segment whose name is taken
+gets a numbered name ("Lung tumor 2").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import PastaError
+from ..io.volume import Volume
+from ..terminology import SegmentInfo
+from .volumes import node_from_volume, volume_from_node
+
+TERMINOLOGY_TAG = "TerminologyEntry"
+
+
+def _unique_name(name: str, taken: set) -> str:
+    if name not in taken:
+        return name
+    n = 2
+    while f"{name} {n}" in taken:
+        n += 1
+    return f"{name} {n}"
+
+
+def segment_names(segmentation_node) -> list:
+    segmentation = segmentation_node.GetSegmentation()
+    return [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+
+
+def add_labels_to_segmentation(scene, labels: Volume, segments: dict, reference_node, segmentation_node=None,
+                               name: str = "PASTA segmentation"):
+    """Import the label values in ``segments`` ({value: SegmentInfo}) as new segments.
+
+    ``labels`` must lie on ``reference_node``'s grid. Returns (segmentation node, {value:
+    segment id}). Values absent from ``labels`` produce no segment.
+    """
+    import slicer
+
+    from .volumes import grid_from_node
+
+    if not labels.is_label:
+        raise PastaError("a segmentation is made from a label map, not an image")
+    if not grid_from_node(reference_node).same_as(labels.grid, tol=1e-3):
+        raise PastaError("the label map does not lie on the reference volume's grid")
+    if segmentation_node is None:
+        segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", scene.GenerateUniqueName(name))
+        segmentation_node.CreateDefaultDisplayNodes()
+        segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_node)
+        segmentation_node.SetNodeReferenceID(segmentation_node.GetReferenceImageGeometryReferenceRole(), reference_node.GetID())
+        _place_in_study(scene, segmentation_node, reference_node)
+    taken = set(segment_names(segmentation_node))
+    present = set(np.unique(labels.array).tolist())
+    added = {}
+    segmentation = segmentation_node.GetSegmentation()
+    for value, info in sorted(segments.items()):
+        if value not in present:
+            continue
+        single = labels.with_array((labels.array == value).astype(np.uint8), is_label=True)
+        label_node = node_from_volume(scene, single, "__pasta_import")
+        before = set(segmentation.GetSegmentIDs())
+        try:
+            ok = slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(label_node, segmentation_node)
+        finally:
+            _remove_with_display(scene, label_node)
+        new_ids = [sid for sid in segmentation.GetSegmentIDs() if sid not in before]
+        if not ok or len(new_ids) != 1:
+            raise PastaError(f"importing label {value} into the segmentation failed")
+        segment = segmentation.GetSegment(new_ids[0])
+        segment.SetName(_unique_name(info.name, taken))
+        taken.add(segment.GetName())
+        segment.SetColor(*info.color)
+        segment.SetTag(TERMINOLOGY_TAG, info.terminology)
+        added[value] = new_ids[0]
+    return segmentation_node, added
+
+
+def _remove_with_display(scene, node):
+    for i in range(node.GetNumberOfDisplayNodes()):
+        display = node.GetNthDisplayNode(i)
+        if display is not None:
+            scene.RemoveNode(display)
+    storage = node.GetStorageNode()
+    if storage is not None:
+        scene.RemoveNode(storage)
+    scene.RemoveNode(node)
+
+
+def _place_in_study(scene, node, reference_node):
+    """Put ``node`` next to ``reference_node`` in Subject Hierarchy (its study, when it has one)."""
+    import slicer
+
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    if sh is None:
+        return
+    item = sh.GetItemByDataNode(reference_node)
+    parent = sh.GetItemParent(item) if item else 0
+    if parent and parent != sh.GetSceneItemID():
+        sh.SetItemParent(sh.GetItemByDataNode(node), parent)
+
+
+def labels_from_segmentation(scene, segmentation_node, reference_node, segment_ids=None) -> tuple:
+    """Export segments to a label map on ``reference_node``'s grid.
+
+    Returns (Volume with values 1..N in the order of ``segment_ids``, list of segment ids).
+    """
+    import slicer
+    import vtk
+
+    segmentation = segmentation_node.GetSegmentation()
+    ids = list(segment_ids) if segment_ids is not None else list(segmentation.GetSegmentIDs())
+    if not ids:
+        raise PastaError(f"segmentation '{segmentation_node.GetName()}' has no segments")
+    for sid in ids:
+        if segmentation.GetSegment(sid) is None:
+            raise PastaError(f"segment {sid!r} is not in '{segmentation_node.GetName()}'")
+    array = vtk.vtkStringArray()
+    for sid in ids:
+        array.InsertNextValue(sid)
+    label_node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__pasta_export")
+    try:
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation_node, array, label_node, reference_node):
+            raise PastaError("exporting the segments to a label map failed")
+        volume = volume_from_node(label_node)
+    finally:
+        _remove_with_display(scene, label_node)
+    volume.is_label = True
+    return volume, ids
+
+
+def segment_infos(segmentation_node) -> list:
+    """(segment id, SegmentInfo-like record) for every segment, for reports and tests."""
+    from vtkmodules.vtkCommonCore import reference
+
+    segmentation = segmentation_node.GetSegmentation()
+    out = []
+    for sid in segmentation.GetSegmentIDs():
+        segment = segmentation.GetSegment(sid)
+        tag = reference("")
+        segment.GetTag(TERMINOLOGY_TAG, tag)
+        tag = str(tag)
+        out.append((sid, SegmentInfo("", segment.GetName(), tuple(segment.GetColor()), tag)))
+    return out

@@ -1,0 +1,1 @@
+"""Measurements, pictures and report export."""

@@ -1,0 +1,116 @@
+"""Real sample CT data, fetched once from a package registry and cached outside git.
+
+The ``pyradiomics==3.1.0`` source archive on PyPI carries two real chest CTs with lung
+tumour masks (``lung1``, ``lung2``), an MR brain (``brain1``, used to test the CT check),
+and pyradiomics' reference feature values for them (``baseline/*.csv``). Only those files
+are extracted into the cache folder; the archive itself is deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from .errors import PastaError
+
+ARCHIVE = "pyradiomics-3.1.0.tar.gz"
+ARCHIVE_SHA256 = "24722c962a6bbd09bc39c1c67dbffe92435f9692a421fabaae8a6b4511eb48e4"
+MEMBERS = {
+    "lung1_image.nrrd", "lung1_label.nrrd", "lung2_image.nrrd", "lung2_label.nrrd",
+    "brain1_image.nrrd", "brain1_label.nrrd",
+    "baseline/baseline_shape.csv", "baseline/baseline_firstorder.csv", "README.md",
+}
+CASES = ("lung1", "lung2", "brain1")
+
+
+def cache_dir() -> Path:
+    """Per-user cache folder: ``$PASTA_HOME`` or ``$XDG_CACHE_HOME/pasta-slicer`` (``~/.cache``)."""
+    if os.environ.get("PASTA_HOME"):
+        return Path(os.environ["PASTA_HOME"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "pasta-slicer"
+
+
+def sample_dir() -> Path:
+    return cache_dir() / "samples" / "pyradiomics-3.1.0"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def ensure_samples(quiet: bool = False) -> Path:
+    """Return the folder holding the sample files, downloading them on first use."""
+    target = sample_dir()
+    if all((target / name).is_file() for name in MEMBERS):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        tmp = Path(tmp)
+        archive = tmp / ARCHIVE
+        local = os.environ.get("PASTA_PYRADIOMICS_SDIST")
+        if local:
+            shutil.copy(local, archive)
+        else:
+            if not quiet:
+                print("fetching the pyradiomics 3.1.0 source archive (34.5 MB) for its real sample CTs...", file=sys.stderr)
+            # The sdist's metadata says 3.0.1a1, so the default resolver refuses it; the legacy one accepts it.
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps",
+                   "--use-deprecated=legacy-resolver", "-q", "-d", str(tmp), "pyradiomics==3.1.0"]
+            result = subprocess.run(cmd, capture_output=True, text=True)
+            if not archive.is_file():
+                last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+                raise PastaError(f"could not download the sample data (pyradiomics 3.1.0 from PyPI): {last[:200]}")
+        if _sha256(archive) != ARCHIVE_SHA256:
+            raise PastaError("the downloaded pyradiomics archive has an unexpected SHA256; refusing to use it")
+        staging = tmp / "extract"
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                name = member.name.split("/data/", 1)[-1] if "/data/" in member.name else None
+                if name in MEMBERS and member.isfile():
+                    out = staging / name
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    with tar.extractfile(member) as src, open(out, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+        missing = [m for m in MEMBERS if not (staging / m).is_file()]
+        if missing:
+            raise PastaError(f"the pyradiomics archive lacks {', '.join(sorted(missing))}")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    return target
+
+
+def sample_paths(case: str) -> tuple[Path, Path]:
+    """(image, label) paths of a sample case: ``lung1``, ``lung2`` or ``brain1``."""
+    if case not in CASES:
+        raise PastaError(f"unknown sample case {case!r}; choose one of {', '.join(CASES)}")
+    folder = ensure_samples()
+    return folder / f"{case}_image.nrrd", folder / f"{case}_label.nrrd"
+
+
+def baseline_values(case: str) -> dict:
+    """pyradiomics' reference shape and first-order feature values for ``case``."""
+    folder = ensure_samples()
+    values = {}
+    for name in ("baseline_shape.csv", "baseline_firstorder.csv"):
+        with open(folder / "baseline" / name, newline="") as handle:
+            rows = list(csv.reader(handle))
+        header = rows[0]
+        if case not in header:
+            raise PastaError(f"no baseline column for {case}")
+        col = header.index(case)
+        for row in rows[1:]:
+            values[row[0]] = row[col]
+    return values

@@ -1,0 +1,63 @@
+"""Shared fixtures: real sample CTs (fetched once into the per-user cache) and headless scenes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def sample_dir():
+    from pastacore.samples import ensure_samples
+
+    return ensure_samples()
+
+
+@pytest.fixture(scope="session")
+def lung1(sample_dir):
+    from pastacore.io import read_volume
+
+    return read_volume(sample_dir / "lung1_image.nrrd"), read_volume(sample_dir / "lung1_label.nrrd", is_label=True)
+
+
+@pytest.fixture(scope="session")
+def lung2(sample_dir):
+    from pastacore.io import read_volume
+
+    return read_volume(sample_dir / "lung2_image.nrrd"), read_volume(sample_dir / "lung2_label.nrrd", is_label=True)
+
+
+@pytest.fixture()
+def scene():
+    pytest.importorskip("slicer")
+    from pastacore.mrml.scene import new_scene
+
+    return new_scene()
+
+
+def make_volume(shape=(12, 14, 16), spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=None, seed=0,
+                is_label=False):
+    """A CT-like random volume (or a label map with a few blobs) on a chosen grid."""
+    from pastacore.io import Grid, Volume
+
+    rng = np.random.default_rng(seed)
+    if is_label:
+        array = np.zeros(shape, np.uint8)
+        array[2:-2, 3:-3, 4:-4] = 1
+        array[shape[0] // 2:, shape[1] // 2:, : shape[2] // 2] = 2
+    else:
+        array = rng.normal(0, 300, shape).astype(np.float32)
+        array[0] = -1000
+    return Volume(array, Grid(shape, spacing, origin, np.eye(3) if direction is None else direction), is_label=is_label)
+
+
+def rotation(ax: float, ay: float, az: float, left_handed: bool = False) -> np.ndarray:
+    """A rotation matrix (degrees about x, y, z); optionally with the k axis flipped."""
+    a, b, c = np.radians([ax, ay, az])
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    rz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
+    m = rz @ ry @ rx
+    if left_handed:
+        m[:, 2] *= -1
+    return m
