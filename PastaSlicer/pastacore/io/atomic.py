@@ -21,9 +21,17 @@ def check_output_path(path, overwrite: bool = False) -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise PastaError(f"output folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise PastaError(f"output folder {parent} is not writable")
+    _check_writable(parent)
     return path
+
+
+def _check_writable(folder: Path) -> None:
+    """Try it: permission bits say little for root, read-only mounts or special file systems."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError:
+        raise PastaError(f"output folder {folder} is not writable") from None
 
 
 @contextlib.contextmanager
@@ -58,8 +66,7 @@ def atomic_directory(path, overwrite: bool = False):
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise PastaError(f"parent folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise PastaError(f"folder {parent} is not writable")
+    _check_writable(parent)
     temp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=parent))
     umask = os.umask(0)
     os.umask(umask)

@@ -99,7 +99,11 @@ def _place_in_study(scene, node, reference_node):
     item = sh.GetItemByDataNode(reference_node)
     parent = sh.GetItemParent(item) if item else 0
     if parent and parent != sh.GetSceneItemID():
-        sh.SetItemParent(sh.GetItemByDataNode(node), parent)
+        own = sh.GetItemByDataNode(node)
+        if own:
+            sh.SetItemParent(own, parent)
+        else:  # headless scenes do not create items for new nodes by themselves
+            sh.CreateItem(parent, node)
 
 
 def labels_from_segmentation(scene, segmentation_node, reference_node, segment_ids=None) -> tuple:

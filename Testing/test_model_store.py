@@ -1,0 +1,117 @@
+"""Installed models: import (offline, from a file the user downloaded), list, verify, remove;
+unsafe or damaged files are refused."""
+
+import json
+import pickle
+
+import pytest
+import torch
+
+from pastacore.cli.main import main
+from pastacore.errors import PastaError
+from pastacore.models.checkpoints import load_checkpoint
+from pastacore.models.manifest import known_models
+from pastacore.models.store import ModelStore
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture()
+def weights(tmp_path):
+    path = tmp_path / "my_model.pth"
+    torch.save({"conv.weight": torch.randn(2, 1, 3, 3, 3), "conv.bias": torch.zeros(2)}, path)
+    return path
+
+
+def test_manifest_entries_are_complete():
+    models = known_models()
+    assert "pasta-foundation" in models
+    for spec in models.values():
+        assert spec.version and spec.task and spec.license and spec.files
+        assert len(spec.input_spacing_mm) == 3
+        for label in spec.labels:
+            from pastacore.terminology import describe
+
+            describe(label["term"])  # every label has terminology codes
+
+
+def test_import_list_verify_remove(tmp_path, weights):
+    store = ModelStore(tmp_path / "store")
+    model = store.import_file(weights)
+    assert model.name == "my_model" and (model.path / "my_model.pth").is_file()
+    assert [m.name for m in store.list() if not m.builtin] == ["my_model"]
+    assert store.verify("my_model") == (True, [])
+    (model.path / "my_model.pth").write_bytes(b"tampered")
+    ok, problems = store.verify("my_model")
+    assert not ok and "checksum" in problems[0]
+    store.remove("my_model")
+    assert not model.path.exists()
+    with pytest.raises(PastaError, match="no installed model"):
+        store.remove("my_model")
+
+
+def test_import_refuses_duplicates_without_overwrite(tmp_path, weights):
+    store = ModelStore(tmp_path / "store")
+    store.import_file(weights)
+    with pytest.raises(PastaError, match="already holds files"):
+        store.import_file(weights)
+    store.import_file(weights, overwrite=True)
+
+
+def test_known_file_gets_its_manifest_description(tmp_path):
+    path = tmp_path / "PASTA_final.pth"
+    torch.save({"conv_blocks_context.0.blocks.0.conv.weight": torch.zeros(1)}, path)
+    model = ModelStore(tmp_path / "store").import_file(path)
+    assert model.name == "pasta-foundation" and model.task == "features"
+    description = json.loads((model.path / "model.json").read_text())
+    assert description["license"] and description["files"][0]["sha256"]
+
+
+def test_malicious_pickle_is_refused_and_does_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+    bad = tmp_path / "evil.pth"
+    torch.save({"weights": _Exploit(marker)}, bad)
+    with pytest.raises(PastaError, match="refusing evil.pth"):
+        load_checkpoint(bad)
+    raw = tmp_path / "evil_raw.pt"
+    raw.write_bytes(pickle.dumps(_Exploit(marker)))
+    with pytest.raises(PastaError, match="refusing|corrupt"):
+        load_checkpoint(raw)
+    store = ModelStore(tmp_path / "store")
+    with pytest.raises(PastaError):
+        store.import_file(bad)
+    assert not marker.exists()
+    assert not (tmp_path / "store" / "evil").exists()
+
+
+def test_corrupt_and_wrong_files(tmp_path, weights):
+    truncated = tmp_path / "cut.pth"
+    truncated.write_bytes(weights.read_bytes()[:200])
+    with pytest.raises(PastaError, match="corrupt|truncated"):
+        load_checkpoint(truncated)
+    text = tmp_path / "notes.txt"
+    text.write_text("hi")
+    with pytest.raises(PastaError, match="not a weight file"):
+        ModelStore(tmp_path / "store").import_file(text)
+    with pytest.raises(PastaError, match="not an nnU-Net result folder"):
+        ModelStore(tmp_path / "store").import_file(tmp_path)
+
+
+def test_cli_models(tmp_path, weights, capsys):
+    store = str(tmp_path / "store")
+    assert main(["models", "--store", store, "import", str(weights), "--name", "mine"]) == 0
+    assert main(["models", "--store", store, "list"]) == 0
+    assert "mine" in capsys.readouterr().out
+    assert main(["models", "--store", store, "verify", "mine"]) == 0
+    (tmp_path / "store" / "mine" / "my_model.pth").unlink()
+    assert main(["models", "--store", store, "verify", "mine"]) == 2
+    assert "is missing" in capsys.readouterr().out
+    assert main(["models", "--store", store, "remove", "mine"]) == 0
