@@ -68,3 +68,37 @@ def organ_for_totalsegmentator(label: int, version: int = 2) -> str | None:
         if label in entry.get(key, []) and organ not in ("kidney",):
             return organ
     return None
+
+
+_LESION_WORDS = {
+    "tumor": "tumor", "tumour": "tumor", "cancer": "tumor", "mass": "tumor", "carcinoma": "tumor",
+    "nodule": "nodule", "cyst": "cyst", "stone": "stone", "calculus": "stone", "metastasis": "metastasis",
+    "lesion": "lesion",
+}
+
+
+def term_for_label_name(name: str, organ_hint: str | None = None) -> str | None:
+    """Our term for a model's label name ("lung", "lung tumor", "kidney_cyst"...), or None.
+
+    Lesion names become ``kind@organ``; the organ comes from the name itself, else from
+    ``organ_hint`` (the model's organ label).
+    """
+    words = name.lower().replace("_", " ").replace("-", " ")
+    structures = load_json("terminology.json")["structures"]
+    organ = max((key for key in structures if key in words), key=len, default=None)
+    kind = next((_LESION_WORDS[w] for w in words.split() if w in _LESION_WORDS), None)
+    if kind:
+        organ = organ or organ_hint
+        return f"{kind}@{organ}" if organ else None
+    return organ
+
+
+def describe_label(name: str, organ_hint: str | None = None) -> SegmentInfo:
+    """Segment info for a model label name; unknown names keep their own name."""
+    term = term_for_label_name(name, organ_hint)
+    if term:
+        return describe(term)
+    data = load_json("terminology.json")
+    tag = "~".join([data["context"], _code(data["categories"]["anatomy"]), _code(data["categories"]["anatomy"]), "^^",
+                    data["anatomic_context"], "^^", "^^"])
+    return SegmentInfo("", name, (0.6, 0.6, 0.6), tag)

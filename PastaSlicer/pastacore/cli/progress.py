@@ -27,3 +27,19 @@ def steps(total: int, description: str):
         yield advance
     finally:
         bar.close()
+
+
+@contextlib.contextmanager
+def bar(description: str):
+    """A 0-100 % progress bar; yields ``progress(fraction, message)`` for core callbacks."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        yield lambda fraction, message="": None
+        return
+    with tqdm(total=100, desc=description, file=sys.stderr, bar_format="{desc}: {percentage:3.0f}% |{bar:20}| {elapsed} {postfix}") as handle:
+        def progress(fraction, message=""):
+            handle.n = int(round(100 * min(max(fraction, 0.0), 1.0)))
+            handle.set_postfix_str(message, refresh=False)
+            handle.refresh()
+        yield progress

@@ -1,0 +1,11 @@
+"""Segmentation: where to look (body, lungs, organ, box), sliding-window inference, post-processing.
+
+The main entry point is :func:`pastacore.inference.segment.segment_volume`.
+"""
+
+
+def segment_volume(*args, **kwargs):
+    """See :func:`pastacore.inference.segment.segment_volume` (imported lazily: torch is heavy)."""
+    from .segment import segment_volume as run
+
+    return run(*args, **kwargs)

@@ -1,0 +1,129 @@
+"""Segment a CT: standardise, find where to look, run the network, map labels back.
+
+:func:`segment_volume` is what the Segment button and ``pasta segment`` call. It writes
+nothing: the caller decides where results go (a new segmentation node, a file), so a
+cancelled or failed run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import PastaError
+from ..io.readers import check_ct
+from ..io.standardize import standardize
+from ..io.volume import Volume
+from .regions import body_mask, grow
+from .sliding_window import WindowSettings, predict_logits
+
+ORGAN, LESION = 1, 2  # PASTA-Gen's label convention
+
+
+@dataclass
+class SegmentationResult:
+    labels: Volume                  # on the input volume's grid
+    segments: dict                  # label value -> SegmentInfo
+    model: dict                     # provenance: name, version, sha256, trainer
+    device: str = "cpu"
+    seconds: float = 0.0
+    tiles_run: int = 0
+    tiles_total: int = 0
+    notes: list = field(default_factory=list)
+
+
+def _progress(callback, start, span):
+    if callback is None:
+        return None
+    return lambda fraction, message="": callback(start + span * fraction, message)
+
+
+def segment_volume(volume: Volume, model=None, *, device: str = "auto", tta: bool = False, overlap: float = 0.5,
+                   organ_mask: Volume | None = None, roi_box=None, min_lesion_mm3: float = 0.0,
+                   batch_size: int = 2, progress=None, is_cancelled=None, store=None) -> SegmentationResult:
+    """Labels for ``volume`` from ``model`` (an installed model's name, a file or folder, a
+    :class:`~pastacore.inference.models.SegmentationModel`; None = the default model).
+
+    ``organ_mask`` (a label map on the volume's grid; non-zero = organ) or ``roi_box`` (a
+    :class:`~pastacore.io.boxes.VoxelBox` of the volume) restricts where the network runs;
+    otherwise it skips the air around the body. ``progress(fraction, message)`` is called
+    along the way and ``is_cancelled()`` is polled between batches.
+    """
+    from .. import deps
+    from .models import resolve_segmentation_model
+
+    started = time.perf_counter()
+    report = progress or (lambda fraction, message="": None)
+    check_ct(volume)
+    if not 0.0 <= overlap < 1.0:
+        raise PastaError(f"--overlap must be in [0, 1), got {overlap}")
+    if organ_mask is not None:
+        volume.check_matches(organ_mask, "organ mask")
+        if not np.any(organ_mask.array):
+            raise PastaError("the organ mask is empty; choose another segment or label")
+    report(0.0, "loading the model")
+    seg_model = resolve_segmentation_model(model, store)
+    info = deps.torch_device_info(device)
+    report(0.05, "standardising to 1 mm")
+    std = standardize(volume, is_label=False)
+    hu = std.volume.array
+    spacing = std.volume.grid.spacing
+    notes = []
+    if roi_box is not None:
+        box_mask = np.zeros(volume.array.shape, np.uint8)
+        box_mask[roi_box.slices] = 1
+        region = standardize(volume.with_array(box_mask, is_label=True), is_label=True).volume.array > 0
+        notes.append("restricted to the user box")
+    elif organ_mask is not None:
+        organ_std = standardize(organ_mask.with_array((organ_mask.array > 0).astype(np.uint8), is_label=True), is_label=True)
+        region = grow(organ_std.volume.array > 0, 20.0, spacing)
+        notes.append("restricted to the organ mask + 20 mm")
+    else:
+        region = body_mask(hu)
+        notes.append("air outside the body skipped")
+    report(0.15, "running the network")
+    settings = WindowSettings(patch_size=seg_model.patch_size, overlap=overlap, batch_size=batch_size,
+                              mirror_axes=(0, 1, 2) if tta else (), device=info.kind)
+    network = seg_model.network.to(info.kind)
+    image = seg_model.normalize(hu)[None]
+    logits, box, run, total = predict_logits(network, image, settings, region, _progress(report, 0.15, 0.75), is_cancelled)
+    labels = np.zeros(hu.shape, np.uint8)
+    labels[tuple(slice(a, b) for a, b in box)] = np.argmax(logits, axis=0).astype(np.uint8)
+    labels[~region] = 0
+    report(0.92, "post-processing")
+    labels = _postprocess(labels, seg_model.lesion_values, seg_model.organ_values, organ_std_mask(organ_mask, std),
+                          min_lesion_mm3, spacing)
+    report(0.96, "mapping back to the original grid")
+    result_labels = std.to_source(std.volume.with_array(labels, is_label=True))
+    report(1.0, "done")
+    return SegmentationResult(result_labels, seg_model.segments, seg_model.provenance, info.kind,
+                              time.perf_counter() - started, run, total, notes)
+
+
+def organ_std_mask(organ_mask, std):
+    if organ_mask is None:
+        return None
+    return standardize(organ_mask.with_array((organ_mask.array > 0).astype(np.uint8), is_label=True),
+                       is_label=True).volume.array > 0
+
+
+def _postprocess(labels, lesion_values, organ_values, user_organ, min_lesion_mm3, spacing):
+    """Keep lesions inside the (dilated) organ; drop lesion pieces below ``min_lesion_mm3``."""
+    from scipy import ndimage
+
+    organ = np.isin(labels, list(organ_values)) if organ_values else np.zeros(labels.shape, bool)
+    if user_organ is not None:
+        organ |= user_organ
+    lesions = np.isin(labels, list(lesion_values))
+    if organ.any() and lesions.any():
+        allowed = grow(organ, 5.0, spacing)
+        labels[lesions & ~allowed] = 0
+    if min_lesion_mm3 > 0 and lesions.any():
+        voxel = float(np.prod(spacing))
+        pieces, count = ndimage.label(np.isin(labels, list(lesion_values)))
+        sizes = np.bincount(pieces.ravel()) * voxel
+        small = np.flatnonzero(sizes < min_lesion_mm3)
+        labels[np.isin(pieces, small[small > 0])] = 0
+    return labels
