@@ -303,12 +303,14 @@ class PastaSegmentLogic(ScriptedLoadableModuleLogic):
         if problem:
             raise PastaError(problem)
         volume = volumes.volume_from_node(parameterNode.inputVolume)
+        region = PastaSlicerLogic.regionInputs(parameterNode.inputVolume, volume, parameterNode.organSegmentation, parameterNode.roi)
         return dict(
             volume=volume,
             model=parameterNode.modelName,
             device=parameterNode.device,
-            quality=parameterNode.quality,
-            **PastaSlicerLogic.regionInputs(parameterNode.inputVolume, volume, parameterNode.organSegmentation, parameterNode.roi),
+            tta=parameterNode.quality == "accurate",
+            organ_mask=region["organ_labels"],
+            roi_box=region["roi_box"],
         )
 
     def startSegmentation(self, parameterNode, onProgress=None, onFinished=None):
@@ -408,7 +410,7 @@ class PastaSegmentTest(ScriptedLoadableModuleTest):
         self.assertEqual(inputs["volume"].array.shape, (10, 20, 30))
         self.assertEqual(tuple(inputs["roi_box"].start), (1, 4, 8))
         self.assertEqual(tuple(inputs["roi_box"].stop), (4, 7, 13))
-        self.assertIsNone(inputs["organ_labels"])
+        self.assertIsNone(inputs["organ_mask"])
 
         labels = np.zeros((10, 20, 30), dtype=np.uint8)
         labels[2:4, 5:8, 10:12] = 1

@@ -13,7 +13,7 @@ from .. import __version__
 from ..errors import PastaError
 
 # Subcommand modules, each with ``add_parser(subparsers)``; later work adds more here.
-COMMANDS = ("standardize", "models", "info", "demo")
+COMMANDS = ("standardize", "segment", "models", "info", "demo")
 
 
 class _Parser(argparse.ArgumentParser):

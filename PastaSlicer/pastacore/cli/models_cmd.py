@@ -1,10 +1,10 @@
-"""``pasta models``: list, import, verify and remove installed models."""
+"""``pasta models``: list, import, verify and remove installed models; inspect and run a checkpoint."""
 
 from __future__ import annotations
 
 
 def add_parser(sub):
-    p = sub.add_parser("models", help="manage installed models (list, import, verify, remove)")
+    p = sub.add_parser("models", help="manage installed models (list, import, verify, remove, inspect, forward)")
     p.add_argument("--store", help="model folder (default: the per-user cache)")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     actions.add_parser("list", help="list installed models")
@@ -16,6 +16,16 @@ def add_parser(sub):
     ver.add_argument("name", nargs="?", help="one model (default: all)")
     rem = actions.add_parser("remove", help="delete an installed model")
     rem.add_argument("name")
+    ins = actions.add_parser("inspect", help="show what a PASTA checkpoint or nnU-Net result folder holds (nothing is run)")
+    ins.add_argument("path", metavar="FILE_OR_DIR")
+    ins.add_argument("--json", action="store_true", help="print the full description as JSON")
+    fwd = actions.add_parser("forward", help="run the bare network on a .npy array (no preprocessing)")
+    fwd.add_argument("path", metavar="FILE_OR_DIR")
+    fwd.add_argument("input", metavar="INPUT.npy", help="array shaped (D,H,W), (C,D,H,W) or (B,C,D,H,W)")
+    fwd.add_argument("output", metavar="OUTPUT.npy")
+    fwd.add_argument("--features", action="store_true",
+                     help="write the pooled encoder features (B, C) instead of full-resolution logits")
+    fwd.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=run)
 
 
@@ -46,3 +56,81 @@ def run(args):
     elif args.action == "remove":
         store.remove(args.name)
         print(f"removed {args.name}")
+    elif args.action == "inspect":
+        _inspect(args)
+    elif args.action == "forward":
+        _forward(args)
+
+
+def _inspect(args):
+    import json
+
+    from ..models.loading import inspect_checkpoint
+
+    info = inspect_checkpoint(args.path)
+    if args.json:
+        print(json.dumps(info.to_dict(), indent=2))
+        return
+    rows = [("architecture", info.architecture), ("container", info.container),
+            ("base_features", info.base_features), ("num_pool", info.num_pool),
+            ("input_channels", info.input_channels), ("num_classes", info.num_classes),
+            ("head outputs", info.num_head_outputs), ("feature size", info.feature_channels),
+            ("tensors_loaded", len(info.tensors_loaded)), ("tensors_missing", _few(info.tensors_missing)),
+            ("tensors_mismatched", _few(info.tensors_mismatched)),
+            ("tensors_unexpected", _few(info.tensors_unexpected))]
+    if info.trainer:
+        alias = f" (recorded as {info.trainer_recorded})" if info.trainer_recorded != info.trainer else ""
+        rows.append(("trainer", info.trainer + alias))
+    if info.fold is not None:
+        rows.append(("fold", f"{info.fold} ({info.checkpoint})"))
+    if info.labels:
+        rows.append(("labels", ", ".join(f"{v}={k}" for k, v in info.labels.items())))
+    if info.patch_size:
+        rows.append(("patch_size", "x".join(str(s) for s in info.patch_size)))
+    if info.normalization:
+        rows.append(("normalization", f"{', '.join(info.normalization_schemes or ['?'])} "
+                                      f"({len(info.normalization)} channel(s) of statistics)"))
+    for key, value in rows:
+        print(f"{key + ':':<20} {'-' if value is None else value}")
+
+
+def _few(names):
+    if not names:
+        return 0
+    return f"{len(names)} ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})"
+
+
+def _forward(args):
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from ..errors import PastaError
+    from ..io.atomic import atomic_outputs, check_output_path
+    from ..models.loading import load_encoder, load_for_segmentation
+
+    check_output_path(args.output, args.overwrite)  # fail before the (slow) model load
+    source = Path(args.input)
+    if not source.is_file():
+        raise PastaError(f"input {source} does not exist")
+    try:
+        array = np.load(source, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise PastaError(f"cannot read {source.name} as a .npy array ({str(exc).splitlines()[0][:100]})") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+        raise PastaError(f"{source.name} must hold one numeric array")
+    if array.ndim not in (3, 4, 5):
+        raise PastaError(f"{source.name} has shape {array.shape}; expected (D,H,W), (C,D,H,W) or (B,C,D,H,W)")
+    while array.ndim < 5:
+        array = array[None]
+    loaded = load_encoder(args.path) if args.features else load_for_segmentation(args.path)
+    x = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    with torch.inference_mode():
+        result = loaded.network.encode_features(x) if args.features else loaded.network(x)
+    out = result.cpu().numpy().astype(np.float32, copy=False)
+    with atomic_outputs(args.output, overwrite=args.overwrite) as temp:
+        with open(temp, "wb") as handle:  # np.save(path) would append .npy to other names
+            np.save(handle, out)
+    what = "features" if args.features else "logits"
+    print(f"wrote {what} {tuple(out.shape)} to {args.output}")

@@ -37,9 +37,19 @@ def bar(description: str):
     except ImportError:
         yield lambda fraction, message="": None
         return
-    with tqdm(total=100, desc=description, file=sys.stderr, bar_format="{desc}: {percentage:3.0f}% |{bar:20}| {elapsed} {postfix}") as handle:
-        def progress(fraction, message=""):
-            handle.n = int(round(100 * min(max(fraction, 0.0), 1.0)))
-            handle.set_postfix_str(message, refresh=False)
-            handle.refresh()
+    handle = None
+
+    def progress(fraction, message=""):
+        nonlocal handle
+        if handle is None:  # created on the first report, after the inputs were checked
+            handle = tqdm(total=100, desc=description, file=sys.stderr,
+                          bar_format="{desc}: {percentage:3.0f}% |{bar:20}| {elapsed} {postfix}")
+        handle.n = int(round(100 * min(max(fraction, 0.0), 1.0)))
+        handle.set_postfix_str(message, refresh=False)
+        handle.refresh()
+
+    try:
         yield progress
+    finally:
+        if handle is not None:
+            handle.close()

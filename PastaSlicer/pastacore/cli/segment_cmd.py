@@ -14,7 +14,7 @@ def add_parser(sub):
     p.add_argument("--model", help="installed model name, weight file or nnU-Net result folder (default: built-in model)")
     p.add_argument("--organ-mask", help="label map restricting the search (e.g. TotalSegmentator output)")
     p.add_argument("--organ-label", type=int, help="label value of the organ in --organ-mask (default: any non-zero)")
-    p.add_argument("--roi", help="box R1,A1,S1,R2,A2,S2 in RAS mm restricting the search")
+    p.add_argument("--roi", help="box R1,A1,S1,R2,A2,S2 in RAS mm restricting the search (write --roi=-10,... for negative numbers)")
     p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     p.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8x slower, more accurate)")
     p.add_argument("--overlap", type=float, default=0.5, help="patch overlap in [0, 1) (default 0.5)")

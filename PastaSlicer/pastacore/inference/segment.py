@@ -42,14 +42,15 @@ def _progress(callback, start, span):
 
 def segment_volume(volume: Volume, model=None, *, device: str = "auto", tta: bool = False, overlap: float = 0.5,
                    organ_mask: Volume | None = None, roi_box=None, min_lesion_mm3: float = 0.0,
-                   batch_size: int = 2, progress=None, is_cancelled=None, store=None) -> SegmentationResult:
+                   batch_size: int = 2, amp: bool = True, progress=None, is_cancelled=None, store=None) -> SegmentationResult:
     """Labels for ``volume`` from ``model`` (an installed model's name, a file or folder, a
     :class:`~pastacore.inference.models.SegmentationModel`; None = the default model).
 
     ``organ_mask`` (a label map on the volume's grid; non-zero = organ) or ``roi_box`` (a
     :class:`~pastacore.io.boxes.VoxelBox` of the volume) restricts where the network runs;
     otherwise it skips the air around the body. ``progress(fraction, message)`` is called
-    along the way and ``is_cancelled()`` is polled between batches.
+    along the way and ``is_cancelled()`` is polled between batches. ``amp`` allows reduced
+    precision (bf16 on CPUs with native support, fp16/bf16 on GPUs).
     """
     from .. import deps
     from .models import resolve_segmentation_model
@@ -63,7 +64,6 @@ def segment_volume(volume: Volume, model=None, *, device: str = "auto", tta: boo
         volume.check_matches(organ_mask, "organ mask")
         if not np.any(organ_mask.array):
             raise PastaError("the organ mask is empty; choose another segment or label")
-    report(0.0, "loading the model")
     seg_model = resolve_segmentation_model(model, store)
     info = deps.torch_device_info(device)
     report(0.05, "standardising to 1 mm")
@@ -85,7 +85,7 @@ def segment_volume(volume: Volume, model=None, *, device: str = "auto", tta: boo
         notes.append("air outside the body skipped")
     report(0.15, "running the network")
     settings = WindowSettings(patch_size=seg_model.patch_size, overlap=overlap, batch_size=batch_size,
-                              mirror_axes=(0, 1, 2) if tta else (), device=info.kind)
+                              mirror_axes=(0, 1, 2) if tta else (), device=info.kind, amp=amp)
     network = seg_model.network.to(info.kind)
     image = seg_model.normalize(hu)[None]
     logits, box, run, total = predict_logits(network, image, settings, region, _progress(report, 0.15, 0.75), is_cancelled)

@@ -1,0 +1,119 @@
+"""A segmentation model ready to run: network, patch size, normalisation, label meaning.
+
+Models come from the per-user store (by name), from a weight file or an nnU-Net v2 result
+folder given directly, or from the extension's built-in default. The label meaning comes
+from, in order: the model's ``dataset.json`` labels, the ``labels`` of its description
+(``model.json`` / manifest, with terminology terms), else PASTA-Gen's convention
+(1 = organ, 2 = lesion).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import PastaError
+from ..io.normalize import nnunet_ct, pasta_slf
+from ..terminology import SegmentInfo, describe, describe_label, term_for_label_name
+
+DEFAULT_PATCH = (128, 128, 128)
+
+
+@dataclass
+class SegmentationModel:
+    network: object
+    patch_size: tuple
+    segments: dict                      # label value -> SegmentInfo
+    organ_values: tuple = (1,)
+    lesion_values: tuple = (2,)
+    normalization: dict | None = None   # nnU-Net CT statistics; None = PASTA's SLF
+    provenance: dict = field(default_factory=dict)
+
+    def normalize(self, hu: np.ndarray) -> np.ndarray:
+        return nnunet_ct(hu, self.normalization) if self.normalization else pasta_slf(hu)
+
+
+def _weights_in(folder: Path) -> Path:
+    if (folder / "plans.json").is_file():
+        return folder
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".pth", ".pt", ".safetensors"))
+    if len(files) != 1:
+        raise PastaError(f"model folder {folder.name} should hold one weight file or an nnU-Net result folder")
+    return files[0]
+
+
+def _segments(labels_by_value: dict) -> tuple:
+    """SegmentInfos and which values are organs or lesions, from {value: name or term}."""
+    terms = {v: term_for_label_name(n) if "@" not in n else n for v, n in labels_by_value.items()}
+    organ_hint = next((t for t in terms.values() if t and "@" not in t), None)
+    segments, organs, lesions = {}, [], []
+    for value, name in sorted(labels_by_value.items()):
+        term = terms[value] or term_for_label_name(name, organ_hint)
+        info = describe(term) if term else describe_label(name, organ_hint)
+        segments[value] = info
+        (lesions if term and "@" in term else organs).append(value)
+    return segments, tuple(organs), tuple(lesions)
+
+
+def model_from_source(source, description: dict | None = None) -> SegmentationModel:
+    from ..models.loading import load_for_segmentation
+    from ..models.store import sha256_of
+
+    loaded = load_for_segmentation(source)
+    info, description = loaded.info, description or {}
+    if info.labels:
+        labels = {int(v): str(n) for n, v in info.labels.items() if int(v) != 0}
+    elif description.get("labels"):
+        labels = {int(item["value"]): item["term"] for item in description["labels"]}
+    else:
+        labels = {1: "organ", 2: "lesion"}
+    if labels == {1: "organ", 2: "lesion"}:
+        segments = {1: describe_label("Organ"), 2: describe("lesion@body")}
+        organs, lesions = (1,), (2,)
+    else:
+        segments, organs, lesions = _segments(labels)
+    patch = tuple(info.patch_size or description.get("patch_size") or DEFAULT_PATCH)
+    divisor = 2 ** (info.num_pool or 0)
+    if any(p % divisor for p in patch):
+        raise PastaError(f"patch size {patch} is not a multiple of {divisor}, which this network needs")
+    normalization = None
+    if info.normalization:
+        from ..io.normalize import ct_statistics
+
+        normalization = ct_statistics({"foreground_intensity_properties_per_channel": info.normalization})
+    elif description.get("normalization_stats"):
+        normalization = description["normalization_stats"]
+    source = Path(source)
+    candidates = [Path(info.checkpoint), source / info.checkpoint] if info.checkpoint else []
+    checkpoint = next((c for c in candidates + [source] if c.is_file()), source)
+    provenance = {
+        "name": description.get("name", source.stem), "version": str(description.get("version", "")),
+        "file": checkpoint.name, "sha256": sha256_of(checkpoint) if checkpoint.is_file() else None,
+        "trainer": info.trainer, "architecture": info.architecture_kwargs(),
+    }
+    return SegmentationModel(loaded.network, patch, segments, organs, lesions, normalization, provenance)
+
+
+def resolve_segmentation_model(model=None, store=None) -> SegmentationModel:
+    """An installed model's name, a weight file / result folder, or None for the default."""
+    from ..models.store import ModelStore
+
+    if isinstance(model, SegmentationModel):
+        return model
+    store = store if store is not None else ModelStore()
+    if model is None or model == "":
+        defaults = [m for m in store.list() if m.builtin and m.task == "segmentation"]
+        if not defaults:
+            raise PastaError("no default segmentation model is installed; import one in the PASTA hub or pass --model")
+        model = defaults[0].name
+    path = Path(str(model))
+    if path.exists():
+        return model_from_source(path)
+    installed = store.get(str(model))
+    description = json.loads((installed.path / "model.json").read_text())
+    if description.get("task") not in ("segmentation", "unknown"):
+        raise PastaError(f"model {installed.name!r} is a {description.get('task')} model, not a segmentation model")
+    return model_from_source(_weights_in(installed.path), description)
