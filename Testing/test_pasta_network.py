@@ -189,6 +189,7 @@ def test_nnunet_v2_folder_with_old_trainer_name(tmp_path):
         assert info.trainer == "PASTATrainer_ft" and info.trainer_recorded == "TotalLesionTrainer_ft"
         assert info.labels == {"background": 0, "lung": 1, "lesion": 2}
         assert info.patch_size == [64, 96, 96] and info.fold == 0
+        assert Path(info.checkpoint_path) == result / "fold_0" / "checkpoint_final.pth"
         assert info.normalization["0"]["mean"] == 40.5 and info.normalization_schemes == ["CTNormalization"]
         assert info.container == "nnunet_v2"
         assert _same_outputs(net, loaded.network)

@@ -65,7 +65,8 @@ def model_from_source(source, description: dict | None = None) -> SegmentationMo
     loaded = load_for_segmentation(source)
     info, description = loaded.info, description or {}
     if info.labels:
-        labels = {int(v): str(n) for n, v in info.labels.items() if int(v) != 0}
+        # nnU-Net v2 labels are name -> value (region-based models use lists of values)
+        labels = {int(v): str(n) for n, v in info.labels.items() if isinstance(v, int) and int(v) != 0}
     elif description.get("labels"):
         labels = {int(item["value"]): item["term"] for item in description["labels"]}
     else:
@@ -87,8 +88,7 @@ def model_from_source(source, description: dict | None = None) -> SegmentationMo
     elif description.get("normalization_stats"):
         normalization = description["normalization_stats"]
     source = Path(source)
-    candidates = [Path(info.checkpoint), source / info.checkpoint] if info.checkpoint else []
-    checkpoint = next((c for c in candidates + [source] if c.is_file()), source)
+    checkpoint = Path(info.checkpoint_path) if info.checkpoint_path else source
     provenance = {
         "name": description.get("name", source.stem), "version": str(description.get("version", "")),
         "file": checkpoint.name, "sha256": sha256_of(checkpoint) if checkpoint.is_file() else None,

@@ -2,7 +2,8 @@
 
 ``torch.load(weights_only=True)`` unpickles tensors, plain containers and numbers only; a
 file whose pickle asks for anything else (a class, a function, ``os.system``...) is
-refused. ``.safetensors`` files are read with the safetensors package when present.
+refused. ``.safetensors`` files are read with the safetensors package when present. The only
+non-tensor classes allowed are numpy's array and scalar rebuilders (nnU-Net logs).
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ def load_checkpoint(path, map_location: str = "cpu"):
     import torch
 
     try:
-        return torch.load(str(path), map_location=map_location, weights_only=True, mmap=_is_zip(path))
+        # nnU-Net v2 keeps numpy scalars in its training log: allow numpy's array/scalar
+        # rebuilders (they only turn bytes into arrays), nothing else.
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            return torch.load(str(path), map_location=map_location, weights_only=True, mmap=_is_zip(path))
     except pickle.UnpicklingError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else "unsafe content"
         if "weights_only" in str(exc) or "Unsupported global" in str(exc) or "GLOBAL" in str(exc):
@@ -43,6 +47,23 @@ def load_checkpoint(path, map_location: str = "cpu"):
         raise PastaError(f"cannot read {path.name}: corrupt checkpoint ({reason[:120]})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise PastaError(f"cannot read {path.name}: corrupt or truncated checkpoint ({str(exc).splitlines()[0][:120]})") from None
+
+
+def _numpy_safe_globals() -> list:
+    """Numpy array/scalar rebuilders: they only turn bytes (and already unpickled data) into arrays."""
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy ships with torch's users
+        return []
+    core = getattr(np, "_core", None) or np.core
+    scalar, reconstruct = core.multiarray.scalar, core.multiarray._reconstruct
+    allowed = [scalar, reconstruct, np.ndarray, np.dtype]
+    for old, new in (("numpy.core.multiarray.scalar", scalar), ("numpy.core.multiarray._reconstruct", reconstruct),
+                     ("numpy._core.multiarray.scalar", scalar), ("numpy._core.multiarray._reconstruct", reconstruct)):
+        allowed.append((new, old))
+    for code in ("f8", "f4", "f2", "i8", "i4", "i2", "i1", "u8", "u4", "u2", "u1", "b1"):
+        allowed.append(type(np.dtype(code)))  # numpy >= 1.25 pickles dtypes through their classes
+    return allowed
 
 
 def _is_zip(path: Path) -> bool:

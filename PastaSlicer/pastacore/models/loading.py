@@ -59,7 +59,8 @@ class ModelInfo:
     trainer: str | None = None
     trainer_recorded: str | None = None  # as written in the checkpoint, before aliasing
     fold: int | None = None
-    checkpoint: str | None = None
+    checkpoint: str | None = None  # file name of the checkpoint read
+    checkpoint_path: str | None = None  # full path of that file (None for an in-memory state dict)
     labels: dict | None = None
     patch_size: list | None = None
     spacing: list | None = None
@@ -108,7 +109,8 @@ def read_weights(source) -> tuple:
     else:
         raise PastaError(f"{path} does not exist")
     info.checkpoint = checkpoint.name
-    state, info.container, extra = _unwrap(_load_file(checkpoint), checkpoint.name)
+    info.checkpoint_path = str(checkpoint)
+    state, info.container, extra = _unwrap(load_checkpoint(checkpoint), checkpoint.name)
     _take_nnunet_metadata(extra, info)
     if result_dir is not None:
         info.container = "nnunet_v2" if info.container == "network_weights" else info.container
@@ -116,34 +118,6 @@ def read_weights(source) -> tuple:
     if info.trainer_recorded is not None or result_dir is not None:
         _check_trainer(info, checkpoint.name)
     return state, info
-
-
-def _load_file(path: Path):
-    """``load_checkpoint`` that also accepts the numpy scalars nnU-Net v2 keeps in its training log."""
-    import torch
-
-    allowed = _numpy_safe_globals()
-    if not allowed:
-        return load_checkpoint(path)
-    with torch.serialization.safe_globals(allowed):
-        return load_checkpoint(path)
-
-
-def _numpy_safe_globals() -> list:
-    """Numpy array/scalar rebuilders: they only turn bytes (and already unpickled data) into arrays."""
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover - numpy ships with torch's users
-        return []
-    core = getattr(np, "_core", None) or np.core
-    scalar, reconstruct = core.multiarray.scalar, core.multiarray._reconstruct
-    allowed = [scalar, reconstruct, np.ndarray, np.dtype]
-    for old, new in (("numpy.core.multiarray.scalar", scalar), ("numpy.core.multiarray._reconstruct", reconstruct),
-                     ("numpy._core.multiarray.scalar", scalar), ("numpy._core.multiarray._reconstruct", reconstruct)):
-        allowed.append((new, old))
-    for code in ("f8", "f4", "f2", "i8", "i4", "i2", "i1", "u8", "u4", "u2", "u1", "b1"):
-        allowed.append(type(np.dtype(code)))  # numpy >= 1.25 pickles dtypes through their classes
-    return allowed
 
 
 def _unwrap(obj, name: str) -> tuple:

@@ -1,0 +1,102 @@
+"""``pasta report``: lesion measurements and a structured report (JSON, HTML, PDF, DICOM SEG + SR)."""
+
+from __future__ import annotations
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "report", help="measure lesions and write a report (json, html, pdf, DICOM SEG and SR)",
+        description="Measures every lesion (each connected component of the lesion labels) of SEG on IMAGE and "
+                    "writes DIR/report.json, type.json, report.html, report.pdf and DIR/dicom/{seg,sr}.dcm. "
+                    "With --cases, runs over several cases into DIR/<case>/ and writes DIR/cohort.csv. "
+                    "Research use, not for diagnosis.")
+    p.add_argument("image", nargs="?", help="CT as NIfTI/NRRD file or DICOM folder")
+    p.add_argument("seg", nargs="?", help="label map or .seg.nrrd on the CT's grid")
+    p.add_argument("--out-dir", required=True, help="report folder (refused if it holds files, unless --overwrite)")
+    p.add_argument("--formats", default="json,html,pdf,seg,sr", help="comma-separated: json,html,pdf,seg,sr (default: all)")
+    p.add_argument("--lesion-label", type=int, action="append",
+                   help="label value of the lesions (repeatable; default: every lesion label)")
+    p.add_argument("--organ-mask", help="organ label map (or .seg.nrrd) on the CT's grid, for each lesion's organ")
+    p.add_argument("--whole-labels", action="store_true", help="one lesion per label instead of per connected component")
+    p.add_argument("--cases", metavar="CSV", help="several cases: a CSV with columns image,seg[,organ_mask][,case_id]")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
+    p.set_defaults(func=run)
+
+
+def _one_case(image_path, seg_path, organ_path, args, case_id=None, progress=None):
+    from ..io import read_volume
+    from ..report.export import case_info, label_names_of, make_report
+
+    image = read_volume(image_path)
+    labels = read_volume(seg_path, is_label=True)
+    names, models = label_names_of(labels, seg_path)
+    organs = organ_names = None
+    if organ_path:
+        organs = read_volume(organ_path, is_label=True)
+        organ_names, _ = label_names_of(organs, organ_path)
+    report = make_report(image, labels, case=case_info(image, image_path, seg_path, case_id),
+                         lesion_labels=args.lesion_label, label_names=names, organs=organs, organ_names=organ_names,
+                         models=models, progress=progress)
+    return report, image, labels
+
+
+def _read_cases(path):
+    import csv
+    from pathlib import Path
+
+    from ..errors import PastaError
+
+    folder = Path(path).resolve().parent
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or not {"image", "seg"} <= set(rows[0]):
+        raise PastaError(f"{path} needs a header with at least the columns image,seg")
+
+    def resolve(value):
+        return str(folder / value) if value and not Path(value).is_absolute() else value
+
+    return [(resolve(r["image"]), resolve(r["seg"]), resolve(r.get("organ_mask") or ""), r.get("case_id") or None)
+            for r in rows]
+
+
+def run(args):
+    from pathlib import Path
+
+    from ..errors import PastaError
+    from ..io.atomic import atomic_directory
+    from ..report.export import parse_formats, stem, write_report
+    from ..report.report_csv import write_cohort_csv
+    from .progress import bar
+
+    formats = parse_formats(args.formats)
+    if args.cases:
+        if args.image or args.seg:
+            raise PastaError("give either IMAGE SEG or --cases, not both")
+        cases = _read_cases(args.cases)
+        reports = []
+        with atomic_directory(args.out_dir, overwrite=args.overwrite) as temp:
+            used = set()
+            for image_path, seg_path, organ_path, case_id in cases:
+                name = case_id or stem(image_path)
+                if name in used:
+                    raise PastaError(f"case {name} appears twice in {args.cases}; give distinct case_id values")
+                used.add(name)
+                with bar(f"pasta report {name}") as progress:
+                    report, image, labels = _one_case(image_path, seg_path, organ_path, args, name, progress)
+                    write_report(report, image, labels, Path(temp) / name, formats)
+                reports.append(report)
+            write_cohort_csv(reports, Path(temp) / "cohort.csv")
+        total = sum(len(r.lesions) for r in reports)
+        print(f"wrote {args.out_dir}: {len(reports)} cases, {total} lesions, cohort.csv")
+        return 0
+    if not (args.image and args.seg):
+        raise PastaError("give IMAGE and SEG (or --cases CSV)")
+    with bar("pasta report") as progress:
+        report, image, labels = _one_case(args.image, args.seg, args.organ_mask, args, None,
+                                          lambda f, m="": progress(0.3 * f, m))
+        written = write_report(report, image, labels, args.out_dir, formats, overwrite=args.overwrite,
+                               progress=lambda f, m="": progress(0.3 + 0.7 * f, m))
+    flagged = [m.measurement.index for m in report.lesions if m.measurement.touches_border]
+    print(f"wrote {args.out_dir}: {len(report.lesions)} lesions, {len(written)} files"
+          + (f"; lesion {', '.join(map(str, flagged))} touches the volume border (may be cut)" if flagged else ""))
+    return 0

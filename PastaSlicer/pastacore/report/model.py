@@ -1,0 +1,111 @@
+"""The report of one case: identifiers, lesions (measurements, attributes, organ), provenance.
+
+Exporters (``report_json``, ``report_html``, ``dicom_export``, ``report_csv``) read this
+model and nothing else, so the command line and the Slicer hub write the same files.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from .measure import LesionMeasurement
+
+DISCLAIMER = "Research use only, not for diagnosis."
+SOFTWARE = "PASTA for 3D Slicer"
+
+# The five PASTA report attributes, in the order of the classifier's output groups.
+ATTRIBUTE_NAMES = ("shape", "density", "heterogeneity", "surface", "invasion")
+
+
+@dataclass
+class AttributeValue:
+    """One report attribute: its value and, when predicted, the probability of each option."""
+
+    value: str
+    probabilities: dict | None = None     # option -> probability; None when given by a person
+    source: str = ""                      # model name, or "manual"
+
+
+@dataclass
+class ModelProvenance:
+    name: str
+    version: str = ""
+    sha256: str = ""
+    role: str = ""                        # "segmentation", "attributes", ...
+
+    @classmethod
+    def from_file(cls, path, name: str | None = None, version: str = "", role: str = "") -> "ModelProvenance":
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return cls(name or Path(path).name, version, digest.hexdigest(), role)
+
+
+@dataclass
+class CaseInfo:
+    case_id: str
+    patient_id: str = ""
+    patient_name: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
+    study_description: str = ""
+    image_name: str = ""                  # file or folder name of the CT (never a full path)
+    segmentation_name: str = ""
+    is_dicom: bool = False
+
+
+@dataclass
+class LesionReport:
+    measurement: LesionMeasurement
+    term: str = ""                        # terminology key, e.g. "tumor@lung" (see pastacore.terminology)
+    attributes: dict = field(default_factory=dict)   # name -> AttributeValue
+
+    @property
+    def number(self) -> int:
+        return self.measurement.index
+
+
+@dataclass
+class CaseReport:
+    case: CaseInfo
+    lesions: list
+    models: list = field(default_factory=list)       # ModelProvenance
+    notes: list = field(default_factory=list)        # sentences for the reader (e.g. what DICOM holds)
+    software: dict = field(default_factory=lambda: {"name": SOFTWARE, "version": __version__})
+    created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
+                         .replace(microsecond=0).isoformat())
+    disclaimer: str = DISCLAIMER
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def lesion_term(label_name: str, organ: str) -> str:
+    """Terminology key of a lesion from its label name and the organ it lies in ("tumor@lung")."""
+    from ..terminology import term_for_label_name
+
+    organ_key = term_for_label_name(organ) if organ else None
+    if organ_key and "@" in organ_key:
+        organ_key = organ_key.split("@", 1)[1]
+    term = term_for_label_name(label_name or "", organ_hint=organ_key) if label_name else None
+    if term and "@" in term:
+        return term
+    if organ_key:
+        kind = term.split("@")[0] if term and "@" in term else "lesion"
+        return f"{kind}@{organ_key}"
+    return ""
+
+
+def build_report(case: CaseInfo, measurements: list, attributes: dict | None = None, models=(), notes=()) -> CaseReport:
+    """Wrap measurements (and attributes per lesion number, when known) into a :class:`CaseReport`."""
+    attributes = attributes or {}
+    lesions = []
+    for m in measurements:
+        base = m.name.rsplit(" ", 1)[0] if m.component and m.name.rsplit(" ", 1)[-1].isdigit() else m.name
+        lesions.append(LesionReport(m, lesion_term(base, m.organ), dict(attributes.get(m.index, {}))))
+    return CaseReport(case, lesions, list(models), list(notes))

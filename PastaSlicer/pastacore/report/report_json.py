@@ -1,0 +1,151 @@
+"""``report.json`` (our fixed schema) and PASTA-Gen's ``type.json``.
+
+``report.json`` keys: ``schema``, ``disclaimer``, ``software``, ``created``, ``case``,
+``models``, ``notes`` and ``lesions[]``; every lesion has at least ``volume_ml``,
+``max_diameter_3d_mm``, ``long_axis_mm``, ``short_axis_mm``, ``mean_hu``, ``std_hu``,
+``min_hu``, ``max_hu``, ``centroid_ras_mm``, ``organ`` and ``attributes`` (name ->
+``{"value", "probabilities", "source"}``), followed by the other measurements.
+
+``type.json`` follows the PASTA-Gen-30K / LesionDiffusion layout: one entry per lesion keyed
+by the TotalSegmentator v1 id of its organ (``"0"`` when unknown; a second lesion in the same
+organ gets ``"<id>_2"``, and so on, since the published files never show two), whose value is
+``[shape text, "", {attribute texts}, [[[centre]], [[size]]]]`` with the centre and size in
+voxels of PASTA's 1 mm standard grid (LPS axes; see ``pastacore.io.standardize``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+REPORT_SCHEMA = "pasta-report/1"
+FIXED_KEYS = ("volume_ml", "max_diameter_3d_mm", "long_axis_mm", "short_axis_mm", "mean_hu", "std_hu", "min_hu",
+              "max_hu", "centroid_ras_mm", "organ", "attributes")
+
+
+def _clean(value):
+    """JSON-safe values: rounded floats, no NaN, plain ints and lists."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return None if not math.isfinite(value) else round(value, 4)
+    return value
+
+
+def lesion_dict(lesion) -> dict:
+    m = lesion.measurement.to_dict()
+    fixed = {key: m.get(key) for key in FIXED_KEYS if key not in ("attributes",)}
+    fixed["attributes"] = {name: {"value": a.value, "probabilities": a.probabilities, "source": a.source}
+                           for name, a in lesion.attributes.items()}
+    extra = {key: value for key, value in m.items() if key not in fixed}
+    out = {"number": lesion.number, "term": lesion.term, **fixed, **extra}
+    return _clean(out)
+
+
+def report_dict(report) -> dict:
+    full = report.to_dict()
+    return _clean({
+        "schema": REPORT_SCHEMA,
+        "disclaimer": report.disclaimer,
+        "software": full["software"],
+        "created": report.created,
+        "case": full["case"],
+        "models": full["models"],
+        "notes": list(report.notes),
+        "lesions": [lesion_dict(lesion) for lesion in report.lesions],
+    })
+
+
+def write_report_json(report, path) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(report_dict(report), handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
+
+
+# --- PASTA-Gen type.json ------------------------------------------------------------------
+
+_TEXTS = {  # our attribute values -> PASTA-Gen's vocabulary (pipeline/description.json)
+    "density": (("hypo", "low density lesion,"), ("iso", "isodense lesion,"), ("hyper", "high density lesion,")),
+    "heterogeneity": (("hetero", "heterogeneous,"), ("homo", "homogeneous,")),
+    "surface": (("ill", "ill-defined margin,"), ("well", "well-defined margin,")),
+    "invasion": (("no close", "no close relationship with surrounding organs,"),
+                 ("close", "close relationship with adjacent organs,")),
+}
+
+
+def _attribute_text(name: str, attributes: dict) -> str:
+    attribute = attributes.get(name)
+    if attribute is None or not attribute.value:
+        return ""
+    value = attribute.value.strip().lower()
+    if name == "shape":
+        return value.replace("punctate, nodular", "punctate/nodular").rstrip(",") + ","
+    for key, text in _TEXTS.get(name, ()):
+        if value.startswith(key):
+            return text
+    return value.rstrip(",") + ","
+
+
+def _organ_id(organ: str, side: str) -> int:
+    from ..resources import load_json
+    from ..terminology import term_for_label_name
+
+    structures = load_json("terminology.json")["structures"]
+    key = term_for_label_name(organ) if organ else None
+    if not key or "@" in key:
+        return 0
+    for candidate in (f"{side} {key}", key):
+        ids = structures.get(candidate, {}).get("ts_v1")
+        if ids:
+            if candidate == "lung" and side == "right":
+                return ids[2]  # right upper lobe (13, 14 are the left lobes)
+            return ids[0]
+    return 0
+
+
+def type_dict(report, grid) -> dict:
+    """PASTA-Gen ``type.json`` content for ``report`` measured on ``grid``."""
+    from ..io.standardize import standard_grid
+
+    standard = standard_grid(grid)
+    out = {}
+    for lesion in report.lesions:
+        m = lesion.measurement
+        centre = standard.lps_to_index(np.asarray(m.centroid_lps_mm))
+        lo, hi = np.asarray(m.bbox_ijk[0], float), np.asarray(m.bbox_ijk[1], float)
+        extent = np.abs(grid.direction) @ ((hi - lo + 1) * np.asarray(grid.spacing))  # mm along L, P, S
+        size = np.maximum(1, np.rint(extent / np.asarray(standard.spacing))).astype(int)
+        key = str(_organ_id(m.organ, m.side))
+        base, n = key, 1
+        while key in out:
+            n += 1
+            key = f"{base}_{n}"
+        attrs = lesion.attributes
+        shape = _attribute_text("shape", attrs)
+        size_text = "[[" + " ".join(str(int(s)) for s in size) + "]] pixel,"
+        out[key] = [shape, "", {
+            "enhancement status": "",
+            "lesion location": base,
+            "shape": shape,
+            "size": size_text,
+            "density": _attribute_text("density", attrs),
+            "density variations": _attribute_text("heterogeneity", attrs),
+            "CT value": f"Mean density of the lesion region is approximately {int(round(m.mean_hu))} HU,",
+            "surface characteristics": _attribute_text("surface", attrs),
+            "relationship with adjacent organs": _attribute_text("invasion", attrs),
+            "specific features": "",
+        }, [[[int(round(c)) for c in centre]], [[int(s) for s in size]]]]
+    return out
+
+
+def write_type_json(report, grid, path) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(type_dict(report, grid), handle)
+        handle.write("\n")
