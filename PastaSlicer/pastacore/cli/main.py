@@ -13,7 +13,7 @@ from .. import __version__
 from ..errors import PastaError
 
 # Subcommand modules, each with ``add_parser(subparsers)``; later work adds more here.
-COMMANDS = ("standardize", "segment", "models", "info", "demo")
+COMMANDS = ("standardize", "segment", "models", "info", "demo", "report")
 
 
 class _Parser(argparse.ArgumentParser):

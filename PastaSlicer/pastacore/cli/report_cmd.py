@@ -36,7 +36,7 @@ def _one_case(image_path, seg_path, organ_path, args, case_id=None, progress=Non
         organ_names, _ = label_names_of(organs, organ_path)
     report = make_report(image, labels, case=case_info(image, image_path, seg_path, case_id),
                          lesion_labels=args.lesion_label, label_names=names, organs=organs, organ_names=organ_names,
-                         models=models, progress=progress)
+                         models=models, split_components=not args.whole_labels, progress=progress)
     return report, image, labels
 
 

@@ -101,7 +101,7 @@ def write_derived_ct(image, folder, case) -> list:
         ds.ReferringPhysicianName = ""
         ds.StudyDescription = "Derived from a non-DICOM CT by PASTA for 3D Slicer"
         ds.SeriesDescription = f"Derived CT {case.image_name}"[:64]
-        ds.PatientName = case.patient_name or case.case_id
+        ds.PatientName = case.patient_name or f"{case.case_id}^"
         ds.PatientID = case.patient_id or case.case_id
         ds.PatientBirthDate = ""
         ds.PatientSex = ""
@@ -109,6 +109,8 @@ def write_derived_ct(image, folder, case) -> list:
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
         ds.StudyID = "1"
         ds.SeriesNumber = 1
+        ds.Laterality = ""
+        ds.PatientPosition = ""
         ds.AcquisitionNumber = 1
         ds.InstanceNumber = k + 1
         ds.FrameOfReferenceUID = frame_uid
@@ -210,6 +212,35 @@ def write_seg_sr(report, image, labels, out_dir, formats=("seg", "sr")) -> list:
     return written
 
 
+def _referenced_segment(seg, number: int, sources):
+    """The SR's reference to segment ``number`` of ``seg``: its frames and their source images.
+
+    (highdicom's ``ReferencedSegment.from_segmentation`` fails on a SEG with a single segment,
+    whose segment identification sits in the shared functional groups.)
+    """
+    import highdicom as hd
+
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    default = shared.SegmentIdentificationSequence[0].ReferencedSegmentNumber \
+        if "SegmentIdentificationSequence" in shared else None
+    by_uid = {ds.SOPInstanceUID: ds for ds in sources}
+    images = []  # frame numbers are left out: with them the segment number is not allowed
+    for item in seg.PerFrameFunctionalGroupsSequence:
+        ident = item.SegmentIdentificationSequence[0].ReferencedSegmentNumber \
+            if "SegmentIdentificationSequence" in item else default
+        if ident != number:
+            continue
+        for derivation in item.get("DerivationImageSequence", []):
+            for source in derivation.get("SourceImageSequence", []):
+                uid = source.ReferencedSOPInstanceUID
+                if uid in by_uid and uid not in images:
+                    images.append(uid)
+    return hd.sr.ReferencedSegment(
+        sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID, segment_number=number,
+        source_images=[hd.sr.SourceImageForSegmentation.from_source_image(by_uid[u])
+                                             for u in images])
+
+
 def _make_sr(report, seg, sources, tracking):
     import highdicom as hd
     from highdicom.sr import CodedConcept
@@ -242,7 +273,7 @@ def _make_sr(report, seg, sources, tracking):
         ] or None
         groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking[n - 1], identifier=f"Lesion {lesion.number}"),
-            referenced_segment=hd.sr.ReferencedSegment.from_segmentation(seg, n),
+            referenced_segment=_referenced_segment(seg, n, sources),
             finding_type=ptype, finding_sites=sites, measurements=measurements, qualitative_evaluations=evaluations,
         ))
     observer = hd.sr.ObserverContext(

@@ -90,7 +90,7 @@ def split_organs_and_lesions(names: dict) -> tuple:
 
 
 def make_report(image, labels, *, case: CaseInfo, lesion_labels=None, label_names=None, organs=None,
-                organ_names=None, attributes=None, models=(), progress=None):
+                organ_names=None, attributes=None, models=(), split_components=True, progress=None):
     """Measure ``labels`` on ``image`` and build the :class:`~pastacore.report.model.CaseReport`.
 
     When ``lesion_labels`` is None and the label names say which labels are organs, those are
@@ -110,7 +110,8 @@ def make_report(image, labels, *, case: CaseInfo, lesion_labels=None, label_name
                 organs = labels.with_array(np.where(np.isin(labels.array, organ_set), labels.array, 0))
                 organ_names = {k: label_names[k] for k in organ_set}
     measurements = measure_lesions(image, labels, lesion_labels=lesion_labels, label_names=label_names,
-                                   organs=organs, organ_names=organ_names, progress=progress)
+                                   organs=organs, organ_names=organ_names, split_components=split_components,
+                                   progress=progress)
     notes = []
     border = [m.index for m in measurements if m.touches_border]
     if border:

@@ -29,8 +29,13 @@ def lesion_mask(labels: np.ndarray, m) -> tuple:
     return box, mask
 
 
-def window_for(organ: str) -> tuple:
-    return LUNG_WINDOW if "lung" in (organ or "").lower() else SOFT_TISSUE_WINDOW
+def window_for(organ: str, surroundings: np.ndarray | None = None) -> tuple:
+    """Lung window for lung lesions (or, organ unknown, lesions surrounded mostly by air), else soft tissue."""
+    if organ:
+        return LUNG_WINDOW if "lung" in organ.lower() else SOFT_TISSUE_WINDOW
+    if surroundings is not None and surroundings.size and np.median(surroundings) < -400:
+        return LUNG_WINDOW
+    return SOFT_TISSUE_WINDOW
 
 
 def lesion_figure(image: Volume, box, mask: np.ndarray, m, title: str = ""):
@@ -45,11 +50,11 @@ def lesion_figure(image: Volume, box, mask: np.ndarray, m, title: str = ""):
     si, sj, sk = image.grid.spacing
     nk, nj, ni = image.array.shape
     ci, cj, ck = (int(round(c)) for c in m.centroid_ijk)
-    window = window_for(m.organ)
     lo, hi = np.asarray(m.bbox_ijk[0]), np.asarray(m.bbox_ijk[1])
     margin = np.ceil(MARGIN_MM / np.array([si, sj, sk])).astype(int)
     x0, y0, z0 = np.maximum(lo - margin, 0)
     x1, y1, z1 = np.minimum(hi + margin, [ni - 1, nj - 1, nk - 1])
+    window = window_for(m.organ, image.array[m.axis_slice, y0:y1 + 1, x0:x1 + 1])
 
     fig, axes = plt.subplots(1, 3, figsize=(11, 4.0), facecolor="black")
     panels = (

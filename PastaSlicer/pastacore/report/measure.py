@@ -343,7 +343,7 @@ def measure_lesions(image: Volume, labels: Volume, *, lesion_labels=None, label_
     label_names = label_names or {}
     lesions = []
     for number, label in enumerate(wanted):
-        base = label_names.get(label, f"label {label}")
+        base = label_names.get(label, f"lesion label {label}")
         parts = lesion_components(labels.array, label, split_components)
         for component, box, mask in parts:
             name = base if len(parts) == 1 else f"{base} {component}"

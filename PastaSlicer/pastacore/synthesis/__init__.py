@@ -1,0 +1,19 @@
+"""Attribute-conditioned lesion synthesis (PASTA-Gen style), Qt-free.
+
+- :func:`lesion_types` - the 15 PASTA lesion type keys; :func:`schema.lesion_type` for details.
+- :func:`parse_text` - free text -> attributes (+ lesion type, + words not understood).
+- :func:`make_plan` - attributes + type + seed -> a readable numeric :class:`SynthesisPlan`.
+- :func:`synthesize_lesion` - one lesion into a copy of a CT (image, labels organ 1 / lesion 2,
+  segments, our report and a PASTA-Gen ``type.json``).
+- :func:`generate_dataset` - many lesions into background scans, PASTA-Gen-30K or nnU-Net layout.
+
+Backends: ``procedural`` (default, CPU) and ``diffusion`` (reports itself unavailable).
+Synthetic images are for research use only.
+"""
+
+from .backends import backend_names, get_backend  # noqa: F401
+from .dataset import generate_dataset  # noqa: F401
+from .engine import SynthesisResult, read_attributes, synthesize_lesion  # noqa: F401
+from .plan import SynthesisPlan, make_plan  # noqa: F401
+from .schema import LesionType, lesion_type, lesion_types, normalize_attributes  # noqa: F401
+from .text import ParsedText, parse_text  # noqa: F401

@@ -1,0 +1,300 @@
+"""``synthesize_lesion``: one lesion of a chosen type and description into a copy of a CT.
+
+Steps: read the attributes (free text or a mapping, merged over the type's defaults and
+checked), pick the organ from the organ labels, check the box, draw the plan from the seed,
+place the lesion (in the box, in the organ), render it with the chosen backend, measure it
+and write the reports. The input volume is never modified.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import CancelledError, PastaError
+from ..io import Volume, check_ct
+from ..io.boxes import VoxelBox
+from . import schema as S
+from .backends import get_backend
+from .measure import extents_mm, lesion_stats
+from .plan import SynthesisPlan, make_plan
+from .report import lesion_report, type_json
+from .text import parse_text
+
+
+@dataclass
+class SynthesisResult:
+    image: Volume            # the input with the lesion (a new volume)
+    labels: Volume           # PASTA-Gen labels: organ 1, lesion 2
+    segments: dict           # {label value: SegmentInfo}
+    plan: SynthesisPlan
+    report: dict             # our JSON report
+    type_json: dict          # PASTA-Gen type.json
+    organ: Volume | None = None
+    changed_box: VoxelBox | None = None
+    not_understood: list = field(default_factory=list)
+
+    @property
+    def lesion(self) -> np.ndarray:
+        return self.labels.array == 2
+
+
+# -- attributes -------------------------------------------------------------------------------
+
+
+def read_attributes(attributes, lesion_type: str | None):
+    """(lesion type key, merged attributes, words not understood) from text or a mapping."""
+    unknown = []
+    user = {}
+    parsed_type = parsed_organ = None
+    if isinstance(attributes, str):
+        parsed = parse_text(attributes)
+        user, unknown, parsed_type, parsed_organ = parsed.attributes, parsed.unknown, parsed.lesion_type, parsed.organ
+    elif isinstance(attributes, dict):
+        if len(attributes) == 1:
+            (key, value), = attributes.items()
+            if str(key).isdigit() and isinstance(value, list) and len(value) >= 3 and isinstance(value[2], dict):
+                attributes = value[2]  # a PASTA-Gen type.json
+        user = dict(attributes)
+    elif attributes is not None:
+        raise PastaError("attributes must be a description (text) or a mapping of attribute names to values")
+    if lesion_type:
+        kind = S.lesion_type(lesion_type)
+        if parsed_organ and parsed_organ != kind.organ:
+            raise PastaError(f"the description names the {parsed_organ} but the lesion type {kind.key} is in the "
+                             f"{kind.organ}; change one of them")
+    elif parsed_type:
+        kind = S.lesion_type(parsed_type)
+    else:
+        raise PastaError(f"no lesion type given; choose one of: {', '.join(S.lesion_types())}")
+    merged = S.merged_attributes(kind, user)
+    S.check_consistency(kind, merged)
+    return kind, merged, unknown
+
+
+# -- organ ------------------------------------------------------------------------------------
+
+
+def _name_matches(name: str, organ: str) -> bool:
+    words = f" {S._simplify(name.replace('_', ' '))} "
+    return any(f" {S._simplify(w)} " in words for w in S.schema()["organs"][organ]["words"])
+
+
+def select_organ(volume: Volume, organ_labels, organ_names, organ_label, kind, box):
+    """(boolean organ mask on the volume grid or None, TotalSegmentator v1 id for type.json)."""
+    info = S.schema()["organs"][kind.organ]
+    default_id = info["ts_v1"][0]
+    if organ_labels is None:
+        return None, default_id
+    if isinstance(organ_labels, np.ndarray):
+        organ_labels = volume.with_array(organ_labels, is_label=True)
+    volume.check_matches(organ_labels, "organ mask")
+    labels = organ_labels.array
+    present = [int(v) for v in np.unique(labels) if v != 0]
+    if not present:
+        raise PastaError("the organ mask is empty")
+    if organ_label is not None:
+        wanted = [int(v) for v in np.atleast_1d(organ_label)]
+        missing = [v for v in wanted if v not in present]
+        if missing:
+            raise PastaError(f"organ label {missing[0]} is not in the organ mask (it holds {', '.join(map(str, present[:20]))})")
+    elif organ_names:
+        wanted = [int(v) for v, name in organ_names.items() if int(v) in present and _name_matches(str(name), kind.organ)]
+        if not wanted:
+            if len(present) == 1:
+                wanted = present
+            else:
+                names = ", ".join(str(n) for n in organ_names.values())
+                raise PastaError(f"none of the organ segments ({names}) is the {kind.organ} that a "
+                                 f"{kind.name.lower()} needs; add or rename the {kind.organ} segment")
+    elif len(present) == 1:
+        wanted = present
+    elif set(present) & set(info["ts_v1"]) and max(present) <= 104:
+        wanted = sorted(set(present) & set(info["ts_v1"]))  # a TotalSegmentator v1 map
+    elif box is not None:
+        inside = labels[box.slices]
+        counts = np.bincount(inside[inside > 0].ravel()) if (inside > 0).any() else None
+        if counts is None:
+            raise PastaError(f"the box does not overlap any organ of the mask; move it into the {kind.organ}")
+        wanted = [int(np.argmax(counts))]
+    else:
+        raise PastaError(f"the organ mask holds several labels ({', '.join(map(str, present[:20]))}); say which one is "
+                         f"the {kind.organ} (--organ-label)")
+    mask = np.isin(labels, wanted)
+    ts_ids = [v for v in wanted if v in info["ts_v1"]]
+    return mask, (ts_ids[0] if ts_ids and organ_names is None else default_id)
+
+
+def auto_organ(volume: Volume, kind):
+    """An organ mask found without a model (the lungs), or None."""
+    if kind.organ == "lung":
+        from ..inference.regions import lung_mask
+
+        return lung_mask(volume.array, volume.grid.spacing)
+    return None
+
+
+# -- box and placement ------------------------------------------------------------------------
+
+
+def check_box(box: VoxelBox, volume: Volume) -> VoxelBox:
+    shape = np.array(volume.array.shape)
+    start, stop = np.array(box.start), np.array(box.stop)
+    if np.any(stop <= 0) or np.any(start >= shape) or np.any(stop <= start):
+        raise PastaError(f"the box lies outside the volume ({volume.grid.describe()}); draw it over the organ")
+    start, stop = np.clip(start, 0, shape), np.clip(stop, 0, shape)
+    return VoxelBox(tuple(int(v) for v in start), tuple(int(v) for v in stop))
+
+
+def box_extent_mm(box: VoxelBox, volume: Volume) -> list:
+    corners = np.array([[i, j, k] for i in (box.start[2], box.stop[2] - 1) for j in (box.start[1], box.stop[1] - 1)
+                        for k in (box.start[0], box.stop[0] - 1)], float)
+    lps = volume.grid.index_to_lps(corners)
+    footprint = np.abs(volume.grid.direction) @ np.asarray(volume.grid.spacing)
+    return [float(v) for v in lps.max(axis=0) - lps.min(axis=0) + footprint]
+
+
+def place(plan: SynthesisPlan, organ, volume: Volume, box: VoxelBox | None, kind) -> np.ndarray:
+    """LPS centre of the lesion: in the box and the organ, as deep as the placement rule wants."""
+    from scipy import ndimage
+
+    grid = volume.grid
+    radius = min(plan.size_mm) / 2
+    if organ is None:
+        centre_index = (np.array(box.start) + np.array(box.stop) - 1) / 2.0
+        return grid.index_to_lps(centre_index[::-1])
+    spacing = np.array(grid.spacing[::-1])
+    if box is not None:
+        grow = np.ceil((radius + 3) / spacing).astype(int)
+        lo = np.maximum(np.array(box.start) - grow, 0)
+        hi = np.minimum(np.array(box.stop) + grow, organ.shape)
+        stride = 1
+    else:
+        where = np.argwhere(organ)
+        if where.size == 0:
+            raise PastaError(f"the {kind.organ} mask is empty")
+        lo, hi = where.min(axis=0), where.max(axis=0) + 1
+        stride = 2 if np.prod(hi - lo) > 3e6 else 1
+    sub = organ[lo[0]:hi[0]:stride, lo[1]:hi[1]:stride, lo[2]:hi[2]:stride]
+    if not sub.any():
+        raise PastaError(f"the box does not overlap the {kind.organ}; move it into the organ")
+    if box is not None:  # the organ may go on beyond the crop: no padding
+        depth = ndimage.distance_transform_edt(sub, sampling=spacing * stride)
+    else:
+        depth = ndimage.distance_transform_edt(np.pad(sub, 1), sampling=spacing * stride)[1:-1, 1:-1, 1:-1]
+    candidates = sub.copy()
+    index = np.argwhere(np.ones(sub.shape, bool)).reshape(sub.shape + (3,)) * stride + lo
+    if box is not None:
+        inside = np.all((index >= np.array(box.start)) & (index < np.array(box.stop)), axis=-1)
+        candidates &= inside
+        if not candidates.any():
+            raise PastaError(f"the box does not overlap the {kind.organ}; move it into the organ")
+        centre = (np.array(box.start) + np.array(box.stop) - 1) / 2.0
+        distance = np.linalg.norm((index - centre) * spacing, axis=-1)
+    else:
+        distance = np.zeros(sub.shape)
+    rng = np.random.default_rng([plan.seed, 5])
+    edge = 1.5 * float(spacing.max() * stride)
+    if plan.placement == "wall":
+        score = -np.abs(depth - edge / 2) - 0.05 * distance
+        good = candidates & (depth <= edge)
+    elif plan.placement == "surface":
+        score = -np.abs(depth - 0.3 * radius) - 0.05 * distance
+        good = candidates & (np.abs(depth - 0.3 * radius) <= max(edge, 0.15 * radius))
+    else:  # parenchyma, lumen: as deep as the radius needs
+        want = radius + plan.edge_sigma_mm if plan.clip_to_organ else radius * 0.6
+        score = np.minimum(depth, want) - 0.05 * distance
+        good = candidates & (depth >= min(want, 0.8 * float(depth[candidates].max())))
+    if box is not None or not good.any():
+        flat = np.where(candidates, score, -np.inf)
+        pick = np.unravel_index(int(np.argmax(flat)), flat.shape)
+    else:
+        options = np.argwhere(good)
+        pick = tuple(options[int(rng.integers(len(options)))])
+    chosen = index[pick].astype(float)
+    return grid.index_to_lps(chosen[::-1])
+
+
+# -- main entry -------------------------------------------------------------------------------
+
+
+def synthesize_lesion(volume: Volume, organ_labels=None, organ_names=None, roi_box: VoxelBox | None = None,
+                      lesion_type: str | None = None, attributes=None, seed: int = 0, progress=None,
+                      is_cancelled=None, organ_label=None, backend: str = "procedural") -> SynthesisResult:
+    """Insert one lesion; returns a :class:`SynthesisResult` (the input is not modified).
+
+    ``organ_labels``: label Volume on ``volume``'s grid (or None); ``organ_names``: {value: name}
+    used to find the lesion type's organ among the labels; ``organ_label``: the value(s) to
+    use instead. ``roi_box``: where the lesion goes (a VoxelBox) or None for a random place in
+    the organ. ``attributes``: free text, a mapping, or a PASTA-Gen type.json mapping.
+    """
+    from ..terminology import describe
+
+    started = time.perf_counter()
+    report = progress or (lambda f, m="": None)
+    cancelled = is_cancelled or (lambda: False)
+    engine = get_backend(backend)
+    check_ct(volume, "the CT volume")
+    kind, merged, unknown = read_attributes(attributes, lesion_type)
+    report(0.05, "attributes")
+    box = check_box(roi_box, volume) if roi_box is not None else None
+    organ, organ_id = select_organ(volume, organ_labels, organ_names, organ_label, kind, box)
+    if organ is None and kind.hollow and kind.kind != "stone":
+        raise PastaError(f"a {kind.name.lower()} grows in the wall of the {kind.organ}: give the {kind.organ} "
+                         f"segmentation (organ mask)")
+    if organ is None and box is None:
+        organ = auto_organ(volume, kind)
+        if organ is None:
+            raise PastaError(f"without a box, a {kind.name.lower()} needs the {kind.organ} segmentation (organ mask) "
+                             f"to find a place for it")
+    size_hint = None
+    if box is not None:
+        extent = box_extent_mm(box, volume)
+        if min(extent) < 3.0:
+            raise PastaError(f"the box ({' x '.join(f'{e:.1f}' for e in extent)} mm) is too small; lesions are at "
+                             f"least 3 mm")
+        if S.SIZE in merged:
+            slack = max(volume.grid.spacing)
+            if any(s > e + slack for s, e in zip(merged[S.SIZE], extent)):
+                raise PastaError(
+                    f"the box ({' x '.join(f'{e:.0f}' for e in extent)} mm) is too small for the requested size "
+                    f"({' x '.join(f'{s:.0f}' for s in merged[S.SIZE])} mm); enlarge the box or ask for a smaller lesion")
+        else:
+            size_hint = [round(0.9 * e, 1) for e in extent]
+    plan = make_plan(kind, merged, seed, size_hint)
+    if organ is None and plan.clip_to_organ:
+        plan.clip_to_organ = False
+        plan.notes.append("no organ mask: the lesion is not clipped to an organ")
+    if cancelled():
+        raise CancelledError()
+    center = place(plan, organ, volume, box, kind)
+    report(0.15, "placed")
+    rendered = engine.render(volume, organ, plan, center, lambda f, m="": report(0.15 + 0.75 * f, m))
+    if cancelled():
+        raise CancelledError()
+
+    grid = volume.grid
+    measured = lesion_stats(rendered.array, rendered.lesion, grid)
+    organ_size = extents_mm(organ, grid) if organ is not None else measured["size_mm"]
+    label_array = np.zeros(volume.array.shape, np.uint8)
+    if organ is not None:
+        label_array[organ] = 1
+    label_array[rendered.lesion] = 2
+    image = volume.with_array(rendered.array, is_label=False)
+    labels = Volume(label_array, grid, is_label=True, meta={})
+    segments = {2: describe(kind.term)}
+    if organ is not None:
+        segments = {1: describe(kind.organ), 2: segments[2]}
+    ras = (grid.ijk_to_ras() @ np.append(grid.lps_to_index(center), 1.0))[:3]
+    geometry = {"center_ras": [round(float(v), 2) for v in ras],
+                "box_ijk": None if box is None else [list(box.start[::-1]), [v - 1 for v in box.stop[::-1]]],
+                "changed_region_ijk": [list(rendered.crop.start[::-1]), [v - 1 for v in rendered.crop.stop[::-1]]]}
+    seconds = time.perf_counter() - started
+    our = lesion_report(plan, kind, measured, geometry, engine.name, unknown, rendered.stats, seconds)
+    pasta = type_json(plan, organ_id, organ_size, measured["size_mm"], measured["mean_hu"])
+    report(1.0, "done")
+    return SynthesisResult(image, labels, segments, plan, our, pasta,
+                           None if organ is None else Volume(organ.astype(np.uint8), grid, is_label=True),
+                           rendered.crop, unknown)
