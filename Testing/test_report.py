@@ -96,7 +96,7 @@ def test_components_organ_side_and_border_flag():
     image.array[:, 5:35, 5:35] = 30  # a body centred at i = 19.5
     labels = np.zeros(image.array.shape, np.uint8)
     labels[8:12, 10:15, 8:12] = 1      # patient right (small i = LPS -x)
-    labels[8:12, 20:25, 28:33] = 1     # patient left
+    labels[8:12, 20:25, 28:32] = 1     # patient left (same size)
     labels[0:3, 30:33, 18:22] = 2      # touches the first slice
     organs = np.zeros_like(labels)
     organs[5:15, 5:20, 5:18] = 3
@@ -312,7 +312,7 @@ def test_names_from_a_segment_sidecar_split_organs_and_lesions(lung1, tmp_path):
     labels = (label.array > 0).astype(np.uint8) * 2
     ks = np.unique(np.nonzero(labels)[0])
     organ = np.zeros_like(labels)
-    organ[ks[0] - 1:ks[-1] + 2, 150:450, 250:480] = 1
+    organ[ks[0] - 1:ks[-1] + 2, 150:450, 235:480] = 1  # 3.4 mm beside the tumour
     labels = np.where(labels > 0, labels, organ)
     (tmp_path / "seg.json").write_text(json.dumps({"labels": {"1": {"name": "lung"}, "2": {"name": "lung tumor"}},
                                                    "model": {"name": "pasta-lung", "version": "1", "sha256": "ab"}}))
@@ -344,6 +344,29 @@ def test_measurement_table_node_updates_in_place(scene, lung1):
     labels = label.array.copy()
     labels[5:8, 100:110, 100:110] = 2
     seg2, _ = segmentations.add_labels_to_segmentation(
-        scene.scene, label.with_array(labels), {1: describe("tumor@lung"), 2: describe("nodule@lung")}, node, seg)
+        scene.scene, label.with_array(labels), {2: describe("nodule@lung")}, node, seg)
     same, ms = tables.update_table_from_segmentation(scene.scene, seg2, node, table)
     assert same.GetID() == table.GetID() and table.GetNumberOfRows() == 2
+
+
+def test_attributes_with_probabilities_reach_json_type_json_and_sr(lung1, tmp_path):
+    hd = pytest.importorskip("highdicom")
+    from pastacore.report.model import AttributeValue
+
+    image, label = lung1
+    attributes = {1: {"shape": AttributeValue("Irregular", {"Round-like": 0.2, "Irregular": 0.8}, "head.pt"),
+                      "density": AttributeValue("Hypodense", None, "manual")}}
+    report = make_report(image, label, case=case_info(image, "lung1.nrrd"), attributes=attributes)
+    write_report(report, image, label, tmp_path / "r", formats=("json", "sr"))
+    (lesion,) = json.loads((tmp_path / "r" / "report.json").read_text())["lesions"]
+    assert lesion["attributes"]["shape"] == {"value": "Irregular", "probabilities": {"Round-like": 0.2, "Irregular": 0.8},
+                                             "source": "head.pt"}
+    (entry,) = json.loads((tmp_path / "r" / "type.json").read_text()).values()
+    assert entry[0] == "irregular," and entry[2]["density"] == "low density lesion,"
+    assert not (tmp_path / "r" / "dicom" / "seg.dcm").exists()  # only the SR was asked for
+    sr = hd.sr.srread(tmp_path / "r" / "dicom" / "sr.dcm")
+    (group,) = sr.content.get_volumetric_roi_measurement_groups()
+    values = {e.value.meaning for e in group.get_qualitative_evaluations()}
+    assert values == {"Irregular", "Hypodense"}
+    if shutil.which("dciodvfy"):
+        assert _dciodvfy_errors(tmp_path / "r" / "dicom" / "sr.dcm") == []

@@ -51,5 +51,6 @@ fi
 if [ "$what" = demo ]; then
   exec .venv/bin/pasta demo --overwrite "$@"
 else
+  apt_install dicom3tools  # dciodvfy validates the DICOM SEG/SR exports (tests skip without it)
   exec .venv/bin/python -m pytest Testing "$@"
 fi

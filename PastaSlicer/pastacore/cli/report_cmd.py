@@ -64,11 +64,12 @@ def run(args):
 
     from ..errors import PastaError
     from ..io.atomic import atomic_directory
-    from ..report.export import parse_formats, stem, write_report
+    from ..report.export import check_out_dir, parse_formats, stem, write_report
     from ..report.report_csv import write_cohort_csv
     from .progress import bar
 
     formats = parse_formats(args.formats)
+    check_out_dir(args.out_dir, args.overwrite)
     if args.cases:
         if args.image or args.seg:
             raise PastaError("give either IMAGE SEG or --cases, not both")

@@ -120,6 +120,15 @@ def make_report(image, labels, *, case: CaseInfo, lesion_labels=None, label_name
     return build_report(case, measurements, attributes=attributes, models=models, notes=notes)
 
 
+def check_out_dir(path, overwrite: bool = False) -> None:
+    """Refuse, before any work, a report folder that already holds files (unless ``overwrite``)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise PastaError(f"output {path} is a file; give a folder for the report")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise PastaError(f"output folder {path} already holds files (an earlier report?); pass --overwrite to replace them")
+
+
 def write_report(report, image, labels, out_dir, formats=ALL_FORMATS, overwrite=False, progress=None) -> list:
     """Write the report folder (see module docstring); return the written file names (relative)."""
     from ..io.atomic import atomic_directory
