@@ -125,3 +125,25 @@ def test_cli_segment_wrong_organ_label(tmp_path, sample_dir, tiny_checkpoint, ca
             str(tiny_checkpoint), "--organ-mask", str(sample_dir / "lung1_label.nrrd"), "--organ-label", "7"]
     assert main(argv) == 2
     assert "label 7 is not present" in capsys.readouterr().err
+
+
+def test_organ_sources(lung1, tmp_path):
+    from pastacore.inference.organs import classical_organ, organ_from_labels
+    from pastacore.io import write_volume
+
+    image, tumour = lung1
+    lungs = classical_organ(image, "lungs")
+    assert lungs.grid.same_as(image.grid)
+    assert 2.0 < lungs.array.sum() * np.prod(image.grid.spacing) / 1e6 < 7.0  # litres of lung
+    assert lungs.array[tumour.array > 0].mean() > 0.9  # lung1's nodule lies inside the lungs
+    # a TotalSegmentator v2 style map: lobes 10-14 are lung, 5 is liver
+    total = tumour.with_array(np.zeros_like(tumour.array))
+    total.array[lungs.array > 0] = 12
+    total.array[:5] = 5
+    picked = organ_from_labels(total, organ="lung", totalsegmentator_version=2)
+    assert np.array_equal(picked.array > 0, total.array == 12)
+    assert organ_from_labels(total, organ="liver").array.sum() == (total.array == 5).sum()
+    with pytest.raises(PastaError, match="no pancreas found"):
+        organ_from_labels(total, organ="pancreas")
+    with pytest.raises(PastaError, match="built-in organ masks"):
+        classical_organ(image, "heart")

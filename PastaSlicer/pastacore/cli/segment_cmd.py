@@ -14,6 +14,10 @@ def add_parser(sub):
     p.add_argument("--model", help="installed model name, weight file or nnU-Net result folder (default: built-in model)")
     p.add_argument("--organ-mask", help="label map restricting the search (e.g. TotalSegmentator output)")
     p.add_argument("--organ-label", type=int, help="label value of the organ in --organ-mask (default: any non-zero)")
+    p.add_argument("--organ", help="organ to restrict to: with --organ-mask, its name (e.g. lung: TotalSegmentator ids or "
+                                   "segment names); alone, 'lungs' or 'body' for the built-in classical masks")
+    p.add_argument("--totalsegmentator-version", type=int, choices=(1, 2), default=2,
+                   help="label numbering of a TotalSegmentator --organ-mask (default 2)")
     p.add_argument("--roi", help="box R1,A1,S1,R2,A2,S2 in RAS mm restricting the search (write --roi=-10,... for negative numbers)")
     p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     p.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8x slower, more accurate)")
@@ -50,7 +54,7 @@ def parse_box(text):
 def run(args):
     import numpy as np
 
-    from ..errors import PastaError
+    from ..inference.organs import classical_organ, organ_from_labels
     from ..inference.segment import segment_volume
     from ..io import read_volume, write_volume
     from ..io.atomic import atomic_outputs, check_output_path
@@ -63,11 +67,10 @@ def run(args):
     volume = read_volume(args.image)
     organ = None
     if args.organ_mask:
-        organ = read_volume(args.organ_mask, is_label=True)
-        if args.organ_label is not None:
-            if not np.any(organ.array == args.organ_label):
-                raise PastaError(f"label {args.organ_label} is not present in {args.organ_mask}")
-            organ = organ.with_array((organ.array == args.organ_label).astype(np.uint8))
+        organ = organ_from_labels(read_volume(args.organ_mask, is_label=True), label=args.organ_label, organ=args.organ,
+                                  totalsegmentator_version=args.totalsegmentator_version)
+    elif args.organ:
+        organ = classical_organ(volume, args.organ)
     roi_box = box_from_ras_bounds(parse_box(args.roi), volume.grid) if args.roi else None
     with bar("pasta segment") as progress:
         result = segment_volume(volume, args.model, device=args.device, tta=args.tta, overlap=args.overlap,
