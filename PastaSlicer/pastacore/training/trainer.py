@@ -1,10 +1,10 @@
 """A small, reproducible training loop for PASTA-topology segmentation networks.
 
 Cases are standardised CTs (1 mm, LPS) with a label map (0 background, 1 organ, 2 lesion).
-Each step samples patches (half centred on a foreground voxel), applies random flips,
-normalises with PASTA's SLF, and minimises cross-entropy + soft Dice. ``make_case`` lets
-the caller change a case every step (e.g. insert a freshly synthesised lesion), which is
-how synthetic-lesion training works: a new lesion every time, never the same one twice.
+Each step samples patches (most centred on a foreground voxel), applies random flips,
+normalises with PASTA's SLF, and minimises cross-entropy + soft Dice. ``sample_patch`` lets
+the caller make every patch itself (e.g. with a synthetic lesion pasted in), which is how
+synthetic-lesion training works.
 """
 
 from __future__ import annotations
@@ -56,17 +56,23 @@ def _sample_patch(image, labels, patch, rng, settings):
     if any(p[1] for p in pad):
         img = np.pad(img, pad, constant_values=-1024)
         lab = np.pad(lab, pad)
+    return img, lab
+
+
+def _augment(img, lab, rng):
+    """Random flips along each axis, then PASTA's SLF normalisation."""
     for axis in range(3):
         if rng.random() < 0.5:
             img, lab = np.flip(img, axis), np.flip(lab, axis)
     return pasta_slf(img), np.ascontiguousarray(lab)
 
 
-def train(cases, settings: TrainSettings, make_case=None, progress=None):
+def train(cases, settings: TrainSettings, sample_patch=None, progress=None):
     """Train a new network on ``cases`` (list of (hu array, label array) on 1 mm grids).
 
-    ``make_case(index, rng)`` may return a fresh (hu, labels) pair for case ``index`` each
-    step; otherwise the cases are used as given. Returns (network, TrainLog).
+    ``sample_patch(rng)`` may instead produce each training patch (hu, labels) of
+    ``settings.patch_size`` itself (e.g. with a freshly inserted synthetic lesion).
+    Returns (network, TrainLog).
     """
     import torch
     import torch.nn.functional as F
@@ -86,9 +92,12 @@ def train(cases, settings: TrainSettings, make_case=None, progress=None):
     for step in range(settings.steps):
         images, targets = [], []
         for _ in range(settings.batch_size):
-            index = int(rng.integers(len(cases)))
-            hu, labels = make_case(index, rng) if make_case else cases[index]
-            img, lab = _sample_patch(hu, labels, settings.patch_size, rng, settings)
+            if sample_patch is not None:
+                img, lab = sample_patch(rng)
+            else:
+                hu, labels = cases[int(rng.integers(len(cases)))]
+                img, lab = _sample_patch(hu, labels, settings.patch_size, rng, settings)
+            img, lab = _augment(img, lab, rng)
             images.append(img)
             targets.append(lab)
         x = torch.from_numpy(np.stack(images)[:, None])
@@ -103,7 +112,7 @@ def train(cases, settings: TrainSettings, make_case=None, progress=None):
         loss.backward()
         optimiser.step()
         schedule.step()
-        log.losses.append(float(loss))
+        log.losses.append(float(loss.detach()))
         if progress:
             progress((step + 1) / settings.steps, f"step {step + 1}/{settings.steps} loss {np.mean(log.losses[-20:]):.3f}")
     log.seconds = time.perf_counter() - started
