@@ -15,14 +15,18 @@ def test_demo_writes_a_scene_and_pictures(tmp_path, capsys, sample_dir):
     assert "pasta_demo.mrb" in printed
     facts = json.loads((out / "summary.json").read_text())
     assert facts["round_trip_dice"] > 0.95
-    assert abs(facts["tumour_volume_ml"] - 48.4) < 0.5  # the lung2 reference tumour
-    for name in ("pasta_demo.mrb", "lung2_tumour.png", "lung2_tumour_1mm.png"):
-        assert (out / name).stat().st_size > 10_000
+    assert abs(facts["reference_tumour_ml"] - 48.4) < 0.5  # the lung2 reference tumour
+    assert 2.0 < facts["lungs_litres"] < 7.0
+    assert 6.0 < facts["synthetic_lesion_ml"] < 11.0  # "25 mm" nodule: a 25 mm sphere is 8.2 mL
+    for name in ("pasta_demo.mrb", "lung2_segmentation.png", "lung2_synthetic_lesion.png",
+                 "lung2_with_synthetic_lesion.nii.gz", "report/report.json", "report/report.pdf"):
+        assert (out / name).stat().st_size > 1_000, name
     from pastacore.mrml.scene_io import load_mrb
 
     scene = load_mrb(out / "pasta_demo.mrb").scene
-    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 1
+    assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") >= 3
     assert scene.GetNumberOfNodesByClass("vtkMRMLMarkupsROINode") == 1
+    assert scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 1
     assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") >= 2
     # a second run refuses to overwrite without permission
     assert main(["demo", "--out", str(out)]) == 2

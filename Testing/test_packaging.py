@@ -235,3 +235,12 @@ def test_requirements_use_lower_bounds_only():
     assert requirements
     for requirement in requirements:
         assert re.fullmatch(r"[A-Za-z0-9._-]+>=[0-9][0-9.]*", requirement), requirement
+
+def test_pyproject_lists_every_core_package():
+    """A wheel built from pyproject.toml must contain every subpackage of pastacore."""
+    text = (ROOT / "pyproject.toml").read_text()
+    listed = set(re.findall(r'"(pastacore[\w.]*)"', text.split("packages = [", 1)[1].split("]", 1)[0]))
+    core = ROOT / "PastaSlicer" / "pastacore"
+    found = {"pastacore" + ("." + ".".join(p.parent.relative_to(core).parts) if p.parent != core else "")
+             for p in core.rglob("__init__.py") if "__pycache__" not in p.parts}
+    assert found <= listed, sorted(found - listed)

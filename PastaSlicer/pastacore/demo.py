@@ -1,9 +1,9 @@
 """The end-to-end demo on a real chest CT (pyradiomics ``lung2``).
 
-Today: fetch the sample, standardise CT and tumour mask the PASTA way, map the mask back
-and measure the agreement, then save a Slicer scene (CT, standardised CT, tumour
-segmentation with terminology, a box around the tumour) and PNG key images. Later steps
-(segmentation, synthesis, reports) join as they land.
+standardise -> body and lung masks -> Segment with the default model -> measurements and a
+report in every format -> synthesise a new lesion from text in a box -> segment again and
+check it is found -> a Slicer scene (.mrb) with the CT, the synthetic-lesion volume,
+segmentations with terminology, the box and the measurement table, plus PNG key images.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+SYNTH_TEXT = "25 mm round-like solid lung nodule, well-defined margin, homogeneous"
+DEMO_STEPS = 9
+
 
 @dataclass
 class DemoResult:
@@ -23,58 +26,136 @@ class DemoResult:
     facts: dict = field(default_factory=dict)
 
 
+def _dice(a, b) -> float:
+    return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
+
+
+def _synthesis_box(lungs: np.ndarray, tumour: np.ndarray, grid, size_mm: float = 40.0):
+    """A box in the lung farthest from the real tumour (the other side), fully inside the lung."""
+    from scipy import ndimage
+
+    from .io.boxes import VoxelBox
+
+    depth = ndimage.distance_transform_edt(lungs, sampling=grid.spacing[::-1])
+    tumour_k, tumour_j, tumour_i = [c.mean() for c in np.nonzero(tumour)]
+    k, j, i = np.nonzero(depth > 14)
+    far = np.abs(i - tumour_i) * grid.spacing[0] + 0.2 * np.abs(k - tumour_k) * grid.spacing[2]
+    best = np.argmax(far + 3 * depth[k, j, i])
+    centre = np.array([k[best], j[best], i[best]])
+    half = np.ceil(size_mm / 2 / np.array(grid.spacing[::-1])).astype(int)
+    start = np.maximum(centre - half, 0)
+    stop = np.minimum(centre + half + 1, lungs.shape)
+    return VoxelBox(tuple(int(v) for v in start), tuple(int(v) for v in stop))
+
+
 def run_demo(out_dir, overwrite: bool = False, advance=lambda label="": None) -> DemoResult:
-    from .io import read_volume
+    from .inference.organs import classical_organ
+    from .inference.segment import segment_volume
+    from .io import read_volume, write_volume
     from .io.atomic import atomic_directory
     from .io.standardize import standardize
-    from .mrml import roi, scene_io, segmentations, volumes
+    from .models.store import ModelStore
+    from .mrml import roi, scene_io, segmentations, tables, volumes
     from .mrml.scene import new_scene
+    from .report.export import case_info, make_report, write_report
     from .report.snapshots import save_orthogonal_views
     from .samples import sample_paths
+    from .synthesis import synthesize_lesion
     from .terminology import describe
 
     out_dir = Path(out_dir)
     result = DemoResult(out_dir)
+    facts = result.facts
     started = time.perf_counter()
     image_path, label_path = sample_paths("lung2")
-    advance("sample data ready")
     ct = read_volume(image_path)
     tumour = read_volume(label_path, is_label=True)
     ct.check_matches(tumour, "tumour mask")
-    advance("CT read")
-    std_ct = standardize(ct, is_label=False)
+    advance("real CT read")
+    std = standardize(ct, is_label=False)
     std_tumour = standardize(tumour, is_label=True)
     back = std_tumour.to_source(std_tumour.volume)
-    a, b = back.array > 0, tumour.array > 0
-    result.facts.update(
-        original_grid=ct.grid.describe(), standard_grid=std_ct.volume.grid.describe(),
-        tumour_volume_ml=float(b.sum() * np.prod(ct.grid.spacing) / 1000),
-        tumour_volume_standard_ml=float((std_tumour.volume.array > 0).sum() / 1000),
-        round_trip_dice=float(2 * (a & b).sum() / (a.sum() + b.sum())),
-    )
+    facts.update(original_grid=ct.grid.describe(), standard_grid=std.volume.grid.describe(),
+                 reference_tumour_ml=float((tumour.array > 0).sum() * np.prod(ct.grid.spacing) / 1000),
+                 round_trip_dice=_dice(back.array > 0, tumour.array > 0))
     advance("standardised")
+    lungs = classical_organ(ct, "lungs")
+    body = classical_organ(ct, "body")
+    facts.update(lungs_litres=float(lungs.array.sum() * np.prod(ct.grid.spacing) / 1e6),
+                 body_litres=float(body.array.sum() * np.prod(ct.grid.spacing) / 1e6))
+    advance("body and lung masks")
+    defaults = [m for m in ModelStore().list() if m.builtin and m.task == "segmentation"]
+    model = defaults[0].name if defaults else None
+    seg = None
+    if model:
+        seg = segment_volume(ct, model, organ_mask=lungs, min_lesion_mm3=100.0)
+        found = seg.labels.array == 2
+        facts.update(model=seg.model, segment_seconds=round(seg.seconds, 1),
+                     real_tumour_dice=_dice(found, tumour.array > 0),
+                     real_tumour_detected=bool((found & (tumour.array > 0)).any()))
+    else:
+        facts["model"] = "none installed: segmentation steps skipped, the reference tumour is reported instead"
+    advance("segmented")
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+        report_labels = seg.labels if seg is not None else tumour
+        names = {v: i.name for v, i in (seg.segments.items() if seg is not None else {1: describe("tumor@lung")}.items())}
+        lesion_values = [2] if seg is not None else [1]
+        if not np.isin(report_labels.array, lesion_values).any():
+            report_labels, names, lesion_values = tumour, {1: describe("tumor@lung").name}, [1]
+            facts["report_note"] = "the model found no lesion; the report measures the reference tumour"
+        case = case_info(ct, image_path, case_id="lung2")
+        report = make_report(ct, report_labels, case=case, lesion_labels=lesion_values, label_names=names,
+                             organs=lungs, organ_names={1: "lung"})
+        write_report(report, ct, report_labels, tmp / "report")
+        facts["report_lesions"] = len(report.lesions)
+        advance("report written")
+        box = _synthesis_box(lungs.array > 0, tumour.array > 0, ct.grid)
+        synth = synthesize_lesion(ct, organ_labels=lungs, organ_names={1: "lung"}, roi_box=box,
+                                  lesion_type="lung_tumor", attributes=SYNTH_TEXT, seed=7)
+        facts.update(synthesis_text=SYNTH_TEXT, synthetic_lesion_ml=float(synth.lesion.sum() * np.prod(ct.grid.spacing) / 1000))
+        write_volume(synth.image, tmp / "lung2_with_synthetic_lesion.nii.gz")
+        write_volume(synth.labels, tmp / "synthetic_lesion_labels.nii.gz")
+        (tmp / "synthetic_lesion.type.json").write_text(json.dumps(synth.type_json, indent=1))
+        advance("lesion synthesised")
+        seg2 = None
+        if model:
+            seg2 = segment_volume(synth.image, model, organ_mask=lungs, min_lesion_mm3=100.0)
+            found2 = seg2.labels.array == 2
+            facts.update(synthetic_lesion_dice=_dice(found2, synth.lesion),
+                         synthetic_lesion_found=bool((found2 & synth.lesion).any()))
+        advance("segmented again")
         context = new_scene()
         scene = context.scene
         ct_node = volumes.node_from_volume(scene, ct, "lung2 CT")
-        std_hu = std_ct.volume.with_array(np.rint(std_ct.volume.array).astype(np.int16))  # whole HU: 4x smaller files
-        volumes.node_from_volume(scene, std_hu, "lung2 CT (PASTA 1 mm)")
-        seg_node, _ = segmentations.add_labels_to_segmentation(
-            scene, tumour, {1: describe("tumor@lung")}, ct_node, name="lung2 reference tumour")
-        k, j, i = np.nonzero(tumour.array)
-        lo = ct.grid.index_to_lps([i.min(), j.min(), k.min()]) * [-1, -1, 1]
-        hi = ct.grid.index_to_lps([i.max(), j.max(), k.max()]) * [-1, -1, 1]
-        roi.add_roi(scene, (lo + hi) / 2, np.abs(hi - lo) + 10, name="tumour box")
+        synth_node = volumes.node_from_volume(scene, synth.image, "lung2 CT with synthetic lesion")
+        segmentations.add_labels_to_segmentation(scene, tumour, {1: describe("tumor@lung")}, ct_node, name="reference tumour")
+        organs = lungs.with_array(np.where(body.array > 0, 1, 0).astype(np.uint8))
+        organs.array[lungs.array > 0] = 2
+        segmentations.add_labels_to_segmentation(scene, organs, {1: describe("body"), 2: describe("lung")}, ct_node,
+                                                 name="body and lungs (classical)")
+        if seg is not None:
+            segmentations.add_labels_to_segmentation(scene, seg.labels, seg.segments, ct_node, name="PASTA segmentation")
+        segmentations.add_labels_to_segmentation(scene, synth.labels, synth.segments, synth_node, name="synthetic lesion")
+        if seg2 is not None:
+            segmentations.add_labels_to_segmentation(scene, seg2.labels, seg2.segments, synth_node,
+                                                     name="PASTA segmentation (synthetic case)")
+        corners = [ct.grid.ijk_to_ras() @ np.array([*idx[::-1], 1.0]) for idx in (box.start, np.array(box.stop) - 1)]
+        centre = (corners[0][:3] + corners[1][:3]) / 2
+        roi.add_roi(scene, centre, np.abs(corners[1][:3] - corners[0][:3]) + np.array(ct.grid.spacing), name="synthesis box")
+        tables.measurements_to_table(scene, [lesion.measurement for lesion in report.lesions])
+        files = {"scene": scene_io.save_mrb(scene, tmp / "pasta_demo.mrb")}
         advance("scene built")
-        files = {
-            "scene": scene_io.save_mrb(scene, tmp / "pasta_demo.mrb"),
-            "snapshot": save_orthogonal_views(ct, tmp / "lung2_tumour.png", tumour, title="lung2: reference tumour"),
-            "snapshot_standard": save_orthogonal_views(std_ct.volume, tmp / "lung2_tumour_1mm.png", std_tumour.volume,
-                                                       title="lung2 on PASTA's 1 mm grid"),
-        }
-        result.facts["seconds"] = round(time.perf_counter() - started, 1)
-        (tmp / "summary.json").write_text(json.dumps(result.facts, indent=2))
-        files["summary"] = tmp / "summary.json"
+        shown = seg.labels if seg is not None else tumour
+        files["snapshot_segmentation"] = save_orthogonal_views(ct, tmp / "lung2_segmentation.png", shown,
+                                                                title="lung2: PASTA default model" if seg else "lung2")
+        synth_shown = seg2.labels if seg2 is not None else synth.labels
+        files["snapshot_synthetic"] = save_orthogonal_views(
+            synth.image, tmp / "lung2_synthetic_lesion.png", synth_shown,
+            center=[int(np.median(a)) for a in np.nonzero(synth.lesion)], title=f"synthetic: {SYNTH_TEXT}")
+        facts["seconds"] = round(time.perf_counter() - started, 1)
+        (tmp / "summary.json").write_text(json.dumps(facts, indent=2, default=str))
+        files.update(report=tmp / "report", synthetic_volume=tmp / "lung2_with_synthetic_lesion.nii.gz",
+                     summary=tmp / "summary.json")
         advance("files written")
     result.files = {key: out_dir / Path(p).name for key, p in files.items()}
     return result

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-DEMO_STEPS = 5
 
 
 def add_parser(sub):
@@ -13,15 +12,24 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..demo import run_demo
+    from ..demo import DEMO_STEPS, run_demo
+    from ..io.atomic import check_output_dir
     from .progress import steps
 
+    check_output_dir(args.out, args.overwrite)  # refuse early, before minutes of work
     with steps(DEMO_STEPS, "pasta demo") as advance:
-        result = run_demo(args.out, overwrite=args.overwrite, advance=advance)
+        result = run_demo(args.out, overwrite=True, advance=advance)
     f = result.facts
     print(f"PASTA demo on pyradiomics lung2 ({f['original_grid']}) in {f['seconds']} s")
-    print(f"  standardised to {f['standard_grid']}; reference tumour {f['tumour_volume_ml']:.1f} mL "
-          f"({f['tumour_volume_standard_ml']:.1f} mL on the 1 mm grid), mapped back with Dice {f['round_trip_dice']:.3f}")
+    print(f"  standardised to {f['standard_grid']}; reference tumour {f['reference_tumour_ml']:.1f} mL; "
+          f"lungs {f['lungs_litres']:.1f} L, body {f['body_litres']:.1f} L")
+    if "real_tumour_dice" in f:
+        print(f"  default model: real tumour {'found' if f['real_tumour_detected'] else 'MISSED'}, "
+              f"Dice {f['real_tumour_dice']:.2f} ({f['segment_seconds']} s)")
+    else:
+        print(f"  segmentation: {f['model']}")
+    print(f"  synthesised '{f['synthesis_text']}': {f['synthetic_lesion_ml']:.1f} mL"
+          + (f", found again with Dice {f['synthetic_lesion_dice']:.2f}" if "synthetic_lesion_dice" in f else ""))
     for key, path in result.files.items():
-        print(f"  {key:<18} {path}")
+        print(f"  {key:<22} {path}")
     print("Open the .mrb in 3D Slicer (File > Add Data) to see everything.")

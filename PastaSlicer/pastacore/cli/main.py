@@ -13,7 +13,7 @@ from .. import __version__
 from ..errors import PastaError
 
 # Subcommand modules, each with ``add_parser(subparsers)``; later work adds more here.
-COMMANDS = ("standardize", "segment", "models", "info", "demo", "report")
+COMMANDS = ("standardize", "segment", "models", "info", "demo", "report", "synth", "dataset", "train-default", "features", "train-head")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        importlib.import_module(f".{name}_cmd", __package__).add_parser(sub)
+        importlib.import_module(f".{name.replace('-', '_')}_cmd", __package__).add_parser(sub)
     return parser
 
 

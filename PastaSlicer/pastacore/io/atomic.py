@@ -57,12 +57,20 @@ def atomic_outputs(*paths, overwrite: bool = False):
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def check_output_dir(path, overwrite: bool = False) -> Path:
+    """Refuse, before any work, an output folder that is a file or already holds files."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise PastaError(f"output {path} is a file; give a folder")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise PastaError(f"output folder {path} already holds files; pass --overwrite to replace them")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_directory(path, overwrite: bool = False):
     """Yield a temporary folder beside ``path``; move it into place on success."""
-    path = Path(path)
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise PastaError(f"output folder {path} already holds files; pass --overwrite to replace them")
+    path = check_output_dir(path, overwrite)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise PastaError(f"parent folder {parent} does not exist")

@@ -122,11 +122,9 @@ def make_report(image, labels, *, case: CaseInfo, lesion_labels=None, label_name
 
 def check_out_dir(path, overwrite: bool = False) -> None:
     """Refuse, before any work, a report folder that already holds files (unless ``overwrite``)."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise PastaError(f"output {path} is a file; give a folder for the report")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise PastaError(f"output folder {path} already holds files (an earlier report?); pass --overwrite to replace them")
+    from ..io.atomic import check_output_dir
+
+    check_output_dir(path, overwrite)
 
 
 def write_report(report, image, labels, out_dir, formats=ALL_FORMATS, overwrite=False, progress=None) -> list:

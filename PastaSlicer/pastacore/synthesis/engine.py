@@ -92,7 +92,10 @@ def select_organ(volume: Volume, organ_labels, organ_names, organ_label, kind, b
         organ_labels = volume.with_array(organ_labels, is_label=True)
     volume.check_matches(organ_labels, "organ mask")
     labels = organ_labels.array
-    present = [int(v) for v in np.unique(labels) if v != 0]
+    if np.issubdtype(labels.dtype, np.integer) and labels.dtype.itemsize <= 2 and labels.min() >= 0:
+        present = [int(v) for v in np.flatnonzero(np.bincount(labels.ravel())) if v != 0]
+    else:
+        present = [int(v) for v in np.unique(labels) if v != 0]
     if not present:
         raise PastaError("the organ mask is empty")
     if organ_label is not None:
@@ -110,6 +113,11 @@ def select_organ(volume: Volume, organ_labels, organ_names, organ_label, kind, b
                 raise PastaError(f"none of the organ segments ({names}) is the {kind.organ} that a "
                                  f"{kind.name.lower()} needs; add or rename the {kind.organ} segment")
     elif len(present) == 1:
+        value = present[0]
+        other = [k for k, o in S.schema()["organs"].items() if value in o["ts_v1"] and k != kind.organ]
+        if value != 1 and value not in info["ts_v1"] and other:
+            raise PastaError(f"the organ mask holds only label {value} (the {other[0]} in TotalSegmentator v1 numbering), "
+                             f"not the {kind.organ}; give the {kind.organ} or pass --organ-label")
         wanted = present
     elif set(present) & set(info["ts_v1"]) and max(present) <= 104:
         wanted = sorted(set(present) & set(info["ts_v1"]))  # a TotalSegmentator v1 map
@@ -122,7 +130,7 @@ def select_organ(volume: Volume, organ_labels, organ_names, organ_label, kind, b
     else:
         raise PastaError(f"the organ mask holds several labels ({', '.join(map(str, present[:20]))}); say which one is "
                          f"the {kind.organ} (--organ-label)")
-    mask = np.isin(labels, wanted)
+    mask = labels == wanted[0] if len(wanted) == 1 else np.isin(labels, wanted)
     ts_ids = [v for v in wanted if v in info["ts_v1"]]
     return mask, (ts_ids[0] if ts_ids and organ_names is None else default_id)
 
@@ -170,13 +178,13 @@ def place(plan: SynthesisPlan, organ, volume: Volume, box: VoxelBox | None, kind
         grow = np.ceil((radius + 3) / spacing).astype(int)
         lo = np.maximum(np.array(box.start) - grow, 0)
         hi = np.minimum(np.array(box.stop) + grow, organ.shape)
-        stride = 1
+        stride = max(1, int(np.ceil((np.prod(hi - lo) / 3e5) ** (1 / 3))))
     else:
         where = np.argwhere(organ)
         if where.size == 0:
             raise PastaError(f"the {kind.organ} mask is empty")
         lo, hi = where.min(axis=0), where.max(axis=0) + 1
-        stride = 2 if np.prod(hi - lo) > 3e6 else 1
+        stride = max(1, int(np.ceil((np.prod(hi - lo) / 1e6) ** (1 / 3))))
     sub = organ[lo[0]:hi[0]:stride, lo[1]:hi[1]:stride, lo[2]:hi[2]:stride]
     if not sub.any():
         raise PastaError(f"the box does not overlap the {kind.organ}; move it into the organ")
@@ -276,7 +284,10 @@ def synthesize_lesion(volume: Volume, organ_labels=None, organ_names=None, roi_b
         raise CancelledError()
 
     grid = volume.grid
-    measured = lesion_stats(rendered.array, rendered.lesion, grid)
+    from .render import sub_grid
+
+    crop = rendered.crop
+    measured = lesion_stats(rendered.array[crop.slices], rendered.lesion[crop.slices], sub_grid(grid, crop))
     organ_size = extents_mm(organ, grid) if organ is not None else measured["size_mm"]
     label_array = np.zeros(volume.array.shape, np.uint8)
     if organ is not None:

@@ -73,8 +73,9 @@ class SynthesisPlan:
             lines.append(f"mean {self.hu_delta:+.0f} HU from the organ")
         else:
             lines.append(f"mean {self.hu_absolute:.0f} HU (absolute)")
-        lines.append(f"texture SD {self.texture_sd_hu:.0f} HU at {self.texture_scale_mm:.1f} mm; edge blur "
-                     f"{self.edge_sigma_mm:.1f} mm")
+        texture = (f"texture SD {self.texture_sd_hu:.0f} HU at {self.texture_scale_mm:.1f} mm" if self.texture_sd_hu
+                   else "homogeneous (organ noise only)")
+        lines.append(f"{texture}; edge blur {self.edge_sigma_mm:.1f} mm")
         if self.necrosis_fraction:
             lines.append(f"necrotic core {100 * self.necrosis_fraction:.0f} % of the depth, {self.necrosis_delta_hu:+.0f} HU")
         if self.calcifications:

@@ -56,14 +56,28 @@ def _is_1mm(grid: Grid) -> bool:
     return np.allclose(grid.spacing, 1.0, atol=1e-4) and np.allclose(grid.direction, np.eye(3), atol=1e-6)
 
 
-def _points(grid: Grid) -> np.ndarray:
-    """LPS (x, y, z) of every voxel of an identity-direction grid, in ``array.ravel()`` order."""
-    nk, nj, ni = grid.shape
+def _points(grid: Grid, box: VoxelBox | None = None) -> np.ndarray:
+    """LPS (x, y, z) of the voxels of an identity-direction grid (within ``box``), in ``ravel()`` order."""
+    box = box or VoxelBox((0, 0, 0), grid.shape)
     ox, oy, oz = grid.origin
     sx, sy, sz = grid.spacing
-    k, j, i = np.meshgrid(np.arange(nk, dtype=np.float32), np.arange(nj, dtype=np.float32),
-                          np.arange(ni, dtype=np.float32), indexing="ij")
-    return np.stack([ox + i.ravel() * sx, oy + j.ravel() * sy, oz + k.ravel() * sz], axis=1).astype(np.float32)
+    k, j, i = np.meshgrid(*(np.arange(a, b, dtype=np.float32) for a, b in zip(box.start, box.stop)), indexing="ij")
+    return np.stack([ox + i.ravel() * sx, oy + j.ravel() * sy, oz + k.ravel() * sz], axis=1)
+
+
+def _shape_in_box(plan, grid1: Grid, center, size, grow=0.0, spicules=True) -> np.ndarray:
+    """The calibrated shape on the whole 1 mm grid, evaluated only inside its own bounding box."""
+    half = np.asarray(size, float) / 2 + grow + 1.0
+    lo = np.floor(grid1.lps_to_index(np.asarray(center) - half)[::-1]).astype(int)
+    hi = np.ceil(grid1.lps_to_index(np.asarray(center) + half)[::-1]).astype(int) + 1
+    lo, hi = np.clip(lo, 0, grid1.shape), np.clip(hi, 0, grid1.shape)
+    mask = np.zeros(grid1.shape, bool)
+    if np.any(hi <= lo):
+        return mask
+    box = VoxelBox(tuple(lo), tuple(hi))
+    points = _points(grid1, box)
+    mask[box.slices] = shapes.calibrated_mask(plan, points, center, size, grow, spicules).reshape(box.shape)
+    return mask
 
 
 def _smooth_field(rng, shape, sigma_mm) -> np.ndarray:
@@ -85,32 +99,29 @@ def _inward_normal(organ1: np.ndarray, index) -> np.ndarray:
     return gradient / norm if norm > 1e-6 else np.zeros(3)
 
 
-def lesion_shape(plan: SynthesisPlan, grid1: Grid, organ1, center_lps) -> np.ndarray:
-    """Hard lesion mask on the 1 mm crop grid."""
+def lesion_shape(plan: SynthesisPlan, grid1: Grid, organ1, center_lps, spicules=True) -> np.ndarray:
+    """Hard lesion mask on the 1 mm crop grid (``spicules=False``: without the spicules)."""
     from scipy import ndimage
 
-    points = _points(grid1)
     size = np.asarray(plan.size_mm, float)
     center = np.asarray(center_lps, float)
     if plan.shape_mode in ("ellipsoid", "lobulated"):
         # a Gaussian edge pulls the 50 % contour in by about sigma^2 / radius: compensate
         grow = min(plan.edge_sigma_mm ** 2 / (size.min() / 2), plan.edge_sigma_mm)
-        mask = shapes.calibrated_mask(plan, points, center, size, grow)
+        return _shape_in_box(plan, grid1, center, size, grow, spicules)
     elif plan.shape_mode == "wall":
         if organ1 is None:
             raise PastaError("wall thickening needs the organ mask")
         depth = ndimage.distance_transform_edt(organ1)
-        region = shapes.calibrated_mask(plan, points, center, size).reshape(grid1.shape)
+        region = _shape_in_box(plan, grid1, center, size)
         return region & organ1 & (depth <= plan.wall_thickness_mm)
     elif plan.shape_mode == "protrusion":
         if organ1 is None:
             raise PastaError("an intraluminal lesion needs the organ mask")
         index = np.round(grid1.lps_to_index(center)[::-1]).astype(int)
         shifted = center + _inward_normal(organ1, index) * 0.35 * size.min()
-        mask = shapes.calibrated_mask(plan, points, shifted, size)
-    else:
-        raise PastaError(f"unknown shape mode {plan.shape_mode!r}")
-    return mask.reshape(grid1.shape)
+        return _shape_in_box(plan, grid1, shifted, size)
+    raise PastaError(f"unknown shape mode {plan.shape_mode!r}")
 
 
 def lesion_pattern(plan: SynthesisPlan, hard: np.ndarray, grid1: Grid, center_lps) -> np.ndarray:
@@ -147,6 +158,56 @@ def lesion_pattern(plan: SynthesisPlan, hard: np.ndarray, grid1: Grid, center_lp
     return pattern
 
 
+def label_mask(hard: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """The lesion label: the 50 % contour of the edge weight, plus thin parts (spicules) of the
+    hard shape that the blur keeps above 20 %."""
+    return (weight >= 0.5) | (hard & (weight >= 0.2))
+
+
+def _extent_1mm(mask: np.ndarray) -> np.ndarray:
+    where = np.argwhere(mask)
+    return (where.max(axis=0) - where.min(axis=0) + 1)[::-1].astype(float) if where.size else np.zeros(3)
+
+
+def _shape_and_weight(plan: SynthesisPlan, grid1: Grid, organ1, center_lps):
+    """Hard mask and edge weight on the 1 mm grid. For free-standing shapes the size is
+    checked after the edge blur (before organ clipping) and corrected once per axis, since
+    blurring rounds off small lobes and spicules."""
+    from scipy import ndimage
+
+    requested = np.asarray(plan.size_mm, float)
+    size = requested.copy()
+    for attempt in range(3):
+        trial = plan if attempt == 0 else _with_size(plan, size)
+        hard = lesion_shape(trial, grid1, organ1, center_lps)
+        weight = ndimage.gaussian_filter(hard.astype(np.float32), plan.edge_sigma_mm)
+        if plan.spicules and plan.shape_mode in ("ellipsoid", "lobulated"):
+            # spicules are thin: blur them less than the body, or they fade away
+            spikes = hard & ~lesion_shape(trial, grid1, organ1, center_lps, spicules=False)
+            sharp = ndimage.gaussian_filter(spikes.astype(np.float32), min(plan.edge_sigma_mm, 0.6))
+            weight = np.maximum(weight, np.minimum(sharp * 2.0, 1.0))
+        if plan.shape_mode not in ("ellipsoid", "lobulated") or not label_mask(hard, weight).any():
+            break
+        measured = _extent_1mm(label_mask(hard, weight))
+        error = measured / requested
+        if np.all(np.abs(measured - requested) <= np.maximum(0.04 * requested, 1.0)) or attempt == 2:
+            break
+        size = size / np.clip(error, 0.5, 2.0)
+    if plan.clip_to_organ and organ1 is not None:
+        hard &= organ1
+        weight *= organ1
+    if not hard.any():
+        raise PastaError("the lesion does not fit in the organ at this place; move the box or make it larger")
+    weight[weight < WEIGHT_FLOOR] = 0
+    return hard, weight
+
+
+def _with_size(plan: SynthesisPlan, size) -> SynthesisPlan:
+    from dataclasses import replace
+
+    return replace(plan, size_mm=[float(v) for v in size])
+
+
 def render(volume: Volume, organ: np.ndarray | None, plan: SynthesisPlan, center_lps, progress=None) -> Rendered:
     """Insert the lesion; ``organ`` is a boolean mask on ``volume``'s grid (or None)."""
     from scipy import ndimage
@@ -171,15 +232,7 @@ def render(volume: Volume, organ: np.ndarray | None, plan: SynthesisPlan, center
     else:
         organ1 = None
     report(0.3, "shape")
-    hard = lesion_shape(plan, grid1, organ1, center_lps)
-    if plan.clip_to_organ and organ1 is not None:
-        hard &= organ1
-    if not hard.any():
-        raise PastaError("the lesion does not fit in the organ at this place; move the box or make it larger")
-    weight1 = ndimage.gaussian_filter(hard.astype(np.float32), plan.edge_sigma_mm)
-    if plan.clip_to_organ and organ1 is not None:
-        weight1 *= organ1
-    weight1[weight1 < WEIGHT_FLOOR] = 0
+    hard, weight1 = _shape_and_weight(plan, grid1, organ1, center_lps)
     report(0.5, "texture")
     pattern1 = lesion_pattern(plan, hard, grid1, center_lps)
 
@@ -191,7 +244,11 @@ def render(volume: Volume, organ: np.ndarray | None, plan: SynthesisPlan, center
         weight[weight < WEIGHT_FLOOR] = 0
     report(0.7, "blend")
 
-    lesion = weight >= 0.5
+    if direct:
+        lesion = label_mask(hard, weight)
+    else:
+        core = resample(Volume((hard & (weight1 >= 0.2)).astype(np.uint8), grid1, is_label=True), cgrid, NEAREST).array
+        lesion = (weight >= 0.5) | ((core > 0) & (weight >= 0.2))
     if plan.clip_to_organ and organ_crop is not None:
         lesion &= organ_crop
     if not lesion.any():

@@ -227,6 +227,12 @@ def merged_attributes(kind: LesionType, attributes: dict | None) -> dict:
     """The lesion type's defaults overridden by ``attributes`` (both normalised)."""
     merged = normalize_attributes(kind.defaults)
     user = normalize_attributes(attributes)
+    if user.get(VARIATIONS) == "homogeneous" and FEATURES not in user:
+        spots = ("decreased density areas", "increased density areas")
+        merged[FEATURES] = [f for f in merged.get(FEATURES, []) if f not in spots]
+    if SHAPE in user and FEATURES not in user and "spiculated margins" in merged.get(FEATURES, []) \
+            and "round-like" in user[SHAPE]:
+        merged[FEATURES] = [f for f in merged[FEATURES] if f != "spiculated margins"]
     merged.update(user)
     # a requested density without a stated texture keeps the default texture unless it conflicts
     if DENSITY in user and user[DENSITY] == "mixed-density" and VARIATIONS not in user:

@@ -33,7 +33,7 @@ def fourier_noise(seed: int, scale: float):
     return evaluate
 
 
-def implicit(plan, u: np.ndarray) -> np.ndarray:
+def implicit(plan, u: np.ndarray, spicules: bool = True) -> np.ndarray:
     """Signed implicit value (< 0 inside) of the plan's shape at normalised points ``u`` (N x 3)."""
     u = u.astype(np.float32, copy=False)
     lobes = plan.lobes or [[0.0, 0.0, 0.0, 1.0]]
@@ -45,7 +45,7 @@ def implicit(plan, u: np.ndarray) -> np.ndarray:
     value -= 1.0
     if plan.deformation > 0:
         value += np.float32(plan.deformation) * fourier_noise(plan.seed, plan.deformation_scale)(u)
-    for dx, dy, dz, length in plan.spicules:
+    for dx, dy, dz, length in (plan.spicules if spicules else []):
         direction = np.array([dx, dy, dz], np.float32)
         t = u @ direction
         perpendicular = np.sqrt(np.maximum(np.einsum("ij,ij->i", u, u) - t * t, 0))
@@ -64,7 +64,19 @@ def reach(plan) -> float:
     return float(max(extent, spikes) + 0.05)
 
 
-def _extents(plan, samples=64):
+_EXTENTS = {}
+
+
+def _extents(plan, samples=56):
+    key = (plan.seed, repr(plan.lobes), plan.deformation, plan.deformation_scale, repr(plan.spicules))
+    if key not in _EXTENTS:
+        if len(_EXTENTS) > 64:
+            _EXTENTS.clear()
+        _EXTENTS[key] = _measure_extents(plan, samples)
+    return _EXTENTS[key]
+
+
+def _measure_extents(plan, samples):
     span = reach(plan)
     step = 2 * span / samples
     axis = np.arange(-span, span + step / 2, step, dtype=np.float32)
@@ -76,11 +88,11 @@ def _extents(plan, samples=64):
     return points.min(axis=0) - step / 2, points.max(axis=0) + step / 2
 
 
-def calibrated_mask(plan, points_mm: np.ndarray, center_mm, size_mm, grow_mm=0.0) -> np.ndarray:
+def calibrated_mask(plan, points_mm: np.ndarray, center_mm, size_mm, grow_mm=0.0, spicules=True) -> np.ndarray:
     """Boolean mask at ``points_mm`` (N x 3, x y z) of the shape whose bounding box is exactly
-    ``size_mm`` (+ ``2 * grow_mm``) centred on ``center_mm``."""
+    ``size_mm`` (+ ``2 * grow_mm``) centred on ``center_mm`` (``spicules=False``: the body only)."""
     lo, hi = _extents(plan)
     size = np.asarray(size_mm, np.float32) + 2 * np.float32(grow_mm)
     start = np.asarray(center_mm, np.float32) - size / 2
     u = lo + (points_mm.astype(np.float32) - start) / size * (hi - lo)
-    return implicit(plan, u) < 0
+    return implicit(plan, u, spicules) < 0

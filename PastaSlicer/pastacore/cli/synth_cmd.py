@@ -1,0 +1,111 @@
+"""``pasta synth``: insert one synthetic lesion described by attributes into a CT."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def add_parser(sub):
+    p = sub.add_parser("synth", help="insert a synthetic lesion (type + description) into a CT, in a box",
+                       description="Insert one procedurally synthesised lesion into a copy of IMAGE, inside the given box "
+                                   "and organ. The description is free text ('3 cm irregular hypodense liver lesion with "
+                                   "ill-defined margins, heterogeneous') or a JSON file of attributes (PASTA-Gen type.json "
+                                   "accepted). Synthetic images are for research use only.")
+    p.add_argument("image", help="CT volume (NIfTI/NRRD file or DICOM folder)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--box", metavar="R1,A1,S1,R2,A2,S2", help="two opposite corners of the box in RAS mm")
+    where.add_argument("--box-ijk", metavar="I1,J1,K1,I2,J2,K2", help="two opposite corner voxels (0-based, inclusive)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--attributes", metavar="TEXT", help="free-text description of the lesion")
+    what.add_argument("--attributes-json", metavar="FILE", help="JSON file of attributes (or a PASTA-Gen type.json)")
+    p.add_argument("--lesion-type", metavar="TYPE", help="one of the 15 PASTA lesion types (default: from the description)")
+    p.add_argument("--organ-mask", metavar="FILE", help="organ segmentation on the image grid (a TotalSegmentator v1 map works)")
+    p.add_argument("--organ-label", type=int, metavar="N", help="the organ's value in --organ-mask")
+    p.add_argument("--seed", type=int, required=True, help="random seed: the same seed gives the same lesion")
+    p.add_argument("--out-image", required=True, metavar="OUT.nii.gz", help="the image with the lesion")
+    p.add_argument("--out-mask", required=True, metavar="MASK.nii.gz", help="PASTA-Gen labels: organ 1, lesion 2")
+    p.add_argument("--out-report", required=True, metavar="REPORT.json", help="our report (plan, measurements, type.json)")
+    p.add_argument("--out-type-json", metavar="TYPE.json", help="also write the PASTA-Gen type.json")
+    p.add_argument("--backend", default="procedural", help="synthesis backend: procedural (default) or diffusion")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.set_defaults(func=run)
+
+
+def _numbers(text, what, count=6):
+    from ..errors import PastaError
+
+    try:
+        values = [float(v) for v in str(text).replace(" ", "").split(",")]
+    except ValueError:
+        raise PastaError(f"{what} needs {count} comma-separated numbers, got {text!r}") from None
+    if len(values) != count:
+        raise PastaError(f"{what} needs {count} comma-separated numbers, got {len(values)}")
+    return values
+
+
+def box_from_ijk(text, grid):
+    from ..errors import PastaError
+    from ..io.boxes import VoxelBox
+
+    values = _numbers(text, "--box-ijk")
+    if any(v != int(v) for v in values):
+        raise PastaError("--box-ijk takes whole voxel indices")
+    a, b = [int(v) for v in values[:3]], [int(v) for v in values[3:]]
+    lo, hi = [min(x, y) for x, y in zip(a, b)], [max(x, y) for x, y in zip(a, b)]
+    size = grid.size_ijk
+    if any(h < 0 for h in hi) or any(l >= n for l, n in zip(lo, size)):
+        raise PastaError(f"--box-ijk lies outside the volume (0..{size[0] - 1}, 0..{size[1] - 1}, 0..{size[2] - 1})")
+    return VoxelBox((lo[2], lo[1], lo[0]), (hi[2] + 1, hi[1] + 1, hi[0] + 1))
+
+
+def read_attributes_file(path):
+    from pathlib import Path
+
+    from ..errors import PastaError
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PastaError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise PastaError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise PastaError(f"{path} must hold a JSON object of attributes")
+    return data
+
+
+def run(args):
+    from ..io import read_volume, write_volume
+    from ..io.atomic import atomic_outputs, check_output_path
+    from ..io.boxes import box_from_ras_bounds
+    from ..synthesis import synthesize_lesion
+    from .progress import bar
+
+    for path in (args.out_image, args.out_mask, args.out_report, args.out_type_json):
+        if path:
+            check_output_path(path, args.overwrite)
+    attributes = read_attributes_file(args.attributes_json) if args.attributes_json else args.attributes
+    volume = read_volume(args.image)
+    box = box_from_ras_bounds(_numbers(args.box, "--box"), volume.grid) if args.box else box_from_ijk(args.box_ijk, volume.grid)
+    organ = read_volume(args.organ_mask, is_label=True) if args.organ_mask else None
+    with bar("synthesising") as progress:
+        result = synthesize_lesion(volume=volume, organ_labels=organ, roi_box=box, lesion_type=args.lesion_type,
+                                   attributes=attributes, seed=args.seed, progress=progress,
+                                   organ_label=args.organ_label, backend=args.backend)
+    report = dict(result.report, type_json=result.type_json, source=str(args.image))
+    outputs = [args.out_image, args.out_mask, args.out_report] + ([args.out_type_json] if args.out_type_json else [])
+    with atomic_outputs(*outputs, overwrite=args.overwrite) as temps:
+        write_volume(result.image, temps[0])
+        write_volume(result.labels, temps[1])
+        temps[2].write_text(json.dumps(report, indent=1), encoding="utf-8")
+        if args.out_type_json:
+            temps[3].write_text(json.dumps(result.type_json), encoding="utf-8")
+    if result.not_understood:
+        print(f"warning: words not understood and ignored: {', '.join(result.not_understood)}", file=sys.stderr)
+    measured = result.report["measured"]
+    print(result.plan.describe())
+    print(f"measured: size {' x '.join(f'{s:.0f}' for s in measured['size_mm'])} mm, mean {measured['mean_hu']:.0f} HU, "
+          f"{measured['volume_ml']:.2f} mL")
+    print(f"wrote {args.out_image}, {args.out_mask}, {args.out_report}")
+    return 0
