@@ -265,9 +265,11 @@ class PastaSegmentLogic(ScriptedLoadableModuleLogic):
         return parameterNode
 
     def availableModels(self):
+        """Models that can segment; the built-in default comes first, so it is preselected."""
         from pastacore.models.store import ModelStore
 
-        return ModelStore().list()
+        models = [m for m in ModelStore().list() if m.task in ("segmentation", "unknown")]
+        return sorted(models, key=lambda m: not m.builtin)
 
     @staticmethod
     def inputProblem(parameterNode):
