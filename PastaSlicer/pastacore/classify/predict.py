@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PastaError
-from .features import compute_features, crops_from_masks, extract_features  # noqa: F401
+from .features import crops_from_masks, extract_features
 from .heads import Head, load_head
 
 

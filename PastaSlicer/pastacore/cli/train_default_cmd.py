@@ -57,8 +57,13 @@ def run(args):
             "total_seconds": round(time.perf_counter() - started), "final_loss": float(sum(log.losses[-50:]) / 50),
             "machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "evaluation": scores,
         }
+        from ..models.store import sha256_of
+
+        description = model_description(metrics)
+        description["files"] = [{"name": "model.pth", "sha256": sha256_of(folder / "model.pth")}]
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        (folder / "model.json").write_text(json.dumps(model_description(metrics), indent=2))
+        (folder / "model.json").write_text(json.dumps(description, indent=2))
+        (folder / "README.md").write_text(model_card(metrics, description, args))
     for s in scores:
         print(f"{s['case']}: Dice {s['dice']:.3f}, real tumour {'detected' if s['detected'] else 'MISSED'}, "
               f"false positives {s['false_positive_ml']:.1f} mL (tumour {s['tumour_ml']:.1f} mL)")
@@ -76,3 +81,45 @@ def model_description(metrics: dict) -> dict:
         "files": [{"name": "model.pth", "sha256": None}],
         "license": "Apache-2.0 (trained by this project)", "source": "pasta train-default",
     }
+
+
+def model_card(metrics: dict, description: dict, args) -> str:
+    """The model card: what the model is, how it was made, how it scored, what it is not for."""
+    rows = "\n".join(
+        f"| {s['case']} | {s['dice']:.3f} | {'yes' if s['detected'] else 'no'} | {s['false_positive_ml']:.1f} | "
+        f"{s['tumour_ml']:.1f} | {'yes' if s['case'] in metrics['backgrounds'] else 'no'} |"
+        for s in metrics["evaluation"]) or "| (not evaluated) | | | | | |"
+    command = (f"pasta train-default --backgrounds {','.join(metrics['backgrounds'])} --steps {metrics['steps']} "
+               f"--lesions {args.lesions} --patch {args.patch} --base-features {args.base_features} --seed {args.seed}"
+               + (f" --evaluate-on {args.evaluate_on}" if args.evaluate_on else "") + " --out DIR")
+    return f"""# {description['name']} {description['version']}: lung lesions learnt from synthetic lesions only
+
+**Research use only. Not for diagnosis.**
+
+- **What it does:** segments the lungs (label 1) and lung lesions (label 2) in chest CT, on
+  PASTA's 1 mm grid with PASTA's HU normalisation (SLF). PASTA's network topology (nnU-Net v1
+  `Generic_UNet`) at reduced width: {metrics['base_features']} base features, 4 poolings, patch {metrics['patch'][0]}^3.
+- **Training data:** real chest CT backgrounds ({', '.join(metrics['backgrounds'])}: the pyradiomics 3.1.0
+  sample scans) with {metrics['synthetic_lesions']} lesions made by our procedural synthesis engine (lung tumours,
+  6-60 mm, varied shape, density, texture and margins). The real tumours of those scans were
+  never training targets and never inside a training patch (a zone of the tumour box + half a
+  patch + 10 mm is excluded). Lung labels come from the classical lung mask.
+- **Training:** {metrics['steps']} steps of batch 2, AdamW, one-cycle learning rate, cross-entropy + soft
+  Dice, random flips, bf16 on CPU; {metrics['train_seconds']} s of training ({metrics['total_seconds']} s in all) on
+  {metrics['machine']}. Weights stored in fp16 ({description['files'][0]['sha256'][:12]}...).
+- **Reproduce:** `{command}`
+
+## Scores on real tumours
+
+| scan | Dice | real tumour detected | false-positive lesion volume (mL) | tumour (mL) | scan used as background |
+|---|---|---|---|---|---|
+{rows}
+
+A scan used as a background was seen during training (its tumour was not). Cross-wise
+scores (training on one scan, scoring on the other) are in `Testing/Benchmarks/RESULTS.md`.
+
+## Limits
+Two training scans only; chest CT at about 1 mm after standardisation; lung lesions only;
+false positives at vessels and the lung wall are expected. A PASTA checkpoint or an nnU-Net
+result folder imported in the hub gives better results where one is available.
+"""
