@@ -115,3 +115,23 @@ def test_cli_models(tmp_path, weights, capsys):
     assert main(["models", "--store", store, "verify", "mine"]) == 2
     assert "is missing" in capsys.readouterr().out
     assert main(["models", "--store", store, "remove", "mine"]) == 0
+
+
+def test_builtin_default_model_is_intact_and_loads():
+    """The model shipped in Resources/ matches its recorded checksum and the manifest, and loads strictly."""
+    from pastacore.inference.models import resolve_segmentation_model
+    from pastacore.models.store import sha256_of
+
+    store = ModelStore()
+    builtin = [m for m in store.list() if m.builtin]
+    assert [m.name for m in builtin] == ["pasta-lung-default"]
+    model = builtin[0]
+    assert store.verify(model.name) == (True, [])
+    description = json.loads((model.path / "model.json").read_text())
+    manifest = known_models()[model.name]
+    assert manifest.expected_sha256("model.pth") == description["files"][0]["sha256"] == sha256_of(model.path / "model.pth")
+    assert (model.path / "model.pth").stat().st_size < 20_000_000
+    assert "Research use only" in (model.path / "README.md").read_text()
+    seg = resolve_segmentation_model(None, store)  # the default
+    assert seg.patch_size == (96, 96, 96) and seg.lesion_values == (2,) and seg.organ_values == (1,)
+    assert seg.segments[2].name == "Lung tumor"

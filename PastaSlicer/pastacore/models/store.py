@@ -93,6 +93,8 @@ class ModelStore:
         if not path.exists():
             raise PastaError(f"{path} does not exist")
         spec = spec_for_file(path.name) if path.is_file() else None
+        if spec is not None and (resources_dir() / "models" / spec.name).is_dir():
+            spec = None  # a built-in model's generic file name ("model.pth") says nothing about the user's file
         if path.is_dir():
             if not (path / "plans.json").is_file() or not (path / "dataset.json").is_file():
                 raise PastaError(f"{path} is a folder but not an nnU-Net result folder (plans.json and dataset.json are missing)")

@@ -145,18 +145,21 @@ class Evaluation:
 
 
 def evaluate(network, bg: Background, patch=(96, 96, 96), progress=None) -> Evaluation:
-    """Dice with the real tumour, whether it was found (any overlap), and false-positive mL."""
+    """Score the model as the product uses it: ``segment_volume`` restricted to the lungs (+20 mm),
+    lesions within 5 mm of the lungs and of at least 100 mm^3. Dice with the real tumour,
+    whether it was found (any overlap), and the false-positive lesion volume (mL)."""
     from scipy import ndimage
 
-    from ..inference.regions import body_mask
-    from ..inference.sliding_window import WindowSettings, predict_logits
-    from ..io.normalize import pasta_slf
+    from ..inference.models import SegmentationModel
+    from ..inference.segment import segment_volume
+    from ..io.volume import Volume
+    from ..terminology import describe
 
-    region = body_mask(bg.hu)
-    logits, box, _, _ = predict_logits(network, pasta_slf(bg.hu)[None], WindowSettings(patch, 0.5, 2), region, progress)
-    labels = np.zeros(bg.hu.shape, np.uint8)
-    labels[tuple(slice(a, b) for a, b in box)] = logits.argmax(0)
-    lesion = (labels == 2) & region
+    model = SegmentationModel(network, tuple(patch), {1: describe("lung"), 2: describe("tumor@lung")}, (1,), (2,))
+    volume = Volume(bg.hu, bg.grid)
+    result = segment_volume(volume, model, organ_mask=volume.with_array(bg.lung.astype(np.uint8), is_label=True),
+                            min_lesion_mm3=100.0, progress=progress)
+    lesion = result.labels.array == 2
     pieces, _ = ndimage.label(lesion)
     touching = set(np.unique(pieces[bg.tumour])) - {0}
     false_positive = lesion & ~np.isin(pieces, list(touching)) if touching else lesion
