@@ -16,6 +16,7 @@ from .errors import PastaError
 REQUIREMENTS = (
     ("numpy", ">=1.24", "arrays"),
     ("SimpleITK", ">=2.2", "reading, writing and resampling images"),
+    ("scipy", ">=1.10", "masks, measurements and synthesis"),
     ("torch", ">=2.1", "neural networks"),
     ("monai", ">=1.4", "medical imaging transforms and baselines"),
     ("nibabel", ">=5.0", "NIfTI headers"),
