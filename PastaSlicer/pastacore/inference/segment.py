@@ -71,14 +71,17 @@ def segment_volume(volume: Volume, model=None, *, device: str = "auto", tta: boo
     hu = std.volume.array
     spacing = std.volume.grid.spacing
     notes = []
+    user_organ = None  # the user's organ on the standard grid, standardised once
+    if organ_mask is not None:
+        user_organ = standardize(organ_mask.with_array((organ_mask.array > 0).astype(np.uint8), is_label=True),
+                                 is_label=True).volume.array > 0
     if roi_box is not None:
         box_mask = np.zeros(volume.array.shape, np.uint8)
         box_mask[roi_box.slices] = 1
         region = standardize(volume.with_array(box_mask, is_label=True), is_label=True).volume.array > 0
         notes.append("restricted to the user box")
     elif organ_mask is not None:
-        organ_std = standardize(organ_mask.with_array((organ_mask.array > 0).astype(np.uint8), is_label=True), is_label=True)
-        region = grow(organ_std.volume.array > 0, 20.0, spacing)
+        region = grow(user_organ, 20.0, spacing)
         notes.append("restricted to the organ mask + 20 mm")
     else:
         region = body_mask(hu)
@@ -93,20 +96,13 @@ def segment_volume(volume: Volume, model=None, *, device: str = "auto", tta: boo
     labels[tuple(slice(a, b) for a, b in box)] = np.argmax(logits, axis=0).astype(np.uint8)
     labels[~region] = 0
     report(0.92, "post-processing")
-    labels = _postprocess(labels, seg_model.lesion_values, seg_model.organ_values, organ_std_mask(organ_mask, std),
+    labels = _postprocess(labels, seg_model.lesion_values, seg_model.organ_values, user_organ,
                           min_lesion_mm3, spacing)
     report(0.96, "mapping back to the original grid")
     result_labels = std.to_source(std.volume.with_array(labels, is_label=True))
     report(1.0, "done")
     return SegmentationResult(result_labels, seg_model.segments, seg_model.provenance, info.kind,
                               time.perf_counter() - started, run, total, notes)
-
-
-def organ_std_mask(organ_mask, std):
-    if organ_mask is None:
-        return None
-    return standardize(organ_mask.with_array((organ_mask.array > 0).astype(np.uint8), is_label=True),
-                       is_label=True).volume.array > 0
 
 
 def _postprocess(labels, lesion_values, organ_values, user_organ, min_lesion_mm3, spacing):
