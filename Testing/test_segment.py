@@ -147,3 +147,31 @@ def test_organ_sources(lung1, tmp_path):
         organ_from_labels(total, organ="pancreas")
     with pytest.raises(PastaError, match="built-in organ masks"):
         classical_organ(image, "heart")
+
+
+def test_postprocess_keeps_lesions_of_the_organ_only():
+    """A mass reaching out of the user's organ mask is kept (clipped 10 mm out); a piece that
+    only borders it from outside (no voxel in it) goes; so does a piece below the minimum
+    size. With the model's organ label alone, lesions inside the organ all stay."""
+    from pastacore.inference.segment import _postprocess
+
+    labels = np.zeros((40, 60, 90), np.uint8)
+    labels[:, :, :40] = 1                               # the organ: i < 40
+    labels[10:30, 20:40, 35:65] = 2                     # a mass: 5 voxels in the organ, 25 out
+    labels[10:20, 45:55, 41:47] = 2                     # borders the organ from outside only
+    labels[2:4, 2:4, 10:12] = 2                         # 8 mm^3 inside the organ
+    user_organ = np.zeros(labels.shape, bool)
+    user_organ[:, :, :40] = True
+    out = _postprocess(labels.copy(), (2,), (1,), user_organ, 20.0, (1.0, 1.0, 1.0))
+    mass = out[10:30, 20:40, :] == 2
+    assert mass[:, :, 35:50].all()                      # up to 10 mm beyond the organ
+    assert not mass[:, :, 50:].any()                    # no further
+    assert not (out[10:20, 45:55, 41:47] == 2).any()
+    assert not (out[2:4, 2:4, 10:12] == 2).any()
+    assert (out == 1).sum() == (labels == 1).sum()      # organ labels untouched
+    kept = _postprocess(labels.copy(), (2,), (1,), user_organ, 0.0, (1.0, 1.0, 1.0))
+    assert (kept[2:4, 2:4, 10:12] == 2).all()
+    inside = np.zeros_like(labels)
+    inside[:, :, :40] = 1
+    inside[10:20, 10:20, 10:20] = 2                     # a tumour within the model's organ
+    assert (_postprocess(inside.copy(), (2,), (1,), None, 20.0, (1.0, 1.0, 1.0)) == inside).all()

@@ -253,6 +253,25 @@ def test_bad_input_is_refused(organ_phantom):
         synth(organ_phantom, "2 cm", kind="brain_tumor")
 
 
+def test_lesion_centred_on_a_given_point(organ_phantom):
+    """A point the user places (LPS mm) is the lesion centre; the placement rule is not used."""
+    volume, organ = organ_phantom
+    target = np.array([8.0, -6.0, 5.0])
+    result = synthesize_lesion(volume=volume, organ_labels=organ, organ_names={1: "liver"}, lesion_type="liver_tumor",
+                               attributes="16 mm round well-defined", seed=2, centre_lps=target)
+    centroid = volume.grid.index_to_lps(np.argwhere(result.lesion).mean(0)[::-1])
+    assert np.linalg.norm(centroid - target) <= 1.5, centroid
+    elsewhere = synthesize_lesion(volume=volume, organ_labels=organ, organ_names={1: "liver"}, lesion_type="liver_tumor",
+                                  attributes="16 mm round well-defined", seed=2)
+    assert np.linalg.norm(volume.grid.index_to_lps(np.argwhere(elsewhere.lesion).mean(0)[::-1]) - target) > 3
+    with pytest.raises(PastaError, match="lies outside the volume"):
+        synthesize_lesion(volume=volume, organ_labels=organ, lesion_type="liver_tumor", seed=0,
+                          centre_lps=[500.0, 0.0, 0.0])
+    with pytest.raises(PastaError, match="three numbers"):
+        synthesize_lesion(volume=volume, organ_labels=organ, lesion_type="liver_tumor", seed=0,
+                          centre_lps=[0.0, float("nan"), 0.0])
+
+
 # -- real CT background ------------------------------------------------------------------------
 
 
@@ -375,3 +394,20 @@ def test_cli_synth_and_dataset(background_files, tmp_path):
     assert main(["dataset", "--backgrounds", str(image), "--organ-masks", str(background_files), "--n", "1",
                  "--types", "liver_tumor", "--out", str(tmp_path / "ds"), "--format", "nnunet"]) == 0
     check_nnunet_raw(tmp_path / "ds")
+
+
+def test_lesion_against_the_lung_wall_is_clipped_by_the_lung(lung_background):
+    """Centred just inside the lung surface, a lung tumour abuts the wall and stays in the lung."""
+    from scipy import ndimage
+
+    volume, lungs = lung_background
+    depth = ndimage.distance_transform_edt(lungs.array)
+    candidates = np.argwhere((depth >= 4) & (depth <= 6))
+    point = candidates[len(candidates) // 2]
+    result = synthesize_lesion(volume=volume, organ_labels=lungs, lesion_type="lung_tumor", seed=4,
+                               attributes="30 mm solid well-defined mass", centre_lps=volume.grid.index_to_lps(point[::-1]))
+    lesion = result.lesion
+    assert lesion.sum() > 2000
+    assert not (lesion & (lungs.array == 0)).any()
+    touching = ndimage.binary_dilation(lesion, iterations=2) & (lungs.array == 0)
+    assert touching.any()

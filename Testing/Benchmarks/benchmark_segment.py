@@ -6,7 +6,10 @@ Same network and weights, same normalised input (the real lung2 CT interpolated 
 
 * pastacore: ``predict_logits`` with its defaults (skips patches outside the body mask,
   channels-last memory, bf16 where the CPU supports it); the body mask is timed with it;
-  also once in fp32 to separate the effect of precision from that of tiling;
+  also once in fp32 to separate the effect of precision from that of tiling, and once in fp32
+  over the whole volume (no body box, no skipping): the very tiles nnU-Net places, which
+  checks the implementation itself (the body box moves the tiles by a few voxels, and a
+  network that is not translation-stable changes its argmax there);
 * MONAI ``sliding_window_inference`` (fp32, whole volume);
 * nnU-Net v2 ``nnUNetPredictor.predict_sliding_window_return_logits`` (fp32 on CPU, whole
   volume), given our network through ``manual_initialization``.
@@ -52,11 +55,11 @@ def prepare(model_path):
     return hu, pasta_slf(hu)[None], network
 
 
-def run_ours(hu, image, network, patch, amp=True):
+def run_ours(hu, image, network, patch, amp=True, whole=False):
     from pastacore.inference.regions import body_mask
     from pastacore.inference.sliding_window import WindowSettings, predict_logits
 
-    region = body_mask(hu)
+    region = np.ones(hu.shape, bool) if whole else body_mask(hu)
     logits, box, run, total = predict_logits(network, image, WindowSettings(patch, 0.5, 2, device="cpu", amp=amp), region)
     labels = np.zeros(hu.shape, np.uint8)
     labels[tuple(slice(a, b) for a, b in box)] = logits.argmax(0)
@@ -111,7 +114,12 @@ def run_ours_fp32(hu, image, network, patch):
     return run_ours(hu, image, network, patch, amp=False)
 
 
-METHODS = {"pastacore": run_ours, "pastacore fp32": run_ours_fp32, "MONAI sliding_window_inference": run_monai, "nnU-Net v2 nnUNetPredictor": run_nnunet}
+def run_ours_whole(hu, image, network, patch):
+    return run_ours(hu, image, network, patch, amp=False, whole=True)
+
+
+METHODS = {"pastacore": run_ours, "pastacore fp32": run_ours_fp32,
+           "pastacore fp32, whole-volume tiles": run_ours_whole, "MONAI sliding_window_inference": run_monai, "nnU-Net v2 nnUNetPredictor": run_nnunet}
 
 
 def child(method, model_path, patch, out):

@@ -13,7 +13,7 @@ from .. import __version__
 from ..errors import PastaError
 
 # Subcommand modules, each with ``add_parser(subparsers)``; later work adds more here.
-COMMANDS = ("standardize", "segment", "models", "info", "demo", "report", "synth", "dataset", "train-default", "features", "train-head")
+COMMANDS = ("standardize", "segment", "models", "info", "demo", "report", "synth", "dataset", "train-default", "train-attributes", "features", "train-head")
 
 
 class _Parser(argparse.ArgumentParser):

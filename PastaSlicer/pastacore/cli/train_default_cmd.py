@@ -13,7 +13,7 @@ def add_parser(sub):
     p.add_argument("--backgrounds", default="lung1,lung2", help="sample cases used as backgrounds (default lung1,lung2)")
     p.add_argument("--evaluate-on", default="", help="sample cases whose real tumours are scored after training")
     p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--lesions", type=int, default=40, help="synthetic lesions per background")
+    p.add_argument("--lesions", type=int, default=80, help="synthetic lesions per background")
     p.add_argument("--patch", type=int, default=96)
     p.add_argument("--base-features", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
@@ -45,6 +45,8 @@ def run(args):
     with atomic_directory(args.out, overwrite=args.overwrite) as folder, bar("pasta train-default") as progress:
         backgrounds = [load_background(n, patch) for n in names]
         network, log, pool = train_default(backgrounds, settings, args.lesions, lambda f, m: progress(0.9 * f, m))
+        # score exactly what ships: the weights rounded to fp16, as stored
+        network.load_state_dict({k: v.half().float() for k, v in network.state_dict().items()})
         scores = []
         for n in targets:
             bg = next((b for b in backgrounds if b.name == n), None) or load_background(n, patch)
@@ -72,7 +74,7 @@ def run(args):
 
 def model_description(metrics: dict) -> dict:
     return {
-        "name": "pasta-lung-default", "version": "0.1", "task": "segmentation",
+        "name": "pasta-lung-default", "version": "0.2", "task": "segmentation",
         "description": "Small PASTA-topology network for lung lesions in chest CT, trained only on synthetic lesions.",
         "architecture": {"type": "pasta_generic_unet", "base_features": metrics["base_features"], "num_pool": 4,
                          "input_channels": 1},
@@ -101,11 +103,15 @@ def model_card(metrics: dict, description: dict, args) -> str:
   `Generic_UNet`) at reduced width: {metrics['base_features']} base features, 4 poolings, patch {metrics['patch'][0]}^3.
 - **Training data:** real chest CT backgrounds ({', '.join(metrics['backgrounds'])}: the pyradiomics 3.1.0
   sample scans) with {metrics['synthetic_lesions']} lesions made by our procedural synthesis engine (lung tumours,
-  6-60 mm, varied shape, density, texture and margins). The real tumours of those scans were
-  never training targets and never inside a training patch (a zone of the tumour box + half a
-  patch + 10 mm is excluded). Lung labels come from the classical lung mask.
+  6-70 mm, varied shape, density, texture and margins; 40 % against the chest wall, mediastinum
+  or diaphragm, clipped by the lung surface). Each lesion is rendered at 1 mm and then put
+  through the scan's own 5 mm slice sampling, so it is no sharper along z than the real
+  anatomy. The real tumours of those scans were never training targets and never inside a
+  training patch (a zone of the tumour box + half a patch + 10 mm is excluded). Lung labels
+  come from the classical lung mask. Lesion-free patches are centred on the lung surface
+  half of the time (hard negatives).
 - **Training:** {metrics['steps']} steps of batch 2, AdamW, one-cycle learning rate, cross-entropy + soft
-  Dice, random flips, bf16 on CPU; {metrics['train_seconds']} s of training ({metrics['total_seconds']} s in all) on
+  Dice, random flips, random HU gain/offset/noise, bf16 on CPU; {metrics['train_seconds']} s of training ({metrics['total_seconds']} s in all) on
   {metrics['machine']}. Weights stored in fp16 ({description['files'][0]['sha256'][:12]}...).
 - **Reproduce:** `{command}`
 
@@ -119,7 +125,8 @@ A scan used as a background was seen during training (its tumour was not). Cross
 scores (training on one scan, scoring on the other) are in `Testing/Benchmarks/RESULTS.md`.
 
 ## Limits
-Two training scans only; chest CT at about 1 mm after standardisation; lung lesions only;
-false positives at vessels and the lung wall are expected. A PASTA checkpoint or an nnU-Net
+{len(metrics['backgrounds'])} real training scan(s) only ({', '.join(metrics['backgrounds'])}); chest CT at about 1 mm after standardisation; lung lesions only;
+false positives at the diaphragm domes, the heart border and hilar vessels are expected (about 30 mL per scan
+on the sample scans). A PASTA checkpoint or an nnU-Net
 result folder imported in the hub gives better results where one is available.
 """

@@ -230,13 +230,16 @@ def place(plan: SynthesisPlan, organ, volume: Volume, box: VoxelBox | None, kind
 
 def synthesize_lesion(volume: Volume, organ_labels=None, organ_names=None, roi_box: VoxelBox | None = None,
                       lesion_type: str | None = None, attributes=None, seed: int = 0, progress=None,
-                      is_cancelled=None, organ_label=None, backend: str = "procedural") -> SynthesisResult:
+                      is_cancelled=None, organ_label=None, backend: str = "procedural",
+                      centre_lps=None) -> SynthesisResult:
     """Insert one lesion; returns a :class:`SynthesisResult` (the input is not modified).
 
     ``organ_labels``: label Volume on ``volume``'s grid (or None); ``organ_names``: {value: name}
     used to find the lesion type's organ among the labels; ``organ_label``: the value(s) to
     use instead. ``roi_box``: where the lesion goes (a VoxelBox) or None for a random place in
     the organ. ``attributes``: free text, a mapping, or a PASTA-Gen type.json mapping.
+    ``centre_lps``: the lesion's centre (LPS, mm; e.g. a point the user placed) instead of the
+    placement rule; the lesion is still clipped to the organ where its type wants that.
     """
     from ..terminology import describe
 
@@ -277,7 +280,15 @@ def synthesize_lesion(volume: Volume, organ_labels=None, organ_names=None, roi_b
         plan.notes.append("no organ mask: the lesion is not clipped to an organ")
     if cancelled():
         raise CancelledError()
-    center = place(plan, organ, volume, box, kind)
+    if centre_lps is not None:
+        center = np.asarray(centre_lps, float).reshape(-1)
+        if center.shape != (3,) or not np.all(np.isfinite(center)):
+            raise PastaError("the lesion centre must be three numbers (LPS, mm)")
+        index = volume.grid.lps_to_index(center)
+        if not np.all((index > -0.5) & (index < np.array(volume.array.shape[::-1]) - 0.5)):
+            raise PastaError(f"the lesion centre {list(np.round(center, 1))} (LPS mm) lies outside the volume")
+    else:
+        center = place(plan, organ, volume, box, kind)
     report(0.15, "placed")
     rendered = engine.render(volume, organ, plan, center, lambda f, m="": report(0.15 + 0.75 * f, m))
     if cancelled():

@@ -30,6 +30,9 @@ class Background:
     tumour: np.ndarray         # bool: the real tumour (for evaluation only)
     spacing: tuple = (1.0, 1.0, 1.0)
     grid: object = None
+    centres: tuple | None = None  # (lung-surface points, lung points) for lesion-free patches
+    slice_positions: np.ndarray | None = None  # the scan's own slices, as k indices of the 1 mm grid
+    slice_mm: float = 1.0                       # the scan's slice spacing (taken as its thickness)
 
 
 @dataclass
@@ -45,7 +48,8 @@ def load_background(case: str, patch=(96, 96, 96)) -> Background:
     from ..inference.regions import lung_mask
 
     image_path, label_path = sample_paths(case)
-    hu_std = standardize(read_volume(image_path), is_label=False).volume
+    native = read_volume(image_path)
+    hu_std = standardize(native, is_label=False).volume
     tumour = standardize(read_volume(label_path, is_label=True), is_label=True).volume.array > 0
     lung = lung_mask(hu_std.array, hu_std.grid.spacing)
     forbidden = np.zeros(tumour.shape, bool)
@@ -53,49 +57,103 @@ def load_background(case: str, patch=(96, 96, 96)) -> Background:
     lo = np.maximum(hits.min(0) - np.array(patch) // 2 - 10, 0)
     hi = hits.max(0) + np.array(patch) // 2 + 11
     forbidden[tuple(slice(a, b) for a, b in zip(lo, hi))] = True
-    return Background(case, hu_std.array.astype(np.float32), lung, forbidden, tumour, hu_std.grid.spacing, hu_std.grid)
+    slices = np.array([[0.0, 0.0, float(n)] for n in range(native.array.shape[0])])
+    positions = np.sort(hu_std.grid.lps_to_index(native.grid.index_to_lps(slices))[:, 2])
+    slice_mm = float(native.grid.spacing[2])
+    return Background(case, hu_std.array.astype(np.float32), lung, forbidden, tumour, hu_std.grid.spacing, hu_std.grid,
+                      slice_positions=positions if slice_mm > 1.5 else None, slice_mm=slice_mm)
 
 
-def make_lesion_pool(backgrounds, per_background: int, seed: int, progress=None) -> list:
-    """Synthesise lung lesions (5-60 mm, varied attributes) away from the real tumours."""
+def acquire_slices(values: np.ndarray, k0: int, positions, thickness: float) -> np.ndarray:
+    """``values`` (a region starting at k index ``k0`` of a 1 mm grid) as a scanner with slices
+    at ``positions`` (k indices) and ``thickness`` (mm) records it, linearly interpolated back
+    to 1 mm, as standardisation does with the real scan. A lesion rendered at 1 mm and put
+    through this looks like the scan's own structures along z (no sharper edges, no finer
+    noise), so the network cannot tell synthetic from real by the slice direction."""
+    ks = np.arange(k0, k0 + values.shape[0], dtype=float)
+    near = positions[(positions > ks[0] - thickness) & (positions < ks[-1] + thickness)]
+    if len(near) < 2:
+        return values
+    profile = (np.abs(ks[None, :] - near[:, None]) <= thickness / 2).astype(np.float32)
+    profile /= np.maximum(profile.sum(axis=1, keepdims=True), 1.0)
+    samples = np.tensordot(profile, values.astype(np.float32), axes=(1, 0))      # (slices, J, I)
+    upper = np.clip(np.searchsorted(near, ks), 1, len(near) - 1)
+    t = np.clip((ks - near[upper - 1]) / (near[upper] - near[upper - 1]), 0.0, 1.0)[:, None, None]
+    return ((1 - t) * samples[upper - 1] + t * samples[upper]).astype(np.float32)
+
+
+def _wall_point(depth, allowed, radius, rng):
+    """A voxel 0.3-0.6 lesion radii inside the lung surface: a lesion centred there abuts the
+    chest wall, mediastinum or diaphragm, as many real tumours do (None if there is none)."""
+    band = allowed & (depth >= 0.3 * radius) & (depth <= max(0.6 * radius, 0.3 * radius + 2))
+    where = np.argwhere(band[::3, ::3, ::3]) * 3
+    return where[int(rng.integers(len(where)))] if len(where) else None
+
+
+def make_lesion_pool(backgrounds, per_background: int, seed: int, progress=None, wall_fraction: float = 0.4) -> list:
+    """Synthesise lung lesions (6-70 mm, varied attributes) away from the real tumours.
+
+    ``wall_fraction`` of them are placed against the lung surface (clipped by it, as a mass
+    abutting the pleura is), the rest deep in the parenchyma. A lesion whose changed region
+    touches the zone around a real tumour is drawn again."""
+    from scipy import ndimage
+
     from ..io.volume import Volume
     from ..synthesis import synthesize_lesion
     from ..synthesis import schema as S
     from ..synthesis.dataset import sample_attributes
 
-    kind = S.lesion_type("lung_tumor") if hasattr(S, "lesion_type") else None
+    kind = S.lesion_type("lung_tumor")
     rng = np.random.default_rng(seed)
     pool = []
     total = len(backgrounds) * per_background
     for b, bg in enumerate(backgrounds):
-        allowed = bg.lung & ~bg.forbidden
         volume = Volume(bg.hu, bg.grid)
-        organ = volume.with_array(allowed.astype(np.uint8), is_label=True)
-        for n in range(per_background):
+        organ = volume.with_array(bg.lung.astype(np.uint8), is_label=True)
+        allowed = bg.lung & ~bg.forbidden
+        depth = ndimage.distance_transform_edt(bg.lung)
+        made = attempts = 0
+        while made < per_background and attempts < 4 * per_background:
+            attempts += 1
             lesion_seed = int(rng.integers(2**31))
-            attributes = dict(sample_attributes(kind, lesion_seed)) if kind is not None else {}
-            size = float(np.exp(rng.uniform(np.log(6.0), np.log(60.0))))
+            attributes = dict(sample_attributes(kind, lesion_seed))
+            at_wall = rng.random() < wall_fraction
+            size = float(np.exp(rng.uniform(np.log(15.0 if at_wall else 6.0), np.log(70.0))))
             attributes[S.SIZE] = [size * rng.uniform(0.8, 1.2) for _ in range(3)]
+            point = _wall_point(depth, allowed, size / 2, rng) if at_wall else None
+            centre = None if point is None else bg.grid.index_to_lps(point[::-1].astype(float))
             try:
                 result = synthesize_lesion(volume, organ_labels=organ, organ_names={1: "lung"}, lesion_type="lung_tumor",
-                                           attributes=attributes, seed=lesion_seed)
+                                           attributes=attributes, seed=lesion_seed, centre_lps=centre)
             except Exception:  # a placement that did not fit: draw another lesion
                 continue
-            box = result.changed_box.slices
-            lesion = result.lesion[box]
-            if not lesion.any() or (bg.forbidden[box] & lesion).any():
+            changed = result.changed_box.slices
+            if bg.slice_positions is not None:  # the lesion as the scan's slices would record it
+                reach = int(np.ceil(bg.slice_mm))
+                z = slice(max(changed[0].start - reach, 0), min(changed[0].stop + reach, bg.hu.shape[0]))
+                changed = (z,) + tuple(changed[1:])
+                difference = result.image.array[changed] - bg.hu[changed]
+                image = bg.hu[changed] + acquire_slices(difference, z.start, bg.slice_positions, bg.slice_mm)
+                lesion = acquire_slices(result.lesion[changed].astype(np.float32), z.start, bg.slice_positions,
+                                        bg.slice_mm) >= 0.5
+                lesion &= bg.lung[changed]
+            else:
+                image, lesion = result.image.array[changed], result.lesion[changed]
+            if lesion.sum() < 20 or bg.forbidden[changed].any():
                 continue
-            pool.append(PooledLesion(b, box, result.image.array[box].astype(np.float32), lesion, attributes))
+            attributes["placement"] = "wall" if point is not None else "parenchyma"
+            pool.append(PooledLesion(b, changed, image.astype(np.float32), lesion, attributes))
+            made += 1
             if progress:
                 progress(len(pool) / total, f"synthetic lesion {len(pool)}/{total}")
     return pool
 
 
-def _patch_start(bg, centre, patch, rng):
+def _patch_start(bg, centre, patch, rng, jitter=True):
     shape = np.array(bg.hu.shape)
     for _ in range(50):
-        jitter = rng.integers(-np.array(patch) // 3, np.array(patch) // 3 + 1) if centre is not None else 0
-        c = (centre + jitter) if centre is not None else np.array([rng.integers(0, n) for n in shape])
+        shift = rng.integers(-np.array(patch) // 3, np.array(patch) // 3 + 1) if (centre is not None and jitter) else 0
+        c = (centre + shift) if centre is not None else np.array([rng.integers(0, n) for n in shape])
         start = np.clip(c - np.array(patch) // 2, 0, np.maximum(shape - patch, 0))
         window = tuple(slice(int(s), int(s + p)) for s, p in zip(start, patch))
         if not bg.forbidden[window].any():
@@ -103,8 +161,22 @@ def _patch_start(bg, centre, patch, rng):
     return None
 
 
+def _negative_centres(bg):
+    """Where lesion-free patches are centred: the lung surface (chest wall, mediastinum and
+    diaphragm, where false positives arise) and the lungs, sampled on a 4 mm lattice."""
+    from scipy import ndimage
+
+    if bg.centres is None:
+        surface = bg.lung & ~ndimage.binary_erosion(bg.lung, iterations=4)
+        bg.centres = (np.argwhere(surface[::4, ::4, ::4]) * 4, np.argwhere(bg.lung[::4, ::4, ::4]) * 4)
+    return bg.centres
+
+
 def training_sampler(backgrounds, pool, patch, lesion_probability=0.6):
-    """``make_patch(rng)`` -> (hu patch, label patch) with a pooled synthetic lesion or none."""
+    """``make_patch(rng)`` -> (hu patch, label patch) with a pooled synthetic lesion or none.
+
+    Lesion-free patches are hard negatives half of the time (centred on the lung surface),
+    otherwise centred in the lungs or anywhere outside the excluded zones."""
 
     def make_patch(rng):
         while True:
@@ -115,8 +187,10 @@ def training_sampler(backgrounds, pool, patch, lesion_probability=0.6):
             else:
                 item = None
                 bg = backgrounds[int(rng.integers(len(backgrounds)))]
-                lung_points = np.argwhere(bg.lung[::4, ::4, ::4]) * 4
-                centre = lung_points[int(rng.integers(len(lung_points)))] if rng.random() < 0.7 else None
+                surface, lung = _negative_centres(bg)
+                pick = rng.random()
+                points = surface if pick < 0.5 else lung if pick < 0.85 else None
+                centre = points[int(rng.integers(len(points)))] if points is not None else None
             window = _patch_start(bg, centre, patch, rng)
             if window is None:
                 continue
@@ -146,8 +220,9 @@ class Evaluation:
 
 def evaluate(network, bg: Background, patch=(96, 96, 96), progress=None) -> Evaluation:
     """Score the model as the product uses it: ``segment_volume`` restricted to the lungs (+20 mm),
-    lesions within 5 mm of the lungs and of at least 100 mm^3. Dice with the real tumour,
-    whether it was found (any overlap), and the false-positive lesion volume (mL)."""
+    lesions kept as ``segment_volume`` keeps them (within 10 mm of the lungs and partly in them),
+    pieces of at least 100 mm^3. Dice with the real tumour, whether it was found (any
+    overlap), and the false-positive lesion volume (mL)."""
     from scipy import ndimage
 
     from ..inference.models import SegmentationModel
@@ -169,7 +244,7 @@ def evaluate(network, bg: Background, patch=(96, 96, 96), progress=None) -> Eval
                       float(lesion.sum() * voxel_ml), float(bg.tumour.sum() * voxel_ml))
 
 
-def train_default(backgrounds, settings: TrainSettings, lesions_per_background: int = 40, progress=None):
+def train_default(backgrounds, settings: TrainSettings, lesions_per_background: int = 80, progress=None):
     """Train on synthetic lesions in ``backgrounds``; returns (network, log, pool size)."""
     report = progress or (lambda f, m="": None)
     pool = make_lesion_pool(backgrounds, lesions_per_background, settings.seed,

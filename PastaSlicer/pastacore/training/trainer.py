@@ -30,6 +30,7 @@ class TrainSettings:
     lesion_fraction: float = 0.5      # of the foreground-centred patches, this share centres on a lesion
     seed: int = 0
     threads: int = 2
+    intensity_augmentation: bool = True
 
 
 @dataclass
@@ -59,11 +60,17 @@ def _sample_patch(image, labels, patch, rng, settings):
     return img, lab
 
 
-def _augment(img, lab, rng):
-    """Random flips along each axis, then PASTA's SLF normalisation."""
+def _augment(img, lab, rng, intensity=True):
+    """Random flips along each axis; with ``intensity``, a random HU gain (0.9-1.1), offset
+    (+-20 HU) and noise (0-15 HU) around soft tissue, as between scanners and kernels; then
+    PASTA's SLF normalisation."""
     for axis in range(3):
         if rng.random() < 0.5:
             img, lab = np.flip(img, axis), np.flip(lab, axis)
+    if intensity:
+        img = (img.astype(np.float32) - 40.0) * rng.uniform(0.9, 1.1) + 40.0 + rng.uniform(-20, 20)
+        if rng.random() < 0.5:
+            img = img + rng.normal(0.0, rng.uniform(0, 15), img.shape).astype(np.float32)
     return pasta_slf(img), np.ascontiguousarray(lab)
 
 
@@ -101,7 +108,7 @@ def train(cases, settings: TrainSettings, sample_patch=None, progress=None):
             else:
                 hu, labels = cases[int(rng.integers(len(cases)))]
                 img, lab = _sample_patch(hu, labels, settings.patch_size, rng, settings)
-            img, lab = _augment(img, lab, rng)
+            img, lab = _augment(img, lab, rng, settings.intensity_augmentation)
             images.append(img)
             targets.append(lab)
         x = torch.from_numpy(np.stack(images)[:, None]).contiguous(memory_format=torch.channels_last_3d)

@@ -1,0 +1,176 @@
+"""Training the default model: synthetic lesions only, real tumours never seen, a loop that learns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pastacore.training.default_model import load_background, make_lesion_pool, training_sampler
+from pastacore.training.trainer import TrainSettings, train
+
+PATCH = (48, 48, 48)
+
+
+@pytest.fixture(scope="module")
+def background(sample_dir):
+    return load_background("lung1", PATCH)
+
+
+@pytest.fixture(scope="module")
+def pool(background):
+    return make_lesion_pool([background], 6, seed=5, wall_fraction=0.5)
+
+
+def test_excluded_zone_covers_the_real_tumour_with_a_margin(background):
+    from scipy import ndimage
+
+    assert background.tumour.any()
+    assert not (background.tumour & ~background.forbidden).any()
+    # every voxel of the zone's complement is over half a patch away from the tumour
+    distance = ndimage.distance_transform_edt(~background.tumour)
+    assert distance[~background.forbidden].min() > PATCH[0] // 2
+
+
+def test_lesion_pool_lies_in_the_lungs_away_from_the_tumour(background, pool):
+    from scipy import ndimage
+
+    assert len(pool) == 6
+    placements = {item.attributes["placement"] for item in pool}
+    assert placements == {"wall", "parenchyma"}
+    for item in pool:
+        assert item.lesion.any()
+        assert not background.forbidden[item.box].any()
+        lung = background.lung[item.box]
+        assert not (item.lesion & ~lung).any(), "lung tumours are clipped to the lung"
+        changed = item.image != background.hu[item.box]
+        assert changed[item.lesion].mean() > 0.9
+        if item.attributes["placement"] == "wall":  # abuts the lung surface
+            assert (ndimage.binary_dilation(item.lesion, iterations=2) & ~lung).any()
+
+
+def test_training_patches_never_contain_the_real_tumour(background, pool):
+    """Mark the excluded zone with an impossible HU value; no patch may ever show it."""
+    from dataclasses import replace
+
+    marked = replace(background, hu=np.where(background.forbidden, 9999.0, background.hu).astype(np.float32),
+                     centres=None)
+    make_patch = training_sampler([marked], pool, PATCH)
+    rng = np.random.default_rng(0)
+    with_lesion = 0
+    for _ in range(200):
+        hu, labels = make_patch(rng)
+        assert hu.shape == PATCH and labels.shape == PATCH
+        assert hu.max() < 9999.0
+        assert set(np.unique(labels)) <= {0, 1, 2}
+        with_lesion += bool((labels == 2).any())
+    assert 80 <= with_lesion <= 160  # about 60 % of patches carry a synthetic lesion
+
+
+def test_training_loop_learns_a_simple_task():
+    """A tiny network learns bright cubes (lesion) in a noisy sphere (organ) within a few dozen steps."""
+    rng = np.random.default_rng(0)
+    cases = []
+    for seed in range(2):
+        r = np.random.default_rng(seed)
+        k, j, i = np.indices((48, 48, 48))
+        organ = (k - 24) ** 2 + (j - 24) ** 2 + (i - 24) ** 2 < 20 ** 2
+        hu = np.where(organ, 40.0, -900.0) + r.normal(0, 10, organ.shape)
+        labels = organ.astype(np.uint8)
+        for _ in range(3):
+            c = r.integers(14, 34, 3)
+            cube = tuple(slice(int(v) - 3, int(v) + 3) for v in c)
+            hu[cube] = 250.0 + r.normal(0, 10, (6, 6, 6))
+            labels[cube] = 2
+        cases.append((hu.astype(np.float32), labels))
+    settings = TrainSettings(base_features=4, num_pool=2, patch_size=(32, 32, 32), steps=60, learning_rate=1e-2,
+                             seed=int(rng.integers(100)))
+    network, log = train(cases, settings)
+    assert len(log.losses) == 60
+    assert np.mean(log.losses[-10:]) < 0.6 * np.mean(log.losses[:10])
+
+
+# --- report-attribute heads on synthetic lesions ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def attribute_sets(background):
+    from pastacore.models.unet import PastaUNet
+    from pastacore.training.attribute_heads import synthetic_attribute_set
+
+    import torch
+
+    torch.manual_seed(0)
+    network = PastaUNet(num_classes=3, base_features=4, num_pool=4)
+    return (synthetic_attribute_set([background], network, 10, seed=1),
+            synthetic_attribute_set([background], network, 6, seed=2))
+
+
+def test_attribute_set_has_known_targets_for_every_group(attribute_sets):
+    from pastacore.training.attribute_heads import LUNG_GROUPS
+
+    train, test = attribute_sets
+    assert train.features.shape == (10, 4 * 2 ** 3) and test.features.shape[0] == 6
+    assert np.isfinite(train.features).all()
+    assert train.targets.shape == (10, len(LUNG_GROUPS))
+    for g, (_name, _attribute, options) in enumerate(LUNG_GROUPS):
+        assert ((train.targets[:, g] >= 0) & (train.targets[:, g] < len(options))).all()
+
+
+def test_combined_head_equals_the_five_separate_heads(attribute_sets):
+    from pastacore.classify.fewshot import fit_head
+    from pastacore.training.attribute_heads import LUNG_GROUPS, fit_attribute_heads, score_heads
+
+    train, test = attribute_sets
+    head = fit_attribute_heads(train)
+    assert [g.name for g in head.groups] == ["shape", "density", "heterogeneity", "surface", "invasion"]
+    combined = head.probabilities(test.features)
+    for g, (_name, _attribute, options) in enumerate(LUNG_GROUPS):
+        alone = fit_head(train.features, train.targets[:, g], options, "linear", 1.0, 0)
+        assert np.allclose(alone.probabilities(test.features)[0][1], combined[g][1], atol=1e-5)
+    scores = score_heads(head, test, train)
+    for g, (name, _attribute, _options) in enumerate(LUNG_GROUPS):
+        predicted = combined[g][1].argmax(1)
+        assert scores[name]["accuracy"] == pytest.approx((predicted == test.targets[:, g]).mean())
+
+
+def test_lesion_input_is_centred_on_the_lesion():
+    from pastacore.training.attribute_heads import lesion_input
+
+    hu = np.full((60, 70, 80), -800.0, np.float32)
+    box = (slice(5, 25), slice(30, 50), slice(60, 80))
+    image = np.full((20, 20, 20), 40.0, np.float32)
+    lesion = np.zeros((20, 20, 20), bool)
+    lesion[8:12, 8:12, 8:12] = True
+    image[~lesion] = -800.0
+    crop = lesion_input(hu, box, image, lesion)
+    assert crop.shape == (96, 96, 96)
+    bright = np.argwhere(crop > crop.min() + 0.5)
+    centre = bright[(bright[:, 0] > 0)].mean(0)  # the lesion, not the zero padding
+    assert np.allclose(centre, [47.5, 47.5, 47.5], atol=1.0)
+
+
+def test_cli_train_attributes_refuses_bad_input_before_work(tmp_path, capsys):
+    from pastacore.cli.main import main
+
+    assert main(["train-attributes", "--train", "5", "--out", str(tmp_path / "head.pt")]) == 2
+    assert "at least 10" in capsys.readouterr().err
+    (tmp_path / "head.pt").write_text("keep me")
+    assert main(["train-attributes", "--out", str(tmp_path / "head.pt")]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert (tmp_path / "head.pt").read_text() == "keep me"
+
+
+def test_acquired_slices_keep_smooth_values_and_blur_thin_ones():
+    from pastacore.training.default_model import acquire_slices
+
+    positions = np.arange(-3.0, 80.0, 5.0)       # 5 mm slices, not on the box's first voxel
+    ramp = np.broadcast_to(np.arange(10, 60, dtype=np.float32)[:, None, None], (50, 3, 4)).copy()
+    out = acquire_slices(ramp, 10, positions, 5.0)
+    assert out.shape == ramp.shape
+    assert np.allclose(out[5:-5], ramp[5:-5], atol=1e-4)  # a linear profile survives
+    thin = np.zeros((50, 2, 2), np.float32)
+    thin[22] = 100.0                                   # k = 32: exactly on a slice position
+    out = acquire_slices(thin, 10, positions, 5.0)
+    assert out.max() == pytest.approx(20.0, abs=1e-3)  # averaged over a 5 mm slice
+    assert (out[:, 0, 0] > 0).sum() >= 9               # and spread over the neighbouring slices
+    assert out.sum() == pytest.approx(thin.sum(), rel=0.05)
