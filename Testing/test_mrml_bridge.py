@@ -154,3 +154,17 @@ def test_corrupt_mrb_is_refused(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(PastaError, match="not a valid Slicer scene bundle"):
         scene_io.load_mrb(bad)
+
+
+def test_mrb_with_a_relative_path(scene, tmp_path, monkeypatch):
+    """``pasta demo`` writes into ./pasta-demo: a relative bundle path must work both ways."""
+    from pathlib import Path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    volume = make_volume()
+    volumes.node_from_volume(scene.scene, volume, "small")
+    path = scene_io.save_mrb(scene.scene, Path("out") / "scene.mrb")
+    assert path.is_absolute() and path.is_file() and path.parent == tmp_path / "out"
+    reloaded = scene_io.load_mrb(Path("out") / "scene.mrb")
+    assert np.array_equal(volumes.volume_from_node(reloaded.scene.GetFirstNodeByName("small")).array, volume.array)

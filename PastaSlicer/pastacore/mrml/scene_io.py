@@ -11,8 +11,11 @@ from .scene import SceneContext, new_scene, quiet_vtk_errors, silenced_stdout
 
 
 def save_mrb(scene, path, overwrite: bool = False) -> Path:
-    """Write every node (with its data files) into one ``.mrb`` archive, atomically."""
-    path = Path(path)
+    """Write every node (with its data files) into one ``.mrb`` archive, atomically.
+
+    The path is made absolute first: MRML resolves a relative bundle path against the scene's
+    root directory, not the working directory, and fails."""
+    path = Path(path).absolute()
     if path.suffix.lower() != ".mrb":
         raise PastaError(f"{path.name}: a scene bundle must end in .mrb")
     _compress_storage(scene)
@@ -37,7 +40,7 @@ def _compress_storage(scene):
 
 def load_mrb(path, context: SceneContext | None = None) -> SceneContext:
     """Open a ``.mrb`` into ``context`` (a new headless scene by default)."""
-    path = Path(path)
+    path = Path(path).absolute()
     if not path.is_file():
         raise PastaError(f"{path} does not exist")
     context = context or new_scene()
