@@ -21,27 +21,14 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-def _encoder_path(name: str):
-    from pathlib import Path
-
-    from ..inference.models import _weights_in
-    from ..models.store import ModelStore
-
-    if name and Path(name).exists():
-        return Path(name)
-    store = ModelStore()
-    if not name:
-        builtin = [m for m in store.list() if m.builtin and m.task == "segmentation"]
-        name = builtin[0].name if builtin else "pasta-lung-default"
-    return _weights_in(store.get(name).path)
-
-
 def run(args):
     import json
     import time
+    from pathlib import Path
 
     from ..classify.heads import save_head
     from ..errors import PastaError
+    from ..inference.models import model_weights
     from ..io.atomic import atomic_outputs, check_output_path
     from ..models.loading import load_encoder
     from ..training.attribute_heads import fit_attribute_heads, score_heads, synthetic_attribute_set
@@ -57,7 +44,7 @@ def run(args):
     names = [n for n in args.backgrounds.split(",") if n]
     if not names:
         raise PastaError("give at least one background case")
-    encoder_path = _encoder_path(args.encoder)
+    encoder_path = Path(model_weights(args.encoder)[0])
     network = load_encoder(encoder_path).network
     started = time.perf_counter()
     with bar("pasta train-attributes") as progress:

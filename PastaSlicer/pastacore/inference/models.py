@@ -97,12 +97,11 @@ def model_from_source(source, description: dict | None = None) -> SegmentationMo
     return SegmentationModel(loaded.network, patch, segments, organs, lesions, normalization, provenance)
 
 
-def resolve_segmentation_model(model=None, store=None) -> SegmentationModel:
-    """An installed model's name, a weight file / result folder, or None for the default."""
+def model_weights(model=None, store=None) -> tuple:
+    """``(weight file or result folder, description or None)`` of an installed model's name, a
+    path, or None for the built-in default segmentation model."""
     from ..models.store import ModelStore
 
-    if isinstance(model, SegmentationModel):
-        return model
     store = store if store is not None else ModelStore()
     if model is None or model == "":
         defaults = [m for m in store.list() if m.builtin and m.task == "segmentation"]
@@ -111,9 +110,19 @@ def resolve_segmentation_model(model=None, store=None) -> SegmentationModel:
         model = defaults[0].name
     path = Path(str(model))
     if path.exists():
-        return model_from_source(path)
+        return path, None
     installed = store.get(str(model))
-    description = json.loads((installed.path / "model.json").read_text())
+    return _weights_in(installed.path), json.loads((installed.path / "model.json").read_text())
+
+
+def resolve_segmentation_model(model=None, store=None) -> SegmentationModel:
+    """An installed model's name, a weight file / result folder, or None for the default."""
+    if isinstance(model, SegmentationModel):
+        return model
+    weights, description = model_weights(model, store)
+    if description is None:
+        return model_from_source(weights)
     if description.get("task") not in ("segmentation", "unknown"):
-        raise PastaError(f"model {installed.name!r} is a {description.get('task')} model, not a segmentation model")
-    return model_from_source(_weights_in(installed.path), description)
+        raise PastaError(f"model {description.get('name', str(model))!r} is a {description.get('task')} model, "
+                         f"not a segmentation model")
+    return model_from_source(weights, description)

@@ -130,8 +130,8 @@ def _postprocess(labels, lesion_values, organ_values, user_organ, min_lesion_mm3
     if organ.any() and lesions.any():
         allowed = grow(organ, LESION_MARGIN_MM, spacing)
         labels[lesions & ~allowed] = 0
-        pieces, count = ndimage.label(np.isin(labels, list(lesion_values))) if user_organ is not None else (None, 0)
-        if count:
+        if user_organ is not None:
+            pieces, count = ndimage.label(np.isin(labels, list(lesion_values)))
             size = np.bincount(pieces.ravel(), minlength=count + 1)
             inside = np.bincount(pieces.ravel(), weights=user_organ.ravel(), minlength=count + 1)
             outside = np.flatnonzero(inside < LESION_IN_ORGAN_FRACTION * size)

@@ -10,11 +10,12 @@ the report panel and ``predict_lesion_attributes`` use it like PASTA's own head.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..synthesis import schema as S
+from .default_model import wall_point
 
 # (report group, synthesis attribute, options) for lung lesions
 LUNG_GROUPS = (
@@ -31,7 +32,6 @@ CROP = (96, 96, 96)
 class AttributeSet:
     features: np.ndarray                  # (N, C) encoder features
     targets: np.ndarray                   # (N, 5) option index per group
-    sizes_mm: list = field(default_factory=list)
 
 
 def _draw(rng):
@@ -44,30 +44,22 @@ def _draw(rng):
     return chosen, attributes, size
 
 
-def _window(bg_hu, centre, size=CROP):
-    """Slices of a ``size`` window centred on ``centre`` and the padding it needs."""
-    box, pad = [], []
-    for c, s, n in zip(centre, size, bg_hu.shape):
-        start = int(c) - s // 2
-        box.append(slice(max(start, 0), min(start + s, n)))
-        pad.append((max(-start, 0), max(start + s - n, 0)))
-    return tuple(box), pad
-
-
 def lesion_input(bg_hu, image_box, image, lesion):
     """The encoder input for one synthetic lesion: PASTA's lesion crop (96^3 around the lesion's
-    box, SLF-normalised, flipped front-to-back), built from the background and the changed region."""
+    box, SLF-normalised, flipped front-to-back as :class:`~pastacore.classify.features.CropItem`
+    does), cut from the background with the changed region ``image`` pasted at ``image_box``."""
+    from ..io.crops import lesion_crop
     from ..io.normalize import pasta_slf
 
-    hits = np.argwhere(lesion)
-    centre = [(b.start + lo + b.start + hi) // 2 for b, lo, hi in zip(image_box, hits.min(0), hits.max(0))]
-    box, pad = _window(bg_hu, centre)
-    cut = bg_hu[box].copy()
-    inter = [slice(max(w.start, b.start), min(w.stop, b.stop)) for w, b in zip(box, image_box)]
-    local = tuple(slice(s.start - w.start, s.stop - w.start) for s, w in zip(inter, box))
-    source = tuple(slice(s.start - b.start, s.stop - b.start) for s, b in zip(inter, image_box))
-    cut[local] = image[source]
-    crop = np.pad(pasta_slf(cut), pad, constant_values=0.0)
+    # half a crop around the changed region holds the whole crop (or reaches the volume's edge)
+    sub = tuple(slice(max(b.start - h, 0), min(b.stop + h, n)) for b, h, n in zip(image_box, np.array(CROP) // 2,
+                                                                                bg_hu.shape))
+    local = tuple(slice(b.start - u.start, b.stop - u.start) for b, u in zip(image_box, sub))
+    cut = bg_hu[sub].copy()
+    cut[local] = image
+    mask = np.zeros(cut.shape, bool)
+    mask[local] = lesion
+    crop = lesion_crop(pasta_slf(cut), mask, CROP, pad_value=0.0).array
     return np.ascontiguousarray(crop[:, ::-1, :], dtype=np.float32)
 
 
@@ -86,8 +78,11 @@ def synthetic_attribute_set(backgrounds, network, count: int, seed: int, progres
 
     rng = np.random.default_rng(seed)
     depth = [ndimage.distance_transform_edt(bg.lung) for bg in backgrounds]
+    allowed = [bg.lung & ~bg.forbidden for bg in backgrounds]
+    volumes = [Volume(bg.hu, bg.grid) for bg in backgrounds]
+    organs = [v.with_array(a.astype(np.uint8), is_label=True) for v, a in zip(volumes, allowed)]
     network = network.float().eval()
-    features, targets, sizes, batch = [], [], [], []
+    features, targets, batch = [], [], []
 
     def flush():
         with torch.inference_mode():
@@ -102,15 +97,12 @@ def synthetic_attribute_set(backgrounds, network, count: int, seed: int, progres
         chosen, attributes, size = _draw(rng)
         centre = None
         if chosen[S.RELATION] == "close relationship":
-            band = bg.lung & ~bg.forbidden & (depth[b] >= 0.3 * size / 2) & (depth[b] <= 0.5 * size / 2 + 1)
-            where = np.argwhere(band[::3, ::3, ::3]) * 3
-            if not len(where):
+            point = wall_point(depth[b], allowed[b], size / 2, rng)
+            if point is None:
                 continue
-            centre = bg.grid.index_to_lps(where[int(rng.integers(len(where)))][::-1].astype(float))
-        volume = Volume(bg.hu, bg.grid)
-        organ = volume.with_array((bg.lung & ~bg.forbidden).astype(np.uint8), is_label=True)
+            centre = bg.grid.index_to_lps(point[::-1].astype(float))
         try:
-            result = synthesize_lesion(volume, organ_labels=organ, organ_names={1: "lung"}, lesion_type="lung_tumor",
+            result = synthesize_lesion(volumes[b], organ_labels=organs[b], organ_names={1: "lung"}, lesion_type="lung_tumor",
                                        attributes=attributes, seed=int(rng.integers(2**31)), centre_lps=centre)
         except PastaError:
             continue
@@ -120,7 +112,6 @@ def synthetic_attribute_set(backgrounds, network, count: int, seed: int, progres
             continue
         batch.append(lesion_input(bg.hu, box, result.image.array[box], lesion))
         targets.append([options.index(chosen[attribute]) for _g, attribute, options in LUNG_GROUPS])
-        sizes.append(size)
         if len(batch) == 4:
             flush()
         if progress:
@@ -129,7 +120,7 @@ def synthetic_attribute_set(backgrounds, network, count: int, seed: int, progres
         flush()
     if not targets:
         raise PastaError("no synthetic lesion could be placed in the backgrounds")
-    return AttributeSet(np.concatenate(features), np.asarray(targets, int), sizes)
+    return AttributeSet(np.concatenate(features), np.asarray(targets, int))
 
 
 def fit_attribute_heads(train: AttributeSet, l2: float = 1.0, seed: int = 0, name: str = "lung attributes"):

@@ -82,7 +82,7 @@ def acquire_slices(values: np.ndarray, k0: int, positions, thickness: float) -> 
     return ((1 - t) * samples[upper - 1] + t * samples[upper]).astype(np.float32)
 
 
-def _wall_point(depth, allowed, radius, rng):
+def wall_point(depth, allowed, radius, rng):
     """A voxel 0.3-0.6 lesion radii inside the lung surface: a lesion centred there abuts the
     chest wall, mediastinum or diaphragm, as many real tumours do (None if there is none)."""
     band = allowed & (depth >= 0.3 * radius) & (depth <= max(0.6 * radius, 0.3 * radius + 2))
@@ -120,7 +120,7 @@ def make_lesion_pool(backgrounds, per_background: int, seed: int, progress=None,
             at_wall = rng.random() < wall_fraction
             size = float(np.exp(rng.uniform(np.log(15.0 if at_wall else 6.0), np.log(70.0))))
             attributes[S.SIZE] = [size * rng.uniform(0.8, 1.2) for _ in range(3)]
-            point = _wall_point(depth, allowed, size / 2, rng) if at_wall else None
+            point = wall_point(depth, allowed, size / 2, rng) if at_wall else None
             centre = None if point is None else bg.grid.index_to_lps(point[::-1].astype(float))
             try:
                 result = synthesize_lesion(volume, organ_labels=organ, organ_names={1: "lung"}, lesion_type="lung_tumor",
@@ -149,10 +149,20 @@ def make_lesion_pool(backgrounds, per_background: int, seed: int, progress=None,
     return pool
 
 
-def _patch_start(bg, centre, patch, rng, jitter=True):
+def overlap(window, box):
+    """Where two regions (tuples of slices in one array) meet: ``(in window, in box)`` slices,
+    or None when they do not. Used to paste a pooled lesion (``box``) into a patch (``window``)."""
+    inter = [slice(max(w.start, b.start), min(w.stop, b.stop)) for w, b in zip(window, box)]
+    if not all(s.stop > s.start for s in inter):
+        return None
+    return (tuple(slice(s.start - w.start, s.stop - w.start) for s, w in zip(inter, window)),
+            tuple(slice(s.start - b.start, s.stop - b.start) for s, b in zip(inter, box)))
+
+
+def _patch_start(bg, centre, patch, rng):
     shape = np.array(bg.hu.shape)
     for _ in range(50):
-        shift = rng.integers(-np.array(patch) // 3, np.array(patch) // 3 + 1) if (centre is not None and jitter) else 0
+        shift = rng.integers(-np.array(patch) // 3, np.array(patch) // 3 + 1) if centre is not None else 0
         c = (centre + shift) if centre is not None else np.array([rng.integers(0, n) for n in shape])
         start = np.clip(c - np.array(patch) // 2, 0, np.maximum(shape - patch, 0))
         window = tuple(slice(int(s), int(s + p)) for s, p in zip(start, patch))
@@ -196,13 +206,11 @@ def training_sampler(backgrounds, pool, patch, lesion_probability=0.6):
                 continue
             hu = bg.hu[window].copy()
             labels = bg.lung[window].astype(np.uint8)
-            if item is not None:
-                inter = [slice(max(w.start, b.start), min(w.stop, b.stop)) for w, b in zip(window, item.box)]
-                if all(s.stop > s.start for s in inter):
-                    local = tuple(slice(s.start - w.start, s.stop - w.start) for s, w in zip(inter, window))
-                    source = tuple(slice(s.start - b.start, s.stop - b.start) for s, b in zip(inter, item.box))
-                    hu[local] = item.image[source]
-                    labels[local][item.lesion[source]] = 2
+            meet = overlap(window, item.box) if item is not None else None
+            if meet is not None:
+                local, source = meet
+                hu[local] = item.image[source]
+                labels[local][item.lesion[source]] = 2
             return hu, labels
 
     return make_patch
