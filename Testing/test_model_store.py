@@ -135,3 +135,30 @@ def test_builtin_default_model_is_intact_and_loads():
     seg = resolve_segmentation_model(None, store)  # the default
     assert seg.patch_size == (96, 96, 96) and seg.lesion_values == (2,) and seg.organ_values == (1,)
     assert seg.segments[2].name == "Lung tumor"
+
+
+def test_model_folder_with_extra_weight_files_uses_the_named_weights(tmp_path):
+    """A model folder may carry more than the segmentation weights (e.g. attribute heads):
+    model.json's 'weights' says which file segments; without it the folder is ambiguous."""
+    import shutil
+
+    from pastacore.inference.models import model_weights
+
+    source = [m for m in ModelStore().list() if m.builtin][0].path
+    folder = tmp_path / "store" / "lungs-with-heads"
+    shutil.copytree(source, folder)
+    description = json.loads((folder / "model.json").read_text())
+    description["name"] = "lungs-with-heads"
+    torch.save({"head.weight": torch.zeros(3, 4)}, folder / "attribute_heads.pt")
+    (folder / "model.json").write_text(json.dumps(description))
+    store = ModelStore(tmp_path / "store")
+    weights, described = model_weights("lungs-with-heads", store)
+    assert weights == folder / "model.pth" and described["weights"] == "model.pth"
+    del description["weights"]
+    (folder / "model.json").write_text(json.dumps(description))
+    with pytest.raises(PastaError, match="one weight file"):
+        model_weights("lungs-with-heads", store)
+    description["weights"] = "../elsewhere.pth"
+    (folder / "model.json").write_text(json.dumps(description))
+    with pytest.raises(PastaError, match="no weight file"):
+        model_weights("lungs-with-heads", store)

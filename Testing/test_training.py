@@ -89,6 +89,50 @@ def test_training_loop_learns_a_simple_task():
     assert np.mean(log.losses[-10:]) < 0.6 * np.mean(log.losses[:10])
 
 
+
+def test_rotation_and_scaling_keep_labels_on_their_structures():
+    """A bright ball labelled 2 stays labelled where it is bright after random turns and scalings,
+    its volume changes within the scaling range, and the patch really moves."""
+    from pastacore.training.trainer import _rotate_scale
+
+    rng = np.random.default_rng(3)
+    k, j, i = np.indices((48, 48, 48))
+    ball = (k - 20) ** 2 + (j - 26) ** 2 + (i - 24) ** 2 < 9 ** 2
+    labels = ball.astype(np.uint8) * 2
+    image = np.where(ball, 300.0, 0.0).astype(np.float32) + i.astype(np.float32)  # a ramp shows turning
+    moved_any = False
+    for _ in range(6):
+        img, lab = _rotate_scale(image, labels, rng)
+        assert img.shape == image.shape and lab.dtype == labels.dtype and set(np.unique(lab)) <= {0, 2}
+        assert ((lab == 2) == (img > 150)).mean() > 0.98  # the ball is >= 300, the ramp <= 47
+        ratio = (lab == 2).sum() / ball.sum()
+        assert 1 / 1.25 ** 3 / 1.1 ** 3 * 0.9 < ratio < 1 / 0.8 ** 3 * 1.1 ** 3 * 1.1
+        moved_any |= bool(np.abs(img - image).mean() > 1.0)
+    assert moved_any
+
+
+def test_model_card_states_data_scores_and_limits():
+    from types import SimpleNamespace
+
+    from pastacore.cli.train_default_cmd import model_card, model_description
+
+    metrics = {"backgrounds": ["lung1"], "synthetic_lesions": 80, "steps": 2000, "patch": [96, 96, 96],
+               "base_features": 8, "seed": 1, "spatial_augmentation": 0.5, "train_seconds": 100,
+               "total_seconds": 120, "machine": "x86_64, 2 threads",
+               "evaluation": [{"case": "lung2", "dice": 0.41, "detected": True, "false_positive_ml": 12.5,
+                               "tumour_ml": 48.5, "tta": False},
+                              {"case": "lung2", "dice": 0.52, "detected": True, "false_positive_ml": 9.0,
+                               "tumour_ml": 48.5, "tta": True}]}
+    description = model_description(metrics)
+    description["files"][0]["sha256"] = "ab" * 32
+    args = SimpleNamespace(lesions=80, patch=96, base_features=8, seed=1, evaluate_on="lung2",
+                           spatial_augmentation=0.5)
+    card = model_card(metrics, description, args)
+    assert "Research use only" in card and "lung1" in card and "50 %" in card
+    assert "| lung2 | none (default) | 0.410 | yes | 12.5 | 48.5 | no |" in card
+    assert "| lung2 | 8 mirrorings (--tta) | 0.520 | yes | 9.0 | 48.5 | no |" in card
+    assert "--steps 2000" in card and "--seed 1" in card and "--spatial-augmentation 0.5" in card
+
 # --- report-attribute heads on synthetic lesions ------------------------------------------------
 
 

@@ -36,12 +36,22 @@ class SegmentationModel:
         return nnunet_ct(hu, self.normalization) if self.normalization else pasta_slf(hu)
 
 
-def _weights_in(folder: Path) -> Path:
+def _weights_in(folder: Path, description: dict | None = None) -> Path:
+    """The segmentation weights of an installed model folder: an nnU-Net result folder, the
+    file its description names under ``weights`` (a folder may also hold e.g. attribute
+    heads), or its only weight file."""
     if (folder / "plans.json").is_file():
         return folder
+    named = (description or {}).get("weights")
+    if named:
+        path = folder / str(named)
+        if path.parent != folder or not path.is_file():
+            raise PastaError(f"model folder {folder.name} has no weight file {named!r}, which its model.json names")
+        return path
     files = sorted(p for p in folder.iterdir() if p.suffix in (".pth", ".pt", ".safetensors"))
     if len(files) != 1:
-        raise PastaError(f"model folder {folder.name} should hold one weight file or an nnU-Net result folder")
+        raise PastaError(f"model folder {folder.name} should hold one weight file (or name it under 'weights' in "
+                         f"model.json) or an nnU-Net result folder")
     return files[0]
 
 
@@ -112,7 +122,8 @@ def model_weights(model=None, store=None) -> tuple:
     if path.exists():
         return path, None
     installed = store.get(str(model))
-    return _weights_in(installed.path), json.loads((installed.path / "model.json").read_text())
+    description = json.loads((installed.path / "model.json").read_text())
+    return _weights_in(installed.path, description), description
 
 
 def resolve_segmentation_model(model=None, store=None) -> SegmentationModel:

@@ -31,6 +31,7 @@ class TrainSettings:
     seed: int = 0
     threads: int = 2
     intensity_augmentation: bool = True
+    spatial_augmentation: float = 0.0  # share of patches rotated and scaled (anatomy varies between patients)
 
 
 @dataclass
@@ -60,10 +61,40 @@ def _sample_patch(image, labels, patch, rng, settings):
     return img, lab
 
 
-def _augment(img, lab, rng, intensity=True):
+def _rotate_scale(img, lab, rng):
+    """The patch turned (up to 15 degrees about the body axis, 8 about the others) and scaled
+    (0.8-1.25, slightly differently per axis) about its centre: trilinear for HU, nearest for
+    labels, edges continued outwards. One real background then stands for bodies of other
+    sizes and postures."""
+    import torch
+    import torch.nn.functional as F
+
+    angles = np.radians(rng.uniform(-1, 1, 3) * np.array([15.0, 8.0, 8.0]))
+    matrix = np.eye(3)
+    for axis, angle in enumerate(angles):  # rotations about (k, j, i) in turn
+        c, s = np.cos(angle), np.sin(angle)
+        a, b = [n for n in range(3) if n != axis]
+        turn = np.eye(3)
+        turn[a, a], turn[a, b], turn[b, a], turn[b, b] = c, -s, s, c
+        matrix = turn @ matrix
+    matrix = matrix @ np.diag(1.0 / (rng.uniform(0.8, 1.25) * rng.uniform(0.93, 1.07, 3)))
+    # affine_grid works in (x, y, z) = (i, j, k) order
+    theta = torch.zeros(1, 3, 4)
+    theta[0, :, :3] = torch.from_numpy(matrix[::-1, ::-1].copy()).float()
+    grid = F.affine_grid(theta, (1, 1) + img.shape, align_corners=False)
+    moved = F.grid_sample(torch.from_numpy(np.ascontiguousarray(img, np.float32))[None, None], grid,
+                          mode="bilinear", padding_mode="border", align_corners=False)
+    labels = F.grid_sample(torch.from_numpy(np.ascontiguousarray(lab, np.float32))[None, None], grid,
+                           mode="nearest", padding_mode="border", align_corners=False)
+    return moved[0, 0].numpy(), labels[0, 0].numpy().round().astype(lab.dtype)
+
+
+def _augment(img, lab, rng, intensity=True, spatial=0.0):
     """Random flips along each axis; with ``intensity``, a random HU gain (0.9-1.1), offset
     (+-20 HU) and noise (0-15 HU) around soft tissue, as between scanners and kernels; then
-    PASTA's SLF normalisation."""
+    PASTA's SLF normalisation. A share ``spatial`` of patches is first rotated and scaled."""
+    if spatial and rng.random() < spatial:
+        img, lab = _rotate_scale(img, lab, rng)
     for axis in range(3):
         if rng.random() < 0.5:
             img, lab = np.flip(img, axis), np.flip(lab, axis)
@@ -108,7 +139,8 @@ def train(cases, settings: TrainSettings, sample_patch=None, progress=None):
             else:
                 hu, labels = cases[int(rng.integers(len(cases)))]
                 img, lab = _sample_patch(hu, labels, settings.patch_size, rng, settings)
-            img, lab = _augment(img, lab, rng, settings.intensity_augmentation)
+            img, lab = _augment(img, lab, rng, settings.intensity_augmentation,
+                                settings.spatial_augmentation)
             images.append(img)
             targets.append(lab)
         x = torch.from_numpy(np.stack(images)[:, None]).contiguous(memory_format=torch.channels_last_3d)
