@@ -162,3 +162,15 @@ def test_model_folder_with_extra_weight_files_uses_the_named_weights(tmp_path):
     (folder / "model.json").write_text(json.dumps(description))
     with pytest.raises(PastaError, match="no weight file"):
         model_weights("lungs-with-heads", store)
+
+
+def test_every_importable_weight_file_resolves_by_name(tmp_path, weights):
+    """What the store accepts on import (e.g. a Lightning-style .ckpt) is found again by name."""
+    from pastacore.inference.models import model_weights
+
+    ckpt = tmp_path / "Lesions.CKPT"
+    ckpt.write_bytes(weights.read_bytes())
+    store = ModelStore(tmp_path / "store")
+    store.import_file(ckpt, name="lesions")
+    path, description = model_weights("lesions", store)
+    assert path.name == "Lesions.CKPT" and description["name"] == "lesions"
