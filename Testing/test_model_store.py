@@ -174,3 +174,23 @@ def test_every_importable_weight_file_resolves_by_name(tmp_path, weights):
     store.import_file(ckpt, name="lesions")
     path, description = model_weights("lesions", store)
     assert path.name == "Lesions.CKPT" and description["name"] == "lesions"
+
+
+def test_a_trained_model_folder_given_by_path_uses_its_description(tmp_path):
+    """`pasta train-default --out DIR` writes model.json beside the weights; `--model DIR` then
+    segments with its patch size and lung labels, not the defaults for a bare weight file."""
+    import shutil
+
+    from pastacore.inference.models import resolve_segmentation_model
+
+    source = [m for m in ModelStore().list() if m.builtin][0].path
+    folder = tmp_path / "my-run"
+    shutil.copytree(source, folder)
+    seg = resolve_segmentation_model(str(folder))
+    assert seg.patch_size == (96, 96, 96) and seg.segments[2].name == "Lung tumor"
+    assert seg.provenance["file"] == "model.pth"
+    bare = resolve_segmentation_model(str(folder / "model.pth"))
+    assert bare.segments[2].name != "Lung tumor"  # a bare file has no description to go by
+    (folder / "model.json").write_text("{not json")
+    with pytest.raises(PastaError, match="not valid JSON"):
+        resolve_segmentation_model(str(folder))

@@ -132,6 +132,7 @@ def test_model_card_states_data_scores_and_limits():
     assert "| lung2 | none (default) | 0.410 | yes | 12.5 | 48.5 | no |" in card
     assert "| lung2 | 8 mirrorings (--tta) | 0.520 | yes | 9.0 | 48.5 | no |" in card
     assert "--steps 2000" in card and "--seed 1" in card and "--spatial-augmentation 0.5" in card
+    assert "vary widely with the seed" in card and "RESULTS.md" in card  # one run is not the recipe
 
 # --- report-attribute heads on synthetic lesions ------------------------------------------------
 

@@ -2,9 +2,10 @@
 
 Runs the product path (``segment_volume`` with the classical lung mask as the organ) on a
 pyradiomics sample scan and draws an axial and a coronal slice through the real tumour, plus a
-projection of every lesion found (false positives included). Usage:
+projection of every lesion found (false positives included). Several ``--model`` give one row
+each (e.g. training runs that differ only by their seed). Usage:
 
-    .venv/bin/python Testing/Benchmarks/plot_default_model.py [--case lung2] [--model NAME|FILE] --out FILE.png
+    .venv/bin/python Testing/Benchmarks/plot_default_model.py [--case lung2] [--model NAME|FILE ...] --out FILE.png
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import numpy as np
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--case", default="lung2")
-    parser.add_argument("--model", default=None)
+    parser.add_argument("--model", action="append", help="model name or weight file (repeat to compare; "
+                        "default: the built-in model)")
+    parser.add_argument("--label", action="append", help="a row title per --model")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
@@ -32,32 +35,37 @@ def main():
 
     bg = load_background(args.case)
     volume = Volume(bg.hu, bg.grid)
-    result = segment_volume(volume, args.model, organ_mask=volume.with_array(bg.lung.astype(np.uint8), is_label=True),
-                            min_lesion_mm3=100.0)
-    found = result.labels.array == 2
     tumour = bg.tumour
-    dice = 2 * (found & tumour).sum() / max(found.sum() + tumour.sum(), 1)
     k, j, _ = np.argwhere(tumour).mean(0).astype(int)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 5.4))
-    views = [(bg.hu[k], tumour[k], found[k], bg.lung[k], f"axial, slice {k}"),
-             (bg.hu[:, j], tumour[:, j], found[:, j], bg.lung[:, j], f"coronal, row {j}")]
-    for ax, (image, truth, pred, lung, title) in zip(axes, views):
-        ax.imshow(image, cmap="gray", vmin=-1000, vmax=400, origin="lower" if "coronal" in title else "upper")
-        ax.contour(lung, [0.5], colors="yellow", linewidths=0.5)
-        ax.contour(truth, [0.5], colors="lime", linewidths=1.2)
-        if pred.any():
-            ax.contour(pred, [0.5], colors="red", linewidths=1.2)
-        ax.set_title(title)
-        ax.axis("off")
-    projection = found.max(axis=0).astype(int) * 2 + tumour.max(axis=0)
-    axes[2].imshow(projection, cmap="magma", vmin=0, vmax=3)
-    axes[2].set_title("projection: found only (2), reference only (1), both (3)")
-    axes[2].axis("off")
-    fig.suptitle(f"{args.case}: reference tumour (green), found by the model (red), lung mask (yellow); "
-                 f"Dice {dice:.2f}, lesions found {found.sum() / 1000:.1f} mL")
+    models = args.model or [None]
+    labels = args.label or [m or "built-in model" for m in models]
+    fig, rows = plt.subplots(len(models), 3, figsize=(15, 5.4 * len(models)), squeeze=False)
+    scores = []
+    for model, label, axes in zip(models, labels, rows):
+        result = segment_volume(volume, model, organ_mask=volume.with_array(bg.lung.astype(np.uint8), is_label=True),
+                                min_lesion_mm3=100.0)
+        found = result.labels.array == 2
+        dice = 2 * (found & tumour).sum() / max(found.sum() + tumour.sum(), 1)
+        scores.append(f"{label}: Dice {dice:.3f}")
+        views = [(bg.hu[k], tumour[k], found[k], bg.lung[k], f"axial, slice {k}"),
+                 (bg.hu[:, j], tumour[:, j], found[:, j], bg.lung[:, j], f"coronal, row {j}")]
+        for ax, (image, truth, pred, lung, title) in zip(axes, views):
+            ax.imshow(image, cmap="gray", vmin=-1000, vmax=400, origin="lower" if "coronal" in title else "upper")
+            ax.contour(lung, [0.5], colors="yellow", linewidths=0.5)
+            ax.contour(truth, [0.5], colors="lime", linewidths=1.2)
+            if pred.any():
+                ax.contour(pred, [0.5], colors="red", linewidths=1.2)
+            ax.set_title(f"{label}: {title}" if len(models) > 1 else title)
+            ax.axis("off")
+        projection = found.max(axis=0).astype(int) * 2 + tumour.max(axis=0)
+        axes[2].imshow(projection, cmap="magma", vmin=0, vmax=3)
+        axes[2].set_title(f"projection: Dice {dice:.2f}, {found.sum() / 1000:.1f} mL found\n"
+                          "red: found only, purple: missed, yellow: both")
+        axes[2].axis("off")
+    fig.suptitle(f"{args.case}: reference tumour (green), found by the model (red), lung mask (yellow)")
     fig.tight_layout()
     fig.savefig(args.out, dpi=60)
-    print(f"wrote {args.out}: Dice {dice:.3f}")
+    print(f"wrote {args.out}: " + "; ".join(scores))
 
 
 if __name__ == "__main__":

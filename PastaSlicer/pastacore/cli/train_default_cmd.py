@@ -139,5 +139,7 @@ scores (training on one scan, scoring on the other) are in `Testing/Benchmarks/R
 {len(metrics['backgrounds'])} real training scan(s) only ({', '.join(metrics['backgrounds'])}); chest CT at about 1 mm after standardisation; lung lesions only;
 false positives at the diaphragm domes, the mediastinum, the heart border and hilar vessels are expected
 ({false_positive_range(metrics)} per scan on the sample scans). A PASTA checkpoint or an nnU-Net
-result folder imported in the hub gives better results where one is available.
+result folder imported in the hub gives better results where one is available. Runs of this size
+vary widely with the seed (the same command with another seed can find much less of a tumour);
+`Testing/Benchmarks/RESULTS.md` records how much, and the scores above are this run's only.
 """

@@ -111,8 +111,10 @@ def model_from_source(source, description: dict | None = None) -> SegmentationMo
 
 def model_weights(model=None, store=None) -> tuple:
     """``(weight file or result folder, description or None)`` of an installed model's name, a
-    path, or None for the built-in default segmentation model."""
-    from ..models.store import ModelStore
+    path, or None for the built-in default segmentation model. A folder given by path that
+    holds a ``model.json`` (what ``pasta train-default --out`` writes, or a copy of an installed
+    model) is used with that description: its patch size, labels and named weights."""
+    from ..models.store import DESCRIPTION, ModelStore
 
     store = store if store is not None else ModelStore()
     if model is None or model == "":
@@ -121,6 +123,14 @@ def model_weights(model=None, store=None) -> tuple:
             raise PastaError("no default segmentation model is installed; import one in the PASTA hub or pass --model")
         model = defaults[0].name
     path = Path(str(model))
+    if path.is_dir() and (path / DESCRIPTION).is_file() and not (path / "plans.json").is_file():
+        try:
+            description = json.loads((path / DESCRIPTION).read_text())
+        except (ValueError, UnicodeDecodeError) as error:
+            raise PastaError(f"{path / DESCRIPTION} is not valid JSON ({error})") from None
+        if not isinstance(description, dict):
+            raise PastaError(f"{path / DESCRIPTION} should hold a JSON object describing the model")
+        return _weights_in(path, description), description
     if path.exists():
         return path, None
     installed = store.get(str(model))
