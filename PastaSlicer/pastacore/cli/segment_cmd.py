@@ -11,7 +11,8 @@ def add_parser(sub):
                                    "and OUT.json beside it with the label names and the model used.")
     p.add_argument("image", help="CT as NIfTI/NRRD file or DICOM folder")
     p.add_argument("--out", required=True, help="output label map (.nii.gz, .nii or .nrrd)")
-    p.add_argument("--model", help="installed model name, weight file or nnU-Net result folder (default: built-in model)")
+    p.add_argument("--model", help="installed model name, weight file, nnU-Net result folder, or a folder with "
+                                   "model.json as `pasta train-default --out` writes (default: built-in model)")
     p.add_argument("--organ-mask", help="label map restricting the search (e.g. TotalSegmentator output)")
     p.add_argument("--organ-label", type=int, help="label value of the organ in --organ-mask (default: any non-zero)")
     p.add_argument("--organ", help="organ to restrict to: with --organ-mask, its name (e.g. lung: TotalSegmentator ids or "
