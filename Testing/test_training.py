@@ -89,7 +89,6 @@ def test_training_loop_learns_a_simple_task():
     assert np.mean(log.losses[-10:]) < 0.6 * np.mean(log.losses[:10])
 
 
-
 def test_rotation_and_scaling_keep_labels_on_their_structures():
     """A bright ball labelled 2 stays labelled where it is bright after random turns and scalings,
     its volume changes within the scaling range, and the patch really moves."""
@@ -133,6 +132,7 @@ def test_model_card_states_data_scores_and_limits():
     assert "| lung2 | 8 mirrorings (--tta) | 0.520 | yes | 9.0 | 48.5 | no |" in card
     assert "--steps 2000" in card and "--seed 1" in card and "--spatial-augmentation 0.5" in card
     assert "vary widely with the seed" in card and "RESULTS.md" in card  # one run is not the recipe
+
 
 # --- report-attribute heads on synthetic lesions ------------------------------------------------
 

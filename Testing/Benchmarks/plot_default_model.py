@@ -39,6 +39,8 @@ def main():
     k, j, _ = np.argwhere(tumour).mean(0).astype(int)
     models = args.model or [None]
     labels = args.label or [m or "built-in model" for m in models]
+    if len(labels) != len(models):
+        parser.error("give one --label per --model, or none")
     fig, rows = plt.subplots(len(models), 3, figsize=(15, 5.4 * len(models)), squeeze=False)
     scores = []
     for model, label, axes in zip(models, labels, rows):

@@ -124,18 +124,23 @@ def model_weights(model=None, store=None) -> tuple:
         model = defaults[0].name
     path = Path(str(model))
     if path.is_dir() and (path / DESCRIPTION).is_file() and not (path / "plans.json").is_file():
-        try:
-            description = json.loads((path / DESCRIPTION).read_text())
-        except (ValueError, UnicodeDecodeError) as error:
-            raise PastaError(f"{path / DESCRIPTION} is not valid JSON ({error})") from None
-        if not isinstance(description, dict):
-            raise PastaError(f"{path / DESCRIPTION} should hold a JSON object describing the model")
-        return _weights_in(path, description), description
+        return _described_weights(path)
     if path.exists():
         return path, None
-    installed = store.get(str(model))
-    description = json.loads((installed.path / "model.json").read_text())
-    return _weights_in(installed.path, description), description
+    return _described_weights(store.get(str(model)).path)
+
+
+def _described_weights(folder: Path) -> tuple:
+    """``(segmentation weights, description)`` of a model folder holding a ``model.json``."""
+    from ..models.store import DESCRIPTION
+
+    try:
+        description = json.loads((folder / DESCRIPTION).read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise PastaError(f"{folder / DESCRIPTION} is not valid JSON ({error})") from None
+    if not isinstance(description, dict):
+        raise PastaError(f"{folder / DESCRIPTION} should hold a JSON object describing the model")
+    return _weights_in(folder, description), description
 
 
 def resolve_segmentation_model(model=None, store=None) -> SegmentationModel:
