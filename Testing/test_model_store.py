@@ -189,8 +189,20 @@ def test_a_trained_model_folder_given_by_path_uses_its_description(tmp_path):
     seg = resolve_segmentation_model(str(folder))
     assert seg.patch_size == (96, 96, 96) and seg.segments[2].name == "Lung tumor"
     assert seg.provenance["file"] == "model.pth"
-    bare = resolve_segmentation_model(str(folder / "model.pth"))
-    assert bare.segments[2].name != "Lung tumor"  # a bare file has no description to go by
+    assert seg.provenance["assumed"] == []
+    # the weight file itself, beside the model.json that names it, is used with that description
+    named = resolve_segmentation_model(str(folder / "model.pth"))
+    assert named.patch_size == (96, 96, 96) and named.segments[2].name == "Lung tumor"
+    # copied on its own, nothing describes it: PASTA's defaults, and provenance says they were assumed
+    alone = tmp_path / "copied" / "model.pth"
+    alone.parent.mkdir()
+    shutil.copy(folder / "model.pth", alone)
+    bare = resolve_segmentation_model(str(alone))
+    assert bare.segments[2].name != "Lung tumor" and bare.patch_size == (128, 128, 128)
+    assert bare.provenance["assumed"] == ["patch size", "labels"]
+    # a model.json that names other weights does not describe this file
+    shutil.copy(folder / "model.pth", folder / "other.pth")
+    assert resolve_segmentation_model(str(folder / "other.pth")).provenance["assumed"] == ["patch size", "labels"]
     (folder / "model.json").write_text("{not json")
     with pytest.raises(PastaError, match="not valid JSON"):
         resolve_segmentation_model(str(folder))

@@ -92,12 +92,16 @@ def test_cli_segment_with_a_pasta_checkpoint(tmp_path, sample_dir, tiny_checkpoi
     roi = ",".join(f"{v:.1f}" for v in (*(centre - 20), *(centre + 20)))
     code = main(["segment", str(sample_dir / "lung1_image.nrrd"), "--out", str(out), "--model", str(tiny_checkpoint),
                  f"--roi={roi}", "--device", "cpu"])
-    assert code == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 0, err
     labels = read_volume(out, is_label=True)
     assert labels.grid.same_as(image.grid) and set(np.unique(labels.array)) <= {0, 1, 2}
     sidecar = json.loads((tmp_path / "seg.json").read_text())
     assert set(sidecar["labels"]) == {"1", "2"} and len(sidecar["model"]["sha256"]) == 64
     assert sidecar["model"]["architecture"]["base_features"] == 4
+    # a bare reduced-width weight file: the user is told that patch size and labels were guessed
+    assert sidecar["model"]["assumed"] == ["patch size", "labels"]
+    assert len(sidecar["warnings"]) == 1 and "warning: nothing describes" in err and "patch size 128x128x128" in err
     # no overwrite without permission, and nothing written on failure
     assert main(["segment", str(sample_dir / "lung1_image.nrrd"), "--out", str(out), "--model", str(tiny_checkpoint),
                  f"--roi={roi}"]) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 
 def add_parser(sub):
@@ -82,9 +83,12 @@ def run(args):
         "voxels": {str(v): int(n) for v, n in zip(*np.unique(result.labels.array, return_counts=True)) if v},
         "model": result.model, "device": result.device, "seconds": round(result.seconds, 2),
         "patches_run": result.tiles_run, "patches_total": result.tiles_total, "notes": result.notes,
+        "warnings": result.warnings,
     }
     with atomic_outputs(sidecar, overwrite=args.overwrite) as temp:
         temp.write_text(json.dumps(description, indent=2))
         write_volume(result.labels, args.out, overwrite=args.overwrite)
     print(f"wrote {args.out} and {sidecar.name}: {description['voxels']} voxels per label in {result.seconds:.1f} s "
           f"on {result.device} ({result.tiles_run} of {result.tiles_total} patches run)")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)

@@ -105,6 +105,11 @@ def model_from_source(source, description: dict | None = None) -> SegmentationMo
         "name": description.get("name", source.stem), "version": str(description.get("version", "")),
         "file": checkpoint.name, "sha256": sha256_of(checkpoint) if checkpoint.is_file() else None,
         "trainer": info.trainer, "architecture": info.architecture_kwargs(),
+        # PASTA's own width (64 features, 5 pools) comes with PASTA's own defaults; for other widths
+        # nothing but a description says how the network was trained
+        "assumed": [] if (info.base_features, info.num_pool) == (64, 5) else
+        [what for what, known in (("patch size", info.patch_size or description.get("patch_size")),
+                                  ("labels", info.labels or description.get("labels"))) if not known],
     }
     return SegmentationModel(loaded.network, patch, segments, organs, lesions, normalization, provenance)
 
@@ -113,7 +118,8 @@ def model_weights(model=None, store=None) -> tuple:
     """``(weight file or result folder, description or None)`` of an installed model's name, a
     path, or None for the built-in default segmentation model. A folder given by path that
     holds a ``model.json`` (what ``pasta train-default --out`` writes, or a copy of an installed
-    model) is used with that description: its patch size, labels and named weights."""
+    model) is used with that description: its patch size, labels and named weights; so is the
+    weight file that such a model.json names, given by its own path."""
     from ..models.store import DESCRIPTION, ModelStore
 
     store = store if store is not None else ModelStore()
@@ -125,6 +131,10 @@ def model_weights(model=None, store=None) -> tuple:
     path = Path(str(model))
     if path.is_dir() and (path / DESCRIPTION).is_file() and not (path / "plans.json").is_file():
         return _described_weights(path)
+    if path.is_file() and (path.parent / DESCRIPTION).is_file():
+        description = _read_description(path.parent)
+        if description.get("weights") == path.name:  # the weights its folder's model.json describes
+            return path, description
     if path.exists():
         return path, None
     return _described_weights(store.get(str(model)).path)
@@ -132,6 +142,11 @@ def model_weights(model=None, store=None) -> tuple:
 
 def _described_weights(folder: Path) -> tuple:
     """``(segmentation weights, description)`` of a model folder holding a ``model.json``."""
+    description = _read_description(folder)
+    return _weights_in(folder, description), description
+
+
+def _read_description(folder: Path) -> dict:
     from ..models.store import DESCRIPTION
 
     try:
@@ -140,7 +155,7 @@ def _described_weights(folder: Path) -> tuple:
         raise PastaError(f"{folder / DESCRIPTION} is not valid JSON ({error})") from None
     if not isinstance(description, dict):
         raise PastaError(f"{folder / DESCRIPTION} should hold a JSON object describing the model")
-    return _weights_in(folder, description), description
+    return description
 
 
 def resolve_segmentation_model(model=None, store=None) -> SegmentationModel:

@@ -32,6 +32,7 @@ class SegmentationResult:
     tiles_run: int = 0
     tiles_total: int = 0
     notes: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)  # what the user should know about the result's reliability
 
 
 def _progress(callback, start, span):
@@ -70,7 +71,13 @@ def segment_volume(volume: Volume, model=None, *, device: str = "auto", tta: boo
     std = standardize(volume, is_label=False)
     hu = std.volume.array
     spacing = std.volume.grid.spacing
-    notes = []
+    notes, warnings = [], []
+    assumed = seg_model.provenance.get("assumed")
+    if assumed:  # a bare weight file: nothing says how it was trained
+        guesses = {"patch size": f"patch size {'x'.join(map(str, seg_model.patch_size))}",
+                   "labels": "labels 1 = organ, 2 = lesion"}
+        warnings.append(f"nothing describes {seg_model.provenance.get('file')} (no model.json naming it beside it), "
+                        f"so PASTA's defaults were assumed: {', '.join(guesses[a] for a in assumed)}")
     user_organ = None  # the user's organ on the standard grid, standardised once
     if organ_mask is not None:
         user_organ = standardize(organ_mask.with_array((organ_mask.array > 0).astype(np.uint8), is_label=True),
@@ -102,7 +109,7 @@ def segment_volume(volume: Volume, model=None, *, device: str = "auto", tta: boo
     result_labels = std.to_source(std.volume.with_array(labels, is_label=True))
     report(1.0, "done")
     return SegmentationResult(result_labels, seg_model.segments, seg_model.provenance, info.kind,
-                              time.perf_counter() - started, run, total, notes)
+                              time.perf_counter() - started, run, total, notes, warnings)
 
 
 LESION_MARGIN_MM = 10.0      # lesions may reach this far beyond the organ mask
