@@ -2,7 +2,6 @@ import logging
 from typing import Annotated
 
 import vtk
-import qt
 
 import slicer
 from slicer.i18n import tr as _
@@ -124,11 +123,10 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
+        from PastaSlicerLib.widgets import selectFirstVolume
+
         parameterNode = self.logic.getParameterNode()
-        if not parameterNode.inputVolume:
-            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if firstVolumeNode:
-                parameterNode.inputVolume = firstVolumeNode
+        selectFirstVolume(parameterNode)
         if not parameterNode.modelName and self.ui.modelComboBox.count > 0:
             parameterNode.modelName = self.ui.modelComboBox.currentData or ""
         self.setParameterNode(parameterNode)
@@ -149,20 +147,16 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def refreshModels(self) -> None:
         """Fill the model combo box from the model store (not a parameterNodeWrapper binding:
         the choices are only known at run time)."""
-        combo = self.ui.modelComboBox
-        wasBlocked = combo.blockSignals(True)
-        combo.clear()
+        from PastaSlicerLib.widgets import fillComboBox
+
         try:
             models = self.logic.availableModels()
         except Exception as exc:
             logging.warning(f"PASTA: cannot list models: {exc}")
             models = []
-        for model in models:
-            combo.addItem(f"{model.name} ({model.version})", model.name)
-            combo.setItemData(combo.count - 1, f"{model.task}: {model.path}", qt.Qt.ToolTipRole)
-        if not models:
-            combo.addItem(_("No model installed: import one in the PASTA module"), "")
-        combo.blockSignals(wasBlocked)
+        fillComboBox(self.ui.modelComboBox,
+                     [(f"{m.name} ({m.version})", m.name, f"{m.task}: {m.path}") for m in models],
+                     _("No model installed: import one in the PASTA module"))
         self._updateGUI()
 
     def _onModelChosen(self, index) -> None:
@@ -170,14 +164,12 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.modelName = self.ui.modelComboBox.itemData(index) or ""
 
     def _updateGUI(self, caller=None, event=None) -> None:
+        from PastaSlicerLib.widgets import showComboData
+
         running = self._task is not None
         parameterNode = self._parameterNode
         if parameterNode:
-            index = self.ui.modelComboBox.findData(parameterNode.modelName)
-            if index >= 0 and index != self.ui.modelComboBox.currentIndex:
-                wasBlocked = self.ui.modelComboBox.blockSignals(True)
-                self.ui.modelComboBox.currentIndex = index
-                self.ui.modelComboBox.blockSignals(wasBlocked)
+            showComboData(self.ui.modelComboBox, parameterNode.modelName)
         self.ui.inputsCollapsibleButton.enabled = not running
         if running:
             self.ui.segmentButton.text = _("Cancel")
@@ -217,19 +209,12 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = message
 
     def _onFinished(self, segmentCount, error) -> None:
+        from PastaSlicerLib.widgets import showTaskOutcome
+
         self._task = None
         self.ui.progressBar.setVisible(False)
-        if error is None:
-            self.ui.statusLabel.text = _("Done: {count} segment(s) added.").format(count=segmentCount)
-        else:
-            from pastacore.errors import CancelledError
-            from PastaSlicerLib import showTaskError
-
-            if isinstance(error, CancelledError):
-                self.ui.statusLabel.text = _("Cancelled; nothing was written.")
-            else:
-                self.ui.statusLabel.text = _("Segmentation failed.")
-                showTaskError(_("Segmentation failed."), error)
+        showTaskOutcome(self.ui.statusLabel, error, _("Done: {count} segment(s) added.").format(count=segmentCount),
+                        _("Segmentation failed."))
         self._updateGUI()
 
     def onShowInSegmentEditor(self) -> None:
@@ -283,17 +268,9 @@ class PastaSegmentLogic(ScriptedLoadableModuleLogic):
     @classmethod
     def segmentationEngine(cls):
         """``pastacore.inference.segment_volume``; raises PastaError when it is not available."""
-        from pastacore.errors import PastaError
+        from PastaSlicerLib import importEngine
 
-        try:
-            from pastacore.inference import segment_volume
-        except ImportError as exc:
-            missing = getattr(exc, "name", None) or ""
-            if missing and not missing.startswith("pastacore"):
-                raise PastaError(
-                    f"the Python package '{missing}' is missing; install it in the PASTA module (Dependencies)") from exc
-            raise PastaError(cls.ENGINE_MISSING) from exc
-        return segment_volume
+        return importEngine("pastacore.inference", cls.ENGINE_MISSING).segment_volume
 
     def prepareInputs(self, parameterNode):
         """Read the input nodes (GUI thread) into keyword arguments for ``segment_volume``."""

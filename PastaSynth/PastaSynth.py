@@ -134,11 +134,10 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
+        from PastaSlicerLib.widgets import selectFirstVolume
+
         parameterNode = self.logic.getParameterNode()
-        if not parameterNode.inputVolume:
-            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if firstVolumeNode:
-                parameterNode.inputVolume = firstVolumeNode
+        selectFirstVolume(parameterNode)
         if not parameterNode.lesionType and self.ui.lesionTypeComboBox.count > 0:
             parameterNode.lesionType = self.ui.lesionTypeComboBox.currentData or ""
         self.setParameterNode(parameterNode)
@@ -159,34 +158,28 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _fillLesionTypes(self) -> None:
         """Lesion types come from pastacore (data in Resources/), so the combo box is filled
         here instead of through a parameterNodeWrapper Choice."""
-        combo = self.ui.lesionTypeComboBox
-        wasBlocked = combo.blockSignals(True)
-        combo.clear()
+        from PastaSlicerLib.widgets import fillComboBox
+
         try:
             lesionTypes = self.logic.lesionTypes()
         except Exception as exc:
             logging.warning(f"PASTA: cannot list lesion types: {exc}")
             lesionTypes = []
-        for lesionType in lesionTypes:
-            combo.addItem(lesionType, lesionType)
-        if not lesionTypes:
-            combo.addItem(_("(synthesis engine not installed yet)"), "")
-        combo.blockSignals(wasBlocked)
+        fillComboBox(self.ui.lesionTypeComboBox, [(t, t, None) for t in lesionTypes],
+                     _("(synthesis engine not installed yet)"))
 
     def _onLesionTypeChosen(self, index) -> None:
         if self._parameterNode:
             self._parameterNode.lesionType = self.ui.lesionTypeComboBox.itemData(index) or ""
 
     def _updateGUI(self, caller=None, event=None) -> None:
+        from PastaSlicerLib.widgets import showComboData
+
         parameterNode = self._parameterNode
         previewRunning = self._previewTask is not None
         batchRunning = self._batchTask is not None
         if parameterNode:
-            index = self.ui.lesionTypeComboBox.findData(parameterNode.lesionType)
-            if index >= 0 and index != self.ui.lesionTypeComboBox.currentIndex:
-                wasBlocked = self.ui.lesionTypeComboBox.blockSignals(True)
-                self.ui.lesionTypeComboBox.currentIndex = index
-                self.ui.lesionTypeComboBox.blockSignals(wasBlocked)
+            showComboData(self.ui.lesionTypeComboBox, parameterNode.lesionType)
         hasPreview = bool(parameterNode and parameterNode.previewVolume)
         self.ui.inputsCollapsibleButton.enabled = not previewRunning
 
@@ -238,23 +231,13 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = message
 
     def _onPreviewFinished(self, error) -> None:
+        from PastaSlicerLib.widgets import showTaskOutcome
+
         self._previewTask = None
         self.ui.progressBar.setVisible(False)
-        self._reportOutcome(error, _("Preview ready: Apply keeps it, Discard removes it."), _("Lesion synthesis failed."))
+        showTaskOutcome(self.ui.statusLabel, error, _("Preview ready: Apply keeps it, Discard removes it."),
+                        _("Lesion synthesis failed."))
         self._updateGUI()
-
-    def _reportOutcome(self, error, doneText, failedText) -> None:
-        if error is None:
-            self.ui.statusLabel.text = doneText
-            return
-        from pastacore.errors import CancelledError
-        from PastaSlicerLib import showTaskError
-
-        if isinstance(error, CancelledError):
-            self.ui.statusLabel.text = _("Cancelled; nothing was written.")
-        else:
-            self.ui.statusLabel.text = failedText
-            showTaskError(failedText, error)
 
     def onApplyButton(self) -> None:
         from PastaSlicerLib import callWithErrorDisplay
@@ -296,18 +279,13 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.batchStatusLabel.text = message
 
     def _onBatchFinished(self, result, error) -> None:
-        from pastacore.errors import CancelledError
-        from PastaSlicerLib import showTaskError
+        from PastaSlicerLib.widgets import showTaskOutcome
 
         self._batchTask = None
         self.ui.batchProgressBar.setVisible(False)
-        if error is None:
-            self.ui.batchStatusLabel.text = _("Dataset written to {folder}").format(folder=self._parameterNode.outputFolder)
-        elif isinstance(error, CancelledError):
-            self.ui.batchStatusLabel.text = _("Cancelled.")
-        else:
-            self.ui.batchStatusLabel.text = _("Dataset generation failed.")
-            showTaskError(_("Dataset generation failed."), error)
+        showTaskOutcome(self.ui.batchStatusLabel, error,
+                        _("Dataset written to {folder}").format(folder=self._parameterNode.outputFolder),
+                        _("Dataset generation failed."), cancelledText=_("Cancelled."))
         self._updateGUI()
 
 
@@ -331,17 +309,9 @@ class PastaSynthLogic(ScriptedLoadableModuleLogic):
     @classmethod
     def synthesisEngine(cls):
         """The ``pastacore.synthesis`` module; raises PastaError when it is not available."""
-        from pastacore.errors import PastaError
+        from PastaSlicerLib import importEngine
 
-        try:
-            from pastacore import synthesis
-        except ImportError as exc:
-            missing = getattr(exc, "name", None) or ""
-            if missing and not missing.startswith("pastacore"):
-                raise PastaError(
-                    f"the Python package '{missing}' is missing; install it in the PASTA module (Dependencies)") from exc
-            raise PastaError(cls.ENGINE_MISSING) from exc
-        return synthesis
+        return importEngine("pastacore.synthesis", cls.ENGINE_MISSING)
 
     def lesionTypes(self):
         synthesis = self.synthesisEngine()

@@ -1,8 +1,9 @@
 """Slicer-side helpers shared by the PASTA modules.
 
 Unlike ``pastacore`` this package may use ``slicer`` and ``qt``: it installs Python
-dependencies on request (:mod:`.dependencies`) and runs long work off the GUI thread
-(:mod:`.worker`). Moving data between MRML nodes and volumes is ``pastacore.mrml``'s job.
+dependencies on request (:mod:`.dependencies`), runs long work off the GUI thread
+(:mod:`.worker`) and holds the widget helpers the modules share (:mod:`.widgets`).
+Moving data between MRML nodes and volumes is ``pastacore.mrml``'s job.
 Nothing here installs or imports heavy packages at import time.
 """
 
@@ -42,3 +43,23 @@ def showTaskError(message, error):
         details = "".join(traceback.format_exception(type(error), error, error.__traceback__))
         logging.error(f"PASTA: {message}\n{details}")
         slicer.util.errorDisplay(f"{message}\n\n{error}", detailedText=details)
+
+
+def importEngine(moduleName, notInstalled):
+    """Import a ``pastacore`` module the GUI needs (e.g. ``pastacore.inference``).
+
+    Raises ``PastaError`` saying which Python package to install when one of its
+    dependencies is missing, or ``notInstalled`` when the module itself is absent.
+    """
+    import importlib
+
+    from pastacore.errors import PastaError
+
+    try:
+        return importlib.import_module(moduleName)
+    except ImportError as exc:
+        missing = getattr(exc, "name", None) or ""
+        if missing and not missing.startswith("pastacore"):
+            raise PastaError(
+                f"the Python package '{missing}' is missing; install it in the PASTA module (Dependencies)") from exc
+        raise PastaError(notInstalled) from exc
