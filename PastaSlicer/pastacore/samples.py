@@ -11,11 +11,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import re
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 from .errors import PastaError
@@ -50,6 +52,31 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _index_url() -> str:
+    """The package index pip would use: ``$PIP_INDEX_URL`` or PyPI's simple index."""
+    return (os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple").rstrip("/") + "/"
+
+
+def _download_sdist(archive: Path) -> None:
+    """Download the pinned sdist into ``archive``, found through the index's project page.
+
+    The archive is fetched directly rather than with ``pip download``: its metadata says
+    3.0.1a1, which pip's resolvers refuse (or, in newer pip, crash on).
+    """
+    page_url = urllib.parse.urljoin(_index_url(), "pyradiomics/")
+    if page_url.startswith("file:"):  # an index on disk serves each project page as index.html
+        page_url += "index.html"
+    with urllib.request.urlopen(page_url, timeout=60) as response:
+        page = response.read().decode("utf-8", "replace")
+    links = [urllib.parse.urljoin(page_url, href) for href in re.findall(r'href="([^"]+)"', page)]
+    wanted = [link for link in links if urllib.parse.urlsplit(link).path.endswith("/" + ARCHIVE)]
+    if not wanted:
+        raise ValueError(f"{page_url} lists no {ARCHIVE}")
+    url = wanted[0].split("#", 1)[0]
+    with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as out:
+        shutil.copyfileobj(response, out, 1 << 20)
+
+
 def ensure_samples(quiet: bool = False) -> Path:
     """Return the folder holding the sample files, downloading them on first use."""
     target = sample_dir()
@@ -65,13 +92,10 @@ def ensure_samples(quiet: bool = False) -> Path:
         else:
             if not quiet:
                 print("fetching the pyradiomics 3.1.0 source archive (34.5 MB) for its real sample CTs...", file=sys.stderr)
-            # The sdist's metadata says 3.0.1a1, so the default resolver refuses it; the legacy one accepts it.
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps",
-                   "--use-deprecated=legacy-resolver", "-q", "-d", str(tmp), "pyradiomics==3.1.0"]
-            result = subprocess.run(cmd, capture_output=True, text=True)
-            if not archive.is_file():
-                last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-                raise PastaError(f"could not download the sample data (pyradiomics 3.1.0 from PyPI): {last[:200]}")
+            try:
+                _download_sdist(archive)
+            except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
+                raise PastaError(f"could not download the sample data (pyradiomics 3.1.0 from PyPI): {exc}") from None
         if _sha256(archive) != ARCHIVE_SHA256:
             raise PastaError("the downloaded pyradiomics archive has an unexpected SHA256; refusing to use it")
         staging = tmp / "extract"
