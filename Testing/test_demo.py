@@ -18,6 +18,8 @@ def test_demo_writes_a_scene_and_pictures(tmp_path, capsys, sample_dir):
     assert abs(facts["reference_tumour_ml"] - 48.4) < 0.5  # the lung2 reference tumour
     assert 2.0 < facts["lungs_litres"] < 7.0
     assert 6.0 < facts["synthetic_lesion_ml"] < 11.0  # "25 mm" nodule: a 25 mm sphere is 8.2 mL
+    assert facts["real_tumour_detected"] and facts["synthetic_lesion_found"]
+    assert facts["synthetic_lesion_dice"] > 0.5  # the built-in model outlines the new lesion
     for name in ("pasta_demo.mrb", "lung2_segmentation.png", "lung2_synthetic_lesion.png",
                  "lung2_with_synthetic_lesion.nii.gz", "report/report.json", "report/report.pdf"):
         assert (out / name).stat().st_size > 1_000, name
@@ -30,3 +32,19 @@ def test_demo_writes_a_scene_and_pictures(tmp_path, capsys, sample_dir):
     assert scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") >= 2
     # a second run refuses to overwrite without permission
     assert main(["demo", "--out", str(out)]) == 2
+
+
+def test_synthetic_lesion_is_scored_on_the_pieces_found_there():
+    import numpy as np
+
+    from pastacore.demo import _dice, _pieces_touching
+
+    found = np.zeros((20, 20, 20), bool)
+    found[2:6, 2:6, 2:6] = True        # found at the new lesion
+    found[12:18, 12:18, 12:18] = True  # elsewhere: the real tumour or a false positive
+    lesion = np.zeros_like(found)
+    lesion[3:7, 2:6, 2:6] = True
+    there = _pieces_touching(found, lesion)
+    assert there.sum() == 64 and not there[12:18, 12:18, 12:18].any()
+    assert _dice(there, lesion) == 0.75
+    assert not _pieces_touching(found, np.zeros_like(found)).any()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pastacore.training.default_model import load_background, make_lesion_pool, training_sampler
+from pastacore.training.default_model import load_background, lung_to_pleura, make_lesion_pool, training_sampler
 from pastacore.training.trainer import TrainSettings, train
 
 PATCH = (48, 48, 48)
@@ -46,6 +46,35 @@ def test_lesion_pool_lies_in_the_lungs_away_from_the_tumour(background, pool):
         assert changed[item.lesion].mean() > 0.9
         if item.attributes["placement"] == "wall":  # abuts the lung surface
             assert (ndimage.binary_dilation(item.lesion, iterations=2) & ~lung).any()
+
+
+def test_wall_lesions_reaching_the_wall_leave_no_air_line(background):
+    """Clipped at the -400 HU air boundary (the default, as model 0.3 was made), a lesion keeps
+    the partial-volume rim between it and the chest wall as a dark line; a real tumour against
+    the wall has none. With ``pleura_mm=2`` the lesion fills that rim and stays within it."""
+    reaching = make_lesion_pool([background], 3, seed=5, wall_fraction=1.0, pleura_mm=2)
+    clipped = make_lesion_pool([background], 3, seed=5, wall_fraction=1.0, pleura_mm=0)
+    reach = lung_to_pleura(background.lung, 2)
+    for item in reaching:
+        assert not (item.lesion & ~reach[item.box]).any(), "clipped to the lung grown 2 mm"
+    assert (lung_to_pleura(background.lung, 0) == background.lung).all()
+    assert max(_air_beside_wall_lesions(background, reaching, reach_mm=2)) < 0.25
+    assert min(_air_beside_wall_lesions(background, clipped, reach_mm=0)) > 0.35
+
+
+def _air_beside_wall_lesions(background, pool, reach_mm):
+    """Per wall lesion: share of the voxels just outside it, on the wall side, below -200 HU."""
+    from scipy import ndimage
+
+    reach = lung_to_pleura(background.lung, reach_mm)
+    wall = [item for item in pool if item.attributes["placement"] == "wall"]
+    assert wall
+    shares = []
+    for item in wall:
+        beside = ndimage.binary_dilation(item.lesion, iterations=1) & ~item.lesion & ~reach[item.box]
+        assert beside.sum() >= 20
+        shares.append((item.image[beside] < -200).mean())
+    return shares
 
 
 def test_training_patches_never_contain_the_real_tumour(background, pool):
@@ -116,7 +145,7 @@ def test_model_card_states_data_scores_and_limits():
     from pastacore.cli.train_default_cmd import model_card, model_description
 
     metrics = {"backgrounds": ["lung1"], "synthetic_lesions": 80, "steps": 2000, "patch": [96, 96, 96],
-               "base_features": 8, "seed": 1, "spatial_augmentation": 0.5, "train_seconds": 100,
+               "base_features": 8, "seed": 1, "spatial_augmentation": 0.5, "pleura_mm": 2, "train_seconds": 100,
                "total_seconds": 120, "machine": "x86_64, 2 threads",
                "evaluation": [{"case": "lung2", "dice": 0.41, "detected": True, "false_positive_ml": 12.5,
                                "tumour_ml": 48.5, "tta": False},
@@ -132,6 +161,9 @@ def test_model_card_states_data_scores_and_limits():
     assert "| lung2 | 8 mirrorings (--tta) | 0.520 | yes | 9.0 | 48.5 | no |" in card
     assert "--steps 2000" in card and "--seed 1" in card and "--spatial-augmentation 0.5" in card
     assert "vary widely with the seed" in card and "RESULTS.md" in card  # one run is not the recipe
+    assert "--pleura-mm 2" in card and "lung mask grown 2 mm" in card
+    older = model_card({k: v for k, v in metrics.items() if k != "pleura_mm"}, description, args)
+    assert "--pleura-mm 0" in older and "clipped by the air-based lung mask" in older  # how 0.3 was made
 
 
 # --- report-attribute heads on synthetic lesions ------------------------------------------------

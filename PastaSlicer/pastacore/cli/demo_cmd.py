@@ -29,7 +29,7 @@ def run(args):
     else:
         print(f"  segmentation: {f['model']}")
     print(f"  synthesised '{f['synthesis_text']}': {f['synthetic_lesion_ml']:.1f} mL"
-          + (f", found again with Dice {f['synthetic_lesion_dice']:.2f}" if "synthetic_lesion_dice" in f else ""))
+          + (f", found again: Dice {f['synthetic_lesion_dice']:.2f} of the lesion found there" if "synthetic_lesion_dice" in f else ""))
     for key, path in result.files.items():
         print(f"  {key:<22} {path}")
     print("Open the .mrb in 3D Slicer (File > Add Data) to see everything.")

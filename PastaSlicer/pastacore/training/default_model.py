@@ -90,12 +90,27 @@ def wall_point(depth, allowed, radius, rng):
     return where[int(rng.integers(len(where)))] if len(where) else None
 
 
-def make_lesion_pool(backgrounds, per_background: int, seed: int, progress=None, wall_fraction: float = 0.4) -> list:
+def lung_to_pleura(lung: np.ndarray, reach_mm: int) -> np.ndarray:
+    """The lung mask grown by ``reach_mm`` (1 mm grid): the partial-volume rim between the
+    -400 HU air boundary and the chest wall, mediastinum or diaphragm. A lesion clipped to the
+    air mask alone keeps that rim as a dark line between it and the wall, which no real
+    wall-abutting tumour has."""
+    from scipy import ndimage
+
+    if reach_mm <= 0:
+        return lung.copy()
+    return ndimage.binary_dilation(lung, ndimage.generate_binary_structure(3, 1), iterations=int(reach_mm))
+
+
+def make_lesion_pool(backgrounds, per_background: int, seed: int, progress=None, wall_fraction: float = 0.4,
+                     pleura_mm: int = 0) -> list:
     """Synthesise lung lesions (6-70 mm, varied attributes) away from the real tumours.
 
     ``wall_fraction`` of them are placed against the lung surface (clipped by it, as a mass
-    abutting the pleura is), the rest deep in the parenchyma. A lesion whose changed region
-    touches the zone around a real tumour is drawn again."""
+    abutting the pleura is), the rest deep in the parenchyma. ``pleura_mm`` is how far past the
+    air-based lung mask a lesion may reach (0: clipped at the air boundary; see
+    :func:`lung_to_pleura`). A lesion whose changed region touches the zone around a real tumour
+    is drawn again."""
     from scipy import ndimage
 
     from ..io.volume import Volume
@@ -109,7 +124,8 @@ def make_lesion_pool(backgrounds, per_background: int, seed: int, progress=None,
     total = len(backgrounds) * per_background
     for b, bg in enumerate(backgrounds):
         volume = Volume(bg.hu, bg.grid)
-        organ = volume.with_array(bg.lung.astype(np.uint8), is_label=True)
+        reach = lung_to_pleura(bg.lung, pleura_mm)
+        organ = volume.with_array(reach.astype(np.uint8), is_label=True)
         allowed = bg.lung & ~bg.forbidden
         depth = ndimage.distance_transform_edt(bg.lung)
         made = attempts = 0
@@ -129,14 +145,14 @@ def make_lesion_pool(backgrounds, per_background: int, seed: int, progress=None,
                 continue
             changed = result.changed_box.slices
             if bg.slice_positions is not None:  # the lesion as the scan's slices would record it
-                reach = int(np.ceil(bg.slice_mm))
-                z = slice(max(changed[0].start - reach, 0), min(changed[0].stop + reach, bg.hu.shape[0]))
+                blur = int(np.ceil(bg.slice_mm))
+                z = slice(max(changed[0].start - blur, 0), min(changed[0].stop + blur, bg.hu.shape[0]))
                 changed = (z,) + tuple(changed[1:])
                 difference = result.image.array[changed] - bg.hu[changed]
                 image = bg.hu[changed] + acquire_slices(difference, z.start, bg.slice_positions, bg.slice_mm)
                 lesion = acquire_slices(result.lesion[changed].astype(np.float32), z.start, bg.slice_positions,
                                         bg.slice_mm) >= 0.5
-                lesion &= bg.lung[changed]
+                lesion &= reach[changed]
             else:
                 image, lesion = result.image.array[changed], result.lesion[changed]
             if lesion.sum() < 20 or bg.forbidden[changed].any():
@@ -252,11 +268,12 @@ def evaluate(network, bg: Background, patch=(96, 96, 96), tta: bool = False, pro
                       float(lesion.sum() * voxel_ml), float(bg.tumour.sum() * voxel_ml))
 
 
-def train_default(backgrounds, settings: TrainSettings, lesions_per_background: int = 80, progress=None):
+def train_default(backgrounds, settings: TrainSettings, lesions_per_background: int = 80, progress=None,
+                  pleura_mm: int = 0):
     """Train on synthetic lesions in ``backgrounds``; returns (network, log, pool size)."""
     report = progress or (lambda f, m="": None)
     pool = make_lesion_pool(backgrounds, lesions_per_background, settings.seed,
-                            lambda f, m: report(0.25 * f, m))
+                            lambda f, m: report(0.25 * f, m), pleura_mm=pleura_mm)
     sampler = training_sampler(backgrounds, pool, settings.patch_size)
     network, log = train([], settings, sample_patch=sampler, progress=lambda f, m: report(0.25 + 0.75 * f, m))
     return network, log, len(pool)
