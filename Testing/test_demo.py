@@ -37,14 +37,15 @@ def test_demo_writes_a_scene_and_pictures(tmp_path, capsys, sample_dir):
 def test_synthetic_lesion_is_scored_on_the_pieces_found_there():
     import numpy as np
 
-    from pastacore.demo import _dice, _pieces_touching
+    from pastacore.demo import _dice
+    from pastacore.inference.regions import pieces_touching
 
     found = np.zeros((20, 20, 20), bool)
     found[2:6, 2:6, 2:6] = True        # found at the new lesion
     found[12:18, 12:18, 12:18] = True  # elsewhere: the real tumour or a false positive
     lesion = np.zeros_like(found)
     lesion[3:7, 2:6, 2:6] = True
-    there = _pieces_touching(found, lesion)
+    there = pieces_touching(found, lesion)
     assert there.sum() == 64 and not there[12:18, 12:18, 12:18].any()
     assert _dice(there, lesion) == 0.75
-    assert not _pieces_touching(found, np.zeros_like(found)).any()
+    assert not pieces_touching(found, np.zeros_like(found)).any()

@@ -30,15 +30,6 @@ def _dice(a, b) -> float:
     return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
 
 
-def _pieces_touching(found: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """The connected pieces of ``found`` that overlap ``target``."""
-    from scipy import ndimage
-
-    pieces, _ = ndimage.label(found)
-    hit = np.unique(pieces[target & found])
-    return np.isin(pieces, hit[hit > 0])
-
-
 def _synthesis_box(lungs: np.ndarray, tumour: np.ndarray, grid, size_mm: float = 40.0):
     """A box in the lung farthest from the real tumour (the other side), fully inside the lung."""
     from scipy import ndimage
@@ -59,6 +50,7 @@ def _synthesis_box(lungs: np.ndarray, tumour: np.ndarray, grid, size_mm: float =
 
 def run_demo(out_dir, overwrite: bool = False, advance=lambda label="": None) -> DemoResult:
     from .inference.organs import classical_organ
+    from .inference.regions import pieces_touching
     from .inference.segment import segment_volume
     from .io import read_volume, write_volume
     from .io.atomic import atomic_directory
@@ -131,7 +123,7 @@ def run_demo(out_dir, overwrite: bool = False, advance=lambda label="": None) ->
             seg2 = segment_volume(synth.image, model, organ_mask=lungs, min_lesion_mm3=100.0)
             found2 = seg2.labels.array == 2
             # the pieces found there, not the whole scan's lesions (the real tumour is still in it)
-            there = _pieces_touching(found2, synth.lesion)
+            there = pieces_touching(found2, synth.lesion)
             facts.update(synthetic_lesion_dice=_dice(there, synth.lesion),
                          synthetic_lesion_found=bool(there.any()))
         advance("segmented again")

@@ -65,3 +65,12 @@ def grow(mask: np.ndarray, margin_mm: float, spacing=(1.0, 1.0, 1.0)) -> np.ndar
 
     size = [2 * int(round(margin_mm / s)) + 1 for s in spacing[::-1]]
     return ndimage.maximum_filter(mask.astype(np.uint8), size=size) > 0
+
+
+def pieces_touching(mask: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The connected pieces of ``mask`` that overlap ``target`` (a lesion found there, say)."""
+    from scipy import ndimage
+
+    pieces, _ = ndimage.label(mask)
+    hit = np.unique(pieces[target & mask])
+    return np.isin(pieces, hit[hit > 0])

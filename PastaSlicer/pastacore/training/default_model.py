@@ -247,9 +247,8 @@ def evaluate(network, bg: Background, patch=(96, 96, 96), tta: bool = False, pro
     lesions kept as ``segment_volume`` keeps them (within 10 mm of the lungs and partly in them),
     pieces of at least 100 mm^3 (``tta``: averaged over the 8 mirrorings). Dice with the real tumour, whether it was found (any
     overlap), and the false-positive lesion volume (mL)."""
-    from scipy import ndimage
-
     from ..inference.models import SegmentationModel
+    from ..inference.regions import pieces_touching
     from ..inference.segment import segment_volume
     from ..io.volume import Volume
     from ..terminology import describe
@@ -259,12 +258,11 @@ def evaluate(network, bg: Background, patch=(96, 96, 96), tta: bool = False, pro
     result = segment_volume(volume, model, organ_mask=volume.with_array(bg.lung.astype(np.uint8), is_label=True),
                             min_lesion_mm3=100.0, tta=tta, progress=progress)
     lesion = result.labels.array == 2
-    pieces, _ = ndimage.label(lesion)
-    touching = set(np.unique(pieces[bg.tumour])) - {0}
-    false_positive = lesion & ~np.isin(pieces, list(touching)) if touching else lesion
+    found = pieces_touching(lesion, bg.tumour)
+    false_positive = lesion & ~found
     dice = 2 * (lesion & bg.tumour).sum() / max(lesion.sum() + bg.tumour.sum(), 1)
     voxel_ml = float(np.prod(bg.spacing)) / 1000
-    return Evaluation(bg.name, float(dice), bool(touching), float(false_positive.sum() * voxel_ml),
+    return Evaluation(bg.name, float(dice), bool(found.any()), float(false_positive.sum() * voxel_ml),
                       float(lesion.sum() * voxel_ml), float(bg.tumour.sum() * voxel_ml))
 
 
