@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pastacore.training.default_model import load_background, lung_to_pleura, make_lesion_pool, training_sampler
+from pastacore.training.default_model import (load_background, lung_to_pleura, make_lesion_pool,
+                                              mine_false_positives, training_sampler)
 from pastacore.training.trainer import TrainSettings, train
 
 PATCH = (48, 48, 48)
@@ -95,6 +96,77 @@ def test_training_patches_never_contain_the_real_tumour(background, pool):
     assert 80 <= with_lesion <= 160  # about 60 % of patches carry a synthetic lesion
 
 
+def voxelwise_network(low_hu: float, high_hu: float):
+    """Stands in for a trained model: lesion wherever the HU lies in (low_hu, high_hu), voxel by
+    voxel, so the result cannot depend on where the tiles fall."""
+    import torch
+
+    from pastacore.io.normalize import pasta_slf
+
+    low, high = (float(v) for v in pasta_slf(np.array([low_hu, high_hu], np.float32)))
+
+    class Net(torch.nn.Module):
+        def forward(self, x):
+            lesion = ((x > low) & (x < high)).float() * 20
+            return torch.cat([10 - lesion, torch.zeros_like(x), lesion - 10], 1)
+
+    return Net().eval()
+
+
+def test_mined_false_positives_are_the_models_lesions_outside_the_excluded_zone(background):
+    """A model that takes the lungs' air for lesion: its 'false positives' are mined on a 2 mm
+    lattice, as the product keeps lesions (near the lungs), never in the excluded zone."""
+    from pastacore.inference.regions import grow
+
+    mined = mine_false_positives(voxelwise_network(-1100, -400), background, PATCH)
+    lattice_lung = (background.lung & ~background.forbidden)[::2, ::2, ::2].sum()
+    assert len(mined) > 0.5 * lattice_lung
+    k, j, i = mined.T
+    assert not background.forbidden[k, j, i].any(), "nothing near the real tumour is ever mined"
+    assert (background.hu[k, j, i] < -400).mean() > 0.99  # what the model called lesion
+    assert grow(background.lung, 10.0)[k, j, i].all()
+    assert (mined % 2 == 0).all()
+
+
+def test_scores_at_every_tile_offset_keep_the_tumour_on_the_image(background):
+    """The scan with its tumour at 40 HU and every other voxel moved out of 0-100 HU, and a model
+    that labels exactly that range: Dice 1 at every offset of the grid (a crop misaligning image
+    and reference would lower it)."""
+    from dataclasses import replace
+
+    from pastacore.training.default_model import TILE_OFFSETS, evaluate_tilings
+
+    hu = np.where((background.hu > -50) & (background.hu < 150), 300.0, background.hu)
+    only_tumour = replace(background, hu=np.where(background.tumour, 40.0, hu).astype(np.float32))
+    scores = evaluate_tilings(voxelwise_network(0, 100), only_tumour, PATCH)
+    assert scores["offsets"] == [list(o) for o in TILE_OFFSETS]
+    assert scores["dice"] == [1.0] * len(TILE_OFFSETS) and scores["detected"] == len(TILE_OFFSETS)
+    assert scores["false_positive_ml"] == [0.0] * len(TILE_OFFSETS)
+
+
+def test_mined_points_centre_half_of_the_lesion_free_patches(background):
+    """With one mined point, about half of the lesion-free patches show it (centred on it,
+    shifted by up to a third of a patch); without, few do. None shows the excluded zone."""
+    from scipy import ndimage
+
+    away = ndimage.distance_transform_edt(~background.forbidden[::8, ::8, ::8]) * background.lung[::8, ::8, ::8]
+    point = np.array(np.unravel_index(np.argmax(away), away.shape)) * 8  # the lung point furthest from the zone
+    marked = background.hu.copy()
+    marked[tuple(point)] = 5000.0
+    marked[background.forbidden] = 9999.0
+    from dataclasses import replace
+
+    bg = replace(background, hu=marked, centres=None)
+    shown = {}
+    for mined in (None, [point[None]]):
+        make_patch = training_sampler([bg], [], PATCH, mined=mined)
+        rng = np.random.default_rng(1)
+        patches = [make_patch(rng)[0] for _ in range(120)]
+        assert all(p.max() < 9999.0 for p in patches)
+        shown[mined is None] = np.mean([p.max() == 5000.0 for p in patches])
+    assert 0.35 < shown[False] < 0.65 and shown[True] < 0.15
+
+
 def test_training_loop_learns_a_simple_task():
     """A tiny network learns bright cubes (lesion) in a noisy sphere (organ) within a few dozen steps."""
     rng = np.random.default_rng(0)
@@ -139,6 +211,27 @@ def test_rotation_and_scaling_keep_labels_on_their_structures():
     assert moved_any
 
 
+def test_elastic_warp_keeps_labels_on_their_structures_and_bends_straight_lines():
+    """With ``elastic_mm`` the ball stays labelled where it is bright; a plane that rotation and
+    scaling keep flat comes out bent by about the warp's size."""
+    from pastacore.training.trainer import _rotate_scale
+
+    k, j, i = np.indices((48, 48, 48))
+    ball = (k - 24) ** 2 + (j - 24) ** 2 + (i - 24) ** 2 < 9 ** 2
+    image = np.where(ball, 300.0, 0.0).astype(np.float32) + 2.0 * i.astype(np.float32)  # i in mm, +2 HU per mm
+    labels = ball.astype(np.uint8) * 2
+    bends = {}
+    for warp in (0.0, 3.0):
+        img, lab = _rotate_scale(image, labels, np.random.default_rng(7), elastic_mm=warp)
+        assert ((lab == 2) == (img > 200)).mean() > 0.98
+        outside = ~ball & (lab == 0) & (k > 8) & (k < 40) & (j > 8) & (j < 40) & (i > 8) & (i < 40)
+        # fit a plane to the ramp (an affine map keeps it planar): what is left is the warp, in mm
+        A = np.c_[k[outside], j[outside], i[outside], np.ones(outside.sum())]
+        coef, *_ = np.linalg.lstsq(A, img[outside], rcond=None)
+        bends[warp] = float(np.std(img[outside] - A @ coef) / 2.0)
+    assert bends[0.0] < 0.5 and 3 * bends[0.0] < bends[3.0] < 6.0
+
+
 def test_model_card_states_data_scores_and_limits():
     from types import SimpleNamespace
 
@@ -164,6 +257,16 @@ def test_model_card_states_data_scores_and_limits():
     assert "--pleura-mm 2" in card and "lung mask grown 2 mm" in card
     older = model_card({k: v for k, v in metrics.items() if k != "pleura_mm"}, description, args)
     assert "--pleura-mm 0" in older and "clipped by the air-based lung mask" in older  # how 0.3 was made
+    assert "--hard-negative-steps" not in card and "false positives in the backgrounds" not in card
+    second = model_card(dict(metrics, hard_negative_steps=600, mined_false_positive_ml=[12.8]), description, args)
+    assert "--hard-negative-steps 600" in second
+    assert "then 600 steps" in second and "own false positives in the backgrounds (13 mL)" in second
+    assert "--elastic-mm" not in card and "tiles at" not in card
+    tiled = model_card(dict(metrics, elastic_mm=3.0, evaluation_tilings=[
+        {"case": "lung2", "dice": [0.41, 0.35, 0.39], "dice_mean": 0.383, "dice_min": 0.35, "dice_max": 0.41,
+         "detected": 3, "false_positive_ml": [46.2, 61.0, 57.9]}]), description, args)
+    assert "--elastic-mm 3" in tiled and "smoothly warped, 3 mm" in tiled
+    assert "| lung2 | 0.383 | 0.350-0.410 | 3 of 3 | 46.2-61.0 |" in tiled
 
 
 # --- report-attribute heads on synthetic lesions ------------------------------------------------

@@ -18,10 +18,15 @@ def add_parser(sub):
     p.add_argument("--base-features", type=int, default=8)
     p.add_argument("--spatial-augmentation", type=float, default=0.5,
                    help="share of training patches randomly rotated and scaled (default 0.5)")
+    p.add_argument("--elastic-mm", type=float, default=0.0,
+                   help="smooth random warp (mm, standard deviation) of the rotated and scaled patches (default 0)")
     p.add_argument("--pleura-mm", type=int, default=0,
                    help="how far (mm) lesions against the wall may reach past the air-based lung mask, filling "
                         "the partial-volume rim up to the wall (default 0: clipped at the air boundary, as the "
                         "built-in model; 2 measured no better, see Testing/Benchmarks/RESULTS.md)")
+    p.add_argument("--hard-negative-steps", type=int, default=0,
+                   help="a second stage of this many steps in which half of the lesion-free patches are centred on "
+                        "the first stage's own false positives in the backgrounds (default 0: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder for the model (weights, model.json, metrics)")
     p.add_argument("--overwrite", action="store_true")
@@ -36,7 +41,7 @@ def run(args):
 
     from ..errors import PastaError
     from ..io.atomic import atomic_directory
-    from ..training.default_model import evaluate, load_background, train_default
+    from ..training.default_model import evaluate, evaluate_tilings, load_background, train_default
     from ..training.trainer import TrainSettings
     from .progress import bar
 
@@ -46,27 +51,34 @@ def run(args):
         raise PastaError("give at least one background case")
     patch = (args.patch,) * 3
     settings = TrainSettings(base_features=args.base_features, num_pool=4, patch_size=patch, steps=args.steps,
-                             seed=args.seed, spatial_augmentation=args.spatial_augmentation)
+                             seed=args.seed, spatial_augmentation=args.spatial_augmentation,
+                             elastic_mm=args.elastic_mm)
     started = time.perf_counter()
     with atomic_directory(args.out, overwrite=args.overwrite) as folder, bar("pasta train-default") as progress:
         backgrounds = [load_background(n, patch) for n in names]
-        network, log, pool = train_default(backgrounds, settings, args.lesions, lambda f, m: progress(0.9 * f, m),
-                                           pleura_mm=args.pleura_mm)
+        trained = train_default(backgrounds, settings, args.lesions, lambda f, m: progress(0.9 * f, m),
+                                pleura_mm=args.pleura_mm, hard_negative_steps=args.hard_negative_steps)
+        network, log, pool = trained.network, trained.log, trained.pool
         # score exactly what ships: the weights rounded to fp16, as stored
         network.load_state_dict({k: v.half().float() for k, v in network.state_dict().items()})
-        scores = []
+        scores, tilings = [], []
         for n in targets:
             bg = next((b for b in backgrounds if b.name == n), None) or load_background(n, patch)
             for tta in (False, True):  # as `pasta segment` runs it, and with --tta
-                scores.append(dict(evaluate(network, bg, tta=tta).__dict__, tta=tta))
+                scores.append(dict(evaluate(network, bg, patch, tta=tta).__dict__, tta=tta))
+            tilings.append(evaluate_tilings(network, bg, patch))
         progress(1.0, "saved")
         torch.save({k: v.half() for k, v in network.state_dict().items()}, folder / "model.pth")
         metrics = {
             "backgrounds": names, "synthetic_lesions": pool, "steps": args.steps, "patch": list(patch),
             "base_features": args.base_features, "seed": args.seed,
-            "spatial_augmentation": args.spatial_augmentation, "pleura_mm": args.pleura_mm, "train_seconds": round(log.seconds),
+            "spatial_augmentation": args.spatial_augmentation, "elastic_mm": args.elastic_mm,
+            "pleura_mm": args.pleura_mm,
+            "hard_negative_steps": args.hard_negative_steps, "mined_false_positive_ml": trained.mined_ml,
+            "train_seconds": round(log.seconds + (trained.second_log.seconds if trained.second_log else 0)),
             "total_seconds": round(time.perf_counter() - started), "final_loss": float(sum(log.losses[-50:]) / 50),
             "machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "evaluation": scores,
+            "evaluation_tilings": tilings,
         }
         from ..models.store import sha256_of
 
@@ -78,7 +90,11 @@ def run(args):
     for s in scores:
         print(f"{s['case']}{' (TTA)' if s['tta'] else ''}: Dice {s['dice']:.3f}, real tumour {'detected' if s['detected'] else 'MISSED'}, "
               f"false positives {s['false_positive_ml']:.1f} mL (tumour {s['tumour_ml']:.1f} mL)")
-    print(f"wrote {args.out} ({pool} synthetic lesions, {args.steps} steps, {metrics['total_seconds']} s)")
+    for t in tilings:
+        print(f"{t['case']} over {len(t['dice'])} tile offsets: Dice {t['dice_mean']:.3f} ({t['dice_min']:.3f}-{t['dice_max']:.3f}), "
+              f"detected {t['detected']} of {len(t['dice'])}")
+    second = f" + {args.hard_negative_steps} on hard negatives" if args.hard_negative_steps else ""
+    print(f"wrote {args.out} ({pool} synthetic lesions, {args.steps} steps{second}, {metrics['total_seconds']} s)")
 
 
 def model_description(metrics: dict) -> dict:
@@ -107,6 +123,37 @@ def wall_clipping(metrics: dict) -> str:
             "  separates a lesion from the wall, as none separates a real one")
 
 
+def warp(metrics: dict) -> str:
+    mm = metrics.get("elastic_mm", 0)
+    return f" (those also smoothly warped, {mm:g} mm standard deviation)" if mm else ""
+
+
+def second_stage(metrics: dict) -> str:
+    steps = metrics.get("hard_negative_steps", 0)
+    if not steps:
+        return ""
+    found = " and ".join(f"{v:.0f} mL" for v in metrics.get("mined_false_positive_ml", [])) or "none"
+    return (f", then {steps} steps at a quarter of the learning rate with half of the lesion-free\n"
+            f"  patches centred on the first stage's own false positives in the backgrounds ({found})")
+
+
+def tiling_rows(metrics: dict) -> str:
+    tilings = metrics.get("evaluation_tilings")
+    if not tilings:
+        return ""
+    rows = "\n".join(f"| {t['case']} | {t['dice_mean']:.3f} | {t['dice_min']:.3f}-{t['dice_max']:.3f} | "
+                     f"{t['detected']} of {len(t['dice'])} | {min(t['false_positive_ml']):.1f}-{max(t['false_positive_ml']):.1f} |"
+                     for t in tilings)
+    return f"""Where the sliding-window tiles fall is arbitrary, and moving them by a few voxels changes the
+result. The same scans scored with the tiles at {len(tilings[0]['dice'])} offsets (no test-time augmentation):
+
+| scan | Dice, mean | Dice, range | real tumour detected | false positives (mL), range |
+|---|---|---|---|---|
+{rows}
+
+"""
+
+
 def model_card(metrics: dict, description: dict, args) -> str:
     """The model card: what the model is, how it was made, how it scored, what it is not for."""
     rows = "\n".join(
@@ -116,6 +163,8 @@ def model_card(metrics: dict, description: dict, args) -> str:
     command = (f"pasta train-default --backgrounds {','.join(metrics['backgrounds'])} --steps {metrics['steps']} "
                f"--lesions {args.lesions} --patch {args.patch} --base-features {args.base_features} --seed {args.seed} "
                f"--spatial-augmentation {args.spatial_augmentation} --pleura-mm {metrics.get('pleura_mm', 0)}"
+               + (f" --elastic-mm {metrics['elastic_mm']:g}" if metrics.get("elastic_mm") else "")
+               + (f" --hard-negative-steps {metrics['hard_negative_steps']}" if metrics.get("hard_negative_steps") else "")
                + (f" --evaluate-on {args.evaluate_on}" if args.evaluate_on else "") + " --out DIR")
     return f"""# {description['name']} {description['version']}: lung lesions learnt from synthetic lesions only
 
@@ -133,9 +182,9 @@ def model_card(metrics: dict, description: dict, args) -> str:
   training patch (a zone of the tumour box + half a patch + 10 mm is excluded). Lung labels
   come from the classical lung mask. Lesion-free patches are centred on the lung surface
   half of the time (hard negatives).
-- **Training:** {metrics['steps']} steps of batch 2, AdamW, one-cycle learning rate, cross-entropy + soft
+- **Training:** {metrics['steps']} steps of batch 2{second_stage(metrics)}, AdamW, one-cycle learning rate, cross-entropy + soft
   Dice, random flips, random rotation (up to 15 degrees) and scaling (0.8-1.25) of
-  {round(100 * metrics.get('spatial_augmentation', 0))} % of patches, random HU gain/offset/noise, bf16 on CPU; {metrics['train_seconds']} s of training ({metrics['total_seconds']} s in all) on
+  {round(100 * metrics.get('spatial_augmentation', 0))} % of patches{warp(metrics)}, random HU gain/offset/noise, bf16 on CPU; {metrics['train_seconds']} s of training ({metrics['total_seconds']} s in all) on
   {metrics['machine']}. Weights stored in fp16 ({description['files'][0]['sha256'][:12]}...).
 - **Reproduce:** `{command}`
 
@@ -145,7 +194,7 @@ def model_card(metrics: dict, description: dict, args) -> str:
 |---|---|---|---|---|---|---|
 {rows}
 
-A scan used as a background was seen during training (its tumour was not). Cross-wise
+{tiling_rows(metrics)}A scan used as a background was seen during training (its tumour was not). Cross-wise
 scores (training on one scan, scoring on the other) are in `Testing/Benchmarks/RESULTS.md`.
 
 ## Limits

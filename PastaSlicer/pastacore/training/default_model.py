@@ -11,7 +11,7 @@ Labels follow PASTA-Gen: 1 = lung (the classical lung mask), 2 = lesion.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -198,11 +198,13 @@ def _negative_centres(bg):
     return bg.centres
 
 
-def training_sampler(backgrounds, pool, patch, lesion_probability=0.6):
+def training_sampler(backgrounds, pool, patch, lesion_probability=0.6, mined=None):
     """``make_patch(rng)`` -> (hu patch, label patch) with a pooled synthetic lesion or none.
 
     Lesion-free patches are hard negatives half of the time (centred on the lung surface),
-    otherwise centred in the lungs or anywhere outside the excluded zones."""
+    otherwise centred in the lungs or anywhere outside the excluded zones. ``mined`` (one
+    array of voxel indices per background, see :func:`mine_false_positives`) centres half of
+    the lesion-free patches on what a trained model took for lesions there instead."""
 
     def make_patch(rng):
         while True:
@@ -212,8 +214,11 @@ def training_sampler(backgrounds, pool, patch, lesion_probability=0.6):
                 centre = np.array([int((s.start + s.stop) // 2) for s in item.box])
             else:
                 item = None
-                bg = backgrounds[int(rng.integers(len(backgrounds)))]
+                b = int(rng.integers(len(backgrounds)))
+                bg = backgrounds[b]
                 surface, lung = _negative_centres(bg)
+                if mined is not None and len(mined[b]) and rng.random() < 0.5:
+                    surface = lung = mined[b]
                 pick = rng.random()
                 points = surface if pick < 0.5 else lung if pick < 0.85 else None
                 centre = points[int(rng.integers(len(points)))] if points is not None else None
@@ -242,36 +247,100 @@ class Evaluation:
     tumour_ml: float
 
 
-def evaluate(network, bg: Background, patch=(96, 96, 96), tta: bool = False, progress=None) -> Evaluation:
-    """Score the model as the product uses it: ``segment_volume`` restricted to the lungs (+20 mm),
-    lesions kept as ``segment_volume`` keeps them (within 10 mm of the lungs and partly in them),
-    pieces of at least 100 mm^3 (``tta``: averaged over the 8 mirrorings). Dice with the real tumour, whether it was found (any
-    overlap), and the false-positive lesion volume (mL)."""
+# Where the sliding-window tiles fall is arbitrary (they start at the corner of the region's
+# bounding box); shifting them by a few voxels moves a small model's Dice by several points.
+# Scores are also given over these shifts of the grid (voxels along k, j, i).
+TILE_OFFSETS = ((0, 0, 0), (8, 8, 8), (16, 16, 16), (24, 0, 12), (0, 24, 24), (12, 12, 0))
+
+
+def _lesions(network, hu, grid, lung, patch, tta=False, progress=None) -> np.ndarray:
+    """Where ``network`` finds lesions, run as the product runs it with the lung mask as organ."""
     from ..inference.models import SegmentationModel
-    from ..inference.regions import pieces_touching
     from ..inference.segment import segment_volume
     from ..io.volume import Volume
     from ..terminology import describe
 
     model = SegmentationModel(network, tuple(patch), {1: describe("lung"), 2: describe("tumor@lung")}, (1,), (2,))
-    volume = Volume(bg.hu, bg.grid)
-    result = segment_volume(volume, model, organ_mask=volume.with_array(bg.lung.astype(np.uint8), is_label=True),
+    volume = Volume(hu, grid)
+    result = segment_volume(volume, model, organ_mask=volume.with_array(lung.astype(np.uint8), is_label=True),
                             min_lesion_mm3=100.0, tta=tta, progress=progress)
-    lesion = result.labels.array == 2
-    found = pieces_touching(lesion, bg.tumour)
+    return result.labels.array == 2
+
+
+def evaluate(network, bg: Background, patch=(96, 96, 96), tta: bool = False, progress=None,
+             offset=(0, 0, 0)) -> Evaluation:
+    """Score the model as the product uses it: ``segment_volume`` restricted to the lungs (+20 mm),
+    lesions kept as ``segment_volume`` keeps them (within 10 mm of the lungs and partly in them),
+    pieces of at least 100 mm^3 (``tta``: averaged over the 8 mirrorings). Dice with the real tumour, whether it was found (any
+    overlap), and the false-positive lesion volume (mL). ``offset`` drops that many voxels at the
+    start of each axis first, which moves the sliding-window tiles over the anatomy."""
+    from ..inference.regions import pieces_touching
+
+    cut = tuple(slice(int(o), None) for o in offset)
+    hu, lung, tumour = bg.hu[cut], bg.lung[cut], bg.tumour[cut]
+    corner = bg.grid.index_to_lps(np.array([offset[::-1]], float))[0]  # (i, j, k) of the first voxel kept
+    grid = replace(bg.grid, shape=hu.shape, origin=tuple(float(c) for c in corner))
+    lesion = _lesions(network, hu, grid, lung, patch, tta, progress)
+    found = pieces_touching(lesion, tumour)
     false_positive = lesion & ~found
-    dice = 2 * (lesion & bg.tumour).sum() / max(lesion.sum() + bg.tumour.sum(), 1)
+    dice = 2 * (lesion & tumour).sum() / max(lesion.sum() + tumour.sum(), 1)
     voxel_ml = float(np.prod(bg.spacing)) / 1000
     return Evaluation(bg.name, float(dice), bool(found.any()), float(false_positive.sum() * voxel_ml),
-                      float(lesion.sum() * voxel_ml), float(bg.tumour.sum() * voxel_ml))
+                      float(lesion.sum() * voxel_ml), float(tumour.sum() * voxel_ml))
+
+
+def evaluate_tilings(network, bg: Background, patch=(96, 96, 96)) -> dict:
+    """:func:`evaluate` at each of :data:`TILE_OFFSETS`: Dice mean, range and per offset,
+    detections, false positives (mL) per offset."""
+    runs = [evaluate(network, bg, patch, offset=o) for o in TILE_OFFSETS]
+    dice = [round(r.dice, 3) for r in runs]
+    return {"case": bg.name, "offsets": [list(o) for o in TILE_OFFSETS], "dice": dice,
+            "dice_mean": round(float(np.mean(dice)), 3), "dice_min": min(dice), "dice_max": max(dice),
+            "detected": sum(r.detected for r in runs),
+            "false_positive_ml": [round(r.false_positive_ml, 1) for r in runs]}
+
+
+def mine_false_positives(network, bg: Background, patch=(96, 96, 96), step: int = 2) -> np.ndarray:
+    """Voxel indices (on a ``step`` mm lattice) of what ``network`` labels lesion in a
+    background outside the excluded zone around its real tumour, run as the product runs it
+    (see :func:`evaluate`). The backgrounds hold no other lesion, so every such voxel is a
+    false positive: the hila, the heart border, a diaphragm dome."""
+    wrong = _lesions(network, bg.hu, bg.grid, bg.lung, patch) & ~bg.forbidden
+    return np.argwhere(wrong[::step, ::step, ::step]) * step
+
+
+@dataclass
+class DefaultTraining:
+    network: object
+    log: object
+    pool: int
+    mined_ml: list = field(default_factory=list)   # false positives found per background before the second stage
+    second_log: object = None
 
 
 def train_default(backgrounds, settings: TrainSettings, lesions_per_background: int = 80, progress=None,
-                  pleura_mm: int = 0):
-    """Train on synthetic lesions in ``backgrounds``; returns (network, log, pool size)."""
+                  pleura_mm: int = 0, hard_negative_steps: int = 0) -> DefaultTraining:
+    """Train on synthetic lesions in ``backgrounds``.
+
+    With ``hard_negative_steps``, a second stage follows: the trained model segments each
+    background, and training goes on for that many steps (a quarter of the learning rate)
+    with half of the lesion-free patches centred on its false positives there."""
     report = progress or (lambda f, m="": None)
+    total = settings.steps + hard_negative_steps
+    first = 0.25 + 0.75 * settings.steps / total
     pool = make_lesion_pool(backgrounds, lesions_per_background, settings.seed,
                             lambda f, m: report(0.25 * f, m), pleura_mm=pleura_mm)
     sampler = training_sampler(backgrounds, pool, settings.patch_size)
-    network, log = train([], settings, sample_patch=sampler, progress=lambda f, m: report(0.25 + 0.75 * f, m))
-    return network, log, len(pool)
+    network, log = train([], settings, sample_patch=sampler, progress=lambda f, m: report(0.25 + (first - 0.25) * f, m))
+    outcome = DefaultTraining(network, log, len(pool))
+    if hard_negative_steps > 0:
+        report(first, "finding false positives in the backgrounds")
+        mined = [mine_false_positives(network, bg, settings.patch_size) for bg in backgrounds]
+        outcome.mined_ml = [round(len(m) * 8 / 1000, 1) for m in mined]  # 2 mm lattice: 8 mm^3 per point
+        network.train()
+        stage = replace(settings, steps=hard_negative_steps, learning_rate=settings.learning_rate / 4,
+                        seed=settings.seed + 1)
+        sampler = training_sampler(backgrounds, pool, settings.patch_size, mined=mined)
+        network, outcome.second_log = train([], stage, sample_patch=sampler, network=network,
+                                            progress=lambda f, m: report(first + (1 - first) * f, "hard negatives: " + m))
+    return outcome

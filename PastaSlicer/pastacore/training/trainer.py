@@ -32,6 +32,7 @@ class TrainSettings:
     threads: int = 2
     intensity_augmentation: bool = True
     spatial_augmentation: float = 0.0  # share of patches rotated and scaled (anatomy varies between patients)
+    elastic_mm: float = 0.0            # and, in those patches, smoothly warped by about this much (0: not warped)
 
 
 @dataclass
@@ -61,11 +62,13 @@ def _sample_patch(image, labels, patch, rng, settings):
     return img, lab
 
 
-def _rotate_scale(img, lab, rng):
+def _rotate_scale(img, lab, rng, elastic_mm: float = 0.0):
     """The patch turned (up to 15 degrees about the body axis, 8 about the others) and scaled
     (0.8-1.25, slightly differently per axis) about its centre: trilinear for HU, nearest for
     labels, edges continued outwards. One real background then stands for bodies of other
-    sizes and postures."""
+    sizes and postures. ``elastic_mm`` adds a smooth random warp (displacements drawn with that
+    standard deviation on a 5x5x5 lattice over the patch, interpolated between): lungs, hila and
+    diaphragm of other shapes than the background's own."""
     import torch
     import torch.nn.functional as F
 
@@ -82,6 +85,11 @@ def _rotate_scale(img, lab, rng):
     theta = torch.zeros(1, 3, 4)
     theta[0, :, :3] = torch.from_numpy(matrix[::-1, ::-1].copy()).float()
     grid = F.affine_grid(theta, (1, 1) + img.shape, align_corners=False)
+    if elastic_mm > 0:
+        lattice = torch.from_numpy(rng.normal(0.0, elastic_mm, (1, 3, 5, 5, 5))).float()
+        field = F.interpolate(lattice, size=img.shape, mode="trilinear", align_corners=True)[0]  # (3, D, H, W) mm
+        to_grid = torch.tensor([2.0 / n for n in img.shape[::-1]])  # mm -> grid units along (i, j, k)
+        grid = grid + field.permute(1, 2, 3, 0)[None] * to_grid
     moved = F.grid_sample(torch.from_numpy(np.ascontiguousarray(img, np.float32))[None, None], grid,
                           mode="bilinear", padding_mode="border", align_corners=False)
     labels = F.grid_sample(torch.from_numpy(np.ascontiguousarray(lab, np.float32))[None, None], grid,
@@ -89,12 +97,13 @@ def _rotate_scale(img, lab, rng):
     return moved[0, 0].numpy(), labels[0, 0].numpy().round().astype(lab.dtype)
 
 
-def _augment(img, lab, rng, intensity=True, spatial=0.0):
+def _augment(img, lab, rng, intensity=True, spatial=0.0, elastic_mm=0.0):
     """Random flips along each axis; with ``intensity``, a random HU gain (0.9-1.1), offset
     (+-20 HU) and noise (0-15 HU) around soft tissue, as between scanners and kernels; then
-    PASTA's SLF normalisation. A share ``spatial`` of patches is first rotated and scaled."""
+    PASTA's SLF normalisation. A share ``spatial`` of patches is first rotated and scaled
+    (and warped by ``elastic_mm``)."""
     if spatial and rng.random() < spatial:
-        img, lab = _rotate_scale(img, lab, rng)
+        img, lab = _rotate_scale(img, lab, rng, elastic_mm)
     for axis in range(3):
         if rng.random() < 0.5:
             img, lab = np.flip(img, axis), np.flip(lab, axis)
@@ -105,11 +114,12 @@ def _augment(img, lab, rng, intensity=True, spatial=0.0):
     return pasta_slf(img), np.ascontiguousarray(lab)
 
 
-def train(cases, settings: TrainSettings, sample_patch=None, progress=None):
+def train(cases, settings: TrainSettings, sample_patch=None, progress=None, network=None):
     """Train a new network on ``cases`` (list of (hu array, label array) on 1 mm grids).
 
     ``sample_patch(rng)`` may instead produce each training patch (hu, labels) of
     ``settings.patch_size`` itself (e.g. with a freshly inserted synthetic lesion).
+    ``network`` continues training that network (a second stage) instead of a new one.
     Returns (network, TrainLog).
     """
     import torch
@@ -120,8 +130,9 @@ def train(cases, settings: TrainSettings, sample_patch=None, progress=None):
     torch.manual_seed(settings.seed)
     torch.set_num_threads(settings.threads)
     rng = np.random.default_rng(settings.seed)
-    network = PastaUNet(num_classes=settings.num_classes, base_features=settings.base_features,
-                        num_pool=settings.num_pool)
+    if network is None:
+        network = PastaUNet(num_classes=settings.num_classes, base_features=settings.base_features,
+                            num_pool=settings.num_pool)
     from ..inference.sliding_window import autocast_dtype
 
     network = network.to(memory_format=torch.channels_last_3d)  # faster convolutions on CPU
@@ -140,7 +151,7 @@ def train(cases, settings: TrainSettings, sample_patch=None, progress=None):
                 hu, labels = cases[int(rng.integers(len(cases)))]
                 img, lab = _sample_patch(hu, labels, settings.patch_size, rng, settings)
             img, lab = _augment(img, lab, rng, settings.intensity_augmentation,
-                                settings.spatial_augmentation)
+                                settings.spatial_augmentation, settings.elastic_mm)
             images.append(img)
             targets.append(lab)
         x = torch.from_numpy(np.stack(images)[:, None]).contiguous(memory_format=torch.channels_last_3d)
