@@ -145,7 +145,7 @@ def test_scores_at_every_tile_offset_keep_the_tumour_on_the_image(background):
 
 
 def test_mined_points_centre_half_of_the_lesion_free_patches(background):
-    """With one mined point, about half of the lesion-free patches show it (centred on it,
+    """With one mined point, about 40 % of the lesion-free patches show it (centred on it,
     shifted by up to a third of a patch); without, few do. None shows the excluded zone."""
     from scipy import ndimage
 

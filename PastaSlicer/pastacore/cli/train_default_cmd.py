@@ -25,7 +25,7 @@ def add_parser(sub):
                         "the partial-volume rim up to the wall (default 0: clipped at the air boundary, as the "
                         "built-in model; 2 measured no better, see Testing/Benchmarks/RESULTS.md)")
     p.add_argument("--hard-negative-steps", type=int, default=0,
-                   help="a second stage of this many steps in which half of the lesion-free patches are centred on "
+                   help="a second stage of this many steps in which about 40 %% of the lesion-free patches are centred on "
                         "the first stage's own false positives in the backgrounds (default 0: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder for the model (weights, model.json, metrics)")
@@ -64,9 +64,9 @@ def run(args):
         scores, tilings = [], []
         for n in targets:
             bg = next((b for b in backgrounds if b.name == n), None) or load_background(n, patch)
-            for tta in (False, True):  # as `pasta segment` runs it, and with --tta
-                scores.append(dict(evaluate(network, bg, patch, tta=tta).__dict__, tta=tta))
-            tilings.append(evaluate_tilings(network, bg, patch))
+            plain = evaluate(network, bg, patch)  # as `pasta segment` runs it, and with --tta
+            scores += [dict(plain.__dict__, tta=False), dict(evaluate(network, bg, patch, tta=True).__dict__, tta=True)]
+            tilings.append(evaluate_tilings(network, bg, patch, unshifted=plain))
         progress(1.0, "saved")
         torch.save({k: v.half() for k, v in network.state_dict().items()}, folder / "model.pth")
         metrics = {
@@ -133,7 +133,7 @@ def second_stage(metrics: dict) -> str:
     if not steps:
         return ""
     found = " and ".join(f"{v:.0f} mL" for v in metrics.get("mined_false_positive_ml", [])) or "none"
-    return (f", then {steps} steps at a quarter of the learning rate with half of the lesion-free\n"
+    return (f", then {steps} steps at a quarter of the learning rate with about 40 % of the lesion-free\n"
             f"  patches centred on the first stage's own false positives in the backgrounds ({found})")
 
 

@@ -203,8 +203,9 @@ def training_sampler(backgrounds, pool, patch, lesion_probability=0.6, mined=Non
 
     Lesion-free patches are hard negatives half of the time (centred on the lung surface),
     otherwise centred in the lungs or anywhere outside the excluded zones. ``mined`` (one
-    array of voxel indices per background, see :func:`mine_false_positives`) centres half of
-    the lesion-free patches on what a trained model took for lesions there instead."""
+    array of voxel indices per background, see :func:`mine_false_positives`): half of
+    the time they stand in for both kinds of centre above, so about 40 % of the lesion-free
+    patches are centred on what a trained model took for lesions there."""
 
     def make_patch(rng):
         while True:
@@ -289,10 +290,12 @@ def evaluate(network, bg: Background, patch=(96, 96, 96), tta: bool = False, pro
                       float(lesion.sum() * voxel_ml), float(tumour.sum() * voxel_ml))
 
 
-def evaluate_tilings(network, bg: Background, patch=(96, 96, 96)) -> dict:
+def evaluate_tilings(network, bg: Background, patch=(96, 96, 96), unshifted: Evaluation | None = None) -> dict:
     """:func:`evaluate` at each of :data:`TILE_OFFSETS`: Dice mean, range and per offset,
-    detections, false positives (mL) per offset."""
-    runs = [evaluate(network, bg, patch, offset=o) for o in TILE_OFFSETS]
+    detections, false positives (mL) per offset. ``unshifted``: the plain score already made,
+    used for offset (0, 0, 0) instead of running it again."""
+    runs = [unshifted if unshifted is not None and not any(o) else evaluate(network, bg, patch, offset=o)
+            for o in TILE_OFFSETS]
     dice = [round(r.dice, 3) for r in runs]
     return {"case": bg.name, "offsets": [list(o) for o in TILE_OFFSETS], "dice": dice,
             "dice_mean": round(float(np.mean(dice)), 3), "dice_min": min(dice), "dice_max": max(dice),
@@ -300,7 +303,10 @@ def evaluate_tilings(network, bg: Background, patch=(96, 96, 96)) -> dict:
             "false_positive_ml": [round(r.false_positive_ml, 1) for r in runs]}
 
 
-def mine_false_positives(network, bg: Background, patch=(96, 96, 96), step: int = 2) -> np.ndarray:
+MINE_STEP_MM = 2  # false positives are mined on this lattice (each point stands for MINE_STEP_MM^3 mm^3)
+
+
+def mine_false_positives(network, bg: Background, patch=(96, 96, 96), step: int = MINE_STEP_MM) -> np.ndarray:
     """Voxel indices (on a ``step`` mm lattice) of what ``network`` labels lesion in a
     background outside the excluded zone around its real tumour, run as the product runs it
     (see :func:`evaluate`). The backgrounds hold no other lesion, so every such voxel is a
@@ -324,7 +330,7 @@ def train_default(backgrounds, settings: TrainSettings, lesions_per_background: 
 
     With ``hard_negative_steps``, a second stage follows: the trained model segments each
     background, and training goes on for that many steps (a quarter of the learning rate)
-    with half of the lesion-free patches centred on its false positives there."""
+    with about 40 % of the lesion-free patches centred on its false positives there."""
     report = progress or (lambda f, m="": None)
     total = settings.steps + hard_negative_steps
     first = 0.25 + 0.75 * settings.steps / total
@@ -336,7 +342,7 @@ def train_default(backgrounds, settings: TrainSettings, lesions_per_background: 
     if hard_negative_steps > 0:
         report(first, "finding false positives in the backgrounds")
         mined = [mine_false_positives(network, bg, settings.patch_size) for bg in backgrounds]
-        outcome.mined_ml = [round(len(m) * 8 / 1000, 1) for m in mined]  # 2 mm lattice: 8 mm^3 per point
+        outcome.mined_ml = [round(len(m) * MINE_STEP_MM ** 3 / 1000, 1) for m in mined]
         network.train()
         stage = replace(settings, steps=hard_negative_steps, learning_rate=settings.learning_rate / 4,
                         seed=settings.seed + 1)
