@@ -32,6 +32,31 @@ def test_excluded_zone_covers_the_real_tumour_with_a_margin(background):
     assert distance[~background.forbidden].min() > PATCH[0] // 2
 
 
+def test_a_narrower_zone_keeps_patches_off_the_tumour_but_shows_its_surroundings(background, pool):
+    """``zone_mm=10``: no patch shows the tumour or the 10 mm around its box, but patches now
+    show the band between 10 mm and the default zone (half a patch + 10 mm), never seen before."""
+    from dataclasses import replace
+
+    from scipy import ndimage
+
+    near = load_background("lung1", PATCH, zone_mm=10)
+    assert not (near.tumour & ~near.forbidden).any()
+    distance = ndimage.distance_transform_edt(~near.tumour)
+    assert 10 < distance[~near.forbidden].min() <= 12  # the box's corners lie a little further out
+    band = background.forbidden & ~near.forbidden
+    hu = np.where(near.forbidden, 9999.0, np.where(band, 8888.0, near.hu)).astype(np.float32)
+    make_patch = training_sampler([replace(near, hu=hu, centres=None)], pool, PATCH)
+    rng = np.random.default_rng(1)
+    shown = 0
+    for _ in range(150):
+        patch, _ = make_patch(rng)
+        assert patch.max() < 9999.0, "no patch shows the zone"
+        shown += bool((patch == 8888.0).any())
+    assert shown >= 10, "the tumour's surroundings are now part of training"
+    with pytest.raises(ValueError, match="negative"):
+        load_background("lung1", PATCH, zone_mm=-1)
+
+
 def test_lesion_pool_lies_in_the_lungs_away_from_the_tumour(background, pool):
     from scipy import ndimage
 
@@ -262,6 +287,10 @@ def test_model_card_states_data_scores_and_limits():
     assert "--hard-negative-steps 600" in second
     assert "then 600 steps" in second and "own false positives in the backgrounds (13 mL)" in second
     assert "--elastic-mm" not in card and "tiles at" not in card
+    assert "--zone-mm" not in card and "tumour box + half a patch + 10 mm" in card
+    narrow = model_card(dict(metrics, zone_mm=10), description, args)
+    assert "--zone-mm 10" in narrow and "tumour box + 10 mm is excluded" in narrow
+    assert "--zone-mm" not in model_card(dict(metrics, zone_mm=58), description, args)  # the default, stated plainly
     tiled = model_card(dict(metrics, elastic_mm=3.0, evaluation_tilings=[
         {"case": "lung2", "dice": [0.41, 0.35, 0.39], "dice_mean": 0.383, "dice_min": 0.35, "dice_max": 0.41,
          "detected": 3, "false_positive_ml": [46.2, 61.0, 57.9]}]), description, args)

@@ -27,6 +27,9 @@ def add_parser(sub):
     p.add_argument("--hard-negative-steps", type=int, default=0,
                    help="a second stage of this many steps in which about 40 %% of the lesion-free patches are centred on "
                         "the first stage's own false positives in the backgrounds (default 0: none)")
+    p.add_argument("--zone-mm", type=int, default=None,
+                   help="no training patch or synthetic lesion comes within this many mm of a real tumour's box "
+                        "(default: half a patch + 10 mm, as the built-in model)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder for the model (weights, model.json, metrics)")
     p.add_argument("--overwrite", action="store_true")
@@ -55,7 +58,7 @@ def run(args):
                              elastic_mm=args.elastic_mm)
     started = time.perf_counter()
     with atomic_directory(args.out, overwrite=args.overwrite) as folder, bar("pasta train-default") as progress:
-        backgrounds = [load_background(n, patch) for n in names]
+        backgrounds = [load_background(n, patch, args.zone_mm) for n in names]
         trained = train_default(backgrounds, settings, args.lesions, lambda f, m: progress(0.9 * f, m),
                                 pleura_mm=args.pleura_mm, hard_negative_steps=args.hard_negative_steps)
         network, log, pool = trained.network, trained.log, trained.pool
@@ -73,7 +76,7 @@ def run(args):
             "backgrounds": names, "synthetic_lesions": pool, "steps": args.steps, "patch": list(patch),
             "base_features": args.base_features, "seed": args.seed,
             "spatial_augmentation": args.spatial_augmentation, "elastic_mm": args.elastic_mm,
-            "pleura_mm": args.pleura_mm,
+            "pleura_mm": args.pleura_mm, "zone_mm": args.zone_mm if args.zone_mm is not None else args.patch // 2 + 10,
             "hard_negative_steps": args.hard_negative_steps, "mined_false_positive_ml": trained.mined_ml,
             "train_seconds": round(log.seconds + (trained.second_log.seconds if trained.second_log else 0)),
             "total_seconds": round(time.perf_counter() - started), "final_loss": float(sum(log.losses[-50:]) / 50),
@@ -137,6 +140,15 @@ def second_stage(metrics: dict) -> str:
             f"  patches centred on the first stage's own false positives in the backgrounds ({found})")
 
 
+def zone_is_set(metrics: dict) -> bool:
+    return metrics.get("zone_mm") is not None and metrics["zone_mm"] != metrics["patch"][0] // 2 + 10
+
+
+def zone(metrics: dict) -> str:
+    """How far training stayed from the real tumours (older runs: half a patch + 10 mm)."""
+    return f"{metrics['zone_mm']} mm" if zone_is_set(metrics) else "half a patch + 10 mm"
+
+
 def tiling_rows(metrics: dict) -> str:
     tilings = metrics.get("evaluation_tilings")
     if not tilings:
@@ -165,6 +177,7 @@ def model_card(metrics: dict, description: dict, args) -> str:
                f"--spatial-augmentation {args.spatial_augmentation} --pleura-mm {metrics.get('pleura_mm', 0)}"
                + (f" --elastic-mm {metrics['elastic_mm']:g}" if metrics.get("elastic_mm") else "")
                + (f" --hard-negative-steps {metrics['hard_negative_steps']}" if metrics.get("hard_negative_steps") else "")
+               + (f" --zone-mm {metrics['zone_mm']}" if zone_is_set(metrics) else "")
                + (f" --evaluate-on {args.evaluate_on}" if args.evaluate_on else "") + " --out DIR")
     return f"""# {description['name']} {description['version']}: lung lesions learnt from synthetic lesions only
 
@@ -179,7 +192,7 @@ def model_card(metrics: dict, description: dict, args) -> str:
   or diaphragm, {wall_clipping(metrics)}). Each lesion is rendered at 1 mm and then put
   through the scan's own 5 mm slice sampling, so it is no sharper along z than the real
   anatomy. The real tumours of those scans were never training targets and never inside a
-  training patch (a zone of the tumour box + half a patch + 10 mm is excluded). Lung labels
+  training patch (a zone of the tumour box + {zone(metrics)} is excluded). Lung labels
   come from the classical lung mask. Lesion-free patches are centred on the lung surface
   half of the time (hard negatives).
 - **Training:** {metrics['steps']} steps of batch 2{second_stage(metrics)}, AdamW, one-cycle learning rate, cross-entropy + soft

@@ -4,7 +4,7 @@ PASTA's thesis is that synthetic lesions teach a network to find real ones. Here
 backgrounds are real chest CTs (the pyradiomics ``lung1``/``lung2`` scans) and every lesion
 the network sees is made by our synthesis engine. The real tumours of those scans are never
 training targets and never inside a training patch: a zone around each (its box + half a
-patch + 10 mm) is excluded from patch sampling and from lesion placement.
+patch + 10 mm by default, or ``zone_mm``) is excluded from patch sampling and from lesion placement.
 
 Labels follow PASTA-Gen: 1 = lung (the classical lung mask), 2 = lesion.
 """
@@ -44,7 +44,11 @@ class PooledLesion:
     attributes: dict = field(default_factory=dict)
 
 
-def load_background(case: str, patch=(96, 96, 96)) -> Background:
+def load_background(case: str, patch=(96, 96, 96), zone_mm: int | None = None) -> Background:
+    """A sample case as a training background. No training patch may contain a voxel within
+    ``zone_mm`` of its real tumour's bounding box (default: half a patch + 10 mm, so a patch
+    stays at least that far away; 10 keeps patches off the tumour while still showing the
+    anatomy around it, such as lung1's hila next to its perihilar nodule)."""
     from ..inference.regions import lung_mask
 
     image_path, label_path = sample_paths(case)
@@ -54,8 +58,11 @@ def load_background(case: str, patch=(96, 96, 96)) -> Background:
     lung = lung_mask(hu_std.array, hu_std.grid.spacing)
     forbidden = np.zeros(tumour.shape, bool)
     hits = np.argwhere(tumour)
-    lo = np.maximum(hits.min(0) - np.array(patch) // 2 - 10, 0)
-    hi = hits.max(0) + np.array(patch) // 2 + 11
+    margin = np.array(patch) // 2 + 10 if zone_mm is None else np.full(3, int(zone_mm))
+    if np.any(margin < 0):
+        raise ValueError("the zone around a real tumour cannot be negative")
+    lo = np.maximum(hits.min(0) - margin, 0)
+    hi = hits.max(0) + margin + 1
     forbidden[tuple(slice(a, b) for a, b in zip(lo, hi))] = True
     slices = np.array([[0.0, 0.0, float(n)] for n in range(native.array.shape[0])])
     positions = np.sort(hu_std.grid.lps_to_index(native.grid.index_to_lps(slices))[:, 2])
