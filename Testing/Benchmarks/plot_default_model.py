@@ -41,7 +41,7 @@ def main():
     labels = args.label or [m or "built-in model" for m in models]
     if len(labels) != len(models):
         parser.error("give one --label per --model, or none")
-    fig, rows = plt.subplots(len(models), 3, figsize=(15, 5.4 * len(models)), squeeze=False)
+    fig, rows = plt.subplots(len(models), 3, figsize=(15, 5.4 * len(models)), squeeze=False, layout="constrained")
     scores = []
     for model, label, axes in zip(models, labels, rows):
         result = segment_volume(volume, model, organ_mask=volume.with_array(bg.lung.astype(np.uint8), is_label=True),
@@ -65,7 +65,6 @@ def main():
                           "red: found only, purple: missed, yellow: both")
         axes[2].axis("off")
     fig.suptitle(f"{args.case}: reference tumour (green), found by the model (red), lung mask (yellow)")
-    fig.tight_layout()
     fig.savefig(args.out, dpi=60)
     print(f"wrote {args.out}: " + "; ".join(scores))
 
