@@ -369,6 +369,15 @@ def test_cli_train_attributes_refuses_bad_input_before_work(tmp_path, capsys):
     assert (tmp_path / "head.pt").read_text() == "keep me"
 
 
+def test_cli_train_default_refuses_a_negative_zone_before_work(tmp_path, capsys):
+    from pastacore.cli.main import main
+
+    out = tmp_path / "model"
+    assert main(["train-default", "--backgrounds", "lung1", "--zone-mm", "-5", "--out", str(out)]) == 2
+    assert "--zone-mm must be 0 or more" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_acquired_slices_keep_smooth_values_and_blur_thin_ones():
     from pastacore.training.default_model import acquire_slices
 

@@ -1,8 +1,9 @@
 """Picture of how far down each sample chest CT reaches: lung area per slice from the apex, and
 a sagittal slice through the left lung base of each scan, with lung2's real tumour marked.
 
-lung2's tumour fills the posterior costophrenic recess; lung1's field of view ends above its
-recesses, so a model trained on lung1 alone has never seen that anatomy. Usage:
+lung1's field of view ends with half of its largest lung slice still in the lowest one, so a
+model trained on lung1 alone never sees the lowest parts of the lung bases, where lung2's
+lungs taper into the costophrenic recesses. Usage:
 
     .venv/bin/python Testing/Benchmarks/plot_fields_of_view.py --out FILE.png
 """
@@ -30,9 +31,9 @@ def main():
     fig, axes = plt.subplots(1, 3, figsize=(16, 5.2))
     for (name, bg), colour in zip(scans.items(), ("tab:blue", "tab:orange")):
         area = bg.lung.sum(axis=(1, 2)) * float(np.prod(bg.spacing[:2])) / 100.0  # cm^2 per 1 mm slice (k = superior)
-        top = int(np.flatnonzero(area)[-1])
+        bottom, top = np.flatnonzero(area)[[0, -1]]
         below_apex = top - np.arange(len(area))
-        axes[0].plot(below_apex, area, color=colour, label=f"{name}: lowest slice {area[np.flatnonzero(area)[0]]:.0f} cm$^2$ of lung")
+        axes[0].plot(below_apex, area, color=colour, label=f"{name}: lowest slice {area[bottom]:.0f} cm$^2$ of lung")
         if bg.tumour.any():
             ks = np.flatnonzero(bg.tumour.any(axis=(1, 2)))
             axes[0].axvspan(top - ks[-1], top - ks[0], alpha=0.2, color=colour, label=f"{name}'s tumour")

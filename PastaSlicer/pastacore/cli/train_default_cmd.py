@@ -44,7 +44,7 @@ def run(args):
 
     from ..errors import PastaError
     from ..io.atomic import atomic_directory
-    from ..training.default_model import evaluate, evaluate_tilings, load_background, train_default
+    from ..training.default_model import default_zone_mm, evaluate, evaluate_tilings, load_background, train_default
     from ..training.trainer import TrainSettings
     from .progress import bar
 
@@ -52,6 +52,8 @@ def run(args):
     targets = [n for n in args.evaluate_on.split(",") if n]
     if not names:
         raise PastaError("give at least one background case")
+    if args.zone_mm is not None and args.zone_mm < 0:
+        raise PastaError(f"--zone-mm must be 0 or more, got {args.zone_mm}")
     patch = (args.patch,) * 3
     settings = TrainSettings(base_features=args.base_features, num_pool=4, patch_size=patch, steps=args.steps,
                              seed=args.seed, spatial_augmentation=args.spatial_augmentation,
@@ -76,7 +78,7 @@ def run(args):
             "backgrounds": names, "synthetic_lesions": pool, "steps": args.steps, "patch": list(patch),
             "base_features": args.base_features, "seed": args.seed,
             "spatial_augmentation": args.spatial_augmentation, "elastic_mm": args.elastic_mm,
-            "pleura_mm": args.pleura_mm, "zone_mm": args.zone_mm if args.zone_mm is not None else args.patch // 2 + 10,
+            "pleura_mm": args.pleura_mm, "zone_mm": default_zone_mm(args.patch) if args.zone_mm is None else args.zone_mm,
             "hard_negative_steps": args.hard_negative_steps, "mined_false_positive_ml": trained.mined_ml,
             "train_seconds": round(log.seconds + (trained.second_log.seconds if trained.second_log else 0)),
             "total_seconds": round(time.perf_counter() - started), "final_loss": float(sum(log.losses[-50:]) / 50),
@@ -141,7 +143,9 @@ def second_stage(metrics: dict) -> str:
 
 
 def zone_is_set(metrics: dict) -> bool:
-    return metrics.get("zone_mm") is not None and metrics["zone_mm"] != metrics["patch"][0] // 2 + 10
+    from ..training.default_model import default_zone_mm
+
+    return metrics.get("zone_mm") is not None and metrics["zone_mm"] != default_zone_mm(metrics["patch"][0])
 
 
 def zone(metrics: dict) -> str:

@@ -44,6 +44,11 @@ class PooledLesion:
     attributes: dict = field(default_factory=dict)
 
 
+def default_zone_mm(patch_side: int) -> int:
+    """The zone kept around a real tumour's box unless told otherwise: half a patch + 10 mm."""
+    return int(patch_side) // 2 + 10
+
+
 def load_background(case: str, patch=(96, 96, 96), zone_mm: int | None = None) -> Background:
     """A sample case as a training background. No training patch may contain a voxel within
     ``zone_mm`` of its real tumour's bounding box (default: half a patch + 10 mm, so a patch
@@ -58,7 +63,7 @@ def load_background(case: str, patch=(96, 96, 96), zone_mm: int | None = None) -
     lung = lung_mask(hu_std.array, hu_std.grid.spacing)
     forbidden = np.zeros(tumour.shape, bool)
     hits = np.argwhere(tumour)
-    margin = np.array(patch) // 2 + 10 if zone_mm is None else np.full(3, int(zone_mm))
+    margin = np.array([default_zone_mm(p) for p in patch]) if zone_mm is None else np.full(3, int(zone_mm))
     if np.any(margin < 0):
         raise ValueError("the zone around a real tumour cannot be negative")
     lo = np.maximum(hits.min(0) - margin, 0)
