@@ -1,7 +1,6 @@
-import logging
-import pathlib
 from typing import Annotated
 
+import qt
 import vtk
 
 import slicer
@@ -13,10 +12,7 @@ from slicer.parameterNodeWrapper import parameterNodeWrapper, Choice, WithinRang
 
 from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
-
-#
-# PastaSynth
-#
+FOLDER_SETTINGS = {"backgrounds": "PASTA/SynthBackgroundsFolder", "output": "PASTA/SynthOutputFolder"}
 
 
 class PastaSynth(ScriptedLoadableModule):
@@ -29,87 +25,70 @@ class PastaSynth(ScriptedLoadableModule):
         self.parent.dependencies = ["PastaSlicer"]
         self.parent.contributors = ["PASTA for 3D Slicer contributors"]
         self.parent.helpText = _("""
-Insert a synthetic lesion of a chosen type and description into an organ of a CT volume:
-preview it, then keep it as a new volume with its lesion segment or discard it. The batch
-section writes a whole synthetic dataset from a folder of background scans.
-Synthetic images are for research use only, not for diagnosis.
+Draw a box (ROI), choose or describe a lesion ("3 cm irregular hypodense liver lesion,
+ill-defined margin") and press Preview: a new volume with the lesion and its segment appears;
+Apply keeps it, Discard removes it. The input volume is never changed. Lung lesions find the
+lungs by themselves; other organs need an organ segmentation. The batch section writes a whole
+synthetic dataset. Synthetic images are for research use only, not for diagnosis.
 """)
         self.parent.acknowledgementText = _("""
 PASTA for 3D Slicer is developed by its contributors as an open-source 3D Slicer extension.
 """)
 
 
-#
-# PastaSynthParameterNode
-#
-
-
 @parameterNodeWrapper
 class PastaSynthParameterNode:
-    """
-    inputVolume - the CT volume that receives the lesion.
-    organSegmentation - organ segmentation; the lesion is placed inside it.
-    roi - optional box restricting where the lesion is placed.
-    lesionType - one of pastacore.synthesis.lesion_types().
-    attributes - free-text description of the lesion (size, shape, enhancement...).
-    seed - random seed; the same inputs and seed give the same lesion.
-    previewVolume, previewLesion - nodes of the current preview (empty when none).
-    backgroundsFolder, caseCount, outputFolder, datasetFormat - batch dataset generation.
-    """
-
     inputVolume: vtkMRMLScalarVolumeNode
     organSegmentation: vtkMRMLSegmentationNode
     roi: vtkMRMLMarkupsROINode
     lesionType: str = ""
     attributes: str = ""
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
-    previewVolume: vtkMRMLScalarVolumeNode
-    previewLesion: vtkMRMLSegmentationNode
-    backgroundsFolder: pathlib.Path
     caseCount: Annotated[int, WithinRange(1, 100000)] = 100
-    outputFolder: pathlib.Path
     datasetFormat: Annotated[str, Choice(["pasta-gen", "nnunet"])] = "pasta-gen"
 
 
-#
-# PastaSynthWidget
-#
-
-
 class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Collects the inputs and drives PastaSynthLogic: preview / apply / discard, and batch."""
+    """Widget wiring only: the work is PastaSlicerLib.controllers.SynthController's."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._previewTask = None
         self._batchTask = None
 
     def setup(self) -> None:
-        ScriptedLoadableModuleWidget.setup(self)
+        from PastaSlicerLib.controllers import SynthController
+        from PastaSlicerLib.gui.tasks import taskRunner
+        from PastaSlicerLib.gui.widgets import fillComboBox
 
+        ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/PastaSynth.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
-
         self.logic = PastaSynthLogic()
+        self.controller = SynthController(slicer.mrmlScene, taskRunner())
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-
         self.ui.previewButton.connect("clicked(bool)", self.onPreviewButton)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.discardButton.connect("clicked(bool)", self.onDiscardButton)
         self.ui.generateButton.connect("clicked(bool)", self.onGenerateButton)
         self.ui.lesionTypeComboBox.connect("currentIndexChanged(int)", self._onLesionTypeChosen)
+        settings = qt.QSettings()
+        self.ui.backgroundsFolderPathLineEdit.currentPath = str(settings.value(FOLDER_SETTINGS["backgrounds"], ""))
+        self.ui.outputFolderPathLineEdit.currentPath = str(settings.value(FOLDER_SETTINGS["output"], ""))
+        for edit in (self.ui.backgroundsFolderPathLineEdit, self.ui.outputFolderPathLineEdit):
+            edit.connect("currentPathChanged(QString)", self._updateGUI)
         self.ui.progressBar.setVisible(False)
         self.ui.batchProgressBar.setVisible(False)
-
-        self._fillLesionTypes()
+        fillComboBox(self.ui.lesionTypeComboBox, [(_("(from the description)"), "", None)]
+                     + [(t, t, None) for t in self.controller.lesion_types()], "")
+        fillComboBox(self.ui.backendComboBox, [(b, b, None) for b in self.controller.backends()], "procedural")
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -134,18 +113,15 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
-        from PastaSlicerLib.widgets import selectFirstVolume
+        from PastaSlicerLib.gui.widgets import selectFirstVolume
 
         parameterNode = self.logic.getParameterNode()
         selectFirstVolume(parameterNode)
-        if not parameterNode.lesionType and self.ui.lesionTypeComboBox.count > 0:
-            parameterNode.lesionType = self.ui.lesionTypeComboBox.currentData or ""
         self.setParameterNode(parameterNode)
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
@@ -153,375 +129,175 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
         self._updateGUI()
 
-    # -- GUI state ---------------------------------------------------------------------
-
-    def _fillLesionTypes(self) -> None:
-        """Lesion types come from pastacore (data in Resources/), so the combo box is filled
-        here instead of through a parameterNodeWrapper Choice."""
-        from PastaSlicerLib.widgets import fillComboBox
-
-        try:
-            lesionTypes = self.logic.lesionTypes()
-        except Exception as exc:
-            logging.warning(f"PASTA: cannot list lesion types: {exc}")
-            lesionTypes = []
-        fillComboBox(self.ui.lesionTypeComboBox, [(t, t, None) for t in lesionTypes],
-                     _("(synthesis engine not installed yet)"))
-
     def _onLesionTypeChosen(self, index) -> None:
         if self._parameterNode:
             self._parameterNode.lesionType = self.ui.lesionTypeComboBox.itemData(index) or ""
 
+    def _request(self):
+        from PastaSlicerLib.controllers import SynthRequest
+
+        p = self._parameterNode
+        return SynthRequest(p.inputVolume, lesion_type=p.lesionType, attributes=p.attributes, seed=p.seed, roi=p.roi,
+                            organ_segmentation=p.organSegmentation,
+                            backend=self.ui.backendComboBox.currentData or "procedural")
+
+    def _datasetRequest(self):
+        from PastaSlicerLib.controllers import DatasetRequest
+
+        p = self._parameterNode
+        return DatasetRequest(self.ui.backgroundsFolderPathLineEdit.currentPath, self.ui.outputFolderPathLineEdit.currentPath,
+                              count=p.caseCount, format=p.datasetFormat, lesion_type=p.lesionType,
+                              attributes=p.attributes, seed=p.seed)
+
     def _updateGUI(self, caller=None, event=None) -> None:
-        from PastaSlicerLib.widgets import showComboData
+        from pastacore.errors import PastaError
+        from PastaSlicerLib.gui.widgets import showComboData
 
-        parameterNode = self._parameterNode
-        previewRunning = self._previewTask is not None
-        batchRunning = self._batchTask is not None
-        if parameterNode:
-            showComboData(self.ui.lesionTypeComboBox, parameterNode.lesionType)
-        hasPreview = bool(parameterNode and parameterNode.previewVolume)
-        self.ui.inputsCollapsibleButton.enabled = not previewRunning
+        p = self._parameterNode
+        previewing = self._previewTask is not None and self._previewTask.running
+        batching = self._batchTask is not None and self._batchTask.running
+        if p:
+            showComboData(self.ui.lesionTypeComboBox, p.lesionType)
+        problem = self.controller.problem(self._request()) if p else _("No parameter node")
+        if p and (p.attributes or p.lesionType):
+            try:
+                parsed = self.controller.parsed_attributes(p.attributes, p.lesionType)
+                text = f"{parsed['lesion_type']}: " + ", ".join(f"{k} {v}" for k, v in parsed["attributes"].items())
+                if parsed["not_understood"]:
+                    text += " " + _("(not understood: {words})").format(words=", ".join(parsed["not_understood"]))
+            except PastaError as exc:
+                text, problem = str(exc), str(exc)
+            self.ui.parsedLabel.text = text
+        self.ui.inputsCollapsibleButton.enabled = not previewing
+        self.ui.previewButton.text = _("Cancel") if previewing else _("Preview")
+        self.ui.previewButton.toolTip = problem or _("Insert a lesion into a new volume, without keeping it yet")
+        self.ui.previewButton.enabled = previewing or problem is None
+        self.ui.applyButton.enabled = self.ui.discardButton.enabled = self.controller.has_preview and not previewing
+        self.ui.generateButton.text = _("Cancel") if batching else _("Generate")
+        folders = self.ui.backgroundsFolderPathLineEdit.currentPath and self.ui.outputFolderPathLineEdit.currentPath
+        self.ui.generateButton.enabled = batching or bool(p and folders)
 
-        if previewRunning:
-            self.ui.previewButton.text = _("Cancel")
-            self.ui.previewButton.enabled = True
-        else:
-            self.ui.previewButton.text = _("Preview")
-            problem = self.logic.previewProblem(parameterNode) if parameterNode else _("No parameter node")
-            self.ui.previewButton.toolTip = problem or _("Insert a lesion and show the result without keeping it")
-            self.ui.previewButton.enabled = problem is None
-        self.ui.applyButton.enabled = hasPreview and not previewRunning
-        self.ui.discardButton.enabled = hasPreview and not previewRunning
-
-        if batchRunning:
-            self.ui.generateButton.text = _("Cancel")
-            self.ui.generateButton.enabled = True
-        else:
-            self.ui.generateButton.text = _("Generate")
-            problem = self.logic.batchProblem(parameterNode) if parameterNode else _("No parameter node")
-            self.ui.generateButton.toolTip = problem or _("Write a synthetic dataset to the output folder")
-            self.ui.generateButton.enabled = problem is None
-
-    # -- preview / apply / discard -----------------------------------------------------
-
+    # -- preview / apply / discard ------------------------------------------------------
     def onPreviewButton(self) -> None:
-        if self._previewTask is not None:
+        from PastaSlicerLib.gui import callWithErrorDisplay
+        from PastaSlicerLib.gui.tasks import RunningTask
+
+        if self._previewTask is not None and self._previewTask.running:
             self._previewTask.cancel()
-            self.ui.previewButton.enabled = False
             self.ui.statusLabel.text = _("Cancelling...")
             return
-        from PastaSlicerLib import callWithErrorDisplay
-
-        ok, task = callWithErrorDisplay(
-            _("Starting the lesion synthesis failed."), self.logic.startPreview, self._parameterNode,
-            onProgress=lambda fraction, message: self._showProgress(self.ui.progressBar, fraction, message),
-            onFinished=self._onPreviewFinished)
-        if not ok:
-            return
-        self._previewTask = task
-        self.ui.progressBar.value = 0
-        self.ui.progressBar.setVisible(True)
-        self.ui.statusLabel.text = _("Synthesising...")
+        ok, handle = callWithErrorDisplay(_("Starting the lesion synthesis failed."), self.controller.preview,
+                                          self._request(), on_progress=self._onPreviewProgress,
+                                          on_finished=self._onPreviewFinished)
+        if ok:
+            self._previewTask = RunningTask(handle)
+            self.ui.progressBar.setVisible(self._previewTask.running)
+            self.ui.statusLabel.text = _("Synthesising...")
         self._updateGUI()
 
-    def _showProgress(self, progressBar, fraction, message) -> None:
-        progressBar.value = int(round(100 * fraction))
-        if message:
-            self.ui.statusLabel.text = message
+    def _onPreviewProgress(self, fraction, message) -> None:
+        self.ui.progressBar.value = int(round(100 * fraction))
+        self.ui.statusLabel.text = message
 
-    def _onPreviewFinished(self, error) -> None:
-        from PastaSlicerLib.widgets import showTaskOutcome
+    def _onPreviewFinished(self, outcome) -> None:
+        from PastaSlicerLib.gui.tasks import showOutcome
 
-        self._previewTask = None
         self.ui.progressBar.setVisible(False)
-        showTaskOutcome(self.ui.statusLabel, error, _("Preview ready: Apply keeps it, Discard removes it."),
-                        _("Lesion synthesis failed."))
+        showOutcome(self.ui.statusLabel, outcome, _("Lesion synthesis failed."))
+        if outcome.ok:
+            slicer.util.setSliceViewerLayers(background=outcome.value, fit=False)
         self._updateGUI()
 
     def onApplyButton(self) -> None:
-        from PastaSlicerLib import callWithErrorDisplay
+        from PastaSlicerLib.gui import callWithErrorDisplay
 
-        ok, volumeNode = callWithErrorDisplay(_("Keeping the preview failed."), self.logic.applyPreview, self._parameterNode)
-        if ok and volumeNode is not None:
-            self.ui.statusLabel.text = _("Kept as '{name}'.").format(name=volumeNode.GetName())
+        ok, volume = callWithErrorDisplay(_("Keeping the preview failed."), self.controller.apply)
+        if ok:
+            self.ui.statusLabel.text = _("Kept as '{name}'.").format(name=volume.GetName())
         self._updateGUI()
 
     def onDiscardButton(self) -> None:
-        self.logic.discardPreview(self._parameterNode)
+        source = self.controller.source_volume
+        self.controller.discard()
+        if source is not None and source.GetScene() is slicer.mrmlScene:
+            slicer.util.setSliceViewerLayers(background=source, fit=False)
         self.ui.statusLabel.text = _("Preview discarded.")
         self._updateGUI()
 
-    # -- batch -------------------------------------------------------------------------
-
+    # -- batch ----------------------------------------------------------------------------
     def onGenerateButton(self) -> None:
-        if self._batchTask is not None:
+        from PastaSlicerLib.gui import callWithErrorDisplay
+        from PastaSlicerLib.gui.tasks import RunningTask
+
+        if self._batchTask is not None and self._batchTask.running:
             self._batchTask.cancel()
-            self.ui.generateButton.enabled = False
             self.ui.batchStatusLabel.text = _("Cancelling...")
             return
-        from PastaSlicerLib import callWithErrorDisplay
-
-        ok, task = callWithErrorDisplay(
-            _("Starting the dataset generation failed."), self.logic.startBatch, self._parameterNode,
-            onProgress=self._onBatchProgress, onFinished=self._onBatchFinished)
-        if not ok:
-            return
-        self._batchTask = task
-        self.ui.batchProgressBar.value = 0
-        self.ui.batchProgressBar.setVisible(True)
-        self.ui.batchStatusLabel.text = _("Generating...")
+        request = self._datasetRequest()
+        settings = qt.QSettings()
+        settings.setValue(FOLDER_SETTINGS["backgrounds"], request.backgrounds)
+        settings.setValue(FOLDER_SETTINGS["output"], request.output)
+        ok, handle = callWithErrorDisplay(_("Starting the dataset generation failed."), self.controller.start_dataset,
+                                          request, on_progress=self._onBatchProgress, on_finished=self._onBatchFinished)
+        if ok:
+            self._batchTask = RunningTask(handle)
+            self.ui.batchProgressBar.setVisible(self._batchTask.running)
+            self.ui.batchStatusLabel.text = _("Generating...")
         self._updateGUI()
 
     def _onBatchProgress(self, fraction, message) -> None:
         self.ui.batchProgressBar.value = int(round(100 * fraction))
-        if message:
-            self.ui.batchStatusLabel.text = message
+        self.ui.batchStatusLabel.text = message
 
-    def _onBatchFinished(self, result, error) -> None:
-        from PastaSlicerLib.widgets import showTaskOutcome
+    def _onBatchFinished(self, outcome) -> None:
+        from PastaSlicerLib.gui.tasks import showOutcome
 
-        self._batchTask = None
         self.ui.batchProgressBar.setVisible(False)
-        showTaskOutcome(self.ui.batchStatusLabel, error,
-                        _("Dataset written to {folder}").format(folder=self._parameterNode.outputFolder),
-                        _("Dataset generation failed."), cancelledText=_("Cancelled."))
+        showOutcome(self.ui.batchStatusLabel, outcome, _("Dataset generation failed."))
         self._updateGUI()
 
 
-#
-# PastaSynthLogic
-#
-
-
 class PastaSynthLogic(ScriptedLoadableModuleLogic):
-    """Reads the inputs from the scene, runs pastacore's lesion synthesis on a worker thread
-    and manages the preview nodes. Usable without the widget."""
-
-    ENGINE_MISSING = "synthesis engine not installed yet"
-
-    def __init__(self) -> None:
-        ScriptedLoadableModuleLogic.__init__(self)
+    """The module's parameter node; the work is the SynthController's."""
 
     def getParameterNode(self):
         return PastaSynthParameterNode(super().getParameterNode())
 
-    @classmethod
-    def synthesisEngine(cls):
-        """The ``pastacore.synthesis`` module; raises PastaError when it is not available."""
-        from PastaSlicerLib import importEngine
-
-        return importEngine("pastacore.synthesis", cls.ENGINE_MISSING)
-
-    def lesionTypes(self):
-        synthesis = self.synthesisEngine()
-        if not hasattr(synthesis, "lesion_types"):
-            return []
-        return list(synthesis.lesion_types())
-
-    def _function(self, name):
-        from pastacore.errors import PastaError
-
-        function = getattr(self.synthesisEngine(), name, None)
-        if function is None:
-            raise PastaError(self.ENGINE_MISSING)
-        return function
-
-    @staticmethod
-    def previewProblem(parameterNode):
-        """Why a preview cannot start with these inputs, or None."""
-        if not parameterNode.inputVolume:
-            return _("Select an input volume")
-        if not parameterNode.organSegmentation:
-            return _("Select the organ segmentation the lesion goes into")
-        if not parameterNode.lesionType:
-            return _("Select a lesion type")
-        return None
-
-    @staticmethod
-    def _isSet(path):
-        return path is not None and str(path) not in ("", ".")
-
-    @classmethod
-    def batchProblem(cls, parameterNode):
-        """Why batch generation cannot start with these settings, or None."""
-        if not cls._isSet(parameterNode.backgroundsFolder):
-            return _("Choose the folder of background scans")
-        if not cls._isSet(parameterNode.outputFolder):
-            return _("Choose the output folder")
-        if not parameterNode.lesionType:
-            return _("Select a lesion type")
-        return None
-
-    # -- preview -----------------------------------------------------------------------
-
-    def startPreview(self, parameterNode, onProgress=None, onFinished=None):
-        """Synthesise a lesion on a worker thread; ``onFinished(error)`` comes after the
-        preview nodes were created (GUI thread). Returns the running BackgroundTask."""
-        from pastacore.errors import PastaError
-        from pastacore.mrml import volumes
-        from PastaSlicer import PastaSlicerLogic
-        from PastaSlicerLib.worker import BackgroundTask
-
-        synthesize = self._function("synthesize_lesion")
-        problem = self.previewProblem(parameterNode)
-        if problem:
-            raise PastaError(problem)
-        volume = volumes.volume_from_node(parameterNode.inputVolume)
-        inputs = dict(
-            volume=volume,
-            lesion_type=parameterNode.lesionType,
-            attributes=parameterNode.attributes,
-            seed=parameterNode.seed,
-            **PastaSlicerLogic.regionInputs(parameterNode.inputVolume, volume, parameterNode.organSegmentation, parameterNode.roi),
-        )
-
-        def work(progress, isCancelled):
-            return synthesize(**inputs, progress=progress, is_cancelled=isCancelled)
-
-        def finished(result, error):
-            if error is None:
-                try:
-                    self.showPreview(parameterNode, result)
-                except Exception as exc:
-                    error = exc
-            if onFinished is not None:
-                onFinished(error)
-
-        task = BackgroundTask(work, onProgress=onProgress, onFinished=finished)
-        task.start()
-        return task
-
-    def showPreview(self, parameterNode, result) -> None:
-        """Replace the preview with ``result``: ``.image`` (volume with the lesion), ``.labels``
-        (label volume of the lesion) and ``.segments`` ({value: SegmentInfo})."""
-        from pastacore.mrml import volumes
-        from pastacore.mrml.segmentations import add_labels_to_segmentation
-
-        self.discardPreview(parameterNode)
-        inputVolume = parameterNode.inputVolume
-        previewVolume = volumes.node_from_volume(slicer.mrmlScene, result.image, f"{inputVolume.GetName()} PASTA preview")
-        previewVolume.CreateDefaultDisplayNodes()
-        inputDisplay = inputVolume.GetDisplayNode()
-        if inputDisplay is not None and previewVolume.GetDisplayNode() is not None:
-            previewVolume.GetDisplayNode().CopyContent(inputDisplay)
-        parameterNode.previewVolume = previewVolume
-        lesion, _added = add_labels_to_segmentation(
-            slicer.mrmlScene, result.labels, result.segments, previewVolume, name=f"{inputVolume.GetName()} PASTA preview lesion")
-        parameterNode.previewLesion = lesion
-        slicer.util.setSliceViewerLayers(background=previewVolume, fit=False)
-
-    def applyPreview(self, parameterNode):
-        """Keep the preview as a regular volume and segmentation; returns the volume node."""
-        from pastacore.errors import PastaError
-
-        volumeNode, lesion = parameterNode.previewVolume, parameterNode.previewLesion
-        if not volumeNode:
-            raise PastaError("there is no preview to keep; press Preview first")
-        base = parameterNode.inputVolume.GetName() if parameterNode.inputVolume else "PASTA"
-        volumeNode.SetName(slicer.mrmlScene.GenerateUniqueName(f"{base} synthetic {parameterNode.lesionType}".strip()))
-        if lesion:
-            lesion.SetName(slicer.mrmlScene.GenerateUniqueName(f"{volumeNode.GetName()} lesion"))
-        parameterNode.previewVolume = None
-        parameterNode.previewLesion = None
-        return volumeNode
-
-    def discardPreview(self, parameterNode) -> None:
-        """Remove the preview nodes and show the input volume again."""
-        for node in (parameterNode.previewVolume, parameterNode.previewLesion):
-            if node:
-                slicer.mrmlScene.RemoveNode(node)
-        parameterNode.previewVolume = None
-        parameterNode.previewLesion = None
-        if parameterNode.inputVolume:
-            slicer.util.setSliceViewerLayers(background=parameterNode.inputVolume, fit=False)
-
-    # -- batch -------------------------------------------------------------------------
-
-    def startBatch(self, parameterNode, onProgress=None, onFinished=None):
-        """Write a synthetic dataset on a worker thread; returns the running BackgroundTask.
-        ``onFinished(result, error)`` is called on the GUI thread."""
-        from pastacore.errors import PastaError
-        from PastaSlicerLib.worker import BackgroundTask
-
-        generate = self._function("generate_dataset")
-        problem = self.batchProblem(parameterNode)
-        if problem:
-            raise PastaError(problem)
-        inputs = dict(
-            backgrounds_dir=str(parameterNode.backgroundsFolder),
-            output_dir=str(parameterNode.outputFolder),
-            count=parameterNode.caseCount,
-            format=parameterNode.datasetFormat,
-            lesion_type=parameterNode.lesionType,
-            attributes=parameterNode.attributes,
-            seed=parameterNode.seed,
-        )
-
-        def work(progress, isCancelled):
-            return generate(**inputs, progress=progress, is_cancelled=isCancelled)
-
-        task = BackgroundTask(work, onProgress=onProgress, onFinished=onFinished)
-        task.start()
-        return task
-
-
-#
-# PastaSynthTest
-#
-
 
 class PastaSynthTest(ScriptedLoadableModuleTest):
-    """Runs inside Slicer; checks the preview life cycle without the synthesis engine."""
+    """Runs inside Slicer: Preview, Discard and Apply on the application's scene (the pytest
+    suite runs the same controller on slicer-core, Testing/test_controllers.py)."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
-        self.test_problems()
-        self.setUp()
         self.test_previewApplyDiscard()
 
-    def test_problems(self):
-        self.delayDisplay("Missing inputs are explained")
-        logic = PastaSynthLogic()
-        parameterNode = logic.getParameterNode()
-        self.assertIsNotNone(logic.previewProblem(parameterNode))
-        self.assertIsNotNone(logic.batchProblem(parameterNode))
-
     def test_previewApplyDiscard(self):
-        self.delayDisplay("Preview, discard, preview again, apply")
         import numpy as np
-        from pastacore.mrml import volumes
-        from pastacore.terminology import SegmentInfo
+        from pastacore.tasks import InlineRunner
+        from PastaSlicerLib.controllers import SynthController, SynthRequest
 
-        inputNode = slicer.util.addVolumeFromArray(np.zeros((8, 16, 16), dtype=np.int16), name="CT")
-        logic = PastaSynthLogic()
-        parameterNode = logic.getParameterNode()
-        parameterNode.inputVolume = inputNode
-        parameterNode.lesionType = "cyst"
-        volume = volumes.volume_from_node(inputNode)
-        mask = np.zeros(volume.array.shape, dtype=np.uint8)
-        mask[3:5, 6:9, 6:9] = 1
-        result = type("Result", (), {
-            "image": volume.with_array(volume.array + 40 * mask.astype(np.int16)),
-            "labels": volume.with_array(mask, is_label=True),
-            "segments": {1: SegmentInfo("cyst", "Cyst", (0.2, 0.4, 1.0), "")},
-        })()
-
-        logic.showPreview(parameterNode, result)
-        preview = parameterNode.previewVolume
-        self.assertIsNotNone(preview)
-        self.assertEqual(int(slicer.util.arrayFromVolume(preview).max()), 40)
-        logic.discardPreview(parameterNode)
-        self.assertIsNone(parameterNode.previewVolume)
-        self.assertIsNone(slicer.mrmlScene.GetNodeByID(preview.GetID()))
-        self.assertIsNone(parameterNode.previewLesion)
-
-        logic.showPreview(parameterNode, result)
-        kept = logic.applyPreview(parameterNode)
-        self.assertIsNone(parameterNode.previewVolume)
-        self.assertIsNotNone(slicer.mrmlScene.GetNodeByID(kept.GetID()))
+        array = np.full((24, 80, 80), -1000, np.int16)
+        k, j, i = np.meshgrid(*[np.arange(n) for n in array.shape], indexing="ij")
+        array[((i - 40) / 36.0) ** 2 + ((j - 40) / 30.0) ** 2 <= 1] = 40
+        for centre in (24, 56):
+            array[((i - centre) / 8.0) ** 2 + ((j - 40) / 11.0) ** 2 + ((k - 12) / 8.0) ** 2 <= 1] = -850
+        volume = slicer.util.addVolumeFromArray(array, ijkToRAS=np.diag([-3.0, -3.0, 4.0, 1.0]))
+        roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
+        roi.SetCenter(-72.0, -120.0, 48.0)  # voxel (24, 40, 12): the centre of the lung at i = 24
+        roi.SetSize(36.0, 36.0, 36.0)
+        nodes = slicer.mrmlScene.GetNumberOfNodes()
+        controller = SynthController(slicer.mrmlScene, InlineRunner())
+        request = SynthRequest(volume, lesion_type="lung_tumor", attributes="12 mm round nodule", seed=3, roi=roi)
+        outcomes = []
+        controller.preview(request, on_finished=outcomes.append)
+        self.assertTrue(outcomes[0].ok, outcomes[0].error)
+        controller.discard()
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodes)
+        controller.preview(request, on_finished=outcomes.append)
+        kept = controller.apply()
         self.assertIn("synthetic", kept.GetName())
         self.delayDisplay("Test passed")

@@ -36,15 +36,16 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 
-# Reinstall only when the dependency list changed (stamp = hash of pyproject.toml).
+# Reinstall only when the dependency lists changed (stamp = hash of pyproject.toml and the
+# run-time requirements it reads).
 stamp=".venv/.pasta-installed"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+want="$(cat pyproject.toml Resources/requirements.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setting up .venv (first run: a few minutes)..." >&2
   .venv/bin/python -m pip install -q --upgrade pip
   # torch 2.13.0 is pinned: where no CUDA is wanted (CI, laptops) this resolves to the CPU build.
   .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -e ".[mrml,test]"
+  .venv/bin/python -m pip install -q -e ".[mrml,train,test]"
   echo "$want" > "$stamp"
 fi
 

@@ -8,22 +8,34 @@ Nothing is installed from here: the Slicer hub asks the user and installs (see
 from __future__ import annotations
 
 import importlib.metadata
+import re
 from dataclasses import dataclass
 
 from .errors import PastaError
 
-# (distribution name, version requirement, what it is used for)
-REQUIREMENTS = (
-    ("numpy", ">=1.24", "arrays"),
-    ("SimpleITK", ">=2.2", "reading, writing and resampling images"),
-    ("scipy", ">=1.10", "masks, measurements and synthesis"),
-    ("torch", ">=2.1", "neural networks"),
-    ("monai", ">=1.4", "medical imaging transforms and baselines"),
-    ("nibabel", ">=5.0", "NIfTI headers"),
-    ("pydicom", ">=2.4", "DICOM input"),
-    ("highdicom", ">=0.22", "DICOM SEG and SR export"),
-    ("tqdm", ">=4.60", "progress bars on the command line"),
-)
+# What Slicer itself bundles (5.10: pydicom 2.4; 5.12: pydicom 3.0) and torch, which the PyTorch
+# extension installs: an install into Slicer's Python pins them to what is there.
+KEEP_INSTALLED = ("torch", "numpy", "SimpleITK", "pydicom", "pillow", "requests")
+DEVICES = ("auto", "cuda", "mps", "cpu")  # what a user may choose; "auto" picks CUDA, then MPS, then the CPU
+REQUIREMENTS_FILE = "requirements.txt"  # in Resources/: also pyproject.toml's dependency list
+
+
+def requirements() -> tuple:
+    """``(distribution name, version requirement, what it is for)`` from ``Resources/requirements.txt``."""
+    from .resources import resources_dir
+
+    out, purpose = [], ""
+    for line in (resources_dir() / REQUIREMENTS_FILE).read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line.startswith("#"):
+            purpose = line.lstrip("# ").strip()
+        elif line:
+            match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*(>=[0-9][0-9A-Za-z.]*)?", line)
+            if not match:
+                raise PastaError(f"{REQUIREMENTS_FILE}: cannot read the requirement {line!r}")
+            out.append((match.group(1), match.group(2) or "", purpose))
+            purpose = ""
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -37,7 +49,7 @@ class DependencyStatus:
     def ok(self) -> bool:
         if self.installed is None:
             return False
-        return _version_tuple(self.installed) >= _version_tuple(self.required.lstrip(">="))
+        return not self.required or _version_tuple(self.installed) >= _version_tuple(self.required.lstrip(">="))
 
 
 def _version_tuple(text: str) -> tuple:
@@ -51,13 +63,24 @@ def _version_tuple(text: str) -> tuple:
 def dependency_status() -> list:
     """One :class:`DependencyStatus` per required package."""
     out = []
-    for name, spec, purpose in REQUIREMENTS:
+    for name, spec, purpose in requirements():
         try:
             version = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             version = None
         out.append(DependencyStatus(name, spec, purpose, version))
     return out
+
+
+def constraints() -> list:
+    """pip constraint lines (``name==version``) keeping :data:`KEEP_INSTALLED` as installed."""
+    lines = []
+    for name in KEEP_INSTALLED:
+        try:
+            lines.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return lines
 
 
 def missing_requirements() -> list:
@@ -87,7 +110,7 @@ def torch_device_info(preference: str = "auto") -> DeviceInfo:
         return DeviceInfo("none", "", None, None)
     version = torch.__version__
     want = preference.lower()
-    if want not in ("auto", "cuda", "mps", "cpu"):
+    if want not in DEVICES:
         raise PastaError(f"unknown device {preference!r}; choose auto, cuda, mps or cpu")
     if want == "cuda" and not torch.cuda.is_available():
         raise PastaError("CUDA was requested but torch sees no CUDA GPU (CPU-only torch build or driver problem)")

@@ -28,7 +28,11 @@ def _code(triplet) -> str:
 
 
 def describe(term: str) -> SegmentInfo:
-    """Name, colour and terminology tag of an organ (``"liver"``) or lesion (``"tumor@liver"``)."""
+    """Name, colour and terminology tag of an organ (``"liver"``) or lesion (``"tumor@liver"``).
+
+    An organ is the tag's type (left/right as its type modifier); a lesion's type is the lesion
+    kind and its organ the anatomic region (left/right as the region modifier), as DICOM does.
+    """
     data = load_json("terminology.json")
     lesion, _, organ = term.partition("@")
     if organ:
@@ -38,18 +42,109 @@ def describe(term: str) -> SegmentInfo:
             raise PastaError(f"unknown organ {organ!r}; known: {', '.join(data['structures'])}")
         entry, region = data["lesions"][lesion], data["structures"][organ]
         name = f"{region['name']} {entry['name']}"
-        category = data["categories"]["altered"]
-        region_code = region["code"]
+        coded = [data["categories"]["altered"], entry["code"], None, region["code"], _modifier(data, region)]
     else:
         if term not in data["structures"]:
             raise PastaError(f"unknown structure {term!r}; known: {', '.join(data['structures'])}")
         entry = data["structures"][term]
-        name, category, region_code = entry["name"], data["categories"]["anatomy"], None
-    tag = "~".join([
-        data["context"], _code(category), _code(entry["code"]), "^^",
-        data["anatomic_context"], _code(region_code), "^^",
-    ])
+        name = entry["name"]
+        coded = [data["categories"][entry.get("category", "anatomy")], entry["code"], _modifier(data, entry), None, None]
+    category, kind, kind_modifier, region_code, region_modifier = coded
+    tag = "~".join([data["context"], _code(category), _code(kind), _code(kind_modifier),
+                    data["anatomic_context"], _code(region_code), _code(region_modifier)])
     return SegmentInfo(term, name, tuple(entry["color"]), tag)
+
+
+def _modifier(data: dict, entry: dict):
+    return data["modifiers"][entry["modifier"]] if entry.get("modifier") else None
+
+
+# -- Slicer's terminology contexts, written from terminology.json ---------------------------------
+
+SCHEMA = "https://raw.githubusercontent.com/qiicr/dcmqi/master/doc/schemas/"
+
+
+def _coded(triplet, **extra) -> dict:
+    scheme, value, meaning = triplet
+    return {"CodingSchemeDesignator": scheme, "CodeValue": value, "CodeMeaning": meaning, **extra}
+
+
+def _rgb(color) -> list:
+    return [int(round(255 * c)) for c in color]
+
+
+def slicer_contexts() -> tuple:
+    """(segmentation terminology, anatomic context) in Slicer's ``.term.json`` format.
+
+    Every code :func:`describe` writes is in them: organs (with their left/right modifiers)
+    as types of their category, lesion kinds as types of "Morphologically Altered Structure"
+    (shown with an anatomic region), organs again as anatomic regions.
+    """
+    data = load_json("terminology.json")
+    modifiers = data["modifiers"]
+    by_code = {}  # one type per organ code; left and right become its modifiers
+    for key, entry in data["structures"].items():
+        item = by_code.setdefault((entry.get("category", "anatomy"), tuple(entry["code"])), {"entry": None, "sides": []})
+        if entry.get("modifier"):
+            item["sides"].append(entry["modifier"])
+        else:
+            item["entry"] = (key, entry)
+
+    def organ_type(code, item, anatomic=False):
+        key, entry = item["entry"] or (None, None)
+        fields = {} if anatomic else {"recommendedDisplayRGBValue": _rgb(entry["color"] if entry else (0.7, 0.6, 0.6)),
+                                      "3dSlicerLabel": key or code[2].lower()}
+        if item["sides"]:
+            fields["Modifier"] = [_coded(modifiers[side], **({} if anatomic else {
+                "recommendedDisplayRGBValue": _rgb(data["structures"][f"{side} {key}"]["color"])}))
+                for side in sorted(item["sides"])]
+        return _coded(code, **fields)
+
+    categories = []
+    for category in sorted({c for c, _ in by_code}):
+        types = [organ_type(code, item) for (c, code), item in by_code.items() if c == category]
+        categories.append(_coded(data["categories"][category], showAnatomy=False, Type=types))
+    lesions = [_coded(e["code"], recommendedDisplayRGBValue=_rgb(e["color"]), **{"3dSlicerLabel": k})
+               for k, e in data["lesions"].items()]
+    categories.append(_coded(data["categories"]["altered"], showAnatomy=True, Type=lesions))
+    terminology = {"SegmentationCategoryTypeContextName": data["context"], "@schema": SCHEMA + "segment-context-schema.json#",
+                   "SegmentationCodes": {"Category": categories}}
+    regions = [organ_type(code, item, anatomic=True) for (c, code), item in by_code.items()]
+    anatomy = {"AnatomicContextName": data["anatomic_context"], "@schema": SCHEMA + "anatomic-context-schema.json#",
+               "AnatomicCodes": {"AnatomicRegion": regions}}
+    return terminology, anatomy
+
+
+def write_slicer_contexts(folder) -> list:
+    """Write the two contexts as ``.term.json`` files into ``folder``; returns their paths."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    terminology, anatomy = slicer_contexts()
+    paths = []
+    for name, content in (("SegmentationCategoryTypeModifier-PASTA.term.json", terminology),
+                          ("AnatomicRegionAndModifier-PASTA.term.json", anatomy)):
+        path = folder / name
+        text = json.dumps(content, indent=1)
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            temp = path.with_name(path.name + ".part")
+            temp.write_text(text, encoding="utf-8")
+            temp.replace(path)
+        paths.append(path)
+    return paths
+
+
+def register_slicer_contexts(terminologies_logic, folder) -> list:
+    """Load PASTA's contexts into a ``vtkSlicerTerminologiesModuleLogic`` (the desktop app's or a
+    headless one), so the terminology widget resolves every segment PASTA makes."""
+    loaded = []
+    for path in write_slicer_contexts(folder):
+        if not terminologies_logic.LoadContextFromFile(str(path)):
+            raise PastaError(f"Slicer could not load the terminology file {path.name}")
+        loaded.append(path)
+    return loaded
 
 
 def parse_tag(tag: str) -> dict:
@@ -102,3 +197,15 @@ def describe_label(name: str, organ_hint: str | None = None) -> SegmentInfo:
     tag = "~".join([data["context"], _code(data["categories"]["anatomy"]), _code(data["categories"]["anatomy"]), "^^",
                     data["anatomic_context"], "^^", "^^"])
     return SegmentInfo("", name, (0.6, 0.6, 0.6), tag)
+
+
+def segments_to_dict(segments: dict) -> dict:
+    """``{value: SegmentInfo}`` as JSON-ready ``{"value": {term, name, color, terminology}}``."""
+    return {str(value): {"term": info.term, "name": info.name, "color": list(info.color),
+                         "terminology": info.terminology} for value, info in sorted(segments.items())}
+
+
+def segments_from_dict(data: dict) -> dict:
+    """The inverse of :func:`segments_to_dict`."""
+    return {int(value): SegmentInfo(item.get("term", ""), item["name"], tuple(item["color"]), item.get("terminology", ""))
+            for value, item in data.items()}

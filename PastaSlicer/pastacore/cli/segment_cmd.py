@@ -17,7 +17,8 @@ def add_parser(sub):
     p.add_argument("--organ-mask", help="label map restricting the search (e.g. TotalSegmentator output)")
     p.add_argument("--organ-label", type=int, help="label value of the organ in --organ-mask (default: any non-zero)")
     p.add_argument("--organ", help="organ to restrict to: with --organ-mask, its name (e.g. lung: TotalSegmentator ids or "
-                                   "segment names); alone, 'lungs' or 'body' for the built-in classical masks")
+                                   "segment names); alone, 'lungs' (the built-in classical lung mask) or 'body' (the whole "
+                                   "body). Default: the model's own organ (the lungs for the built-in lung model), else the body")
     p.add_argument("--totalsegmentator-version", type=int, choices=(1, 2), default=2,
                    help="label numbering of a TotalSegmentator --organ-mask (default 2)")
     p.add_argument("--roi", help="box R1,A1,S1,R2,A2,S2 in RAS mm restricting the search (write --roi=-10,... for negative numbers)")
@@ -71,12 +72,13 @@ def run(args):
     if args.organ_mask:
         organ = organ_from_labels(read_volume(args.organ_mask, is_label=True), label=args.organ_label, organ=args.organ,
                                   totalsegmentator_version=args.totalsegmentator_version)
-    elif args.organ:
+    elif args.organ and args.organ != "body":
         organ = classical_organ(volume, args.organ)
     roi_box = box_from_ras_bounds(parse_box(args.roi), volume.grid) if args.roi else None
     with bar("pasta segment") as progress:
         result = segment_volume(volume, args.model, device=args.device, tta=args.tta, overlap=args.overlap,
-                                organ_mask=organ, roi_box=roi_box, min_lesion_mm3=args.min_lesion_mm3, progress=progress)
+                                organ_mask=organ, roi_box=roi_box, whole_body=args.organ == "body" and not args.organ_mask,
+                                min_lesion_mm3=args.min_lesion_mm3, progress=progress)
     description = {
         "labels": {str(value): {"name": info.name, "terminology": info.terminology, "color": list(info.color)}
                    for value, info in sorted(result.segments.items())},

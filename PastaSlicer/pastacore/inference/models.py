@@ -35,6 +35,14 @@ class SegmentationModel:
     def normalize(self, hu: np.ndarray) -> np.ndarray:
         return nnunet_ct(hu, self.normalization) if self.normalization else pasta_slf(hu)
 
+    @property
+    def organ(self) -> str | None:
+        """The organ the model's lesions belong to ("lung" for "tumor@lung"), when it declares one."""
+        organs = {info.term.split("@", 1)[1] for value, info in self.segments.items()
+                  if value in self.lesion_values and "@" in (info.term or "")}
+        organs.discard("body")
+        return organs.pop() if len(organs) == 1 else None
+
 
 def _weights_in(folder: Path, description: dict | None = None) -> Path:
     """The segmentation weights of an installed model folder: an nnU-Net result folder, the
@@ -169,3 +177,16 @@ def resolve_segmentation_model(model=None, store=None) -> SegmentationModel:
         raise PastaError(f"model {description.get('name', str(model))!r} is a {description.get('task')} model, "
                          f"not a segmentation model")
     return model_from_source(weights, description)
+
+
+def declared_organ(model=None, store=None) -> str | None:
+    """The organ a model's description declares for its lesions ("lung" for "tumor@lung"), read
+    from its model.json without loading weights; None when it declares none or cannot be read."""
+    try:
+        _weights, description = model_weights(model, store)
+    except PastaError:
+        return None
+    labels = {int(item["value"]): item["term"] for item in (description or {}).get("labels", [])
+              if isinstance(item, dict) and "value" in item and "term" in item}
+    organs = {term.split("@", 1)[1] for term in labels.values() if "@" in term} - {"body"}
+    return organs.pop() if len(organs) == 1 else None

@@ -11,6 +11,24 @@ from ..io.volume import Volume
 from ..terminology import organ_for_totalsegmentator, term_for_label_name
 
 CLASSICAL = ("lungs", "body")
+# The organ a model declares (its lesion labels' organ, e.g. "tumor@lung") -> the classical mask
+# that finds it without a model. A model whose organ has one searches there by default.
+CLASSICAL_FOR_ORGAN = {"lung": "lungs"}
+
+
+def classical_search_region(organ: str | None) -> str | None:
+    """The classical mask (``"lungs"``) a model of ``organ`` searches by default, or None (the body)."""
+    return CLASSICAL_FOR_ORGAN.get(organ or "")
+
+
+def classical_mask_standard(name: str, hu: np.ndarray, spacing) -> np.ndarray:
+    """The classical ``name`` mask ("lungs" or "body") of a CT already on the standard grid."""
+    from .regions import body_mask, lung_mask
+
+    if name not in CLASSICAL:
+        raise PastaError(f"built-in organ masks are {', '.join(CLASSICAL)}; got {name!r}")
+    body = body_mask(hu)
+    return body if name == "body" else lung_mask(hu, spacing, body=body)
 
 
 def organ_from_labels(labels: Volume, *, label: int | None = None, organ: str | None = None,
@@ -48,11 +66,9 @@ def organ_from_labels(labels: Volume, *, label: int | None = None, organ: str | 
 def classical_organ(volume: Volume, organ: str) -> Volume:
     """The built-in body or lung mask of a CT, on the CT's own grid."""
     from ..io.standardize import standardize
-    from .regions import body_mask, lung_mask
 
     if organ not in CLASSICAL:
         raise PastaError(f"built-in organ masks are {', '.join(CLASSICAL)}; got {organ!r}")
     std = standardize(volume, is_label=False)
-    body = body_mask(std.volume.array)
-    mask = body if organ == "body" else lung_mask(std.volume.array, std.volume.grid.spacing, body=body)
+    mask = classical_mask_standard(organ, std.volume.array, std.volume.grid.spacing)
     return std.to_source(std.volume.with_array(mask.astype(np.uint8), is_label=True))

@@ -42,14 +42,16 @@ def _progress(callback, start, span):
 
 
 def segment_volume(volume: Volume, model=None, *, device: str = "auto", tta: bool = False, overlap: float = 0.5,
-                   organ_mask: Volume | None = None, roi_box=None, min_lesion_mm3: float = 0.0,
+                   organ_mask: Volume | None = None, roi_box=None, whole_body: bool = False, min_lesion_mm3: float = 0.0,
                    batch_size: int = 2, amp: bool = True, progress=None, is_cancelled=None, store=None) -> SegmentationResult:
     """Labels for ``volume`` from ``model`` (an installed model's name, a file or folder, a
     :class:`~pastacore.inference.models.SegmentationModel`; None = the default model).
 
-    ``organ_mask`` (a label map on the volume's grid; non-zero = organ) or ``roi_box`` (a
-    :class:`~pastacore.io.boxes.VoxelBox` of the volume) restricts where the network runs;
-    otherwise it skips the air around the body. ``progress(fraction, message)`` is called
+    Where the network runs (:func:`search_region`): ``roi_box`` (a
+    :class:`~pastacore.io.boxes.VoxelBox` of the volume), else ``organ_mask`` (a label map on
+    the volume's grid; non-zero = organ), else the model's own organ when it declares one and a
+    classical mask finds it (the lungs for a lung model), else the body (``whole_body`` forces
+    this). ``progress(fraction, message)`` is called
     along the way and ``is_cancelled()`` is polled between batches. ``amp`` allows reduced
     precision (bf16 on CPUs with native support, fp16/bf16 on GPUs).
     """
@@ -78,21 +80,9 @@ def segment_volume(volume: Volume, model=None, *, device: str = "auto", tta: boo
                    "labels": "labels 1 = organ, 2 = lesion"}
         warnings.append(f"nothing describes {seg_model.provenance.get('file')} (no model.json naming it beside it), "
                         f"so PASTA's defaults were assumed: {', '.join(guesses[a] for a in assumed)}")
-    user_organ = None  # the user's organ on the standard grid, standardised once
-    if organ_mask is not None:
-        user_organ = standardize(organ_mask.with_array((organ_mask.array > 0).astype(np.uint8), is_label=True),
-                                 is_label=True).volume.array > 0
-    if roi_box is not None:
-        box_mask = np.zeros(volume.array.shape, np.uint8)
-        box_mask[roi_box.slices] = 1
-        region = standardize(volume.with_array(box_mask, is_label=True), is_label=True).volume.array > 0
-        notes.append("restricted to the user box")
-    elif organ_mask is not None:
-        region = grow(user_organ, 20.0, spacing)
-        notes.append("restricted to the organ mask + 20 mm")
-    else:
-        region = body_mask(hu)
-        notes.append("air outside the body skipped")
+    user_organ, region, note = search_region(volume, hu, spacing, organ_mask, roi_box,
+                                             None if whole_body else seg_model.organ)
+    notes.append(note)
     report(0.15, "running the network")
     settings = WindowSettings(patch_size=seg_model.patch_size, overlap=overlap, batch_size=batch_size,
                               mirror_axes=(0, 1, 2) if tta else (), device=info.kind, amp=amp)
@@ -110,6 +100,36 @@ def segment_volume(volume: Volume, model=None, *, device: str = "auto", tta: boo
     report(1.0, "done")
     return SegmentationResult(result_labels, seg_model.segments, seg_model.provenance, info.kind,
                               time.perf_counter() - started, run, total, notes, warnings)
+
+
+ORGAN_MARGIN_MM = 20.0  # the network runs this far around an organ mask
+
+
+def search_region(volume: Volume, hu: np.ndarray, spacing, organ_mask=None, roi_box=None, model_organ=None):
+    """(organ on the standard grid or None, where the network runs, a note saying which).
+
+    The user's box wins, then the user's organ mask, then the classical mask of the model's
+    organ (``model_organ``, e.g. "lung"), then the body. An organ (the user's or the model's)
+    also keeps lesions to that organ in post-processing.
+    """
+    from .organs import classical_mask_standard, classical_search_region
+
+    def on_standard_grid(mask):
+        return standardize(volume.with_array(mask.astype(np.uint8), is_label=True), is_label=True).volume.array > 0
+
+    organ = on_standard_grid(organ_mask.array > 0) if organ_mask is not None else None
+    if roi_box is not None:
+        box_mask = np.zeros(volume.array.shape, bool)
+        box_mask[roi_box.slices] = True
+        return organ, on_standard_grid(box_mask), "restricted to the user box"
+    if organ is not None:
+        return organ, grow(organ, ORGAN_MARGIN_MM, spacing), f"restricted to the organ mask + {ORGAN_MARGIN_MM:g} mm"
+    classical = classical_search_region(model_organ)
+    if classical:
+        organ = classical_mask_standard(classical, hu, spacing)
+        return organ, grow(organ, ORGAN_MARGIN_MM, spacing), (
+            f"restricted to the {classical} (the model's organ, found by the classical mask) + {ORGAN_MARGIN_MM:g} mm")
+    return None, body_mask(hu), "air outside the body skipped"
 
 
 LESION_MARGIN_MM = 10.0      # lesions may reach this far beyond the organ mask

@@ -63,6 +63,28 @@ def silenced_stdout():
         os.close(devnull)
 
 
+def node_ids(scene) -> list:
+    """IDs of every node in ``scene``, in the order they were added."""
+    return [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]
+
+
+@contextlib.contextmanager
+def temporary_nodes(scene, keep=()):
+    """Remove, on leaving, every node added to ``scene`` inside the block (helper label maps
+    and the colour tables, display and storage nodes Slicer adds for them), except ``keep``
+    (nodes or IDs). What a click leaves in the scene is what it means to leave, nothing else."""
+    before = set(node_ids(scene))
+    try:
+        yield
+    finally:
+        kept = {k if isinstance(k, str) else k.GetID() for k in keep if k is not None}
+        for node_id in reversed(node_ids(scene)):
+            if node_id not in before and node_id not in kept:
+                node = scene.GetNodeByID(node_id)
+                if node is not None:
+                    scene.RemoveNode(node)
+
+
 def new_scene() -> SceneContext:
     """A fresh headless scene with Slicer's module logics attached."""
     import slicer

@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import PastaError
 from ..io.volume import Volume
 from ..terminology import SegmentInfo
+from .scene import temporary_nodes
 from .volumes import node_from_volume, volume_from_node
 
 TERMINOLOGY_TAG = "TerminologyEntry"
@@ -60,12 +61,10 @@ def add_labels_to_segmentation(scene, labels: Volume, segments: dict, reference_
         if value not in present:
             continue
         single = labels.with_array((labels.array == value).astype(np.uint8), is_label=True)
-        label_node = node_from_volume(scene, single, "__pasta_import")
         before = set(segmentation.GetSegmentIDs())
-        try:
+        with temporary_nodes(scene):
+            label_node = node_from_volume(scene, single, "__pasta_import")
             ok = slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(label_node, segmentation_node)
-        finally:
-            _remove_with_display(scene, label_node)
         new_ids = [sid for sid in segmentation.GetSegmentIDs() if sid not in before]
         if not ok or len(new_ids) != 1:
             raise PastaError(f"importing label {value} into the segmentation failed")
@@ -76,17 +75,6 @@ def add_labels_to_segmentation(scene, labels: Volume, segments: dict, reference_
         segment.SetTag(TERMINOLOGY_TAG, info.terminology)
         added[value] = new_ids[0]
     return segmentation_node, added
-
-
-def _remove_with_display(scene, node):
-    for i in range(node.GetNumberOfDisplayNodes()):
-        display = node.GetNthDisplayNode(i)
-        if display is not None:
-            scene.RemoveNode(display)
-    storage = node.GetStorageNode()
-    if storage is not None:
-        scene.RemoveNode(storage)
-    scene.RemoveNode(node)
 
 
 def _place_in_study(scene, node, reference_node):
@@ -124,13 +112,11 @@ def labels_from_segmentation(scene, segmentation_node, reference_node, segment_i
     array = vtk.vtkStringArray()
     for sid in ids:
         array.InsertNextValue(sid)
-    label_node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__pasta_export")
-    try:
+    with temporary_nodes(scene):  # the label map, and the "<name>_ColorTable" node the export adds
+        label_node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__pasta_export")
         if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation_node, array, label_node, reference_node):
             raise PastaError("exporting the segments to a label map failed")
         volume = volume_from_node(label_node)
-    finally:
-        _remove_with_display(scene, label_node)
     volume.is_label = True
     return volume, ids
 

@@ -71,7 +71,7 @@ def measurements_to_table(scene, measurements, table_node=None, name: str = "PAS
 
 
 def update_table_from_segmentation(scene, segmentation_node, image_node, table_node=None, segment_ids=None,
-                                   split_components: bool = True):
+                                   split_components: bool = True, name: str = "PASTA lesion measurements"):
     """Re-measure ``segmentation_node`` (its segments = lesion labels) on ``image_node``.
 
     Returns (table node, measurements). Segment names become lesion names.
@@ -85,4 +85,4 @@ def update_table_from_segmentation(scene, segmentation_node, image_node, table_n
     segmentation = segmentation_node.GetSegmentation()
     names = {n: segmentation.GetSegment(sid).GetName() for n, sid in enumerate(ids, start=1)}
     measurements = measure_lesions(image, labels, label_names=names, split_components=split_components)
-    return measurements_to_table(scene, measurements, table_node), measurements
+    return measurements_to_table(scene, measurements, table_node, name=name), measurements

@@ -255,9 +255,9 @@ def synthesize_lesion(volume: Volume, organ_labels=None, organ_names=None, roi_b
     if organ is None and kind.hollow and kind.kind != "stone":
         raise PastaError(f"a {kind.name.lower()} grows in the wall of the {kind.organ}: give the {kind.organ} "
                          f"segmentation (organ mask)")
-    if organ is None and box is None:
-        organ = auto_organ(volume, kind)
-        if organ is None:
+    if organ is None and organ_labels is None:
+        organ = auto_organ(volume, kind)  # the lungs are found without a model, box or not
+        if organ is None and box is None:
             raise PastaError(f"without a box, a {kind.name.lower()} needs the {kind.organ} segmentation (organ mask) "
                              f"to find a place for it")
     size_hint = None

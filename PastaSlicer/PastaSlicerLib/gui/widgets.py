@@ -3,7 +3,6 @@
 - :func:`selectFirstVolume`: an empty input-volume parameter starts at the scene's first volume.
 - :func:`fillComboBox` / :func:`showComboData`: combo boxes whose choices are only known at
   run time (installed models, lesion types), kept in step with a parameter-node string.
-- :func:`showTaskOutcome`: the status line (and error box) after a background task ended.
 """
 
 
@@ -40,20 +39,3 @@ def showComboData(comboBox, data) -> None:
         wasBlocked = comboBox.blockSignals(True)
         comboBox.currentIndex = index
         comboBox.blockSignals(wasBlocked)
-
-
-def showTaskOutcome(statusLabel, error, doneText, failedText, cancelledText=None) -> None:
-    """Say on ``statusLabel`` how a background task ended; a failure also gets an error box."""
-    if error is None:
-        statusLabel.text = doneText
-        return
-    from pastacore.errors import CancelledError
-    from slicer.i18n import tr as _
-
-    from . import showTaskError
-
-    if isinstance(error, CancelledError):
-        statusLabel.text = cancelledText or _("Cancelled; nothing was written.")
-    else:
-        statusLabel.text = failedText
-        showTaskError(failedText, error)

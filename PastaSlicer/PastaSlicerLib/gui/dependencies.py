@@ -1,9 +1,11 @@
 """Install PASTA's Python dependencies into Slicer's Python, when the user agrees.
 
-Called from a button or before the first segmentation, never at import time. The
-requirements are listed once, in ``pastacore.deps.REQUIREMENTS`` (``>=`` lower bounds).
+Called from a button or before the first job, never at import time. The requirements are
+listed once, in ``Resources/requirements.txt`` (read by ``pastacore.deps``; ``>=`` lower bounds).
 PyTorch comes through the PyTorch extension (``PyTorchUtils``), which picks the build that
-matches the GPU driver. Slicer's own numpy, SimpleITK and requests are never replaced.
+matches the GPU driver. The packages Slicer bundles (numpy, SimpleITK, pydicom, pillow,
+requests) are pinned to the installed versions, so pip picks e.g. a highdicom that fits
+Slicer's pydicom instead of replacing it under Slicer's DICOM module.
 """
 
 import importlib
@@ -14,13 +16,6 @@ import re
 import tempfile
 
 import slicer
-
-REQUESTER = "PASTA"
-
-# Provided by Slicer (numpy, SimpleITK, requests) or by the PyTorch extension (torch):
-# a transitive requirement must never make pip replace them.
-SKIP_PACKAGES = ["torch", "SimpleITK", "numpy", "requests"]
-
 
 def _distributionName(requirement):
     match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
@@ -40,12 +35,12 @@ def installedVersion(name):
 def missingRequirements():
     """Requirement strings (``name>=x``) pip should install; torch and Slicer's own packages excluded.
 
-    The list itself lives in the core (``pastacore.deps.REQUIREMENTS``), the one place that
-    also feeds the hub's dependency table and ``pasta info``.
+    The list itself lives in ``Resources/requirements.txt`` (read by ``pastacore.deps``), the one
+    place that also feeds pyproject.toml, the hub's dependency table and ``pasta info``.
     """
     from pastacore import deps
 
-    return [r for r in deps.missing_requirements() if _distributionName(r) not in SKIP_PACKAGES]
+    return [r for r in deps.missing_requirements() if _distributionName(r) not in deps.KEEP_INSTALLED]
 
 
 def torchInstalled():
@@ -53,13 +48,14 @@ def torchInstalled():
 
 
 def _installTorch():
-    """Install PyTorch, preferably through the PyTorch extension. Returns True on success."""
+    """Install PyTorch, preferably through the PyTorch extension (the user has already agreed,
+    so it does not ask again). Returns True on success."""
     try:
         import PyTorchUtils
     except ImportError:
         PyTorchUtils = None
     if PyTorchUtils is not None:
-        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True)
+        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False)
         return torch is not None
     logging.warning("PASTA: the PyTorch extension is not installed; installing torch with pip (CPU build may result)")
     slicer.util.pip_install("torch")
@@ -67,29 +63,19 @@ def _installTorch():
 
 
 def _writeConstraints():
-    """A pip constraints file pinning the installed versions of the packages never to replace."""
-    lines = []
-    for name in SKIP_PACKAGES:
-        version = installedVersion(name)
-        if version is not None:
-            lines.append(f"{name}=={version}")
+    """A pip constraints file keeping Slicer's own packages and torch as installed."""
+    from pastacore import deps
+
     handle, path = tempfile.mkstemp(prefix="pasta-constraints-", suffix=".txt")
     with os.fdopen(handle, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write("\n".join(deps.constraints()) + "\n")
     return path
 
 
 def _installPackages(requirements):
-    try:
-        import slicer.packaging as packaging
-    except ImportError:
-        packaging = None
-    if packaging is not None and hasattr(packaging, "pip_ensure"):
-        # Already confirmed by the user, so no second prompt here.
-        packaging.pip_ensure(requirements, skip_packages=SKIP_PACKAGES, prompt_install=False, requester=REQUESTER)
-        return
-    # Slicer 5.10 has no slicer.packaging: install with pip, constrained so that numpy,
-    # SimpleITK, requests and torch stay at the versions Slicer already has.
+    """pip install, constrained so the packages Slicer bundles stay at their versions: pip then
+    picks releases of the others that fit them (``slicer.packaging.pip_ensure``'s skip list
+    would instead install a release whose own requirements are left unmet)."""
     constraints = _writeConstraints()
     try:
         with slicer.util.WaitCursor():

@@ -1,0 +1,57 @@
+"""The hub's facts and actions: Python packages, compute devices, installed models."""
+
+from __future__ import annotations
+
+
+class HubController:
+    def __init__(self, store=None):
+        from pastacore.models.store import ModelStore
+
+        self.store = store if store is not None else ModelStore()
+
+    # -- packages and devices ---------------------------------------------------------------
+    @staticmethod
+    def dependency_rows() -> list:
+        """``[(name, required, installed or "missing", ok, what it is for)]`` for every requirement."""
+        from pastacore import deps
+
+        return [(d.name, d.required, d.installed or "missing", bool(d.ok), d.purpose) for d in deps.dependency_status()]
+
+    @staticmethod
+    def devices() -> tuple:
+        from pastacore.deps import DEVICES
+
+        return DEVICES
+
+    @staticmethod
+    def device_text(preference: str = "auto") -> str:
+        """The device a run with ``preference`` would use (PastaError when it is unavailable)."""
+        from pastacore import deps
+
+        return deps.torch_device_info(preference).describe()
+
+    # -- models -----------------------------------------------------------------------------
+    def models(self, task: str | None = None) -> list:
+        """Installed models (the built-in ones first); ``task="segmentation"`` keeps those that segment."""
+        models = self.store.list()
+        if task:
+            models = [m for m in models if m.task in (task, "unknown")]
+        return sorted(models, key=lambda m: not m.builtin)
+
+    def import_model(self, path, name=None, overwrite=False):
+        return self.store.import_file(path, name=name, overwrite=overwrite)
+
+    def verify_model(self, name):
+        return self.store.verify(name)
+
+    def remove_model(self, name) -> None:
+        self.store.remove(name)
+
+    def models_folder(self) -> str:
+        return str(self.store.root)
+
+    @staticmethod
+    def weight_suffixes() -> tuple:
+        from pastacore.models.store import WEIGHT_SUFFIXES
+
+        return WEIGHT_SUFFIXES

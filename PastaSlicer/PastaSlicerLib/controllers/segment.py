@@ -1,0 +1,96 @@
+"""Segment: a CT volume node (+ optional organ segments or ROI) -> a new segmentation node."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from pastacore.errors import PastaError
+
+from .jobs import require_alive, start_job
+
+MODEL_ATTRIBUTE = "PASTA.Model"   # the model that made a segmentation node (JSON: name, version, sha256, ...)
+
+
+@dataclass
+class SegmentRequest:
+    volume: object                      # vtkMRMLScalarVolumeNode
+    model: str = ""                     # installed name, weight file or model folder; "" = built-in default
+    organ_segmentation: object = None   # vtkMRMLSegmentationNode restricting the search
+    organ_segments: tuple = ()          # its segment ids (empty: every segment)
+    roi: object = None                  # vtkMRMLMarkupsROINode restricting the search
+    whole_body: bool = False            # ignore the model's own organ and search the whole body
+    device: str = "auto"
+    tta: bool = False
+    output: object = None               # add the segments to this segmentation instead of a new one
+
+
+class SegmentController:
+    def __init__(self, scene, runner, store=None):
+        self.scene, self.runner, self.store = scene, runner, store
+
+    def problem(self, request: SegmentRequest) -> str | None:
+        """Why Segment cannot start, or None."""
+        if request.volume is None:
+            return "Select a CT volume"
+        if request.volume.GetImageData() is None:
+            return "The selected volume has no image data"
+        if request.organ_segmentation is not None and request.organ_segmentation.GetSegmentation().GetNumberOfSegments() == 0:
+            return "The organ segmentation has no segments"
+        return None
+
+    def region_text(self, request: SegmentRequest) -> str:
+        """Where Segment will look, in words (the default follows the model's organ)."""
+        from pastacore.inference.models import declared_organ
+        from pastacore.inference.organs import classical_search_region
+
+        if request.roi is not None:
+            return f"inside the box '{request.roi.GetName()}'"
+        if request.organ_segmentation is not None:
+            return f"in the organ segmentation '{request.organ_segmentation.GetName()}' (+ 20 mm)"
+        region = None if request.whole_body else classical_search_region(declared_organ(request.model or None, self.store))
+        return f"in the {region} (the model's organ, found automatically)" if region else "in the whole body"
+
+    def start(self, request: SegmentRequest, on_progress=None, on_finished=None):
+        """Start segmenting; ``on_finished(Outcome)`` carries the segmentation node."""
+        from pastacore.mrml.roi import box_from_roi
+        from pastacore.mrml.segmentations import labels_from_segmentation
+        from pastacore.mrml.volumes import volume_from_node
+        from pastacore.tasks.exchange import box_to_list
+
+        problem = self.problem(request)
+        if problem:
+            raise PastaError(problem)
+        volume = volume_from_node(request.volume)
+        inputs = {"image": volume}
+        params = {"image": "image", "model": request.model or None, "device": request.device, "tta": request.tta,
+                  "whole_body": request.whole_body}
+        if request.organ_segmentation is not None:
+            organ, _ids = labels_from_segmentation(self.scene, request.organ_segmentation, request.volume,
+                                                   list(request.organ_segments) or None)
+            inputs["organ"] = organ
+            params["organ"] = "organ"
+        if request.roi is not None:
+            params["roi_box"] = box_to_list(box_from_roi(request.roi, volume.grid))
+        return start_job(self.runner, "segment", params, inputs, lambda result, folder: self._add(request, result, folder),
+                         on_progress, on_finished, describe=self._describe)
+
+    def _add(self, request, result, folder):
+        from pastacore.mrml.segmentations import add_labels_to_segmentation
+        from pastacore.tasks.exchange import load_volume
+        from pastacore.terminology import segments_from_dict
+
+        require_alive(self.scene, request.volume, "input volume")
+        output = request.output if request.output is not None and request.output.GetScene() is self.scene else None
+        labels = load_volume(folder, result["labels"])
+        node, added = add_labels_to_segmentation(self.scene, labels, segments_from_dict(result["segments"]),
+                                                 request.volume, output, name=f"{request.volume.GetName()} PASTA")
+        node.SetAttribute(MODEL_ATTRIBUTE, json.dumps(result.get("model") or {}, default=str))
+        segmentation = node.GetSegmentation()
+        self.last_added = [segmentation.GetSegment(sid).GetName() for sid in added.values()]
+        self.last_result = result
+        return node
+
+    def _describe(self, node) -> str:
+        found = ", ".join(self.last_added) or "nothing (no organ or lesion found)"
+        return f"Added to '{node.GetName()}': {found}."

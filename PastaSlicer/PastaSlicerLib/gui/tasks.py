@@ -1,0 +1,57 @@
+"""Run controller jobs from Slicer: in the task process (``PythonSlicer -m pastacore.tasks``),
+polled by a Qt timer on the GUI thread, so Slicer stays responsive and a cancel is a kill."""
+
+import os
+import shutil
+import sys
+
+import qt
+
+POLL_MS = 100
+
+
+def taskRunner():
+    """A process runner using Slicer's own Python (``PythonSlicer``)."""
+    from pastacore.tasks import ProcessRunner
+
+    python = shutil.which("PythonSlicer") or shutil.which("PythonSlicer.exe")
+    if python is None:
+        import slicer
+
+        home = slicer.app.slicerHome
+        candidates = [os.path.join(home, "bin", name) for name in ("PythonSlicer", "PythonSlicer.exe")]
+        python = next((c for c in candidates if os.path.isfile(c)), sys.executable)
+    return ProcessRunner(python)
+
+
+class RunningTask:
+    """Polls a started job's handle every ``POLL_MS`` ms; the controller's callbacks (progress,
+    and the result written into the scene) therefore run on the GUI thread."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self._timer = qt.QTimer()
+        self._timer.setInterval(POLL_MS)
+        self._timer.connect("timeout()", self._poll)
+        if handle.outcome is None:
+            self._timer.start()
+
+    @property
+    def running(self) -> bool:
+        return self.handle.outcome is None
+
+    def cancel(self) -> None:
+        self.handle.cancel()
+
+    def _poll(self) -> None:
+        if not self.handle.poll():
+            self._timer.stop()
+
+
+def showOutcome(statusLabel, outcome, failedText):
+    """Say on ``statusLabel`` how an action ended; a failure also gets an error box."""
+    import slicer
+
+    statusLabel.text = outcome.message if outcome.ok or outcome.cancelled else failedText
+    if outcome.error:
+        slicer.util.errorDisplay(f"{failedText}\n\n{outcome.error}")

@@ -1,0 +1,56 @@
+"""Volumes in and out of a job folder, losslessly: ``<name>.npy`` (voxels) and ``<name>.json``
+(grid, label flag and metadata)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import PastaError
+from ..io.boxes import VoxelBox
+from ..io.geometry import Grid
+from ..io.volume import Volume
+
+
+def save_volume(volume: Volume, folder, name: str) -> str:
+    folder = Path(folder)
+    np.save(folder / f"{name}.npy", np.ascontiguousarray(volume.array), allow_pickle=False)
+    grid = volume.grid
+    header = {"shape": list(grid.shape), "spacing": list(grid.spacing), "origin": list(grid.origin),
+              "direction": np.asarray(grid.direction).tolist(), "is_label": bool(volume.is_label),
+              "meta": _plain(volume.meta)}
+    (folder / f"{name}.json").write_text(json.dumps(header), encoding="utf-8")
+    return name
+
+
+def load_volume(folder, name: str) -> Volume:
+    folder = Path(folder)
+    try:
+        header = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
+        array = np.load(folder / f"{name}.npy", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise PastaError(f"the job's volume {name!r} cannot be read ({exc})") from None
+    grid = Grid(header["shape"], header["spacing"], header["origin"], np.array(header["direction"]))
+    return Volume(array, grid, is_label=header["is_label"], meta=header.get("meta") or {})
+
+
+def box_to_list(box: VoxelBox | None):
+    return None if box is None else [list(box.start), list(box.stop)]
+
+
+def box_from_list(value) -> VoxelBox | None:
+    return None if not value else VoxelBox(tuple(int(v) for v in value[0]), tuple(int(v) for v in value[1]))
+
+
+def _plain(meta: dict) -> dict:
+    """The JSON-representable part of a volume's metadata (the rest is not needed by a job)."""
+    out = {}
+    for key, value in (meta or {}).items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue
+        out[key] = value
+    return out

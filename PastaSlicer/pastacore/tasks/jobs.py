@@ -1,0 +1,121 @@
+"""The jobs a front end runs in the task process: each reads its inputs from the job folder,
+calls the core, and writes its outputs back there. ``params`` is plain JSON.
+
+Every job has the signature ``job(folder, params, progress) -> dict`` and is registered in
+:data:`JOBS` under the name a runner starts it by. Volumes travel through
+:mod:`.exchange`; a job's dict result is what the front end reads back on its main thread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import PastaError
+from .exchange import box_from_list, load_volume, save_volume
+
+JOBS = {}
+
+
+def job(name):
+    def register(function):
+        JOBS[name] = function
+        return function
+    return register
+
+
+def run_job(name: str, folder, params: dict, progress=None, is_cancelled=None) -> dict:
+    """Run the job ``name`` on ``folder`` (the task process calls this; so does the inline runner)."""
+    function = JOBS.get(name)
+    if function is None:
+        raise PastaError(f"unknown job {name!r}; known: {', '.join(sorted(JOBS))}")
+    report = progress or (lambda fraction, message="": None)
+    return function(Path(folder), dict(params), report, is_cancelled)
+
+
+def _optional_volume(folder, name):
+    return load_volume(folder, name) if name else None
+
+
+@job("segment")
+def segment(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
+    """Inputs: ``image`` (+ ``organ`` label map, ``roi_box``); output volume ``labels``."""
+    from ..inference.segment import segment_volume
+    from ..terminology import segments_to_dict
+
+    result = segment_volume(
+        load_volume(folder, params["image"]), params.get("model") or None, device=params.get("device", "auto"),
+        tta=bool(params.get("tta")), overlap=float(params.get("overlap", 0.5)),
+        organ_mask=_optional_volume(folder, params.get("organ")), roi_box=box_from_list(params.get("roi_box")),
+        whole_body=bool(params.get("whole_body")), min_lesion_mm3=float(params.get("min_lesion_mm3", 0.0)),
+        progress=progress, is_cancelled=is_cancelled)
+    save_volume(result.labels, folder, "labels")
+    return {"labels": "labels", "segments": segments_to_dict(result.segments), "model": result.model,
+            "device": result.device, "seconds": round(result.seconds, 2), "notes": result.notes,
+            "warnings": result.warnings}
+
+
+@job("synthesize")
+def synthesize(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
+    """Inputs: ``image`` (+ ``organ`` labels with ``organ_names``, ``roi_box``); outputs ``image``
+    (the CT with the lesion) and ``labels`` (organ 1, lesion 2)."""
+    from ..synthesis import synthesize_lesion
+    from ..terminology import segments_to_dict
+
+    names = {int(k): v for k, v in (params.get("organ_names") or {}).items()} or None
+    result = synthesize_lesion(
+        load_volume(folder, params["image"]), organ_labels=_optional_volume(folder, params.get("organ")),
+        organ_names=names, roi_box=box_from_list(params.get("roi_box")), lesion_type=params.get("lesion_type") or None,
+        attributes=params.get("attributes") or None, seed=int(params.get("seed", 0)),
+        backend=params.get("backend") or "procedural", progress=progress, is_cancelled=is_cancelled)
+    save_volume(result.image, folder, "synthetic")
+    save_volume(result.labels, folder, "lesion_labels")
+    return {"image": "synthetic", "labels": "lesion_labels", "segments": segments_to_dict(result.segments),
+            "report": result.report, "type_json": result.type_json, "plan": result.plan.describe(),
+            "not_understood": list(result.not_understood)}
+
+
+@job("dataset")
+def dataset(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
+    """A synthetic dataset written straight to ``params["output_dir"]`` (see ``generate_dataset``)."""
+    from ..synthesis import generate_dataset
+
+    return generate_dataset(**params, progress=progress, is_cancelled=is_cancelled)
+
+
+@job("report")
+def report(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
+    """Inputs ``image`` and ``labels`` (values 1..N named by ``names``); writes the report folder."""
+    from ..report.export import make_report, write_report
+    from ..report.model import AttributeValue, CaseInfo, ModelProvenance
+
+    image, labels = load_volume(folder, params["image"]), load_volume(folder, params["labels"])
+    names = {int(k): v for k, v in params.get("names", {}).items()}
+    attributes = {int(n): {a: AttributeValue(**v) for a, v in values.items()}
+                  for n, values in (params.get("attributes") or {}).items()}
+    case_report = make_report(image, labels, case=CaseInfo(**params["case"]), lesion_labels=params.get("lesion_labels"),
+                              label_names=names, attributes=attributes or None,
+                              models=[ModelProvenance(**m) for m in params.get("models", [])],
+                              progress=lambda f, m="": progress(0.3 * f, m))
+    written = write_report(case_report, image, labels, params["out_dir"], tuple(params["formats"]),
+                           overwrite=bool(params.get("overwrite")), progress=lambda f, m="": progress(0.3 + 0.7 * f, m))
+    return {"written": written, "out_dir": str(params["out_dir"]), "lesions": len(case_report.lesions)}
+
+
+@job("attributes")
+def attributes(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
+    """The five report attributes of each lesion of ``labels`` (values 1..N named by ``names``)."""
+    from dataclasses import asdict
+
+    from ..classify.predict import load_attribute_model, predict_lesion_attributes
+    from ..deps import torch_device_info
+    from ..report.measure import measure_lesions
+
+    image, labels = load_volume(folder, params["image"]), load_volume(folder, params["labels"])
+    names = {int(k): v for k, v in params.get("names", {}).items()}
+    device = torch_device_info(params.get("device", "auto")).kind
+    model = load_attribute_model(params["head"], params.get("encoder") or None, device=device)
+    measurements = measure_lesions(image, labels, label_names=names)
+    predicted = predict_lesion_attributes(image, labels, measurements, model, device, progress=progress,
+                                          cancelled=is_cancelled)
+    return {"attributes": {str(n): {a: asdict(v) for a, v in values.items()} for n, values in predicted.items()},
+            "models": [asdict(m) for m in model.models]}

@@ -1,0 +1,240 @@
+"""Start a job and hear how it goes: :class:`ProcessRunner` (a separate process) and
+:class:`InlineRunner` (this process, synchronously), behind one small protocol.
+
+``runner.start(job, params, folder, on_progress, on_finished)`` returns a :class:`TaskHandle`.
+``on_progress(fraction, message)`` and ``on_finished(outcome)`` are called on the thread that
+calls ``handle.poll()`` (a Qt timer in Slicer, the event loop of the web app, a loop in a
+script: ``handle.wait()``), never on another thread. ``on_finished`` comes exactly once.
+The inline runner calls both before ``start`` returns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import CancelledError, PastaError
+from . import protocol
+
+CANCEL_GRACE_SECONDS = 5.0  # after SIGTERM, how long a job may clean up before it is killed
+
+
+@dataclass
+class TaskOutcome:
+    result: dict | None = None
+    error: str | None = None      # one line, as the command line would print it
+    cancelled: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.cancelled and self.result is not None
+
+
+class TaskHandle:
+    """A started job. ``poll()`` delivers what happened since the last call."""
+
+    def __init__(self, on_progress=None, on_finished=None):
+        self._on_progress = on_progress
+        self._on_finished = on_finished
+        self.outcome: TaskOutcome | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.outcome is None
+
+    def poll(self) -> bool:
+        """Deliver progress and the outcome; True while the job is still running."""
+        return self.running
+
+    def cancel(self) -> None:
+        """Ask the job to stop; ``on_finished`` still comes (with ``cancelled``)."""
+
+    def wait(self, timeout: float | None = None, interval: float = 0.05) -> bool:
+        """Poll until the job ends (True) or ``timeout`` seconds pass (False)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll():
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(interval)
+        return True
+
+    def _progress(self, fraction, message=""):
+        if self._on_progress is not None:
+            self._on_progress(float(fraction), str(message))
+
+    def _finish(self, outcome: TaskOutcome):
+        if self.outcome is not None:
+            return
+        self.outcome = outcome
+        if self._on_finished is not None:
+            self._on_finished(outcome)
+
+
+def write_job(folder, job: str, params: dict) -> Path:
+    folder = Path(folder)
+    (folder / protocol.JOB_FILE).write_text(json.dumps({"job": job, "params": params}, default=str), encoding="utf-8")
+    return folder
+
+
+# -- in this process ---------------------------------------------------------------------------
+
+
+class InlineRunner:
+    """Runs the job in this process before ``start`` returns (tests, scripts). A bug is raised."""
+
+    def start(self, job, params, folder, on_progress=None, on_finished=None) -> TaskHandle:
+        from .jobs import run_job
+
+        write_job(folder, job, params)
+        handle = TaskHandle(on_progress, on_finished)
+        try:
+            result = run_job(job, folder, params, handle._progress)
+        except CancelledError:
+            handle._finish(TaskOutcome(cancelled=True))
+        except PastaError as exc:
+            handle._finish(TaskOutcome(error=str(exc)))
+        else:
+            handle._finish(TaskOutcome(result=json.loads(json.dumps(result, default=str))))
+        return handle
+
+
+# -- in a separate process ---------------------------------------------------------------------
+
+
+class ProcessRunner:
+    """Runs ``python -m pastacore.tasks FOLDER``; cancel ends the process tree.
+
+    ``python``: the interpreter (in Slicer, ``PythonSlicer``); the folder holding ``pastacore``
+    is put first on the child's ``PYTHONPATH`` so it imports the same code.
+    """
+
+    def __init__(self, python: str | None = None, env: dict | None = None):
+        self.python = python or sys.executable
+        self.env = env
+
+    def start(self, job, params, folder, on_progress=None, on_finished=None) -> TaskHandle:
+        write_job(folder, job, params)
+        return ProcessHandle(self._command(folder), folder, self._environment(), on_progress, on_finished)
+
+    def _command(self, folder) -> list:
+        return [self.python, "-m", "pastacore.tasks", str(folder)]
+
+    def _environment(self) -> dict:
+        env = dict(os.environ if self.env is None else self.env)
+        here = str(Path(__file__).resolve().parent.parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join([here] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+
+class ProcessHandle(TaskHandle):
+    def __init__(self, command, folder, env, on_progress=None, on_finished=None):
+        super().__init__(on_progress, on_finished)
+        self.folder = Path(folder)
+        self._buffer = b""
+        self._last = None           # the last outcome message
+        self._cancel_sent = None    # monotonic time of the SIGTERM
+        self._log = open(self.folder / protocol.LOG_FILE, "wb")
+        extra = {"start_new_session": True} if os.name == "posix" else {
+            "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+        try:
+            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
+                                            env=env, **extra)
+        except OSError as exc:
+            self._log.close()
+            raise PastaError(f"cannot start the task process {command[0]}: {exc.strerror or exc}") from None
+        self._reader = _PipeReader(self.process.stdout)
+
+    def poll(self) -> bool:
+        if self.outcome is not None:
+            return False
+        self._read(self._reader.read())
+        code = self.process.poll()
+        if code is None:
+            if self._cancel_sent is not None and time.monotonic() - self._cancel_sent > CANCEL_GRACE_SECONDS:
+                _end_tree(self.process, force=True)
+            return True
+        self._read(self._reader.read(final=True))
+        self._log.close()
+        self._finish(self._outcome(code))
+        return False
+
+    def cancel(self) -> None:
+        if self.outcome is None and self._cancel_sent is None:
+            self._cancel_sent = time.monotonic()
+            _end_tree(self.process, force=False)
+
+    def _read(self, data: bytes):
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        latest = None
+        for raw in lines:
+            message = protocol.decode(raw.decode("utf-8", "replace"))
+            if message is None:
+                continue
+            if message["event"] == protocol.PROGRESS:
+                latest = message
+            else:
+                self._last = message
+        if latest is not None:
+            self._progress(latest.get("fraction", 0.0), latest.get("message", ""))
+
+    def _outcome(self, code) -> TaskOutcome:
+        last = self._last or {}
+        if self._cancel_sent is not None or last.get("event") == protocol.CANCELLED:
+            return TaskOutcome(cancelled=True)
+        if last.get("event") == protocol.DONE:
+            return TaskOutcome(result=last.get("result") or {})
+        if last.get("event") == protocol.ERROR:
+            return TaskOutcome(error=str(last.get("message", "the task failed")))
+        return TaskOutcome(error=f"the task process ended unexpectedly (exit code {code}){self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        try:
+            lines = [line for line in (self.folder / protocol.LOG_FILE).read_text("utf-8", "replace").splitlines() if line.strip()]
+        except OSError:
+            return ""
+        return f": {lines[-1][:200]}" if lines else ""
+
+
+class _PipeReader:
+    """Non-blocking reads of a pipe without a thread (a thread would starve in Slicer's process)."""
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+        os.set_blocking(pipe.fileno(), False)
+
+    def read(self, final: bool = False) -> bytes:
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(self.pipe.fileno(), 1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        if final:
+            self.pipe.close()
+        return b"".join(chunks)
+
+
+def _end_tree(process, force: bool) -> None:
+    """SIGTERM (or SIGKILL with ``force``) to the job and everything it started."""
+    if process.poll() is not None:
+        return
+    try:
+        if os.name == "posix":
+            os.killpg(process.pid, signal.SIGKILL if force else signal.SIGTERM)
+        elif force:
+            subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True, check=False)
+        else:
+            process.send_signal(signal.CTRL_BREAK_EVENT)
+    except (ProcessLookupError, PermissionError, OSError):
+        pass

@@ -1,0 +1,302 @@
+"""The controllers behind the Slicer modules and the web app, driven as a click drives them, on
+the real Slicer MRML of slicer-core: Segment, Preview/Apply/Discard a lesion, measure and
+follow edits, export. Every action is checked for what it leaves in the scene."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+slicer = pytest.importorskip("slicer")
+
+from pastacore.io import Grid, Volume  # noqa: E402
+from pastacore.mrml import roi, segmentations, volumes  # noqa: E402
+from pastacore.mrml.scene import new_scene, node_ids  # noqa: E402
+from pastacore.tasks import InlineRunner  # noqa: E402
+from pastacore.terminology import describe  # noqa: E402
+from PastaSlicerLib.controllers import (  # noqa: E402
+    ReportController, SegmentController, SegmentRequest, SynthController, SynthRequest)
+from PastaSlicerLib.controllers.segment import MODEL_ATTRIBUTE  # noqa: E402
+
+
+class LaterRunner(InlineRunner):
+    """Runs the job at once but reports the outcome only when polled: lets a test change the
+    scene while a job is 'running', as a user can."""
+
+    def start(self, job, params, folder, on_progress=None, on_finished=None):
+        outcomes = []
+        super().start(job, params, folder, on_progress, outcomes.append)
+        handle = type(self).Handle(lambda: on_finished(outcomes[0]))
+        return handle
+
+    class Handle:
+        def __init__(self, deliver):
+            self.deliver, self.outcome = deliver, None
+
+        def poll(self):
+            if self.outcome is None:
+                self.outcome = True
+                self.deliver()
+            return False
+
+        wait = poll
+
+
+def phantom_ct() -> Volume:
+    """A small chest phantom: body (40 HU) with two air-filled lungs (-850 HU), 3 x 3 x 4 mm voxels,
+    centred on the origin; the right lung is at R = +48 mm, the left at R = -48 mm."""
+    shape = (24, 80, 80)
+    k, j, i = np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij")
+    array = np.full(shape, -1000.0, np.float32)
+    array[((i - 40) / 36) ** 2 + ((j - 40) / 30) ** 2 <= 1] = 40
+    for centre in (24, 56):
+        array[((i - centre) / 8) ** 2 + ((j - 40) / 11) ** 2 + ((k - 12) / 8) ** 2 <= 1] = -850
+    return Volume(array.astype(np.int16), Grid(shape, (3.0, 3.0, 4.0), (-117.0, -117.0, -46.0)))
+
+
+@pytest.fixture(scope="module")
+def tiny_lung_model(tmp_path_factory):
+    """A model folder as `pasta train-default --out` writes it: random tiny weights, lung labels."""
+    from pastacore.models.unet import PastaUNet
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-lung-model")
+    torch.save(PastaUNet(num_classes=3, base_features=4, num_pool=2).state_dict(), folder / "model.pth")
+    (folder / "model.json").write_text(json.dumps({
+        "name": "tiny-lung", "version": "test", "task": "segmentation", "patch_size": [32, 32, 32],
+        "architecture": {"type": "pasta_generic_unet", "base_features": 4, "num_pool": 2, "input_channels": 1},
+        "labels": [{"value": 1, "term": "lung"}, {"value": 2, "term": "tumor@lung"}], "weights": "model.pth"}))
+    return str(folder)
+
+
+@pytest.fixture()
+def world():
+    context = new_scene()
+    ct = volumes.node_from_volume(context.scene, phantom_ct(), "phantom CT")
+    return context.scene, ct
+
+
+def added_nodes(scene, before):
+    return [scene.GetNodeByID(i) for i in node_ids(scene) if i not in before]
+
+
+def classes(nodes):
+    return sorted(n.GetClassName() for n in nodes)
+
+
+# -- Segment ---------------------------------------------------------------------------------
+
+
+def test_segment_adds_one_new_segmentation_and_nothing_else(world, tiny_lung_model):
+    scene, ct = world
+    before = set(node_ids(scene))
+    controller = SegmentController(scene, InlineRunner())
+    request = SegmentRequest(ct, model=tiny_lung_model)
+    assert "lungs" in controller.region_text(request)  # a lung model searches the lungs by default
+    outcomes, progress = [], []
+    controller.start(request, on_progress=lambda f, m: progress.append(f), on_finished=outcomes.append)
+    (outcome,) = outcomes
+    assert outcome.ok, outcome.error
+    node = outcome.value
+    assert classes(added_nodes(scene, before)) == ["vtkMRMLSegmentationDisplayNode", "vtkMRMLSegmentationNode"]
+    assert json.loads(node.GetAttribute(MODEL_ATTRIBUTE))["name"] == "tiny-lung"
+    assert "lungs" in " ".join(controller.last_result["notes"])
+    assert progress and progress[-1] == 1.0 and progress == sorted(progress)
+    names = segmentations.segment_names(node)
+    assert set(names) <= {"Lung", "Lung tumor"} and names
+
+
+def test_segment_again_adds_a_second_node_and_keeps_the_first(world, tiny_lung_model):
+    scene, ct = world
+    controller = SegmentController(scene, InlineRunner())
+    first, second = [], []
+    controller.start(SegmentRequest(ct, model=tiny_lung_model), on_finished=first.append)
+    segments_before = segmentations.segment_names(first[0].value)
+    controller.start(SegmentRequest(ct, model=tiny_lung_model), on_finished=second.append)
+    assert second[0].value.GetID() != first[0].value.GetID()
+    assert segmentations.segment_names(first[0].value) == segments_before
+
+
+def test_segment_in_a_box_and_in_a_study(world, tiny_lung_model):
+    scene, ct = world
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    study = sh.CreateStudyItem(sh.CreateSubjectItem(sh.GetSceneItemID(), "patient"), "study")
+    item = sh.GetItemByDataNode(ct) or sh.CreateItem(sh.GetSceneItemID(), ct)
+    sh.SetItemParent(item, study)
+    box = roi.add_roi(scene, (-48.0, 0.0, 0.0), (30.0, 30.0, 30.0), name="search box")
+    controller = SegmentController(scene, InlineRunner())
+    request = SegmentRequest(ct, model=tiny_lung_model, roi=box)
+    assert "box" in controller.region_text(request)
+    outcomes = []
+    controller.start(request, on_finished=outcomes.append)
+    node = outcomes[0].value
+    assert controller.last_result["notes"] == ["restricted to the user box"]
+    assert sh.GetItemParent(sh.GetItemByDataNode(node)) == study
+    labels, _ = segmentations.labels_from_segmentation(scene, node, ct)
+    inside = np.zeros(labels.array.shape, bool)
+    from pastacore.mrml.roi import box_from_roi
+
+    inside[box_from_roi(box, labels.grid).slices] = True
+    assert not (labels.array[~inside] > 0).any()
+
+
+def test_segment_whole_body_ignores_the_model_organ(world, tiny_lung_model):
+    scene, ct = world
+    controller = SegmentController(scene, InlineRunner())
+    request = SegmentRequest(ct, model=tiny_lung_model, whole_body=True)
+    assert controller.region_text(request) == "in the whole body"
+    controller.start(request, on_finished=lambda outcome: None)
+    assert controller.last_result["notes"] == ["air outside the body skipped"]
+
+
+def test_a_volume_removed_while_segmenting_gets_nothing(world, tiny_lung_model):
+    scene, ct = world
+    outcomes = []
+    handle = SegmentController(scene, LaterRunner()).start(SegmentRequest(ct, model=tiny_lung_model),
+                                                             on_finished=outcomes.append)
+    scene.RemoveNode(ct)
+    before = set(node_ids(scene))
+    handle.poll()
+    assert not outcomes[0].ok and "removed" in outcomes[0].error
+    assert set(node_ids(scene)) == before
+
+
+def test_segment_refuses_a_missing_volume(world):
+    scene, _ = world
+    controller = SegmentController(scene, InlineRunner())
+    assert controller.problem(SegmentRequest(None)) == "Select a CT volume"
+    from pastacore.errors import PastaError
+
+    with pytest.raises(PastaError, match="Select a CT volume"):
+        controller.start(SegmentRequest(None))
+
+
+def test_bad_model_is_an_error_outcome_and_adds_nothing(world, tmp_path):
+    scene, ct = world
+    before = set(node_ids(scene))
+    outcomes = []
+    SegmentController(scene, InlineRunner()).start(SegmentRequest(ct, model=str(tmp_path / "nothing.pth")),
+                                                   on_finished=outcomes.append)
+    assert outcomes[0].error and "\n" not in outcomes[0].error
+    assert set(node_ids(scene)) == before
+
+
+# -- Synthesise ------------------------------------------------------------------------------
+
+
+def lesion_request(ct, box):
+    return SynthRequest(ct, lesion_type="lung_tumor", attributes="12 mm round-like solid nodule", seed=3, roi=box)
+
+
+def test_preview_then_apply_keeps_a_new_volume_and_lesion(world):
+    scene, ct = world
+    box = roi.add_roi(scene, (-48.0, 0.0, 0.0), (36.0, 36.0, 36.0))  # inside the right lung: an ROI alone
+    before = set(node_ids(scene))
+    original = volumes.volume_from_node(ct).array.copy()
+    controller = SynthController(scene, InlineRunner())
+    outcomes = []
+    controller.preview(lesion_request(ct, box), on_finished=outcomes.append)
+    assert outcomes[0].ok, outcomes[0].error
+    preview = outcomes[0].value
+    changed = volumes.volume_from_node(preview).array != original
+    assert changed.any() and np.array_equal(volumes.volume_from_node(ct).array, original)
+    lesion_names = segmentations.segment_names(controller.preview_lesion)
+    assert "Lung tumor" in lesion_names
+    kept = controller.apply()
+    assert kept is preview and "synthetic lung_tumor" in kept.GetName() and not controller.has_preview
+    made = added_nodes(scene, before)
+    assert sum(n.IsA("vtkMRMLScalarVolumeNode") for n in made) == 1
+    assert sum(n.IsA("vtkMRMLSegmentationNode") for n in made) == 1
+    assert not any(n.IsA("vtkMRMLColorTableNode") or n.IsA("vtkMRMLLabelMapVolumeNode") for n in made)
+
+
+def test_preview_again_replaces_and_discard_leaves_the_scene_as_it_was(world):
+    scene, ct = world
+    box = roi.add_roi(scene, (-48.0, 0.0, 0.0), (36.0, 36.0, 36.0))
+    before = set(node_ids(scene))
+    controller = SynthController(scene, InlineRunner())
+    controller.preview(lesion_request(ct, box))
+    first = set(node_ids(scene))
+    controller.preview(lesion_request(ct, box))
+    assert len(node_ids(scene)) == len(first)
+    controller.discard()
+    assert set(node_ids(scene)) == before and not controller.has_preview
+
+
+def test_preview_outside_the_lung_is_a_one_line_error(world):
+    scene, ct = world
+    box = roi.add_roi(scene, (0.0, 60.0, 0.0), (10.0, 10.0, 10.0))  # in front of the body: no lung there
+    outcomes = []
+    SynthController(scene, InlineRunner()).preview(lesion_request(ct, box), on_finished=outcomes.append)
+    assert outcomes[0].error and "lung" in outcomes[0].error and "\n" not in outcomes[0].error
+
+
+def test_parsed_attributes_show_what_the_text_means():
+    parsed = SynthController.parsed_attributes("3 cm irregular hypodense liver lesion, ill-defined margin")
+    assert parsed["lesion_type"].startswith("liver")
+    assert parsed["attributes"]["shape"] == ["irregular"]
+
+
+# -- Measure, follow edits, export ------------------------------------------------------------
+
+
+@pytest.fixture()
+def lesion_segmentation(world):
+    scene, ct = world
+    labels = volumes.volume_from_node(ct)
+    mask = np.zeros(labels.array.shape, np.uint8)
+    mask[10:14, 36:44, 52:60] = 2
+    node, _ = segmentations.add_labels_to_segmentation(
+        scene, labels.with_array(mask, is_label=True), {2: describe("tumor@lung")}, ct)
+    return node
+
+
+def test_measure_uses_one_table_and_follows_edits(world, lesion_segmentation):
+    scene, ct = world
+    controller = ReportController(scene, InlineRunner())
+    table, measurements = controller.measure(ct, lesion_segmentation)
+    assert table.GetNumberOfRows() == 1 and measurements[0].volume_ml == pytest.approx(4 * 8 * 8 * 36 / 1000)
+    count = scene.GetNumberOfNodes()
+    seen = []
+    watch = controller.follow_edits(ct, lesion_segmentation, on_measured=lambda t, m, e: seen.append((t, len(m), e)))
+    # an edit: a second lesion painted into the segmentation
+    labels = volumes.volume_from_node(ct)
+    mask = np.zeros(labels.array.shape, np.uint8)
+    mask[4:6, 36:40, 20:24] = 1
+    segmentations.add_labels_to_segmentation(scene, labels.with_array(mask, is_label=True),
+                                             {1: describe("nodule@lung")},
+                                             ct, lesion_segmentation)
+    assert seen and seen[-1][0] is table and seen[-1][1] == 2 and seen[-1][2] is None
+    assert table.GetNumberOfRows() == 2
+    assert scene.GetNumberOfNodes() == count  # the same table; no colour table or label map left
+    watch.stop()
+    seen.clear()
+    segmentations.add_labels_to_segmentation(scene, labels.with_array(mask, is_label=True),
+                                             {1: describe("cyst@lung")},
+                                             ct, lesion_segmentation)
+    assert not seen
+
+
+def test_measure_after_the_table_was_deleted_makes_a_new_one(world, lesion_segmentation):
+    scene, ct = world
+    controller = ReportController(scene, InlineRunner())
+    table, _ = controller.measure(ct, lesion_segmentation)
+    scene.RemoveNode(table)
+    again, _ = controller.measure(ct, lesion_segmentation)
+    assert again is not table and again.GetScene() is scene
+
+
+def test_export_writes_every_format_and_leaves_the_scene_alone(world, lesion_segmentation, tmp_path):
+    scene, ct = world
+    lesion_segmentation.SetAttribute(MODEL_ATTRIBUTE, json.dumps({"name": "tiny-lung", "version": "test", "sha256": "ab"}))
+    before = set(node_ids(scene))
+    outcomes = []
+    controller = ReportController(scene, InlineRunner())
+    controller.export(ct, lesion_segmentation, tmp_path / "report", on_finished=outcomes.append)
+    assert outcomes[0].ok, outcomes[0].error
+    written = set(outcomes[0].value)
+    assert {"report.json", "type.json", "report.html", "report.pdf", "dicom/seg.dcm", "dicom/sr.dcm"} <= written
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert [m["name"] for m in report["models"]] == ["tiny-lung"]
+    assert set(node_ids(scene)) == before
