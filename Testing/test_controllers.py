@@ -6,11 +6,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 slicer = pytest.importorskip("slicer")
 
-from pastacore.io import Grid, Volume  # noqa: E402
+from conftest import phantom_ct  # noqa: E402
 from pastacore.mrml import roi, segmentations, volumes  # noqa: E402
 from pastacore.mrml.scene import new_scene, node_ids  # noqa: E402
 from pastacore.tasks import InlineRunner  # noqa: E402
@@ -41,33 +40,6 @@ class LaterRunner(InlineRunner):
             return False
 
         wait = poll
-
-
-def phantom_ct() -> Volume:
-    """A small chest phantom: body (40 HU) with two air-filled lungs (-850 HU), 3 x 3 x 4 mm voxels,
-    centred on the origin; the right lung is at R = +48 mm, the left at R = -48 mm."""
-    shape = (24, 80, 80)
-    k, j, i = np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij")
-    array = np.full(shape, -1000.0, np.float32)
-    array[((i - 40) / 36) ** 2 + ((j - 40) / 30) ** 2 <= 1] = 40
-    for centre in (24, 56):
-        array[((i - centre) / 8) ** 2 + ((j - 40) / 11) ** 2 + ((k - 12) / 8) ** 2 <= 1] = -850
-    return Volume(array.astype(np.int16), Grid(shape, (3.0, 3.0, 4.0), (-117.0, -117.0, -46.0)))
-
-
-@pytest.fixture(scope="module")
-def tiny_lung_model(tmp_path_factory):
-    """A model folder as `pasta train-default --out` writes it: random tiny weights, lung labels."""
-    from pastacore.models.unet import PastaUNet
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-lung-model")
-    torch.save(PastaUNet(num_classes=3, base_features=4, num_pool=2).state_dict(), folder / "model.pth")
-    (folder / "model.json").write_text(json.dumps({
-        "name": "tiny-lung", "version": "test", "task": "segmentation", "patch_size": [32, 32, 32],
-        "architecture": {"type": "pasta_generic_unet", "base_features": 4, "num_pool": 2, "input_channels": 1},
-        "labels": [{"value": 1, "term": "lung"}, {"value": 2, "term": "tumor@lung"}], "weights": "model.pth"}))
-    return str(folder)
 
 
 @pytest.fixture()

@@ -179,3 +179,17 @@ def test_postprocess_keeps_lesions_of_the_organ_only():
     inside[:, :, :40] = 1
     inside[10:20, 10:20, 10:20] = 2                     # a tumour within the model's organ
     assert (_postprocess(inside.copy(), (2,), (1,), None, 20.0, (1.0, 1.0, 1.0)) == inside).all()
+
+
+@pytest.mark.parametrize("organ, note", [(None, "restricted to the lungs (the model's organ"),
+                                         ("body", "air outside the body skipped")])
+def test_cli_searches_the_model_organ_unless_told_otherwise(tmp_path, tiny_lung_model, organ, note):
+    from conftest import phantom_ct
+    from pastacore.io import write_volume
+
+    write_volume(phantom_ct(), tmp_path / "ct.nii.gz")
+    extra = ["--organ", organ] if organ else []
+    assert main(["segment", str(tmp_path / "ct.nii.gz"), "--out", str(tmp_path / "seg.nii.gz"), "--model",
+                 tiny_lung_model] + extra) == 0
+    notes = json.loads((tmp_path / "seg.json").read_text())["notes"]
+    assert any(n.startswith(note) for n in notes), notes
