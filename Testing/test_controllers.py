@@ -272,3 +272,18 @@ def test_export_writes_every_format_and_leaves_the_scene_alone(world, lesion_seg
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert [m["name"] for m in report["models"]] == ["tiny-lung"]
     assert set(node_ids(scene)) == before
+
+
+def test_organ_segments_are_not_measured_as_lesions(world):
+    scene, ct = world
+    labels = volumes.volume_from_node(ct)
+    mask = np.zeros(labels.array.shape, np.uint8)
+    mask[6:18, 30:50, 18:30] = 1           # the lung
+    mask[10:12, 38:42, 22:26] = 2          # a tumour in it
+    node, _ = segmentations.add_labels_to_segmentation(
+        scene, labels.with_array(mask, is_label=True), {1: describe("lung"), 2: describe("tumor@lung")}, ct)
+    controller = ReportController(scene, InlineRunner())
+    assert [node.GetSegmentation().GetSegment(s).GetName() for s in controller.lesion_segments(node)] == ["Lung tumor"]
+    _table, measurements = controller.measure(ct, node)
+    assert [m.name for m in measurements] == ["Lung tumor"]
+    assert measurements[0].volume_ml == pytest.approx(2 * 4 * 4 * 36 / 1000)

@@ -209,3 +209,19 @@ def segments_from_dict(data: dict) -> dict:
     """The inverse of :func:`segments_to_dict`."""
     return {int(value): SegmentInfo(item.get("term", ""), item["name"], tuple(item["color"]), item.get("terminology", ""))
             for value, item in data.items()}
+
+
+def is_lesion(name: str, tag: str = "") -> bool:
+    """Whether a segment is a lesion: by its terminology category when it has a tag PASTA knows
+    ("Morphologically Altered Structure" vs an organ's), else by its name ("Lung tumor" yes,
+    "Lung" no, an unknown name no)."""
+    categories = load_json("terminology.json")["categories"]
+    parts = tag.split("~") if tag else []
+    if len(parts) == 7 and "^" in parts[1]:
+        code = parts[1].split("^")[1]
+        if code == categories["altered"][1]:
+            return True
+        if code in (categories["anatomy"][1], categories["tissue"][1]):
+            return False
+    term = term_for_label_name(name or "")
+    return bool(term and "@" in term)

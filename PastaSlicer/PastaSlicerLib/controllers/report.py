@@ -26,8 +26,9 @@ class ReportController:
         return table if alive(self.scene, table) else None
 
     def measure(self, volume, segmentation, segment_ids=None, attributes=None):
-        """Measure every lesion (a connected piece of each chosen segment) into the segmentation's
-        one table, created on first use; returns ``(table node, measurements)``."""
+        """Measure every lesion (a connected piece of each chosen segment; by default of the lesion
+        segments) into the segmentation's one table, created on first use; returns
+        ``(table node, measurements)``."""
         from pastacore.mrml.tables import update_table_from_segmentation
 
         if volume is None or segmentation is None:
@@ -35,7 +36,8 @@ class ReportController:
         self._measuring = True  # exporting the segments is not an edit
         try:
             table, measurements = update_table_from_segmentation(
-                self.scene, segmentation, volume, self.table_of(segmentation), segment_ids=segment_ids or None,
+                self.scene, segmentation, volume, self.table_of(segmentation),
+                segment_ids=list(segment_ids or ()) or self.lesion_segments(segmentation),
                 name=f"{segmentation.GetName()} measurements")
         finally:
             self._measuring = False
@@ -108,8 +110,20 @@ class ReportController:
         return target, target.is_dir() and any(target.iterdir())
 
     # -- shared -----------------------------------------------------------------------------
+    @staticmethod
+    def lesion_segments(segmentation) -> list:
+        """The segments that are lesions (by terminology, else by name); all of them when none is
+        recognised as a lesion, so a segmentation of unnamed segments is measured whole."""
+        from pastacore.mrml.segmentations import segment_infos
+        from pastacore.terminology import is_lesion
+
+        infos = segment_infos(segmentation)
+        lesions = [sid for sid, info in infos if is_lesion(info.name, info.terminology)]
+        return lesions or [sid for sid, _ in infos]
+
     def inputs(self, volume, segmentation, segment_ids=None):
-        """``(image, labels 1..N, {value: segment name})`` read from the scene."""
+        """``(image, labels 1..N, {value: segment name})`` read from the scene; by default the
+        lesion segments (:meth:`lesion_segments`), never an organ as a lesion."""
         from pastacore.mrml.segmentations import labels_from_segmentation
         from pastacore.mrml.volumes import volume_from_node
 
@@ -117,7 +131,8 @@ class ReportController:
             raise PastaError("choose a CT volume and a segmentation")
         require_alive(self.scene, volume, "CT volume")
         image = volume_from_node(volume)
-        labels, ids = labels_from_segmentation(self.scene, segmentation, volume, list(segment_ids or ()) or None)
+        ids = list(segment_ids or ()) or self.lesion_segments(segmentation)
+        labels, ids = labels_from_segmentation(self.scene, segmentation, volume, ids)
         content = segmentation.GetSegmentation()
         return image, labels, {n: content.GetSegment(sid).GetName() for n, sid in enumerate(ids, start=1)}
 

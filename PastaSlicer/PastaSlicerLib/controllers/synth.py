@@ -100,7 +100,7 @@ class SynthController:
             params["roi_box"] = box_to_list(box_from_roi(request.roi, volume.grid))
         return start_job(self.runner, "synthesize", params, inputs, lambda r, f: self._show(request, r, f),
                          on_progress, on_finished,
-                         describe=lambda node: f"Preview ready ({self.last_plan}): Apply keeps it, Discard removes it.")
+                         describe=lambda node: f"Preview ready ({self._summary()}): Apply keeps it, Discard removes it.")
 
     def _show(self, request, result, folder):
         from pastacore.mrml import volumes
@@ -120,6 +120,13 @@ class SynthController:
         self.preview_volume, self.preview_lesion, self.source_volume = preview, lesion, source
         self.last_plan, self.last_result = result.get("plan", ""), result
         return preview
+
+    def _summary(self) -> str:
+        report = (self.last_result or {}).get("report", {})
+        measured = report.get("measured", {})
+        size = " x ".join(f"{v:.0f}" for v in measured.get("size_mm", [])) or "?"
+        mean = measured.get("mean_hu")
+        return f"{report.get('lesion_name', 'lesion')}, {size} mm" + (f", mean {mean:.0f} HU" if mean is not None else "")
 
     def apply(self):
         """Keep the preview as an ordinary volume and segmentation; returns the volume node."""

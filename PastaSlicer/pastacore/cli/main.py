@@ -12,7 +12,9 @@ import sys
 from .. import __version__
 from ..errors import PastaError
 
-# Subcommand modules, each with ``add_parser(subparsers)``; later work adds more here.
+# Subcommand modules, each with ``add_parser(subparsers)``. Front ends living above the core (the
+# web app) register theirs as ``pasta.commands`` entry points, so no arrow points up.
+ENTRY_POINT_GROUP = "pasta.commands"
 COMMANDS = ("standardize", "segment", "models", "info", "demo", "report", "synth", "dataset", "train-default", "train-attributes", "features", "train-head")
 
 
@@ -30,7 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         importlib.import_module(f".{name.replace('-', '_')}_cmd", __package__).add_parser(sub)
+    for entry in _registered_commands():
+        entry.load().add_parser(sub)
     return parser
+
+
+def _registered_commands() -> list:
+    from importlib.metadata import entry_points
+
+    return sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
 
 
 def main(argv=None) -> int:
