@@ -107,10 +107,11 @@ def _forward(args):
     import torch
 
     from ..errors import PastaError
-    from ..io.atomic import atomic_outputs, check_output_path
+    from ..io.atomic import atomic_outputs, check_outputs
     from ..models.loading import load_encoder, load_for_segmentation
 
-    check_output_path(args.output, args.overwrite)  # fail before the (slow) model load
+    # fail before the (slow) model load
+    check_outputs([(args.output, (".npy",))], inputs=(args.input, args.path), overwrite=args.overwrite)
     source = Path(args.input)
     if not source.is_file():
         raise PastaError(f"input {source} does not exist")

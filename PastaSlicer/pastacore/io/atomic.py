@@ -30,7 +30,6 @@ from pathlib import Path, PurePosixPath
 from ..errors import PastaError
 
 STAGING_PREFIX, STAGING_SUFFIX = ".pasta-", ".part"
-_STAGING_EXTRA = len(STAGING_PREFIX) + 8 + len(".part")  # what a staging name adds to an output's name
 WRITE_REASONS = {
     errno.ENOSPC: "no space left on device",
     errno.EFBIG: "file too large (the file-size limit, ulimit -f, or the file system's maximum)",
@@ -111,13 +110,13 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _check_name_length(path: Path, folder: Path) -> None:
     try:
-        limit = os.pathconf(folder, "PC_NAME_MAX")
+        limit = os.pathconf(folder if folder.is_dir() else ".", "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):
         limit = 255
     length = len(os.fsencode(path.name))
-    if length + _STAGING_EXTRA > limit:
-        raise PastaError(f"output name {path.name[:40]}... is {length} bytes long; this file system allows "
-                         f"{limit}, and {_STAGING_EXTRA} are needed for writing it safely: choose a shorter name")
+    if length > limit:
+        raise PastaError(f"output name {path.name[:40]}... is {length} bytes long; this file system allows at most "
+                         f"{limit}: choose a shorter name")
 
 
 def _check_writable(folder: Path) -> None:
@@ -140,6 +139,7 @@ def check_output_path(path, overwrite: bool = False, suffixes=None) -> Path:
     path = Path(path)
     if not _suffix_ok(path, suffixes):
         raise PastaError(f"cannot write {path.name}: use {', '.join(suffixes)}")
+    _check_name_length(path, _parent(path))
     if path.is_dir():
         raise PastaError(f"output {path} is a folder; give a file name")
     if path.exists() and not overwrite:
@@ -147,7 +147,6 @@ def check_output_path(path, overwrite: bool = False, suffixes=None) -> Path:
     parent = _parent(path)
     if not parent.is_dir():
         raise PastaError(f"output folder {parent} does not exist")
-    _check_name_length(path, parent)
     _check_writable(parent)
     return path
 
@@ -165,6 +164,7 @@ def check_outputs(outputs, *, inputs=(), overwrite: bool = False) -> list:
         if path is None or path == "":
             continue
         path = Path(path)
+        _check_name_length(path, _parent(path))
         for earlier in checked:
             if _same_file(earlier, path):
                 raise PastaError(f"two outputs are the same file ({path}); give each output its own name")
@@ -310,6 +310,7 @@ def check_output_dir(path, overwrite: bool = False, owned=None) -> Path:
     be written, or already holds the command's own files (``owned`` patterns; None: any file)
     unless ``overwrite``. Other files in the folder are fine: they are kept."""
     path = Path(path)
+    _check_name_length(path, _parent(path))
     if path.exists() and not path.is_dir():
         raise PastaError(f"output {path} is a file; give a folder")
     if path.is_dir():
@@ -325,7 +326,6 @@ def check_output_dir(path, overwrite: bool = False, owned=None) -> Path:
     parent = _parent(path)
     if not parent.is_dir():
         raise PastaError(f"parent folder {parent} does not exist")
-    _check_name_length(path, parent)
     _check_writable(parent)
     return path
 
