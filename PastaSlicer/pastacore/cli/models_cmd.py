@@ -40,7 +40,10 @@ def run(args):
             print(f"no models installed (store: {store.root})")
         for m in models:
             where = "built in" if m.builtin else str(m.path)
-            print(f"{m.name:<24} {m.version:<8} {m.task:<13} {where}")
+            if m.damaged:
+                print(f"{m.name:<24} DAMAGED: {m.damaged} ({where})")
+            else:
+                print(f"{m.name:<24} {m.version:<8} {m.task:<13} {where}")
     elif args.action == "import":
         model = store.import_file(args.path, name=args.name, overwrite=args.overwrite)
         print(f"imported {model.name} ({len(model.files)} file(s)) into {model.path}")
