@@ -178,14 +178,16 @@ def check_outputs(outputs, *, inputs=(), overwrite: bool = False) -> list:
 def check_folder_apart(folder, inputs) -> None:
     """Refuse an output folder that is an input, or lies inside an input folder (a DICOM
     folder would then hold our outputs the next time it is read)."""
-    folder = Path(os.path.realpath(folder))
-    for source in inputs:
-        if not source:
+    shown, folder = folder, Path(os.path.realpath(folder))
+    for given in inputs:
+        if not given:
             continue
-        source = Path(os.path.realpath(source))
-        if folder == source or (source.is_dir() and source in folder.parents):
-            raise PastaError(f"output folder {folder.name} is or lies inside the input {source.name}; "
-                             "choose a folder apart from the inputs")
+        source = Path(os.path.realpath(given))
+        if folder == source:
+            raise PastaError(f"output folder {shown} is the input {given}; choose a folder apart from the inputs")
+        if source.is_dir() and source in folder.parents:
+            raise PastaError(f"output folder {shown} lies inside the input folder {given}; choose a folder apart "
+                             "from the inputs")
 
 
 # --- writing files --------------------------------------------------------------------------

@@ -68,13 +68,11 @@ def _check_slices(slices, uid) -> None:
     frames = [p.name for p, ds in slices if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1]
     if frames:
         raise PastaError(f"series {uid} holds multi-frame files ({frames[0]}); export it as one file per slice")
-    for tag, what in (("ImagePositionPatient", "position (ImagePositionPatient)"),
-                      ("ImageOrientationPatient", "orientation (ImageOrientationPatient)"),
-                      ("PixelSpacing", "pixel spacing (PixelSpacing)")):
+    for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
         missing = [p.name for p, ds in slices if tag not in ds or not ds[tag].value]
         if missing:
-            raise PastaError(f"series {uid}: {len(missing)} of {len(slices)} files have no {what} (e.g. {missing[0]}); "
-                             "the slices cannot be placed, so none is used")
+            raise PastaError(f"series {uid}: {len(missing)} of {len(slices)} files have no {tag}, e.g. {missing[0]}; "
+                             "without it the slices cannot be placed, so none is used")
     first = slices[0][1]
     iop = np.array(first.ImageOrientationPatient, dtype=float)
     shape = (int(first.Rows), int(first.Columns))
@@ -89,8 +87,12 @@ def _check_slices(slices, uid) -> None:
             raise PastaError(f"series {uid} mixes slice sizes ({path.name} is {ds.Rows}x{ds.Columns}, others "
                              f"{shape[0]}x{shape[1]}); export the axial stack alone")
         if not np.allclose(np.array(ds.PixelSpacing, dtype=float), pixel, rtol=1e-4, atol=1e-6):
-            raise PastaError(f"series {uid} mixes pixel spacings ({path.name}: {list(ds.PixelSpacing)}, others "
-                             f"{list(first.PixelSpacing)}); its slices do not form one volume")
+            raise PastaError(f"series {uid} mixes pixel spacings ({path.name}: {_mm(ds.PixelSpacing)}, others "
+                             f"{_mm(first.PixelSpacing)}); its slices do not form one volume")
+
+
+def _mm(values) -> str:
+    return " x ".join(f"{float(v):g}" for v in values) + " mm"
 
 
 def _load(slices, uid) -> Volume:

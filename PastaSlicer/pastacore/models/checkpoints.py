@@ -20,6 +20,9 @@ def load_checkpoint(path, map_location: str = "cpu"):
         raise PastaError(f"{path} is not a file")
     if path.stat().st_size == 0:
         raise PastaError(f"cannot read {path.name}: the file is empty (0 bytes); download it again")
+    if _is_text(path):
+        raise PastaError(f"cannot read {path.name}: it holds text, not weights (an error page saved instead of "
+                         "the download?)")
     if path.suffix == ".safetensors":
         try:
             from safetensors.torch import load_file
@@ -47,10 +50,7 @@ def load_checkpoint(path, map_location: str = "cpu"):
         raise PastaError(f"cannot read {path.name}: corrupt checkpoint ({_first_line(exc)})") from None
     except MemoryError:
         raise
-    except Exception as exc:  # torch's unpickler raises KeyError, IndexError... on text or cut files
-        if _is_text(path):
-            raise PastaError(f"cannot read {path.name}: it holds text, not weights (an error page saved instead of "
-                             "the download?)") from None
+    except Exception as exc:  # torch's unpickler raises KeyError, IndexError... on cut files
         raise PastaError(f"cannot read {path.name}: corrupt, truncated or not a checkpoint ({_first_line(exc)})") from None
 
 
