@@ -66,8 +66,14 @@ def _signals_raise():
 def _quiet(debug: bool):
     """Unless ``--debug``: no Python warnings or library log lines, and what native code prints on
     descriptor 2 (ITK, NIfTI, VTK) kept aside, so stderr holds our own lines only."""
+    from ..native import show_native_output
+
     if debug:
-        yield
+        show_native_output(True)
+        try:
+            yield
+        finally:
+            show_native_output(False)
         return
     import logging
     import warnings

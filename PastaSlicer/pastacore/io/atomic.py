@@ -81,16 +81,28 @@ def _is_write_failure(exc: BaseException, folder) -> bool:
 
 @contextlib.contextmanager
 def signals_deferred():
-    """Hold SIGINT/SIGTERM while outputs are moved into place or temporary files removed."""
-    block = getattr(signal, "pthread_sigmask", None)
-    if block is None or threading.current_thread() is not threading.main_thread():
+    """Hold SIGINT/SIGTERM while outputs are moved into place or temporary files removed.
+
+    The signals are caught and remembered (not blocked: another thread of the process could
+    receive a blocked one) and handed to the previous handlers when the block ends."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = block(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    pending = []
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, lambda number, frame: pending.append(number))
     try:
         yield
     finally:
-        block(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if pending:
+            handler = previous[pending[0]]
+            if callable(handler):
+                handler(pending[0], None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), pending[0])
 
 
 # --- checking before any work --------------------------------------------------------------
