@@ -58,6 +58,11 @@ def _data_size(path: Path, offset: int, compressed: str | None, float_dtype=None
 
     ``raw_offset`` bytes of the file come first (an NRRD header before gzip data); ``offset``
     counts after them, in decompressed bytes."""
+    if compressed is None and float_dtype is None:
+        return path.stat().st_size - raw_offset - offset, 0
+    if compressed == "gzip" and float_dtype is None and expected is not None:
+        if _gzip_length(path, raw_offset) == (offset + expected) % (1 << 32):
+            return expected, 0  # the gzip trailer records the length: no need to decompress it all again
     try:
         with open(path, "rb") as handle:
             handle.seek(raw_offset)
@@ -67,6 +72,22 @@ def _data_size(path: Path, offset: int, compressed: str | None, float_dtype=None
             return _limited(handle, offset, float_dtype, expected)
     except (EOFError, OSError, zlib.error):
         raise FileProblem("the file is corrupt or truncated (damaged gzip stream)") from None
+
+
+def _gzip_length(path: Path, start: int) -> int | None:
+    """The uncompressed length (mod 2^32) that a gzip stream's trailer records, or None.
+
+    A cut file ends in the middle of compressed data, whose last 4 bytes match the expected
+    length by chance once in 2^32; a file with more data than expected records more."""
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        if handle.read(2) != b"\x1f\x8b":
+            return None
+        handle.seek(0, 2)
+        if handle.tell() - start < 18:
+            return None
+        handle.seek(-4, 2)
+        return struct.unpack("<I", handle.read(4))[0]
 
 
 def _limited(stream, offset, float_dtype, expected):
@@ -257,7 +278,7 @@ def check_nrrd(path: Path, scan_values: bool = True) -> None:
     target, start = (path.parent / data_file, 0) if data_file else (path, offset)
     if not target.is_file():
         raise FileProblem(f"its data file {data_file} is missing")
-    found, _ = _data_size(target, 0, "gzip" if encoding in ("gzip", "gz") else None, raw_offset=start)
+    found, _ = _data_size(target, 0, "gzip" if encoding in ("gzip", "gz") else None, expected=expected, raw_offset=start)
     _check_sizes(found, expected)
 
 

@@ -67,7 +67,15 @@ def _text(path: Path):
     return None
 
 
-@verifier(".mrb", ".pt", ".pth", ".zip")
+@verifier(".pt", ".pth", ".ckpt")
+def _torch(path: Path):
+    """torch.save writes a zip archive; an older pickle-only file (imported as is) has nothing to read back."""
+    with open(path, "rb") as handle:
+        zipped = handle.read(4) == b"PK\x03\x04"
+    return _zip(path) if zipped else None
+
+
+@verifier(".mrb", ".zip")
 def _zip(path: Path):
     try:
         with zipfile.ZipFile(path) as archive:
