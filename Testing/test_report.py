@@ -372,3 +372,45 @@ def test_attributes_with_probabilities_reach_json_type_json_and_sr(lung1, tmp_pa
     assert values == {"Irregular", "Hypodense"}
     if shutil.which("dciodvfy"):
         assert _dciodvfy_errors(tmp_path / "r" / "dicom" / "sr.dcm") == []
+
+
+def test_a_lungs_and_tumour_map_without_names_reports_the_tumour_only(lung1, tmp_path, capsys):
+    """No sidecar: 1 = organ, 2 = lesion. The lungs are never reported as lesions, and the report
+    says which label it measured and why; --lesion-label still measures whatever it is told."""
+    from pastacore.inference.organs import classical_organ
+    from pastacore.io import write_volume
+
+    image, tumour = lung1
+    lungs = classical_organ(image, "lungs").array > 0
+    labels = np.where(tumour.array > 0, 2, np.where(lungs, 1, 0)).astype(np.uint8)
+    write_volume(image, tmp_path / "ct.nrrd")
+    write_volume(tumour.with_array(labels), tmp_path / "seg.nii.gz")
+    code, out, err = run(capsys, "report", tmp_path / "ct.nrrd", tmp_path / "seg.nii.gz", "--out-dir", tmp_path / "r",
+                         "--formats", "json")
+    assert code == 0, err
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert [lesion["number"] for lesion in data["lesions"]] == [1] and data["lesion_labels"]["values"] == [2]
+    ref = float(baseline_values("lung1")["original_shape_VoxelVolume"]) / 1000
+    assert data["lesions"][0]["volume_ml"] == pytest.approx(ref, rel=5e-3)
+    assert "convention 1 = organ, 2 = lesion" in data["lesion_labels"]["reason"]
+    assert data["lesion_labels"]["reason"] in data["notes"] and "convention" in out
+    code, _, _ = run(capsys, "report", tmp_path / "ct.nrrd", tmp_path / "seg.nii.gz", "--out-dir", tmp_path / "r",
+                     "--formats", "json", "--lesion-label", "1", "--overwrite")
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert code == 0 and {lesion["label"] for lesion in data["lesions"]} == {1}
+    assert data["lesion_labels"]["reason"] == "Lesions: label 1, as chosen with --lesion-label."
+
+
+def test_lesion_labels_are_decided_in_one_place():
+    from pastacore.labels import choose_lesion_labels
+
+    assert choose_lesion_labels({1, 2, 3}).values == [2]  # the convention; 3 has no meaning there
+    assert "label 3 not measured" in choose_lesion_labels({1, 2, 3}).reason
+    named = choose_lesion_labels({1, 2}, {1: "liver", 2: "liver tumor"}, names_from="seg.json")
+    assert named.values == [2] and named.organ_values == [1] and "seg.json" in named.reason
+    assert choose_lesion_labels({1, 2}, {1: "Segment_1", 2: "Segment_2"}).values == [1, 2]  # names, none an organ
+    with pytest.raises(PastaError, match="holds no lesion label: 1 \\(lung\\)"):
+        choose_lesion_labels({1}, {1: "lung"}, names_from="seg.json")
+    with pytest.raises(PastaError, match="no lesion label 2"):
+        choose_lesion_labels({1})
+    assert choose_lesion_labels({1}, explicit=[1]).values == [1]
