@@ -13,6 +13,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
 
 
 SHOW = {"native": False}  # ``pasta --debug`` sets it: then nothing is kept aside
@@ -29,9 +30,17 @@ class Captured:
     text = ""
 
 
+_LOCK = threading.Lock()
+_STATE = {"users": 0, "saved": None, "sink": None}
+
+
 @contextlib.contextmanager
 def captured_stderr():
-    """Redirect descriptor 2 into a temporary file; yields a :class:`Captured`."""
+    """Redirect descriptor 2 into a temporary file; yields a :class:`Captured`.
+
+    Descriptor 2 belongs to the whole process: blocks that overlap (nested, or in several
+    threads) share one redirection, made by the first and undone by the last, so that
+    descriptor 2 always comes back to where it pointed before."""
     captured = Captured()
     if SHOW["native"]:
         yield captured
@@ -40,17 +49,29 @@ def captured_stderr():
         sys.stderr.flush()
     except (AttributeError, ValueError, OSError):
         pass
+    with _LOCK:
+        if _STATE["users"] == 0:
+            try:
+                saved = os.dup(2)
+            except OSError:  # no descriptor 2 (some embedded interpreters): nothing to keep aside
+                saved = None
+            if saved is not None:
+                sink = tempfile.TemporaryFile()
+                os.dup2(sink.fileno(), 2)
+                _STATE.update(saved=saved, sink=sink)
+        _STATE["users"] += 1
+        sink = _STATE["sink"]
+        start = sink.seek(0, os.SEEK_END) if sink is not None else 0
     try:
-        saved = os.dup(2)
-    except OSError:  # no descriptor 2 (some embedded interpreters): nothing to keep aside
         yield captured
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield captured
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            captured.text = sink.read().decode("utf-8", "replace")
+    finally:
+        with _LOCK:
+            if sink is not None:
+                sink.seek(start)
+                captured.text = sink.read().decode("utf-8", "replace")
+            _STATE["users"] -= 1
+            if _STATE["users"] == 0 and _STATE["saved"] is not None:
+                os.dup2(_STATE["saved"], 2)
+                os.close(_STATE["saved"])
+                _STATE["sink"].close()
+                _STATE.update(saved=None, sink=None)

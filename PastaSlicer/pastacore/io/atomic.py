@@ -149,11 +149,11 @@ def check_output_path(path, overwrite: bool = False, suffixes=None) -> Path:
     """Refuse an output that exists (unless ``overwrite``), is a folder, cannot be written, or
     does not end with one of ``suffixes`` (when given)."""
     path = Path(path)
-    if not _suffix_ok(path, suffixes):
-        raise PastaError(f"cannot write {path.name}: use {', '.join(suffixes)}")
     _check_name_length(path, _parent(path))
     if path.is_dir():
         raise PastaError(f"output {path} is a folder; give a file name")
+    if not _suffix_ok(path, suffixes):
+        raise PastaError(f"cannot write {path.name}: use {', '.join(suffixes)}")
     if path.exists() and not overwrite:
         raise PastaError(f"output {path} already exists; pass --overwrite to replace it")
     parent = _parent(path)
