@@ -68,7 +68,8 @@ def write_error(name, exc: BaseException | None = None, folder=None, detail: str
     reason = WRITE_REASONS.get(getattr(exc, "errno", None)) if exc is not None else None
     reason = reason or (write_problem(folder) if folder is not None else None)
     if reason is None:
-        reason = detail or (getattr(exc, "strerror", None) or str(exc).strip().splitlines()[-1][:160] if exc else "failed")
+        lines = str(exc).strip().splitlines() if exc is not None else []
+        reason = detail or getattr(exc, "strerror", None) or (lines[-1][:160] if lines else "failed")
     return PastaError(f"could not write {name}: {reason}")
 
 
