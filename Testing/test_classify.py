@@ -311,7 +311,8 @@ def test_attributes_for_measured_lesions_go_into_the_report(lung1, tiny_weights)
     features = compute_features(image, label, model.network, "lesion").features
     expected = model.head.predict(features)[0]
     assert {k: v.value for k, v in attributes[1].items()} == {k: v.value for k, v in expected.items()}
-    report = make_report(image, label, case=CaseInfo("lung1"), attributes=attributes, models=model.models)
+    report = make_report(image, label, case=CaseInfo("lung1"), attributes=attributes, models=model.models,
+                         lesion_labels=[1])
     shape = report.lesions[0].attributes["shape"]
     assert shape.value in report_groups()[0].options and abs(sum(shape.probabilities.values()) - 1) < 1e-9
     with pytest.raises(PastaError, match="head"):

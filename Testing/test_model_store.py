@@ -24,10 +24,18 @@ class _Exploit:
         return (os.system, (f"touch {self.marker}",))
 
 
+def tiny_state_dict():
+    """A real (tiny) PASTA-topology network: what `pasta models inspect` accepts."""
+    from pastacore.models.unet import PastaUNet
+
+    torch.manual_seed(0)
+    return PastaUNet(num_classes=3, base_features=2, num_pool=2).state_dict()
+
+
 @pytest.fixture()
 def weights(tmp_path):
     path = tmp_path / "my_model.pth"
-    torch.save({"conv.weight": torch.randn(2, 1, 3, 3, 3), "conv.bias": torch.zeros(2)}, path)
+    torch.save(tiny_state_dict(), path)
     return path
 
 
@@ -68,7 +76,7 @@ def test_import_refuses_duplicates_without_overwrite(tmp_path, weights):
 
 def test_known_file_gets_its_manifest_description(tmp_path):
     path = tmp_path / "PASTA_final.pth"
-    torch.save({"conv_blocks_context.0.blocks.0.conv.weight": torch.zeros(1)}, path)
+    torch.save(tiny_state_dict(), path)
     model = ModelStore(tmp_path / "store").import_file(path)
     assert model.name == "pasta-foundation" and model.task == "features"
     description = json.loads((model.path / "model.json").read_text())

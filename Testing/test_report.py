@@ -132,7 +132,7 @@ def test_bad_input_is_refused(lung1, labels, kwargs, message):
 def lung1_report(tmp_path_factory, sample_dir):
     out = tmp_path_factory.mktemp("report") / "lung1"
     code = main(["report", str(sample_dir / "lung1_image.nrrd"), str(sample_dir / "lung1_label.nrrd"),
-                 "--out-dir", str(out)])
+                 "--out-dir", str(out), "--lesion-label", "1"])
     assert code == 0
     return out
 
@@ -215,7 +215,7 @@ def test_dicom_input_is_referenced_not_copied(lung1, tmp_path):
     dicom = read_volume(tmp_path / "ct")
     assert dicom.meta["dicom_files"]
     seg_labels = Volume(label.array[box], dicom.grid, is_label=True)
-    report = make_report(dicom, seg_labels, case=case_info(dicom, tmp_path / "ct"))
+    report = make_report(dicom, seg_labels, case=case_info(dicom, tmp_path / "ct"), lesion_labels=[1])
     assert report.case.is_dicom and report.case.patient_id == "P1"
     write_report(report, dicom, seg_labels, tmp_path / "out", formats=("seg", "sr"))
     assert not (tmp_path / "out" / "dicom" / "ct").exists()
@@ -234,12 +234,12 @@ def test_dicom_input_is_referenced_not_copied(lung1, tmp_path):
 
 def test_cli_refuses_an_existing_report_without_overwrite(lung1_report, sample_dir, capsys):
     args = ("report", sample_dir / "lung1_image.nrrd", sample_dir / "lung1_label.nrrd", "--out-dir", lung1_report,
-            "--formats", "json")
+            "--formats", "json", "--lesion-label", "1")
     code, _, err = run(capsys, *args)
     assert code == 2 and err.startswith("error: ") and "--overwrite" in err
     assert (lung1_report / "report.pdf").is_file()  # untouched
     code, _, _ = run(capsys, *args, "--overwrite")
-    assert code == 0 and not (lung1_report / "report.pdf").exists()  # replaced as a whole
+    assert code == 0 and not (lung1_report / "report.pdf").exists()  # the earlier report's files are replaced
 
 
 @pytest.mark.parametrize("problem, message", [
@@ -281,7 +281,7 @@ def test_cli_border_lesion_is_measured_and_flagged(tmp_path, capsys, lung1):
     write_volume(Volume(image.array[cut], grid), tmp_path / "ct.nrrd")
     write_volume(Volume(label.array[cut], grid, is_label=True), tmp_path / "seg.nrrd")
     code, out, err = run(capsys, "report", tmp_path / "ct.nrrd", tmp_path / "seg.nrrd", "--out-dir", tmp_path / "r",
-                         "--formats", "json")
+                         "--formats", "json", "--lesion-label", "1")
     assert code == 0 and "border" in out
     (lesion,) = json.loads((tmp_path / "r" / "report.json").read_text())["lesions"]
     assert lesion["touches_border"] and lesion["volume_ml"] > 0
@@ -295,7 +295,7 @@ def test_cli_cohort_csv(sample_dir, tmp_path, capsys):
         f"{sample_dir / 'lung1_image.nrrd'},{sample_dir / 'lung1_label.nrrd'},L1\n"
         f"{sample_dir / 'lung2_image.nrrd'},{sample_dir / 'lung2_label.nrrd'},L2\n")
     code, out, err = run(capsys, "report", "--cases", tmp_path / "cases.csv", "--out-dir", tmp_path / "cohort",
-                         "--formats", "json")
+                         "--formats", "json", "--lesion-label", "1")
     assert code == 0, err
     rows = list(csv.DictReader(open(tmp_path / "cohort" / "cohort.csv")))
     assert [r["case_id"] for r in rows] == ["L1", "L2"]
@@ -317,8 +317,10 @@ def test_names_from_a_segment_sidecar_split_organs_and_lesions(lung1, tmp_path):
     (tmp_path / "seg.json").write_text(json.dumps({"labels": {"1": {"name": "lung"}, "2": {"name": "lung tumor"}},
                                                    "model": {"name": "pasta-lung", "version": "1", "sha256": "ab"}}))
     seg = image.with_array(labels, is_label=True)
-    names, models = label_names_of(seg, tmp_path / "seg.nii.gz")
-    report = make_report(image, seg, case=case_info(image, "x.nrrd"), label_names=names, models=models)
+    names, models, names_from = label_names_of(seg, tmp_path / "seg.nii.gz")
+    assert names_from == "seg.json"
+    report = make_report(image, seg, case=case_info(image, "x.nrrd"), label_names=names, names_from=names_from,
+                         models=models)
     (lesion,) = report.lesions
     m = lesion.measurement
     assert m.label == 2 and m.organ == "lung" and m.organ_relation == "adjacent" and lesion.term == "tumor@lung"
@@ -356,7 +358,7 @@ def test_attributes_with_probabilities_reach_json_type_json_and_sr(lung1, tmp_pa
     image, label = lung1
     attributes = {1: {"shape": AttributeValue("Irregular", {"Round-like": 0.2, "Irregular": 0.8}, "head.pt"),
                       "density": AttributeValue("Hypodense", None, "manual")}}
-    report = make_report(image, label, case=case_info(image, "lung1.nrrd"), attributes=attributes)
+    report = make_report(image, label, case=case_info(image, "lung1.nrrd"), attributes=attributes, lesion_labels=[1])
     write_report(report, image, label, tmp_path / "r", formats=("json", "sr"))
     (lesion,) = json.loads((tmp_path / "r" / "report.json").read_text())["lesions"]
     assert lesion["attributes"]["shape"] == {"value": "Irregular", "probabilities": {"Round-like": 0.2, "Irregular": 0.8},
@@ -370,3 +372,45 @@ def test_attributes_with_probabilities_reach_json_type_json_and_sr(lung1, tmp_pa
     assert values == {"Irregular", "Hypodense"}
     if shutil.which("dciodvfy"):
         assert _dciodvfy_errors(tmp_path / "r" / "dicom" / "sr.dcm") == []
+
+
+def test_a_lungs_and_tumour_map_without_names_reports_the_tumour_only(lung1, tmp_path, capsys):
+    """No sidecar: 1 = organ, 2 = lesion. The lungs are never reported as lesions, and the report
+    says which label it measured and why; --lesion-label still measures whatever it is told."""
+    from pastacore.inference.organs import classical_organ
+    from pastacore.io import write_volume
+
+    image, tumour = lung1
+    lungs = classical_organ(image, "lungs").array > 0
+    labels = np.where(tumour.array > 0, 2, np.where(lungs, 1, 0)).astype(np.uint8)
+    write_volume(image, tmp_path / "ct.nrrd")
+    write_volume(tumour.with_array(labels), tmp_path / "seg.nii.gz")
+    code, out, err = run(capsys, "report", tmp_path / "ct.nrrd", tmp_path / "seg.nii.gz", "--out-dir", tmp_path / "r",
+                         "--formats", "json")
+    assert code == 0, err
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert [lesion["number"] for lesion in data["lesions"]] == [1] and data["lesion_labels"]["values"] == [2]
+    ref = float(baseline_values("lung1")["original_shape_VoxelVolume"]) / 1000
+    assert data["lesions"][0]["volume_ml"] == pytest.approx(ref, rel=5e-3)
+    assert "convention 1 = organ, 2 = lesion" in data["lesion_labels"]["reason"]
+    assert data["lesion_labels"]["reason"] in data["notes"] and "convention" in out
+    code, _, _ = run(capsys, "report", tmp_path / "ct.nrrd", tmp_path / "seg.nii.gz", "--out-dir", tmp_path / "r",
+                     "--formats", "json", "--lesion-label", "1", "--overwrite")
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert code == 0 and {lesion["label"] for lesion in data["lesions"]} == {1}
+    assert data["lesion_labels"]["reason"] == "Lesions: label 1, as chosen with --lesion-label."
+
+
+def test_lesion_labels_are_decided_in_one_place():
+    from pastacore.labels import choose_lesion_labels
+
+    assert choose_lesion_labels({1, 2, 3}).values == [2]  # the convention; 3 has no meaning there
+    assert "label 3 not measured" in choose_lesion_labels({1, 2, 3}).reason
+    named = choose_lesion_labels({1, 2}, {1: "liver", 2: "liver tumor"}, names_from="seg.json")
+    assert named.values == [2] and named.organ_values == [1] and "seg.json" in named.reason
+    assert choose_lesion_labels({1, 2}, {1: "Segment_1", 2: "Segment_2"}).values == [1, 2]  # names, none an organ
+    with pytest.raises(PastaError, match="holds no lesion label: 1 \\(lung\\)"):
+        choose_lesion_labels({1}, {1: "lung"}, names_from="seg.json")
+    with pytest.raises(PastaError, match="no lesion label 2"):
+        choose_lesion_labels({1})
+    assert choose_lesion_labels({1}, explicit=[1]).values == [1]

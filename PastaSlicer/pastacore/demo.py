@@ -17,6 +17,15 @@ import numpy as np
 
 SYNTH_TEXT = "25 mm round-like solid lung nodule, well-defined margin, homogeneous"
 DEMO_STEPS = 9
+# What the demo writes into its folder (--overwrite replaces these and keeps any other file).
+DEMO_FILES = ("summary.json", "pasta_demo.mrb", "lung2_segmentation.png", "lung2_synthetic_lesion.png",
+              "lung2_with_synthetic_lesion.nii.gz", "synthetic_lesion_labels.nii.gz", "synthetic_lesion.type.json")
+
+
+def demo_files() -> tuple:
+    from .report.export import REPORT_FILES
+
+    return DEMO_FILES + tuple(f"report/{pattern}" for pattern in REPORT_FILES)
 
 
 @dataclass
@@ -97,7 +106,7 @@ def run_demo(out_dir, overwrite: bool = False, advance=lambda label="": None) ->
     else:
         facts["model"] = "none installed: segmentation steps skipped, the reference tumour is reported instead"
     advance("segmented")
-    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+    with atomic_directory(out_dir, overwrite=overwrite, owned=demo_files()) as tmp:
         report_labels = seg.labels if seg is not None else tumour
         names = {v: i.name for v, i in (seg.segments.items() if seg is not None else {1: describe("tumor@lung")}.items())}
         lesion_values = [2] if seg is not None else [1]

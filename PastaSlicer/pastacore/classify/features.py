@@ -105,14 +105,14 @@ def item_masks(mask: np.ndarray, crop: str, labels=None, split_components: bool 
         if absent:
             raise PastaError(f"label {', '.join(map(str, absent))} is not present in the mask "
                              f"(labels present: {', '.join(map(str, present))})")
-    from ..report.measure import lesion_components
+    from ..report.measure import MAX_LESIONS, lesion_components
 
     out = []
     for label in wanted:
         if crop == "organ":
             out.append((label, 0, mask == label))
             continue
-        for component, box, local in lesion_components(mask, label, split_components):
+        for component, box, local in lesion_components(mask, label, split_components, MAX_LESIONS - len(out)):
             full = np.zeros(mask.shape, bool)
             full[box] = local
             out.append((label, component if split_components else 0, full))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .argtypes import seed
+
 
 def add_parser(sub):
     p = sub.add_parser("dataset", help="write a synthetic lesion dataset from background CTs",
@@ -23,7 +25,7 @@ def add_parser(sub):
     what.add_argument("--attributes-json", metavar="FILE", help="JSON file of attributes for every case")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created; existing cases are kept)")
     p.add_argument("--format", choices=("pasta-gen", "nnunet"), default="pasta-gen", help="dataset layout")
-    p.add_argument("--seed", type=int, default=0, help="dataset seed (case n uses a seed derived from it and n)")
+    p.add_argument("--seed", type=seed, default=0, help="dataset seed (case n uses a seed derived from it and n)")
     p.add_argument("--workers", type=int, default=1, metavar="K", help="worker processes")
     p.set_defaults(func=run)
 

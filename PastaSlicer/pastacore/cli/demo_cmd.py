@@ -7,18 +7,19 @@ from __future__ import annotations
 def add_parser(sub):
     p = sub.add_parser("demo", help="run the workflow on a real chest CT and write a Slicer scene")
     p.add_argument("--out", default="pasta-demo", help="output folder (default: ./pasta-demo)")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the files of an earlier demo in the folder (other files there are kept)")
     p.set_defaults(func=run)
 
 
 def run(args):
-    from ..demo import DEMO_STEPS, run_demo
+    from ..demo import DEMO_STEPS, demo_files, run_demo
     from ..io.atomic import check_output_dir
     from .progress import steps
 
-    check_output_dir(args.out, args.overwrite)  # refuse early, before minutes of work
+    check_output_dir(args.out, args.overwrite, demo_files())  # refuse early, before minutes of work
     with steps(DEMO_STEPS, "pasta demo") as advance:
-        result = run_demo(args.out, overwrite=True, advance=advance)
+        result = run_demo(args.out, overwrite=args.overwrite, advance=advance)
     f = result.facts
     print(f"PASTA demo on pyradiomics lung2 ({f['original_grid']}) in {f['seconds']} s")
     print(f"  standardised to {f['standard_grid']}; reference tumour {f['reference_tumour_ml']:.1f} mL; "

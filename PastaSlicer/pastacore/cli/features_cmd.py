@@ -32,12 +32,12 @@ def run(args):
     from ..classify.csvio import write_features_csv
     from ..classify.features import compute_features
     from ..io import read_volume
-    from ..io.atomic import atomic_outputs, check_output_path
+    from ..io.atomic import atomic_outputs, check_outputs
     from ..models.loading import load_encoder
     from ..report.export import stem
     from .progress import bar
 
-    check_output_path(args.out, args.overwrite)
+    check_outputs([(args.out, (".csv",))], inputs=(args.image, args.mask, args.model), overwrite=args.overwrite)
     device = deps.torch_device_info(args.device).kind
     image = read_volume(args.image)
     mask = read_volume(args.mask, is_label=True)

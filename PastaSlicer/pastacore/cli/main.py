@@ -7,7 +7,11 @@ a traceback is shown only with ``--debug``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
+import threading
 
 from .. import __version__
 from ..errors import PastaError
@@ -43,28 +47,101 @@ def _registered_commands() -> list:
     return sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every ``finally`` removes its temporary files."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """SIGTERM raises :class:`Interrupted` (SIGINT already raises KeyboardInterrupt)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _quiet(debug: bool):
+    """Unless ``--debug``: no Python warnings or library log lines, and what native code prints on
+    descriptor 2 (ITK, NIfTI, VTK) kept aside, so stderr holds our own lines only."""
+    from ..native import show_native_output
+
+    if debug:
+        show_native_output(True)
+        try:
+            yield
+        finally:
+            show_native_output(False)
+        return
+    import logging
+    import warnings
+
+    from ..native import captured_stderr
+
+    own = _stderr_of_our_own()
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings(), captured_stderr():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+        if own is not None:
+            own.flush()
+            sys.stderr = sys.__stderr__ if sys.stderr is own else sys.stderr
+            own.close()
+
+
+def _stderr_of_our_own():
+    """When ``sys.stderr`` writes to descriptor 2, give it a descriptor of its own first."""
+    try:
+        if sys.stderr is None or sys.stderr.fileno() != 2:
+            return None
+    except (AttributeError, ValueError, OSError):
+        return None  # e.g. pytest's capture object: it does not use descriptor 2
+    sys.stderr.flush()
+    stream = os.fdopen(os.dup(2), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
+                       errors="backslashreplace")
+    sys.stderr = stream
+    return stream
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except PastaError as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; no output was written", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
-        if args.debug:
-            raise
-        print(f"error: internal error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-              "rerun with --debug and report it", file=sys.stderr)
-        return 1
+    with _signals_raise(), _quiet(args.debug):
+        try:
+            return int(args.func(args) or 0)
+        except PastaError as exc:
+            if args.debug:
+                raise
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as exc:
+            signum = getattr(exc, "signum", signal.SIGINT)
+            print(f"error: interrupted ({signal.Signals(signum).name}); unfinished outputs were removed", file=sys.stderr)
+            return 128 + int(signum)
+        except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
+            if args.debug:
+                raise
+            print(f"error: internal error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                  "rerun with --debug and report it", file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":

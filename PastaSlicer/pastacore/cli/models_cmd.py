@@ -40,7 +40,10 @@ def run(args):
             print(f"no models installed (store: {store.root})")
         for m in models:
             where = "built in" if m.builtin else str(m.path)
-            print(f"{m.name:<24} {m.version:<8} {m.task:<13} {where}")
+            if m.damaged:
+                print(f"{m.name:<24} DAMAGED: {m.damaged} ({where})")
+            else:
+                print(f"{m.name:<24} {m.version:<8} {m.task:<13} {where}")
     elif args.action == "import":
         model = store.import_file(args.path, name=args.name, overwrite=args.overwrite)
         print(f"imported {model.name} ({len(model.files)} file(s)) into {model.path}")
@@ -107,10 +110,11 @@ def _forward(args):
     import torch
 
     from ..errors import PastaError
-    from ..io.atomic import atomic_outputs, check_output_path
+    from ..io.atomic import atomic_outputs, check_outputs
     from ..models.loading import load_encoder, load_for_segmentation
 
-    check_output_path(args.output, args.overwrite)  # fail before the (slow) model load
+    # fail before the (slow) model load
+    check_outputs([(args.output, (".npy",))], inputs=(args.input, args.path), overwrite=args.overwrite)
     source = Path(args.input)
     if not source.is_file():
         raise PastaError(f"input {source} does not exist")

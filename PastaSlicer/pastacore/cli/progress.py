@@ -1,40 +1,68 @@
-"""Progress bars on stderr for long command-line work (quiet when not a terminal, unless forced)."""
+"""Progress bars on stderr for long command-line work.
+
+Shown only on a terminal (``PASTA_PROGRESS=1`` forces them), and wiped when the work fails,
+so that a failure leaves exactly one line on stderr: the ``error:`` line.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+
+
+def _wanted() -> bool:
+    if os.environ.get("PASTA_PROGRESS") == "1":
+        return True
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _tqdm():
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm if _wanted() else None
+
+
+def _close(handle, failed: bool) -> None:
+    if handle is None:
+        return
+    if failed:
+        handle.leave = False  # tqdm clears its line instead of leaving it above the error
+    handle.close()
 
 
 @contextlib.contextmanager
 def steps(total: int, description: str):
     """A progress bar counting ``total`` named steps; yields ``advance(label)``."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        tqdm = None
+    tqdm = _tqdm()
     if tqdm is None:
-        def advance(label=""):
-            print(f"  {label}", file=sys.stderr)
-        yield advance
+        yield lambda label="": None
         return
-    bar = tqdm(total=total, desc=description, unit="step", file=sys.stderr, leave=True,
-               bar_format="{desc}: {n_fmt}/{total_fmt} |{bar:20}| {elapsed} {postfix}")
+    handle = tqdm(total=total, desc=description, unit="step", file=sys.stderr, leave=True,
+                  bar_format="{desc}: {n_fmt}/{total_fmt} |{bar:20}| {elapsed} {postfix}")
+
+    def advance(label=""):
+        handle.set_postfix_str(label, refresh=False)
+        handle.update(1)
+
+    failed = True
     try:
-        def advance(label=""):
-            bar.set_postfix_str(label, refresh=False)
-            bar.update(1)
         yield advance
+        failed = False
     finally:
-        bar.close()
+        _close(handle, failed)
 
 
 @contextlib.contextmanager
 def bar(description: str):
     """A 0-100 % progress bar; yields ``progress(fraction, message)`` for core callbacks."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
+    tqdm = _tqdm()
+    if tqdm is None:
         yield lambda fraction, message="": None
         return
     handle = None
@@ -48,8 +76,9 @@ def bar(description: str):
         handle.set_postfix_str(message, refresh=False)
         handle.refresh()
 
+    failed = True
     try:
         yield progress
+        failed = False
     finally:
-        if handle is not None:
-            handle.close()
+        _close(handle, failed)

@@ -12,10 +12,12 @@ def add_parser(sub):
                     "Research use, not for diagnosis.")
     p.add_argument("image", nargs="?", help="CT as NIfTI/NRRD file or DICOM folder")
     p.add_argument("seg", nargs="?", help="label map or .seg.nrrd on the CT's grid")
-    p.add_argument("--out-dir", required=True, help="report folder (refused if it holds files, unless --overwrite)")
+    p.add_argument("--out-dir", required=True,
+                   help="report folder (refused if it holds an earlier report, unless --overwrite; other files are kept)")
     p.add_argument("--formats", default="json,html,pdf,seg,sr", help="comma-separated: json,html,pdf,seg,sr (default: all)")
     p.add_argument("--lesion-label", type=int, action="append",
-                   help="label value of the lesions (repeatable; default: every lesion label)")
+                   help="label value of the lesions (repeatable; default: the labels named as lesions in a .seg.nrrd "
+                        "or JSON sidecar, else label 2 by the convention 1 = organ, 2 = lesion)")
     p.add_argument("--organ-mask", help="organ label map (or .seg.nrrd) on the CT's grid, for each lesion's organ")
     p.add_argument("--whole-labels", action="store_true", help="one lesion per label instead of per connected component")
     p.add_argument("--cases", metavar="CSV", help="several cases: a CSV with columns image,seg[,organ_mask][,case_id]")
@@ -29,14 +31,15 @@ def _one_case(image_path, seg_path, organ_path, args, case_id=None, progress=Non
 
     image = read_volume(image_path)
     labels = read_volume(seg_path, is_label=True)
-    names, models = label_names_of(labels, seg_path)
+    names, models, names_from = label_names_of(labels, seg_path)
     organs = organ_names = None
     if organ_path:
         organs = read_volume(organ_path, is_label=True)
-        organ_names, _ = label_names_of(organs, organ_path)
+        organ_names, _, _ = label_names_of(organs, organ_path)
     report = make_report(image, labels, case=case_info(image, image_path, seg_path, case_id),
-                         lesion_labels=args.lesion_label, label_names=names, organs=organs, organ_names=organ_names,
-                         models=models, split_components=not args.whole_labels, progress=progress)
+                         lesion_labels=args.lesion_label, label_names=names, names_from=names_from, organs=organs,
+                         organ_names=organ_names, models=models, split_components=not args.whole_labels,
+                         progress=progress)
     return report, image, labels
 
 
@@ -47,8 +50,13 @@ def _read_cases(path):
     from ..errors import PastaError
 
     folder = Path(path).resolve().parent
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as exc:
+        raise PastaError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, csv.Error):
+        raise PastaError(f"{path} is not a UTF-8 CSV file") from None
     if not rows or not {"image", "seg"} <= set(rows[0]):
         raise PastaError(f"{path} needs a header with at least the columns image,seg")
 
@@ -59,29 +67,53 @@ def _read_cases(path):
             for r in rows]
 
 
+def _case_names(cases, csv_path) -> list:
+    from ..errors import PastaError
+    from ..report.export import stem
+
+    names = []
+    for image_path, _, _, case_id in cases:
+        name = case_id or stem(image_path)
+        if name in names:
+            raise PastaError(f"case {name} appears twice in {csv_path}; give distinct case_id values")
+        if name in ("", ".", "..") or "/" in name or "\\" in name:
+            raise PastaError(f"case name {name!r} in {csv_path} cannot be a folder name; give a plain case_id")
+        names.append(name)
+    return names
+
+
+def _cohort_files(names) -> tuple:
+    """What a cohort run writes: cohort.csv and one report folder per case."""
+    import glob
+
+    from ..report.export import REPORT_FILES
+
+    return ("cohort.csv",) + tuple(f"{glob.escape(name)}/{pattern}" for name in names for pattern in REPORT_FILES)
+
+
 def run(args):
     from pathlib import Path
 
     from ..errors import PastaError
-    from ..io.atomic import atomic_directory
-    from ..report.export import check_out_dir, parse_formats, stem, write_report
+    from ..io.atomic import atomic_directory, check_folder_apart, check_output_dir
+    from ..report.export import check_out_dir, parse_formats, write_report
     from ..report.report_csv import write_cohort_csv
     from .progress import bar
 
     formats = parse_formats(args.formats)
-    check_out_dir(args.out_dir, args.overwrite)
     if args.cases:
         if args.image or args.seg:
             raise PastaError("give either IMAGE SEG or --cases, not both")
         cases = _read_cases(args.cases)
+        names = _case_names(cases, args.cases)
+        owned = _cohort_files(names)
+        check_output_dir(args.out_dir, args.overwrite, owned)
+        for image_path, seg_path, organ_path, _ in cases:
+            _check_inputs(image_path, seg_path, organ_path)
+            check_folder_apart(args.out_dir, (image_path, seg_path, organ_path))
         reports = []
-        with atomic_directory(args.out_dir, overwrite=args.overwrite) as temp:
-            used = set()
-            for image_path, seg_path, organ_path, case_id in cases:
-                name = case_id or stem(image_path)
-                if name in used:
-                    raise PastaError(f"case {name} appears twice in {args.cases}; give distinct case_id values")
-                used.add(name)
+        with atomic_directory(args.out_dir, overwrite=args.overwrite, owned=owned) as temp:
+            for (image_path, seg_path, organ_path, _), name in zip(cases, names):
                 with bar(f"pasta report {name}") as progress:
                     report, image, labels = _one_case(image_path, seg_path, organ_path, args, name, progress)
                     write_report(report, image, labels, Path(temp) / name, formats)
@@ -92,6 +124,9 @@ def run(args):
         return 0
     if not (args.image and args.seg):
         raise PastaError("give IMAGE and SEG (or --cases CSV)")
+    check_out_dir(args.out_dir, args.overwrite)
+    _check_inputs(args.image, args.seg, args.organ_mask)
+    check_folder_apart(args.out_dir, (args.image, args.seg, args.organ_mask))
     with bar("pasta report") as progress:
         report, image, labels = _one_case(args.image, args.seg, args.organ_mask, args, None,
                                           lambda f, m="": progress(0.3 * f, m))
@@ -100,4 +135,16 @@ def run(args):
     flagged = [m.measurement.index for m in report.lesions if m.measurement.touches_border]
     print(f"wrote {args.out_dir}: {len(report.lesions)} lesions, {len(written)} files"
           + (f"; lesion {', '.join(map(str, flagged))} touches the volume border (may be cut)" if flagged else ""))
+    print(report.lesion_labels["reason"])
     return 0
+
+
+def _check_inputs(*paths) -> None:
+    """Every input exists before any work (a report folder is no input of its own)."""
+    from pathlib import Path
+
+    from ..errors import PastaError
+
+    for path in paths:
+        if path and not Path(path).exists():
+            raise PastaError(f"{path} does not exist")

@@ -60,13 +60,14 @@ def run(args):
     from ..inference.organs import classical_organ, organ_from_labels
     from ..inference.segment import segment_volume
     from ..io import read_volume, write_volume
-    from ..io.atomic import atomic_outputs, check_output_path
+    from ..io.atomic import atomic_outputs, check_outputs
     from ..io.boxes import box_from_ras_bounds
+    from ..io.writers import volume_output
     from .progress import bar
 
     sidecar = sidecar_path(args.out)
-    check_output_path(args.out, args.overwrite)
-    check_output_path(sidecar, args.overwrite)
+    check_outputs([volume_output(args.out), sidecar], inputs=(args.image, args.organ_mask, args.model),
+                  overwrite=args.overwrite)
     volume = read_volume(args.image)
     organ = None
     if args.organ_mask:
@@ -87,9 +88,9 @@ def run(args):
         "patches_run": result.tiles_run, "patches_total": result.tiles_total, "notes": result.notes,
         "warnings": result.warnings,
     }
-    with atomic_outputs(sidecar, overwrite=args.overwrite) as temp:
-        temp.write_text(json.dumps(description, indent=2))
-        write_volume(result.labels, args.out, overwrite=args.overwrite)
+    with atomic_outputs(args.out, sidecar, overwrite=args.overwrite) as (labels_temp, sidecar_temp):
+        write_volume(result.labels, labels_temp)
+        sidecar_temp.write_text(json.dumps(description, indent=2), encoding="utf-8")
     print(f"wrote {args.out} and {sidecar.name}: {description['voxels']} voxels per label in {result.seconds:.1f} s "
           f"on {result.device} ({result.tiles_run} of {result.tiles_total} patches run)")
     for warning in result.warnings:

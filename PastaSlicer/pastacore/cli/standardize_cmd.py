@@ -21,11 +21,12 @@ def add_parser(sub):
 
 def run(args):
     from ..io import read_volume, write_volume
-    from ..io.atomic import check_output_path
+    from ..io.atomic import check_outputs
     from ..io.resample import resample
     from ..io.standardize import standard_grid, standardize
+    from ..io.writers import volume_output
 
-    check_output_path(args.output, args.overwrite)
+    check_outputs([volume_output(args.output)], inputs=(args.input, args.onto), overwrite=args.overwrite)
     volume = read_volume(args.input, is_label=args.label, volume_index=args.volume_index, series_uid=args.series)
     if args.onto:
         original = read_volume(args.onto)

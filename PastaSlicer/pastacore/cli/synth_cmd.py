@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from .argtypes import seed
+
 
 def add_parser(sub):
     p = sub.add_parser("synth", help="insert a synthetic lesion (type + description) into a CT, in a box",
@@ -22,7 +24,7 @@ def add_parser(sub):
     p.add_argument("--lesion-type", metavar="TYPE", help="one of the 15 PASTA lesion types (default: from the description)")
     p.add_argument("--organ-mask", metavar="FILE", help="organ segmentation on the image grid (a TotalSegmentator v1 map works)")
     p.add_argument("--organ-label", type=int, metavar="N", help="the organ's value in --organ-mask")
-    p.add_argument("--seed", type=int, required=True, help="random seed: the same seed gives the same lesion")
+    p.add_argument("--seed", type=seed, required=True, help="random seed: the same seed gives the same lesion")
     p.add_argument("--out-image", required=True, metavar="OUT.nii.gz", help="the image with the lesion")
     p.add_argument("--out-mask", required=True, metavar="MASK.nii.gz", help="PASTA-Gen labels: organ 1, lesion 2")
     p.add_argument("--out-report", required=True, metavar="REPORT.json", help="our report (plan, measurements, type.json)")
@@ -77,14 +79,15 @@ def read_attributes_file(path):
 
 def run(args):
     from ..io import read_volume, write_volume
-    from ..io.atomic import atomic_outputs, check_output_path
+    from ..io.atomic import atomic_outputs, check_outputs
     from ..io.boxes import box_from_ras_bounds
+    from ..io.writers import volume_output
     from ..synthesis import synthesize_lesion
     from .progress import bar
 
-    for path in (args.out_image, args.out_mask, args.out_report, args.out_type_json):
-        if path:
-            check_output_path(path, args.overwrite)
+    check_outputs([volume_output(args.out_image), volume_output(args.out_mask), (args.out_report, (".json",)),
+                   (args.out_type_json, (".json",))],
+                  inputs=(args.image, args.organ_mask, args.attributes_json), overwrite=args.overwrite)
     attributes = read_attributes_file(args.attributes_json) if args.attributes_json else args.attributes
     volume = read_volume(args.image)
     box = box_from_ras_bounds(_numbers(args.box, "--box"), volume.grid) if args.box else box_from_ijk(args.box_ijk, volume.grid)

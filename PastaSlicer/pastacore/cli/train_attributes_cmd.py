@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .argtypes import seed
+
 
 def add_parser(sub):
     p = sub.add_parser("train-attributes", help="train the five report-attribute heads on synthetic lung lesions",
@@ -14,7 +16,7 @@ def add_parser(sub):
     p.add_argument("--backgrounds", default="lung1,lung2", help="sample cases used as backgrounds (default lung1,lung2)")
     p.add_argument("--train", type=int, default=240, help="synthetic lesions to train on (default 240)")
     p.add_argument("--test", type=int, default=80, help="held-out synthetic lesions (default 80)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--l2", type=float, default=1.0, help="L2 regularisation of the heads (default 1)")
     p.add_argument("--out", required=True, metavar="HEAD.pt", help="output head (scores go to the .json beside it)")
     p.add_argument("--overwrite", action="store_true")
@@ -29,18 +31,17 @@ def run(args):
     from ..classify.heads import save_head
     from ..errors import PastaError
     from ..inference.models import model_weights
-    from ..io.atomic import atomic_outputs, check_output_path
+    from ..io.atomic import atomic_outputs, check_outputs
     from ..models.loading import load_encoder
     from ..training.attribute_heads import fit_attribute_heads, score_heads, synthetic_attribute_set
     from ..training.default_model import load_background
     from .progress import bar
-    from .train_head_cmd import metrics_path
+    from .train_head_cmd import HEAD_SUFFIXES, metrics_path
 
     if args.train < 10 or args.test < 10:
         raise PastaError("--train and --test need at least 10 lesions each")
     report_path = metrics_path(args.out)
-    check_output_path(args.out, args.overwrite)
-    check_output_path(report_path, args.overwrite)
+    check_outputs([(args.out, HEAD_SUFFIXES), report_path], inputs=(args.encoder,), overwrite=args.overwrite)
     names = [n for n in args.backgrounds.split(",") if n]
     if not names:
         raise PastaError("give at least one background case")

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 
+from .argtypes import seed
+
+
+MODEL_FILES = ("model.pth", "metrics.json", "model.json", "README.md")  # what --out receives
+
 
 def add_parser(sub):
     p = sub.add_parser("train-default", help="train the built-in lung-lesion model on synthetic lesions (CPU)",
@@ -30,9 +35,10 @@ def add_parser(sub):
     p.add_argument("--zone-mm", type=int, default=None,
                    help="no training patch or synthetic lesion comes within this many mm of a real tumour's box "
                         "(default: half a patch + 10 mm, as the built-in model)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--out", required=True, help="output folder for the model (weights, model.json, metrics)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the files of an earlier model in --out (other files there are kept)")
     p.set_defaults(func=run)
 
 
@@ -43,7 +49,7 @@ def run(args):
     import torch
 
     from ..errors import PastaError
-    from ..io.atomic import atomic_directory
+    from ..io.atomic import atomic_directory, check_output_dir
     from ..training.default_model import default_zone_mm, evaluate, evaluate_tilings, load_background, train_default
     from ..training.trainer import TrainSettings
     from .progress import bar
@@ -59,7 +65,9 @@ def run(args):
                              seed=args.seed, spatial_augmentation=args.spatial_augmentation,
                              elastic_mm=args.elastic_mm)
     started = time.perf_counter()
-    with atomic_directory(args.out, overwrite=args.overwrite) as folder, bar("pasta train-default") as progress:
+    check_output_dir(args.out, args.overwrite, MODEL_FILES)
+    with atomic_directory(args.out, overwrite=args.overwrite, owned=MODEL_FILES) as folder, \
+            bar("pasta train-default") as progress:
         backgrounds = [load_background(n, patch, args.zone_mm) for n in names]
         trained = train_default(backgrounds, settings, args.lesions, lambda f, m: progress(0.9 * f, m),
                                 pleura_mm=args.pleura_mm, hard_negative_steps=args.hard_negative_steps)

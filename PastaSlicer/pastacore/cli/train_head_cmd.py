@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .argtypes import seed
+
 
 def add_parser(sub):
     p = sub.add_parser(
@@ -17,10 +19,13 @@ def add_parser(sub):
     p.add_argument("--kind", choices=("linear", "mlp"), default="linear",
                    help="linear: L2 logistic regression (default); mlp: PASTA's 512-256 head")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the fold assignment (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the fold assignment (default 0)")
     p.add_argument("--l2", type=float, default=1.0, help="L2 regularisation strength (default 1)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=run)
+
+
+HEAD_SUFFIXES = (".pt", ".pth")
 
 
 def metrics_path(out):
@@ -38,13 +43,13 @@ def run(args):
     from ..classify.fewshot import cross_validate, encode_labels, fit_head
     from ..classify.heads import save_head
     from ..errors import PastaError
-    from ..io.atomic import atomic_outputs, check_output_path
+    from ..io.atomic import atomic_outputs, check_outputs
 
     if args.l2 <= 0:
         raise PastaError("--l2 must be positive")
     report_path = metrics_path(args.out)
-    check_output_path(args.out, args.overwrite)
-    check_output_path(report_path, args.overwrite)
+    check_outputs([(args.out, HEAD_SUFFIXES), report_path], inputs=(*args.features, args.labels),
+                  overwrite=args.overwrite)
     ids, features = read_features_csv(args.features)
     column, labels = read_labels_csv(args.labels, args.column)
     ids, features, values, unlabelled = match_labels(ids, features, labels)

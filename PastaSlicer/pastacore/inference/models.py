@@ -78,6 +78,24 @@ def _segments(labels_by_value: dict) -> tuple:
     return segments, tuple(organs), tuple(lesions)
 
 
+def _described_labels(description: dict) -> dict:
+    try:
+        return {int(item["value"]): str(item["term"]) for item in description["labels"]}
+    except (KeyError, TypeError, ValueError):
+        raise PastaError(f"the labels in model.json of {description.get('name', 'the model')!r} are damaged "
+                         "(expected a list of {\"value\": N, \"term\": ...})") from None
+
+
+def _described_patch(description: dict):
+    patch = description.get("patch_size")
+    if patch is None:
+        return None
+    if not (isinstance(patch, list) and len(patch) == 3 and all(isinstance(p, int) and p > 0 for p in patch)):
+        raise PastaError(f"the patch_size in model.json of {description.get('name', 'the model')!r} is damaged "
+                         f"(expected three positive whole numbers, got {str(patch)[:40]})")
+    return patch
+
+
 def model_from_source(source, description: dict | None = None) -> SegmentationModel:
     from ..models.loading import load_for_segmentation
     from ..models.store import sha256_of
@@ -88,7 +106,7 @@ def model_from_source(source, description: dict | None = None) -> SegmentationMo
         # nnU-Net v2 labels are name -> value (region-based models use lists of values)
         labels = {int(v): str(n) for n, v in info.labels.items() if isinstance(v, int) and int(v) != 0}
     elif description.get("labels"):
-        labels = {int(item["value"]): item["term"] for item in description["labels"]}
+        labels = _described_labels(description)
     else:
         labels = {1: "organ", 2: "lesion"}
     if labels == {1: "organ", 2: "lesion"}:
@@ -96,7 +114,7 @@ def model_from_source(source, description: dict | None = None) -> SegmentationMo
         organs, lesions = (1,), (2,)
     else:
         segments, organs, lesions = _segments(labels)
-    patch = tuple(info.patch_size or description.get("patch_size") or DEFAULT_PATCH)
+    patch = tuple(info.patch_size or _described_patch(description) or DEFAULT_PATCH)
     divisor = 2 ** (info.num_pool or 0)
     if any(p % divisor for p in patch):
         raise PastaError(f"patch size {patch} is not a multiple of {divisor}, which this network needs")

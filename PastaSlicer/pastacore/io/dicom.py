@@ -1,8 +1,9 @@
 """Read one CT series from a DICOM folder, with the checks a radiologist would expect.
 
 Slices are inspected with pydicom (headers only), sorted by their position along the slice
-normal, and refused when the series is gantry-tilted, irregularly spaced or mixes
-orientations or sizes. Pixels are then read by SimpleITK in that order.
+normal, and refused when the series is gantry-tilted, irregularly spaced, mixes orientations,
+pixel spacings or sizes, or has a slice without a position: no slice is ever dropped, and the
+volume read has exactly one slice per file. Pixels are then read by SimpleITK in that order.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def _headers(folder: Path):
             ds = pydicom.dcmread(path, stop_before_pixels=True)
         except Exception:  # not a DICOM file: skip it like every DICOM browser does
             continue
-        if "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds and "Rows" in ds:
+        if "Rows" in ds and "Columns" in ds:  # an image (SR, RT structures and the like have none)
             yield path, ds
 
 
@@ -62,17 +63,47 @@ def read_dicom_series(folder, series_uid: str | None = None) -> Volume:
     return _load(series[chosen], chosen)
 
 
+def _check_slices(slices, uid) -> None:
+    """Every file of the series is one slice of the same geometry, or the series is refused."""
+    frames = [p.name for p, ds in slices if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1]
+    if frames:
+        raise PastaError(f"series {uid} holds multi-frame files ({frames[0]}); export it as one file per slice")
+    for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
+        missing = [p.name for p, ds in slices if tag not in ds or not ds[tag].value]
+        if missing:
+            raise PastaError(f"series {uid}: {len(missing)} of {len(slices)} files have no {tag}, e.g. {missing[0]}; "
+                             "without it the slices cannot be placed, so none is used")
+    first = slices[0][1]
+    iop = np.array(first.ImageOrientationPatient, dtype=float)
+    shape = (int(first.Rows), int(first.Columns))
+    pixel = np.array(first.PixelSpacing, dtype=float)
+    if pixel.shape != (2,) or not np.all(np.isfinite(pixel)) or np.any(pixel <= 0):
+        raise PastaError(f"series {uid} has an impossible PixelSpacing ({list(first.PixelSpacing)})")
+    for path, ds in slices:
+        if not np.allclose(np.array(ds.ImageOrientationPatient, dtype=float), iop, atol=1e-4):
+            raise PastaError(f"series {uid} mixes slice orientations ({path.name}; a localizer in the series?); "
+                             "export the axial stack alone")
+        if (int(ds.Rows), int(ds.Columns)) != shape:
+            raise PastaError(f"series {uid} mixes slice sizes ({path.name} is {ds.Rows}x{ds.Columns}, others "
+                             f"{shape[0]}x{shape[1]}); export the axial stack alone")
+        if not np.allclose(np.array(ds.PixelSpacing, dtype=float), pixel, rtol=1e-4, atol=1e-6):
+            raise PastaError(f"series {uid} mixes pixel spacings ({path.name}: {_mm(ds.PixelSpacing)}, others "
+                             f"{_mm(first.PixelSpacing)}); its slices do not form one volume")
+
+
+def _mm(values) -> str:
+    return " x ".join(f"{float(v):g}" for v in values) + " mm"
+
+
 def _load(slices, uid) -> Volume:
     import SimpleITK as sitk
 
     if len(slices) < 2:
         raise PastaError(f"series {uid} has a single slice; a 3D volume is required")
+    _check_slices(slices, uid)
     first = slices[0][1]
     iop = np.array(first.ImageOrientationPatient, dtype=float)
     shape = (int(first.Rows), int(first.Columns))
-    for _, ds in slices:
-        if not np.allclose(np.array(ds.ImageOrientationPatient, dtype=float), iop, atol=1e-4) or (int(ds.Rows), int(ds.Columns)) != shape:
-            raise PastaError(f"series {uid} mixes slice orientations or sizes (a localizer in the series?); export the axial stack alone")
     row, col = iop[:3], iop[3:]
     normal = np.cross(row, col)
     positions = np.array([np.array(ds.ImagePositionPatient, dtype=float) for _, ds in slices])
@@ -91,13 +122,19 @@ def _load(slices, uid) -> Volume:
         raise PastaError(
             f"series {uid} is irregularly spaced (slice gaps {distances.min():.3g} to {distances.max():.3g} mm; missing slices?)"
         )
+    from ..native import captured_stderr
+
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([str(p) for p, _ in slices])
     try:
-        image = reader.Execute()
+        with captured_stderr():
+            image = reader.Execute()
     except RuntimeError:
         raise PastaError(f"cannot read the pixel data of series {uid}: corrupt or unsupported compression") from None
     array = sitk.GetArrayFromImage(image)
+    if array.shape != (len(slices), *shape):
+        raise PastaError(f"series {uid}: {len(slices)} files of {shape[0]}x{shape[1]} pixels gave a volume of "
+                         f"{array.shape}; refusing a volume that does not match its files")
     pixel = np.array(first.PixelSpacing, dtype=float)  # (row spacing, column spacing) = (sj, si)
     direction = np.column_stack([row, col, normal])
     grid = Grid(array.shape, (pixel[1], pixel[0], spacing_k), positions[0], direction)

@@ -36,62 +36,59 @@ def read_volume(path, *, is_label: bool = False, volume_index: int | None = None
         from .dicom import read_dicom_series
 
         volume = read_dicom_series(path, series_uid=series_uid)
-        return as_label(volume, str(path)) if is_label else volume
+        return as_label(volume, str(path)) if is_label else check_voxels(volume, path.name)
     suffix = _suffix(path)
     if suffix is None:
         raise PastaError(
             f"{path.name}: unsupported format; use NIfTI (.nii, .nii.gz), NRRD (.nrrd, .seg.nrrd) or a DICOM folder"
         )
-    if suffix in (".nii", ".nii.gz"):
-        _check_nifti_complete(path)
+    check_file(path)
     image, meta = _read_sitk(path)
     volume = _to_volume(image, path, volume_index, meta)
     if suffix == ".seg.nrrd":
         volume = _merge_segmentation_layers(volume, path)
         is_label = True
     volume.meta.setdefault("source", str(path))
-    return as_label(volume, path.name) if is_label else volume
+    return as_label(volume, path.name) if is_label else check_voxels(volume, path.name)
+
+
+def check_file(path: Path) -> None:
+    """The header as written in the file, and the amount of data it promises (see :mod:`.filecheck`)."""
+    from .filecheck import FileProblem, check_volume_file
+
+    try:
+        check_volume_file(path)
+    except FileProblem as problem:
+        raise PastaError(f"cannot read {path.name}: {problem}") from None
+    except OSError as exc:
+        raise PastaError(f"cannot read {path.name}: {exc.strerror or exc}") from None
+
+
+def check_voxels(volume: Volume, what: str) -> Volume:
+    """Every input volume, whatever its format: finite voxels (labels are checked by :func:`as_label`)."""
+    array = volume.array
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        raise PastaError(f"{what} has {bad} NaN or infinite voxel(s); fix or mask them before processing")
+    return volume
 
 
 def _read_sitk(path: Path):
     import SimpleITK as sitk
 
+    from ..native import captured_stderr
+
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        image = reader.Execute()
+        with captured_stderr():  # ITK's warnings about odd headers; what matters is checked here
+            image = reader.Execute()
     except RuntimeError as exc:
         first = next((line for line in str(exc).splitlines() if line.strip().startswith(("Description", "ITK ERROR"))), "")
         detail = first.split(":", 1)[-1].strip() if first else "unreadable"
         raise PastaError(f"cannot read {path.name}: the file is corrupt, truncated or not an image ({detail[:120]})") from None
     meta = {key: image.GetMetaData(key) for key in image.GetMetaDataKeys()}
     return image, meta
-
-
-def _check_nifti_complete(path: Path) -> None:
-    """ITK silently zero-fills a truncated NIfTI; make sure every voxel byte is there."""
-    import gzip
-    import zlib
-
-    import nibabel
-
-    try:
-        header = nibabel.load(str(path)).header
-        expected = int(header.get_data_offset()) + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
-    except Exception as exc:  # nibabel raises many types for damaged headers
-        raise PastaError(f"cannot read {path.name}: the file is corrupt or not NIfTI ({str(exc)[:100]})") from None
-    if path.name.lower().endswith(".gz"):
-        size = 0
-        try:
-            with gzip.open(path, "rb") as stream:
-                for block in iter(lambda: stream.read(1 << 22), b""):
-                    size += len(block)
-        except (EOFError, OSError, zlib.error):
-            raise PastaError(f"cannot read {path.name}: the file is corrupt or truncated (damaged gzip stream)") from None
-    else:
-        size = path.stat().st_size
-    if size < expected:
-        raise PastaError(f"cannot read {path.name}: the file is truncated ({size} of {expected} bytes)")
 
 
 def _to_volume(image, path: Path, volume_index, meta) -> Volume:

@@ -105,6 +105,9 @@ def resample(volume: Volume, target: Grid, mode: str | None = None, fill: float 
         raise PastaError("label maps are resampled with nearest-neighbour interpolation only")
     if fill is None:
         fill = 0 if volume.is_label else float(volume.array.min())
+    from .memory import check_fits
+
+    check_fits(float(np.prod(target.shape)) * 12, f"resampling onto {target.describe()}")
     mapping = index_mapping(volume.grid, target)
     plan = _axis_aligned(mapping)
     if plan is None:

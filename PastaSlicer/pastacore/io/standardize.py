@@ -29,13 +29,22 @@ from .resample import LINEAR, NEAREST, resample
 from .volume import Volume
 
 PASTA_SPACING = 1.0
+RESAMPLE_BYTES = 12  # per target voxel at the peak of a resampling: float32 planes, result and a copy
 
 
 def standard_grid(source: Grid, spacing: float = PASTA_SPACING) -> Grid:
     """Identity-direction grid with ``spacing`` mm covering all voxel centres of ``source``."""
+    from .memory import check_fits
+
+    if not (np.isfinite(spacing) and spacing > 0):
+        raise PastaError(f"the target spacing must be a positive number of mm, got {spacing:g}")
     corners = source.corners_lps()
     lo, hi = corners.min(axis=0), corners.max(axis=0)
-    counts = np.floor((hi - lo) / spacing + 1e-4).astype(int) + 1
+    counts = np.floor((hi - lo) / spacing + 1e-4) + 1
+    shape = "x".join(f"{c:.0f}" if c < 1e9 else f"{c:.2g}" for c in counts)
+    check_fits(float(np.prod(counts)) * RESAMPLE_BYTES, f"a {spacing:g} mm grid ({shape} voxels)",
+               "choose a larger spacing")
+    counts = counts.astype(int)
     return Grid(tuple(counts[::-1]), (spacing,) * 3, tuple(lo), np.eye(3))
 
 

@@ -7,12 +7,17 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PastaError
-from .atomic import atomic_outputs
+from .atomic import atomic_outputs, write_error
 from .readers import IMAGE_SUFFIXES, _suffix
 from .sitk_bridge import sitk_from_volume
 from .volume import Volume
 
-WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".seg.nrrd")
+WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd")
+
+
+def volume_output(path) -> tuple:
+    """``(path, suffixes)`` of a volume output, for :func:`pastacore.io.atomic.check_outputs`."""
+    return (path, WRITE_SUFFIXES) if path else (None, None)
 
 
 def storage_array(volume: Volume) -> np.ndarray:
@@ -31,17 +36,25 @@ def storage_array(volume: Volume) -> np.ndarray:
 
 
 def write_volume(volume: Volume, path, *, overwrite: bool = False) -> Path:
-    """Write ``volume`` to ``path`` (format from the suffix) without leaving partial files."""
+    """Write ``volume`` to ``path`` (format from the suffix) without leaving partial files.
+
+    The file is verified before it replaces anything (see :mod:`pastacore.io.verify`): the
+    NIfTI writer reports a short write only on descriptor 2, which is kept aside here."""
     import SimpleITK as sitk
+
+    from ..native import captured_stderr
 
     path = Path(path)
     suffix = _suffix(path)
-    if suffix not in WRITE_SUFFIXES:
+    if suffix not in WRITE_SUFFIXES and suffix != ".seg.nrrd":
         raise PastaError(f"cannot write {path.name}: use .nii.gz, .nii or .nrrd (supported inputs: {', '.join(IMAGE_SUFFIXES)})")
     image = sitk_from_volume(volume.with_array(storage_array(volume)))
     with atomic_outputs(path, overwrite=overwrite) as temp:
-        try:
-            sitk.WriteImage(image, str(temp), useCompression=suffix != ".nii")
-        except RuntimeError as exc:
-            raise PastaError(f"cannot write {path}: {str(exc).strip().splitlines()[-1][:160]}") from None
+        with captured_stderr() as noise:
+            try:
+                sitk.WriteImage(image, str(temp), useCompression=suffix != ".nii")
+            except RuntimeError as exc:
+                raise write_error(path.name, exc, temp.parent, detail=str(exc).strip().splitlines()[-1][:160]) from None
+        if noise.text.strip() and not temp.is_file():
+            raise write_error(path.name, folder=temp.parent, detail=noise.text.strip().splitlines()[-1][:160])
     return path

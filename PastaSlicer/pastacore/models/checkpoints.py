@@ -18,6 +18,11 @@ def load_checkpoint(path, map_location: str = "cpu"):
     path = Path(path)
     if not path.is_file():
         raise PastaError(f"{path} is not a file")
+    if path.stat().st_size == 0:
+        raise PastaError(f"cannot read {path.name}: the file is empty (0 bytes); download it again")
+    if _is_text(path):
+        raise PastaError(f"cannot read {path.name}: it holds text, not weights (an error page saved instead of "
+                         "the download?)")
     if path.suffix == ".safetensors":
         try:
             from safetensors.torch import load_file
@@ -28,7 +33,6 @@ def load_checkpoint(path, map_location: str = "cpu"):
         except Exception as exc:  # safetensors raises several types for bad headers
             raise PastaError(f"cannot read {path.name}: corrupt safetensors file ({str(exc)[:120]})") from None
     import pickle
-    import zipfile
 
     import torch
 
@@ -38,15 +42,32 @@ def load_checkpoint(path, map_location: str = "cpu"):
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             return torch.load(str(path), map_location=map_location, weights_only=True, mmap=_is_zip(path))
     except pickle.UnpicklingError as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else "unsafe content"
         if "weights_only" in str(exc) or "Unsupported global" in str(exc) or "GLOBAL" in str(exc):
             raise PastaError(
                 f"refusing {path.name}: it contains code or objects beyond tensors ({_offender(exc)}); "
                 "only plain weight files are loaded"
             ) from None
-        raise PastaError(f"cannot read {path.name}: corrupt checkpoint ({reason[:120]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise PastaError(f"cannot read {path.name}: corrupt or truncated checkpoint ({str(exc).splitlines()[0][:120]})") from None
+        raise PastaError(f"cannot read {path.name}: corrupt checkpoint ({_first_line(exc)})") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # torch's unpickler raises KeyError, IndexError... on cut files
+        raise PastaError(f"cannot read {path.name}: corrupt, truncated or not a checkpoint ({_first_line(exc)})") from None
+
+
+def _is_text(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\r\n\t" for c in text)
+
+
+def _first_line(exc) -> str:
+    text = str(exc).strip()
+    detail = text.splitlines()[0][:120] if text else ""
+    return f"{type(exc).__name__}: {detail}" if not isinstance(exc, (RuntimeError, OSError, ValueError)) else detail
 
 
 def _numpy_safe_globals() -> list:

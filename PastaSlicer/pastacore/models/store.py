@@ -24,6 +24,7 @@ from .manifest import ModelSpec, spec_for_file, spec_from_dict
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt")
 DESCRIPTION = "model.json"
+MAX_NAME = 100  # characters of a model name (a folder name in the store)
 
 
 def default_store_dir() -> Path:
@@ -47,6 +48,7 @@ class InstalledModel:
     files: list
     builtin: bool = False
     verified: bool | None = None
+    damaged: str = ""          # why the folder cannot be used ("" when it is fine)
 
     @property
     def spec(self) -> ModelSpec:
@@ -65,26 +67,29 @@ class ModelStore:
         for folder, is_builtin in [(p, True) for p in sorted(builtin.iterdir()) if p.is_dir()] + (
             [(p, False) for p in sorted(self.root.iterdir()) if p.is_dir()] if self.root.is_dir() else []
         ):
-            if (folder / DESCRIPTION).is_file():
+            if not folder.name.startswith("."):  # staging folders of an import under way
                 yield folder, is_builtin
 
     def list(self) -> list:
-        out = []
-        for folder, builtin in self._folders():
-            try:
-                data = json.loads((folder / DESCRIPTION).read_text())
-            except ValueError:
-                continue  # a damaged description shows up in verify(), not as a crash here
-            out.append(InstalledModel(data["name"], str(data.get("version", "")), data.get("task", ""), folder,
-                                      [f["name"] for f in data.get("files", [])], builtin))
-        return out
+        """Every model folder; one that cannot be used is listed with ``damaged`` saying why."""
+        return [_installed(folder, builtin) for folder, builtin in self._folders()]
 
-    def get(self, name: str) -> InstalledModel:
-        for model in self.list():
+    def find(self, name: str) -> InstalledModel:
+        """The model called ``name``, damaged or not."""
+        models = self.list()
+        for model in models:
             if model.name == name:
                 return model
-        names = ", ".join(m.name for m in self.list()) or "none"
+        names = ", ".join(m.name for m in models if not m.damaged) or "none"
         raise PastaError(f"no installed model named {name!r} (installed: {names})")
+
+    def get(self, name: str) -> InstalledModel:
+        """The usable model called ``name``."""
+        model = self.find(name)
+        if model.damaged:
+            raise PastaError(f"model {name!r} is damaged ({model.damaged}); remove it with 'pasta models remove "
+                             f"{name}' and import it again")
+        return model
 
     # --- changing ------------------------------------------------------------------------
     def import_file(self, path, name: str | None = None, overwrite: bool = False) -> InstalledModel:
@@ -98,12 +103,15 @@ class ModelStore:
         if path.is_dir():
             if not (path / "plans.json").is_file() or not (path / "dataset.json").is_file():
                 raise PastaError(f"{path} is a folder but not an nnU-Net result folder (plans.json and dataset.json are missing)")
-            files = sorted(p for p in path.rglob("*") if p.is_file())
+            files = _files_inside(path)
         else:
             if not path.name.lower().endswith(WEIGHT_SUFFIXES):
                 raise PastaError(f"{path.name}: not a weight file (expected {', '.join(WEIGHT_SUFFIXES)})")
             files = [path]
         name = name or (spec.name if spec else re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).strip("-").lower())
+        if len(name or "") > MAX_NAME:
+            raise PastaError(f"model name {name[:20]}... is {len(name)} characters long; use at most {MAX_NAME} "
+                             "(choose one with --name)")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name or ""):
             raise PastaError(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-'")
         if any(m.builtin and m.name == name for m in self.list()):
@@ -116,10 +124,12 @@ class ModelStore:
             if expected and expected != digest:
                 raise PastaError(f"{relative} does not match the published checksum of {spec.name} (damaged or a different file)")
             records.append({"name": relative, "sha256": digest, "size": file.stat().st_size})
+        from .checkpoints import load_checkpoint
+        from .loading import inspect_checkpoint
+
+        inspect_checkpoint(path)  # the store takes what `pasta models inspect` accepts, nothing else
         for file in files:
             if file.name.lower().endswith(WEIGHT_SUFFIXES):
-                from .checkpoints import load_checkpoint
-
                 load_checkpoint(file)  # refuses pickles that would run code, and corrupt files
         description = asdict(spec) if spec else {"name": name, "version": "user", "task": "unknown", "labels": [],
                                                  "description": f"imported from {path.name}"}
@@ -134,25 +144,91 @@ class ModelStore:
         return self.get(name)
 
     def verify(self, name: str) -> tuple:
-        """(ok, problems): every file present with the SHA256 recorded at import."""
-        model = self.get(name)
+        """(ok, problems): every file present with the SHA256 recorded at import. Only files
+        inside the model's folder are read: a recorded name that is absolute, climbs with '..'
+        or leads through a symbolic link out of the folder is a problem, not a file to hash."""
+        model = self.find(name)
+        if model.damaged:
+            return False, [model.damaged]
+        data = _read_description(model.path)
         problems = []
-        try:
-            data = json.loads((model.path / DESCRIPTION).read_text())
-        except ValueError:
-            return False, [f"{DESCRIPTION} is damaged"]
-        for record in data.get("files", []):
-            file = model.path / record["name"]
-            if not file.is_file():
-                problems.append(f"{record['name']} is missing")
+        for record in data["files"]:
+            relative = record["name"]
+            file = model.path / relative
+            if not inside(file, model.path):
+                problems.append(f"{relative!r} lies outside the model folder (not read)")
+            elif not file.is_file():
+                problems.append(f"{relative} is missing")
             elif record.get("sha256") and sha256_of(file) != record["sha256"]:
-                problems.append(f"{record['name']} has changed since import (checksum mismatch)")
+                problems.append(f"{relative} has changed since import (checksum mismatch)")
         return not problems, problems
 
     def remove(self, name: str) -> None:
-        model = self.get(name)
+        model = self.find(name)
         if model.builtin:
             raise PastaError(f"{name!r} ships with the extension and cannot be removed")
         if self.root.resolve() not in model.path.resolve().parents:
             raise PastaError(f"{model.path} is outside the model store; not removing it")
         shutil.rmtree(model.path)
+
+
+# --- model folders --------------------------------------------------------------------------
+
+def inside(path: Path, folder: Path) -> bool:
+    """True when ``path`` (after resolving '..' and symbolic links) lies inside ``folder``."""
+    return Path(folder).resolve() in Path(path).resolve().parents
+
+
+def _files_inside(folder: Path) -> list:
+    """The files of a folder to import; a symbolic link out of it is refused, not followed."""
+    import os
+
+    files = []
+    for root, dirs, names in os.walk(folder):
+        for entry in [Path(root, d) for d in dirs] + [Path(root, n) for n in names]:
+            relative = entry.relative_to(folder)
+            if entry.is_symlink() and not inside(entry, folder):
+                raise PastaError(f"refusing {folder.name}: {relative} is a symbolic link to outside the folder")
+            if entry.is_symlink() and entry.is_dir():
+                raise PastaError(f"refusing {folder.name}: {relative} is a symbolic link to a folder")
+        files += [Path(root, n) for n in names if Path(root, n).is_file()]
+    return sorted(files)
+
+
+def _read_description(folder: Path) -> dict:
+    """model.json as a dict with a name and a list of file records; PastaError says what is wrong."""
+    path = folder / DESCRIPTION
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise PastaError(f"{DESCRIPTION} is missing") from None
+    except UnicodeDecodeError:
+        raise PastaError(f"{DESCRIPTION} is not UTF-8 text") from None
+    except ValueError as exc:
+        raise PastaError(f"{DESCRIPTION} is not valid JSON ({str(exc)[:60]})") from None
+    except OSError as exc:
+        raise PastaError(f"{DESCRIPTION} cannot be read ({exc.strerror or exc})") from None
+    if not isinstance(data, dict):
+        raise PastaError(f"{DESCRIPTION} holds a JSON {type(data).__name__}, not an object")
+    missing = [key for key in ("name", "files") if key not in data]
+    if missing:
+        raise PastaError(f"{DESCRIPTION} lacks {', '.join(missing)}")
+    if not isinstance(data["name"], str) or not data["name"]:
+        raise PastaError(f"{DESCRIPTION} has no usable name")
+    files = data["files"]
+    if not isinstance(files, list) or not all(isinstance(f, dict) and isinstance(f.get("name"), str) and f["name"]
+                                              for f in files):
+        raise PastaError(f"{DESCRIPTION} has a damaged file list")
+    for key in ("version", "task"):
+        if key in data and not isinstance(data[key], (str, int, float)):
+            raise PastaError(f"{DESCRIPTION} has a damaged {key}")
+    return data
+
+
+def _installed(folder: Path, builtin: bool) -> InstalledModel:
+    try:
+        data = _read_description(folder)
+    except PastaError as problem:
+        return InstalledModel(folder.name, "", "", folder, [], builtin, damaged=str(problem))
+    return InstalledModel(data["name"], str(data.get("version", "")), str(data.get("task", "")), folder,
+                          [f["name"] for f in data["files"]], builtin)

@@ -169,11 +169,13 @@ def write_seg_sr(report, image, labels, out_dir, formats=("seg", "sr")) -> list:
     for lesion in report.lesions:
         masks.append(lesion_mask(labels.array, lesion.measurement))
     slices = sorted({k for box, mask in masks for k in range(box[0].start, box[0].stop)})
-    frames = np.zeros((len(slices), image.array.shape[1], image.array.shape[2], n_seg), bool)
+    # lesions never overlap, so one frame per slice holding segment numbers (not one bit plane per
+    # lesion: that would need slices x rows x columns x lesions bytes)
+    frames = np.zeros((len(slices), image.array.shape[1], image.array.shape[2]), np.uint8 if n_seg < 256 else np.uint16)
     position = {k: n for n, k in enumerate(slices)}
     for s, (box, mask) in enumerate(masks):
         for dk in range(mask.shape[0]):
-            frames[position[box[0].start + dk], box[1], box[2], s] |= mask[dk]
+            frames[position[box[0].start + dk], box[1], box[2]][mask[dk]] = s + 1
 
     automatic = next((m for m in report.models if m.role in ("segmentation", "")), None)
     algorithm = None

@@ -46,6 +46,7 @@ from ..errors import PastaError
 from ..io.volume import Volume
 
 ADJACENT_MM = 10.0
+MAX_LESIONS = 200  # a report with more is a noisy or inverted mask, and would take hours of key images
 
 
 @dataclass
@@ -254,8 +255,10 @@ def _organ_of(component: np.ndarray, box, organs: Volume, names: dict, spacing) 
 
 # --- the measurement ----------------------------------------------------------------------
 
-def lesion_components(labels: np.ndarray, label: int, split: bool = True) -> list:
-    """(component number, bounding slices, mask within the box) of one label, largest first."""
+def lesion_components(labels: np.ndarray, label: int, split: bool = True, limit: int | None = None) -> list:
+    """(component number, bounding slices, mask within the box) of one label, largest first.
+
+    More than ``limit`` components are refused before any is measured."""
     from scipy import ndimage
 
     binary = labels == label
@@ -263,6 +266,10 @@ def lesion_components(labels: np.ndarray, label: int, split: bool = True) -> lis
         box = ndimage.find_objects(binary.astype(np.uint8))[0]
         return [(0, box, binary[box])]
     components, count = ndimage.label(binary, structure=np.ones((3, 3, 3), bool))
+    if limit is not None and count > limit:
+        raise PastaError(f"label {label} has {count} separate pieces; a report measures at most {MAX_LESIONS} lesions "
+                         "(a noisy or inverted mask?): clean the segmentation, or measure each label as one lesion "
+                         "with --whole-labels")
     boxes = ndimage.find_objects(components)
     out = [(n + 1, box, components[box] == n + 1) for n, box in enumerate(boxes)]
     out.sort(key=lambda item: -int(item[2].sum()))
@@ -340,11 +347,13 @@ def measure_lesions(image: Volume, labels: Volume, *, lesion_labels=None, label_
         if absent:
             raise PastaError(f"label {', '.join(map(str, absent))} is not present in the segmentation "
                              f"(labels present: {', '.join(map(str, present))})")
+    if len(wanted) > MAX_LESIONS:
+        raise PastaError(f"{len(wanted)} lesion labels; a report measures at most {MAX_LESIONS} lesions")
     label_names = label_names or {}
     lesions = []
     for number, label in enumerate(wanted):
         base = label_names.get(label, f"lesion label {label}")
-        parts = lesion_components(labels.array, label, split_components)
+        parts = lesion_components(labels.array, label, split_components, MAX_LESIONS - len(lesions))
         for component, box, mask in parts:
             name = base if len(parts) == 1 else f"{base} {component}"
             lesions.append(measure_component(image, box, mask, index=len(lesions) + 1, label=label,

@@ -76,6 +76,7 @@ class CaseReport:
     lesions: list
     models: list = field(default_factory=list)       # ModelProvenance
     notes: list = field(default_factory=list)        # sentences for the reader (e.g. what DICOM holds)
+    lesion_labels: dict = field(default_factory=dict)  # {"values": [...], "reason": "..."}: what was measured, why
     software: dict = field(default_factory=lambda: {"name": SOFTWARE, "version": __version__})
     created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
                          .replace(microsecond=0).isoformat())

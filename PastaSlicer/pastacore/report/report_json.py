@@ -59,6 +59,7 @@ def report_dict(report) -> dict:
         "case": full["case"],
         "models": full["models"],
         "notes": list(report.notes),
+        "lesion_labels": dict(report.lesion_labels),
         "lesions": [lesion_dict(lesion) for lesion in report.lesions],
     })
 

@@ -29,6 +29,7 @@ from . import schema as S
 FORMATS = ("pasta-gen", "nnunet")
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".nhdr")
 MASK_HINTS = ("_seg", "_total", "_organs", "_organ", "_mask", "_label", "_labels")
+CASE_FILES = ("img.nii.gz", "label.nii.gz", "total.nii.gz", "type.json", "report.json")  # of a pasta-gen case folder
 
 
 def _stem(path: Path) -> str:
@@ -170,7 +171,7 @@ def make_case(spec: dict) -> dict:
     report = dict(result.report, background=Path(spec["image"]).name, case=spec["index"])
     if spec["format"] == "pasta-gen":
         paths["folder"].parent.mkdir(parents=True, exist_ok=True)
-        with atomic_directory(paths["folder"], overwrite=True) as temp:
+        with atomic_directory(paths["folder"], overwrite=True, owned=CASE_FILES) as temp:
             write_volume(image, temp / "img.nii.gz")
             write_volume(result.labels, temp / "label.nii.gz")
             total = mask if mask is not None else result.organ
@@ -200,9 +201,21 @@ def write_dataset_json(output: Path, count: int, types: list) -> Path:
         "numTraining": count,
         "file_ending": ".nii.gz",
     }
+    from ..io.atomic import atomic_outputs
+
     path = output / "dataset.json"
-    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    with atomic_outputs(path, overwrite=True) as temp:
+        temp.write_text(json.dumps(data, indent=2), encoding="utf-8")
     return path
+
+
+def _output_folder(output_dir) -> Path:
+    """The dataset folder, created (not its parents) after the same checks as every output."""
+    from ..io.atomic import check_output_dir
+
+    output = check_output_dir(output_dir, overwrite=True)
+    output.mkdir(exist_ok=True)
+    return output
 
 
 def generate_dataset(backgrounds_dir=None, output_dir=None, count: int = 10, format: str = "pasta-gen",
@@ -213,7 +226,7 @@ def generate_dataset(backgrounds_dir=None, output_dir=None, count: int = 10, for
     cancelled = is_cancelled or (lambda: False)
     if format not in FORMATS:
         raise PastaError(f"unknown dataset format {format!r}; choose one of: {', '.join(FORMATS)}")
-    if output_dir is None or str(output_dir) in ("", "."):
+    if output_dir is None or str(output_dir) == "":
         raise PastaError("choose an output folder for the dataset")
     count = int(count)
     if count < 1:
@@ -235,8 +248,7 @@ def generate_dataset(backgrounds_dir=None, output_dir=None, count: int = 10, for
         from .engine import read_attributes
 
         read_attributes(attributes, t)
-    output = Path(output_dir)
-    output.mkdir(parents=True, exist_ok=True)
+    output = _output_folder(output_dir)
     specs = []
     for index in range(count):
         image = images[index % len(images)]
