@@ -24,6 +24,8 @@ from .manifest import ModelSpec, spec_for_file, spec_from_dict
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt")
 DESCRIPTION = "model.json"
+OPEN_CLIP_FILES = ("open_clip_config.json", "open_clip_pytorch_model.bin")  # a BiomedCLIP-style folder
+OPEN_CLIP_MODEL = "biomedclip"
 
 
 def default_store_dir() -> Path:
@@ -96,9 +98,17 @@ class ModelStore:
         if spec is not None and (resources_dir() / "models" / spec.name).is_dir():
             spec = None  # a built-in model's generic file name ("model.pth") says nothing about the user's file
         if path.is_dir():
-            if not (path / "plans.json").is_file() or not (path / "dataset.json").is_file():
-                raise PastaError(f"{path} is a folder but not an nnU-Net result folder (plans.json and dataset.json are missing)")
-            files = sorted(p for p in path.rglob("*") if p.is_file())
+            open_clip = all((path / name).is_file() for name in OPEN_CLIP_FILES)
+            if open_clip:
+                from .manifest import known_models
+
+                spec = known_models().get(OPEN_CLIP_MODEL)
+            elif not (path / "plans.json").is_file() or not (path / "dataset.json").is_file():
+                raise PastaError(f"{path} is a folder but not an nnU-Net result folder (plans.json and dataset.json are "
+                                 f"missing) nor an open_clip text encoder folder ({' and '.join(OPEN_CLIP_FILES)})")
+            hidden = (lambda p: any(part.startswith(".") for part in p.relative_to(path).parts)) if open_clip else (
+                lambda p: False)  # a Hugging Face download's .gitattributes and .cache/
+            files = sorted(p for p in path.rglob("*") if p.is_file() and not hidden(p))
         else:
             if not path.name.lower().endswith(WEIGHT_SUFFIXES):
                 raise PastaError(f"{path.name}: not a weight file (expected {', '.join(WEIGHT_SUFFIXES)})")
@@ -117,10 +127,11 @@ class ModelStore:
                 raise PastaError(f"{relative} does not match the published checksum of {spec.name} (damaged or a different file)")
             records.append({"name": relative, "sha256": digest, "size": file.stat().st_size})
         for file in files:
-            if file.name.lower().endswith(WEIGHT_SUFFIXES):
+            if file.name.lower().endswith(WEIGHT_SUFFIXES) or file.name == OPEN_CLIP_FILES[1]:
                 from .checkpoints import load_checkpoint
 
-                load_checkpoint(file)  # refuses pickles that would run code, and corrupt files
+                # refuses pickles that would run code, and corrupt files; Lightning metadata stays inert
+                load_checkpoint(file, metadata_globals=file.suffix == ".ckpt")
         description = asdict(spec) if spec else {"name": name, "version": "user", "task": "unknown", "labels": [],
                                                  "description": f"imported from {path.name}"}
         description.update(name=name, files=records, imported_from=path.name, imported_at=time.strftime("%Y-%m-%d %H:%M:%S"))
