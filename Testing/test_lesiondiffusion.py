@@ -392,6 +392,25 @@ def test_inpainting_reimposes_the_known_latent_outside_the_mask():
     assert not torch.allclose(result.samples[:, :4][~outside], x0[~outside])
 
 
+def test_precision_follows_the_config_on_cuda_and_is_fp32_on_the_cpu():
+    from pastacore.diffusion.precision import autocast, resolve_precision
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_precision("auto", cpu, True) == "fp32"
+    with pytest.raises(PastaError, match="fp16 needs a CUDA GPU"):
+        resolve_precision("fp16", cpu, False)
+    assert resolve_precision("auto", cuda, True) == "fp16" and resolve_precision("auto", cuda, False) == "fp32"
+    assert resolve_precision("fp32", cuda, True) == "fp32"
+    with pytest.raises(PastaError, match="unknown precision"):
+        resolve_precision("int8", cuda, True)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a CPU-only torch warns that CUDA autocast would be disabled
+        assert isinstance(autocast(cuda, "fp16"), torch.autocast)
+    assert not isinstance(autocast(cpu, "fp16"), torch.autocast)
+
+
 # -- pieces of the pipeline -----------------------------------------------------------------------
 
 
@@ -611,10 +630,13 @@ def test_cli_forward_round_trips(tiny, tmp_path):
     assert main(["models", "forward", str(tiny / "LMNet.ckpt"), str(tmp_path / "lm_in.pt"), str(tmp_path / "lm_out.pt"),
                  "--config", str(tiny / "LMNet.yaml")]) == 0
     out = torch.load(tmp_path / "lm_out.pt", weights_only=True)
-    net = load_network(tiny / "LMNet.ckpt", tiny / "LMNet.yaml")
+    net = load_network(tiny / "LMNet.ckpt", tiny / "LMNet.yaml", weights="model")  # apply_model's own weights
     with torch.inference_mode():
         expected = net.unet(torch.cat([lm_in["x_t"], lm_in["cond"]], 1), lm_in["t"], lm_in["context"])
     assert torch.equal(out["eps"], expected)
+    assert main(["models", "forward", str(tiny / "LMNet.ckpt"), str(tmp_path / "lm_in.pt"), str(tmp_path / "ema.pt"),
+                 "--config", str(tiny / "LMNet.yaml"), "--weights", "ema"]) == 0
+    assert not torch.equal(torch.load(tmp_path / "ema.pt", weights_only=True)["eps"], expected)
     li_in = {"x_t": torch.randn(1, 4, 8, 8, 8, generator=g), "t": torch.tensor([7]),
              "context": torch.randn(1, 3, CONTEXT, generator=g), "cond": torch.ones(1, 1, 8, 8, 8)}
     torch.save(li_in, tmp_path / "li_in.pt")

@@ -27,24 +27,25 @@ def add_parser(sub):
     fwd.add_argument("output", metavar="OUTPUT.npy|OUT.pt")
     fwd.add_argument("--features", action="store_true",
                      help="write the pooled encoder features (B, C) instead of full-resolution logits")
-    _diffusion_options(fwd)
+    _diffusion_options(fwd, weights="model")
     fwd.add_argument("--overwrite", action="store_true", help="replace an existing output")
     smp = actions.add_parser("sample", help="run a LesionDiffusion DDIM sampler (LMNet or LINet) on a .pt dict")
     smp.add_argument("path", metavar="CKPT")
     smp.add_argument("input", metavar="IN.pt", help="dict with x_T, context, ddim_steps, eta, and cond (LMNet) or x0 + "
                                                   "mask (LINet); optional noise (steps, *x_T.shape)")
     smp.add_argument("output", metavar="OUT.pt", help="dict with samples and x_inter")
-    _diffusion_options(smp, config_required=True)
+    _diffusion_options(smp, config_required=True, weights="auto")
     smp.add_argument("--seed", type=int, default=0, help="seed of the per-step noise when IN.pt has none (default 0)")
     smp.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=run)
 
 
-def _diffusion_options(parser, config_required=False):
+def _diffusion_options(parser, config_required=False, weights="auto"):
     parser.add_argument("--config", metavar="CONFIG.yaml", required=config_required,
                         help="LesionDiffusion config (the repository's YAML); selects the LesionDiffusion networks")
-    parser.add_argument("--weights", choices=("auto", "ema", "model"), default="auto",
-                        help="LesionDiffusion: EMA weights (auto: when present, as sampling uses) or the raw ones")
+    parser.add_argument("--weights", choices=("auto", "ema", "model"), default=weights,
+                        help=f"LesionDiffusion: the raw model.* weights (as apply_model outside ema_scope), the EMA "
+                             f"ones (as the public sampling), or auto (EMA when present); default {weights}")
     parser.add_argument("--device", default="auto", help="LesionDiffusion: auto, cuda or cpu")
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                         help="LesionDiffusion: autocast on CUDA (auto: fp16 where the config sets use_fp16)")

@@ -4,7 +4,9 @@ implementations. Inputs and outputs are ``torch.save`` dicts of tensors, read wi
 
 forward (LMNet, LINet): IN ``x_t`` (B, C, D, H, W), ``t`` (B,), ``context`` (B, N, dim),
 ``cond`` (B, C', D, H, W): the channels concatenated to ``x_t`` (LMNet's seg, target and box;
-LINet's latent mask) -> OUT ``eps``: the UNet's output on ``cat(x_t, cond)`` (apply_model).
+LINet's latent mask) -> OUT ``eps``: the UNet's output on ``cat(x_t, cond)`` (apply_model; by
+default with the raw ``model.*`` weights, as apply_model outside ``ema_scope``; sampling
+defaults to the EMA weights, as the public sampling runs inside it).
 forward (VQ): IN ``x`` (B, 1, D, H, W) -> OUT ``quant``, ``indices`` (B, d, h, w), ``decoded``.
 sample: IN ``x_T``, ``context``, ``ddim_steps``, ``eta``, then ``cond`` (LMNet) or ``x0`` and
 ``mask`` (LINet latents), optionally ``noise`` (steps, *x_T.shape) used as the per-step noise
@@ -75,7 +77,7 @@ def _cond(net: DiffusionNetwork, data, where, like, key="cond"):
     return cond
 
 
-def forward(checkpoint, inputs, output, config, weights="auto", device="auto", precision="auto",
+def forward(checkpoint, inputs, output, config, weights="model", device="auto", precision="auto",
             overwrite=False) -> dict:
     check_output_path(output, overwrite)
     data = _read_inputs(inputs)

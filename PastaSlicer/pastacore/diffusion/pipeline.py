@@ -144,7 +144,8 @@ def blend_weight(mask1: np.ndarray, allowed: np.ndarray) -> np.ndarray:
 
 def render_lesion(networks, text, volume: Volume, organ, plan, kind, center_lps, box, settings, progress, cancelled):
     """Insert one lesion; returns the synthesis engine's ``Rendered``."""
-    from ..synthesis.render import Rendered, crop_box, sub_grid
+    from ..synthesis.plan import resolve_intensity
+    from ..synthesis.render import Rendered
 
     linet = networks["linet"]
     li_shape = tuple(n * linet.spec.first_stage.factor for n in linet.spec.image_size)
@@ -153,15 +154,13 @@ def render_lesion(networks, text, volume: Volume, organ, plan, kind, center_lps,
     grid1 = crops.working_grid(center_lps, work)
     ct1 = crops.resample_image(volume, grid1)
     organ1 = crops.resample_mask(organ, volume.grid, grid1) if organ is not None else None
-    allowed = crops.box_on_grid(box, volume.grid, grid1)
     li_crop, lm_crop = crops.centered(work, li_shape), crops.centered(work, lm_shape)
+    allowed = crops.box_on_grid(box, volume.grid, grid1)  # the user's box, within LINet's crop
     in_li = np.zeros(work, bool)
     in_li[li_crop] = True
     allowed &= in_li
     ts_id = organ_ts_id(kind.organ, organ, volume.grid, center_lps)
     organ_mean = _organ_mean(ct1, organ1, grid1, center_lps, plan)
-    from ..synthesis.plan import resolve_intensity
-
     resolve_intensity(plan, organ_mean)
     progress(0.05, "crops")
     if settings.mask_source == "lmnet":
@@ -172,8 +171,7 @@ def render_lesion(networks, text, volume: Volume, organ, plan, kind, center_lps,
     else:
         from ..synthesis.render import render as procedural
 
-        drawn = procedural(volume, organ, plan, center_lps)
-        mask1 = crops.resample_mask(drawn.lesion, volume.grid, grid1)
+        mask1 = crops.resample_mask(procedural(volume, organ, plan, center_lps).lesion, volume.grid, grid1)
     mask1 &= allowed
     if plan.clip_to_organ and organ1 is not None:
         mask1 &= organ1
@@ -182,20 +180,29 @@ def render_lesion(networks, text, volume: Volume, organ, plan, kind, center_lps,
     hu = np.array(ct1)
     hu[li_crop] = linet_texture(linet, text, plan, ts_id, ct1, mask1, li_crop, settings,
                                 lambda f, m: progress(0.5 + 0.45 * f, m), cancelled)
-    weight1 = blend_weight(mask1, allowed)
     progress(0.95, "paste back")
-    half = np.array(work[::-1], float) / 2 + 1.0
-    cbox = crop_box(volume.grid, center_lps, half)
-    cgrid = sub_grid(volume.grid, cbox)
-    from ..io.resample import LINEAR, resample
+    out, lesion, cbox, changed = paste_back(volume, organ if plan.clip_to_organ else None, box, grid1, mask1, hu,
+                                            blend_weight(mask1, allowed), center_lps)
+    settings.stats.update(organ_mean_hu=round(organ_mean, 1), organ_ts_v1=ts_id, crop_shape=list(work),
+                          mask_source=settings.mask_source)
+    return Rendered(out, lesion, cbox, changed, dict(settings.stats))
 
+
+def paste_back(volume: Volume, clip_organ, box, grid1, mask1, hu1, weight1, center_lps):
+    """(new array, full lesion mask, changed VoxelBox, changed voxels in it): the working grid's
+    values blended into a copy of the CT with ``weight1``; nothing outside ``box`` changes."""
+    from ..io.resample import LINEAR, resample
+    from ..synthesis.render import crop_box, sub_grid
+
+    cbox = crop_box(volume.grid, center_lps, np.array(grid1.shape[::-1], float) / 2 + 1.0)
+    cgrid = sub_grid(volume.grid, cbox)
     weight = resample(Volume(weight1, grid1), cgrid, LINEAR, fill=0.0).array
-    values = resample(Volume(hu.astype(np.float32), grid1), cgrid, LINEAR, fill=0.0).array
+    values = resample(Volume(hu1.astype(np.float32), grid1), cgrid, LINEAR, fill=0.0).array
     weight *= crops.box_on_grid(box, volume.grid, cgrid)
     weight[weight < WEIGHT_FLOOR] = 0.0
     lesion = crops.resample_mask(mask1, grid1, cgrid) & (weight > 0)
-    if plan.clip_to_organ and organ is not None:
-        lesion &= organ[cbox.slices]
+    if clip_organ is not None:
+        lesion &= clip_organ[cbox.slices]
     if not lesion.any():
         raise PastaError("the lesion is smaller than one voxel of this volume; make it larger")
     out = volume.array.copy()
@@ -210,9 +217,7 @@ def render_lesion(networks, text, volume: Volume, organ, plan, kind, center_lps,
         view[changed] = new[changed].astype(out.dtype)
     full = np.zeros(volume.array.shape, bool)
     full[cbox.slices] = lesion
-    settings.stats.update(organ_mean_hu=round(organ_mean, 1), organ_ts_v1=ts_id, crop_shape=list(work),
-                          mask_source=settings.mask_source)
-    return Rendered(out, full, cbox, changed, dict(settings.stats))
+    return out, full, cbox, changed
 
 
 def _organ_mean(ct1, organ1, grid1, center_lps, plan) -> float:
