@@ -26,7 +26,11 @@ def add_parser(sub):
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created; existing cases are kept)")
     p.add_argument("--format", choices=("pasta-gen", "nnunet"), default="pasta-gen", help="dataset layout")
     p.add_argument("--seed", type=seed, default=0, help="dataset seed (case n uses a seed derived from it and n)")
-    p.add_argument("--workers", type=int, default=1, metavar="K", help="worker processes")
+    p.add_argument("--workers", type=int, default=1, metavar="K",
+                   help="worker processes (lesiondiffusion: each loads the networks; keep 1 on one GPU)")
+    from .synth_cmd import add_backend_arguments
+
+    add_backend_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -36,17 +40,20 @@ def run(args):
     from ..errors import PastaError
     from ..synthesis import generate_dataset
     from .progress import bar
-    from .synth_cmd import read_attributes_file
+    from ..synthesis.backends import get_backend
+    from .synth_cmd import backend_options, read_attributes_file
 
     if args.workers < 1:
         raise PastaError("--workers must be at least 1")
+    options = backend_options(args)
+    get_backend(args.backend, **options)  # unavailable or too slow: say so before any work
     attributes = read_attributes_file(args.attributes_json) if args.attributes_json else args.attributes
     started = time.perf_counter()
     with bar("dataset") as progress:
         summary = generate_dataset(backgrounds_dir=args.backgrounds, output_dir=args.out, count=args.n,
                                    format=args.format, lesion_type=args.types, attributes=attributes, seed=args.seed,
                                    progress=progress, organ_masks=args.organ_masks, workers=args.workers,
-                                   organ_label=args.organ_label)
+                                   organ_label=args.organ_label, backend=args.backend, backend_options=options)
     minutes = (time.perf_counter() - started) / 60
     rate = summary["written"] / minutes if minutes > 0 else 0.0
     print(f"{summary['output']}: {summary['written']} written, "

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 
 def add_parser(sub):
-    p = sub.add_parser("models", help="manage installed models (list, import, verify, remove, inspect, forward)")
+    p = sub.add_parser("models", help="manage installed models (list, import, verify, remove, inspect, forward, sample)")
     p.add_argument("--store", help="model folder (default: the per-user cache)")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     actions.add_parser("list", help="list installed models")
-    imp = actions.add_parser("import", help="import a weight file or nnU-Net result folder you downloaded")
+    imp = actions.add_parser("import", help="import a weight file, nnU-Net result folder or BiomedCLIP folder you downloaded")
     imp.add_argument("path")
     imp.add_argument("--name", help="name to install under (default: from the manifest or the file name)")
     imp.add_argument("--overwrite", action="store_true", help="replace an installed model of the same name")
@@ -19,14 +19,36 @@ def add_parser(sub):
     ins = actions.add_parser("inspect", help="show what a PASTA checkpoint or nnU-Net result folder holds (nothing is run)")
     ins.add_argument("path", metavar="FILE_OR_DIR")
     ins.add_argument("--json", action="store_true", help="print the full description as JSON")
-    fwd = actions.add_parser("forward", help="run the bare network on a .npy array (no preprocessing)")
+    fwd = actions.add_parser("forward", help="run the bare network on a .npy array (PASTA) or a .pt dict (LesionDiffusion, "
+                                             "with --config)")
     fwd.add_argument("path", metavar="FILE_OR_DIR")
-    fwd.add_argument("input", metavar="INPUT.npy", help="array shaped (D,H,W), (C,D,H,W) or (B,C,D,H,W)")
-    fwd.add_argument("output", metavar="OUTPUT.npy")
+    fwd.add_argument("input", metavar="INPUT.npy|IN.pt", help="PASTA: array shaped (D,H,W), (C,D,H,W) or (B,C,D,H,W); "
+                                                             "LesionDiffusion: dict with x_t, t, context, cond (VQ: x)")
+    fwd.add_argument("output", metavar="OUTPUT.npy|OUT.pt")
     fwd.add_argument("--features", action="store_true",
                      help="write the pooled encoder features (B, C) instead of full-resolution logits")
+    _diffusion_options(fwd, weights="model")
     fwd.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    smp = actions.add_parser("sample", help="run a LesionDiffusion DDIM sampler (LMNet or LINet) on a .pt dict")
+    smp.add_argument("path", metavar="CKPT")
+    smp.add_argument("input", metavar="IN.pt", help="dict with x_T, context, ddim_steps, eta, and cond (LMNet) or x0 + "
+                                                  "mask (LINet); optional noise (steps, *x_T.shape)")
+    smp.add_argument("output", metavar="OUT.pt", help="dict with samples and x_inter")
+    _diffusion_options(smp, config_required=True, weights="auto")
+    smp.add_argument("--seed", type=int, default=0, help="seed of the per-step noise when IN.pt has none (default 0)")
+    smp.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(func=run)
+
+
+def _diffusion_options(parser, config_required=False, weights="auto"):
+    parser.add_argument("--config", metavar="CONFIG.yaml", required=config_required,
+                        help="LesionDiffusion config (the repository's YAML); selects the LesionDiffusion networks")
+    parser.add_argument("--weights", choices=("auto", "ema", "model"), default=weights,
+                        help=f"LesionDiffusion: the raw model.* weights (as apply_model outside ema_scope), the EMA "
+                             f"ones (as the public sampling), or auto (EMA when present); default {weights}")
+    parser.add_argument("--device", default="auto", help="LesionDiffusion: auto, cuda or cpu")
+    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+                        help="LesionDiffusion: autocast on CUDA (auto: fp16 where the config sets use_fp16)")
 
 
 def run(args):
@@ -61,8 +83,12 @@ def run(args):
         print(f"removed {args.name}")
     elif args.action == "inspect":
         _inspect(args)
+    elif args.action == "forward" and args.config:
+        _diffusion_forward(args)
     elif args.action == "forward":
         _forward(args)
+    elif args.action == "sample":
+        _diffusion_sample(args)
 
 
 def _inspect(args):
@@ -116,6 +142,8 @@ def _forward(args):
     # fail before the (slow) model load
     check_outputs([(args.output, (".npy",))], inputs=(args.input, args.path), overwrite=args.overwrite)
     source = Path(args.input)
+    if source.suffix == ".pt":
+        raise PastaError(f"{source.name} is a .pt input: LesionDiffusion networks need --config CONFIG.yaml")
     if not source.is_file():
         raise PastaError(f"input {source} does not exist")
     try:
@@ -138,3 +166,25 @@ def _forward(args):
             np.save(handle, out)
     what = "features" if args.features else "logits"
     print(f"wrote {what} {tuple(out.shape)} to {args.output}")
+
+
+def _diffusion_forward(args):
+    from ..diffusion.commands import forward
+    from ..errors import PastaError
+
+    if args.features:
+        raise PastaError("--features is for PASTA checkpoints, not LesionDiffusion networks")
+    result = forward(args.path, args.input, args.output, args.config, args.weights, args.device, args.precision,
+                     args.overwrite)
+    print(f"wrote {', '.join(f'{k} {tuple(v.shape)}' for k, v in result.items())} to {args.output}")
+
+
+def _diffusion_sample(args):
+    from ..diffusion.commands import sample_command
+    from .progress import bar
+
+    with bar("sampling") as progress:
+        result = sample_command(args.path, args.input, args.output, args.config, args.weights, args.device,
+                                args.precision, args.overwrite, args.seed, progress)
+    print(f"wrote samples {tuple(result['samples'].shape)} and x_inter {tuple(result['x_inter'].shape)} to {args.output}")
+

@@ -10,7 +10,7 @@ from .argtypes import seed
 
 def add_parser(sub):
     p = sub.add_parser("synth", help="insert a synthetic lesion (type + description) into a CT, in a box",
-                       description="Insert one procedurally synthesised lesion into a copy of IMAGE, inside the given box "
+                       description="Insert one synthetic lesion into a copy of IMAGE, inside the given box "
                                    "and organ. The description is free text ('3 cm irregular hypodense liver lesion with "
                                    "ill-defined margins, heterogeneous') or a JSON file of attributes (PASTA-Gen type.json "
                                    "accepted). Synthetic images are for research use only.")
@@ -29,9 +29,35 @@ def add_parser(sub):
     p.add_argument("--out-mask", required=True, metavar="MASK.nii.gz", help="PASTA-Gen labels: organ 1, lesion 2")
     p.add_argument("--out-report", required=True, metavar="REPORT.json", help="our report (plan, measurements, type.json)")
     p.add_argument("--out-type-json", metavar="TYPE.json", help="also write the PASTA-Gen type.json")
-    p.add_argument("--backend", default="procedural", help="synthesis backend: procedural (default) or diffusion")
+    add_backend_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=run)
+
+
+def add_backend_arguments(p):
+    from ..synthesis.backends import backend_names
+
+    p.add_argument("--backend", default="procedural", choices=backend_names(),
+                   help="procedural (default, CPU, about a second), lesiondiffusion (LMNet mask + LINet texture from "
+                        "the released checkpoints; a CUDA GPU is strongly recommended) or lesiondiffusion-hybrid "
+                        "(procedural mask, LINet texture)")
+    p.add_argument("--steps", type=int, metavar="N", help="lesiondiffusion: DDIM steps per network (default 200)")
+    p.add_argument("--allow-slow", action="store_true",
+                   help="lesiondiffusion: run even when the estimated time on this CPU is long (it says how long)")
+    p.add_argument("--device", default="auto", help="lesiondiffusion: auto, cuda or cpu")
+    p.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+                   help="lesiondiffusion: CUDA autocast (auto: fp16 for LINet as published, fp32 for LMNet)")
+    p.add_argument("--ld-models", metavar="DIR", help="lesiondiffusion: folder with LMNet.ckpt, LINet.ckpt, VQ.ckpt "
+                                                      "(+ configs, BiomedCLIP/) instead of the model store")
+    p.add_argument("--text-encoder", metavar="DIR", help="lesiondiffusion: BiomedCLIP folder (open_clip format)")
+
+
+def backend_options(args) -> dict:
+    """Options for a diffusion backend from the parsed arguments (none for the procedural one)."""
+    if args.backend == "procedural":
+        return {}
+    return {"steps": args.steps, "allow_slow": args.allow_slow, "device": args.device, "precision": args.precision,
+            "models": args.ld_models, "text_encoder": args.text_encoder}
 
 
 def _numbers(text, what, count=6):
@@ -83,11 +109,13 @@ def run(args):
     from ..io.boxes import box_from_ras_bounds
     from ..io.writers import volume_output
     from ..synthesis import synthesize_lesion
+    from ..synthesis.backends import get_backend
     from .progress import bar
 
     check_outputs([volume_output(args.out_image), volume_output(args.out_mask), (args.out_report, (".json",)),
                    (args.out_type_json, (".json",))],
                   inputs=(args.image, args.organ_mask, args.attributes_json), overwrite=args.overwrite)
+    backend = get_backend(args.backend, **backend_options(args))  # unavailable or too slow: say so before any work
     attributes = read_attributes_file(args.attributes_json) if args.attributes_json else args.attributes
     volume = read_volume(args.image)
     box = box_from_ras_bounds(_numbers(args.box, "--box"), volume.grid) if args.box else box_from_ijk(args.box_ijk, volume.grid)
@@ -95,7 +123,7 @@ def run(args):
     with bar("synthesising") as progress:
         result = synthesize_lesion(volume=volume, organ_labels=organ, roi_box=box, lesion_type=args.lesion_type,
                                    attributes=attributes, seed=args.seed, progress=progress,
-                                   organ_label=args.organ_label, backend=args.backend)
+                                   organ_label=args.organ_label, backend=backend)
     report = dict(result.report, type_json=result.type_json, source=str(args.image))
     outputs = [args.out_image, args.out_mask, args.out_report] + ([args.out_type_json] if args.out_type_json else [])
     with atomic_outputs(*outputs, overwrite=args.overwrite) as temps:

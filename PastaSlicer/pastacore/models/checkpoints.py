@@ -4,6 +4,12 @@
 file whose pickle asks for anything else (a class, a function, ``os.system``...) is
 refused. ``.safetensors`` files are read with the safetensors package when present. The only
 non-tensor classes allowed are numpy's array and scalar rebuilders (nnU-Net logs).
+
+PyTorch Lightning checkpoints (``.ckpt``) may carry training metadata pickled as Lightning or
+OmegaConf objects (hyper-parameters, loop state). With ``metadata_globals=True`` such names,
+and only names from those packages, are read as inert placeholders (plain dicts, or objects
+that ignore their state): the unpickler still runs no code from the file, and the weights
+are unaffected.
 """
 
 from __future__ import annotations
@@ -13,8 +19,41 @@ from pathlib import Path
 from ..errors import PastaError
 
 
-def load_checkpoint(path, map_location: str = "cpu"):
-    """The object stored in ``path`` (usually a dict of tensors), loaded safely."""
+METADATA_PACKAGES = ("pytorch_lightning.", "lightning.", "lightning_fabric.", "omegaconf.", "torchmetrics.")
+_DICT_LIKE = ("AttributeDict",)  # dict subclasses: rebuilt as plain dicts
+
+
+class _Inert:
+    """Stands in for a training-metadata object: takes any arguments and state, does nothing."""
+
+    def __new__(cls, *args, **kwargs):
+        return super().__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+
+def _metadata_placeholders(path: Path) -> list:
+    """(placeholder, name) pairs for the unsafe globals of a checkpoint, if all are metadata."""
+    import torch
+
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception:  # not a zip checkpoint: nothing to add
+        return []
+    if not names or not all(n.startswith(METADATA_PACKAGES) for n in names):
+        return []
+    return [(dict if n.rsplit(".", 1)[-1] in _DICT_LIKE else _Inert, n) for n in names]
+
+
+def load_checkpoint(path, map_location: str = "cpu", metadata_globals: bool = False):
+    """The object stored in ``path`` (usually a dict of tensors), loaded safely.
+
+    ``metadata_globals``: read Lightning/OmegaConf metadata objects as inert placeholders
+    (see the module docstring) instead of refusing the file."""
     path = Path(path)
     if not path.is_file():
         raise PastaError(f"{path} is not a file")
@@ -39,7 +78,8 @@ def load_checkpoint(path, map_location: str = "cpu"):
     try:
         # nnU-Net v2 keeps numpy scalars in its training log: allow numpy's array/scalar
         # rebuilders (they only turn bytes into arrays), nothing else.
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
+        allowed = _numpy_safe_globals() + (_metadata_placeholders(path) if metadata_globals else [])
+        with torch.serialization.safe_globals(allowed):
             return torch.load(str(path), map_location=map_location, weights_only=True, mmap=_is_zip(path))
     except pickle.UnpicklingError as exc:
         if "weights_only" in str(exc) or "Unsupported global" in str(exc) or "GLOBAL" in str(exc):

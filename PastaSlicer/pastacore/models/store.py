@@ -25,6 +25,8 @@ from .manifest import ModelSpec, spec_for_file, spec_from_dict
 WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt")
 DESCRIPTION = "model.json"
 MAX_NAME = 100  # characters of a model name (a folder name in the store)
+OPEN_CLIP_FILES = ("open_clip_config.json", "open_clip_pytorch_model.bin")  # a BiomedCLIP-style folder
+OPEN_CLIP_MODEL = "biomedclip"
 
 
 def default_store_dir() -> Path:
@@ -101,9 +103,17 @@ class ModelStore:
         if spec is not None and (resources_dir() / "models" / spec.name).is_dir():
             spec = None  # a built-in model's generic file name ("model.pth") says nothing about the user's file
         if path.is_dir():
-            if not (path / "plans.json").is_file() or not (path / "dataset.json").is_file():
-                raise PastaError(f"{path} is a folder but not an nnU-Net result folder (plans.json and dataset.json are missing)")
-            files = _files_inside(path)
+            open_clip = all((path / name).is_file() for name in OPEN_CLIP_FILES)
+            if open_clip:
+                from .manifest import known_models
+
+                spec = known_models().get(OPEN_CLIP_MODEL)
+            elif not (path / "plans.json").is_file() or not (path / "dataset.json").is_file():
+                raise PastaError(f"{path} is a folder but not an nnU-Net result folder (plans.json and dataset.json are "
+                                 f"missing) nor an open_clip text encoder folder ({' and '.join(OPEN_CLIP_FILES)})")
+            hidden = (lambda p: any(part.startswith(".") for part in p.relative_to(path).parts)) if open_clip else (
+                lambda p: False)  # a Hugging Face download's .gitattributes and .cache/
+            files = [p for p in _files_inside(path) if not hidden(p)]
         else:
             if not path.name.lower().endswith(WEIGHT_SUFFIXES):
                 raise PastaError(f"{path.name}: not a weight file (expected {', '.join(WEIGHT_SUFFIXES)})")
@@ -127,10 +137,12 @@ class ModelStore:
         from .checkpoints import load_checkpoint
         from .loading import inspect_checkpoint
 
-        inspect_checkpoint(path)  # the store takes what `pasta models inspect` accepts, nothing else
+        if (spec.architecture.get("type") if spec else "pasta_generic_unet") == "pasta_generic_unet":
+            inspect_checkpoint(path)  # a PASTA network: the store takes what `pasta models inspect` accepts, nothing else
         for file in files:
-            if file.name.lower().endswith(WEIGHT_SUFFIXES):
-                load_checkpoint(file)  # refuses pickles that would run code, and corrupt files
+            if file.name.lower().endswith(WEIGHT_SUFFIXES) or file.name == OPEN_CLIP_FILES[1]:
+                # refuses pickles that would run code, and corrupt files; Lightning metadata stays inert
+                load_checkpoint(file, metadata_globals=file.suffix == ".ckpt")
         description = asdict(spec) if spec else {"name": name, "version": "user", "task": "unknown", "labels": [],
                                                  "description": f"imported from {path.name}"}
         description.update(name=name, files=records, imported_from=path.name, imported_at=time.strftime("%Y-%m-%d %H:%M:%S"))

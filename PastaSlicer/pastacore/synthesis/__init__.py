@@ -7,11 +7,12 @@
   segments, our report and a PASTA-Gen ``type.json``).
 - :func:`generate_dataset` - many lesions into background scans, PASTA-Gen-30K or nnU-Net layout.
 
-Backends: ``procedural`` (default, CPU) and ``diffusion`` (reports itself unavailable).
+Backends: ``procedural`` (default, CPU), ``lesiondiffusion`` and ``lesiondiffusion-hybrid``
+(pastacore.diffusion; released checkpoints, GPU recommended); see :mod:`.backends`.
 Synthetic images are for research use only.
 """
 
-from .backends import backend_names, get_backend  # noqa: F401
+from .backends import backend_choices, backend_names, get_backend  # noqa: F401
 from .dataset import generate_dataset  # noqa: F401
 from .engine import SynthesisResult, read_attributes, synthesize_lesion  # noqa: F401
 from .plan import SynthesisPlan, make_plan  # noqa: F401

@@ -162,7 +162,8 @@ def make_case(spec: dict) -> dict:
             mask = _auto_organ(spec["image"], kind.organ)
         attributes = spec["attributes"] if spec["attributes"] is not None else sample_attributes(kind, spec["seed"])
         result = synthesize_lesion(volume=volume, organ_labels=mask, lesion_type=kind.key, attributes=attributes,
-                                   seed=spec["seed"], organ_label=spec.get("organ_label"))
+                                   seed=spec["seed"], organ_label=spec.get("organ_label"),
+                                   backend=spec.get("backend", "procedural"), backend_options=spec.get("backend_options"))
     except CancelledError:
         raise
     except PastaError as exc:
@@ -220,8 +221,12 @@ def _output_folder(output_dir) -> Path:
 
 def generate_dataset(backgrounds_dir=None, output_dir=None, count: int = 10, format: str = "pasta-gen",
                      lesion_type=None, attributes=None, seed: int = 0, progress=None, is_cancelled=None,
-                     organ_masks=None, workers: int = 1, organ_label=None) -> dict:
-    """Write ``count`` synthetic cases; returns a summary (written, skipped, failed, output)."""
+                     organ_masks=None, workers: int = 1, organ_label=None, backend: str = "procedural",
+                     backend_options: dict | None = None) -> dict:
+    """Write ``count`` synthetic cases; returns a summary (written, skipped, failed, output).
+
+    ``backend`` / ``backend_options``: the synthesis backend of every case (see
+    :func:`~pastacore.synthesis.backends.get_backend`); checked before any case starts."""
     report = progress or (lambda f, m="": None)
     cancelled = is_cancelled or (lambda: False)
     if format not in FORMATS:
@@ -232,6 +237,9 @@ def generate_dataset(backgrounds_dir=None, output_dir=None, count: int = 10, for
     if count < 1:
         raise PastaError("the number of cases must be at least 1")
     workers = max(1, int(workers or 1))
+    from .backends import get_backend
+
+    get_backend(backend, **(backend_options or {}))
     images = find_backgrounds(backgrounds_dir)
     masks = match_masks(images, organ_masks)
     if isinstance(lesion_type, str) and lesion_type:
@@ -256,7 +264,7 @@ def generate_dataset(backgrounds_dir=None, output_dir=None, count: int = 10, for
         specs.append({"index": index, "image": str(image), "mask": str(mask) if mask else None,
                       "lesion_type": types[index % len(types)], "attributes": attributes,
                       "seed": case_seed(seed, index), "format": format, "output": str(output),
-                      "organ_label": organ_label})
+                      "organ_label": organ_label, "backend": backend, "backend_options": backend_options})
     results = []
 
     def done(result):

@@ -230,8 +230,8 @@ def place(plan: SynthesisPlan, organ, volume: Volume, box: VoxelBox | None, kind
 
 def synthesize_lesion(volume: Volume, organ_labels=None, organ_names=None, roi_box: VoxelBox | None = None,
                       lesion_type: str | None = None, attributes=None, seed: int = 0, progress=None,
-                      is_cancelled=None, organ_label=None, backend: str = "procedural",
-                      centre_lps=None) -> SynthesisResult:
+                      is_cancelled=None, organ_label=None, backend="procedural",
+                      centre_lps=None, backend_options: dict | None = None) -> SynthesisResult:
     """Insert one lesion; returns a :class:`SynthesisResult` (the input is not modified).
 
     ``organ_labels``: label Volume on ``volume``'s grid (or None); ``organ_names``: {value: name}
@@ -240,13 +240,15 @@ def synthesize_lesion(volume: Volume, organ_labels=None, organ_names=None, roi_b
     the organ. ``attributes``: free text, a mapping, or a PASTA-Gen type.json mapping.
     ``centre_lps``: the lesion's centre (LPS, mm; e.g. a point the user placed) instead of the
     placement rule; the lesion is still clipped to the organ where its type wants that.
+    ``backend``: a name from :func:`~pastacore.synthesis.backends.backend_names` (or a
+    Backend); ``backend_options``: its options (e.g. ``{"steps": 50, "allow_slow": True}``).
     """
     from ..terminology import describe
 
     started = time.perf_counter()
     report = progress or (lambda f, m="": None)
     cancelled = is_cancelled or (lambda: False)
-    engine = get_backend(backend)
+    engine = get_backend(backend, **(backend_options or {}))
     check_ct(volume, "the CT volume")
     kind, merged, unknown = read_attributes(attributes, lesion_type)
     report(0.05, "attributes")
@@ -290,7 +292,8 @@ def synthesize_lesion(volume: Volume, organ_labels=None, organ_names=None, roi_b
     else:
         center = place(plan, organ, volume, box, kind)
     report(0.15, "placed")
-    rendered = engine.render(volume, organ, plan, center, lambda f, m="": report(0.15 + 0.75 * f, m))
+    rendered = engine.render(volume, organ, plan, center, lambda f, m="": report(0.15 + 0.75 * f, m), box=box,
+                             is_cancelled=cancelled)
     if cancelled():
         raise CancelledError()
 
