@@ -172,8 +172,9 @@ class PastaSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _showModels(self) -> None:
         status = {True: _("verified"), False: _("check failed"), None: _("not checked")}
-        rows = [_Row((m.name, m.version, m.task, status[m.verified]), True, str(m.path)) for m in self.hub.models()]
-        self._fillTable(self.ui.modelsTable, rows, tooltip=lambda row: row.note)
+        rows = [_Row((m.name, m.version, m.task, _("damaged: {why}").format(why=m.damaged) if m.damaged else status[m.verified]),
+                     not m.damaged, str(m.path)) for m in self.hub.models()]
+        self._fillTable(self.ui.modelsTable, rows, bad=lambda row: not row.ok, tooltip=lambda row: row.note)
         folder = self.hub.models_folder()
         self.ui.modelsFolderLabel.text = f'<a href="{qt.QUrl.fromLocalFile(folder).toString()}">{folder}</a>'
         self._updateModelButtons()

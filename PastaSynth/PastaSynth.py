@@ -44,6 +44,8 @@ class PastaSynthParameterNode:
     lesionType: str = ""
     attributes: str = ""
     seed: Annotated[int, WithinRange(0, 2**31 - 1)] = 0
+    diffusionSteps: Annotated[int, WithinRange(1, 1000)] = 200
+    allowSlow: bool = False
     caseCount: Annotated[int, WithinRange(1, 100000)] = 100
     datasetFormat: Annotated[str, Choice(["pasta-gen", "nnunet"])] = "pasta-gen"
 
@@ -88,7 +90,10 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.batchProgressBar.setVisible(False)
         fillComboBox(self.ui.lesionTypeComboBox, [(_("(from the description)"), "", None)]
                      + [(t, t, None) for t in self.controller.lesion_types()], "")
-        fillComboBox(self.ui.backendComboBox, [(b, b, None) for b in self.controller.backends()], "procedural")
+        fillComboBox(self.ui.backendComboBox,
+                     [(b["name"] if b["available"] else _("{name} (unavailable)").format(name=b["name"]), b["name"],
+                       b["description"] + ("" if b["available"] else "\n" + (b["reason"] or "")))
+                      for b in self.controller.backends(allow_slow=True)], "procedural")
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -137,9 +142,10 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from PastaSlicerLib.controllers import SynthRequest
 
         p = self._parameterNode
+        backend = self.ui.backendComboBox.currentData or "procedural"
+        options = {} if backend == "procedural" else {"steps": p.diffusionSteps, "allow_slow": p.allowSlow}
         return SynthRequest(p.inputVolume, lesion_type=p.lesionType, attributes=p.attributes, seed=p.seed, roi=p.roi,
-                            organ_segmentation=p.organSegmentation,
-                            backend=self.ui.backendComboBox.currentData or "procedural")
+                            organ_segmentation=p.organSegmentation, backend=backend, backend_options=options)
 
     def _datasetRequest(self):
         from PastaSlicerLib.controllers import DatasetRequest

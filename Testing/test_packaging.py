@@ -244,3 +244,12 @@ def test_pyproject_lists_every_core_package():
     found = {"pastacore" + ("." + ".".join(p.parent.relative_to(core).parts) if p.parent != core else "")
              for p in core.rglob("__init__.py") if "__pycache__" not in p.parts}
     assert found <= listed, sorted(found - listed)
+
+
+def test_extension_urls_point_at_files_of_the_repository():
+    text = (ROOT / "CMakeLists.txt").read_text()
+    for key in ("EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
+        url = re.search(key + r'\s+"([^"]+)"', text).group(1)
+        for single in url.split():
+            path = single.split("/main/", 1)[1]
+            assert (ROOT / path).is_file(), f"{key} points at {path}, which is not in the repository"

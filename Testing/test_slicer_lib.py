@@ -14,7 +14,8 @@ CORE = ROOT / "PastaSlicer" / "pastacore"
 CONTROLLERS = ROOT / "PastaSlicer" / "PastaSlicerLib" / "controllers"
 
 # Optional extras of pyproject.toml, and the only core packages allowed to import them.
-OPTIONAL = {"slicer": {"mrml"}, "vtk": {"mrml"}, "vtkmodules": {"mrml"}}
+OPTIONAL = {"slicer": {"mrml"}, "vtk": {"mrml"}, "vtkmodules": {"mrml"},
+            "yaml": {"diffusion"}, "transformers": {"diffusion"}}
 
 
 def imports(path: Path) -> list:

@@ -115,3 +115,21 @@ def test_one_click_segment_of_lung2_searches_the_lungs(sample_dir, lung2):
     false_positive_ml = float((lesion & ~pieces_touching(lesion, real)).sum() * voxel_ml)
     assert (lesion & real).any(), "the real tumour was missed"
     assert false_positive_ml <= 60.0, f"{false_positive_ml:.1f} mL of false positives"
+
+
+def test_the_task_process_runs_below_its_front_end(tmp_path):
+    """A job yields the CPU to Slicer or the web server that started it (niceness 10 by default)."""
+    import os
+
+    handle = ProcessRunner().start("segment", {"image": "missing"}, tmp_path)
+    seen = set()
+    try:
+        while handle.process.poll() is None and 10 not in seen:
+            try:
+                seen.add(os.getpriority(os.PRIO_PROCESS, handle.process.pid) - os.getpriority(os.PRIO_PROCESS, 0))
+            except ProcessLookupError:
+                break
+            time.sleep(0.01)
+    finally:
+        handle.wait(60)
+    assert 10 in seen, seen

@@ -135,7 +135,19 @@ def coloured_pixels(path) -> int:
     return sum(1 for r, g, b in pixels if max(r, g, b) - min(r, g, b) > 60)
 
 
+def view_shows_the_ct(page) -> bool:
+    """The axial view's first frame has arrived: many grey (CT) pixels, not a black canvas."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(page.locator("img.image-display-area").first.screenshot())).convert("L")
+    return sum(1 for v in (image.get_flattened_data() if hasattr(image, "get_flattened_data") else image.getdata())
+               if v > 60) > 5000
+
+
 def test_1_the_ct_is_shown(page, shots):
+    wait_for(lambda: view_shows_the_ct(page), 60, page, interval=1.0)
     page.screenshot(path=shots / "web_1_loaded.png")
     assert page.get_by_test_id("load").is_visible()
     assert "lungs" in page.get_by_test_id("segment").locator("xpath=../..").inner_text()  # default region explained

@@ -52,6 +52,9 @@ fi
 if [ "$what" = demo ]; then
   exec .venv/bin/pasta demo --overwrite "$@"
 else
-  apt_install dicom3tools  # dciodvfy validates the DICOM SEG/SR exports (tests skip without it)
+  # dciodvfy validates the DICOM SEG/SR exports; the web tests drive Debian's chromium (playwright
+  # downloads no browser) and VTK renders the slice views off-screen through EGL (Mesa).
+  # Tests that need a missing one skip.
+  apt_install dicom3tools chromium libegl1 libegl-mesa0 libgl1-mesa-dri
   exec .venv/bin/python -m pytest Testing "$@"
 fi

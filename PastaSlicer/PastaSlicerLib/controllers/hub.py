@@ -34,8 +34,8 @@ class HubController:
     def models(self, task: str | None = None) -> list:
         """Installed models (the built-in ones first); ``task="segmentation"`` keeps those that segment."""
         models = self.store.list()
-        if task:
-            models = [m for m in models if m.task in (task, "unknown")]
+        if task:  # the models that can do it (a damaged one cannot)
+            models = [m for m in models if m.task in (task, "unknown") and not m.damaged]
         return sorted(models, key=lambda m: not m.builtin)
 
     def import_model(self, path, name=None, overwrite=False):

@@ -3,7 +3,7 @@ and batch datasets."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pastacore.errors import PastaError
 
@@ -20,6 +20,7 @@ class SynthRequest:
     organ_segmentation: object = None   # segments of the organs (the lesion type's organ is found by name)
     organ_segments: tuple = ()
     backend: str = "procedural"
+    backend_options: dict = field(default_factory=dict)  # e.g. LesionDiffusion's {"steps": 200, "allow_slow": True}
 
 
 @dataclass
@@ -50,10 +51,11 @@ class SynthController:
         return list(lesion_types())
 
     @staticmethod
-    def backends() -> list:
-        from pastacore.synthesis.backends import backend_names
+    def backends(**options) -> list:
+        """[{name, description, available, reason}] of every synthesis engine (procedural first)."""
+        from pastacore.synthesis.backends import backend_choices
 
-        return backend_names()
+        return backend_choices(**options)
 
     def problem(self, request: SynthRequest) -> str | None:
         if request.volume is None:
@@ -88,7 +90,7 @@ class SynthController:
         volume = volume_from_node(request.volume)
         inputs = {"image": volume}
         params = {"image": "image", "lesion_type": request.lesion_type, "attributes": request.attributes,
-                  "seed": int(request.seed), "backend": request.backend}
+                  "seed": int(request.seed), "backend": request.backend, "backend_options": dict(request.backend_options)}
         if request.organ_segmentation is not None:
             organ, ids = labels_from_segmentation(self.scene, request.organ_segmentation, request.volume,
                                                   list(request.organ_segments) or None)

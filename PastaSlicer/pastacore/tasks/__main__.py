@@ -35,6 +35,18 @@ def _throttled(send):
     return progress
 
 
+def _lower_priority():
+    """Run below the front end that started us, so its views keep answering (see the runner)."""
+    from .runners import NICENESS_VARIABLE
+
+    niceness = int(os.environ.get(NICENESS_VARIABLE, "0") or 0)
+    if niceness > 0 and hasattr(os, "nice"):
+        try:
+            os.nice(niceness)
+        except OSError:
+            pass
+
+
 def main(argv=None) -> int:
     from ..errors import CancelledError, PastaError
     from . import protocol
@@ -51,6 +63,7 @@ def main(argv=None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    _lower_priority()
     try:
         folder = Path(argv[0])
         spec = json.loads((folder / protocol.JOB_FILE).read_text(encoding="utf-8"))

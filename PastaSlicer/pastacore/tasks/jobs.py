@@ -66,7 +66,8 @@ def synthesize(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
         load_volume(folder, params["image"]), organ_labels=_optional_volume(folder, params.get("organ")),
         organ_names=names, roi_box=box_from_list(params.get("roi_box")), lesion_type=params.get("lesion_type") or None,
         attributes=params.get("attributes") or None, seed=int(params.get("seed", 0)),
-        backend=params.get("backend") or "procedural", progress=progress, is_cancelled=is_cancelled)
+        backend=params.get("backend") or "procedural", backend_options=params.get("backend_options") or None,
+        progress=progress, is_cancelled=is_cancelled)
     save_volume(result.image, folder, "synthetic")
     save_volume(result.labels, folder, "lesion_labels")
     return {"image": "synthetic", "labels": "lesion_labels", "segments": segments_to_dict(result.segments),

@@ -23,6 +23,8 @@ from ..errors import CancelledError, PastaError
 from . import protocol
 
 CANCEL_GRACE_SECONDS = 5.0  # after SIGTERM, how long a job may clean up before it is killed
+NICENESS = 10  # the job yields the CPU to the front end (views answer while it runs); 0: no change
+NICENESS_VARIABLE = "PASTA_TASK_NICENESS"
 
 
 @dataclass
@@ -114,9 +116,10 @@ class ProcessRunner:
     is put first on the child's ``PYTHONPATH`` so it imports the same code.
     """
 
-    def __init__(self, python: str | None = None, env: dict | None = None):
+    def __init__(self, python: str | None = None, env: dict | None = None, niceness: int = NICENESS):
         self.python = python or sys.executable
         self.env = env
+        self.niceness = niceness
 
     def start(self, job, params, folder, on_progress=None, on_finished=None) -> TaskHandle:
         write_job(folder, job, params)
@@ -130,6 +133,7 @@ class ProcessRunner:
         here = str(Path(__file__).resolve().parent.parent.parent)
         env["PYTHONPATH"] = os.pathsep.join([here] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env[NICENESS_VARIABLE] = str(int(self.niceness))
         return env
 
 
