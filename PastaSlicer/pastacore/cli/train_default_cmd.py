@@ -119,6 +119,8 @@ def model_description(metrics: dict) -> dict:
         "input_spacing_mm": [1.0, 1.0, 1.0], "normalization": "pasta_slf", "patch_size": metrics["patch"],
         "labels": [{"value": 1, "term": "lung"}, {"value": 2, "term": "tumor@lung"}],
         "weights": "model.pth", "files": [{"name": "model.pth", "sha256": None}],
+        # what its reports list as lesions (pastacore.candidates.Floor): smaller or less sure pieces are set apart
+        "reporting_floor": {"min_long_axis_mm": 3.0, "min_volume_ml": 0.03, "min_confidence": 0.7},
         "license": "Apache-2.0 (trained by this project)", "source": "pasta train-default",
     }
 
