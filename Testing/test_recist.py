@@ -196,3 +196,21 @@ def test_pairing_is_one_to_one_within_reach_and_follows_the_registration():
     shifted = [{"centroid_lps_mm": [50, 0, 0], "long_axis_mm": 20.0}]  # the follow-up scan is moved by 50 mm
     assert followup.pair(base[:1], shifted) == []
     assert followup.pair(base[:1], shifted, to_baseline=lambda p: np.asarray(p) - [50, 0, 0]) == [(0, 0, 0.0)]
+
+
+@pytest.mark.parametrize("make, extra, message", [
+    (lambda d: None, [], "is not a report: it holds no report.json"),
+    (lambda d: (d / "report.json").write_text("[1]"), [], "is not a PASTA report.json"),
+    (lambda d: (d / "report.json").write_text('{"schema": "pasta-report/1", "lesions": []}'), [],
+     "written by an older PASTA without RECIST 1.1"),
+    (lambda d: None, ["--baseline-image", "ct.nii.gz"], "give both --baseline-image and --followup-image"),
+])
+def test_compare_refuses_what_is_not_two_reports(tmp_path, capsys, make, extra, message):
+    from pastacore.cli.main import main
+
+    folder = tmp_path / "rep"
+    folder.mkdir()
+    make(folder)
+    code = main(["compare", str(folder), str(folder), *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err

@@ -124,7 +124,9 @@ def lesion_figure(image: Volume, box, mask: np.ndarray, m, title: str = "", wind
     )
     for ax, (name, axis, index, xlim, ylim, pixel_mm) in zip(axes, panels):
         plane, aspect = _plane(image, image.array, axis, index)
-        ax.imshow(plane, cmap="gray", vmin=window[0], vmax=window[1], aspect=aspect, interpolation="nearest")
+        # reformatted views of thick slices are interpolated, as a viewer's MPR shows them
+        ax.imshow(plane, cmap="gray", vmin=window[0], vmax=window[1], aspect=aspect,
+                  interpolation="nearest" if axis == 0 or aspect < 1.5 else "bilinear")
         lab, _ = _plane(image, full, axis, index)
         if lab.any():
             ax.contour(lab.astype(np.uint8), levels=[0.5], colors=["#ff3030"], linewidths=1.2)

@@ -267,11 +267,14 @@ def _html_comparison(report, images, baseline_images) -> str:
         then, now = baseline_images.get(row.get("baseline")), here.get(row.get("followup"))
         if not (then or now):
             continue
-        cell = (lambda src, text: f'<td><img src="{e(src)}" alt="{e(text)}"></td>' if src else
-                f"<td>{e(text)}: no image</td>")
+        def cell(src, number, when):
+            if src:
+                return f'<td><img src="{e(src)}" alt="{e(when)} lesion {number}"></td>'
+            return f"<td>{e('not seen at ' + when if not number else when + ' lesion ' + str(number) + ': no image')}</td>"
+
         pictures.append(f"<tr><th>{e(row['role'])} {row.get('target_number') or ''}</th>"
-                        f"{cell(then, 'baseline lesion ' + str(row.get('baseline') or '-'))}"
-                        f"{cell(now, 'follow-up lesion ' + str(row.get('followup') or '-'))}</tr>")
+                        f"{cell(then, row.get('baseline'), 'baseline')}"
+                        f"{cell(now, row.get('followup'), 'follow-up')}</tr>")
     side = (f"<table class='side'><thead><tr><th></th><th>baseline</th><th>follow-up</th></tr></thead>"
             f"<tbody>{''.join(pictures)}</tbody></table>") if pictures else ""
     lines = "".join(f"<p>{e(line)}</p>" for line in recist_lines(report))
