@@ -204,6 +204,9 @@ def test_the_follow_up_report_shows_both_time_points(reports, time_points, tmp_p
     html = (out / "report.html").read_text()
     assert "both time points" in html and html.count('src="images/baseline_lesion_') == 3
     assert len(list((out / "images").glob("baseline_lesion_*.png"))) == 3
+    pdf = (out / "report.pdf").read_bytes()
+    # summary, response, 4 lesions, and a page per lesion seen at both time points
+    assert pdf.count(b"/Type /Page\n") + pdf.count(b"/Type /Page ") == 2 + 4 + 3
     hd = pytest.importorskip("highdicom")
     sr = hd.sr.srread(out / "dicom" / "sr.dcm")
     groups = sr.content.get_volumetric_roi_measurement_groups()

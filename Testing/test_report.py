@@ -303,7 +303,8 @@ def test_cli_cohort_csv(sample_dir, tmp_path, capsys):
     ref = float(baseline_values("lung2")["original_shape_VoxelVolume"]) / 1000
     assert float(rows[1]["volume_ml"]) == pytest.approx(ref, rel=5e-3)
     assert (tmp_path / "cohort" / "L1" / "report.json").is_file()
-    assert [(r["status"], r["mean_probability"], r["recist_role"]) for r in rows] == [("unknown", "", "target")] * 2
+    assert [(r["status"], r["mean_probability"], r["recist_role"], r["segmentation_model"]) for r in rows] == [
+        ("unknown", "", "target", "unknown")] * 2
 
 
 def test_names_from_a_segment_sidecar_split_organs_and_lesions(lung1, tmp_path):

@@ -166,7 +166,8 @@ def candidates_from_json(data) -> dict:
     """The inverse of :func:`candidates_to_json`; ``{}`` for anything that is not such a dict."""
     if not isinstance(data, dict):
         return {}
-    return {int(k): [Candidate.from_dict(r) for r in v] for k, v in data.items() if str(k).isdigit() and isinstance(v, list)}
+    return {int(k): [Candidate.from_dict(r) for r in v] for k, v in data.items()
+            if str(k).isdigit() and isinstance(v, list)}
 
 
 def tag_value(records) -> str:

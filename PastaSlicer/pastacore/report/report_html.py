@@ -143,7 +143,7 @@ def write_html_pdf(report, image, labels, out_dir, formats=("html", "pdf"), prog
     try:
         if pdf is not None:
             _pdf_summary(report, pdf, plt)
-        images = []
+        images, pictures = [], {}
         if "html" in formats:
             (out_dir / "images").mkdir(exist_ok=True)
         for n, lesion in enumerate(report.lesions):
@@ -158,9 +158,13 @@ def write_html_pdf(report, image, labels, out_dir, formats=("html", "pdf"), prog
                 written.append(out_dir / name)
             if pdf is not None:
                 pdf.savefig(fig, facecolor="black")
+                if baseline_dir and report.comparison:
+                    pictures[m.index] = _png(fig)
             plt.close(fig)
             if progress:
                 progress((n + 1) / max(1, len(report.lesions)), f"lesion {m.index}")
+        if pdf is not None and pictures:
+            _pdf_side_by_side(report, Path(baseline_dir), pictures, pdf, plt)
     finally:
         if pdf is not None:
             pdf.close()
@@ -171,6 +175,35 @@ def write_html_pdf(report, image, labels, out_dir, formats=("html", "pdf"), prog
         (out_dir / "report.html").write_text(_html(report, images, window_name, baseline_images), encoding="utf-8")
         written.append(out_dir / "report.html")
     return written
+
+
+def _png(fig):
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, facecolor="black")
+    buffer.seek(0)
+    return buffer
+
+
+def _pdf_side_by_side(report, baseline_dir: Path, pictures: dict, pdf, plt) -> None:
+    """One page per lesion seen at both time points: the baseline key images above the follow-up's."""
+    for row in report.comparison.get("pairs", []):
+        then = baseline_dir / "images" / f"lesion_{row.get('baseline')}.png"
+        now = pictures.get(row.get("followup"))
+        if not (row.get("baseline") and now is not None and then.is_file()):
+            continue
+        fig, axes = plt.subplots(2, 1, figsize=(11.69, 8.27), facecolor="black")
+        role = f"target {row['target_number']}" if row["role"] == "target" else row["role"]
+        for ax, source, when in ((axes[0], then, f"baseline lesion {row['baseline']}"),
+                                 (axes[1], now, f"follow-up lesion {row['followup']}")):
+            ax.imshow(plt.imread(source))
+            ax.set_title(when, color="white", fontsize=9)
+            ax.axis("off")
+        fig.suptitle(f"{role}: {row['baseline_mm']:.1f} -> {row['followup_mm']:.1f} mm - {report.disclaimer}",
+                     color="white", fontsize=10)
+        pdf.savefig(fig, facecolor="black")
+        plt.close(fig)
 
 
 def _copy_baseline_images(report, baseline_dir, out_dir) -> dict:
