@@ -15,6 +15,7 @@ def test_demo_writes_a_scene_and_pictures(tmp_path, capsys, sample_dir):
     assert main(["demo", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "pasta_demo.mrb" in printed
+    assert "RECIST 1.1 targets" in printed and "Segmentation made by pasta-lung-default" in printed
     facts = json.loads((out / "summary.json").read_text())
     assert facts["round_trip_dice"] > 0.95
     assert abs(facts["reference_tumour_ml"] - 48.4) < 0.5  # the lung2 reference tumour

@@ -214,3 +214,17 @@ def test_compare_refuses_what_is_not_two_reports(tmp_path, capsys, make, extra, 
     code = main(["compare", str(folder), str(folder), *extra])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+def test_among_model_candidates_the_confident_ones_become_targets_first():
+    sure, unsure = measurement(20.0), measurement(60.0)
+    found = [SimpleNamespace(number=1, measurement=sure, term="tumor@lung", status="proposed", mean_probability=0.86),
+             SimpleNamespace(number=2, measurement=unsure, term="tumor@lung", status="proposed", mean_probability=0.74),
+             SimpleNamespace(number=3, measurement=measurement(25.0), term="tumor@lung", status="manual",
+                             mean_probability=None)]
+    result = recist.baseline(found, ct())
+    assert [r.number for r in result.targets] == [3, 1]  # drawn by a person, then the sure one; not the 60 mm doubt
+    assert "among the most confident" in result.lesions[0].reason
+    same_step = [SimpleNamespace(number=n, measurement=measurement(d), term="", status="proposed", mean_probability=p)
+                 for n, d, p in ((1, 20.0, 0.89), (2, 60.0, 0.81))]
+    assert [r.number for r in recist.baseline(same_step, ct()).targets] == [2, 1]  # equally sure: largest first

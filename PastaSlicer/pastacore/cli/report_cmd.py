@@ -11,6 +11,10 @@ def add_parser(sub):
         description="Measures every lesion (each connected component of the lesion labels) of SEG on IMAGE and "
                     "writes DIR/report.json, type.json, report.html, report.pdf and DIR/dicom/{seg,sr}.dcm. "
                     "With --cases, runs over several cases into DIR/<case>/ and writes DIR/cohort.csv. "
+                    "Lesions are listed most confident first with the model's confidence and whether a person edited "
+                    "them (from the sidecar of pasta segment), pieces under the reporting floor apart; the report names "
+                    "the model (or says the origin is unknown) and gives the RECIST 1.1 target lesions and their sum "
+                    "of diameters, or with --baseline the response since an earlier report. "
                     "Research use, not for diagnosis.")
     p.add_argument("image", nargs="?", help="CT as NIfTI/NRRD file or DICOM folder")
     p.add_argument("seg", nargs="?", help="label map or .seg.nrrd on the CT's grid")

@@ -20,15 +20,19 @@ def status_text(status: str) -> str:
 CONFIDENCE_STEP = 0.1   # confidences this close count as the same, so the larger lesion comes first
 
 
+def confidence_band(lesion) -> int:
+    """How sure the lesion is, in steps of :data:`CONFIDENCE_STEP` (10 = certain). A lesion a person
+    drew or confirmed counts as certain; so, for ordering, does one of unknown origin (only its
+    size orders it then)."""
+    probability = getattr(lesion, "mean_probability", None)
+    if getattr(lesion, "status", "unknown") in ("confirmed", "manual") or probability is None:
+        probability = 1.0
+    return int(probability / CONFIDENCE_STEP + 1e-9)
+
+
 def _rank(lesion) -> tuple:
-    """Most confident first (in steps of :data:`CONFIDENCE_STEP`), then largest. A lesion a person
-    drew or confirmed counts as certain; without any record (origin unknown) only the size orders them."""
-    if lesion.status in ("confirmed", "manual") or lesion.mean_probability is None:
-        confidence = 1.0
-    else:
-        confidence = lesion.mean_probability
-    band = int(confidence / CONFIDENCE_STEP + 1e-9)
-    return (-band, -lesion.measurement.volume_ml, lesion.measurement.index)
+    """Most confident first (in steps of :data:`CONFIDENCE_STEP`), then largest."""
+    return (-confidence_band(lesion), -lesion.measurement.volume_ml, lesion.measurement.index)
 
 
 def assess(lesions: list, grid, candidates: dict | None = None, confirmed: dict | None = None,

@@ -7,7 +7,8 @@ sum of diameters (Eisenhauer et al., Eur J Cancer 2009; 45:228-247).
   pathological but not measurable (non-target), under 10 mm is normal (not a lesion).
 * **Targets**: up to 5 measurable lesions in all and 2 per organ, the largest first (paired
   organs are one organ, as are all lymph nodes: the RECIST working group's reading), unless
-  the reader chooses them. A lesion touching the volume border may be cut, so it is not
+  the reader chooses them. Among a model's candidates the more confident come first (in steps
+  of 0.1), then the largest: a reader would not measure a doubtful finding as a target. A lesion touching the volume border may be cut, so it is not
   chosen automatically (a reader may still choose it).
 * **Non-targets**: every other lesion (measurable ones not chosen, and non-measurable ones).
 * **Sum of diameters**: long axes of the targets, short axes for lymph nodes.
@@ -168,19 +169,23 @@ def _check_choice(lesions: dict, chosen: list) -> None:
                          f"{', '.join(map(str, ns))} are all in the {group}")
 
 
-def choose_targets(recist_lesions: list, chosen=None, border=()) -> str:
+def choose_targets(recist_lesions: list, chosen=None, border=(), bands=None) -> str:
     """Give each lesion its role in place; returns "reader" or "automatic".
 
     ``chosen``: lesion numbers the reader picked (validated against RECIST's limits); else the
-    largest measurable lesions, at most 2 per organ and 5 in all, never one in ``border``."""
+    largest measurable lesions, at most 2 per organ and 5 in all, never one in ``border``;
+    among a model's candidates the most confident come first (``bands``: lesion number ->
+    confidence step, :func:`.assess.confidence_band`), so a large but unsure finding does not
+    displace a sure one."""
     by_number = {r.number: r for r in recist_lesions}
+    bands = bands or {}
     if chosen:
         chosen = [int(n) for n in chosen]
         _check_choice(by_number, chosen)
         order, how = chosen, "reader"
     else:
         ranked = sorted((r for r in recist_lesions if r.measurable and r.number not in border),
-                        key=lambda r: (-r.diameter_mm, r.number))
+                        key=lambda r: (-bands.get(r.number, 0), -r.diameter_mm, r.number))
         order, counts = [], {}
         for r in ranked:
             if len(order) < MAX_TARGETS and counts.get(r.organ_group, 0) < MAX_PER_ORGAN:
@@ -191,7 +196,8 @@ def choose_targets(recist_lesions: list, chosen=None, border=()) -> str:
         r = by_number[n]
         r.role, r.target_number = "target", target_number
         r.reason += "; target lesion " + ("chosen by the reader" if how == "reader" else
-                                          f"{target_number} (largest measurable in the {r.organ_group})")
+                                          f"{target_number} (largest measurable in the {r.organ_group}"
+                                          + (", among the most confident)" if len(set(bands.values())) > 1 else ")"))
     for r in recist_lesions:
         if r.role == "" and r.measurable:
             r.role = "non-target"
@@ -205,8 +211,10 @@ def baseline(lesions, image, chosen=None) -> RecistBaseline:
     """RECIST 1.1 baseline of a report's lesions (LesionReport list, numbered) on ``image``."""
     thickness = slice_thickness(image)
     classified = [classify(lesion.number, lesion.measurement, lesion.term, thickness) for lesion in lesions]
+    from .assess import confidence_band
+
     border = {lesion.number for lesion in lesions if lesion.measurement.touches_border}
-    how = choose_targets(classified, chosen, border)
+    how = choose_targets(classified, chosen, border, {lesion.number: confidence_band(lesion) for lesion in lesions})
     notes = []
     note = axial_note(image.grid)
     if note:
