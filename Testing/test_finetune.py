@@ -119,9 +119,9 @@ def test_every_start_format_loads_with_its_labels_patch_and_normalisation(tmp_pa
     # a PASTA checkpoint: a flat state dict whose head and seg_outputs do not fit the labels
     pasta = PastaUNet(num_classes=5, num_head_outputs=14, **TINY)
     torch.save(pasta.state_dict(), tmp_path / "PASTA_final.pth")
-    start = load_start_model(tmp_path / "PASTA_final.pth", organ="liver", patch=(16, 16, 16))
+    start = load_start_model(tmp_path / "PASTA_final.pth", organ="liver")
     assert start.labels == {1: "liver", 2: "tumor@liver"} and not start.head_loaded
-    assert start.network.num_classes == 3 and start.network.head is None and start.patch_size == (16, 16, 16)
+    assert start.network.num_classes == 3 and start.network.head is None and start.patch_size == (128, 128, 128)
     assert any(n.startswith("head.") for n in start.skipped) and any(n.startswith("seg_outputs.") for n in start.skipped)
     assert torch.equal(start.network.state_dict()["tu.1.weight"], pasta.state_dict()["tu.1.weight"])
     assert load_start_model(tmp_path / "PASTA_final.pth").labels == {1: "organ", 2: "lesion"}
@@ -136,8 +136,11 @@ def test_every_start_format_loads_with_its_labels_patch_and_normalisation(tmp_pa
     torch.save(encoder_only, tmp_path / "encoder.pth")
     with pytest.raises(PastaError, match="whole encoder and decoder"):
         load_start_model(tmp_path / "encoder.pth")
+    from pastacore.training.finetune import FinetuneSettings
+
+    assert FinetuneSettings(patch=(16, 32, 32)).train_settings(folder, "cpu").patch_size == (16, 32, 32)
     with pytest.raises(PastaError, match="multiple of 4"):
-        load_start_model(tiny_lung_model, patch=(30, 32, 32))
+        FinetuneSettings(patch=(30, 32, 32)).train_settings(folder, "cpu")
 
 
 # --- label maps and cases -------------------------------------------------------------------------
@@ -396,6 +399,9 @@ def test_validation_scores_mean_what_they_say():
     assert detection == {"lesions": 2, "found": 1, "missed": 1, "false_positives": 1, "false_positive_ml": 0.03,
                          "predicted_ml": 1.03, "lesion_ml": 1.06}
     assert voxel_metrics(np.zeros_like(truth), truth, (1, 1, 1)) == {"dice": 0.0, "hd95_mm": None, "surface_dice": 0.0}
+    shifted = np.zeros_like(truth)
+    shifted[12:22, 10:20, 10:20] = True    # 2 slices along the first axis: 10 mm with 5 mm slices
+    assert voxel_metrics(shifted, truth & (np.indices(truth.shape)[0] < 25), (5.0, 1.0, 1.0))["hd95_mm"] == 10.0
     assert voxel_metrics(predicted, np.zeros_like(truth), (1, 1, 1))["dice"] is None
     summary = summarise([{**scores, **detection}, {"dice": None, "hd95_mm": None, "surface_dice": None,
                                                    **lesion_detection(predicted, np.zeros_like(truth), 0.001)}])

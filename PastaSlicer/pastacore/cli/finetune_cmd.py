@@ -34,7 +34,8 @@ def add_parser(sub):
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3 for SGD, 3e-4 for AdamW)")
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
-    p.add_argument("--patch", help="training patch size N or N,N,N (default: the model's own)")
+    p.add_argument("--patch", help="training patch size N or N,N,N (default: the model's own; segmentation keeps "
+                                   "the model's own, so a smaller one saves time and memory)")
     p.add_argument("--no-deep-supervision", action="store_true", help="loss on the full-resolution output only")
     p.add_argument("--freeze-encoder-steps", type=int, default=0, help="keep the encoder fixed for the first N steps")
     p.add_argument("--synthetic-fraction", type=float, default=0.0,
@@ -150,7 +151,7 @@ def settings_from(args):
                                 optimizer=args.optimizer, deep_supervision=not args.no_deep_supervision,
                                 freeze_encoder_steps=args.freeze_encoder_steps,
                                 synthetic_fraction=args.synthetic_fraction, synthetic_lesions=args.synthetic_lesions,
-                                seed=args.seed, device=args.device, amp=not args.no_amp,
+                                patch=_patch(args.patch), seed=args.seed, device=args.device, amp=not args.no_amp,
                                 checkpoint_every=args.checkpoint_every)
     settings.check()
     return settings
@@ -174,7 +175,6 @@ def run(args):
     settings = settings_from(args)
     train_pairs, val_pairs = _pairs(args)
     lesion_labels, organ_labels = _values(args.lesion_label, "--lesion-label"), _values(args.organ_label, "--organ-label")
-    patch = _patch(args.patch)
     out = check_output_dir(args.out, args.overwrite, MODEL_FILES)
     check_folder_apart(out, [p for pair in train_pairs + val_pairs for p in pair if p.is_dir()])
     name = args.name or re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(args.out).resolve().name).strip("-.") or "finetuned"
@@ -188,7 +188,8 @@ def run(args):
         raise PastaError(f"nothing to resume: {out} holds no checkpoint of an earlier run")
     require_monai()
     deps.torch_device_info(settings.device)  # an unavailable device is refused before any work
-    start = load_start_model(args.model, organ=args.organ, patch=patch)
+    start = load_start_model(args.model, organ=args.organ)
+    settings.train_settings(start, "cpu")  # a patch that does not fit the network is refused before any work
     options = {"lesion_labels": lesion_labels, "organ_labels": organ_labels, "organ_source": args.organ_source}
     with bar("pasta finetune") as progress:
         cases = [read_case(i, b, start, **options) for i, b in train_pairs]

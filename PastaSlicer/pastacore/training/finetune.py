@@ -44,6 +44,7 @@ class FinetuneSettings:
     synthetic_fraction: float = 0.0
     synthetic_lesions: int = 20      # synthetic lesions made per training case (when synthetic_fraction > 0)
     spatial_augmentation: float = 0.2
+    patch: tuple | None = None       # training patch (None: the model's own; inference keeps the model's)
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -64,8 +65,12 @@ class FinetuneSettings:
 
     def train_settings(self, start, device: str) -> TrainSettings:
         net = start.network
+        patch = tuple(int(p) for p in (self.patch or start.patch_size))
+        if len(patch) != 3 or any(p < net.divisor or p % net.divisor for p in patch):
+            raise PastaError(f"patch size {'x'.join(map(str, patch))} does not fit this network: each side must be a "
+                             f"multiple of {net.divisor} ({net.num_pool} poolings)")
         return TrainSettings(base_features=net.base_features, num_pool=net.num_pool, num_classes=start.num_classes,
-                             patch_size=tuple(start.patch_size), batch_size=self.batch_size, steps=self.steps,
+                             patch_size=patch, batch_size=self.batch_size, steps=self.steps,
                              learning_rate=self.learning_rate, class_ratios=tuple(patch_ratios(start)), seed=self.seed,
                              threads=self.threads, spatial_augmentation=self.spatial_augmentation,
                              optimizer=self.optimizer, schedule=self.schedule, deep_supervision=self.deep_supervision,
@@ -121,6 +126,7 @@ class Checkpoints:
         return ", ".join([f"{n} finished" for n in done] + [f"{n} under way" for n in partial]) or "nothing yet"
 
     def start(self, run: dict, resume: bool) -> None:
+        run = json.loads(json.dumps(run))  # as it is stored (tuples become lists)
         if resume:
             if not self.exists():
                 raise PastaError(f"nothing to resume: {self.folder} holds no checkpoint of an earlier run")

@@ -68,17 +68,19 @@ def _labels(info, description: dict | None, organ: str | None) -> dict:
     return {1: "organ", 2: "lesion"}
 
 
-def _patch(info, description: dict | None, patch, divisor: int) -> tuple:
+def _patch(info, description: dict | None) -> tuple:
+    """The model's own patch size (nnU-Net plans, model.json), else PASTA's 128^3."""
     from ..inference.models import _described_patch
 
-    chosen = tuple(patch) if patch else tuple(info.patch_size or _described_patch(description or {}) or PASTA_DEFAULT_PATCH)
-    if len(chosen) != 3 or any(int(p) < divisor or int(p) % divisor for p in chosen):
-        raise PastaError(f"patch size {'x'.join(map(str, chosen))} does not fit this network: each side must be a "
-                         f"multiple of {divisor} (2**{divisor.bit_length() - 1} poolings)")
+    chosen = tuple(info.patch_size or _described_patch(description or {}) or PASTA_DEFAULT_PATCH)
+    divisor = 2 ** info.num_pool
+    if any(int(p) % divisor for p in chosen):
+        raise PastaError(f"the model's patch size {'x'.join(map(str, chosen))} is not a multiple of {divisor}, "
+                         "which this network needs")
     return tuple(int(p) for p in chosen)
 
 
-def load_start_model(model=None, store=None, organ: str | None = None, patch=None) -> StartModel:
+def load_start_model(model=None, store=None, organ: str | None = None) -> StartModel:
     """The network to fine-tune (``model``: an installed name, a file or folder, None = built-in)."""
     import torch
 
@@ -122,7 +124,7 @@ def load_start_model(model=None, store=None, organ: str | None = None, patch=Non
                   "sha256": sha256_of(checkpoint) if checkpoint.is_file() else None,
                   "kind": "nnunet_v2" if info.container == "nnunet_v2" else ("model folder" if description else info.container),
                   "trainer": info.trainer}
-    start = StartModel(network, _patch(info, description, patch, 2 ** info.num_pool), labels, (), (),
+    start = StartModel(network, _patch(info, description), labels, (), (),
                        normalization, head_loaded, provenance,
                        skipped=sorted(n for n in state if n not in set(used)))
     from ..inference.models import label_meaning

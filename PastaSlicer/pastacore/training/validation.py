@@ -31,8 +31,9 @@ def _value(tensor) -> float | None:
 
 
 def voxel_metrics(predicted: np.ndarray, truth: np.ndarray, spacing) -> dict:
-    """Dice, HD95 (mm) and surface Dice (2 mm) of two boolean masks on one grid (MONAI).
-    None where a metric is undefined (no real lesion; HD95 and surface Dice when either is empty)."""
+    """Dice, HD95 (mm) and surface Dice (2 mm) of two boolean masks on one grid (MONAI);
+    ``spacing`` in mm along the array's axes (k, j, i). None where a metric is undefined (no
+    real lesion; HD95 and surface Dice when either is empty)."""
     import torch
     from monai.metrics import DiceMetric, HausdorffDistanceMetric, SurfaceDiceMetric
 
@@ -72,6 +73,7 @@ def lesion_detection(predicted: np.ndarray, truth: np.ndarray, voxel_ml: float) 
 
 
 def score_lesions(predicted: np.ndarray, truth: np.ndarray, spacing) -> dict:
+    """Voxel and lesion-level scores; ``spacing`` along the array's axes (k, j, i)."""
     voxel_ml = float(np.prod(spacing)) / 1000
     return {**voxel_metrics(predicted, truth, spacing), **lesion_detection(predicted, truth, voxel_ml)}
 
@@ -82,8 +84,8 @@ def validate_case(model, case, device: str = "auto", progress=None, is_cancelled
 
     result = segment_volume(case.image, model, device=device, progress=progress, is_cancelled=is_cancelled)
     predicted = np.isin(result.labels.array, model.lesion_values)
-    return {"case": case.name, **score_lesions(predicted, case.lesion, case.image.grid.spacing),
-            "seconds": round(result.seconds, 1)}
+    spacing = tuple(case.image.grid.spacing)[::-1]  # the grid's (i, j, k) spacing along the array's (k, j, i) axes
+    return {"case": case.name, **score_lesions(predicted, case.lesion, spacing), "seconds": round(result.seconds, 1)}
 
 
 def summarise(rows: list) -> dict:
