@@ -379,6 +379,31 @@ def test_cli_refuses_bad_input_before_work(case_files, tmp_path, capsys):
     assert "checkpoint of an unfinished run" in capsys.readouterr().err
 
 
+def test_folds_hold_each_case_out_once_and_the_final_run_uses_all():
+    from pastacore.training.finetune import fold_stages
+
+    stages = fold_stages(list("abcde"), 2)
+    assert [s.name for s in stages] == ["fold_0", "fold_1", "final"]
+    assert [s.held_out for s in stages] == [["a", "c", "e"], ["b", "d"], []]
+    assert all(not set(s.train) & set(s.held_out) for s in stages) and stages[-1].train == list("abcde")
+    assert [s.name for s in fold_stages(list("ab"), 0)] == ["final"]
+    with pytest.raises(PastaError, match="between 2 and the number of cases"):
+        fold_stages(list("ab"), 3)
+
+
+def test_cases_csv_pairs_images_with_labels_and_splits(case_files, tmp_path, capsys):
+    from pastacore.cli.finetune_cmd import _read_csv
+
+    ct, tumour = case_files
+    table = tmp_path / "cases.csv"
+    table.write_text(f"image,label,split\n{ct},{tumour},train\n{ct},{tumour},val\n")
+    train, val = _read_csv(table)
+    assert train == [(ct, tumour)] and val == [(ct, tumour)]
+    table.write_text(f"image,label,split\n{ct},{tumour},test\n")
+    assert main(["finetune", "--cases", str(table), "--out", str(tmp_path / "m")]) == 2
+    assert "split is train or val" in capsys.readouterr().err
+
+
 # --- validation scores ------------------------------------------------------------------------------
 
 

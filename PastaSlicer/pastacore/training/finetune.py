@@ -254,9 +254,11 @@ def finetune(cases, start, settings: FinetuneSettings, *, val_cases=(), folds: i
         checkpoints.start(run_description(start, settings, cases, val_cases, folds), resume)
     train_settings = settings.train_settings(start, device)
     step_seconds = time_one_step(copy.deepcopy(start.network), train_settings)
-    say(f"one training step takes about {step_seconds:.1f} s on {device.upper()}: {len(stages)} run(s) of "
-        f"{settings.steps} steps, about {_duration(step_seconds * settings.steps * len(stages))} of training"
-        + (" plus validation" if folds or val_cases else ""))
+    estimate = (f"one training step takes about {step_seconds:.1f} s on {device.upper()}: {len(stages)} run(s) of "
+                f"{settings.steps} steps, about {_duration(step_seconds * settings.steps * len(stages))} of training"
+                + (" plus validation" if folds or val_cases else ""))
+    say(estimate)
+    report(0.0, estimate)
     before, fold_rows, span = {}, [], 1.0 / len(stages)
     for index, stage in enumerate(stages[:-1]):
         stage_report = (lambda f, m="", b=index * span: report(b + span * f, m))

@@ -117,7 +117,8 @@ class CaseSampler:
             ClassesToIndicesd("label", num_classes=settings.num_classes, image_key="where", image_threshold=0.5,
                               max_samples_per_class=MAX_CENTRES_PER_CLASS),
             DeleteItemsd("where"), self.crop])
-        self.dataset = CacheDataset(data, transform=transform, copy_cache=False, num_workers=0, progress=False)
+        with plain_tensors():
+            self.dataset = CacheDataset(data, transform=transform, copy_cache=False, num_workers=0, progress=False)
 
     def __call__(self, rng):
         case = int(rng.integers(len(self.dataset)))
