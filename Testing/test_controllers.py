@@ -426,3 +426,45 @@ def test_compare_two_time_points_from_the_hub(world, lesion_segmentation, tmp_pa
     assert followup["time_point"] == "follow-up" and followup["comparison"]["overall_response"] == "PR"
     with pytest.raises(PastaError, match="both CT volumes"):
         controller.compare(tmp_path / "t1", tmp_path / "t2", baseline_volume=ct)
+
+# -- Fine-tune ----------------------------------------------------------------------------------
+
+
+def test_finetune_trains_on_edited_segmentations_and_the_model_appears_in_the_list(world, tiny_lung_model, tmp_path):
+    """Volumes with their corrected segmentations -> a tiny run in the task's job -> the new model
+    in the store, usable by Segment at once; nothing is added to the scene."""
+    pytest.importorskip("monai")
+    from pastacore.models.store import ModelStore
+    from PastaSlicerLib.controllers import FinetuneCase, FinetuneController, FinetuneRequest
+
+    scene, ct = world
+    labels = volumes.volume_from_node(ct)
+    mask = np.zeros(labels.array.shape, np.uint8)
+    mask[10:14, 36:44, 52:60] = 1          # a "lung" segment (an organ: never taught as a lesion)
+    mask[11:13, 38:42, 54:58] = 2          # the corrected tumour
+    edited, _ = segmentations.add_labels_to_segmentation(
+        scene, labels.with_array(mask, is_label=True), {1: describe("lung"), 2: describe("tumor@lung")}, ct)
+    store = ModelStore(tmp_path / "store")
+    controller = FinetuneController(scene, InlineRunner(), store)
+    assert controller.candidates() == [(ct, edited)]
+    assert [edited.GetSegmentation().GetSegment(s).GetName() for s in controller.lesion_segments(edited)] == ["Lung tumor"]
+    request = FinetuneRequest([FinetuneCase(ct, edited)], name="my-lung", model=tiny_lung_model, steps=2, device="cpu")
+    assert controller.problem(FinetuneRequest([], name="x")) == "Pick at least one volume with its edited segmentation"
+    assert "letters, digits" in controller.problem(FinetuneRequest(request.cases, name="no spaces"))
+    before = set(node_ids(scene))
+    outcomes, progress = [], []
+    controller.start(request, on_progress=lambda f, m: progress.append(f), on_finished=outcomes.append)
+    (outcome,) = outcomes
+    assert outcome.ok, outcome.error
+    assert outcome.value.name == "my-lung" and "my-lung" in outcome.message
+    assert set(node_ids(scene)) == before
+    assert store.verify("my-lung") == (True, [])
+    assert [m.name for m in store.list() if not m.builtin] == ["my-lung"]
+    assert progress and progress[-1] == 1.0
+    assert "already installed" in controller.problem(request)
+    # the new model segments at once (from its folder in the store: the segment job reads the user's store)
+    segment_outcomes = []
+    SegmentController(scene, InlineRunner(), store).start(SegmentRequest(ct, model=str(outcome.value.path)),
+                                                          on_finished=segment_outcomes.append)
+    assert segment_outcomes[0].ok, segment_outcomes[0].error
+    assert json.loads(segment_outcomes[0].value.GetAttribute(MODEL_ATTRIBUTE))["name"] == "my-lung"

@@ -218,7 +218,7 @@ def test_training_loop_learns_a_simple_task():
 def test_rotation_and_scaling_keep_labels_on_their_structures():
     """A bright ball labelled 2 stays labelled where it is bright after random turns and scalings,
     its volume changes within the scaling range, and the patch really moves."""
-    from pastacore.training.trainer import _rotate_scale
+    from pastacore.training.recipe import rotate_scale_warp as _rotate_scale
 
     rng = np.random.default_rng(3)
     k, j, i = np.indices((48, 48, 48))
@@ -239,7 +239,7 @@ def test_rotation_and_scaling_keep_labels_on_their_structures():
 def test_elastic_warp_keeps_labels_on_their_structures_and_bends_straight_lines():
     """With ``elastic_mm`` the ball stays labelled where it is bright; a plane that rotation and
     scaling keep flat comes out bent by about the warp's size."""
-    from pastacore.training.trainer import _rotate_scale
+    from pastacore.training.recipe import rotate_scale_warp as _rotate_scale
 
     k, j, i = np.indices((48, 48, 48))
     ball = (k - 24) ** 2 + (j - 24) ** 2 + (i - 24) ** 2 < 9 ** 2

@@ -8,7 +8,7 @@ def add_parser(sub):
     p.add_argument("--store", help="model folder (default: the per-user cache)")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     actions.add_parser("list", help="list installed models")
-    imp = actions.add_parser("import", help="import a weight file, nnU-Net result folder or BiomedCLIP folder you downloaded")
+    imp = actions.add_parser("import", help="import a weight file, nnU-Net result folder or BiomedCLIP folder you downloaded, or a model folder from train-default or finetune")
     imp.add_argument("path")
     imp.add_argument("--name", help="name to install under (default: from the manifest or the file name)")
     imp.add_argument("--overwrite", action="store_true", help="replace an installed model of the same name")

@@ -60,6 +60,9 @@ def run(args):
         raise PastaError("give at least one background case")
     if args.zone_mm is not None and args.zone_mm < 0:
         raise PastaError(f"--zone-mm must be 0 or more, got {args.zone_mm}")
+    from ..training.recipe import require_monai
+
+    require_monai()
     patch = (args.patch,) * 3
     settings = TrainSettings(base_features=args.base_features, num_pool=4, patch_size=patch, steps=args.steps,
                              seed=args.seed, spatial_augmentation=args.spatial_augmentation,
@@ -91,6 +94,7 @@ def run(args):
             "train_seconds": round(log.seconds + (trained.second_log.seconds if trained.second_log else 0)),
             "total_seconds": round(time.perf_counter() - started), "final_loss": float(sum(log.losses[-50:]) / 50),
             "machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "evaluation": scores,
+            "trainer": "monai", "precision": training_precision_name(),
             "evaluation_tilings": tilings,
         }
         from ..models.store import sha256_of
@@ -108,6 +112,13 @@ def run(args):
               f"detected {t['detected']} of {len(t['dice'])}")
     second = f" + {args.hard_negative_steps} on hard negatives" if args.hard_negative_steps else ""
     print(f"wrote {args.out} ({pool} synthetic lesions, {args.steps} steps{second}, {metrics['total_seconds']} s)")
+
+
+def training_precision_name() -> str:
+    from ..training.recipe import training_precision
+
+    dtype, _ = training_precision("cpu", True)
+    return "bf16" if dtype is not None else "fp32"
 
 
 def model_description(metrics: dict) -> dict:
@@ -151,6 +162,13 @@ def wall_clipping(metrics: dict) -> str:
         return "clipped by the air-based lung mask"
     return (f"reaching up to the wall: clipped by the lung mask grown {reach} mm, so no line of air\n"
             "  separates a lesion from the wall, as none separates a real one")
+
+
+def scaling(metrics: dict) -> str:
+    """How patches were scaled: runs since training moved onto MONAI record ``trainer``."""
+    if metrics.get("trainer") != "monai" or metrics.get("elastic_mm"):
+        return "0.8-1.25"
+    return "0.8-1.2 per axis"
 
 
 def warp(metrics: dict) -> str:
@@ -225,8 +243,8 @@ def model_card(metrics: dict, description: dict, args) -> str:
   come from the classical lung mask. Lesion-free patches are centred on the lung surface
   half of the time (hard negatives).
 - **Training:** {metrics['steps']} steps of batch 2{second_stage(metrics)}, AdamW, one-cycle learning rate, cross-entropy + soft
-  Dice, random flips, random rotation (up to 15 degrees) and scaling (0.8-1.25) of
-  {round(100 * metrics.get('spatial_augmentation', 0))} % of patches{warp(metrics)}, random HU gain/offset/noise, bf16 on CPU; {metrics['train_seconds']} s of training ({metrics['total_seconds']} s in all) on
+  Dice{' (MONAI)' if metrics.get('trainer') == 'monai' else ''}, random flips, random rotation (up to 15 degrees) and scaling ({scaling(metrics)}) of
+  {round(100 * metrics.get('spatial_augmentation', 0))} % of patches{warp(metrics)}, random HU gain/offset/noise, {metrics.get('precision', 'bf16')} on CPU; {metrics['train_seconds']} s of training ({metrics['total_seconds']} s in all) on
   {metrics['machine']}. Weights stored in fp16 ({description['files'][0]['sha256'][:12]}...).
 - **Reproduce:** `{command}`
 

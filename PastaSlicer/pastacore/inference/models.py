@@ -78,7 +78,15 @@ def _segments(labels_by_value: dict) -> tuple:
     return segments, tuple(organs), tuple(lesions)
 
 
-def _described_labels(description: dict) -> dict:
+def label_meaning(labels_by_value: dict) -> tuple:
+    """``(segments, organ values, lesion values)`` of a model's labels ({value: name or term});
+    PASTA-Gen's bare convention {1: "organ", 2: "lesion"} is an unnamed organ and its lesions."""
+    if labels_by_value == {1: "organ", 2: "lesion"}:
+        return {1: describe_label("Organ"), 2: describe("lesion@body")}, (1,), (2,)
+    return _segments(labels_by_value)
+
+
+def described_labels(description: dict) -> dict:
     try:
         return {int(item["value"]): str(item["term"]) for item in description["labels"]}
     except (KeyError, TypeError, ValueError):
@@ -106,14 +114,10 @@ def model_from_source(source, description: dict | None = None) -> SegmentationMo
         # nnU-Net v2 labels are name -> value (region-based models use lists of values)
         labels = {int(v): str(n) for n, v in info.labels.items() if isinstance(v, int) and int(v) != 0}
     elif description.get("labels"):
-        labels = _described_labels(description)
+        labels = described_labels(description)
     else:
         labels = {1: "organ", 2: "lesion"}
-    if labels == {1: "organ", 2: "lesion"}:
-        segments = {1: describe_label("Organ"), 2: describe("lesion@body")}
-        organs, lesions = (1,), (2,)
-    else:
-        segments, organs, lesions = _segments(labels)
+    segments, organs, lesions = label_meaning(labels)
     patch = tuple(info.patch_size or _described_patch(description) or DEFAULT_PATCH)
     divisor = 2 ** (info.num_pool or 0)
     if any(p % divisor for p in patch):

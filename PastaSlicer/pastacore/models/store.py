@@ -95,14 +95,21 @@ class ModelStore:
 
     # --- changing ------------------------------------------------------------------------
     def import_file(self, path, name: str | None = None, overwrite: bool = False) -> InstalledModel:
-        """Copy a weight file or an nnU-Net result folder into the store, after checking it."""
+        """Copy a weight file, an nnU-Net result folder or a model folder (``model.json`` naming its
+        weights, as ``pasta train-default`` and ``pasta finetune`` write) into the store, after checking it."""
         path = Path(path)
         if not path.exists():
             raise PastaError(f"{path} does not exist")
         spec = spec_for_file(path.name) if path.is_file() else None
         if spec is not None and (resources_dir() / "models" / spec.name).is_dir():
             spec = None  # a built-in model's generic file name ("model.pth") says nothing about the user's file
-        if path.is_dir():
+        described = None
+        if path.is_dir() and (path / DESCRIPTION).is_file() and not (path / "plans.json").is_file():
+            described = _model_folder(path)  # what `pasta train-default` / `pasta finetune` write
+            spec = spec_from_dict(described)
+            files = [p for p in sorted(path.iterdir()) if p.is_file() and p.name != DESCRIPTION]
+            _files_inside(path)  # a symbolic link out of the folder is refused
+        elif path.is_dir():
             open_clip = all((path / name).is_file() for name in OPEN_CLIP_FILES)
             if open_clip:
                 from .manifest import known_models
@@ -132,19 +139,21 @@ class ModelStore:
             digest = sha256_of(file)
             expected = spec.expected_sha256(relative) if spec else None
             if expected and expected != digest:
-                raise PastaError(f"{relative} does not match the published checksum of {spec.name} (damaged or a different file)")
+                whose = "the checksum its model.json records" if described else f"the published checksum of {spec.name}"
+                raise PastaError(f"{relative} does not match {whose} (damaged or a different file)")
             records.append({"name": relative, "sha256": digest, "size": file.stat().st_size})
         from .checkpoints import load_checkpoint
         from .loading import inspect_checkpoint
 
-        if (spec.architecture.get("type") if spec else "pasta_generic_unet") == "pasta_generic_unet":
-            inspect_checkpoint(path)  # a PASTA network: the store takes what `pasta models inspect` accepts, nothing else
+        if described or (spec.architecture.get("type") if spec else "pasta_generic_unet") == "pasta_generic_unet":
+            # a PASTA network: the store takes what `pasta models inspect` accepts, nothing else
+            inspect_checkpoint(path / described["weights"] if described else path)
         for file in files:
             if file.name.lower().endswith(WEIGHT_SUFFIXES) or file.name == OPEN_CLIP_FILES[1]:
                 # refuses pickles that would run code, and corrupt files; Lightning metadata stays inert
                 load_checkpoint(file, metadata_globals=file.suffix == ".ckpt")
-        description = asdict(spec) if spec else {"name": name, "version": "user", "task": "unknown", "labels": [],
-                                                 "description": f"imported from {path.name}"}
+        description = dict(described) if described else asdict(spec) if spec else {
+            "name": name, "version": "user", "task": "unknown", "labels": [], "description": f"imported from {path.name}"}
         description.update(name=name, files=records, imported_from=path.name, imported_at=time.strftime("%Y-%m-%d %H:%M:%S"))
         self.root.mkdir(parents=True, exist_ok=True)
         with atomic_directory(self.root / name, overwrite=overwrite) as folder:
@@ -185,6 +194,21 @@ class ModelStore:
 
 
 # --- model folders --------------------------------------------------------------------------
+
+def _model_folder(folder: Path) -> dict:
+    """The model.json of a model folder, checked: a segmentation model naming a weight file beside it."""
+    try:
+        description = json.loads((folder / DESCRIPTION).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise PastaError(f"{folder.name}/{DESCRIPTION} cannot be read ({str(exc).splitlines()[0][:80]})") from None
+    if not isinstance(description, dict) or not all(isinstance(description.get(k), str) for k in ("name", "task")):
+        raise PastaError(f"{folder.name}/{DESCRIPTION} is not a model description (it needs a name and a task)")
+    weights = description.get("weights")
+    if not isinstance(weights, str) or "/" in weights or "\\" in weights or not (folder / weights).is_file():
+        raise PastaError(f"{folder.name}/{DESCRIPTION} names no weight file beside it (\"weights\": {weights!r})")
+    description.setdefault("version", "user")
+    return description
+
 
 def inside(path: Path, folder: Path) -> bool:
     """True when ``path`` (after resolving '..' and symbolic links) lies inside ``folder``."""

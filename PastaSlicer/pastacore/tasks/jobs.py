@@ -164,3 +164,40 @@ def attributes(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
                                           cancelled=is_cancelled)
     return {"attributes": {str(n): {a: asdict(v) for a, v in values.items()} for n, values in predicted.items()},
             "models": [asdict(m) for m in model.models]}
+
+
+@job("finetune")
+def finetune(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
+    """Inputs: ``cases`` and ``val_cases`` ([{"name", "image", "labels"}] volumes; labels 1 = organ,
+    2 = lesion); fine-tunes ``model`` with ``settings`` (FinetuneSettings fields), writes the
+    model folder and imports it into the store (``store`` root, None = the user's) as ``name``."""
+    from ..io.atomic import atomic_directory
+    from ..models.store import ModelStore
+    from ..training.cases import load_case
+    from ..training.finetune import FinetuneSettings
+    from ..training.finetune import finetune as run_finetune
+    from ..training.model_folder import write_model_folder
+    from ..training.start_model import load_start_model
+
+    store = ModelStore(params.get("store") or None)
+    name = str(params["name"])
+    start = load_start_model(params.get("model") or None, store)
+    settings = FinetuneSettings(**(params.get("settings") or {}))
+    options = {"lesion_labels": tuple(params.get("lesion_labels") or (2,)),
+               "organ_labels": tuple(params.get("organ_labels") or ()), "organ_source": params.get("organ_source", "auto")}
+
+    def cases(key):
+        return [load_case(load_volume(folder, c["image"]), load_volume(folder, c["labels"]), start, name=c["name"],
+                          **options) for c in params.get(key) or []]
+
+    progress(0.0, "reading the cases")
+    train_cases, val_cases = cases("cases"), cases("val_cases")
+    result = run_finetune(train_cases, start, settings, val_cases=val_cases, progress=lambda f, m="": progress(0.02 + 0.93 * f, m),
+                          is_cancelled=is_cancelled)
+    with atomic_directory(folder / "model") as model_folder:
+        description = write_model_folder(model_folder, name, start, settings, train_cases, result, result.log.seconds)
+    progress(0.97, "adding the model to the model list")
+    installed = store.import_file(folder / "model", name=name, overwrite=bool(params.get("overwrite")))
+    progress(1.0, f"model {installed.name} added")
+    return {"model": installed.name, "path": str(installed.path), "validation": result.validation,
+            "training_loss": description["training_loss"], "steps": settings.steps}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..errors import CancelledError
 from ..io import read_volume
 from ..io.standardize import standardize
 from ..samples import sample_paths
@@ -69,11 +70,18 @@ def load_background(case: str, patch=(96, 96, 96), zone_mm: int | None = None) -
     lo = np.maximum(hits.min(0) - margin, 0)
     hi = hits.max(0) + margin + 1
     forbidden[tuple(slice(a, b) for a, b in zip(lo, hi))] = True
-    slices = np.array([[0.0, 0.0, float(n)] for n in range(native.array.shape[0])])
-    positions = np.sort(hu_std.grid.lps_to_index(native.grid.index_to_lps(slices))[:, 2])
-    slice_mm = float(native.grid.spacing[2])
+    positions, slice_mm = scan_slices(native.grid, hu_std.grid)
     return Background(case, hu_std.array.astype(np.float32), lung, forbidden, tumour, hu_std.grid.spacing, hu_std.grid,
-                      slice_positions=positions if slice_mm > 1.5 else None, slice_mm=slice_mm)
+                      slice_positions=positions, slice_mm=slice_mm)
+
+
+def scan_slices(native_grid, standard_grid) -> tuple:
+    """``(k indices of the scan's own slices on the 1 mm grid, slice spacing in mm)``; the
+    positions are None for scans of 1.5 mm slices or thinner (nothing to imitate)."""
+    slices = np.array([[0.0, 0.0, float(n)] for n in range(native_grid.shape[0])])
+    positions = np.sort(standard_grid.lps_to_index(native_grid.index_to_lps(slices))[:, 2])
+    slice_mm = float(native_grid.spacing[2])
+    return (positions if slice_mm > 1.5 else None), slice_mm
 
 
 def acquire_slices(values: np.ndarray, k0: int, positions, thickness: float) -> np.ndarray:
@@ -115,8 +123,9 @@ def lung_to_pleura(lung: np.ndarray, reach_mm: int) -> np.ndarray:
 
 
 def make_lesion_pool(backgrounds, per_background: int, seed: int, progress=None, wall_fraction: float = 0.4,
-                     pleura_mm: int = 0) -> list:
-    """Synthesise lung lesions (6-70 mm, varied attributes) away from the real tumours.
+                     pleura_mm: int = 0, lesion_type: str = "lung_tumor", is_cancelled=None) -> list:
+    """Synthesise lesions (6-70 mm, varied attributes; lung tumours unless ``lesion_type``, each
+    background's ``lung`` being then that type's organ) away from the real tumours.
 
     ``wall_fraction`` of them are placed against the lung surface (clipped by it, as a mass
     abutting the pleura is), the rest deep in the parenchyma. ``pleura_mm`` is how far past the
@@ -130,7 +139,7 @@ def make_lesion_pool(backgrounds, per_background: int, seed: int, progress=None,
     from ..synthesis import schema as S
     from ..synthesis.dataset import sample_attributes
 
-    kind = S.lesion_type("lung_tumor")
+    kind = S.lesion_type(lesion_type)
     rng = np.random.default_rng(seed)
     pool = []
     total = len(backgrounds) * per_background
@@ -143,6 +152,8 @@ def make_lesion_pool(backgrounds, per_background: int, seed: int, progress=None,
         made = attempts = 0
         while made < per_background and attempts < 4 * per_background:
             attempts += 1
+            if is_cancelled is not None and is_cancelled():
+                raise CancelledError()
             lesion_seed = int(rng.integers(2**31))
             attributes = dict(sample_attributes(kind, lesion_seed))
             at_wall = rng.random() < wall_fraction
@@ -151,7 +162,7 @@ def make_lesion_pool(backgrounds, per_background: int, seed: int, progress=None,
             point = wall_point(depth, allowed, size / 2, rng) if at_wall else None
             centre = None if point is None else bg.grid.index_to_lps(point[::-1].astype(float))
             try:
-                result = synthesize_lesion(volume, organ_labels=organ, organ_names={1: "lung"}, lesion_type="lung_tumor",
+                result = synthesize_lesion(volume, organ_labels=organ, organ_names={1: kind.organ}, lesion_type=lesion_type,
                                            attributes=attributes, seed=lesion_seed, centre_lps=centre)
             except Exception:  # a placement that did not fit: draw another lesion
                 continue
