@@ -25,7 +25,8 @@ class PastaSegment(ScriptedLoadableModule):
 Segment organs and lesions in a CT volume with an installed PASTA model. By default a model
 searches its own organ (the built-in lung model: the lungs); an organ segmentation or a box
 (ROI) restricts the search instead. The result is a new segmentation node, placed in the
-volume's study, ready for the Segment Editor. For research use only, not for diagnosis.
+volume's study, ready for the Segment Editor. "Fine-tune" trains a new model from the chosen one
+on the volumes whose segmentations you corrected. For research use only, not for diagnosis.
 """)
         self.parent.acknowledgementText = _("""
 PASTA for 3D Slicer is developed by its contributors as an open-source 3D Slicer extension.
@@ -55,6 +56,7 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._task = None
 
     def setup(self) -> None:
+        from PastaSegmentLib.finetune_panel import FinetunePanel
         from PastaSlicerLib.controllers import HubController, SegmentController
         from PastaSlicerLib.gui.tasks import taskRunner
 
@@ -76,10 +78,14 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.setVisible(False)
         self.refreshModels()
         self.initializeParameterNode()
+        self.fineTune = FinetunePanel(self.ui, startModel=lambda: self._parameterNode.modelName if self._parameterNode else "",
+                                      device=lambda: self._parameterNode.device if self._parameterNode else "auto",
+                                      onModelAdded=lambda model: self.refreshModels())
 
     def cleanup(self) -> None:
         if self._task is not None:
             self._task.cancel()
+        self.fineTune.sceneClosing()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -91,6 +97,7 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event) -> None:
         if self._task is not None:
             self._task.cancel()
+        self.fineTune.sceneClosing()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:

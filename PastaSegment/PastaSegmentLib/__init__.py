@@ -1,0 +1,1 @@
+"""Slicer-side widgets of the PASTA Segment module (the work is PastaSlicerLib's controllers')."""

@@ -1,0 +1,97 @@
+"""PASTA Segment's "Fine-tune" section: the volumes whose segmentations the user corrected
+train a new model, in the task process, with progress and cancel; the model then appears in
+the module's model list. Widget wiring only: the work is
+:class:`PastaSlicerLib.controllers.FinetuneController`'s."""
+
+import qt
+
+import slicer
+from slicer.i18n import tr as _
+
+
+class FinetunePanel:
+    def __init__(self, ui, startModel, device, onModelAdded):
+        """``startModel()`` and ``device()`` read the module's current choices; ``onModelAdded(model)``
+        refreshes its model list."""
+        from PastaSlicerLib.controllers import FinetuneController
+        from PastaSlicerLib.gui.tasks import taskRunner
+
+        self.ui, self._startModel, self._device, self._onModelAdded = ui, startModel, device, onModelAdded
+        self.controller = FinetuneController(slicer.mrmlScene, taskRunner())
+        self._pairs, self._task = [], None
+        ui.fineTuneProgressBar.setVisible(False)
+        ui.fineTuneCollapsibleButton.connect("contentsCollapsed(bool)", self.refresh)
+        ui.fineTuneRefreshButton.connect("clicked(bool)", self.refresh)
+        ui.fineTuneCasesList.connect("itemChanged(QListWidgetItem*)", self._updateButton)
+        ui.fineTuneNameLineEdit.connect("textChanged(QString)", self._updateButton)
+        ui.fineTuneStepsSpinBox.connect("valueChanged(int)", self._updateButton)
+        ui.fineTuneButton.connect("clicked(bool)", self.onFineTune)
+        self.refresh()
+
+    def refresh(self, *args):
+        """List every segmentation with a lesion segment, with the volume it was made on."""
+        if self._running():
+            return
+        self._pairs = self.controller.candidates()
+        self.ui.fineTuneCasesList.clear()
+        for volume, segmentation in self._pairs:
+            item = qt.QListWidgetItem(f"{volume.GetName()}  —  {segmentation.GetName()}")
+            item.setFlags(item.flags() | qt.Qt.ItemIsUserCheckable)
+            item.setCheckState(qt.Qt.Checked)
+            self.ui.fineTuneCasesList.addItem(item)
+        self._updateButton()
+
+    def _running(self):
+        return self._task is not None and self._task.running
+
+    def _request(self):
+        from PastaSlicerLib.controllers import FinetuneCase, FinetuneRequest
+
+        checked = [pair for row, pair in enumerate(self._pairs)
+                   if self.ui.fineTuneCasesList.item(row).checkState() == qt.Qt.Checked]
+        return FinetuneRequest([FinetuneCase(volume, segmentation) for volume, segmentation in checked],
+                               name=self.ui.fineTuneNameLineEdit.text.strip(), model=self._startModel(),
+                               steps=self.ui.fineTuneStepsSpinBox.value, device=self._device())
+
+    def _updateButton(self, *args):
+        running = self._running()
+        problem = None if running else self.controller.problem(self._request())
+        self.ui.fineTuneButton.text = _("Cancel") if running else _("Fine-tune on these segmentations")
+        self.ui.fineTuneButton.toolTip = _("Stop; no model is added") if running else (
+            problem or _("Train a new model from the chosen model on the checked cases"))
+        self.ui.fineTuneButton.enabled = running or problem is None
+        self.ui.fineTuneCasesList.enabled = not running
+
+    def onFineTune(self):
+        from PastaSlicerLib.gui import callWithErrorDisplay
+        from PastaSlicerLib.gui.tasks import RunningTask
+
+        if self._running():
+            self._task.cancel()
+            self.ui.fineTuneStatusLabel.text = _("Cancelling...")
+            return
+        ok, handle = callWithErrorDisplay(_("Starting the fine-tuning failed."), self.controller.start, self._request(),
+                                          on_progress=self._onProgress, on_finished=self._onFinished)
+        if ok:
+            self._task = RunningTask(handle)
+            self.ui.fineTuneProgressBar.value = 0
+            self.ui.fineTuneProgressBar.setVisible(self._task.running)
+            self.ui.fineTuneStatusLabel.text = _("Fine-tuning...")
+        self._updateButton()
+
+    def _onProgress(self, fraction, message):
+        self.ui.fineTuneProgressBar.value = int(round(100 * fraction))
+        self.ui.fineTuneStatusLabel.text = message
+
+    def _onFinished(self, outcome):
+        from PastaSlicerLib.gui.tasks import showOutcome
+
+        self.ui.fineTuneProgressBar.setVisible(False)
+        showOutcome(self.ui.fineTuneStatusLabel, outcome, _("Fine-tuning failed."))
+        if outcome.ok:
+            self._onModelAdded(outcome.value)
+        self._updateButton()
+
+    def sceneClosing(self):
+        if self._running():
+            self._task.cancel()
