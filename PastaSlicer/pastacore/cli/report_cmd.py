@@ -26,21 +26,10 @@ def add_parser(sub):
 
 
 def _one_case(image_path, seg_path, organ_path, args, case_id=None, progress=None):
-    from ..io import read_volume
-    from ..report.export import case_info, label_names_of, make_report
+    from ..casework.report import report_case
 
-    image = read_volume(image_path)
-    labels = read_volume(seg_path, is_label=True)
-    names, models, names_from = label_names_of(labels, seg_path)
-    organs = organ_names = None
-    if organ_path:
-        organs = read_volume(organ_path, is_label=True)
-        organ_names, _, _ = label_names_of(organs, organ_path)
-    report = make_report(image, labels, case=case_info(image, image_path, seg_path, case_id),
-                         lesion_labels=args.lesion_label, label_names=names, names_from=names_from, organs=organs,
-                         organ_names=organ_names, models=models, split_components=not args.whole_labels,
-                         progress=progress)
-    return report, image, labels
+    return report_case(image_path, seg_path, organ_path, lesion_labels=args.lesion_label, whole_labels=args.whole_labels,
+                       case_id=case_id, progress=progress)
 
 
 def _read_cases(path):
