@@ -16,7 +16,9 @@ repeated under distinct case ids. Measured, each after a warm-up case (imports, 
 * ``pasta dataset`` (procedural lung tumours into lung1 / lung2) in this process and on two
   Dask workers: the per-case cost of synthetic data.
 
-Reported: seconds per case, the engine's overhead against the plain loop (goal < 10 %),
+Reported: seconds per case and against the plain loop; the engine's overhead within the same
+run (worker-seconds from the first case's start to the last one's end, minus the work timed
+inside each case, over that work: robust to a shared machine's drift; goal < 10 %),
 cases per minute, model loads per worker (from the manifest: goal 1) and each worker's peak
 resident memory. Usage:
 
@@ -46,18 +48,18 @@ def make_cases(count: int):
             for n in range(count)]
 
 
-def make_work(model):
+def make_work(model, device="cpu"):
     from pastacore.cohort.fingerprint import model_sha256
     from pastacore.cohort.works import SegmentWork
 
-    return SegmentWork(model=model, model_sha256=model_sha256(model or ""), device="cpu")
+    return SegmentWork(model=model, model_sha256=model_sha256(model or ""), device=device)
 
 
 def plain_loop(work, cases, out: Path) -> list:
     """Seconds of each case, the per-case code called in a loop (warm-up case first, not counted)."""
     from pastacore.cohort.engine import Timer, WorkerResources
 
-    resources = WorkerResources("cpu")
+    resources = WorkerResources(work.device)
     out.mkdir()
     times = []
     for n, case in enumerate([cases[0]] + list(cases)):
@@ -66,6 +68,7 @@ def plain_loop(work, cases, out: Path) -> list:
         work.run(out / str(n), case, "plain", resources, Timer())
         if n:
             times.append(time.perf_counter() - started)
+        print(f"plain loop, case {n}: {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
     return times
 
 
@@ -73,6 +76,7 @@ def engine(work, cases, out: Path, scheduler: str) -> dict:
     """Seconds per case from the first case's start to the last one's end (warm-up run first)."""
     from pastacore.cohort.engine import run_cohort
 
+    out.mkdir()
     run_cohort(work, cases[:1], out / "warm-up", scheduler=scheduler)
     marks = []
     summary = run_cohort(work, cases, out / "cohort", scheduler=scheduler,
@@ -80,26 +84,29 @@ def engine(work, cases, out: Path, scheduler: str) -> dict:
     assert not summary["failed"], summary["failed"]
     seconds = marks[-1] - marks[0]
     with sqlite3.connect(out / "cohort" / "manifest.sqlite") as db:
-        rows = db.execute("SELECT worker, model_loads, peak_memory_mb, seconds FROM cases").fetchall()
+        rows = db.execute("SELECT worker, model_loads, peak_memory_mb, seconds, timings FROM cases").fetchall()
+    # the work itself (model, segmentation, writing, report) as timed inside each case; the rest is the engine's
+    work_s = [sum(v for k, v in json.loads(r[4]).items() if k != "hash") for r in rows]
     workers = {}
-    for worker, loads, peak, _ in rows:
+    for worker, loads, peak, _, _ in rows:
         entry = workers.setdefault(worker, {"cases": 0, "model_loads": 0, "peak_memory_mb": 0.0})
         entry["cases"] += 1
         entry["model_loads"] = max(entry["model_loads"], loads or 0)
         entry["peak_memory_mb"] = max(entry["peak_memory_mb"], peak or 0.0)
-    return {"per_case_s": seconds / len(cases), "cases_per_minute": 60 * len(cases) / seconds, "workers": workers,
-            "case_seconds": statistics.median(r[3] for r in rows)}
+    result = {"per_case_s": seconds / len(cases), "cases_per_minute": 60 * len(cases) / seconds, "workers": workers,
+              "work_per_case_s": statistics.mean(work_s)}
+    if len(workers) == 1:  # with more, a worker waiting for the last case to end is no engine cost
+        result["engine_overhead"] = (seconds - sum(work_s)) / sum(work_s)
+    return result
 
 
 def dask_engine(work, cases, out: Path, workers: int) -> dict:
-    from distributed import LocalCluster
+    from pastacore.cohort.cluster import _local_cluster, local_gpus, local_size
 
-    from pastacore.cohort.cluster import _local_cluster, local_size
-
-    size, threads = local_size(len(cases), workers, 0)
+    gpus = local_gpus(work.device) if work.device != "cpu" else 0
+    size, threads = local_size(len(cases), workers, gpus)
     started = time.perf_counter()
-    cluster = _local_cluster(size, threads, 0)  # what `--scheduler local --workers K` starts
-    assert isinstance(cluster, LocalCluster)
+    cluster = _local_cluster(size, threads, gpus)  # what `--scheduler local --workers K` starts
     start = time.perf_counter() - started
     try:
         result = engine(work, cases, out, cluster.scheduler_address)
@@ -110,12 +117,48 @@ def dask_engine(work, cases, out: Path, workers: int) -> dict:
     return result
 
 
+def network_share(work, cases) -> dict:
+    """Where a case's segmentation time goes: before the network (reading, standardising, the
+    lung mask), the network (sliding window) and after it (post-processing, mapping back), from
+    the progress marks of ``segment_volume``; the label map and report writing apart. This is
+    what a GPU would and would not speed up."""
+    from pastacore.casework.report import report_case
+    from pastacore.casework.segment import segment_case, write_segmentation
+    from pastacore.cohort.engine import WorkerResources
+    from pastacore.report.export import write_report
+
+    model = WorkerResources(work.device).segmentation_model(work.model)
+    split = {"before the network": [], "network": [], "after the network": [], "write + report json": []}
+    for n, case in enumerate([cases[0]] + list(cases)):  # the first is a warm-up
+        marks = {}
+
+        def progress(fraction, message=""):
+            marks.setdefault(message, time.perf_counter())
+
+        started = time.perf_counter()
+        segmented = segment_case(case.inputs["image"], model=model, device=work.device, progress=progress)
+        ended = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            labels, _ = write_segmentation(segmented, Path(tmp) / "segmentation.nii.gz")
+            report, image, label_map = report_case(case.inputs["image"], labels, image=segmented.image)
+            write_report(report, image, label_map, Path(tmp) / "report", ("json",))
+        if n == 0:
+            continue
+        split["before the network"].append(marks["running the network"] - started)
+        split["network"].append(marks["post-processing"] - marks["running the network"])
+        split["after the network"].append(ended - marks["post-processing"])
+        split["write + report json"].append(time.perf_counter() - ended)
+    return {k: statistics.mean(v) for k, v in split.items()}
+
+
 def dataset_rate(count: int, out: Path, workers: int) -> dict:
     """``pasta dataset`` (procedural lung tumours in lung1 and lung2, PASTA-Gen layout): seconds
     per case after a warm-up case, timed from the first to the last case."""
     from pastacore.samples import ensure_samples
     from pastacore.synthesis import generate_dataset
 
+    out.mkdir()
+    out = out / "dataset"
     folder = ensure_samples()
     options = dict(backgrounds_dir=[folder / "lung1_image.nrrd", folder / "lung2_image.nrrd"], output_dir=out,
                    lesion_type="lung_tumor", seed=1, workers=workers)
@@ -124,49 +167,80 @@ def dataset_rate(count: int, out: Path, workers: int) -> dict:
     summary = generate_dataset(count=count + 1, progress=lambda f, m="": marks.append(time.perf_counter()), **options)
     assert summary["written"] == count and not summary["failed"], summary
     seconds = marks[-1] - marks[0]
-    return {"per_case_s": seconds / count, "cases_per_minute": 60 * count / seconds}
+    with sqlite3.connect(out / "manifest.sqlite") as db:
+        times = [r[0] for r in db.execute("SELECT seconds FROM cases WHERE status = 'done' AND run_id = "
+                                          "(SELECT max(run_id) FROM runs)")]
+    # wall clock includes each fresh worker's start (imports, standardising each background once);
+    # the median case is the steady state of a long run
+    return {"per_case_s": seconds / count, "cases_per_minute": 60 * count / seconds,
+            "median_case_s": statistics.median(times), "steady_cases_per_minute": 60 * workers / statistics.median(times)}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=4)
+    parser.add_argument("--dataset-cases", type=int, default=12)
     parser.add_argument("--model", default=None, help="segmentation model (default: the built-in lung model)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda: one Dask worker per GPU")
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--split-only", action="store_true", help="only where a case's time goes (network or not)")
+    parser.add_argument("--stages", nargs="+", help="run only these stages (names as in the table)")
     args = parser.parse_args()
-    work, cases = make_work(args.model), make_cases(args.cases)
+    work, cases = make_work(args.model, args.device), make_cases(args.cases)
     results = {"cases": args.cases, "cores": len(os.sched_getaffinity(0)), "load_before": os.getloadavg()}
+    if args.split_only:
+        split = network_share(work, cases)
+        total = sum(split.values())
+        print("| part of a case | s | share |\n|---|---|---|")
+        for name, seconds in split.items():
+            print(f"| {name} | {seconds:.1f} | {100 * seconds / total:.0f} % |")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        loop = plain_loop(work, cases, tmp / "loop")
-        results["plain loop"] = {"per_case_s": statistics.mean(loop), "cases_per_minute": 60 / statistics.mean(loop)}
-        results["engine inline"] = engine(work, cases, tmp / "inline", "inline")
-        results["engine dask 1 worker"] = dask_engine(work, cases, tmp / "dask1", 1)
-        results["engine dask 2 workers"] = dask_engine(work, cases, tmp / "dask2", 2)
-        results["dataset 1 worker"] = dataset_rate(2 * args.cases, tmp / "ds1", 1)
-        results["dataset 2 workers"] = dataset_rate(2 * args.cases, tmp / "ds2", 2)
-        loop = plain_loop(work, cases, tmp / "loop-again")
-        results["plain loop again"] = {"per_case_s": statistics.mean(loop), "cases_per_minute": 60 / statistics.mean(loop)}
+        def loop_rate(folder):
+            mean = statistics.mean(plain_loop(work, cases, folder))
+            return {"per_case_s": mean, "cases_per_minute": 60 / mean}
+
+        stages = [("plain loop", lambda: loop_rate(tmp / "loop")),
+                  ("engine inline", lambda: engine(work, cases, tmp / "inline", "inline")),
+                  ("engine dask 1 worker", lambda: dask_engine(work, cases, tmp / "dask1", 1)),
+                  ("engine dask 2 workers", lambda: dask_engine(work, cases, tmp / "dask2", 2)),
+                  ("dataset 1 worker", lambda: dataset_rate(args.dataset_cases, tmp / "ds1", 1)),
+                  ("dataset 2 workers", lambda: dataset_rate(args.dataset_cases, tmp / "ds2", 2)),
+                  ("plain loop again", lambda: loop_rate(tmp / "loop-again"))]
+        for name, stage in stages:
+            if args.stages and name not in args.stages:
+                continue
+            results[name] = stage()
+            print(f"{name}: {json.dumps(results[name], default=str)}", file=sys.stderr, flush=True)
     results["load_after"] = os.getloadavg()
+    if args.stages:
+        print(json.dumps(results, indent=1, default=str))
+        return 0
     reference = statistics.mean([results["plain loop"]["per_case_s"], results["plain loop again"]["per_case_s"]])
     print(f"{args.cases} cases (lung1, lung2 in turn), built-in model, {results['cores']} cores, load average "
           f"{results['load_before'][0]:.1f} before, {results['load_after'][0]:.1f} after\n")
-    print("| run | s per case | overhead vs plain loop | cases per minute | workers x threads | model loads per worker "
-          "| peak memory per worker (MB) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| run | s per case | vs plain loop | engine overhead (same run) | cases per minute | workers x threads "
+          "| model loads per worker | peak memory per worker (MB) |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in ("plain loop", "engine inline", "engine dask 1 worker", "engine dask 2 workers", "plain loop again"):
         r = results[name]
         workers = r.get("workers") or {}
         overhead = (r["per_case_s"] - reference) / reference * 100
         shape = {"engine inline": "1 (this process)", "engine dask 1 worker": f"1 x {r.get('threads_per_worker')}",
                  "engine dask 2 workers": f"2 x {r.get('threads_per_worker')}"}.get(name, "1 (this process)")
-        print(f"| {name} | {r['per_case_s']:.2f} | {overhead:+.1f} % | {r['cases_per_minute']:.2f} | {shape} | "
+        own = f"{100 * r['engine_overhead']:+.1f} %" if "engine_overhead" in r else "-"
+        print(f"| {name} | {r['per_case_s']:.2f} | {overhead:+.1f} % | {own} | {r['cases_per_minute']:.2f} | {shape} | "
               f"{', '.join(str(w['model_loads']) for w in workers.values()) or '1'} | "
               f"{', '.join('%.0f' % w['peak_memory_mb'] for w in workers.values()) or '-'} |")
     for name in ("engine dask 1 worker", "engine dask 2 workers"):
         print(f"\n{name}: cluster start {results[name]['cluster_start_s']:.1f} s, stop {results[name]['cluster_stop_s']:.1f} s")
-    print("\n| pasta dataset (procedural lung tumours) | s per case | cases per minute |\n|---|---|---|")
+    print("\n| pasta dataset (procedural lung tumours) | wall s per case | cases per minute | median case (s) "
+          "| steady cases per minute |\n|---|---|---|---|---|")
     for name in ("dataset 1 worker", "dataset 2 workers"):
-        print(f"| {name} | {results[name]['per_case_s']:.2f} | {results[name]['cases_per_minute']:.1f} |")
+        r = results[name]
+        print(f"| {name} | {r['per_case_s']:.2f} | {r['cases_per_minute']:.1f} | {r['median_case_s']:.2f} | "
+              f"{r['steady_cases_per_minute']:.1f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
 

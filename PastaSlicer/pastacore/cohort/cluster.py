@@ -160,9 +160,9 @@ class DaskCohort:
                     outcome = {"case_id": case.case_id, "status": "failed",
                                "error": "the worker running it died each time it was tried (out of memory, or a crash "
                                         "in native code)"}
-                except Exception as exc:  # the task itself never raises; this is the cluster failing
-                    outcome = {"case_id": case.case_id, "status": "failed",
-                               "error": f"the cluster lost it ({type(exc).__name__}: {str(exc)[:200]})"}
+                except Exception as exc:  # the task itself never raises: the cluster failed (a lost scheduler)
+                    raise PastaError(f"the Dask cluster failed ({type(exc).__name__}: {str(exc)[:200] or 'no reason'}); "
+                                     "finished cases are recorded: rerun the same command to resume") from None
                 future.release()
                 yield case, outcome
                 if cancelled():

@@ -149,7 +149,15 @@ class WorkerResources:
 
 
 def peak_memory_mb() -> float | None:
-    """This process's peak resident memory so far, in MiB."""
+    """This process's peak resident memory so far, in MiB (Linux: VmHWM, which starts afresh
+    in a new program; ``ru_maxrss`` would carry the peak of the process that spawned it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError):
+        pass
     try:
         import resource
     except ImportError:  # Windows
@@ -290,6 +298,7 @@ def run_cohort(work: CaseWork, cases, out_dir, *, scheduler: str = INLINE, worke
                     report(finished / max(1, len(todo)), f"{case.case_id}: {outcome['status']}")
                     table.write_if_due(manifest, table_every_s)
                 ending = "complete"
+                remove_stale_staging(out_dir)  # every case has ended: what a killed worker left is garbage
             finally:
                 if todo or not table.exists():
                     with contextlib.suppress(PastaError, OSError):

@@ -29,12 +29,11 @@ import numpy as np
 from ..cohort.engine import Case, CaseWork
 from ..cohort.table import SYNTHETIC_COLUMNS, synthetic_row
 from ..errors import PastaError
-from ..io.discover import IMAGE_SUFFIXES, MASK_HINTS, find_images, image_stem, is_image
+from ..io.discover import MASK_HINTS, find_images, image_stem, is_image
 from . import schema as S
 
 FORMATS = ("pasta-gen", "nnunet")
 CASE_FILES = ("img.nii.gz", "label.nii.gz", "total.nii.gz", "type.json", "report.json")  # of a pasta-gen case folder
-__all__ = ["IMAGE_SUFFIXES", "find_backgrounds", "match_masks", "generate_dataset", "DatasetWork"]
 
 
 def find_backgrounds(backgrounds) -> list:
