@@ -10,8 +10,9 @@ def add_parser(sub):
                        description="Insert synthetic lesions into background CTs (resampled to PASTA's 1 mm grid) and "
                                    "write them as PASTA-Gen-30K ({Organ}/{Lesion}/{id}/img.nii.gz, label.nii.gz, "
                                    "total.nii.gz, type.json) or nnU-Net raw data (imagesTr/, labelsTr/, dataset.json). "
-                                   "Each case has its own seed derived from --seed; finished cases are skipped, so an "
-                                   "interrupted run resumes. Synthetic images are for research use only.")
+                                   "Each case has its own seed derived from --seed; DIR/manifest.sqlite records every "
+                                   "case and DIR/cohort.csv (.parquet) lists the lesions; finished cases are skipped, so "
+                                   "an interrupted run resumes. Synthetic images are for research use only.")
     p.add_argument("--backgrounds", nargs="+", required=True, metavar="FILES_OR_DIR",
                    help="background CT files, or folders of them (files named *label*, *_seg, *_mask are left out)")
     p.add_argument("--organ-masks", nargs="+", metavar="FILES_OR_DIR",
@@ -27,7 +28,10 @@ def add_parser(sub):
     p.add_argument("--format", choices=("pasta-gen", "nnunet"), default="pasta-gen", help="dataset layout")
     p.add_argument("--seed", type=seed, default=0, help="dataset seed (case n uses a seed derived from it and n)")
     p.add_argument("--workers", type=int, default=1, metavar="K",
-                   help="worker processes (lesiondiffusion: each loads the networks; keep 1 on one GPU)")
+                   help="worker processes: 1 (default) runs in this process; more start a local Dask cluster "
+                        "(lesiondiffusion: each worker loads the networks; keep 1 per GPU)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on a Dask cluster: local, or a running scheduler's address such as tcp://host:8786")
     from .synth_cmd import add_backend_arguments
 
     add_backend_arguments(p)
@@ -41,7 +45,8 @@ def run(args):
     from ..synthesis import generate_dataset
     from .progress import bar
     from ..synthesis.backends import get_backend
-    from .synth_cmd import backend_options, read_attributes_file
+    from ..casework.synth import read_attributes_file
+    from .synth_cmd import backend_options
 
     if args.workers < 1:
         raise PastaError("--workers must be at least 1")
@@ -53,7 +58,8 @@ def run(args):
         summary = generate_dataset(backgrounds_dir=args.backgrounds, output_dir=args.out, count=args.n,
                                    format=args.format, lesion_type=args.types, attributes=attributes, seed=args.seed,
                                    progress=progress, organ_masks=args.organ_masks, workers=args.workers,
-                                   organ_label=args.organ_label, backend=args.backend, backend_options=options)
+                                   organ_label=args.organ_label, backend=args.backend, backend_options=options,
+                                   scheduler=args.scheduler, notify=lambda line: print(line, flush=True))
     minutes = (time.perf_counter() - started) / 60
     rate = summary["written"] / minutes if minutes > 0 else 0.0
     print(f"{summary['output']}: {summary['written']} written, "

@@ -20,7 +20,7 @@ from ..errors import PastaError
 # web app) register theirs as ``pasta.commands`` entry points, so no arrow points up.
 ENTRY_POINT_GROUP = "pasta.commands"
 COMMANDS = ("standardize", "segment", "models", "info", "demo", "report", "compare", "synth", "dataset", "train-default",
-            "finetune", "train-attributes", "features", "train-head")
+            "finetune", "train-attributes", "features", "train-head", "batch")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -47,26 +47,13 @@ def add_parser(sub):
 
 
 def _one_case(image_path, seg_path, organ_path, args, case_id=None, progress=None, baseline=None):
-    from ..candidates import choose_floor
-    from ..io import read_volume
-    from ..report.export import case_info, label_names_of, make_report, recorded_candidates, recorded_model
+    from ..casework.report import report_case
 
-    image = read_volume(image_path)
-    labels = read_volume(seg_path, is_label=True)
-    names, models, names_from = label_names_of(labels, seg_path)
-    organs = organ_names = None
-    if organ_path:
-        organs = read_volume(organ_path, is_label=True)
-        organ_names, _, _ = label_names_of(organs, organ_path)
-    floor = choose_floor({"min_long_axis_mm": args.min_long_axis_mm, "min_volume_ml": args.min_volume_ml,
-                          "min_confidence": args.min_confidence}, recorded_model(seg_path))
-    followup = _followup(baseline, args, image)
-    report = make_report(image, labels, case=case_info(image, image_path, seg_path, case_id),
-                         lesion_labels=args.lesion_label, label_names=names, names_from=names_from, organs=organs,
-                         organ_names=organ_names, models=models, split_components=not args.whole_labels,
-                         progress=progress, candidates=recorded_candidates(seg_path), floor=floor, targets=args.targets,
-                         **followup)
-    return report, image, labels
+    floor = {"min_long_axis_mm": args.min_long_axis_mm, "min_volume_ml": args.min_volume_ml,
+             "min_confidence": args.min_confidence}
+    return report_case(image_path, seg_path, organ_path, lesion_labels=args.lesion_label, whole_labels=args.whole_labels,
+                       case_id=case_id, progress=progress, floor=floor, targets=args.targets,
+                       followup=lambda image: _followup(baseline, args, image))
 
 
 def _followup(baseline, args, image) -> dict:

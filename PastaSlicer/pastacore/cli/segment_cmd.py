@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 
@@ -31,67 +30,21 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-def sidecar_path(out):
-    from pathlib import Path
-
-    out = Path(out)
-    stem = out.name
-    for suffix in (".nii.gz", ".nii", ".seg.nrrd", ".nrrd"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    return out.with_name(stem + ".json")
-
-
-def parse_box(text):
-    from ..errors import PastaError
-
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != 6:
-        raise PastaError(f"a box is six comma-separated numbers R1,A1,S1,R2,A2,S2, got {text!r}")
-    return values
-
-
 def run(args):
-    import numpy as np
-
-    from ..inference.organs import classical_organ, organ_from_labels
-    from ..inference.segment import segment_volume
-    from ..io import read_volume, write_volume
-    from ..io.atomic import atomic_outputs, check_outputs
-    from ..io.boxes import box_from_ras_bounds
+    from ..casework.segment import segment_case, sidecar_path, write_segmentation
+    from ..io.atomic import check_outputs
     from ..io.writers import volume_output
     from .progress import bar
 
-    sidecar = sidecar_path(args.out)
-    check_outputs([volume_output(args.out), sidecar], inputs=(args.image, args.organ_mask, args.model),
+    check_outputs([volume_output(args.out), sidecar_path(args.out)], inputs=(args.image, args.organ_mask, args.model),
                   overwrite=args.overwrite)
-    volume = read_volume(args.image)
-    organ = None
-    if args.organ_mask:
-        organ = organ_from_labels(read_volume(args.organ_mask, is_label=True), label=args.organ_label, organ=args.organ,
-                                  totalsegmentator_version=args.totalsegmentator_version)
-    elif args.organ and args.organ != "body":
-        organ = classical_organ(volume, args.organ)
-    roi_box = box_from_ras_bounds(parse_box(args.roi), volume.grid) if args.roi else None
     with bar("pasta segment") as progress:
-        result = segment_volume(volume, args.model, device=args.device, tta=args.tta, overlap=args.overlap,
-                                organ_mask=organ, roi_box=roi_box, whole_body=args.organ == "body" and not args.organ_mask,
-                                min_lesion_mm3=args.min_lesion_mm3, progress=progress)
-    description = {
-        "labels": {str(value): {"name": info.name, "terminology": info.terminology, "color": list(info.color)}
-                   for value, info in sorted(result.segments.items())},
-        "voxels": {str(v): int(n) for v, n in zip(*np.unique(result.labels.array, return_counts=True)) if v},
-        "model": result.model, "device": result.device, "seconds": round(result.seconds, 2),
-        "patches_run": result.tiles_run, "patches_total": result.tiles_total, "notes": result.notes,
-        "warnings": result.warnings, "candidates": result.candidates_json(),
-    }
-    with atomic_outputs(args.out, sidecar, overwrite=args.overwrite) as (labels_temp, sidecar_temp):
-        write_volume(result.labels, labels_temp)
-        sidecar_temp.write_text(json.dumps(description, indent=2), encoding="utf-8")
+        case = segment_case(args.image, model=args.model, organ_mask=args.organ_mask, organ_label=args.organ_label,
+                            organ=args.organ, totalsegmentator_version=args.totalsegmentator_version, roi=args.roi,
+                            device=args.device, tta=args.tta, overlap=args.overlap,
+                            min_lesion_mm3=args.min_lesion_mm3, progress=progress)
+    _, sidecar = write_segmentation(case, args.out, overwrite=args.overwrite)
+    result, description = case.result, case.description
     print(f"wrote {args.out} and {sidecar.name}: {description['voxels']} voxels per label in {result.seconds:.1f} s "
           f"on {result.device} ({result.tiles_run} of {result.tiles_total} patches run)")
     for warning in result.warnings:

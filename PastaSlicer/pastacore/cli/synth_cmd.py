@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from .argtypes import seed
@@ -60,55 +59,10 @@ def backend_options(args) -> dict:
             "models": args.ld_models, "text_encoder": args.text_encoder}
 
 
-def _numbers(text, what, count=6):
-    from ..errors import PastaError
-
-    try:
-        values = [float(v) for v in str(text).replace(" ", "").split(",")]
-    except ValueError:
-        raise PastaError(f"{what} needs {count} comma-separated numbers, got {text!r}") from None
-    if len(values) != count:
-        raise PastaError(f"{what} needs {count} comma-separated numbers, got {len(values)}")
-    return values
-
-
-def box_from_ijk(text, grid):
-    from ..errors import PastaError
-    from ..io.boxes import VoxelBox
-
-    values = _numbers(text, "--box-ijk")
-    if any(v != int(v) for v in values):
-        raise PastaError("--box-ijk takes whole voxel indices")
-    a, b = [int(v) for v in values[:3]], [int(v) for v in values[3:]]
-    lo, hi = [min(x, y) for x, y in zip(a, b)], [max(x, y) for x, y in zip(a, b)]
-    size = grid.size_ijk
-    if any(h < 0 for h in hi) or any(l >= n for l, n in zip(lo, size)):
-        raise PastaError(f"--box-ijk lies outside the volume (0..{size[0] - 1}, 0..{size[1] - 1}, 0..{size[2] - 1})")
-    return VoxelBox((lo[2], lo[1], lo[0]), (hi[2] + 1, hi[1] + 1, hi[0] + 1))
-
-
-def read_attributes_file(path):
-    from pathlib import Path
-
-    from ..errors import PastaError
-
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PastaError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise PastaError(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise PastaError(f"{path} must hold a JSON object of attributes")
-    return data
-
-
 def run(args):
-    from ..io import read_volume, write_volume
-    from ..io.atomic import atomic_outputs, check_outputs
-    from ..io.boxes import box_from_ras_bounds
+    from ..casework.synth import read_attributes_file, synth_case, write_synthesis
+    from ..io.atomic import check_outputs
     from ..io.writers import volume_output
-    from ..synthesis import synthesize_lesion
     from ..synthesis.backends import get_backend
     from .progress import bar
 
@@ -117,21 +71,12 @@ def run(args):
                   inputs=(args.image, args.organ_mask, args.attributes_json), overwrite=args.overwrite)
     backend = get_backend(args.backend, **backend_options(args))  # unavailable or too slow: say so before any work
     attributes = read_attributes_file(args.attributes_json) if args.attributes_json else args.attributes
-    volume = read_volume(args.image)
-    box = box_from_ras_bounds(_numbers(args.box, "--box"), volume.grid) if args.box else box_from_ijk(args.box_ijk, volume.grid)
-    organ = read_volume(args.organ_mask, is_label=True) if args.organ_mask else None
     with bar("synthesising") as progress:
-        result = synthesize_lesion(volume=volume, organ_labels=organ, roi_box=box, lesion_type=args.lesion_type,
-                                   attributes=attributes, seed=args.seed, progress=progress,
-                                   organ_label=args.organ_label, backend=backend)
-    report = dict(result.report, type_json=result.type_json, source=str(args.image))
-    outputs = [args.out_image, args.out_mask, args.out_report] + ([args.out_type_json] if args.out_type_json else [])
-    with atomic_outputs(*outputs, overwrite=args.overwrite) as temps:
-        write_volume(result.image, temps[0])
-        write_volume(result.labels, temps[1])
-        temps[2].write_text(json.dumps(report, indent=1), encoding="utf-8")
-        if args.out_type_json:
-            temps[3].write_text(json.dumps(result.type_json), encoding="utf-8")
+        case = synth_case(args.image, seed=args.seed, attributes=attributes, box=args.box, box_ijk=args.box_ijk,
+                          lesion_type=args.lesion_type, organ_mask=args.organ_mask, organ_label=args.organ_label,
+                          backend=backend, progress=progress)
+    write_synthesis(case, args.out_image, args.out_mask, args.out_report, args.out_type_json, overwrite=args.overwrite)
+    result = case.result
     if result.not_understood:
         print(f"warning: words not understood and ignored: {', '.join(result.not_understood)}", file=sys.stderr)
     measured = result.report["measured"]

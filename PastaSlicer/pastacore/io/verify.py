@@ -97,6 +97,15 @@ def _npy(path: Path):
     return None if header > 0 else "the written array is incomplete"
 
 
+@verifier(".parquet")
+def _parquet(path: Path):
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+        handle.seek(max(0, path.stat().st_size - 4))
+        tail = handle.read()
+    return None if head == b"PAR1" and tail == b"PAR1" else "the written Parquet file is incomplete"
+
+
 @verifier(".png")
 def _png(path: Path):
     data = path.read_bytes()

@@ -9,8 +9,12 @@ Layouts:
   ``labelsTr/case_0000.nii.gz``, ``dataset.json``; reports in ``reports/``.
 
 Case ``n`` uses background ``n mod B``, lesion type ``n mod T`` and its own seed derived
-from (seed, n), so a dataset is reproducible with any number of workers and an interrupted
-run resumes where it stopped: finished cases are skipped (each is written atomically).
+from (seed, n), so a dataset is reproducible with any number of workers. The cases run on
+the cohort engine (:mod:`pastacore.cohort.engine`): in this process, or on Dask workers
+(``workers`` > 1, or a ``scheduler`` address); ``manifest.sqlite`` records each case (its
+background and mask hashes, parameters, status, timings) and ``cohort.csv``/``.parquet`` list
+the lesions. An interrupted run resumes where it stopped: finished cases whose background,
+mask and parameters are unchanged are skipped (each case is written atomically).
 """
 
 from __future__ import annotations
@@ -18,52 +22,23 @@ from __future__ import annotations
 import functools
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import CancelledError, PastaError
+from ..cohort.engine import Case, CaseWork
+from ..cohort.table import SYNTHETIC_COLUMNS, synthetic_row
+from ..errors import PastaError
+from ..io.discover import MASK_HINTS, find_images, image_stem, is_image
 from . import schema as S
 
 FORMATS = ("pasta-gen", "nnunet")
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".nhdr")
-MASK_HINTS = ("_seg", "_total", "_organs", "_organ", "_mask", "_label", "_labels")
 CASE_FILES = ("img.nii.gz", "label.nii.gz", "total.nii.gz", "type.json", "report.json")  # of a pasta-gen case folder
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
-def _is_image(path: Path) -> bool:
-    return path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES)
-
-
-def _looks_like_mask(path: Path) -> bool:
-    stem = _stem(path).lower()
-    return any(stem.endswith(h) or f"{h}_" in stem for h in MASK_HINTS) or "label" in stem
 
 
 def find_backgrounds(backgrounds) -> list:
     """Image files from a folder, a file, or a list of either (masks and labels left out)."""
-    items = [backgrounds] if isinstance(backgrounds, (str, os.PathLike)) else list(backgrounds or [])
-    found = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            found += sorted(p for p in path.iterdir() if _is_image(p) and not _looks_like_mask(p))
-        elif _is_image(path):
-            found.append(path)
-        else:
-            raise PastaError(f"background {path} is neither an image file nor a folder")
-    if not found:
-        raise PastaError(f"no background CT images found in {', '.join(map(str, items)) or 'nothing'}")
-    return found
+    return find_images(backgrounds, what="background")
 
 
 def match_masks(images: list, organ_masks) -> dict:
@@ -73,8 +48,8 @@ def match_masks(images: list, organ_masks) -> dict:
     for item in items:
         path = Path(item)
         if path.is_dir():
-            candidates += [p for p in path.iterdir() if _is_image(p)]
-        elif _is_image(path):
+            candidates += [p for p in path.iterdir() if is_image(p)]
+        elif is_image(path):
             candidates.append(path)
         else:
             raise PastaError(f"organ mask {path} is neither an image file nor a folder")
@@ -82,11 +57,11 @@ def match_masks(images: list, organ_masks) -> dict:
         return dict(zip(images, candidates))  # given one by one, in the same order
     own = {Path(i).resolve() for i in images}
     candidates = [p for p in candidates if p.resolve() not in own]
-    by_stem = {_stem(p): p for p in candidates}
+    by_stem = {image_stem(p): p for p in candidates}
     result = {}
     for image in images:
-        stem = _stem(image)
-        neighbours = {_stem(p): p for p in image.parent.iterdir() if _is_image(p) and p != image}
+        stem = image_stem(image)
+        neighbours = {image_stem(p): p for p in image.parent.iterdir() if is_image(p) and p != image}
         match = by_stem.get(stem)
         for hint in MASK_HINTS:
             match = match or by_stem.get(stem + hint) or (neighbours.get(stem + hint) if hint != "_label" else None)
@@ -146,30 +121,30 @@ def is_finished(paths: dict) -> bool:
     return all(paths[k].is_file() for k in ("image", "label", "report", "type"))
 
 
+def case_name(index: int) -> str:
+    return f"case_{index:04d}"
+
+
 def make_case(spec: dict) -> dict:
-    """Synthesise and write one case (runs in a worker process)."""
+    """Synthesise and write one case; returns ``{"outputs": {path relative to the dataset:
+    size}, "rows": [its cohort-table row]}``. A case that cannot be made raises PastaError."""
     from ..io import write_volume
     from ..io.atomic import atomic_directory, atomic_outputs
     from .engine import synthesize_lesion
 
     kind = S.lesion_type(spec["lesion_type"])
-    paths = case_paths(Path(spec["output"]), spec["format"], spec["index"], kind)
-    if is_finished(paths):
-        return {"index": spec["index"], "status": "skipped"}
-    try:
-        volume, mask = _background(spec["image"], spec["mask"])
-        if mask is None:
-            mask = _auto_organ(spec["image"], kind.organ)
-        attributes = spec["attributes"] if spec["attributes"] is not None else sample_attributes(kind, spec["seed"])
-        result = synthesize_lesion(volume=volume, organ_labels=mask, lesion_type=kind.key, attributes=attributes,
-                                   seed=spec["seed"], organ_label=spec.get("organ_label"),
-                                   backend=spec.get("backend", "procedural"), backend_options=spec.get("backend_options"))
-    except CancelledError:
-        raise
-    except PastaError as exc:
-        return {"index": spec["index"], "status": "failed", "error": str(exc), "background": spec["image"]}
+    output = Path(spec["output"])
+    paths = case_paths(output, spec["format"], spec["index"], kind)
+    volume, mask = _background(spec["image"], spec["mask"])
+    if mask is None:
+        mask = _auto_organ(spec["image"], kind.organ)
+    attributes = spec["attributes"] if spec["attributes"] is not None else sample_attributes(kind, spec["seed"])
+    result = synthesize_lesion(volume=volume, organ_labels=mask, lesion_type=kind.key, attributes=attributes,
+                               seed=spec["seed"], organ_label=spec.get("organ_label"),
+                               backend=spec.get("backend", "procedural"), backend_options=spec.get("backend_options"))
     image = result.image.with_array(np.round(result.image.array).astype(np.int16))
-    report = dict(result.report, background=Path(spec["image"]).name, case=spec["index"])
+    report = dict(result.report, background=Path(spec["image"]).name, case=spec["index"],
+                  fingerprint=spec.get("fingerprint"))
     if spec["format"] == "pasta-gen":
         paths["folder"].parent.mkdir(parents=True, exist_ok=True)
         with atomic_directory(paths["folder"], overwrite=True, owned=CASE_FILES) as temp:
@@ -188,8 +163,53 @@ def make_case(spec: dict) -> dict:
             temps[1].write_text(json.dumps(result.type_json), encoding="utf-8")
             temps[2].write_text(json.dumps(report, indent=1), encoding="utf-8")
         write_volume(result.labels, paths["label"], overwrite=True)  # last: marks the case finished
-    return {"index": spec["index"], "status": "written", "lesion_type": kind.key,
-            "seconds": result.report["seconds"], "background": spec["image"]}
+    return {"outputs": _sizes(output, paths), "rows": [synthetic_row(case_name(spec["index"]), report, report["background"])]}
+
+
+def _sizes(output: Path, paths: dict) -> dict:
+    files = [p for k, p in paths.items() if k != "folder" and p.is_file()]
+    return {p.relative_to(output).as_posix(): p.stat().st_size for p in files}
+
+
+class DatasetWork(CaseWork):
+    """One case of a synthetic dataset (``pasta dataset``) on the cohort engine."""
+
+    kind = "dataset"
+    table_columns = SYNTHETIC_COLUMNS
+
+    def __init__(self, format: str = "pasta-gen", backend: str = "procedural", backend_options: dict | None = None,
+                 organ_label=None):
+        self.format, self.backend, self.backend_options = format, backend, dict(backend_options or {})
+        self.organ_label = organ_label
+        self.needs_gpu = backend != "procedural" and self.backend_options.get("device", "auto") != "cpu"
+
+    def settings(self) -> dict:
+        options = {k: v for k, v in self.backend_options.items() if k not in ("allow_slow", "device", "precision")}
+        return {"format": self.format, "backend": self.backend, "backend_options": options,
+                "organ_label": self.organ_label}
+
+    def _paths(self, out_dir: Path, case: Case) -> dict:
+        return case_paths(out_dir, self.format, case.params["index"], S.lesion_type(case.params["lesion_type"]))
+
+    def found(self, out_dir: Path, case: Case, fingerprint: str) -> dict | None:
+        """A finished case made for this fingerprint (or by a version that wrote none)."""
+        paths = self._paths(out_dir, case)
+        if not is_finished(paths):
+            return None
+        try:
+            report = json.loads(paths["report"].read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if report.get("fingerprint") not in (None, fingerprint):
+            return None
+        return {"outputs": _sizes(out_dir, paths), "rows": [synthetic_row(case.case_id, report, report.get("background", ""))]}
+
+    def run(self, out_dir: Path, case: Case, fingerprint: str, resources, timer) -> dict:
+        spec = dict(case.params, image=case.inputs["image"], mask=case.inputs.get("organ_mask"), format=self.format,
+                    output=str(out_dir), organ_label=self.organ_label, backend=self.backend,
+                    backend_options=self.backend_options, fingerprint=fingerprint)
+        with timer("synthesise and write"):
+            return make_case(spec)
 
 
 def write_dataset_json(output: Path, count: int, types: list) -> Path:
@@ -222,13 +242,15 @@ def _output_folder(output_dir) -> Path:
 def generate_dataset(backgrounds_dir=None, output_dir=None, count: int = 10, format: str = "pasta-gen",
                      lesion_type=None, attributes=None, seed: int = 0, progress=None, is_cancelled=None,
                      organ_masks=None, workers: int = 1, organ_label=None, backend: str = "procedural",
-                     backend_options: dict | None = None) -> dict:
+                     backend_options: dict | None = None, scheduler: str | None = None, notify=None) -> dict:
     """Write ``count`` synthetic cases; returns a summary (written, skipped, failed, output).
 
-    ``backend`` / ``backend_options``: the synthesis backend of every case (see
+    ``workers``: 1 runs the cases in this process; more start a local Dask cluster of that
+    many workers; ``scheduler`` ("local", "inline" or a Dask scheduler address) chooses
+    explicitly. ``backend`` / ``backend_options``: the synthesis backend of every case (see
     :func:`~pastacore.synthesis.backends.get_backend`); checked before any case starts."""
-    report = progress or (lambda f, m="": None)
-    cancelled = is_cancelled or (lambda: False)
+    from ..cohort.engine import run_cohort
+
     if format not in FORMATS:
         raise PastaError(f"unknown dataset format {format!r}; choose one of: {', '.join(FORMATS)}")
     if output_dir is None or str(output_dir) == "":
@@ -237,6 +259,11 @@ def generate_dataset(backgrounds_dir=None, output_dir=None, count: int = 10, for
     if count < 1:
         raise PastaError("the number of cases must be at least 1")
     workers = max(1, int(workers or 1))
+    scheduler = scheduler or ("inline" if workers == 1 else "local")
+    if scheduler != "inline":
+        from ..cohort.cluster import require_dask
+
+        require_dask()
     from .backends import get_backend
 
     get_backend(backend, **(backend_options or {}))
@@ -257,50 +284,31 @@ def generate_dataset(backgrounds_dir=None, output_dir=None, count: int = 10, for
 
         read_attributes(attributes, t)
     output = _output_folder(output_dir)
-    specs = []
+    cases = []
     for index in range(count):
         image = images[index % len(images)]
         mask = masks.get(image)
-        specs.append({"index": index, "image": str(image), "mask": str(mask) if mask else None,
-                      "lesion_type": types[index % len(types)], "attributes": attributes,
-                      "seed": case_seed(seed, index), "format": format, "output": str(output),
-                      "organ_label": organ_label, "backend": backend, "backend_options": backend_options})
-    results = []
-
-    def done(result):
-        results.append(result)
-        report(len(results) / count, f"case {len(results)}/{count}")
-
-    report(0.0, f"{count} cases")
-    if workers == 1:
-        for spec in specs:
-            if cancelled():
-                raise CancelledError("cancelled; finished cases were kept and the next run resumes after them")
-            done(make_case(spec))
-    else:
-        import multiprocessing
-
-        context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = [pool.submit(make_case, spec) for spec in specs]
-            try:
-                for future in as_completed(futures):
-                    done(future.result())
-                    if cancelled():
-                        raise CancelledError("cancelled; finished cases were kept and the next run resumes after them")
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
-    results.sort(key=lambda r: r["index"])
-    failed = [r for r in results if r["status"] == "failed"]
-    finished = [s for s in specs if is_finished(case_paths(output, format, s["index"], S.lesion_type(s["lesion_type"])))]
+        inputs = {"image": str(Path(image).resolve())}
+        if mask:
+            inputs["organ_mask"] = str(Path(mask).resolve())
+        cases.append(Case(case_name(index), inputs, {"index": index, "lesion_type": types[index % len(types)],
+                                                     "attributes": attributes, "seed": case_seed(seed, index)},
+                          position=index))
+    work = DatasetWork(format, backend, backend_options, organ_label)
+    summary = run_cohort(work, cases, output, scheduler=scheduler, workers=workers if scheduler == "local" else None,
+                         device=(backend_options or {}).get("device", "auto"), progress=progress,
+                         is_cancelled=is_cancelled, notify=notify)
+    by_name = {c.case_id: c for c in cases}
+    failed = [{"index": by_name[f["case_id"]].params["index"], "error": f["error"],
+               "background": by_name[f["case_id"]].inputs["image"]} for f in summary["failed"]]
+    finished = [c for c in cases if is_finished(case_paths(output, format, c.params["index"],
+                                                           S.lesion_type(c.params["lesion_type"])))]
     if format == "nnunet":
         write_dataset_json(output, len(finished), types)
-    summary = {"output": str(output), "format": format, "requested": count,
-               "written": sum(r["status"] == "written" for r in results),
-               "skipped": sum(r["status"] == "skipped" for r in results),
-               "failed": failed, "finished": len(finished), "types": types}
+    result = {"output": str(output), "format": format, "requested": count, "written": summary["done"],
+              "skipped": summary["skipped"], "failed": failed, "finished": len(finished), "types": types,
+              "manifest": str(output / "manifest.sqlite"), "workers": summary["workers"],
+              "dashboard": summary["dashboard"]}
     if failed and len(failed) == count:
         raise PastaError(f"no case could be made: {failed[0]['error']}")
-    return summary
+    return result

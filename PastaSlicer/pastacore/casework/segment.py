@@ -1,0 +1,95 @@
+"""A CT's organ and lesion labels (what ``pasta segment`` does for one image)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import PastaError
+
+
+@dataclass
+class SegmentedCase:
+    image: object          # the CT as read (a Volume)
+    result: object         # the SegmentationResult (labels on the CT's grid)
+    description: dict      # what the sidecar JSON holds
+
+
+def sidecar_path(out) -> Path:
+    """``OUT.json`` beside the label map ``OUT.nii.gz`` (or .nii, .seg.nrrd, .nrrd)."""
+    out = Path(out)
+    stem = out.name
+    for suffix in (".nii.gz", ".nii", ".seg.nrrd", ".nrrd"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return out.with_name(stem + ".json")
+
+
+def parse_box(text):
+    """Six numbers R1,A1,S1,R2,A2,S2 from text (or a sequence of six numbers)."""
+    if isinstance(text, (list, tuple)):
+        values = list(text)
+    else:
+        try:
+            values = [float(v) for v in str(text).split(",")]
+        except ValueError:
+            values = []
+    if len(values) != 6:
+        raise PastaError(f"a box is six comma-separated numbers R1,A1,S1,R2,A2,S2, got {text!r}")
+    return [float(v) for v in values]
+
+
+def segment_case(image, *, model=None, organ_mask=None, organ_label=None, organ=None, totalsegmentator_version=2,
+                 roi=None, device="auto", tta=False, overlap=0.5, min_lesion_mm3=0.0, progress=None,
+                 is_cancelled=None) -> SegmentedCase:
+    """Read ``image`` (a file or DICOM folder), find where to look and segment it.
+
+    ``model``: a name, path or an already loaded SegmentationModel (a batch worker passes the
+    one it keeps). ``organ_mask`` + ``organ_label``/``organ``: a label map restricting the
+    search; ``organ`` alone: ``lungs`` or ``body``; ``roi``: a RAS box (text or six numbers).
+    """
+    from ..inference.organs import classical_organ, organ_from_labels
+    from ..inference.segment import segment_volume
+    from ..io import read_volume
+    from ..io.boxes import box_from_ras_bounds
+
+    volume = read_volume(image)
+    organ_volume = None
+    if organ_mask:
+        organ_volume = organ_from_labels(read_volume(organ_mask, is_label=True), label=organ_label, organ=organ,
+                                         totalsegmentator_version=totalsegmentator_version)
+    elif organ and organ != "body":
+        organ_volume = classical_organ(volume, organ)
+    roi_box = box_from_ras_bounds(parse_box(roi), volume.grid) if roi else None
+    result = segment_volume(volume, model, device=device, tta=tta, overlap=overlap, organ_mask=organ_volume,
+                            roi_box=roi_box, whole_body=organ == "body" and not organ_mask,
+                            min_lesion_mm3=min_lesion_mm3, progress=progress, is_cancelled=is_cancelled)
+    return SegmentedCase(volume, result, describe_segmentation(result))
+
+
+def describe_segmentation(result) -> dict:
+    """The sidecar of a label map: label names and terms, voxel counts, model, timing, notes."""
+    return {
+        "labels": {str(value): {"name": info.name, "terminology": info.terminology, "color": list(info.color)}
+                   for value, info in sorted(result.segments.items())},
+        "voxels": {str(v): int(n) for v, n in zip(*np.unique(result.labels.array, return_counts=True)) if v},
+        "model": result.model, "device": result.device, "seconds": round(result.seconds, 2),
+        "patches_run": result.tiles_run, "patches_total": result.tiles_total, "notes": result.notes,
+        "warnings": result.warnings, "candidates": result.candidates_json(),
+    }
+
+
+def write_segmentation(case: SegmentedCase, out, overwrite: bool = False) -> tuple:
+    """Write the label map ``out`` and its sidecar ``OUT.json`` together (all or nothing)."""
+    from ..io import write_volume
+    from ..io.atomic import atomic_outputs
+
+    sidecar = sidecar_path(out)
+    with atomic_outputs(out, sidecar, overwrite=overwrite) as (labels_temp, sidecar_temp):
+        write_volume(case.result.labels, labels_temp)
+        sidecar_temp.write_text(json.dumps(case.description, indent=2), encoding="utf-8")
+    return Path(out), sidecar

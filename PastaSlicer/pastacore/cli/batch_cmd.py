@@ -1,0 +1,232 @@
+"""``pasta batch``: segment, report or synthesise a whole cohort on Dask, resumably.
+
+``pasta batch segment|report|synth INPUTS --out DIR`` runs the single-case command's work
+for every case (:mod:`pastacore.cohort.works`) and writes its files to ``DIR/<case id>/``,
+records each case in ``DIR/manifest.sqlite`` and lists every lesion in ``DIR/cohort.csv`` and
+``DIR/cohort.parquet``. Rerunning skips what is done and unchanged. ``pasta batch status
+DIR`` summarises the manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+MODES = ("segment", "report", "synth")
+
+
+def add_parser(sub):
+    p = sub.add_parser("batch", help="segment, report or synthesise a cohort (resumable, on Dask)",
+                       description="Run pasta segment, report or synth over a cohort: INPUTS is a folder of CTs "
+                                   "(files or DICOM series folders), a glob, image files, or a CSV with one case per "
+                                   "row (columns image, case_id, organ_mask, organ_label, seg, box, box_ijk, "
+                                   "attributes, lesion_type, seed). Each case's files go to DIR/<case id>/; "
+                                   "DIR/manifest.sqlite records every case and DIR/cohort.csv (.parquet) lists every "
+                                   "lesion. A rerun skips cases whose inputs, model and parameters are unchanged; "
+                                   "an interrupted run resumes. Research use only.")
+    modes = p.add_subparsers(dest="mode", metavar="MODE", parser_class=type(p))
+    segment = modes.add_parser("segment", help="segment each CT and measure its lesions")
+    _add_common(segment)
+    segment.add_argument("--model", help="installed model name, weight file or model folder (default: built-in)")
+    segment.add_argument("--organ", help="lungs or body for every case (default: the model's own organ); a case's "
+                                         "organ_mask column restricts the search instead")
+    segment.add_argument("--totalsegmentator-version", type=int, choices=(1, 2), default=2,
+                         help="label numbering of TotalSegmentator organ masks (default 2)")
+    segment.add_argument("--roi", help="box R1,A1,S1,R2,A2,S2 in RAS mm for every case (a case's box column wins)")
+    segment.add_argument("--device", default="auto", help="auto, cuda or cpu (cuda: one worker per GPU)")
+    segment.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8x slower)")
+    segment.add_argument("--overlap", type=float, default=0.5, help="patch overlap in [0, 1) (default 0.5)")
+    segment.add_argument("--min-lesion-mm3", type=float, default=0.0, help="drop lesion pieces smaller than this")
+    _add_report_options(segment)
+    segment.set_defaults(func=run)
+    report = modes.add_parser("report", help="measure and report each case's lesions (CSV with image,seg)")
+    _add_common(report)
+    _add_report_options(report)
+    report.add_argument("--lesion-label", type=int, action="append", help="label value of the lesions (repeatable)")
+    report.set_defaults(func=run)
+    synth = modes.add_parser("synth", help="insert a synthetic lesion into each CT")
+    _add_common(synth)
+    what = synth.add_mutually_exclusive_group()
+    what.add_argument("--attributes", metavar="TEXT", help="description for cases without their own attributes")
+    what.add_argument("--attributes-json", metavar="FILE", help="JSON attributes for cases without their own")
+    synth.add_argument("--lesion-type", metavar="TYPE", help="lesion type for cases without their own")
+    from .argtypes import seed
+
+    synth.add_argument("--seed", type=seed, default=0,
+                       help="cohort seed: a case's seed derives from it and its case id (a seed column wins)")
+    from .synth_cmd import add_backend_arguments
+
+    add_backend_arguments(synth)
+    synth.set_defaults(func=run)
+    status = modes.add_parser("status", help="summarise a cohort folder's manifest")
+    status.add_argument("folder", metavar="DIR", help="the --out folder of a pasta batch or pasta dataset run")
+    status.add_argument("--json", action="store_true", help="print JSON (counts, and each case's status and reason)")
+    status.set_defaults(func=run_status)
+    p.set_defaults(func=lambda args: _usage(p))
+
+
+def _usage(parser):
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--workers takes a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--workers must be at least 1, got {value}")
+    return value
+
+
+def _add_common(p):
+    p.add_argument("inputs", nargs="+", metavar="INPUTS", help="a folder, a glob, image files, or a CSV of cases")
+    p.add_argument("--out", required=True, metavar="DIR", help="cohort folder (created; a rerun resumes in it)")
+    p.add_argument("--scheduler", default="local",
+                   help="local (default: a Dask LocalCluster sized to this machine), inline (this process, no Dask) "
+                        "or a running scheduler's address, e.g. tcp://host:8786")
+    p.add_argument("--workers", type=workers, metavar="K", help="local cluster: K worker processes (default: from "
+                                                                "the cores, memory and GPUs)")
+
+
+def _add_report_options(p):
+    p.add_argument("--formats", default="json", help="report files per case: json (default), html, pdf, seg, sr")
+    p.add_argument("--whole-labels", action="store_true", help="one lesion per label instead of per connected piece")
+
+
+# -- running a cohort ------------------------------------------------------------------------------
+
+def run(args):
+    import time
+
+    from ..cohort.engine import run_cohort
+    from ..cohort.inputs import read_inputs
+    from ..cohort.table import CSV_NAME
+    from ..io.atomic import check_folder_apart, check_output_dir
+    from .progress import bar
+
+    rows, ignored = read_inputs(args.inputs, need_seg=args.mode == "report")
+    check_output_dir(args.out, overwrite=True)
+    check_folder_apart(args.out, list(args.inputs) + [p for r in rows for p in (r.image, r.organ_mask, r.seg)])
+    if args.scheduler not in ("inline", "local") and "://" not in args.scheduler:
+        from ..errors import PastaError
+
+        raise PastaError(f"--scheduler takes local, inline or a scheduler address such as tcp://host:8786, "
+                         f"got {args.scheduler!r}")
+    if args.scheduler != "inline":
+        from ..cohort.cluster import require_dask
+
+        require_dask()
+    work, cases = _WORKS[args.mode](args, rows)
+    if ignored:
+        print(f"note: columns ignored: {', '.join(ignored)}", flush=True)
+    started = time.perf_counter()
+    with bar(f"pasta batch {args.mode}") as progress:
+        summary = run_cohort(work, cases, args.out, scheduler=args.scheduler, workers=args.workers,
+                             device=getattr(args, "device", "auto"), progress=progress,
+                             notify=lambda line: print(line, flush=True))
+    minutes = (time.perf_counter() - started) / 60
+    rate = summary["done"] / minutes if minutes > 0 else 0.0
+    failed = summary["failed"]
+    print(f"{args.out}: {summary['done']} done, {summary['skipped']} skipped (done earlier, unchanged), "
+          f"{len(failed)} failed ({rate:.1f} cases per minute); every lesion in {CSV_NAME}")
+    for failure in failed[:10]:
+        print(f"  {failure['case_id']}: {failure['error']}")
+    if len(failed) > 10:
+        print(f"  ... and {len(failed) - 10} more: pasta batch status {args.out}")
+    return 1 if failed else 0
+
+
+def _absolute(path):
+    from pathlib import Path
+
+    return str(Path(path).resolve()) if path else None
+
+
+def _inputs(row, *roles) -> dict:
+    return {role: _absolute(getattr(row, role)) for role in roles if getattr(row, role)}
+
+
+def _segment_cases(args, rows):
+    from ..cohort.engine import Case
+    from ..cohort.fingerprint import model_sha256
+    from ..cohort.works import SegmentWork
+    from ..deps import torch_device_info
+    from ..report.export import parse_formats
+
+    torch_device_info(args.device)  # an unknown or missing device: say so before any work
+    if not 0.0 <= args.overlap < 1.0:
+        from ..errors import PastaError
+
+        raise PastaError(f"--overlap must be in [0, 1), got {args.overlap}")
+    model = _absolute(args.model) if args.model and _exists(args.model) else args.model
+    work = SegmentWork(model=model, model_sha256=model_sha256(model or ""), device=args.device, organ=args.organ,
+                       totalsegmentator_version=args.totalsegmentator_version, roi=args.roi, tta=args.tta,
+                       overlap=args.overlap, min_lesion_mm3=args.min_lesion_mm3, formats=parse_formats(args.formats),
+                       whole_labels=args.whole_labels)
+    cases = [Case(r.case_id, _inputs(r, "image", "organ_mask"), {"organ_label": r.organ_label, "box": r.box}, n)
+             for n, r in enumerate(rows)]
+    return work, cases
+
+
+def _report_cases(args, rows):
+    from ..cohort.engine import Case
+    from ..cohort.works import ReportWork
+    from ..report.export import parse_formats
+
+    work = ReportWork(formats=parse_formats(args.formats), lesion_labels=args.lesion_label,
+                      whole_labels=args.whole_labels)
+    return work, [Case(r.case_id, _inputs(r, "image", "seg", "organ_mask"), {}, n) for n, r in enumerate(rows)]
+
+
+def _synth_cases(args, rows):
+    from ..casework.synth import read_attributes_file
+    from ..cohort.engine import Case
+    from ..cohort.works import SynthWork, case_seed
+    from ..synthesis.backends import get_backend
+    from ..synthesis.engine import read_attributes
+    from .synth_cmd import backend_options
+
+    options = backend_options(args)
+    get_backend(args.backend, **options)  # unavailable or too slow: say so before any work
+    attributes = read_attributes_file(args.attributes_json) if args.attributes_json else args.attributes
+    cases = []
+    for n, r in enumerate(rows):
+        case_attributes = r.attributes if r.attributes is not None else attributes
+        lesion_type = r.lesion_type or args.lesion_type
+        if case_attributes is None and lesion_type is None:
+            from ..errors import PastaError
+
+            raise PastaError(f"case {r.case_id} has neither attributes nor a lesion type: give --attributes or "
+                             "--lesion-type, or those columns in the CSV")
+        read_attributes(case_attributes, lesion_type)  # a contradiction or an unknown type: before any work
+        params = {"seed": r.seed if r.seed is not None else case_seed(args.seed, r.case_id),
+                  "attributes": case_attributes, "lesion_type": lesion_type, "box": r.box, "box_ijk": r.box_ijk,
+                  "organ_label": r.organ_label}
+        cases.append(Case(r.case_id, _inputs(r, "image", "organ_mask"), params, n))
+    return SynthWork(args.backend, options), cases
+
+
+def _exists(path) -> bool:
+    from pathlib import Path
+
+    return Path(path).exists()
+
+
+_WORKS = {"segment": _segment_cases, "report": _report_cases, "synth": _synth_cases}
+
+
+# -- status ----------------------------------------------------------------------------------------
+
+def run_status(args):
+    import json
+
+    from ..cohort.status import cohort_status, describe_status
+
+    status = cohort_status(args.folder)
+    if args.json:
+        print(json.dumps(status, indent=1))
+    else:
+        print(describe_status(status))
+    return 0
