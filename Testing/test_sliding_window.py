@@ -88,3 +88,72 @@ def test_cancel_and_empty_region(image):
         predict_logits(pointwise_network(), image, WindowSettings((16, 16, 16)), is_cancelled=lambda: True)
     with pytest.raises(PastaError, match="empty"):
         predict_logits(pointwise_network(), image, WindowSettings((16, 16, 16)), np.zeros(image.shape[1:], bool))
+
+
+# -- the pieces: tiling + blending runs any predictor; TTA and the OOM fallback wrap it -------------
+
+
+def test_blend_tiles_runs_a_plain_callable_and_the_result_is_named(image):
+    from pastacore.inference.sliding_window import blend_tiles, plan_tiles
+
+    region = np.ones(image.shape[1:], bool)
+    tiles, total = plan_tiles(region, (16, 16, 16), 0.5)
+    assert len(tiles) == total
+    blended = blend_tiles(lambda batch: batch * 2.0, image, tiles, (16, 16, 16), batch_size=5)
+    assert np.abs(blended - 2 * image).max() < 1e-5  # an identity-like predictor blends back to itself
+    result = predict_logits(pointwise_network(), image, WindowSettings((16, 16, 16), 0.5, 3, amp=False))
+    assert (result.tiles_run, result.tiles_total) == (total, total) and result.logits.shape[0] == 3
+
+
+def test_mirrored_wrapper_averages_every_flip():
+    from pastacore.inference.sliding_window import mirrored
+
+    batch = torch.arange(2 * 1 * 4 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4, 4)
+    seen = []
+
+    def predictor(x):
+        seen.append(x.clone())
+        return x[:, :, :1].expand(-1, -1, 4, -1, -1)  # not flip-equivariant along axis 0
+
+    out = mirrored(predictor, (0, 1))(batch)
+    assert len(seen) == 4  # identity, flip 0, flip 1, flip 0+1
+    expected = sum(torch.flip(predictor(torch.flip(batch, d)), d) if d else predictor(batch)
+                   for d in ([], [2], [3], [2, 3])) / 4
+    assert torch.allclose(out, expected)
+
+
+class _GpuThatFills:
+    """A device predictor whose 'GPU' runs out of memory above ``limit`` patches per batch."""
+
+    def __init__(self, limit):
+        self.device, self.limit, self.sizes, self.moved = torch.device("cuda"), limit, [], False
+
+    def __call__(self, batch):
+        if self.device.type == "cuda" and len(batch) > self.limit:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        self.sizes.append((self.device.type, len(batch)))
+        return batch + 1
+
+    def to_cpu(self):
+        self.device, self.moved = torch.device("cpu"), True
+
+
+def test_out_of_memory_splits_the_batch_then_moves_to_the_cpu():
+    from pastacore.inference.sliding_window import with_oom_fallback
+
+    batch = torch.zeros(4, 1, 2, 2, 2)
+    said = []
+    gpu = _GpuThatFills(limit=1)
+    out = with_oom_fallback(gpu, gpu, say=said.append)(batch)
+    assert torch.equal(out, batch + 1) and gpu.sizes == [("cuda", 1)] * 4 and not gpu.moved
+    assert said and "batches of 2" in said[0]
+    full = _GpuThatFills(limit=0)
+    out = with_oom_fallback(full, full, say=said.append)(batch[:1])
+    assert torch.equal(out, batch[:1] + 1) and full.moved and full.sizes == [("cpu", 1)]
+    assert said[-1] == "GPU memory full: continuing on the CPU"
+    other = _GpuThatFills(limit=0)
+    with pytest.raises(RuntimeError, match="something else"):  # only out-of-memory is caught
+        with_oom_fallback(lambda b: (_ for _ in ()).throw(RuntimeError("something else")), other)(batch)
+    other.device = torch.device("cpu")
+    with pytest.raises(RuntimeError, match="out of memory"):  # and only on a GPU
+        with_oom_fallback(_GpuThatFills(limit=0), other)(batch)
