@@ -253,3 +253,24 @@ def test_extension_urls_point_at_files_of_the_repository():
         for single in url.split():
             path = single.split("/main/", 1)[1]
             assert (ROOT / path).is_file(), f"{key} points at {path}, which is not in the repository"
+
+
+def test_every_device_choice_in_the_modules_is_the_core_list():
+    """A parameter-node Choice needs a literal list; each one must equal pastacore.deps.DEVICES."""
+    import ast
+
+    from pastacore.deps import DEVICES
+
+    found = 0
+    for module in MODULES:
+        for path in python_sources(module):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                literal = None
+                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Choice" and node.args:
+                    literal = node.args[0]
+                elif isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "DEVICE_CHOICES" for t in node.targets):
+                    literal = node.value
+                if isinstance(literal, ast.List) and "cpu" in [getattr(e, "value", None) for e in literal.elts]:
+                    assert tuple(e.value for e in literal.elts) == DEVICES, f"{path.name}:{node.lineno}"
+                    found += 1
+    assert found >= 2  # the hub's DEVICE_CHOICES and PASTA Segment's device

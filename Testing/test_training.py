@@ -257,10 +257,18 @@ def test_elastic_warp_keeps_labels_on_their_structures_and_bends_straight_lines(
     assert bends[0.0] < 0.5 and 3 * bends[0.0] < bends[3.0] < 6.0
 
 
+def _card(metrics, description, args):
+    from pastacore.cli.train_default_cmd import reproduce_command
+    from pastacore.training.default_card import model_card
+
+    return model_card(metrics, description, reproduce_command(metrics, args))
+
+
 def test_model_card_states_data_scores_and_limits():
     from types import SimpleNamespace
 
-    from pastacore.cli.train_default_cmd import model_card, model_description
+    from pastacore.cli.train_default_cmd import reproduce_command
+    from pastacore.training.default_card import model_card, model_description
 
     metrics = {"backgrounds": ["lung1"], "synthetic_lesions": 80, "steps": 2000, "patch": [96, 96, 96],
                "base_features": 8, "seed": 1, "spatial_augmentation": 0.5, "pleura_mm": 2, "train_seconds": 100,
@@ -273,7 +281,7 @@ def test_model_card_states_data_scores_and_limits():
     description["files"][0]["sha256"] = "ab" * 32
     args = SimpleNamespace(lesions=80, patch=96, base_features=8, seed=1, evaluate_on="lung2",
                            spatial_augmentation=0.5)
-    card = model_card(metrics, description, args)
+    card = model_card(metrics, description, reproduce_command(metrics, args))
     assert "Research use only" in card and "lung1" in card and "50 %" in card
     assert "| lung2 | none (default) | 0.410 | yes | 12.5 | 48.5 | no |" in card
     assert "| lung2 | 8 mirrorings (--tta) | 0.520 | yes | 9.0 | 48.5 | no |" in card
@@ -281,17 +289,18 @@ def test_model_card_states_data_scores_and_limits():
     assert "vary widely with the seed" in card and "RESULTS.md" in card  # one run is not the recipe
     assert "mean lesion probability under 0.7 are listed apart" in card  # the floor its model.json sets
     assert "--pleura-mm 2" in card and "lung mask grown 2 mm" in card
-    older = model_card({k: v for k, v in metrics.items() if k != "pleura_mm"}, description, args)
+    older_metrics = {k: v for k, v in metrics.items() if k != "pleura_mm"}
+    older = model_card(older_metrics, description, reproduce_command(older_metrics, args))
     assert "--pleura-mm 0" in older and "clipped by the air-based lung mask" in older  # how 0.3 was made
     assert "--hard-negative-steps" not in card and "false positives in the backgrounds" not in card
-    second = model_card(dict(metrics, hard_negative_steps=600, mined_false_positive_ml=[12.8]), description, args)
+    second = _card(dict(metrics, hard_negative_steps=600, mined_false_positive_ml=[12.8]), description, args)
     assert "--hard-negative-steps 600" in second
     assert "then 600 steps" in second and "own false positives in the backgrounds (13 mL)" in second
     assert "--elastic-mm" not in card and "tiles at" not in card
     assert "--zone-mm" not in card and "tumour box + half a patch + 10 mm" in card
-    narrow = model_card(dict(metrics, zone_mm=10), description, args)
+    narrow = _card(dict(metrics, zone_mm=10), description, args)
     assert "--zone-mm 10" in narrow and "tumour box + 10 mm is excluded" in narrow
-    assert "--zone-mm" not in model_card(dict(metrics, zone_mm=58), description, args)  # the default, stated plainly
+    assert "--zone-mm" not in _card(dict(metrics, zone_mm=58), description, args)  # the default, stated plainly
     tiled = model_card(dict(metrics, elastic_mm=3.0, evaluation_tilings=[
         {"case": "lung2", "dice": [0.41, 0.35, 0.39], "dice_mean": 0.383, "dice_min": 0.35, "dice_max": 0.41,
          "detected": 3, "false_positive_ml": [46.2, 61.0, 57.9]}]), description, args)

@@ -11,18 +11,8 @@ import os
 from pathlib import Path
 
 from ..errors import PastaError
-
-IMAGE_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".nhdr")
+from .readers import IMAGE_SUFFIXES, image_stem
 MASK_HINTS = ("_seg", "_total", "_organs", "_organ", "_mask", "_label", "_labels")
-
-
-def image_stem(path) -> str:
-    """The name without its volume suffix (``ct.nii.gz`` -> ``ct``)."""
-    name = Path(path).name
-    for suffix in IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(path).stem
 
 
 def is_image(path) -> bool:

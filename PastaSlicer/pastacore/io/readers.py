@@ -22,6 +22,13 @@ def _suffix(path: Path) -> str | None:
     return next((s for s in IMAGE_SUFFIXES if name.endswith(s)), None)
 
 
+def image_stem(path) -> str:
+    """The name without its volume suffix (``ct.nii.gz`` -> ``ct``, ``seg.seg.nrrd`` -> ``seg``)."""
+    path = Path(path)
+    suffix = _suffix(path)
+    return path.name[: -len(suffix)] if suffix else path.stem
+
+
 def read_volume(path, *, is_label: bool = False, volume_index: int | None = None, series_uid: str | None = None) -> Volume:
     """Read a 3D volume from a file or a DICOM folder.
 

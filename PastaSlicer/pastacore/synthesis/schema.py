@@ -80,10 +80,6 @@ def lesion_type(key: str) -> LesionType:
     raise PastaError(f"unknown lesion type {key!r}; choose one of: {', '.join(types)}")
 
 
-def organ_keys() -> list:
-    return list(schema()["organs"])
-
-
 # -- vocabulary -------------------------------------------------------------------------------
 
 
@@ -102,10 +98,6 @@ def canonical_key(key: str) -> str:
         allowed = list(schema()["attributes"]) + list(schema()["numeric"])
         raise PastaError(f"unknown attribute {key!r}; known attributes: {', '.join(allowed)}")
     return found
-
-
-def allowed_values(key: str) -> list:
-    return list(schema()["attributes"][key]["values"])
 
 
 def synonym_table() -> dict:
