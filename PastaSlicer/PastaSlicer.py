@@ -273,7 +273,7 @@ class PastaSlicerTest(ScriptedLoadableModuleTest):
         self.test_measureFollowsEdits()
 
     def test_hubAndTerminology(self):
-        from pastacore.terminology import describe
+        from pastacore.terminology import segment_info
         from PastaSlicerLib.controllers import HubController
 
         rows = HubController().dependency_rows()
@@ -282,7 +282,7 @@ class PastaSlicerTest(ScriptedLoadableModuleTest):
         registerTerminology()
         entry = slicer.vtkSlicerTerminologyEntry()
         logic = slicer.modules.terminologies.logic()
-        self.assertTrue(logic.DeserializeTerminologyEntry(describe("tumor@left lung").terminology, entry))
+        self.assertTrue(logic.DeserializeTerminologyEntry(segment_info("tumor@left lung").terminology, entry))
         self.delayDisplay("Test passed")
 
     def test_measureFollowsEdits(self):
@@ -290,7 +290,7 @@ class PastaSlicerTest(ScriptedLoadableModuleTest):
         from pastacore.mrml.segmentations import add_labels_to_segmentation
         from pastacore.mrml.volumes import volume_from_node
         from pastacore.tasks import InlineRunner
-        from pastacore.terminology import describe
+        from pastacore.terminology import segment_info
         from PastaSlicerLib.controllers import ReportController
 
         array = np.full((20, 30, 30), -800, np.int16)
@@ -298,14 +298,14 @@ class PastaSlicerTest(ScriptedLoadableModuleTest):
         volume = slicer.util.addVolumeFromArray(array, ijkToRAS=np.diag([-1.0, -1.0, 2.0, 1.0]), name="CT")
         image = volume_from_node(volume)
         segmentation, _added = add_labels_to_segmentation(
-            slicer.mrmlScene, image.with_array((array > 0).astype(np.uint8), is_label=True), {1: describe("tumor@lung")}, volume)
+            slicer.mrmlScene, image.with_array((array > 0).astype(np.uint8), is_label=True), {1: segment_info("tumor@lung")}, volume)
         controller = ReportController(slicer.mrmlScene, InlineRunner())
         table, measurements = controller.measure(volume, segmentation)
         self.assertAlmostEqual(measurements[0].volume_ml, 7 * 10 * 10 * 2 / 1000.0, places=3)
         watch = controller.follow_edits(volume, segmentation)
         second = np.zeros_like(array, dtype=np.uint8)
         second[14:16, 2:5, 2:5] = 1
-        add_labels_to_segmentation(slicer.mrmlScene, image.with_array(second, is_label=True), {1: describe("nodule@lung")},
+        add_labels_to_segmentation(slicer.mrmlScene, image.with_array(second, is_label=True), {1: segment_info("nodule@lung")},
                                    volume, segmentation)
         self.assertEqual(table.GetNumberOfRows(), 2)
         watch.stop()

@@ -14,7 +14,7 @@ from conftest import phantom_ct  # noqa: E402
 from pastacore.mrml import roi, segmentations, volumes  # noqa: E402
 from pastacore.mrml.scene import new_scene, node_ids  # noqa: E402
 from pastacore.tasks import InlineRunner  # noqa: E402
-from pastacore.terminology import describe  # noqa: E402
+from pastacore.terminology import segment_info# noqa: E402
 from PastaSlicerLib.controllers import (  # noqa: E402
     ReportController, SegmentController, SegmentRequest, SynthController, SynthRequest)
 from PastaSlicerLib.controllers.segment import MODEL_ATTRIBUTE  # noqa: E402
@@ -222,7 +222,7 @@ def lesion_segmentation(world):
     mask = np.zeros(labels.array.shape, np.uint8)
     mask[10:14, 36:44, 52:60] = 2
     node, _ = segmentations.add_labels_to_segmentation(
-        scene, labels.with_array(mask, is_label=True), {2: describe("tumor@lung")}, ct)
+        scene, labels.with_array(mask, is_label=True), {2: segment_info("tumor@lung")}, ct)
     return node
 
 
@@ -239,7 +239,7 @@ def test_measure_uses_one_table_and_follows_edits(world, lesion_segmentation):
     mask = np.zeros(labels.array.shape, np.uint8)
     mask[4:6, 36:40, 20:24] = 1
     segmentations.add_labels_to_segmentation(scene, labels.with_array(mask, is_label=True),
-                                             {1: describe("nodule@lung")},
+                                             {1: segment_info("nodule@lung")},
                                              ct, lesion_segmentation)
     assert seen and seen[-1][0] is table and seen[-1][1] == 2 and seen[-1][2] is None
     assert table.GetNumberOfRows() == 2
@@ -247,7 +247,7 @@ def test_measure_uses_one_table_and_follows_edits(world, lesion_segmentation):
     watch.stop()
     seen.clear()
     segmentations.add_labels_to_segmentation(scene, labels.with_array(mask, is_label=True),
-                                             {1: describe("cyst@lung")},
+                                             {1: segment_info("cyst@lung")},
                                              ct, lesion_segmentation)
     assert not seen
 
@@ -283,7 +283,7 @@ def test_organ_segments_are_not_measured_as_lesions(world):
     mask[6:18, 30:50, 18:30] = 1           # the lung
     mask[10:12, 38:42, 22:26] = 2          # a tumour in it
     node, _ = segmentations.add_labels_to_segmentation(
-        scene, labels.with_array(mask, is_label=True), {1: describe("lung"), 2: describe("tumor@lung")}, ct)
+        scene, labels.with_array(mask, is_label=True), {1: segment_info("lung"), 2: segment_info("tumor@lung")}, ct)
     controller = ReportController(scene, InlineRunner())
     assert [node.GetSegmentation().GetSegment(s).GetName() for s in controller.lesion_segments(node)] == ["Lung tumor"]
     _table, measurements = controller.measure(ct, node)
@@ -387,7 +387,7 @@ def test_edits_additions_and_confirmations_are_told_apart_and_kept(lung2_segment
     drawn = np.zeros(labels.array.shape, np.uint8)
     drawn[5:8, 60:70, 60:70] = 1   # a person paints a new lesion far from the model's
     segmentations.add_labels_to_segmentation(scene, labels.with_array(drawn, is_label=True),
-                                             {1: describe("nodule@lung")}, ct, node)
+                                             {1: segment_info("nodule@lung")}, ct, node)
     review = controller.review(ct, node)
     by_status = {}
     for lesion in review.lesions:
@@ -413,7 +413,7 @@ def test_compare_two_time_points_from_the_hub(world, lesion_segmentation, tmp_pa
     smaller = np.zeros(labels.array.shape, np.uint8)
     smaller[10:14, 38:42, 54:58] = 2   # the lesion at half its width
     later, _ = segmentations.add_labels_to_segmentation(scene, labels.with_array(smaller, is_label=True),
-                                                        {2: describe("tumor@lung")}, ct)
+                                                        {2: segment_info("tumor@lung")}, ct)
     controller.export(ct, later, tmp_path / "t2", formats=["json", "html"], baseline_dir=tmp_path / "t1",
                       on_finished=done.append)
     assert all(outcome.ok for outcome in done), [o.error for o in done]
@@ -443,7 +443,7 @@ def test_finetune_trains_on_edited_segmentations_and_the_model_appears_in_the_li
     mask[10:14, 36:44, 52:60] = 1          # a "lung" segment (an organ: never taught as a lesion)
     mask[11:13, 38:42, 54:58] = 2          # the corrected tumour
     edited, _ = segmentations.add_labels_to_segmentation(
-        scene, labels.with_array(mask, is_label=True), {1: describe("lung"), 2: describe("tumor@lung")}, ct)
+        scene, labels.with_array(mask, is_label=True), {1: segment_info("lung"), 2: segment_info("tumor@lung")}, ct)
     store = ModelStore(tmp_path / "store")
     controller = FinetuneController(scene, InlineRunner(), store)
     assert controller.candidates() == [(ct, edited)]

@@ -160,11 +160,11 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
 
 def test_seg_nrrd_segments_are_read(tmp_path, scene, lung1):
     from pastacore.mrml import segmentations, volumes
-    from pastacore.terminology import describe
+    from pastacore.terminology import segment_info
 
     image, label = lung1
     node = volumes.node_from_volume(scene.scene, image, "ct")
-    seg, _ = segmentations.add_labels_to_segmentation(scene.scene, label, {1: describe("tumor@lung")}, node)
+    seg, _ = segmentations.add_labels_to_segmentation(scene.scene, label, {1: segment_info("tumor@lung")}, node)
     seg.AddDefaultStorageNode()
     seg.GetStorageNode().SetFileName(str(tmp_path / "tumour.seg.nrrd"))
     assert seg.GetStorageNode().WriteData(seg)

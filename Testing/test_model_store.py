@@ -46,9 +46,9 @@ def test_manifest_entries_are_complete():
         assert spec.version and spec.task and spec.license and spec.files
         assert len(spec.input_spacing_mm) == 3
         for label in spec.labels:
-            from pastacore.terminology import describe
+            from pastacore.terminology import segment_info
 
-            describe(label["term"])  # every label has terminology codes
+            segment_info(label["term"])  # every label has terminology codes
 
 
 def test_import_list_verify_remove(tmp_path, weights):

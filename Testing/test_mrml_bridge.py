@@ -5,7 +5,7 @@ import pytest
 
 from conftest import make_volume, rotation
 from pastacore.errors import PastaError
-from pastacore.terminology import describe, parse_tag
+from pastacore.terminology import parse_tag, segment_info
 
 slicer = pytest.importorskip("slicer")
 
@@ -47,11 +47,11 @@ def test_labelmap_to_segmentation_with_terminology(scene, lung1):
     labels = label.with_array(label.array.copy())
     labels.array[5:7, 200:230, 200:230] = 2
     seg, added = segmentations.add_labels_to_segmentation(
-        scene.scene, labels, {1: describe("tumor@lung"), 2: describe("lung"), 3: describe("liver")}, node)
+        scene.scene, labels, {1: segment_info("tumor@lung"), 2: segment_info("lung"), 3: segment_info("liver")}, node)
     assert set(added) == {1, 2}  # label 3 is absent: no empty segment
     infos = dict(segmentations.segment_infos(seg))
     tumour = infos[added[1]]
-    assert tumour.name == "Lung tumor" and tumour.color == pytest.approx(describe("tumor@lung").color)
+    assert tumour.name == "Lung tumor" and tumour.color == pytest.approx(segment_info("tumor@lung").color)
     tag = parse_tag(tumour.terminology)
     assert tag["type"] == ("SCT", "108369006", "Neoplasm") and tag["region"] == ("SCT", "39607008", "Lung")
     assert seg.GetNodeReference(seg.GetReferenceImageGeometryReferenceRole()).GetID() == node.GetID()
@@ -63,10 +63,10 @@ def test_labelmap_to_segmentation_with_terminology(scene, lung1):
 def test_adding_results_never_overwrites_existing_segments(scene, lung1):
     image, label = lung1
     node = volumes.node_from_volume(scene.scene, image, "lung1")
-    seg, first = segmentations.add_labels_to_segmentation(scene.scene, label, {1: describe("tumor@lung")}, node)
+    seg, first = segmentations.add_labels_to_segmentation(scene.scene, label, {1: segment_info("tumor@lung")}, node)
     before, _ = segmentations.labels_from_segmentation(scene.scene, seg, node, [first[1]])
     shifted = label.with_array(np.roll(label.array, 5, axis=2))
-    seg, second = segmentations.add_labels_to_segmentation(scene.scene, shifted, {1: describe("tumor@lung")}, node,
+    seg, second = segmentations.add_labels_to_segmentation(scene.scene, shifted, {1: segment_info("tumor@lung")}, node,
                                                            segmentation_node=seg)
     assert segmentations.segment_names(seg) == ["Lung tumor", "Lung tumor 2"]
     after, _ = segmentations.labels_from_segmentation(scene.scene, seg, node, [first[1]])
@@ -80,14 +80,14 @@ def test_segmentation_is_placed_in_the_volume_study(scene):
     patient = sh.CreateSubjectItem(sh.GetSceneItemID(), "Patient")
     study = sh.CreateStudyItem(patient, "Study")
     sh.CreateItem(study, node)
-    seg, _ = segmentations.add_labels_to_segmentation(scene.scene, make_volume(is_label=True), {1: describe("liver")}, node)
+    seg, _ = segmentations.add_labels_to_segmentation(scene.scene, make_volume(is_label=True), {1: segment_info("liver")}, node)
     assert sh.GetItemParent(sh.GetItemByDataNode(seg)) == study
 
 
 def test_labels_on_another_grid_are_refused(scene, lung1, lung2):
     node = volumes.node_from_volume(scene.scene, lung1[0], "lung1")
     with pytest.raises(PastaError, match="reference volume's grid"):
-        segmentations.add_labels_to_segmentation(scene.scene, lung2[1], {1: describe("tumor@lung")}, node)
+        segmentations.add_labels_to_segmentation(scene.scene, lung2[1], {1: segment_info("tumor@lung")}, node)
 
 
 def test_roi_to_voxel_box(scene, lung1):
@@ -132,7 +132,7 @@ def test_rotated_roi_and_clipping_and_outside(scene, lung1):
 def test_mrb_save_and_reload(scene, lung1, tmp_path):
     image, label = lung1
     node = volumes.node_from_volume(scene.scene, image, "lung1")
-    seg, added = segmentations.add_labels_to_segmentation(scene.scene, label, {1: describe("tumor@lung")}, node)
+    seg, added = segmentations.add_labels_to_segmentation(scene.scene, label, {1: segment_info("tumor@lung")}, node)
     roi.add_roi(scene.scene, (0.0, 180.0, -700.0), (30.0, 30.0, 30.0), name="box")
     path = scene_io.save_mrb(scene.scene, tmp_path / "scene.mrb")
     with pytest.raises(PastaError, match="already exists"):

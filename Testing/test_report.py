@@ -334,11 +334,11 @@ def test_names_from_a_segment_sidecar_split_organs_and_lesions(lung1, tmp_path):
 
 def test_measurement_table_node_updates_in_place(scene, lung1):
     from pastacore.mrml import segmentations, tables, volumes
-    from pastacore.terminology import describe
+    from pastacore.terminology import segment_info
 
     image, label = lung1
     node = volumes.node_from_volume(scene.scene, image, "lung1")
-    seg, added = segmentations.add_labels_to_segmentation(scene.scene, label, {1: describe("tumor@lung")}, node)
+    seg, added = segmentations.add_labels_to_segmentation(scene.scene, label, {1: segment_info("tumor@lung")}, node)
     table, ms = tables.update_table_from_segmentation(scene.scene, seg, node)
     assert table.GetNumberOfRows() == 1 and table.GetCellText(0, 1) == "Lung tumor"
     volume_col = [c[0] for c in tables.COLUMNS].index("Volume")
@@ -349,7 +349,7 @@ def test_measurement_table_node_updates_in_place(scene, lung1):
     labels = label.array.copy()
     labels[5:8, 100:110, 100:110] = 2
     seg2, _ = segmentations.add_labels_to_segmentation(
-        scene.scene, label.with_array(labels), {2: describe("nodule@lung")}, node, seg)
+        scene.scene, label.with_array(labels), {2: segment_info("nodule@lung")}, node, seg)
     same, ms = tables.update_table_from_segmentation(scene.scene, seg2, node, table)
     assert same.GetID() == table.GetID() and table.GetNumberOfRows() == 2
 

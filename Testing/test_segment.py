@@ -16,7 +16,7 @@ from pastacore.io import read_volume
 from pastacore.io.boxes import VoxelBox
 from pastacore.io.normalize import pasta_slf
 from pastacore.io.standardize import standardize
-from pastacore.terminology import describe
+from pastacore.terminology import segment_info
 
 
 def threshold_model(threshold=0.5):
@@ -26,7 +26,7 @@ def threshold_model(threshold=0.5):
         conv.weight.zero_()
         conv.bias.copy_(torch.tensor([0.0, -1000.0, -100.0 * threshold]))
         conv.weight[2, 0] = 100.0
-    return SegmentationModel(conv, (32, 32, 32), {1: describe("lung"), 2: describe("tumor@lung")}, (), (2,))
+    return SegmentationModel(conv, (32, 32, 32), {1: segment_info("lung"), 2: segment_info("tumor@lung")}, (), (2,))
 
 
 @pytest.fixture(scope="module")

@@ -65,14 +65,14 @@ def synth(ph, attributes, kind="liver_tumor", seed=1, size=30, **extra):
 
 
 def test_schema_has_the_fifteen_pasta_lesion_types():
-    from pastacore.terminology import describe
+    from pastacore.terminology import segment_info
 
     types = [lesion_type(k) for k in lesion_types()]
     assert len(types) == 15
     assert sum(t.malignant for t in types) == 10 and sum(not t.malignant for t in types) == 5
     for t in types:
         assert t.organ_info["ts_v1"], t.key
-        assert describe(t.term).name and describe(t.organ).name
+        assert segment_info(t.term).name and segment_info(t.organ).name
         S.check_consistency(t, S.merged_attributes(t, None))  # defaults are consistent
     assert S.schema()["organs"]["liver"]["ts_v1"] == [5] and S.schema()["organs"]["urinary bladder"]["ts_v1"] == [104]
     assert lesion_type("Liver cyst").key == "liver_cyst"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pastacore.resources import load_json
-from pastacore.terminology import describe, parse_tag, slicer_contexts
+from pastacore.terminology import parse_tag, segment_info, slicer_contexts
 
 slicer = pytest.importorskip("slicer")
 
@@ -70,7 +70,7 @@ def optional(part):
 @pytest.mark.parametrize("term", every_term())
 def test_every_segment_code_resolves_in_slicer(logic, codes, term):
     entry = slicer.vtkSlicerTerminologyEntry()
-    tag = describe(term).terminology
+    tag = segment_info(term).terminology
     assert logic.DeserializeTerminologyEntry(tag, entry)
     parts = {k: (tuple(v) + ("",) * 3)[:3] if isinstance(v, tuple) else v for k, v in parse_tag(tag).items()}
     assert ("type", parts["category"], parts["type"], optional(parts["type_modifier"])) in codes, tag
@@ -79,10 +79,10 @@ def test_every_segment_code_resolves_in_slicer(logic, codes, term):
 
 
 def test_left_and_right_are_modifiers_of_one_organ():
-    left, right = parse_tag(describe("tumor@left lung").terminology), parse_tag(describe("tumor@right lung").terminology)
+    left, right = parse_tag(segment_info("tumor@left lung").terminology), parse_tag(segment_info("tumor@right lung").terminology)
     assert left["region"] == right["region"] == ("SCT", "39607008", "Lung")
     assert left["region_modifier"] == ("SCT", "7771000", "Left") and right["region_modifier"] == ("SCT", "24028007", "Right")
-    kidney = parse_tag(describe("left kidney").terminology)
+    kidney = parse_tag(segment_info("left kidney").terminology)
     assert kidney["type"] == ("SCT", "64033007", "Kidney") and kidney["type_modifier"] == ("SCT", "7771000", "Left")
 
 

@@ -92,7 +92,7 @@ def run_demo(out_dir, overwrite: bool = False, advance=lambda label="": None) ->
     from .report.snapshots import save_orthogonal_views
     from .samples import sample_paths
     from .synthesis import synthesize_lesion
-    from .terminology import describe
+    from .terminology import segment_info
 
     out_dir = Path(out_dir)
     result = DemoResult(out_dir)
@@ -129,10 +129,10 @@ def run_demo(out_dir, overwrite: bool = False, advance=lambda label="": None) ->
     advance("segmented")
     with atomic_directory(out_dir, overwrite=overwrite, owned=demo_files()) as tmp:
         report_labels = seg.labels if seg is not None else tumour
-        names = {v: i.name for v, i in (seg.segments.items() if seg is not None else {1: describe("tumor@lung")}.items())}
+        names = {v: i.name for v, i in (seg.segments.items() if seg is not None else {1: segment_info("tumor@lung")}.items())}
         lesion_values = [2] if seg is not None else [1]
         if not np.isin(report_labels.array, lesion_values).any():
-            report_labels, names, lesion_values = tumour, {1: describe("tumor@lung").name}, [1]
+            report_labels, names, lesion_values = tumour, {1: segment_info("tumor@lung").name}, [1]
             facts["report_note"] = "the model found no lesion; the report measures the reference tumour"
         case = case_info(ct, image_path, case_id="lung2")
         made_by_model = seg is not None and report_labels is seg.labels
@@ -165,10 +165,10 @@ def run_demo(out_dir, overwrite: bool = False, advance=lambda label="": None) ->
         scene = context.scene
         ct_node = volumes.node_from_volume(scene, ct, "lung2 CT")
         synth_node = volumes.node_from_volume(scene, synth.image, "lung2 CT with synthetic lesion")
-        segmentations.add_labels_to_segmentation(scene, tumour, {1: describe("tumor@lung")}, ct_node, name="reference tumour")
+        segmentations.add_labels_to_segmentation(scene, tumour, {1: segment_info("tumor@lung")}, ct_node, name="reference tumour")
         organs = lungs.with_array(np.where(body.array > 0, 1, 0).astype(np.uint8))
         organs.array[lungs.array > 0] = 2
-        segmentations.add_labels_to_segmentation(scene, organs, {1: describe("body"), 2: describe("lung")}, ct_node,
+        segmentations.add_labels_to_segmentation(scene, organs, {1: segment_info("body"), 2: segment_info("lung")}, ct_node,
                                                  name="body and lungs (classical)")
         if seg is not None:
             node, added = segmentations.add_labels_to_segmentation(scene, seg.labels, seg.segments, ct_node,

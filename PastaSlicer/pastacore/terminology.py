@@ -27,7 +27,7 @@ def _code(triplet) -> str:
     return "^".join(triplet) if triplet else "^^"
 
 
-def describe(term: str) -> SegmentInfo:
+def segment_info(term: str) -> SegmentInfo:
     """Name, colour and terminology tag of an organ (``"liver"``) or lesion (``"tumor@liver"``).
 
     An organ is the tag's type (left/right as its type modifier); a lesion's type is the lesion
@@ -188,11 +188,11 @@ def term_for_label_name(name: str, organ_hint: str | None = None) -> str | None:
     return organ
 
 
-def describe_label(name: str, organ_hint: str | None = None) -> SegmentInfo:
+def segment_info_for_name(name: str, organ_hint: str | None = None) -> SegmentInfo:
     """Segment info for a model label name; unknown names keep their own name."""
     term = term_for_label_name(name, organ_hint)
     if term:
-        return describe(term)
+        return segment_info(term)
     data = load_json("terminology.json")
     tag = "~".join([data["context"], _code(data["categories"]["anatomy"]), _code(data["categories"]["anatomy"]), "^^",
                     data["anatomic_context"], "^^", "^^"])

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import PastaError
 from ..io.normalize import nnunet_ct, pasta_slf
-from ..terminology import SegmentInfo, describe, describe_label, term_for_label_name
+from ..terminology import SegmentInfo, segment_info, segment_info_for_name, term_for_label_name
 
 DEFAULT_PATCH = (128, 128, 128)
 
@@ -72,7 +72,7 @@ def _segments(labels_by_value: dict) -> tuple:
     segments, organs, lesions = {}, [], []
     for value, name in sorted(labels_by_value.items()):
         term = terms[value] or term_for_label_name(name, organ_hint)
-        info = describe(term) if term else describe_label(name, organ_hint)
+        info = segment_info(term) if term else segment_info_for_name(name, organ_hint)
         segments[value] = info
         (lesions if term and "@" in term else organs).append(value)
     return segments, tuple(organs), tuple(lesions)
@@ -82,7 +82,7 @@ def label_meaning(labels_by_value: dict) -> tuple:
     """``(segments, organ values, lesion values)`` of a model's labels ({value: name or term});
     PASTA-Gen's bare convention {1: "organ", 2: "lesion"} is an unnamed organ and its lesions."""
     if labels_by_value == {1: "organ", 2: "lesion"}:
-        return {1: describe_label("Organ"), 2: describe("lesion@body")}, (1,), (2,)
+        return {1: segment_info_for_name("Organ"), 2: segment_info("lesion@body")}, (1,), (2,)
     return _segments(labels_by_value)
 
 

@@ -243,7 +243,7 @@ def synthesize_lesion(volume: Volume, organ_labels=None, organ_names=None, roi_b
     ``backend``: a name from :func:`~pastacore.synthesis.backends.backend_names` (or a
     Backend); ``backend_options``: its options (e.g. ``{"steps": 50, "allow_slow": True}``).
     """
-    from ..terminology import describe
+    from ..terminology import segment_info
 
     started = time.perf_counter()
     report = progress or (lambda f, m="": None)
@@ -309,9 +309,9 @@ def synthesize_lesion(volume: Volume, organ_labels=None, organ_names=None, roi_b
     label_array[rendered.lesion] = 2
     image = volume.with_array(rendered.array, is_label=False)
     labels = Volume(label_array, grid, is_label=True, meta={})
-    segments = {2: describe(kind.term)}
+    segments = {2: segment_info(kind.term)}
     if organ is not None:
-        segments = {1: describe(kind.organ), 2: segments[2]}
+        segments = {1: segment_info(kind.organ), 2: segments[2]}
     ras = (grid.ijk_to_ras() @ np.append(grid.lps_to_index(center), 1.0))[:3]
     geometry = {"center_ras": [round(float(v), 2) for v in ras],
                 "box_ijk": None if box is None else [list(box.start[::-1]), [v - 1 for v in box.stop[::-1]]],

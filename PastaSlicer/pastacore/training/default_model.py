@@ -282,9 +282,9 @@ def _lesions(network, hu, grid, lung, patch, tta=False, progress=None) -> np.nda
     from ..inference.models import SegmentationModel
     from ..inference.segment import segment_volume
     from ..io.volume import Volume
-    from ..terminology import describe
+    from ..terminology import segment_info
 
-    model = SegmentationModel(network, tuple(patch), {1: describe("lung"), 2: describe("tumor@lung")}, (1,), (2,))
+    model = SegmentationModel(network, tuple(patch), {1: segment_info("lung"), 2: segment_info("tumor@lung")}, (1,), (2,))
     volume = Volume(hu, grid)
     result = segment_volume(volume, model, organ_mask=volume.with_array(lung.astype(np.uint8), is_label=True),
                             min_lesion_mm3=100.0, tta=tta, progress=progress)

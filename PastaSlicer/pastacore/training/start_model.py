@@ -61,9 +61,9 @@ def _labels(info, description: dict | None, organ: str | None) -> dict:
     if description and description.get("labels"):
         return described_labels(description)
     if organ:
-        from ..terminology import describe
+        from ..terminology import segment_info
 
-        describe(organ)  # an organ the terminology knows, or a one-line error
+        segment_info(organ)  # an organ the terminology knows, or a one-line error
         return {1: organ, 2: f"tumor@{organ}"}
     return {1: "organ", 2: "lesion"}
 
