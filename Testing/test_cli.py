@@ -115,3 +115,15 @@ def test_info_reports_the_device(capsys):
     assert code == 0 and "device: CPU" in out and "torch" in out
     code, _, err = run(capsys, "info", "--device", "tpu")
     assert_one_line_error(code, err, "unknown device")
+
+
+def test_a_closed_pipe_is_not_an_error():
+    """`pasta ... | head` may stop reading before pasta writes: no 'internal error', no traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pasta = Path(sys.executable).with_name("pasta")
+    finished = subprocess.run(["bash", "-c", f"'{pasta}' info | true"], capture_output=True, text=True)
+    for noise in ("internal error", "Traceback", "Exception ignored", "BrokenPipe"):
+        assert noise not in finished.stderr, finished.stderr

@@ -56,9 +56,9 @@ def _weights_in(folder: Path, description: dict | None = None) -> Path:
         if path.parent != folder or not path.is_file():
             raise PastaError(f"model folder {folder.name} has no weight file {named!r}, which its model.json names")
         return path
-    from ..models.store import WEIGHT_SUFFIXES
+    from ..models.checkpoints import weight_suffixes
 
-    files = sorted(p for p in folder.iterdir() if p.name.lower().endswith(WEIGHT_SUFFIXES))
+    files = sorted(p for p in folder.iterdir() if p.name.lower().endswith(weight_suffixes()))
     if len(files) != 1:
         raise PastaError(f"model folder {folder.name} should hold one weight file (or name it under 'weights' in "
                          f"model.json) or an nnU-Net result folder")

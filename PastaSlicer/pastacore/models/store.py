@@ -19,10 +19,10 @@ from pathlib import Path
 from ..errors import PastaError
 from ..io.atomic import atomic_directory
 from ..resources import resources_dir
+from .checkpoints import weight_suffixes
 from ..samples import cache_dir
 from .manifest import ModelSpec, spec_for_file, spec_from_dict
 
-WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt")
 DESCRIPTION = "model.json"
 MAX_NAME = 100  # characters of a model name (a folder name in the store)
 OPEN_CLIP_FILES = ("open_clip_config.json", "open_clip_pytorch_model.bin")  # a BiomedCLIP-style folder
@@ -115,8 +115,8 @@ class ModelStore:
                 lambda p: False)  # a Hugging Face download's .gitattributes and .cache/
             files = [p for p in _files_inside(path) if not hidden(p)]
         else:
-            if not path.name.lower().endswith(WEIGHT_SUFFIXES):
-                raise PastaError(f"{path.name}: not a weight file (expected {', '.join(WEIGHT_SUFFIXES)})")
+            if not path.name.lower().endswith(weight_suffixes()):
+                raise PastaError(f"{path.name}: not a weight file (expected {', '.join(weight_suffixes())})")
             files = [path]
         name = name or (spec.name if spec else re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).strip("-").lower())
         if len(name or "") > MAX_NAME:
@@ -140,7 +140,7 @@ class ModelStore:
         if (spec.architecture.get("type") if spec else "pasta_generic_unet") == "pasta_generic_unet":
             inspect_checkpoint(path)  # a PASTA network: the store takes what `pasta models inspect` accepts, nothing else
         for file in files:
-            if file.name.lower().endswith(WEIGHT_SUFFIXES) or file.name == OPEN_CLIP_FILES[1]:
+            if file.name.lower().endswith(weight_suffixes()) or file.name == OPEN_CLIP_FILES[1]:
                 # refuses pickles that would run code, and corrupt files; Lightning metadata stays inert
                 load_checkpoint(file, metadata_globals=file.suffix == ".ckpt")
         description = asdict(spec) if spec else {"name": name, "version": "user", "task": "unknown", "labels": [],
