@@ -411,3 +411,29 @@ def test_lesion_against_the_lung_wall_is_clipped_by_the_lung(lung_background):
     assert not (lesion & (lungs.array == 0)).any()
     touching = ndimage.binary_dilation(lesion, iterations=2) & (lungs.array == 0)
     assert touching.any()
+
+
+def test_plan_numbers_come_from_the_rule_tables(monkeypatch):
+    """Lesion-type behaviour is data next to the lesion types: change a rule, the plan follows."""
+    import copy
+    import dataclasses
+
+    from pastacore.synthesis import plan as plans
+    from pastacore.synthesis import schema as S
+
+    fields = {f.name for f in dataclasses.fields(plans.SynthesisPlan)}
+    for group, rules in S.schema()["plan_rules"].items():
+        if group == "description":
+            continue
+        for rule in rules:
+            named = [d[0] for d in rule.get("draw", [])] + list(rule.get("set", {})) + rule.get("draw_by_density", [])[:1]
+            assert set(named) <= fields, (group, rule)
+    kind = S.lesion_type("kidney_stone")
+    attributes = S.merged_attributes(kind, {})
+    before = plans.make_plan(kind, attributes, 3)
+    changed = copy.deepcopy(S.schema())
+    changed["plan_rules"]["edge"][0]["draw"] = [["edge_sigma_mm", 5.0, 5.0]]
+    monkeypatch.setattr(S, "schema", lambda: changed)
+    after = plans.make_plan(kind, attributes, 3)
+    assert after.edge_sigma_mm == 5.0 != before.edge_sigma_mm
+    assert after.hu_absolute == before.hu_absolute  # one draw each, in the same order: the rest is unchanged
