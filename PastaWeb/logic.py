@@ -131,7 +131,7 @@ class PastaWebLogic:
             size = sum(len(f.get("content") or b"") for f in self._uploaded)
             if size > self.max_upload_bytes:
                 self._uploaded = []
-                self._say(f"error: the upload is larger than {self.max_upload_bytes / 1e6:.0f} MB; "
+                self._say(f"error: the upload is larger than {self.max_upload_bytes / 1e6:g} MB; "
                           "put the file in the server's data folder instead")
             return
         uploaded, self._uploaded = self._uploaded, []
