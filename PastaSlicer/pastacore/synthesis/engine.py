@@ -156,14 +156,6 @@ def check_box(box: VoxelBox, volume: Volume) -> VoxelBox:
     return VoxelBox(tuple(int(v) for v in start), tuple(int(v) for v in stop))
 
 
-def box_extent_mm(box: VoxelBox, volume: Volume) -> list:
-    corners = np.array([[i, j, k] for i in (box.start[2], box.stop[2] - 1) for j in (box.start[1], box.stop[1] - 1)
-                        for k in (box.start[0], box.stop[0] - 1)], float)
-    lps = volume.grid.index_to_lps(corners)
-    footprint = np.abs(volume.grid.direction) @ np.asarray(volume.grid.spacing)
-    return [float(v) for v in lps.max(axis=0) - lps.min(axis=0) + footprint]
-
-
 def place(plan: SynthesisPlan, organ, volume: Volume, box: VoxelBox | None, kind) -> np.ndarray:
     """LPS centre of the lesion: in the box and the organ, as deep as the placement rule wants."""
     from scipy import ndimage
@@ -264,7 +256,7 @@ def synthesize_lesion(volume: Volume, organ_labels=None, organ_names=None, roi_b
                              f"to find a place for it")
     size_hint = None
     if box is not None:
-        extent = box_extent_mm(box, volume)
+        extent = volume.grid.extent_mm(box)
         if min(extent) < 3.0:
             raise PastaError(f"the box ({' x '.join(f'{e:.1f}' for e in extent)} mm) is too small; lesions are at "
                              f"least 3 mm")
