@@ -98,7 +98,7 @@ def test_2d_and_4d_images(tmp_path):
         read_volume(tmp_path / "flat.nii.gz")
     four = sitk.JoinSeries([sitk.Image(8, 8, 8, sitk.sitkInt16) + i for i in range(3)])
     sitk.WriteImage(four, str(tmp_path / "four.nii.gz"))
-    with pytest.raises(PastaError, match="4D with 3 volumes; choose one with --volume-index"):
+    with pytest.raises(PastaError, match="4D with 3 volumes; choose one with the \"volume index\" setting"):
         read_volume(tmp_path / "four.nii.gz")
     assert int(read_volume(tmp_path / "four.nii.gz", volume_index=2).array.max()) == 2
 

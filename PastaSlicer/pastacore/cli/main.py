@@ -14,7 +14,7 @@ import sys
 import threading
 
 from .. import __version__
-from ..errors import PastaError
+from ..errors import PastaError, command_line_flag
 
 # Subcommand modules, each with ``add_parser(subparsers)``. Front ends living above the core (the
 # web app) register theirs as ``pasta.commands`` entry points, so no arrow points up.
@@ -130,7 +130,7 @@ def main(argv=None) -> int:
         except PastaError as exc:
             if args.debug:
                 raise
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {exc.render(command_line_flag)}", file=sys.stderr)
             return 2
         except BrokenPipeError:  # `pasta ... | head` closed our output early: not an error of ours
             _discard_stdout()

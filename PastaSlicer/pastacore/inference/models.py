@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PastaError
+from ..errors import PastaError, option
 from ..io.normalize import nnunet_ct, pasta_slf
 from ..terminology import SegmentInfo, describe, describe_label, term_for_label_name
 
@@ -152,7 +152,8 @@ def model_weights(model=None, store=None) -> tuple:
     if model is None or model == "":
         defaults = [m for m in store.list() if m.builtin and m.task == "segmentation"]
         if not defaults:
-            raise PastaError("no default segmentation model is installed; import one in the PASTA hub or pass --model")
+            raise PastaError("no default segmentation model is installed; import one in the PASTA hub or choose one "
+                             f"with {option('model')}")
         model = defaults[0].name
     path = Path(str(model))
     if path.is_dir() and (path / DESCRIPTION).is_file() and not (path / "plans.json").is_file():

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import PastaError
+from ..errors import PastaError, option
 from ..io.atomic import atomic_directory
 from ..resources import resources_dir
 from .checkpoints import weight_suffixes
@@ -121,7 +121,7 @@ class ModelStore:
         name = name or (spec.name if spec else re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).strip("-").lower())
         if len(name or "") > MAX_NAME:
             raise PastaError(f"model name {name[:20]}... is {len(name)} characters long; use at most {MAX_NAME} "
-                             "(choose one with --name)")
+                             f"(choose one with {option('name')})")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name or ""):
             raise PastaError(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-'")
         if any(m.builtin and m.name == name for m in self.list()):

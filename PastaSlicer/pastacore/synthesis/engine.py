@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import CancelledError, PastaError
+from ..errors import CancelledError, PastaError, option
 from ..io import Volume, check_ct
 from ..io.boxes import VoxelBox
 from . import schema as S
@@ -117,7 +117,7 @@ def select_organ(volume: Volume, organ_labels, organ_names, organ_label, kind, b
         other = [k for k, o in S.schema()["organs"].items() if value in o["ts_v1"] and k != kind.organ]
         if value != 1 and value not in info["ts_v1"] and other:
             raise PastaError(f"the organ mask holds only label {value} (the {other[0]} in TotalSegmentator v1 numbering), "
-                             f"not the {kind.organ}; give the {kind.organ} or pass --organ-label")
+                             f"not the {kind.organ}; give the {kind.organ} or choose it with {option('organ_label')}")
         wanted = present
     elif set(present) & set(info["ts_v1"]) and max(present) <= 104:
         wanted = sorted(set(present) & set(info["ts_v1"]))  # a TotalSegmentator v1 map
@@ -129,7 +129,7 @@ def select_organ(volume: Volume, organ_labels, organ_names, organ_label, kind, b
         wanted = [int(np.argmax(counts))]
     else:
         raise PastaError(f"the organ mask holds several labels ({', '.join(map(str, present[:20]))}); say which one is "
-                         f"the {kind.organ} (--organ-label)")
+                         f"the {kind.organ} ({option('organ_label')})")
     mask = labels == wanted[0] if len(wanted) == 1 else np.isin(labels, wanted)
     ts_ids = [v for v in wanted if v in info["ts_v1"]]
     return mask, (ts_ids[0] if ts_ids and organ_names is None else default_id)
