@@ -3,6 +3,7 @@ the real Slicer MRML of slicer-core: Segment, Preview/Apply/Discard a lesion, me
 follow edits, export. Every action is checked for what it leaves in the scene."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from pastacore.terminology import describe  # noqa: E402
 from PastaSlicerLib.controllers import (  # noqa: E402
     ReportController, SegmentController, SegmentRequest, SynthController, SynthRequest)
 from PastaSlicerLib.controllers.segment import MODEL_ATTRIBUTE  # noqa: E402
+from pastacore.errors import PastaError  # noqa: E402
 
 
 class LaterRunner(InlineRunner):
@@ -287,3 +289,140 @@ def test_organ_segments_are_not_measured_as_lesions(world):
     _table, measurements = controller.measure(ct, node)
     assert [m.name for m in measurements] == ["Lung tumor"]
     assert measurements[0].volume_ml == pytest.approx(2 * 4 * 4 * 36 / 1000)
+
+
+# -- confidence, status and provenance through the scene, a .mrb and the report -----------------
+
+
+@pytest.fixture(scope="module")
+def lung2_segmented(lung2, tmp_path_factory):
+    """lung2 segmented by the built-in model in a box around its tumour, saved as a .mrb."""
+    from pastacore.mrml.scene_io import save_mrb
+
+    image, tumour = lung2
+    context = new_scene()
+    scene = context.scene
+    ct = volumes.node_from_volume(scene, image, "lung2 CT")
+    centre = image.grid.ijk_to_ras() @ np.array([*np.argwhere(tumour.array > 0).mean(axis=0)[::-1], 1.0])
+    box = roi.add_roi(scene, centre[:3], (90.0, 90.0, 90.0), name="tumour box")
+    outcomes = []
+    SegmentController(scene, InlineRunner()).start(SegmentRequest(ct, roi=box), on_finished=outcomes.append)
+    assert outcomes[0].ok, outcomes[0].error
+    path = tmp_path_factory.mktemp("scene") / "lung2.mrb"
+    save_mrb(scene, path)
+    return path
+
+
+def _opened(path):
+    from pastacore.mrml.scene_io import load_mrb
+
+    scene = load_mrb(path).scene
+    ct = scene.GetFirstNodeByName("lung2 CT")
+    node = next(scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode")
+                for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")))
+    return scene, ct, node
+
+
+def test_model_and_confidence_travel_from_the_node_through_an_mrb_to_the_report(lung2_segmented, tmp_path):
+    from pastacore.candidates import CANDIDATES_TAG
+    from pastacore.mrml.segmentations import segment_tag
+
+    scene, ct, node = _opened(lung2_segmented)
+    assert json.loads(node.GetAttribute(MODEL_ATTRIBUTE))["name"] == "pasta-lung-default"
+    controller = ReportController(scene, InlineRunner())
+    (lesion_segment,) = controller.lesion_segments(node)
+    assert json.loads(segment_tag(node, lesion_segment, CANDIDATES_TAG))[0]["mean_probability"] > 0
+    review = controller.review(ct, node)
+    assert review.lesions and all(lesion.status == "proposed" for lesion in review.lesions)
+    assert all(0 < lesion.mean_probability <= lesion.max_probability <= 1 for lesion in review.lesions)
+    confidences = [lesion.mean_probability for lesion in review.lesions]
+    assert confidences == sorted(confidences, reverse=True)  # most confident first
+    assert "pasta-lung-default" in review.origin
+    outcomes = []
+    controller.export(ct, node, tmp_path / "report", formats=["json", "html"], on_finished=outcomes.append)
+    assert outcomes[0].ok, outcomes[0].error
+    data = json.loads((tmp_path / "report" / "report.json").read_text())
+    description = json.loads((Path(__file__).parents[1] / "Resources" / "models" / "pasta-lung-default" /
+                              "model.json").read_text())
+    (model,) = data["models"]
+    assert (model["name"], model["version"], model["sha256"]) == (
+        "pasta-lung-default", description["version"], description["files"][0]["sha256"])
+    assert model["file"] == "model.pth" and "pasta-lung-default" in data["origin"]
+    assert data["lesions"][0]["mean_probability"] == pytest.approx(review.lesions[0].mean_probability, abs=1e-3)
+    assert "pasta-lung-default" in (tmp_path / "report" / "report.html").read_text()
+    table, _ = controller.measure(ct, node)
+    titles = [table.GetTable().GetColumnName(c) for c in range(table.GetNumberOfColumns())]
+    assert titles[2:6] == ["Confidence", "Max confidence", "Status", "RECIST"]
+    assert table.GetCellText(0, 4) == "proposed" and float(table.GetCellText(0, 2)) > 0
+
+
+def _grow_first_lesion(scene, ct, node, segment_id):
+    """An edit as the Segment Editor makes it: the segment's largest piece grown by one voxel."""
+    from scipy import ndimage
+
+    import vtk
+    from pastacore.mrml.scene import temporary_nodes
+
+    labels, _ = segmentations.labels_from_segmentation(scene, node, ct, [segment_id])
+    pieces, _ = ndimage.label(labels.array > 0, structure=np.ones((3, 3, 3), bool))
+    largest = pieces == np.argmax(np.bincount(pieces.ravel())[1:]) + 1
+    grown = (labels.array > 0) | ndimage.binary_dilation(largest)
+    ids = vtk.vtkStringArray()
+    ids.InsertNextValue(segment_id)
+    with temporary_nodes(scene):
+        label_node = volumes.node_from_volume(scene, labels.with_array(grown.astype(np.uint8), is_label=True), "edit")
+        assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(label_node, node, ids)
+
+
+def test_edits_additions_and_confirmations_are_told_apart_and_kept(lung2_segmented, tmp_path):
+    from pastacore.mrml.scene_io import load_mrb, save_mrb
+
+    scene, ct, node = _opened(lung2_segmented)
+    controller = ReportController(scene, InlineRunner())
+    (lesion_segment,) = controller.lesion_segments(node)
+    first = controller.review(ct, node).lesions
+    biggest = max(first, key=lambda lesion: lesion.measurement.voxel_count)
+    _grow_first_lesion(scene, ct, node, lesion_segment)
+    labels = volumes.volume_from_node(ct)
+    drawn = np.zeros(labels.array.shape, np.uint8)
+    drawn[5:8, 60:70, 60:70] = 1   # a person paints a new lesion far from the model's
+    segmentations.add_labels_to_segmentation(scene, labels.with_array(drawn, is_label=True),
+                                             {1: describe("nodule@lung")}, ct, node)
+    review = controller.review(ct, node)
+    by_status = {}
+    for lesion in review.lesions:
+        by_status.setdefault(lesion.status, []).append(lesion)
+    assert len(by_status["edited"]) == 1 and len(by_status["manual"]) == 1
+    edited = by_status["edited"][0]
+    assert edited.mean_probability == pytest.approx(biggest.mean_probability)  # the model's confidence before
+    assert by_status["manual"][0].mean_probability is None and review.lesions[0].status == "manual"  # drawn: first
+    controller.confirm(ct, node, [edited.number])
+    save_mrb(scene, tmp_path / "reviewed.mrb")
+    again = load_mrb(tmp_path / "reviewed.mrb").scene
+    node2 = again.GetNodeByID(node.GetID())
+    review = ReportController(again, InlineRunner()).review(again.GetNodeByID(ct.GetID()), node2)
+    assert sorted(lesion.status for lesion in review.lesions if lesion.status != "proposed") == ["confirmed", "manual"]
+
+
+def test_compare_two_time_points_from_the_hub(world, lesion_segmentation, tmp_path):
+    scene, ct = world
+    controller = ReportController(scene, InlineRunner())
+    done = []
+    controller.export(ct, lesion_segmentation, tmp_path / "t1", formats=["json"], on_finished=done.append)
+    labels = volumes.volume_from_node(ct)
+    smaller = np.zeros(labels.array.shape, np.uint8)
+    smaller[10:14, 38:42, 54:58] = 2   # the lesion at half its width
+    later, _ = segmentations.add_labels_to_segmentation(scene, labels.with_array(smaller, is_label=True),
+                                                        {2: describe("tumor@lung")}, ct)
+    controller.export(ct, later, tmp_path / "t2", formats=["json", "html"], baseline_dir=tmp_path / "t1",
+                      on_finished=done.append)
+    assert all(outcome.ok for outcome in done), [o.error for o in done]
+    compared = []
+    controller.compare(tmp_path / "t1", tmp_path / "t2", on_finished=compared.append)
+    value = compared[0].value
+    assert value["overall_response"] == "PR" and value["sum_change_percent"] <= -30
+    assert compared[0].message.startswith("RECIST 1.1 response: PR")
+    followup = json.loads((tmp_path / "t2" / "report.json").read_text())
+    assert followup["time_point"] == "follow-up" and followup["comparison"]["overall_response"] == "PR"
+    with pytest.raises(PastaError, match="both CT volumes"):
+        controller.compare(tmp_path / "t1", tmp_path / "t2", baseline_volume=ct)

@@ -9,6 +9,7 @@ with highdicom.
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -302,6 +303,8 @@ def test_cli_cohort_csv(sample_dir, tmp_path, capsys):
     ref = float(baseline_values("lung2")["original_shape_VoxelVolume"]) / 1000
     assert float(rows[1]["volume_ml"]) == pytest.approx(ref, rel=5e-3)
     assert (tmp_path / "cohort" / "L1" / "report.json").is_file()
+    assert [(r["status"], r["mean_probability"], r["recist_role"], r["segmentation_model"]) for r in rows] == [
+        ("unknown", "", "target", "unknown")] * 2
 
 
 def test_names_from_a_segment_sidecar_split_organs_and_lesions(lung1, tmp_path):
@@ -368,8 +371,9 @@ def test_attributes_with_probabilities_reach_json_type_json_and_sr(lung1, tmp_pa
     assert not (tmp_path / "r" / "dicom" / "seg.dcm").exists()  # only the SR was asked for
     sr = hd.sr.srread(tmp_path / "r" / "dicom" / "sr.dcm")
     (group,) = sr.content.get_volumetric_roi_measurement_groups()
-    values = {e.value.meaning for e in group.get_qualitative_evaluations()}
-    assert values == {"Irregular", "Hypodense"}
+    values = {e.name.meaning: e.value.meaning for e in group.get_qualitative_evaluations()}
+    assert (values["Shape"], values["Density"]) == ("Irregular", "Hypodense")
+    assert values["RECIST 1.1 role"] == "Target Lesion at Baseline" and values["Review status"] == "Unknown"
     if shutil.which("dciodvfy"):
         assert _dciodvfy_errors(tmp_path / "r" / "dicom" / "sr.dcm") == []
 
@@ -414,3 +418,94 @@ def test_lesion_labels_are_decided_in_one_place():
     with pytest.raises(PastaError, match="no lesion label 2"):
         choose_lesion_labels({1})
     assert choose_lesion_labels({1}, explicit=[1]).values == [1]
+
+
+# --- provenance and confidence through the command line -----------------------------------------
+
+def test_model_and_confidence_travel_from_pasta_segment_to_every_report_format(sample_dir, lung2, tmp_path, capsys):
+    """``pasta segment`` (the built-in model, in a box around lung2's tumour) records the model and
+    each candidate's confidence in its sidecar; ``pasta report`` states them in every format."""
+    hd = pytest.importorskip("highdicom")
+    image, tumour = lung2
+    centre = image.grid.ijk_to_ras() @ np.array([*np.argwhere(tumour.array > 0).mean(axis=0)[::-1], 1.0])
+    box = ",".join(f"{v:.1f}" for v in (*(centre[:3] - 45), *(centre[:3] + 45)))
+    code, _, err = run(capsys, "segment", sample_dir / "lung2_image.nrrd", "--out", tmp_path / "seg.nii.gz",
+                       f"--roi={box}")
+    assert code == 0, err
+    sidecar = json.loads((tmp_path / "seg.json").read_text())
+    description = json.loads((Path(__file__).parents[1] / "Resources" / "models" / "pasta-lung-default" /
+                              "model.json").read_text())
+    assert sidecar["model"]["sha256"] == description["files"][0]["sha256"]
+    assert sidecar["model"]["reporting_floor"] == description["reporting_floor"]
+    candidates = sidecar["candidates"]["2"]
+    assert candidates and all(0 < c["mean_probability"] <= c["max_probability"] <= 1 for c in candidates)
+    code, out, err = run(capsys, "report", sample_dir / "lung2_image.nrrd", tmp_path / "seg.nii.gz", "--out-dir",
+                         tmp_path / "r", "--formats", "json,html,pdf,sr")
+    assert code == 0, err
+    assert "Segmentation made by pasta-lung-default 0.3" in out
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert [m["name"] for m in data["models"]] == ["pasta-lung-default"]
+    assert data["floor"]["min_confidence"] == 0.7 and "model pasta-lung-default" in data["floor"]["source"]
+    lesions = data["lesions"]
+    assert lesions and all(lesion["status"] == "proposed" and lesion["mean_probability"] >= 0.7 for lesion in lesions)
+    assert all(lesion["volume_ml"] >= 0.03 and lesion["long_axis_mm"] >= 3 for lesion in lesions)
+    assert len(lesions) + len(data["below_floor"]) == len(candidates)
+    assert any(_holds_tumour(lesion, tumour) for lesion in lesions)  # the real tumour is among the candidates
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "pasta-lung-default 0.3" in html and description["files"][0]["sha256"] in html
+    assert f"{lesions[0]['mean_probability']:.2f} / {lesions[0]['max_probability']:.2f}" in html
+    sr = hd.sr.srread(tmp_path / "r" / "dicom" / "sr.dcm")
+    group = sr.content.get_volumetric_roi_measurement_groups()[0]
+    probability = [m for m in group.get_measurements() if m.name.value == "122157"]
+    assert sorted(round(m.value, 3) for m in probability) == sorted(
+        round(lesions[0][key], 3) for key in ("mean_probability", "max_probability"))
+    roles = {e.name.meaning: e.value.meaning for e in group.get_qualitative_evaluations()}
+    assert roles["Review status"] == "Proposed" and "Lesion at Baseline" in roles["RECIST 1.1 role"]
+    if shutil.which("dciodvfy"):
+        assert _dciodvfy_errors(tmp_path / "r" / "dicom" / "sr.dcm") == []
+    # the floor is the user's to change on the command line
+    code, _, err = run(capsys, "report", sample_dir / "lung2_image.nrrd", tmp_path / "seg.nii.gz", "--out-dir",
+                       tmp_path / "all", "--formats", "json", "--min-confidence", "0", "--min-volume-ml", "0",
+                       "--min-long-axis-mm", "0")
+    everything = json.loads((tmp_path / "all" / "report.json").read_text())
+    assert code == 0 and len(everything["lesions"]) == len(candidates) and not everything["below_floor"]
+    assert everything["floor"]["source"] == "given by the user"
+
+
+def _holds_tumour(lesion, tumour) -> bool:
+    i, j, k = (int(round(v)) for v in lesion["centroid_ijk"])
+    return bool(tumour.array[k, j, i])
+
+
+def test_a_segmentation_without_a_recorded_model_says_its_origin_is_unknown(lung1_report):
+    data = json.loads((lung1_report / "report.json").read_text())
+    assert data["models"] == [] and data["origin"].startswith("Origin of the segmentation unknown")
+    assert data["lesions"][0]["status"] == "unknown" and data["lesions"][0]["mean_probability"] is None
+
+
+def test_key_images_use_one_window_per_report_with_true_proportions(lung1):
+    from pastacore.report.key_images import LUNG_WINDOW, SOFT_TISSUE_WINDOW, lesion_figure, lesion_mask, report_window
+
+    image, label = lung1
+    (m,) = measure_lesions(image, label, lesion_labels=[1])
+    m.organ = "right lung"
+    other = measure_lesions(image, label, lesion_labels=[1])[0]
+    other.organ = "liver"
+    assert report_window(image, [m, m, other]) == ("lung", LUNG_WINDOW)
+    assert report_window(image, [other]) == ("soft tissue", SOFT_TISSUE_WINDOW)
+    box, mask = lesion_mask(label.array, m)
+    fig = lesion_figure(image, box, mask, m, window=LUNG_WINDOW)
+    try:
+        si, sj, sk = image.grid.spacing
+        pictures = [ax.get_images()[0] for ax in fig.axes]
+        assert all(p.get_clim() == LUNG_WINDOW for p in pictures)  # the same window in all three views
+        # each view at the scan's true proportions: pixel height / width = spacing ratio
+        assert [ax.get_aspect() for ax in fig.axes] == pytest.approx([sj / si, sk / si, sk / sj])
+        texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+        assert sum(t.endswith(" mm") for t in texts) == 3   # a scale bar in each view
+        legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        assert legend == [f"long axis {m.long_axis_mm:.1f} mm", f"short axis {m.short_axis_mm:.1f} mm"]
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)

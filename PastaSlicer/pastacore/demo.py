@@ -57,6 +57,24 @@ def _synthesis_box(lungs: np.ndarray, tumour: np.ndarray, grid, size_mm: float =
     return VoxelBox(tuple(int(v) for v in start), tuple(int(v) for v in stop))
 
 
+def report_facts(report) -> dict:
+    """What the demo's summary says about its report: the lesions with their confidence, the
+    model, the RECIST targets and their sum of diameters."""
+    return {
+        "report_lesions": len(report.lesions),
+        "report_models": [m.describe() for m in report.models],
+        "report_origin": report.origin,
+        "report_rows": [{"number": lesion.number, "volume_ml": round(lesion.measurement.volume_ml, 2),
+                         "long_axis_mm": round(lesion.measurement.long_axis_mm, 1),
+                         "confidence": None if lesion.mean_probability is None else round(lesion.mean_probability, 3),
+                         "status": lesion.status, "recist": lesion.role} for lesion in report.lesions],
+        "report_below_floor": len(report.below_floor),
+        "report_floor": report.floor,
+        "recist_targets": report.recist.get("targets", []),
+        "recist_sum_of_diameters_mm": report.recist.get("sum_of_diameters_mm"),
+    }
+
+
 def run_demo(out_dir, overwrite: bool = False, advance=lambda label="": None) -> DemoResult:
     from .inference.organs import classical_organ
     from .inference.regions import pieces_touching
@@ -67,7 +85,10 @@ def run_demo(out_dir, overwrite: bool = False, advance=lambda label="": None) ->
     from .models.store import ModelStore
     from .mrml import roi, scene_io, segmentations, tables, volumes
     from .mrml.scene import new_scene
+    from .candidates import choose_floor
     from .report.export import case_info, make_report, write_report
+    from .report.key_images import LUNG_WINDOW
+    from .report.model import ModelProvenance
     from .report.snapshots import save_orthogonal_views
     from .samples import sample_paths
     from .synthesis import synthesize_lesion
@@ -114,10 +135,14 @@ def run_demo(out_dir, overwrite: bool = False, advance=lambda label="": None) ->
             report_labels, names, lesion_values = tumour, {1: describe("tumor@lung").name}, [1]
             facts["report_note"] = "the model found no lesion; the report measures the reference tumour"
         case = case_info(ct, image_path, case_id="lung2")
+        made_by_model = seg is not None and report_labels is seg.labels
         report = make_report(ct, report_labels, case=case, lesion_labels=lesion_values, label_names=names,
-                             organs=lungs, organ_names={1: "lung"})
+                             organs=lungs, organ_names={1: "lung"},
+                             models=[ModelProvenance.from_dict(seg.model)] if made_by_model else [],
+                             candidates=seg.candidates if made_by_model else None,
+                             floor=choose_floor(None, seg.model if made_by_model else None))
         write_report(report, ct, report_labels, tmp / "report")
-        facts["report_lesions"] = len(report.lesions)
+        facts.update(report_facts(report))
         advance("report written")
         box = _synthesis_box(lungs.array > 0, tumour.array > 0, ct.grid)
         synth = synthesize_lesion(ct, organ_labels=lungs, organ_names={1: "lung"}, roi_box=box,
@@ -146,7 +171,9 @@ def run_demo(out_dir, overwrite: bool = False, advance=lambda label="": None) ->
         segmentations.add_labels_to_segmentation(scene, organs, {1: describe("body"), 2: describe("lung")}, ct_node,
                                                  name="body and lungs (classical)")
         if seg is not None:
-            segmentations.add_labels_to_segmentation(scene, seg.labels, seg.segments, ct_node, name="PASTA segmentation")
+            node, added = segmentations.add_labels_to_segmentation(scene, seg.labels, seg.segments, ct_node,
+                                                                   name="PASTA segmentation")
+            segmentations.record_origin(node, seg.model, seg.candidates_json(), added)
         segmentations.add_labels_to_segmentation(scene, synth.labels, synth.segments, synth_node, name="synthetic lesion")
         if seg2 is not None:
             segmentations.add_labels_to_segmentation(scene, seg2.labels, seg2.segments, synth_node,
@@ -154,16 +181,18 @@ def run_demo(out_dir, overwrite: bool = False, advance=lambda label="": None) ->
         corners = [ct.grid.ijk_to_ras() @ np.array([*idx[::-1], 1.0]) for idx in (box.start, np.array(box.stop) - 1)]
         centre = (corners[0][:3] + corners[1][:3]) / 2
         roi.add_roi(scene, centre, np.abs(corners[1][:3] - corners[0][:3]) + np.array(ct.grid.spacing), name="synthesis box")
-        tables.measurements_to_table(scene, [lesion.measurement for lesion in report.lesions])
+        tables.lesions_to_table(scene, report.lesions)
         files = {"scene": scene_io.save_mrb(scene, tmp / "pasta_demo.mrb")}
         advance("scene built")
         shown = seg.labels if seg is not None else tumour
         files["snapshot_segmentation"] = save_orthogonal_views(ct, tmp / "lung2_segmentation.png", shown,
-                                                                title="lung2: PASTA default model" if seg else "lung2")
+                                                                title="lung2: PASTA default model" if seg else "lung2",
+                                                                window=LUNG_WINDOW)
         synth_shown = seg2.labels if seg2 is not None else synth.labels
         files["snapshot_synthetic"] = save_orthogonal_views(
             synth.image, tmp / "lung2_synthetic_lesion.png", synth_shown,
-            center=[int(np.median(a)) for a in np.nonzero(synth.lesion)], title=f"synthetic: {SYNTH_TEXT}")
+            center=[int(np.median(a)) for a in np.nonzero(synth.lesion)], title=f"synthetic: {SYNTH_TEXT}",
+            window=LUNG_WINDOW)
         facts["seconds"] = round(time.perf_counter() - started, 1)
         (tmp / "summary.json").write_text(json.dumps(facts, indent=2, default=str))
         files.update(report=tmp / "report", synthetic_volume=tmp / "lung2_with_synthetic_lesion.nii.gz",

@@ -1,15 +1,15 @@
 """Measure the lesions of a segmentation into its one measurement table (kept up to date while
-the user edits), predict report attributes, and export the report in every format."""
+the user edits; with each lesion's confidence, status and RECIST role), confirm lesions, predict
+report attributes, export the report in every format (baseline, or follow-up of an earlier
+report), and compare two time points (RECIST 1.1 response)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 
 from pastacore.errors import PastaError
 
 from .jobs import alive, require_alive, start_job
-from .segment import MODEL_ATTRIBUTE
 
 TABLE_ROLE = "PASTA.MeasurementTable"   # segmentation node -> its measurement table node
 
@@ -25,32 +25,72 @@ class ReportController:
         table = segmentation.GetNodeReference(TABLE_ROLE) if segmentation is not None else None
         return table if alive(self.scene, table) else None
 
-    def measure(self, volume, segmentation, segment_ids=None, attributes=None):
+    def review(self, volume, segmentation, segment_ids=None, attributes=None, floor=None, targets=None):
+        """The report of the lesions as they are now, without writing anything: measurements,
+        each lesion's confidence and status, the floor, numbers (most confident first) and the
+        RECIST 1.1 targets. ``floor``: the user's limits (``{"min_long_axis_mm", "min_volume_ml",
+        "min_confidence"}``, each optional; the model's own floor fills the rest)."""
+        from pastacore.report.export import make_report
+        from pastacore.report.model import CaseInfo
+
+        self._measuring = True  # exporting the segments is not an edit
+        try:
+            image, labels, names = self.inputs(volume, segmentation, segment_ids)
+        finally:
+            self._measuring = False
+        return make_report(image, labels, case=CaseInfo(**self.case(volume, segmentation)),
+                           lesion_labels=sorted(names), label_names=names, attributes=attributes or None,
+                           models=self.segmentation_models(segmentation), targets=targets,
+                           **self._review_arguments(segmentation, segment_ids, floor))
+
+    def measure(self, volume, segmentation, segment_ids=None, attributes=None, floor=None, targets=None):
         """Measure every lesion (a connected piece of each chosen segment; by default of the lesion
-        segments) into the segmentation's one table, created on first use; returns
-        ``(table node, measurements)``."""
-        from pastacore.mrml.tables import update_table_from_segmentation
+        segments) into the segmentation's one table, created on first use, in the report's order
+        with confidence, status and RECIST role; returns ``(table node, measurements)``."""
+        from pastacore.mrml.tables import lesions_to_table
 
         if volume is None or segmentation is None:
             raise PastaError("choose a CT volume and a segmentation")
-        self._measuring = True  # exporting the segments is not an edit
-        try:
-            table, measurements = update_table_from_segmentation(
-                self.scene, segmentation, volume, self.table_of(segmentation),
-                segment_ids=list(segment_ids or ()) or self.lesion_segments(segmentation),
-                name=f"{segmentation.GetName()} measurements")
-        finally:
-            self._measuring = False
+        report = self.review(volume, segmentation, segment_ids, attributes, floor, targets)
+        table = lesions_to_table(self.scene, report.lesions, self.table_of(segmentation),
+                                 name=f"{segmentation.GetName()} measurements")
         segmentation.SetNodeReferenceID(TABLE_ROLE, table.GetID())
         if attributes:
-            add_attribute_columns(table, measurements, attributes)
-        return table, measurements
+            add_attribute_columns(table, report.lesions)
+        self.last_review = report
+        return table, [lesion.measurement for lesion in report.lesions]
 
-    def follow_edits(self, volume, segmentation, segment_ids=None, on_measured=None, defer=None):
+    def confirm(self, volume, segmentation, numbers, segment_ids=None, floor=None):
+        """Mark lesions (numbers of the current review) as confirmed by a person: a segment tag
+        on their segment, kept with the scene; an edit of a lesion afterwards undoes it."""
+        from pastacore.candidates import fingerprint
+        from pastacore.mrml.segmentations import confirm_lesions
+
+        report = self.review(volume, segmentation, segment_ids, floor=floor)
+        ids = self.chosen_segments(segmentation, segment_ids)
+        by_number = {lesion.number: lesion for lesion in report.lesions}
+        unknown = [n for n in numbers if n not in by_number]
+        if unknown:
+            raise PastaError(f"there is no lesion {', '.join(map(str, unknown))} (lesions 1 to {len(by_number)})")
+        for n in numbers:
+            m = by_number[n].measurement
+            confirm_lesions(segmentation, ids[m.label - 1], [fingerprint(m)])
+        return self.review(volume, segmentation, segment_ids, floor=floor)
+
+    def _review_arguments(self, segmentation, segment_ids, floor) -> dict:
+        """make_report's candidates, confirmations and floor, from the segments' tags and the node's model."""
+        from pastacore.candidates import choose_floor
+        from pastacore.mrml.segmentations import recorded_model, recorded_review
+
+        candidates, confirmed = recorded_review(segmentation, self.chosen_segments(segmentation, segment_ids))
+        return {"candidates": candidates, "confirmed": confirmed,
+                "floor": choose_floor(floor, recorded_model(segmentation))}
+
+    def follow_edits(self, volume, segmentation, segment_ids=None, on_measured=None, defer=None, floor=None):
         """Measure again whenever the segments change (Segment Editor edits); returns a watch
         with ``stop()``. ``defer(function)`` lets a front end debounce (default: measure now).
         ``on_measured(table, measurements, error)`` follows each measurement."""
-        return EditWatch(self, volume, segmentation, segment_ids, on_measured, defer)
+        return EditWatch(self, volume, segmentation, segment_ids, on_measured, defer, floor)
 
     # -- attributes -------------------------------------------------------------------------
     def predict_attributes(self, volume, segmentation, head, encoder=None, segment_ids=None, device="auto",
@@ -81,20 +121,58 @@ class ReportController:
         return ALL_FORMATS
 
     def export(self, volume, segmentation, out_dir, formats=None, segment_ids=None, attributes=None, models=(),
-               overwrite=False, on_progress=None, on_finished=None):
-        """Write the report folder in the task process; the Outcome's value is the written file list."""
+               overwrite=False, on_progress=None, on_finished=None, floor=None, targets=None, baseline_dir=None,
+               baseline_volume=None):
+        """Write the report folder in the task process; the Outcome's value is the written file list.
+
+        ``floor``: the user's reporting floor (see :meth:`review`); ``targets``: RECIST target
+        lesions the reader chose (numbers of :meth:`review`); ``baseline_dir``: an earlier report
+        folder, making this the follow-up report (``baseline_volume``: the baseline CT node, to
+        register this CT to it before pairing lesions)."""
+        from pastacore.candidates import candidates_to_json
         from pastacore.report.export import parse_formats
 
         formats = parse_formats(",".join(formats or self.formats()))
         image, labels, names = self.inputs(volume, segmentation, segment_ids)
+        review = self._review_arguments(segmentation, segment_ids, floor)
         params = {"image": "image", "labels": "labels", "names": {str(k): v for k, v in names.items()},
                   "lesion_labels": sorted(names), "case": self.case(volume, segmentation), "out_dir": str(out_dir),
                   "formats": list(formats), "overwrite": bool(overwrite),
                   "attributes": {str(n): {a: asdict(v) for a, v in values.items()} for n, values in (attributes or {}).items()},
-                  "models": [asdict(m) for m in list(models or ()) + self.segmentation_models(segmentation)]}
-        return start_job(self.runner, "report", params, {"image": image, "labels": labels},
+                  "models": [asdict(m) for m in list(models or ()) + self.segmentation_models(segmentation)],
+                  "candidates": None if review["candidates"] is None else candidates_to_json(review["candidates"]),
+                  "confirmed": {str(k): v for k, v in review["confirmed"].items()}, "floor": review["floor"].to_dict(),
+                  "targets": list(targets or ()), "baseline_dir": str(baseline_dir) if baseline_dir else None}
+        volumes = {"image": image, "labels": labels}
+        if baseline_volume is not None:
+            from pastacore.mrml.volumes import volume_from_node
+
+            require_alive(self.scene, baseline_volume, "baseline CT volume")
+            volumes["baseline_image"] = volume_from_node(baseline_volume)
+            params["baseline_image"] = "baseline_image"
+        return start_job(self.runner, "report", params, volumes,
                          lambda result, folder: result["written"], on_progress, on_finished,
                          describe=lambda written: f"Wrote {len(written)} file(s) to {out_dir}.")
+
+    def compare(self, baseline_dir, followup_dir, baseline_volume=None, followup_volume=None, on_progress=None,
+                on_finished=None):
+        """RECIST 1.1 response between two report folders (two time points); with both CT nodes, the
+        follow-up CT is registered to the baseline CT first. The Outcome's value is the comparison
+        (``report.followup.Comparison.to_dict()``: pairs, sums, response and the rule)."""
+        from pastacore.mrml.volumes import volume_from_node
+
+        if not baseline_dir or not followup_dir:
+            raise PastaError("choose the baseline and the follow-up report folders")
+        if (baseline_volume is None) != (followup_volume is None):
+            raise PastaError("choose both CT volumes to register them, or neither")
+        params, volumes = {"baseline_dir": str(baseline_dir), "followup_dir": str(followup_dir)}, {}
+        if baseline_volume is not None:
+            for name, node in (("baseline_image", baseline_volume), ("followup_image", followup_volume)):
+                require_alive(self.scene, node, "CT volume")
+                volumes[name] = volume_from_node(node)
+                params[name] = name
+        return start_job(self.runner, "compare", params, volumes, lambda result, folder: result, on_progress,
+                         on_finished, describe=lambda value: f"RECIST 1.1 response: {value['rule']}")
 
     @staticmethod
     def report_folder(chosen, case_name):
@@ -121,6 +199,10 @@ class ReportController:
         lesions = [sid for sid, info in infos if is_lesion(info.name, info.terminology)]
         return lesions or [sid for sid, _ in infos]
 
+    def chosen_segments(self, segmentation, segment_ids=None) -> list:
+        """The segment ids a report measures, in the order their labels are numbered (1..N)."""
+        return list(segment_ids or ()) or self.lesion_segments(segmentation)
+
     def inputs(self, volume, segmentation, segment_ids=None):
         """``(image, labels 1..N, {value: segment name})`` read from the scene; by default the
         lesion segments (:meth:`lesion_segments`), never an organ as a lesion."""
@@ -131,8 +213,8 @@ class ReportController:
             raise PastaError("choose a CT volume and a segmentation")
         require_alive(self.scene, volume, "CT volume")
         image = volume_from_node(volume)
-        ids = list(segment_ids or ()) or self.lesion_segments(segmentation)
-        labels, ids = labels_from_segmentation(self.scene, segmentation, volume, ids)
+        labels, ids = labels_from_segmentation(self.scene, segmentation, volume,
+                                               self.chosen_segments(segmentation, segment_ids))
         content = segmentation.GetSegmentation()
         return image, labels, {n: content.GetSegment(sid).GetName() for n, sid in enumerate(ids, start=1)}
 
@@ -143,24 +225,20 @@ class ReportController:
     @staticmethod
     def segmentation_models(segmentation) -> list:
         """The model that made ``segmentation`` (recorded by Segment), as report provenance."""
+        from pastacore.mrml.segmentations import recorded_model
         from pastacore.report.model import ModelProvenance
 
-        try:
-            model = json.loads(segmentation.GetAttribute(MODEL_ATTRIBUTE) or "{}")
-        except ValueError:
-            return []
-        if not isinstance(model, dict) or not model.get("name"):
-            return []
-        return [ModelProvenance(str(model["name"]), str(model.get("version") or ""), str(model.get("sha256") or ""),
-                                "segmentation")]
+        model = ModelProvenance.from_dict(recorded_model(segmentation))
+        return [model] if model is not None else []
 
 
 class EditWatch:
     """Observes a segmentation's segments and measures again after each change."""
 
-    def __init__(self, controller, volume, segmentation, segment_ids, on_measured, defer):
+    def __init__(self, controller, volume, segmentation, segment_ids, on_measured, defer, floor=None):
         import slicer
 
+        self.floor = floor
         self.controller, self.volume, self.segmentation = controller, volume, segmentation
         self.segment_ids, self.on_measured = segment_ids, on_measured
         self.defer = defer or (lambda function: function())
@@ -178,7 +256,8 @@ class EditWatch:
         if not self._tags or not alive(self.controller.scene, self.segmentation):
             return
         try:
-            table, measurements = self.controller.measure(self.volume, self.segmentation, self.segment_ids)
+            table, measurements = self.controller.measure(self.volume, self.segmentation, self.segment_ids,
+                                                          floor=self.floor)
         except PastaError as exc:
             if self.on_measured:
                 self.on_measured(None, [], str(exc))
@@ -192,19 +271,19 @@ class EditWatch:
         self._tags = []
 
 
-def add_attribute_columns(table, measurements, attributes) -> None:
-    """One text column per attribute: the predicted option and its probability."""
+def add_attribute_columns(table, lesions) -> None:
+    """One text column per attribute of a report's lesions: the predicted option and its probability."""
     import vtk
 
     names = []
-    for values in attributes.values():
-        names += [n for n in values if n not in names]
+    for lesion in lesions:
+        names += [n for n in lesion.attributes if n not in names]
     content = table.GetTable()
     for name in names:
         column = vtk.vtkStringArray()
         column.SetName(name.capitalize())
-        for m in measurements:
-            value = attributes.get(m.index, {}).get(name)
+        for lesion in lesions:
+            value = lesion.attributes.get(name)
             if value is None:
                 text = ""
             elif value.probabilities:

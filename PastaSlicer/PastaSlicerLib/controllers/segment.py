@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from pastacore.errors import PastaError
+from pastacore.mrml.segmentations import MODEL_ATTRIBUTE  # noqa: F401  (the node attribute naming the model)
 
 from .jobs import require_alive, start_job
-
-MODEL_ATTRIBUTE = "PASTA.Model"   # the model that made a segmentation node (JSON: name, version, sha256, ...)
 
 
 @dataclass
@@ -76,7 +74,7 @@ class SegmentController:
                          on_progress, on_finished, describe=self._describe)
 
     def _add(self, request, result, folder):
-        from pastacore.mrml.segmentations import add_labels_to_segmentation
+        from pastacore.mrml.segmentations import add_labels_to_segmentation, record_origin
         from pastacore.tasks.exchange import load_volume
         from pastacore.terminology import segments_from_dict
 
@@ -85,7 +83,7 @@ class SegmentController:
         labels = load_volume(folder, result["labels"])
         node, added = add_labels_to_segmentation(self.scene, labels, segments_from_dict(result["segments"]),
                                                  request.volume, output, name=f"{request.volume.GetName()} PASTA")
-        node.SetAttribute(MODEL_ATTRIBUTE, json.dumps(result.get("model") or {}, default=str))
+        record_origin(node, result.get("model") or {}, result.get("candidates") or {}, added)
         segmentation = node.GetSegmentation()
         self.last_added = [segmentation.GetSegment(sid).GetName() for sid in added.values()]
         self.last_result = result

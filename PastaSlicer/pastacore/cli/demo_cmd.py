@@ -29,6 +29,11 @@ def run(args):
               f"Dice {f['real_tumour_dice']:.2f} ({f['segment_seconds']} s)")
     else:
         print(f"  segmentation: {f['model']}")
+    targets = ", ".join(map(str, f.get("recist_targets") or [])) or "none"
+    print(f"  report: {f['report_lesions']} lesion(s), most confident first ({f.get('report_below_floor', 0)} piece(s) "
+          f"under the reporting floor listed apart); RECIST 1.1 targets {targets}, sum of diameters "
+          f"{f.get('recist_sum_of_diameters_mm') or 0:.1f} mm")
+    print(f"  {f['report_origin']}")
     print(f"  synthesised '{f['synthesis_text']}': {f['synthetic_lesion_ml']:.1f} mL"
           + (f", found again: Dice {f['synthetic_lesion_dice']:.2f} of the lesion found there" if "synthetic_lesion_dice" in f else ""))
     for key, path in result.files.items():

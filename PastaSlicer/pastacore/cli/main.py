@@ -19,7 +19,7 @@ from ..errors import PastaError, command_line_flag
 # Subcommand modules, each with ``add_parser(subparsers)``. Front ends living above the core (the
 # web app) register theirs as ``pasta.commands`` entry points, so no arrow points up.
 ENTRY_POINT_GROUP = "pasta.commands"
-COMMANDS = ("standardize", "segment", "models", "info", "demo", "report", "synth", "dataset", "train-default", "train-attributes", "features", "train-head")
+COMMANDS = ("standardize", "segment", "models", "info", "demo", "report", "compare", "synth", "dataset", "train-default", "train-attributes", "features", "train-head")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 
 def add_parser(sub):
+    from .argtypes import lesion_numbers, non_negative
+
     p = sub.add_parser(
         "report", help="measure lesions and write a report (json, html, pdf, DICOM SEG and SR)",
         description="Measures every lesion (each connected component of the lesion labels) of SEG on IMAGE and "
                     "writes DIR/report.json, type.json, report.html, report.pdf and DIR/dicom/{seg,sr}.dcm. "
                     "With --cases, runs over several cases into DIR/<case>/ and writes DIR/cohort.csv. "
+                    "Lesions are listed most confident first with the model's confidence and whether a person edited "
+                    "them (from the sidecar of pasta segment), pieces under the reporting floor apart; the report names "
+                    "the model (or says the origin is unknown) and gives the RECIST 1.1 target lesions and their sum "
+                    "of diameters, or with --baseline the response since an earlier report. "
                     "Research use, not for diagnosis.")
     p.add_argument("image", nargs="?", help="CT as NIfTI/NRRD file or DICOM folder")
     p.add_argument("seg", nargs="?", help="label map or .seg.nrrd on the CT's grid")
@@ -21,13 +27,29 @@ def add_parser(sub):
     p.add_argument("--organ-mask", help="organ label map (or .seg.nrrd) on the CT's grid, for each lesion's organ")
     p.add_argument("--whole-labels", action="store_true", help="one lesion per label instead of per connected component")
     p.add_argument("--cases", metavar="CSV", help="several cases: a CSV with columns image,seg[,organ_mask][,case_id]")
+    floor = p.add_argument_group("reporting floor", "lesions under any limit are listed apart, not reported as lesions "
+                                 "(default: the model's reporting_floor in its model.json, else 3 mm and 0.03 mL)")
+    floor.add_argument("--min-long-axis-mm", type=non_negative, metavar="MM", help="smallest long axis reported")
+    floor.add_argument("--min-volume-ml", type=non_negative, metavar="ML", help="smallest volume reported")
+    floor.add_argument("--min-confidence", type=non_negative, metavar="P",
+                       help="smallest mean lesion probability (0 to 1) of a lesion the model proposed")
+    recist = p.add_argument_group("RECIST 1.1")
+    recist.add_argument("--targets", type=lesion_numbers, metavar="N,N",
+                        help="the target lesions (lesion numbers of this report; default: the largest measurable, "
+                             "2 per organ, 5 in all)")
+    recist.add_argument("--baseline", metavar="DIR",
+                        help="an earlier report folder: this report is the follow-up, with the response")
+    recist.add_argument("--baseline-image", metavar="CT",
+                        help="the baseline CT: register IMAGE to it (SimpleITK rigid then affine) before pairing the "
+                             "lesions (default: the scans are taken as aligned)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     p.set_defaults(func=run)
 
 
-def _one_case(image_path, seg_path, organ_path, args, case_id=None, progress=None):
+def _one_case(image_path, seg_path, organ_path, args, case_id=None, progress=None, baseline=None):
+    from ..candidates import choose_floor
     from ..io import read_volume
-    from ..report.export import case_info, label_names_of, make_report
+    from ..report.export import case_info, label_names_of, make_report, recorded_candidates, recorded_model
 
     image = read_volume(image_path)
     labels = read_volume(seg_path, is_label=True)
@@ -36,11 +58,29 @@ def _one_case(image_path, seg_path, organ_path, args, case_id=None, progress=Non
     if organ_path:
         organs = read_volume(organ_path, is_label=True)
         organ_names, _, _ = label_names_of(organs, organ_path)
+    floor = choose_floor({"min_long_axis_mm": args.min_long_axis_mm, "min_volume_ml": args.min_volume_ml,
+                          "min_confidence": args.min_confidence}, recorded_model(seg_path))
+    followup = _followup(baseline, args, image)
     report = make_report(image, labels, case=case_info(image, image_path, seg_path, case_id),
                          lesion_labels=args.lesion_label, label_names=names, names_from=names_from, organs=organs,
                          organ_names=organ_names, models=models, split_components=not args.whole_labels,
-                         progress=progress)
+                         progress=progress, candidates=recorded_candidates(seg_path), floor=floor, targets=args.targets,
+                         **followup)
     return report, image, labels
+
+
+def _followup(baseline, args, image) -> dict:
+    """make_report's follow-up arguments: the baseline report, and the registration when asked."""
+    if baseline is None:
+        return {}
+    out = {"baseline": baseline}
+    if args.baseline_image:
+        from ..io import read_volume
+        from ..report.registration import register
+
+        registration = register(read_volume(args.baseline_image), image)
+        out.update(to_baseline=registration.to_baseline, registration=registration.describe())
+    return out
 
 
 def _read_cases(path):
@@ -111,6 +151,8 @@ def run(args):
         for image_path, seg_path, organ_path, _ in cases:
             _check_inputs(image_path, seg_path, organ_path)
             check_folder_apart(args.out_dir, (image_path, seg_path, organ_path))
+        if args.baseline or args.targets:
+            raise PastaError("--baseline and --targets apply to one case, not to --cases")
         reports = []
         with atomic_directory(args.out_dir, overwrite=args.overwrite, owned=owned) as temp:
             for (image_path, seg_path, organ_path, _), name in zip(cases, names):
@@ -125,18 +167,45 @@ def run(args):
     if not (args.image and args.seg):
         raise PastaError("give IMAGE and SEG (or --cases CSV)")
     check_out_dir(args.out_dir, args.overwrite)
-    _check_inputs(args.image, args.seg, args.organ_mask)
+    _check_inputs(args.image, args.seg, args.organ_mask, args.baseline_image)
     check_folder_apart(args.out_dir, (args.image, args.seg, args.organ_mask))
+    baseline = _baseline(args)
     with bar("pasta report") as progress:
         report, image, labels = _one_case(args.image, args.seg, args.organ_mask, args, None,
-                                          lambda f, m="": progress(0.3 * f, m))
+                                          lambda f, m="": progress(0.3 * f, m), baseline)
         written = write_report(report, image, labels, args.out_dir, formats, overwrite=args.overwrite,
-                               progress=lambda f, m="": progress(0.3 + 0.7 * f, m))
+                               progress=lambda f, m="": progress(0.3 + 0.7 * f, m), baseline_dir=args.baseline)
     flagged = [m.measurement.index for m in report.lesions if m.measurement.touches_border]
     print(f"wrote {args.out_dir}: {len(report.lesions)} lesions, {len(written)} files"
           + (f"; lesion {', '.join(map(str, flagged))} touches the volume border (may be cut)" if flagged else ""))
     print(report.lesion_labels["reason"])
+    print(report.origin)
+    if report.comparison:
+        print(f"RECIST 1.1 response: {report.comparison['rule']}")
+    elif report.recist.get("targets"):
+        print(f"RECIST 1.1 target lesions {', '.join(map(str, report.recist['targets']))}: sum of diameters "
+              f"{report.recist['sum_of_diameters_mm']:.1f} mm")
     return 0
+
+
+def _baseline(args):
+    """The baseline report (its report.json) of a follow-up, checked before any work."""
+    from ..errors import PastaError
+
+    if args.baseline_image and not args.baseline:
+        raise PastaError("--baseline-image needs --baseline (the baseline report folder)")
+    if args.baseline and args.targets:
+        raise PastaError("target lesions are chosen at baseline: --targets cannot go with --baseline")
+    if not args.baseline:
+        return None
+    from pathlib import Path
+
+    from ..report.followup import load_report
+
+    if Path(args.baseline).resolve() == Path(args.out_dir).resolve():
+        raise PastaError("the follow-up report needs its own folder: --out-dir is the baseline report's folder")
+
+    return load_report(args.baseline)
 
 
 def _check_inputs(*paths) -> None:

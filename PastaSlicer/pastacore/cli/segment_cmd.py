@@ -9,7 +9,8 @@ import sys
 def add_parser(sub):
     p = sub.add_parser("segment", help="segment organs and lesions in a CT",
                        description="Writes a label map on the input's grid (PASTA models: 1 = organ, 2 = lesion) "
-                                   "and OUT.json beside it with the label names and the model used.")
+                                   "and OUT.json beside it with the label names, the model used (name, version, "
+                                   "SHA256) and each lesion candidate with the model's confidence in it.")
     p.add_argument("image", help="CT as NIfTI/NRRD file or DICOM folder")
     p.add_argument("--out", required=True, help="output label map (.nii.gz, .nii or .nrrd)")
     p.add_argument("--model", help="installed model name, weight file, nnU-Net result folder, or a folder with "
@@ -86,7 +87,7 @@ def run(args):
         "voxels": {str(v): int(n) for v, n in zip(*np.unique(result.labels.array, return_counts=True)) if v},
         "model": result.model, "device": result.device, "seconds": round(result.seconds, 2),
         "patches_run": result.tiles_run, "patches_total": result.tiles_total, "notes": result.notes,
-        "warnings": result.warnings,
+        "warnings": result.warnings, "candidates": result.candidates_json(),
     }
     with atomic_outputs(args.out, sidecar, overwrite=args.overwrite) as (labels_temp, sidecar_temp):
         write_volume(result.labels, labels_temp)

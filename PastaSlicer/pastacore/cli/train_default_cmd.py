@@ -119,8 +119,25 @@ def model_description(metrics: dict) -> dict:
         "input_spacing_mm": [1.0, 1.0, 1.0], "normalization": "pasta_slf", "patch_size": metrics["patch"],
         "labels": [{"value": 1, "term": "lung"}, {"value": 2, "term": "tumor@lung"}],
         "weights": "model.pth", "files": [{"name": "model.pth", "sha256": None}],
+        # what its reports list as lesions (pastacore.candidates.Floor): smaller or less sure pieces are set apart
+        "reporting_floor": {"min_long_axis_mm": 3.0, "min_volume_ml": 0.03, "min_confidence": 0.7},
         "license": "Apache-2.0 (trained by this project)", "source": "pasta train-default",
     }
+
+
+def reporting_floor(description: dict) -> str:
+    """The model card's paragraph on what reports leave out (empty when the model sets no floor)."""
+    floor = description.get("reporting_floor")
+    if not floor:
+        return ""
+    return f"""## Reports
+
+`model.json` sets the reporting floor (`reporting_floor`): pieces with a long axis under {floor['min_long_axis_mm']:g} mm,
+under {floor['min_volume_ml']:g} mL, or with a mean lesion probability under {floor['min_confidence']:g} are listed apart in a report,
+not as lesions (`pasta report --min-confidence` and the other `--min-*` options change it). The
+probability orders the candidates; it is not a calibrated probability of disease.
+
+"""
 
 
 def false_positive_range(metrics: dict) -> str:
@@ -222,7 +239,7 @@ def model_card(metrics: dict, description: dict, args) -> str:
 {tiling_rows(metrics)}A scan used as a background was seen during training (its tumour was not). Cross-wise
 scores (training on one scan, scoring on the other) are in `Testing/Benchmarks/RESULTS.md`.
 
-## Limits
+{reporting_floor(description)}## Limits
 {len(metrics['backgrounds'])} real training scan(s) only ({', '.join(metrics['backgrounds'])}); chest CT at about 1 mm after standardisation; lung lesions only;
 false positives at the diaphragm domes, the mediastinum, the heart border and hilar vessels are expected
 ({false_positive_range(metrics)} per scan on the sample scans). A PASTA checkpoint or an nnU-Net

@@ -129,7 +129,8 @@ def model_from_source(source, description: dict | None = None) -> SegmentationMo
     checkpoint = Path(info.checkpoint_path) if info.checkpoint_path else source
     provenance = {
         "name": description.get("name", source.stem), "version": str(description.get("version", "")),
-        "file": checkpoint.name, "sha256": sha256_of(checkpoint) if checkpoint.is_file() else None,
+        "file": checkpoint.name, "source": source.name,
+        "sha256": sha256_of(checkpoint) if checkpoint.is_file() else None,
         "trainer": info.trainer, "architecture": info.architecture_kwargs(),
         # PASTA's own width (64 features, 5 pools) comes with PASTA's own defaults; for other widths
         # nothing but a description says how the network was trained
@@ -137,6 +138,8 @@ def model_from_source(source, description: dict | None = None) -> SegmentationMo
         [what for what, known in (("patch size", info.patch_size or description.get("patch_size")),
                                   ("labels", info.labels or description.get("labels"))) if not known],
     }
+    if isinstance(description.get("reporting_floor"), dict):  # what its reports leave out (pastacore.candidates)
+        provenance["reporting_floor"] = dict(description["reporting_floor"])
     return SegmentationModel(loaded.network, patch, segments, organs, lesions, normalization, provenance)
 
 

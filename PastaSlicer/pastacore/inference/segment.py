@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..candidates import candidates_of, lesion_probability
 from ..errors import PastaError, option
 from ..io.readers import check_ct
 from ..io.standardize import standardize
@@ -33,6 +34,12 @@ class SegmentationResult:
     tiles_total: int = 0
     notes: list = field(default_factory=list)
     warnings: list = field(default_factory=list)  # what the user should know about the result's reliability
+    candidates: dict = field(default_factory=dict)  # lesion value -> [Candidate]: each piece with its confidence
+
+    def candidates_json(self) -> dict:
+        from ..candidates import candidates_to_json
+
+        return candidates_to_json(self.candidates)
 
 
 def _progress(callback, start, span):
@@ -89,17 +96,22 @@ def segment_volume(volume: Volume, model=None, *, device: str = "auto", tta: boo
     network = seg_model.network.to(info.kind)
     image = seg_model.normalize(hu)[None]
     logits, box, run, total = predict_logits(network, image, settings, region, _progress(report, 0.15, 0.75), is_cancelled)
+    inside = tuple(slice(a, b) for a, b in box)
     labels = np.zeros(hu.shape, np.uint8)
-    labels[tuple(slice(a, b) for a, b in box)] = np.argmax(logits, axis=0).astype(np.uint8)
+    labels[inside] = np.argmax(logits, axis=0).astype(np.uint8)
     labels[~region] = 0
+    probability = np.zeros(hu.shape, np.float32)
+    probability[inside] = lesion_probability(logits, seg_model.lesion_values)
+    del logits
     report(0.92, "post-processing")
     labels = _postprocess(labels, seg_model.lesion_values, seg_model.organ_values, user_organ,
                           min_lesion_mm3, spacing)
     report(0.96, "mapping back to the original grid")
     result_labels = std.to_source(std.volume.with_array(labels, is_label=True))
+    candidates = candidates_of(result_labels, std.to_source(probability, is_label=False).array, seg_model.lesion_values)
     report(1.0, "done")
     return SegmentationResult(result_labels, seg_model.segments, seg_model.provenance, info.kind,
-                              time.perf_counter() - started, run, total, notes, warnings)
+                              time.perf_counter() - started, run, total, notes, warnings, candidates)
 
 
 ORGAN_MARGIN_MM = 20.0  # the network runs this far around an organ mask

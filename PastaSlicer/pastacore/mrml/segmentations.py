@@ -134,3 +134,85 @@ def segment_infos(segmentation_node) -> list:
         tag = str(tag)
         out.append((sid, SegmentInfo("", segment.GetName(), tuple(segment.GetColor()), tag)))
     return out
+
+
+# --- where a segmentation came from ---------------------------------------------------------
+
+MODEL_ATTRIBUTE = "PASTA.Model"   # node attribute: the model that made the segmentation (JSON provenance)
+
+
+def segment_tag(segmentation_node, segment_id: str, tag: str) -> str:
+    """A segment's tag value ("" when it has none)."""
+    from vtkmodules.vtkCommonCore import reference
+
+    value = reference("")
+    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
+    if segment is None or not segment.GetTag(tag, value):
+        return ""
+    return str(value)
+
+
+def record_origin(segmentation_node, model: dict, candidates_json: dict, added: dict) -> None:
+    """Record the model that made ``segmentation_node`` (its ``PASTA.Model`` attribute) and, on each
+    lesion segment it added (``{label value: segment id}``), that segment's candidates with the
+    model's confidence (the segment tag ``PASTA.Candidates``). Both are saved with the scene."""
+    import json
+
+    from ..candidates import CANDIDATES_TAG, tag_value
+
+    segmentation_node.SetAttribute(MODEL_ATTRIBUTE, json.dumps(model or {}, default=str))
+    segmentation = segmentation_node.GetSegmentation()
+    for value, segment_id in added.items():
+        records = (candidates_json or {}).get(str(value))
+        if records is not None:
+            segmentation.GetSegment(segment_id).SetTag(CANDIDATES_TAG, tag_value(records))
+
+
+def recorded_model(segmentation_node) -> dict:
+    """The model record of a segmentation node (``{}`` when none or damaged)."""
+    import json
+
+    try:
+        model = json.loads(segmentation_node.GetAttribute(MODEL_ATTRIBUTE) or "{}")
+    except ValueError:
+        return {}
+    return model if isinstance(model, dict) else {}
+
+
+def recorded_review(segmentation_node, segment_ids) -> tuple:
+    """``(candidates, confirmed)`` keyed by label value 1..N in the order of ``segment_ids`` (as
+    :func:`labels_from_segmentation` numbers them). ``candidates`` is None when nothing records
+    where the segmentation came from; a segment without candidates in a recorded one was drawn
+    by a person."""
+    import json
+
+    from ..candidates import CANDIDATES_TAG, CONFIRMED_TAG, from_tag
+
+    tags = [segment_tag(segmentation_node, sid, CANDIDATES_TAG) for sid in segment_ids]
+    known = bool(recorded_model(segmentation_node)) or any(tags)
+    candidates = {n: from_tag(tag) for n, tag in enumerate(tags, start=1)} if known else None
+    confirmed = {}
+    for n, sid in enumerate(segment_ids, start=1):
+        try:
+            marks = json.loads(segment_tag(segmentation_node, sid, CONFIRMED_TAG) or "[]")
+        except ValueError:
+            marks = []
+        if isinstance(marks, list) and marks:
+            confirmed[n] = [m for m in marks if isinstance(m, dict)]
+    return candidates, confirmed
+
+
+def confirm_lesions(segmentation_node, segment_id: str, fingerprints: list) -> None:
+    """Add lesions (their fingerprints, :func:`pastacore.candidates.fingerprint`) to those a
+    person confirmed in a segment (the segment tag ``PASTA.Confirmed``)."""
+    import json
+
+    from ..candidates import CONFIRMED_TAG
+
+    try:
+        marks = json.loads(segment_tag(segmentation_node, segment_id, CONFIRMED_TAG) or "[]")
+    except ValueError:
+        marks = []
+    marks = [m for m in marks if isinstance(m, dict)] if isinstance(marks, list) else []
+    marks += [f for f in fingerprints if f not in marks]
+    segmentation_node.GetSegmentation().GetSegment(segment_id).SetTag(CONFIRMED_TAG, json.dumps(marks, separators=(",", ":")))

@@ -35,10 +35,36 @@ COLUMNS = (
 )
 
 
-def measurements_to_table(scene, measurements, table_node=None, name: str = "PASTA lesion measurements"):
-    """Write ``measurements`` (LesionMeasurement list) into ``table_node`` (created when None)."""
+# what the report adds to each row (from a LesionReport): shown after the lesion's name
+REVIEW_COLUMNS = (
+    ("Confidence", "", "the model's mean lesion probability over the lesion as it proposed it (blank: none)",
+     lambda lesion: "" if lesion.mean_probability is None else f"{lesion.mean_probability:.2f}"),
+    ("Max confidence", "", "the model's maximum lesion probability over the lesion",
+     lambda lesion: "" if lesion.max_probability is None else f"{lesion.max_probability:.2f}"),
+    ("Status", "", "proposed by the model, edited or confirmed by a person, drawn by a person, or origin unknown",
+     lambda lesion: lesion.status),
+    ("RECIST", "", "RECIST 1.1 role: target N, non-target, or blank",
+     lambda lesion: (f"target {lesion.recist.get('target_number')}" if lesion.role == "target" else lesion.role)),
+)
+
+
+def lesions_to_table(scene, lesions, table_node=None, name: str = "PASTA lesion measurements"):
+    """Write a report's lesions (LesionReport list: measurements with confidence, status and
+    RECIST role) into ``table_node`` (created when None), in the report's order and numbers."""
+    measurements = [lesion.measurement for lesion in lesions]
+    return measurements_to_table(scene, measurements, table_node, name, reviews=lesions)
+
+
+def measurements_to_table(scene, measurements, table_node=None, name: str = "PASTA lesion measurements",
+                          reviews=None):
+    """Write ``measurements`` (LesionMeasurement list) into ``table_node`` (created when None);
+    ``reviews`` (LesionReport list, same order) adds :data:`REVIEW_COLUMNS` after the name."""
     import vtk
 
+    columns = [(title, unit, text, [get(m) for m in measurements], None) for title, unit, text, get in COLUMNS]
+    if reviews is not None:
+        review = [(title, unit, text, [get(lesion) for lesion in reviews], "") for title, unit, text, get in REVIEW_COLUMNS]
+        columns = columns[:2] + review + columns[2:]
     if table_node is None:
         table_node = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
     was_modifying = table_node.StartModify()
@@ -46,8 +72,8 @@ def measurements_to_table(scene, measurements, table_node=None, name: str = "PAS
         table = table_node.GetTable()
         while table.GetNumberOfColumns():
             table.RemoveColumn(table.GetNumberOfColumns() - 1)
-        for title, unit, description, getter in COLUMNS:
-            sample = getter(measurements[0]) if measurements else 0.0
+        for title, unit, description, values, empty in columns:
+            sample = values[0] if values else (0.0 if empty is None else empty)
             if isinstance(sample, str):
                 column = vtk.vtkStringArray()
             elif isinstance(sample, int):
@@ -55,8 +81,8 @@ def measurements_to_table(scene, measurements, table_node=None, name: str = "PAS
             else:
                 column = vtk.vtkDoubleArray()
             column.SetName(title)
-            for m in measurements:
-                column.InsertNextValue(getter(m))
+            for value in values:
+                column.InsertNextValue(value)
             table.AddColumn(column)
             if unit:
                 table_node.SetColumnUnitLabel(title, unit)

@@ -3,9 +3,14 @@
 ``dicom/seg.dcm`` holds one binary segment per lesion (lesion number = segment number, coded
 with SNOMED CT from ``Resources/terminology.json``, anatomic region = organ). ``dicom/sr.dcm``
 is a Comprehensive 3D SR whose TID 1500 report has, per lesion, a TID 1411 volumetric group
-referencing its SEG segment (and through it the CT images) with volume, maximum 3D
-diameter, long and short axis and attenuation statistics, plus the report attributes as
-qualitative evaluations (private scheme ``99PASTA``) when known.
+referencing its SEG segment (and through it the CT images) with its time point (TID 1502:
+baseline, or follow-up as "Posttreatment", order 2), volume, maximum 3D diameter, long and
+short axis (method RECIST 1.1), the model's confidence (DCM "Probability", mean and maximum,
+with the model as algorithm) and attenuation statistics, its RECIST 1.1 role (DCM "Target
+Lesion at Baseline" / "Non-Target Lesion at Baseline", or a new lesion) and review status
+(proposed, edited, confirmed, manual, unknown) and the report attributes as qualitative
+evaluations (private scheme ``99PASTA``). A lesion keeps its tracking UID across time points.
+A follow-up adds a group with the sum of diameters and the target and overall response.
 
 Source images:
 
@@ -185,7 +190,7 @@ def write_seg_sr(report, image, labels, out_dir, formats=("seg", "sr")) -> list:
     descriptions, tracking = [], []
     for n, lesion in enumerate(report.lesions, start=1):
         ptype, region, _ = _lesion_codes(lesion)
-        uid = generate_uid()
+        uid = lesion.tracking_uid or generate_uid()
         tracking.append(uid)
         descriptions.append(hd.seg.SegmentDescription(
             segment_number=n, segment_label=f"Lesion {lesion.number}"[:64],
@@ -243,6 +248,86 @@ def _referenced_segment(seg, number: int, sources):
                                              for u in images])
 
 
+def _private(value: str, meaning: str):
+    from highdicom.sr import CodedConcept
+
+    return CodedConcept(value=value[:16], scheme_designator=PRIVATE_SCHEME, meaning=meaning[:64])
+
+
+def _time_point(report):
+    """TID 1502 time point context: baseline (order 1) or follow-up (order 2)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    baseline = report.time_point != "follow-up"
+    return hd.sr.TimePointContext(time_point=report.time_point, time_point_type=codes.DCM.Baseline if baseline
+                                  else codes.DCM.Posttreatment, time_point_order=1 if baseline else 2)
+
+
+def _algorithm(report):
+    import highdicom as hd
+
+    model = next((m for m in report.models if m.role in ("segmentation", "")), None)
+    if model is None:
+        return None
+    return hd.sr.AlgorithmIdentification(name=model.name[:64], version=model.version or "unknown")
+
+
+def _review_evaluations(lesion) -> list:
+    """The RECIST 1.1 role and how the lesion came about (proposed, edited...), as qualitative evaluations."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    role = lesion.recist.get("role", "")
+    values = {"target": codes.DCM.TargetLesionAtBaseline, "non-target": codes.DCM.NonTargetLesionAtBaseline,
+              "new": _private("NEWLESION", "New lesion")}
+    out = []
+    if role in values:
+        out.append(hd.sr.QualitativeEvaluation(_private("RECISTROLE", "RECIST 1.1 role"), values[role]))
+    out.append(hd.sr.QualitativeEvaluation(_private("REVIEWSTATUS", "Review status"),
+                                           _private(lesion.status.upper(), lesion.status.capitalize())))
+    return out
+
+
+def _confidence(lesion, algorithm) -> list:
+    """The model's mean and maximum lesion probability over the lesion (unitless, 0 to 1)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    if lesion.mean_probability is None:
+        return []
+    return [hd.sr.Measurement(codes.DCM.Probability, float(value), codes.UCUM.NoUnits, derivation=derivation,
+                              algorithm_id=algorithm)
+            for derivation, value in ((codes.SCT.Mean, lesion.mean_probability),
+                                      (codes.SCT.Maximum, lesion.max_probability))]
+
+
+def _response_group(report):
+    """A follow-up's RECIST 1.1 response: sum of diameters and the target and overall response."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    c = report.comparison
+    if not c:
+        return None
+    target = {"CR": codes.DCM.TargetLesionCompleteResponse, "PR": codes.DCM.TargetLesionPartialResponse,
+              "SD": codes.DCM.TargetLesionStableDisease, "PD": codes.DCM.TargetLesionProgressiveDisease}
+    evaluations = []
+    if c["target_response"] in target:
+        evaluations.append(hd.sr.QualitativeEvaluation(codes.DCM.ResponseEvaluation, target[c["target_response"]]))
+    overall = c["overall_response"]
+    evaluations.append(hd.sr.QualitativeEvaluation(codes.DCM.CurrentResponse,
+                                                   _private(overall.replace("/", "").replace("-", "")[:16],
+                                                            f"{overall} (RECIST 1.1)")))
+    measurements = [hd.sr.Measurement(_private("SOD", "Sum of diameters"), float(c["sum_followup_mm"]),
+                                      codes.UCUM.Millimeter, method=codes.DCM.RECIST1Point1)]
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="RECIST 1.1 response"),
+        time_point_context=_time_point(report), method=codes.DCM.RECIST1Point1, measurements=measurements,
+        qualitative_evaluations=evaluations)
+
+
 def _make_sr(report, seg, sources, tracking):
     import highdicom as hd
     from highdicom.sr import CodedConcept
@@ -251,6 +336,7 @@ def _make_sr(report, seg, sources, tracking):
 
     mm, hu = codes.UCUM.Millimeter, codes.UCUM.HounsfieldUnit
     ml = CodedConcept(value="mL", scheme_designator="UCUM", meaning="milliliter")
+    algorithm = _algorithm(report)
     groups = []
     for n, lesion in enumerate(report.lesions, start=1):
         m = lesion.measurement
@@ -259,8 +345,9 @@ def _make_sr(report, seg, sources, tracking):
         measurements = [
             hd.sr.Measurement(codes.SCT.Volume, m.volume_ml, ml),
             hd.sr.Measurement(codes.SCT.Diameter, m.max_diameter_3d_mm, mm, derivation=codes.SCT.Maximum),
-            hd.sr.Measurement(codes.SCT.LongAxis, m.long_axis_mm, mm),
-            hd.sr.Measurement(codes.SCT.ShortAxis, m.short_axis_mm, mm),
+            hd.sr.Measurement(codes.SCT.LongAxis, m.long_axis_mm, mm, method=codes.DCM.RECIST1Point1),
+            hd.sr.Measurement(codes.SCT.ShortAxis, m.short_axis_mm, mm, method=codes.DCM.RECIST1Point1),
+            *_confidence(lesion, algorithm),
         ]
         for derivation, value in ((codes.SCT.Mean, m.mean_hu), (codes.SCT.StandardDeviation, m.std_hu),
                                   (codes.SCT.Minimum, m.min_hu), (codes.SCT.Maximum, m.max_hu),
@@ -272,12 +359,15 @@ def _make_sr(report, seg, sources, tracking):
                 CodedConcept(value=a.value[:16].replace(" ", "_") or "unknown", scheme_designator=PRIVATE_SCHEME,
                              meaning=a.value[:64] or "unknown"))
             for name, a in lesion.attributes.items()
-        ] or None
+        ] + _review_evaluations(lesion)
         groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking[n - 1], identifier=f"Lesion {lesion.number}"),
-            referenced_segment=_referenced_segment(seg, n, sources),
+            referenced_segment=_referenced_segment(seg, n, sources), time_point_context=_time_point(report),
             finding_type=ptype, finding_sites=sites, measurements=measurements, qualitative_evaluations=evaluations,
         ))
+    response = _response_group(report)
+    if response is not None:
+        groups.append(response)
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(

@@ -5,7 +5,7 @@ holds an earlier report is refused unless ``overwrite``, which replaces the repo
 :data:`REPORT_FILES`, and keeps every other file of the folder)::
 
     report.json  type.json           (json)
-    report.html  images/lesion_N.png (html)
+    report.html  images/lesion_N.png (html; a follow-up also images/baseline_lesion_N.png)
     report.pdf                       (pdf)
     dicom/seg.dcm                    (seg)
     dicom/sr.dcm                     (sr)
@@ -25,8 +25,8 @@ from .model import CaseInfo, ModelProvenance, build_report
 
 ALL_FORMATS = ("json", "html", "pdf", "seg", "sr")
 # Everything a report folder can hold: what --overwrite replaces (any other file there is kept).
-REPORT_FILES = ("report.json", "type.json", "report.html", "images/lesion_*.png", "report.pdf", "dicom/seg.dcm",
-                "dicom/sr.dcm", "dicom/ct/CT*.dcm")
+REPORT_FILES = ("report.json", "type.json", "report.html", "images/lesion_*.png", "images/baseline_lesion_*.png",
+                "report.pdf", "dicom/seg.dcm", "dicom/sr.dcm", "dicom/ct/CT*.dcm")
 _SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 
 
@@ -67,36 +67,72 @@ def label_names_of(volume, path) -> tuple:
     names = {int(s["label"]): s["name"] for s in (volume.meta or {}).get("segments", [])}
     source = Path(path).name if names else ""
     models = []
-    sidecar = Path(path).with_name(stem(path) + ".json")
-    if sidecar.is_file():
-        try:
-            data = json.loads(sidecar.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            data = {}
-        labels = data.get("labels", data) if isinstance(data, dict) else {}
-        for key, value in (labels.items() if isinstance(labels, dict) else ()):
-            if str(key).isdigit():
-                names.setdefault(int(key), value.get("name", "") if isinstance(value, dict) else str(value))
-                source = source or sidecar.name
-        model = data.get("model") if isinstance(data, dict) else None
-        if isinstance(model, dict) and model.get("name"):
-            models.append(ModelProvenance(str(model["name"]), str(model.get("version", "")),
-                                          str(model.get("sha256", "")), "segmentation"))
+    data = _sidecar(path)
+    labels = data.get("labels", data)
+    for key, value in (labels.items() if isinstance(labels, dict) else ()):
+        if str(key).isdigit():
+            names.setdefault(int(key), value.get("name", "") if isinstance(value, dict) else str(value))
+            source = source or sidecar_of(path).name
+    model = ModelProvenance.from_dict(data.get("model"))
+    if model is not None:
+        models.append(model)
     return names, models, source
 
 
+def sidecar_of(path) -> Path:
+    return Path(path).with_name(stem(path) + ".json")
+
+
+def _sidecar(path) -> dict:
+    sidecar = sidecar_of(path)
+    if not sidecar.is_file():
+        return {}
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def recorded_candidates(path):
+    """``{label value: [Candidate]}`` the sidecar records, or None when it records none."""
+    from ..candidates import candidates_from_json
+
+    data = _sidecar(path)
+    return candidates_from_json(data["candidates"]) if isinstance(data.get("candidates"), dict) else None
+
+
+def recorded_model(path) -> dict:
+    """The model record of the sidecar (with its ``reporting_floor``), ``{}`` when none."""
+    model = _sidecar(path).get("model")
+    return model if isinstance(model, dict) else {}
+
+
 def make_report(image, labels, *, case: CaseInfo, lesion_labels=None, label_names=None, names_from: str = "",
-                organs=None, organ_names=None, attributes=None, models=(), split_components=True, progress=None):
+                organs=None, organ_names=None, attributes=None, models=(), split_components=True, progress=None,
+                candidates=None, confirmed=None, floor=None, targets=None, baseline=None, to_baseline=None,
+                registration: str = ""):
     """Measure ``labels`` on ``image`` and build the :class:`~pastacore.report.model.CaseReport`.
 
     Which labels are lesions is decided once, by :func:`pastacore.labels.choose_lesion_labels`:
     ``lesion_labels`` when given, else the label names (``names_from`` says where they came
     from), else the convention 1 = organ, 2 = lesion. The report states the decision. Labels
     named as organs are used as the organ mask unless ``organs`` is given.
+
+    ``candidates`` (``{label: [Candidate]}``, None: not recorded) and ``confirmed`` give each
+    lesion its status and confidence; ``floor`` (a :class:`~pastacore.candidates.Floor`) sets
+    apart what is too small or unsure; lesions are numbered most confident first
+    (:mod:`.assess`). ``targets``: lesion numbers a reader chose as RECIST target lesions.
+    ``baseline``: an earlier report (``report.json`` dict) makes this a follow-up report, its
+    lesions paired with the baseline's (``to_baseline`` maps this scan's points into the
+    baseline's; ``registration`` says how) and the RECIST response added.
     """
     from .. import io
     from ..labels import choose_lesion_labels
+    from .assess import assess, origin_sentence
 
+    if baseline is not None and targets:
+        raise PastaError("target lesions are chosen at baseline, not at follow-up: leave out the targets")
     labels = io.as_label(labels, "the segmentation")
     image.check_matches(labels, "segmentation")
     label_names = dict(label_names or {})
@@ -111,14 +147,72 @@ def make_report(image, labels, *, case: CaseInfo, lesion_labels=None, label_name
     measurements = measure_lesions(image, labels, lesion_labels=chosen.values, label_names=label_names,
                                    organs=organs, organ_names=organ_names, split_components=split_components,
                                    progress=progress)
-    notes = [chosen.reason]
-    border = [m.index for m in measurements if m.touches_border]
-    if border:
-        notes.append(f"Lesion {', '.join(map(str, border))} touches the border of the image volume and may be cut: "
-                     "its size may be underestimated.")
-    report = build_report(case, measurements, attributes=attributes, models=models, notes=notes)
+    report = build_report(case, measurements, attributes=attributes, models=models, notes=[chosen.reason])
+    report.lesions, report.below_floor = assess(report.lesions, image.grid, candidates, confirmed, floor)
+    from ..candidates import DEFAULT_FLOOR
+
+    report.floor = (floor or DEFAULT_FLOOR).to_dict()
+    report.origin = origin_sentence(report.models, report.lesions, candidates is not None)
     report.lesion_labels = {"values": chosen.values, "reason": chosen.reason}
+    if report.below_floor:
+        total = sum(r["volume_ml"] for r in report.below_floor)
+        report.notes.append(f"{len(report.below_floor)} piece(s) under the reporting floor ({(floor or DEFAULT_FLOOR).describe()}) "
+                            f"are listed apart, not as lesions ({total:.2f} mL in all).")
+    border = [lesion.number for lesion in report.lesions if lesion.measurement.touches_border]
+    if border:
+        report.notes.append(f"Lesion {', '.join(map(str, border))} touches the border of the image volume and may be "
+                            "cut: its size may be underestimated.")
+    if baseline is None:
+        _recist_baseline(report, image, targets)
+    else:
+        _recist_followup(report, image, baseline, to_baseline, registration)
     return report
+
+
+def _recist_baseline(report, image, targets) -> None:
+    from dataclasses import asdict
+
+    from pydicom.uid import generate_uid
+
+    from .recist import baseline
+
+    recist = baseline(report.lesions, image, targets)
+    for lesion, entry in zip(report.lesions, recist.lesions):
+        lesion.recist = asdict(entry)
+        lesion.tracking_uid = generate_uid()
+    report.recist = recist.to_dict()
+    report.notes += recist.notes
+
+
+def _recist_followup(report, image, baseline: dict, to_baseline, registration: str) -> None:
+    """Roles and tracking identifiers from the paired baseline lesions; the response."""
+    from dataclasses import asdict
+
+    from pydicom.uid import generate_uid
+
+    from .followup import compare, roles_at_followup
+    from .recist import classify, slice_thickness
+    from .report_json import report_dict
+
+    report.time_point = "follow-up"
+    thickness = slice_thickness(image)
+    for lesion in report.lesions:
+        lesion.recist = asdict(classify(lesion.number, lesion.measurement, lesion.term, thickness))
+        lesion.recist["role"] = ""
+    comparison = compare(baseline, report_dict(report), to_baseline, registration)
+    base_uids = {int(lesion["number"]): lesion.get("tracking_uid", "") for lesion in baseline.get("lesions") or []}
+    roles = roles_at_followup(comparison)
+    for lesion in report.lesions:
+        role, base_number, target_number = roles.get(lesion.number, ("", 0, 0))
+        lesion.recist.update(role=role, target_number=target_number)
+        lesion.baseline_number = base_number
+        lesion.tracking_uid = base_uids.get(base_number) or generate_uid()
+    report.comparison = comparison.to_dict()
+    report.comparison["baseline_created"] = baseline.get("created", "")
+    report.recist = {"criteria": "RECIST 1.1", "slice_thickness_mm": round(thickness, 2),
+                     "targets": [lesion.number for lesion in report.lesions if lesion.role == "target"],
+                     "sum_of_diameters_mm": comparison.sum_followup_mm, "chosen_by": "baseline"}
+    report.notes += comparison.notes
 
 
 def check_out_dir(path, overwrite: bool = False) -> None:
@@ -128,8 +222,10 @@ def check_out_dir(path, overwrite: bool = False) -> None:
     check_output_dir(path, overwrite, REPORT_FILES)
 
 
-def write_report(report, image, labels, out_dir, formats=ALL_FORMATS, overwrite=False, progress=None) -> list:
-    """Write the report folder (see module docstring); return the written file names (relative)."""
+def write_report(report, image, labels, out_dir, formats=ALL_FORMATS, overwrite=False, progress=None,
+                 baseline_dir=None) -> list:
+    """Write the report folder (see module docstring); return the written file names (relative).
+    ``baseline_dir``: a follow-up's baseline report folder (its key images are shown beside)."""
     from ..io.atomic import atomic_directory
     from .report_json import write_report_json, write_type_json
 
@@ -146,7 +242,7 @@ def write_report(report, image, labels, out_dir, formats=ALL_FORMATS, overwrite=
             from .report_html import write_html_pdf
 
             step(0.5, "key images")
-            write_html_pdf(report, image, labels, temp, formats)
+            write_html_pdf(report, image, labels, temp, formats, baseline_dir=baseline_dir)
         if "json" in formats:
             write_report_json(report, temp / "report.json")
             write_type_json(report, image.grid, temp / "type.json")

@@ -36,6 +36,26 @@ class ModelProvenance:
     version: str = ""
     sha256: str = ""
     role: str = ""                        # "segmentation", "attributes", ...
+    file: str = ""                        # the weight file read (a checkpoint, or one inside an nnU-Net folder)
+    source: str = ""                      # what was given: an installed model's folder, a weight file, a result folder
+
+    @classmethod
+    def from_dict(cls, data, role: str = "segmentation") -> "ModelProvenance | None":
+        """From a segmentation's recorded model (``pasta segment``'s sidecar, the Slicer node's
+        ``PASTA.Model`` attribute); None when it names no model."""
+        if not isinstance(data, dict) or not data.get("name"):
+            return None
+        return cls(str(data["name"]), str(data.get("version") or ""), str(data.get("sha256") or ""),
+                   str(data.get("role") or role), str(data.get("file") or ""), str(data.get("source") or ""))
+
+    def describe(self) -> str:
+        """One line for a reader: name, version, file and checksum."""
+        where = self.file if not self.source or self.source in (self.file, self.name) else f"{self.file} in {self.source}"
+        parts = [f"{self.name} {self.version}".strip()]
+        if where:
+            parts.append(f"from {where}")
+        parts.append(f"sha256 {self.sha256}" if self.sha256 else "sha256 not recorded")
+        return ", ".join(parts)
 
     @classmethod
     def from_file(cls, path, name: str | None = None, version: str = "", role: str = "") -> "ModelProvenance":
@@ -64,6 +84,20 @@ class LesionReport:
     measurement: LesionMeasurement
     term: str = ""                        # terminology key, e.g. "tumor@lung" (see pastacore.terminology)
     attributes: dict = field(default_factory=dict)   # name -> AttributeValue
+    status: str = "unknown"               # proposed, edited, confirmed, manual or unknown (pastacore.candidates)
+    mean_probability: float | None = None  # the model's confidence: mean lesion probability over the candidate
+    max_probability: float | None = None
+    recist: dict = field(default_factory=dict)   # role, measurable, diameter_mm, reason... (report.recist)
+    tracking_uid: str = ""                # the same lesion keeps it across time points (DICOM SR tracking)
+    baseline_number: int = 0              # follow-up reports: the baseline lesion it is (0: new or none)
+
+    @property
+    def confidence(self) -> float | None:
+        return self.mean_probability
+
+    @property
+    def role(self) -> str:
+        return self.recist.get("role", "")
 
     @property
     def number(self) -> int:
@@ -77,6 +111,12 @@ class CaseReport:
     models: list = field(default_factory=list)       # ModelProvenance
     notes: list = field(default_factory=list)        # sentences for the reader (e.g. what DICOM holds)
     lesion_labels: dict = field(default_factory=dict)  # {"values": [...], "reason": "..."}: what was measured, why
+    time_point: str = "baseline"                     # "baseline" or "follow-up"
+    origin: str = ""                                 # which model made the segmentation, or that nobody knows
+    floor: dict = field(default_factory=dict)        # the reporting floor applied (pastacore.candidates.Floor)
+    below_floor: list = field(default_factory=list)  # lesions too small or unsure to report: a short record each
+    recist: dict = field(default_factory=dict)       # RECIST 1.1 baseline (report.recist.RecistBaseline.to_dict)
+    comparison: dict = field(default_factory=dict)   # follow-up reports: the response (report.followup)
     software: dict = field(default_factory=lambda: {"name": SOFTWARE, "version": __version__})
     created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
                          .replace(microsecond=0).isoformat())

@@ -1,10 +1,17 @@
 """``report.json`` (our fixed schema) and PASTA-Gen's ``type.json``.
 
 ``report.json`` keys: ``schema``, ``disclaimer``, ``software``, ``created``, ``case``,
-``models``, ``notes`` and ``lesions[]``; every lesion has at least ``volume_ml``,
-``max_diameter_3d_mm``, ``long_axis_mm``, ``short_axis_mm``, ``mean_hu``, ``std_hu``,
-``min_hu``, ``max_hu``, ``centroid_ras_mm``, ``organ`` and ``attributes`` (name ->
-``{"value", "probabilities", "source"}``), followed by the other measurements.
+``models``, ``time_point`` ("baseline" or "follow-up"), ``origin`` (which model made the
+segmentation, or that it is unknown), ``notes``, ``lesion_labels``, ``floor`` (the reporting
+floor applied), ``recist`` (RECIST 1.1: targets, sum of diameters...), ``comparison`` (follow-up
+reports: the response, see :mod:`.followup`), ``lesions[]`` and ``below_floor[]`` (pieces too
+small or unsure to report). Every lesion has at least ``volume_ml``, ``max_diameter_3d_mm``,
+``long_axis_mm``, ``short_axis_mm``, ``mean_hu``, ``std_hu``, ``min_hu``, ``max_hu``,
+``centroid_ras_mm``, ``organ`` and ``attributes`` (name -> ``{"value", "probabilities",
+"source"}``), then ``status`` (proposed, edited, confirmed, manual, unknown),
+``mean_probability`` and ``max_probability`` (the model's confidence; null when none),
+``recist`` (role, measurable, diameter_mm, reason...) and ``tracking_uid``, followed by the
+other measurements.
 
 ``type.json`` follows the PASTA-Gen-30K / LesionDiffusion layout: one entry per lesion keyed
 by the TotalSegmentator v1 id of its organ (``"0"`` when unknown; a second lesion in the same
@@ -20,7 +27,7 @@ import math
 
 import numpy as np
 
-REPORT_SCHEMA = "pasta-report/1"
+REPORT_SCHEMA = "pasta-report/2"
 FIXED_KEYS = ("volume_ml", "max_diameter_3d_mm", "long_axis_mm", "short_axis_mm", "mean_hu", "std_hu", "min_hu",
               "max_hu", "centroid_ras_mm", "organ", "attributes")
 
@@ -44,8 +51,13 @@ def lesion_dict(lesion) -> dict:
     fixed = {key: m.get(key) for key in FIXED_KEYS if key not in ("attributes",)}
     fixed["attributes"] = {name: {"value": a.value, "probabilities": a.probabilities, "source": a.source}
                            for name, a in lesion.attributes.items()}
+    review = {"status": lesion.status, "mean_probability": lesion.mean_probability,
+              "max_probability": lesion.max_probability, "recist": dict(lesion.recist),
+              "tracking_uid": lesion.tracking_uid}
+    if lesion.baseline_number:
+        review["baseline_number"] = lesion.baseline_number
     extra = {key: value for key, value in m.items() if key not in fixed}
-    out = {"number": lesion.number, "term": lesion.term, **fixed, **extra}
+    out = {"number": lesion.number, "term": lesion.term, **fixed, **review, **extra}
     return _clean(out)
 
 
@@ -58,9 +70,15 @@ def report_dict(report) -> dict:
         "created": report.created,
         "case": full["case"],
         "models": full["models"],
+        "time_point": report.time_point,
+        "origin": report.origin,
         "notes": list(report.notes),
         "lesion_labels": dict(report.lesion_labels),
+        "floor": dict(report.floor),
+        "recist": dict(report.recist),
+        "comparison": dict(report.comparison),
         "lesions": [lesion_dict(lesion) for lesion in report.lesions],
+        "below_floor": list(report.below_floor),
     })
 
 

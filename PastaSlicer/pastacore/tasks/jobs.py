@@ -51,7 +51,7 @@ def segment(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
     save_volume(result.labels, folder, "labels")
     return {"labels": "labels", "segments": segments_to_dict(result.segments), "model": result.model,
             "device": result.device, "seconds": round(result.seconds, 2), "notes": result.notes,
-            "warnings": result.warnings}
+            "warnings": result.warnings, "candidates": result.candidates_json()}
 
 
 @job("synthesize")
@@ -93,13 +93,57 @@ def report(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
     names = {int(k): v for k, v in params.get("names", {}).items()}
     attributes = {int(n): {a: AttributeValue(**v) for a, v in values.items()}
                   for n, values in (params.get("attributes") or {}).items()}
+    review = review_arguments(params)
+    if params.get("baseline_image"):
+        registration = _register(folder, params["baseline_image"], image, lambda f, m="": progress(0.1 * f, m))
+        review.update(to_baseline=registration.to_baseline, registration=registration.describe())
     case_report = make_report(image, labels, case=CaseInfo(**params["case"]), lesion_labels=params.get("lesion_labels"),
                               label_names=names, attributes=attributes or None,
                               models=[ModelProvenance(**m) for m in params.get("models", [])],
-                              progress=lambda f, m="": progress(0.3 * f, m))
+                              progress=lambda f, m="": progress(0.1 + 0.2 * f, m), **review)
     written = write_report(case_report, image, labels, params["out_dir"], tuple(params["formats"]),
-                           overwrite=bool(params.get("overwrite")), progress=lambda f, m="": progress(0.3 + 0.7 * f, m))
-    return {"written": written, "out_dir": str(params["out_dir"]), "lesions": len(case_report.lesions)}
+                           overwrite=bool(params.get("overwrite")), progress=lambda f, m="": progress(0.3 + 0.7 * f, m),
+                           baseline_dir=params.get("baseline_dir"))
+    return {"written": written, "out_dir": str(params["out_dir"]), "lesions": len(case_report.lesions),
+            "comparison": case_report.comparison, "recist": case_report.recist}
+
+
+def review_arguments(params: dict) -> dict:
+    """make_report's candidates, confirmations, floor, targets and baseline from a job's JSON params."""
+    from ..candidates import Floor, candidates_from_json
+
+    out = {"candidates": candidates_from_json(params["candidates"]) if params.get("candidates") is not None else None,
+           "confirmed": {int(k): v for k, v in (params.get("confirmed") or {}).items()},
+           "floor": Floor(**params["floor"]) if params.get("floor") else None,
+           "targets": params.get("targets") or None}
+    if params.get("baseline_dir"):
+        from ..report.followup import load_report
+
+        out["baseline"] = load_report(params["baseline_dir"])
+    return out
+
+
+def _register(folder, baseline_name, followup, progress):
+    from ..report.registration import register
+
+    return register(load_volume(folder, baseline_name), followup, progress)
+
+
+@job("compare")
+def compare_reports(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
+    """RECIST 1.1 response between ``baseline_dir`` and ``followup_dir`` (report folders); with
+    volumes ``baseline_image`` and ``followup_image``, after registering them."""
+    from ..report.followup import compare, load_report
+
+    baseline, followup = load_report(params["baseline_dir"]), load_report(params["followup_dir"])
+    to_baseline, how = None, ""
+    if params.get("baseline_image"):
+        registration = _register(folder, params["baseline_image"], load_volume(folder, params["followup_image"]),
+                                 lambda f, m="": progress(0.9 * f, m))
+        to_baseline, how = registration.to_baseline, registration.describe()
+    result = compare(baseline, followup, to_baseline, how).to_dict()
+    progress(1.0, "compared")
+    return result
 
 
 @job("attributes")
