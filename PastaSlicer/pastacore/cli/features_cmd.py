@@ -34,7 +34,7 @@ def run(args):
     from ..io import read_volume
     from ..io.atomic import atomic_outputs, check_outputs
     from ..models.loading import load_encoder
-    from ..report.export import stem
+    from ..io.readers import stem
     from .progress import bar
 
     check_outputs([(args.out, (".csv",))], inputs=(args.image, args.mask, args.model), overwrite=args.overwrite)

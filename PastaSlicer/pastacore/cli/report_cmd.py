@@ -109,7 +109,7 @@ def _read_cases(path):
 
 def _case_names(cases, csv_path) -> list:
     from ..errors import PastaError
-    from ..report.export import stem
+    from ..io.readers import stem
 
     names = []
     for image_path, _, _, case_id in cases:

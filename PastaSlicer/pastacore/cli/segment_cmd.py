@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 
@@ -31,18 +30,6 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-def sidecar_path(out):
-    from pathlib import Path
-
-    out = Path(out)
-    stem = out.name
-    for suffix in (".nii.gz", ".nii", ".seg.nrrd", ".nrrd"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    return out.with_name(stem + ".json")
-
-
 def parse_box(text):
     from ..errors import PastaError
 
@@ -60,6 +47,7 @@ def run(args):
 
     from ..inference.organs import classical_organ, organ_from_labels
     from ..inference.segment import segment_volume
+    from ..inference.sidecar import sidecar_content, sidecar_path, write_sidecar
     from ..io import read_volume, write_volume
     from ..io.atomic import atomic_outputs, check_outputs
     from ..io.boxes import box_from_ras_bounds
@@ -81,17 +69,10 @@ def run(args):
         result = segment_volume(volume, args.model, device=args.device, tta=args.tta, overlap=args.overlap,
                                 organ_mask=organ, roi_box=roi_box, whole_body=args.organ == "body" and not args.organ_mask,
                                 min_lesion_mm3=args.min_lesion_mm3, progress=progress)
-    description = {
-        "labels": {str(value): {"name": info.name, "terminology": info.terminology, "color": list(info.color)}
-                   for value, info in sorted(result.segments.items())},
-        "voxels": {str(v): int(n) for v, n in zip(*np.unique(result.labels.array, return_counts=True)) if v},
-        "model": result.model, "device": result.device, "seconds": round(result.seconds, 2),
-        "patches_run": result.tiles_run, "patches_total": result.tiles_total, "notes": result.notes,
-        "warnings": result.warnings, "candidates": result.candidates_json(),
-    }
+    description = sidecar_content(result)
     with atomic_outputs(args.out, sidecar, overwrite=args.overwrite) as (labels_temp, sidecar_temp):
         write_volume(result.labels, labels_temp)
-        sidecar_temp.write_text(json.dumps(description, indent=2), encoding="utf-8")
+        write_sidecar(sidecar_temp, description)
     print(f"wrote {args.out} and {sidecar.name}: {description['voxels']} voxels per label in {result.seconds:.1f} s "
           f"on {result.device} ({result.tiles_run} of {result.tiles_total} patches run)")
     for warning in result.warnings:

@@ -14,12 +14,13 @@ holds an earlier report is refused unless ``overwrite``, which replaces the repo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import PastaError
+from ..inference.sidecar import read_sidecar, sidecar_path
+from ..io.readers import stem
 from .measure import measure_lesions
 from .model import CaseInfo, ModelProvenance, build_report
 
@@ -27,7 +28,6 @@ ALL_FORMATS = ("json", "html", "pdf", "seg", "sr")
 # Everything a report folder can hold: what --overwrite replaces (any other file there is kept).
 REPORT_FILES = ("report.json", "type.json", "report.html", "images/lesion_*.png", "images/baseline_lesion_*.png",
                 "report.pdf", "dicom/seg.dcm", "dicom/sr.dcm", "dicom/ct/CT*.dcm")
-_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 
 
 def parse_formats(text: str) -> tuple:
@@ -36,14 +36,6 @@ def parse_formats(text: str) -> tuple:
     if unknown or not wanted:
         raise PastaError(f"unknown report format {', '.join(unknown) or '(none)'}; choose from {','.join(ALL_FORMATS)}")
     return wanted
-
-
-def stem(path) -> str:
-    name = Path(path).name
-    for suffix in _SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def case_info(image, image_path, seg_path=None, case_id: str | None = None) -> CaseInfo:
@@ -61,50 +53,34 @@ def label_names_of(volume, path) -> tuple:
     """(label value -> name, model provenances, where the names came from) from a ``.seg.nrrd``'s
     segments or a JSON sidecar.
 
-    The sidecar is ``<name>.json`` beside the file, as ``pasta segment`` writes it
-    (``{"labels": {"2": {"name": ...}}, "model": {...}}``), or a plain ``{"2": "liver tumor"}``.
+    The sidecar is the one :mod:`pastacore.inference.sidecar` reads (as ``pasta segment`` wrote it).
     """
     names = {int(s["label"]): s["name"] for s in (volume.meta or {}).get("segments", [])}
     source = Path(path).name if names else ""
     models = []
-    data = _sidecar(path)
+    data = read_sidecar(path)
     labels = data.get("labels", data)
     for key, value in (labels.items() if isinstance(labels, dict) else ()):
         if str(key).isdigit():
             names.setdefault(int(key), value.get("name", "") if isinstance(value, dict) else str(value))
-            source = source or sidecar_of(path).name
+            source = source or sidecar_path(path).name
     model = ModelProvenance.from_dict(data.get("model"))
     if model is not None:
         models.append(model)
     return names, models, source
 
 
-def sidecar_of(path) -> Path:
-    return Path(path).with_name(stem(path) + ".json")
-
-
-def _sidecar(path) -> dict:
-    sidecar = sidecar_of(path)
-    if not sidecar.is_file():
-        return {}
-    try:
-        data = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def recorded_candidates(path):
     """``{label value: [Candidate]}`` the sidecar records, or None when it records none."""
     from ..candidates import candidates_from_json
 
-    data = _sidecar(path)
+    data = read_sidecar(path)
     return candidates_from_json(data["candidates"]) if isinstance(data.get("candidates"), dict) else None
 
 
 def recorded_model(path) -> dict:
     """The model record of the sidecar (with its ``reporting_floor``), ``{}`` when none."""
-    model = _sidecar(path).get("model")
+    model = read_sidecar(path).get("model")
     return model if isinstance(model, dict) else {}
 
 
