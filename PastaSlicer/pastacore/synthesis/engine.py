@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import CancelledError, PastaError, option
 from ..io import Volume, check_ct
 from ..io.boxes import VoxelBox
+from ..type_json import is_type_json
 from . import schema as S
 from .backends import get_backend
 from .measure import extents_mm, lesion_stats
@@ -53,10 +54,8 @@ def read_attributes(attributes, lesion_type: str | None):
         parsed = parse_text(attributes)
         user, unknown, parsed_type, parsed_organ = parsed.attributes, parsed.unknown, parsed.lesion_type, parsed.organ
     elif isinstance(attributes, dict):
-        if len(attributes) == 1:
-            (key, value), = attributes.items()
-            if str(key).isdigit() and isinstance(value, list) and len(value) >= 3 and isinstance(value[2], dict):
-                attributes = value[2]  # a PASTA-Gen type.json
+        if len(attributes) == 1 and is_type_json(attributes):
+            attributes = next(iter(attributes.values()))[2]  # a PASTA-Gen type.json
         user = dict(attributes)
     elif attributes is not None:
         raise PastaError("attributes must be a description (text) or a mapping of attribute names to values")
