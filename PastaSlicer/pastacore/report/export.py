@@ -1,8 +1,9 @@
 """From a CT and its segmentation to a report folder, in the formats asked for.
 
-Layout of the folder written by :func:`write_report` (all-or-nothing; an existing folder that
-holds an earlier report is refused unless ``overwrite``, which replaces the report's own files,
-:data:`REPORT_FILES`, and keeps every other file of the folder)::
+Layout of the folder written by :func:`write_report` with the built-in formats of
+:mod:`.formats` (all-or-nothing; an existing folder that holds an earlier report is refused
+unless ``overwrite``, which replaces the report's own files, :func:`.formats.report_files`, and
+keeps every other file of the folder)::
 
     report.json  type.json           (json)
     report.html  images/lesion_N.png (html; a follow-up also images/baseline_lesion_N.png)
@@ -24,18 +25,14 @@ from ..io.readers import stem
 from .measure import measure_lesions
 from .model import CaseInfo, ModelProvenance, build_report
 
-ALL_FORMATS = ("json", "html", "pdf", "seg", "sr")
-# Everything a report folder can hold: what --overwrite replaces (any other file there is kept).
-REPORT_FILES = ("report.json", "type.json", "report.html", "images/lesion_*.png", "images/baseline_lesion_*.png",
-                "report.pdf", "dicom/seg.dcm", "dicom/sr.dcm", "dicom/ct/CT*.dcm")
 
 
 def parse_formats(text: str) -> tuple:
-    wanted = tuple(dict.fromkeys(f.strip().lower() for f in (text or "").split(",") if f.strip()))
-    unknown = [f for f in wanted if f not in ALL_FORMATS]
-    if unknown or not wanted:
-        raise PastaError(f"unknown report format {', '.join(unknown) or '(none)'}; choose from {','.join(ALL_FORMATS)}")
-    return wanted
+    """The format names of a comma-separated list, checked against the registry (:mod:`.formats`)."""
+    from .formats import choose_formats
+
+    wanted = [f.strip().lower() for f in (text or "").split(",") if f.strip()]
+    return tuple(f.name for f in choose_formats(wanted))
 
 
 def case_info(image, image_path, seg_path=None, case_id: str | None = None) -> CaseInfo:
@@ -194,34 +191,24 @@ def _recist_followup(report, image, baseline: dict, to_baseline, registration: s
 def check_out_dir(path, overwrite: bool = False) -> None:
     """Refuse, before any work, a report folder that holds an earlier report (unless ``overwrite``)."""
     from ..io.atomic import check_output_dir
+    from .formats import report_files
 
-    check_output_dir(path, overwrite, REPORT_FILES)
+    check_output_dir(path, overwrite, report_files())
 
 
-def write_report(report, image, labels, out_dir, formats=ALL_FORMATS, overwrite=False, progress=None,
+def write_report(report, image, labels, out_dir, formats=None, overwrite=False, progress=None,
                  baseline_dir=None) -> list:
-    """Write the report folder (see module docstring); return the written file names (relative).
-    ``baseline_dir``: a follow-up's baseline report folder (its key images are shown beside)."""
+    """Write the report folder in ``formats`` (names of :mod:`.formats`; default: all); return the
+    written file names (relative). ``baseline_dir``: a follow-up's baseline report folder (its key
+    images are shown beside)."""
     from ..io.atomic import atomic_directory
-    from .report_json import write_report_json, write_type_json
+    from .formats import ReportContext, choose_formats, format_names, report_files, write_formats
 
-    formats = tuple(formats)
-    with atomic_directory(out_dir, overwrite=overwrite, owned=REPORT_FILES) as temp:
+    chosen = choose_formats(format_names() if formats is None else formats)
+    with atomic_directory(out_dir, overwrite=overwrite, owned=report_files()) as temp:
         temp = Path(temp)
         step = (lambda f, msg="": progress(f, msg)) if progress else (lambda f, msg="": None)
-        if "seg" in formats or "sr" in formats:  # first: it adds a note when the CT had to be derived
-            from .dicom_export import write_seg_sr
-
-            step(0.05, "DICOM SEG/SR")
-            write_seg_sr(report, image, labels, temp / "dicom", formats)
-        if "html" in formats or "pdf" in formats:
-            from .report_html import write_html_pdf
-
-            step(0.5, "key images")
-            write_html_pdf(report, image, labels, temp, formats, baseline_dir=baseline_dir)
-        if "json" in formats:
-            write_report_json(report, temp / "report.json")
-            write_type_json(report, image.grid, temp / "type.json")
+        write_formats(ReportContext(report, image, labels, temp, baseline_dir, progress), chosen, step)
         written = sorted(str(p.relative_to(temp)) for p in temp.rglob("*") if p.is_file())
         step(1.0, "done")
     return written

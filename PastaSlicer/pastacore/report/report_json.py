@@ -25,6 +25,8 @@ import math
 
 import numpy as np
 
+from .formats import ReportFormat, register
+
 REPORT_SCHEMA = "pasta-report/2"
 FIXED_KEYS = ("volume_ml", "max_diameter_3d_mm", "long_axis_mm", "short_axis_mm", "mean_hu", "std_hu", "min_hu",
               "max_hu", "centroid_ras_mm", "organ", "attributes")
@@ -161,3 +163,11 @@ def write_type_json(report, grid, path) -> None:
     from ..type_json import write_type_json as write
 
     write(type_entries(report, grid), path)
+
+
+def _write_json(context, names) -> None:
+    write_report_json(context.report, context.folder / "report.json")
+    write_type_json(context.report, context.image.grid, context.folder / "type.json")
+
+
+register(ReportFormat("json", "JSON", "report.json and type.json", ("report.json", "type.json"), _write_json, order=30))
