@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import make_volume
 from pastacore.cli.main import main
 from pastacore.errors import PastaError

@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import make_volume
 from pastacore.cli.main import main
 from pastacore.inference.sidecar import read_sidecar, sidecar_path, write_sidecar
@@ -34,7 +33,6 @@ def test_a_missing_or_broken_sidecar_reads_as_empty(tmp_path):
 def _write_labels(labels, path):
     if path.name.endswith(".mha"):  # pasta writes NIfTI/NRRD only; other tools write MetaImage
         import SimpleITK as sitk
-
         from pastacore.io.sitk_bridge import sitk_from_volume
 
         sitk.WriteImage(sitk_from_volume(labels), str(path))

@@ -33,8 +33,8 @@ def run(args):
     from ..classify.features import compute_features
     from ..io import read_volume
     from ..io.atomic import atomic_outputs, check_outputs
-    from ..models.loading import load_encoder
     from ..io.readers import stem
+    from ..models.loading import load_encoder
     from .progress import bar
 
     check_outputs([(args.out, (".csv",))], inputs=(args.image, args.mask, args.model), overwrite=args.overwrite)

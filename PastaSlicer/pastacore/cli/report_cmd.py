@@ -141,10 +141,9 @@ def run(args):
     from ..errors import PastaError
     from ..io.atomic import atomic_directory, check_folder_apart, check_output_dir
     from ..report.export import check_out_dir, parse_formats, write_report
+    from ..report.formats import format_names
     from ..report.report_csv import write_cohort_csv
     from .progress import bar
-
-    from ..report.formats import format_names
 
     formats = parse_formats(args.formats or ",".join(format_names()))
     if args.cases:

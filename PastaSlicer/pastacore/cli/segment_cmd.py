@@ -43,8 +43,6 @@ def parse_box(text):
 
 
 def run(args):
-    import numpy as np
-
     from ..inference.organs import classical_organ, organ_from_labels
     from ..inference.segment import segment_volume
     from ..inference.sidecar import sidecar_content, sidecar_path, write_sidecar

@@ -26,7 +26,6 @@ from .measure import measure_lesions
 from .model import CaseInfo, ModelProvenance, build_report
 
 
-
 def parse_formats(text: str) -> tuple:
     """The format names of a comma-separated list, checked against the registry (:mod:`.formats`)."""
     from .formats import choose_formats
