@@ -44,6 +44,7 @@ class PastaWebLogic:
     # -- state ------------------------------------------------------------------------------
     def _defaults(self):
         models = self.hub.models(task="segmentation")
+        formats = self.reports.format_choices()  # every registered report format, all chosen
         self.state.update({
             "pasta_status": "Load a CT to start.", "pasta_busy": False, "pasta_progress": 0, "pasta_running": "",
             "pasta_files": self.data.entries() if self.data else [], "pasta_file": None,
@@ -54,6 +55,9 @@ class PastaWebLogic:
             "pasta_parsed": "", "pasta_has_preview": False, "pasta_segments": [], "pasta_measurements": [],
             "pasta_downloads": [], "pasta_download": None, "pasta_windows": list(WINDOWS), "pasta_window": "Auto",
             "pasta_volume_loaded": False, "pasta_max_upload_mb": self.max_upload_bytes / 1e6,
+            "pasta_report_formats": [{"title": f"{c['label']}: {c['description']}", "value": c["name"]}
+                                     for c in formats],
+            "pasta_report_chosen": [c["name"] for c in formats],
         })
         self.state.change("pasta_attributes")(self._on_attributes)
         self.state.change("pasta_window")(self._on_window)
@@ -345,10 +349,14 @@ class PastaWebLogic:
 
     # -- export -----------------------------------------------------------------------------
     def export(self):
-        """The report of the current segmentation in every format, written on the server and
+        """The report of the current segmentation in the chosen formats, written on the server and
         offered as a zip download."""
         if self.segmentation is None:
             self._say("error: segment first (or load a scene with a segmentation)")
+            return
+        formats = list(self.state.pasta_report_chosen or ())
+        if not formats:
+            self._say("error: choose at least one report format")
             return
         stamp = time.strftime("%Y%m%d-%H%M%S")
         folder = self.out_dir / f"{_safe(self.volume.GetName())}-report-{stamp}"
@@ -362,7 +370,8 @@ class PastaWebLogic:
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._start("export", "Exporting the report",
-                    lambda p, f: self.reports.export(self.volume, self.segmentation, folder, on_progress=p, on_finished=f),
+                    lambda p, f: self.reports.export(self.volume, self.segmentation, folder, formats,
+                                                       on_progress=p, on_finished=f),
                     finished)
 
     def save_scene(self):

@@ -141,7 +141,10 @@ def _export_panel(logic):
                      classes="flex-grow-1 mr-2", raw_attrs=testid("export"))
                 VBtn("Save scene (.mrb)", click=logic.save_scene, disabled=("!pasta_volume_loaded || pasta_busy",),
                      raw_attrs=testid("save-scene"))
-            html.Div("JSON, HTML, PDF, DICOM SEG + SR, as a zip; also written on the server.", classes="text-caption mt-1")
+            VSelect(v_model=("pasta_report_chosen",), items=("pasta_report_formats",), label="Report formats",
+                    multiple=True, chips=True, density="compact", hide_details=True, classes="mt-2",
+                    raw_attrs=testid("report-formats"))
+            html.Div("The chosen formats, as a zip; also written on the server.", classes="text-caption mt-1")
             with VList(density="compact"):
                 with VListItem(v_for="d in pasta_downloads", key="d.url"):
                     html.A("{{ d.name }}", href=("d.url",), download=("d.name",), raw_attrs=['data-testid="download"'])

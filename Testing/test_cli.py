@@ -115,3 +115,46 @@ def test_info_reports_the_device(capsys):
     assert code == 0 and "device: CPU" in out and "torch" in out
     code, _, err = run(capsys, "info", "--device", "tpu")
     assert_one_line_error(code, err, "unknown device")
+
+
+def test_a_closed_pipe_is_not_an_error():
+    """`pasta ... | head` may stop reading before pasta writes: no 'internal error', no traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pasta = Path(sys.executable).with_name("pasta")
+    finished = subprocess.run(["bash", "-c", f"'{pasta}' info | true"], capture_output=True, text=True)
+    for noise in ("internal error", "Traceback", "Exception ignored", "BrokenPipe"):
+        assert noise not in finished.stderr, finished.stderr
+
+
+def test_core_messages_name_settings_the_command_line_shows_as_flags(tmp_path, capsys):
+    """The core speaks of values; the command line names the setting as its flag, other front ends
+    in words. No core message spells a flag itself."""
+    import re
+    from pathlib import Path
+
+    from pastacore.errors import PastaError, command_line_flag, option
+
+    error = PastaError(f"output x already exists; pass {option('overwrite')} to replace it")
+    assert str(error) == 'output x already exists; pass the "overwrite" setting to replace it'
+    assert error.render(command_line_flag) == "output x already exists; pass --overwrite to replace it"
+    (tmp_path / "out.nii.gz").write_bytes(b"x")
+    assert main(["standardize", str(tmp_path / "missing.nrrd"), str(tmp_path / "out.nii.gz")]) == 2
+    assert "pass --overwrite to replace it" in capsys.readouterr().err
+    core = Path(__file__).resolve().parent.parent / "PastaSlicer" / "pastacore"
+    spelled = [f"{path.relative_to(core)}:{line}" for path in core.rglob("*.py") if "cli" not in path.parts
+               for line, text in error_texts(path) if re.search(r"(^|[\s(])--[a-z][a-z-]+", text)]
+    assert not spelled, spelled
+
+
+def error_texts(path):
+    """(line, text) of every string written into a PastaError in ``path``."""
+    import ast
+
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("PastaError", "CancelledError"):
+            for part in ast.walk(node):
+                if isinstance(part, ast.Constant) and isinstance(part.value, str):
+                    yield part.lineno, part.value

@@ -97,7 +97,7 @@ def test_missing_slice_is_refused(tmp_path, crop):
 def test_mixed_series_folder(tmp_path, crop):
     first = write_series(tmp_path / "study" / "a", crop, (0.6, 0.6, 2.0), (0, 0, 0))
     write_series(tmp_path / "study" / "b", crop[:6], (0.6, 0.6, 2.0), (0, 0, 0))
-    with pytest.raises(PastaError, match="mixes 2 CT series; choose one with --series"):
+    with pytest.raises(PastaError, match="mixes 2 CT series; choose one with the \"series\" setting"):
         read_volume(tmp_path / "study")
     assert read_volume(tmp_path / "study", series_uid=first).array.shape == crop.shape
 

@@ -98,7 +98,7 @@ def test_2d_and_4d_images(tmp_path):
         read_volume(tmp_path / "flat.nii.gz")
     four = sitk.JoinSeries([sitk.Image(8, 8, 8, sitk.sitkInt16) + i for i in range(3)])
     sitk.WriteImage(four, str(tmp_path / "four.nii.gz"))
-    with pytest.raises(PastaError, match="4D with 3 volumes; choose one with --volume-index"):
+    with pytest.raises(PastaError, match="4D with 3 volumes; choose one with the \"volume index\" setting"):
         read_volume(tmp_path / "four.nii.gz")
     assert int(read_volume(tmp_path / "four.nii.gz", volume_index=2).array.max()) == 2
 
@@ -176,3 +176,20 @@ def test_seg_nrrd_segments_are_read(tmp_path, scene, lung1):
 
     assert np.array_equal(resample(back, image.grid).array > 0, label.array > 0)
     assert full.shape == image.array.shape
+
+
+def test_voxel_box_of_a_mask_and_its_extent_in_mm():
+    from conftest import make_volume, rotation
+    from pastacore.io.boxes import VoxelBox
+
+    mask = np.zeros((10, 12, 14), bool)
+    assert VoxelBox.from_mask(mask) is None
+    mask[2:5, 3:9, 4:6] = True
+    box = VoxelBox.from_mask(mask)
+    assert box.start == (2, 3, 4) and box.stop == (5, 9, 6)
+    assert VoxelBox.from_mask(mask, margin=3) == VoxelBox((0, 0, 1), (8, 12, 9))
+    grid = make_volume((10, 12, 14), (0.5, 0.8, 2.5)).grid
+    assert grid.extent_mm(box) == pytest.approx([2 * 0.5, 6 * 0.8, 3 * 2.5])  # i, j, k footprints included
+    assert grid.extent_mm() == pytest.approx([14 * 0.5, 12 * 0.8, 10 * 2.5])
+    rotated = make_volume((10, 12, 14), (1.0, 1.0, 1.0), direction=rotation(0, 0, 90)).grid
+    assert rotated.extent_mm(box) == pytest.approx([6.0, 2.0, 3.0])  # x and y swap under a 90 degree turn

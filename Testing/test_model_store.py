@@ -214,3 +214,28 @@ def test_a_trained_model_folder_given_by_path_uses_its_description(tmp_path):
     (folder / "model.json").write_text("{not json")
     with pytest.raises(PastaError, match="not valid JSON"):
         resolve_segmentation_model(str(folder))
+
+
+def test_a_new_weight_format_is_one_registration(tmp_path, capsys, monkeypatch):
+    """A weight format is a reader plus one registration line: the CLI lists it and the whole
+    product (inspect, segment, the store) reads it. Here, a toy NumPy .npz format."""
+    import numpy as np
+    import torch
+
+    from pastacore.cli.main import main
+    from pastacore.models import checkpoints
+    from pastacore.models.unet import PastaUNet
+
+    def read_npz(path, map_location, metadata_globals):
+        with np.load(path, allow_pickle=False) as data:
+            return {name: torch.from_numpy(data[name]) for name in data.files}
+
+    monkeypatch.setattr(checkpoints, "FORMATS", dict(checkpoints.FORMATS))
+    checkpoints.register(checkpoints.WeightFormat("NumPy", (".npz",), read_npz, "toy: arrays in an .npz"))
+    assert main(["models", "formats"]) == 0
+    assert "NumPy" in capsys.readouterr().out
+    network = PastaUNet(num_classes=3, base_features=4, num_pool=2)
+    np.savez(tmp_path / "tiny.npz", **{k: v.numpy() for k, v in network.state_dict().items()})
+    assert main(["models", "inspect", str(tmp_path / "tiny.npz")]) == 0
+    assert "base_features:" in capsys.readouterr().out
+    assert main(["models", "--store", str(tmp_path / "store"), "import", str(tmp_path / "tiny.npz")]) == 0

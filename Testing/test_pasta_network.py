@@ -308,3 +308,29 @@ def test_cli_forward_equals_direct_call(tmp_path, capsys):
     np.save(tmp_path / "bad.npy", np.zeros((8, 8, 10), np.float32))
     assert main(["models", "forward", str(weights), str(tmp_path / "bad.npy"), str(tmp_path / "o2.npy")]) == 2
     assert "divisible" in capsys.readouterr().err and not (tmp_path / "o2.npy").exists()
+
+
+def test_reduced_width_public_checkpoint_keeps_its_full_width_head(tmp_path, lung2):
+    """PASTA's public Generic_UNet_classify hard-codes its head as Linear(1024, 512) at any width: such
+    a file segments (and gives features); only classifying is refused, with the reason."""
+    torch.manual_seed(0)
+    public = PastaUNet(num_classes=3, base_features=4, num_pool=2, num_head_outputs=14, head_in_features=1024)
+    assert public.state_dict()["head.0.weight"].shape == (512, 1024)
+    path = tmp_path / "reduced_public.pth"
+    torch.save(public.state_dict(), path)
+    info = inspect_checkpoint(path)
+    assert info.head_in_features == 1024 and info.feature_channels == 8
+    assert not info.tensors_missing and not info.tensors_mismatched and not info.tensors_unexpected
+    loaded = load_for_segmentation(path)
+    for name, tensor in public.state_dict().items():
+        assert torch.equal(loaded.network.state_dict()[name], tensor), name
+    features = load_encoder(path).network.encode_features(torch.zeros(1, 1, 8, 8, 8))
+    assert features.shape == (1, 8)
+    with pytest.raises(PastaError, match="takes 1024 features but its encoder gives 8"):
+        load_encoder(path, with_head=True)
+    image, _ = lung2
+    from pastacore.inference.segment import segment_volume
+    from pastacore.io.boxes import VoxelBox
+
+    result = segment_volume(image, str(path), roi_box=VoxelBox((30, 200, 150), (36, 260, 210)), amp=False)
+    assert result.labels.grid.same_as(image.grid)

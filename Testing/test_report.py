@@ -402,7 +402,7 @@ def test_a_lungs_and_tumour_map_without_names_reports_the_tumour_only(lung1, tmp
                      "--formats", "json", "--lesion-label", "1", "--overwrite")
     data = json.loads((tmp_path / "r" / "report.json").read_text())
     assert code == 0 and {lesion["label"] for lesion in data["lesions"]} == {1}
-    assert data["lesion_labels"]["reason"] == "Lesions: label 1, as chosen with --lesion-label."
+    assert data["lesion_labels"]["reason"] == "Lesions: label 1, as chosen by the user."
 
 
 def test_lesion_labels_are_decided_in_one_place():

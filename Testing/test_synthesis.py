@@ -223,7 +223,7 @@ def test_lesion_types_render_in_their_organs(organ_phantom):
             assert depth[result.lesion].max() <= result.plan.wall_thickness_mm + 0.5
         key_id = next(iter(result.type_json))
         entry = result.type_json[key_id]
-        assert int(key_id) in kind.organ_info["ts_v1"] and len(entry) == 5 and entry[1] == ""
+        assert int(key_id) in kind.organ_info["ts_v1"] and len(entry) == 4 and entry[1] == ""
         assert all(v == "" or v.endswith(",") for k, v in entry[2].items() if k != "lesion location")
 
 
@@ -411,3 +411,73 @@ def test_lesion_against_the_lung_wall_is_clipped_by_the_lung(lung_background):
     assert not (lesion & (lungs.array == 0)).any()
     touching = ndimage.binary_dilation(lesion, iterations=2) & (lungs.array == 0)
     assert touching.any()
+
+
+def test_plan_numbers_come_from_the_rule_tables(monkeypatch):
+    """Lesion-type behaviour is data next to the lesion types: change a rule, the plan follows."""
+    import copy
+    import dataclasses
+
+    from pastacore.synthesis import plan as plans
+    from pastacore.synthesis import schema as S
+
+    fields = {f.name for f in dataclasses.fields(plans.SynthesisPlan)}
+    for group, rules in S.schema()["plan_rules"].items():
+        if group == "description":
+            continue
+        for rule in rules:
+            named = [d[0] for d in rule.get("draw", [])] + list(rule.get("set", {})) + rule.get("draw_by_density", [])[:1]
+            assert set(named) <= fields, (group, rule)
+    kind = S.lesion_type("kidney_stone")
+    attributes = S.merged_attributes(kind, {})
+    before = plans.make_plan(kind, attributes, 3)
+    changed = copy.deepcopy(S.schema())
+    changed["plan_rules"]["edge"][0]["draw"] = [["edge_sigma_mm", 5.0, 5.0]]
+    monkeypatch.setattr(S, "schema", lambda: changed)
+    after = plans.make_plan(kind, attributes, 3)
+    assert after.edge_sigma_mm == 5.0 != before.edge_sigma_mm
+    assert after.hu_absolute == before.hu_absolute  # one draw each, in the same order: the rest is unchanged
+
+
+def _layout(value):
+    """The shape of a type.json value: kinds of its elements and the lengths of its sizes."""
+    shape, empty, attributes, (organ, lesion) = value
+    return (type(shape), empty, type(attributes), len(organ), len(organ[0]), len(lesion), len(lesion[0]))
+
+
+def test_synthesis_and_report_write_one_type_json_layout(organ_phantom, tmp_path):
+    """A synthesised lesion's type.json and the report's type.json of the same lesion share
+    PASTA-Gen's layout, read back through one reader, and agree on the organ and the lesion size."""
+    from pastacore.report.export import case_info, make_report, write_report
+    from pastacore.type_json import read_type_json, write_type_json
+
+    result = synth(organ_phantom, "round-like hypodense homogeneous well-defined", size=24)
+    synthesized = tmp_path / "synth_type.json"
+    synthesized.write_text(json.dumps(result.type_json))
+    names = {1: "liver", 2: "liver tumor"}
+    report = make_report(result.image, result.labels, case=case_info(result.image, "synth.nii.gz"),
+                         label_names=names, names_from="test")
+    write_report(report, result.image, result.labels, tmp_path / "r", formats=("json",))
+    (synth_key, synth_value), = result.type_json.items()
+    (report_key, report_value), = json.loads((tmp_path / "r" / "type.json").read_text()).items()
+    assert synth_key == report_key == "5"  # TotalSegmentator v1: liver
+    assert _layout(synth_value) == _layout(report_value) == (str, "", dict, 1, 3, 1, 3)
+    (from_synthesis,) = read_type_json(synthesized)
+    (from_report,) = read_type_json(tmp_path / "r" / "type.json")
+    assert from_synthesis.organ_id == from_report.organ_id == 5
+    assert np.abs(np.subtract(from_synthesis.lesion_size, from_report.lesion_size)).max() <= 1
+    assert from_synthesis.organ_size != from_synthesis.lesion_size  # the organ's box, not the lesion's
+    assert from_synthesis.attributes["shape"] == "round-like," and from_report.attributes["CT value"].endswith(" HU,")
+    write_type_json([from_report], tmp_path / "again.json")  # read back as written
+    assert (tmp_path / "again.json").read_text() == (tmp_path / "r" / "type.json").read_text()
+
+
+def test_type_json_reader_refuses_other_json(tmp_path):
+    from pastacore.type_json import read_type_json
+
+    (tmp_path / "t.json").write_text(json.dumps({"5": ["irregular,", "", {"shape": "irregular,"}, [[[1, 2]]]]}))
+    with pytest.raises(PastaError, match="no organ and lesion sizes"):
+        read_type_json(tmp_path / "t.json")
+    (tmp_path / "t.json").write_text(json.dumps({"lesions": []}))
+    with pytest.raises(PastaError, match="not a PASTA-Gen type.json"):
+        read_type_json(tmp_path / "t.json")

@@ -23,9 +23,9 @@ DEMO_FILES = ("summary.json", "pasta_demo.mrb", "lung2_segmentation.png", "lung2
 
 
 def demo_files() -> tuple:
-    from .report.export import REPORT_FILES
+    from .report.formats import report_files
 
-    return DEMO_FILES + tuple(f"report/{pattern}" for pattern in REPORT_FILES)
+    return DEMO_FILES + tuple(f"report/{pattern}" for pattern in report_files())
 
 
 @dataclass

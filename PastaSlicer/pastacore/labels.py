@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import PastaError
+from .errors import PastaError, option
 
 ORGAN, LESION = 1, 2
 CONVENTION = "PASTA-Gen's convention 1 = organ, 2 = lesion"
@@ -42,7 +42,7 @@ def choose_lesion_labels(present, names: dict | None = None, explicit=None, name
         if absent:
             raise PastaError(f"label {_listed(absent)} is not present in the segmentation "
                              f"(labels present: {_listed(present) or 'none'})")
-        return LesionLabels(values, [], f"Lesions: label {_listed(values)}, as chosen with --lesion-label.")
+        return LesionLabels(values, [], f"Lesions: label {_listed(values)}, as chosen by the user.")
     names = {int(k): v for k, v in (names or {}).items() if int(k) in present}
     if names:
         terms = {v: term_for_label_name(n) for v, n in names.items()}
@@ -50,13 +50,13 @@ def choose_lesion_labels(present, names: dict | None = None, explicit=None, name
         values = [v for v in present if v not in organs]
         if not values:
             raise PastaError(f"the segmentation holds no lesion label: {_named(names, organs)} "
-                             f"({names_from or 'label names'}); pass --lesion-label N to measure a label anyway")
+                             f"({names_from or 'label names'}); pass {option('lesion_label')} N to measure a label anyway")
         reason = f"Lesions: label {_listed(values)}, from the label names in {names_from or 'the segmentation'}"
         reason += f"; label {_named(names, organs)} not measured (organ)." if organs else "."
         return LesionLabels(values, organs, reason)
     if LESION not in present:
         raise PastaError(f"the segmentation has no lesion label {LESION} (labels present: {_listed(present) or 'none'}); "
-                         f"nothing names its labels, so {CONVENTION} applies: pass --lesion-label N if label N "
+                         f"nothing names its labels, so {CONVENTION} applies: pass {option('lesion_label')} N if label N "
                          "holds the lesions")
     organs = [ORGAN] if ORGAN in present else []
     others = [v for v in present if v not in (ORGAN, LESION)]

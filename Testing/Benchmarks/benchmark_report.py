@@ -47,7 +47,10 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from pastacore.report.export import ALL_FORMATS, case_info, make_report, write_report
+    from pastacore.report.export import case_info, make_report, write_report
+    from pastacore.report.formats import format_names
+
+    ALL_FORMATS = format_names()
 
     image, labels, image_path = five_lesion_case()
     runs = {"measure": [], "all formats (measure + write)": []}

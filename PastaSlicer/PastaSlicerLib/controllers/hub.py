@@ -52,6 +52,6 @@ class HubController:
 
     @staticmethod
     def weight_suffixes() -> tuple:
-        from pastacore.models.store import WEIGHT_SUFFIXES
+        from pastacore.models.checkpoints import weight_suffixes
 
-        return WEIGHT_SUFFIXES
+        return weight_suffixes()

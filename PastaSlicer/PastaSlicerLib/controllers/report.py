@@ -116,9 +116,18 @@ class ReportController:
     # -- export -----------------------------------------------------------------------------
     @staticmethod
     def formats() -> tuple:
-        from pastacore.report.export import ALL_FORMATS
+        """The names of the report formats (all registered ones, :mod:`pastacore.report.formats`)."""
+        from pastacore.report.formats import format_names
 
-        return ALL_FORMATS
+        return format_names()
+
+    @staticmethod
+    def format_choices() -> list:
+        """``[{"name", "label", "description", "preselected"}]`` for a front end's format choice."""
+        from pastacore.report.formats import report_formats
+
+        return [{"name": f.name, "label": f.label, "description": f.description, "preselected": f.preselected}
+                for f in report_formats()]
 
     def export(self, volume, segmentation, out_dir, formats=None, segment_ids=None, attributes=None, models=(),
                overwrite=False, on_progress=None, on_finished=None, floor=None, targets=None, baseline_dir=None,

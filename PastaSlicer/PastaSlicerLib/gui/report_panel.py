@@ -33,7 +33,20 @@ class ReportPanel:
         ui.computeMeasurementsButton.connect("clicked(bool)", self.onMeasure)
         ui.predictAttributesButton.connect("clicked(bool)", self.onPredictAttributes)
         ui.exportReportButton.connect("clicked(bool)", self.onExport)
+        self._formatBoxes = self._addFormatBoxes(ui.reportFormatsWidget.layout())
         self._updateButtons()
+
+    def _addFormatBoxes(self, layout):
+        """One check box per report format the core has registered: ``{format name: check box}``."""
+        boxes = {}
+        for choice in self.controller.format_choices():
+            box = qt.QCheckBox(choice["label"])
+            box.toolTip = choice["description"]
+            box.checked = choice["preselected"]
+            box.objectName = f"report{choice['name'].capitalize()}CheckBox"
+            layout.addWidget(box)
+            boxes[choice["name"]] = box
+        return boxes
 
     # -- state ------------------------------------------------------------------------------
     def _nodes(self):
@@ -134,8 +147,8 @@ class ReportPanel:
 
     # -- export -----------------------------------------------------------------------------
     def _formats(self):
-        """The checked formats: one check box per format the core writes (``report<Format>CheckBox``)."""
-        return [f for f in self.controller.formats() if getattr(self.ui, f"report{f.capitalize()}CheckBox").checked]
+        """The checked formats."""
+        return [name for name, box in self._formatBoxes.items() if box.checked]
 
     def onExport(self):
         from PastaSlicerLib.gui import callWithErrorDisplay

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from ..errors import PastaError
+from ..inference.sidecar import sidecar_content, sidecar_path, write_sidecar
 
 
 @dataclass
@@ -16,17 +15,6 @@ class SegmentedCase:
     image: object          # the CT as read (a Volume)
     result: object         # the SegmentationResult (labels on the CT's grid)
     description: dict      # what the sidecar JSON holds
-
-
-def sidecar_path(out) -> Path:
-    """``OUT.json`` beside the label map ``OUT.nii.gz`` (or .nii, .seg.nrrd, .nrrd)."""
-    out = Path(out)
-    stem = out.name
-    for suffix in (".nii.gz", ".nii", ".seg.nrrd", ".nrrd"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    return out.with_name(stem + ".json")
 
 
 def parse_box(text):
@@ -68,19 +56,7 @@ def segment_case(image, *, model=None, organ_mask=None, organ_label=None, organ=
     result = segment_volume(volume, model, device=device, tta=tta, overlap=overlap, organ_mask=organ_volume,
                             roi_box=roi_box, whole_body=organ == "body" and not organ_mask,
                             min_lesion_mm3=min_lesion_mm3, progress=progress, is_cancelled=is_cancelled)
-    return SegmentedCase(volume, result, describe_segmentation(result))
-
-
-def describe_segmentation(result) -> dict:
-    """The sidecar of a label map: label names and terms, voxel counts, model, timing, notes."""
-    return {
-        "labels": {str(value): {"name": info.name, "terminology": info.terminology, "color": list(info.color)}
-                   for value, info in sorted(result.segments.items())},
-        "voxels": {str(v): int(n) for v, n in zip(*np.unique(result.labels.array, return_counts=True)) if v},
-        "model": result.model, "device": result.device, "seconds": round(result.seconds, 2),
-        "patches_run": result.tiles_run, "patches_total": result.tiles_total, "notes": result.notes,
-        "warnings": result.warnings, "candidates": result.candidates_json(),
-    }
+    return SegmentedCase(volume, result, sidecar_content(result))
 
 
 def write_segmentation(case: SegmentedCase, out, overwrite: bool = False) -> tuple:
@@ -91,5 +67,5 @@ def write_segmentation(case: SegmentedCase, out, overwrite: bool = False) -> tup
     sidecar = sidecar_path(out)
     with atomic_outputs(out, sidecar, overwrite=overwrite) as (labels_temp, sidecar_temp):
         write_volume(case.result.labels, labels_temp)
-        sidecar_temp.write_text(json.dumps(case.description, indent=2), encoding="utf-8")
+        write_sidecar(sidecar_temp, case.description)
     return Path(out), sidecar

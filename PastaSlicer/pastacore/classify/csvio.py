@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PastaError
+from ..errors import PastaError, option
 
 
 def write_features_csv(path, ids, features) -> None:
@@ -72,7 +72,7 @@ def read_features_csv(paths) -> tuple:
     duplicates = sorted({i for i in ids if ids.count(i) > 1}) if len(ids) != len(set(ids)) else []
     if duplicates:
         raise PastaError(f"feature id {', '.join(duplicates[:5])} appears more than once; ids must be unique "
-                         "(give each case its own --case name)")
+                         f"(give each case its own {option('case')} name)")
     return ids, np.concatenate(blocks, axis=0)
 
 
@@ -86,7 +86,7 @@ def read_labels_csv(path, column: str | None = None) -> tuple:
         others = [h for h in header if h != "id"]
         column = "label" if "label" in header else (others[0] if len(others) == 1 else None)
         if column is None:
-            raise PastaError(f"{name} has several columns ({', '.join(others)}); choose one with --column")
+            raise PastaError(f"{name} has several columns ({', '.join(others)}); choose one with {option('column')}")
     if column not in header:
         raise PastaError(f"{name} has no column '{column}' (columns: {', '.join(header)})")
     id_at, label_at = header.index("id"), header.index(column)

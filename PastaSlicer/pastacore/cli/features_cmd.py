@@ -33,8 +33,8 @@ def run(args):
     from ..classify.features import compute_features
     from ..io import read_volume
     from ..io.atomic import atomic_outputs, check_outputs
+    from ..io.readers import image_stem
     from ..models.loading import load_encoder
-    from ..report.export import stem
     from .progress import bar
 
     check_outputs([(args.out, (".csv",))], inputs=(args.image, args.mask, args.model), overwrite=args.overwrite)
@@ -46,7 +46,7 @@ def run(args):
 
     item_masks(mask.array, args.crop, args.label, not args.whole_labels)  # bad labels fail before the model loads
     loaded = load_encoder(args.model, device=device)
-    case = args.case or stem(args.image)
+    case = args.case or image_stem(args.image)
     with bar("pasta features") as progress:
         table = compute_features(image, mask, loaded.network, args.crop, args.label, not args.whole_labels, case,
                                  args.batch_size, device, flip_ap=not args.no_flip, progress=progress)

@@ -14,7 +14,7 @@ import sys
 import threading
 
 from .. import __version__
-from ..errors import PastaError
+from ..errors import PastaError, command_line_flag
 
 # Subcommand modules, each with ``add_parser(subparsers)``. Front ends living above the core (the
 # web app) register theirs as ``pasta.commands`` entry points, so no arrow points up.
@@ -131,8 +131,11 @@ def main(argv=None) -> int:
         except PastaError as exc:
             if args.debug:
                 raise
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {exc.render(command_line_flag)}", file=sys.stderr)
             return 2
+        except BrokenPipeError:  # `pasta ... | head` closed our output early: not an error of ours
+            _discard_stdout()
+            return 0
         except KeyboardInterrupt as exc:
             signum = getattr(exc, "signum", signal.SIGINT)
             print(f"error: interrupted ({signal.Signals(signum).name}); unfinished outputs were removed", file=sys.stderr)
@@ -143,6 +146,16 @@ def main(argv=None) -> int:
             print(f"error: internal error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
                   "rerun with --debug and report it", file=sys.stderr)
             return 1
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so flushing it at exit does not raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":

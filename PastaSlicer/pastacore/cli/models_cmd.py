@@ -8,6 +8,7 @@ def add_parser(sub):
     p.add_argument("--store", help="model folder (default: the per-user cache)")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     actions.add_parser("list", help="list installed models")
+    actions.add_parser("formats", help="list the weight-file formats and model folders that load")
     imp = actions.add_parser("import", help="import a weight file, nnU-Net result folder or BiomedCLIP folder you downloaded, or a model folder from train-default or finetune")
     imp.add_argument("path")
     imp.add_argument("--name", help="name to install under (default: from the manifest or the file name)")
@@ -66,6 +67,13 @@ def run(args):
                 print(f"{m.name:<24} DAMAGED: {m.damaged} ({where})")
             else:
                 print(f"{m.name:<24} {m.version:<8} {m.task:<13} {where}")
+    elif args.action == "formats":
+        from ..models.checkpoints import FORMATS
+
+        for f in FORMATS.values():
+            print(f"{f.name:<14} {' '.join(f.suffixes):<22} {f.description}")
+        print(f"{'nnU-Net v2':<14} {'folder':<22} a result folder (plans.json, dataset.json, fold_N/checkpoint_*.pth)")
+        print(f"{'model folder':<14} {'folder':<22} model.json naming its weights (as pasta train-default writes)")
     elif args.action == "import":
         model = store.import_file(args.path, name=args.name, overwrite=args.overwrite)
         print(f"imported {model.name} ({len(model.files)} file(s)) into {model.path}")

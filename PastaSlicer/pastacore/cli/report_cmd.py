@@ -1,15 +1,18 @@
-"""``pasta report``: lesion measurements and a structured report (JSON, HTML, PDF, DICOM SEG + SR)."""
+"""``pasta report``: lesion measurements and a structured report in the registered formats
+(:mod:`pastacore.report.formats`)."""
 
 from __future__ import annotations
 
 
 def add_parser(sub):
+    from ..report.formats import report_formats
     from .argtypes import lesion_numbers, non_negative
 
+    formats = report_formats()
     p = sub.add_parser(
-        "report", help="measure lesions and write a report (json, html, pdf, DICOM SEG and SR)",
+        "report", help=f"measure lesions and write a report ({', '.join(f.name for f in formats)})",
         description="Measures every lesion (each connected component of the lesion labels) of SEG on IMAGE and "
-                    "writes DIR/report.json, type.json, report.html, report.pdf and DIR/dicom/{seg,sr}.dcm. "
+                    "writes the report into DIR in each format of --formats. "
                     "With --cases, runs over several cases into DIR/<case>/ and writes DIR/cohort.csv. "
                     "Lesions are listed most confident first with the model's confidence and whether a person edited "
                     "them (from the sidecar of pasta segment), pieces under the reporting floor apart; the report names "
@@ -20,7 +23,8 @@ def add_parser(sub):
     p.add_argument("seg", nargs="?", help="label map or .seg.nrrd on the CT's grid")
     p.add_argument("--out-dir", required=True,
                    help="report folder (refused if it holds an earlier report, unless --overwrite; other files are kept)")
-    p.add_argument("--formats", default="json,html,pdf,seg,sr", help="comma-separated: json,html,pdf,seg,sr (default: all)")
+    p.add_argument("--formats", help="comma-separated, from " + "; ".join(f"{f.name}: {f.description}" for f in formats)
+                   + " (default: all)")
     p.add_argument("--lesion-label", type=int, action="append",
                    help="label value of the lesions (repeatable; default: the labels named as lesions in a .seg.nrrd "
                         "or JSON sidecar, else label 2 by the convention 1 = organ, 2 = lesion)")
@@ -96,11 +100,11 @@ def _read_cases(path):
 
 def _case_names(cases, csv_path) -> list:
     from ..errors import PastaError
-    from ..report.export import stem
+    from ..io.readers import image_stem
 
     names = []
     for image_path, _, _, case_id in cases:
-        name = case_id or stem(image_path)
+        name = case_id or image_stem(image_path)
         if name in names:
             raise PastaError(f"case {name} appears twice in {csv_path}; give distinct case_id values")
         if name in ("", ".", "..") or "/" in name or "\\" in name:
@@ -113,9 +117,9 @@ def _cohort_files(names) -> tuple:
     """What a cohort run writes: cohort.csv and one report folder per case."""
     import glob
 
-    from ..report.export import REPORT_FILES
+    from ..report.formats import report_files
 
-    return ("cohort.csv",) + tuple(f"{glob.escape(name)}/{pattern}" for name in names for pattern in REPORT_FILES)
+    return ("cohort.csv",) + tuple(f"{glob.escape(name)}/{pattern}" for name in names for pattern in report_files())
 
 
 def run(args):
@@ -124,10 +128,11 @@ def run(args):
     from ..errors import PastaError
     from ..io.atomic import atomic_directory, check_folder_apart, check_output_dir
     from ..report.export import check_out_dir, parse_formats, write_report
+    from ..report.formats import format_names
     from ..report.report_csv import write_cohort_csv
     from .progress import bar
 
-    formats = parse_formats(args.formats)
+    formats = parse_formats(args.formats or ",".join(format_names()))
     if args.cases:
         if args.image or args.seg:
             raise PastaError("give either IMAGE SEG or --cases, not both")

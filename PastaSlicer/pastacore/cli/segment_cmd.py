@@ -31,7 +31,8 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..casework.segment import segment_case, sidecar_path, write_segmentation
+    from ..casework.segment import segment_case, write_segmentation
+    from ..inference.sidecar import sidecar_path
     from ..io.atomic import check_outputs
     from ..io.writers import volume_output
     from .progress import bar

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..report.export import REPORT_FILES
 from .engine import Case, CaseWork
 from .table import SYNTHETIC_COLUMNS, lesion_columns, lesion_table_rows, synthetic_row
 
@@ -35,7 +34,10 @@ def case_seed(seed: int, case_id: str) -> int:
 
 class SegmentWork(CaseWork):
     kind = "segment"
-    owned = (SEGMENTATION, "segmentation.json") + REPORT_FILES
+
+    @property
+    def owned(self) -> tuple:
+        return (SEGMENTATION, "segmentation.json") + _report_files()
 
     def __init__(self, model=None, model_sha256=None, device="auto", organ=None, totalsegmentator_version=2,
                  roi=None, tta=False, overlap=0.5, min_lesion_mm3=0.0, formats=("json",), whole_labels=False):
@@ -81,7 +83,10 @@ class SegmentWork(CaseWork):
 
 class ReportWork(CaseWork):
     kind = "report"
-    owned = REPORT_FILES
+
+    @property
+    def owned(self) -> tuple:
+        return _report_files()
 
     def __init__(self, formats=("json",), lesion_labels=None, whole_labels=False):
         self.formats, self.lesion_labels, self.whole_labels = tuple(formats), lesion_labels, bool(whole_labels)
@@ -132,3 +137,10 @@ class SynthWork(CaseWork):
                 write_synthesis(made, *(staging / name for name in SYNTH_FILES))
             row = synthetic_row(case.case_id, made.report, Path(case.inputs["image"]).name)
             return self.finish(out_dir, case, staging, fingerprint, [row])
+
+
+def _report_files() -> tuple:
+    """The files a report folder can hold, from the report-format registry (formats added later included)."""
+    from ..report.formats import report_files
+
+    return report_files()

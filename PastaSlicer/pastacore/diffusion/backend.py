@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import PastaError
+from ..errors import PastaError, option
 from ..synthesis.backends import Backend
 from . import sources
 from .estimate import describe_seconds, rates, unet_cost, vq_cost
@@ -75,7 +75,7 @@ class LesionDiffusionBackend(Backend):
             seconds, detail = self.estimate_seconds()
             if seconds > SLOW_LIMIT_S:
                 return (f"the {self.name} backend would take about {describe_seconds(seconds)} per lesion on this CPU "
-                        f"({detail}); run it on a CUDA GPU, lower --steps, or pass --allow-slow to run anyway")
+                        f"({detail}); run it on a CUDA GPU, lower {option('steps')}, or pass {option('allow_slow')} to run anyway")
         return None
 
     def specs(self) -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PastaError
+from ..errors import PastaError, option
 from ..io.normalize import nnunet_ct, pasta_slf
 from ..terminology import SegmentInfo, segment_info, segment_info_for_name, term_for_label_name
 
@@ -56,9 +56,9 @@ def _weights_in(folder: Path, description: dict | None = None) -> Path:
         if path.parent != folder or not path.is_file():
             raise PastaError(f"model folder {folder.name} has no weight file {named!r}, which its model.json names")
         return path
-    from ..models.store import WEIGHT_SUFFIXES
+    from ..models.checkpoints import weight_suffixes
 
-    files = sorted(p for p in folder.iterdir() if p.name.lower().endswith(WEIGHT_SUFFIXES))
+    files = sorted(p for p in folder.iterdir() if p.name.lower().endswith(weight_suffixes()))
     if len(files) != 1:
         raise PastaError(f"model folder {folder.name} should hold one weight file (or name it under 'weights' in "
                          f"model.json) or an nnU-Net result folder")
@@ -159,7 +159,8 @@ def model_weights(model=None, store=None) -> tuple:
     if model is None or model == "":
         defaults = [m for m in store.list() if m.builtin and m.task == "segmentation"]
         if not defaults:
-            raise PastaError("no default segmentation model is installed; import one in the PASTA hub or pass --model")
+            raise PastaError("no default segmentation model is installed; import one in the PASTA hub or choose one "
+                             f"with {option('model')}")
         model = defaults[0].name
     path = Path(str(model))
     if path.is_dir() and (path / DESCRIPTION).is_file() and not (path / "plans.json").is_file():

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..candidates import candidates_of, lesion_probability
-from ..errors import PastaError
+from ..errors import PastaError, option
 from ..io.readers import check_ct
 from ..io.standardize import standardize
 from ..io.volume import Volume
@@ -69,7 +69,7 @@ def segment_volume(volume: Volume, model=None, *, device: str = "auto", tta: boo
     report = progress or (lambda fraction, message="": None)
     check_ct(volume)
     if not 0.0 <= overlap < 1.0:
-        raise PastaError(f"--overlap must be in [0, 1), got {overlap}")
+        raise PastaError(f"{option('overlap')} must be in [0, 1), got {overlap}")
     if organ_mask is not None:
         volume.check_matches(organ_mask, "organ mask")
         if not np.any(organ_mask.array):

@@ -27,7 +27,7 @@ import threading
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
-from ..errors import PastaError
+from ..errors import PastaError, option
 
 STAGING_PREFIX, STAGING_SUFFIX = ".pasta-", ".part"
 WRITE_REASONS = {
@@ -156,7 +156,7 @@ def check_output_path(path, overwrite: bool = False, suffixes=None) -> Path:
     if not _suffix_ok(path, suffixes):
         raise PastaError(f"cannot write {path.name}: use {', '.join(suffixes)}")
     if path.exists() and not overwrite:
-        raise PastaError(f"output {path} already exists; pass --overwrite to replace it")
+        raise PastaError(f"output {path} already exists; pass {option('overwrite')} to replace it")
     parent = _parent(path)
     if not parent.is_dir():
         raise PastaError(f"output folder {parent} does not exist")
@@ -333,9 +333,9 @@ def check_output_dir(path, overwrite: bool = False, owned=None) -> Path:
         if ours and not overwrite:
             shown = ", ".join(ours[:3]) + (", ..." if len(ours) > 3 else "")
             if owned is None:
-                raise PastaError(f"output folder {path} already holds files; pass --overwrite to replace them")
+                raise PastaError(f"output folder {path} already holds files; pass {option('overwrite')} to replace them")
             raise PastaError(f"output folder {path} already holds outputs of an earlier run ({shown}); pass "
-                             "--overwrite to replace them (other files there are kept)")
+                             f"{option('overwrite')} to replace them (other files there are kept)")
         _check_writable(path)
         return path
     parent = _parent(path)

@@ -25,6 +25,19 @@ class VoxelBox:
     def shape(self) -> tuple:
         return tuple(b - a for a, b in zip(self.start, self.stop))
 
+    @classmethod
+    def from_mask(cls, mask: np.ndarray, margin: int = 0) -> "VoxelBox | None":
+        """The box of the non-zero voxels of ``mask`` (+- ``margin`` voxels, clipped); None when empty.
+        Found from the mask's projections on each axis, so it costs one pass over the mask."""
+        start, stop = [], []
+        for axis in range(mask.ndim):
+            hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+            if hits.size == 0:
+                return None
+            start.append(max(int(hits[0]) - margin, 0))
+            stop.append(min(int(hits[-1]) + 1 + margin, mask.shape[axis]))
+        return cls(tuple(start), tuple(stop))
+
 
 def box_from_corners_ras(corners_ras, grid: Grid, what: str = "the box") -> VoxelBox:
     """The voxels whose centres fall within the index-space bounds of ``corners_ras`` (N x 3),

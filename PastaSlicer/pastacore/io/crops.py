@@ -71,14 +71,12 @@ def _resize(array: np.ndarray, shape, nearest: bool) -> np.ndarray:
 
 def mask_box(mask: np.ndarray, margin: int = 0) -> tuple:
     """Bounding box (start, stop) per axis of the non-zero voxels, +- ``margin``, clipped."""
-    if not np.any(mask):
+    from .boxes import VoxelBox
+
+    box = VoxelBox.from_mask(mask, margin)
+    if box is None:
         raise PastaError("the mask is empty; there is no organ or lesion to crop around")
-    box = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hits = np.flatnonzero(np.any(mask, axis=other))
-        box.append((max(int(hits[0]) - margin, 0), min(int(hits[-1]) + 1 + margin, mask.shape[axis])))
-    return tuple(box)
+    return tuple(zip(box.start, box.stop))
 
 
 def organ_crop(image: np.ndarray, organ_mask: np.ndarray, size=(128, 128, 128), margin: int = 32, pad_value=0.0) -> Crop:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PastaError
+from ..errors import PastaError, option
 from .geometry import Grid
 from .volume import Volume
 
@@ -59,7 +59,7 @@ def read_dicom_series(folder, series_uid: str | None = None) -> Volume:
         elif not ct:
             raise PastaError(f"{folder} holds no CT series with several slices: " + "; ".join(_describe(u, s) for u, s in series.items()))
         else:
-            raise PastaError(f"{folder} mixes {len(ct)} CT series; choose one with --series: " + "; ".join(_describe(u, series[u]) for u in ct))
+            raise PastaError(f"{folder} mixes {len(ct)} CT series; choose one with {option('series')}: " + "; ".join(_describe(u, series[u]) for u in ct))
     return _load(series[chosen], chosen)
 
 

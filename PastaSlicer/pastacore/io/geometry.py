@@ -101,6 +101,18 @@ class Grid:
         corners = np.array([[i, j, k] for i in (0, ni - 1) for j in (0, nj - 1) for k in (0, nk - 1)], float)
         return self.index_to_lps(corners)
 
+    def extent_mm(self, box=None) -> list:
+        """Size (mm) along x, y, z of a voxel box (``start``/``stop`` per numpy axis; the whole grid
+        when None), voxel footprints included: exact for axis-aligned grids, the bounding size
+        of the rotated box otherwise."""
+        start = (0, 0, 0) if box is None else box.start
+        stop = self.shape if box is None else box.stop
+        lo, hi = np.asarray(start[::-1], float), np.asarray(stop[::-1], float) - 1
+        corners = np.array([(i, j, k) for i in (lo[0], hi[0]) for j in (lo[1], hi[1]) for k in (lo[2], hi[2])])
+        lps = self.index_to_lps(corners)
+        footprint = np.abs(self.direction) @ np.asarray(self.spacing)
+        return [float(v) for v in lps.max(axis=0) - lps.min(axis=0) + footprint]
+
     @property
     def is_left_handed(self) -> bool:
         return bool(np.linalg.det(self.direction) < 0)

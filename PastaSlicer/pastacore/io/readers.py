@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PastaError
+from ..errors import PastaError, option
 from .geometry import Grid
 from .volume import Volume
 
@@ -23,10 +23,11 @@ def _suffix(path: Path) -> str | None:
 
 
 def image_stem(path) -> str:
-    """The name without its volume suffix (``ct.nii.gz`` -> ``ct``, ``seg.seg.nrrd`` -> ``seg``)."""
-    path = Path(path)
-    suffix = _suffix(path)
-    return path.name[: -len(suffix)] if suffix else path.stem
+    """The file name without its image suffix (one of :data:`IMAGE_SUFFIXES`, any case):
+    ``ct.nii.gz`` -> ``ct``, ``labels.seg.nrrd`` -> ``labels``; other names are kept whole."""
+    name = Path(path).name
+    suffix = _suffix(Path(name))
+    return name[: -len(suffix)] if suffix else name
 
 
 def read_volume(path, *, is_label: bool = False, volume_index: int | None = None, series_uid: str | None = None) -> Volume:
@@ -111,9 +112,9 @@ def _to_volume(image, path: Path, volume_index, meta) -> Volume:
         if count == 1:
             volume_index = 0
         if volume_index is None:
-            raise PastaError(f"{path.name} is 4D with {count} volumes; choose one with --volume-index (0 to {count - 1})")
+            raise PastaError(f"{path.name} is 4D with {count} volumes; choose one with {option('volume_index')} (0 to {count - 1})")
         if not 0 <= volume_index < count:
-            raise PastaError(f"--volume-index {volume_index} is out of range; {path.name} has volumes 0 to {count - 1}")
+            raise PastaError(f"{option('volume_index')} {volume_index} is out of range; {path.name} has volumes 0 to {count - 1}")
         size = list(image.GetSize())
         size[3] = 0
         image = sitk.Extract(image, size, [0, 0, 0, volume_index])

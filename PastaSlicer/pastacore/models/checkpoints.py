@@ -14,9 +14,44 @@ are unaffected.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..errors import PastaError
+
+
+@dataclass(frozen=True)
+class WeightFormat:
+    """A kind of weight file: its suffixes and a safe reader ``read(path, map_location,
+    metadata_globals) -> object`` (usually a dict of tensors). Register one with :func:`register`."""
+
+    name: str
+    suffixes: tuple
+    read: Callable
+    description: str = ""
+
+
+FORMATS: dict = {}  # name -> WeightFormat, in registration order
+
+
+def register(weight_format: WeightFormat) -> WeightFormat:
+    FORMATS[weight_format.name] = weight_format
+    return weight_format
+
+
+def weight_suffixes() -> tuple:
+    """Every suffix a registered format reads (``.pth``, ``.safetensors``, ...)."""
+    return tuple(s for f in FORMATS.values() for s in f.suffixes)
+
+
+def format_of(path) -> WeightFormat:
+    """The registered format of ``path`` by its suffix; PyTorch's for an unknown one."""
+    name = Path(path).name.lower()
+    for weight_format in FORMATS.values():
+        if name.endswith(weight_format.suffixes):
+            return weight_format
+    return FORMATS["PyTorch"]
 
 
 METADATA_PACKAGES = ("pytorch_lightning.", "lightning.", "lightning_fabric.", "omegaconf.", "torchmetrics.")
@@ -62,15 +97,21 @@ def load_checkpoint(path, map_location: str = "cpu", metadata_globals: bool = Fa
     if _is_text(path):
         raise PastaError(f"cannot read {path.name}: it holds text, not weights (an error page saved instead of "
                          "the download?)")
-    if path.suffix == ".safetensors":
-        try:
-            from safetensors.torch import load_file
-        except ImportError:
-            raise PastaError("reading .safetensors files needs the 'safetensors' package") from None
-        try:
-            return load_file(str(path), device=map_location)
-        except Exception as exc:  # safetensors raises several types for bad headers
-            raise PastaError(f"cannot read {path.name}: corrupt safetensors file ({str(exc)[:120]})") from None
+    return format_of(path).read(path, map_location, metadata_globals)
+
+
+def _read_safetensors(path: Path, map_location: str, metadata_globals: bool):
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise PastaError("reading .safetensors files needs the 'safetensors' package") from None
+    try:
+        return load_file(str(path), device=map_location)
+    except Exception as exc:  # safetensors raises several types for bad headers
+        raise PastaError(f"cannot read {path.name}: corrupt safetensors file ({str(exc)[:120]})") from None
+
+
+def _read_torch(path: Path, map_location: str, metadata_globals: bool):
     import pickle
 
     import torch
@@ -92,6 +133,11 @@ def load_checkpoint(path, map_location: str = "cpu", metadata_globals: bool = Fa
         raise
     except Exception as exc:  # torch's unpickler raises KeyError, IndexError... on cut files
         raise PastaError(f"cannot read {path.name}: corrupt, truncated or not a checkpoint ({_first_line(exc)})") from None
+
+
+register(WeightFormat("PyTorch", (".pth", ".pt", ".ckpt"), _read_torch,
+                      "torch.save files, read with weights_only=True (no code runs)"))
+register(WeightFormat("safetensors", (".safetensors",), _read_safetensors, "safetensors files"))
 
 
 def _is_text(path: Path) -> bool:

@@ -50,6 +50,7 @@ class ModelInfo:
     input_channels: int | None = None
     max_features: int | None = None
     num_head_outputs: int | None = None
+    head_in_features: int | None = None  # what the file's head takes (PASTA's public code: 1024 at any width)
     feature_channels: int | None = None
     tensors_loaded: list = field(default_factory=list)
     tensors_missing: list = field(default_factory=list)
@@ -73,7 +74,7 @@ class ModelInfo:
     def architecture_kwargs(self) -> dict:
         return {"num_classes": self.num_classes, "base_features": self.base_features, "num_pool": self.num_pool,
                 "input_channels": self.input_channels, "max_features": self.max_features,
-                "num_head_outputs": self.num_head_outputs}
+                "num_head_outputs": self.num_head_outputs, "head_in_features": self.head_in_features}
 
 
 @dataclass
@@ -287,6 +288,8 @@ def infer_architecture(state: dict, info: ModelInfo | None = None) -> ModelInfo:
     info.num_classes = int(seg.shape[0]) if seg is not None else None
     head = state.get("head.4.weight")
     info.num_head_outputs = int(head.shape[0]) if head is not None else None
+    head_in = state.get("head.0.weight")
+    info.head_in_features = int(head_in.shape[1]) if head_in is not None and head_in.dim() == 2 else None
     info.feature_channels = min(info.base_features * 2 ** (num_pool - 1), info.max_features)
     return info
 
@@ -372,6 +375,10 @@ def load_encoder(source, device="cpu", strict: bool = True, with_head: bool = Fa
     layout = expected_layout(**info.architecture_kwargs())
     if with_head and info.num_head_outputs is None:
         raise PastaError(f"{_label(info)} has no classification head (head.*)")
+    if with_head and info.head_in_features not in (None, info.feature_channels):
+        raise PastaError(f"{_label(info)}'s classification head takes {info.head_in_features} features but its encoder "
+                         f"gives {info.feature_channels} (a reduced-width file written by PASTA's public code keeps the "
+                         f"full-width head): it can segment and give features, not classify")
     encoder = [n for n in layout if n.startswith("conv_blocks_context.") or (with_head and n.startswith("head."))]
     (info.tensors_loaded, info.tensors_missing, info.tensors_mismatched, _) = _compare(state, layout, encoder)
     encoder_set = set(encoder)
@@ -391,7 +398,7 @@ def load_encoder(source, device="cpu", strict: bool = True, with_head: bool = Fa
 def _build(info: ModelInfo, device, head: bool = True) -> PastaUNet:
     kwargs = info.architecture_kwargs()
     if not head:
-        kwargs["num_head_outputs"] = None
+        kwargs["num_head_outputs"] = kwargs["head_in_features"] = None
     network = PastaUNet(**kwargs)
     return network.to(device)
 

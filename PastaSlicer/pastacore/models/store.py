@@ -16,13 +16,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import PastaError
+from ..errors import PastaError, option
 from ..io.atomic import atomic_directory
 from ..resources import resources_dir
+from .checkpoints import weight_suffixes
 from ..samples import cache_dir
 from .manifest import ModelSpec, spec_for_file, spec_from_dict
 
-WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".ckpt")
 DESCRIPTION = "model.json"
 MAX_NAME = 100  # characters of a model name (a folder name in the store)
 OPEN_CLIP_FILES = ("open_clip_config.json", "open_clip_pytorch_model.bin")  # a BiomedCLIP-style folder
@@ -122,13 +122,13 @@ class ModelStore:
                 lambda p: False)  # a Hugging Face download's .gitattributes and .cache/
             files = [p for p in _files_inside(path) if not hidden(p)]
         else:
-            if not path.name.lower().endswith(WEIGHT_SUFFIXES):
-                raise PastaError(f"{path.name}: not a weight file (expected {', '.join(WEIGHT_SUFFIXES)})")
+            if not path.name.lower().endswith(weight_suffixes()):
+                raise PastaError(f"{path.name}: not a weight file (expected {', '.join(weight_suffixes())})")
             files = [path]
         name = name or (spec.name if spec else re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).strip("-").lower())
         if len(name or "") > MAX_NAME:
             raise PastaError(f"model name {name[:20]}... is {len(name)} characters long; use at most {MAX_NAME} "
-                             "(choose one with --name)")
+                             f"(choose one with {option('name')})")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name or ""):
             raise PastaError(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-'")
         if any(m.builtin and m.name == name for m in self.list()):
@@ -149,7 +149,7 @@ class ModelStore:
             # a PASTA network: the store takes what `pasta models inspect` accepts, nothing else
             inspect_checkpoint(path / described["weights"] if described else path)
         for file in files:
-            if file.name.lower().endswith(WEIGHT_SUFFIXES) or file.name == OPEN_CLIP_FILES[1]:
+            if file.name.lower().endswith(weight_suffixes()) or file.name == OPEN_CLIP_FILES[1]:
                 # refuses pickles that would run code, and corrupt files; Lightning metadata stays inert
                 load_checkpoint(file, metadata_globals=file.suffix == ".ckpt")
         description = dict(described) if described else asdict(spec) if spec else {

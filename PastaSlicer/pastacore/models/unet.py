@@ -77,7 +77,8 @@ class PastaUNet(nn.Module):
     """
 
     def __init__(self, num_classes: int, base_features: int = 64, num_pool: int = 5, input_channels: int = 1,
-                 max_features: int = 1024, num_head_outputs: int | None = None, deep_supervision: bool = False):
+                 max_features: int = 1024, num_head_outputs: int | None = None, deep_supervision: bool = False,
+                 head_in_features: int | None = None):
         super().__init__()
         for name, value in (("num_classes", num_classes), ("base_features", base_features),
                             ("num_pool", num_pool), ("input_channels", input_channels),
@@ -97,6 +98,8 @@ class PastaUNet(nn.Module):
         channels = stage_channels(base_features, num_pool, max_features)
         self.channels = channels
         self.feature_channels = channels[num_pool - 1]
+        # PASTA's public classifier keeps Linear(1024, 512) at any width: a file says what its head takes
+        self.head_in_features = head_in_features or self.feature_channels
 
         context = []
         previous = input_channels
@@ -122,7 +125,7 @@ class PastaUNet(nn.Module):
         if num_head_outputs is not None:
             h1, h2 = HEAD_HIDDEN
             self.head = nn.Sequential(
-                nn.Linear(self.feature_channels, h1), nn.LeakyReLU(NEGATIVE_SLOPE),
+                nn.Linear(self.head_in_features, h1), nn.LeakyReLU(NEGATIVE_SLOPE),
                 nn.Linear(h1, h2), nn.LeakyReLU(NEGATIVE_SLOPE),
                 nn.Linear(h2, num_head_outputs),
             )
@@ -172,6 +175,9 @@ class PastaUNet(nn.Module):
     def classify(self, x):
         if self.head is None:
             raise PastaError("this network has no classification head (num_head_outputs is None)")
+        if self.head_in_features != self.feature_channels:
+            raise PastaError(f"the classification head takes {self.head_in_features} features but the encoder gives "
+                             f"{self.feature_channels}; this file can segment but not classify")
         return self.head(self.encode_features(x))
 
     def _check_input(self, x, segmentation: bool):
@@ -206,8 +212,10 @@ def _he_init(module):
 
 
 def expected_layout(num_classes: int, base_features: int = 64, num_pool: int = 5, input_channels: int = 1,
-                    max_features: int = 1024, num_head_outputs: int | None = None) -> dict:
+                    max_features: int = 1024, num_head_outputs: int | None = None,
+                    head_in_features: int | None = None) -> dict:
     """``{name: shape}`` of the network's state dict, computed on the meta device (no memory used)."""
     with torch.device("meta"):
-        net = PastaUNet(num_classes, base_features, num_pool, input_channels, max_features, num_head_outputs)
+        net = PastaUNet(num_classes, base_features, num_pool, input_channels, max_features, num_head_outputs,
+                        head_in_features=head_in_features)
     return {name: tuple(t.shape) for name, t in net.state_dict().items()}

@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import PastaError
+from .formats import ReportFormat, register
 from .model import SOFTWARE
 
 MANUFACTURER = "PASTA for 3D Slicer"
@@ -381,3 +382,14 @@ def _make_sr(report, seg, sources, tracking):
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER, is_complete=True,
         series_description="PASTA measurement report (research use, not for diagnosis)",
     )
+
+
+def _write_dicom(context, names) -> None:
+    write_seg_sr(context.report, context.image, context.labels, context.folder / "dicom", names)
+
+
+_DICOM = ("dicom/ct/CT*.dcm",)  # the derived CT series a SEG/SR from a non-DICOM CT references
+register(ReportFormat("seg", "SEG", "DICOM Segmentation object", ("dicom/seg.dcm",) + _DICOM, _write_dicom,
+                      preselected=False, order=10))
+register(ReportFormat("sr", "SR", "DICOM structured report (TID 1500 measurements)", ("dicom/sr.dcm",) + _DICOM,
+                      _write_dicom, preselected=False, order=10))

@@ -1,8 +1,9 @@
 """From a CT and its segmentation to a report folder, in the formats asked for.
 
-Layout of the folder written by :func:`write_report` (all-or-nothing; an existing folder that
-holds an earlier report is refused unless ``overwrite``, which replaces the report's own files,
-:data:`REPORT_FILES`, and keeps every other file of the folder)::
+Layout of the folder written by :func:`write_report` with the built-in formats of
+:mod:`.formats` (all-or-nothing; an existing folder that holds an earlier report is refused
+unless ``overwrite``, which replaces the report's own files, :func:`.formats.report_files`, and
+keeps every other file of the folder)::
 
     report.json  type.json           (json)
     report.html  images/lesion_N.png (html; a follow-up also images/baseline_lesion_N.png)
@@ -14,42 +15,29 @@ holds an earlier report is refused unless ``overwrite``, which replaces the repo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import PastaError
+from ..inference.sidecar import read_sidecar, sidecar_path
+from ..io.readers import image_stem
 from .measure import measure_lesions
 from .model import CaseInfo, ModelProvenance, build_report
 
-ALL_FORMATS = ("json", "html", "pdf", "seg", "sr")
-# Everything a report folder can hold: what --overwrite replaces (any other file there is kept).
-REPORT_FILES = ("report.json", "type.json", "report.html", "images/lesion_*.png", "images/baseline_lesion_*.png",
-                "report.pdf", "dicom/seg.dcm", "dicom/sr.dcm", "dicom/ct/CT*.dcm")
-_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
-
 
 def parse_formats(text: str) -> tuple:
-    wanted = tuple(dict.fromkeys(f.strip().lower() for f in (text or "").split(",") if f.strip()))
-    unknown = [f for f in wanted if f not in ALL_FORMATS]
-    if unknown or not wanted:
-        raise PastaError(f"unknown report format {', '.join(unknown) or '(none)'}; choose from {','.join(ALL_FORMATS)}")
-    return wanted
+    """The format names of a comma-separated list, checked against the registry (:mod:`.formats`)."""
+    from .formats import choose_formats
 
-
-def stem(path) -> str:
-    name = Path(path).name
-    for suffix in _SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    wanted = [f.strip().lower() for f in (text or "").split(",") if f.strip()]
+    return tuple(f.name for f in choose_formats(wanted))
 
 
 def case_info(image, image_path, seg_path=None, case_id: str | None = None) -> CaseInfo:
     meta = image.meta or {}
     return CaseInfo(
-        case_id=case_id or stem(image_path), patient_id=str(meta.get("patient_id", "")),
+        case_id=case_id or image_stem(image_path), patient_id=str(meta.get("patient_id", "")),
         patient_name=str(meta.get("patient_name", "")), study_uid=str(meta.get("study_uid", "")),
         series_uid=str(meta.get("series_uid", "")), study_description=str(meta.get("study_description", "")),
         image_name=Path(image_path).name, segmentation_name=Path(seg_path).name if seg_path else "",
@@ -61,50 +49,34 @@ def label_names_of(volume, path) -> tuple:
     """(label value -> name, model provenances, where the names came from) from a ``.seg.nrrd``'s
     segments or a JSON sidecar.
 
-    The sidecar is ``<name>.json`` beside the file, as ``pasta segment`` writes it
-    (``{"labels": {"2": {"name": ...}}, "model": {...}}``), or a plain ``{"2": "liver tumor"}``.
+    The sidecar is the one :mod:`pastacore.inference.sidecar` reads (as ``pasta segment`` wrote it).
     """
     names = {int(s["label"]): s["name"] for s in (volume.meta or {}).get("segments", [])}
     source = Path(path).name if names else ""
     models = []
-    data = _sidecar(path)
+    data = read_sidecar(path)
     labels = data.get("labels", data)
     for key, value in (labels.items() if isinstance(labels, dict) else ()):
         if str(key).isdigit():
             names.setdefault(int(key), value.get("name", "") if isinstance(value, dict) else str(value))
-            source = source or sidecar_of(path).name
+            source = source or sidecar_path(path).name
     model = ModelProvenance.from_dict(data.get("model"))
     if model is not None:
         models.append(model)
     return names, models, source
 
 
-def sidecar_of(path) -> Path:
-    return Path(path).with_name(stem(path) + ".json")
-
-
-def _sidecar(path) -> dict:
-    sidecar = sidecar_of(path)
-    if not sidecar.is_file():
-        return {}
-    try:
-        data = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def recorded_candidates(path):
     """``{label value: [Candidate]}`` the sidecar records, or None when it records none."""
     from ..candidates import candidates_from_json
 
-    data = _sidecar(path)
+    data = read_sidecar(path)
     return candidates_from_json(data["candidates"]) if isinstance(data.get("candidates"), dict) else None
 
 
 def recorded_model(path) -> dict:
     """The model record of the sidecar (with its ``reporting_floor``), ``{}`` when none."""
-    model = _sidecar(path).get("model")
+    model = read_sidecar(path).get("model")
     return model if isinstance(model, dict) else {}
 
 
@@ -218,34 +190,24 @@ def _recist_followup(report, image, baseline: dict, to_baseline, registration: s
 def check_out_dir(path, overwrite: bool = False) -> None:
     """Refuse, before any work, a report folder that holds an earlier report (unless ``overwrite``)."""
     from ..io.atomic import check_output_dir
+    from .formats import report_files
 
-    check_output_dir(path, overwrite, REPORT_FILES)
+    check_output_dir(path, overwrite, report_files())
 
 
-def write_report(report, image, labels, out_dir, formats=ALL_FORMATS, overwrite=False, progress=None,
+def write_report(report, image, labels, out_dir, formats=None, overwrite=False, progress=None,
                  baseline_dir=None) -> list:
-    """Write the report folder (see module docstring); return the written file names (relative).
-    ``baseline_dir``: a follow-up's baseline report folder (its key images are shown beside)."""
+    """Write the report folder in ``formats`` (names of :mod:`.formats`; default: all); return the
+    written file names (relative). ``baseline_dir``: a follow-up's baseline report folder (its key
+    images are shown beside)."""
     from ..io.atomic import atomic_directory
-    from .report_json import write_report_json, write_type_json
+    from .formats import ReportContext, choose_formats, format_names, report_files, write_formats
 
-    formats = tuple(formats)
-    with atomic_directory(out_dir, overwrite=overwrite, owned=REPORT_FILES) as temp:
+    chosen = choose_formats(format_names() if formats is None else formats)
+    with atomic_directory(out_dir, overwrite=overwrite, owned=report_files()) as temp:
         temp = Path(temp)
         step = (lambda f, msg="": progress(f, msg)) if progress else (lambda f, msg="": None)
-        if "seg" in formats or "sr" in formats:  # first: it adds a note when the CT had to be derived
-            from .dicom_export import write_seg_sr
-
-            step(0.05, "DICOM SEG/SR")
-            write_seg_sr(report, image, labels, temp / "dicom", formats)
-        if "html" in formats or "pdf" in formats:
-            from .report_html import write_html_pdf
-
-            step(0.5, "key images")
-            write_html_pdf(report, image, labels, temp, formats, baseline_dir=baseline_dir)
-        if "json" in formats:
-            write_report_json(report, temp / "report.json")
-            write_type_json(report, image.grid, temp / "type.json")
+        write_formats(ReportContext(report, image, labels, temp, baseline_dir, progress), chosen, step)
         written = sorted(str(p.relative_to(temp)) for p in temp.rglob("*") if p.is_file())
         step(1.0, "done")
     return written

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..errors import PastaError
+from ..errors import PastaError, option
 from ..io.volume import Volume
 
 ADJACENT_MM = 10.0
@@ -269,7 +269,7 @@ def lesion_components(labels: np.ndarray, label: int, split: bool = True, limit:
     if limit is not None and count > limit:
         raise PastaError(f"label {label} has {count} separate pieces; a report measures at most {MAX_LESIONS} lesions "
                          "(a noisy or inverted mask?): clean the segmentation, or measure each label as one lesion "
-                         "with --whole-labels")
+                         f"with {option('whole_labels')}")
     boxes = ndimage.find_objects(components)
     out = [(n + 1, box, components[box] == n + 1) for n, box in enumerate(boxes)]
     out.sort(key=lambda item: -int(item[2].sum()))

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from .assess import status_text
+from .formats import ReportFormat, register
 from .key_images import lesion_figure, lesion_mask, report_window
 
 COLUMNS = ("#", "lesion", "organ", "confidence (mean / max)", "status", "RECIST 1.1", "volume (mL)",
@@ -375,3 +376,13 @@ pyradiomics (VoxelVolume, Maximum3DDiameter, Major/Minor/LeastAxisLength, first-
 Minimum, Maximum, Median); long and short axes follow RECIST 1.1 in the acquisition slice.</li></ul>
 <p class="warn">{e(report.disclaimer)}</p></body></html>
 """
+
+
+def _write_html_pdf(context, names) -> None:
+    write_html_pdf(context.report, context.image, context.labels, context.folder, names,
+                   baseline_dir=context.baseline_dir)
+
+
+register(ReportFormat("html", "HTML", "report.html with key images",
+                      ("report.html", "images/lesion_*.png", "images/baseline_lesion_*.png"), _write_html_pdf, order=20))
+register(ReportFormat("pdf", "PDF", "report.pdf with key images", ("report.pdf",), _write_html_pdf, order=20))

@@ -13,11 +13,9 @@ small or unsure to report). Every lesion has at least ``volume_ml``, ``max_diame
 ``recist`` (role, measurable, diameter_mm, reason...) and ``tracking_uid``, followed by the
 other measurements.
 
-``type.json`` follows the PASTA-Gen-30K / LesionDiffusion layout: one entry per lesion keyed
-by the TotalSegmentator v1 id of its organ (``"0"`` when unknown; a second lesion in the same
-organ gets ``"<id>_2"``, and so on, since the published files never show two), whose value is
-``[shape text, "", {attribute texts}, [[[centre]], [[size]]]]`` with the centre and size in
-voxels of PASTA's 1 mm standard grid (LPS axes; see ``pastacore.io.standardize``).
+``type.json``: one entry per lesion in PASTA-Gen's layout (:mod:`pastacore.type_json`), sizes
+in voxels of PASTA's 1 mm standard grid (LPS axes; see ``pastacore.io.standardize``). The organ
+box size is the lesion's own: a report does not measure the organ.
 """
 
 from __future__ import annotations
@@ -26,6 +24,8 @@ import json
 import math
 
 import numpy as np
+
+from .formats import ReportFormat, register
 
 REPORT_SCHEMA = "pasta-report/2"
 FIXED_KEYS = ("volume_ml", "max_diameter_3d_mm", "long_axis_mm", "short_axis_mm", "mean_hu", "std_hu", "min_hu",
@@ -129,42 +129,45 @@ def _organ_id(organ: str, side: str) -> int:
     return 0
 
 
-def type_dict(report, grid) -> dict:
-    """PASTA-Gen ``type.json`` content for ``report`` measured on ``grid``."""
+def type_entries(report, grid) -> list:
+    """The lesions of ``report`` measured on ``grid`` as ``type.json`` entries (sizes in voxels of
+    PASTA's 1 mm standard grid, along L, P, S)."""
     from ..io.standardize import standard_grid
+    from ..type_json import TypeEntry, hu_text, size_text
 
     standard = standard_grid(grid)
-    out = {}
+    entries = []
     for lesion in report.lesions:
         m = lesion.measurement
-        centre = standard.lps_to_index(np.asarray(m.centroid_lps_mm))
         lo, hi = np.asarray(m.bbox_ijk[0], float), np.asarray(m.bbox_ijk[1], float)
         extent = np.abs(grid.direction) @ ((hi - lo + 1) * np.asarray(grid.spacing))  # mm along L, P, S
-        size = np.maximum(1, np.rint(extent / np.asarray(standard.spacing))).astype(int)
-        key = str(_organ_id(m.organ, m.side))
-        base, n = key, 1
-        while key in out:
-            n += 1
-            key = f"{base}_{n}"
+        size = tuple(int(v) for v in np.maximum(1, np.rint(extent / np.asarray(standard.spacing))))
+        organ_id = _organ_id(m.organ, m.side)
         attrs = lesion.attributes
-        shape = _attribute_text("shape", attrs)
-        size_text = "[[" + " ".join(str(int(s)) for s in size) + "]] pixel,"
-        out[key] = [shape, "", {
+        entries.append(TypeEntry(organ_id, size, attributes={
             "enhancement status": "",
-            "lesion location": base,
-            "shape": shape,
-            "size": size_text,
+            "lesion location": str(organ_id),
+            "shape": _attribute_text("shape", attrs),
+            "size": size_text(size),
             "density": _attribute_text("density", attrs),
             "density variations": _attribute_text("heterogeneity", attrs),
-            "CT value": f"Mean density of the lesion region is approximately {int(round(m.mean_hu))} HU,",
+            "CT value": hu_text(m.mean_hu),
             "surface characteristics": _attribute_text("surface", attrs),
             "relationship with adjacent organs": _attribute_text("invasion", attrs),
             "specific features": "",
-        }, [[[int(round(c)) for c in centre]], [[int(s) for s in size]]]]
-    return out
+        }))
+    return entries
 
 
 def write_type_json(report, grid, path) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(type_dict(report, grid), handle)
-        handle.write("\n")
+    from ..type_json import write_type_json as write
+
+    write(type_entries(report, grid), path)
+
+
+def _write_json(context, names) -> None:
+    write_report_json(context.report, context.folder / "report.json")
+    write_type_json(context.report, context.image.grid, context.folder / "type.json")
+
+
+register(ReportFormat("json", "JSON", "report.json and type.json", ("report.json", "type.json"), _write_json, order=30))

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import CancelledError, PastaError
+from ..errors import CancelledError, PastaError, option
 from ..io import Volume, check_ct
 from ..io.boxes import VoxelBox
+from ..type_json import is_type_json
 from . import schema as S
 from .backends import get_backend
 from .measure import extents_mm, lesion_stats
@@ -53,10 +54,8 @@ def read_attributes(attributes, lesion_type: str | None):
         parsed = parse_text(attributes)
         user, unknown, parsed_type, parsed_organ = parsed.attributes, parsed.unknown, parsed.lesion_type, parsed.organ
     elif isinstance(attributes, dict):
-        if len(attributes) == 1:
-            (key, value), = attributes.items()
-            if str(key).isdigit() and isinstance(value, list) and len(value) >= 3 and isinstance(value[2], dict):
-                attributes = value[2]  # a PASTA-Gen type.json
+        if len(attributes) == 1 and is_type_json(attributes):
+            attributes = next(iter(attributes.values()))[2]  # a PASTA-Gen type.json
         user = dict(attributes)
     elif attributes is not None:
         raise PastaError("attributes must be a description (text) or a mapping of attribute names to values")
@@ -117,7 +116,7 @@ def select_organ(volume: Volume, organ_labels, organ_names, organ_label, kind, b
         other = [k for k, o in S.schema()["organs"].items() if value in o["ts_v1"] and k != kind.organ]
         if value != 1 and value not in info["ts_v1"] and other:
             raise PastaError(f"the organ mask holds only label {value} (the {other[0]} in TotalSegmentator v1 numbering), "
-                             f"not the {kind.organ}; give the {kind.organ} or pass --organ-label")
+                             f"not the {kind.organ}; give the {kind.organ} or choose it with {option('organ_label')}")
         wanted = present
     elif set(present) & set(info["ts_v1"]) and max(present) <= 104:
         wanted = sorted(set(present) & set(info["ts_v1"]))  # a TotalSegmentator v1 map
@@ -129,7 +128,7 @@ def select_organ(volume: Volume, organ_labels, organ_names, organ_label, kind, b
         wanted = [int(np.argmax(counts))]
     else:
         raise PastaError(f"the organ mask holds several labels ({', '.join(map(str, present[:20]))}); say which one is "
-                         f"the {kind.organ} (--organ-label)")
+                         f"the {kind.organ} ({option('organ_label')})")
     mask = labels == wanted[0] if len(wanted) == 1 else np.isin(labels, wanted)
     ts_ids = [v for v in wanted if v in info["ts_v1"]]
     return mask, (ts_ids[0] if ts_ids and organ_names is None else default_id)
@@ -154,14 +153,6 @@ def check_box(box: VoxelBox, volume: Volume) -> VoxelBox:
         raise PastaError(f"the box lies outside the volume ({volume.grid.describe()}); draw it over the organ")
     start, stop = np.clip(start, 0, shape), np.clip(stop, 0, shape)
     return VoxelBox(tuple(int(v) for v in start), tuple(int(v) for v in stop))
-
-
-def box_extent_mm(box: VoxelBox, volume: Volume) -> list:
-    corners = np.array([[i, j, k] for i in (box.start[2], box.stop[2] - 1) for j in (box.start[1], box.stop[1] - 1)
-                        for k in (box.start[0], box.stop[0] - 1)], float)
-    lps = volume.grid.index_to_lps(corners)
-    footprint = np.abs(volume.grid.direction) @ np.asarray(volume.grid.spacing)
-    return [float(v) for v in lps.max(axis=0) - lps.min(axis=0) + footprint]
 
 
 def place(plan: SynthesisPlan, organ, volume: Volume, box: VoxelBox | None, kind) -> np.ndarray:
@@ -264,7 +255,7 @@ def synthesize_lesion(volume: Volume, organ_labels=None, organ_names=None, roi_b
                              f"to find a place for it")
     size_hint = None
     if box is not None:
-        extent = box_extent_mm(box, volume)
+        extent = volume.grid.extent_mm(box)
         if min(extent) < 3.0:
             raise PastaError(f"the box ({' x '.join(f'{e:.1f}' for e in extent)} mm) is too small; lesions are at "
                              f"least 3 mm")

@@ -11,28 +11,12 @@ import numpy as np
 from ..io import Grid
 
 
-def index_bounds(mask: np.ndarray):
-    """(lo, hi) inclusive index bounds (k, j, i) of a mask, from its projections; None if empty."""
-    bounds = []
-    for axis in range(3):
-        profile = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        if profile.size == 0:
-            return None
-        bounds.append((profile[0], profile[-1]))
-    return np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
-
-
 def extents_mm(mask: np.ndarray, grid: Grid) -> list:
-    """Bounding-box size of the mask along x, y, z (mm), voxel footprints included (the box of
-    the index bounds, exact for axis-aligned grids)."""
-    bounds = index_bounds(mask)
-    if bounds is None:
-        return [0.0, 0.0, 0.0]
-    lo, hi = bounds[0][::-1].astype(float), bounds[1][::-1].astype(float)
-    corners = np.array([(i, j, k) for i in (lo[0], hi[0]) for j in (lo[1], hi[1]) for k in (lo[2], hi[2])])
-    lps = grid.index_to_lps(corners)
-    footprint = np.abs(grid.direction) @ np.asarray(grid.spacing)
-    return [round(float(v), 2) for v in (lps.max(axis=0) - lps.min(axis=0) + footprint)]
+    """Bounding-box size of the mask along x, y, z (mm), voxel footprints included."""
+    from ..io.boxes import VoxelBox
+
+    box = VoxelBox.from_mask(mask)
+    return [0.0, 0.0, 0.0] if box is None else [round(v, 2) for v in grid.extent_mm(box)]
 
 
 def volume_ml(mask: np.ndarray, grid: Grid) -> float:
@@ -43,12 +27,13 @@ def interior(mask: np.ndarray, depth_mm: float, grid: Grid) -> np.ndarray:
     """Voxels at least ``depth_mm`` inside the mask."""
     from scipy import ndimage
 
+    from ..io.boxes import VoxelBox
+
     result = np.zeros(mask.shape, bool)
-    where = np.argwhere(mask)
-    if where.size == 0:
+    found = VoxelBox.from_mask(mask)
+    if found is None:
         return result
-    lo, hi = where.min(axis=0), where.max(axis=0) + 1
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    box = found.slices
     depth = ndimage.distance_transform_edt(np.pad(mask[box], 1), sampling=grid.spacing[::-1])[1:-1, 1:-1, 1:-1]
     result[box] = depth > depth_mm
     return result

@@ -93,10 +93,55 @@ def _u(rng, lo, hi):
     return float(rng.uniform(lo, hi))
 
 
+def rules(group: str) -> list:
+    """The ordered rules of ``group`` ("shape", "edge", "intensity", "wall") from Resources/attributes.json."""
+    return S.schema()["plan_rules"][group]
+
+
+def _holds(when: dict, facts: dict) -> bool:
+    for key, wanted in when.items():
+        value = facts.get(key)
+        options = wanted if isinstance(wanted, list) else [wanted]
+        if isinstance(value, (list, tuple)):  # the lesion's shape words: any of them
+            if not any(v in options for v in value):
+                return False
+        elif value not in options:
+            return False
+    return True
+
+
+def apply_rule(group: str, facts: dict, plan: SynthesisPlan, rng, contrast: float = 1.0) -> dict:
+    """Apply the first rule of ``group`` that holds for ``facts``: its draws (in order), then its
+    fixed fields; returns the rule."""
+    rule = next(r for r in rules(group) if _holds(r["when"], facts))
+    if "lobes" in rule:
+        _draw_lobes(rule["lobes"], plan, rng)
+    for field_name, lo, hi, *scale in rule.get("draw", []):
+        value = _u(rng, lo, hi) * (contrast if "contrast" in scale else 1.0)
+        setattr(plan, field_name, value)
+    if "draw_by_density" in rule:
+        field_name, ranges = rule["draw_by_density"]
+        drawn = {density: _u(rng, lo, hi) for density, (lo, hi) in ranges.items()}
+        setattr(plan, field_name, drawn.get(facts.get("density"), drawn["other"]))
+    for field_name, value in rule.get("set", {}).items():
+        setattr(plan, field_name, value)
+    return rule
+
+
+def _draw_lobes(spec: dict, plan: SynthesisPlan, rng) -> None:
+    for _ in range(int(rng.integers(*spec["count"]))):
+        direction = rng.normal(size=3)
+        direction /= np.linalg.norm(direction)
+        offset = direction * _u(rng, *spec["offset"])
+        plan.lobes.append([round(float(v), 4) for v in offset] + [round(_u(rng, *spec["radius"]), 4)])
+
+
 def make_plan(kind: S.LesionType, attributes: dict, seed: int, size_hint_mm=None) -> SynthesisPlan:
     """Draw the numeric plan. ``attributes`` are merged and checked (:func:`schema.merged_attributes`).
 
-    ``size_hint_mm``: the extents to use when the attributes give no size (e.g. from a box).
+    ``size_hint_mm``: the extents to use when the attributes give no size (e.g. from a box). The
+    type-specific numbers (shape, edge, intensity) come from the rule tables next to the lesion
+    types (:func:`rules`); what is drawn, and in which order, fixes what a seed gives.
     """
     rng = np.random.default_rng(int(seed))
     a = attributes
@@ -106,6 +151,8 @@ def make_plan(kind: S.LesionType, attributes: dict, seed: int, size_hint_mm=None
     heterogeneous = a.get(S.VARIATIONS) == "heterogeneous"
     organ = kind.organ
     organ_info = S.schema()["organs"][organ]
+    facts = {"kind": kind.kind, "organ": organ, "shape": shapes, "density": density, "surface": a.get(S.SURFACE),
+             "hollow": kind.hollow}
 
     # size: requested, else the box, else drawn from the type's range (mildly anisotropic)
     diameter = _u(rng, *kind.size_mm)
@@ -119,22 +166,7 @@ def make_plan(kind: S.LesionType, attributes: dict, seed: int, size_hint_mm=None
     plan = SynthesisPlan(kind.key, organ, int(seed), dict(a), size)
 
     # shape
-    radius = min(size) / 2
-    if kind.kind == "stone" or kind.kind == "cyst" or "cystic" in shapes:
-        plan.deformation, plan.deformation_scale = _u(rng, 0.01, 0.03), 0.8
-    elif "irregular" in shapes:
-        plan.shape_mode = "lobulated"
-        count = int(rng.integers(2, 5))
-        for _ in range(count):
-            direction = rng.normal(size=3)
-            direction /= np.linalg.norm(direction)
-            offset = direction * _u(rng, 0.2, 0.45)
-            plan.lobes.append([round(float(v), 4) for v in offset] + [round(_u(rng, 0.55, 0.8), 4)])
-        plan.deformation, plan.deformation_scale = _u(rng, 0.12, 0.2), 0.35
-    elif "punctate/nodular" in shapes:
-        plan.deformation, plan.deformation_scale = _u(rng, 0.04, 0.08), 0.5
-    else:  # round-like and the rest
-        plan.deformation, plan.deformation_scale = _u(rng, 0.02, 0.05), 0.7
+    apply_rule("shape", facts, plan, rng)
     if "spiculated margins" in features:
         for _ in range(int(rng.integers(6, 13))):
             direction = rng.normal(size=3)
@@ -156,44 +188,14 @@ def make_plan(kind: S.LesionType, attributes: dict, seed: int, size_hint_mm=None
         plan.placement = "surface"
     plan.clip_to_organ = a.get(S.RELATION) != "close relationship" and plan.placement != "surface"
 
-    # edge
-    if kind.kind == "stone":
-        plan.edge_sigma_mm = _u(rng, 0.3, 0.5)
-    elif a.get(S.SURFACE) == "ill-defined":
-        plan.edge_sigma_mm = _u(rng, 1.6, 2.4)
-    else:
-        plan.edge_sigma_mm = _u(rng, 0.45, 0.8)
-
-    # intensity
+    # edge and intensity
+    apply_rule("edge", facts, plan, rng)
     factor = NON_CONTRAST_FACTOR if a.get(S.ENHANCEMENT) == "non-contrast CT" else 1.0
     tissue = organ_info.get("tissue_hu")
-    if kind.kind == "stone":
-        plan.hu_mode, plan.hu_absolute = "absolute", _u(rng, 400, 1100) if organ == "kidney" else _u(rng, 150, 600)
-    elif density == "fluid-like" or (kind.kind == "cyst" and density in (None, "hypodense")):
-        plan.hu_mode, plan.hu_absolute = "absolute", _u(rng, 3, 18)
-    elif density == "ground-glass":
-        plan.hu_mode, plan.hu_absolute = "absolute", _u(rng, -720, -520)
-    elif density == "part-solid":
-        plan.hu_mode, plan.hu_absolute = "absolute", _u(rng, -680, -540)
-        plan.solid_core_fraction, plan.solid_core_hu = _u(rng, 0.3, 0.55), _u(rng, 20, 45)
-        plan.calibrate_mean = False
-    elif organ == "lung":
-        hu = {"hyperdense": (150, 350)}.get(density, (20, 50))
-        plan.hu_mode, plan.hu_absolute = "absolute", _u(rng, *hu)
-    elif organ == "bone":
-        hu = {"hypodense": (25, 60), "hyperdense": (500, 800), "mixed-density": (150, 300)}.get(density)
-        if hu is None:
-            plan.hu_delta = _u(rng, -15, 15)
-        else:
-            plan.hu_mode, plan.hu_absolute = "absolute", _u(rng, *hu)
-    else:
-        delta = {"hypodense": (-75, -35), "isodense": (-8, 8), "hyperdense": (20, 50), "mixed-density": (-35, -15),
-                 "ring enhancement": (-60, -35)}.get(density, (-8, 8))
-        plan.hu_delta = _u(rng, *delta) * factor
-        if kind.hollow and tissue is not None:
-            plan.reference_hu = float(tissue) * (0.85 if factor < 1 else 1.0)
-            plan.hu_delta = {"hypodense": _u(rng, -20, -10), "hyperdense": _u(rng, 20, 40)}.get(density, _u(rng, -5, 5))
-            plan.notes.append("reference: soft-tissue value of the organ wall")
+    if apply_rule("intensity", facts, plan, rng, contrast=factor).get("wall") and kind.hollow and tissue is not None:
+        plan.reference_hu = float(tissue) * (0.85 if factor < 1 else 1.0)
+        apply_rule("wall", facts, plan, rng)
+        plan.notes.append("reference: soft-tissue value of the organ wall")
     if density == "ring enhancement":
         plan.rim_width_mm, plan.rim_delta_hu = _u(rng, 1.5, 3.0), _u(rng, 50, 80) * factor
     if S.HU in a:

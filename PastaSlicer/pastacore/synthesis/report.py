@@ -1,13 +1,10 @@
-"""Per-lesion reports: PASTA-Gen ``type.json`` and our own JSON.
-
-``type.json`` (PASTA-Gen / LesionDiffusion): ``{organ id: [shape text, "", attributes,
-[[organ bbox size xyz]], [[lesion bbox size xyz]]]}`` with the TotalSegmentator v1 organ id
-as key, attribute values as report phrases ending in a comma, and sizes in 1 mm voxels.
-"""
+"""Per-lesion reports: PASTA-Gen ``type.json`` (layout, writer and reader in
+:mod:`pastacore.type_json`) and our own JSON."""
 
 from __future__ import annotations
 
 from .. import __version__
+from ..type_json import TypeEntry, hu_text, size_text, type_dict, voxels
 from . import schema as S
 
 
@@ -17,25 +14,30 @@ def _phrase(key, value) -> str:
     return S.report_phrase(key, value) + ","
 
 
-def type_json(plan, organ_id: int, organ_size_mm, lesion_size_mm, mean_hu: float) -> dict:
+def type_entry(plan, organ_id: int, organ_size_mm, lesion_size_mm, mean_hu: float) -> TypeEntry:
+    """The planned lesion as a ``type.json`` entry (attribute values as report phrases)."""
     a = plan.attributes
-    lesion_voxels = [int(round(v)) for v in lesion_size_mm]
-    organ_voxels = [int(round(v)) for v in organ_size_mm]
+    lesion_voxels = voxels(lesion_size_mm)
     attributes = {
         "enhancement status": _phrase(S.ENHANCEMENT, a.get(S.ENHANCEMENT, "enhanced CT")),
         "lesion location": str(organ_id),
         "shape": _phrase(S.SHAPE, a.get(S.SHAPE, [])),
-        "size": f"[[{' '.join(map(str, lesion_voxels))}]] pixel,",
+        "size": size_text(lesion_voxels),
     }
     for key in (S.DENSITY, S.VARIATIONS):
         if key in a:
             attributes[key] = _phrase(key, a[key])
-    attributes["CT value"] = f"Mean density of the lesion region is approximately {int(round(mean_hu))} HU,"
+    attributes["CT value"] = hu_text(mean_hu)
     for key in (S.SURFACE, S.RELATION):
         if key in a:
             attributes[key] = _phrase(key, a[key])
     attributes["specific features"] = _phrase(S.FEATURES, a.get(S.FEATURES, []))
-    return {str(organ_id): [attributes["shape"], "", attributes, [[organ_voxels]], [[lesion_voxels]]]}
+    return TypeEntry(organ_id, lesion_voxels, voxels(organ_size_mm), attributes)
+
+
+def type_json(plan, organ_id: int, organ_size_mm, lesion_size_mm, mean_hu: float) -> dict:
+    """The ``type.json`` content of the planned lesion (layout: :mod:`pastacore.type_json`)."""
+    return type_dict([type_entry(plan, organ_id, organ_size_mm, lesion_size_mm, mean_hu)])
 
 
 def lesion_report(plan, kind, measured: dict, geometry: dict, backend: str, unknown=(), stats=None, seconds=None) -> dict:
