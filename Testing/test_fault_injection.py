@@ -416,7 +416,7 @@ def test_a_damaged_store_is_listed_with_reasons(damaged_store, capsys):
 
 
 def test_verify_never_reads_outside_the_store(damaged_store, monkeypatch, capsys):
-    from pastacore.models import store as store_module
+    import pastacore.models.store as store_module
 
     read = []
     real = store_module.sha256_of

@@ -223,7 +223,7 @@ def test_a_new_weight_format_is_one_registration(tmp_path, capsys, monkeypatch):
     import torch
 
     from pastacore.cli.main import main
-    from pastacore.models import checkpoints
+    import pastacore.models.checkpoints as checkpoints
     from pastacore.models.unet import PastaUNet
 
     def read_npz(path, map_location, metadata_globals):

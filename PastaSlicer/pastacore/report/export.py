@@ -99,13 +99,13 @@ def make_report(image, labels, *, case: CaseInfo, lesion_labels=None, label_name
     lesions paired with the baseline's (``to_baseline`` maps this scan's points into the
     baseline's; ``registration`` says how) and the RECIST response added.
     """
-    from .. import io
+    from ..io import as_label
     from ..labels import choose_lesion_labels
     from .assess import assess, origin_sentence
 
     if baseline is not None and targets:
         raise PastaError("target lesions are chosen at baseline, not at follow-up: leave out the targets")
-    labels = io.as_label(labels, "the segmentation")
+    labels = as_label(labels, "the segmentation")
     image.check_matches(labels, "segmentation")
     label_names = dict(label_names or {})
     present = {int(v) for v in np.unique(labels.array) if v}
