@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pastacore.errors import PastaError
-from pastacore.io.readers import IMAGE_SUFFIXES
+from pastacore.fileio.readers import IMAGE_SUFFIXES
 
 SCENE_SUFFIXES = (".mrb",)
 

@@ -82,7 +82,7 @@ class PastaWebLogic:
             self._say(f"error: {exc}")
 
     def load_path(self, path: Path):
-        from pastacore.io import read_volume
+        from pastacore.fileio import read_volume
         from pastacore.mrml import volumes
 
         self._forget_scene_nodes()

@@ -60,14 +60,16 @@ def ct_array(shape=(20, 24, 28), seed=0) -> np.ndarray:
 
 
 def write_ct(path, array=None, spacing=(1.0, 1.0, 1.0)):
-    from pastacore.io import Grid, Volume, write_volume
+    from pastacore.geometry import Grid, Volume
+    from pastacore.fileio import write_volume
 
     array = ct_array() if array is None else array
     write_volume(Volume(array, Grid(array.shape, spacing)), path, overwrite=True)
 
 
 def write_labels(path, array):
-    from pastacore.io import Grid, Volume, write_volume
+    from pastacore.geometry import Grid, Volume
+    from pastacore.fileio import write_volume
 
     write_volume(Volume(array.astype(np.uint8), Grid(array.shape), is_label=True), path, overwrite=True)
 
@@ -257,7 +259,7 @@ def _foreign_tensors(folder):
 def _tiny_pasta(path):
     import torch
 
-    from pastacore.models.unet import PastaUNet
+    from pastacore.networks.unet import PastaUNet
 
     torch.manual_seed(0)
     torch.save(PastaUNet(num_classes=3, base_features=2, num_pool=2).state_dict(), path)

@@ -17,14 +17,14 @@ def sample_dir():
 
 @pytest.fixture(scope="session")
 def lung1(sample_dir):
-    from pastacore.io import read_volume
+    from pastacore.fileio import read_volume
 
     return read_volume(sample_dir / "lung1_image.nrrd"), read_volume(sample_dir / "lung1_label.nrrd", is_label=True)
 
 
 @pytest.fixture(scope="session")
 def lung2(sample_dir):
-    from pastacore.io import read_volume
+    from pastacore.fileio import read_volume
 
     return read_volume(sample_dir / "lung2_image.nrrd"), read_volume(sample_dir / "lung2_label.nrrd", is_label=True)
 
@@ -40,7 +40,7 @@ def scene():
 def make_volume(shape=(12, 14, 16), spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=None, seed=0,
                 is_label=False):
     """A CT-like random volume (or a label map with a few blobs) on a chosen grid."""
-    from pastacore.io import Grid, Volume
+    from pastacore.geometry import Grid, Volume
 
     rng = np.random.default_rng(seed)
     if is_label:
@@ -68,7 +68,7 @@ def rotation(ax: float, ay: float, az: float, left_handed: bool = False) -> np.n
 def phantom_ct():
     """A small chest phantom: body (40 HU) with two air-filled lungs (-850 HU), 3 x 3 x 4 mm voxels,
     centred on the origin; the right lung is at R = +48 mm, the left at R = -48 mm."""
-    from pastacore.io import Grid, Volume
+    from pastacore.geometry import Grid, Volume
 
     shape = (24, 80, 80)
     k, j, i = np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij")
@@ -84,7 +84,7 @@ def tiny_lung_model(tmp_path_factory):
     """A model folder as `pasta train-default --out` writes it: random tiny weights, lung labels."""
     import torch
 
-    from pastacore.models.unet import PastaUNet
+    from pastacore.networks.unet import PastaUNet
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny-lung-model")

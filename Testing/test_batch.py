@@ -21,7 +21,7 @@ import pytest
 
 from conftest import phantom_ct
 from pastacore.cli.main import main
-from pastacore.io import read_volume, write_volume
+from pastacore.fileio import read_volume, write_volume
 
 distributed = pytest.importorskip("distributed")
 

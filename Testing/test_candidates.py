@@ -4,10 +4,9 @@
 import numpy as np
 import pytest
 
-from pastacore.candidates import (Candidate, Floor, candidates_from_json, candidates_of, candidates_to_json,
-                                  choose_floor, fingerprint, lesion_probability, match)
+from pastacore.candidates import Candidate, Floor, candidates_from_json, candidates_of, candidates_to_json, choose_floor, fingerprint, lesion_probability, match
 from pastacore.errors import PastaError
-from pastacore.io import Grid, Volume
+from pastacore.geometry import Grid, Volume
 from pastacore.report.assess import assess
 from pastacore.report.measure import measure_lesions
 from pastacore.report.model import build_report

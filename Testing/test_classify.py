@@ -15,10 +15,10 @@ from pastacore.classify.features import compute_features, extract_features, prep
 from pastacore.classify.groups import presence_groups, report_groups, split_softmax  # noqa: E402
 from pastacore.classify.heads import load_head, save_head  # noqa: E402
 from pastacore.errors import PastaError  # noqa: E402
-from pastacore.io.crops import lesion_crop, organ_crop  # noqa: E402
-from pastacore.io.normalize import pasta_slf  # noqa: E402
-from pastacore.io.standardize import standardize  # noqa: E402
-from pastacore.models.unet import PastaUNet  # noqa: E402
+from pastacore.preprocessing.crops import lesion_crop, organ_crop  # noqa: E402
+from pastacore.preprocessing.normalize import pasta_slf  # noqa: E402
+from pastacore.geometry.standardize import standardize  # noqa: E402
+from pastacore.networks.unet import PastaUNet  # noqa: E402
 
 TINY = dict(base_features=4, num_pool=3)  # C = 4 * 2**2 = 16 features
 
@@ -64,7 +64,7 @@ def test_features_equal_a_direct_encoder_forward(lung1):
 
 
 def test_batches_give_the_same_features_as_single_crops():
-    from pastacore.io import Grid, Volume
+    from pastacore.geometry import Grid, Volume
 
     rng = np.random.default_rng(1)
     array = rng.normal(0, 200, (40, 50, 60)).astype(np.float32)
@@ -132,7 +132,7 @@ def test_pasta_head_gives_five_attribute_groups(tiny_weights):
             assert value.value == max(value.probabilities, key=value.probabilities.get)
             assert value.source == path.name
     # also from the 'network_weights' container, and through the encoder's own classify()
-    from pastacore.models.loading import load_encoder
+    from pastacore.networks.loading import load_encoder
 
     load_head({"network_weights": {f"module.{k}": v for k, v in net.state_dict().items()}})
     loaded = load_encoder(path, with_head=True).network
@@ -276,10 +276,10 @@ def test_features_command_and_its_errors(tmp_path, capsys, sample_dir, tiny_weig
 
     fails(base + ["--crop", "lesion", "--out", str(out)], "already exists")
     fails(base + ["--crop", "organ", "--label", "3", "--out", str(tmp_path / "x.csv")], "label 3 is not present")
-    from pastacore.io import write_volume
+    from pastacore.fileio import write_volume
 
     image, label = lung1
-    from pastacore.io import Grid
+    from pastacore.geometry import Grid
 
     small = label.array[:, :, :-4].copy()
     other = type(label)(small, Grid(small.shape, label.grid.spacing, label.grid.origin, label.grid.direction), True)

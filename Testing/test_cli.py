@@ -9,7 +9,7 @@ import pytest
 
 from conftest import make_volume
 from pastacore.cli.main import main
-from pastacore.io import read_volume, write_volume
+from pastacore.fileio import read_volume, write_volume
 
 
 def run(capsys, *argv):

@@ -434,7 +434,7 @@ def test_finetune_trains_on_edited_segmentations_and_the_model_appears_in_the_li
     """Volumes with their corrected segmentations -> a tiny run in the task's job -> the new model
     in the store, usable by Segment at once; nothing is added to the scene."""
     pytest.importorskip("monai")
-    from pastacore.models.store import ModelStore
+    from pastacore.modelstore.store import ModelStore
     from PastaSlicerLib.controllers import FinetuneCase, FinetuneController, FinetuneRequest
 
     scene, ct = world

@@ -64,7 +64,7 @@ def test_synthetic_lesion_is_scored_on_the_pieces_found_there():
     import numpy as np
 
     from pastacore.demo import _dice
-    from pastacore.inference.regions import pieces_touching
+    from pastacore.anatomy.masks import pieces_touching
 
     found = np.zeros((20, 20, 20), bool)
     found[2:6, 2:6, 2:6] = True        # found at the new lesion

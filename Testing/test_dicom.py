@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pastacore.errors import PastaError
-from pastacore.io import read_volume
+from pastacore.fileio import read_volume
 
 pydicom = pytest.importorskip("pydicom")
 

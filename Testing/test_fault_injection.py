@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from pastacore.cli.main import main
-from pastacore.io import Grid, Volume, read_volume, write_volume
+from pastacore.geometry import Grid, Volume
+from pastacore.fileio import read_volume, write_volume
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGNAL_POINT = """
@@ -94,7 +95,7 @@ def case(tmp_path_factory):
     """A small CT, its liver mask, a lesion label map (1 organ, 2 lesion) and a tiny PASTA network."""
     import torch
 
-    from pastacore.models.unet import PastaUNet
+    from pastacore.networks.unet import PastaUNet
 
     folder = tmp_path_factory.mktemp("case")
     ct, liver = phantom()
@@ -188,7 +189,7 @@ def test_no_space_left_on_device(command, case, tmp_path):
 POINTS = {
     "standardize, volume written": (["standardize", "ct.nii.gz", "out.nii.gz", "--overwrite"], "SimpleITK:WriteImage:after:1"),
     "standardize, before the check": (["standardize", "ct.nii.gz", "out.nii.gz", "--overwrite"],
-                                      "pastacore.io.verify:verify_output:before:1"),
+                                      "pastacore.fileio.verify:verify_output:before:1"),
     "synth, second volume written": (SYNTH + ["--out-image", "a.nii.gz", "--out-mask", "m.nii.gz", "--out-report",
                                               "r.json", "--overwrite"], "SimpleITK:WriteImage:after:2"),
     "report, DICOM written": (["report", "ct.nii.gz", "seg.nii.gz", "--out-dir", "rep", "--overwrite"],
@@ -196,7 +197,7 @@ POINTS = {
     "report, key images written": (["report", "ct.nii.gz", "seg.nii.gz", "--out-dir", "rep", "--overwrite"],
                                    "pastacore.report.report_html:write_html_pdf:after:1"),
     "report, checking the files": (["report", "ct.nii.gz", "seg.nii.gz", "--out-dir", "rep", "--overwrite"],
-                                   "pastacore.io.verify:verify_output:before:3"),
+                                   "pastacore.fileio.verify:verify_output:before:3"),
 }
 
 
@@ -234,7 +235,7 @@ def test_an_interrupted_dataset_keeps_finished_cases_and_resumes(case, tmp_path)
     folder = fresh(case, tmp_path)
     argv = ["dataset", "--backgrounds", "ct.nii.gz", "--organ-masks", "ct_seg.nii.gz", "--n", "2", "--types",
             "liver_tumor", "--out", "ds", "--seed", "1"]
-    result = child(argv, folder, "pastacore.io:write_volume:after:4")  # in the second case
+    result = child(argv, folder, "pastacore.fileio:write_volume:after:4")  # in the second case
     assert result.returncode == 128 + signal.SIGTERM, result.stderr
     one_error_line(result, "interrupted")
     assert leftovers(folder) == []
@@ -279,7 +280,7 @@ def test_report_into_the_current_folder(case, tmp_path, monkeypatch, capsys):
 
 def test_atomic_directory_rolls_back_a_failed_swap(tmp_path, monkeypatch):
     from pastacore.errors import PastaError
-    from pastacore.io import atomic
+    from pastacore.fileio import atomic
 
     out = tmp_path / "out"
     sentinel(out / "a.txt", "old a\n")
@@ -325,7 +326,7 @@ def test_atomic_directory_rolls_back_a_failed_swap(tmp_path, monkeypatch):
 ])
 def test_outputs_are_refused_before_any_work(argv, message, case, tmp_path, monkeypatch, capsys):
     import pastacore.inference.segment as segment
-    import pastacore.models.loading as loading
+    import pastacore.networks.loading as loading
     import pastacore.report.measure as measure
     import pastacore.synthesis as synthesis
 
@@ -399,7 +400,7 @@ def damaged_store(tmp_path):
 
 
 def test_a_damaged_store_is_listed_with_reasons(damaged_store, capsys):
-    from pastacore.models.store import ModelStore
+    from pastacore.modelstore.store import ModelStore
 
     models = {m.name: m for m in ModelStore(damaged_store).list()}
     assert models["no-fields"].damaged == "model.json lacks name, files"
@@ -416,7 +417,7 @@ def test_a_damaged_store_is_listed_with_reasons(damaged_store, capsys):
 
 
 def test_verify_never_reads_outside_the_store(damaged_store, monkeypatch, capsys):
-    import pastacore.models.store as store_module
+    import pastacore.modelstore.store as store_module
 
     read = []
     real = store_module.sha256_of
@@ -441,8 +442,8 @@ def test_import_takes_only_what_inspect_accepts(case, tmp_path):
     import torch
 
     from pastacore.errors import PastaError
-    from pastacore.models.loading import inspect_checkpoint
-    from pastacore.models.store import ModelStore
+    from pastacore.networks.loading import inspect_checkpoint
+    from pastacore.modelstore.store import ModelStore
 
     store = ModelStore(tmp_path / "store")
     torch.save({"conv.weight": torch.zeros(2, 1, 3, 3, 3)}, tmp_path / "other.pth")

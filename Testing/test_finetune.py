@@ -12,9 +12,9 @@ import torch
 
 from pastacore.cli.main import main
 from pastacore.errors import CancelledError, PastaError
-from pastacore.io.geometry import Grid
-from pastacore.io.volume import Volume
-from pastacore.models.unet import PastaUNet
+from pastacore.geometry.grid import Grid
+from pastacore.geometry.volume import Volume
+from pastacore.networks.unet import PastaUNet
 
 pytest.importorskip("monai")
 
@@ -58,7 +58,7 @@ def chest_slab(lung1):
 
 @pytest.fixture(scope="module")
 def case_files(small_case, tmp_path_factory):
-    from pastacore.io import write_volume
+    from pastacore.fileio import write_volume
 
     folder = tmp_path_factory.mktemp("case")
     write_volume(small_case[0], folder / "ct.nii.gz")
@@ -99,7 +99,7 @@ def _nnunet_result(root, net, trainer="PASTATrainer_ft"):
 
 
 def test_every_start_format_loads_with_its_labels_patch_and_normalisation(tmp_path, tiny_lung_model):
-    from pastacore.models.store import ModelStore
+    from pastacore.modelstore.store import ModelStore
     from pastacore.training.start_model import load_start_model
 
     builtin = load_start_model(None)  # the built-in model
@@ -321,7 +321,7 @@ def test_a_run_resumes_exactly_where_it_stopped(small_case, generic_model, tmp_p
 
 
 def test_cli_writes_a_model_folder_that_segments_and_imports(case_files, generic_model, tmp_path, capsys):
-    from pastacore.models.store import ModelStore, sha256_of
+    from pastacore.modelstore.store import ModelStore, sha256_of
 
     ct, tumour = case_files
     out = tmp_path / "mine"

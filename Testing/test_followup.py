@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pastacore.cli.main import main
-from pastacore.io import read_volume, write_volume
+from pastacore.fileio import read_volume, write_volume
 
 MOTION = {"angle_deg": 3.0, "shift_mm": (35.0, 20.0, 0.0)}   # how the patient lies differently at follow-up
 
@@ -57,7 +57,7 @@ def _synth(capsys, image, centre, size_mm, grid, seed, out):
 @pytest.fixture(scope="module")
 def time_points(lung1, sample_dir, tmp_path_factory):
     """Two time points: CT files, segmentations (+ sidecars naming the labels) and each lesion's mask."""
-    from pastacore.inference.organs import classical_organ
+    from pastacore.anatomy.organs import classical_organ
 
     capsys = _Quiet()
     image, tumour = lung1
@@ -155,7 +155,7 @@ def test_compare_pairs_the_lesions_and_finds_the_new_one(reports, time_points, l
 def _moved(volume, is_label):
     import SimpleITK as sitk
 
-    from pastacore.io.sitk_bridge import sitk_from_volume, volume_from_sitk
+    from pastacore.fileio.sitk_bridge import sitk_from_volume, volume_from_sitk
 
     image = sitk_from_volume(volume)
     transform = sitk.Euler3DTransform()

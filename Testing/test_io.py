@@ -8,7 +8,8 @@ import pytest
 
 from conftest import make_volume, rotation
 from pastacore.errors import PastaError
-from pastacore.io import Grid, Volume, as_label, check_ct, read_volume, write_volume
+from pastacore.geometry import Grid, Volume
+from pastacore.fileio import as_label, check_ct, read_volume, write_volume
 
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd"])
@@ -172,7 +173,7 @@ def test_seg_nrrd_segments_are_read(tmp_path, scene, lung1):
     assert back.is_label and back.meta["segments"][0]["name"] == "Lung tumor"
     full = np.zeros(image.array.shape, bool)
     # the file stores the segment's extent only; place it by geometry
-    from pastacore.io.resample import resample
+    from pastacore.geometry.resample import resample
 
     assert np.array_equal(resample(back, image.grid).array > 0, label.array > 0)
     assert full.shape == image.array.shape
@@ -180,7 +181,7 @@ def test_seg_nrrd_segments_are_read(tmp_path, scene, lung1):
 
 def test_voxel_box_of_a_mask_and_its_extent_in_mm():
     from conftest import make_volume, rotation
-    from pastacore.io.boxes import VoxelBox
+    from pastacore.geometry.boxes import VoxelBox
 
     mask = np.zeros((10, 12, 14), bool)
     assert VoxelBox.from_mask(mask) is None

@@ -19,8 +19,9 @@ import pytest
 import torch
 
 from pastacore.errors import PastaError
-from pastacore.io import Grid, Volume, read_volume, write_volume
-from pastacore.io.boxes import VoxelBox
+from pastacore.geometry import Grid, Volume
+from pastacore.fileio import read_volume, write_volume
+from pastacore.geometry.boxes import VoxelBox
 
 CONTEXT = 32
 UNET = "ldm.modules.diffusionmodules.openaimodel.UNetModel"
@@ -267,7 +268,7 @@ def _save_as_metadata(path, payload, classes):
 
 
 def test_lightning_metadata_is_inert_and_code_still_refused(tmp_path):
-    from pastacore.models.checkpoints import load_checkpoint
+    from pastacore.networks.checkpoints import load_checkpoint
 
     classes = [(_AttributeDict, "pytorch_lightning.utilities.parsing.AttributeDict"),
                (_DictConfig, "omegaconf.dictconfig.DictConfig")]
@@ -497,7 +498,7 @@ def _tiny_biomedclip(folder):
 
 def test_biomedclip_text_tower_from_an_open_clip_folder(tmp_path):
     from pastacore.diffusion.biomedclip import BiomedCLIPText
-    from pastacore.models.store import ModelStore
+    from pastacore.modelstore.store import ModelStore
 
     folder = _tiny_biomedclip(tmp_path / "BiomedCLIP")
     encoder = BiomedCLIPText(folder)

@@ -9,9 +9,9 @@ import torch
 
 from pastacore.cli.main import main
 from pastacore.errors import PastaError
-from pastacore.models.checkpoints import load_checkpoint
-from pastacore.models.manifest import known_models
-from pastacore.models.store import ModelStore
+from pastacore.networks.checkpoints import load_checkpoint
+from pastacore.modelstore.manifest import known_models
+from pastacore.modelstore.store import ModelStore
 
 
 class _Exploit:
@@ -26,7 +26,7 @@ class _Exploit:
 
 def tiny_state_dict():
     """A real (tiny) PASTA-topology network: what `pasta models inspect` accepts."""
-    from pastacore.models.unet import PastaUNet
+    from pastacore.networks.unet import PastaUNet
 
     torch.manual_seed(0)
     return PastaUNet(num_classes=3, base_features=2, num_pool=2).state_dict()
@@ -127,8 +127,8 @@ def test_cli_models(tmp_path, weights, capsys):
 
 def test_builtin_default_model_is_intact_and_loads():
     """The model shipped in Resources/ matches its recorded checksum and the manifest, and loads strictly."""
-    from pastacore.inference.models import resolve_segmentation_model
-    from pastacore.models.store import sha256_of
+    from pastacore.inference.segmentation_model import resolve_segmentation_model
+    from pastacore.modelstore.store import sha256_of
 
     store = ModelStore()
     builtin = [m for m in store.list() if m.builtin]
@@ -150,7 +150,7 @@ def test_model_folder_with_extra_weight_files_uses_the_named_weights(tmp_path):
     model.json's 'weights' says which file segments; without it the folder is ambiguous."""
     import shutil
 
-    from pastacore.inference.models import model_weights
+    from pastacore.inference.segmentation_model import model_weights
 
     source = [m for m in ModelStore().list() if m.builtin][0].path
     folder = tmp_path / "store" / "lungs-with-heads"
@@ -174,7 +174,7 @@ def test_model_folder_with_extra_weight_files_uses_the_named_weights(tmp_path):
 
 def test_every_importable_weight_file_resolves_by_name(tmp_path, weights):
     """What the store accepts on import (e.g. a Lightning-style .ckpt) is found again by name."""
-    from pastacore.inference.models import model_weights
+    from pastacore.inference.segmentation_model import model_weights
 
     ckpt = tmp_path / "Lesions.CKPT"
     ckpt.write_bytes(weights.read_bytes())
@@ -189,7 +189,7 @@ def test_a_trained_model_folder_given_by_path_uses_its_description(tmp_path):
     segments with its patch size and lung labels, not the defaults for a bare weight file."""
     import shutil
 
-    from pastacore.inference.models import resolve_segmentation_model
+    from pastacore.inference.segmentation_model import resolve_segmentation_model
 
     source = [m for m in ModelStore().list() if m.builtin][0].path
     folder = tmp_path / "my-run"
@@ -223,8 +223,8 @@ def test_a_new_weight_format_is_one_registration(tmp_path, capsys, monkeypatch):
     import torch
 
     from pastacore.cli.main import main
-    import pastacore.models.checkpoints as checkpoints
-    from pastacore.models.unet import PastaUNet
+    import pastacore.networks.checkpoints as checkpoints
+    from pastacore.networks.unet import PastaUNet
 
     def read_npz(path, map_location, metadata_globals):
         with np.load(path, allow_pickle=False) as data:

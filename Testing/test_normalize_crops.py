@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from pastacore.errors import PastaError
-from pastacore.io.crops import lesion_crop, mask_box, organ_crop
-from pastacore.io.normalize import ct_statistics, nnunet_ct, pasta_slf
+from pastacore.preprocessing.crops import lesion_crop, mask_box, organ_crop
+from pastacore.preprocessing.normalize import ct_statistics, nnunet_ct, pasta_slf
 
 
 def test_slf_breakpoints():

@@ -15,8 +15,8 @@ import torch
 
 from pastacore.cli.main import main
 from pastacore.errors import PastaError
-from pastacore.models.loading import inspect_checkpoint, load_encoder, load_for_segmentation
-from pastacore.models.unet import PastaUNet, expected_layout
+from pastacore.networks.loading import inspect_checkpoint, load_encoder, load_for_segmentation
+from pastacore.networks.unet import PastaUNet, expected_layout
 
 TINY = dict(num_classes=3, base_features=4, num_pool=2)
 FIXTURE_NAME = "pasta_state_dict_layout.json"
@@ -330,7 +330,7 @@ def test_reduced_width_public_checkpoint_keeps_its_full_width_head(tmp_path, lun
         load_encoder(path, with_head=True)
     image, _ = lung2
     from pastacore.inference.segment import segment_volume
-    from pastacore.io.boxes import VoxelBox
+    from pastacore.geometry.boxes import VoxelBox
 
     result = segment_volume(image, str(path), roi_box=VoxelBox((30, 200, 150), (36, 260, 210)), amp=False)
     assert result.labels.grid.same_as(image.grid)

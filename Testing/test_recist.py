@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pastacore.errors import PastaError
-from pastacore.io import Grid
+from pastacore.geometry import Grid
 from pastacore.report import followup, recist
 
 

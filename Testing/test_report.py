@@ -17,7 +17,8 @@ import pytest
 from conftest import make_volume, rotation
 from pastacore.cli.main import main
 from pastacore.errors import PastaError
-from pastacore.io import Grid, Volume, read_volume
+from pastacore.geometry import Grid, Volume
+from pastacore.fileio import read_volume
 from pastacore.report.export import case_info, make_report, write_report
 from pastacore.report.measure import measure_lesions
 from pastacore.report.report_json import FIXED_KEYS
@@ -250,7 +251,7 @@ def test_cli_refuses_an_existing_report_without_overwrite(lung1_report, sample_d
     ("bad format", "unknown report format"),
 ])
 def test_cli_bad_input_is_one_line_error(problem, message, sample_dir, tmp_path, capsys, lung1):
-    from pastacore.io import write_volume
+    from pastacore.fileio import write_volume
 
     image_path, seg_path = sample_dir / "lung1_image.nrrd", sample_dir / "lung1_label.nrrd"
     extra = []
@@ -272,7 +273,7 @@ def test_cli_bad_input_is_one_line_error(problem, message, sample_dir, tmp_path,
 
 
 def test_cli_border_lesion_is_measured_and_flagged(tmp_path, capsys, lung1):
-    from pastacore.io import write_volume
+    from pastacore.fileio import write_volume
 
     image, label = lung1
     ks = np.unique(np.nonzero(label.array)[0])
@@ -381,8 +382,8 @@ def test_attributes_with_probabilities_reach_json_type_json_and_sr(lung1, tmp_pa
 def test_a_lungs_and_tumour_map_without_names_reports_the_tumour_only(lung1, tmp_path, capsys):
     """No sidecar: 1 = organ, 2 = lesion. The lungs are never reported as lesions, and the report
     says which label it measured and why; --lesion-label still measures whatever it is told."""
-    from pastacore.inference.organs import classical_organ
-    from pastacore.io import write_volume
+    from pastacore.anatomy.organs import classical_organ
+    from pastacore.fileio import write_volume
 
     image, tumour = lung1
     lungs = classical_organ(image, "lungs").array > 0

@@ -8,7 +8,7 @@ import pytest
 from conftest import make_volume
 from pastacore.cli.main import main
 from pastacore.errors import PastaError
-from pastacore.io import write_volume
+from pastacore.fileio import write_volume
 from pastacore.report import formats as F
 
 

@@ -8,8 +8,8 @@ import pytest
 from conftest import make_volume
 from pastacore.cli.main import main
 from pastacore.inference.sidecar import read_sidecar, sidecar_path, write_sidecar
-from pastacore.io import write_volume
-from pastacore.io.readers import image_stem
+from pastacore.fileio import write_volume
+from pastacore.fileio.readers import image_stem
 
 
 @pytest.mark.parametrize("name,expected", [
@@ -33,7 +33,7 @@ def test_a_missing_or_broken_sidecar_reads_as_empty(tmp_path):
 def _write_labels(labels, path):
     if path.name.endswith(".mha"):  # pasta writes NIfTI/NRRD only; other tools write MetaImage
         import SimpleITK as sitk
-        from pastacore.io.sitk_bridge import sitk_from_volume
+        from pastacore.fileio.sitk_bridge import sitk_from_volume
 
         sitk.WriteImage(sitk_from_volume(labels), str(path))
     else:

@@ -15,7 +15,8 @@ CONTROLLERS = ROOT / "PastaSlicer" / "PastaSlicerLib" / "controllers"
 
 # Optional extras of pyproject.toml, and the only core packages allowed to import them.
 OPTIONAL = {"slicer": {"mrml"}, "vtk": {"mrml"}, "vtkmodules": {"mrml"},
-            "yaml": {"diffusion"}, "transformers": {"diffusion"}}
+            "yaml": {"diffusion"}, "transformers": {"diffusion"}, "monai": {"training"},
+            "distributed": {"cohort"}, "dask": {"cohort"}, "pyarrow": {"cohort"}}
 
 
 def imports(path: Path) -> list:

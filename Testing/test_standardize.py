@@ -6,9 +6,9 @@ import pytest
 
 from conftest import make_volume, rotation
 from pastacore.errors import PastaError
-from pastacore.io import Grid, Volume
-from pastacore.io.resample import _resample_sitk, resample
-from pastacore.io.standardize import standard_grid, standardize
+from pastacore.geometry import Grid, Volume
+from pastacore.geometry.resample import _resample_sitk, resample
+from pastacore.geometry.standardize import standard_grid, standardize
 
 
 def test_standard_grid_is_pasta_canonical(lung1):

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from pastacore.errors import PastaError
-from pastacore.io import Grid, Volume, read_volume, write_volume
-from pastacore.io.boxes import VoxelBox
-from pastacore.synthesis import (generate_dataset, lesion_type, lesion_types, make_plan, parse_text,
-                                 synthesize_lesion)
+from pastacore.geometry import Grid, Volume
+from pastacore.fileio import read_volume, write_volume
+from pastacore.geometry.boxes import VoxelBox
+from pastacore.synthesis import generate_dataset, lesion_type, lesion_types, make_plan, parse_text, synthesize_lesion
 from pastacore.synthesis import measure as M
 from pastacore.synthesis import schema as S
 
@@ -277,10 +277,10 @@ def test_lesion_centred_on_a_given_point(organ_phantom):
 
 @pytest.fixture(scope="module")
 def lung_background(lung1):
-    from pastacore.io.standardize import standardize
+    from pastacore.geometry.standardize import standardize
 
     volume = standardize(lung1[0], is_label=False).volume
-    from pastacore.inference.regions import lung_mask
+    from pastacore.anatomy.masks import lung_mask
 
     lungs = lung_mask(volume.array, volume.grid.spacing).astype(np.uint8)
     return volume, Volume(lungs, volume.grid, is_label=True)

@@ -31,7 +31,7 @@ def test_volumes_cross_the_job_folder_exactly(tmp_path):
 
 
 def lung2_job(tmp_path, sample_dir, **params):
-    from pastacore.io import read_volume
+    from pastacore.fileio import read_volume
 
     save_volume(read_volume(sample_dir / "lung2_image.nrrd"), tmp_path, "image")
     return dict({"image": "image"}, **params)
@@ -90,7 +90,7 @@ def test_one_click_segment_of_lung2_searches_the_lungs(sample_dir, lung2):
     (the model's organ), not the whole body: the real tumour is found with at most ~60 mL of
     false positives (the whole-body search gave 213 mL)."""
     slicer = pytest.importorskip("slicer")
-    from pastacore.inference.regions import pieces_touching
+    from pastacore.anatomy.masks import pieces_touching
     from pastacore.mrml import segmentations, volumes
     from pastacore.mrml.scene import new_scene, node_ids
     from PastaSlicerLib.controllers import SegmentController, SegmentRequest

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pastacore.training.default_model import (load_background, lung_to_pleura, make_lesion_pool,
-                                              mine_false_positives, training_sampler)
+from pastacore.training.default_model import load_background, lung_to_pleura, make_lesion_pool, mine_false_positives, training_sampler
 from pastacore.training.trainer import TrainSettings, train
 
 PATCH = (48, 48, 48)
@@ -126,7 +125,7 @@ def voxelwise_network(low_hu: float, high_hu: float):
     voxel, so the result cannot depend on where the tiles fall."""
     import torch
 
-    from pastacore.io.normalize import pasta_slf
+    from pastacore.preprocessing.normalize import pasta_slf
 
     low, high = (float(v) for v in pasta_slf(np.array([low_hu, high_hu], np.float32)))
 
@@ -141,7 +140,7 @@ def voxelwise_network(low_hu: float, high_hu: float):
 def test_mined_false_positives_are_the_models_lesions_outside_the_excluded_zone(background):
     """A model that takes the lungs' air for lesion: its 'false positives' are mined on a 2 mm
     lattice, as the product keeps lesions (near the lungs), never in the excluded zone."""
-    from pastacore.inference.regions import grow
+    from pastacore.anatomy.masks import grow
 
     mined = mine_false_positives(voxelwise_network(-1100, -400), background, PATCH)
     lattice_lung = (background.lung & ~background.forbidden)[::2, ::2, ::2].sum()
@@ -313,7 +312,7 @@ def test_model_card_states_data_scores_and_limits():
 
 @pytest.fixture(scope="module")
 def attribute_sets(background):
-    from pastacore.models.unet import PastaUNet
+    from pastacore.networks.unet import PastaUNet
     from pastacore.training.attribute_heads import synthetic_attribute_set
 
     import torch

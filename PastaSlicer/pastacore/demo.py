@@ -43,7 +43,7 @@ def _synthesis_box(lungs: np.ndarray, tumour: np.ndarray, grid, size_mm: float =
     """A box in the lung farthest from the real tumour (the other side), fully inside the lung."""
     from scipy import ndimage
 
-    from .io.boxes import VoxelBox
+    from .geometry.boxes import VoxelBox
 
     depth = ndimage.distance_transform_edt(lungs, sampling=grid.spacing[::-1])
     tumour_k, tumour_j, tumour_i = [c.mean() for c in np.nonzero(tumour)]
@@ -76,13 +76,13 @@ def report_facts(report) -> dict:
 
 
 def run_demo(out_dir, overwrite: bool = False, advance=lambda label="": None) -> DemoResult:
-    from .inference.organs import classical_organ
-    from .inference.regions import pieces_touching
+    from .anatomy.organs import classical_organ
+    from .anatomy.masks import pieces_touching
     from .inference.segment import segment_volume
-    from .io import read_volume, write_volume
-    from .io.atomic import atomic_directory
-    from .io.standardize import standardize
-    from .models.store import ModelStore
+    from .fileio import read_volume, write_volume
+    from .fileio.atomic import atomic_directory
+    from .geometry.standardize import standardize
+    from .modelstore.store import ModelStore
     from .mrml import roi, scene_io, segmentations, tables, volumes
     from .mrml.scene import new_scene
     from .candidates import choose_floor

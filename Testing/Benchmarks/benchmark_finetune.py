@@ -54,7 +54,7 @@ def scored(model, case, save_as=None):
 
 
 def real(args):
-    from pastacore.io import read_volume
+    from pastacore.fileio import read_volume
     from pastacore.samples import sample_paths
     from pastacore.training.cases import load_case
     from pastacore.training.finetune import finetune, mean_losses
@@ -118,7 +118,7 @@ def synthetic_cases(count, seed):
 
 def labelled(part, item, n):
     """A labelled case: the half chest with one pooled lesion pasted in (lungs 1, lesion 2)."""
-    from pastacore.io.volume import Volume
+    from pastacore.geometry.volume import Volume
     from pastacore.training.cases import LabelledCase
 
     hu, targets = part.hu.copy(), part.lung.astype(np.uint8)

@@ -23,7 +23,7 @@ import numpy as np
 
 
 def five_lesion_case():
-    from pastacore.io import read_volume
+    from pastacore.fileio import read_volume
     from pastacore.samples import sample_paths
 
     image_path, label_path = sample_paths("lung2")

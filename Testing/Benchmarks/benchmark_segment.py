@@ -46,9 +46,9 @@ def _rss_mb(field):
 
 
 def prepare(model_path):
-    from pastacore.io.normalize import pasta_slf
-    from pastacore.io.standardize import standardize
-    from pastacore.models.loading import load_for_segmentation
+    from pastacore.preprocessing.normalize import pasta_slf
+    from pastacore.geometry.standardize import standardize
+    from pastacore.networks.loading import load_for_segmentation
 
     hu = standardize(make_input(), is_label=False).volume.array
     network = load_for_segmentation(model_path).network
@@ -56,7 +56,7 @@ def prepare(model_path):
 
 
 def run_ours(hu, image, network, patch, amp=True, whole=False):
-    from pastacore.inference.regions import body_mask
+    from pastacore.anatomy.masks import body_mask
     from pastacore.inference.sliding_window import WindowSettings, predict_logits
 
     region = np.ones(hu.shape, bool) if whole else body_mask(hu)
@@ -138,9 +138,9 @@ def child(method, model_path, patch, out):
 
 
 def train_model(steps, path):
-    from pastacore.inference.regions import lung_mask
-    from pastacore.io import read_volume
-    from pastacore.io.standardize import standardize
+    from pastacore.anatomy.masks import lung_mask
+    from pastacore.fileio import read_volume
+    from pastacore.geometry.standardize import standardize
     from pastacore.samples import sample_paths
     from pastacore.training.trainer import TrainSettings, train
 
@@ -183,7 +183,7 @@ def main():
             labels[method] = np.load(out)
     # The same post-processing for everyone: our pipeline discards predictions outside the body
     # (air outside the patient looks like lung to a lung model), so compare inside the body.
-    from pastacore.inference.regions import body_mask
+    from pastacore.anatomy.masks import body_mask
 
     body = body_mask(prepare(args.model)[0])
     for method in labels:

@@ -27,7 +27,8 @@ SPACING = (0.7, 0.7, 1.0)
 
 
 def make_input():
-    from pastacore.io import Grid, Volume, read_volume
+    from pastacore.geometry import Grid, Volume
+    from pastacore.fileio import read_volume
     from pastacore.samples import sample_paths
 
     ct = read_volume(sample_paths("lung2")[0]).array.astype(np.float32)
@@ -39,7 +40,7 @@ def make_input():
 
 
 def method_ours(volume):
-    from pastacore.io.standardize import standardize
+    from pastacore.geometry.standardize import standardize
 
     return standardize(volume, is_label=False).volume.array
 
@@ -53,8 +54,8 @@ def method_zoom(volume):
 
 
 def method_sitk(volume):
-    from pastacore.io.resample import _resample_sitk
-    from pastacore.io.standardize import standard_grid
+    from pastacore.geometry.resample import _resample_sitk
+    from pastacore.geometry.standardize import standard_grid
 
     return _resample_sitk(volume, standard_grid(volume.grid), "linear", -1024.0)
 

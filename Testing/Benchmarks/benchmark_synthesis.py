@@ -24,10 +24,11 @@ import numpy as np
 def per_lesion(repeats: int) -> list:
     from scipy import ndimage
 
-    from pastacore.inference.regions import lung_mask
-    from pastacore.io import Volume, read_volume
-    from pastacore.io.boxes import VoxelBox
-    from pastacore.io.standardize import standardize
+    from pastacore.anatomy.masks import lung_mask
+    from pastacore.geometry import Volume
+    from pastacore.fileio import read_volume
+    from pastacore.geometry.boxes import VoxelBox
+    from pastacore.geometry.standardize import standardize
     from pastacore.samples import ensure_samples
     from pastacore.synthesis import synthesize_lesion
 

@@ -102,9 +102,9 @@ def former_sample(image, labels, patch, rng, foreground=0.67, lesion=0.5):
 
 
 def sampling(repeats):
-    from pastacore.inference.regions import lung_mask
-    from pastacore.io import read_volume
-    from pastacore.io.standardize import standardize
+    from pastacore.anatomy.masks import lung_mask
+    from pastacore.fileio import read_volume
+    from pastacore.geometry.standardize import standardize
     from pastacore.samples import sample_paths
     from pastacore.training.recipe import plain_tensors
     from pastacore.training.trainer import CaseSampler, TrainSettings

@@ -30,7 +30,7 @@ def main():
     import matplotlib.pyplot as plt
 
     from pastacore.inference.segment import segment_volume
-    from pastacore.io.volume import Volume
+    from pastacore.geometry.volume import Volume
     from pastacore.training.default_model import load_background
 
     bg = load_background(args.case)

@@ -42,7 +42,7 @@ class FinetuneRequest:
 
 class FinetuneController:
     def __init__(self, scene, runner, store=None):
-        from pastacore.models.store import ModelStore
+        from pastacore.modelstore.store import ModelStore
 
         self.scene, self.runner = scene, runner
         self.store = store if store is not None else ModelStore()

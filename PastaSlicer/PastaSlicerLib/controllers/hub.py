@@ -5,7 +5,7 @@ from __future__ import annotations
 
 class HubController:
     def __init__(self, store=None):
-        from pastacore.models.store import ModelStore
+        from pastacore.modelstore.store import ModelStore
 
         self.store = store if store is not None else ModelStore()
 
@@ -52,6 +52,6 @@ class HubController:
 
     @staticmethod
     def weight_suffixes() -> tuple:
-        from pastacore.models.checkpoints import weight_suffixes
+        from pastacore.networks.checkpoints import weight_suffixes
 
         return weight_suffixes()

@@ -15,7 +15,7 @@ def report_case(image_path, seg_path, organ_path=None, *, lesion_labels=None, wh
     label map, or the default); ``targets``: RECIST target choice; ``followup(image)``: the
     follow-up arguments (baseline report, registration) for ``make_report``."""
     from ..candidates import choose_floor
-    from ..io import read_volume
+    from ..fileio import read_volume
     from ..report.export import case_info, label_names_of, make_report, recorded_candidates, recorded_model
 
     image = image if image is not None else read_volume(image_path)

@@ -40,10 +40,10 @@ def segment_case(image, *, model=None, organ_mask=None, organ_label=None, organ=
     one it keeps). ``organ_mask`` + ``organ_label``/``organ``: a label map restricting the
     search; ``organ`` alone: ``lungs`` or ``body``; ``roi``: a RAS box (text or six numbers).
     """
-    from ..inference.organs import classical_organ, organ_from_labels
+    from ..anatomy.organs import classical_organ, organ_from_labels
     from ..inference.segment import segment_volume
-    from ..io import read_volume
-    from ..io.boxes import box_from_ras_bounds
+    from ..fileio import read_volume
+    from ..geometry.boxes import box_from_ras_bounds
 
     volume = read_volume(image)
     organ_volume = None
@@ -61,8 +61,8 @@ def segment_case(image, *, model=None, organ_mask=None, organ_label=None, organ=
 
 def write_segmentation(case: SegmentedCase, out, overwrite: bool = False) -> tuple:
     """Write the label map ``out`` and its sidecar ``OUT.json`` together (all or nothing)."""
-    from ..io import write_volume
-    from ..io.atomic import atomic_outputs
+    from ..fileio import write_volume
+    from ..fileio.atomic import atomic_outputs
 
     sidecar = sidecar_path(out)
     with atomic_outputs(out, sidecar, overwrite=overwrite) as (labels_temp, sidecar_temp):

@@ -32,7 +32,7 @@ def numbers(text, what, count=6) -> list:
 
 def box_from_ijk(text, grid):
     """A VoxelBox from two opposite corner voxels I1,J1,K1,I2,J2,K2 (0-based, inclusive)."""
-    from ..io.boxes import VoxelBox
+    from ..geometry.boxes import VoxelBox
 
     values = numbers(text, "--box-ijk")
     if any(v != int(v) for v in values):
@@ -66,8 +66,8 @@ def synth_case(image, *, seed, attributes=None, box=None, box_ijk=None, lesion_t
     ``box`` (RAS corners R1,A1,S1,R2,A2,S2) or ``box_ijk`` (corner voxels) says where; neither:
     a place in the organ. ``attributes``: free text or a mapping; ``backend``: a backend name
     (with ``backend_options``) or a constructed backend."""
-    from ..io import read_volume
-    from ..io.boxes import box_from_ras_bounds
+    from ..fileio import read_volume
+    from ..geometry.boxes import box_from_ras_bounds
     from ..synthesis import synthesize_lesion
 
     volume = read_volume(image)
@@ -88,8 +88,8 @@ def write_synthesis(case: SynthesizedCase, out_image, out_mask, out_report, out_
                     overwrite: bool = False) -> list:
     """Write the image with the lesion, its labels, our report (and the PASTA-Gen type.json)
     together: all of them or none."""
-    from ..io import write_volume
-    from ..io.atomic import atomic_outputs
+    from ..fileio import write_volume
+    from ..fileio.atomic import atomic_outputs
 
     outputs = [out_image, out_mask, out_report] + ([out_type_json] if out_type_json else [])
     with atomic_outputs(*outputs, overwrite=overwrite) as temps:

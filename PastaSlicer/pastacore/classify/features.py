@@ -2,7 +2,7 @@
 
 The path follows PASTA's classification code (see the reference notes, sections 1.3, 2.2, 2.4):
 
-1. CT and mask are resampled to PASTA's 1 mm grid (:func:`pastacore.io.standardize.standardize`);
+1. CT and mask are resampled to PASTA's 1 mm grid (:func:`pastacore.geometry.standardize.standardize`);
 2. the CT is mapped by PASTA's piecewise-linear HU function (SLF) to [0, 1];
 3. the crop is cut from the normalised CT, so padding with 0 means "air" (<= -1000 HU):
 
@@ -26,11 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import PastaError
-from ..io.crops import Crop, lesion_crop, organ_crop
-from ..io.geometry import Grid
-from ..io.normalize import pasta_slf
-from ..io.standardize import standardize
-from ..io.volume import Volume
+from ..preprocessing.crops import Crop, lesion_crop, organ_crop
+from ..geometry.grid import Grid
+from ..preprocessing.normalize import pasta_slf
+from ..geometry.standardize import standardize
+from ..geometry.volume import Volume
 
 CROP_KINDS = ("organ", "lesion")
 ORGAN_SIZE = (128, 128, 128)
@@ -134,7 +134,7 @@ def prepare_crops(image: Volume, mask: Volume, crop: str = "lesion", labels=None
     Lesions are numbered as in the report (label by label, largest component first). A lesion
     too small to survive resampling to 1 mm is cropped around its centroid.
     """
-    from ..io import as_label
+    from ..fileio import as_label
 
     mask = as_label(mask, "the mask")
     image.check_matches(mask, "mask")

@@ -155,8 +155,8 @@ def load_head(source, groups=None) -> Head:
     ``groups`` overrides the output groups (default: those recorded in the file, else the
     report attributes for 14 outputs, tumour presence for 2).
     """
-    from ..models.checkpoints import load_checkpoint
-    from ..models.loading import read_weights
+    from ..networks.checkpoints import load_checkpoint
+    from ..networks.loading import read_weights
 
     if isinstance(source, dict):
         obj, name = source, "the head"

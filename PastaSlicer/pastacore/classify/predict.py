@@ -34,7 +34,7 @@ def load_attribute_model(head_source, encoder_source=None, device="cpu", crop: s
     A PASTA checkpoint such as ``PASTA_final.pth`` holds both; a head trained with
     ``pasta train-head`` needs the encoder its features came from.
     """
-    from ..models.loading import load_encoder
+    from ..networks.loading import load_encoder
     from ..report.model import ModelProvenance
 
     head = load_head(head_source)

@@ -103,7 +103,7 @@ def run(args):
     from ..cohort.engine import run_cohort
     from ..cohort.inputs import read_inputs
     from ..cohort.table import CSV_NAME
-    from ..io.atomic import check_folder_apart, check_output_dir
+    from ..fileio.atomic import check_folder_apart, check_output_dir
     from .progress import bar
 
     rows, ignored = read_inputs(args.inputs, need_seg=args.mode == "report")

@@ -34,7 +34,7 @@ def run(args):
     baseline, followup = load_report(args.baseline), load_report(args.followup)
     to_baseline, how = None, ""
     if args.baseline_image:
-        from ..io import read_volume
+        from ..fileio import read_volume
         from ..report.registration import register
 
         registration = register(read_volume(args.baseline_image), read_volume(args.followup_image))

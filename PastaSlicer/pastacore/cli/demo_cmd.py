@@ -14,7 +14,7 @@ def add_parser(sub):
 
 def run(args):
     from ..demo import DEMO_STEPS, demo_files, run_demo
-    from ..io.atomic import check_output_dir
+    from ..fileio.atomic import check_output_dir
     from .progress import steps
 
     check_output_dir(args.out, args.overwrite, demo_files())  # refuse early, before minutes of work

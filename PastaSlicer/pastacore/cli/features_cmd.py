@@ -31,10 +31,10 @@ def run(args):
     from .. import deps
     from ..classify.csvio import write_features_csv
     from ..classify.features import compute_features
-    from ..io import read_volume
-    from ..io.atomic import atomic_outputs, check_outputs
-    from ..io.readers import image_stem
-    from ..models.loading import load_encoder
+    from ..fileio import read_volume
+    from ..fileio.atomic import atomic_outputs, check_outputs
+    from ..fileio.readers import image_stem
+    from ..networks.loading import load_encoder
     from .progress import bar
 
     check_outputs([(args.out, (".csv",))], inputs=(args.image, args.mask, args.model), overwrite=args.overwrite)

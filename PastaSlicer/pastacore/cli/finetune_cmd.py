@@ -163,7 +163,7 @@ def run(args):
 
     from .. import deps
     from ..errors import PastaError
-    from ..io.atomic import atomic_directory, check_folder_apart, check_output_dir
+    from ..fileio.atomic import atomic_directory, check_folder_apart, check_output_dir
     from ..training.cases import read_case
     from ..training.finetune import Checkpoints, finetune
     from ..training.model_folder import MODEL_FILES, write_model_folder

@@ -54,7 +54,7 @@ def _diffusion_options(parser, config_required=False, weights="auto"):
 
 def run(args):
     from ..errors import PastaError
-    from ..models.store import ModelStore
+    from ..modelstore.store import ModelStore
 
     store = ModelStore(args.store)
     if args.action == "list":
@@ -68,7 +68,7 @@ def run(args):
             else:
                 print(f"{m.name:<24} {m.version:<8} {m.task:<13} {where}")
     elif args.action == "formats":
-        from ..models.checkpoints import FORMATS
+        from ..networks.checkpoints import FORMATS
 
         for f in FORMATS.values():
             print(f"{f.name:<14} {' '.join(f.suffixes):<22} {f.description}")
@@ -102,7 +102,7 @@ def run(args):
 def _inspect(args):
     import json
 
-    from ..models.loading import inspect_checkpoint
+    from ..networks.loading import inspect_checkpoint
 
     info = inspect_checkpoint(args.path)
     if args.json:
@@ -144,8 +144,8 @@ def _forward(args):
     import torch
 
     from ..errors import PastaError
-    from ..io.atomic import atomic_outputs, check_outputs
-    from ..models.loading import load_encoder, load_for_segmentation
+    from ..fileio.atomic import atomic_outputs, check_outputs
+    from ..networks.loading import load_encoder, load_for_segmentation
 
     # fail before the (slow) model load
     check_outputs([(args.output, (".npy",))], inputs=(args.input, args.path), overwrite=args.overwrite)

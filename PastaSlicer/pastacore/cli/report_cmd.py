@@ -66,7 +66,7 @@ def _followup(baseline, args, image) -> dict:
         return {}
     out = {"baseline": baseline}
     if args.baseline_image:
-        from ..io import read_volume
+        from ..fileio import read_volume
         from ..report.registration import register
 
         registration = register(read_volume(args.baseline_image), image)
@@ -100,7 +100,7 @@ def _read_cases(path):
 
 def _case_names(cases, csv_path) -> list:
     from ..errors import PastaError
-    from ..io.readers import image_stem
+    from ..fileio.readers import image_stem
 
     names = []
     for image_path, _, _, case_id in cases:
@@ -126,7 +126,7 @@ def run(args):
     from pathlib import Path
 
     from ..errors import PastaError
-    from ..io.atomic import atomic_directory, check_folder_apart, check_output_dir
+    from ..fileio.atomic import atomic_directory, check_folder_apart, check_output_dir
     from ..report.export import check_out_dir, parse_formats, write_report
     from ..report.formats import format_names
     from ..report.report_csv import write_cohort_csv

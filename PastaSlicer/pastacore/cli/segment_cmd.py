@@ -33,8 +33,8 @@ def add_parser(sub):
 def run(args):
     from ..casework.segment import segment_case, write_segmentation
     from ..inference.sidecar import sidecar_path
-    from ..io.atomic import check_outputs
-    from ..io.writers import volume_output
+    from ..fileio.atomic import check_outputs
+    from ..fileio.writers import volume_output
     from .progress import bar
 
     check_outputs([volume_output(args.out), sidecar_path(args.out)], inputs=(args.image, args.organ_mask, args.model),

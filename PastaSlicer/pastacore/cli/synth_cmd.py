@@ -61,8 +61,8 @@ def backend_options(args) -> dict:
 
 def run(args):
     from ..casework.synth import read_attributes_file, synth_case, write_synthesis
-    from ..io.atomic import check_outputs
-    from ..io.writers import volume_output
+    from ..fileio.atomic import check_outputs
+    from ..fileio.writers import volume_output
     from ..synthesis.backends import get_backend
     from .progress import bar
 

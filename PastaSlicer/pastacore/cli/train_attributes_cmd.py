@@ -30,9 +30,9 @@ def run(args):
 
     from ..classify.heads import save_head
     from ..errors import PastaError
-    from ..inference.models import model_weights
-    from ..io.atomic import atomic_outputs, check_outputs
-    from ..models.loading import load_encoder
+    from ..inference.segmentation_model import model_weights
+    from ..fileio.atomic import atomic_outputs, check_outputs
+    from ..networks.loading import load_encoder
     from ..training.attribute_heads import fit_attribute_heads, score_heads, synthetic_attribute_set
     from ..training.default_model import load_background
     from .progress import bar

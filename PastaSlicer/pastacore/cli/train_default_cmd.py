@@ -45,7 +45,7 @@ def run(args):
     import torch
 
     from ..errors import PastaError
-    from ..io.atomic import atomic_directory, check_output_dir
+    from ..fileio.atomic import atomic_directory, check_output_dir
     from ..training.default_card import training_precision_name, write_default_model
     from ..training.default_model import default_zone_mm, evaluate, evaluate_tilings, load_background, train_default
     from ..training.trainer import TrainSettings

@@ -43,7 +43,7 @@ def run(args):
     from ..classify.fewshot import cross_validate, encode_labels, fit_head
     from ..classify.heads import save_head
     from ..errors import PastaError
-    from ..io.atomic import atomic_outputs, check_outputs
+    from ..fileio.atomic import atomic_outputs, check_outputs
 
     if args.l2 <= 0:
         raise PastaError("--l2 must be positive")

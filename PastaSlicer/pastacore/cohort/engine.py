@@ -90,7 +90,7 @@ class CaseWork:
     def case_directory(self, out_dir: Path, case: Case):
         """A staging folder for the case's files, moved into ``out_dir/<case>`` on success
         (replacing only this work's own files there)."""
-        from ..io.atomic import atomic_directory
+        from ..fileio.atomic import atomic_directory
 
         with atomic_directory(self.case_folder(out_dir, case), overwrite=True, owned=self.owned + (MARKER,)) as temp:
             yield Path(temp)
@@ -133,7 +133,7 @@ class WorkerResources:
         self._hashes = {}
 
     def segmentation_model(self, model):
-        from ..inference.models import resolve_segmentation_model
+        from ..inference.segmentation_model import resolve_segmentation_model
 
         key = str(model or "")
         if key not in self._models:
@@ -210,7 +210,7 @@ def execute_case(work: CaseWork, case: Case, basis: str, out_dir, resources: Wor
 
 def remove_stale_staging(out_dir: Path) -> int:
     """Remove the staging folders an interrupted run left under ``out_dir`` (ours only)."""
-    from ..io.atomic import STAGING_PREFIX, STAGING_SUFFIX
+    from ..fileio.atomic import STAGING_PREFIX, STAGING_SUFFIX
 
     removed = 0
     for root, dirs, _ in os.walk(out_dir):
@@ -255,7 +255,7 @@ def run_cohort(work: CaseWork, cases, out_dir, *, scheduler: str = INLINE, worke
     should read once (the dashboard link, the cluster's size); ``is_cancelled()`` is polled
     between cases. Ctrl-C / SIGTERM end the run: finished cases stay recorded, the others
     stay pending, and the next run resumes."""
-    from ..io.atomic import check_output_dir
+    from ..fileio.atomic import check_output_dir
     from .table import CohortTable
 
     report = progress or (lambda fraction, message="": None)

@@ -62,7 +62,7 @@ def model_sha256(model) -> str | None:
     None for no model. Refuses, before any work, a model that cannot be found."""
     if model is None:
         return None
-    from ..inference.models import model_weights
+    from ..inference.segmentation_model import model_weights
 
     weights, _ = model_weights(model or None)
     weights = Path(weights)
@@ -88,7 +88,7 @@ def outputs_present(folder, outputs: dict) -> bool:
 
 def output_sizes(folder) -> dict:
     """Relative POSIX path -> size of every file under ``folder`` (staging folders left out)."""
-    from ..io.atomic import STAGING_PREFIX
+    from ..fileio.atomic import STAGING_PREFIX
 
     folder = Path(folder)
     sizes = {}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import PastaError
-from ..io.discover import IMAGE_SUFFIXES, MASK_HINTS, find_images, image_stem
+from ..fileio.discover import IMAGE_SUFFIXES, MASK_HINTS, find_images, image_stem
 
 COLUMNS = ("image", "case_id", "organ_mask", "organ_label", "seg", "box", "box_ijk", "attributes", "lesion_type",
            "seed")

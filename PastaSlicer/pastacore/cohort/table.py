@@ -73,7 +73,7 @@ class CohortTable:
             self.write(manifest)
 
     def write(self, manifest) -> list:
-        from ..io.atomic import atomic_outputs
+        from ..fileio.atomic import atomic_outputs
 
         rows = self.rows(manifest)
         paths = self.paths

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import PastaError
-from ..models.checkpoints import load_checkpoint
+from ..networks.checkpoints import load_checkpoint
 
 CONFIG, WEIGHTS = "open_clip_config.json", "open_clip_pytorch_model.bin"
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json")

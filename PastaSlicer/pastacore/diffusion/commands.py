@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 from ..errors import PastaError
-from ..io.atomic import atomic_outputs, check_output_path
-from ..models.checkpoints import load_checkpoint
+from ..fileio.atomic import atomic_outputs, check_output_path
+from ..networks.checkpoints import load_checkpoint
 from .config import INPAINT, MASK
 from .networks import DiffusionNetwork, VQNetwork, load_network
 from .precision import autocast, resolve_device, resolve_precision

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..io import Grid, Volume
-from ..io.boxes import VoxelBox
-from ..io.resample import LINEAR, NEAREST, resample
+from ..geometry import Grid, Volume
+from ..geometry.boxes import VoxelBox
+from ..geometry.resample import LINEAR, NEAREST, resample
 
 AIR_HU = -1024.0
 

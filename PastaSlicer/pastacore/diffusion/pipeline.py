@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import PastaError
-from ..io import Volume
+from ..geometry import Volume
 from ..synthesis import schema as S
 from . import crops
 from .intensity import hu_to_unit, unit_to_hu
@@ -191,7 +191,7 @@ def render_lesion(networks, text, volume: Volume, organ, plan, kind, center_lps,
 def paste_back(volume: Volume, clip_organ, box, grid1, mask1, hu1, weight1, center_lps):
     """(new array, full lesion mask, changed VoxelBox, changed voxels in it): the working grid's
     values blended into a copy of the CT with ``weight1``; nothing outside ``box`` changes."""
-    from ..io.resample import LINEAR, resample
+    from ..geometry.resample import LINEAR, resample
     from ..synthesis.render import crop_box, sub_grid
 
     cbox = crop_box(volume.grid, center_lps, np.array(grid1.shape[::-1], float) / 2 + 1.0)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import PastaError
-from ..models.manifest import known_models
+from ..modelstore.manifest import known_models
 
 ROLES = ("lmnet", "linet", "vq")
 STORE_NAMES = {"lmnet": "lesiondiffusion-lmnet", "linet": "lesiondiffusion-linet", "vq": "lesiondiffusion-vq",
@@ -90,7 +90,7 @@ def from_folder(folder, text_encoder=None) -> ModelFiles:
 def from_store(store=None, text_encoder=None) -> ModelFiles:
     import json
 
-    from ..models.store import ModelStore
+    from ..modelstore.store import ModelStore
 
     store = store if store is not None else ModelStore()
     installed = {m.name: m for m in store.list()}

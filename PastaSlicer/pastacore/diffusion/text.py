@@ -73,7 +73,7 @@ class EmbeddingCache:
         self.path = Path(path) if path is not None else None
         self.values: dict = {}
         if self.path is not None and self.path.is_file():
-            from ..models.checkpoints import load_checkpoint
+            from ..networks.checkpoints import load_checkpoint
 
             try:
                 stored = load_checkpoint(self.path)
@@ -88,7 +88,7 @@ class EmbeddingCache:
         for text, row in zip(texts, embeddings):
             self.values[text] = row.detach().float().cpu().clone()
         if self.path is not None:
-            from ..io.atomic import atomic_outputs
+            from ..fileio.atomic import atomic_outputs
 
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import PastaError
-from ..models.checkpoints import load_checkpoint
+from ..networks.checkpoints import load_checkpoint
 
 EMA_PREFIX, MODEL_PREFIX, FIRST_STAGE_PREFIX = "model_ema.", "model.", "first_stage_model."
 EMA_BOOKKEEPING = ("model_ema.decay", "model_ema.num_updates")

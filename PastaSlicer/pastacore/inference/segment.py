@@ -14,10 +14,10 @@ import numpy as np
 
 from ..candidates import candidates_of, lesion_probability
 from ..errors import PastaError, option
-from ..io.readers import check_ct
-from ..io.standardize import standardize
-from ..io.volume import Volume
-from .regions import body_mask, grow
+from ..fileio.readers import check_ct
+from ..geometry.standardize import standardize
+from ..geometry.volume import Volume
+from ..anatomy.masks import body_mask, grow
 from .sliding_window import WindowSettings, predict_logits
 
 ORGAN, LESION = 1, 2  # PASTA-Gen's label convention
@@ -52,10 +52,10 @@ def segment_volume(volume: Volume, model=None, *, device: str = "auto", tta: boo
                    organ_mask: Volume | None = None, roi_box=None, whole_body: bool = False, min_lesion_mm3: float = 0.0,
                    batch_size: int = 2, amp: bool = True, progress=None, is_cancelled=None, store=None) -> SegmentationResult:
     """Labels for ``volume`` from ``model`` (an installed model's name, a file or folder, a
-    :class:`~pastacore.inference.models.SegmentationModel`; None = the default model).
+    :class:`~pastacore.inference.segmentation_model.SegmentationModel`; None = the default model).
 
     Where the network runs (:func:`search_region`): ``roi_box`` (a
-    :class:`~pastacore.io.boxes.VoxelBox` of the volume), else ``organ_mask`` (a label map on
+    :class:`~pastacore.geometry.boxes.VoxelBox` of the volume), else ``organ_mask`` (a label map on
     the volume's grid; non-zero = organ), else the model's own organ when it declares one and a
     classical mask finds it (the lungs for a lung model), else the body (``whole_body`` forces
     this). ``progress(fraction, message)`` is called
@@ -63,7 +63,7 @@ def segment_volume(volume: Volume, model=None, *, device: str = "auto", tta: boo
     precision (bf16 on CPUs with native support, fp16/bf16 on GPUs).
     """
     from .. import deps
-    from .models import resolve_segmentation_model
+    from .segmentation_model import resolve_segmentation_model
 
     started = time.perf_counter()
     report = progress or (lambda fraction, message="": None)
@@ -124,7 +124,7 @@ def search_region(volume: Volume, hu: np.ndarray, spacing, organ_mask=None, roi_
     organ (``model_organ``, e.g. "lung"), then the body. An organ (the user's or the model's)
     also keeps lesions to that organ in post-processing.
     """
-    from .organs import classical_mask_standard, classical_search_region
+    from ..anatomy.organs import classical_mask_standard, classical_search_region
 
     def on_standard_grid(mask):
         return standardize(volume.with_array(mask.astype(np.uint8), is_label=True), is_label=True).volume.array > 0

@@ -3,7 +3,7 @@ and ``pasta report`` reads it.
 
 Content: ``{"labels": {"2": {"name", "terminology", "color"}}, "voxels": {...}, "model": {...},
 "candidates": {...}, ...}``; a plain ``{"2": "liver tumor"}`` (label value -> name) is read too.
-The stem drops the image suffix (:func:`pastacore.io.readers.image_stem`): ``x.nii.gz``, ``x.nrrd``,
+The stem drops the image suffix (:func:`pastacore.fileio.readers.image_stem`): ``x.nii.gz``, ``x.nrrd``,
 ``x.seg.nrrd`` and ``x.mha`` all have ``x.json``.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..io.readers import image_stem
+from ..fileio.readers import image_stem
 
 
 def sidecar_path(seg_path) -> Path:
@@ -37,7 +37,7 @@ def sidecar_content(result) -> dict:
 
 def write_sidecar(path, description: dict) -> None:
     """Write ``description`` as a sidecar file at ``path`` (the :func:`sidecar_path` of the label
-    map, or its staged copy inside :func:`pastacore.io.atomic.atomic_outputs`)."""
+    map, or its staged copy inside :func:`pastacore.fileio.atomic.atomic_outputs`)."""
     Path(path).write_text(json.dumps(description, indent=2), encoding="utf-8")
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import PastaError
-from ..io.boxes import VoxelBox, box_from_corners_ras, roi_corners_ras
-from ..io.geometry import Grid
+from ..geometry.boxes import VoxelBox, box_from_corners_ras, roi_corners_ras
+from ..geometry.grid import Grid
 
 
 def roi_geometry(roi_node) -> tuple:

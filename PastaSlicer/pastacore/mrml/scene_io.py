@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import PastaError
-from ..io.atomic import atomic_outputs
+from ..fileio.atomic import atomic_outputs
 from .scene import SceneContext, new_scene, quiet_vtk_errors, silenced_stdout
 
 

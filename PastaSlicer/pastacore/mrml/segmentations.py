@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import PastaError
-from ..io.volume import Volume
+from ..geometry.volume import Volume
 from ..terminology import SegmentInfo
 from .scene import temporary_nodes
 from .volumes import node_from_volume, volume_from_node

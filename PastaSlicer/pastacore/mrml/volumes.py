@@ -1,12 +1,12 @@
-"""Volume node <-> :class:`~pastacore.io.Volume` with the exact IJKToRAS matrix."""
+"""Volume node <-> :class:`~pastacore.geometry.Volume` with the exact IJKToRAS matrix."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..errors import PastaError
-from ..io.geometry import Grid
-from ..io.volume import Volume
+from ..geometry.grid import Grid
+from ..geometry.volume import Volume
 
 
 def _vtk_matrix(array):

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import PastaError
 from ..inference.sidecar import read_sidecar, sidecar_path
-from ..io.readers import image_stem
+from ..fileio.readers import image_stem
 from .measure import measure_lesions
 from .model import CaseInfo, ModelProvenance, build_report
 
@@ -99,7 +99,7 @@ def make_report(image, labels, *, case: CaseInfo, lesion_labels=None, label_name
     lesions paired with the baseline's (``to_baseline`` maps this scan's points into the
     baseline's; ``registration`` says how) and the RECIST response added.
     """
-    from ..io import as_label
+    from ..fileio import as_label
     from ..labels import choose_lesion_labels
     from .assess import assess, origin_sentence
 
@@ -189,7 +189,7 @@ def _recist_followup(report, image, baseline: dict, to_baseline, registration: s
 
 def check_out_dir(path, overwrite: bool = False) -> None:
     """Refuse, before any work, a report folder that holds an earlier report (unless ``overwrite``)."""
-    from ..io.atomic import check_output_dir
+    from ..fileio.atomic import check_output_dir
     from .formats import report_files
 
     check_output_dir(path, overwrite, report_files())
@@ -200,7 +200,7 @@ def write_report(report, image, labels, out_dir, formats=None, overwrite=False, 
     """Write the report folder in ``formats`` (names of :mod:`.formats`; default: all); return the
     written file names (relative). ``baseline_dir``: a follow-up's baseline report folder (its key
     images are shown beside)."""
-    from ..io.atomic import atomic_directory
+    from ..fileio.atomic import atomic_directory
     from .formats import ReportContext, choose_formats, format_names, report_files, write_formats
 
     chosen = choose_formats(format_names() if formats is None else formats)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..io.volume import Volume
+from ..geometry.volume import Volume
 from .snapshots import _plane
 
 LUNG_WINDOW = (-1350, 150)          # width 1500, level -600

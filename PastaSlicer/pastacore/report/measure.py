@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..errors import PastaError, option
-from ..io.volume import Volume
+from ..geometry.volume import Volume
 
 ADJACENT_MM = 10.0
 MAX_LESIONS = 200  # a report with more is a noisy or inverted mask, and would take hours of key images

@@ -37,7 +37,7 @@ class Registration:
 def _working_image(volume):
     import SimpleITK as sitk
 
-    from ..io.sitk_bridge import sitk_from_volume
+    from ..fileio.sitk_bridge import sitk_from_volume
 
     image = sitk.Cast(sitk_from_volume(volume), sitk.sitkFloat32)
     image = sitk.Clamp(image, sitk.sitkFloat32, -1024.0, 2000.0)

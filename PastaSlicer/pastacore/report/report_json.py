@@ -14,7 +14,7 @@ small or unsure to report). Every lesion has at least ``volume_ml``, ``max_diame
 other measurements.
 
 ``type.json``: one entry per lesion in PASTA-Gen's layout (:mod:`pastacore.type_json`), sizes
-in voxels of PASTA's 1 mm standard grid (LPS axes; see ``pastacore.io.standardize``). The organ
+in voxels of PASTA's 1 mm standard grid (LPS axes; see ``pastacore.geometry.standardize``). The organ
 box size is the lesion's own: a report does not measure the organ.
 """
 
@@ -132,7 +132,7 @@ def _organ_id(organ: str, side: str) -> int:
 def type_entries(report, grid) -> list:
     """The lesions of ``report`` measured on ``grid`` as ``type.json`` entries (sizes in voxels of
     PASTA's 1 mm standard grid, along L, P, S)."""
-    from ..io.standardize import standard_grid
+    from ..geometry.standardize import standard_grid
     from ..type_json import TypeEntry, hu_text, size_text
 
     standard = standard_grid(grid)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.volume import Volume
+from ..geometry.volume import Volume
 
 
 def _plane(volume: Volume, array: np.ndarray, axis: int, index: int) -> tuple:
@@ -27,7 +27,7 @@ def save_orthogonal_views(image: Volume, path, labels: Volume | None = None, cen
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io.atomic import atomic_outputs
+    from ..fileio.atomic import atomic_outputs
 
     if center is None:
         if labels is not None and np.any(labels.array):

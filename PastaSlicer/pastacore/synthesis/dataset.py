@@ -29,7 +29,7 @@ import numpy as np
 from ..cohort.engine import Case, CaseWork
 from ..cohort.table import SYNTHETIC_COLUMNS, synthetic_row
 from ..errors import PastaError
-from ..io.discover import MASK_HINTS, find_images, image_stem, is_image
+from ..fileio.discover import MASK_HINTS, find_images, image_stem, is_image
 from . import schema as S
 
 FORMATS = ("pasta-gen", "nnunet")
@@ -71,8 +71,8 @@ def match_masks(images: list, organ_masks) -> dict:
 
 @functools.lru_cache(maxsize=2)
 def _background(image_path: str, mask_path: str | None):
-    from ..io import read_volume
-    from ..io.standardize import standardize
+    from ..fileio import read_volume
+    from ..geometry.standardize import standardize
 
     volume = standardize(read_volume(image_path), is_label=False).volume
     mask = standardize(read_volume(mask_path, is_label=True), is_label=True).volume if mask_path else None
@@ -82,7 +82,7 @@ def _background(image_path: str, mask_path: str | None):
 @functools.lru_cache(maxsize=2)
 def _auto_organ(image_path: str, organ: str):
     """An organ found without a model (the lungs) on the standardised background, cached."""
-    from ..io import Volume
+    from ..geometry import Volume
     from .engine import auto_organ
 
     volume, _ = _background(image_path, None)
@@ -128,8 +128,8 @@ def case_name(index: int) -> str:
 def make_case(spec: dict) -> dict:
     """Synthesise and write one case; returns ``{"outputs": {path relative to the dataset:
     size}, "rows": [its cohort-table row]}``. A case that cannot be made raises PastaError."""
-    from ..io import write_volume
-    from ..io.atomic import atomic_directory, atomic_outputs
+    from ..fileio import write_volume
+    from ..fileio.atomic import atomic_directory, atomic_outputs
     from .engine import synthesize_lesion
 
     kind = S.lesion_type(spec["lesion_type"])
@@ -222,7 +222,7 @@ def write_dataset_json(output: Path, count: int, types: list) -> Path:
         "numTraining": count,
         "file_ending": ".nii.gz",
     }
-    from ..io.atomic import atomic_outputs
+    from ..fileio.atomic import atomic_outputs
 
     path = output / "dataset.json"
     with atomic_outputs(path, overwrite=True) as temp:
@@ -232,7 +232,7 @@ def write_dataset_json(output: Path, count: int, types: list) -> Path:
 
 def _output_folder(output_dir) -> Path:
     """The dataset folder, created (not its parents) after the same checks as every output."""
-    from ..io.atomic import check_output_dir
+    from ..fileio.atomic import check_output_dir
 
     output = check_output_dir(output_dir, overwrite=True)
     output.mkdir(exist_ok=True)

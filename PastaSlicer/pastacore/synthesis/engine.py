@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import CancelledError, PastaError, option
-from ..io import Volume, check_ct
-from ..io.boxes import VoxelBox
+from ..geometry import Volume
+from ..fileio import check_ct
+from ..geometry.boxes import VoxelBox
 from ..type_json import is_type_json
 from . import schema as S
 from .backends import get_backend
@@ -137,7 +138,7 @@ def select_organ(volume: Volume, organ_labels, organ_names, organ_label, kind, b
 def auto_organ(volume: Volume, kind):
     """An organ mask found without a model (the lungs), or None."""
     if kind.organ == "lung":
-        from ..inference.regions import lung_mask
+        from ..anatomy.masks import lung_mask
 
         return lung_mask(volume.array, volume.grid.spacing)
     return None

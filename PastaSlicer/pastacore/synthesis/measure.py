@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..io import Grid
+from ..geometry import Grid
 
 
 def extents_mm(mask: np.ndarray, grid: Grid) -> list:
     """Bounding-box size of the mask along x, y, z (mm), voxel footprints included."""
-    from ..io.boxes import VoxelBox
+    from ..geometry.boxes import VoxelBox
 
     box = VoxelBox.from_mask(mask)
     return [0.0, 0.0, 0.0] if box is None else [round(v, 2) for v in grid.extent_mm(box)]
@@ -27,7 +27,7 @@ def interior(mask: np.ndarray, depth_mm: float, grid: Grid) -> np.ndarray:
     """Voxels at least ``depth_mm`` inside the mask."""
     from scipy import ndimage
 
-    from ..io.boxes import VoxelBox
+    from ..geometry.boxes import VoxelBox
 
     result = np.zeros(mask.shape, bool)
     found = VoxelBox.from_mask(mask)

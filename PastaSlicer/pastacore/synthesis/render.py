@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import PastaError
-from ..io import Grid, Volume
-from ..io.boxes import VoxelBox
-from ..io.resample import LINEAR, NEAREST, resample
-from ..io.standardize import standard_grid
+from ..geometry import Grid, Volume
+from ..geometry.boxes import VoxelBox
+from ..geometry.resample import LINEAR, NEAREST, resample
+from ..geometry.standardize import standard_grid
 from . import shapes
 from .plan import SynthesisPlan, resolve_intensity
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PastaError
-from ..io.boxes import VoxelBox
-from ..io.geometry import Grid
-from ..io.volume import Volume
+from ..geometry.boxes import VoxelBox
+from ..geometry.grid import Grid
+from ..geometry.volume import Volume
 
 
 def save_volume(volume: Volume, folder, name: str) -> str:

@@ -171,8 +171,8 @@ def finetune(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
     """Inputs: ``cases`` and ``val_cases`` ([{"name", "image", "labels"}] volumes; labels 1 = organ,
     2 = lesion); fine-tunes ``model`` with ``settings`` (FinetuneSettings fields), writes the
     model folder and imports it into the store (``store`` root, None = the user's) as ``name``."""
-    from ..io.atomic import atomic_directory
-    from ..models.store import ModelStore
+    from ..fileio.atomic import atomic_directory
+    from ..modelstore.store import ModelStore
     from ..training.cases import load_case
     from ..training.finetune import FinetuneSettings
     from ..training.finetune import finetune as run_finetune

@@ -48,8 +48,8 @@ def lesion_input(bg_hu, image_box, image, lesion):
     """The encoder input for one synthetic lesion: PASTA's lesion crop (96^3 around the lesion's
     box, SLF-normalised, flipped front-to-back as :class:`~pastacore.classify.features.CropItem`
     does), cut from the background with the changed region ``image`` pasted at ``image_box``."""
-    from ..io.crops import lesion_crop
-    from ..io.normalize import pasta_slf
+    from ..preprocessing.crops import lesion_crop
+    from ..preprocessing.normalize import pasta_slf
 
     # half a crop around the changed region holds the whole crop (or reaches the volume's edge)
     sub = tuple(slice(max(b.start - h, 0), min(b.stop + h, n)) for b, h, n in zip(image_box, np.array(CROP) // 2,
@@ -73,7 +73,7 @@ def synthetic_attribute_set(backgrounds, network, count: int, seed: int, progres
     from scipy import ndimage
 
     from ..errors import PastaError
-    from ..io.volume import Volume
+    from ..geometry.volume import Volume
     from ..synthesis import synthesize_lesion
 
     rng = np.random.default_rng(seed)

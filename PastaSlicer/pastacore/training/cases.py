@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PastaError
-from ..io.volume import Volume
+from ..geometry.volume import Volume
 
 ORGAN_SOURCES = ("auto", "labels", "classical", "model", "none")
 SYNTHETIC_ZONE_MM = 10  # synthetic lesions stay this far from a real one
@@ -75,7 +75,7 @@ def split_label_values(labels: Volume, lesion_labels=None, organ_labels=None, wh
 
 def _organ_mask(source: str, std, image: Volume, labelled_organ, start) -> tuple:
     """``(organ mask on the standard grid, the source used)``."""
-    from ..inference.organs import classical_mask_standard, classical_search_region
+    from ..anatomy.organs import classical_mask_standard, classical_search_region
 
     classical = classical_search_region(start.organ)
     if source == "auto":
@@ -101,7 +101,7 @@ def _organ_mask(source: str, std, image: Volume, labelled_organ, start) -> tuple
                              "so it cannot draw the organ")
         from ..inference.segment import segment_volume
 
-        from ..io.standardize import standardize
+        from ..geometry.standardize import standardize
 
         predicted = segment_volume(image, start.segmentation_model(), whole_body=True).labels
         organ = predicted.with_array(np.isin(predicted.array, start.organ_values).astype(np.uint8), is_label=True)
@@ -114,7 +114,7 @@ def _organ_mask(source: str, std, image: Volume, labelled_organ, start) -> tuple
 def load_case(image: Volume, labels: Volume, start, *, name: str = "case", lesion_labels=None, organ_labels=None,
               organ_source: str = "auto") -> LabelledCase:
     """A labelled case for the network of ``start`` (a :class:`~.start_model.StartModel`)."""
-    from ..io.standardize import standardize
+    from ..geometry.standardize import standardize
     from .default_model import scan_slices
 
     if organ_source not in ORGAN_SOURCES:
@@ -137,7 +137,7 @@ def load_case(image: Volume, labels: Volume, start, *, name: str = "case", lesio
 
 def read_case(image_path, label_path, start, **options) -> LabelledCase:
     """:func:`load_case` for files (NIfTI, NRRD, ``.seg.nrrd``, DICOM folder)."""
-    from ..io import read_volume
+    from ..fileio import read_volume
 
     image = read_volume(image_path)
     labels = read_volume(label_path, is_label=True)

@@ -13,7 +13,7 @@ def write_default_model(folder: Path, network, metrics: dict, command: str) -> d
     """Write the model folder's files into ``folder``; returns the model description."""
     import torch
 
-    from ..models.store import sha256_of
+    from ..modelstore.store import sha256_of
 
     folder = Path(folder)
     torch.save({k: v.half() for k, v in network.state_dict().items()}, folder / "model.pth")

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..errors import CancelledError
-from ..io import read_volume
-from ..io.standardize import standardize
+from ..fileio import read_volume
+from ..geometry.standardize import standardize
 from ..samples import sample_paths
 from .trainer import TrainSettings, train
 
@@ -55,7 +55,7 @@ def load_background(case: str, patch=(96, 96, 96), zone_mm: int | None = None) -
     ``zone_mm`` of its real tumour's bounding box (default: half a patch + 10 mm, so a patch
     stays at least that far away; 10 keeps patches off the tumour while still showing the
     anatomy around it, such as lung1's hila next to its perihilar nodule)."""
-    from ..inference.regions import lung_mask
+    from ..anatomy.masks import lung_mask
 
     image_path, label_path = sample_paths(case)
     native = read_volume(image_path)
@@ -134,7 +134,7 @@ def make_lesion_pool(backgrounds, per_background: int, seed: int, progress=None,
     is drawn again."""
     from scipy import ndimage
 
-    from ..io.volume import Volume
+    from ..geometry.volume import Volume
     from ..synthesis import synthesize_lesion
     from ..synthesis import schema as S
     from ..synthesis.dataset import sample_attributes
@@ -279,9 +279,9 @@ TILE_OFFSETS = ((0, 0, 0), (8, 8, 8), (16, 16, 16), (24, 0, 12), (0, 24, 24), (1
 
 def _lesions(network, hu, grid, lung, patch, tta=False, progress=None) -> np.ndarray:
     """Where ``network`` finds lesions, run as the product runs it with the lung mask as organ."""
-    from ..inference.models import SegmentationModel
+    from ..inference.segmentation_model import SegmentationModel
     from ..inference.segment import segment_volume
-    from ..io.volume import Volume
+    from ..geometry.volume import Volume
     from ..terminology import segment_info
 
     model = SegmentationModel(network, tuple(patch), {1: segment_info("lung"), 2: segment_info("tumor@lung")}, (1,), (2,))
@@ -298,7 +298,7 @@ def evaluate(network, bg: Background, patch=(96, 96, 96), tta: bool = False, pro
     pieces of at least 100 mm^3 (``tta``: averaged over the 8 mirrorings). Dice with the real tumour, whether it was found (any
     overlap), and the false-positive lesion volume (mL). ``offset`` drops that many voxels at the
     start of each axis first, which moves the sliding-window tiles over the anatomy."""
-    from ..inference.regions import pieces_touching
+    from ..anatomy.masks import pieces_touching
 
     cut = tuple(slice(int(o), None) for o in offset)
     hu, lung, tumour = bg.hu[cut], bg.lung[cut], bg.tumour[cut]

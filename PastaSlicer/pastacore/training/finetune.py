@@ -141,7 +141,7 @@ class Checkpoints:
         self._write_text(RUN_FILE, json.dumps(run, indent=2))
 
     def state(self, stage: str) -> dict | None:
-        from ..models.checkpoints import load_checkpoint
+        from ..networks.checkpoints import load_checkpoint
 
         path = self.folder / f"{stage}.pt"
         return load_checkpoint(path) if path.is_file() else None
@@ -150,7 +150,7 @@ class Checkpoints:
         def save(state: dict) -> None:
             import torch
 
-            from ..io.atomic import atomic_outputs
+            from ..fileio.atomic import atomic_outputs
 
             with atomic_outputs(self.folder / f"{stage}.pt", overwrite=True) as temp:
                 torch.save(state, temp)
@@ -171,7 +171,7 @@ class Checkpoints:
             shutil.rmtree(self.folder)
 
     def _write_text(self, name: str, text: str) -> None:
-        from ..io.atomic import atomic_outputs
+        from ..fileio.atomic import atomic_outputs
 
         with atomic_outputs(self.folder / name, overwrite=True) as temp:
             temp.write_text(text, encoding="utf-8")

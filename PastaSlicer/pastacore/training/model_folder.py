@@ -124,7 +124,7 @@ def write_model_folder(folder: Path, name: str, start, settings, cases, result, 
     """Write the model files into ``folder`` (a staging folder); returns model.json's content."""
     import torch
 
-    from ..models.store import sha256_of
+    from ..modelstore.store import sha256_of
     from .finetune import mean_losses
 
     folder = Path(folder)

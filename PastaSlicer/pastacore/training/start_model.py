@@ -42,9 +42,9 @@ class StartModel:
         return self.segmentation_model().organ
 
     def segmentation_model(self, network=None):
-        """A :class:`~pastacore.inference.models.SegmentationModel` of ``network`` (default: this
+        """A :class:`~pastacore.inference.segmentation_model.SegmentationModel` of ``network`` (default: this
         start network) with these labels, patch size and normalisation."""
-        from ..inference.models import SegmentationModel, label_meaning
+        from ..inference.segmentation_model import SegmentationModel, label_meaning
 
         segments, organs, lesions = label_meaning(dict(self.labels))
         return SegmentationModel(network if network is not None else self.network, tuple(self.patch_size), segments,
@@ -52,7 +52,7 @@ class StartModel:
 
 
 def _labels(info, description: dict | None, organ: str | None) -> dict:
-    from ..inference.models import described_labels
+    from ..inference.segmentation_model import described_labels
 
     if info.labels:  # nnU-Net dataset.json: name -> value
         labels = {int(v): str(n) for n, v in info.labels.items() if isinstance(v, int) and int(v) != 0}
@@ -70,7 +70,7 @@ def _labels(info, description: dict | None, organ: str | None) -> dict:
 
 def _patch(info, description: dict | None) -> tuple:
     """The model's own patch size (nnU-Net plans, model.json), else PASTA's 128^3."""
-    from ..inference.models import _described_patch
+    from ..inference.segmentation_model import _described_patch
 
     chosen = tuple(info.patch_size or _described_patch(description or {}) or PASTA_DEFAULT_PATCH)
     divisor = 2 ** info.num_pool
@@ -84,11 +84,11 @@ def load_start_model(model=None, store=None, organ: str | None = None) -> StartM
     """The network to fine-tune (``model``: an installed name, a file or folder, None = built-in)."""
     import torch
 
-    from ..inference.models import model_weights
-    from ..io.normalize import ct_statistics
-    from ..models.loading import infer_architecture, read_weights
-    from ..models.store import sha256_of
-    from ..models.unet import PastaUNet
+    from ..inference.segmentation_model import model_weights
+    from ..preprocessing.normalize import ct_statistics
+    from ..networks.loading import infer_architecture, read_weights
+    from ..modelstore.store import sha256_of
+    from ..networks.unet import PastaUNet
 
     weights, description = model_weights(model, store)
     if description is not None and description.get("task") not in (None, "segmentation", "unknown", "features"):
@@ -127,7 +127,7 @@ def load_start_model(model=None, store=None, organ: str | None = None) -> StartM
     start = StartModel(network, _patch(info, description), labels, (), (),
                        normalization, head_loaded, provenance,
                        skipped=sorted(n for n in state if n not in set(used)))
-    from ..inference.models import label_meaning
+    from ..inference.segmentation_model import label_meaning
 
     _segments, start.organ_values, start.lesion_values = label_meaning(dict(labels))
     if not start.lesion_values:

@@ -20,9 +20,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..errors import CancelledError, PastaError
-from ..io.normalize import pasta_slf
-from .recipe import (make_augmentation, make_loss, make_optimizer, make_schedule, plain_tensors, require_monai,
-                     training_precision)
+from ..preprocessing.normalize import pasta_slf
+from .recipe import make_augmentation, make_loss, make_optimizer, make_schedule, plain_tensors, require_monai, training_precision
 
 TISSUE_HU = -500.0            # background patches are centred on tissue (or a labelled voxel), not on air
 MAX_CENTRES_PER_CLASS = 200_000
@@ -155,7 +154,7 @@ def train(cases, settings: TrainSettings, sample_patch=None, progress=None, netw
     require_monai()
     import torch
 
-    from ..models.unet import PastaUNet
+    from ..networks.unet import PastaUNet
 
     if settings.steps < 1:
         raise PastaError(f"the number of steps must be at least 1, got {settings.steps}")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PastaError, option
-from ..io.normalize import nnunet_ct, pasta_slf
+from ..preprocessing.normalize import nnunet_ct, pasta_slf
 from ..terminology import SegmentInfo, segment_info, segment_info_for_name, term_for_label_name
 
 DEFAULT_PATCH = (128, 128, 128)
@@ -56,7 +56,7 @@ def _weights_in(folder: Path, description: dict | None = None) -> Path:
         if path.parent != folder or not path.is_file():
             raise PastaError(f"model folder {folder.name} has no weight file {named!r}, which its model.json names")
         return path
-    from ..models.checkpoints import weight_suffixes
+    from ..networks.checkpoints import weight_suffixes
 
     files = sorted(p for p in folder.iterdir() if p.name.lower().endswith(weight_suffixes()))
     if len(files) != 1:
@@ -105,8 +105,8 @@ def _described_patch(description: dict):
 
 
 def model_from_source(source, description: dict | None = None) -> SegmentationModel:
-    from ..models.loading import load_for_segmentation
-    from ..models.store import sha256_of
+    from ..networks.loading import load_for_segmentation
+    from ..modelstore.store import sha256_of
 
     loaded = load_for_segmentation(source)
     info, description = loaded.info, description or {}
@@ -124,7 +124,7 @@ def model_from_source(source, description: dict | None = None) -> SegmentationMo
         raise PastaError(f"patch size {patch} is not a multiple of {divisor}, which this network needs")
     normalization = None
     if info.normalization:
-        from ..io.normalize import ct_statistics
+        from ..preprocessing.normalize import ct_statistics
 
         normalization = ct_statistics({"foreground_intensity_properties_per_channel": info.normalization})
     elif description.get("normalization_stats"):
@@ -153,7 +153,7 @@ def model_weights(model=None, store=None) -> tuple:
     holds a ``model.json`` (what ``pasta train-default --out`` writes, or a copy of an installed
     model) is used with that description: its patch size, labels and named weights; so is the
     weight file that such a model.json names, given by its own path."""
-    from ..models.store import DESCRIPTION, ModelStore
+    from ..modelstore.store import DESCRIPTION, ModelStore
 
     store = store if store is not None else ModelStore()
     if model is None or model == "":
@@ -181,7 +181,7 @@ def _described_weights(folder: Path) -> tuple:
 
 
 def _read_description(folder: Path) -> dict:
-    from ..models.store import DESCRIPTION
+    from ..modelstore.store import DESCRIPTION
 
     try:
         description = json.loads((folder / DESCRIPTION).read_text())

@@ -1,7 +1,7 @@
 """Read CT volumes and label maps from NIfTI, NRRD (incl. Slicer ``.seg.nrrd``) and DICOM.
 
-Every reader returns a :class:`~pastacore.io.volume.Volume` in the LPS convention of
-:mod:`pastacore.io.geometry`, and refuses bad input with a one-line :class:`PastaError`.
+Every reader returns a :class:`~pastacore.geometry.volume.Volume` in the LPS convention of
+:mod:`pastacore.geometry.grid`, and refuses bad input with a one-line :class:`PastaError`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PastaError, option
-from .geometry import Grid
-from .volume import Volume
+from ..geometry.grid import Grid
+from ..geometry.volume import Volume
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd", ".nhdr", ".mha", ".mhd")
 

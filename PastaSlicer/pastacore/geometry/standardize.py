@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import PastaError
-from .geometry import Grid
-from .readers import as_label
+from .grid import Grid
+from ..fileio.readers import as_label
 from .resample import LINEAR, NEAREST, resample
 from .volume import Volume
 
@@ -34,7 +34,7 @@ RESAMPLE_BYTES = 12  # per target voxel at the peak of a resampling: float32 pla
 
 def standard_grid(source: Grid, spacing: float = PASTA_SPACING) -> Grid:
     """Identity-direction grid with ``spacing`` mm covering all voxel centres of ``source``."""
-    from .memory import check_fits
+    from ..memory import check_fits
 
     if not (np.isfinite(spacing) and spacing > 0):
         raise PastaError(f"the target spacing must be a positive number of mm, got {spacing:g}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import PastaError
-from .geometry import Grid
+from .grid import Grid
 from .volume import Volume
 
 LINEAR, NEAREST = "linear", "nearest"
@@ -105,7 +105,7 @@ def resample(volume: Volume, target: Grid, mode: str | None = None, fill: float 
         raise PastaError("label maps are resampled with nearest-neighbour interpolation only")
     if fill is None:
         fill = 0 if volume.is_label else float(volume.array.min())
-    from .memory import check_fits
+    from ..memory import check_fits
 
     check_fits(float(np.prod(target.shape)) * 12, f"resampling onto {target.describe()}")
     mapping = index_mapping(volume.grid, target)
@@ -122,7 +122,7 @@ def resample(volume: Volume, target: Grid, mode: str | None = None, fill: float 
 def _resample_sitk(volume: Volume, target: Grid, mode: str, fill: float) -> np.ndarray:
     import SimpleITK as sitk
 
-    from .sitk_bridge import sitk_from_volume
+    from ..fileio.sitk_bridge import sitk_from_volume
 
     image = sitk_from_volume(volume)
     if mode == LINEAR and image.GetPixelID() not in (sitk.sitkFloat32, sitk.sitkFloat64):

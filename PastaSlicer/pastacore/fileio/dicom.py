@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PastaError, option
-from .geometry import Grid
-from .volume import Volume
+from ..geometry.grid import Grid
+from ..geometry.volume import Volume
 
 
 def _headers(folder: Path):

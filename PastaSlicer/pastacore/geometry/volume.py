@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..errors import PastaError
-from .geometry import Grid
+from .grid import Grid
 
 
 @dataclass

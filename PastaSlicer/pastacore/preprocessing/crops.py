@@ -71,7 +71,7 @@ def _resize(array: np.ndarray, shape, nearest: bool) -> np.ndarray:
 
 def mask_box(mask: np.ndarray, margin: int = 0) -> tuple:
     """Bounding box (start, stop) per axis of the non-zero voxels, +- ``margin``, clipped."""
-    from .boxes import VoxelBox
+    from ..geometry.boxes import VoxelBox
 
     box = VoxelBox.from_mask(mask, margin)
     if box is None:

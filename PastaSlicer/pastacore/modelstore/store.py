@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import PastaError, option
-from ..io.atomic import atomic_directory
+from ..fileio.atomic import atomic_directory
 from ..resources import resources_dir
-from .checkpoints import weight_suffixes
+from ..networks.checkpoints import weight_suffixes
 from ..samples import cache_dir
 from .manifest import ModelSpec, spec_for_file, spec_from_dict
 
@@ -142,8 +142,8 @@ class ModelStore:
                 whose = "the checksum its model.json records" if described else f"the published checksum of {spec.name}"
                 raise PastaError(f"{relative} does not match {whose} (damaged or a different file)")
             records.append({"name": relative, "sha256": digest, "size": file.stat().st_size})
-        from .checkpoints import load_checkpoint
-        from .loading import inspect_checkpoint
+        from ..networks.checkpoints import load_checkpoint
+        from ..networks.loading import inspect_checkpoint
 
         if described or (spec.architecture.get("type") if spec else "pasta_generic_unet") == "pasta_generic_unet":
             # a PASTA network: the store takes what `pasta models inspect` accepts, nothing else

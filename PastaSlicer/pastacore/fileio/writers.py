@@ -10,13 +10,13 @@ from ..errors import PastaError
 from .atomic import atomic_outputs, write_error
 from .readers import IMAGE_SUFFIXES, _suffix
 from .sitk_bridge import sitk_from_volume
-from .volume import Volume
+from ..geometry.volume import Volume
 
 WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd")
 
 
 def volume_output(path) -> tuple:
-    """``(path, suffixes)`` of a volume output, for :func:`pastacore.io.atomic.check_outputs`."""
+    """``(path, suffixes)`` of a volume output, for :func:`pastacore.fileio.atomic.check_outputs`."""
     return (path, WRITE_SUFFIXES) if path else (None, None)
 
 
@@ -38,7 +38,7 @@ def storage_array(volume: Volume) -> np.ndarray:
 def write_volume(volume: Volume, path, *, overwrite: bool = False) -> Path:
     """Write ``volume`` to ``path`` (format from the suffix) without leaving partial files.
 
-    The file is verified before it replaces anything (see :mod:`pastacore.io.verify`): the
+    The file is verified before it replaces anything (see :mod:`pastacore.fileio.verify`): the
     NIfTI writer reports a short write only on descriptor 2, which is kept aside here."""
     import SimpleITK as sitk
 

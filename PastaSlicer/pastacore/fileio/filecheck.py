@@ -5,8 +5,8 @@ Readers silently "fix" what they find odd: the NIfTI library turns a voxel size 
 and ignores data beyond what the header describes, and a short write by SimpleITK's NIfTI
 writer only prints a message. So the header of each file is read here from its own bytes, and
 the amount of voxel data is counted, for files read (:func:`check_volume_file` in
-:func:`~pastacore.io.readers.read_volume`) and for files just written (the verification step
-of :mod:`pastacore.io.atomic`).
+:func:`~pastacore.fileio.readers.read_volume`) and for files just written (the verification step
+of :mod:`pastacore.fileio.atomic`).
 
 Each format registers one checker in :data:`CHECKERS`; a checker raises :class:`FileProblem`
 with the reason in a few words, which the caller words as "cannot read X: ..." or "could not

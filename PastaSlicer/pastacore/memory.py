@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import PastaError
+from .errors import PastaError
 
 GIB = float(1 << 30)
 

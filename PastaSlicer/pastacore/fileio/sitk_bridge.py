@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry import Grid
-from .volume import Volume
+from ..geometry.grid import Grid
+from ..geometry.volume import Volume
 
 
 def volume_from_sitk(image, is_label: bool = False, meta: dict | None = None) -> Volume:

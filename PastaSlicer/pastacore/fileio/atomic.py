@@ -5,7 +5,7 @@
   for the file system, and an existing file unless ``overwrite``.
 * :func:`atomic_outputs` yields temporary paths in a hidden ``.pasta-*.part`` folder beside
   the outputs; when the body succeeds every file is verified (its header read back and its
-  data counted, see :mod:`pastacore.io.verify`), flushed to disk and only then moved into
+  data counted, see :mod:`pastacore.fileio.verify`), flushed to disk and only then moved into
   place. A failed write (disk full, file-size limit, quota), an exception or an interrupt
   (SIGINT, SIGTERM: the command line turns both into exceptions) leaves the previous files as
   they were and no temporary file behind.

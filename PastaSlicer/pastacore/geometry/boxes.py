@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import PastaError
-from .geometry import LPS_TO_RAS, Grid
+from .grid import LPS_TO_RAS, Grid
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import PastaError
-from ..io.volume import Volume
+from ..geometry.volume import Volume
 from ..terminology import organ_for_totalsegmentator, term_for_label_name
 
 CLASSICAL = ("lungs", "body")
@@ -23,7 +23,7 @@ def classical_search_region(organ: str | None) -> str | None:
 
 def classical_mask_standard(name: str, hu: np.ndarray, spacing) -> np.ndarray:
     """The classical ``name`` mask ("lungs" or "body") of a CT already on the standard grid."""
-    from .regions import body_mask, lung_mask
+    from .masks import body_mask, lung_mask
 
     if name not in CLASSICAL:
         raise PastaError(f"built-in organ masks are {', '.join(CLASSICAL)}; got {name!r}")
@@ -65,7 +65,7 @@ def organ_from_labels(labels: Volume, *, label: int | None = None, organ: str | 
 
 def classical_organ(volume: Volume, organ: str) -> Volume:
     """The built-in body or lung mask of a CT, on the CT's own grid."""
-    from ..io.standardize import standardize
+    from ..geometry.standardize import standardize
 
     if organ not in CLASSICAL:
         raise PastaError(f"built-in organ masks are {', '.join(CLASSICAL)}; got {organ!r}")

@@ -1,4 +1,4 @@
-"""Load PASTA weights into :class:`~pastacore.models.unet.PastaUNet`.
+"""Load PASTA weights into :class:`~pastacore.networks.unet.PastaUNet`.
 
 Accepted sources:
 

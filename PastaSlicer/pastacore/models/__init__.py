@@ -1,1 +1,0 @@
-"""Model descriptions (manifest), the per-user model store and safe checkpoint loading."""

@@ -1,0 +1,1 @@
+"""What a network needs before it runs: HU normalisation and organ/lesion crops."""
