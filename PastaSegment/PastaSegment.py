@@ -1,15 +1,13 @@
 from typing import Annotated
 
-import vtk
-
 import slicer
+import vtk
+from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
 from slicer.util import VTKObservationMixin
-from slicer.parameterNodeWrapper import parameterNodeWrapper, Choice
-
-from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
 
 class PastaSegment(ScriptedLoadableModule):
@@ -228,6 +226,7 @@ class PastaSegmentTest(ScriptedLoadableModuleTest):
 
     def test_problemsAndRegion(self):
         import numpy as np
+
         from pastacore.tasks import InlineRunner
         from PastaSlicerLib.controllers import SegmentController, SegmentRequest
 

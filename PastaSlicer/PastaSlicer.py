@@ -2,16 +2,14 @@ import logging
 from typing import Annotated
 
 import qt
-import vtk
-
 import slicer
+import vtk
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
 from slicer.util import VTKObservationMixin
-from slicer.parameterNodeWrapper import parameterNodeWrapper, Choice
-
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
 DEVICE_CHOICES = ["auto", "cuda", "mps", "cpu"]  # pastacore.deps.DEVICES; a parameter-node Choice needs a literal
 DEVICE_SETTINGS_KEY = "PASTA/Device"
@@ -287,6 +285,7 @@ class PastaSlicerTest(ScriptedLoadableModuleTest):
 
     def test_measureFollowsEdits(self):
         import numpy as np
+
         from pastacore.mrml.segmentations import add_labels_to_segmentation
         from pastacore.mrml.volumes import volume_from_node
         from pastacore.tasks import InlineRunner

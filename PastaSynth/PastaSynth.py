@@ -1,16 +1,14 @@
 from typing import Annotated
 
 import qt
-import vtk
-
 import slicer
+import vtk
+from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
 from slicer.util import VTKObservationMixin
-from slicer.parameterNodeWrapper import parameterNodeWrapper, Choice, WithinRange
-
-from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
 FOLDER_SETTINGS = {"backgrounds": "PASTA/SynthBackgroundsFolder", "output": "PASTA/SynthOutputFolder"}
 
@@ -283,6 +281,7 @@ class PastaSynthTest(ScriptedLoadableModuleTest):
 
     def test_previewApplyDiscard(self):
         import numpy as np
+
         from pastacore.tasks import InlineRunner
         from PastaSlicerLib.controllers import SynthController, SynthRequest
 

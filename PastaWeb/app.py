@@ -21,14 +21,15 @@ def layouts(threed: bool):
 class PastaWebApp:
     def __init__(self, server, data_folder=None, out_dir="pasta-web-output", token=None, max_upload_mb=2048.0,
                  threed=False, runner=None):
-        from pastacore.samples import cache_dir
-        from pastacore.tasks import ProcessRunner
-        from pastacore.terminology import register_slicer_contexts
         from trame_slicer import module as trame_slicer_module
         from trame_slicer.app.logic.segmentation import SegmentEditorLogic
         from trame_slicer.app.ui import SegmentEditorUI, SegmentEditorUndoRedoUI, ViewerLayout
         from trame_slicer.core import LayoutManager, SlicerApp
         from trame_slicer.rca_view import register_rca_factories
+
+        from pastacore.samples import cache_dir
+        from pastacore.tasks import ProcessRunner
+        from pastacore.terminology import register_slicer_contexts
 
         from . import access, ui
         from .logic import PastaWebLogic

@@ -6,22 +6,15 @@ from __future__ import annotations
 
 from trame.widgets import client, html
 from trame.widgets.vuetify3 import (
-    Template,
     VBtn,
-    VCard,
-    VCardText,
-    VCardTitle,
-    VDivider,
     VExpansionPanel,
     VExpansionPanels,
     VExpansionPanelText,
     VFileInput,
-    VIcon,
     VList,
     VListItem,
     VProgressLinear,
     VSelect,
-    VSpacer,
     VTable,
     VTextField,
 )

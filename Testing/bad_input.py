@@ -60,16 +60,16 @@ def ct_array(shape=(20, 24, 28), seed=0) -> np.ndarray:
 
 
 def write_ct(path, array=None, spacing=(1.0, 1.0, 1.0)):
-    from pastacore.geometry import Grid, Volume
     from pastacore.fileio import write_volume
+    from pastacore.geometry import Grid, Volume
 
     array = ct_array() if array is None else array
     write_volume(Volume(array, Grid(array.shape, spacing)), path, overwrite=True)
 
 
 def write_labels(path, array):
-    from pastacore.geometry import Grid, Volume
     from pastacore.fileio import write_volume
+    from pastacore.geometry import Grid, Volume
 
     write_volume(Volume(array.astype(np.uint8), Grid(array.shape), is_label=True), path, overwrite=True)
 

@@ -4,9 +4,8 @@ intact; and the README's table is the one these runs produce."""
 
 import functools
 
-import pytest
-
 import bad_input
+import pytest
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +13,7 @@ def cases_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("bad-input")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _outcome(key: str, folder: str):
     case = next(c for c in bad_input.CASES if c.key == key)
     return bad_input.run_case(case, folder)

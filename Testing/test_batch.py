@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import phantom_ct
+
 from pastacore.cli.main import main
 from pastacore.fileio import read_volume, write_volume
 

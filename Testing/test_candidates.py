@@ -4,7 +4,17 @@
 import numpy as np
 import pytest
 
-from pastacore.candidates import Candidate, Floor, candidates_from_json, candidates_of, candidates_to_json, choose_floor, fingerprint, lesion_probability, match
+from pastacore.candidates import (
+    Candidate,
+    Floor,
+    candidates_from_json,
+    candidates_of,
+    candidates_to_json,
+    choose_floor,
+    fingerprint,
+    lesion_probability,
+    match,
+)
 from pastacore.errors import PastaError
 from pastacore.geometry import Grid, Volume
 from pastacore.report.assess import assess

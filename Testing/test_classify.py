@@ -15,10 +15,10 @@ from pastacore.classify.features import compute_features, extract_features, prep
 from pastacore.classify.groups import presence_groups, report_groups, split_softmax  # noqa: E402
 from pastacore.classify.heads import load_head, save_head  # noqa: E402
 from pastacore.errors import PastaError  # noqa: E402
-from pastacore.preprocessing.crops import lesion_crop, organ_crop  # noqa: E402
-from pastacore.preprocessing.normalize import pasta_slf  # noqa: E402
 from pastacore.geometry.standardize import standardize  # noqa: E402
 from pastacore.networks.unet import PastaUNet  # noqa: E402
+from pastacore.preprocessing.crops import lesion_crop, organ_crop  # noqa: E402
+from pastacore.preprocessing.normalize import pasta_slf  # noqa: E402
 
 TINY = dict(base_features=4, num_pool=3)  # C = 4 * 2**2 = 16 features
 
@@ -127,7 +127,7 @@ def test_pasta_head_gives_five_attribute_groups(tiny_weights):
     assert len(rows) == 3
     for row in rows:
         assert list(row) == ["shape", "density", "heterogeneity", "surface", "invasion"]
-        for name, value in row.items():
+        for value in row.values():
             assert abs(sum(value.probabilities.values()) - 1) < 1e-9
             assert value.value == max(value.probabilities, key=value.probabilities.get)
             assert value.source == path.name

@@ -6,8 +6,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import make_volume
+
 from pastacore.cli.main import main
 from pastacore.fileio import read_volume, write_volume
 

@@ -11,14 +11,14 @@ import pytest
 slicer = pytest.importorskip("slicer")
 
 from conftest import phantom_ct  # noqa: E402
+
+from pastacore.errors import PastaError  # noqa: E402
 from pastacore.mrml import roi, segmentations, volumes  # noqa: E402
 from pastacore.mrml.scene import new_scene, node_ids  # noqa: E402
 from pastacore.tasks import InlineRunner  # noqa: E402
-from pastacore.terminology import segment_info# noqa: E402
-from PastaSlicerLib.controllers import (  # noqa: E402
-    ReportController, SegmentController, SegmentRequest, SynthController, SynthRequest)
+from pastacore.terminology import segment_info  # noqa: E402
+from PastaSlicerLib.controllers import ReportController, SegmentController, SegmentRequest, SynthController, SynthRequest  # noqa: E402
 from PastaSlicerLib.controllers.segment import MODEL_ATTRIBUTE  # noqa: E402
-from pastacore.errors import PastaError  # noqa: E402
 
 
 class LaterRunner(InlineRunner):
@@ -358,9 +358,9 @@ def test_model_and_confidence_travel_from_the_node_through_an_mrb_to_the_report(
 
 def _grow_first_lesion(scene, ct, node, segment_id):
     """An edit as the Segment Editor makes it: the segment's largest piece grown by one voxel."""
+    import vtk
     from scipy import ndimage
 
-    import vtk
     from pastacore.mrml.scene import temporary_nodes
 
     labels, _ = segmentations.labels_from_segmentation(scene, node, ct, [segment_id])

@@ -63,8 +63,8 @@ def test_demo_writes_a_scene_and_pictures(tmp_path, capsys, sample_dir):
 def test_synthetic_lesion_is_scored_on_the_pieces_found_there():
     import numpy as np
 
-    from pastacore.demo import _dice
     from pastacore.anatomy.masks import pieces_touching
+    from pastacore.demo import _dice
 
     found = np.zeros((20, 20, 20), bool)
     found[2:6, 2:6, 2:6] = True        # found at the new lesion

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from pastacore.cli.main import main
-from pastacore.geometry import Grid, Volume
 from pastacore.fileio import read_volume, write_volume
+from pastacore.geometry import Grid, Volume
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGNAL_POINT = """
@@ -442,8 +442,8 @@ def test_import_takes_only_what_inspect_accepts(case, tmp_path):
     import torch
 
     from pastacore.errors import PastaError
-    from pastacore.networks.loading import inspect_checkpoint
     from pastacore.modelstore.store import ModelStore
+    from pastacore.networks.loading import inspect_checkpoint
 
     store = ModelStore(tmp_path / "store")
     torch.save({"conv.weight": torch.zeros(2, 1, 3, 3, 3)}, tmp_path / "other.pth")

@@ -180,7 +180,7 @@ def test_cases_are_standardised_with_the_organ_from_the_models_classical_mask(ch
 
 
 def test_synthetic_lesions_are_pasted_into_the_organ_away_from_the_real_tumour(chest_slab, tiny_lung_model):
-    from pastacore.training.cases import load_case, lesion_type_for, mixed_sampler, synthetic_pool, synthetic_sampler
+    from pastacore.training.cases import lesion_type_for, load_case, mixed_sampler, synthetic_pool, synthetic_sampler
     from pastacore.training.start_model import load_start_model
 
     start = load_start_model(tiny_lung_model)

@@ -1,15 +1,14 @@
 """Reading and writing volumes: exact geometry, integer labels, and one-line errors on bad input."""
 
 import gzip
-import shutil
 
 import numpy as np
 import pytest
-
 from conftest import make_volume, rotation
+
 from pastacore.errors import PastaError
-from pastacore.geometry import Grid, Volume
 from pastacore.fileio import as_label, check_ct, read_volume, write_volume
+from pastacore.geometry import Grid
 
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".nrrd"])
@@ -181,6 +180,7 @@ def test_seg_nrrd_segments_are_read(tmp_path, scene, lung1):
 
 def test_voxel_box_of_a_mask_and_its_extent_in_mm():
     from conftest import make_volume, rotation
+
     from pastacore.geometry.boxes import VoxelBox
 
     mask = np.zeros((10, 12, 14), bool)

@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from pastacore.errors import PastaError
-from pastacore.geometry import Grid, Volume
 from pastacore.fileio import read_volume, write_volume
+from pastacore.geometry import Grid, Volume
 from pastacore.geometry.boxes import VoxelBox
 
 CONTEXT = 32

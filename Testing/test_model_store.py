@@ -9,9 +9,9 @@ import torch
 
 from pastacore.cli.main import main
 from pastacore.errors import PastaError
-from pastacore.networks.checkpoints import load_checkpoint
 from pastacore.modelstore.manifest import known_models
 from pastacore.modelstore.store import ModelStore
+from pastacore.networks.checkpoints import load_checkpoint
 
 
 class _Exploit:
@@ -222,8 +222,8 @@ def test_a_new_weight_format_is_one_registration(tmp_path, capsys, monkeypatch):
     import numpy as np
     import torch
 
-    from pastacore.cli.main import main
     import pastacore.networks.checkpoints as checkpoints
+    from pastacore.cli.main import main
     from pastacore.networks.unet import PastaUNet
 
     def read_npz(path, map_location, metadata_globals):

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from conftest import make_volume, rotation
+
 from pastacore.errors import PastaError
 from pastacore.terminology import parse_tag, segment_info
 

@@ -329,8 +329,8 @@ def test_reduced_width_public_checkpoint_keeps_its_full_width_head(tmp_path, lun
     with pytest.raises(PastaError, match="takes 1024 features but its encoder gives 8"):
         load_encoder(path, with_head=True)
     image, _ = lung2
-    from pastacore.inference.segment import segment_volume
     from pastacore.geometry.boxes import VoxelBox
+    from pastacore.inference.segment import segment_volume
 
     result = segment_volume(image, str(path), roi_box=VoxelBox((30, 200, 150), (36, 260, 210)), amp=False)
     assert result.labels.grid.same_as(image.grid)

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_volume, rotation
+
 from pastacore.cli.main import main
 from pastacore.errors import PastaError
-from pastacore.geometry import Grid, Volume
 from pastacore.fileio import read_volume
+from pastacore.geometry import Grid, Volume
 from pastacore.report.export import case_info, make_report, write_report
 from pastacore.report.measure import measure_lesions
 from pastacore.report.report_json import FIXED_KEYS

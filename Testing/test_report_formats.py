@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 from conftest import make_volume
+
 from pastacore.cli.main import main
 from pastacore.errors import PastaError
 from pastacore.fileio import write_volume

@@ -10,12 +10,12 @@ import torch
 
 from pastacore.cli.main import main
 from pastacore.errors import CancelledError, PastaError
-from pastacore.inference.segmentation_model import SegmentationModel
-from pastacore.inference.segment import segment_volume
 from pastacore.fileio import read_volume
 from pastacore.geometry.boxes import VoxelBox
-from pastacore.preprocessing.normalize import pasta_slf
 from pastacore.geometry.standardize import standardize
+from pastacore.inference.segment import segment_volume
+from pastacore.inference.segmentation_model import SegmentationModel
+from pastacore.preprocessing.normalize import pasta_slf
 from pastacore.terminology import segment_info
 
 
@@ -133,7 +133,6 @@ def test_cli_segment_wrong_organ_label(tmp_path, sample_dir, tiny_checkpoint, ca
 
 def test_organ_sources(lung1, tmp_path):
     from pastacore.anatomy.organs import classical_organ, organ_from_labels
-    from pastacore.fileio import write_volume
 
     image, tumour = lung1
     lungs = classical_organ(image, "lungs")
@@ -185,6 +184,7 @@ def test_postprocess_keeps_lesions_of_the_organ_only():
                                          ("body", "air outside the body skipped")])
 def test_cli_searches_the_model_organ_unless_told_otherwise(tmp_path, tiny_lung_model, organ, note):
     from conftest import phantom_ct
+
     from pastacore.fileio import write_volume
 
     write_volume(phantom_ct(), tmp_path / "ct.nii.gz")

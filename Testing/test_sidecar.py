@@ -6,10 +6,11 @@ import json
 import numpy as np
 import pytest
 from conftest import make_volume
+
 from pastacore.cli.main import main
-from pastacore.inference.sidecar import read_sidecar, sidecar_path, write_sidecar
 from pastacore.fileio import write_volume
 from pastacore.fileio.readers import image_stem
+from pastacore.inference.sidecar import read_sidecar, sidecar_path, write_sidecar
 
 
 @pytest.mark.parametrize("name,expected", [
@@ -33,6 +34,7 @@ def test_a_missing_or_broken_sidecar_reads_as_empty(tmp_path):
 def _write_labels(labels, path):
     if path.name.endswith(".mha"):  # pasta writes NIfTI/NRRD only; other tools write MetaImage
         import SimpleITK as sitk
+
         from pastacore.fileio.sitk_bridge import sitk_from_volume
 
         sitk.WriteImage(sitk_from_volume(labels), str(path))

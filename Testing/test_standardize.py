@@ -3,8 +3,8 @@ with SimpleITK's resampler on real and synthetic (oblique, left-handed) volumes.
 
 import numpy as np
 import pytest
-
 from conftest import make_volume, rotation
+
 from pastacore.errors import PastaError
 from pastacore.geometry import Grid, Volume
 from pastacore.geometry.resample import _resample_sitk, resample
@@ -33,7 +33,7 @@ def test_real_tumour_mask_round_trip(lung1, lung2):
     """z is refined (5 mm -> 1 mm) and comes back exactly; in-plane 0.57-0.63 mm -> 1 mm loses
     detail, so the boundary can move by one original voxel: we require Dice >= 0.93 and the same
     centroid within 0.2 mm."""
-    for image, label in (lung1, lung2):
+    for _image, label in (lung1, lung2):
         std = standardize(label, is_label=True)
         assert np.array_equal(std.volume.array, _resample_sitk(label, std.volume.grid, "nearest", 0))
         back = std.to_source(std.volume)

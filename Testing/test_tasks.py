@@ -89,7 +89,7 @@ def test_one_click_segment_of_lung2_searches_the_lungs(sample_dir, lung2):
     """The module's default: built-in model, no organ and no box given. It must search the lungs
     (the model's organ), not the whole body: the real tumour is found with at most ~60 mL of
     false positives (the whole-body search gave 213 mL)."""
-    slicer = pytest.importorskip("slicer")
+    pytest.importorskip("slicer")
     from pastacore.anatomy.masks import pieces_touching
     from pastacore.mrml import segmentations, volumes
     from pastacore.mrml.scene import new_scene, node_ids

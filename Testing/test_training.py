@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pastacore.training.default_model import load_background, lung_to_pleura, make_lesion_pool, mine_false_positives, training_sampler
+from pastacore.training.default_model import (
+    load_background,
+    lung_to_pleura,
+    make_lesion_pool,
+    mine_false_positives,
+    training_sampler,
+)
 from pastacore.training.trainer import TrainSettings, train
 
 PATCH = (48, 48, 48)
@@ -312,10 +318,10 @@ def test_model_card_states_data_scores_and_limits():
 
 @pytest.fixture(scope="module")
 def attribute_sets(background):
+    import torch
+
     from pastacore.networks.unet import PastaUNet
     from pastacore.training.attribute_heads import synthetic_attribute_set
-
-    import torch
 
     torch.manual_seed(0)
     network = PastaUNet(num_classes=3, base_features=4, num_pool=4)

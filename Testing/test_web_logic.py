@@ -32,6 +32,7 @@ def web(tmp_path_factory):
 
 def write_phantom(folder):
     from conftest import phantom_ct
+
     from pastacore.fileio import write_volume
 
     return write_volume(phantom_ct(), folder / "phantom.nrrd")

@@ -4,7 +4,6 @@ the module's model list. Widget wiring only: the work is
 :class:`PastaSlicerLib.controllers.FinetuneController`'s."""
 
 import qt
-
 import slicer
 from slicer.i18n import tr as _
 

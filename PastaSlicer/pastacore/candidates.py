@@ -50,7 +50,7 @@ class Candidate:
                 "max_probability": round(float(self.max_probability), 4)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Candidate":
+    def from_dict(cls, data: dict) -> Candidate:
         try:
             return cls(int(data["voxels"]), float(data.get("volume_ml", 0.0)),
                        [float(c) for c in data["centroid_lps_mm"]][:3], float(data["mean_probability"]),

@@ -76,16 +76,16 @@ def report_facts(report) -> dict:
 
 
 def run_demo(out_dir, overwrite: bool = False, advance=lambda label="": None) -> DemoResult:
-    from .anatomy.organs import classical_organ
     from .anatomy.masks import pieces_touching
-    from .inference.segment import segment_volume
+    from .anatomy.organs import classical_organ
+    from .candidates import choose_floor
     from .fileio import read_volume, write_volume
     from .fileio.atomic import atomic_directory
     from .geometry.standardize import standardize
+    from .inference.segment import segment_volume
     from .modelstore.store import ModelStore
     from .mrml import roi, scene_io, segmentations, tables, volumes
     from .mrml.scene import new_scene
-    from .candidates import choose_floor
     from .report.export import case_info, make_report, write_report
     from .report.key_images import LUNG_WINDOW
     from .report.model import ModelProvenance

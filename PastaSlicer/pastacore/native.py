@@ -15,7 +15,6 @@ import sys
 import tempfile
 import threading
 
-
 SHOW = {"native": False}  # ``pasta --debug`` sets it: then nothing is kept aside
 
 

@@ -31,7 +31,7 @@ def resources_dir() -> Path:
     raise PastaError("the PASTA Resources folder was not found; reinstall the extension or set PASTA_RESOURCES")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_json(name: str):
     """Parse ``Resources/<name>`` once per process."""
     path = resources_dir() / name

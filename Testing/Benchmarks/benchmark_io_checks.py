@@ -28,11 +28,11 @@ def _median(function, repeats):
 def main():
     import SimpleITK as sitk
 
-    from pastacore.geometry import Grid, Volume
     from pastacore.fileio import read_volume, write_volume
     from pastacore.fileio.filecheck import check_volume_file
     from pastacore.fileio.sitk_bridge import sitk_from_volume
     from pastacore.fileio.verify import verify_output
+    from pastacore.geometry import Grid, Volume
     from pastacore.samples import sample_paths
 
     parser = argparse.ArgumentParser(description=__doc__)

@@ -46,9 +46,9 @@ def _rss_mb(field):
 
 
 def prepare(model_path):
-    from pastacore.preprocessing.normalize import pasta_slf
     from pastacore.geometry.standardize import standardize
     from pastacore.networks.loading import load_for_segmentation
+    from pastacore.preprocessing.normalize import pasta_slf
 
     hu = standardize(make_input(), is_label=False).volume.array
     network = load_for_segmentation(model_path).network
@@ -138,13 +138,13 @@ def child(method, model_path, patch, out):
 
 
 def train_model(steps, path):
+    import torch
+
     from pastacore.anatomy.masks import lung_mask
     from pastacore.fileio import read_volume
     from pastacore.geometry.standardize import standardize
     from pastacore.samples import sample_paths
     from pastacore.training.trainer import TrainSettings, train
-
-    import torch
 
     cases = []
     for case in ("lung1", "lung2"):

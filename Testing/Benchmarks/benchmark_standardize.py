@@ -27,8 +27,8 @@ SPACING = (0.7, 0.7, 1.0)
 
 
 def make_input():
-    from pastacore.geometry import Grid, Volume
     from pastacore.fileio import read_volume
+    from pastacore.geometry import Grid, Volume
     from pastacore.samples import sample_paths
 
     ct = read_volume(sample_paths("lung2")[0]).array.astype(np.float32)

@@ -25,8 +25,8 @@ def per_lesion(repeats: int) -> list:
     from scipy import ndimage
 
     from pastacore.anatomy.masks import lung_mask
-    from pastacore.geometry import Volume
     from pastacore.fileio import read_volume
+    from pastacore.geometry import Volume
     from pastacore.geometry.boxes import VoxelBox
     from pastacore.geometry.standardize import standardize
     from pastacore.samples import ensure_samples

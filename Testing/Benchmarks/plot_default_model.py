@@ -29,8 +29,8 @@ def main():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pastacore.inference.segment import segment_volume
     from pastacore.geometry.volume import Volume
+    from pastacore.inference.segment import segment_volume
     from pastacore.training.default_model import load_background
 
     bg = load_background(args.case)

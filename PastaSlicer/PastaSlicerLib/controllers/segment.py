@@ -39,8 +39,8 @@ class SegmentController:
 
     def region_text(self, request: SegmentRequest) -> str:
         """Where Segment will look, in words (the default follows the model's organ)."""
-        from pastacore.inference.segmentation_model import declared_organ
         from pastacore.anatomy.organs import classical_search_region
+        from pastacore.inference.segmentation_model import declared_organ
 
         if request.roi is not None:
             return f"inside the box '{request.roi.GetName()}'"

@@ -12,6 +12,7 @@ def callWithErrorDisplay(message, function, *args, **kwargs):
     the details and the log. On success returns ``(True, result)``.
     """
     import slicer
+
     from pastacore.errors import PastaError
 
     try:

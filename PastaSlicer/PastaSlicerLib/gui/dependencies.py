@@ -17,6 +17,7 @@ import tempfile
 
 import slicer
 
+
 def _distributionName(requirement):
     match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
     if not match:

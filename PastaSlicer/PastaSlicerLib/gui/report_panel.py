@@ -3,7 +3,6 @@ Editor edits), predict report attributes, export the report. Widget wiring only;
 :class:`PastaSlicerLib.controllers.ReportController`'s."""
 
 import qt
-
 import slicer
 from slicer.i18n import tr as _
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from ..errors import PastaError
 from ..inference.sidecar import sidecar_content, sidecar_path, write_sidecar
 
@@ -41,9 +40,9 @@ def segment_case(image, *, model=None, organ_mask=None, organ_label=None, organ=
     search; ``organ`` alone: ``lungs`` or ``body``; ``roi``: a RAS box (text or six numbers).
     """
     from ..anatomy.organs import classical_organ, organ_from_labels
-    from ..inference.segment import segment_volume
     from ..fileio import read_volume
     from ..geometry.boxes import box_from_ras_bounds
+    from ..inference.segment import segment_volume
 
     volume = read_volume(image)
     organ_volume = None

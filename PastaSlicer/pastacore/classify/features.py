@@ -26,11 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import PastaError
-from ..preprocessing.crops import Crop, lesion_crop, organ_crop
 from ..geometry.grid import Grid
-from ..preprocessing.normalize import pasta_slf
 from ..geometry.standardize import standardize
 from ..geometry.volume import Volume
+from ..preprocessing.crops import Crop, lesion_crop, organ_crop
+from ..preprocessing.normalize import pasta_slf
 
 CROP_KINDS = ("organ", "lesion")
 ORGAN_SIZE = (128, 128, 128)

@@ -41,11 +41,11 @@ def add_parser(sub):
 def run(args):
     import time
 
+    from ..casework.synth import read_attributes_file
     from ..errors import PastaError
     from ..synthesis import generate_dataset
-    from .progress import bar
     from ..synthesis.backends import get_backend
-    from ..casework.synth import read_attributes_file
+    from .progress import bar
     from .synth_cmd import backend_options
 
     if args.workers < 1:

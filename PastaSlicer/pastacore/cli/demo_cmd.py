@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 def add_parser(sub):
     p = sub.add_parser("demo", help="run the workflow on a real chest CT and write a Slicer scene")
     p.add_argument("--out", default="pasta-demo", help="output folder (default: ./pasta-demo)")

@@ -32,9 +32,9 @@ def add_parser(sub):
 
 def run(args):
     from ..casework.segment import segment_case, write_segmentation
-    from ..inference.sidecar import sidecar_path
     from ..fileio.atomic import check_outputs
     from ..fileio.writers import volume_output
+    from ..inference.sidecar import sidecar_path
     from .progress import bar
 
     check_outputs([volume_output(args.out), sidecar_path(args.out)], inputs=(args.image, args.organ_mask, args.model),

@@ -22,9 +22,9 @@ def add_parser(sub):
 def run(args):
     from ..fileio import read_volume, write_volume
     from ..fileio.atomic import check_outputs
+    from ..fileio.writers import volume_output
     from ..geometry.resample import resample
     from ..geometry.standardize import standard_grid, standardize
-    from ..fileio.writers import volume_output
 
     check_outputs([volume_output(args.output)], inputs=(args.input, args.onto), overwrite=args.overwrite)
     volume = read_volume(args.input, is_label=args.label, volume_index=args.volume_index, series_uid=args.series)

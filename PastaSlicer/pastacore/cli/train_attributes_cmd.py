@@ -30,8 +30,8 @@ def run(args):
 
     from ..classify.heads import save_head
     from ..errors import PastaError
-    from ..inference.segmentation_model import model_weights
     from ..fileio.atomic import atomic_outputs, check_outputs
+    from ..inference.segmentation_model import model_weights
     from ..networks.loading import load_encoder
     from ..training.attribute_heads import fit_attribute_heads, score_heads, synthetic_attribute_set
     from ..training.default_model import load_background

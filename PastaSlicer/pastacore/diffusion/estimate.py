@@ -27,10 +27,10 @@ class Cost:
     conv_flops: float = 0.0
     matmul_flops: float = 0.0
 
-    def __add__(self, other: "Cost") -> "Cost":
+    def __add__(self, other: Cost) -> Cost:
         return Cost(self.conv_flops + other.conv_flops, self.matmul_flops + other.matmul_flops)
 
-    def __mul__(self, n: float) -> "Cost":
+    def __mul__(self, n: float) -> Cost:
         return Cost(self.conv_flops * n, self.matmul_flops * n)
 
     def seconds(self, rates) -> float:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import PastaError
 from .readers import IMAGE_SUFFIXES, image_stem
+
 MASK_HINTS = ("_seg", "_total", "_organs", "_organ", "_mask", "_label", "_labels")
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PastaError
+from ..geometry.volume import Volume
 from .atomic import atomic_outputs, write_error
 from .readers import IMAGE_SUFFIXES, _suffix
 from .sitk_bridge import sitk_from_volume
-from ..geometry.volume import Volume
 
 WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd")
 

@@ -26,7 +26,7 @@ class VoxelBox:
         return tuple(b - a for a, b in zip(self.start, self.stop))
 
     @classmethod
-    def from_mask(cls, mask: np.ndarray, margin: int = 0) -> "VoxelBox | None":
+    def from_mask(cls, mask: np.ndarray, margin: int = 0) -> VoxelBox | None:
         """The box of the non-zero voxels of ``mask`` (+- ``margin`` voxels, clipped); None when empty.
         Found from the mask's projections on each axis, so it costs one pass over the mask."""
         start, stop = [], []

@@ -66,7 +66,7 @@ class Grid:
         return np.linalg.inv(self.ijk_to_lps())
 
     @classmethod
-    def from_ijk_to_lps(cls, shape, matrix) -> "Grid":
+    def from_ijk_to_lps(cls, shape, matrix) -> Grid:
         matrix = np.asarray(matrix, dtype=float)
         columns = matrix[:3, :3]
         spacing = np.linalg.norm(columns, axis=0)
@@ -75,7 +75,7 @@ class Grid:
         return cls(shape, tuple(spacing), tuple(matrix[:3, 3]), columns / spacing[None, :])
 
     @classmethod
-    def from_ijk_to_ras(cls, shape, matrix) -> "Grid":
+    def from_ijk_to_ras(cls, shape, matrix) -> Grid:
         return cls.from_ijk_to_lps(shape, LPS_TO_RAS @ np.asarray(matrix, dtype=float))
 
     # --- points -----------------------------------------------------------------------
@@ -117,7 +117,7 @@ class Grid:
     def is_left_handed(self) -> bool:
         return bool(np.linalg.det(self.direction) < 0)
 
-    def same_as(self, other: "Grid", tol: float = 1e-4) -> bool:
+    def same_as(self, other: Grid, tol: float = 1e-4) -> bool:
         """True when both grids put every voxel at the same place (within ``tol`` mm)."""
         return self.shape == other.shape and np.allclose(self.ijk_to_lps(), other.ijk_to_lps(), atol=tol)
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import PastaError
-from .grid import Grid
 from ..fileio.readers import as_label
+from .grid import Grid
 from .resample import LINEAR, NEAREST, resample
 from .volume import Volume
 

@@ -29,18 +29,18 @@ class Volume:
         if tuple(self.array.shape) != self.grid.shape:
             raise PastaError(f"array shape {self.array.shape} does not match grid shape {self.grid.shape}")
 
-    def with_array(self, array: np.ndarray, is_label: bool | None = None) -> "Volume":
+    def with_array(self, array: np.ndarray, is_label: bool | None = None) -> Volume:
         """Same grid and metadata, new voxels."""
         label = self.is_label if is_label is None else is_label
         return replace(self, array=array, grid=self.grid, is_label=label, meta=dict(self.meta))
 
-    def check_finite(self) -> "Volume":
+    def check_finite(self) -> Volume:
         if np.issubdtype(self.array.dtype, np.floating) and not np.all(np.isfinite(self.array)):
             bad = int(np.count_nonzero(~np.isfinite(self.array)))
             raise PastaError(f"the volume has {bad} NaN or infinite voxels; fix or mask them before processing")
         return self
 
-    def check_matches(self, other: "Volume", what: str = "segmentation") -> None:
+    def check_matches(self, other: Volume, what: str = "segmentation") -> None:
         """Refuse a label volume whose grid differs from this image's."""
         if not self.grid.same_as(other.grid, tol=1e-3):
             raise PastaError(

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..anatomy.masks import body_mask, grow
 from ..candidates import candidates_of, lesion_probability
 from ..errors import PastaError, option
 from ..fileio.readers import check_ct
 from ..geometry.standardize import standardize
 from ..geometry.volume import Volume
-from ..anatomy.masks import body_mask, grow
 from .sliding_window import WindowSettings, predict_logits
 
 ORGAN, LESION = 1, 2  # PASTA-Gen's label convention

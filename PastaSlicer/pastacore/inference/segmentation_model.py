@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import PastaError, option
 from ..preprocessing.normalize import nnunet_ct, pasta_slf
-from ..terminology import SegmentInfo, segment_info, segment_info_for_name, term_for_label_name
+from ..terminology import segment_info, segment_info_for_name, term_for_label_name
 
 DEFAULT_PATCH = (128, 128, 128)
 
@@ -105,8 +105,8 @@ def _described_patch(description: dict):
 
 
 def model_from_source(source, description: dict | None = None) -> SegmentationModel:
-    from ..networks.loading import load_for_segmentation
     from ..modelstore.store import sha256_of
+    from ..networks.loading import load_for_segmentation
 
     loaded = load_for_segmentation(source)
     info, description = loaded.info, description or {}

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from ..errors import PastaError, option
 from ..fileio.atomic import atomic_directory
-from ..resources import resources_dir
 from ..networks.checkpoints import weight_suffixes
+from ..resources import resources_dir
 from ..samples import cache_dir
 from .manifest import ModelSpec, spec_for_file, spec_from_dict
 

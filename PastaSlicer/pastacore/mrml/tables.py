@@ -102,9 +102,9 @@ def update_table_from_segmentation(scene, segmentation_node, image_node, table_n
 
     Returns (table node, measurements). Segment names become lesion names.
     """
+    from ..report.measure import measure_lesions
     from .segmentations import labels_from_segmentation
     from .volumes import volume_from_node
-    from ..report.measure import measure_lesions
 
     image = volume_from_node(image_node)
     labels, ids = labels_from_segmentation(scene, segmentation_node, image_node, segment_ids)

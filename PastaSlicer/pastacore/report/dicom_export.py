@@ -75,7 +75,7 @@ def _lesion_codes(lesion) -> tuple:
 def write_derived_ct(image, folder, case) -> list:
     """Write ``image`` as a CT series (one file per slice k) into ``folder``; return the datasets."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

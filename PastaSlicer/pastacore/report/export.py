@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PastaError
-from ..inference.sidecar import read_sidecar, sidecar_path
 from ..fileio.readers import image_stem
+from ..inference.sidecar import read_sidecar, sidecar_path
 from .measure import measure_lesions
 from .model import CaseInfo, ModelProvenance, build_report
 

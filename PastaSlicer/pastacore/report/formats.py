@@ -13,9 +13,9 @@ first: the DICOM writer adds a note that the others show).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..errors import PastaError
 

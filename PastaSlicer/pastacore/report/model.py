@@ -40,7 +40,7 @@ class ModelProvenance:
     source: str = ""                      # what was given: an installed model's folder, a weight file, a result folder
 
     @classmethod
-    def from_dict(cls, data, role: str = "segmentation") -> "ModelProvenance | None":
+    def from_dict(cls, data, role: str = "segmentation") -> ModelProvenance | None:
         """From a segmentation's recorded model (``pasta segment``'s sidecar, the Slicer node's
         ``PASTA.Model`` attribute); None when it names no model."""
         if not isinstance(data, dict) or not data.get("name"):
@@ -58,7 +58,7 @@ class ModelProvenance:
         return ", ".join(parts)
 
     @classmethod
-    def from_file(cls, path, name: str | None = None, version: str = "", role: str = "") -> "ModelProvenance":
+    def from_file(cls, path, name: str | None = None, version: str = "", role: str = "") -> ModelProvenance:
         digest = hashlib.sha256()
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import CancelledError, PastaError, option
-from ..geometry import Volume
 from ..fileio import check_ct
+from ..geometry import Volume
 from ..geometry.boxes import VoxelBox
 from ..type_json import is_type_json
 from . import schema as S

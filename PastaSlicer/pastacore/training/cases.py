@@ -99,9 +99,8 @@ def _organ_mask(source: str, std, image: Volume, labelled_organ, start) -> tuple
         if not start.head_loaded:
             raise PastaError("--organ-source model: the start model's segmentation outputs do not fit these labels, "
                              "so it cannot draw the organ")
-        from ..inference.segment import segment_volume
-
         from ..geometry.standardize import standardize
+        from ..inference.segment import segment_volume
 
         predicted = segment_volume(image, start.segmentation_model(), whole_body=True).labels
         organ = predicted.with_array(np.isin(predicted.array, start.organ_values).astype(np.uint8), is_label=True)

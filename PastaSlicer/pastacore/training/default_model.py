@@ -135,8 +135,8 @@ def make_lesion_pool(backgrounds, per_background: int, seed: int, progress=None,
     from scipy import ndimage
 
     from ..geometry.volume import Volume
-    from ..synthesis import synthesize_lesion
     from ..synthesis import schema as S
+    from ..synthesis import synthesize_lesion
     from ..synthesis.dataset import sample_attributes
 
     kind = S.lesion_type(lesion_type)
@@ -279,9 +279,9 @@ TILE_OFFSETS = ((0, 0, 0), (8, 8, 8), (16, 16, 16), (24, 0, 12), (0, 24, 24), (1
 
 def _lesions(network, hu, grid, lung, patch, tta=False, progress=None) -> np.ndarray:
     """Where ``network`` finds lesions, run as the product runs it with the lung mask as organ."""
-    from ..inference.segmentation_model import SegmentationModel
-    from ..inference.segment import segment_volume
     from ..geometry.volume import Volume
+    from ..inference.segment import segment_volume
+    from ..inference.segmentation_model import SegmentationModel
     from ..terminology import segment_info
 
     model = SegmentationModel(network, tuple(patch), {1: segment_info("lung"), 2: segment_info("tumor@lung")}, (1,), (2,))

@@ -127,7 +127,7 @@ def rotate_scale_warp(img, lab, rng, elastic_mm: float = 0.0):
     return moved[0, 0].numpy(), labels[0, 0].numpy().round().astype(np.asarray(lab).dtype)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _warp_transform():
     from monai.transforms import MapTransform, RandomizableTransform
 
@@ -156,8 +156,7 @@ def _warp_transform():
 
 def make_augmentation(patch_size, spatial: float = 0.0, elastic_mm: float = 0.0, intensity: bool = True):
     """The random transforms applied to every training patch (a MONAI ``Compose``)."""
-    from monai.transforms import (Compose, RandAffined, RandFlipd, RandGaussianNoised, RandScaleIntensityd,
-                                  RandShiftIntensityd)
+    from monai.transforms import Compose, RandAffined, RandFlipd, RandGaussianNoised, RandScaleIntensityd, RandShiftIntensityd
 
     transforms = []
     if spatial > 0:

@@ -85,10 +85,10 @@ def load_start_model(model=None, store=None, organ: str | None = None) -> StartM
     import torch
 
     from ..inference.segmentation_model import model_weights
-    from ..preprocessing.normalize import ct_statistics
-    from ..networks.loading import infer_architecture, read_weights
     from ..modelstore.store import sha256_of
+    from ..networks.loading import infer_architecture, read_weights
     from ..networks.unet import PastaUNet
+    from ..preprocessing.normalize import ct_statistics
 
     weights, description = model_weights(model, store)
     if description is not None and description.get("task") not in (None, "segmentation", "unknown", "features"):

@@ -94,8 +94,7 @@ class CaseSampler:
 
     def __init__(self, cases, settings: TrainSettings):
         from monai.data import CacheDataset
-        from monai.transforms import (ClassesToIndicesd, Compose, DeleteItemsd, RandCropByLabelClassesd,
-                                      SpatialPadd)
+        from monai.transforms import ClassesToIndicesd, Compose, DeleteItemsd, RandCropByLabelClassesd, SpatialPadd
 
         if not cases:
             raise PastaError("no training cases")
