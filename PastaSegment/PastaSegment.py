@@ -76,9 +76,12 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.setVisible(False)
         self.refreshModels()
         self.initializeParameterNode()
-        self.fineTune = FinetunePanel(self.ui, startModel=lambda: self._parameterNode.modelName if self._parameterNode else "",
-                                      device=lambda: self._parameterNode.device if self._parameterNode else "auto",
-                                      onModelAdded=lambda model: self.refreshModels())
+        self.fineTune = FinetunePanel(
+            self.ui,
+            startModel=lambda: self._parameterNode.modelName if self._parameterNode else "",
+            device=lambda: self._parameterNode.device if self._parameterNode else "auto",
+            onModelAdded=lambda model: self.refreshModels(),
+        )
 
     def cleanup(self) -> None:
         if self._task is not None:
@@ -126,8 +129,11 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from PastaSlicerLib.gui.widgets import fillComboBox
 
         models = self.hub.models(task="segmentation")
-        fillComboBox(self.ui.modelComboBox, [(f"{m.name} ({m.version})", m.name, f"{m.task}: {m.path}") for m in models],
-                     _("No model installed: import one in the PASTA module"))
+        fillComboBox(
+            self.ui.modelComboBox,
+            [(f"{m.name} ({m.version})", m.name, f"{m.task}: {m.path}") for m in models],
+            _("No model installed: import one in the PASTA module"),
+        )
         self._updateGUI()
 
     def _onModelChosen(self, index) -> None:
@@ -138,9 +144,16 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from PastaSlicerLib.controllers import SegmentRequest
 
         p = self._parameterNode
-        return SegmentRequest(p.inputVolume, model=p.modelName, organ_segmentation=p.organSegmentation, roi=p.roi,
-                              whole_body=p.wholeBody, device=p.device, tta=p.quality == "accurate",
-                              output=p.outputSegmentation)
+        return SegmentRequest(
+            p.inputVolume,
+            model=p.modelName,
+            organ_segmentation=p.organSegmentation,
+            roi=p.roi,
+            whole_body=p.wholeBody,
+            device=p.device,
+            tta=p.quality == "accurate",
+            output=p.outputSegmentation,
+        )
 
     def _updateGUI(self, caller=None, event=None) -> None:
         from PastaSlicerLib.gui.widgets import showComboData
@@ -169,8 +182,13 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not ensureDependencies():
             self.ui.statusLabel.text = _("The Python packages PASTA needs are not installed (see the PASTA module).")
             return
-        ok, handle = callWithErrorDisplay(_("Starting the segmentation failed."), self.controller.start, self._request(),
-                                          on_progress=self._onProgress, on_finished=self._onFinished)
+        ok, handle = callWithErrorDisplay(
+            _("Starting the segmentation failed."),
+            self.controller.start,
+            self._request(),
+            on_progress=self._onProgress,
+            on_finished=self._onFinished,
+        )
         if ok:
             self._task = RunningTask(handle)
             self.ui.progressBar.value = 0

@@ -155,8 +155,10 @@ class PastaSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         table.resizeColumnsToContents()
 
     def _showDependencies(self) -> None:
-        rows = [_Row((name, required, installed), ok, purpose)
-                for name, required, installed, ok, purpose in self.hub.dependency_rows()]
+        rows = [
+            _Row((name, required, installed), ok, purpose)
+            for name, required, installed, ok, purpose in self.hub.dependency_rows()
+        ]
         self._fillTable(self.ui.dependenciesTable, rows, bad=lambda row: not row.ok, tooltip=lambda row: row.note)
         self.ui.installDependenciesButton.enabled = any(not row.ok for row in rows)
 
@@ -170,8 +172,14 @@ class PastaSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _showModels(self) -> None:
         status = {True: _("verified"), False: _("check failed"), None: _("not checked")}
-        rows = [_Row((m.name, m.version, m.task, _("damaged: {why}").format(why=m.damaged) if m.damaged else status[m.verified]),
-                     not m.damaged, str(m.path)) for m in self.hub.models()]
+        rows = [
+            _Row(
+                (m.name, m.version, m.task, _("damaged: {why}").format(why=m.damaged) if m.damaged else status[m.verified]),
+                not m.damaged,
+                str(m.path),
+            )
+            for m in self.hub.models()
+        ]
         self._fillTable(self.ui.modelsTable, rows, bad=lambda row: not row.ok, tooltip=lambda row: row.note)
         folder = self.hub.models_folder()
         self.ui.modelsFolderLabel.text = f'<a href="{qt.QUrl.fromLocalFile(folder).toString()}">{folder}</a>'
@@ -198,8 +206,12 @@ class PastaSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from PastaSlicerLib.gui import callWithErrorDisplay
 
         patterns = " ".join(f"*{suffix}" for suffix in self.hub.weight_suffixes())
-        path = qt.QFileDialog.getOpenFileName(slicer.util.mainWindow(), _("Import PASTA model weights"), "",
-                                              _("Model files ({patterns});;All files (*)").format(patterns=patterns))
+        path = qt.QFileDialog.getOpenFileName(
+            slicer.util.mainWindow(),
+            _("Import PASTA model weights"),
+            "",
+            _("Model files ({patterns});;All files (*)").format(patterns=patterns),
+        )
         if path:
             callWithErrorDisplay(_("Importing the model failed."), self.hub.import_model, path)
             self._showModels()
@@ -214,14 +226,17 @@ class PastaSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if ok and outcome[0]:
             slicer.util.infoDisplay(_("Model '{name}' passed all checks.").format(name=name))
         elif ok:
-            slicer.util.warningDisplay(_("Model '{name}' failed its checks.").format(name=name), detailedText="\n".join(outcome[1]))
+            slicer.util.warningDisplay(
+                _("Model '{name}' failed its checks.").format(name=name), detailedText="\n".join(outcome[1])
+            )
 
     def onRemoveModel(self) -> None:
         from PastaSlicerLib.gui import callWithErrorDisplay
 
         name = self._selectedModelName()
         if name is not None and slicer.util.confirmOkCancelDisplay(
-                _("Remove model '{name}' and its files from the model store?").format(name=name)):
+            _("Remove model '{name}' and its files from the model store?").format(name=name)
+        ):
             callWithErrorDisplay(_("Removing the model failed."), self.hub.remove_model, name)
             self._showModels()
 
@@ -297,15 +312,20 @@ class PastaSlicerTest(ScriptedLoadableModuleTest):
         volume = slicer.util.addVolumeFromArray(array, ijkToRAS=np.diag([-1.0, -1.0, 2.0, 1.0]), name="CT")
         image = volume_from_node(volume)
         segmentation, _added = add_labels_to_segmentation(
-            slicer.mrmlScene, image.with_array((array > 0).astype(np.uint8), is_label=True), {1: segment_info("tumor@lung")}, volume)
+            slicer.mrmlScene,
+            image.with_array((array > 0).astype(np.uint8), is_label=True),
+            {1: segment_info("tumor@lung")},
+            volume,
+        )
         controller = ReportController(slicer.mrmlScene, InlineRunner())
         table, measurements = controller.measure(volume, segmentation)
         self.assertAlmostEqual(measurements[0].volume_ml, 7 * 10 * 10 * 2 / 1000.0, places=3)
         watch = controller.follow_edits(volume, segmentation)
         second = np.zeros_like(array, dtype=np.uint8)
         second[14:16, 2:5, 2:5] = 1
-        add_labels_to_segmentation(slicer.mrmlScene, image.with_array(second, is_label=True), {1: segment_info("nodule@lung")},
-                                   volume, segmentation)
+        add_labels_to_segmentation(
+            slicer.mrmlScene, image.with_array(second, is_label=True), {1: segment_info("nodule@lung")}, volume, segmentation
+        )
         self.assertEqual(table.GetNumberOfRows(), 2)
         watch.stop()
         self.delayDisplay("Test passed")

@@ -86,12 +86,23 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             edit.connect("currentPathChanged(QString)", self._updateGUI)
         self.ui.progressBar.setVisible(False)
         self.ui.batchProgressBar.setVisible(False)
-        fillComboBox(self.ui.lesionTypeComboBox, [(_("(from the description)"), "", None)]
-                     + [(t, t, None) for t in self.controller.lesion_types()], "")
-        fillComboBox(self.ui.backendComboBox,
-                     [(b["name"] if b["available"] else _("{name} (unavailable)").format(name=b["name"]), b["name"],
-                       b["description"] + ("" if b["available"] else "\n" + (b["reason"] or "")))
-                      for b in self.controller.backends(allow_slow=True)], "procedural")
+        fillComboBox(
+            self.ui.lesionTypeComboBox,
+            [(_("(from the description)"), "", None)] + [(t, t, None) for t in self.controller.lesion_types()],
+            "",
+        )
+        fillComboBox(
+            self.ui.backendComboBox,
+            [
+                (
+                    b["name"] if b["available"] else _("{name} (unavailable)").format(name=b["name"]),
+                    b["name"],
+                    b["description"] + ("" if b["available"] else "\n" + (b["reason"] or "")),
+                )
+                for b in self.controller.backends(allow_slow=True)
+            ],
+            "procedural",
+        )
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -142,16 +153,30 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         backend = self.ui.backendComboBox.currentData or "procedural"
         options = {} if backend == "procedural" else {"steps": p.diffusionSteps, "allow_slow": p.allowSlow}
-        return SynthRequest(p.inputVolume, lesion_type=p.lesionType, attributes=p.attributes, seed=p.seed, roi=p.roi,
-                            organ_segmentation=p.organSegmentation, backend=backend, backend_options=options)
+        return SynthRequest(
+            p.inputVolume,
+            lesion_type=p.lesionType,
+            attributes=p.attributes,
+            seed=p.seed,
+            roi=p.roi,
+            organ_segmentation=p.organSegmentation,
+            backend=backend,
+            backend_options=options,
+        )
 
     def _datasetRequest(self):
         from PastaSlicerLib.controllers import DatasetRequest
 
         p = self._parameterNode
-        return DatasetRequest(self.ui.backgroundsFolderPathLineEdit.currentPath, self.ui.outputFolderPathLineEdit.currentPath,
-                              count=p.caseCount, format=p.datasetFormat, lesion_type=p.lesionType,
-                              attributes=p.attributes, seed=p.seed)
+        return DatasetRequest(
+            self.ui.backgroundsFolderPathLineEdit.currentPath,
+            self.ui.outputFolderPathLineEdit.currentPath,
+            count=p.caseCount,
+            format=p.datasetFormat,
+            lesion_type=p.lesionType,
+            attributes=p.attributes,
+            seed=p.seed,
+        )
 
     def _updateGUI(self, caller=None, event=None) -> None:
         from pastacore.errors import PastaError
@@ -190,9 +215,13 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._previewTask.cancel()
             self.ui.statusLabel.text = _("Cancelling...")
             return
-        ok, handle = callWithErrorDisplay(_("Starting the lesion synthesis failed."), self.controller.preview,
-                                          self._request(), on_progress=self._onPreviewProgress,
-                                          on_finished=self._onPreviewFinished)
+        ok, handle = callWithErrorDisplay(
+            _("Starting the lesion synthesis failed."),
+            self.controller.preview,
+            self._request(),
+            on_progress=self._onPreviewProgress,
+            on_finished=self._onPreviewFinished,
+        )
         if ok:
             self._previewTask = RunningTask(handle)
             self.ui.progressBar.setVisible(self._previewTask.running)
@@ -241,8 +270,13 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         settings = qt.QSettings()
         settings.setValue(FOLDER_SETTINGS["backgrounds"], request.backgrounds)
         settings.setValue(FOLDER_SETTINGS["output"], request.output)
-        ok, handle = callWithErrorDisplay(_("Starting the dataset generation failed."), self.controller.start_dataset,
-                                          request, on_progress=self._onBatchProgress, on_finished=self._onBatchFinished)
+        ok, handle = callWithErrorDisplay(
+            _("Starting the dataset generation failed."),
+            self.controller.start_dataset,
+            request,
+            on_progress=self._onBatchProgress,
+            on_finished=self._onBatchFinished,
+        )
         if ok:
             self._batchTask = RunningTask(handle)
             self.ui.batchProgressBar.setVisible(self._batchTask.running)

@@ -14,13 +14,15 @@ def layouts(threed: bool):
     side = [ViewLayoutDefinition.coronal_view(), ViewLayoutDefinition.sagittal_view()]
     if threed:
         side.insert(0, ViewLayoutDefinition.threed_view())
-    return {"PASTA": Layout(LayoutDirection.Horizontal, [ViewLayoutDefinition.axial_view(),
-                                                          Layout(LayoutDirection.Vertical, side)])}
+    return {
+        "PASTA": Layout(LayoutDirection.Horizontal, [ViewLayoutDefinition.axial_view(), Layout(LayoutDirection.Vertical, side)])
+    }
 
 
 class PastaWebApp:
-    def __init__(self, server, data_folder=None, out_dir="pasta-web-output", token=None, max_upload_mb=2048.0,
-                 threed=False, runner=None):
+    def __init__(
+        self, server, data_folder=None, out_dir="pasta-web-output", token=None, max_upload_mb=2048.0, threed=False, runner=None
+    ):
         from trame_slicer import module as trame_slicer_module
         from trame_slicer.app.logic.segmentation import SegmentEditorLogic
         from trame_slicer.app.ui import SegmentEditorUI, SegmentEditorUndoRedoUI, ViewerLayout
@@ -43,8 +45,9 @@ class PastaWebApp:
         self.layout_manager.register_layout_dict(layouts(threed))
         self.layout_manager.set_layout("PASTA")
         self.downloads = access.Downloads()
-        self.logic = PastaWebLogic(server, self.slicer, data_folder, out_dir, self.downloads,
-                                   runner or ProcessRunner(), max_upload_mb)
+        self.logic = PastaWebLogic(
+            server, self.slicer, data_folder, out_dir, self.downloads, runner or ProcessRunner(), max_upload_mb
+        )
         self.editor_logic = SegmentEditorLogic(server, self.slicer)
         editors = []
 
@@ -61,12 +64,21 @@ class PastaWebApp:
     def start(self, host: str, port: int, **kwargs):
         """Serve (blocking); trame would stop after 300 s without a browser: it never does here."""
         logging.getLogger("trame_server").setLevel(logging.WARNING)
-        return self.server.start(host=host, port=port, open_browser=False, timeout=0, show_connection_info=False,
-                                 **kwargs)
+        return self.server.start(host=host, port=port, open_browser=False, timeout=0, show_connection_info=False, **kwargs)
 
 
-def serve(image=None, host="127.0.0.1", port=8080, data=None, out="pasta-web-output", token=None, max_upload_mb=2048.0,
-          threed=False, on_ready=None, quiet=True):
+def serve(
+    image=None,
+    host="127.0.0.1",
+    port=8080,
+    data=None,
+    out="pasta-web-output",
+    token=None,
+    max_upload_mb=2048.0,
+    threed=False,
+    on_ready=None,
+    quiet=True,
+):
     """Start ``pasta web``: load ``image`` (a CT or a .mrb) when given; ``on_ready(port)`` once it listens.
     ``quiet`` keeps VTK's warnings (deprecations of the view widgets) off the terminal; errors still show."""
     from trame.app import get_server

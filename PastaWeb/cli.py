@@ -7,16 +7,22 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 def add_parser(sub):
     p = sub.add_parser(
-        "web", help="PASTA in a browser: segment, draw a box to synthesise, edit and export, on real Slicer MRML",
+        "web",
+        help="PASTA in a browser: segment, draw a box to synthesise, edit and export, on real Slicer MRML",
         description="Serves the PASTA web application (trame-slicer) and prints its URL. One server holds one scene: "
-                    "every browser connected to it sees the same scene. Research use only, not for diagnosis.")
+        "every browser connected to it sees the same scene. Research use only, not for diagnosis.",
+    )
     p.add_argument("image", nargs="?", metavar="IMAGE_OR_SCENE", help="a CT (NIfTI, NRRD, DICOM folder) or a .mrb to open")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     p.add_argument("--token", help="access token; required (or generated and printed) when --host is not local")
     p.add_argument("--data", metavar="DIR", help="the folder the file picker shows (default: IMAGE's folder, else here)")
-    p.add_argument("--out", metavar="DIR", default="pasta-web-output",
-                   help="where exported reports and saved scenes are written (default ./pasta-web-output)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        default="pasta-web-output",
+        help="where exported reports and saved scenes are written (default ./pasta-web-output)",
+    )
     p.add_argument("--max-upload-mb", type=float, default=2048.0, help="largest upload accepted (default 2048 MB)")
     p.add_argument("--3d", dest="threed", action="store_true", help="also show a 3D view")
     p.set_defaults(func=run)
@@ -54,9 +60,22 @@ def run(args):
         shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
         print(f"PASTA web is ready: http://{shown}:{port}/index.html{query}", flush=True)
         if args.host not in LOCAL_HOSTS:
-            print("Anyone with this URL (and its token) can use the scene; every browser shares one scene.",
-                  file=sys.stderr, flush=True)
+            print(
+                "Anyone with this URL (and its token) can use the scene; every browser shares one scene.",
+                file=sys.stderr,
+                flush=True,
+            )
 
-    serve(args.image, args.host, args.port, args.data, args.out, token, args.max_upload_mb, args.threed, on_ready=ready,
-          quiet=not args.debug)
+    serve(
+        args.image,
+        args.host,
+        args.port,
+        args.data,
+        args.out,
+        token,
+        args.max_upload_mb,
+        args.threed,
+        on_ready=ready,
+        quiet=not args.debug,
+    )
     return 0

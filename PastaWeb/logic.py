@@ -17,8 +17,12 @@ from pastacore.errors import PastaError
 POLL_SECONDS = 0.1
 MEASURE_DELAY_SECONDS = 0.5  # measure again this long after the last edit
 WINDOWS = {"Auto": None, "Lung": (1500.0, -600.0), "Soft tissue": (400.0, 40.0), "Bone": (1800.0, 400.0)}
-REGIONS = {"model": "Model default (its own organ)", "organ": "Organ: the current segmentation",
-           "box": "The drawn box", "body": "Whole body"}
+REGIONS = {
+    "model": "Model default (its own organ)",
+    "organ": "Organ: the current segmentation",
+    "box": "The drawn box",
+    "body": "Whole body",
+}
 
 
 class PastaWebLogic:
@@ -45,20 +49,36 @@ class PastaWebLogic:
     def _defaults(self):
         models = self.hub.models(task="segmentation")
         formats = self.reports.format_choices()  # every registered report format, all chosen
-        self.state.update({
-            "pasta_status": "Load a CT to start.", "pasta_busy": False, "pasta_progress": 0, "pasta_running": "",
-            "pasta_files": self.data.entries() if self.data else [], "pasta_file": None,
-            "pasta_models": [{"title": f"{m.name} ({m.version})", "value": m.name} for m in models],
-            "pasta_model": models[0].name if models else None,
-            "pasta_regions": [{"title": t, "value": v} for v, t in REGIONS.items()], "pasta_region": "model",
-            "pasta_region_text": "", "pasta_box": "", "pasta_placing": False, "pasta_attributes": "",
-            "pasta_parsed": "", "pasta_has_preview": False, "pasta_segments": [], "pasta_measurements": [],
-            "pasta_downloads": [], "pasta_download": None, "pasta_windows": list(WINDOWS), "pasta_window": "Auto",
-            "pasta_volume_loaded": False, "pasta_max_upload_mb": self.max_upload_bytes / 1e6,
-            "pasta_report_formats": [{"title": f"{c['label']}: {c['description']}", "value": c["name"]}
-                                     for c in formats],
-            "pasta_report_chosen": [c["name"] for c in formats],
-        })
+        self.state.update(
+            {
+                "pasta_status": "Load a CT to start.",
+                "pasta_busy": False,
+                "pasta_progress": 0,
+                "pasta_running": "",
+                "pasta_files": self.data.entries() if self.data else [],
+                "pasta_file": None,
+                "pasta_models": [{"title": f"{m.name} ({m.version})", "value": m.name} for m in models],
+                "pasta_model": models[0].name if models else None,
+                "pasta_regions": [{"title": t, "value": v} for v, t in REGIONS.items()],
+                "pasta_region": "model",
+                "pasta_region_text": "",
+                "pasta_box": "",
+                "pasta_placing": False,
+                "pasta_attributes": "",
+                "pasta_parsed": "",
+                "pasta_has_preview": False,
+                "pasta_segments": [],
+                "pasta_measurements": [],
+                "pasta_downloads": [],
+                "pasta_download": None,
+                "pasta_windows": list(WINDOWS),
+                "pasta_window": "Auto",
+                "pasta_volume_loaded": False,
+                "pasta_max_upload_mb": self.max_upload_bytes / 1e6,
+                "pasta_report_formats": [{"title": f"{c['label']}: {c['description']}", "value": c["name"]} for c in formats],
+                "pasta_report_chosen": [c["name"] for c in formats],
+            }
+        )
         self.state.change("pasta_attributes")(self._on_attributes)
         self.state.change("pasta_window")(self._on_window)
         self.state.change("pasta_region", "pasta_model")(lambda **_: self._show_region())
@@ -135,8 +155,10 @@ class PastaWebLogic:
             size = sum(len(f.get("content") or b"") for f in self._uploaded)
             if size > self.max_upload_bytes:
                 self._uploaded = []
-                self._say(f"error: the upload is larger than {self.max_upload_bytes / 1e6:g} MB; "
-                          "put the file in the server's data folder instead")
+                self._say(
+                    f"error: the upload is larger than {self.max_upload_bytes / 1e6:g} MB; "
+                    "put the file in the server's data folder instead"
+                )
             return
         uploaded, self._uploaded = self._uploaded, []
         if not uploaded:
@@ -156,9 +178,13 @@ class PastaWebLogic:
         from PastaSlicerLib.controllers import SegmentRequest
 
         region = self.state.pasta_region
-        return SegmentRequest(self.volume, model=self.state.pasta_model or "",
-                              organ_segmentation=self.segmentation if region == "organ" else None,
-                              roi=self.roi if region == "box" else None, whole_body=region == "body")
+        return SegmentRequest(
+            self.volume,
+            model=self.state.pasta_model or "",
+            organ_segmentation=self.segmentation if region == "organ" else None,
+            roi=self.roi if region == "box" else None,
+            whole_body=region == "body",
+        )
 
     def _show_region(self):
         if self.volume is None:
@@ -197,8 +223,10 @@ class PastaWebLogic:
             self.scene.RemoveNode(self.roi)
         self.roi = self.scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "PASTA box")
         self.roi.CreateDefaultDisplayNodes()
-        self._roi_tags = [self.roi.AddObserver("ModifiedEvent", self._on_roi_changed),
-                          self.roi.AddObserver(self.roi.PointPositionDefinedEvent, self._on_roi_placed)]
+        self._roi_tags = [
+            self.roi.AddObserver("ModifiedEvent", self._on_roi_changed),
+            self.roi.AddObserver(self.roi.PointPositionDefinedEvent, self._on_roi_placed),
+        ]
         return self.roi
 
     def _roi_bounds(self):
@@ -257,8 +285,9 @@ class PastaWebLogic:
     def synthesize(self):
         from PastaSlicerLib.controllers import SynthRequest
 
-        request = SynthRequest(self.volume, attributes=self.state.pasta_attributes or "", roi=self.roi,
-                               seed=int(time.time()) % 100000)
+        request = SynthRequest(
+            self.volume, attributes=self.state.pasta_attributes or "", roi=self.roi, seed=int(time.time()) % 100000
+        )
 
         def finished(outcome):
             if outcome.ok:
@@ -337,8 +366,16 @@ class PastaWebLogic:
             self._say(f"Measurement not updated: {error}")
             return
         self.state.pasta_measurements = [
-            {"lesion": m.index, "name": m.name, "volume_ml": round(m.volume_ml, 2), "long_mm": round(m.long_axis_mm, 1),
-             "short_mm": round(m.short_axis_mm, 1), "mean_hu": round(m.mean_hu)} for m in measurements]
+            {
+                "lesion": m.index,
+                "name": m.name,
+                "volume_ml": round(m.volume_ml, 2),
+                "long_mm": round(m.long_axis_mm, 1),
+                "short_mm": round(m.short_axis_mm, 1),
+                "mean_hu": round(m.mean_hu),
+            }
+            for m in measurements
+        ]
 
     def _list_segments(self):
         names = []
@@ -369,10 +406,12 @@ class PastaWebLogic:
             return outcome
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._start("export", "Exporting the report",
-                    lambda p, f: self.reports.export(self.volume, self.segmentation, folder, formats,
-                                                       on_progress=p, on_finished=f),
-                    finished)
+        self._start(
+            "export",
+            "Exporting the report",
+            lambda p, f: self.reports.export(self.volume, self.segmentation, folder, formats, on_progress=p, on_finished=f),
+            finished,
+        )
 
     def save_scene(self):
         from pastacore.mrml.scene_io import save_mrb
@@ -423,8 +462,9 @@ class PastaWebLogic:
         except PastaError as exc:
             self._say(f"error: {exc}")
             return
-        self.state.update({"pasta_busy": handle.outcome is None, "pasta_running": kind if handle.outcome is None else "",
-                           "pasta_progress": 0})
+        self.state.update(
+            {"pasta_busy": handle.outcome is None, "pasta_running": kind if handle.outcome is None else "", "pasta_progress": 0}
+        )
         if handle.outcome is None:
             self._say(f"{verb}...")
             self._handle = handle

@@ -33,10 +33,10 @@ END = "<!-- end of bad-input table -->"
 @dataclass
 class Case:
     key: str
-    what: str                    # the bad input, in words (first column of the table)
-    argv: list                   # the pasta command line, run in the case folder
-    expect: str                  # a piece of the one-line message
-    setup: object = None         # function(folder) that writes the case's files
+    what: str  # the bad input, in words (first column of the table)
+    argv: list  # the pasta command line, run in the case folder
+    expect: str  # a piece of the one-line message
+    setup: object = None  # function(folder) that writes the case's files
     file_limit: int | None = None  # RLIMIT_FSIZE of the child process, in bytes
     keep: tuple = field(default_factory=tuple)  # files that must come through unchanged
 
@@ -46,11 +46,12 @@ class Outcome:
     code: int
     stdout: str
     stderr: str
-    leftovers: list              # staging files or folders left anywhere in the case folder
-    changed: list                # files of ``keep`` that changed
+    leftovers: list  # staging files or folders left anywhere in the case folder
+    changed: list  # files of ``keep`` that changed
 
 
 # --- input files ------------------------------------------------------------------------------
+
 
 def ct_array(shape=(20, 24, 28), seed=0) -> np.ndarray:
     """A CT-like volume: noise around soft tissue with a slab of air."""
@@ -128,6 +129,7 @@ def _setup_base(folder: Path):
 
 # --- the cases --------------------------------------------------------------------------------
 
+
 def _link(folder):
     os.symlink("ct.nii.gz", folder / "ct_link.nii.gz")
 
@@ -162,6 +164,7 @@ def _nan_nrrd(folder):
 def _pixdim(values, name):
     def setup(folder):
         (folder / name).write_bytes(nifti_bytes(ct_array(), pixdim=values))
+
     return setup
 
 
@@ -172,8 +175,10 @@ def _nan_spacing_nrrd(folder):
 def _zero_spacing_mha(folder):
     array = ct_array()
     nk, nj, ni = array.shape
-    head = (f"ObjectType = Image\nNDims = 3\nDimSize = {ni} {nj} {nk}\nElementType = MET_FLOAT\n"
-            "ElementSpacing = 1 0 1\nElementDataFile = LOCAL\n")
+    head = (
+        f"ObjectType = Image\nNDims = 3\nDimSize = {ni} {nj} {nk}\nElementType = MET_FLOAT\n"
+        "ElementSpacing = 1 0 1\nElementDataFile = LOCAL\n"
+    )
     (folder / "zero.mha").write_bytes(head.encode() + array.astype("<f4").tobytes())
 
 
@@ -199,6 +204,7 @@ def _mixed_spacing(folder):
     def change(k, ds):
         if k == 2:
             ds.PixelSpacing = [0.7, 0.7]
+
     dicom_series(folder / "dicom", change)
 
 
@@ -206,6 +212,7 @@ def _mixed_orientation(folder):
     def change(k, ds):
         if k == 4:
             ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
+
     dicom_series(folder / "dicom", change)
 
 
@@ -214,6 +221,7 @@ def _mixed_size(folder):
         if k == 1:
             ds.PixelData = ds.pixel_array[:64, :64].copy().tobytes()
             ds.Rows = ds.Columns = 64
+
     dicom_series(folder / "dicom", change)
 
 
@@ -225,6 +233,7 @@ def _duplicate_slice(folder):
     def change(k, ds):
         if k == 5:
             ds.ImagePositionPatient = [-158.135803, -179.035797, -75.7 + 5.0 * 4]
+
     dicom_series(folder / "dicom", change)
 
 
@@ -294,98 +303,310 @@ def _big_output(folder):
 LONG = "a" * 250
 CASES = [
     # outputs, checked before any work
-    Case("same-output-twice", "two outputs on one path", ["synth", "ct.nii.gz", "--box-ijk", "2,2,2,8,8,8",
-         "--attributes", "1 cm nodule", "--seed", "1", "--out-image", "x.nii.gz", "--out-mask", "x.nii.gz",
-         "--out-report", "r.json"], "two outputs are the same file", _setup_base),
-    Case("report-and-type-json", "a report and its type.json on one path", ["synth", "ct.nii.gz", "--box-ijk",
-         "2,2,2,8,8,8", "--attributes", "1 cm nodule", "--seed", "1", "--out-image", "a.nii.gz", "--out-mask",
-         "m.nii.gz", "--out-report", "r.json", "--out-type-json", "./r.json"], "two outputs are the same file",
-         _setup_base),
-    Case("output-is-input", "an output equal to the input", ["standardize", "ct.nii.gz", "ct.nii.gz",
-         "--overwrite"], "is also an input", _setup_base, keep=("ct.nii.gz",)),
-    Case("output-links-to-input", "an output that is a symbolic link to the input", ["standardize", "ct.nii.gz",
-         "ct_link.nii.gz", "--overwrite"], "is also an input", lambda f: (_setup_base(f), _link(f)),
-         keep=("ct.nii.gz",)),
-    Case("unwritable-suffix", "an output suffix that cannot be written", ["segment", "ct.nii.gz", "--out", "o.png"],
-         "cannot write o.png", _setup_base),
-    Case("missing-folder", "an output in a folder that does not exist", ["standardize", "ct.nii.gz",
-         "no/such/o.nii.gz"], "does not exist", _setup_base),
-    Case("existing-output", "an existing output without --overwrite", ["standardize", "ct.nii.gz", "out.nii.gz"],
-         "pass --overwrite", lambda f: (_setup_base(f), _existing(f)), keep=("out.nii.gz",)),
-    Case("earlier-report", "a report folder holding an earlier report", ["report", "ct.nii.gz", "seg.nii.gz",
-         "--out-dir", "rep"], "already holds outputs of an earlier run", lambda f: (_setup_base(f),
-         _earlier_report(f)), keep=("rep/report.json", "rep/notes.txt")),
-    Case("report-inside-dicom", "a report folder inside the input DICOM folder", ["report", "dicom", "seg.nii.gz",
-         "--out-dir", "dicom/report"], "lies inside the input", lambda f: (_setup_base(f),
-         _dicom_with_report_inside(f))),
-    Case("long-name", "an output name longer than the file system allows", ["standardize", "ct.nii.gz",
-         LONG + ".nii.gz"], "choose a shorter name", _setup_base),
+    Case(
+        "same-output-twice",
+        "two outputs on one path",
+        [
+            "synth",
+            "ct.nii.gz",
+            "--box-ijk",
+            "2,2,2,8,8,8",
+            "--attributes",
+            "1 cm nodule",
+            "--seed",
+            "1",
+            "--out-image",
+            "x.nii.gz",
+            "--out-mask",
+            "x.nii.gz",
+            "--out-report",
+            "r.json",
+        ],
+        "two outputs are the same file",
+        _setup_base,
+    ),
+    Case(
+        "report-and-type-json",
+        "a report and its type.json on one path",
+        [
+            "synth",
+            "ct.nii.gz",
+            "--box-ijk",
+            "2,2,2,8,8,8",
+            "--attributes",
+            "1 cm nodule",
+            "--seed",
+            "1",
+            "--out-image",
+            "a.nii.gz",
+            "--out-mask",
+            "m.nii.gz",
+            "--out-report",
+            "r.json",
+            "--out-type-json",
+            "./r.json",
+        ],
+        "two outputs are the same file",
+        _setup_base,
+    ),
+    Case(
+        "output-is-input",
+        "an output equal to the input",
+        ["standardize", "ct.nii.gz", "ct.nii.gz", "--overwrite"],
+        "is also an input",
+        _setup_base,
+        keep=("ct.nii.gz",),
+    ),
+    Case(
+        "output-links-to-input",
+        "an output that is a symbolic link to the input",
+        ["standardize", "ct.nii.gz", "ct_link.nii.gz", "--overwrite"],
+        "is also an input",
+        lambda f: (_setup_base(f), _link(f)),
+        keep=("ct.nii.gz",),
+    ),
+    Case(
+        "unwritable-suffix",
+        "an output suffix that cannot be written",
+        ["segment", "ct.nii.gz", "--out", "o.png"],
+        "cannot write o.png",
+        _setup_base,
+    ),
+    Case(
+        "missing-folder",
+        "an output in a folder that does not exist",
+        ["standardize", "ct.nii.gz", "no/such/o.nii.gz"],
+        "does not exist",
+        _setup_base,
+    ),
+    Case(
+        "existing-output",
+        "an existing output without --overwrite",
+        ["standardize", "ct.nii.gz", "out.nii.gz"],
+        "pass --overwrite",
+        lambda f: (_setup_base(f), _existing(f)),
+        keep=("out.nii.gz",),
+    ),
+    Case(
+        "earlier-report",
+        "a report folder holding an earlier report",
+        ["report", "ct.nii.gz", "seg.nii.gz", "--out-dir", "rep"],
+        "already holds outputs of an earlier run",
+        lambda f: (_setup_base(f), _earlier_report(f)),
+        keep=("rep/report.json", "rep/notes.txt"),
+    ),
+    Case(
+        "report-inside-dicom",
+        "a report folder inside the input DICOM folder",
+        ["report", "dicom", "seg.nii.gz", "--out-dir", "dicom/report"],
+        "lies inside the input",
+        lambda f: (_setup_base(f), _dicom_with_report_inside(f)),
+    ),
+    Case(
+        "long-name",
+        "an output name longer than the file system allows",
+        ["standardize", "ct.nii.gz", LONG + ".nii.gz"],
+        "choose a shorter name",
+        _setup_base,
+    ),
     # input volumes
-    Case("nan-nifti", "NaN and Inf voxels in a NIfTI (ITK would read them as 0)", ["standardize", "nan.nii",
-         "o.nii.gz"], "NaN or infinite", _nan_nifti),
-    Case("nan-nrrd", "NaN voxels in an NRRD", ["standardize", "nan.nrrd", "o.nii.gz"], "NaN or infinite",
-         _nan_nrrd),
-    Case("zero-pixdim", "a voxel size of 0 in a NIfTI header (readers turn it into 1 mm)", ["standardize",
-         "zero.nii", "o.nii.gz"], "voxel size of 0", _pixdim((1.0, 0.0, 1.0), "zero.nii")),
-    Case("negative-pixdim", "a negative voxel size in a NIfTI header", ["standardize", "negative.nii",
-         "o.nii.gz"], "negative voxel size", _pixdim((1.0, 1.0, -2.5), "negative.nii")),
-    Case("nan-spacing", "a non-finite spacing in an NRRD header", ["standardize", "nanspacing.nrrd", "o.nii.gz"],
-         "non-finite voxel size", _nan_spacing_nrrd),
-    Case("zero-spacing-mha", "a zero spacing in a MetaImage header", ["standardize", "zero.mha", "o.nii.gz"],
-         "voxel size of 0", _zero_spacing_mha),
-    Case("data-longer", "more voxel data than the header describes", ["standardize", "long.nii", "o.nii.gz"],
-         "header and data disagree", _longer_data),
-    Case("truncated-nifti", "a truncated NIfTI", ["standardize", "cut.nii.gz", "o.nii.gz"], "truncated",
-         _truncated_nifti),
-    Case("truncated-nrrd", "a truncated NRRD", ["standardize", "cut.nrrd", "o.nii.gz"], "truncated",
-         _truncated_nrrd),
+    Case(
+        "nan-nifti",
+        "NaN and Inf voxels in a NIfTI (ITK would read them as 0)",
+        ["standardize", "nan.nii", "o.nii.gz"],
+        "NaN or infinite",
+        _nan_nifti,
+    ),
+    Case("nan-nrrd", "NaN voxels in an NRRD", ["standardize", "nan.nrrd", "o.nii.gz"], "NaN or infinite", _nan_nrrd),
+    Case(
+        "zero-pixdim",
+        "a voxel size of 0 in a NIfTI header (readers turn it into 1 mm)",
+        ["standardize", "zero.nii", "o.nii.gz"],
+        "voxel size of 0",
+        _pixdim((1.0, 0.0, 1.0), "zero.nii"),
+    ),
+    Case(
+        "negative-pixdim",
+        "a negative voxel size in a NIfTI header",
+        ["standardize", "negative.nii", "o.nii.gz"],
+        "negative voxel size",
+        _pixdim((1.0, 1.0, -2.5), "negative.nii"),
+    ),
+    Case(
+        "nan-spacing",
+        "a non-finite spacing in an NRRD header",
+        ["standardize", "nanspacing.nrrd", "o.nii.gz"],
+        "non-finite voxel size",
+        _nan_spacing_nrrd,
+    ),
+    Case(
+        "zero-spacing-mha",
+        "a zero spacing in a MetaImage header",
+        ["standardize", "zero.mha", "o.nii.gz"],
+        "voxel size of 0",
+        _zero_spacing_mha,
+    ),
+    Case(
+        "data-longer",
+        "more voxel data than the header describes",
+        ["standardize", "long.nii", "o.nii.gz"],
+        "header and data disagree",
+        _longer_data,
+    ),
+    Case("truncated-nifti", "a truncated NIfTI", ["standardize", "cut.nii.gz", "o.nii.gz"], "truncated", _truncated_nifti),
+    Case("truncated-nrrd", "a truncated NRRD", ["standardize", "cut.nrrd", "o.nii.gz"], "truncated", _truncated_nrrd),
     # DICOM series (made from pydicom's CT_small.dcm)
-    Case("dicom-no-position", "a DICOM slice without ImagePositionPatient", ["standardize", "dicom", "o.nii.gz"],
-         "have no ImagePositionPatient", _no_position),
-    Case("dicom-mixed-spacing", "DICOM slices with different PixelSpacing", ["standardize", "dicom", "o.nii.gz"],
-         "mixes pixel spacings", _mixed_spacing),
-    Case("dicom-mixed-orientation", "DICOM slices with different orientations", ["standardize", "dicom",
-         "o.nii.gz"], "mixes slice orientations", _mixed_orientation),
-    Case("dicom-mixed-size", "DICOM slices of different sizes", ["standardize", "dicom", "o.nii.gz"],
-         "mixes slice sizes", _mixed_size),
-    Case("dicom-missing-slice", "a DICOM series with a slice missing", ["standardize", "dicom", "o.nii.gz"],
-         "irregularly spaced", _missing_slice),
-    Case("dicom-duplicate", "two DICOM slices at one position", ["standardize", "dicom", "o.nii.gz"],
-         "same position", _duplicate_slice),
+    Case(
+        "dicom-no-position",
+        "a DICOM slice without ImagePositionPatient",
+        ["standardize", "dicom", "o.nii.gz"],
+        "have no ImagePositionPatient",
+        _no_position,
+    ),
+    Case(
+        "dicom-mixed-spacing",
+        "DICOM slices with different PixelSpacing",
+        ["standardize", "dicom", "o.nii.gz"],
+        "mixes pixel spacings",
+        _mixed_spacing,
+    ),
+    Case(
+        "dicom-mixed-orientation",
+        "DICOM slices with different orientations",
+        ["standardize", "dicom", "o.nii.gz"],
+        "mixes slice orientations",
+        _mixed_orientation,
+    ),
+    Case(
+        "dicom-mixed-size",
+        "DICOM slices of different sizes",
+        ["standardize", "dicom", "o.nii.gz"],
+        "mixes slice sizes",
+        _mixed_size,
+    ),
+    Case(
+        "dicom-missing-slice",
+        "a DICOM series with a slice missing",
+        ["standardize", "dicom", "o.nii.gz"],
+        "irregularly spaced",
+        _missing_slice,
+    ),
+    Case(
+        "dicom-duplicate",
+        "two DICOM slices at one position",
+        ["standardize", "dicom", "o.nii.gz"],
+        "same position",
+        _duplicate_slice,
+    ),
     # label maps
-    Case("organ-only", "a label map with no lesion label 2 and nothing naming its labels", ["report", "ct.nii.gz",
-         "lungs.nii.gz", "--out-dir", "rep"], "no lesion label 2", _organ_only),
-    Case("speckles", "a lesion label in 27 000 separate pieces", ["report", "ct.nii.gz", "speckles.nii.gz",
-         "--out-dir", "rep"], "separate pieces", _speckles),
+    Case(
+        "organ-only",
+        "a label map with no lesion label 2 and nothing naming its labels",
+        ["report", "ct.nii.gz", "lungs.nii.gz", "--out-dir", "rep"],
+        "no lesion label 2",
+        _organ_only,
+    ),
+    Case(
+        "speckles",
+        "a lesion label in 27 000 separate pieces",
+        ["report", "ct.nii.gz", "speckles.nii.gz", "--out-dir", "rep"],
+        "separate pieces",
+        _speckles,
+    ),
     # models
-    Case("empty-weights", "a zero-byte weight file", ["segment", "ct.nii.gz", "--out", "o.nii.gz", "--model",
-         "empty.pth"], "the file is empty", lambda f: (_setup_base(f), _empty_weights(f))),
-    Case("text-weights", "a weight file that is a saved web page", ["models", "inspect", "model.pth"],
-         "holds text, not weights", _text_weights),
-    Case("not-pasta", "importing weights that models inspect refuses", ["models", "--store", "store", "import",
-         "other.pth"], "not a PASTA", _foreign_tensors),
-    Case("import-link-out", "importing a folder with a symbolic link out of it", ["models", "--store", "store",
-         "import", "result"], "symbolic link to outside", _result_folder_with_link),
-    Case("import-long-name", "a model name over 100 characters", ["models", "--store", "store", "import",
-         "weights.pth", "--name", "m" * 120], "use at most 100", _long_name),
-    Case("damaged-model", "segmenting with a model whose model.json is damaged", ["segment", "ct.nii.gz", "--out",
-         "o.nii.gz", "--model", "mine"], "is damaged", _damaged_store),
+    Case(
+        "empty-weights",
+        "a zero-byte weight file",
+        ["segment", "ct.nii.gz", "--out", "o.nii.gz", "--model", "empty.pth"],
+        "the file is empty",
+        lambda f: (_setup_base(f), _empty_weights(f)),
+    ),
+    Case(
+        "text-weights",
+        "a weight file that is a saved web page",
+        ["models", "inspect", "model.pth"],
+        "holds text, not weights",
+        _text_weights,
+    ),
+    Case(
+        "not-pasta",
+        "importing weights that models inspect refuses",
+        ["models", "--store", "store", "import", "other.pth"],
+        "not a PASTA",
+        _foreign_tensors,
+    ),
+    Case(
+        "import-link-out",
+        "importing a folder with a symbolic link out of it",
+        ["models", "--store", "store", "import", "result"],
+        "symbolic link to outside",
+        _result_folder_with_link,
+    ),
+    Case(
+        "import-long-name",
+        "a model name over 100 characters",
+        ["models", "--store", "store", "import", "weights.pth", "--name", "m" * 120],
+        "use at most 100",
+        _long_name,
+    ),
+    Case(
+        "damaged-model",
+        "segmenting with a model whose model.json is damaged",
+        ["segment", "ct.nii.gz", "--out", "o.nii.gz", "--model", "mine"],
+        "is damaged",
+        _damaged_store,
+    ),
     # arguments
-    Case("negative-seed", "--seed=-1", ["synth", "ct.nii.gz", "--box-ijk", "2,2,2,8,8,8", "--attributes",
-         "1 cm nodule", "--seed=-1", "--out-image", "a.nii.gz", "--out-mask", "m.nii.gz", "--out-report",
-         "r.json"], "a seed is a whole number", _setup_base),
-    Case("tiny-spacing", "--spacing 0.001 (more memory than the machine has)", ["standardize", "ct.nii.gz",
-         "o.nii.gz", "--spacing", "0.001"], "would need about", _setup_base),
-    Case("zero-spacing", "--spacing 0", ["standardize", "ct.nii.gz", "o.nii.gz", "--spacing", "0"],
-         "positive number of mm", _setup_base),
+    Case(
+        "negative-seed",
+        "--seed=-1",
+        [
+            "synth",
+            "ct.nii.gz",
+            "--box-ijk",
+            "2,2,2,8,8,8",
+            "--attributes",
+            "1 cm nodule",
+            "--seed=-1",
+            "--out-image",
+            "a.nii.gz",
+            "--out-mask",
+            "m.nii.gz",
+            "--out-report",
+            "r.json",
+        ],
+        "a seed is a whole number",
+        _setup_base,
+    ),
+    Case(
+        "tiny-spacing",
+        "--spacing 0.001 (more memory than the machine has)",
+        ["standardize", "ct.nii.gz", "o.nii.gz", "--spacing", "0.001"],
+        "would need about",
+        _setup_base,
+    ),
+    Case(
+        "zero-spacing",
+        "--spacing 0",
+        ["standardize", "ct.nii.gz", "o.nii.gz", "--spacing", "0"],
+        "positive number of mm",
+        _setup_base,
+    ),
     # faults while writing
-    Case("file-size-limit", "the disk fills up (a 64 KiB file-size limit) while --overwrite replaces a file",
-         ["standardize", "ct.nii.gz", "out.nii.gz", "--spacing", "0.5", "--overwrite"], "could not write out.nii.gz",
-         _big_output, file_limit=64 << 10, keep=("out.nii.gz",)),
+    Case(
+        "file-size-limit",
+        "the disk fills up (a 64 KiB file-size limit) while --overwrite replaces a file",
+        ["standardize", "ct.nii.gz", "out.nii.gz", "--spacing", "0.5", "--overwrite"],
+        "could not write out.nii.gz",
+        _big_output,
+        file_limit=64 << 10,
+        keep=("out.nii.gz",),
+    ),
 ]
 
 
 # --- running them -----------------------------------------------------------------------------
+
 
 def _digest(path: Path):
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
@@ -396,6 +617,7 @@ def _limit(size):
         import resource
 
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
     return apply
 
 
@@ -406,14 +628,26 @@ def run_case(case: Case, folder) -> Outcome:
     if case.setup is not None:
         case.setup(folder)
     before = {name: _digest(folder / name) for name in case.keep}
-    env = dict(os.environ, PASTA_HOME=str(folder / "home"), PYTHONPATH=os.pathsep.join(
-        [str(ROOT / "PastaSlicer")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    env = dict(
+        os.environ,
+        PASTA_HOME=str(folder / "home"),
+        PYTHONPATH=os.pathsep.join(
+            [str(ROOT / "PastaSlicer")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        ),
+    )
     env.pop("PASTA_PROGRESS", None)
-    result = subprocess.run([sys.executable, "-m", "pastacore.cli.main", *case.argv], cwd=folder, env=env,
-                            capture_output=True, text=True, timeout=600,
-                            preexec_fn=_limit(case.file_limit) if case.file_limit else None)
-    leftovers = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                       if p.name.startswith(".pasta-") or p.name.endswith(".part"))
+    result = subprocess.run(
+        [sys.executable, "-m", "pastacore.cli.main", *case.argv],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        preexec_fn=_limit(case.file_limit) if case.file_limit else None,
+    )
+    leftovers = sorted(
+        str(p.relative_to(folder)) for p in folder.rglob("*") if p.name.startswith(".pasta-") or p.name.endswith(".part")
+    )
     changed = [name for name, digest in before.items() if _digest(folder / name) != digest]
     return Outcome(result.returncode, result.stdout, result.stderr, leftovers, changed)
 
@@ -421,8 +655,11 @@ def run_case(case: Case, folder) -> Outcome:
 def message(outcome: Outcome) -> str:
     """The error line, with what depends on the machine (its memory) left out."""
     line = outcome.stderr.strip().splitlines()[-1] if outcome.stderr.strip() else ""
-    return re.sub(r"this machine has [\d.,]+ GiB", "this machine has N GiB",
-                  re.sub(r"\(\d[\d,.]* GiB", "(N GiB", re.sub(r"about [\d,.]+ GiB", "about N GiB", line)))
+    return re.sub(
+        r"this machine has [\d.,]+ GiB",
+        "this machine has N GiB",
+        re.sub(r"\(\d[\d,.]* GiB", "(N GiB", re.sub(r"about [\d,.]+ GiB", "about N GiB", line)),
+    )
 
 
 def _cell(text: str) -> str:
@@ -440,8 +677,7 @@ def table(outcomes: dict) -> str:
     rows = ["| bad input | command | exit | stderr (one line) |", "|---|---|---|---|"]
     for case in CASES:
         outcome = outcomes[case.key]
-        rows.append(f"| {_cell(case.what)} | `{_cell(_command(case))}` | {outcome.code} | "
-                    f"`{_cell(message(outcome))}` |")
+        rows.append(f"| {_cell(case.what)} | `{_cell(_command(case))}` | {outcome.code} | `{_cell(message(outcome))}` |")
     return "\n".join(rows)
 
 

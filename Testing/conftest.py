@@ -37,8 +37,7 @@ def scene():
     return new_scene()
 
 
-def make_volume(shape=(12, 14, 16), spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=None, seed=0,
-                is_label=False):
+def make_volume(shape=(12, 14, 16), spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0), direction=None, seed=0, is_label=False):
     """A CT-like random volume (or a label map with a few blobs) on a chosen grid."""
     from pastacore.geometry import Grid, Volume
 
@@ -46,7 +45,7 @@ def make_volume(shape=(12, 14, 16), spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0
     if is_label:
         array = np.zeros(shape, np.uint8)
         array[2:-2, 3:-3, 4:-4] = 1
-        array[shape[0] // 2:, shape[1] // 2:, : shape[2] // 2] = 2
+        array[shape[0] // 2 :, shape[1] // 2 :, : shape[2] // 2] = 2
     else:
         array = rng.normal(0, 300, shape).astype(np.float32)
         array[0] = -1000
@@ -89,8 +88,17 @@ def tiny_lung_model(tmp_path_factory):
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny-lung-model")
     torch.save(PastaUNet(num_classes=3, base_features=4, num_pool=2).state_dict(), folder / "model.pth")
-    (folder / "model.json").write_text(json.dumps({
-        "name": "tiny-lung", "version": "test", "task": "segmentation", "patch_size": [32, 32, 32],
-        "architecture": {"type": "pasta_generic_unet", "base_features": 4, "num_pool": 2, "input_channels": 1},
-        "labels": [{"value": 1, "term": "lung"}, {"value": 2, "term": "tumor@lung"}], "weights": "model.pth"}))
+    (folder / "model.json").write_text(
+        json.dumps(
+            {
+                "name": "tiny-lung",
+                "version": "test",
+                "task": "segmentation",
+                "patch_size": [32, 32, 32],
+                "architecture": {"type": "pasta_generic_unet", "base_features": 4, "num_pool": 2, "input_channels": 1},
+                "labels": [{"value": 1, "term": "lung"}, {"value": 2, "term": "tumor@lung"}],
+                "weights": "model.pth",
+            }
+        )
+    )
     return str(folder)

@@ -38,5 +38,6 @@ def test_bad_input_gets_one_error_line(case, cases_dir):
 
 def test_readme_table_is_current(cases_dir):
     outcomes = {case.key: outcome(case, cases_dir) for case in bad_input.CASES}
-    assert bad_input.readme_table() == bad_input.table(outcomes), \
+    assert bad_input.readme_table() == bad_input.table(outcomes), (
         "README's 'What bad input gets' table is out of date: run PYTHONPATH=PastaSlicer python Testing/bad_input.py"
+    )

@@ -87,16 +87,19 @@ def test_a_cohort_with_a_corrupt_case_then_reruns(cluster, cohort, tiny_lung_mod
 
     # per case, the files `pasta segment` and `pasta report` write for it alone
     rows = manifest_rows(out)
-    assert main(["segment", str(cohort / "ct2.nii.gz"), "--out", str(tmp_path / "alone.nii.gz"), "--model",
-                 tiny_lung_model, ROI]) == 0
+    assert (
+        main(["segment", str(cohort / "ct2.nii.gz"), "--out", str(tmp_path / "alone.nii.gz"), "--model", tiny_lung_model, ROI])
+        == 0
+    )
     alone = read_volume(tmp_path / "alone.nii.gz", is_label=True).array
     assert np.array_equal(read_volume(out / "ct2" / "segmentation.nii.gz", is_label=True).array, alone)
     assert (alone == 2).any()
     sidecar = json.loads((out / "ct2" / "segmentation.json").read_text())
     assert sidecar["voxels"] == json.loads((tmp_path / "alone.json").read_text())["voxels"]
     assert json.loads((out / "ct2" / "report.json").read_text())["lesions"]
-    assert sorted(json.loads(rows["ct2"]["outputs"])) == [f"ct2/{n}" for n in (
-        "report.json", "segmentation.json", "segmentation.nii.gz", "type.json")]
+    assert sorted(json.loads(rows["ct2"]["outputs"])) == [
+        f"ct2/{n}" for n in ("report.json", "segmentation.json", "segmentation.nii.gz", "type.json")
+    ]
 
     # the model was loaded once per worker, whatever the number of cases it ran
     loads = {}
@@ -202,16 +205,19 @@ def test_a_worker_killed_mid_run_loses_no_case_and_repeats_none(cluster, cohort,
     assert all(r["model_loads"] in (0, 1) for r in rows.values())
 
 
-def test_an_interrupted_client_resumes_with_the_unfinished_cases_only(cluster, cohort, tiny_lung_model, tmp_path,
-                                                                      capsys):
+def test_an_interrupted_client_resumes_with_the_unfinished_cases_only(cluster, cohort, tiny_lung_model, tmp_path, capsys):
     inputs = tmp_path / "cases.csv"
     inputs.write_text("case_id,image\n" + "".join(f"c{n},{cohort / GOOD[n % 4]}.nii.gz\n" for n in range(8)))
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(ROOT / "PastaSlicer"))
     env.pop("PASTA_PROGRESS", None)
-    child = subprocess.Popen([sys.executable, "-m", "pastacore.cli.main"]
-                             + segment_args(inputs, out, tiny_lung_model, "--workers", "2"),
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pastacore.cli.main"] + segment_args(inputs, out, tiny_lung_model, "--workers", "2"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and child.poll() is None:
@@ -250,9 +256,11 @@ def test_an_interrupted_client_resumes_with_the_unfinished_cases_only(cluster, c
 
 def test_batch_synth_gives_pasta_synth_lesions_with_seeds_from_the_case_ids(cluster, cohort, tmp_path, capsys):
     inputs = tmp_path / "cases.csv"
-    inputs.write_text("case_id,image,box,attributes\n"
-                      f"a,{cohort / 'ct0.nii.gz'},\"-66,-12,-10,-42,12,14\",2 cm round solid nodule\n"
-                      f"b,{cohort / 'ct2.nii.gz'},,\n")
+    inputs.write_text(
+        "case_id,image,box,attributes\n"
+        f'a,{cohort / "ct0.nii.gz"},"-66,-12,-10,-42,12,14",2 cm round solid nodule\n'
+        f"b,{cohort / 'ct2.nii.gz'},,\n"
+    )
     first, second = tmp_path / "first", tmp_path / "second"
     args = ["batch", "synth", str(inputs), "--lesion-type", "lung_tumor", "--seed", "7"]
     assert main(args + ["--out", str(first), "--scheduler", "inline"]) == 0
@@ -263,10 +271,28 @@ def test_batch_synth_gives_pasta_synth_lesions_with_seeds_from_the_case_ids(clus
         assert (first / name / "type.json").read_text() == (second / name / "type.json").read_text()
     seed = json.loads(manifest_rows(first)["a"]["params"])["seed"]
     assert json.loads(manifest_rows(first)["b"]["params"])["seed"] != seed
-    assert main(["synth", str(cohort / "ct0.nii.gz"), "--box=-66,-12,-10,-42,12,14", "--attributes",
-                 "2 cm round solid nodule", "--lesion-type", "lung_tumor", "--seed", str(seed), "--out-image",
-                 str(tmp_path / "i.nii.gz"), "--out-mask", str(tmp_path / "m.nii.gz"), "--out-report",
-                 str(tmp_path / "r.json")]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                str(cohort / "ct0.nii.gz"),
+                "--box=-66,-12,-10,-42,12,14",
+                "--attributes",
+                "2 cm round solid nodule",
+                "--lesion-type",
+                "lung_tumor",
+                "--seed",
+                str(seed),
+                "--out-image",
+                str(tmp_path / "i.nii.gz"),
+                "--out-mask",
+                str(tmp_path / "m.nii.gz"),
+                "--out-report",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     assert np.array_equal(read_volume(tmp_path / "i.nii.gz").array, read_volume(first / "a" / "image.nii.gz").array)
     import pyarrow.parquet as pq
 
@@ -276,11 +302,24 @@ def test_batch_synth_gives_pasta_synth_lesions_with_seeds_from_the_case_ids(clus
 
     # the synthetic cases measured by `batch report` (a CSV of image, seg) as `pasta report` measures them
     measure = tmp_path / "measure.csv"
-    measure.write_text("case_id,image,seg\n" + "".join(
-        f"{n},{first / n / 'image.nii.gz'},{first / n / 'mask.nii.gz'}\n" for n in ("a", "b")))
+    measure.write_text(
+        "case_id,image,seg\n" + "".join(f"{n},{first / n / 'image.nii.gz'},{first / n / 'mask.nii.gz'}\n" for n in ("a", "b"))
+    )
     assert main(["batch", "report", str(measure), "--out", str(tmp_path / "reports"), "--scheduler", "inline"]) == 0
-    assert main(["report", str(first / "a" / "image.nii.gz"), str(first / "a" / "mask.nii.gz"), "--out-dir",
-                 str(tmp_path / "alone"), "--formats", "json"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                str(first / "a" / "image.nii.gz"),
+                str(first / "a" / "mask.nii.gz"),
+                "--out-dir",
+                str(tmp_path / "alone"),
+                "--formats",
+                "json",
+            ]
+        )
+        == 0
+    )
     batch = json.loads((tmp_path / "reports" / "a" / "report.json").read_text())["lesions"]
     alone = json.loads((tmp_path / "alone" / "report.json").read_text())["lesions"]
     # each report gives its lesions new DICOM tracking UIDs; everything measured is the same
@@ -292,8 +331,14 @@ def test_dataset_runs_on_the_engine_and_resumes(cluster, cohort, tmp_path):
     from pastacore.synthesis import generate_dataset
 
     out = tmp_path / "ds"
-    options = dict(backgrounds_dir=str(cohort / "ct0.nii.gz"), output_dir=str(out), format="nnunet",
-                   lesion_type="lung_tumor", seed=3, scheduler=cluster.scheduler_address)
+    options = dict(
+        backgrounds_dir=str(cohort / "ct0.nii.gz"),
+        output_dir=str(out),
+        format="nnunet",
+        lesion_type="lung_tumor",
+        seed=3,
+        scheduler=cluster.scheduler_address,
+    )
     summary = generate_dataset(count=3, **options)
     assert summary["written"] == 3 and summary["workers"] == 2 and not summary["failed"]
     rows = manifest_rows(out)
@@ -305,23 +350,31 @@ def test_dataset_runs_on_the_engine_and_resumes(cluster, cohort, tmp_path):
     assert (out / "cohort.csv").read_text().count("\n") == 5
 
 
-@pytest.mark.parametrize("args, message", [
-    (["segment", "NOWHERE", "--out", "OUT"], "error: input NOWHERE does not exist"),
-    (["segment", "bad.csv", "--out", "OUT"], "error: bad.csv needs a header row with at least an image column"),
-    (["segment", "twice.csv", "--out", "OUT"], "error: two cases are named a"),
-    (["segment", "cohort", "--out", "cohort/out"], "error: output folder cohort/out lies inside the input folder"),
-    (["report", "cohort", "--out", "OUT"], "error: case broken has no segmentation to measure"),
-    (["synth", "cohort", "--out", "OUT", "--lesion-type", "lung_tumour_x"], "error: unknown lesion type"),
-    (["segment", "cohort", "--out", "OUT", "--scheduler", "nowhere"], "error: --scheduler takes local, inline"),
-    (["status", "cohort"], "error: cohort holds no cohort manifest"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["segment", "NOWHERE", "--out", "OUT"], "error: input NOWHERE does not exist"),
+        (["segment", "bad.csv", "--out", "OUT"], "error: bad.csv needs a header row with at least an image column"),
+        (["segment", "twice.csv", "--out", "OUT"], "error: two cases are named a"),
+        (["segment", "cohort", "--out", "cohort/out"], "error: output folder cohort/out lies inside the input folder"),
+        (["report", "cohort", "--out", "OUT"], "error: case broken has no segmentation to measure"),
+        (["synth", "cohort", "--out", "OUT", "--lesion-type", "lung_tumour_x"], "error: unknown lesion type"),
+        (["segment", "cohort", "--out", "OUT", "--scheduler", "nowhere"], "error: --scheduler takes local, inline"),
+        (["status", "cohort"], "error: cohort holds no cohort manifest"),
+    ],
+)
 def test_bad_usage_is_one_error_line_before_any_work(cohort, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "cohort").symlink_to(cohort)
     (tmp_path / "bad.csv").write_text("path\nct0.nii.gz\n")
     (tmp_path / "twice.csv").write_text(f"case_id,image\na,{cohort / 'ct0.nii.gz'}\na,{cohort / 'ct1.nii.gz'}\n")
-    result = subprocess.run([sys.executable, "-m", "pastacore.cli.main", "batch", *args], capture_output=True,
-                            text=True, env=dict(os.environ, PYTHONPATH=str(ROOT / "PastaSlicer")), timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "pastacore.cli.main", "batch", *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT / "PastaSlicer")),
+        timeout=120,
+    )
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert result.stderr.startswith(message), result.stderr
     assert not (tmp_path / "OUT").exists()

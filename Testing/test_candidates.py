@@ -35,8 +35,8 @@ def test_lesion_probability_is_the_softmax_of_the_lesion_classes():
 def two_lesions():
     grid = Grid((10, 20, 20), (0.8, 0.8, 2.0), (5.0, -3.0, 10.0))
     labels = np.zeros(grid.shape, np.uint8)
-    labels[2:6, 2:8, 2:8] = 2        # 144 voxels
-    labels[6:8, 12:15, 12:15] = 2    # 18 voxels
+    labels[2:6, 2:8, 2:8] = 2  # 144 voxels
+    labels[6:8, 12:15, 12:15] = 2  # 18 voxels
     probability = np.zeros(grid.shape, np.float32)
     probability[2:6, 2:8, 2:8] = 0.9
     probability[3, 4, 4] = 1.0
@@ -47,7 +47,7 @@ def two_lesions():
 
 def test_candidates_of_each_piece_and_back_from_json():
     image, labels, probability = two_lesions()
-    (big, small), = candidates_of(labels, probability, [2]).values()
+    ((big, small),) = candidates_of(labels, probability, [2]).values()
     assert (big.voxels, small.voxels) == (144, 18)
     assert big.mean_probability == pytest.approx((143 * 0.9 + 1.0) / 144) and big.max_probability == 1.0
     assert small.mean_probability == pytest.approx(0.55) and small.volume_ml == pytest.approx(18 * 1.28 / 1000)
@@ -68,11 +68,11 @@ def test_status_of_a_lesion_as_proposed_edited_confirmed_manual_or_unknown():
     assert match(big, None).status == "unknown" and match(big, None).confidence is None
     assert match(big, records, confirmed=[fingerprint(big)], grid=image.grid).status == "confirmed"
     edited = labels.array.copy()
-    edited[2:6, 2:8, 8] = 2             # a person grew the big lesion by one column
-    edited[0, 18, 18] = 2               # and drew a new speck
+    edited[2:6, 2:8, 8] = 2  # a person grew the big lesion by one column
+    edited[0, 18, 18] = 2  # and drew a new speck
     grown, _, speck = measure_lesions(image, labels.with_array(edited))
     assert match(grown, records, grid=image.grid).status == "edited"
-    assert match(grown, records, grid=image.grid).candidate is records[0]   # confidence of the model's proposal
+    assert match(grown, records, grid=image.grid).candidate is records[0]  # confidence of the model's proposal
     assert match(grown, records, confirmed=[fingerprint(big)], grid=image.grid).status == "edited"  # confirmed before
     assert match(speck, records, grid=image.grid).status == "manual"
 
@@ -99,17 +99,22 @@ def test_floor_sets_apart_small_and_unsure_lesions_and_rows_go_by_confidence_the
 
 def _assessed(image, labels, probability):
     report = build_report(None, measure_lesions(image, labels))
-    kept, below = assess(report.lesions, image.grid, candidates_of(labels, probability, [2]),
-                         floor=Floor(0.0, 0.0, 0.0, "test"))
+    kept, below = assess(report.lesions, image.grid, candidates_of(labels, probability, [2]), floor=Floor(0.0, 0.0, 0.0, "test"))
     assert not below
     return kept
 
 
 def test_floor_from_the_user_the_model_or_the_default():
-    model = {"name": "pasta-lung-default", "reporting_floor": {"min_long_axis_mm": 5, "min_volume_ml": 0.1,
-                                                               "min_confidence": 0.7}}
-    assert choose_floor(None, None).to_dict() == {"min_long_axis_mm": 3.0, "min_volume_ml": 0.03, "min_confidence": 0.0,
-                                                  "source": "default"}
+    model = {
+        "name": "pasta-lung-default",
+        "reporting_floor": {"min_long_axis_mm": 5, "min_volume_ml": 0.1, "min_confidence": 0.7},
+    }
+    assert choose_floor(None, None).to_dict() == {
+        "min_long_axis_mm": 3.0,
+        "min_volume_ml": 0.03,
+        "min_confidence": 0.0,
+        "source": "default",
+    }
     assert choose_floor({}, model).min_confidence == 0.7 and "pasta-lung-default" in choose_floor({}, model).source
     mixed = choose_floor({"min_confidence": 0.5, "min_volume_ml": None}, model)
     assert (mixed.min_long_axis_mm, mixed.min_volume_ml, mixed.min_confidence) == (5.0, 0.1, 0.5)

@@ -41,6 +41,7 @@ def tiny_weights(tmp_path_factory):
 
 # --- features -------------------------------------------------------------------------------
 
+
 def test_features_equal_a_direct_encoder_forward(lung1):
     image, label = lung1
     net = tiny_network()
@@ -70,7 +71,7 @@ def test_batches_give_the_same_features_as_single_crops():
     array = rng.normal(0, 200, (40, 50, 60)).astype(np.float32)
     labels = np.zeros(array.shape, np.uint8)
     labels[5:10, 5:12, 5:15] = 1
-    labels[25:35, 30:40, 40:55] = 1   # a second, larger component of label 1
+    labels[25:35, 30:40, 40:55] = 1  # a second, larger component of label 1
     labels[20:24, 10:14, 30:34] = 2
     grid = Grid(array.shape, (1.5, 1.2, 2.0), (0.0, 0.0, 0.0), np.eye(3))
     image, mask = Volume(array, grid), Volume(labels, grid, is_label=True)
@@ -89,8 +90,10 @@ def test_crops_map_back_to_the_lesion(lung1):
     image, label = lung1
     truth = np.argwhere(label.array > 0).mean(axis=0)[::-1]  # (i, j, k) centroid on the original grid
     mask = standardize(label, is_label=True).volume.array > 0
-    for kind, cut in (("lesion", lambda m: lesion_crop(m.astype(np.float32), m)),
-                      ("organ", lambda m: organ_crop(m.astype(np.float32), m))):
+    for kind, cut in (
+        ("lesion", lambda m: lesion_crop(m.astype(np.float32), m)),
+        ("organ", lambda m: organ_crop(m.astype(np.float32), m)),
+    ):
         item = prepare_crops(image, label, kind)[0]
         cropped = cut(mask).array
         assert cropped.shape == item.crop.array.shape
@@ -102,14 +105,17 @@ def test_crops_map_back_to_the_lesion(lung1):
         assert np.linalg.norm(item.crop_to_lps(centre) - world) < 1.0
     # the lesion crop is centred on the lesion's box; the flip of the network input is undone
     item = prepare_crops(image, label, "lesion")[0]
-    box = [(int(np.flatnonzero(np.any(mask, axis=tuple(a for a in range(3) if a != axis)))[[0, -1]].sum() + 1) // 2)
-           for axis in range(3)]
+    box = [
+        (int(np.flatnonzero(np.any(mask, axis=tuple(a for a in range(3) if a != axis)))[[0, -1]].sum() + 1) // 2)
+        for axis in range(3)
+    ]
     np.testing.assert_allclose(item.crop_to_standard_index([48, 48, 48]), box)
     assert item.input_to_crop_index([0, 0, 0])[1] == 95
     assert item.input[10, 20, 30] == item.crop.array[10, 95 - 20, 30]
 
 
 # --- heads ------------------------------------------------------------------------------------
+
 
 def test_pasta_head_gives_five_attribute_groups(tiny_weights):
     path, net = tiny_weights
@@ -138,8 +144,9 @@ def test_pasta_head_gives_five_attribute_groups(tiny_weights):
     loaded = load_encoder(path, with_head=True).network
     x = torch.rand(1, 1, 24, 24, 24)
     with torch.no_grad():
-        np.testing.assert_allclose(head.logits(loaded.encode_features(x).numpy()), loaded.classify(x).numpy(),
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            head.logits(loaded.encode_features(x).numpy()), loaded.classify(x).numpy(), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_presence_head_and_head_errors(tmp_path):
@@ -173,6 +180,7 @@ def test_saved_head_round_trip_is_weights_only(tmp_path):
 
 
 # --- few-shot training -------------------------------------------------------------------------
+
 
 def test_auc_matches_pair_counting():
     rng = np.random.default_rng(3)
@@ -218,6 +226,7 @@ def test_few_cases_reduce_the_folds_and_one_class_is_refused():
 
 # --- command line -------------------------------------------------------------------------------
 
+
 def _run(argv, capsys):
     from pastacore.cli.main import main
 
@@ -236,8 +245,18 @@ def test_train_head_command(tmp_path, capsys):
         writer.writerow(["id", "stage"])
         writer.writerows([(i, ["early", "late"][v]) for i, v in zip(ids, y)])
     out = tmp_path / "head.pt"
-    argv = ["train-head", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), str(tmp_path / "labels.csv"),
-            "--out", str(out), "--folds", "5", "--seed", "0"]
+    argv = [
+        "train-head",
+        str(tmp_path / "a.csv"),
+        str(tmp_path / "b.csv"),
+        str(tmp_path / "labels.csv"),
+        "--out",
+        str(out),
+        "--folds",
+        "5",
+        "--seed",
+        "0",
+    ]
     code, stdout, err = _run(argv, capsys)
     assert code == 0, err
     assert "accuracy" in stdout and "AUC" in stdout and "±" in stdout
@@ -250,8 +269,9 @@ def test_train_head_command(tmp_path, capsys):
     code, _, err = _run(argv, capsys)  # outputs exist
     assert code == 2 and err.startswith("error:") and "--overwrite" in err and err.count("\n") == 1
     (tmp_path / "bad.csv").write_text("id,label\ncase0,a\nnobody,b\n")
-    code, _, err = _run(["train-head", str(tmp_path / "a.csv"), str(tmp_path / "bad.csv"), "--out",
-                         str(tmp_path / "h2.pt")], capsys)
+    code, _, err = _run(
+        ["train-head", str(tmp_path / "a.csv"), str(tmp_path / "bad.csv"), "--out", str(tmp_path / "h2.pt")], capsys
+    )
     assert code == 2 and "no features: nobody" in err and err.count("\n") == 1
 
 
@@ -284,14 +304,27 @@ def test_features_command_and_its_errors(tmp_path, capsys, sample_dir, tiny_weig
     small = label.array[:, :, :-4].copy()
     other = type(label)(small, Grid(small.shape, label.grid.spacing, label.grid.origin, label.grid.direction), True)
     write_volume(other, tmp_path / "small.nrrd")
-    fails(["features", str(image_path), "--mask", str(tmp_path / "small.nrrd"), "--crop", "lesion", "--model",
-           str(weights), "--out", str(tmp_path / "y.csv")], "does not match the image grid")
+    fails(
+        [
+            "features",
+            str(image_path),
+            "--mask",
+            str(tmp_path / "small.nrrd"),
+            "--crop",
+            "lesion",
+            "--model",
+            str(weights),
+            "--out",
+            str(tmp_path / "y.csv"),
+        ],
+        "does not match the image grid",
+    )
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint at all")
-    fails(base[:4] + ["--model", str(tmp_path / "junk.pth"), "--crop", "lesion", "--out", str(tmp_path / "z.csv")],
-          "junk.pth")
+    fails(base[:4] + ["--model", str(tmp_path / "junk.pth"), "--crop", "lesion", "--out", str(tmp_path / "z.csv")], "junk.pth")
     torch.save({"weight": torch.zeros(3)}, tmp_path / "other.pth")
-    fails(base[:4] + ["--model", str(tmp_path / "other.pth"), "--crop", "lesion", "--out", str(tmp_path / "z.csv")],
-          "not a PASTA")
+    fails(
+        base[:4] + ["--model", str(tmp_path / "other.pth"), "--crop", "lesion", "--out", str(tmp_path / "z.csv")], "not a PASTA"
+    )
     assert not (tmp_path / "z.csv").exists() and not (tmp_path / "y.csv").exists()
 
 
@@ -311,8 +344,7 @@ def test_attributes_for_measured_lesions_go_into_the_report(lung1, tiny_weights)
     features = compute_features(image, label, model.network, "lesion").features
     expected = model.head.predict(features)[0]
     assert {k: v.value for k, v in attributes[1].items()} == {k: v.value for k, v in expected.items()}
-    report = make_report(image, label, case=CaseInfo("lung1"), attributes=attributes, models=model.models,
-                         lesion_labels=[1])
+    report = make_report(image, label, case=CaseInfo("lung1"), attributes=attributes, models=model.models, lesion_labels=[1])
     shape = report.lesions[0].attributes["shape"]
     assert shape.value in report_groups()[0].options and abs(sum(shape.probabilities.values()) - 1) < 1e-9
     with pytest.raises(PastaError, match="head"):

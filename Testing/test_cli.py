@@ -144,8 +144,13 @@ def test_core_messages_name_settings_the_command_line_shows_as_flags(tmp_path, c
     assert main(["standardize", str(tmp_path / "missing.nrrd"), str(tmp_path / "out.nii.gz")]) == 2
     assert "pass --overwrite to replace it" in capsys.readouterr().err
     core = Path(__file__).resolve().parent.parent / "PastaSlicer" / "pastacore"
-    spelled = [f"{path.relative_to(core)}:{line}" for path in core.rglob("*.py") if "cli" not in path.parts
-               for line, text in error_texts(path) if re.search(r"(^|[\s(])--[a-z][a-z-]+", text)]
+    spelled = [
+        f"{path.relative_to(core)}:{line}"
+        for path in core.rglob("*.py")
+        if "cli" not in path.parts
+        for line, text in error_texts(path)
+        if re.search(r"(^|[\s(])--[a-z][a-z-]+", text)
+    ]
     assert not spelled, spelled
 
 

@@ -127,8 +127,7 @@ def test_segment_whole_body_ignores_the_model_organ(world, tiny_lung_model):
 def test_a_volume_removed_while_segmenting_gets_nothing(world, tiny_lung_model):
     scene, ct = world
     outcomes = []
-    handle = SegmentController(scene, LaterRunner()).start(SegmentRequest(ct, model=tiny_lung_model),
-                                                             on_finished=outcomes.append)
+    handle = SegmentController(scene, LaterRunner()).start(SegmentRequest(ct, model=tiny_lung_model), on_finished=outcomes.append)
     scene.RemoveNode(ct)
     before = set(node_ids(scene))
     handle.poll()
@@ -150,8 +149,9 @@ def test_bad_model_is_an_error_outcome_and_adds_nothing(world, tmp_path):
     scene, ct = world
     before = set(node_ids(scene))
     outcomes = []
-    SegmentController(scene, InlineRunner()).start(SegmentRequest(ct, model=str(tmp_path / "nothing.pth")),
-                                                   on_finished=outcomes.append)
+    SegmentController(scene, InlineRunner()).start(
+        SegmentRequest(ct, model=str(tmp_path / "nothing.pth")), on_finished=outcomes.append
+    )
     assert outcomes[0].error and "\n" not in outcomes[0].error
     assert set(node_ids(scene)) == before
 
@@ -222,7 +222,8 @@ def lesion_segmentation(world):
     mask = np.zeros(labels.array.shape, np.uint8)
     mask[10:14, 36:44, 52:60] = 2
     node, _ = segmentations.add_labels_to_segmentation(
-        scene, labels.with_array(mask, is_label=True), {2: segment_info("tumor@lung")}, ct)
+        scene, labels.with_array(mask, is_label=True), {2: segment_info("tumor@lung")}, ct
+    )
     return node
 
 
@@ -238,17 +239,17 @@ def test_measure_uses_one_table_and_follows_edits(world, lesion_segmentation):
     labels = volumes.volume_from_node(ct)
     mask = np.zeros(labels.array.shape, np.uint8)
     mask[4:6, 36:40, 20:24] = 1
-    segmentations.add_labels_to_segmentation(scene, labels.with_array(mask, is_label=True),
-                                             {1: segment_info("nodule@lung")},
-                                             ct, lesion_segmentation)
+    segmentations.add_labels_to_segmentation(
+        scene, labels.with_array(mask, is_label=True), {1: segment_info("nodule@lung")}, ct, lesion_segmentation
+    )
     assert seen and seen[-1][0] is table and seen[-1][1] == 2 and seen[-1][2] is None
     assert table.GetNumberOfRows() == 2
     assert scene.GetNumberOfNodes() == count  # the same table; no colour table or label map left
     watch.stop()
     seen.clear()
-    segmentations.add_labels_to_segmentation(scene, labels.with_array(mask, is_label=True),
-                                             {1: segment_info("cyst@lung")},
-                                             ct, lesion_segmentation)
+    segmentations.add_labels_to_segmentation(
+        scene, labels.with_array(mask, is_label=True), {1: segment_info("cyst@lung")}, ct, lesion_segmentation
+    )
     assert not seen
 
 
@@ -280,10 +281,11 @@ def test_organ_segments_are_not_measured_as_lesions(world):
     scene, ct = world
     labels = volumes.volume_from_node(ct)
     mask = np.zeros(labels.array.shape, np.uint8)
-    mask[6:18, 30:50, 18:30] = 1           # the lung
-    mask[10:12, 38:42, 22:26] = 2          # a tumour in it
+    mask[6:18, 30:50, 18:30] = 1  # the lung
+    mask[10:12, 38:42, 22:26] = 2  # a tumour in it
     node, _ = segmentations.add_labels_to_segmentation(
-        scene, labels.with_array(mask, is_label=True), {1: segment_info("lung"), 2: segment_info("tumor@lung")}, ct)
+        scene, labels.with_array(mask, is_label=True), {1: segment_info("lung"), 2: segment_info("tumor@lung")}, ct
+    )
     controller = ReportController(scene, InlineRunner())
     assert [node.GetSegmentation().GetSegment(s).GetName() for s in controller.lesion_segments(node)] == ["Lung tumor"]
     _table, measurements = controller.measure(ct, node)
@@ -318,8 +320,10 @@ def _opened(path):
 
     scene = load_mrb(path).scene
     ct = scene.GetFirstNodeByName("lung2 CT")
-    node = next(scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode")
-                for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")))
+    node = next(
+        scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode")
+        for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"))
+    )
     return scene, ct, node
 
 
@@ -342,11 +346,15 @@ def test_model_and_confidence_travel_from_the_node_through_an_mrb_to_the_report(
     controller.export(ct, node, tmp_path / "report", formats=["json", "html"], on_finished=outcomes.append)
     assert outcomes[0].ok, outcomes[0].error
     data = json.loads((tmp_path / "report" / "report.json").read_text())
-    description = json.loads((Path(__file__).parents[1] / "Resources" / "models" / "pasta-lung-default" /
-                              "model.json").read_text())
+    description = json.loads(
+        (Path(__file__).parents[1] / "Resources" / "models" / "pasta-lung-default" / "model.json").read_text()
+    )
     (model,) = data["models"]
     assert (model["name"], model["version"], model["sha256"]) == (
-        "pasta-lung-default", description["version"], description["files"][0]["sha256"])
+        "pasta-lung-default",
+        description["version"],
+        description["files"][0]["sha256"],
+    )
     assert model["file"] == "model.pth" and "pasta-lung-default" in data["origin"]
     assert data["lesions"][0]["mean_probability"] == pytest.approx(review.lesions[0].mean_probability, abs=1e-3)
     assert "pasta-lung-default" in (tmp_path / "report" / "report.html").read_text()
@@ -385,9 +393,10 @@ def test_edits_additions_and_confirmations_are_told_apart_and_kept(lung2_segment
     _grow_first_lesion(scene, ct, node, lesion_segment)
     labels = volumes.volume_from_node(ct)
     drawn = np.zeros(labels.array.shape, np.uint8)
-    drawn[5:8, 60:70, 60:70] = 1   # a person paints a new lesion far from the model's
-    segmentations.add_labels_to_segmentation(scene, labels.with_array(drawn, is_label=True),
-                                             {1: segment_info("nodule@lung")}, ct, node)
+    drawn[5:8, 60:70, 60:70] = 1  # a person paints a new lesion far from the model's
+    segmentations.add_labels_to_segmentation(
+        scene, labels.with_array(drawn, is_label=True), {1: segment_info("nodule@lung")}, ct, node
+    )
     review = controller.review(ct, node)
     by_status = {}
     for lesion in review.lesions:
@@ -411,11 +420,11 @@ def test_compare_two_time_points_from_the_hub(world, lesion_segmentation, tmp_pa
     controller.export(ct, lesion_segmentation, tmp_path / "t1", formats=["json"], on_finished=done.append)
     labels = volumes.volume_from_node(ct)
     smaller = np.zeros(labels.array.shape, np.uint8)
-    smaller[10:14, 38:42, 54:58] = 2   # the lesion at half its width
-    later, _ = segmentations.add_labels_to_segmentation(scene, labels.with_array(smaller, is_label=True),
-                                                        {2: segment_info("tumor@lung")}, ct)
-    controller.export(ct, later, tmp_path / "t2", formats=["json", "html"], baseline_dir=tmp_path / "t1",
-                      on_finished=done.append)
+    smaller[10:14, 38:42, 54:58] = 2  # the lesion at half its width
+    later, _ = segmentations.add_labels_to_segmentation(
+        scene, labels.with_array(smaller, is_label=True), {2: segment_info("tumor@lung")}, ct
+    )
+    controller.export(ct, later, tmp_path / "t2", formats=["json", "html"], baseline_dir=tmp_path / "t1", on_finished=done.append)
     assert all(outcome.ok for outcome in done), [o.error for o in done]
     compared = []
     controller.compare(tmp_path / "t1", tmp_path / "t2", on_finished=compared.append)
@@ -426,6 +435,7 @@ def test_compare_two_time_points_from_the_hub(world, lesion_segmentation, tmp_pa
     assert followup["time_point"] == "follow-up" and followup["comparison"]["overall_response"] == "PR"
     with pytest.raises(PastaError, match="both CT volumes"):
         controller.compare(tmp_path / "t1", tmp_path / "t2", baseline_volume=ct)
+
 
 # -- Fine-tune ----------------------------------------------------------------------------------
 
@@ -440,10 +450,11 @@ def test_finetune_trains_on_edited_segmentations_and_the_model_appears_in_the_li
     scene, ct = world
     labels = volumes.volume_from_node(ct)
     mask = np.zeros(labels.array.shape, np.uint8)
-    mask[10:14, 36:44, 52:60] = 1          # a "lung" segment (an organ: never taught as a lesion)
-    mask[11:13, 38:42, 54:58] = 2          # the corrected tumour
+    mask[10:14, 36:44, 52:60] = 1  # a "lung" segment (an organ: never taught as a lesion)
+    mask[11:13, 38:42, 54:58] = 2  # the corrected tumour
     edited, _ = segmentations.add_labels_to_segmentation(
-        scene, labels.with_array(mask, is_label=True), {1: segment_info("lung"), 2: segment_info("tumor@lung")}, ct)
+        scene, labels.with_array(mask, is_label=True), {1: segment_info("lung"), 2: segment_info("tumor@lung")}, ct
+    )
     store = ModelStore(tmp_path / "store")
     controller = FinetuneController(scene, InlineRunner(), store)
     assert controller.candidates() == [(ct, edited)]
@@ -464,7 +475,8 @@ def test_finetune_trains_on_edited_segmentations_and_the_model_appears_in_the_li
     assert "already installed" in controller.problem(request)
     # the new model segments at once (from its folder in the store: the segment job reads the user's store)
     segment_outcomes = []
-    SegmentController(scene, InlineRunner(), store).start(SegmentRequest(ct, model=str(outcome.value.path)),
-                                                          on_finished=segment_outcomes.append)
+    SegmentController(scene, InlineRunner(), store).start(
+        SegmentRequest(ct, model=str(outcome.value.path)), on_finished=segment_outcomes.append
+    )
     assert segment_outcomes[0].ok, segment_outcomes[0].error
     assert json.loads(segment_outcomes[0].value.GetAttribute(MODEL_ATTRIBUTE))["name"] == "my-lung"

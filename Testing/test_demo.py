@@ -23,8 +23,14 @@ def test_demo_writes_a_scene_and_pictures(tmp_path, capsys, sample_dir):
     assert 6.0 < facts["synthetic_lesion_ml"] < 11.0  # "25 mm" nodule: a 25 mm sphere is 8.2 mL
     assert facts["real_tumour_detected"] and facts["synthetic_lesion_found"]
     assert facts["synthetic_lesion_dice"] > 0.5  # the built-in model outlines the new lesion
-    for name in ("pasta_demo.mrb", "lung2_segmentation.png", "lung2_synthetic_lesion.png",
-                 "lung2_with_synthetic_lesion.nii.gz", "report/report.json", "report/report.pdf"):
+    for name in (
+        "pasta_demo.mrb",
+        "lung2_segmentation.png",
+        "lung2_synthetic_lesion.png",
+        "lung2_with_synthetic_lesion.nii.gz",
+        "report/report.json",
+        "report/report.pdf",
+    ):
         assert (out / name).stat().st_size > 1_000, name
     # the report: a handful of confident candidates, the model named, RECIST targets and their sum
     report = json.loads((out / "report" / "report.json").read_text())
@@ -41,17 +47,19 @@ def test_demo_writes_a_scene_and_pictures(tmp_path, capsys, sample_dir):
     assert tumour, "the real tumour (48 mL) is among the confident candidates"
     targets = [x for x in lesions if x["recist"]["role"] == "target"]
     assert 1 <= len(targets) <= 2 and report["recist"]["sum_of_diameters_mm"] == pytest.approx(
-        sum(x["recist"]["diameter_mm"] for x in targets), abs=0.11)
+        sum(x["recist"]["diameter_mm"] for x in targets), abs=0.11
+    )
     assert facts["recist_sum_of_diameters_mm"] == report["recist"]["sum_of_diameters_mm"]
     html = (out / "report" / "report.html").read_text()
     assert "Sum of diameters" in html and "pasta-lung-default 0.3" in html
     from pastacore.mrml.scene_io import load_mrb
 
     scene = load_mrb(out / "pasta_demo.mrb").scene
-    model_nodes = [scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode") for i in
-                   range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"))]
-    assert any(json.loads(n.GetAttribute("PASTA.Model") or "{}").get("name") == "pasta-lung-default"
-               for n in model_nodes)
+    model_nodes = [
+        scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode")
+        for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"))
+    ]
+    assert any(json.loads(n.GetAttribute("PASTA.Model") or "{}").get("name") == "pasta-lung-default" for n in model_nodes)
     assert scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") >= 3
     assert scene.GetNumberOfNodesByClass("vtkMRMLMarkupsROINode") == 1
     assert scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 1
@@ -67,7 +75,7 @@ def test_synthetic_lesion_is_scored_on_the_pieces_found_there():
     from pastacore.demo import _dice
 
     found = np.zeros((20, 20, 20), bool)
-    found[2:6, 2:6, 2:6] = True        # found at the new lesion
+    found[2:6, 2:6, 2:6] = True  # found at the new lesion
     found[12:18, 12:18, 12:18] = True  # elsewhere: the real tumour or a false positive
     lesion = np.zeros_like(found)
     lesion[3:7, 2:6, 2:6] = True

@@ -13,8 +13,19 @@ from pastacore.fileio import read_volume
 pydicom = pytest.importorskip("pydicom")
 
 
-def write_series(folder, array, spacing, origin, row=(1, 0, 0), col=(0, 1, 0), modality="CT", shift=None,
-                 series_uid=None, skip=(), shuffle=True):
+def write_series(
+    folder,
+    array,
+    spacing,
+    origin,
+    row=(1, 0, 0),
+    col=(0, 1, 0),
+    modality="CT",
+    shift=None,
+    series_uid=None,
+    skip=(),
+    shuffle=True,
+):
     """One file per slice of ``array`` [k, j, i] (int16 HU) with the given LPS geometry."""
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
@@ -97,7 +108,7 @@ def test_missing_slice_is_refused(tmp_path, crop):
 def test_mixed_series_folder(tmp_path, crop):
     first = write_series(tmp_path / "study" / "a", crop, (0.6, 0.6, 2.0), (0, 0, 0))
     write_series(tmp_path / "study" / "b", crop[:6], (0.6, 0.6, 2.0), (0, 0, 0))
-    with pytest.raises(PastaError, match="mixes 2 CT series; choose one with the \"series\" setting"):
+    with pytest.raises(PastaError, match='mixes 2 CT series; choose one with the "series" setting'):
         read_volume(tmp_path / "study")
     assert read_volume(tmp_path / "study", series_uid=first).array.shape == crop.shape
 

@@ -44,6 +44,7 @@ sys.exit(main(argv))
 def child(argv, cwd, point="", signum=signal.SIGTERM, file_limit=None, env=None):
     """Run ``pasta argv`` in a child process, optionally signalling itself at ``point``
     (``module:function:before|after:nth call``) or under a file-size limit (bytes)."""
+
     def limit():
         import resource
 
@@ -52,8 +53,14 @@ def child(argv, cwd, point="", signum=signal.SIGTERM, file_limit=None, env=None)
     environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "PastaSlicer"), str(ROOT / "Testing")]))
     environment.pop("PASTA_PROGRESS", None)
     environment.update(env or {})
-    result = subprocess.run([sys.executable, "-c", SIGNAL_POINT, point, str(int(signum)), *map(str, argv)], cwd=cwd,
-                            env=environment, capture_output=True, timeout=600, preexec_fn=limit if file_limit else None)
+    result = subprocess.run(
+        [sys.executable, "-c", SIGNAL_POINT, point, str(int(signum)), *map(str, argv)],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        timeout=600,
+        preexec_fn=limit if file_limit else None,
+    )
     # decoded without newline translation: a carriage return stays one (what a terminal sees)
     result.stdout, result.stderr = result.stdout.decode(), result.stderr.decode()
     return result
@@ -72,8 +79,11 @@ def leftovers(folder):
 
 
 def digests(folder):
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(Path(folder).rglob("*"))
+        if p.is_file()
+    }
 
 
 def phantom(n=40):
@@ -86,8 +96,7 @@ def phantom(n=40):
     array[r < n * 0.4] = 60
     array += np.random.default_rng(0).normal(0, 10, array.shape).astype(np.float32)
     grid = Grid((n, n, n), (1.0, 1.0, 1.0), (-c, -c, -c))
-    return Volume(np.round(array).astype(np.int16), grid), Volume((r < n * 0.4).astype(np.uint8) * 5, grid,
-                                                                  is_label=True)
+    return Volume(np.round(array).astype(np.int16), grid), Volume((r < n * 0.4).astype(np.uint8) * 5, grid, is_label=True)
 
 
 @pytest.fixture(scope="module")
@@ -124,21 +133,39 @@ def sentinel(path, text="an earlier result, to be kept\n"):
 
 # --- disk full: a file-size limit in the child -----------------------------------------------------
 
-SYNTH = ["synth", "ct.nii.gz", "--box-ijk", "12,12,12,28,28,28", "--attributes", "12 mm round hypodense liver lesion",
-         "--organ-mask", "ct_seg.nii.gz", "--seed", "3"]
+SYNTH = [
+    "synth",
+    "ct.nii.gz",
+    "--box-ijk",
+    "12,12,12,28,28,28",
+    "--attributes",
+    "12 mm round hypodense liver lesion",
+    "--organ-mask",
+    "ct_seg.nii.gz",
+    "--seed",
+    "3",
+]
 WRITES = {
     "standardize nii.gz": (["standardize", "ct.nii.gz", "out.nii.gz", "--spacing", "0.5", "--overwrite"], ["out.nii.gz"]),
     "standardize nii": (["standardize", "ct.nii.gz", "out.nii", "--spacing", "0.5", "--overwrite"], ["out.nii"]),
     "standardize nrrd": (["standardize", "ct.nii.gz", "out.nrrd", "--spacing", "0.5", "--overwrite"], ["out.nrrd"]),
-    "segment": (["segment", "ct.nii.gz", "--model", "tiny.pth", "--roi=-10,-10,-10,10,10,10", "--out", "s.nii",
-                 "--overwrite"], ["s.nii", "s.json"]),
-    "synth": (SYNTH + ["--out-image", "a.nii", "--out-mask", "m.nii.gz", "--out-report", "r.json", "--overwrite"],
-              ["a.nii", "m.nii.gz", "r.json"]),
-    "report": (["report", "ct.nii.gz", "seg.nii.gz", "--out-dir", "rep", "--overwrite"],
-               ["rep/report.json", "rep/report.pdf", "rep/notes.txt"]),
+    "segment": (
+        ["segment", "ct.nii.gz", "--model", "tiny.pth", "--roi=-10,-10,-10,10,10,10", "--out", "s.nii", "--overwrite"],
+        ["s.nii", "s.json"],
+    ),
+    "synth": (
+        SYNTH + ["--out-image", "a.nii", "--out-mask", "m.nii.gz", "--out-report", "r.json", "--overwrite"],
+        ["a.nii", "m.nii.gz", "r.json"],
+    ),
+    "report": (
+        ["report", "ct.nii.gz", "seg.nii.gz", "--out-dir", "rep", "--overwrite"],
+        ["rep/report.json", "rep/report.pdf", "rep/notes.txt"],
+    ),
     "models forward": (["models", "forward", "tiny.pth", "x.npy", "y.npy", "--overwrite"], ["y.npy"]),
-    "models import": (["models", "--store", "store", "import", "tiny.pth", "--name", "tiny", "--overwrite"],
-                      ["store/tiny/model.json", "store/tiny/tiny.pth"]),
+    "models import": (
+        ["models", "--store", "store", "import", "tiny.pth", "--name", "tiny", "--overwrite"],
+        ["store/tiny/model.json", "store/tiny/tiny.pth"],
+    ),
 }
 
 
@@ -160,8 +187,10 @@ def test_a_full_disk_replaces_nothing(command, case, tmp_path):
 
 def _mount_full_tmpfs(folder):
     folder.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)],
-                                           capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)], capture_output=True).returncode != 0
+    ):
         pytest.skip("a small tmpfs needs root and mount")
 
 
@@ -188,16 +217,26 @@ def test_no_space_left_on_device(command, case, tmp_path):
 
 POINTS = {
     "standardize, volume written": (["standardize", "ct.nii.gz", "out.nii.gz", "--overwrite"], "SimpleITK:WriteImage:after:1"),
-    "standardize, before the check": (["standardize", "ct.nii.gz", "out.nii.gz", "--overwrite"],
-                                      "pastacore.fileio.verify:verify_output:before:1"),
-    "synth, second volume written": (SYNTH + ["--out-image", "a.nii.gz", "--out-mask", "m.nii.gz", "--out-report",
-                                              "r.json", "--overwrite"], "SimpleITK:WriteImage:after:2"),
-    "report, DICOM written": (["report", "ct.nii.gz", "seg.nii.gz", "--out-dir", "rep", "--overwrite"],
-                              "pastacore.report.dicom_export:write_seg_sr:after:1"),
-    "report, key images written": (["report", "ct.nii.gz", "seg.nii.gz", "--out-dir", "rep", "--overwrite"],
-                                   "pastacore.report.report_html:write_html_pdf:after:1"),
-    "report, checking the files": (["report", "ct.nii.gz", "seg.nii.gz", "--out-dir", "rep", "--overwrite"],
-                                   "pastacore.fileio.verify:verify_output:before:3"),
+    "standardize, before the check": (
+        ["standardize", "ct.nii.gz", "out.nii.gz", "--overwrite"],
+        "pastacore.fileio.verify:verify_output:before:1",
+    ),
+    "synth, second volume written": (
+        SYNTH + ["--out-image", "a.nii.gz", "--out-mask", "m.nii.gz", "--out-report", "r.json", "--overwrite"],
+        "SimpleITK:WriteImage:after:2",
+    ),
+    "report, DICOM written": (
+        ["report", "ct.nii.gz", "seg.nii.gz", "--out-dir", "rep", "--overwrite"],
+        "pastacore.report.dicom_export:write_seg_sr:after:1",
+    ),
+    "report, key images written": (
+        ["report", "ct.nii.gz", "seg.nii.gz", "--out-dir", "rep", "--overwrite"],
+        "pastacore.report.report_html:write_html_pdf:after:1",
+    ),
+    "report, checking the files": (
+        ["report", "ct.nii.gz", "seg.nii.gz", "--out-dir", "rep", "--overwrite"],
+        "pastacore.fileio.verify:verify_output:before:3",
+    ),
 }
 
 
@@ -233,20 +272,39 @@ def test_an_interrupt_while_moving_outputs_into_place_completes_them(case, tmp_p
 
 def test_an_interrupted_dataset_keeps_finished_cases_and_resumes(case, tmp_path):
     folder = fresh(case, tmp_path)
-    argv = ["dataset", "--backgrounds", "ct.nii.gz", "--organ-masks", "ct_seg.nii.gz", "--n", "2", "--types",
-            "liver_tumor", "--out", "ds", "--seed", "1"]
+    argv = [
+        "dataset",
+        "--backgrounds",
+        "ct.nii.gz",
+        "--organ-masks",
+        "ct_seg.nii.gz",
+        "--n",
+        "2",
+        "--types",
+        "liver_tumor",
+        "--out",
+        "ds",
+        "--seed",
+        "1",
+    ]
     result = child(argv, folder, "pastacore.fileio:write_volume:after:4")  # in the second case
     assert result.returncode == 128 + signal.SIGTERM, result.stderr
     one_error_line(result, "interrupted")
     assert leftovers(folder) == []
     cases = sorted(p.relative_to(folder / "ds") for p in (folder / "ds").glob("*/*/*"))
     assert len(cases) == 1 and sorted(p.name for p in (folder / "ds" / cases[0]).iterdir()) == [
-        "img.nii.gz", "label.nii.gz", "report.json", "total.nii.gz", "type.json"]
+        "img.nii.gz",
+        "label.nii.gz",
+        "report.json",
+        "total.nii.gz",
+        "type.json",
+    ]
     resumed = child(argv, folder)
     assert resumed.returncode == 0 and "1 written, 1 already there" in resumed.stdout, resumed.stderr
 
 
 # --- --overwrite touches only the command's own files ---------------------------------------------
+
 
 def test_report_overwrite_keeps_foreign_files(case, tmp_path, capsys):
     folder = fresh(case, tmp_path)
@@ -257,8 +315,21 @@ def test_report_overwrite_keeps_foreign_files(case, tmp_path, capsys):
     assert main(["report", str(folder / "ct.nii.gz"), str(folder / "seg.nii.gz"), "--out-dir", str(out)]) == 0
     first = json.loads((out / "report.json").read_text())
     assert (out / "images" / "lesion_1.png").is_file() and (out / "dicom" / "seg.dcm").is_file()
-    assert main(["report", str(folder / "ct.nii.gz"), str(folder / "seg.nii.gz"), "--out-dir", str(out),
-                 "--formats", "json", "--overwrite"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                str(folder / "ct.nii.gz"),
+                str(folder / "seg.nii.gz"),
+                "--out-dir",
+                str(out),
+                "--formats",
+                "json",
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
     second = json.loads((out / "report.json").read_text())
     assert second["created"] >= first["created"]
     assert (out / "notes.txt").read_text() == "mine\n" and (out / "scans" / "other.nii.gz").is_file()
@@ -301,29 +372,41 @@ def test_atomic_directory_rolls_back_a_failed_swap(tmp_path, monkeypatch):
             (temp / "sub").mkdir()
             (temp / "sub" / "b.txt").write_text("new b\n")
     monkeypatch.setattr(atomic.os, "replace", real)
-    assert digests(out) == {"a.txt": hashlib.sha256(b"old a\n").hexdigest(),
-                            "sub/b.txt": hashlib.sha256(b"old b\n").hexdigest(),
-                            "mine.txt": hashlib.sha256(b"mine\n").hexdigest()}
+    assert digests(out) == {
+        "a.txt": hashlib.sha256(b"old a\n").hexdigest(),
+        "sub/b.txt": hashlib.sha256(b"old b\n").hexdigest(),
+        "mine.txt": hashlib.sha256(b"mine\n").hexdigest(),
+    }
     assert leftovers(tmp_path) == []
 
 
 # --- outputs are checked before any work ---------------------------------------------------------
 
-@pytest.mark.parametrize("argv, message", [
-    (["segment", "ct.nii.gz", "--out", "o.png"], "cannot write o.png"),
-    (["segment", "ct.nii.gz", "--out", "ct.nii.gz", "--overwrite"], "is also an input"),
-    (["segment", "ct.nii.gz", "--out", "none/o.nii.gz"], "does not exist"),
-    (SYNTH + ["--out-image", "x.nii.gz", "--out-mask", "x.nii.gz", "--out-report", "r.json"], "same file"),
-    (SYNTH + ["--out-image", "a.nii.gz", "--out-mask", "m.nii.gz", "--out-report", "r.json", "--out-type-json",
-              "r.json"], "same file"),
-    (SYNTH + ["--out-image", "a.nii.gz", "--out-mask", "ct_seg.nii.gz", "--out-report", "r.json", "--overwrite"],
-     "is also an input"),
-    (["report", "ct.nii.gz", "seg.nii.gz", "--out-dir", "ct.nii.gz"], "is a file"),
-    (["report", "ct.nii.gz", "seg.nii.gz", "--out-dir", "none/rep"], "does not exist"),
-    (["features", "ct.nii.gz", "--mask", "seg.nii.gz", "--crop", "lesion", "--model", "tiny.pth", "--out", "f.png"],
-     "cannot write f.png"),
-    (["models", "forward", "tiny.pth", "x.npy", "x.npy", "--overwrite"], "is also an input"),
-])
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["segment", "ct.nii.gz", "--out", "o.png"], "cannot write o.png"),
+        (["segment", "ct.nii.gz", "--out", "ct.nii.gz", "--overwrite"], "is also an input"),
+        (["segment", "ct.nii.gz", "--out", "none/o.nii.gz"], "does not exist"),
+        (SYNTH + ["--out-image", "x.nii.gz", "--out-mask", "x.nii.gz", "--out-report", "r.json"], "same file"),
+        (
+            SYNTH + ["--out-image", "a.nii.gz", "--out-mask", "m.nii.gz", "--out-report", "r.json", "--out-type-json", "r.json"],
+            "same file",
+        ),
+        (
+            SYNTH + ["--out-image", "a.nii.gz", "--out-mask", "ct_seg.nii.gz", "--out-report", "r.json", "--overwrite"],
+            "is also an input",
+        ),
+        (["report", "ct.nii.gz", "seg.nii.gz", "--out-dir", "ct.nii.gz"], "is a file"),
+        (["report", "ct.nii.gz", "seg.nii.gz", "--out-dir", "none/rep"], "does not exist"),
+        (
+            ["features", "ct.nii.gz", "--mask", "seg.nii.gz", "--crop", "lesion", "--model", "tiny.pth", "--out", "f.png"],
+            "cannot write f.png",
+        ),
+        (["models", "forward", "tiny.pth", "x.npy", "x.npy", "--overwrite"], "is also an input"),
+    ],
+)
 def test_outputs_are_refused_before_any_work(argv, message, case, tmp_path, monkeypatch, capsys):
     import pastacore.inference.segment as segment
     import pastacore.networks.loading as loading
@@ -333,8 +416,13 @@ def test_outputs_are_refused_before_any_work(argv, message, case, tmp_path, monk
     def no_work(*args, **kwargs):
         raise AssertionError("work started before the outputs were checked")
 
-    for module, name in ((segment, "segment_volume"), (synthesis, "synthesize_lesion"), (measure, "measure_lesions"),
-                         (loading, "load_encoder"), (loading, "load_for_segmentation")):
+    for module, name in (
+        (segment, "segment_volume"),
+        (synthesis, "synthesize_lesion"),
+        (measure, "measure_lesions"),
+        (loading, "load_encoder"),
+        (loading, "load_for_segmentation"),
+    ):
         monkeypatch.setattr(module, name, no_work)
     folder = fresh(case, tmp_path)
     np.save(folder / "x.npy", np.zeros((4, 4, 4), np.float32))
@@ -345,6 +433,7 @@ def test_outputs_are_refused_before_any_work(argv, message, case, tmp_path, monk
 
 # --- stderr: one line, whatever native code prints ------------------------------------------------
 
+
 def _visible_lines(stderr: str) -> list:
     """What a terminal shows: each line after its last carriage return, blank ones dropped."""
     return [line.split("\r")[-1] for line in stderr.split("\n") if line.split("\r")[-1].strip()]
@@ -353,8 +442,12 @@ def _visible_lines(stderr: str) -> list:
 def test_a_progress_bar_is_wiped_before_the_error(case, tmp_path):
     folder = fresh(case, tmp_path)
     sentinel(folder / "rep" / "report.pdf")
-    result = child(["report", "ct.nii.gz", "seg.nii.gz", "--out-dir", "rep", "--overwrite"], folder,
-                   file_limit=4096, env={"PASTA_PROGRESS": "1"})
+    result = child(
+        ["report", "ct.nii.gz", "seg.nii.gz", "--out-dir", "rep", "--overwrite"],
+        folder,
+        file_limit=4096,
+        env={"PASTA_PROGRESS": "1"},
+    )
     assert "pasta report" in result.stderr  # the bar was shown...
     lines = _visible_lines(result.stderr)
     assert len(lines) == 1 and lines[0].startswith("error: could not write"), result.stderr  # ...and wiped
@@ -381,11 +474,16 @@ def test_native_warnings_stay_off_stderr(case, tmp_path):
 
 # --- a damaged model store ------------------------------------------------------------------------
 
+
 @pytest.fixture()
 def damaged_store(tmp_path):
     store = tmp_path / "home" / "models"
-    for name, content in (("no-fields", b'{"version": "1"}'), ("array", b"[1, 2]"), ("latin1", b'{"name": "caf\xe9"}'),
-                          ("no-files", b'{"name": "no-files"}')):
+    for name, content in (
+        ("no-fields", b'{"version": "1"}'),
+        ("array", b"[1, 2]"),
+        ("latin1", b'{"name": "caf\xe9"}'),
+        ("no-files", b'{"name": "no-files"}'),
+    ):
         (store / name).mkdir(parents=True)
         (store / name / "model.json").write_bytes(content)
     (store / "empty").mkdir()
@@ -393,8 +491,9 @@ def damaged_store(tmp_path):
     secret.write_bytes(b"outside the store")
     for name, record in (("absolute", str(secret)), ("climbs", "../../secret.bin"), ("linked", "w.pth")):
         (store / name).mkdir()
-        (store / name / "model.json").write_text(json.dumps({"name": name, "version": "1", "task": "segmentation",
-                                                             "files": [{"name": record, "sha256": "0" * 64}]}))
+        (store / name / "model.json").write_text(
+            json.dumps({"name": name, "version": "1", "task": "segmentation", "files": [{"name": record, "sha256": "0" * 64}]})
+        )
     os.symlink(secret, store / "linked" / "w.pth")
     return store
 
@@ -432,8 +531,11 @@ def test_verify_never_reads_outside_the_store(damaged_store, monkeypatch, capsys
 def test_segment_with_the_built_in_model_works_beside_a_damaged_store(damaged_store, case, tmp_path):
     (tmp_path / "work").mkdir()
     folder = fresh(case, tmp_path / "work")
-    result = child(["segment", "ct.nii.gz", "--out", "s.nii.gz", "--roi=-10,-10,-10,10,10,10"], folder,
-                   env={"PASTA_HOME": str(damaged_store.parent)})
+    result = child(
+        ["segment", "ct.nii.gz", "--out", "s.nii.gz", "--roi=-10,-10,-10,10,10,10"],
+        folder,
+        env={"PASTA_HOME": str(damaged_store.parent)},
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads((folder / "s.json").read_text())["model"]["name"] == "pasta-lung-default"
 

@@ -70,10 +70,19 @@ def model_folder(folder, labels, seed=0, patch=32):
     torch.manual_seed(seed)
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(PastaUNet(num_classes=3, **TINY).state_dict(), folder / "model.pth")
-    (folder / "model.json").write_text(json.dumps({
-        "name": folder.name, "version": "test", "task": "segmentation", "patch_size": [patch] * 3,
-        "architecture": {"type": "pasta_generic_unet", "input_channels": 1, **TINY},
-        "labels": [{"value": v, "term": t} for v, t in labels], "weights": "model.pth"}))
+    (folder / "model.json").write_text(
+        json.dumps(
+            {
+                "name": folder.name,
+                "version": "test",
+                "task": "segmentation",
+                "patch_size": [patch] * 3,
+                "architecture": {"type": "pasta_generic_unet", "input_channels": 1, **TINY},
+                "labels": [{"value": v, "term": t} for v, t in labels],
+                "weights": "model.pth",
+            }
+        )
+    )
     return folder
 
 
@@ -89,10 +98,16 @@ def generic_model(tmp_path_factory):
 def _nnunet_result(root, net, trainer="PASTATrainer_ft"):
     result = root / f"{trainer}__nnUNetPlans__3d_fullres"
     (result / "fold_0").mkdir(parents=True)
-    (result / "plans.json").write_text(json.dumps({
-        "configurations": {"3d_fullres": {"patch_size": [32, 64, 64], "spacing": [1.0, 1.0, 1.0]}},
-        "foreground_intensity_properties_per_channel": {"0": {"mean": 40.0, "std": 120.0, "percentile_00_5": -900.0,
-                                                              "percentile_99_5": 600.0}}}))
+    (result / "plans.json").write_text(
+        json.dumps(
+            {
+                "configurations": {"3d_fullres": {"patch_size": [32, 64, 64], "spacing": [1.0, 1.0, 1.0]}},
+                "foreground_intensity_properties_per_channel": {
+                    "0": {"mean": 40.0, "std": 120.0, "percentile_00_5": -900.0, "percentile_99_5": 600.0}
+                },
+            }
+        )
+    )
     (result / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "lung": 1, "lung tumor": 2}}))
     torch.save({"network_weights": net.state_dict(), "trainer_name": trainer}, result / "fold_0" / "checkpoint_final.pth")
     return result
@@ -237,8 +252,17 @@ def test_frozen_encoder_keeps_its_weights_while_the_decoder_learns(small_case, g
     start = load_start_model(generic_model)
     case = load_case(*small_case, start, lesion_labels=(1,), organ_source="none")
     before = {k: v.clone() for k, v in start.network.state_dict().items()}
-    settings = TrainSettings(num_classes=3, patch_size=(32, 32, 32), steps=2, freeze_encoder_steps=2, **TINY,
-                             learning_rate=1e-2, class_ratios=(0.5, 0.0, 0.5), optimizer="sgd", schedule="poly")
+    settings = TrainSettings(
+        num_classes=3,
+        patch_size=(32, 32, 32),
+        steps=2,
+        freeze_encoder_steps=2,
+        **TINY,
+        learning_rate=1e-2,
+        class_ratios=(0.5, 0.0, 0.5),
+        optimizer="sgd",
+        schedule="poly",
+    )
     network, _ = train([(case.hu, case.targets)], settings, network=start.network)
     after = network.state_dict()
     encoder = [k for k in before if k.startswith("conv_blocks_context.")]
@@ -253,8 +277,9 @@ def test_frozen_encoder_keeps_its_weights_while_the_decoder_learns(small_case, g
 def _settings(**changes):
     from pastacore.training.finetune import FinetuneSettings
 
-    values = dict(steps=4, batch_size=2, optimizer="adamw", learning_rate=3e-3, seed=3, device="cpu",
-                  checkpoint_every=2, threads=2)
+    values = dict(
+        steps=4, batch_size=2, optimizer="adamw", learning_rate=3e-3, seed=3, device="cpu", checkpoint_every=2, threads=2
+    )
     values.update(changes)
     return FinetuneSettings(**values)
 
@@ -270,8 +295,9 @@ def test_a_tiny_run_on_a_real_ct_lowers_its_own_training_loss(chest_slab, tiny_l
 
     start = load_start_model(tiny_lung_model)
     case = load_case(*chest_slab, start, name="lung1", lesion_labels=(1,))
-    sampler = CaseSampler([(case.hu, case.targets)], TrainSettings(num_classes=3, patch_size=(32,) * 3,
-                                                                   class_ratios=(0.0, 0.5, 0.5)))
+    sampler = CaseSampler(
+        [(case.hu, case.targets)], TrainSettings(num_classes=3, patch_size=(32,) * 3, class_ratios=(0.0, 0.5, 0.5))
+    )
     rng = np.random.default_rng(0)
     patches = [sampler(rng) for _ in range(4)]
     x = torch.from_numpy(np.stack([start.segmentation_model().normalize(hu) for hu, _ in patches])[:, None])
@@ -325,14 +351,43 @@ def test_cli_writes_a_model_folder_that_segments_and_imports(case_files, generic
 
     ct, tumour = case_files
     out = tmp_path / "mine"
-    code = main(["finetune", "--model", str(generic_model), "--images", str(ct), "--labels", str(tumour),
-                 "--lesion-label", "1", "--organ-source", "none", "--steps", "3", "--checkpoint-every", "1",
-                 "--val-images", str(ct), "--val-labels", str(tumour), "--device", "cpu", "--out", str(out)])
+    code = main(
+        [
+            "finetune",
+            "--model",
+            str(generic_model),
+            "--images",
+            str(ct),
+            "--labels",
+            str(tumour),
+            "--lesion-label",
+            "1",
+            "--organ-source",
+            "none",
+            "--steps",
+            "3",
+            "--checkpoint-every",
+            "1",
+            "--val-images",
+            str(ct),
+            "--val-labels",
+            str(tumour),
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "one training step takes about" in printed and "Dice" in printed and "wrote" in printed
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "model.json", "model.pth", "training.json",
-                                                      "validation.json"]  # the checkpoint is gone
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "model.json",
+        "model.pth",
+        "training.json",
+        "validation.json",
+    ]  # the checkpoint is gone
     description = json.loads((out / "model.json").read_text())
     assert description["files"][0]["sha256"] == sha256_of(out / "model.pth")
     assert description["patch_size"] == [32, 32, 32] and description["base_model"]["name"] == "tiny-generic"
@@ -352,8 +407,24 @@ def test_cli_writes_a_model_folder_that_segments_and_imports(case_files, generic
     assert ModelStore(store).verify("mine") == (True, [])
     capsys.readouterr()
     # the same folder again: refused without --overwrite, before any work
-    assert main(["finetune", "--model", str(generic_model), "--images", str(ct), "--labels", str(tumour),
-                 "--lesion-label", "1", "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "finetune",
+                "--model",
+                str(generic_model),
+                "--images",
+                str(ct),
+                "--labels",
+                str(tumour),
+                "--lesion-label",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "already holds outputs of an earlier run" in capsys.readouterr().err
 
 
@@ -411,23 +482,34 @@ def test_validation_scores_mean_what_they_say():
     from pastacore.training.validation import lesion_detection, summarise, voxel_metrics
 
     truth = np.zeros((40, 40, 40), bool)
-    truth[10:20, 10:20, 10:20] = True          # a 1 mL lesion (1 mm voxels)
-    truth[30:34, 30:34, 30:34] = True          # a small one, missed below
+    truth[10:20, 10:20, 10:20] = True  # a 1 mL lesion (1 mm voxels)
+    truth[30:34, 30:34, 30:34] = True  # a small one, missed below
     predicted = np.zeros_like(truth)
-    predicted[12:22, 10:20, 10:20] = True      # the first, shifted 2 mm
-    predicted[2:5, 30:33, 2:5] = True          # a false positive of 27 voxels
+    predicted[12:22, 10:20, 10:20] = True  # the first, shifted 2 mm
+    predicted[2:5, 30:33, 2:5] = True  # a false positive of 27 voxels
     scores = voxel_metrics(predicted, truth, (1.0, 1.0, 1.0))
     overlap = 8 * 100
     assert scores["dice"] == pytest.approx(2 * overlap / (predicted.sum() + truth.sum()), abs=1e-3)
     assert scores["hd95_mm"] >= 2.0 and 0 < scores["surface_dice"] < 1
     detection = lesion_detection(predicted, truth, voxel_ml=0.001)
-    assert detection == {"lesions": 2, "found": 1, "missed": 1, "false_positives": 1, "false_positive_ml": 0.03,
-                         "predicted_ml": 1.03, "lesion_ml": 1.06}
+    assert detection == {
+        "lesions": 2,
+        "found": 1,
+        "missed": 1,
+        "false_positives": 1,
+        "false_positive_ml": 0.03,
+        "predicted_ml": 1.03,
+        "lesion_ml": 1.06,
+    }
     assert voxel_metrics(np.zeros_like(truth), truth, (1, 1, 1)) == {"dice": 0.0, "hd95_mm": None, "surface_dice": 0.0}
     shifted = np.zeros_like(truth)
-    shifted[12:22, 10:20, 10:20] = True    # 2 slices along the first axis: 10 mm with 5 mm slices
+    shifted[12:22, 10:20, 10:20] = True  # 2 slices along the first axis: 10 mm with 5 mm slices
     assert voxel_metrics(shifted, truth & (np.indices(truth.shape)[0] < 25), (5.0, 1.0, 1.0))["hd95_mm"] == 10.0
     assert voxel_metrics(predicted, np.zeros_like(truth), (1, 1, 1))["dice"] is None
-    summary = summarise([{**scores, **detection}, {"dice": None, "hd95_mm": None, "surface_dice": None,
-                                                   **lesion_detection(predicted, np.zeros_like(truth), 0.001)}])
+    summary = summarise(
+        [
+            {**scores, **detection},
+            {"dice": None, "hd95_mm": None, "surface_dice": None, **lesion_detection(predicted, np.zeros_like(truth), 0.001)},
+        ]
+    )
     assert summary["dice"] == scores["dice"] and summary["false_positives"] == 3 and summary["cases"] == 2

@@ -15,7 +15,7 @@ import pytest
 from pastacore.cli.main import main
 from pastacore.fileio import read_volume, write_volume
 
-MOTION = {"angle_deg": 3.0, "shift_mm": (35.0, 20.0, 0.0)}   # how the patient lies differently at follow-up
+MOTION = {"angle_deg": 3.0, "shift_mm": (35.0, 20.0, 0.0)}  # how the patient lies differently at follow-up
 
 
 def run(capsys, *argv):
@@ -48,9 +48,26 @@ def _synth(capsys, image, centre, size_mm, grid, seed, out):
     half = np.ceil((size_mm / 2 + 6) / np.array(grid.spacing[::-1])).astype(int)
     lo, hi = np.maximum(centre - half, 0), np.minimum(centre + half, np.array(grid.shape) - 1)
     box = ",".join(str(int(v)) for v in (*lo[::-1], *hi[::-1]))
-    run(capsys, "synth", image, "--box-ijk", box, "--attributes", f"{size_mm} mm round solid lung nodule, homogeneous",
-        "--lesion-type", "lung_tumor", "--seed", seed, "--out-image", out / "ct.nii.gz", "--out-mask", out / "m.nii.gz",
-        "--out-report", out / "r.json", "--overwrite")
+    run(
+        capsys,
+        "synth",
+        image,
+        "--box-ijk",
+        box,
+        "--attributes",
+        f"{size_mm} mm round solid lung nodule, homogeneous",
+        "--lesion-type",
+        "lung_tumor",
+        "--seed",
+        seed,
+        "--out-image",
+        out / "ct.nii.gz",
+        "--out-mask",
+        out / "m.nii.gz",
+        "--out-report",
+        out / "r.json",
+        "--overwrite",
+    )
     return out / "ct.nii.gz", read_volume(out / "m.nii.gz", is_label=True).array == 2
 
 
@@ -111,8 +128,20 @@ def reports(time_points, tmp_path_factory, lung1):
     out = {}
     for name, image in (("baseline", "baseline"), ("followup", "followup"), ("followup_no_c", "followup")):
         target = folder / f"report_{name}"
-        assert main(["report", str(folder / f"{image}.nii.gz"), str(folder / f"{name}_seg.nii.gz"), "--out-dir",
-                     str(target), "--formats", "json,html"]) == 0
+        assert (
+            main(
+                [
+                    "report",
+                    str(folder / f"{image}.nii.gz"),
+                    str(folder / f"{name}_seg.nii.gz"),
+                    "--out-dir",
+                    str(target),
+                    "--formats",
+                    "json,html",
+                ]
+            )
+            == 0
+        )
         out[name] = target
     return out
 
@@ -127,7 +156,8 @@ def test_the_baseline_chooses_the_two_largest_lung_lesions_as_targets(reports, t
     lesions = {which[lesion["number"]]: lesion for lesion in data["lesions"]}
     assert 34 <= lesions["A"]["long_axis_mm"] <= 46 and 18 <= lesions["B"]["long_axis_mm"] <= 26
     assert data["recist"]["sum_of_diameters_mm"] == pytest.approx(
-        round(lesions["A"]["recist"]["diameter_mm"] + lesions["B"]["recist"]["diameter_mm"], 1), abs=0.051)
+        round(lesions["A"]["recist"]["diameter_mm"] + lesions["B"]["recist"]["diameter_mm"], 1), abs=0.051
+    )
 
 
 def test_compare_pairs_the_lesions_and_finds_the_new_one(reports, time_points, lung1, capsys):
@@ -163,8 +193,9 @@ def _moved(volume, is_label):
     transform.SetCenter(centre.tolist())
     transform.SetRotation(0.0, 0.0, np.radians(MOTION["angle_deg"]))
     transform.SetTranslation(MOTION["shift_mm"])
-    moved = sitk.Resample(image, image, transform, sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear,
-                          0 if is_label else -1024)
+    moved = sitk.Resample(
+        image, image, transform, sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear, 0 if is_label else -1024
+    )
     return volume_from_sitk(moved, is_label=is_label)
 
 
@@ -173,26 +204,55 @@ def test_a_moved_follow_up_is_registered_before_pairing(reports, time_points, tm
     write_volume(_moved(read_volume(folder / "followup.nii.gz"), False), tmp_path / "moved.nii.gz")
     write_volume(_moved(read_volume(folder / "followup_seg.nii.gz", is_label=True), True), tmp_path / "moved_seg.nii.gz")
     shutil.copy(folder / "followup_seg.json", tmp_path / "moved_seg.json")
-    run(capsys, "report", tmp_path / "moved.nii.gz", tmp_path / "moved_seg.nii.gz", "--out-dir", tmp_path / "moved",
-        "--formats", "json")
+    run(
+        capsys,
+        "report",
+        tmp_path / "moved.nii.gz",
+        tmp_path / "moved_seg.nii.gz",
+        "--out-dir",
+        tmp_path / "moved",
+        "--formats",
+        "json",
+    )
     aligned = json.loads(run(capsys, "compare", reports["baseline"], reports["followup"], "--json"))
     blind = json.loads(run(capsys, "compare", reports["baseline"], tmp_path / "moved", "--json"))
     assert len(blind["new_lesions"]) > 1  # 40 mm away, the lesions are not recognised
-    registered = json.loads(run(capsys, "compare", reports["baseline"], tmp_path / "moved", "--json",
-                                "--baseline-image", folder / "baseline.nii.gz", "--followup-image",
-                                tmp_path / "moved.nii.gz"))
+    registered = json.loads(
+        run(
+            capsys,
+            "compare",
+            reports["baseline"],
+            tmp_path / "moved",
+            "--json",
+            "--baseline-image",
+            folder / "baseline.nii.gz",
+            "--followup-image",
+            tmp_path / "moved.nii.gz",
+        )
+    )
     assert "rigid then affine" in registered["registration"]
     assert len(registered["new_lesions"]) == 1 and registered["overall_response"] == "PD"
-    assert [p["baseline"] for p in registered["pairs"] if p["followup"]] == \
-        [p["baseline"] for p in aligned["pairs"] if p["followup"]]
+    assert [p["baseline"] for p in registered["pairs"] if p["followup"]] == [
+        p["baseline"] for p in aligned["pairs"] if p["followup"]
+    ]
     assert all(p["distance_mm"] < 8 for p in registered["pairs"] if p["baseline"] and p["followup"])
 
 
 def test_the_follow_up_report_shows_both_time_points(reports, time_points, tmp_path, capsys):
     folder, _, _ = time_points
     out = tmp_path / "followup"
-    printed = run(capsys, "report", folder / "followup.nii.gz", folder / "followup_seg.nii.gz", "--out-dir", out,
-                  "--baseline", reports["baseline"], "--formats", "json,html,pdf,seg,sr")
+    printed = run(
+        capsys,
+        "report",
+        folder / "followup.nii.gz",
+        folder / "followup_seg.nii.gz",
+        "--out-dir",
+        out,
+        "--baseline",
+        reports["baseline"],
+        "--formats",
+        "json,html,pdf,seg,sr",
+    )
     assert "RECIST 1.1 response: PD" in printed
     data = json.loads((out / "report.json").read_text())
     base = json.loads((reports["baseline"] / "report.json").read_text())
@@ -215,7 +275,34 @@ def test_the_follow_up_report_shows_both_time_points(reports, time_points, tmp_p
         result = subprocess.run(["dciodvfy", str(out / "dicom" / "sr.dcm")], capture_output=True, text=True)
         assert not [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
     # the baseline report's folder is not the follow-up's, and targets are chosen at baseline
-    assert main(["report", str(folder / "followup.nii.gz"), str(folder / "followup_seg.nii.gz"), "--out-dir",
-                 str(reports["baseline"]), "--baseline", str(reports["baseline"]), "--overwrite"]) == 2
-    assert main(["report", str(folder / "followup.nii.gz"), str(folder / "followup_seg.nii.gz"), "--out-dir",
-                 str(tmp_path / "x"), "--baseline", str(reports["baseline"]), "--targets", "1"]) == 2
+    assert (
+        main(
+            [
+                "report",
+                str(folder / "followup.nii.gz"),
+                str(folder / "followup_seg.nii.gz"),
+                "--out-dir",
+                str(reports["baseline"]),
+                "--baseline",
+                str(reports["baseline"]),
+                "--overwrite",
+            ]
+        )
+        == 2
+    )
+    assert (
+        main(
+            [
+                "report",
+                str(folder / "followup.nii.gz"),
+                str(folder / "followup_seg.nii.gz"),
+                "--out-dir",
+                str(tmp_path / "x"),
+                "--baseline",
+                str(reports["baseline"]),
+                "--targets",
+                "1",
+            ]
+        )
+        == 2
+    )

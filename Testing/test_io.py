@@ -73,10 +73,13 @@ def test_truncated_nifti_is_refused(tmp_path):
         read_volume(half)
 
 
-@pytest.mark.parametrize("name,message", [
-    ("scan.png", "unsupported format"),
-    ("missing.nii.gz", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "name,message",
+    [
+        ("scan.png", "unsupported format"),
+        ("missing.nii.gz", "does not exist"),
+    ],
+)
 def test_unsupported_or_missing(tmp_path, name, message):
     if name.endswith(".png"):
         (tmp_path / name).write_bytes(b"\x89PNG\r\n\x1a\n")
@@ -98,7 +101,7 @@ def test_2d_and_4d_images(tmp_path):
         read_volume(tmp_path / "flat.nii.gz")
     four = sitk.JoinSeries([sitk.Image(8, 8, 8, sitk.sitkInt16) + i for i in range(3)])
     sitk.WriteImage(four, str(tmp_path / "four.nii.gz"))
-    with pytest.raises(PastaError, match="4D with 3 volumes; choose one with the \"volume index\" setting"):
+    with pytest.raises(PastaError, match='4D with 3 volumes; choose one with the "volume index" setting'):
         read_volume(tmp_path / "four.nii.gz")
     assert int(read_volume(tmp_path / "four.nii.gz", volume_index=2).array.max()) == 2
 

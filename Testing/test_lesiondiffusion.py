@@ -31,31 +31,90 @@ UNET = "ldm.modules.diffusionmodules.openaimodel.UNetModel"
 
 
 def vq_params(ch=16, n_embed=64):
-    return {"embed_dim": 4, "n_embed": n_embed, "dims": 3, "is_conditional": False,
-            "ddconfig": {"double_z": False, "z_channels": 4, "resolution": [24, 24, 24], "in_channels": 1, "out_ch": 1,
-                         "ch": ch, "ch_mult": [1, 1, 1], "sample_depth": [0], "num_res_blocks": 1,
-                         "attn_resolutions": [], "dropout": 0.0, "dims": 3, "attn_type": "none"}}
+    return {
+        "embed_dim": 4,
+        "n_embed": n_embed,
+        "dims": 3,
+        "is_conditional": False,
+        "ddconfig": {
+            "double_z": False,
+            "z_channels": 4,
+            "resolution": [24, 24, 24],
+            "in_channels": 1,
+            "out_ch": 1,
+            "ch": ch,
+            "ch_mult": [1, 1, 1],
+            "sample_depth": [0],
+            "num_res_blocks": 1,
+            "attn_resolutions": [],
+            "dropout": 0.0,
+            "dims": 3,
+            "attn_type": "none",
+        },
+    }
 
 
 def lmnet_section(model_channels=8, image_size=(24, 24, 24)):
-    return {"target": "inference.models.InferMaskDiffusion", "params": {
-        "linear_start": 0.0015, "linear_end": 0.0195, "timesteps": 1000, "channels": 1, "image_size": list(image_size),
-        "conditioning_key": "crossattn",
-        "unet_config": {"target": UNET, "params": {
-            "image_size": 64, "in_channels": 4, "out_channels": 1, "model_channels": model_channels,
-            "attention_resolutions": [4], "num_res_blocks": 1, "channel_mult": [1, 2, 4], "num_head_channels": 32,
-            "use_checkpoint": True, "use_fp16": False, "use_spatial_transformer": True, "context_dim": CONTEXT}}}}
+    return {
+        "target": "inference.models.InferMaskDiffusion",
+        "params": {
+            "linear_start": 0.0015,
+            "linear_end": 0.0195,
+            "timesteps": 1000,
+            "channels": 1,
+            "image_size": list(image_size),
+            "conditioning_key": "crossattn",
+            "unet_config": {
+                "target": UNET,
+                "params": {
+                    "image_size": 64,
+                    "in_channels": 4,
+                    "out_channels": 1,
+                    "model_channels": model_channels,
+                    "attention_resolutions": [4],
+                    "num_res_blocks": 1,
+                    "channel_mult": [1, 2, 4],
+                    "num_head_channels": 32,
+                    "use_checkpoint": True,
+                    "use_fp16": False,
+                    "use_spatial_transformer": True,
+                    "context_dim": CONTEXT,
+                },
+            },
+        },
+    }
 
 
 def linet_section(image_size=(12, 12, 12)):
-    return {"target": "inference.models.InferInpaintingDiffusion_v2", "params": {
-        "linear_start": 0.0015, "linear_end": 0.0195, "timesteps": 1000, "channels": 4, "image_size": list(image_size),
-        "conditioning_key": "crossattn",
-        "unet_config": {"target": UNET, "params": {
-            "image_size": 64, "in_channels": 5, "out_channels": 5, "model_channels": 8, "attention_resolutions": [4, 8],
-            "num_res_blocks": 1, "channel_mult": [1, 2, 4], "num_head_channels": 32, "use_fp16": True,
-            "use_spatial_transformer": True, "skip_context": True, "context_dim": CONTEXT}},
-        "first_stage_config": {"target": "ldm.models.autoencoder.VQModelInterface", "params": vq_params()}}}
+    return {
+        "target": "inference.models.InferInpaintingDiffusion_v2",
+        "params": {
+            "linear_start": 0.0015,
+            "linear_end": 0.0195,
+            "timesteps": 1000,
+            "channels": 4,
+            "image_size": list(image_size),
+            "conditioning_key": "crossattn",
+            "unet_config": {
+                "target": UNET,
+                "params": {
+                    "image_size": 64,
+                    "in_channels": 5,
+                    "out_channels": 5,
+                    "model_channels": 8,
+                    "attention_resolutions": [4, 8],
+                    "num_res_blocks": 1,
+                    "channel_mult": [1, 2, 4],
+                    "num_head_channels": 32,
+                    "use_fp16": True,
+                    "use_spatial_transformer": True,
+                    "skip_context": True,
+                    "context_dim": CONTEXT,
+                },
+            },
+            "first_stage_config": {"target": "ldm.models.autoencoder.VQModelInterface", "params": vq_params()},
+        },
+    }
 
 
 def vq_section():
@@ -70,10 +129,13 @@ def write_yaml(path, section):
 
 
 def schedule_buffers(timesteps=1000):
-    betas = np.linspace(0.0015 ** 0.5, 0.0195 ** 0.5, timesteps, dtype=np.float64) ** 2
+    betas = np.linspace(0.0015**0.5, 0.0195**0.5, timesteps, dtype=np.float64) ** 2
     abar = np.cumprod(1 - betas)
-    return {"betas": torch.tensor(betas, dtype=torch.float32), "alphas_cumprod": torch.tensor(abar, dtype=torch.float32),
-            "alphas_cumprod_prev": torch.tensor(np.append(1.0, abar[:-1]), dtype=torch.float32)}
+    return {
+        "betas": torch.tensor(betas, dtype=torch.float32),
+        "alphas_cumprod": torch.tensor(abar, dtype=torch.float32),
+        "alphas_cumprod_prev": torch.tensor(np.append(1.0, abar[:-1]), dtype=torch.float32),
+    }
 
 
 def seeded(module, seed):
@@ -88,8 +150,10 @@ def released_layout(unet, ema_shift=0.01, vq=None):
     """A Lightning state dict as the released LMNet/LINet files hold it."""
     state = {f"model.{k}": v.clone() for k, v in unet.state_dict().items()}
     state.update({f"model_ema.{k.replace('.', '')}": v.clone() + ema_shift for k, v in unet.state_dict().items()})
-    state.update({"model_ema.decay": torch.tensor(0.9999), "model_ema.num_updates": torch.tensor(1234, dtype=torch.int)},
-                 **schedule_buffers())
+    state.update(
+        {"model_ema.decay": torch.tensor(0.9999), "model_ema.num_updates": torch.tensor(1234, dtype=torch.int)},
+        **schedule_buffers(),
+    )
     if vq is not None:
         state.update({f"first_stage_model.{k}": v.clone() for k, v in vq.state_dict().items()})
     return state
@@ -270,10 +334,11 @@ def _save_as_metadata(path, payload, classes):
 def test_lightning_metadata_is_inert_and_code_still_refused(tmp_path):
     from pastacore.networks.checkpoints import load_checkpoint
 
-    classes = [(_AttributeDict, "pytorch_lightning.utilities.parsing.AttributeDict"),
-               (_DictConfig, "omegaconf.dictconfig.DictConfig")]
-    payload = {"state_dict": {"w": torch.ones(2)}, "hyper_parameters": _AttributeDict(lr=1e-4),
-               "cfg": _DictConfig({"a": [1, 2]})}
+    classes = [
+        (_AttributeDict, "pytorch_lightning.utilities.parsing.AttributeDict"),
+        (_DictConfig, "omegaconf.dictconfig.DictConfig"),
+    ]
+    payload = {"state_dict": {"w": torch.ones(2)}, "hyper_parameters": _AttributeDict(lr=1e-4), "cfg": _DictConfig({"a": [1, 2]})}
     _save_as_metadata(tmp_path / "a.ckpt", payload, classes)
     marker = tmp_path / "pwned"
     _save_as_metadata(tmp_path / "evil.ckpt", dict(payload, evil=_Exploit(marker)), classes)
@@ -316,7 +381,7 @@ def test_ddim_schedule_follows_the_public_numerics():
     from pastacore.diffusion.schedule import ddim_schedule, linear_alphas_cumprod
 
     abar = linear_alphas_cumprod(1000, 0.0015, 0.0195)
-    betas = np.linspace(0.0015 ** 0.5, 0.0195 ** 0.5, 1000) ** 2
+    betas = np.linspace(0.0015**0.5, 0.0195**0.5, 1000) ** 2
     assert abar.dtype == np.float32 and np.allclose(abar, np.cumprod(1 - betas), rtol=1e-6)
     s = ddim_schedule(abar, 200, 1.0)
     assert len(s) == 200 and s.timesteps[0] == 996 and s.timesteps[-1] == 1 and np.all(np.diff(s.timesteps) == -5)
@@ -356,8 +421,7 @@ def test_ddim_steps_match_the_published_update_formula():
     x64, e64, n64 = x.double(), eps.double(), noise.double()
     pred64 = (x64 - np.sqrt(1 - a_t) * e64) / np.sqrt(a_t)
     assert torch.allclose(pred.double(), pred64, atol=1e-6)
-    assert torch.allclose(step.double(), np.sqrt(a_prev) * pred64 + np.sqrt(1 - a_prev - sigma ** 2) * e64 + sigma * n64,
-                          atol=1e-6)
+    assert torch.allclose(step.double(), np.sqrt(a_prev) * pred64 + np.sqrt(1 - a_prev - sigma**2) * e64 + sigma * n64, atol=1e-6)
 
     schedule = ddim_schedule(linear_alphas_cumprod(1000, 0.0015, 0.0195), 10, 1.0)
     noises = torch.randn(len(schedule), 1, 1, 4, 4, 4, generator=g)
@@ -369,7 +433,7 @@ def test_ddim_steps_match_the_published_update_formula():
         assert torch.equal(net.inputs[i][:, 1:], cond)  # LMNet sees cat(x_t, seg, target, box)
         e = 0.1 * manual + 0.01 * float(schedule.timesteps[i])
         a, p, s = schedule.alphas[i], schedule.alphas_prev[i], schedule.sigmas[i]
-        manual = np.sqrt(p) * (manual - np.sqrt(1 - a) * e) / np.sqrt(a) + np.sqrt(1 - p - s ** 2) * e + s * noises[i]
+        manual = np.sqrt(p) * (manual - np.sqrt(1 - a) * e) / np.sqrt(a) + np.sqrt(1 - p - s**2) * e + s * noises[i]
     assert torch.allclose(result.samples.double(), manual, atol=1e-5)
     assert len(result.x_inter) == 1 + 4 and torch.equal(result.x_inter[0], x_T)  # x_T, then indices 9 (first), 8, 4, 0
 
@@ -431,9 +495,9 @@ def test_mask_threshold_search_and_crop_orientation():
 
     assert np.allclose(THRESHOLDS, [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
     soft = np.zeros((10, 10, 10), np.float32)
-    soft[2:4, 2:4, 2:4] = 0.95   # 8 voxels above every threshold
+    soft[2:4, 2:4, 2:4] = 0.95  # 8 voxels above every threshold
     soft[2:6, 2:6, 2:6][soft[2:6, 2:6, 2:6] == 0] = 0.55  # 64 voxels above 0.5
-    soft[8, 8, 8] = 0.99          # a separate speck
+    soft[8, 8, 8] = 0.99  # a separate speck
     mask, threshold = select_mask(soft, 60)
     assert threshold == 0.5 and mask.sum() == 64 and not mask[8, 8, 8]
     assert select_mask(soft, 8)[1] == 0.9
@@ -447,10 +511,17 @@ def test_mask_threshold_search_and_crop_orientation():
 def test_text_values_per_network_and_the_embedding_cache(tmp_path):
     from pastacore.diffusion.text import EmbeddingCache, TextConditioner, linet_attributes, lmnet_attributes
 
-    attrs = {"enhancement status": "enhanced CT,", "lesion location": "5", "shape": "irregular,",
-             "size": "[[28 29 26]] pixel,", "density": "low density lesion,", "density variations": "heterogeneous,",
-             "CT value": "Mean density of the lesion region is approximately 57 HU,",
-             "surface characteristics": "ill-defined margin,", "specific features": ""}
+    attrs = {
+        "enhancement status": "enhanced CT,",
+        "lesion location": "5",
+        "shape": "irregular,",
+        "size": "[[28 29 26]] pixel,",
+        "density": "low density lesion,",
+        "density variations": "heterogeneous,",
+        "CT value": "Mean density of the lesion region is approximately 57 HU,",
+        "surface characteristics": "ill-defined margin,",
+        "specific features": "",
+    }
     lm = lmnet_attributes(attrs, "liver", "within the parenchymal organ,")
     assert list(lm) == ["enhancement status", "lesion location", "shape", "surface characteristics", "cavity"]
     assert lm["lesion location"] == "liver"
@@ -478,21 +549,55 @@ def _tiny_biomedclip(folder):
     """An open_clip-format folder with a 2-layer BERT (random weights) and a word-piece vocabulary."""
     transformers = pytest.importorskip("transformers")
     folder.mkdir()
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ",", "low", "density", "lesion", "liver", "ct", "enhanced",
-             "irregular", "##s", "hu", "57"]
+    words = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        ",",
+        "low",
+        "density",
+        "lesion",
+        "liver",
+        "ct",
+        "enhanced",
+        "irregular",
+        "##s",
+        "hu",
+        "57",
+    ]
     (folder / "vocab.txt").write_text("\n".join(words) + "\n")
     (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True, "tokenizer_class": "BertTokenizer"}))
-    bert = transformers.BertConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                   intermediate_size=64, max_position_embeddings=64)
+    bert = transformers.BertConfig(
+        vocab_size=len(words),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     torch.manual_seed(0)
     model = transformers.BertModel(bert, add_pooling_layer=False)
     state = {f"text.transformer.{k}": v for k, v in model.state_dict().items()}
     state["text.proj.0.weight"], state["text.proj.2.weight"] = torch.randn(32, 32), torch.randn(CONTEXT, 32)
     state["visual.trunk.patch_embed.proj.weight"] = torch.zeros(1)  # the image tower, not used
     torch.save(state, folder / "open_clip_pytorch_model.bin")
-    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": {"embed_dim": CONTEXT, "text_cfg": {
-        "hf_model_name": "config.json", "hf_proj_type": "mlp", "hf_pooler_type": "cls_last_hidden_state_pooler",
-        "context_length": 16}}}))
+    (folder / "open_clip_config.json").write_text(
+        json.dumps(
+            {
+                "model_cfg": {
+                    "embed_dim": CONTEXT,
+                    "text_cfg": {
+                        "hf_model_name": "config.json",
+                        "hf_proj_type": "mlp",
+                        "hf_pooler_type": "cls_last_hidden_state_pooler",
+                        "context_length": 16,
+                    },
+                }
+            }
+        )
+    )
     return folder
 
 
@@ -538,9 +643,17 @@ def synth_diffusion(tiny, backend="lesiondiffusion", seed=4, volume=None, organ=
         volume, organ = small_ct()
     box = box or VoxelBox((13, 13, 13), (27, 27, 27))
     options = dict(dict(models=str(tiny), text_encoder=fake_text, steps=4, device="cpu"), **options)
-    result = synthesize_lesion(volume=volume, organ_labels=organ, organ_names={1: "liver"}, roi_box=box,
-                               lesion_type="liver_tumor", attributes="12 mm irregular hypodense liver lesion",
-                               seed=seed, backend=backend, backend_options=options)
+    result = synthesize_lesion(
+        volume=volume,
+        organ_labels=organ,
+        organ_names={1: "liver"},
+        roi_box=box,
+        lesion_type="liver_tumor",
+        attributes="12 mm irregular hypodense liver lesion",
+        seed=seed,
+        backend=backend,
+        backend_options=options,
+    )
     return volume, box, result
 
 
@@ -561,7 +674,8 @@ def test_backend_end_to_end_with_tiny_weights(tiny, backend):
     assert render["linet_text"][1] == "liver"  # the lesion location is the organ's name
     if backend == "lesiondiffusion":
         assert render["lmnet_text"][-1] == "within the parenchymal organ," and render["lmnet_threshold"] in np.round(
-            np.arange(0.9, 0.2, -0.1), 2)
+            np.arange(0.9, 0.2, -0.1), 2
+        )
     again = synth_diffusion(tiny, backend)[2]
     assert np.array_equal(again.image.array, result.image.array)  # seeded: the same lesion again
 
@@ -582,10 +696,16 @@ def test_dataset_with_the_hybrid_backend(tiny, tmp_path):
     volume, organ = small_ct()
     write_volume(volume, tmp_path / "ct.nii.gz")
     write_volume(organ, tmp_path / "ct_seg.nii.gz")
-    summary = generate_dataset(backgrounds_dir=tmp_path / "ct.nii.gz", organ_masks=[tmp_path / "ct_seg.nii.gz"],
-                               output_dir=tmp_path / "ds", count=1, lesion_type="liver_cyst", seed=2,
-                               backend="lesiondiffusion-hybrid",
-                               backend_options=dict(models=str(tiny), text_encoder=fake_text, steps=2, device="cpu"))
+    summary = generate_dataset(
+        backgrounds_dir=tmp_path / "ct.nii.gz",
+        organ_masks=[tmp_path / "ct_seg.nii.gz"],
+        output_dir=tmp_path / "ds",
+        count=1,
+        lesion_type="liver_cyst",
+        seed=2,
+        backend="lesiondiffusion-hybrid",
+        backend_options=dict(models=str(tiny), text_encoder=fake_text, steps=2, device="cpu"),
+    )
     assert summary["written"] == 1 and not summary["failed"]
     report = json.loads(next((tmp_path / "ds").rglob("report.json")).read_text())
     assert report["backend"] == "lesiondiffusion-hybrid" and report["render"]["steps"] == 2
@@ -594,18 +714,26 @@ def test_dataset_with_the_hybrid_backend(tiny, tmp_path):
 def test_backend_refuses_clearly_before_any_work(tmp_path, tiny):
     from pastacore.synthesis.backends import backend_choices, get_backend
 
-    with pytest.raises(PastaError, match=r"lesiondiffusion backend is unavailable: LMNet.ckpt, LINet.ckpt, the "
-                                         r"BiomedCLIP text encoder not found"):
+    with pytest.raises(
+        PastaError,
+        match=r"lesiondiffusion backend is unavailable: LMNet.ckpt, LINet.ckpt, the "
+        r"BiomedCLIP text encoder not found",
+    ):
         get_backend("lesiondiffusion", models=str(tmp_path), device="cpu")
     released = tmp_path / "released"  # checkpoints present but no configs: the released sizes apply
     released.mkdir()
     for name in ("LMNet.ckpt", "LINet.ckpt"):
         (released / name).write_bytes((tiny / name).read_bytes())
-    with pytest.raises(PastaError, match=r"would take about .* per lesion on this CPU \(LMNet 200 steps .*"
-                                         r"--allow-slow"):
+    with pytest.raises(
+        PastaError,
+        match=r"would take about .* per lesion on this CPU \(LMNet 200 steps .*"
+        r"--allow-slow",
+    ):
         get_backend("lesiondiffusion", models=str(released), text_encoder=fake_text, device="cpu")
-    assert get_backend("lesiondiffusion", models=str(released), text_encoder=fake_text, device="cpu",
-                       allow_slow=True).name == "lesiondiffusion"
+    assert (
+        get_backend("lesiondiffusion", models=str(released), text_encoder=fake_text, device="cpu", allow_slow=True).name
+        == "lesiondiffusion"
+    )
     with pytest.raises(PastaError, match="between 1 and 500"):
         get_backend("lesiondiffusion", models=str(tiny), text_encoder=fake_text, device="cpu", steps=800)
     choices = {c["name"]: c for c in backend_choices(models=str(tiny), text_encoder=fake_text, device="cpu")}
@@ -625,35 +753,94 @@ def test_cli_forward_round_trips(tiny, tmp_path):
     from pastacore.diffusion.networks import load_network
 
     g = torch.Generator().manual_seed(5)
-    lm_in = {"x_t": torch.randn(1, 1, 8, 8, 8, generator=g), "t": torch.tensor([321]),
-             "context": torch.randn(1, 6, CONTEXT, generator=g), "cond": torch.rand(1, 3, 8, 8, 8, generator=g)}
+    lm_in = {
+        "x_t": torch.randn(1, 1, 8, 8, 8, generator=g),
+        "t": torch.tensor([321]),
+        "context": torch.randn(1, 6, CONTEXT, generator=g),
+        "cond": torch.rand(1, 3, 8, 8, 8, generator=g),
+    }
     torch.save(lm_in, tmp_path / "lm_in.pt")
-    assert main(["models", "forward", str(tiny / "LMNet.ckpt"), str(tmp_path / "lm_in.pt"), str(tmp_path / "lm_out.pt"),
-                 "--config", str(tiny / "LMNet.yaml")]) == 0
+    assert (
+        main(
+            [
+                "models",
+                "forward",
+                str(tiny / "LMNet.ckpt"),
+                str(tmp_path / "lm_in.pt"),
+                str(tmp_path / "lm_out.pt"),
+                "--config",
+                str(tiny / "LMNet.yaml"),
+            ]
+        )
+        == 0
+    )
     out = torch.load(tmp_path / "lm_out.pt", weights_only=True)
     net = load_network(tiny / "LMNet.ckpt", tiny / "LMNet.yaml", weights="model")  # apply_model's own weights
     with torch.inference_mode():
         expected = net.unet(torch.cat([lm_in["x_t"], lm_in["cond"]], 1), lm_in["t"], lm_in["context"])
     assert torch.equal(out["eps"], expected)
-    assert main(["models", "forward", str(tiny / "LMNet.ckpt"), str(tmp_path / "lm_in.pt"), str(tmp_path / "ema.pt"),
-                 "--config", str(tiny / "LMNet.yaml"), "--weights", "ema"]) == 0
+    assert (
+        main(
+            [
+                "models",
+                "forward",
+                str(tiny / "LMNet.ckpt"),
+                str(tmp_path / "lm_in.pt"),
+                str(tmp_path / "ema.pt"),
+                "--config",
+                str(tiny / "LMNet.yaml"),
+                "--weights",
+                "ema",
+            ]
+        )
+        == 0
+    )
     assert not torch.equal(torch.load(tmp_path / "ema.pt", weights_only=True)["eps"], expected)
-    li_in = {"x_t": torch.randn(1, 4, 8, 8, 8, generator=g), "t": torch.tensor([7]),
-             "context": torch.randn(1, 3, CONTEXT, generator=g), "cond": torch.ones(1, 1, 8, 8, 8)}
+    li_in = {
+        "x_t": torch.randn(1, 4, 8, 8, 8, generator=g),
+        "t": torch.tensor([7]),
+        "context": torch.randn(1, 3, CONTEXT, generator=g),
+        "cond": torch.ones(1, 1, 8, 8, 8),
+    }
     torch.save(li_in, tmp_path / "li_in.pt")
-    assert main(["models", "forward", str(tiny / "LINet.ckpt"), str(tmp_path / "li_in.pt"), str(tmp_path / "li.pt"),
-                 "--config", str(tiny / "LINet.yaml")]) == 0
+    assert (
+        main(
+            [
+                "models",
+                "forward",
+                str(tiny / "LINet.ckpt"),
+                str(tmp_path / "li_in.pt"),
+                str(tmp_path / "li.pt"),
+                "--config",
+                str(tiny / "LINet.yaml"),
+            ]
+        )
+        == 0
+    )
     assert torch.load(tmp_path / "li.pt", weights_only=True)["eps"].shape == (1, 5, 8, 8, 8)
     torch.save({"x": torch.rand(1, 1, 16, 16, 16, generator=g)}, tmp_path / "vq_in.pt")
-    assert main(["models", "forward", str(tiny / "VQ.ckpt"), str(tmp_path / "vq_in.pt"), str(tmp_path / "vq.pt"),
-                 "--config", str(tiny / "VQ.yaml")]) == 0
+    assert (
+        main(
+            [
+                "models",
+                "forward",
+                str(tiny / "VQ.ckpt"),
+                str(tmp_path / "vq_in.pt"),
+                str(tmp_path / "vq.pt"),
+                "--config",
+                str(tiny / "VQ.yaml"),
+            ]
+        )
+        == 0
+    )
     vq = torch.load(tmp_path / "vq.pt", weights_only=True)
     assert vq["quant"].shape == (1, 4, 8, 8, 8) and vq["indices"].shape == (1, 8, 8, 8)
     assert vq["decoded"].shape == (1, 1, 16, 16, 16)
     del lm_in["cond"]
     torch.save(lm_in, tmp_path / "bad.pt")
-    bad = run_cli("models", "forward", tiny / "LMNet.ckpt", tmp_path / "bad.pt", tmp_path / "x.pt",
-                  "--config", tiny / "LMNet.yaml")
+    bad = run_cli(
+        "models", "forward", tiny / "LMNet.ckpt", tmp_path / "bad.pt", tmp_path / "x.pt", "--config", tiny / "LMNet.yaml"
+    )
     assert bad.returncode == 2 and bad.stderr.strip() == "error: bad.pt lacks 'cond'"
     assert not (tmp_path / "x.pt").exists()
 
@@ -667,33 +854,93 @@ def test_cli_sample_round_trips(tiny, tmp_path):
     x_T = torch.randn(1, 4, 8, 8, 8, generator=g)
     mask = torch.zeros(1, 1, 8, 8, 8)
     mask[..., 2:6, 2:6, 3:6] = 1
-    data = {"x_T": x_T, "context": torch.randn(1, 3, CONTEXT, generator=g), "ddim_steps": 5, "eta": 1.0,
-            "x0": torch.randn(1, 4, 8, 8, 8, generator=g), "mask": mask,
-            "noise": torch.randn(5, 1, 4, 8, 8, 8, generator=g)}
+    data = {
+        "x_T": x_T,
+        "context": torch.randn(1, 3, CONTEXT, generator=g),
+        "ddim_steps": 5,
+        "eta": 1.0,
+        "x0": torch.randn(1, 4, 8, 8, 8, generator=g),
+        "mask": mask,
+        "noise": torch.randn(5, 1, 4, 8, 8, 8, generator=g),
+    }
     torch.save(data, tmp_path / "in.pt")
-    assert main(["models", "sample", str(tiny / "LINet.ckpt"), str(tmp_path / "in.pt"), str(tmp_path / "out.pt"),
-                 "--config", str(tiny / "LINet.yaml")]) == 0
+    assert (
+        main(
+            [
+                "models",
+                "sample",
+                str(tiny / "LINet.ckpt"),
+                str(tmp_path / "in.pt"),
+                str(tmp_path / "out.pt"),
+                "--config",
+                str(tiny / "LINet.yaml"),
+            ]
+        )
+        == 0
+    )
     out = torch.load(tmp_path / "out.pt", weights_only=True)
     net = load_network(tiny / "LINet.ckpt", tiny / "LINet.yaml", with_vq=False)
-    expected = sample(net.unet, "inpaint", net.schedule(5, 1.0), x_T, data["context"], x0=data["x0"], mask=mask,
-                      channels=4, noise=NoiseSource(x_T.shape, noise=data["noise"]))
+    expected = sample(
+        net.unet,
+        "inpaint",
+        net.schedule(5, 1.0),
+        x_T,
+        data["context"],
+        x0=data["x0"],
+        mask=mask,
+        channels=4,
+        noise=NoiseSource(x_T.shape, noise=data["noise"]),
+    )
     assert torch.equal(out["samples"], expected.samples) and out["samples"].shape == (1, 5, 8, 8, 8)
     assert out["x_inter"].shape == (3, 1, 4, 8, 8, 8)
     outside = (mask == 0).expand_as(x_T)
     assert torch.equal(out["samples"][:, :4][outside], data["x0"][outside])
-    lm = {"x_T": torch.randn(1, 1, 8, 8, 8, generator=g), "context": torch.randn(1, 4, CONTEXT, generator=g),
-          "ddim_steps": 2, "eta": 0.0, "cond": torch.rand(1, 3, 8, 8, 8, generator=g)}
+    lm = {
+        "x_T": torch.randn(1, 1, 8, 8, 8, generator=g),
+        "context": torch.randn(1, 4, CONTEXT, generator=g),
+        "ddim_steps": 2,
+        "eta": 0.0,
+        "cond": torch.rand(1, 3, 8, 8, 8, generator=g),
+    }
     torch.save(lm, tmp_path / "lm.pt")
-    assert main(["models", "sample", str(tiny / "LMNet.ckpt"), str(tmp_path / "lm.pt"), str(tmp_path / "lm_out.pt"),
-                 "--config", str(tiny / "LMNet.yaml")]) == 0
+    assert (
+        main(
+            [
+                "models",
+                "sample",
+                str(tiny / "LMNet.ckpt"),
+                str(tmp_path / "lm.pt"),
+                str(tmp_path / "lm_out.pt"),
+                "--config",
+                str(tiny / "LMNet.yaml"),
+            ]
+        )
+        == 0
+    )
     first = torch.load(tmp_path / "lm_out.pt", weights_only=True)["samples"]
-    assert main(["models", "sample", str(tiny / "LMNet.ckpt"), str(tmp_path / "lm.pt"), str(tmp_path / "lm_out.pt"),
-                 "--config", str(tiny / "LMNet.yaml"), "--overwrite", "--seed", "9"]) == 0
+    assert (
+        main(
+            [
+                "models",
+                "sample",
+                str(tiny / "LMNet.ckpt"),
+                str(tmp_path / "lm.pt"),
+                str(tmp_path / "lm_out.pt"),
+                "--config",
+                str(tiny / "LMNet.yaml"),
+                "--overwrite",
+                "--seed",
+                "9",
+            ]
+        )
+        == 0
+    )
     assert torch.equal(torch.load(tmp_path / "lm_out.pt", weights_only=True)["samples"], first)  # eta 0: no noise
     data["noise"] = data["noise"][:2]
     torch.save(data, tmp_path / "short.pt")
-    bad = run_cli("models", "sample", tiny / "LINet.ckpt", tmp_path / "short.pt", tmp_path / "o.pt",
-                  "--config", tiny / "LINet.yaml")
+    bad = run_cli(
+        "models", "sample", tiny / "LINet.ckpt", tmp_path / "short.pt", tmp_path / "o.pt", "--config", tiny / "LINet.yaml"
+    )
     assert bad.returncode == 2 and "'noise' must be (steps=5" in bad.stderr
 
 
@@ -709,10 +956,32 @@ def test_cli_synth_with_the_lesiondiffusion_backend(tiny, tmp_path):
     write_volume(volume, tmp_path / "ct.nii.gz")
     write_volume(organ, tmp_path / "organ.nii.gz")
     outs = [tmp_path / n for n in ("img.nii.gz", "mask.nii.gz", "report.json")]
-    args = ["synth", str(tmp_path / "ct.nii.gz"), "--box-ijk", "13,13,13,26,26,26", "--attributes",
-            "12 mm hypodense liver lesion", "--organ-mask", str(tmp_path / "organ.nii.gz"), "--seed", "2",
-            "--out-image", str(outs[0]), "--out-mask", str(outs[1]), "--out-report", str(outs[2]),
-            "--backend", "lesiondiffusion", "--steps", "4", "--device", "cpu", "--ld-models", str(models)]
+    args = [
+        "synth",
+        str(tmp_path / "ct.nii.gz"),
+        "--box-ijk",
+        "13,13,13,26,26,26",
+        "--attributes",
+        "12 mm hypodense liver lesion",
+        "--organ-mask",
+        str(tmp_path / "organ.nii.gz"),
+        "--seed",
+        "2",
+        "--out-image",
+        str(outs[0]),
+        "--out-mask",
+        str(outs[1]),
+        "--out-report",
+        str(outs[2]),
+        "--backend",
+        "lesiondiffusion",
+        "--steps",
+        "4",
+        "--device",
+        "cpu",
+        "--ld-models",
+        str(models),
+    ]
     home = tmp_path / "home"
     env_home = {"PASTA_HOME": str(home)}
     import os

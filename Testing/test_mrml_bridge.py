@@ -47,7 +47,8 @@ def test_labelmap_to_segmentation_with_terminology(scene, lung1):
     labels = label.with_array(label.array.copy())
     labels.array[5:7, 200:230, 200:230] = 2
     seg, added = segmentations.add_labels_to_segmentation(
-        scene.scene, labels, {1: segment_info("tumor@lung"), 2: segment_info("lung"), 3: segment_info("liver")}, node)
+        scene.scene, labels, {1: segment_info("tumor@lung"), 2: segment_info("lung"), 3: segment_info("liver")}, node
+    )
     assert set(added) == {1, 2}  # label 3 is absent: no empty segment
     infos = dict(segmentations.segment_infos(seg))
     tumour = infos[added[1]]
@@ -66,8 +67,9 @@ def test_adding_results_never_overwrites_existing_segments(scene, lung1):
     seg, first = segmentations.add_labels_to_segmentation(scene.scene, label, {1: segment_info("tumor@lung")}, node)
     before, _ = segmentations.labels_from_segmentation(scene.scene, seg, node, [first[1]])
     shifted = label.with_array(np.roll(label.array, 5, axis=2))
-    seg, second = segmentations.add_labels_to_segmentation(scene.scene, shifted, {1: segment_info("tumor@lung")}, node,
-                                                           segmentation_node=seg)
+    seg, second = segmentations.add_labels_to_segmentation(
+        scene.scene, shifted, {1: segment_info("tumor@lung")}, node, segmentation_node=seg
+    )
     assert segmentations.segment_names(seg) == ["Lung tumor", "Lung tumor 2"]
     after, _ = segmentations.labels_from_segmentation(scene.scene, seg, node, [first[1]])
     assert np.array_equal(before.array, after.array)
@@ -141,7 +143,7 @@ def test_mrb_save_and_reload(scene, lung1, tmp_path):
     new_node = reloaded.scene.GetFirstNodeByName("lung1")
     assert np.array_equal(volumes.volume_from_node(new_node).array, image.array)
     new_seg = reloaded.scene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
-    (sid, info), = segmentations.segment_infos(new_seg)
+    ((sid, info),) = segmentations.segment_infos(new_seg)
     assert info.name == "Lung tumor" and parse_tag(info.terminology)["region"][1] == "39607008"
     exported, _ = segmentations.labels_from_segmentation(reloaded.scene, new_seg, new_node)
     assert np.array_equal(exported.array > 0, label.array > 0)

@@ -18,8 +18,11 @@ def test_slf_breakpoints():
 
 
 def test_nnunet_ct_normalisation_from_plans(tmp_path):
-    plans = {"foreground_intensity_properties_per_channel": {"0": {
-        "mean": 50.0, "std": 100.0, "percentile_00_5": -900.0, "percentile_99_5": 1200.0, "median": 40.0}}}
+    plans = {
+        "foreground_intensity_properties_per_channel": {
+            "0": {"mean": 50.0, "std": 100.0, "percentile_00_5": -900.0, "percentile_99_5": 1200.0, "median": 40.0}
+        }
+    }
     stats = ct_statistics(json.loads(json.dumps(plans)))
     out = nnunet_ct(np.array([-2000, 50, 150, 5000], np.float32), stats)
     assert np.allclose(out, [(-900 - 50) / 100, 0, 1, (1200 - 50) / 100])

@@ -117,7 +117,8 @@ def test_every_python_file_is_packaged(module):
     listed = set(cmake_set_items(text, "MODULE_PYTHON_SCRIPTS"))
     patterns = glob_recurse_patterns(text)
     unlisted = [
-        p.as_posix() for p in module_files(module, ".py")
+        p.as_posix()
+        for p in module_files(module, ".py")
         if p.as_posix() not in listed and not any(glob_recurse_matches(pat, p) for pat in patterns)
     ]
     assert not unlisted, f"{module}/CMakeLists.txt does not package: {unlisted}"
@@ -165,8 +166,10 @@ def test_ui_is_designer_xml_with_the_widgets_the_code_uses(module):
 
     combos = [w for w in root.iter("widget") if w.get("class") == "qMRMLNodeComboBox"]
     connected = {
-        c.findtext("receiver") for c in root.iter("connection")
-        if c.findtext("sender") == module and c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)"
+        c.findtext("receiver")
+        for c in root.iter("connection")
+        if c.findtext("sender") == module
+        and c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)"
         and c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"
     }
     for combo in combos:
@@ -178,10 +181,7 @@ def test_ui_is_designer_xml_with_the_widgets_the_code_uses(module):
 @pytest.mark.parametrize("module", MODULES)
 def test_ui_bindings_are_parameters(module):
     _, fields = parameter_fields(module)
-    bound = [
-        p.findtext("string") for p in ui_tree(module).getroot().iter("property")
-        if p.get("name") == "SlicerParameterName"
-    ]
+    bound = [p.findtext("string") for p in ui_tree(module).getroot().iter("property") if p.get("name") == "SlicerParameterName"]
     assert bound, f"{module}.ui binds no widget to the parameter node"
     assert_all_in(bound, fields, f"{module}.ui binds to parameters the parameter node class lacks")
     assert len(bound) == len(set(bound)), f"{module}.ui binds a parameter twice"
@@ -193,8 +193,11 @@ def test_module_python_parses_as_310_with_the_expected_classes(module):
         ast.parse(path.read_text(encoding="utf-8"), filename=str(path), feature_version=(3, 10))
     tree = ast.parse((ROOT / module / f"{module}.py").read_text(encoding="utf-8"))
     classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
-    assert_all_in({module, f"{module}Widget", f"{module}Logic", f"{module}Test", f"{module}ParameterNode"}, classes,
-                  f"{module}.py lacks classes")
+    assert_all_in(
+        {module, f"{module}Widget", f"{module}Logic", f"{module}Test", f"{module}ParameterNode"},
+        classes,
+        f"{module}.py lacks classes",
+    )
     for node in tree.body:  # heavy or core imports belong inside functions
         if isinstance(node, ast.Import):
             names = [a.name.split(".")[0] for a in node.names]
@@ -202,12 +205,14 @@ def test_module_python_parses_as_310_with_the_expected_classes(module):
             names = [(node.module or "").split(".")[0]]
         else:
             continue
-        assert_all_in(names, {"logging", "os", "pathlib", "typing", "vtk", "qt", "ctk", "slicer"},
-                      f"{module}.py imports at module level")
+        assert_all_in(
+            names, {"logging", "os", "pathlib", "typing", "vtk", "qt", "ctk", "slicer"}, f"{module}.py imports at module level"
+        )
 
 
-@pytest.mark.parametrize("icon", [Path("Resources/Icons/PastaSlicer.png")]
-                         + [Path(m) / "Resources" / "Icons" / f"{m}.png" for m in MODULES], ids=str)
+@pytest.mark.parametrize(
+    "icon", [Path("Resources/Icons/PastaSlicer.png")] + [Path(m) / "Resources" / "Icons" / f"{m}.png" for m in MODULES], ids=str
+)
 def test_icons_are_128px_pngs(icon):
     assert png_size(ROOT / icon) == (128, 128)
 
@@ -236,13 +241,17 @@ def test_requirements_use_lower_bounds_only():
     for requirement in requirements:
         assert re.fullmatch(r"[A-Za-z0-9._-]+>=[0-9][0-9.]*", requirement), requirement
 
+
 def test_pyproject_lists_every_core_package():
     """A wheel built from pyproject.toml must contain every subpackage of pastacore."""
     text = (ROOT / "pyproject.toml").read_text()
     listed = set(re.findall(r'"(pastacore[\w.]*)"', text.split("packages = [", 1)[1].split("]", 1)[0]))
     core = ROOT / "PastaSlicer" / "pastacore"
-    found = {"pastacore" + ("." + ".".join(p.parent.relative_to(core).parts) if p.parent != core else "")
-             for p in core.rglob("__init__.py") if "__pycache__" not in p.parts}
+    found = {
+        "pastacore" + ("." + ".".join(p.parent.relative_to(core).parts) if p.parent != core else "")
+        for p in core.rglob("__init__.py")
+        if "__pycache__" not in p.parts
+    }
     assert found <= listed, sorted(found - listed)
 
 

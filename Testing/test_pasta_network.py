@@ -59,10 +59,13 @@ def sample(shape=(1, 1, 8, 8, 8), seed=1):
 
 
 # --- architecture -------------------------------------------------------------------------------
-@pytest.mark.parametrize("variant,kwargs", [
-    ("seg_pastatrainer_k3", dict(num_classes=3)),
-    ("classify_base64_n14", dict(num_classes=14, num_head_outputs=14)),
-])
+@pytest.mark.parametrize(
+    "variant,kwargs",
+    [
+        ("seg_pastatrainer_k3", dict(num_classes=3)),
+        ("classify_base64_n14", dict(num_classes=14, num_head_outputs=14)),
+    ],
+)
 def test_layout_matches_public_pasta_exactly(variant, kwargs):
     with torch.device("meta"):  # 240M parameters described, none allocated
         net = PastaUNet(base_features=64, num_pool=5, input_channels=1, max_features=1024, **kwargs)
@@ -125,8 +128,12 @@ def _same_outputs(a, b, x=None):
 def test_strict_load_of_every_container(tmp_path, wrap):
     net = tiny()
     sd = net.state_dict()
-    obj = {"flat": sd, "state_dict": {"state_dict": sd, "train_step": 3}, "network_weights": {"network_weights": sd},
-           "module": {"module." + k: v for k, v in sd.items()}}[wrap]
+    obj = {
+        "flat": sd,
+        "state_dict": {"state_dict": sd, "train_step": 3},
+        "network_weights": {"network_weights": sd},
+        "module": {"module." + k: v for k, v in sd.items()},
+    }[wrap]
     path = tmp_path / "weights.pth"
     torch.save(obj, path)
     loaded = load_for_segmentation(path)
@@ -162,20 +169,29 @@ def test_load_errors_name_the_offending_tensors(tmp_path):
 def _nnunet_folder(root: Path, net, trainer="TotalLesionTrainer_ft", name="checkpoint_final.pth", fold=0):
     result = root / f"{trainer}__nnUNetPlans__3d_fullres"
     (result / f"fold_{fold}").mkdir(parents=True)
-    plans = {"dataset_name": "Dataset001_Lung", "plans_name": "nnUNetPlans",
-             "configurations": {"3d_fullres": {"patch_size": [64, 96, 96], "spacing": [1.0, 1.0, 1.0],
-                                               "normalization_schemes": ["CTNormalization"]}},
-             "foreground_intensity_properties_per_channel": {"0": {"mean": 40.5, "std": 120.0, "median": 35.0,
-                                                                   "percentile_00_5": -900.0,
-                                                                   "percentile_99_5": 600.0}}}
+    plans = {
+        "dataset_name": "Dataset001_Lung",
+        "plans_name": "nnUNetPlans",
+        "configurations": {
+            "3d_fullres": {"patch_size": [64, 96, 96], "spacing": [1.0, 1.0, 1.0], "normalization_schemes": ["CTNormalization"]}
+        },
+        "foreground_intensity_properties_per_channel": {
+            "0": {"mean": 40.5, "std": 120.0, "median": 35.0, "percentile_00_5": -900.0, "percentile_99_5": 600.0}
+        },
+    }
     (result / "plans.json").write_text(json.dumps(plans))
-    (result / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "lung": 1, "lesion": 2},
-                                                     "channel_names": {"0": "CT"}, "file_ending": ".nii.gz"}))
-    checkpoint = {"network_weights": net.state_dict(), "optimizer_state": {}, "trainer_name": trainer,
-                  "current_epoch": 500, "init_args": {"fold": fold, "configuration": "3d_fullres",
-                                                      "device": torch.device("cpu")},
-                  "logging": {"mean_fg_dice": [np.float64(0.5), np.float32(0.7)], "lrs": [1e-4]},
-                  "inference_allowed_mirroring_axes": (0, 1, 2)}
+    (result / "dataset.json").write_text(
+        json.dumps({"labels": {"background": 0, "lung": 1, "lesion": 2}, "channel_names": {"0": "CT"}, "file_ending": ".nii.gz"})
+    )
+    checkpoint = {
+        "network_weights": net.state_dict(),
+        "optimizer_state": {},
+        "trainer_name": trainer,
+        "current_epoch": 500,
+        "init_args": {"fold": fold, "configuration": "3d_fullres", "device": torch.device("cpu")},
+        "logging": {"mean_fg_dice": [np.float64(0.5), np.float32(0.7)], "lrs": [1e-4]},
+        "inference_allowed_mirroring_axes": (0, 1, 2),
+    }
     torch.save(checkpoint, result / f"fold_{fold}" / name)
     return result
 
@@ -253,8 +269,11 @@ def test_encoder_only_load_reports_skipped(tmp_path):
         withhead = load_encoder(path, with_head=True).network
         assert torch.equal(withhead.classify(x), net.classify(x))
     # an encoder-only file (no decoder, no seg outputs) still gives features; the bottleneck may be absent
-    encoder_only = {k: v for k, v in net.state_dict().items()
-                    if k.startswith("conv_blocks_context.") and not k.startswith("conv_blocks_context.2.")}
+    encoder_only = {
+        k: v
+        for k, v in net.state_dict().items()
+        if k.startswith("conv_blocks_context.") and not k.startswith("conv_blocks_context.2.")
+    }
     loaded = load_encoder(encoder_only)
     assert loaded.info.tensors_missing and all(n.startswith("conv_blocks_context.2.") for n in loaded.info.tensors_missing)
     with torch.no_grad():
@@ -299,8 +318,7 @@ def test_cli_forward_equals_direct_call(tmp_path, capsys):
     # refuses to overwrite, then replaces with --overwrite (features this time)
     assert main(["models", "forward", str(weights), str(tmp_path / "in.npy"), str(out), "--features"]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert main(["models", "forward", str(weights), str(tmp_path / "in.npy"), str(out), "--features",
-                 "--overwrite"]) == 0
+    assert main(["models", "forward", str(weights), str(tmp_path / "in.npy"), str(out), "--features", "--overwrite"]) == 0
     with torch.no_grad():
         feats = net.encode_features(torch.from_numpy(volume)[None, None]).numpy()
     np.testing.assert_allclose(np.load(out), feats, rtol=0, atol=1e-6)

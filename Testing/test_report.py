@@ -37,6 +37,7 @@ def rel(ours, reference):
 
 # --- measurements against pyradiomics -------------------------------------------------------
 
+
 @pytest.mark.parametrize("case", ["lung1", "lung2"])
 def test_measurements_match_pyradiomics_baseline(case, request):
     image, label = request.getfixturevalue(case)
@@ -46,7 +47,7 @@ def test_measurements_match_pyradiomics_baseline(case, request):
     assert rel(m.mean_hu, ref["original_firstorder_Mean"]) < 0.005
     assert rel(m.max_diameter_3d_mm, ref["original_shape_Maximum3DDiameter"]) < 0.03
     # the other shared definitions agree as closely
-    assert rel(m.std_hu ** 2, ref["original_firstorder_Variance"]) < 0.005
+    assert rel(m.std_hu**2, ref["original_firstorder_Variance"]) < 0.005
     assert m.median_hu == ref["original_firstorder_Median"]
     assert (m.min_hu, m.max_hu) == (ref["original_firstorder_Minimum"], ref["original_firstorder_Maximum"])
     for ours, key in zip(m.principal_axes_mm, ("MajorAxisLength", "MinorAxisLength", "LeastAxisLength")):
@@ -97,9 +98,9 @@ def test_components_organ_side_and_border_flag():
     image.array[:] = -1000
     image.array[:, 5:35, 5:35] = 30  # a body centred at i = 19.5
     labels = np.zeros(image.array.shape, np.uint8)
-    labels[8:12, 10:15, 8:12] = 1      # patient right (small i = LPS -x)
-    labels[8:12, 20:25, 28:32] = 1     # patient left (same size)
-    labels[0:3, 30:33, 18:22] = 2      # touches the first slice
+    labels[8:12, 10:15, 8:12] = 1  # patient right (small i = LPS -x)
+    labels[8:12, 20:25, 28:32] = 1  # patient left (same size)
+    labels[0:3, 30:33, 18:22] = 2  # touches the first slice
     organs = np.zeros_like(labels)
     organs[5:15, 5:20, 5:18] = 3
     seg = image.with_array(labels, is_label=True)
@@ -113,11 +114,14 @@ def test_components_organ_side_and_border_flag():
     assert len(whole) == 1 and whole[0].voxel_count == right.voxel_count + left.voxel_count
 
 
-@pytest.mark.parametrize("labels, kwargs, message", [
-    ("empty", {}, "segmentation is empty"),
-    ("other grid", {}, "does not match the image grid"),
-    ("lung1", {"lesion_labels": [3]}, "label 3 is not present"),
-])
+@pytest.mark.parametrize(
+    "labels, kwargs, message",
+    [
+        ("empty", {}, "segmentation is empty"),
+        ("other grid", {}, "does not match the image grid"),
+        ("lung1", {"lesion_labels": [3]}, "label 3 is not present"),
+    ],
+)
 def test_bad_input_is_refused(lung1, labels, kwargs, message):
     image, label = lung1
     if labels == "empty":
@@ -130,11 +134,21 @@ def test_bad_input_is_refused(lung1, labels, kwargs, message):
 
 # --- the report folder ------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def lung1_report(tmp_path_factory, sample_dir):
     out = tmp_path_factory.mktemp("report") / "lung1"
-    code = main(["report", str(sample_dir / "lung1_image.nrrd"), str(sample_dir / "lung1_label.nrrd"),
-                 "--out-dir", str(out), "--lesion-label", "1"])
+    code = main(
+        [
+            "report",
+            str(sample_dir / "lung1_image.nrrd"),
+            str(sample_dir / "lung1_label.nrrd"),
+            "--out-dir",
+            str(out),
+            "--lesion-label",
+            "1",
+        ]
+    )
     assert code == 0
     return out
 
@@ -171,11 +185,16 @@ def _dciodvfy_errors(path):
     return [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
 
 
-@pytest.mark.skipif(shutil.which("dciodvfy") is None,
-                    reason="dciodvfy not installed (Debian package dicom3tools; Utilities/bootstrap.sh test installs it)")
+@pytest.mark.skipif(
+    shutil.which("dciodvfy") is None,
+    reason="dciodvfy not installed (Debian package dicom3tools; Utilities/bootstrap.sh test installs it)",
+)
 def test_dicom_outputs_pass_dciodvfy(lung1_report):
-    for path in (lung1_report / "dicom" / "seg.dcm", lung1_report / "dicom" / "sr.dcm",
-                 sorted((lung1_report / "dicom" / "ct").glob("*.dcm"))[0]):
+    for path in (
+        lung1_report / "dicom" / "seg.dcm",
+        lung1_report / "dicom" / "sr.dcm",
+        sorted((lung1_report / "dicom" / "ct").glob("*.dcm"))[0],
+    ):
         assert _dciodvfy_errors(path) == [], path.name
 
 
@@ -211,8 +230,10 @@ def test_dicom_input_is_referenced_not_copied(lung1, tmp_path):
     image, label = lung1
     ks = np.unique(np.nonzero(label.array)[0])
     box = slice(ks[0] - 2, ks[-1] + 3)  # a short series around the tumour keeps the test quick
-    small = Volume(image.array[box], Grid(image.array[box].shape, image.grid.spacing,
-                                          image.grid.index_to_lps([0, 0, box.start]), image.grid.direction))
+    small = Volume(
+        image.array[box],
+        Grid(image.array[box].shape, image.grid.spacing, image.grid.index_to_lps([0, 0, box.start]), image.grid.direction),
+    )
     write_derived_ct(small, tmp_path / "ct", CaseInfo("anon", patient_id="P1"))
     dicom = read_volume(tmp_path / "ct")
     assert dicom.meta["dicom_files"]
@@ -234,9 +255,19 @@ def test_dicom_input_is_referenced_not_copied(lung1, tmp_path):
 
 # --- command line: bad input and cohorts -------------------------------------------------------
 
+
 def test_cli_refuses_an_existing_report_without_overwrite(lung1_report, sample_dir, capsys):
-    args = ("report", sample_dir / "lung1_image.nrrd", sample_dir / "lung1_label.nrrd", "--out-dir", lung1_report,
-            "--formats", "json", "--lesion-label", "1")
+    args = (
+        "report",
+        sample_dir / "lung1_image.nrrd",
+        sample_dir / "lung1_label.nrrd",
+        "--out-dir",
+        lung1_report,
+        "--formats",
+        "json",
+        "--lesion-label",
+        "1",
+    )
     code, _, err = run(capsys, *args)
     assert code == 2 and err.startswith("error: ") and "--overwrite" in err
     assert (lung1_report / "report.pdf").is_file()  # untouched
@@ -244,12 +275,15 @@ def test_cli_refuses_an_existing_report_without_overwrite(lung1_report, sample_d
     assert code == 0 and not (lung1_report / "report.pdf").exists()  # the earlier report's files are replaced
 
 
-@pytest.mark.parametrize("problem, message", [
-    ("absent label", "label 7 is not present"),
-    ("empty", "segmentation is empty"),
-    ("other grid", "does not match the image grid"),
-    ("bad format", "unknown report format"),
-])
+@pytest.mark.parametrize(
+    "problem, message",
+    [
+        ("absent label", "label 7 is not present"),
+        ("empty", "segmentation is empty"),
+        ("other grid", "does not match the image grid"),
+        ("bad format", "unknown report format"),
+    ],
+)
 def test_cli_bad_input_is_one_line_error(problem, message, sample_dir, tmp_path, capsys, lung1):
     from pastacore.fileio import write_volume
 
@@ -278,12 +312,21 @@ def test_cli_border_lesion_is_measured_and_flagged(tmp_path, capsys, lung1):
     image, label = lung1
     ks = np.unique(np.nonzero(label.array)[0])
     cut = slice(ks[1], ks[-1] + 4)  # the series starts inside the tumour
-    grid = Grid(image.array[cut].shape, image.grid.spacing, image.grid.index_to_lps([0, 0, cut.start]),
-                image.grid.direction)
+    grid = Grid(image.array[cut].shape, image.grid.spacing, image.grid.index_to_lps([0, 0, cut.start]), image.grid.direction)
     write_volume(Volume(image.array[cut], grid), tmp_path / "ct.nrrd")
     write_volume(Volume(label.array[cut], grid, is_label=True), tmp_path / "seg.nrrd")
-    code, out, err = run(capsys, "report", tmp_path / "ct.nrrd", tmp_path / "seg.nrrd", "--out-dir", tmp_path / "r",
-                         "--formats", "json", "--lesion-label", "1")
+    code, out, err = run(
+        capsys,
+        "report",
+        tmp_path / "ct.nrrd",
+        tmp_path / "seg.nrrd",
+        "--out-dir",
+        tmp_path / "r",
+        "--formats",
+        "json",
+        "--lesion-label",
+        "1",
+    )
     assert code == 0 and "border" in out
     (lesion,) = json.loads((tmp_path / "r" / "report.json").read_text())["lesions"]
     assert lesion["touches_border"] and lesion["volume_ml"] > 0
@@ -295,9 +338,20 @@ def test_cli_cohort_csv(sample_dir, tmp_path, capsys):
     (tmp_path / "cases.csv").write_text(
         "image,seg,case_id\n"
         f"{sample_dir / 'lung1_image.nrrd'},{sample_dir / 'lung1_label.nrrd'},L1\n"
-        f"{sample_dir / 'lung2_image.nrrd'},{sample_dir / 'lung2_label.nrrd'},L2\n")
-    code, out, err = run(capsys, "report", "--cases", tmp_path / "cases.csv", "--out-dir", tmp_path / "cohort",
-                         "--formats", "json", "--lesion-label", "1")
+        f"{sample_dir / 'lung2_image.nrrd'},{sample_dir / 'lung2_label.nrrd'},L2\n"
+    )
+    code, out, err = run(
+        capsys,
+        "report",
+        "--cases",
+        tmp_path / "cases.csv",
+        "--out-dir",
+        tmp_path / "cohort",
+        "--formats",
+        "json",
+        "--lesion-label",
+        "1",
+    )
     assert code == 0, err
     rows = list(csv.DictReader(open(tmp_path / "cohort" / "cohort.csv")))
     assert [r["case_id"] for r in rows] == ["L1", "L2"]
@@ -305,7 +359,8 @@ def test_cli_cohort_csv(sample_dir, tmp_path, capsys):
     assert float(rows[1]["volume_ml"]) == pytest.approx(ref, rel=5e-3)
     assert (tmp_path / "cohort" / "L1" / "report.json").is_file()
     assert [(r["status"], r["mean_probability"], r["recist_role"], r["segmentation_model"]) for r in rows] == [
-        ("unknown", "", "target", "unknown")] * 2
+        ("unknown", "", "target", "unknown")
+    ] * 2
 
 
 def test_names_from_a_segment_sidecar_split_organs_and_lesions(lung1, tmp_path):
@@ -316,15 +371,20 @@ def test_names_from_a_segment_sidecar_split_organs_and_lesions(lung1, tmp_path):
     labels = (label.array > 0).astype(np.uint8) * 2
     ks = np.unique(np.nonzero(labels)[0])
     organ = np.zeros_like(labels)
-    organ[ks[0] - 1:ks[-1] + 2, 150:450, 235:480] = 1  # 3.4 mm beside the tumour
+    organ[ks[0] - 1 : ks[-1] + 2, 150:450, 235:480] = 1  # 3.4 mm beside the tumour
     labels = np.where(labels > 0, labels, organ)
-    (tmp_path / "seg.json").write_text(json.dumps({"labels": {"1": {"name": "lung"}, "2": {"name": "lung tumor"}},
-                                                   "model": {"name": "pasta-lung", "version": "1", "sha256": "ab"}}))
+    (tmp_path / "seg.json").write_text(
+        json.dumps(
+            {
+                "labels": {"1": {"name": "lung"}, "2": {"name": "lung tumor"}},
+                "model": {"name": "pasta-lung", "version": "1", "sha256": "ab"},
+            }
+        )
+    )
     seg = image.with_array(labels, is_label=True)
     names, models, names_from = label_names_of(seg, tmp_path / "seg.nii.gz")
     assert names_from == "seg.json"
-    report = make_report(image, seg, case=case_info(image, "x.nrrd"), label_names=names, names_from=names_from,
-                         models=models)
+    report = make_report(image, seg, case=case_info(image, "x.nrrd"), label_names=names, names_from=names_from, models=models)
     (lesion,) = report.lesions
     m = lesion.measurement
     assert m.label == 2 and m.organ == "lung" and m.organ_relation == "adjacent" and lesion.term == "tumor@lung"
@@ -332,6 +392,7 @@ def test_names_from_a_segment_sidecar_split_organs_and_lesions(lung1, tmp_path):
 
 
 # --- Slicer table node ------------------------------------------------------------------------
+
 
 def test_measurement_table_node_updates_in_place(scene, lung1):
     from pastacore.mrml import segmentations, tables, volumes
@@ -350,7 +411,8 @@ def test_measurement_table_node_updates_in_place(scene, lung1):
     labels = label.array.copy()
     labels[5:8, 100:110, 100:110] = 2
     seg2, _ = segmentations.add_labels_to_segmentation(
-        scene.scene, label.with_array(labels), {2: segment_info("nodule@lung")}, node, seg)
+        scene.scene, label.with_array(labels), {2: segment_info("nodule@lung")}, node, seg
+    )
     same, ms = tables.update_table_from_segmentation(scene.scene, seg2, node, table)
     assert same.GetID() == table.GetID() and table.GetNumberOfRows() == 2
 
@@ -360,13 +422,20 @@ def test_attributes_with_probabilities_reach_json_type_json_and_sr(lung1, tmp_pa
     from pastacore.report.model import AttributeValue
 
     image, label = lung1
-    attributes = {1: {"shape": AttributeValue("Irregular", {"Round-like": 0.2, "Irregular": 0.8}, "head.pt"),
-                      "density": AttributeValue("Hypodense", None, "manual")}}
+    attributes = {
+        1: {
+            "shape": AttributeValue("Irregular", {"Round-like": 0.2, "Irregular": 0.8}, "head.pt"),
+            "density": AttributeValue("Hypodense", None, "manual"),
+        }
+    }
     report = make_report(image, label, case=case_info(image, "lung1.nrrd"), attributes=attributes, lesion_labels=[1])
     write_report(report, image, label, tmp_path / "r", formats=("json", "sr"))
     (lesion,) = json.loads((tmp_path / "r" / "report.json").read_text())["lesions"]
-    assert lesion["attributes"]["shape"] == {"value": "Irregular", "probabilities": {"Round-like": 0.2, "Irregular": 0.8},
-                                             "source": "head.pt"}
+    assert lesion["attributes"]["shape"] == {
+        "value": "Irregular",
+        "probabilities": {"Round-like": 0.2, "Irregular": 0.8},
+        "source": "head.pt",
+    }
     (entry,) = json.loads((tmp_path / "r" / "type.json").read_text()).values()
     assert entry[0] == "irregular," and entry[2]["density"] == "low density lesion,"
     assert not (tmp_path / "r" / "dicom" / "seg.dcm").exists()  # only the SR was asked for
@@ -390,8 +459,9 @@ def test_a_lungs_and_tumour_map_without_names_reports_the_tumour_only(lung1, tmp
     labels = np.where(tumour.array > 0, 2, np.where(lungs, 1, 0)).astype(np.uint8)
     write_volume(image, tmp_path / "ct.nrrd")
     write_volume(tumour.with_array(labels), tmp_path / "seg.nii.gz")
-    code, out, err = run(capsys, "report", tmp_path / "ct.nrrd", tmp_path / "seg.nii.gz", "--out-dir", tmp_path / "r",
-                         "--formats", "json")
+    code, out, err = run(
+        capsys, "report", tmp_path / "ct.nrrd", tmp_path / "seg.nii.gz", "--out-dir", tmp_path / "r", "--formats", "json"
+    )
     assert code == 0, err
     data = json.loads((tmp_path / "r" / "report.json").read_text())
     assert [lesion["number"] for lesion in data["lesions"]] == [1] and data["lesion_labels"]["values"] == [2]
@@ -399,8 +469,19 @@ def test_a_lungs_and_tumour_map_without_names_reports_the_tumour_only(lung1, tmp
     assert data["lesions"][0]["volume_ml"] == pytest.approx(ref, rel=5e-3)
     assert "convention 1 = organ, 2 = lesion" in data["lesion_labels"]["reason"]
     assert data["lesion_labels"]["reason"] in data["notes"] and "convention" in out
-    code, _, _ = run(capsys, "report", tmp_path / "ct.nrrd", tmp_path / "seg.nii.gz", "--out-dir", tmp_path / "r",
-                     "--formats", "json", "--lesion-label", "1", "--overwrite")
+    code, _, _ = run(
+        capsys,
+        "report",
+        tmp_path / "ct.nrrd",
+        tmp_path / "seg.nii.gz",
+        "--out-dir",
+        tmp_path / "r",
+        "--formats",
+        "json",
+        "--lesion-label",
+        "1",
+        "--overwrite",
+    )
     data = json.loads((tmp_path / "r" / "report.json").read_text())
     assert code == 0 and {lesion["label"] for lesion in data["lesions"]} == {1}
     assert data["lesion_labels"]["reason"] == "Lesions: label 1, as chosen by the user."
@@ -423,6 +504,7 @@ def test_lesion_labels_are_decided_in_one_place():
 
 # --- provenance and confidence through the command line -----------------------------------------
 
+
 def test_model_and_confidence_travel_from_pasta_segment_to_every_report_format(sample_dir, lung2, tmp_path, capsys):
     """``pasta segment`` (the built-in model, in a box around lung2's tumour) records the model and
     each candidate's confidence in its sidecar; ``pasta report`` states them in every format."""
@@ -430,18 +512,26 @@ def test_model_and_confidence_travel_from_pasta_segment_to_every_report_format(s
     image, tumour = lung2
     centre = image.grid.ijk_to_ras() @ np.array([*np.argwhere(tumour.array > 0).mean(axis=0)[::-1], 1.0])
     box = ",".join(f"{v:.1f}" for v in (*(centre[:3] - 45), *(centre[:3] + 45)))
-    code, _, err = run(capsys, "segment", sample_dir / "lung2_image.nrrd", "--out", tmp_path / "seg.nii.gz",
-                       f"--roi={box}")
+    code, _, err = run(capsys, "segment", sample_dir / "lung2_image.nrrd", "--out", tmp_path / "seg.nii.gz", f"--roi={box}")
     assert code == 0, err
     sidecar = json.loads((tmp_path / "seg.json").read_text())
-    description = json.loads((Path(__file__).parents[1] / "Resources" / "models" / "pasta-lung-default" /
-                              "model.json").read_text())
+    description = json.loads(
+        (Path(__file__).parents[1] / "Resources" / "models" / "pasta-lung-default" / "model.json").read_text()
+    )
     assert sidecar["model"]["sha256"] == description["files"][0]["sha256"]
     assert sidecar["model"]["reporting_floor"] == description["reporting_floor"]
     candidates = sidecar["candidates"]["2"]
     assert candidates and all(0 < c["mean_probability"] <= c["max_probability"] <= 1 for c in candidates)
-    code, out, err = run(capsys, "report", sample_dir / "lung2_image.nrrd", tmp_path / "seg.nii.gz", "--out-dir",
-                         tmp_path / "r", "--formats", "json,html,pdf,sr")
+    code, out, err = run(
+        capsys,
+        "report",
+        sample_dir / "lung2_image.nrrd",
+        tmp_path / "seg.nii.gz",
+        "--out-dir",
+        tmp_path / "r",
+        "--formats",
+        "json,html,pdf,sr",
+    )
     assert code == 0, err
     assert "Segmentation made by pasta-lung-default 0.3" in out
     data = json.loads((tmp_path / "r" / "report.json").read_text())
@@ -459,15 +549,29 @@ def test_model_and_confidence_travel_from_pasta_segment_to_every_report_format(s
     group = sr.content.get_volumetric_roi_measurement_groups()[0]
     probability = [m for m in group.get_measurements() if m.name.value == "122157"]
     assert sorted(round(m.value, 3) for m in probability) == sorted(
-        round(lesions[0][key], 3) for key in ("mean_probability", "max_probability"))
+        round(lesions[0][key], 3) for key in ("mean_probability", "max_probability")
+    )
     roles = {e.name.meaning: e.value.meaning for e in group.get_qualitative_evaluations()}
     assert roles["Review status"] == "Proposed" and "Lesion at Baseline" in roles["RECIST 1.1 role"]
     if shutil.which("dciodvfy"):
         assert _dciodvfy_errors(tmp_path / "r" / "dicom" / "sr.dcm") == []
     # the floor is the user's to change on the command line
-    code, _, err = run(capsys, "report", sample_dir / "lung2_image.nrrd", tmp_path / "seg.nii.gz", "--out-dir",
-                       tmp_path / "all", "--formats", "json", "--min-confidence", "0", "--min-volume-ml", "0",
-                       "--min-long-axis-mm", "0")
+    code, _, err = run(
+        capsys,
+        "report",
+        sample_dir / "lung2_image.nrrd",
+        tmp_path / "seg.nii.gz",
+        "--out-dir",
+        tmp_path / "all",
+        "--formats",
+        "json",
+        "--min-confidence",
+        "0",
+        "--min-volume-ml",
+        "0",
+        "--min-long-axis-mm",
+        "0",
+    )
     everything = json.loads((tmp_path / "all" / "report.json").read_text())
     assert code == 0 and len(everything["lesions"]) == len(candidates) and not everything["below_floor"]
     assert everything["floor"]["source"] == "given by the user"
@@ -503,7 +607,7 @@ def test_key_images_use_one_window_per_report_with_true_proportions(lung1):
         # each view at the scan's true proportions: pixel height / width = spacing ratio
         assert [ax.get_aspect() for ax in fig.axes] == pytest.approx([sj / si, sk / si, sk / sj])
         texts = [t.get_text() for ax in fig.axes for t in ax.texts]
-        assert sum(t.endswith(" mm") for t in texts) == 3   # a scale bar in each view
+        assert sum(t.endswith(" mm") for t in texts) == 3  # a scale bar in each view
         legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
         assert legend == [f"long axis {m.long_axis_mm:.1f} mm", f"short axis {m.short_axis_mm:.1f} mm"]
     finally:

@@ -19,8 +19,11 @@ def write_lesion_count(context, names):
 
 @pytest.fixture
 def toy_format():
-    fmt = F.register(F.ReportFormat("toy", "Toy", "lesions.txt: the number of lesions", ("lesions.txt",),
-                                    write_lesion_count, preselected=False))
+    fmt = F.register(
+        F.ReportFormat(
+            "toy", "Toy", "lesions.txt: the number of lesions", ("lesions.txt",), write_lesion_count, preselected=False
+        )
+    )
     yield fmt
     F.unregister("toy")
 
@@ -62,8 +65,12 @@ def test_a_registered_format_is_listed_by_the_cli_and_the_front_ends(toy_format,
     from PastaSlicerLib.controllers.report import ReportController
 
     assert ReportController.formats()[-1] == "toy"
-    assert {"name": "toy", "label": "Toy", "description": "lesions.txt: the number of lesions",
-            "preselected": False} in ReportController.format_choices()
+    assert {
+        "name": "toy",
+        "label": "Toy",
+        "description": "lesions.txt: the number of lesions",
+        "preselected": False,
+    } in ReportController.format_choices()
 
 
 def test_an_unknown_format_is_refused_with_the_registered_ones(toy_format, case, tmp_path, capsys):
@@ -75,8 +82,16 @@ def test_an_unknown_format_is_refused_with_the_registered_ones(toy_format, case,
 
 
 def test_an_unavailable_format_is_refused_before_any_work(case, tmp_path, capsys):
-    F.register(F.ReportFormat("later", "Later", "never written", ("later.txt",), write_lesion_count,
-                              available=lambda: "its library is not installed"))
+    F.register(
+        F.ReportFormat(
+            "later",
+            "Later",
+            "never written",
+            ("later.txt",),
+            write_lesion_count,
+            available=lambda: "its library is not installed",
+        )
+    )
     try:
         assert main(["report", *case, "--out-dir", str(tmp_path / "r"), "--formats", "json,later"]) == 2
         assert "the report format later cannot be written here: its library is not installed" in capsys.readouterr().err

@@ -29,7 +29,8 @@ def _local_index(tmp_path, archive_bytes):
     digest = hashlib.sha256(archive_bytes).hexdigest()
     (page / "index.html").write_text(
         '<a href="../../files/pyradiomics-3.0.tar.gz">pyradiomics-3.0.tar.gz</a>\n'
-        f'<a href="../../files/{samples.ARCHIVE}#sha256={digest}">{samples.ARCHIVE}</a>\n')
+        f'<a href="../../files/{samples.ARCHIVE}#sha256={digest}">{samples.ARCHIVE}</a>\n'
+    )
     return (tmp_path / "simple").as_uri()
 
 
@@ -46,8 +47,8 @@ def test_archive_is_found_through_the_index_and_extracted(tmp_path, monkeypatch)
     assert folder == tmp_path / "home" / "samples" / "pyradiomics-3.1.0"
     assert (folder / "lung2_image.nrrd").read_text() == "contents of lung2_image.nrrd"
     assert (folder / "baseline" / "baseline_shape.csv").is_file()
-    assert not (folder / "setup.py").exists()            # only the listed members are kept
-    assert not list(folder.parent.glob("*.tar.gz"))      # the archive itself is not kept
+    assert not (folder / "setup.py").exists()  # only the listed members are kept
+    assert not list(folder.parent.glob("*.tar.gz"))  # the archive itself is not kept
 
 
 def test_wrong_checksum_leaves_no_sample_folder(tmp_path, monkeypatch):

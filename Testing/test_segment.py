@@ -75,8 +75,7 @@ def test_organ_mask_restricts_and_bad_masks_are_refused(lung1, lung2):
 
 def test_cancel_leaves_nothing(lung1):
     with pytest.raises(CancelledError):
-        segment_volume(lung1[0], threshold_model(), roi_box=VoxelBox((20, 200, 300), (30, 300, 400)),
-                       is_cancelled=lambda: True)
+        segment_volume(lung1[0], threshold_model(), roi_box=VoxelBox((20, 200, 300), (30, 300, 400)), is_cancelled=lambda: True)
 
 
 def test_mr_input_is_refused(sample_dir):
@@ -90,8 +89,19 @@ def test_cli_segment_with_a_pasta_checkpoint(tmp_path, sample_dir, tiny_checkpoi
     image = read_volume(sample_dir / "lung1_image.nrrd")
     centre = (image.grid.ijk_to_ras() @ np.array([256, 256, 24, 1.0]))[:3]
     roi = ",".join(f"{v:.1f}" for v in (*(centre - 20), *(centre + 20)))
-    code = main(["segment", str(sample_dir / "lung1_image.nrrd"), "--out", str(out), "--model", str(tiny_checkpoint),
-                 f"--roi={roi}", "--device", "cpu"])
+    code = main(
+        [
+            "segment",
+            str(sample_dir / "lung1_image.nrrd"),
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_checkpoint),
+            f"--roi={roi}",
+            "--device",
+            "cpu",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 0, err
     labels = read_volume(out, is_label=True)
@@ -103,17 +113,24 @@ def test_cli_segment_with_a_pasta_checkpoint(tmp_path, sample_dir, tiny_checkpoi
     assert sidecar["model"]["assumed"] == ["patch size", "labels"]
     assert len(sidecar["warnings"]) == 1 and "warning: nothing describes" in err and "patch size 128x128x128" in err
     # no overwrite without permission, and nothing written on failure
-    assert main(["segment", str(sample_dir / "lung1_image.nrrd"), "--out", str(out), "--model", str(tiny_checkpoint),
-                 f"--roi={roi}"]) == 2
+    assert (
+        main(
+            ["segment", str(sample_dir / "lung1_image.nrrd"), "--out", str(out), "--model", str(tiny_checkpoint), f"--roi={roi}"]
+        )
+        == 2
+    )
     assert "--overwrite" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--model", "no-such-model"], "no installed model named"),
-    (["--roi", "1,2,3"], "six comma-separated numbers"),
-    (["--roi", "5000,5000,5000,5010,5010,5010"], "entirely outside"),
-    (["--overlap", "1.5"], "overlap must be in"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--model", "no-such-model"], "no installed model named"),
+        (["--roi", "1,2,3"], "six comma-separated numbers"),
+        (["--roi", "5000,5000,5000,5010,5010,5010"], "entirely outside"),
+        (["--overlap", "1.5"], "overlap must be in"),
+    ],
+)
 def test_cli_segment_bad_input(tmp_path, sample_dir, tiny_checkpoint, capsys, args, message):
     argv = ["segment", str(sample_dir / "lung1_image.nrrd"), "--out", str(tmp_path / "o.nii.gz")]
     if "--model" not in args:
@@ -125,8 +142,18 @@ def test_cli_segment_bad_input(tmp_path, sample_dir, tiny_checkpoint, capsys, ar
 
 
 def test_cli_segment_wrong_organ_label(tmp_path, sample_dir, tiny_checkpoint, capsys):
-    argv = ["segment", str(sample_dir / "lung1_image.nrrd"), "--out", str(tmp_path / "o.nii.gz"), "--model",
-            str(tiny_checkpoint), "--organ-mask", str(sample_dir / "lung1_label.nrrd"), "--organ-label", "7"]
+    argv = [
+        "segment",
+        str(sample_dir / "lung1_image.nrrd"),
+        "--out",
+        str(tmp_path / "o.nii.gz"),
+        "--model",
+        str(tiny_checkpoint),
+        "--organ-mask",
+        str(sample_dir / "lung1_label.nrrd"),
+        "--organ-label",
+        "7",
+    ]
     assert main(argv) == 2
     assert "label 7 is not present" in capsys.readouterr().err
 
@@ -159,29 +186,30 @@ def test_postprocess_keeps_lesions_of_the_organ_only():
     from pastacore.inference.segment import _postprocess
 
     labels = np.zeros((40, 60, 90), np.uint8)
-    labels[:, :, :40] = 1                               # the organ: i < 40
-    labels[10:30, 20:40, 35:65] = 2                     # a mass: 5 voxels in the organ, 25 out
-    labels[10:20, 45:55, 41:47] = 2                     # borders the organ from outside only
-    labels[2:4, 2:4, 10:12] = 2                         # 8 mm^3 inside the organ
+    labels[:, :, :40] = 1  # the organ: i < 40
+    labels[10:30, 20:40, 35:65] = 2  # a mass: 5 voxels in the organ, 25 out
+    labels[10:20, 45:55, 41:47] = 2  # borders the organ from outside only
+    labels[2:4, 2:4, 10:12] = 2  # 8 mm^3 inside the organ
     user_organ = np.zeros(labels.shape, bool)
     user_organ[:, :, :40] = True
     out = _postprocess(labels.copy(), (2,), (1,), user_organ, 20.0, (1.0, 1.0, 1.0))
     mass = out[10:30, 20:40, :] == 2
-    assert mass[:, :, 35:50].all()                      # up to 10 mm beyond the organ
-    assert not mass[:, :, 50:].any()                    # no further
+    assert mass[:, :, 35:50].all()  # up to 10 mm beyond the organ
+    assert not mass[:, :, 50:].any()  # no further
     assert not (out[10:20, 45:55, 41:47] == 2).any()
     assert not (out[2:4, 2:4, 10:12] == 2).any()
-    assert (out == 1).sum() == (labels == 1).sum()      # organ labels untouched
+    assert (out == 1).sum() == (labels == 1).sum()  # organ labels untouched
     kept = _postprocess(labels.copy(), (2,), (1,), user_organ, 0.0, (1.0, 1.0, 1.0))
     assert (kept[2:4, 2:4, 10:12] == 2).all()
     inside = np.zeros_like(labels)
     inside[:, :, :40] = 1
-    inside[10:20, 10:20, 10:20] = 2                     # a tumour within the model's organ
+    inside[10:20, 10:20, 10:20] = 2  # a tumour within the model's organ
     assert (_postprocess(inside.copy(), (2,), (1,), None, 20.0, (1.0, 1.0, 1.0)) == inside).all()
 
 
-@pytest.mark.parametrize("organ, note", [(None, "restricted to the lungs (the model's organ"),
-                                         ("body", "air outside the body skipped")])
+@pytest.mark.parametrize(
+    "organ, note", [(None, "restricted to the lungs (the model's organ"), ("body", "air outside the body skipped")]
+)
 def test_cli_searches_the_model_organ_unless_told_otherwise(tmp_path, tiny_lung_model, organ, note):
     from conftest import phantom_ct
 
@@ -189,7 +217,9 @@ def test_cli_searches_the_model_organ_unless_told_otherwise(tmp_path, tiny_lung_
 
     write_volume(phantom_ct(), tmp_path / "ct.nii.gz")
     extra = ["--organ", organ] if organ else []
-    assert main(["segment", str(tmp_path / "ct.nii.gz"), "--out", str(tmp_path / "seg.nii.gz"), "--model",
-                 tiny_lung_model] + extra) == 0
+    assert (
+        main(["segment", str(tmp_path / "ct.nii.gz"), "--out", str(tmp_path / "seg.nii.gz"), "--model", tiny_lung_model] + extra)
+        == 0
+    )
     notes = json.loads((tmp_path / "seg.json").read_text())["notes"]
     assert any(n.startswith(note) for n in notes), notes

@@ -13,11 +13,20 @@ from pastacore.fileio.readers import image_stem
 from pastacore.inference.sidecar import read_sidecar, sidecar_path, write_sidecar
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("seg.nii.gz", "seg.json"), ("seg.nii", "seg.json"), ("seg.mha", "seg.json"), ("seg.mhd", "seg.json"),
-    ("seg.nrrd", "seg.json"), ("seg.seg.nrrd", "seg.json"), ("SEG.NII.GZ", "SEG.json"), ("a.b.nii.gz", "a.b.json"),
-    ("labels", "labels.json"),
-])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("seg.nii.gz", "seg.json"),
+        ("seg.nii", "seg.json"),
+        ("seg.mha", "seg.json"),
+        ("seg.mhd", "seg.json"),
+        ("seg.nrrd", "seg.json"),
+        ("seg.seg.nrrd", "seg.json"),
+        ("SEG.NII.GZ", "SEG.json"),
+        ("a.b.nii.gz", "a.b.json"),
+        ("labels", "labels.json"),
+    ],
+)
 def test_one_sidecar_name_per_label_map(tmp_path, name, expected):
     assert sidecar_path(tmp_path / name) == tmp_path / expected
     assert image_stem(tmp_path / name) + ".json" == expected
@@ -51,8 +60,13 @@ def test_report_reads_the_sidecar_segment_writes(tmp_path, capsys, suffix):
     write_volume(image, tmp_path / "ct.nii.gz")
     seg = tmp_path / f"seg{suffix}"
     _write_labels(image.with_array(labels, is_label=True), seg)
-    write_sidecar(sidecar_path(seg), {"labels": {"1": {"name": "liver"}, "2": {"name": "liver tumor"}},
-                                      "model": {"name": "toy-model", "version": "7", "sha256": "ab" * 32}})
+    write_sidecar(
+        sidecar_path(seg),
+        {
+            "labels": {"1": {"name": "liver"}, "2": {"name": "liver tumor"}},
+            "model": {"name": "toy-model", "version": "7", "sha256": "ab" * 32},
+        },
+    )
     assert read_sidecar(seg)["model"]["name"] == "toy-model"
     code = main(["report", str(tmp_path / "ct.nii.gz"), str(seg), "--out-dir", str(tmp_path / "r"), "--formats", "json"])
     assert code == 0, capsys.readouterr().err

@@ -14,9 +14,17 @@ CORE = ROOT / "PastaSlicer" / "pastacore"
 CONTROLLERS = ROOT / "PastaSlicer" / "PastaSlicerLib" / "controllers"
 
 # Optional extras of pyproject.toml, and the only core packages allowed to import them.
-OPTIONAL = {"slicer": {"mrml"}, "vtk": {"mrml"}, "vtkmodules": {"mrml"},
-            "yaml": {"diffusion"}, "transformers": {"diffusion"}, "monai": {"training"},
-            "distributed": {"cohort"}, "dask": {"cohort"}, "pyarrow": {"cohort"}}
+OPTIONAL = {
+    "slicer": {"mrml"},
+    "vtk": {"mrml"},
+    "vtkmodules": {"mrml"},
+    "yaml": {"diffusion"},
+    "transformers": {"diffusion"},
+    "monai": {"training"},
+    "distributed": {"cohort"},
+    "dask": {"cohort"},
+    "pyarrow": {"cohort"},
+}
 
 
 def imports(path: Path) -> list:
@@ -34,8 +42,15 @@ def test_controllers_import_no_gui():
     for path in CONTROLLERS.glob("*.py"):
         for top, full in imports(path):
             assert top not in ("qt", "ctk", "PythonQt"), f"{path.name} imports {full}"
-            assert not full.startswith(("slicer.util", "slicer.ScriptedLoadableModule", "slicer.parameterNodeWrapper",
-                                        "slicer.i18n", "PastaSlicerLib.gui")), f"{path.name} imports {full}"
+            assert not full.startswith(
+                (
+                    "slicer.util",
+                    "slicer.ScriptedLoadableModule",
+                    "slicer.parameterNodeWrapper",
+                    "slicer.i18n",
+                    "PastaSlicerLib.gui",
+                )
+            ), f"{path.name} imports {full}"
             assert full != "slicer.app", f"{path.name} imports slicer.app"
 
 

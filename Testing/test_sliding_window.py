@@ -47,8 +47,9 @@ def test_agrees_with_monai_sliding_window(image):
     network = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.LeakyReLU(), torch.nn.Conv3d(4, 3, 3, padding=1))
     ours, *_ = predict_logits(network, image, WindowSettings((16, 16, 16), 0.5, 4, amp=False))
     with torch.no_grad():
-        theirs = monai.sliding_window_inference(torch.from_numpy(image)[None], (16, 16, 16), 4, network, overlap=0.5,
-                                                mode="gaussian", sigma_scale=0.125)[0].numpy()
+        theirs = monai.sliding_window_inference(
+            torch.from_numpy(image)[None], (16, 16, 16), 4, network, overlap=0.5, mode="gaussian", sigma_scale=0.125
+        )[0].numpy()
         whole = network(torch.from_numpy(image)[None])[0].numpy()
     scale = whole.std()
     # both approximate the whole-image forward; ours (nnU-Net tiling) is at least as close as MONAI's
@@ -73,7 +74,9 @@ def test_only_patches_touching_the_region_run(image):
     with torch.no_grad():
         expected = network(torch.from_numpy(image)[None])[0].numpy()
     inner = tuple(slice(a - lo, b - lo) for (a, b), (lo, _) in zip(((30, 34), (40, 44), (50, 54)), box))
-    assert np.abs(logits[(slice(None),) + inner] - expected[(slice(None), slice(30, 34), slice(40, 44), slice(50, 54))]).max() < 1e-5
+    assert (
+        np.abs(logits[(slice(None),) + inner] - expected[(slice(None), slice(30, 34), slice(40, 44), slice(50, 54))]).max() < 1e-5
+    )
 
 
 def test_mirroring_of_a_symmetric_network_changes_nothing(image):
@@ -117,8 +120,7 @@ def test_mirrored_wrapper_averages_every_flip():
 
     out = mirrored(predictor, (0, 1))(batch)
     assert len(seen) == 4  # identity, flip 0, flip 1, flip 0+1
-    expected = sum(torch.flip(predictor(torch.flip(batch, d)), d) if d else predictor(batch)
-                   for d in ([], [2], [3], [2, 3])) / 4
+    expected = sum(torch.flip(predictor(torch.flip(batch, d)), d) if d else predictor(batch) for d in ([], [2], [3], [2, 3])) / 4
     assert torch.allclose(out, expected)
 
 

@@ -57,8 +57,16 @@ def clean_phantom():
 
 def synth(ph, attributes, kind="liver_tumor", seed=1, size=30, **extra):
     volume, organ = ph
-    return synthesize_lesion(volume=volume, organ_labels=organ, organ_names={1: "liver"}, roi_box=centre_box(size),
-                             lesion_type=kind, attributes=attributes, seed=seed, **extra)
+    return synthesize_lesion(
+        volume=volume,
+        organ_labels=organ,
+        organ_names={1: "liver"},
+        roi_box=centre_box(size),
+        lesion_type=kind,
+        attributes=attributes,
+        seed=seed,
+        **extra,
+    )
 
 
 # -- schema and text ----------------------------------------------------------------------------
@@ -79,10 +87,22 @@ def test_schema_has_the_fifteen_pasta_lesion_types():
 
 
 def test_vocabulary_accepts_synonyms_and_lists_allowed_values():
-    got = S.normalize_attributes({"surface": "sharply marginated", "density": "low density lesion,",
-                                  "heterogeneity": "mottled", "size": "3 cm", "CT value": "45 HU"})
-    assert got == {"surface characteristics": "well-defined", "density": "hypodense",
-                   "density variations": "heterogeneous", "size": [30.0, 30.0, 30.0], "CT value": 45.0}
+    got = S.normalize_attributes(
+        {
+            "surface": "sharply marginated",
+            "density": "low density lesion,",
+            "heterogeneity": "mottled",
+            "size": "3 cm",
+            "CT value": "45 HU",
+        }
+    )
+    assert got == {
+        "surface characteristics": "well-defined",
+        "density": "hypodense",
+        "density variations": "heterogeneous",
+        "size": [30.0, 30.0, 30.0],
+        "CT value": 45.0,
+    }
     with pytest.raises(PastaError, match="hypodense, isodense, hyperdense"):
         S.normalize_attributes({"density": "sparkly"})
     with pytest.raises(PastaError, match="unknown attribute 'colour'"):
@@ -94,28 +114,39 @@ def test_vocabulary_accepts_synonyms_and_lists_allowed_values():
 def test_free_text_parser():
     parsed = parse_text("3 cm irregular hypodense liver lesion with ill-defined margins, heterogeneous")
     assert parsed.lesion_type == "liver_tumor"
-    assert parsed.attributes == {"shape": ["irregular"], "size": [30.0, 30.0, 30.0], "density": "hypodense",
-                                 "density variations": "heterogeneous", "surface characteristics": "ill-defined"}
+    assert parsed.attributes == {
+        "shape": ["irregular"],
+        "size": [30.0, 30.0, 30.0],
+        "density": "hypodense",
+        "density variations": "heterogeneous",
+        "surface characteristics": "ill-defined",
+    }
     assert parsed.unknown == []
     parsed = parse_text("25 x 20 x 30 mm round kidney cyst, 10 HU, sharp, glittery")
     assert parsed.lesion_type == "kidney_cyst"
     assert parsed.attributes["size"] == [25.0, 20.0, 30.0] and parsed.attributes["CT value"] == 10.0
     assert parsed.unknown == ["glittery"]
     assert parse_text("spiculated part-solid nodule in the right upper lobe, 1.5cm").attributes == {
-        "size": [15.0, 15.0, 15.0], "density": "part-solid", "specific features": ["spiculated margins"]}
+        "size": [15.0, 15.0, 15.0],
+        "density": "part-solid",
+        "specific features": ["spiculated margins"],
+    }
     assert parse_text("kidney stone, -650 HU").attributes["CT value"] == -650.0
     with pytest.raises(PastaError, match="several values for density"):
         parse_text("hypodense hyperdense lesion")
 
 
-@pytest.mark.parametrize("kind, text, reason", [
-    ("kidney_cyst", "hyperdense", "cyst holds fluid"),
-    ("liver_cyst", "80 HU", "does not fit a cyst"),
-    ("kidney_stone", "hypodense", "stones are calcified"),
-    ("liver_tumor", "ground-glass", "only in the lung"),
-    ("liver_tumor", "wall thickening", "needs a hollow organ"),
-    ("liver_tumor", "homogeneous mixed-density", "mixed density means heterogeneous"),
-])
+@pytest.mark.parametrize(
+    "kind, text, reason",
+    [
+        ("kidney_cyst", "hyperdense", "cyst holds fluid"),
+        ("liver_cyst", "80 HU", "does not fit a cyst"),
+        ("kidney_stone", "hypodense", "stones are calcified"),
+        ("liver_tumor", "ground-glass", "only in the lung"),
+        ("liver_tumor", "wall thickening", "needs a hollow organ"),
+        ("liver_tumor", "homogeneous mixed-density", "mixed density means heterogeneous"),
+    ],
+)
 def test_contradictions_are_explained(organ_phantom, kind, text, reason):
     with pytest.raises(PastaError, match=reason):
         synth(organ_phantom, text, kind=kind)
@@ -134,12 +165,15 @@ def test_plan_is_seeded_and_readable():
 # -- measured fidelity on phantoms -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, size", [
-    ("30 mm round-like hypodense homogeneous well-defined", (30, 30, 30)),
-    ("36 x 24 x 30 mm irregular hyperdense heterogeneous ill-defined", (36, 24, 30)),
-    ("12 mm round isodense well-defined", (12, 12, 12)),
-    ("40 mm irregular spiculated 25 HU heterogeneous", (40, 40, 40)),
-])
+@pytest.mark.parametrize(
+    "text, size",
+    [
+        ("30 mm round-like hypodense homogeneous well-defined", (30, 30, 30)),
+        ("36 x 24 x 30 mm irregular hyperdense heterogeneous ill-defined", (36, 24, 30)),
+        ("12 mm round isodense well-defined", (12, 12, 12)),
+        ("40 mm irregular spiculated 25 HU heterogeneous", (40, 40, 40)),
+    ],
+)
 def test_size_and_mean_hu_match_the_request(organ_phantom, text, size):
     result = synth(organ_phantom, text, size=max(size))
     measured = M.lesion_stats(result.image.array, result.lesion, result.image.grid)
@@ -152,9 +186,14 @@ def test_size_and_mean_hu_match_the_request(organ_phantom, text, size):
 
 
 def test_relative_density_follows_the_organ(organ_phantom):
-    means = {d: M.lesion_stats(synth(organ_phantom, f"20 mm round {d} homogeneous").image.array,
-                               synth(organ_phantom, f"20 mm round {d} homogeneous").lesion,
-                               organ_phantom[0].grid)["mean_hu"] for d in ("hypodense", "isodense", "hyperdense")}
+    means = {
+        d: M.lesion_stats(
+            synth(organ_phantom, f"20 mm round {d} homogeneous").image.array,
+            synth(organ_phantom, f"20 mm round {d} homogeneous").lesion,
+            organ_phantom[0].grid,
+        )["mean_hu"]
+        for d in ("hypodense", "isodense", "hyperdense")
+    }
     assert means["hypodense"] <= 60 - 25 and abs(means["isodense"] - 60) <= 10 and means["hyperdense"] >= 60 + 15
 
 
@@ -170,8 +209,7 @@ def test_ill_defined_margins_have_a_wider_edge(clean_phantom):
     widths = {}
     for margin in ("well-defined", "ill-defined"):
         result = synth(clean_phantom, f"30 mm round hypodense homogeneous {margin}")
-        widths[margin] = M.edge_width_mm(result.image.array, result.lesion, result.image.grid,
-                                         result.plan.target_mean_hu, 60.0)
+        widths[margin] = M.edge_width_mm(result.image.array, result.lesion, result.image.grid, result.plan.target_mean_hu, 60.0)
     assert widths["ill-defined"] > 1.8 * widths["well-defined"], widths
 
 
@@ -208,8 +246,7 @@ def test_lesion_types_render_in_their_organs(organ_phantom):
     for key in ("liver_cyst", "kidney_stone", "bladder_cancer", "colon_cancer", "gallstone"):
         kind = lesion_type(key)
         ph = fluid if kind.hollow else organ_phantom
-        result = synthesize_lesion(volume=ph[0], organ_labels=ph[1], organ_names={1: kind.organ}, lesion_type=key,
-                                   seed=2)
+        result = synthesize_lesion(volume=ph[0], organ_labels=ph[1], organ_names={1: kind.organ}, lesion_type=key, seed=2)
         stats = M.lesion_stats(result.image.array, result.lesion, volume.grid)
         assert stats["voxels"] > 5 and not (result.lesion & (ph[1].array == 0)).any(), key
         if kind.kind == "stone":
@@ -230,11 +267,17 @@ def test_lesion_types_render_in_their_organs(organ_phantom):
 def test_bad_input_is_refused(organ_phantom):
     volume, organ = organ_phantom
     with pytest.raises(PastaError, match="outside the volume"):
-        synthesize_lesion(volume=volume, organ_labels=organ, roi_box=VoxelBox((100, 100, 100), (110, 110, 110)),
-                          lesion_type="liver_tumor", seed=0)
+        synthesize_lesion(
+            volume=volume,
+            organ_labels=organ,
+            roi_box=VoxelBox((100, 100, 100), (110, 110, 110)),
+            lesion_type="liver_tumor",
+            seed=0,
+        )
     with pytest.raises(PastaError, match="does not overlap the liver"):
-        synthesize_lesion(volume=volume, organ_labels=organ, roi_box=VoxelBox((0, 0, 0), (8, 8, 8)),
-                          lesion_type="liver_tumor", seed=0)
+        synthesize_lesion(
+            volume=volume, organ_labels=organ, roi_box=VoxelBox((0, 0, 0), (8, 8, 8)), lesion_type="liver_tumor", seed=0
+        )
     with pytest.raises(PastaError, match="too small for the requested size"):
         synth(organ_phantom, "5 cm hypodense", size=20)
     with pytest.raises(PastaError, match="needs the gallbladder|grows in the wall"):
@@ -243,8 +286,13 @@ def test_bad_input_is_refused(organ_phantom):
         synthesize_lesion(volume=volume, lesion_type="liver_tumor", seed=0)
     with pytest.raises(PastaError, match="none of the organ segments"):
         two = np.where(organ.array > 0, 1, np.where(volume.array > -500, 2, 0)).astype(np.uint8)
-        synthesize_lesion(volume=volume, organ_labels=organ.with_array(two), organ_names={1: "spleen", 2: "body"},
-                          lesion_type="liver_tumor", seed=0)
+        synthesize_lesion(
+            volume=volume,
+            organ_labels=organ.with_array(two),
+            organ_names={1: "spleen", 2: "body"},
+            lesion_type="liver_tumor",
+            seed=0,
+        )
     with pytest.raises(PastaError, match="does not look like CT"):
         synthesize_lesion(volume=volume.with_array(volume.array + 1000), organ_labels=organ, lesion_type="liver_tumor")
     with pytest.raises(PastaError, match="diffusion backend is unavailable"):
@@ -257,19 +305,32 @@ def test_lesion_centred_on_a_given_point(organ_phantom):
     """A point the user places (LPS mm) is the lesion centre; the placement rule is not used."""
     volume, organ = organ_phantom
     target = np.array([8.0, -6.0, 5.0])
-    result = synthesize_lesion(volume=volume, organ_labels=organ, organ_names={1: "liver"}, lesion_type="liver_tumor",
-                               attributes="16 mm round well-defined", seed=2, centre_lps=target)
+    result = synthesize_lesion(
+        volume=volume,
+        organ_labels=organ,
+        organ_names={1: "liver"},
+        lesion_type="liver_tumor",
+        attributes="16 mm round well-defined",
+        seed=2,
+        centre_lps=target,
+    )
     centroid = volume.grid.index_to_lps(np.argwhere(result.lesion).mean(0)[::-1])
     assert np.linalg.norm(centroid - target) <= 1.5, centroid
-    elsewhere = synthesize_lesion(volume=volume, organ_labels=organ, organ_names={1: "liver"}, lesion_type="liver_tumor",
-                                  attributes="16 mm round well-defined", seed=2)
+    elsewhere = synthesize_lesion(
+        volume=volume,
+        organ_labels=organ,
+        organ_names={1: "liver"},
+        lesion_type="liver_tumor",
+        attributes="16 mm round well-defined",
+        seed=2,
+    )
     assert np.linalg.norm(volume.grid.index_to_lps(np.argwhere(elsewhere.lesion).mean(0)[::-1]) - target) > 3
     with pytest.raises(PastaError, match="lies outside the volume"):
-        synthesize_lesion(volume=volume, organ_labels=organ, lesion_type="liver_tumor", seed=0,
-                          centre_lps=[500.0, 0.0, 0.0])
+        synthesize_lesion(volume=volume, organ_labels=organ, lesion_type="liver_tumor", seed=0, centre_lps=[500.0, 0.0, 0.0])
     with pytest.raises(PastaError, match="three numbers"):
-        synthesize_lesion(volume=volume, organ_labels=organ, lesion_type="liver_tumor", seed=0,
-                          centre_lps=[0.0, float("nan"), 0.0])
+        synthesize_lesion(
+            volume=volume, organ_labels=organ, lesion_type="liver_tumor", seed=0, centre_lps=[0.0, float("nan"), 0.0]
+        )
 
 
 # -- real CT background ------------------------------------------------------------------------
@@ -286,8 +347,10 @@ def lung_background(lung1):
     return volume, Volume(lungs, volume.grid, is_label=True)
 
 
-@pytest.mark.parametrize("text", ["20 mm round solid homogeneous well-defined nodule",
-                                  "24 mm irregular nodule, heterogeneous", "18 mm ground-glass nodule"])
+@pytest.mark.parametrize(
+    "text",
+    ["20 mm round solid homogeneous well-defined nodule", "24 mm irregular nodule, heterogeneous", "18 mm ground-glass nodule"],
+)
 def test_real_lung_background(lung_background, text):
     from scipy import ndimage
 
@@ -296,8 +359,7 @@ def test_real_lung_background(lung_background, text):
     centre = np.array(np.unravel_index(np.argmax(depth), depth.shape)) * 2
     box = VoxelBox(tuple(int(v) for v in centre - 14), tuple(int(v) for v in centre + 15))
     before = volume.array.copy()
-    result = synthesize_lesion(volume=volume, organ_labels=lungs, roi_box=box, lesion_type="lung_tumor",
-                               attributes=text, seed=3)
+    result = synthesize_lesion(volume=volume, organ_labels=lungs, roi_box=box, lesion_type="lung_tumor", attributes=text, seed=3)
     size = parse_text(text).attributes["size"][0]
     stats = M.lesion_stats(result.image.array, result.lesion, volume.grid)
     assert all(abs(s - size) <= 0.15 * size for s in stats["size_mm"]), stats
@@ -340,25 +402,33 @@ def check_nnunet_raw(folder):
         image, label = read_volume(image_path), read_volume(label_path, is_label=True)
         assert image.grid.same_as(label.grid, tol=1e-4)
         assert set(np.unique(label.array)) <= allowed and 2 in np.unique(label.array)
-    assert sorted(p.name for p in (folder / "imagesTr").iterdir()) == [
-        p.name.replace(".nii.gz", "_0000.nii.gz") for p in labels]
+    assert sorted(p.name for p in (folder / "imagesTr").iterdir()) == [p.name.replace(".nii.gz", "_0000.nii.gz") for p in labels]
     return data
 
 
 def test_dataset_nnunet_layout_resumes_and_is_reproducible(background_files, tmp_path):
     out = tmp_path / "raw"
-    summary = generate_dataset(backgrounds_dir=str(background_files), output_dir=str(out), count=3, format="nnunet",
-                               lesion_type="liver_tumor", seed=4)
+    summary = generate_dataset(
+        backgrounds_dir=str(background_files), output_dir=str(out), count=3, format="nnunet", lesion_type="liver_tumor", seed=4
+    )
     assert summary["written"] == 3 and not summary["failed"]
     data = check_nnunet_raw(out)
     assert data["numTraining"] == 3 and (out / "labelsTr" / "case_0000.nii.gz").is_file()
     first = read_volume(out / "imagesTr" / "case_0001_0000.nii.gz").array
-    again = generate_dataset(backgrounds_dir=str(background_files), output_dir=str(out), count=4, format="nnunet",
-                             lesion_type="liver_tumor", seed=4)
+    again = generate_dataset(
+        backgrounds_dir=str(background_files), output_dir=str(out), count=4, format="nnunet", lesion_type="liver_tumor", seed=4
+    )
     assert again["skipped"] == 3 and again["written"] == 1 and check_nnunet_raw(out)["numTraining"] == 4
     other = tmp_path / "parallel"
-    generate_dataset(backgrounds_dir=str(background_files), output_dir=str(other), count=2, format="nnunet",
-                     lesion_type="liver_tumor", seed=4, workers=2)
+    generate_dataset(
+        backgrounds_dir=str(background_files),
+        output_dir=str(other),
+        count=2,
+        format="nnunet",
+        lesion_type="liver_tumor",
+        seed=4,
+        workers=2,
+    )
     assert np.array_equal(read_volume(other / "imagesTr" / "case_0001_0000.nii.gz").array, first)
     report = json.loads((out / "reports" / "case_0000.json").read_text())
     assert report["lesion_type"] == "liver_tumor" and report["research_use_only"]
@@ -366,12 +436,12 @@ def test_dataset_nnunet_layout_resumes_and_is_reproducible(background_files, tmp
 
 def test_dataset_pasta_gen_layout(background_files, tmp_path):
     out = tmp_path / "pastagen"
-    summary = generate_dataset(backgrounds_dir=str(background_files), output_dir=str(out), count=2,
-                               lesion_type=["liver_cyst", "kidney_tumor"], seed=1)
+    summary = generate_dataset(
+        backgrounds_dir=str(background_files), output_dir=str(out), count=2, lesion_type=["liver_cyst", "kidney_tumor"], seed=1
+    )
     assert summary["written"] == 1 and len(summary["failed"]) == 1  # the background has no kidney
     case = out / "Liver" / "Cyst" / "0"
-    assert sorted(p.name for p in case.iterdir()) == ["img.nii.gz", "label.nii.gz", "report.json", "total.nii.gz",
-                                                      "type.json"]
+    assert sorted(p.name for p in case.iterdir()) == ["img.nii.gz", "label.nii.gz", "report.json", "total.nii.gz", "type.json"]
     assert list(json.loads((case / "type.json").read_text())) == ["5"]
     assert set(np.unique(read_volume(case / "label.nii.gz", is_label=True).array)) == {0, 1, 2}
 
@@ -381,18 +451,54 @@ def test_cli_synth_and_dataset(background_files, tmp_path):
 
     image = background_files / "ct1.nii.gz"
     outs = [str(tmp_path / n) for n in ("img.nii.gz", "mask.nii.gz", "report.json")]
-    args = ["synth", str(image), "--box-ijk", "18,18,18,38,38,38", "--attributes",
-            "16 mm round hypodense liver lesion, blurp", "--organ-mask", str(background_files / "ct1_seg.nii.gz"),
-            "--seed", "3", "--out-image", outs[0], "--out-mask", outs[1], "--out-report", outs[2]]
+    args = [
+        "synth",
+        str(image),
+        "--box-ijk",
+        "18,18,18,38,38,38",
+        "--attributes",
+        "16 mm round hypodense liver lesion, blurp",
+        "--organ-mask",
+        str(background_files / "ct1_seg.nii.gz"),
+        "--seed",
+        "3",
+        "--out-image",
+        outs[0],
+        "--out-mask",
+        outs[1],
+        "--out-report",
+        outs[2],
+    ]
     assert main(args) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["not_understood"] == ["blurp"] and report["type_json"]
     assert 2 in np.unique(read_volume(outs[1], is_label=True).array)
-    bad = subprocess.run([sys.executable, "-m", "pastacore.cli.main"] + args[:5] + ["30 mm hyperdense liver cyst"]
-                         + args[6:] + ["--overwrite"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "pastacore.cli.main"] + args[:5] + ["30 mm hyperdense liver cyst"] + args[6:] + ["--overwrite"],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: a hyperdense cyst")
-    assert main(["dataset", "--backgrounds", str(image), "--organ-masks", str(background_files), "--n", "1",
-                 "--types", "liver_tumor", "--out", str(tmp_path / "ds"), "--format", "nnunet"]) == 0
+    assert (
+        main(
+            [
+                "dataset",
+                "--backgrounds",
+                str(image),
+                "--organ-masks",
+                str(background_files),
+                "--n",
+                "1",
+                "--types",
+                "liver_tumor",
+                "--out",
+                str(tmp_path / "ds"),
+                "--format",
+                "nnunet",
+            ]
+        )
+        == 0
+    )
     check_nnunet_raw(tmp_path / "ds")
 
 
@@ -404,8 +510,14 @@ def test_lesion_against_the_lung_wall_is_clipped_by_the_lung(lung_background):
     depth = ndimage.distance_transform_edt(lungs.array)
     candidates = np.argwhere((depth >= 4) & (depth <= 6))
     point = candidates[len(candidates) // 2]
-    result = synthesize_lesion(volume=volume, organ_labels=lungs, lesion_type="lung_tumor", seed=4,
-                               attributes="30 mm solid well-defined mass", centre_lps=volume.grid.index_to_lps(point[::-1]))
+    result = synthesize_lesion(
+        volume=volume,
+        organ_labels=lungs,
+        lesion_type="lung_tumor",
+        seed=4,
+        attributes="30 mm solid well-defined mass",
+        centre_lps=volume.grid.index_to_lps(point[::-1]),
+    )
     lesion = result.lesion
     assert lesion.sum() > 2000
     assert not (lesion & (lungs.array == 0)).any()
@@ -455,11 +567,12 @@ def test_synthesis_and_report_write_one_type_json_layout(organ_phantom, tmp_path
     synthesized = tmp_path / "synth_type.json"
     synthesized.write_text(json.dumps(result.type_json))
     names = {1: "liver", 2: "liver tumor"}
-    report = make_report(result.image, result.labels, case=case_info(result.image, "synth.nii.gz"),
-                         label_names=names, names_from="test")
+    report = make_report(
+        result.image, result.labels, case=case_info(result.image, "synth.nii.gz"), label_names=names, names_from="test"
+    )
     write_report(report, result.image, result.labels, tmp_path / "r", formats=("json",))
-    (synth_key, synth_value), = result.type_json.items()
-    (report_key, report_value), = json.loads((tmp_path / "r" / "type.json").read_text()).items()
+    ((synth_key, synth_value),) = result.type_json.items()
+    ((report_key, report_value),) = json.loads((tmp_path / "r" / "type.json").read_text()).items()
     assert synth_key == report_key == "5"  # TotalSegmentator v1: liver
     assert _layout(synth_value) == _layout(report_value) == (str, "", dict, 1, 3, 1, 3)
     (from_synthesis,) = read_type_json(synthesized)

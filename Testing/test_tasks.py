@@ -48,8 +48,9 @@ def test_bad_input_ends_with_one_error_line(tmp_path):
 def test_progress_streams_and_cancel_ends_the_process_tree(tmp_path, sample_dir):
     params = lung2_job(tmp_path, sample_dir, whole_body=True)
     progress, outcomes = [], []
-    handle = ProcessRunner().start("segment", params, tmp_path, on_progress=lambda f, m: progress.append((f, m)),
-                                   on_finished=outcomes.append)
+    handle = ProcessRunner().start(
+        "segment", params, tmp_path, on_progress=lambda f, m: progress.append((f, m)), on_finished=outcomes.append
+    )
     deadline = time.monotonic() + 180
     while not any("patch" in m for _, m in progress) and time.monotonic() < deadline:
         assert handle.poll()
@@ -106,7 +107,9 @@ def test_one_click_segment_of_lung2_searches_the_lungs(sample_dir, lung2):
     node = outcomes[0].value
     assert json.loads(node.GetAttribute("PASTA.Model"))["name"] == "pasta-lung-default"
     assert sorted(scene.GetNodeByID(i).GetClassName() for i in set(node_ids(scene)) - before) == [
-        "vtkMRMLSegmentationDisplayNode", "vtkMRMLSegmentationNode"]
+        "vtkMRMLSegmentationDisplayNode",
+        "vtkMRMLSegmentationNode",
+    ]
     labels, ids = segmentations.labels_from_segmentation(scene, node, ct)
     names = dict(zip(range(1, len(ids) + 1), (node.GetSegmentation().GetSegment(i).GetName() for i in ids)))
     lesion = np.isin(labels.array, [v for v, n in names.items() if n == "Lung tumor"])

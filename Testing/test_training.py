@@ -112,8 +112,7 @@ def test_training_patches_never_contain_the_real_tumour(background, pool):
     """Mark the excluded zone with an impossible HU value; no patch may ever show it."""
     from dataclasses import replace
 
-    marked = replace(background, hu=np.where(background.forbidden, 9999.0, background.hu).astype(np.float32),
-                     centres=None)
+    marked = replace(background, hu=np.where(background.forbidden, 9999.0, background.hu).astype(np.float32), centres=None)
     make_patch = training_sampler([marked], pool, PATCH)
     rng = np.random.default_rng(0)
     with_lesion = 0
@@ -204,7 +203,7 @@ def test_training_loop_learns_a_simple_task():
     for seed in range(2):
         r = np.random.default_rng(seed)
         k, j, i = np.indices((48, 48, 48))
-        organ = (k - 24) ** 2 + (j - 24) ** 2 + (i - 24) ** 2 < 20 ** 2
+        organ = (k - 24) ** 2 + (j - 24) ** 2 + (i - 24) ** 2 < 20**2
         hu = np.where(organ, 40.0, -900.0) + r.normal(0, 10, organ.shape)
         labels = organ.astype(np.uint8)
         for _ in range(3):
@@ -213,8 +212,9 @@ def test_training_loop_learns_a_simple_task():
             hu[cube] = 250.0 + r.normal(0, 10, (6, 6, 6))
             labels[cube] = 2
         cases.append((hu.astype(np.float32), labels))
-    settings = TrainSettings(base_features=4, num_pool=2, patch_size=(32, 32, 32), steps=60, learning_rate=1e-2,
-                             seed=int(rng.integers(100)))
+    settings = TrainSettings(
+        base_features=4, num_pool=2, patch_size=(32, 32, 32), steps=60, learning_rate=1e-2, seed=int(rng.integers(100))
+    )
     network, log = train(cases, settings)
     assert len(log.losses) == 60
     assert np.mean(log.losses[-10:]) < 0.6 * np.mean(log.losses[:10])
@@ -227,7 +227,7 @@ def test_rotation_and_scaling_keep_labels_on_their_structures():
 
     rng = np.random.default_rng(3)
     k, j, i = np.indices((48, 48, 48))
-    ball = (k - 20) ** 2 + (j - 26) ** 2 + (i - 24) ** 2 < 9 ** 2
+    ball = (k - 20) ** 2 + (j - 26) ** 2 + (i - 24) ** 2 < 9**2
     labels = ball.astype(np.uint8) * 2
     image = np.where(ball, 300.0, 0.0).astype(np.float32) + i.astype(np.float32)  # a ramp shows turning
     moved_any = False
@@ -236,7 +236,7 @@ def test_rotation_and_scaling_keep_labels_on_their_structures():
         assert img.shape == image.shape and lab.dtype == labels.dtype and set(np.unique(lab)) <= {0, 2}
         assert ((lab == 2) == (img > 150)).mean() > 0.98  # the ball is >= 300, the ramp <= 47
         ratio = (lab == 2).sum() / ball.sum()
-        assert 1 / 1.25 ** 3 / 1.1 ** 3 * 0.9 < ratio < 1 / 0.8 ** 3 * 1.1 ** 3 * 1.1
+        assert 1 / 1.25**3 / 1.1**3 * 0.9 < ratio < 1 / 0.8**3 * 1.1**3 * 1.1
         moved_any |= bool(np.abs(img - image).mean() > 1.0)
     assert moved_any
 
@@ -247,7 +247,7 @@ def test_elastic_warp_keeps_labels_on_their_structures_and_bends_straight_lines(
     from pastacore.training.recipe import rotate_scale_warp as _rotate_scale
 
     k, j, i = np.indices((48, 48, 48))
-    ball = (k - 24) ** 2 + (j - 24) ** 2 + (i - 24) ** 2 < 9 ** 2
+    ball = (k - 24) ** 2 + (j - 24) ** 2 + (i - 24) ** 2 < 9**2
     image = np.where(ball, 300.0, 0.0).astype(np.float32) + 2.0 * i.astype(np.float32)  # i in mm, +2 HU per mm
     labels = ball.astype(np.uint8) * 2
     bends = {}
@@ -275,17 +275,26 @@ def test_model_card_states_data_scores_and_limits():
     from pastacore.cli.train_default_cmd import reproduce_command
     from pastacore.training.default_card import model_card, model_description
 
-    metrics = {"backgrounds": ["lung1"], "synthetic_lesions": 80, "steps": 2000, "patch": [96, 96, 96],
-               "base_features": 8, "seed": 1, "spatial_augmentation": 0.5, "pleura_mm": 2, "train_seconds": 100,
-               "total_seconds": 120, "machine": "x86_64, 2 threads",
-               "evaluation": [{"case": "lung2", "dice": 0.41, "detected": True, "false_positive_ml": 12.5,
-                               "tumour_ml": 48.5, "tta": False},
-                              {"case": "lung2", "dice": 0.52, "detected": True, "false_positive_ml": 9.0,
-                               "tumour_ml": 48.5, "tta": True}]}
+    metrics = {
+        "backgrounds": ["lung1"],
+        "synthetic_lesions": 80,
+        "steps": 2000,
+        "patch": [96, 96, 96],
+        "base_features": 8,
+        "seed": 1,
+        "spatial_augmentation": 0.5,
+        "pleura_mm": 2,
+        "train_seconds": 100,
+        "total_seconds": 120,
+        "machine": "x86_64, 2 threads",
+        "evaluation": [
+            {"case": "lung2", "dice": 0.41, "detected": True, "false_positive_ml": 12.5, "tumour_ml": 48.5, "tta": False},
+            {"case": "lung2", "dice": 0.52, "detected": True, "false_positive_ml": 9.0, "tumour_ml": 48.5, "tta": True},
+        ],
+    }
     description = model_description(metrics)
     description["files"][0]["sha256"] = "ab" * 32
-    args = SimpleNamespace(lesions=80, patch=96, base_features=8, seed=1, evaluate_on="lung2",
-                           spatial_augmentation=0.5)
+    args = SimpleNamespace(lesions=80, patch=96, base_features=8, seed=1, evaluate_on="lung2", spatial_augmentation=0.5)
     card = model_card(metrics, description, reproduce_command(metrics, args))
     assert "Research use only" in card and "lung1" in card and "50 %" in card
     assert "| lung2 | none (default) | 0.410 | yes | 12.5 | 48.5 | no |" in card
@@ -306,9 +315,25 @@ def test_model_card_states_data_scores_and_limits():
     narrow = _card(dict(metrics, zone_mm=10), description, args)
     assert "--zone-mm 10" in narrow and "tumour box + 10 mm is excluded" in narrow
     assert "--zone-mm" not in _card(dict(metrics, zone_mm=58), description, args)  # the default, stated plainly
-    tiled = model_card(dict(metrics, elastic_mm=3.0, evaluation_tilings=[
-        {"case": "lung2", "dice": [0.41, 0.35, 0.39], "dice_mean": 0.383, "dice_min": 0.35, "dice_max": 0.41,
-         "detected": 3, "false_positive_ml": [46.2, 61.0, 57.9]}]), description, args)
+    tiled = model_card(
+        dict(
+            metrics,
+            elastic_mm=3.0,
+            evaluation_tilings=[
+                {
+                    "case": "lung2",
+                    "dice": [0.41, 0.35, 0.39],
+                    "dice_mean": 0.383,
+                    "dice_min": 0.35,
+                    "dice_max": 0.41,
+                    "detected": 3,
+                    "false_positive_ml": [46.2, 61.0, 57.9],
+                }
+            ],
+        ),
+        description,
+        args,
+    )
     assert "--elastic-mm 3" in tiled and "smoothly warped, 3 mm" in tiled
     assert "| lung2 | 0.383 | 0.350-0.410 | 3 of 3 | 46.2-61.0 |" in tiled
 
@@ -325,15 +350,14 @@ def attribute_sets(background):
 
     torch.manual_seed(0)
     network = PastaUNet(num_classes=3, base_features=4, num_pool=4)
-    return (synthetic_attribute_set([background], network, 10, seed=1),
-            synthetic_attribute_set([background], network, 6, seed=2))
+    return (synthetic_attribute_set([background], network, 10, seed=1), synthetic_attribute_set([background], network, 6, seed=2))
 
 
 def test_attribute_set_has_known_targets_for_every_group(attribute_sets):
     from pastacore.training.attribute_heads import LUNG_GROUPS
 
     train, test = attribute_sets
-    assert train.features.shape == (10, 4 * 2 ** 3) and test.features.shape[0] == 6
+    assert train.features.shape == (10, 4 * 2**3) and test.features.shape[0] == 6
     assert np.isfinite(train.features).all()
     assert train.targets.shape == (10, len(LUNG_GROUPS))
     for g, (_name, _attribute, options) in enumerate(LUNG_GROUPS):
@@ -396,14 +420,14 @@ def test_cli_train_default_refuses_a_negative_zone_before_work(tmp_path, capsys)
 def test_acquired_slices_keep_smooth_values_and_blur_thin_ones():
     from pastacore.training.default_model import acquire_slices
 
-    positions = np.arange(-3.0, 80.0, 5.0)       # 5 mm slices, not on the box's first voxel
+    positions = np.arange(-3.0, 80.0, 5.0)  # 5 mm slices, not on the box's first voxel
     ramp = np.broadcast_to(np.arange(10, 60, dtype=np.float32)[:, None, None], (50, 3, 4)).copy()
     out = acquire_slices(ramp, 10, positions, 5.0)
     assert out.shape == ramp.shape
     assert np.allclose(out[5:-5], ramp[5:-5], atol=1e-4)  # a linear profile survives
     thin = np.zeros((50, 2, 2), np.float32)
-    thin[22] = 100.0                                   # k = 32: exactly on a slice position
+    thin[22] = 100.0  # k = 32: exactly on a slice position
     out = acquire_slices(thin, 10, positions, 5.0)
     assert out.max() == pytest.approx(20.0, abs=1e-3)  # averaged over a 5 mm slice
-    assert (out[:, 0, 0] > 0).sum() >= 9               # and spread over the neighbouring slices
+    assert (out[:, 0, 0] > 0).sum() >= 9  # and spread over the neighbouring slices
     assert out.sum() == pytest.approx(thin.sum(), rel=0.05)

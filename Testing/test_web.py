@@ -18,8 +18,14 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 READY = re.compile(r"PASTA web is ready: (http://\S+)")
 
 
@@ -142,8 +148,9 @@ def view_shows_the_ct(page) -> bool:
     from PIL import Image
 
     image = Image.open(io.BytesIO(page.locator("img.image-display-area").first.screenshot())).convert("L")
-    return sum(1 for v in (image.get_flattened_data() if hasattr(image, "get_flattened_data") else image.getdata())
-               if v > 60) > 5000
+    return (
+        sum(1 for v in (image.get_flattened_data() if hasattr(image, "get_flattened_data") else image.getdata()) if v > 60) > 5000
+    )
 
 
 def test_1_the_ct_is_shown(page, shots):

@@ -46,18 +46,26 @@ class FinetunePanel:
     def _request(self):
         from PastaSlicerLib.controllers import FinetuneCase, FinetuneRequest
 
-        checked = [pair for row, pair in enumerate(self._pairs)
-                   if self.ui.fineTuneCasesList.item(row).checkState() == qt.Qt.Checked]
-        return FinetuneRequest([FinetuneCase(volume, segmentation) for volume, segmentation in checked],
-                               name=self.ui.fineTuneNameLineEdit.text.strip(), model=self._startModel(),
-                               steps=self.ui.fineTuneStepsSpinBox.value, device=self._device())
+        checked = [
+            pair for row, pair in enumerate(self._pairs) if self.ui.fineTuneCasesList.item(row).checkState() == qt.Qt.Checked
+        ]
+        return FinetuneRequest(
+            [FinetuneCase(volume, segmentation) for volume, segmentation in checked],
+            name=self.ui.fineTuneNameLineEdit.text.strip(),
+            model=self._startModel(),
+            steps=self.ui.fineTuneStepsSpinBox.value,
+            device=self._device(),
+        )
 
     def _updateButton(self, *args):
         running = self._running()
         problem = None if running else self.controller.problem(self._request())
         self.ui.fineTuneButton.text = _("Cancel") if running else _("Fine-tune on these segmentations")
-        self.ui.fineTuneButton.toolTip = _("Stop; no model is added") if running else (
-            problem or _("Train a new model from the chosen model on the checked cases"))
+        self.ui.fineTuneButton.toolTip = (
+            _("Stop; no model is added")
+            if running
+            else (problem or _("Train a new model from the chosen model on the checked cases"))
+        )
         self.ui.fineTuneButton.enabled = running or problem is None
         self.ui.fineTuneCasesList.enabled = not running
 
@@ -69,8 +77,13 @@ class FinetunePanel:
             self._task.cancel()
             self.ui.fineTuneStatusLabel.text = _("Cancelling...")
             return
-        ok, handle = callWithErrorDisplay(_("Starting the fine-tuning failed."), self.controller.start, self._request(),
-                                          on_progress=self._onProgress, on_finished=self._onFinished)
+        ok, handle = callWithErrorDisplay(
+            _("Starting the fine-tuning failed."),
+            self.controller.start,
+            self._request(),
+            on_progress=self._onProgress,
+            on_finished=self._onFinished,
+        )
         if ok:
             self._task = RunningTask(handle)
             self.ui.fineTuneProgressBar.value = 0

@@ -29,9 +29,9 @@ import numpy as np
 
 from .errors import PastaError
 
-CANDIDATES_TAG = "PASTA.Candidates"    # segment tag: JSON list of candidate records of that segment
-CONFIRMED_TAG = "PASTA.Confirmed"      # segment tag: JSON list of fingerprints a person confirmed
-SAME_CENTROID_MM = 0.5                 # a lesion is a candidate when its voxel count and centroid (this close) agree
+CANDIDATES_TAG = "PASTA.Candidates"  # segment tag: JSON list of candidate records of that segment
+CONFIRMED_TAG = "PASTA.Confirmed"  # segment tag: JSON list of fingerprints a person confirmed
+SAME_CENTROID_MM = 0.5  # a lesion is a candidate when its voxel count and centroid (this close) agree
 STATUSES = ("confirmed", "proposed", "edited", "manual", "unknown")
 
 
@@ -44,20 +44,28 @@ class Candidate:
     max_probability: float
 
     def to_dict(self) -> dict:
-        return {"voxels": int(self.voxels), "volume_ml": round(float(self.volume_ml), 4),
-                "centroid_lps_mm": [round(float(c), 3) for c in self.centroid_lps_mm],
-                "mean_probability": round(float(self.mean_probability), 4),
-                "max_probability": round(float(self.max_probability), 4)}
+        return {
+            "voxels": int(self.voxels),
+            "volume_ml": round(float(self.volume_ml), 4),
+            "centroid_lps_mm": [round(float(c), 3) for c in self.centroid_lps_mm],
+            "mean_probability": round(float(self.mean_probability), 4),
+            "max_probability": round(float(self.max_probability), 4),
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Candidate:
         try:
-            return cls(int(data["voxels"]), float(data.get("volume_ml", 0.0)),
-                       [float(c) for c in data["centroid_lps_mm"]][:3], float(data["mean_probability"]),
-                       float(data["max_probability"]))
+            return cls(
+                int(data["voxels"]),
+                float(data.get("volume_ml", 0.0)),
+                [float(c) for c in data["centroid_lps_mm"]][:3],
+                float(data["mean_probability"]),
+                float(data["max_probability"]),
+            )
         except (KeyError, TypeError, ValueError):
-            raise PastaError("a lesion candidate record is damaged (expected voxels, centroid_lps_mm, "
-                             "mean_probability, max_probability)") from None
+            raise PastaError(
+                "a lesion candidate record is damaged (expected voxels, centroid_lps_mm, mean_probability, max_probability)"
+            ) from None
 
 
 @dataclass
@@ -66,8 +74,8 @@ class Floor:
 
     min_long_axis_mm: float = 3.0
     min_volume_ml: float = 0.03
-    min_confidence: float = 0.0      # mean lesion probability; applies to lesions a model proposed
-    source: str = "default"          # where the values came from, for the report
+    min_confidence: float = 0.0  # mean lesion probability; applies to lesions a model proposed
+    source: str = "default"  # where the values came from, for the report
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,9 +107,12 @@ def floor_from(description: dict | None, source: str) -> Floor | None:
     if not isinstance(data, dict):
         return None
     try:
-        return Floor(float(data.get("min_long_axis_mm", DEFAULT_FLOOR.min_long_axis_mm)),
-                     float(data.get("min_volume_ml", DEFAULT_FLOOR.min_volume_ml)),
-                     float(data.get("min_confidence", DEFAULT_FLOOR.min_confidence)), source)
+        return Floor(
+            float(data.get("min_long_axis_mm", DEFAULT_FLOOR.min_long_axis_mm)),
+            float(data.get("min_volume_ml", DEFAULT_FLOOR.min_volume_ml)),
+            float(data.get("min_confidence", DEFAULT_FLOOR.min_confidence)),
+            source,
+        )
     except (TypeError, ValueError):
         raise PastaError(f"the reporting_floor of {source} is damaged (expected numbers)") from None
 
@@ -123,15 +134,16 @@ def choose_floor(explicit: dict | None = None, model: dict | None = None) -> Flo
 
 # --- making candidates ----------------------------------------------------------------------
 
+
 def lesion_probability(logits: np.ndarray, lesion_channels, slab: int = 16) -> np.ndarray:
     """Softmax probability of the lesion classes, ``logits`` (K, D, H, W) -> (D, H, W) float32,
     a few slices at a time (a whole softmax would need K copies of the volume)."""
     out = np.empty(logits.shape[1:], np.float32)
     channels = [int(c) for c in lesion_channels]
     for start in range(0, logits.shape[1], slab):
-        block = logits[:, start:start + slab].astype(np.float32)
+        block = logits[:, start : start + slab].astype(np.float32)
         block = np.exp(block - block.max(axis=0, keepdims=True))
-        out[start:start + slab] = block[channels].sum(axis=0) / block.sum(axis=0)
+        out[start : start + slab] = block[channels].sum(axis=0) / block.sum(axis=0)
     return out
 
 
@@ -152,8 +164,10 @@ def candidates_of(labels, probability: np.ndarray, lesion_values) -> dict:
         maxima = ndimage.maximum(probability, pieces, index)
         centres = np.array(ndimage.center_of_mass(np.ones(pieces.shape, np.int8), pieces, index), float)
         lps = labels.grid.index_to_lps(centres[:, ::-1])
-        records = [Candidate(int(n), float(n * np.prod(spacing) / 1000.0), list(c), float(a), float(b))
-                   for n, c, a, b in zip(voxels, np.atleast_2d(lps), means, maxima)]
+        records = [
+            Candidate(int(n), float(n * np.prod(spacing) / 1000.0), list(c), float(a), float(b))
+            for n, c, a, b in zip(voxels, np.atleast_2d(lps), means, maxima)
+        ]
         out[int(value)] = sorted(records, key=lambda r: -r.voxels)
     return out
 
@@ -166,8 +180,7 @@ def candidates_from_json(data) -> dict:
     """The inverse of :func:`candidates_to_json`; ``{}`` for anything that is not such a dict."""
     if not isinstance(data, dict):
         return {}
-    return {int(k): [Candidate.from_dict(r) for r in v] for k, v in data.items()
-            if str(k).isdigit() and isinstance(v, list)}
+    return {int(k): [Candidate.from_dict(r) for r in v] for k, v in data.items() if str(k).isdigit() and isinstance(v, list)}
 
 
 def tag_value(records) -> str:
@@ -185,9 +198,10 @@ def from_tag(text: str) -> list:
 
 # --- matching measured lesions ----------------------------------------------------------------
 
+
 @dataclass
 class Match:
-    status: str                         # one of STATUSES
+    status: str  # one of STATUSES
     candidate: Candidate | None = None  # the model's record (confidence) it came from
 
     @property

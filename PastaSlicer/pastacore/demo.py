@@ -18,8 +18,15 @@ import numpy as np
 SYNTH_TEXT = "25 mm round-like solid lung nodule, well-defined margin, homogeneous"
 DEMO_STEPS = 9
 # What the demo writes into its folder (--overwrite replaces these and keeps any other file).
-DEMO_FILES = ("summary.json", "pasta_demo.mrb", "lung2_segmentation.png", "lung2_synthetic_lesion.png",
-              "lung2_with_synthetic_lesion.nii.gz", "synthetic_lesion_labels.nii.gz", "synthetic_lesion.type.json")
+DEMO_FILES = (
+    "summary.json",
+    "pasta_demo.mrb",
+    "lung2_segmentation.png",
+    "lung2_synthetic_lesion.png",
+    "lung2_with_synthetic_lesion.nii.gz",
+    "synthetic_lesion_labels.nii.gz",
+    "synthetic_lesion.type.json",
+)
 
 
 def demo_files() -> tuple:
@@ -64,10 +71,17 @@ def report_facts(report) -> dict:
         "report_lesions": len(report.lesions),
         "report_models": [m.describe() for m in report.models],
         "report_origin": report.origin,
-        "report_rows": [{"number": lesion.number, "volume_ml": round(lesion.measurement.volume_ml, 2),
-                         "long_axis_mm": round(lesion.measurement.long_axis_mm, 1),
-                         "confidence": None if lesion.mean_probability is None else round(lesion.mean_probability, 3),
-                         "status": lesion.status, "recist": lesion.role} for lesion in report.lesions],
+        "report_rows": [
+            {
+                "number": lesion.number,
+                "volume_ml": round(lesion.measurement.volume_ml, 2),
+                "long_axis_mm": round(lesion.measurement.long_axis_mm, 1),
+                "confidence": None if lesion.mean_probability is None else round(lesion.mean_probability, 3),
+                "status": lesion.status,
+                "recist": lesion.role,
+            }
+            for lesion in report.lesions
+        ],
         "report_below_floor": len(report.below_floor),
         "report_floor": report.floor,
         "recist_targets": report.recist.get("targets", []),
@@ -106,14 +120,19 @@ def run_demo(out_dir, overwrite: bool = False, advance=lambda label="": None) ->
     std = standardize(ct, is_label=False)
     std_tumour = standardize(tumour, is_label=True)
     back = std_tumour.to_source(std_tumour.volume)
-    facts.update(original_grid=ct.grid.describe(), standard_grid=std.volume.grid.describe(),
-                 reference_tumour_ml=float((tumour.array > 0).sum() * np.prod(ct.grid.spacing) / 1000),
-                 round_trip_dice=_dice(back.array > 0, tumour.array > 0))
+    facts.update(
+        original_grid=ct.grid.describe(),
+        standard_grid=std.volume.grid.describe(),
+        reference_tumour_ml=float((tumour.array > 0).sum() * np.prod(ct.grid.spacing) / 1000),
+        round_trip_dice=_dice(back.array > 0, tumour.array > 0),
+    )
     advance("standardised")
     lungs = classical_organ(ct, "lungs")
     body = classical_organ(ct, "body")
-    facts.update(lungs_litres=float(lungs.array.sum() * np.prod(ct.grid.spacing) / 1e6),
-                 body_litres=float(body.array.sum() * np.prod(ct.grid.spacing) / 1e6))
+    facts.update(
+        lungs_litres=float(lungs.array.sum() * np.prod(ct.grid.spacing) / 1e6),
+        body_litres=float(body.array.sum() * np.prod(ct.grid.spacing) / 1e6),
+    )
     advance("body and lung masks")
     defaults = [m for m in ModelStore().list() if m.builtin and m.task == "segmentation"]
     model = defaults[0].name if defaults else None
@@ -121,9 +140,12 @@ def run_demo(out_dir, overwrite: bool = False, advance=lambda label="": None) ->
     if model:
         seg = segment_volume(ct, model, organ_mask=lungs, min_lesion_mm3=100.0)
         found = seg.labels.array == 2
-        facts.update(model=seg.model, segment_seconds=round(seg.seconds, 1),
-                     real_tumour_dice=_dice(found, tumour.array > 0),
-                     real_tumour_detected=bool((found & (tumour.array > 0)).any()))
+        facts.update(
+            model=seg.model,
+            segment_seconds=round(seg.seconds, 1),
+            real_tumour_dice=_dice(found, tumour.array > 0),
+            real_tumour_detected=bool((found & (tumour.array > 0)).any()),
+        )
     else:
         facts["model"] = "none installed: segmentation steps skipped, the reference tumour is reported instead"
     advance("segmented")
@@ -136,17 +158,25 @@ def run_demo(out_dir, overwrite: bool = False, advance=lambda label="": None) ->
             facts["report_note"] = "the model found no lesion; the report measures the reference tumour"
         case = case_info(ct, image_path, case_id="lung2")
         made_by_model = seg is not None and report_labels is seg.labels
-        report = make_report(ct, report_labels, case=case, lesion_labels=lesion_values, label_names=names,
-                             organs=lungs, organ_names={1: "lung"},
-                             models=[ModelProvenance.from_dict(seg.model)] if made_by_model else [],
-                             candidates=seg.candidates if made_by_model else None,
-                             floor=choose_floor(None, seg.model if made_by_model else None))
+        report = make_report(
+            ct,
+            report_labels,
+            case=case,
+            lesion_labels=lesion_values,
+            label_names=names,
+            organs=lungs,
+            organ_names={1: "lung"},
+            models=[ModelProvenance.from_dict(seg.model)] if made_by_model else [],
+            candidates=seg.candidates if made_by_model else None,
+            floor=choose_floor(None, seg.model if made_by_model else None),
+        )
         write_report(report, ct, report_labels, tmp / "report")
         facts.update(report_facts(report))
         advance("report written")
         box = _synthesis_box(lungs.array > 0, tumour.array > 0, ct.grid)
-        synth = synthesize_lesion(ct, organ_labels=lungs, organ_names={1: "lung"}, roi_box=box,
-                                  lesion_type="lung_tumor", attributes=SYNTH_TEXT, seed=7)
+        synth = synthesize_lesion(
+            ct, organ_labels=lungs, organ_names={1: "lung"}, roi_box=box, lesion_type="lung_tumor", attributes=SYNTH_TEXT, seed=7
+        )
         facts.update(synthesis_text=SYNTH_TEXT, synthetic_lesion_ml=float(synth.lesion.sum() * np.prod(ct.grid.spacing) / 1000))
         write_volume(synth.image, tmp / "lung2_with_synthetic_lesion.nii.gz")
         write_volume(synth.labels, tmp / "synthetic_lesion_labels.nii.gz")
@@ -158,8 +188,7 @@ def run_demo(out_dir, overwrite: bool = False, advance=lambda label="": None) ->
             found2 = seg2.labels.array == 2
             # the pieces found there, not the whole scan's lesions (the real tumour is still in it)
             there = pieces_touching(found2, synth.lesion)
-            facts.update(synthetic_lesion_dice=_dice(there, synth.lesion),
-                         synthetic_lesion_found=bool(there.any()))
+            facts.update(synthetic_lesion_dice=_dice(there, synth.lesion), synthetic_lesion_found=bool(there.any()))
         advance("segmented again")
         context = new_scene()
         scene = context.scene
@@ -168,16 +197,19 @@ def run_demo(out_dir, overwrite: bool = False, advance=lambda label="": None) ->
         segmentations.add_labels_to_segmentation(scene, tumour, {1: segment_info("tumor@lung")}, ct_node, name="reference tumour")
         organs = lungs.with_array(np.where(body.array > 0, 1, 0).astype(np.uint8))
         organs.array[lungs.array > 0] = 2
-        segmentations.add_labels_to_segmentation(scene, organs, {1: segment_info("body"), 2: segment_info("lung")}, ct_node,
-                                                 name="body and lungs (classical)")
+        segmentations.add_labels_to_segmentation(
+            scene, organs, {1: segment_info("body"), 2: segment_info("lung")}, ct_node, name="body and lungs (classical)"
+        )
         if seg is not None:
-            node, added = segmentations.add_labels_to_segmentation(scene, seg.labels, seg.segments, ct_node,
-                                                                   name="PASTA segmentation")
+            node, added = segmentations.add_labels_to_segmentation(
+                scene, seg.labels, seg.segments, ct_node, name="PASTA segmentation"
+            )
             segmentations.record_origin(node, seg.model, seg.candidates_json(), added)
         segmentations.add_labels_to_segmentation(scene, synth.labels, synth.segments, synth_node, name="synthetic lesion")
         if seg2 is not None:
-            segmentations.add_labels_to_segmentation(scene, seg2.labels, seg2.segments, synth_node,
-                                                     name="PASTA segmentation (synthetic case)")
+            segmentations.add_labels_to_segmentation(
+                scene, seg2.labels, seg2.segments, synth_node, name="PASTA segmentation (synthetic case)"
+            )
         corners = [ct.grid.ijk_to_ras() @ np.array([*idx[::-1], 1.0]) for idx in (box.start, np.array(box.stop) - 1)]
         centre = (corners[0][:3] + corners[1][:3]) / 2
         roi.add_roi(scene, centre, np.abs(corners[1][:3] - corners[0][:3]) + np.array(ct.grid.spacing), name="synthesis box")
@@ -185,18 +217,23 @@ def run_demo(out_dir, overwrite: bool = False, advance=lambda label="": None) ->
         files = {"scene": scene_io.save_mrb(scene, tmp / "pasta_demo.mrb")}
         advance("scene built")
         shown = seg.labels if seg is not None else tumour
-        files["snapshot_segmentation"] = save_orthogonal_views(ct, tmp / "lung2_segmentation.png", shown,
-                                                                title="lung2: PASTA default model" if seg else "lung2",
-                                                                window=LUNG_WINDOW)
+        files["snapshot_segmentation"] = save_orthogonal_views(
+            ct, tmp / "lung2_segmentation.png", shown, title="lung2: PASTA default model" if seg else "lung2", window=LUNG_WINDOW
+        )
         synth_shown = seg2.labels if seg2 is not None else synth.labels
         files["snapshot_synthetic"] = save_orthogonal_views(
-            synth.image, tmp / "lung2_synthetic_lesion.png", synth_shown,
-            center=[int(np.median(a)) for a in np.nonzero(synth.lesion)], title=f"synthetic: {SYNTH_TEXT}",
-            window=LUNG_WINDOW)
+            synth.image,
+            tmp / "lung2_synthetic_lesion.png",
+            synth_shown,
+            center=[int(np.median(a)) for a in np.nonzero(synth.lesion)],
+            title=f"synthetic: {SYNTH_TEXT}",
+            window=LUNG_WINDOW,
+        )
         facts["seconds"] = round(time.perf_counter() - started, 1)
         (tmp / "summary.json").write_text(json.dumps(facts, indent=2, default=str))
-        files.update(report=tmp / "report", synthetic_volume=tmp / "lung2_with_synthetic_lesion.nii.gz",
-                     summary=tmp / "summary.json")
+        files.update(
+            report=tmp / "report", synthetic_volume=tmp / "lung2_with_synthetic_lesion.nii.gz", summary=tmp / "summary.json"
+        )
         advance("files written")
     result.files = {key: out_dir / Path(p).name for key, p in files.items()}
     return result

@@ -90,7 +90,7 @@ def missing_requirements() -> list:
 
 @dataclass(frozen=True)
 class DeviceInfo:
-    kind: str                # 'cuda', 'mps', 'cpu', or 'none' when torch is missing
+    kind: str  # 'cuda', 'mps', 'cpu', or 'none' when torch is missing
     name: str
     memory_bytes: int | None
     torch_version: str | None

@@ -18,9 +18,9 @@ CONVENTION = "PASTA-Gen's convention 1 = organ, 2 = lesion"
 
 @dataclass
 class LesionLabels:
-    values: list            # label values measured as lesions
-    organ_values: list      # label values known to be organs (from names or the convention)
-    reason: str             # one sentence for the report: which labels, and how that was decided
+    values: list  # label values measured as lesions
+    organ_values: list  # label values known to be organs (from names or the convention)
+    reason: str  # one sentence for the report: which labels, and how that was decided
 
 
 def _listed(values) -> str:
@@ -40,8 +40,9 @@ def choose_lesion_labels(present, names: dict | None = None, explicit=None, name
         values = [int(v) for v in explicit]
         absent = [v for v in values if v not in present]
         if absent:
-            raise PastaError(f"label {_listed(absent)} is not present in the segmentation "
-                             f"(labels present: {_listed(present) or 'none'})")
+            raise PastaError(
+                f"label {_listed(absent)} is not present in the segmentation (labels present: {_listed(present) or 'none'})"
+            )
         return LesionLabels(values, [], f"Lesions: label {_listed(values)}, as chosen by the user.")
     names = {int(k): v for k, v in (names or {}).items() if int(k) in present}
     if names:
@@ -49,21 +50,27 @@ def choose_lesion_labels(present, names: dict | None = None, explicit=None, name
         organs = [v for v, term in sorted(terms.items()) if term and "@" not in term]
         values = [v for v in present if v not in organs]
         if not values:
-            raise PastaError(f"the segmentation holds no lesion label: {_named(names, organs)} "
-                             f"({names_from or 'label names'}); pass {option('lesion_label')} N to measure a label anyway")
+            raise PastaError(
+                f"the segmentation holds no lesion label: {_named(names, organs)} "
+                f"({names_from or 'label names'}); pass {option('lesion_label')} N to measure a label anyway"
+            )
         reason = f"Lesions: label {_listed(values)}, from the label names in {names_from or 'the segmentation'}"
         reason += f"; label {_named(names, organs)} not measured (organ)." if organs else "."
         return LesionLabels(values, organs, reason)
     if LESION not in present:
-        raise PastaError(f"the segmentation has no lesion label {LESION} (labels present: {_listed(present) or 'none'}); "
-                         f"nothing names its labels, so {CONVENTION} applies: pass {option('lesion_label')} N if label N "
-                         "holds the lesions")
+        raise PastaError(
+            f"the segmentation has no lesion label {LESION} (labels present: {_listed(present) or 'none'}); "
+            f"nothing names its labels, so {CONVENTION} applies: pass {option('lesion_label')} N if label N "
+            "holds the lesions"
+        )
     organs = [ORGAN] if ORGAN in present else []
     others = [v for v in present if v not in (ORGAN, LESION)]
-    reason = (f"Lesions: label {LESION}, by {CONVENTION} (nothing names the segmentation's labels)"
-              + (f"; label {ORGAN} (organ) not measured" if organs else "")
-              + (f"; label {_listed(others)} not measured (the convention gives it no meaning)" if others else "")
-              + ".")
+    reason = (
+        f"Lesions: label {LESION}, by {CONVENTION} (nothing names the segmentation's labels)"
+        + (f"; label {ORGAN} (organ) not measured" if organs else "")
+        + (f"; label {_listed(others)} not measured (the convention gives it no meaning)" if others else "")
+        + "."
+    )
     return LesionLabels([LESION], organs, reason)
 
 

@@ -21,8 +21,9 @@ def check_fits(nbytes: float, what: str, hint: str = "") -> None:
     """Raise when ``nbytes`` (what a step needs at its peak) exceed the machine's memory."""
     total = machine_memory()
     if total is not None and nbytes > total:
-        raise PastaError(f"{what} would need about {_gib(nbytes)} of memory; this machine has {_gib(total)}"
-                         + (f": {hint}" if hint else ""))
+        raise PastaError(
+            f"{what} would need about {_gib(nbytes)} of memory; this machine has {_gib(total)}" + (f": {hint}" if hint else "")
+        )
 
 
 def _gib(nbytes: float) -> str:

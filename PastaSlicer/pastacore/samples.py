@@ -25,9 +25,15 @@ from .errors import PastaError
 ARCHIVE = "pyradiomics-3.1.0.tar.gz"
 ARCHIVE_SHA256 = "24722c962a6bbd09bc39c1c67dbffe92435f9692a421fabaae8a6b4511eb48e4"
 MEMBERS = {
-    "lung1_image.nrrd", "lung1_label.nrrd", "lung2_image.nrrd", "lung2_label.nrrd",
-    "brain1_image.nrrd", "brain1_label.nrrd",
-    "baseline/baseline_shape.csv", "baseline/baseline_firstorder.csv", "README.md",
+    "lung1_image.nrrd",
+    "lung1_label.nrrd",
+    "lung2_image.nrrd",
+    "lung2_label.nrrd",
+    "brain1_image.nrrd",
+    "brain1_label.nrrd",
+    "baseline/baseline_shape.csv",
+    "baseline/baseline_firstorder.csv",
+    "README.md",
 }
 CASES = ("lung1", "lung2", "brain1")
 

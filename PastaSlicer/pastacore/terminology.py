@@ -50,8 +50,17 @@ def segment_info(term: str) -> SegmentInfo:
         name = entry["name"]
         coded = [data["categories"][entry.get("category", "anatomy")], entry["code"], _modifier(data, entry), None, None]
     category, kind, kind_modifier, region_code, region_modifier = coded
-    tag = "~".join([data["context"], _code(category), _code(kind), _code(kind_modifier),
-                    data["anatomic_context"], _code(region_code), _code(region_modifier)])
+    tag = "~".join(
+        [
+            data["context"],
+            _code(category),
+            _code(kind),
+            _code(kind_modifier),
+            data["anatomic_context"],
+            _code(region_code),
+            _code(region_modifier),
+        ]
+    )
     return SegmentInfo(term, name, tuple(entry["color"]), tag)
 
 
@@ -92,26 +101,43 @@ def slicer_contexts() -> tuple:
 
     def organ_type(code, item, anatomic=False):
         key, entry = item["entry"] or (None, None)
-        fields = {} if anatomic else {"recommendedDisplayRGBValue": _rgb(entry["color"] if entry else (0.7, 0.6, 0.6)),
-                                      "3dSlicerLabel": key or code[2].lower()}
+        fields = (
+            {}
+            if anatomic
+            else {
+                "recommendedDisplayRGBValue": _rgb(entry["color"] if entry else (0.7, 0.6, 0.6)),
+                "3dSlicerLabel": key or code[2].lower(),
+            }
+        )
         if item["sides"]:
-            fields["Modifier"] = [_coded(modifiers[side], **({} if anatomic else {
-                "recommendedDisplayRGBValue": _rgb(data["structures"][f"{side} {key}"]["color"])}))
-                for side in sorted(item["sides"])]
+            fields["Modifier"] = [
+                _coded(
+                    modifiers[side],
+                    **({} if anatomic else {"recommendedDisplayRGBValue": _rgb(data["structures"][f"{side} {key}"]["color"])}),
+                )
+                for side in sorted(item["sides"])
+            ]
         return _coded(code, **fields)
 
     categories = []
     for category in sorted({c for c, _ in by_code}):
         types = [organ_type(code, item) for (c, code), item in by_code.items() if c == category]
         categories.append(_coded(data["categories"][category], showAnatomy=False, Type=types))
-    lesions = [_coded(e["code"], recommendedDisplayRGBValue=_rgb(e["color"]), **{"3dSlicerLabel": k})
-               for k, e in data["lesions"].items()]
+    lesions = [
+        _coded(e["code"], recommendedDisplayRGBValue=_rgb(e["color"]), **{"3dSlicerLabel": k}) for k, e in data["lesions"].items()
+    ]
     categories.append(_coded(data["categories"]["altered"], showAnatomy=True, Type=lesions))
-    terminology = {"SegmentationCategoryTypeContextName": data["context"], "@schema": SCHEMA + "segment-context-schema.json#",
-                   "SegmentationCodes": {"Category": categories}}
+    terminology = {
+        "SegmentationCategoryTypeContextName": data["context"],
+        "@schema": SCHEMA + "segment-context-schema.json#",
+        "SegmentationCodes": {"Category": categories},
+    }
     regions = [organ_type(code, item, anatomic=True) for (c, code), item in by_code.items()]
-    anatomy = {"AnatomicContextName": data["anatomic_context"], "@schema": SCHEMA + "anatomic-context-schema.json#",
-               "AnatomicCodes": {"AnatomicRegion": regions}}
+    anatomy = {
+        "AnatomicContextName": data["anatomic_context"],
+        "@schema": SCHEMA + "anatomic-context-schema.json#",
+        "AnatomicCodes": {"AnatomicRegion": regions},
+    }
     return terminology, anatomy
 
 
@@ -124,8 +150,10 @@ def write_slicer_contexts(folder) -> list:
     folder.mkdir(parents=True, exist_ok=True)
     terminology, anatomy = slicer_contexts()
     paths = []
-    for name, content in (("SegmentationCategoryTypeModifier-PASTA.term.json", terminology),
-                          ("AnatomicRegionAndModifier-PASTA.term.json", anatomy)):
+    for name, content in (
+        ("SegmentationCategoryTypeModifier-PASTA.term.json", terminology),
+        ("AnatomicRegionAndModifier-PASTA.term.json", anatomy),
+    ):
         path = folder / name
         text = json.dumps(content, indent=1)
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
@@ -166,8 +194,16 @@ def organ_for_totalsegmentator(label: int, version: int = 2) -> str | None:
 
 
 _LESION_WORDS = {
-    "tumor": "tumor", "tumour": "tumor", "cancer": "tumor", "mass": "tumor", "carcinoma": "tumor",
-    "nodule": "nodule", "cyst": "cyst", "stone": "stone", "calculus": "stone", "metastasis": "metastasis",
+    "tumor": "tumor",
+    "tumour": "tumor",
+    "cancer": "tumor",
+    "mass": "tumor",
+    "carcinoma": "tumor",
+    "nodule": "nodule",
+    "cyst": "cyst",
+    "stone": "stone",
+    "calculus": "stone",
+    "metastasis": "metastasis",
     "lesion": "lesion",
 }
 
@@ -194,21 +230,34 @@ def segment_info_for_name(name: str, organ_hint: str | None = None) -> SegmentIn
     if term:
         return segment_info(term)
     data = load_json("terminology.json")
-    tag = "~".join([data["context"], _code(data["categories"]["anatomy"]), _code(data["categories"]["anatomy"]), "^^",
-                    data["anatomic_context"], "^^", "^^"])
+    tag = "~".join(
+        [
+            data["context"],
+            _code(data["categories"]["anatomy"]),
+            _code(data["categories"]["anatomy"]),
+            "^^",
+            data["anatomic_context"],
+            "^^",
+            "^^",
+        ]
+    )
     return SegmentInfo("", name, (0.6, 0.6, 0.6), tag)
 
 
 def segments_to_dict(segments: dict) -> dict:
     """``{value: SegmentInfo}`` as JSON-ready ``{"value": {term, name, color, terminology}}``."""
-    return {str(value): {"term": info.term, "name": info.name, "color": list(info.color),
-                         "terminology": info.terminology} for value, info in sorted(segments.items())}
+    return {
+        str(value): {"term": info.term, "name": info.name, "color": list(info.color), "terminology": info.terminology}
+        for value, info in sorted(segments.items())
+    }
 
 
 def segments_from_dict(data: dict) -> dict:
     """The inverse of :func:`segments_to_dict`."""
-    return {int(value): SegmentInfo(item.get("term", ""), item["name"], tuple(item["color"]), item.get("terminology", ""))
-            for value, item in data.items()}
+    return {
+        int(value): SegmentInfo(item.get("term", ""), item["name"], tuple(item["color"]), item.get("terminology", ""))
+        for value, item in data.items()
+    }
 
 
 def is_lesion(name: str, tag: str = "") -> bool:

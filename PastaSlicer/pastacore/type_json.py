@@ -24,8 +24,18 @@ from pathlib import Path
 
 from .errors import PastaError
 
-ATTRIBUTE_KEYS = ("enhancement status", "lesion location", "shape", "size", "density", "density variations",
-                  "CT value", "surface characteristics", "relationship with adjacent organs", "specific features")
+ATTRIBUTE_KEYS = (
+    "enhancement status",
+    "lesion location",
+    "shape",
+    "size",
+    "density",
+    "density variations",
+    "CT value",
+    "surface characteristics",
+    "relationship with adjacent organs",
+    "specific features",
+)
 
 
 @dataclass
@@ -33,8 +43,8 @@ class TypeEntry:
     """One lesion of a ``type.json``."""
 
     organ_id: int
-    lesion_size: tuple            # voxels of the 1 mm grid, x y z
-    organ_size: tuple = ()        # voxels of the 1 mm grid, x y z; () when unknown: the lesion's
+    lesion_size: tuple  # voxels of the 1 mm grid, x y z
+    organ_size: tuple = ()  # voxels of the 1 mm grid, x y z; () when unknown: the lesion's
     attributes: dict = field(default_factory=dict)  # ATTRIBUTE_KEYS -> text
 
     @property
@@ -44,8 +54,7 @@ class TypeEntry:
     def value(self) -> list:
         """The entry's ``type.json`` value (4 elements)."""
         organ = self.organ_size or self.lesion_size
-        return [self.shape, "", dict(self.attributes),
-                [[[int(v) for v in organ]], [[int(v) for v in self.lesion_size]]]]
+        return [self.shape, "", dict(self.attributes), [[[int(v) for v in organ]], [[int(v) for v in self.lesion_size]]]]
 
 
 def voxels(size_mm) -> tuple:
@@ -83,16 +92,21 @@ def write_type_json(entries, path) -> Path:
 
 def is_type_json(data) -> bool:
     """True when ``data`` (parsed JSON) has the ``type.json`` layout."""
-    return (isinstance(data, dict) and bool(data)
-            and all(str(k).split("_")[0].isdigit() and isinstance(v, list) and len(v) >= 3 and isinstance(v[2], dict)
-                    for k, v in data.items()))
+    return (
+        isinstance(data, dict)
+        and bool(data)
+        and all(
+            str(k).split("_")[0].isdigit() and isinstance(v, list) and len(v) >= 3 and isinstance(v[2], dict)
+            for k, v in data.items()
+        )
+    )
 
 
 def entries_of(data: dict, what: str = "the type.json") -> list:
     """The :class:`TypeEntry` list of parsed ``type.json`` content. Files of an earlier layout of
     ours (organ and lesion sizes as elements 4 and 5) are read too."""
     if not is_type_json(data):
-        raise PastaError(f"{what} is not a PASTA-Gen type.json ({{organ id: [shape, \"\", attributes, sizes]}})")
+        raise PastaError(f'{what} is not a PASTA-Gen type.json ({{organ id: [shape, "", attributes, sizes]}})')
     entries = []
     for key, value in data.items():
         organ, lesion = (), ()
@@ -105,8 +119,14 @@ def entries_of(data: dict, what: str = "the type.json") -> list:
             pass
         if len(lesion) != 3 or len(organ) != 3:
             raise PastaError(f"{what}: the entry {key} has no organ and lesion sizes (three numbers each)")
-        entries.append(TypeEntry(int(str(key).split("_")[0]), tuple(int(v) for v in lesion), tuple(int(v) for v in organ),
-                                 {str(k): v for k, v in value[2].items()}))
+        entries.append(
+            TypeEntry(
+                int(str(key).split("_")[0]),
+                tuple(int(v) for v in lesion),
+                tuple(int(v) for v in organ),
+                {str(k): v for k, v in value[2].items()},
+            )
+        )
     return entries
 
 

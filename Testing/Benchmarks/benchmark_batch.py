@@ -44,8 +44,7 @@ def make_cases(count: int):
 
     folder = ensure_samples()
     images = [folder / "lung1_image.nrrd", folder / "lung2_image.nrrd"]
-    return [Case(f"case{n:02d}", {"image": str(images[n % 2])}, {"organ_label": None, "box": None}, n)
-            for n in range(count)]
+    return [Case(f"case{n:02d}", {"image": str(images[n % 2])}, {"organ_label": None, "box": None}, n) for n in range(count)]
 
 
 def make_work(model, device="cpu"):
@@ -79,8 +78,9 @@ def engine(work, cases, out: Path, scheduler: str) -> dict:
     out.mkdir()
     run_cohort(work, cases[:1], out / "warm-up", scheduler=scheduler)
     marks = []
-    summary = run_cohort(work, cases, out / "cohort", scheduler=scheduler,
-                         progress=lambda fraction, message="": marks.append(time.perf_counter()))
+    summary = run_cohort(
+        work, cases, out / "cohort", scheduler=scheduler, progress=lambda fraction, message="": marks.append(time.perf_counter())
+    )
     assert not summary["failed"], summary["failed"]
     seconds = marks[-1] - marks[0]
     with sqlite3.connect(out / "cohort" / "manifest.sqlite") as db:
@@ -93,8 +93,12 @@ def engine(work, cases, out: Path, scheduler: str) -> dict:
         entry["cases"] += 1
         entry["model_loads"] = max(entry["model_loads"], loads or 0)
         entry["peak_memory_mb"] = max(entry["peak_memory_mb"], peak or 0.0)
-    result = {"per_case_s": seconds / len(cases), "cases_per_minute": 60 * len(cases) / seconds, "workers": workers,
-              "work_per_case_s": statistics.mean(work_s)}
+    result = {
+        "per_case_s": seconds / len(cases),
+        "cases_per_minute": 60 * len(cases) / seconds,
+        "workers": workers,
+        "work_per_case_s": statistics.mean(work_s),
+    }
     if len(workers) == 1:  # with more, a worker waiting for the last case to end is no engine cost
         result["engine_overhead"] = (seconds - sum(work_s)) / sum(work_s)
     return result
@@ -160,20 +164,31 @@ def dataset_rate(count: int, out: Path, workers: int) -> dict:
     out.mkdir()
     out = out / "dataset"
     folder = ensure_samples()
-    options = dict(backgrounds_dir=[folder / "lung1_image.nrrd", folder / "lung2_image.nrrd"], output_dir=out,
-                   lesion_type="lung_tumor", seed=1, workers=workers)
+    options = dict(
+        backgrounds_dir=[folder / "lung1_image.nrrd", folder / "lung2_image.nrrd"],
+        output_dir=out,
+        lesion_type="lung_tumor",
+        seed=1,
+        workers=workers,
+    )
     generate_dataset(count=1, **dict(options, workers=1))  # warm-up: imports, the backgrounds' lung masks
     marks = []
     summary = generate_dataset(count=count + 1, progress=lambda f, m="": marks.append(time.perf_counter()), **options)
     assert summary["written"] == count and not summary["failed"], summary
     seconds = marks[-1] - marks[0]
     with sqlite3.connect(out / "manifest.sqlite") as db:
-        times = [r[0] for r in db.execute("SELECT seconds FROM cases WHERE status = 'done' AND run_id = "
-                                          "(SELECT max(run_id) FROM runs)")]
+        times = [
+            r[0]
+            for r in db.execute("SELECT seconds FROM cases WHERE status = 'done' AND run_id = (SELECT max(run_id) FROM runs)")
+        ]
     # wall clock includes each fresh worker's start (imports, standardising each background once);
     # the median case is the steady state of a long run
-    return {"per_case_s": seconds / count, "cases_per_minute": 60 * count / seconds,
-            "median_case_s": statistics.median(times), "steady_cases_per_minute": 60 * workers / statistics.median(times)}
+    return {
+        "per_case_s": seconds / count,
+        "cases_per_minute": 60 * count / seconds,
+        "median_case_s": statistics.median(times),
+        "steady_cases_per_minute": 60 * workers / statistics.median(times),
+    }
 
 
 def main():
@@ -197,17 +212,20 @@ def main():
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+
         def loop_rate(folder):
             mean = statistics.mean(plain_loop(work, cases, folder))
             return {"per_case_s": mean, "cases_per_minute": 60 / mean}
 
-        stages = [("plain loop", lambda: loop_rate(tmp / "loop")),
-                  ("engine inline", lambda: engine(work, cases, tmp / "inline", "inline")),
-                  ("engine dask 1 worker", lambda: dask_engine(work, cases, tmp / "dask1", 1)),
-                  ("engine dask 2 workers", lambda: dask_engine(work, cases, tmp / "dask2", 2)),
-                  ("dataset 1 worker", lambda: dataset_rate(args.dataset_cases, tmp / "ds1", 1)),
-                  ("dataset 2 workers", lambda: dataset_rate(args.dataset_cases, tmp / "ds2", 2)),
-                  ("plain loop again", lambda: loop_rate(tmp / "loop-again"))]
+        stages = [
+            ("plain loop", lambda: loop_rate(tmp / "loop")),
+            ("engine inline", lambda: engine(work, cases, tmp / "inline", "inline")),
+            ("engine dask 1 worker", lambda: dask_engine(work, cases, tmp / "dask1", 1)),
+            ("engine dask 2 workers", lambda: dask_engine(work, cases, tmp / "dask2", 2)),
+            ("dataset 1 worker", lambda: dataset_rate(args.dataset_cases, tmp / "ds1", 1)),
+            ("dataset 2 workers", lambda: dataset_rate(args.dataset_cases, tmp / "ds2", 2)),
+            ("plain loop again", lambda: loop_rate(tmp / "loop-again")),
+        ]
         for name, stage in stages:
             if args.stages and name not in args.stages:
                 continue
@@ -218,29 +236,42 @@ def main():
         print(json.dumps(results, indent=1, default=str))
         return 0
     reference = statistics.mean([results["plain loop"]["per_case_s"], results["plain loop again"]["per_case_s"]])
-    print(f"{args.cases} cases (lung1, lung2 in turn), built-in model, {results['cores']} cores, load average "
-          f"{results['load_before'][0]:.1f} before, {results['load_after'][0]:.1f} after\n")
-    print("| run | s per case | vs plain loop | engine overhead (same run) | cases per minute | workers x threads "
-          "| model loads per worker | peak memory per worker (MB) |")
+    print(
+        f"{args.cases} cases (lung1, lung2 in turn), built-in model, {results['cores']} cores, load average "
+        f"{results['load_before'][0]:.1f} before, {results['load_after'][0]:.1f} after\n"
+    )
+    print(
+        "| run | s per case | vs plain loop | engine overhead (same run) | cases per minute | workers x threads "
+        "| model loads per worker | peak memory per worker (MB) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name in ("plain loop", "engine inline", "engine dask 1 worker", "engine dask 2 workers", "plain loop again"):
         r = results[name]
         workers = r.get("workers") or {}
         overhead = (r["per_case_s"] - reference) / reference * 100
-        shape = {"engine inline": "1 (this process)", "engine dask 1 worker": f"1 x {r.get('threads_per_worker')}",
-                 "engine dask 2 workers": f"2 x {r.get('threads_per_worker')}"}.get(name, "1 (this process)")
+        shape = {
+            "engine inline": "1 (this process)",
+            "engine dask 1 worker": f"1 x {r.get('threads_per_worker')}",
+            "engine dask 2 workers": f"2 x {r.get('threads_per_worker')}",
+        }.get(name, "1 (this process)")
         own = f"{100 * r['engine_overhead']:+.1f} %" if "engine_overhead" in r else "-"
-        print(f"| {name} | {r['per_case_s']:.2f} | {overhead:+.1f} % | {own} | {r['cases_per_minute']:.2f} | {shape} | "
-              f"{', '.join(str(w['model_loads']) for w in workers.values()) or '1'} | "
-              f"{', '.join('%.0f' % w['peak_memory_mb'] for w in workers.values()) or '-'} |")
+        print(
+            f"| {name} | {r['per_case_s']:.2f} | {overhead:+.1f} % | {own} | {r['cases_per_minute']:.2f} | {shape} | "
+            f"{', '.join(str(w['model_loads']) for w in workers.values()) or '1'} | "
+            f"{', '.join('%.0f' % w['peak_memory_mb'] for w in workers.values()) or '-'} |"
+        )
     for name in ("engine dask 1 worker", "engine dask 2 workers"):
         print(f"\n{name}: cluster start {results[name]['cluster_start_s']:.1f} s, stop {results[name]['cluster_stop_s']:.1f} s")
-    print("\n| pasta dataset (procedural lung tumours) | wall s per case | cases per minute | median case (s) "
-          "| steady cases per minute |\n|---|---|---|---|---|")
+    print(
+        "\n| pasta dataset (procedural lung tumours) | wall s per case | cases per minute | median case (s) "
+        "| steady cases per minute |\n|---|---|---|---|---|"
+    )
     for name in ("dataset 1 worker", "dataset 2 workers"):
         r = results[name]
-        print(f"| {name} | {r['per_case_s']:.2f} | {r['cases_per_minute']:.1f} | {r['median_case_s']:.2f} | "
-              f"{r['steady_cases_per_minute']:.1f} |")
+        print(
+            f"| {name} | {r['per_case_s']:.2f} | {r['cases_per_minute']:.1f} | {r['median_case_s']:.2f} | "
+            f"{r['steady_cases_per_minute']:.1f} |"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
 

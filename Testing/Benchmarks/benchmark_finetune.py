@@ -32,8 +32,16 @@ import numpy as np
 def settings(args, seed):
     from pastacore.training.finetune import FinetuneSettings
 
-    return FinetuneSettings(steps=args.steps, optimizer=args.optimizer, learning_rate=args.lr, patch=(args.patch,) * 3,
-                            seed=seed, device="cpu", checkpoint_every=0, threads=2)
+    return FinetuneSettings(
+        steps=args.steps,
+        optimizer=args.optimizer,
+        learning_rate=args.lr,
+        patch=(args.patch,) * 3,
+        seed=seed,
+        device="cpu",
+        checkpoint_every=0,
+        threads=2,
+    )
 
 
 def save(path, data):
@@ -49,8 +57,11 @@ def scored(model, case, save_as=None):
     predicted = np.isin(result.labels.array, model.lesion_values)
     if save_as:
         np.savez_compressed(save_as, lesion=np.packbits(predicted), shape=predicted.shape)
-    return {"case": case.name, **score_lesions(predicted, case.lesion, tuple(case.image.grid.spacing)[::-1]),
-            "seconds": round(result.seconds, 1)}
+    return {
+        "case": case.name,
+        **score_lesions(predicted, case.lesion, tuple(case.image.grid.spacing)[::-1]),
+        "seconds": round(result.seconds, 1),
+    }
 
 
 def real(args):
@@ -79,10 +90,19 @@ def real(args):
         result = finetune([cases[args.train]], start, chosen)
         started = time.perf_counter()
         scores = scored(start.segmentation_model(result.network), cases[args.score], f"{args.out}.seed{seed}.npz")
-        run = {"seed": seed, "steps": args.steps, "patch": args.patch, "optimizer": args.optimizer, "lr": args.lr,
-               "train_seconds": round(result.log.seconds, 1), "seconds_per_step": round(result.log.seconds / args.steps, 2),
-               "step_seconds_probe": round(result.step_seconds, 2), "loss": mean_losses(result.log.losses, 10),
-               "score_seconds": round(time.perf_counter() - started, 1), "scores": scores}
+        run = {
+            "seed": seed,
+            "steps": args.steps,
+            "patch": args.patch,
+            "optimizer": args.optimizer,
+            "lr": args.lr,
+            "train_seconds": round(result.log.seconds, 1),
+            "seconds_per_step": round(result.log.seconds / args.steps, 2),
+            "step_seconds_probe": round(result.step_seconds, 2),
+            "loss": mean_losses(result.log.losses, 10),
+            "score_seconds": round(time.perf_counter() - started, 1),
+            "scores": scores,
+        }
         out["runs"].append(run)
         save(args.out, out)
         print(run, flush=True)
@@ -110,9 +130,15 @@ def synthetic_cases(count, seed):
     cut = (slice(None), slice(None), half)
     corner = bg.grid.index_to_lps(np.array([[half.start, 0, 0]], float))[0]
     grid = replace(bg.grid, shape=bg.hu[cut].shape, origin=tuple(float(c) for c in corner))
-    part = replace(bg, hu=np.ascontiguousarray(bg.hu[cut]), lung=np.ascontiguousarray(bg.lung[cut]),
-                   forbidden=np.zeros(bg.hu[cut].shape, bool), tumour=np.zeros(bg.hu[cut].shape, bool), grid=grid,
-                   centres=None)
+    part = replace(
+        bg,
+        hu=np.ascontiguousarray(bg.hu[cut]),
+        lung=np.ascontiguousarray(bg.lung[cut]),
+        forbidden=np.zeros(bg.hu[cut].shape, bool),
+        tumour=np.zeros(bg.hu[cut].shape, bool),
+        grid=grid,
+        centres=None,
+    )
     return bg, part, make_lesion_pool([part], count, seed)
 
 
@@ -125,8 +151,9 @@ def labelled(part, item, n):
     hu[item.box] = item.image
     targets[item.box][item.lesion] = 2
     image = Volume(hu, part.grid)
-    return LabelledCase(f"synthetic {n}", image, targets == 2, hu, targets, part.lung, part.grid, "classical",
-                        part.slice_positions, part.slice_mm)
+    return LabelledCase(
+        f"synthetic {n}", image, targets == 2, hu, targets, part.lung, part.grid, "classical", part.slice_positions, part.slice_mm
+    )
 
 
 def window_dice(model, hu, truth, centre, rng, size=96):
@@ -152,24 +179,36 @@ def fewshot(args):
     bg, part, pool = synthetic_cases(most + args.test, seed=11)
     if len(pool) < most + args.test:
         raise SystemExit(f"only {len(pool)} synthetic lesions could be placed")
-    train_items, test_items = pool[:most], pool[most:most + args.test]
+    train_items, test_items = pool[:most], pool[most : most + args.test]
     cases = [labelled(part, item, n) for n, item in enumerate(train_items)]
     tests = []
     for item in test_items:
         case = labelled(part, item, 0)
         tests.append((case.hu, case.targets == 2, [(s.start + s.stop) // 2 for s in item.box]))
     tumour_centre = np.argwhere(bg.tumour).mean(0).astype(int)
-    out = {"machine": f"{platform.machine()}, 2 threads", "steps": args.steps, "patch": args.patch,
-           "optimizer": args.optimizer, "lr": args.lr, "test_lesions": len(tests),
-           "lesion_ml": [round(float(i.lesion.sum()) / 1000, 1) for i in pool[:most + args.test]], "runs": []}
+    out = {
+        "machine": f"{platform.machine()}, 2 threads",
+        "steps": args.steps,
+        "patch": args.patch,
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "test_lesions": len(tests),
+        "lesion_ml": [round(float(i.lesion.sum()) / 1000, 1) for i in pool[: most + args.test]],
+        "runs": [],
+    }
 
     def score(model, label, extra):
         rng = np.random.default_rng(5)
         synthetic = [window_dice(model, hu, truth, centre, rng) for hu, truth, centre in tests]
         real = [window_dice(model, bg.hu, bg.tumour, tumour_centre, rng) for _ in range(3)]
-        row = {"shots": label, **extra, "synthetic_dice": [round(d, 3) for d in synthetic],
-               "synthetic_mean": round(float(np.mean(synthetic)), 3), "real_tumour_dice": [round(d, 3) for d in real],
-               "real_tumour_mean": round(float(np.mean(real)), 3)}
+        row = {
+            "shots": label,
+            **extra,
+            "synthetic_dice": [round(d, 3) for d in synthetic],
+            "synthetic_mean": round(float(np.mean(synthetic)), 3),
+            "real_tumour_dice": [round(d, 3) for d in real],
+            "real_tumour_mean": round(float(np.mean(real)), 3),
+        }
         out["runs"].append(row)
         save(args.out, out)
         print(row, flush=True)
@@ -177,8 +216,11 @@ def fewshot(args):
     score(start.segmentation_model(), 0, {})
     for shots in args.shots:
         result = finetune(cases[:shots], start, settings(args, args.seed))
-        score(start.segmentation_model(result.network), shots,
-              {"train_seconds": round(result.log.seconds, 1), "loss": mean_losses(result.log.losses, 10)})
+        score(
+            start.segmentation_model(result.network),
+            shots,
+            {"train_seconds": round(result.log.seconds, 1), "loss": mean_losses(result.log.losses, 10)},
+        )
 
 
 def main():

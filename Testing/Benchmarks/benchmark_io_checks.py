@@ -50,8 +50,7 @@ def main():
                 path = Path(tmp) / f"v{suffix}"
                 plain = Path(tmp) / f"plain{suffix}"
                 image = sitk_from_volume(volume)
-                itk_write = _median(lambda: sitk.WriteImage(image, str(plain), useCompression=suffix != ".nii"),
-                                    args.repeats)
+                itk_write = _median(lambda: sitk.WriteImage(image, str(plain), useCompression=suffix != ".nii"), args.repeats)
                 ours_write = _median(lambda: write_volume(volume, path, overwrite=True), args.repeats)
                 verify = _median(lambda: verify_output(path), args.repeats)
                 itk_read = _median(lambda: sitk.ReadImage(str(path)), args.repeats)
@@ -59,12 +58,16 @@ def main():
                 check = _median(lambda: check_volume_file(path), args.repeats)
                 rows.append((name, suffix, itk_write, ours_write, verify, itk_read, ours_read, check))
     print(f"{platform.machine()}, median of {args.repeats}")
-    print("| volume | format | ITK write (s) | write_volume (s) | of which read-back check (s) | write ratio | "
-          "ITK read (s) | read_volume (s) | of which header/data check (s) | read ratio |")
+    print(
+        "| volume | format | ITK write (s) | write_volume (s) | of which read-back check (s) | write ratio | "
+        "ITK read (s) | read_volume (s) | of which header/data check (s) | read ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, suffix, itk_write, ours_write, verify, itk_read, ours_read, check in rows:
-        print(f"| {name} | {suffix} | {itk_write:.2f} | {ours_write:.2f} | {verify:.2f} | {ours_write / itk_write:.2f}x | "
-              f"{itk_read:.2f} | {ours_read:.2f} | {check:.2f} | {ours_read / itk_read:.2f}x |")
+        print(
+            f"| {name} | {suffix} | {itk_write:.2f} | {ours_write:.2f} | {verify:.2f} | {ours_write / itk_write:.2f}x | "
+            f"{itk_read:.2f} | {ours_read:.2f} | {check:.2f} | {ours_read / itk_read:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

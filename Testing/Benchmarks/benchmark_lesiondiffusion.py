@@ -51,7 +51,7 @@ def main():
             run()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        memory = torch.cuda.max_memory_allocated() / 2 ** 30 if device.type == "cuda" else float("nan")
+        memory = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
         return (time.perf_counter() - start) / args.repeats, memory
 
     for name in args.networks.split(","):
@@ -69,8 +69,7 @@ def main():
 
             seconds, memory = timed(run)
             estimate = unet_cost(spec.unet, tuple(spec.image_size), context.shape[1]).seconds(measured_rates)
-            rows.append((f"{name} step {tuple(spec.image_size)}", precision, seconds, estimate, seconds * args.steps,
-                         memory))
+            rows.append((f"{name} step {tuple(spec.image_size)}", precision, seconds, estimate, seconds * args.steps, memory))
             del net
         elif name == "vq":
             spec = li.first_stage
@@ -84,12 +83,15 @@ def main():
                     vq.decode(vq.encode(x))
 
             seconds, memory = timed(run)
-            rows.append((f"VQ encode+decode {size}", precision, seconds, vq_cost(spec, size).seconds(measured_rates),
-                         seconds, memory))
+            rows.append(
+                (f"VQ encode+decode {size}", precision, seconds, vq_cost(spec, size).seconds(measured_rates), seconds, memory)
+            )
             del vq
     name = torch.cuda.get_device_name(0) if device.type == "cuda" else f"{platform.machine()}, {torch.get_num_threads()} threads"
     print(f"Device: {name}; torch {torch.__version__}; mean of {args.repeats} call(s)\n")
-    print(f"| network | precision | measured (s) | estimated (s) | per lesion at {args.steps} steps (s) | peak GPU memory (GiB) |")
+    print(
+        f"| network | precision | measured (s) | estimated (s) | per lesion at {args.steps} steps (s) | peak GPU memory (GiB) |"
+    )
     print("|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row[0]} | {row[1]} | {row[2]:.2f} | {row[3]:.2f} | {row[4]:.0f} | {row[5]:.2f} |")

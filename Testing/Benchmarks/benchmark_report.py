@@ -34,10 +34,14 @@ def five_lesion_case():
     si, sj, sk = image.grid.spacing
     k, j, i = np.ogrid[:nk, :nj, :ni]
     # centres (k, j, i) fractions and radii (mm) of four extra lesions
-    for (fk, fj, fi), radius in (((0.45, 0.55, 0.30), 15.0), ((0.60, 0.45, 0.65), 8.0),
-                                 ((0.30, 0.60, 0.55), 5.0), ((0.70, 0.65, 0.40), 3.0)):
+    for (fk, fj, fi), radius in (
+        ((0.45, 0.55, 0.30), 15.0),
+        ((0.60, 0.45, 0.65), 8.0),
+        ((0.30, 0.60, 0.55), 5.0),
+        ((0.70, 0.65, 0.40), 3.0),
+    ):
         ck, cj, ci = fk * nk, fj * nj, fi * ni
-        blob = (((i - ci) * si) ** 2 + ((j - cj) * sj) ** 2) / radius ** 2 + ((k - ck) * sk) ** 2 / (radius * 0.8) ** 2 <= 1
+        blob = (((i - ci) * si) ** 2 + ((j - cj) * sj) ** 2) / radius**2 + ((k - ck) * sk) ** 2 / (radius * 0.8) ** 2 <= 1
         labels[blob & (labels == 0)] = 1
     return image, label.with_array(labels), image_path
 
@@ -74,8 +78,7 @@ def main():
                 runs[f"write {fmt}"].append(time.perf_counter() - start)
             shutil.rmtree(Path(tmp) / f"all{repeat}")
     shape = "x".join(map(str, image.grid.size_ijk))
-    print(f"case: lung2 CT {shape} voxels, {n_lesions} lesions; {platform.machine()}, "
-          f"median of {args.repeats}")
+    print(f"case: lung2 CT {shape} voxels, {n_lesions} lesions; {platform.machine()}, median of {args.repeats}")
     print()
     print("| step | time (s) |")
     print("|---|---|")

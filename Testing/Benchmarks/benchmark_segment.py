@@ -72,8 +72,9 @@ def run_monai(hu, image, network, patch):
     from monai.inferers import sliding_window_inference
 
     with torch.inference_mode():
-        logits = sliding_window_inference(torch.from_numpy(image)[None], patch, 2, network, overlap=0.5,
-                                          mode="gaussian", sigma_scale=0.125)
+        logits = sliding_window_inference(
+            torch.from_numpy(image)[None], patch, 2, network, overlap=0.5, mode="gaussian", sigma_scale=0.125
+        )
     return logits[0].argmax(0).numpy().astype(np.uint8), {}
 
 
@@ -83,28 +84,56 @@ def run_nnunet(hu, image, network, patch):
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     plans = {
-        "dataset_name": "Dataset999_Bench", "plans_name": "nnUNetPlans", "original_median_spacing_after_transp": [1, 1, 1],
-        "original_median_shape_after_transp": list(hu.shape), "image_reader_writer": "SimpleITKIO",
-        "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2], "experiment_planner_used": "bench",
-        "label_manager": "LabelManager", "foreground_intensity_properties_per_channel": {},
-        "configurations": {"3d_fullres": {
-            "data_identifier": "bench", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
-            "patch_size": list(patch), "median_image_size_in_voxels": list(hu.shape), "spacing": [1, 1, 1],
-            "normalization_schemes": ["CTNormalization"], "use_mask_for_norm": [False],
-            "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
-            "resampling_fn_data_kwargs": {}, "resampling_fn_seg_kwargs": {},
-            "resampling_fn_probabilities": "resample_data_or_seg_to_shape", "resampling_fn_probabilities_kwargs": {},
-            "architecture": {"network_class_name": "unused", "arch_kwargs": {}, "_kw_requires_import": []},
-            "batch_dice": False}},
+        "dataset_name": "Dataset999_Bench",
+        "plans_name": "nnUNetPlans",
+        "original_median_spacing_after_transp": [1, 1, 1],
+        "original_median_shape_after_transp": list(hu.shape),
+        "image_reader_writer": "SimpleITKIO",
+        "transpose_forward": [0, 1, 2],
+        "transpose_backward": [0, 1, 2],
+        "experiment_planner_used": "bench",
+        "label_manager": "LabelManager",
+        "foreground_intensity_properties_per_channel": {},
+        "configurations": {
+            "3d_fullres": {
+                "data_identifier": "bench",
+                "preprocessor_name": "DefaultPreprocessor",
+                "batch_size": 2,
+                "patch_size": list(patch),
+                "median_image_size_in_voxels": list(hu.shape),
+                "spacing": [1, 1, 1],
+                "normalization_schemes": ["CTNormalization"],
+                "use_mask_for_norm": [False],
+                "resampling_fn_data": "resample_data_or_seg_to_shape",
+                "resampling_fn_seg": "resample_data_or_seg_to_shape",
+                "resampling_fn_data_kwargs": {},
+                "resampling_fn_seg_kwargs": {},
+                "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
+                "resampling_fn_probabilities_kwargs": {},
+                "architecture": {"network_class_name": "unused", "arch_kwargs": {}, "_kw_requires_import": []},
+                "batch_dice": False,
+            }
+        },
     }
-    dataset = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "organ": 1, "lesion": 2},
-               "numTraining": 1, "file_ending": ".nii.gz"}
-    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
-                                perform_everything_on_device=False, device=torch.device("cpu"), verbose=False,
-                                allow_tqdm=False)
+    dataset = {
+        "channel_names": {"0": "CT"},
+        "labels": {"background": 0, "organ": 1, "lesion": 2},
+        "numTraining": 1,
+        "file_ending": ".nii.gz",
+    }
+    predictor = nnUNetPredictor(
+        tile_step_size=0.5,
+        use_gaussian=True,
+        use_mirroring=False,
+        perform_everything_on_device=False,
+        device=torch.device("cpu"),
+        verbose=False,
+        allow_tqdm=False,
+    )
     plans_manager = PlansManager(plans)
-    predictor.manual_initialization(network, plans_manager, plans_manager.get_configuration("3d_fullres"),
-                                    [network.state_dict()], dataset, "bench", None)
+    predictor.manual_initialization(
+        network, plans_manager, plans_manager.get_configuration("3d_fullres"), [network.state_dict()], dataset, "bench", None
+    )
     with torch.inference_mode():
         logits = predictor.predict_sliding_window_return_logits(torch.from_numpy(image))
     return logits.argmax(0).numpy().astype(np.uint8), {}
@@ -118,8 +147,13 @@ def run_ours_whole(hu, image, network, patch):
     return run_ours(hu, image, network, patch, amp=False, whole=True)
 
 
-METHODS = {"pastacore": run_ours, "pastacore fp32": run_ours_fp32,
-           "pastacore fp32, whole-volume tiles": run_ours_whole, "MONAI sliding_window_inference": run_monai, "nnU-Net v2 nnUNetPredictor": run_nnunet}
+METHODS = {
+    "pastacore": run_ours,
+    "pastacore fp32": run_ours_fp32,
+    "pastacore fp32, whole-volume tiles": run_ours_whole,
+    "MONAI sliding_window_inference": run_monai,
+    "nnU-Net v2 nnUNetPredictor": run_nnunet,
+}
 
 
 def child(method, model_path, patch, out):
@@ -174,8 +208,11 @@ def main():
         results, labels = {}, {}
         for index, method in enumerate(args.methods):
             out = f"{tmp}/{index}.npy"
-            proc = subprocess.run([sys.executable, __file__, "--child", method, "--model", model, "--patch", str(args.patch),
-                                   "--out", out], capture_output=True, text=True)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", method, "--model", model, "--patch", str(args.patch), "--out", out],
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode != 0:
                 print(f"{method}: failed ({proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'no output'})")
                 continue
@@ -203,10 +240,12 @@ def main():
         print(f"\npastacore ran {ours['patches_run']} of {ours['patches_total']} patches (the rest lie outside the body).")
     names = list(labels)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
-            print(f"- agreement {a} vs {b}: {100 * (labels[a] == labels[b]).mean():.3f} %;"
-                  f" inside the body {100 * (labels[a] == labels[b])[body].mean():.3f} %;"
-              f" foreground voxels {int((labels[a] > 0).sum())} vs {int((labels[b] > 0).sum())}")
+        for b in names[i + 1 :]:
+            print(
+                f"- agreement {a} vs {b}: {100 * (labels[a] == labels[b]).mean():.3f} %;"
+                f" inside the body {100 * (labels[a] == labels[b])[body].mean():.3f} %;"
+                f" foreground voxels {int((labels[a] > 0).sum())} vs {int((labels[b] > 0).sum())}"
+            )
 
 
 if __name__ == "__main__":

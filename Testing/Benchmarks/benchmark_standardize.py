@@ -87,8 +87,7 @@ def child(name, repeats):
     result = METHODS[name](volume)
     peak = _rss_mb("VmHWM")
     np.save(sys.argv[-1], result.astype(np.float32))
-    print(json.dumps({"seconds": float(np.median(times)), "peak_extra_mb": peak - before,
-                      "shape": list(result.shape)}))
+    print(json.dumps({"seconds": float(np.median(times)), "peak_extra_mb": peak - before, "shape": list(result.shape)}))
 
 
 def main():
@@ -106,8 +105,12 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for index, name in enumerate(METHODS):
             out = f"{tmp}/{index}.npy"
-            proc = subprocess.run([sys.executable, __file__, "--repeats", str(args.repeats), "--child", name, out],
-                                  capture_output=True, text=True, check=True)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--repeats", str(args.repeats), "--child", name, out],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
             arrays[name] = np.load(out)
     ours, itk = arrays["pastacore"], arrays["SimpleITK"]
@@ -115,7 +118,9 @@ def main():
     common = tuple(slice(0, min(a, b)) for a, b in zip(ours.shape, zoom.shape))
     agreement = {
         "max |pastacore - SimpleITK| (HU)": float(np.abs(ours - itk).max()),
-        "mean |pastacore - zoom| (HU, zoom's grid is corner-aligned, not exactly 1 mm)": float(np.abs(ours[common] - zoom[common]).mean()),
+        "mean |pastacore - zoom| (HU, zoom's grid is corner-aligned, not exactly 1 mm)": float(
+            np.abs(ours[common] - zoom[common]).mean()
+        ),
     }
     t = {name: r["seconds"] for name, r in results.items()}
     lines = [
@@ -126,7 +131,9 @@ def main():
         "|---|---|---|---|---|",
     ]
     for name, r in results.items():
-        lines.append(f"| {name} | {r['seconds']:.2f} | {r['seconds'] / t['pastacore']:.1f}x | {r['peak_extra_mb']:.0f} | {tuple(r['shape'])} |")
+        lines.append(
+            f"| {name} | {r['seconds']:.2f} | {r['seconds'] / t['pastacore']:.1f}x | {r['peak_extra_mb']:.0f} | {tuple(r['shape'])} |"
+        )
     lines.append("")
     for key, value in agreement.items():
         lines.append(f"- {key}: {value:.4f}")

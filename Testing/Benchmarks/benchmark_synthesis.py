@@ -42,9 +42,10 @@ def per_lesion(repeats: int) -> list:
     for size in (10, 30, 60):
         half = size // 2 + 3
         box = VoxelBox(tuple(int(v) for v in centre - half), tuple(int(v) for v in centre + half + 1))
-        for shape, text in (("round, homogeneous", f"{size} mm round solid homogeneous well-defined"),
-                            ("irregular, heterogeneous, spiculated",
-                             f"{size} mm irregular heterogeneous ill-defined spiculated")):
+        for shape, text in (
+            ("round, homogeneous", f"{size} mm round solid homogeneous well-defined"),
+            ("irregular, heterogeneous, spiculated", f"{size} mm irregular heterogeneous ill-defined spiculated"),
+        ):
             kwargs = dict(volume=volume, organ_labels=organ, roi_box=box, lesion_type="lung_tumor", attributes=text)
             synthesize_lesion(seed=size * 1000, **kwargs)  # warm-up
             times, sizes = [], None
@@ -71,8 +72,15 @@ def throughput(cases: int, workers: int) -> list:
         dataset._auto_organ.cache_clear()
         with tempfile.TemporaryDirectory() as out:
             started = time.perf_counter()
-            summary = generate_dataset(backgrounds_dir=backgrounds, output_dir=out, count=cases, format="nnunet",
-                                       lesion_type="lung_tumor", seed=0, workers=k)
+            summary = generate_dataset(
+                backgrounds_dir=backgrounds,
+                output_dir=out,
+                count=cases,
+                format="nnunet",
+                lesion_type="lung_tumor",
+                seed=0,
+                workers=k,
+            )
             seconds = time.perf_counter() - started
         rows.append((k, summary["written"], seconds, 60 * summary["written"] / seconds))
     return rows
@@ -91,8 +99,10 @@ def main(argv=None):
     print("| lesion | shape | median time (s) | max (s) | measured size (mm) | crop (voxels) |")
     print("|---|---|---|---|---|---|")
     for size, shape, median, worst, sizes, crop in per_lesion(args.repeats):
-        print(f"| {size} mm | {shape} | {median:.2f} | {worst:.2f} | {' x '.join(f'{s:.0f}' for s in sizes)} | "
-              f"{'x'.join(map(str, crop))} |")
+        print(
+            f"| {size} mm | {shape} | {median:.2f} | {worst:.2f} | {' x '.join(f'{s:.0f}' for s in sizes)} | "
+            f"{'x'.join(map(str, crop))} |"
+        )
     print()
     print("| workers | cases | seconds | cases per minute |")
     print("|---|---|---|---|")

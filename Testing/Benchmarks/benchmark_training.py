@@ -57,9 +57,14 @@ def losses(repeats):
     labels = torch.randint(0, 3, (2, 64, 64, 64))
     monai_loss = make_loss(0, smooth=1.0)
     difference = abs(float(former_loss(logits, labels)) - float(monai_loss(logits, labels[:, None].float())))
-    return [("loss, former (CE + batch soft Dice)", timed(lambda: former_loss(logits, labels).backward(), repeats), ""),
-            ("loss, MONAI DiceCELoss", timed(lambda: monai_loss(logits, labels[:, None].float()).backward(), repeats),
-             f"|difference| {difference:.1e}")]
+    return [
+        ("loss, former (CE + batch soft Dice)", timed(lambda: former_loss(logits, labels).backward(), repeats), ""),
+        (
+            "loss, MONAI DiceCELoss",
+            timed(lambda: monai_loss(logits, labels[:, None].float()).backward(), repeats),
+            f"|difference| {difference:.1e}",
+        ),
+    ]
 
 
 def spatial(repeats):
@@ -72,18 +77,39 @@ def spatial(repeats):
     labels = (image > 100).astype(np.uint8)
     data = {"image": image[None], "label": labels[None]}
     radians = [math.radians(d) for d in ROTATION_DEGREES]
-    affine = RandAffined(KEYS, prob=1.0, rotate_range=radians, scale_range=[0.2] * 3, mode=("bilinear", "nearest"),
-                         padding_mode="border", spatial_size=(96, 96, 96), cache_grid=True)
+    affine = RandAffined(
+        KEYS,
+        prob=1.0,
+        rotate_range=radians,
+        scale_range=[0.2] * 3,
+        mode=("bilinear", "nearest"),
+        padding_mode="border",
+        spatial_size=(96, 96, 96),
+        cache_grid=True,
+    )
     # 3 mm on a 5x5x5 lattice over 96 mm is a field smoothed over ~19 mm: sigma 6-7 voxels, magnitude ~3
-    elastic = Rand3DElasticd(KEYS, sigma_range=(6, 7), magnitude_range=(2, 4), prob=1.0, rotate_range=radians,
-                             scale_range=[0.2] * 3, mode=("bilinear", "nearest"), padding_mode="border",
-                             spatial_size=(96, 96, 96))
+    elastic = Rand3DElasticd(
+        KEYS,
+        sigma_range=(6, 7),
+        magnitude_range=(2, 4),
+        prob=1.0,
+        rotate_range=radians,
+        scale_range=[0.2] * 3,
+        mode=("bilinear", "nearest"),
+        padding_mode="border",
+        spatial_size=(96, 96, 96),
+    )
     with plain_tensors():
-        return [("rotate + scale 96^3, former (grid_sample)", timed(lambda: rotate_scale_warp(image, labels, rng), repeats), ""),
-                ("rotate + scale 96^3, MONAI RandAffined", timed(lambda: affine(data), repeats), "used"),
-                ("rotate + scale + warp 96^3, ours (one resampling)",
-                 timed(lambda: rotate_scale_warp(image, labels, rng, 3.0), repeats), "used"),
-                ("rotate + scale + warp 96^3, MONAI Rand3DElasticd", timed(lambda: elastic(data), repeats), "")]
+        return [
+            ("rotate + scale 96^3, former (grid_sample)", timed(lambda: rotate_scale_warp(image, labels, rng), repeats), ""),
+            ("rotate + scale 96^3, MONAI RandAffined", timed(lambda: affine(data), repeats), "used"),
+            (
+                "rotate + scale + warp 96^3, ours (one resampling)",
+                timed(lambda: rotate_scale_warp(image, labels, rng, 3.0), repeats),
+                "used",
+            ),
+            ("rotate + scale + warp 96^3, MONAI Rand3DElasticd", timed(lambda: elastic(data), repeats), ""),
+        ]
 
 
 def former_sample(image, labels, patch, rng, foreground=0.67, lesion=0.5):
@@ -121,9 +147,18 @@ def sampling(repeats):
         started = time.perf_counter()
         sampler = CaseSampler([(hu, labels)], TrainSettings(patch_size=patch))
         build = time.perf_counter() - started
-        return [("patch sampling, former (indices searched per patch)", timed(lambda: former_sample(hu, labels, patch, rng), repeats), ""),
-                ("patch sampling, MONAI CacheDataset + RandCropByLabelClassesd", timed(lambda: sampler(rng), repeats),
-                 f"used; cache built once in {build:.1f} s")]
+        return [
+            (
+                "patch sampling, former (indices searched per patch)",
+                timed(lambda: former_sample(hu, labels, patch, rng), repeats),
+                "",
+            ),
+            (
+                "patch sampling, MONAI CacheDataset + RandCropByLabelClassesd",
+                timed(lambda: sampler(rng), repeats),
+                f"used; cache built once in {build:.1f} s",
+            ),
+        ]
 
 
 def steps(repeats):
@@ -137,8 +172,7 @@ def steps(repeats):
         settings = FinetuneSettings(patch=(side,) * 3, threads=2).train_settings(start, "cpu")
         network = copy.deepcopy(start.network)
         seconds = statistics.median(time_one_step(network, settings) for _ in range(repeats))
-        rows.append((f"training step, built-in network, batch 2 x {side}^3, deep supervision", seconds,
-                     "forward + backward"))
+        rows.append((f"training step, built-in network, batch 2 x {side}^3, deep supervision", seconds, "forward + backward"))
     return rows
 
 

@@ -18,8 +18,9 @@ import numpy as np
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--case", default="lung2")
-    parser.add_argument("--model", action="append", help="model name or weight file (repeat to compare; "
-                        "default: the built-in model)")
+    parser.add_argument(
+        "--model", action="append", help="model name or weight file (repeat to compare; default: the built-in model)"
+    )
     parser.add_argument("--label", action="append", help="a row title per --model")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
@@ -44,13 +45,16 @@ def main():
     fig, rows = plt.subplots(len(models), 3, figsize=(15, 5.4 * len(models)), squeeze=False, layout="constrained")
     scores = []
     for model, label, axes in zip(models, labels, rows):
-        result = segment_volume(volume, model, organ_mask=volume.with_array(bg.lung.astype(np.uint8), is_label=True),
-                                min_lesion_mm3=100.0)
+        result = segment_volume(
+            volume, model, organ_mask=volume.with_array(bg.lung.astype(np.uint8), is_label=True), min_lesion_mm3=100.0
+        )
         found = result.labels.array == 2
         dice = 2 * (found & tumour).sum() / max(found.sum() + tumour.sum(), 1)
         scores.append(f"{label}: Dice {dice:.3f}")
-        views = [(bg.hu[k], tumour[k], found[k], bg.lung[k], f"axial, slice {k}"),
-                 (bg.hu[:, j], tumour[:, j], found[:, j], bg.lung[:, j], f"coronal, row {j}")]
+        views = [
+            (bg.hu[k], tumour[k], found[k], bg.lung[k], f"axial, slice {k}"),
+            (bg.hu[:, j], tumour[:, j], found[:, j], bg.lung[:, j], f"coronal, row {j}"),
+        ]
         for ax, (image, truth, pred, lung, title) in zip(axes, views):
             ax.imshow(image, cmap="gray", vmin=-1000, vmax=400, origin="lower" if "coronal" in title else "upper")
             ax.contour(lung, [0.5], colors="yellow", linewidths=0.5)
@@ -61,8 +65,9 @@ def main():
             ax.axis("off")
         projection = found.max(axis=0).astype(int) * 2 + tumour.max(axis=0)
         axes[2].imshow(projection, cmap="magma", vmin=0, vmax=3)
-        axes[2].set_title(f"projection: Dice {dice:.2f}, {found.sum() / 1000:.1f} mL found\n"
-                          "red: found only, purple: missed, yellow: both")
+        axes[2].set_title(
+            f"projection: Dice {dice:.2f}, {found.sum() / 1000:.1f} mL found\nred: found only, purple: missed, yellow: both"
+        )
         axes[2].axis("off")
     fig.suptitle(f"{args.case}: reference tumour (green), found by the model (red), lung mask (yellow)")
     fig.savefig(args.out, dpi=60)

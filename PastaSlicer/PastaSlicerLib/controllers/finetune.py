@@ -20,24 +20,24 @@ NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
 
 @dataclass
 class FinetuneCase:
-    volume: object                      # vtkMRMLScalarVolumeNode
-    segmentation: object                # vtkMRMLSegmentationNode edited by the user
-    lesion_segments: tuple = ()         # segment ids of the lesions (empty: those named or coded as lesions)
-    organ_segments: tuple = ()          # segment ids of the organ (empty: the model finds the organ itself)
+    volume: object  # vtkMRMLScalarVolumeNode
+    segmentation: object  # vtkMRMLSegmentationNode edited by the user
+    lesion_segments: tuple = ()  # segment ids of the lesions (empty: those named or coded as lesions)
+    organ_segments: tuple = ()  # segment ids of the organ (empty: the model finds the organ itself)
 
 
 @dataclass
 class FinetuneRequest:
-    cases: list                         # FinetuneCase, trained on
-    name: str                           # the new model's name in the model list
-    model: str = ""                     # start model: installed name, file or folder; "" = built-in default
+    cases: list  # FinetuneCase, trained on
+    name: str  # the new model's name in the model list
+    model: str = ""  # start model: installed name, file or folder; "" = built-in default
     validation: list = field(default_factory=list)  # FinetuneCase, held out: scored before and after
     steps: int = 250
     device: str = "auto"
     synthetic_fraction: float = 0.0
     freeze_encoder_steps: int = 0
     seed: int = 0
-    overwrite: bool = False             # replace an installed model of that name
+    overwrite: bool = False  # replace an installed model of that name
 
 
 class FinetuneController:
@@ -77,8 +77,10 @@ class FinetuneController:
             if case.segmentation is None:
                 return f"Pick the segmentation of '{case.volume.GetName()}'"
             if not (case.lesion_segments or self.lesion_segments(case.segmentation)):
-                return (f"'{case.segmentation.GetName()}' has no lesion segment: name the lesions as lesions "
-                        "(e.g. 'Lung tumor') or pick them")
+                return (
+                    f"'{case.segmentation.GetName()}' has no lesion segment: name the lesions as lesions "
+                    "(e.g. 'Lung tumor') or pick them"
+                )
         if not re.fullmatch(NAME_PATTERN, request.name or ""):
             return "Name the new model (letters, digits, '.', '_' and '-')"
         if not request.overwrite and any(m.name == request.name for m in self.store.list()):
@@ -103,8 +105,7 @@ class FinetuneController:
         classes[np.isin(labels.array, [n for n, sid in enumerate(ids, start=1) if sid in lesions])] = 2
         volumes[f"{key}_image"] = volume_from_node(case.volume)
         volumes[f"{key}_labels"] = labels.with_array(classes, is_label=True)
-        return {"name": case.volume.GetName(), "image": f"{key}_image", "labels": f"{key}_labels",
-                "has_organ": bool(organs)}
+        return {"name": case.volume.GetName(), "image": f"{key}_image", "labels": f"{key}_labels", "has_organ": bool(organs)}
 
     def start(self, request: FinetuneRequest, on_progress=None, on_finished=None):
         """Start fine-tuning; ``on_finished(Outcome)`` carries the installed model."""
@@ -117,15 +118,27 @@ class FinetuneController:
         with_organ = {c["has_organ"] for c in cases + val_cases}
         if len(with_organ) > 1:
             raise PastaError("pick organ segments for every case or for none")
-        params = {"cases": cases, "val_cases": val_cases, "model": request.model or None, "name": request.name,
-                  "store": str(self.store.root), "overwrite": bool(request.overwrite),
-                  "lesion_labels": [2], "organ_labels": [1] if with_organ == {True} else [],
-                  "settings": {"steps": int(request.steps), "device": request.device,
-                               "synthetic_fraction": float(request.synthetic_fraction),
-                               "freeze_encoder_steps": int(request.freeze_encoder_steps), "seed": int(request.seed),
-                               "checkpoint_every": 0}}
-        return start_job(self.runner, "finetune", params, volumes, self._installed, on_progress, on_finished,
-                         describe=self._describe)
+        params = {
+            "cases": cases,
+            "val_cases": val_cases,
+            "model": request.model or None,
+            "name": request.name,
+            "store": str(self.store.root),
+            "overwrite": bool(request.overwrite),
+            "lesion_labels": [2],
+            "organ_labels": [1] if with_organ == {True} else [],
+            "settings": {
+                "steps": int(request.steps),
+                "device": request.device,
+                "synthetic_fraction": float(request.synthetic_fraction),
+                "freeze_encoder_steps": int(request.freeze_encoder_steps),
+                "seed": int(request.seed),
+                "checkpoint_every": 0,
+            },
+        }
+        return start_job(
+            self.runner, "finetune", params, volumes, self._installed, on_progress, on_finished, describe=self._describe
+        )
 
     def _installed(self, result, folder):
         self.last_result = result

@@ -27,8 +27,9 @@ class Outcome:
         return self.error is None and not self.cancelled
 
 
-def start_job(runner, job: str, params: dict, volumes: dict, apply, on_progress=None, on_finished=None,
-              describe=lambda value: ""):
+def start_job(
+    runner, job: str, params: dict, volumes: dict, apply, on_progress=None, on_finished=None, describe=lambda value: ""
+):
     """Start ``job`` with ``volumes`` ({name: Volume}) saved in a fresh folder.
 
     On success ``apply(result, folder)`` turns the job's result into the action's value (it

@@ -11,7 +11,7 @@ from pastacore.errors import PastaError
 
 from .jobs import alive, require_alive, start_job
 
-TABLE_ROLE = "PASTA.MeasurementTable"   # segmentation node -> its measurement table node
+TABLE_ROLE = "PASTA.MeasurementTable"  # segmentation node -> its measurement table node
 
 
 class ReportController:
@@ -38,10 +38,17 @@ class ReportController:
             image, labels, names = self.inputs(volume, segmentation, segment_ids)
         finally:
             self._measuring = False
-        return make_report(image, labels, case=CaseInfo(**self.case(volume, segmentation)),
-                           lesion_labels=sorted(names), label_names=names, attributes=attributes or None,
-                           models=self.segmentation_models(segmentation), targets=targets,
-                           **self._review_arguments(segmentation, segment_ids, floor))
+        return make_report(
+            image,
+            labels,
+            case=CaseInfo(**self.case(volume, segmentation)),
+            lesion_labels=sorted(names),
+            label_names=names,
+            attributes=attributes or None,
+            models=self.segmentation_models(segmentation),
+            targets=targets,
+            **self._review_arguments(segmentation, segment_ids, floor),
+        )
 
     def measure(self, volume, segmentation, segment_ids=None, attributes=None, floor=None, targets=None):
         """Measure every lesion (a connected piece of each chosen segment; by default of the lesion
@@ -52,8 +59,9 @@ class ReportController:
         if volume is None or segmentation is None:
             raise PastaError("choose a CT volume and a segmentation")
         report = self.review(volume, segmentation, segment_ids, attributes, floor, targets)
-        table = lesions_to_table(self.scene, report.lesions, self.table_of(segmentation),
-                                 name=f"{segmentation.GetName()} measurements")
+        table = lesions_to_table(
+            self.scene, report.lesions, self.table_of(segmentation), name=f"{segmentation.GetName()} measurements"
+        )
         segmentation.SetNodeReferenceID(TABLE_ROLE, table.GetID())
         if attributes:
             add_attribute_columns(table, report.lesions)
@@ -83,8 +91,7 @@ class ReportController:
         from pastacore.mrml.segmentations import recorded_model, recorded_review
 
         candidates, confirmed = recorded_review(segmentation, self.chosen_segments(segmentation, segment_ids))
-        return {"candidates": candidates, "confirmed": confirmed,
-                "floor": choose_floor(floor, recorded_model(segmentation))}
+        return {"candidates": candidates, "confirmed": confirmed, "floor": choose_floor(floor, recorded_model(segmentation))}
 
     def follow_edits(self, volume, segmentation, segment_ids=None, on_measured=None, defer=None, floor=None):
         """Measure again whenever the segments change (Segment Editor edits); returns a watch
@@ -93,8 +100,9 @@ class ReportController:
         return EditWatch(self, volume, segmentation, segment_ids, on_measured, defer, floor)
 
     # -- attributes -------------------------------------------------------------------------
-    def predict_attributes(self, volume, segmentation, head, encoder=None, segment_ids=None, device="auto",
-                           on_progress=None, on_finished=None):
+    def predict_attributes(
+        self, volume, segmentation, head, encoder=None, segment_ids=None, device="auto", on_progress=None, on_finished=None
+    ):
         """Predict the five report attributes per lesion; the Outcome's value is
         ``({lesion number: {attribute: AttributeValue}}, [ModelProvenance])``."""
         from pastacore.report.model import AttributeValue, ModelProvenance
@@ -102,16 +110,31 @@ class ReportController:
         if not head:
             raise PastaError("choose the attribute head (a PASTA checkpoint or a head from 'pasta train-head')")
         image, labels, names = self.inputs(volume, segmentation, segment_ids)
-        params = {"image": "image", "labels": "labels", "names": {str(k): v for k, v in names.items()},
-                  "head": str(head), "encoder": str(encoder) if encoder else None, "device": device}
+        params = {
+            "image": "image",
+            "labels": "labels",
+            "names": {str(k): v for k, v in names.items()},
+            "head": str(head),
+            "encoder": str(encoder) if encoder else None,
+            "device": device,
+        }
 
         def read(result, folder):
-            predicted = {int(n): {a: AttributeValue(**v) for a, v in values.items()}
-                         for n, values in result["attributes"].items()}
+            predicted = {
+                int(n): {a: AttributeValue(**v) for a, v in values.items()} for n, values in result["attributes"].items()
+            }
             return predicted, [ModelProvenance(**m) for m in result["models"]]
 
-        return start_job(self.runner, "attributes", params, {"image": image, "labels": labels}, read, on_progress,
-                         on_finished, describe=lambda value: f"Attributes predicted for {len(value[0])} lesion(s).")
+        return start_job(
+            self.runner,
+            "attributes",
+            params,
+            {"image": image, "labels": labels},
+            read,
+            on_progress,
+            on_finished,
+            describe=lambda value: f"Attributes predicted for {len(value[0])} lesion(s).",
+        )
 
     # -- export -----------------------------------------------------------------------------
     @staticmethod
@@ -126,12 +149,28 @@ class ReportController:
         """``[{"name", "label", "description", "preselected"}]`` for a front end's format choice."""
         from pastacore.report.formats import report_formats
 
-        return [{"name": f.name, "label": f.label, "description": f.description, "preselected": f.preselected}
-                for f in report_formats()]
+        return [
+            {"name": f.name, "label": f.label, "description": f.description, "preselected": f.preselected}
+            for f in report_formats()
+        ]
 
-    def export(self, volume, segmentation, out_dir, formats=None, segment_ids=None, attributes=None, models=(),
-               overwrite=False, on_progress=None, on_finished=None, floor=None, targets=None, baseline_dir=None,
-               baseline_volume=None):
+    def export(
+        self,
+        volume,
+        segmentation,
+        out_dir,
+        formats=None,
+        segment_ids=None,
+        attributes=None,
+        models=(),
+        overwrite=False,
+        on_progress=None,
+        on_finished=None,
+        floor=None,
+        targets=None,
+        baseline_dir=None,
+        baseline_volume=None,
+    ):
         """Write the report folder in the task process; the Outcome's value is the written file list.
 
         ``floor``: the user's reporting floor (see :meth:`review`); ``targets``: RECIST target
@@ -144,14 +183,23 @@ class ReportController:
         formats = parse_formats(",".join(formats or self.formats()))
         image, labels, names = self.inputs(volume, segmentation, segment_ids)
         review = self._review_arguments(segmentation, segment_ids, floor)
-        params = {"image": "image", "labels": "labels", "names": {str(k): v for k, v in names.items()},
-                  "lesion_labels": sorted(names), "case": self.case(volume, segmentation), "out_dir": str(out_dir),
-                  "formats": list(formats), "overwrite": bool(overwrite),
-                  "attributes": {str(n): {a: asdict(v) for a, v in values.items()} for n, values in (attributes or {}).items()},
-                  "models": [asdict(m) for m in list(models or ()) + self.segmentation_models(segmentation)],
-                  "candidates": None if review["candidates"] is None else candidates_to_json(review["candidates"]),
-                  "confirmed": {str(k): v for k, v in review["confirmed"].items()}, "floor": review["floor"].to_dict(),
-                  "targets": list(targets or ()), "baseline_dir": str(baseline_dir) if baseline_dir else None}
+        params = {
+            "image": "image",
+            "labels": "labels",
+            "names": {str(k): v for k, v in names.items()},
+            "lesion_labels": sorted(names),
+            "case": self.case(volume, segmentation),
+            "out_dir": str(out_dir),
+            "formats": list(formats),
+            "overwrite": bool(overwrite),
+            "attributes": {str(n): {a: asdict(v) for a, v in values.items()} for n, values in (attributes or {}).items()},
+            "models": [asdict(m) for m in list(models or ()) + self.segmentation_models(segmentation)],
+            "candidates": None if review["candidates"] is None else candidates_to_json(review["candidates"]),
+            "confirmed": {str(k): v for k, v in review["confirmed"].items()},
+            "floor": review["floor"].to_dict(),
+            "targets": list(targets or ()),
+            "baseline_dir": str(baseline_dir) if baseline_dir else None,
+        }
         volumes = {"image": image, "labels": labels}
         if baseline_volume is not None:
             from pastacore.mrml.volumes import volume_from_node
@@ -159,12 +207,18 @@ class ReportController:
             require_alive(self.scene, baseline_volume, "baseline CT volume")
             volumes["baseline_image"] = volume_from_node(baseline_volume)
             params["baseline_image"] = "baseline_image"
-        return start_job(self.runner, "report", params, volumes,
-                         lambda result, folder: result["written"], on_progress, on_finished,
-                         describe=lambda written: f"Wrote {len(written)} file(s) to {out_dir}.")
+        return start_job(
+            self.runner,
+            "report",
+            params,
+            volumes,
+            lambda result, folder: result["written"],
+            on_progress,
+            on_finished,
+            describe=lambda written: f"Wrote {len(written)} file(s) to {out_dir}.",
+        )
 
-    def compare(self, baseline_dir, followup_dir, baseline_volume=None, followup_volume=None, on_progress=None,
-                on_finished=None):
+    def compare(self, baseline_dir, followup_dir, baseline_volume=None, followup_volume=None, on_progress=None, on_finished=None):
         """RECIST 1.1 response between two report folders (two time points); with both CT nodes, the
         follow-up CT is registered to the baseline CT first. The Outcome's value is the comparison
         (``report.followup.Comparison.to_dict()``: pairs, sums, response and the rule)."""
@@ -180,8 +234,16 @@ class ReportController:
                 require_alive(self.scene, node, "CT volume")
                 volumes[name] = volume_from_node(node)
                 params[name] = name
-        return start_job(self.runner, "compare", params, volumes, lambda result, folder: result, on_progress,
-                         on_finished, describe=lambda value: f"RECIST 1.1 response: {value['rule']}")
+        return start_job(
+            self.runner,
+            "compare",
+            params,
+            volumes,
+            lambda result, folder: result,
+            on_progress,
+            on_finished,
+            describe=lambda value: f"RECIST 1.1 response: {value['rule']}",
+        )
 
     @staticmethod
     def report_folder(chosen, case_name):
@@ -222,8 +284,7 @@ class ReportController:
             raise PastaError("choose a CT volume and a segmentation")
         require_alive(self.scene, volume, "CT volume")
         image = volume_from_node(volume)
-        labels, ids = labels_from_segmentation(self.scene, segmentation, volume,
-                                               self.chosen_segments(segmentation, segment_ids))
+        labels, ids = labels_from_segmentation(self.scene, segmentation, volume, self.chosen_segments(segmentation, segment_ids))
         content = segmentation.GetSegmentation()
         return image, labels, {n: content.GetSegment(sid).GetName() for n, sid in enumerate(ids, start=1)}
 
@@ -252,8 +313,12 @@ class EditWatch:
         self.segment_ids, self.on_measured = segment_ids, on_measured
         self.defer = defer or (lambda function: function())
         content = segmentation.GetSegmentation()
-        events = (slicer.vtkSegmentation.SegmentModified, slicer.vtkSegmentation.RepresentationModified,
-                  slicer.vtkSegmentation.SegmentAdded, slicer.vtkSegmentation.SegmentRemoved)
+        events = (
+            slicer.vtkSegmentation.SegmentModified,
+            slicer.vtkSegmentation.RepresentationModified,
+            slicer.vtkSegmentation.SegmentAdded,
+            slicer.vtkSegmentation.SegmentRemoved,
+        )
         self._observed = content
         self._tags = [content.AddObserver(event, self._changed) for event in events]
 
@@ -265,8 +330,7 @@ class EditWatch:
         if not self._tags or not alive(self.controller.scene, self.segmentation):
             return
         try:
-            table, measurements = self.controller.measure(self.volume, self.segmentation, self.segment_ids,
-                                                          floor=self.floor)
+            table, measurements = self.controller.measure(self.volume, self.segmentation, self.segment_ids, floor=self.floor)
         except PastaError as exc:
             if self.on_measured:
                 self.on_measured(None, [], str(exc))

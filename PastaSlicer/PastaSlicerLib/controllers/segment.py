@@ -12,15 +12,15 @@ from .jobs import require_alive, start_job
 
 @dataclass
 class SegmentRequest:
-    volume: object                      # vtkMRMLScalarVolumeNode
-    model: str = ""                     # installed name, weight file or model folder; "" = built-in default
-    organ_segmentation: object = None   # vtkMRMLSegmentationNode restricting the search
-    organ_segments: tuple = ()          # its segment ids (empty: every segment)
-    roi: object = None                  # vtkMRMLMarkupsROINode restricting the search
-    whole_body: bool = False            # ignore the model's own organ and search the whole body
+    volume: object  # vtkMRMLScalarVolumeNode
+    model: str = ""  # installed name, weight file or model folder; "" = built-in default
+    organ_segmentation: object = None  # vtkMRMLSegmentationNode restricting the search
+    organ_segments: tuple = ()  # its segment ids (empty: every segment)
+    roi: object = None  # vtkMRMLMarkupsROINode restricting the search
+    whole_body: bool = False  # ignore the model's own organ and search the whole body
     device: str = "auto"
     tta: bool = False
-    output: object = None               # add the segments to this segmentation instead of a new one
+    output: object = None  # add the segments to this segmentation instead of a new one
 
 
 class SegmentController:
@@ -61,17 +61,31 @@ class SegmentController:
             raise PastaError(problem)
         volume = volume_from_node(request.volume)
         inputs = {"image": volume}
-        params = {"image": "image", "model": request.model or None, "device": request.device, "tta": request.tta,
-                  "whole_body": request.whole_body}
+        params = {
+            "image": "image",
+            "model": request.model or None,
+            "device": request.device,
+            "tta": request.tta,
+            "whole_body": request.whole_body,
+        }
         if request.organ_segmentation is not None:
-            organ, _ids = labels_from_segmentation(self.scene, request.organ_segmentation, request.volume,
-                                                   list(request.organ_segments) or None)
+            organ, _ids = labels_from_segmentation(
+                self.scene, request.organ_segmentation, request.volume, list(request.organ_segments) or None
+            )
             inputs["organ"] = organ
             params["organ"] = "organ"
         if request.roi is not None:
             params["roi_box"] = box_to_list(box_from_roi(request.roi, volume.grid))
-        return start_job(self.runner, "segment", params, inputs, lambda result, folder: self._add(request, result, folder),
-                         on_progress, on_finished, describe=self._describe)
+        return start_job(
+            self.runner,
+            "segment",
+            params,
+            inputs,
+            lambda result, folder: self._add(request, result, folder),
+            on_progress,
+            on_finished,
+            describe=self._describe,
+        )
 
     def _add(self, request, result, folder):
         from pastacore.mrml.segmentations import add_labels_to_segmentation, record_origin
@@ -81,8 +95,14 @@ class SegmentController:
         require_alive(self.scene, request.volume, "input volume")
         output = request.output if request.output is not None and request.output.GetScene() is self.scene else None
         labels = load_volume(folder, result["labels"])
-        node, added = add_labels_to_segmentation(self.scene, labels, segments_from_dict(result["segments"]),
-                                                 request.volume, output, name=f"{request.volume.GetName()} PASTA")
+        node, added = add_labels_to_segmentation(
+            self.scene,
+            labels,
+            segments_from_dict(result["segments"]),
+            request.volume,
+            output,
+            name=f"{request.volume.GetName()} PASTA",
+        )
         record_origin(node, result.get("model") or {}, result.get("candidates") or {}, added)
         segmentation = node.GetSegmentation()
         self.last_added = [segmentation.GetSegment(sid).GetName() for sid in added.values()]

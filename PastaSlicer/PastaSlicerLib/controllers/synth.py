@@ -12,12 +12,12 @@ from .jobs import alive, require_alive, start_job
 
 @dataclass
 class SynthRequest:
-    volume: object                      # vtkMRMLScalarVolumeNode receiving the lesion (never modified)
-    lesion_type: str = ""               # one of pastacore.synthesis.lesion_types(); "" = from the text
-    attributes: str = ""                # free text, e.g. "3 cm irregular hypodense liver lesion"
+    volume: object  # vtkMRMLScalarVolumeNode receiving the lesion (never modified)
+    lesion_type: str = ""  # one of pastacore.synthesis.lesion_types(); "" = from the text
+    attributes: str = ""  # free text, e.g. "3 cm irregular hypodense liver lesion"
     seed: int = 0
-    roi: object = None                  # vtkMRMLMarkupsROINode: where the lesion goes
-    organ_segmentation: object = None   # segments of the organs (the lesion type's organ is found by name)
+    roi: object = None  # vtkMRMLMarkupsROINode: where the lesion goes
+    organ_segmentation: object = None  # segments of the organs (the lesion type's organ is found by name)
     organ_segments: tuple = ()
     backend: str = "procedural"
     backend_options: dict = field(default_factory=dict)  # e.g. LesionDiffusion's {"steps": 200, "allow_slow": True}
@@ -25,8 +25,8 @@ class SynthRequest:
 
 @dataclass
 class DatasetRequest:
-    backgrounds: str                    # folder of background CTs
-    output: str                         # dataset folder (resumable: finished cases are kept)
+    backgrounds: str  # folder of background CTs
+    output: str  # dataset folder (resumable: finished cases are kept)
     count: int = 100
     format: str = "pasta-gen"
     lesion_type: str = ""
@@ -89,20 +89,35 @@ class SynthController:
             raise PastaError(problem)
         volume = volume_from_node(request.volume)
         inputs = {"image": volume}
-        params = {"image": "image", "lesion_type": request.lesion_type, "attributes": request.attributes,
-                  "seed": int(request.seed), "backend": request.backend, "backend_options": dict(request.backend_options)}
+        params = {
+            "image": "image",
+            "lesion_type": request.lesion_type,
+            "attributes": request.attributes,
+            "seed": int(request.seed),
+            "backend": request.backend,
+            "backend_options": dict(request.backend_options),
+        }
         if request.organ_segmentation is not None:
-            organ, ids = labels_from_segmentation(self.scene, request.organ_segmentation, request.volume,
-                                                  list(request.organ_segments) or None)
+            organ, ids = labels_from_segmentation(
+                self.scene, request.organ_segmentation, request.volume, list(request.organ_segments) or None
+            )
             segmentation = request.organ_segmentation.GetSegmentation()
             inputs["organ"] = organ
-            params.update(organ="organ", organ_names={str(n): segmentation.GetSegment(sid).GetName()
-                                                      for n, sid in enumerate(ids, start=1)})
+            params.update(
+                organ="organ", organ_names={str(n): segmentation.GetSegment(sid).GetName() for n, sid in enumerate(ids, start=1)}
+            )
         if request.roi is not None:
             params["roi_box"] = box_to_list(box_from_roi(request.roi, volume.grid))
-        return start_job(self.runner, "synthesize", params, inputs, lambda r, f: self._show(request, r, f),
-                         on_progress, on_finished,
-                         describe=lambda node: f"Preview ready ({self._summary()}): Apply keeps it, Discard removes it.")
+        return start_job(
+            self.runner,
+            "synthesize",
+            params,
+            inputs,
+            lambda r, f: self._show(request, r, f),
+            on_progress,
+            on_finished,
+            describe=lambda node: f"Preview ready ({self._summary()}): Apply keeps it, Discard removes it.",
+        )
 
     def _show(self, request, result, folder):
         from pastacore.mrml import volumes
@@ -116,9 +131,13 @@ class SynthController:
         preview = volumes.node_from_volume(self.scene, load_volume(folder, result["image"]), f"{source.GetName()} PASTA preview")
         if source.GetDisplayNode() is not None and preview.GetDisplayNode() is not None:
             preview.GetDisplayNode().CopyContent(source.GetDisplayNode())
-        lesion, _added = add_labels_to_segmentation(self.scene, load_volume(folder, result["labels"]),
-                                                    segments_from_dict(result["segments"]), preview,
-                                                    name=f"{source.GetName()} PASTA preview lesion")
+        lesion, _added = add_labels_to_segmentation(
+            self.scene,
+            load_volume(folder, result["labels"]),
+            segments_from_dict(result["segments"]),
+            preview,
+            name=f"{source.GetName()} PASTA preview lesion",
+        )
         self.preview_volume, self.preview_lesion, self.source_volume = preview, lesion, source
         self.last_plan, self.last_result = result.get("plan", ""), result
         return preview
@@ -162,9 +181,25 @@ class SynthController:
             raise PastaError("choose the folder of background CTs")
         if not str(request.output or "").strip():
             raise PastaError("choose the output folder")
-        params = {"backgrounds_dir": str(request.backgrounds), "output_dir": str(request.output),
-                  "count": int(request.count), "format": request.format, "lesion_type": request.lesion_type or None,
-                  "attributes": request.attributes or None, "seed": int(request.seed)}
-        return start_job(self.runner, "dataset", params, {}, lambda result, folder: result, on_progress, on_finished,
-                         describe=lambda summary: (f"{summary['written']} case(s) written to {summary['output']}, "
-                                                   f"{summary['skipped']} already there, {len(summary['failed'])} failed"))
+        params = {
+            "backgrounds_dir": str(request.backgrounds),
+            "output_dir": str(request.output),
+            "count": int(request.count),
+            "format": request.format,
+            "lesion_type": request.lesion_type or None,
+            "attributes": request.attributes or None,
+            "seed": int(request.seed),
+        }
+        return start_job(
+            self.runner,
+            "dataset",
+            params,
+            {},
+            lambda result, folder: result,
+            on_progress,
+            on_finished,
+            describe=lambda summary: (
+                f"{summary['written']} case(s) written to {summary['output']}, "
+                f"{summary['skipped']} already there, {len(summary['failed'])} failed"
+            ),
+        )

@@ -76,8 +76,9 @@ class ReportPanel:
             self._watch = None
         volume, segmentation = self._nodes()
         if volume and segmentation and self.ui.reportAutoUpdateCheckBox.checked and self.controller.table_of(segmentation):
-            self._watch = self.controller.follow_edits(volume, segmentation, self._segmentIds(), self._showMeasured,
-                                                       defer=lambda function: self._timer.start())
+            self._watch = self.controller.follow_edits(
+                volume, segmentation, self._segmentIds(), self._showMeasured, defer=lambda function: self._timer.start()
+            )
 
     def sceneClosing(self):
         if self._task is not None:
@@ -95,8 +96,14 @@ class ReportPanel:
         from PastaSlicerLib.gui import callWithErrorDisplay
 
         volume, segmentation = self._nodes()
-        ok, result = callWithErrorDisplay(_("Measuring the lesions failed."), self.controller.measure, volume,
-                                          segmentation, self._segmentIds(), self._attributes)
+        ok, result = callWithErrorDisplay(
+            _("Measuring the lesions failed."),
+            self.controller.measure,
+            volume,
+            segmentation,
+            self._segmentIds(),
+            self._attributes,
+        )
         if ok:
             self._showMeasured(*result, None)
             self._follow()
@@ -125,9 +132,17 @@ class ReportPanel:
 
         volume, segmentation = self._nodes()
         ok, handle = callWithErrorDisplay(
-            _("Predicting the attributes failed."), self.controller.predict_attributes, volume, segmentation,
-            self.ui.reportHeadPathLineEdit.currentPath, self.ui.reportEncoderPathLineEdit.currentPath or None,
-            self._segmentIds(), self.device(), on_progress=self._showProgress, on_finished=self._attributesPredicted)
+            _("Predicting the attributes failed."),
+            self.controller.predict_attributes,
+            volume,
+            segmentation,
+            self.ui.reportHeadPathLineEdit.currentPath,
+            self.ui.reportEncoderPathLineEdit.currentPath or None,
+            self._segmentIds(),
+            self.device(),
+            on_progress=self._showProgress,
+            on_finished=self._attributesPredicted,
+        )
         if ok:
             self._task = RunningTask(handle)
         self._updateButtons()
@@ -159,19 +174,31 @@ class ReportPanel:
             slicer.util.warningDisplay(_("Choose at least one report format."))
             return
         settings = qt.QSettings()
-        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Folder for the PASTA report"),
-                                                     str(settings.value(FOLDER_SETTINGS_KEY, "")))
+        folder = qt.QFileDialog.getExistingDirectory(
+            slicer.util.mainWindow(), _("Folder for the PASTA report"), str(settings.value(FOLDER_SETTINGS_KEY, ""))
+        )
         if not folder:
             return
         settings.setValue(FOLDER_SETTINGS_KEY, folder)
         outDir, exists = self.controller.report_folder(folder, volume.GetName())
         if exists and not slicer.util.confirmOkCancelDisplay(
-                _("The folder {folder} holds an earlier report. Replace it?").format(folder=outDir)):
+            _("The folder {folder} holds an earlier report. Replace it?").format(folder=outDir)
+        ):
             return
         ok, handle = callWithErrorDisplay(
-            _("Exporting the report failed."), self.controller.export, volume, segmentation, outDir, formats,
-            self._segmentIds(), self._attributes, self._attributeModels, exists, on_progress=self._showProgress,
-            on_finished=lambda outcome: self._exported(outcome, outDir))
+            _("Exporting the report failed."),
+            self.controller.export,
+            volume,
+            segmentation,
+            outDir,
+            formats,
+            self._segmentIds(),
+            self._attributes,
+            self._attributeModels,
+            exists,
+            on_progress=self._showProgress,
+            on_finished=lambda outcome: self._exported(outcome, outDir),
+        )
         if ok:
             self._task = RunningTask(handle)
         self._updateButtons()
@@ -184,5 +211,6 @@ class ReportPanel:
             url = qt.QUrl.fromLocalFile(str(outDir)).toString()
             self.ui.reportStatusLabel.setOpenExternalLinks(True)
             self.ui.reportStatusLabel.text = _('Wrote {count} file(s) to <a href="{url}">{folder}</a>.').format(
-                count=len(outcome.value), url=url, folder=outDir)
+                count=len(outcome.value), url=url, folder=outDir
+            )
         self._updateButtons()

@@ -31,8 +31,9 @@ def classical_mask_standard(name: str, hu: np.ndarray, spacing) -> np.ndarray:
     return body if name == "body" else lung_mask(hu, spacing, body=body)
 
 
-def organ_from_labels(labels: Volume, *, label: int | None = None, organ: str | None = None,
-                      totalsegmentator_version: int = 2) -> Volume:
+def organ_from_labels(
+    labels: Volume, *, label: int | None = None, organ: str | None = None, totalsegmentator_version: int = 2
+) -> Volume:
     """A binary organ mask (uint8) taken from ``labels``.
 
     ``label`` picks one value. ``organ`` ("lung", "liver", ...) picks, for a ``.seg.nrrd``
@@ -49,13 +50,23 @@ def organ_from_labels(labels: Volume, *, label: int | None = None, organ: str | 
         segments = labels.meta.get("segments") or []
         wanted = organ.lower().rstrip("s")
         if segments:
-            values = [s["label"] for s in segments if (term_for_label_name(s["name"]) or "").split("@")[-1].startswith(wanted)
-                      or wanted in s["name"].lower().replace("_", " ")]
+            values = [
+                s["label"]
+                for s in segments
+                if (term_for_label_name(s["name"]) or "").split("@")[-1].startswith(wanted)
+                or wanted in s["name"].lower().replace("_", " ")
+            ]
         else:
-            values = [v for v in np.unique(array) if v and (organ_for_totalsegmentator(int(v), totalsegmentator_version) or "").endswith(wanted)]
+            values = [
+                v
+                for v in np.unique(array)
+                if v and (organ_for_totalsegmentator(int(v), totalsegmentator_version) or "").endswith(wanted)
+            ]
         chosen = np.isin(array, values) if values else np.zeros(array.shape, bool)
         if not chosen.any():
-            raise PastaError(f"no {organ} found in the organ mask (TotalSegmentator v{totalsegmentator_version} ids or segment names)")
+            raise PastaError(
+                f"no {organ} found in the organ mask (TotalSegmentator v{totalsegmentator_version} ids or segment names)"
+            )
     else:
         chosen = array > 0
         if not chosen.any():

@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 
-def report_case(image_path, seg_path, organ_path=None, *, lesion_labels=None, whole_labels=False, case_id=None,
-                image=None, progress=None, floor=None, targets=None, followup=None):
+def report_case(
+    image_path,
+    seg_path,
+    organ_path=None,
+    *,
+    lesion_labels=None,
+    whole_labels=False,
+    case_id=None,
+    image=None,
+    progress=None,
+    floor=None,
+    targets=None,
+    followup=None,
+):
     """``(report, image, labels)``: the CaseReport of the label map ``seg_path`` on the CT
     ``image_path`` (``image``: that CT already read, to skip reading it again).
 
@@ -25,10 +37,21 @@ def report_case(image_path, seg_path, organ_path=None, *, lesion_labels=None, wh
     if organ_path:
         organs = read_volume(organ_path, is_label=True)
         organ_names, _, _ = label_names_of(organs, organ_path)
-    report = make_report(image, labels, case=case_info(image, image_path, seg_path, case_id),
-                         lesion_labels=lesion_labels, label_names=names, names_from=names_from, organs=organs,
-                         organ_names=organ_names, models=models, split_components=not whole_labels,
-                         progress=progress, candidates=recorded_candidates(seg_path),
-                         floor=choose_floor(floor, recorded_model(seg_path)), targets=targets,
-                         **(followup(image) if followup else {}))
+    report = make_report(
+        image,
+        labels,
+        case=case_info(image, image_path, seg_path, case_id),
+        lesion_labels=lesion_labels,
+        label_names=names,
+        names_from=names_from,
+        organs=organs,
+        organ_names=organ_names,
+        models=models,
+        split_components=not whole_labels,
+        progress=progress,
+        candidates=recorded_candidates(seg_path),
+        floor=choose_floor(floor, recorded_model(seg_path)),
+        targets=targets,
+        **(followup(image) if followup else {}),
+    )
     return report, image, labels

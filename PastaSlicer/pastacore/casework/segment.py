@@ -11,9 +11,9 @@ from ..inference.sidecar import sidecar_content, sidecar_path, write_sidecar
 
 @dataclass
 class SegmentedCase:
-    image: object          # the CT as read (a Volume)
-    result: object         # the SegmentationResult (labels on the CT's grid)
-    description: dict      # what the sidecar JSON holds
+    image: object  # the CT as read (a Volume)
+    result: object  # the SegmentationResult (labels on the CT's grid)
+    description: dict  # what the sidecar JSON holds
 
 
 def parse_box(text):
@@ -30,9 +30,22 @@ def parse_box(text):
     return [float(v) for v in values]
 
 
-def segment_case(image, *, model=None, organ_mask=None, organ_label=None, organ=None, totalsegmentator_version=2,
-                 roi=None, device="auto", tta=False, overlap=0.5, min_lesion_mm3=0.0, progress=None,
-                 is_cancelled=None) -> SegmentedCase:
+def segment_case(
+    image,
+    *,
+    model=None,
+    organ_mask=None,
+    organ_label=None,
+    organ=None,
+    totalsegmentator_version=2,
+    roi=None,
+    device="auto",
+    tta=False,
+    overlap=0.5,
+    min_lesion_mm3=0.0,
+    progress=None,
+    is_cancelled=None,
+) -> SegmentedCase:
     """Read ``image`` (a file or DICOM folder), find where to look and segment it.
 
     ``model``: a name, path or an already loaded SegmentationModel (a batch worker passes the
@@ -47,14 +60,28 @@ def segment_case(image, *, model=None, organ_mask=None, organ_label=None, organ=
     volume = read_volume(image)
     organ_volume = None
     if organ_mask:
-        organ_volume = organ_from_labels(read_volume(organ_mask, is_label=True), label=organ_label, organ=organ,
-                                         totalsegmentator_version=totalsegmentator_version)
+        organ_volume = organ_from_labels(
+            read_volume(organ_mask, is_label=True),
+            label=organ_label,
+            organ=organ,
+            totalsegmentator_version=totalsegmentator_version,
+        )
     elif organ and organ != "body":
         organ_volume = classical_organ(volume, organ)
     roi_box = box_from_ras_bounds(parse_box(roi), volume.grid) if roi else None
-    result = segment_volume(volume, model, device=device, tta=tta, overlap=overlap, organ_mask=organ_volume,
-                            roi_box=roi_box, whole_body=organ == "body" and not organ_mask,
-                            min_lesion_mm3=min_lesion_mm3, progress=progress, is_cancelled=is_cancelled)
+    result = segment_volume(
+        volume,
+        model,
+        device=device,
+        tta=tta,
+        overlap=overlap,
+        organ_mask=organ_volume,
+        roi_box=roi_box,
+        whole_body=organ == "body" and not organ_mask,
+        min_lesion_mm3=min_lesion_mm3,
+        progress=progress,
+        is_cancelled=is_cancelled,
+    )
     return SegmentedCase(volume, result, sidecar_content(result))
 
 

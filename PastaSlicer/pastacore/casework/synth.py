@@ -11,9 +11,9 @@ from ..errors import PastaError
 
 @dataclass
 class SynthesizedCase:
-    image: object      # the CT as read
-    result: object     # the SynthesisResult (image with the lesion, labels organ 1 / lesion 2)
-    report: dict       # our report.json: plan, measurements, type.json, source
+    image: object  # the CT as read
+    result: object  # the SynthesisResult (image with the lesion, labels organ 1 / lesion 2)
+    report: dict  # our report.json: plan, measurements, type.json, source
 
 
 def numbers(text, what, count=6) -> list:
@@ -58,9 +58,21 @@ def read_attributes_file(path) -> dict:
     return data
 
 
-def synth_case(image, *, seed, attributes=None, box=None, box_ijk=None, lesion_type=None, organ_mask=None,
-               organ_label=None, backend="procedural", backend_options=None, progress=None,
-               is_cancelled=None) -> SynthesizedCase:
+def synth_case(
+    image,
+    *,
+    seed,
+    attributes=None,
+    box=None,
+    box_ijk=None,
+    lesion_type=None,
+    organ_mask=None,
+    organ_label=None,
+    backend="procedural",
+    backend_options=None,
+    progress=None,
+    is_cancelled=None,
+) -> SynthesizedCase:
     """Insert one lesion into the CT ``image`` (a file or DICOM folder).
 
     ``box`` (RAS corners R1,A1,S1,R2,A2,S2) or ``box_ijk`` (corner voxels) says where; neither:
@@ -77,15 +89,24 @@ def synth_case(image, *, seed, attributes=None, box=None, box_ijk=None, lesion_t
     elif box_ijk is not None and box_ijk != "":
         roi_box = box_from_ijk(box_ijk, volume.grid)
     organ = read_volume(organ_mask, is_label=True) if organ_mask else None
-    result = synthesize_lesion(volume=volume, organ_labels=organ, roi_box=roi_box, lesion_type=lesion_type,
-                               attributes=attributes, seed=seed, progress=progress, is_cancelled=is_cancelled,
-                               organ_label=organ_label, backend=backend, backend_options=backend_options)
+    result = synthesize_lesion(
+        volume=volume,
+        organ_labels=organ,
+        roi_box=roi_box,
+        lesion_type=lesion_type,
+        attributes=attributes,
+        seed=seed,
+        progress=progress,
+        is_cancelled=is_cancelled,
+        organ_label=organ_label,
+        backend=backend,
+        backend_options=backend_options,
+    )
     report = dict(result.report, type_json=result.type_json, source=str(image))
     return SynthesizedCase(volume, result, report)
 
 
-def write_synthesis(case: SynthesizedCase, out_image, out_mask, out_report, out_type_json=None,
-                    overwrite: bool = False) -> list:
+def write_synthesis(case: SynthesizedCase, out_image, out_mask, out_report, out_type_json=None, overwrite: bool = False) -> list:
     """Write the image with the lesion, its labels, our report (and the PASTA-Gen type.json)
     together: all of them or none."""
     from ..fileio import write_volume

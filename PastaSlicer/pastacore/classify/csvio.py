@@ -52,8 +52,9 @@ def read_features_csv(paths) -> tuple:
         if len(header) < 2 or header[0] != "id" or header[1:] != [f"f{n}" for n in range(len(header) - 1)]:
             raise PastaError(f"{name} is not a features file: its header must be id,f0,f1,... (as 'pasta features' writes)")
         if width is not None and len(header) - 1 != width:
-            raise PastaError(f"{name} has {len(header) - 1} features per row, the other files {width}; "
-                             "use features from the same encoder")
+            raise PastaError(
+                f"{name} has {len(header) - 1} features per row, the other files {width}; use features from the same encoder"
+            )
         width = len(header) - 1
         if not rows:
             raise PastaError(f"{name} holds no feature rows")
@@ -71,8 +72,10 @@ def read_features_csv(paths) -> tuple:
         blocks.append(block)
     duplicates = sorted({i for i in ids if ids.count(i) > 1}) if len(ids) != len(set(ids)) else []
     if duplicates:
-        raise PastaError(f"feature id {', '.join(duplicates[:5])} appears more than once; ids must be unique "
-                         f"(give each case its own {option('case')} name)")
+        raise PastaError(
+            f"feature id {', '.join(duplicates[:5])} appears more than once; ids must be unique "
+            f"(give each case its own {option('case')} name)"
+        )
     return ids, np.concatenate(blocks, axis=0)
 
 
@@ -113,8 +116,9 @@ def match_labels(ids, features, labels: dict) -> tuple:
     known = set(ids)
     orphans = [i for i in labels if i not in known]
     if orphans:
-        raise PastaError(f"{len(orphans)} labelled id(s) have no features: {', '.join(orphans[:5])}"
-                         + (" ..." if len(orphans) > 5 else ""))
+        raise PastaError(
+            f"{len(orphans)} labelled id(s) have no features: {', '.join(orphans[:5])}" + (" ..." if len(orphans) > 5 else "")
+        )
     keep = [n for n, i in enumerate(ids) if i in labels]
     unlabelled = [i for i in ids if i not in labels]
     values = [labels[ids[n]] for n in keep]

@@ -43,12 +43,12 @@ class CropItem:
     """One crop: ``crop.array`` is SLF-normalised CT on PASTA's 1 mm grid, axes [S, P, L]."""
 
     id: str
-    kind: str                 # organ | lesion
-    label: int                # mask value the item comes from
-    component: int            # connected-component number (1 = largest), 0 for a whole label
-    crop: Crop                # cut from the standardised, normalised CT
-    grid: Grid                # the standardised grid the crop was cut from
-    source_grid: Grid         # the grid of the CT as given
+    kind: str  # organ | lesion
+    label: int  # mask value the item comes from
+    component: int  # connected-component number (1 = largest), 0 for a whole label
+    crop: Crop  # cut from the standardised, normalised CT
+    grid: Grid  # the standardised grid the crop was cut from
+    source_grid: Grid  # the grid of the CT as given
     flip_ap: bool = True
 
     @property
@@ -103,8 +103,9 @@ def item_masks(mask: np.ndarray, crop: str, labels=None, split_components: bool 
         wanted = [int(v) for v in labels]
         absent = [v for v in wanted if v not in present]
         if absent:
-            raise PastaError(f"label {', '.join(map(str, absent))} is not present in the mask "
-                             f"(labels present: {', '.join(map(str, present))})")
+            raise PastaError(
+                f"label {', '.join(map(str, absent))} is not present in the mask (labels present: {', '.join(map(str, present))})"
+            )
     from ..report.measure import MAX_LESIONS, lesion_components
 
     out = []
@@ -126,9 +127,19 @@ def item_id(case: str, crop: str, label: int, index: int, labels_count: int) -> 
     return f"{case}:lesion{index}"
 
 
-def prepare_crops(image: Volume, mask: Volume, crop: str = "lesion", labels=None, split_components: bool = True,
-                  case: str = "case", flip_ap: bool = True, organ_size=ORGAN_SIZE, organ_margin: int = ORGAN_MARGIN,
-                  lesion_size=LESION_SIZE, progress=None) -> list:
+def prepare_crops(
+    image: Volume,
+    mask: Volume,
+    crop: str = "lesion",
+    labels=None,
+    split_components: bool = True,
+    case: str = "case",
+    flip_ap: bool = True,
+    organ_size=ORGAN_SIZE,
+    organ_margin: int = ORGAN_MARGIN,
+    lesion_size=LESION_SIZE,
+    progress=None,
+) -> list:
     """The :class:`CropItem` of every organ label or lesion of ``mask`` (on ``image``'s grid).
 
     Lesions are numbered as in the report (label by label, largest component first). A lesion
@@ -140,13 +151,23 @@ def prepare_crops(image: Volume, mask: Volume, crop: str = "lesion", labels=None
     image.check_matches(mask, "mask")
     parts = item_masks(mask.array, crop, labels, split_components)
     labels_count = len({label for label, _c, _m in parts})
-    named = ((label, component, item_id(case, crop, label, n, labels_count), m)
-             for n, (label, component, m) in enumerate(parts, start=1))
+    named = (
+        (label, component, item_id(case, crop, label, n, labels_count), m)
+        for n, (label, component, m) in enumerate(parts, start=1)
+    )
     return crops_from_masks(image, named, crop, flip_ap, organ_size, organ_margin, lesion_size, progress)
 
 
-def crops_from_masks(image: Volume, parts, crop: str = "lesion", flip_ap: bool = True, organ_size=ORGAN_SIZE,
-                     organ_margin: int = ORGAN_MARGIN, lesion_size=LESION_SIZE, progress=None) -> list:
+def crops_from_masks(
+    image: Volume,
+    parts,
+    crop: str = "lesion",
+    flip_ap: bool = True,
+    organ_size=ORGAN_SIZE,
+    organ_margin: int = ORGAN_MARGIN,
+    lesion_size=LESION_SIZE,
+    progress=None,
+) -> list:
     """:class:`CropItem` list for ``parts``: ``(label, component, id, boolean mask on image's grid)``."""
     if crop not in CROP_KINDS:
         raise PastaError(f"unknown crop '{crop}'; choose {' or '.join(CROP_KINDS)}")
@@ -216,7 +237,7 @@ def extract_features(network, items, batch_size: int = 2, device="cpu", progress
                 from ..errors import CancelledError
 
                 raise CancelledError("feature extraction was cancelled")
-            batch = np.stack([item.input for item in items[start:start + batch_size]])[:, None]
+            batch = np.stack([item.input for item in items[start : start + batch_size]])[:, None]
             x = torch.from_numpy(batch).to(device)
             rows.append(network.encode_features(x).float().cpu().numpy())
             if progress:
@@ -225,13 +246,24 @@ def extract_features(network, items, batch_size: int = 2, device="cpu", progress
     return np.concatenate(rows, axis=0).astype(np.float32)
 
 
-def compute_features(image: Volume, mask: Volume, network, crop: str = "lesion", labels=None,
-                     split_components: bool = True, case: str = "case", batch_size: int = 2, device="cpu",
-                     flip_ap: bool = True, progress=None, cancelled=None) -> FeatureTable:
+def compute_features(
+    image: Volume,
+    mask: Volume,
+    network,
+    crop: str = "lesion",
+    labels=None,
+    split_components: bool = True,
+    case: str = "case",
+    batch_size: int = 2,
+    device="cpu",
+    flip_ap: bool = True,
+    progress=None,
+    cancelled=None,
+) -> FeatureTable:
     """Crops and features in one call; ``progress(fraction, message)`` covers both."""
     step = progress or (lambda f, m="": None)
-    items = prepare_crops(image, mask, crop, labels, split_components, case, flip_ap,
-                          progress=lambda f, m="": step(0.3 * f, m))
-    features = extract_features(network, items, batch_size, device,
-                                progress=lambda f, m="": step(0.3 + 0.7 * f, m), cancelled=cancelled)
+    items = prepare_crops(image, mask, crop, labels, split_components, case, flip_ap, progress=lambda f, m="": step(0.3 * f, m))
+    features = extract_features(
+        network, items, batch_size, device, progress=lambda f, m="": step(0.3 + 0.7 * f, m), cancelled=cancelled
+    )
     return FeatureTable([item.id for item in items], features, items)

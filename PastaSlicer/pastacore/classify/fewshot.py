@@ -23,6 +23,7 @@ MLP_LR = 1e-3
 
 # --- metrics ---------------------------------------------------------------------------------
 
+
 def roc_auc(positive, scores) -> float:
     """Area under the ROC curve (ties count half); nan when one class is absent."""
     from scipy.stats import rankdata
@@ -53,6 +54,7 @@ def accuracy(y, proba) -> float:
 
 # --- folds -----------------------------------------------------------------------------------
 
+
 def stratified_folds(y, folds: int, seed: int = 0) -> list:
     """Test indices of each fold; every class is spread over the folds as evenly as possible."""
     y = np.asarray(y, int)
@@ -73,20 +75,30 @@ def usable_folds(y, folds: int) -> tuple:
     if (counts > 0).sum() < 2:
         raise PastaError("the labels hold a single class; a classifier needs at least two")
     if smallest < 2:
-        raise PastaError("every class needs at least 2 labelled cases for cross-validation "
-                         f"(smallest class: {smallest})")
+        raise PastaError(f"every class needs at least 2 labelled cases for cross-validation (smallest class: {smallest})")
     if folds < 2:
         raise PastaError("cross-validation needs at least 2 folds")
     if smallest < folds:
-        return smallest, (f"{folds} folds asked, but the smallest class has {smallest} cases: "
-                          f"used {smallest}-fold cross-validation")
+        return smallest, (
+            f"{folds} folds asked, but the smallest class has {smallest} cases: used {smallest}-fold cross-validation"
+        )
     return folds, ""
 
 
 # --- training --------------------------------------------------------------------------------
 
-def fit_head(features, y, classes, kind: str = "linear", l2: float = DEFAULT_L2, seed: int = 0,
-             group_name: str = "label", name: str = "few-shot head", epochs: int = MLP_EPOCHS) -> Head:
+
+def fit_head(
+    features,
+    y,
+    classes,
+    kind: str = "linear",
+    l2: float = DEFAULT_L2,
+    seed: int = 0,
+    group_name: str = "label",
+    name: str = "few-shot head",
+    epochs: int = MLP_EPOCHS,
+) -> Head:
     """Train a head on ``features`` (N, C) with integer labels ``y`` (indices into ``classes``)."""
     import torch
 
@@ -114,8 +126,15 @@ def fit_head(features, y, classes, kind: str = "linear", l2: float = DEFAULT_L2,
             layer = module.head[0]
             torch.nn.init.zeros_(layer.weight)
             torch.nn.init.zeros_(layer.bias)
-            optimizer = torch.optim.LBFGS(module.parameters(), lr=1.0, max_iter=500, history_size=20,
-                                          tolerance_grad=1e-6, tolerance_change=1e-9, line_search_fn="strong_wolfe")
+            optimizer = torch.optim.LBFGS(
+                module.parameters(),
+                lr=1.0,
+                max_iter=500,
+                history_size=20,
+                tolerance_grad=1e-6,
+                tolerance_change=1e-9,
+                line_search_fn="strong_wolfe",
+            )
 
             def closure():
                 optimizer.zero_grad()
@@ -139,8 +158,9 @@ def fit_head(features, y, classes, kind: str = "linear", l2: float = DEFAULT_L2,
     return Head(module, kind, x.shape[1], (group,), mean.astype(np.float32), std, name)
 
 
-def cross_validate(features, y, classes, folds: int = 5, seed: int = 0, kind: str = "linear",
-                   l2: float = DEFAULT_L2, progress=None) -> dict:
+def cross_validate(
+    features, y, classes, folds: int = 5, seed: int = 0, kind: str = "linear", l2: float = DEFAULT_L2, progress=None
+) -> dict:
     """Stratified k-fold metrics; the head of each fold sees only its training part."""
     x = np.asarray(features, np.float32)
     y = np.asarray(y, int)
@@ -153,8 +173,7 @@ def cross_validate(features, y, classes, folds: int = 5, seed: int = 0, kind: st
         head = fit_head(x[train], y[train], classes, kind, l2, seed + f)
         proba = head.probabilities(x[test])[0][1]
         oof[test] = proba
-        per_fold.append({"fold": f, "n_test": int(len(test)), "accuracy": accuracy(y[test], proba),
-                         "auc": auc(y[test], proba)})
+        per_fold.append({"fold": f, "n_test": int(len(test)), "accuracy": accuracy(y[test], proba), "auc": auc(y[test], proba)})
         if progress:
             progress((f + 1) / folds, f"fold {f + 1}/{folds}")
 
@@ -166,11 +185,17 @@ def cross_validate(features, y, classes, folds: int = 5, seed: int = 0, kind: st
         return {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
 
     return {
-        "folds": folds, "seed": seed, "kind": kind, "l2": l2, "n_cases": int(len(y)),
+        "folds": folds,
+        "seed": seed,
+        "kind": kind,
+        "l2": l2,
+        "n_cases": int(len(y)),
         "class_counts": {str(c): int((y == n).sum()) for n, c in enumerate(classes)},
-        "accuracy": summary("accuracy"), "auc": summary("auc"),
+        "accuracy": summary("accuracy"),
+        "auc": summary("auc"),
         "pooled": {"accuracy": accuracy(y, oof), "auc": auc(y, oof)},
-        "per_fold": per_fold, "note": note,
+        "per_fold": per_fold,
+        "note": note,
         "auc_definition": "ROC AUC of the second class" if len(classes) == 2 else "mean one-vs-rest ROC AUC",
     }
 

@@ -22,8 +22,10 @@ _FALLBACK = {
         {"name": "density", "options": ["hypodense", "isodense", "hyperdense"]},
         {"name": "heterogeneity", "options": ["homogeneous", "heterogeneous"]},
         {"name": "surface", "options": ["well-defined margin", "ill-defined margin"]},
-        {"name": "invasion", "options": ["no close relationship with adjacent structures",
-                                         "close relationship with adjacent structures"]},
+        {
+            "name": "invasion",
+            "options": ["no close relationship with adjacent structures", "close relationship with adjacent structures"],
+        },
     ],
     "presence": [{"name": "tumor", "options": ["absent", "present"]}],
 }
@@ -106,7 +108,7 @@ def split_softmax(logits, groups) -> list:
     check_groups(groups, logits.shape[1])
     out, start = [], 0
     for group in groups:
-        part = logits[:, start:start + group.size]
+        part = logits[:, start : start + group.size]
         part = part - part.max(axis=1, keepdims=True)
         e = np.exp(part)
         out.append((group, e / e.sum(axis=1, keepdims=True)))

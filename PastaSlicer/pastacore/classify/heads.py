@@ -42,8 +42,13 @@ def build_module(kind: str, feature_dim: int, num_outputs: int):
         layers = [nn.Linear(feature_dim, num_outputs)]
     elif kind == "mlp":
         h1, h2 = MLP_HIDDEN
-        layers = [nn.Linear(feature_dim, h1), nn.LeakyReLU(NEGATIVE_SLOPE), nn.Linear(h1, h2),
-                  nn.LeakyReLU(NEGATIVE_SLOPE), nn.Linear(h2, num_outputs)]
+        layers = [
+            nn.Linear(feature_dim, h1),
+            nn.LeakyReLU(NEGATIVE_SLOPE),
+            nn.Linear(h1, h2),
+            nn.LeakyReLU(NEGATIVE_SLOPE),
+            nn.Linear(h2, num_outputs),
+        ]
     else:
         raise PastaError(f"unknown head kind '{kind}'; choose {' or '.join(KINDS)}")
     module = nn.Module()
@@ -55,7 +60,7 @@ def build_module(kind: str, feature_dim: int, num_outputs: int):
 class Head:
     """A head ready to use: ``logits(features)`` and ``predict(features)``."""
 
-    module: object                  # torch module with ``.head``
+    module: object  # torch module with ``.head``
     kind: str
     feature_dim: int
     groups: tuple
@@ -73,8 +78,10 @@ class Head:
         if x.ndim == 1:
             x = x[None]
         if x.ndim != 2 or x.shape[1] != self.feature_dim:
-            raise PastaError(f"the head '{self.name}' expects {self.feature_dim} features per row, "
-                             f"got shape {tuple(x.shape)}; were the features made with the same encoder?")
+            raise PastaError(
+                f"the head '{self.name}' expects {self.feature_dim} features per row, "
+                f"got shape {tuple(x.shape)}; were the features made with the same encoder?"
+            )
         return (x - self.mean) / self.std
 
     def logits(self, features) -> np.ndarray:
@@ -132,12 +139,16 @@ def head_from_state(state: dict, groups=None, name: str = "head", meta: dict | N
     groups = check_groups(groups if groups is not None else default_groups(num_outputs), num_outputs)
     module = build_module(kind, feature_dim, num_outputs)
     expected = module.state_dict()
-    wrong = [f"{k}: {tuple(heads[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
-             if k in heads and tuple(heads[k].shape) != tuple(v.shape)]
+    wrong = [
+        f"{k}: {tuple(heads[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in heads and tuple(heads[k].shape) != tuple(v.shape)
+    ]
     missing = [k for k in expected if k not in heads]
     if wrong or missing:
-        raise PastaError(f"{name}: the head tensors do not fit a {kind} head "
-                         f"({'; '.join(wrong + [m + ' missing' for m in missing])[:300]})")
+        raise PastaError(
+            f"{name}: the head tensors do not fit a {kind} head ({'; '.join(wrong + [m + ' missing' for m in missing])[:300]})"
+        )
     module.load_state_dict({k: heads[k].float() for k in expected})
     module.eval()
     mean = state.get("feature_mean")
@@ -188,7 +199,12 @@ def save_head(head: Head, path, extra_meta: dict | None = None) -> None:
 
     from .. import __version__
 
-    meta = {"format_version": FORMAT_VERSION, "kind": head.kind, "feature_dim": int(head.feature_dim),
-            "groups": [g.to_dict() for g in head.groups], "software_version": __version__}
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "kind": head.kind,
+        "feature_dim": int(head.feature_dim),
+        "groups": [g.to_dict() for g in head.groups],
+        "software_version": __version__,
+    }
     meta.update(extra_meta or {})
     torch.save({"state_dict": head.state_dict(), HEAD_FORMAT: meta}, str(path))

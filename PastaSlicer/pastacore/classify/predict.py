@@ -23,12 +23,13 @@ class AttributeModel:
 
     network: object
     head: Head
-    models: list = field(default_factory=list)   # pastacore.report.model.ModelProvenance
+    models: list = field(default_factory=list)  # pastacore.report.model.ModelProvenance
     crop: str = "lesion"
 
 
-def load_attribute_model(head_source, encoder_source=None, device="cpu", crop: str = "lesion",
-                         with_checksums: bool = True) -> AttributeModel:
+def load_attribute_model(
+    head_source, encoder_source=None, device="cpu", crop: str = "lesion", with_checksums: bool = True
+) -> AttributeModel:
     """The head in ``head_source`` and the encoder in ``encoder_source`` (default: the same file).
 
     A PASTA checkpoint such as ``PASTA_final.pth`` holds both; a head trained with
@@ -43,12 +44,16 @@ def load_attribute_model(head_source, encoder_source=None, device="cpu", crop: s
         loaded = load_encoder(encoder_source, device=device)
     except PastaError as exc:
         if encoder_source == head_source:
-            raise PastaError(f"{Path(str(head_source)).name} holds a head but no PASTA encoder; choose the encoder "
-                             f"weights its features came from ({exc})") from None
+            raise PastaError(
+                f"{Path(str(head_source)).name} holds a head but no PASTA encoder; choose the encoder "
+                f"weights its features came from ({exc})"
+            ) from None
         raise
     if loaded.info.feature_channels != head.feature_dim:
-        raise PastaError(f"the encoder gives {loaded.info.feature_channels} features but the head expects "
-                         f"{head.feature_dim}; choose the encoder the head was trained on")
+        raise PastaError(
+            f"the encoder gives {loaded.info.feature_channels} features but the head expects "
+            f"{head.feature_dim}; choose the encoder the head was trained on"
+        )
     models = []
     if with_checksums:
         for source, role in ((head_source, "attributes"), (encoder_source, "features")):
@@ -78,16 +83,19 @@ def lesion_parts(labels: np.ndarray, measurements) -> list:
     return parts
 
 
-def predict_lesion_attributes(image, labels, measurements, model: AttributeModel, device="cpu", batch_size: int = 2,
-                              progress=None, cancelled=None) -> dict:
+def predict_lesion_attributes(
+    image, labels, measurements, model: AttributeModel, device="cpu", batch_size: int = 2, progress=None, cancelled=None
+) -> dict:
     """``{lesion number: {attribute: AttributeValue}}`` for ``measurements`` of ``labels`` on ``image``."""
     if not measurements:
         raise PastaError("there are no lesions to predict attributes for")
     image.check_matches(labels, "segmentation")
     step = progress or (lambda f, m="": None)
-    items = crops_from_masks(image, lesion_parts(np.asarray(labels.array), measurements), model.crop,
-                             progress=lambda f, m="": step(0.3 * f, m))
-    features = extract_features(model.network, items, batch_size, device,
-                                progress=lambda f, m="": step(0.3 + 0.7 * f, m), cancelled=cancelled)
+    items = crops_from_masks(
+        image, lesion_parts(np.asarray(labels.array), measurements), model.crop, progress=lambda f, m="": step(0.3 * f, m)
+    )
+    features = extract_features(
+        model.network, items, batch_size, device, progress=lambda f, m="": step(0.3 + 0.7 * f, m), cancelled=cancelled
+    )
     rows = model.head.predict(features)
     return {int(m.index): row for m, row in zip(measurements, rows)}

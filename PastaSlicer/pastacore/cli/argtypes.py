@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-SEED_MAX = 2 ** 32 - 1
+SEED_MAX = 2**32 - 1
 
 
 def seed(text: str) -> int:

@@ -16,22 +16,33 @@ MODES = ("segment", "report", "synth")
 
 
 def add_parser(sub):
-    p = sub.add_parser("batch", help="segment, report or synthesise a cohort (resumable, on Dask)",
-                       description="Run pasta segment, report or synth over a cohort: INPUTS is a folder of CTs "
-                                   "(files or DICOM series folders), a glob, image files, or a CSV with one case per "
-                                   "row (columns image, case_id, organ_mask, organ_label, seg, box, box_ijk, "
-                                   "attributes, lesion_type, seed). Each case's files go to DIR/<case id>/; "
-                                   "DIR/manifest.sqlite records every case and DIR/cohort.csv (.parquet) lists every "
-                                   "lesion. A rerun skips cases whose inputs, model and parameters are unchanged; "
-                                   "an interrupted run resumes. Research use only.")
+    p = sub.add_parser(
+        "batch",
+        help="segment, report or synthesise a cohort (resumable, on Dask)",
+        description="Run pasta segment, report or synth over a cohort: INPUTS is a folder of CTs "
+        "(files or DICOM series folders), a glob, image files, or a CSV with one case per "
+        "row (columns image, case_id, organ_mask, organ_label, seg, box, box_ijk, "
+        "attributes, lesion_type, seed). Each case's files go to DIR/<case id>/; "
+        "DIR/manifest.sqlite records every case and DIR/cohort.csv (.parquet) lists every "
+        "lesion. A rerun skips cases whose inputs, model and parameters are unchanged; "
+        "an interrupted run resumes. Research use only.",
+    )
     modes = p.add_subparsers(dest="mode", metavar="MODE", parser_class=type(p))
     segment = modes.add_parser("segment", help="segment each CT and measure its lesions")
     _add_common(segment)
     segment.add_argument("--model", help="installed model name, weight file or model folder (default: built-in)")
-    segment.add_argument("--organ", help="lungs or body for every case (default: the model's own organ); a case's "
-                                         "organ_mask column restricts the search instead")
-    segment.add_argument("--totalsegmentator-version", type=int, choices=(1, 2), default=2,
-                         help="label numbering of TotalSegmentator organ masks (default 2)")
+    segment.add_argument(
+        "--organ",
+        help="lungs or body for every case (default: the model's own organ); a case's "
+        "organ_mask column restricts the search instead",
+    )
+    segment.add_argument(
+        "--totalsegmentator-version",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="label numbering of TotalSegmentator organ masks (default 2)",
+    )
     segment.add_argument("--roi", help="box R1,A1,S1,R2,A2,S2 in RAS mm for every case (a case's box column wins)")
     segment.add_argument("--device", default="auto", help="auto, cuda or cpu (cuda: one worker per GPU)")
     segment.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8x slower)")
@@ -52,8 +63,9 @@ def add_parser(sub):
     synth.add_argument("--lesion-type", metavar="TYPE", help="lesion type for cases without their own")
     from .argtypes import seed
 
-    synth.add_argument("--seed", type=seed, default=0,
-                       help="cohort seed: a case's seed derives from it and its case id (a seed column wins)")
+    synth.add_argument(
+        "--seed", type=seed, default=0, help="cohort seed: a case's seed derives from it and its case id (a seed column wins)"
+    )
     from .synth_cmd import add_backend_arguments
 
     add_backend_arguments(synth)
@@ -83,11 +95,18 @@ def workers(text: str) -> int:
 def _add_common(p):
     p.add_argument("inputs", nargs="+", metavar="INPUTS", help="a folder, a glob, image files, or a CSV of cases")
     p.add_argument("--out", required=True, metavar="DIR", help="cohort folder (created; a rerun resumes in it)")
-    p.add_argument("--scheduler", default="local",
-                   help="local (default: a Dask LocalCluster sized to this machine), inline (this process, no Dask) "
-                        "or a running scheduler's address, e.g. tcp://host:8786")
-    p.add_argument("--workers", type=workers, metavar="K", help="local cluster: K worker processes (default: from "
-                                                                "the cores, memory and GPUs)")
+    p.add_argument(
+        "--scheduler",
+        default="local",
+        help="local (default: a Dask LocalCluster sized to this machine), inline (this process, no Dask) "
+        "or a running scheduler's address, e.g. tcp://host:8786",
+    )
+    p.add_argument(
+        "--workers",
+        type=workers,
+        metavar="K",
+        help="local cluster: K worker processes (default: from the cores, memory and GPUs)",
+    )
 
 
 def _add_report_options(p):
@@ -96,6 +115,7 @@ def _add_report_options(p):
 
 
 # -- running a cohort ------------------------------------------------------------------------------
+
 
 def run(args):
     import time
@@ -112,8 +132,9 @@ def run(args):
     if args.scheduler not in ("inline", "local") and "://" not in args.scheduler:
         from ..errors import PastaError
 
-        raise PastaError(f"--scheduler takes local, inline or a scheduler address such as tcp://host:8786, "
-                         f"got {args.scheduler!r}")
+        raise PastaError(
+            f"--scheduler takes local, inline or a scheduler address such as tcp://host:8786, got {args.scheduler!r}"
+        )
     if args.scheduler != "inline":
         from ..cohort.cluster import require_dask
 
@@ -123,14 +144,23 @@ def run(args):
         print(f"note: columns ignored: {', '.join(ignored)}", flush=True)
     started = time.perf_counter()
     with bar(f"pasta batch {args.mode}") as progress:
-        summary = run_cohort(work, cases, args.out, scheduler=args.scheduler, workers=args.workers,
-                             device=getattr(args, "device", "auto"), progress=progress,
-                             notify=lambda line: print(line, flush=True))
+        summary = run_cohort(
+            work,
+            cases,
+            args.out,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            device=getattr(args, "device", "auto"),
+            progress=progress,
+            notify=lambda line: print(line, flush=True),
+        )
     minutes = (time.perf_counter() - started) / 60
     rate = summary["done"] / minutes if minutes > 0 else 0.0
     failed = summary["failed"]
-    print(f"{args.out}: {summary['done']} done, {summary['skipped']} skipped (done earlier, unchanged), "
-          f"{len(failed)} failed ({rate:.1f} cases per minute); every lesion in {CSV_NAME}")
+    print(
+        f"{args.out}: {summary['done']} done, {summary['skipped']} skipped (done earlier, unchanged), "
+        f"{len(failed)} failed ({rate:.1f} cases per minute); every lesion in {CSV_NAME}"
+    )
     for failure in failed[:10]:
         print(f"  {failure['case_id']}: {failure['error']}")
     if len(failed) > 10:
@@ -161,12 +191,23 @@ def _segment_cases(args, rows):
 
         raise PastaError(f"--overlap must be in [0, 1), got {args.overlap}")
     model = _absolute(args.model) if args.model and _exists(args.model) else args.model
-    work = SegmentWork(model=model, model_sha256=model_sha256(model or ""), device=args.device, organ=args.organ,
-                       totalsegmentator_version=args.totalsegmentator_version, roi=args.roi, tta=args.tta,
-                       overlap=args.overlap, min_lesion_mm3=args.min_lesion_mm3, formats=parse_formats(args.formats),
-                       whole_labels=args.whole_labels)
-    cases = [Case(r.case_id, _inputs(r, "image", "organ_mask"), {"organ_label": r.organ_label, "box": r.box}, n)
-             for n, r in enumerate(rows)]
+    work = SegmentWork(
+        model=model,
+        model_sha256=model_sha256(model or ""),
+        device=args.device,
+        organ=args.organ,
+        totalsegmentator_version=args.totalsegmentator_version,
+        roi=args.roi,
+        tta=args.tta,
+        overlap=args.overlap,
+        min_lesion_mm3=args.min_lesion_mm3,
+        formats=parse_formats(args.formats),
+        whole_labels=args.whole_labels,
+    )
+    cases = [
+        Case(r.case_id, _inputs(r, "image", "organ_mask"), {"organ_label": r.organ_label, "box": r.box}, n)
+        for n, r in enumerate(rows)
+    ]
     return work, cases
 
 
@@ -175,8 +216,7 @@ def _report_cases(args, rows):
     from ..cohort.works import ReportWork
     from ..report.export import parse_formats
 
-    work = ReportWork(formats=parse_formats(args.formats), lesion_labels=args.lesion_label,
-                      whole_labels=args.whole_labels)
+    work = ReportWork(formats=parse_formats(args.formats), lesion_labels=args.lesion_label, whole_labels=args.whole_labels)
     return work, [Case(r.case_id, _inputs(r, "image", "seg", "organ_mask"), {}, n) for n, r in enumerate(rows)]
 
 
@@ -198,12 +238,19 @@ def _synth_cases(args, rows):
         if case_attributes is None and lesion_type is None:
             from ..errors import PastaError
 
-            raise PastaError(f"case {r.case_id} has neither attributes nor a lesion type: give --attributes or "
-                             "--lesion-type, or those columns in the CSV")
+            raise PastaError(
+                f"case {r.case_id} has neither attributes nor a lesion type: give --attributes or "
+                "--lesion-type, or those columns in the CSV"
+            )
         read_attributes(case_attributes, lesion_type)  # a contradiction or an unknown type: before any work
-        params = {"seed": r.seed if r.seed is not None else case_seed(args.seed, r.case_id),
-                  "attributes": case_attributes, "lesion_type": lesion_type, "box": r.box, "box_ijk": r.box_ijk,
-                  "organ_label": r.organ_label}
+        params = {
+            "seed": r.seed if r.seed is not None else case_seed(args.seed, r.case_id),
+            "attributes": case_attributes,
+            "lesion_type": lesion_type,
+            "box": r.box,
+            "box_ijk": r.box_ijk,
+            "organ_label": r.organ_label,
+        }
         cases.append(Case(r.case_id, _inputs(r, "image", "organ_mask"), params, n))
     return SynthWork(args.backend, options), cases
 
@@ -218,6 +265,7 @@ _WORKS = {"segment": _segment_cases, "report": _report_cases, "synth": _synth_ca
 
 
 # -- status ----------------------------------------------------------------------------------------
+
 
 def run_status(args):
     import json

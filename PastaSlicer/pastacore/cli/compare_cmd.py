@@ -5,19 +5,25 @@ from __future__ import annotations
 
 def add_parser(sub):
     p = sub.add_parser(
-        "compare", help="RECIST 1.1 response between a baseline and a follow-up report",
+        "compare",
+        help="RECIST 1.1 response between a baseline and a follow-up report",
         description="Pairs the lesions of two report folders (written by 'pasta report'), gives each target lesion's "
-                    "change, the change of the sum of diameters, new lesions and the response (CR, PR, SD, PD) with "
-                    "the rule that decided it. With both CTs, the follow-up CT is registered to the baseline CT "
-                    "(SimpleITK, rigid then affine) before pairing; otherwise the scans are taken as aligned. "
-                    "Research use, not for diagnosis.")
+        "change, the change of the sum of diameters, new lesions and the response (CR, PR, SD, PD) with "
+        "the rule that decided it. With both CTs, the follow-up CT is registered to the baseline CT "
+        "(SimpleITK, rigid then affine) before pairing; otherwise the scans are taken as aligned. "
+        "Research use, not for diagnosis.",
+    )
     p.add_argument("baseline", help="baseline report folder (or its report.json)")
     p.add_argument("followup", help="follow-up report folder (or its report.json)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.add_argument("--baseline-image", metavar="CT", help="the baseline CT (with --followup-image: register them)")
     p.add_argument("--followup-image", metavar="CT", help="the follow-up CT")
-    p.add_argument("--nadir-mm", type=float, metavar="MM",
-                   help="the smallest sum of diameters so far, when an earlier follow-up was smaller than the baseline")
+    p.add_argument(
+        "--nadir-mm",
+        type=float,
+        metavar="MM",
+        help="the smallest sum of diameters so far, when an earlier follow-up was smaller than the baseline",
+    )
     p.set_defaults(func=run)
 
 

@@ -6,18 +6,30 @@ from .argtypes import seed
 
 
 def add_parser(sub):
-    p = sub.add_parser("dataset", help="write a synthetic lesion dataset from background CTs",
-                       description="Insert synthetic lesions into background CTs (resampled to PASTA's 1 mm grid) and "
-                                   "write them as PASTA-Gen-30K ({Organ}/{Lesion}/{id}/img.nii.gz, label.nii.gz, "
-                                   "total.nii.gz, type.json) or nnU-Net raw data (imagesTr/, labelsTr/, dataset.json). "
-                                   "Each case has its own seed derived from --seed; DIR/manifest.sqlite records every "
-                                   "case and DIR/cohort.csv (.parquet) lists the lesions; finished cases are skipped, so "
-                                   "an interrupted run resumes. Synthetic images are for research use only.")
-    p.add_argument("--backgrounds", nargs="+", required=True, metavar="FILES_OR_DIR",
-                   help="background CT files, or folders of them (files named *label*, *_seg, *_mask are left out)")
-    p.add_argument("--organ-masks", nargs="+", metavar="FILES_OR_DIR",
-                   help="organ segmentations matched to the backgrounds by name (same stem, or stem_seg/_total/_organs); "
-                        "TotalSegmentator v1 maps work. Lung lesions need none")
+    p = sub.add_parser(
+        "dataset",
+        help="write a synthetic lesion dataset from background CTs",
+        description="Insert synthetic lesions into background CTs (resampled to PASTA's 1 mm grid) and "
+        "write them as PASTA-Gen-30K ({Organ}/{Lesion}/{id}/img.nii.gz, label.nii.gz, "
+        "total.nii.gz, type.json) or nnU-Net raw data (imagesTr/, labelsTr/, dataset.json). "
+        "Each case has its own seed derived from --seed; DIR/manifest.sqlite records every "
+        "case and DIR/cohort.csv (.parquet) lists the lesions; finished cases are skipped, so "
+        "an interrupted run resumes. Synthetic images are for research use only.",
+    )
+    p.add_argument(
+        "--backgrounds",
+        nargs="+",
+        required=True,
+        metavar="FILES_OR_DIR",
+        help="background CT files, or folders of them (files named *label*, *_seg, *_mask are left out)",
+    )
+    p.add_argument(
+        "--organ-masks",
+        nargs="+",
+        metavar="FILES_OR_DIR",
+        help="organ segmentations matched to the backgrounds by name (same stem, or stem_seg/_total/_organs); "
+        "TotalSegmentator v1 maps work. Lung lesions need none",
+    )
     p.add_argument("--organ-label", type=int, metavar="N", help="the organ's value in the organ masks")
     p.add_argument("--n", type=int, required=True, metavar="N", help="number of cases")
     p.add_argument("--types", nargs="+", metavar="TYPE", help="lesion types, used in turn (default: all that the masks allow)")
@@ -27,11 +39,19 @@ def add_parser(sub):
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created; existing cases are kept)")
     p.add_argument("--format", choices=("pasta-gen", "nnunet"), default="pasta-gen", help="dataset layout")
     p.add_argument("--seed", type=seed, default=0, help="dataset seed (case n uses a seed derived from it and n)")
-    p.add_argument("--workers", type=int, default=1, metavar="K",
-                   help="worker processes: 1 (default) runs in this process; more start a local Dask cluster "
-                        "(lesiondiffusion: each worker loads the networks; keep 1 per GPU)")
-    p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="run on a Dask cluster: local, or a running scheduler's address such as tcp://host:8786")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="K",
+        help="worker processes: 1 (default) runs in this process; more start a local Dask cluster "
+        "(lesiondiffusion: each worker loads the networks; keep 1 per GPU)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on a Dask cluster: local, or a running scheduler's address such as tcp://host:8786",
+    )
     from .synth_cmd import add_backend_arguments
 
     add_backend_arguments(p)
@@ -55,15 +75,29 @@ def run(args):
     attributes = read_attributes_file(args.attributes_json) if args.attributes_json else args.attributes
     started = time.perf_counter()
     with bar("dataset") as progress:
-        summary = generate_dataset(backgrounds_dir=args.backgrounds, output_dir=args.out, count=args.n,
-                                   format=args.format, lesion_type=args.types, attributes=attributes, seed=args.seed,
-                                   progress=progress, organ_masks=args.organ_masks, workers=args.workers,
-                                   organ_label=args.organ_label, backend=args.backend, backend_options=options,
-                                   scheduler=args.scheduler, notify=lambda line: print(line, flush=True))
+        summary = generate_dataset(
+            backgrounds_dir=args.backgrounds,
+            output_dir=args.out,
+            count=args.n,
+            format=args.format,
+            lesion_type=args.types,
+            attributes=attributes,
+            seed=args.seed,
+            progress=progress,
+            organ_masks=args.organ_masks,
+            workers=args.workers,
+            organ_label=args.organ_label,
+            backend=args.backend,
+            backend_options=options,
+            scheduler=args.scheduler,
+            notify=lambda line: print(line, flush=True),
+        )
     minutes = (time.perf_counter() - started) / 60
     rate = summary["written"] / minutes if minutes > 0 else 0.0
-    print(f"{summary['output']}: {summary['written']} written, "
-          f"{summary['skipped']} already there, {len(summary['failed'])} failed ({rate:.1f} cases per minute)")
+    print(
+        f"{summary['output']}: {summary['written']} written, "
+        f"{summary['skipped']} already there, {len(summary['failed'])} failed ({rate:.1f} cases per minute)"
+    )
     for failure in summary["failed"][:10]:
         print(f"  case {failure['index']}: {failure['error']}")
     return 0 if not summary["failed"] else 1

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 def add_parser(sub):
     p = sub.add_parser(
-        "features", help="PASTA encoder features per organ or lesion (CSV)",
+        "features",
+        help="PASTA encoder features per organ or lesion (CSV)",
         description="Standardises IMAGE and MASK to 1 mm, cuts PASTA's crops (organ: box +-32 voxels resized to 128^3; "
-                    "lesion: 96^3 centred on each connected component), applies PASTA's HU normalisation and writes the "
-                    "globally pooled encoder output (1024 values for PASTA) as one CSV row per organ or lesion: "
-                    "id,f0,...,f{C-1}. Row ids: CASE for a single organ label, CASE:labelN for several, "
-                    "CASE:lesionK for lesions (numbered as in 'pasta report').")
+        "lesion: 96^3 centred on each connected component), applies PASTA's HU normalisation and writes the "
+        "globally pooled encoder output (1024 values for PASTA) as one CSV row per organ or lesion: "
+        "id,f0,...,f{C-1}. Row ids: CASE for a single organ label, CASE:labelN for several, "
+        "CASE:lesionK for lesions (numbered as in 'pasta report').",
+    )
     p.add_argument("image", help="CT as NIfTI/NRRD file or DICOM folder")
     p.add_argument("--mask", required=True, help="label map (or .seg.nrrd) on the CT's grid")
     p.add_argument("--label", type=int, action="append", help="mask value to use (repeatable; default: every label)")
@@ -19,8 +21,11 @@ def add_parser(sub):
     p.add_argument("--out", required=True, help="output CSV")
     p.add_argument("--case", help="case name used in the row ids (default: the image file name without extension)")
     p.add_argument("--whole-labels", action="store_true", help="lesion crops: one per label, not per connected component")
-    p.add_argument("--no-flip", action="store_true",
-                   help="feed crops in the standardised [S,P,L] order instead of PASTA's classifier order [S,A,L]")
+    p.add_argument(
+        "--no-flip",
+        action="store_true",
+        help="feed crops in the standardised [S,P,L] order instead of PASTA's classifier order [S,A,L]",
+    )
     p.add_argument("--batch-size", type=int, default=2, help="crops per forward pass (default 2)")
     p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -48,8 +53,19 @@ def run(args):
     loaded = load_encoder(args.model, device=device)
     case = args.case or image_stem(args.image)
     with bar("pasta features") as progress:
-        table = compute_features(image, mask, loaded.network, args.crop, args.label, not args.whole_labels, case,
-                                 args.batch_size, device, flip_ap=not args.no_flip, progress=progress)
+        table = compute_features(
+            image,
+            mask,
+            loaded.network,
+            args.crop,
+            args.label,
+            not args.whole_labels,
+            case,
+            args.batch_size,
+            device,
+            flip_ap=not args.no_flip,
+            progress=progress,
+        )
     with atomic_outputs(args.out, overwrite=args.overwrite) as temp:
         write_features_csv(temp, table.ids, table.features)
     print(f"wrote {args.out}: {len(table.ids)} {args.crop}(s) x {table.features.shape[1]} features")

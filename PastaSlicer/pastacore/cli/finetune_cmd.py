@@ -10,19 +10,28 @@ NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 
 
 def add_parser(sub):
-    p = sub.add_parser("finetune", help="fine-tune a segmentation model on your own labelled cases",
-                       description="Starts from the built-in model, an installed model, a model folder, a PASTA "
-                                   "checkpoint or an nnU-Net result folder, and writes a model folder that works as "
-                                   "--model and imports with 'pasta models import'. Label maps: 1 = organ, 2 = lesion "
-                                   "(PASTA-Gen) unless --lesion-label/--organ-label or .seg.nrrd segment names say "
-                                   "otherwise. Recipe of PASTA's few-shot trainer: SGD (Nesterov) lr 1e-3 with poly "
-                                   "decay, Dice + cross-entropy with deep supervision, 2000 steps.")
-    p.add_argument("--model", help="start model: installed name, weight file, model folder or nnU-Net result folder "
-                                   "(default: the built-in model)")
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a segmentation model on your own labelled cases",
+        description="Starts from the built-in model, an installed model, a model folder, a PASTA "
+        "checkpoint or an nnU-Net result folder, and writes a model folder that works as "
+        "--model and imports with 'pasta models import'. Label maps: 1 = organ, 2 = lesion "
+        "(PASTA-Gen) unless --lesion-label/--organ-label or .seg.nrrd segment names say "
+        "otherwise. Recipe of PASTA's few-shot trainer: SGD (Nesterov) lr 1e-3 with poly "
+        "decay, Dice + cross-entropy with deep supervision, 2000 steps.",
+    )
+    p.add_argument(
+        "--model",
+        help="start model: installed name, weight file, model folder or nnU-Net result folder (default: the built-in model)",
+    )
     p.add_argument("--images", nargs="+", default=[], metavar="IMG", help="training CTs (NIfTI, NRRD or DICOM folders)")
     p.add_argument("--labels", nargs="+", default=[], metavar="LAB", help="their label maps, in the same order")
-    p.add_argument("--cases", metavar="CSV", help="a CSV with columns image,label[,split] (split: train or val; "
-                                                  "paths relative to the CSV) instead of --images/--labels")
+    p.add_argument(
+        "--cases",
+        metavar="CSV",
+        help="a CSV with columns image,label[,split] (split: train or val; "
+        "paths relative to the CSV) instead of --images/--labels",
+    )
     p.add_argument("--val-images", nargs="+", default=[], metavar="IMG", help="held-out CTs scored before and after")
     p.add_argument("--val-labels", nargs="+", default=[], metavar="LAB", help="their label maps")
     p.add_argument("--folds", type=int, default=0, help="k-fold cross-validation over the training cases (default: none)")
@@ -34,18 +43,29 @@ def add_parser(sub):
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3 for SGD, 3e-4 for AdamW)")
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
-    p.add_argument("--patch", help="training patch size N or N,N,N (default: the model's own; segmentation keeps "
-                                   "the model's own, so a smaller one saves time and memory)")
+    p.add_argument(
+        "--patch",
+        help="training patch size N or N,N,N (default: the model's own; segmentation keeps "
+        "the model's own, so a smaller one saves time and memory)",
+    )
     p.add_argument("--no-deep-supervision", action="store_true", help="loss on the full-resolution output only")
     p.add_argument("--freeze-encoder-steps", type=int, default=0, help="keep the encoder fixed for the first N steps")
-    p.add_argument("--synthetic-fraction", type=float, default=0.0,
-                   help="share of patches with a synthetic lesion pasted into the cases' organ (default 0)")
+    p.add_argument(
+        "--synthetic-fraction",
+        type=float,
+        default=0.0,
+        help="share of patches with a synthetic lesion pasted into the cases' organ (default 0)",
+    )
     p.add_argument("--synthetic-lesions", type=int, default=20, help="synthetic lesions made per case (default 20)")
     p.add_argument("--lesion-label", help="value(s) of the lesions in the label maps, e.g. 1 or 2,3")
     p.add_argument("--organ-label", help="value(s) of the organ in the label maps")
-    p.add_argument("--organ-source", choices=("auto", "labels", "classical", "model", "none"), default="auto",
-                   help="where the organ target comes from when the label maps lack it (default auto: the labels, "
-                        "else the classical mask of the model's organ, else the start model's own prediction)")
+    p.add_argument(
+        "--organ-source",
+        choices=("auto", "labels", "classical", "model", "none"),
+        default="auto",
+        help="where the organ target comes from when the label maps lack it (default auto: the labels, "
+        "else the classical mask of the model's organ, else the start model's own prediction)",
+    )
     p.add_argument("--organ", help="the organ of a start checkpoint that names none (e.g. lung, liver)")
     p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     p.add_argument("--no-amp", action="store_true", help="train in fp32 even where mixed precision is available")
@@ -53,8 +73,11 @@ def add_parser(sub):
     p.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (default 50; 0: none)")
     p.add_argument("--resume", action="store_true", help="continue the unfinished run whose checkpoint --out holds")
     p.add_argument("--keep-checkpoint", action="store_true", help="keep --out/checkpoint after a finished run")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the files of an earlier model (and an unfinished run's checkpoint) in --out")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the files of an earlier model (and an unfinished run's checkpoint) in --out",
+    )
     p.set_defaults(func=run)
 
 
@@ -106,8 +129,7 @@ def _read_csv(path):
         split = (row.get("split") or "train").strip().lower()
         if split not in ("train", "val"):
             raise PastaError(f"{path.name} line {n}: split is train or val, got {split!r}")
-        (train if split == "train" else val).append(((path.parent / row["image"].strip()),
-                                                     (path.parent / row["label"].strip())))
+        (train if split == "train" else val).append(((path.parent / row["image"].strip()), (path.parent / row["label"].strip())))
     return train, val
 
 
@@ -122,8 +144,10 @@ def _pairs(args):
         train, val = _read_csv(args.cases)
     else:
         if len(args.images) != len(args.labels):
-            raise PastaError(f"--images has {len(args.images)} file(s) and --labels {len(args.labels)}; give one label "
-                             "map per image, in the same order")
+            raise PastaError(
+                f"--images has {len(args.images)} file(s) and --labels {len(args.labels)}; give one label "
+                "map per image, in the same order"
+            )
         train, val = [(Path(i), Path(b)) for i, b in zip(args.images, args.labels)], []
     if len(args.val_images) != len(args.val_labels):
         raise PastaError(f"--val-images has {len(args.val_images)} file(s) and --val-labels {len(args.val_labels)}")
@@ -146,13 +170,21 @@ def settings_from(args):
     steps = args.steps if args.steps is not None else (args.epochs * EPOCH_STEPS if args.epochs is not None else FEWSHOT_STEPS)
     if args.epochs is not None and args.epochs < 1:
         raise PastaError(f"--epochs must be at least 1, got {args.epochs}")
-    settings = FinetuneSettings(steps=steps, batch_size=args.batch_size,
-                                learning_rate=args.lr if args.lr is not None else (1e-3 if args.optimizer == "sgd" else 3e-4),
-                                optimizer=args.optimizer, deep_supervision=not args.no_deep_supervision,
-                                freeze_encoder_steps=args.freeze_encoder_steps,
-                                synthetic_fraction=args.synthetic_fraction, synthetic_lesions=args.synthetic_lesions,
-                                patch=_patch(args.patch), seed=args.seed, device=args.device, amp=not args.no_amp,
-                                checkpoint_every=args.checkpoint_every)
+    settings = FinetuneSettings(
+        steps=steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr if args.lr is not None else (1e-3 if args.optimizer == "sgd" else 3e-4),
+        optimizer=args.optimizer,
+        deep_supervision=not args.no_deep_supervision,
+        freeze_encoder_steps=args.freeze_encoder_steps,
+        synthetic_fraction=args.synthetic_fraction,
+        synthetic_lesions=args.synthetic_lesions,
+        patch=_patch(args.patch),
+        seed=args.seed,
+        device=args.device,
+        amp=not args.no_amp,
+        checkpoint_every=args.checkpoint_every,
+    )
     settings.check()
     return settings
 
@@ -182,8 +214,10 @@ def run(args):
         raise PastaError(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-' (at most 100)")
     checkpoints = Checkpoints(out)
     if checkpoints.exists() and not (args.resume or args.overwrite):
-        raise PastaError(f"{out} holds the checkpoint of an unfinished run ({checkpoints.describe()}); pass --resume "
-                         "to continue it or --overwrite to start again")
+        raise PastaError(
+            f"{out} holds the checkpoint of an unfinished run ({checkpoints.describe()}); pass --resume "
+            "to continue it or --overwrite to start again"
+        )
     if args.resume and not checkpoints.exists():
         raise PastaError(f"nothing to resume: {out} holds no checkpoint of an earlier run")
     require_monai()
@@ -196,22 +230,33 @@ def run(args):
         val_cases = [read_case(i, b, start, **options) for i, b in val_pairs]
         progress(0.02, "cases read")
         out.mkdir(exist_ok=True)
-        result = finetune(cases, start, settings, val_cases=val_cases, folds=args.folds, checkpoints=checkpoints,
-                          resume=args.resume, progress=lambda f, m="": progress(0.02 + 0.96 * f, m),
-                          say=lambda text: print(text, flush=True))
+        result = finetune(
+            cases,
+            start,
+            settings,
+            val_cases=val_cases,
+            folds=args.folds,
+            checkpoints=checkpoints,
+            resume=args.resume,
+            progress=lambda f, m="": progress(0.02 + 0.96 * f, m),
+            say=lambda text: print(text, flush=True),
+        )
         with atomic_directory(out, overwrite=args.overwrite, owned=MODEL_FILES) as folder:
-            description = write_model_folder(folder, name, start, settings, cases, result,
-                                             time.perf_counter() - started)
+            description = write_model_folder(folder, name, start, settings, cases, result, time.perf_counter() - started)
     if not args.keep_checkpoint:
         checkpoints.clear()
     for row in result.validation:
         before, after = row["before"], row["after"]
-        print(f"{row['case']}{' (' + row['fold'] + ')' if row.get('fold') else ''}: Dice "
-              f"{_score(before)} -> {_score(after)}, lesions found {_found(before)} -> {_found(after)}, "
-              f"false positives {_false(before)} -> {_false(after)}")
+        print(
+            f"{row['case']}{' (' + row['fold'] + ')' if row.get('fold') else ''}: Dice "
+            f"{_score(before)} -> {_score(after)}, lesions found {_found(before)} -> {_found(after)}, "
+            f"false positives {_false(before)} -> {_false(after)}"
+        )
     loss = description["training_loss"]
-    print(f"wrote {args.out} ({name}: {settings.steps} steps, training loss {loss['first']} -> {loss['last']}, "
-          f"{time.perf_counter() - started:.0f} s); use it with --model {args.out} or 'pasta models import {args.out}'")
+    print(
+        f"wrote {args.out} ({name}: {settings.steps} steps, training loss {loss['first']} -> {loss['last']}, "
+        f"{time.perf_counter() - started:.0f} s); use it with --model {args.out} or 'pasta models import {args.out}'"
+    )
 
 
 def _score(scores):

@@ -19,8 +19,23 @@ from ..errors import PastaError, command_line_flag
 # Subcommand modules, each with ``add_parser(subparsers)``. Front ends living above the core (the
 # web app) register theirs as ``pasta.commands`` entry points, so no arrow points up.
 ENTRY_POINT_GROUP = "pasta.commands"
-COMMANDS = ("standardize", "segment", "models", "info", "demo", "report", "compare", "synth", "dataset", "train-default",
-            "finetune", "train-attributes", "features", "train-head", "batch")
+COMMANDS = (
+    "standardize",
+    "segment",
+    "models",
+    "info",
+    "demo",
+    "report",
+    "compare",
+    "synth",
+    "dataset",
+    "train-default",
+    "finetune",
+    "train-attributes",
+    "features",
+    "train-head",
+    "batch",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -113,8 +128,7 @@ def _stderr_of_our_own():
     except (AttributeError, ValueError, OSError):
         return None  # e.g. pytest's capture object: it does not use descriptor 2
     sys.stderr.flush()
-    stream = os.fdopen(os.dup(2), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
-                       errors="backslashreplace")
+    stream = os.fdopen(os.dup(2), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8", errors="backslashreplace")
     sys.stderr = stream
     return stream
 
@@ -143,8 +157,11 @@ def main(argv=None) -> int:
         except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
             if args.debug:
                 raise
-            print(f"error: internal error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                  "rerun with --debug and report it", file=sys.stderr)
+            print(
+                f"error: internal error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                "rerun with --debug and report it",
+                file=sys.stderr,
+            )
             return 1
 
 

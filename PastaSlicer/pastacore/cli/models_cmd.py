@@ -9,7 +9,10 @@ def add_parser(sub):
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     actions.add_parser("list", help="list installed models")
     actions.add_parser("formats", help="list the weight-file formats and model folders that load")
-    imp = actions.add_parser("import", help="import a weight file, nnU-Net result folder or BiomedCLIP folder you downloaded, or a model folder from train-default or finetune")
+    imp = actions.add_parser(
+        "import",
+        help="import a weight file, nnU-Net result folder or BiomedCLIP folder you downloaded, or a model folder from train-default or finetune",
+    )
     imp.add_argument("path")
     imp.add_argument("--name", help="name to install under (default: from the manifest or the file name)")
     imp.add_argument("--overwrite", action="store_true", help="replace an installed model of the same name")
@@ -20,20 +23,28 @@ def add_parser(sub):
     ins = actions.add_parser("inspect", help="show what a PASTA checkpoint or nnU-Net result folder holds (nothing is run)")
     ins.add_argument("path", metavar="FILE_OR_DIR")
     ins.add_argument("--json", action="store_true", help="print the full description as JSON")
-    fwd = actions.add_parser("forward", help="run the bare network on a .npy array (PASTA) or a .pt dict (LesionDiffusion, "
-                                             "with --config)")
+    fwd = actions.add_parser(
+        "forward", help="run the bare network on a .npy array (PASTA) or a .pt dict (LesionDiffusion, with --config)"
+    )
     fwd.add_argument("path", metavar="FILE_OR_DIR")
-    fwd.add_argument("input", metavar="INPUT.npy|IN.pt", help="PASTA: array shaped (D,H,W), (C,D,H,W) or (B,C,D,H,W); "
-                                                             "LesionDiffusion: dict with x_t, t, context, cond (VQ: x)")
+    fwd.add_argument(
+        "input",
+        metavar="INPUT.npy|IN.pt",
+        help="PASTA: array shaped (D,H,W), (C,D,H,W) or (B,C,D,H,W); LesionDiffusion: dict with x_t, t, context, cond (VQ: x)",
+    )
     fwd.add_argument("output", metavar="OUTPUT.npy|OUT.pt")
-    fwd.add_argument("--features", action="store_true",
-                     help="write the pooled encoder features (B, C) instead of full-resolution logits")
+    fwd.add_argument(
+        "--features", action="store_true", help="write the pooled encoder features (B, C) instead of full-resolution logits"
+    )
     _diffusion_options(fwd, weights="model")
     fwd.add_argument("--overwrite", action="store_true", help="replace an existing output")
     smp = actions.add_parser("sample", help="run a LesionDiffusion DDIM sampler (LMNet or LINet) on a .pt dict")
     smp.add_argument("path", metavar="CKPT")
-    smp.add_argument("input", metavar="IN.pt", help="dict with x_T, context, ddim_steps, eta, and cond (LMNet) or x0 + "
-                                                  "mask (LINet); optional noise (steps, *x_T.shape)")
+    smp.add_argument(
+        "input",
+        metavar="IN.pt",
+        help="dict with x_T, context, ddim_steps, eta, and cond (LMNet) or x0 + mask (LINet); optional noise (steps, *x_T.shape)",
+    )
     smp.add_argument("output", metavar="OUT.pt", help="dict with samples and x_inter")
     _diffusion_options(smp, config_required=True, weights="auto")
     smp.add_argument("--seed", type=int, default=0, help="seed of the per-step noise when IN.pt has none (default 0)")
@@ -42,14 +53,26 @@ def add_parser(sub):
 
 
 def _diffusion_options(parser, config_required=False, weights="auto"):
-    parser.add_argument("--config", metavar="CONFIG.yaml", required=config_required,
-                        help="LesionDiffusion config (the repository's YAML); selects the LesionDiffusion networks")
-    parser.add_argument("--weights", choices=("auto", "ema", "model"), default=weights,
-                        help=f"LesionDiffusion: the raw model.* weights (as apply_model outside ema_scope), the EMA "
-                             f"ones (as the public sampling), or auto (EMA when present); default {weights}")
+    parser.add_argument(
+        "--config",
+        metavar="CONFIG.yaml",
+        required=config_required,
+        help="LesionDiffusion config (the repository's YAML); selects the LesionDiffusion networks",
+    )
+    parser.add_argument(
+        "--weights",
+        choices=("auto", "ema", "model"),
+        default=weights,
+        help=f"LesionDiffusion: the raw model.* weights (as apply_model outside ema_scope), the EMA "
+        f"ones (as the public sampling), or auto (EMA when present); default {weights}",
+    )
     parser.add_argument("--device", default="auto", help="LesionDiffusion: auto, cuda or cpu")
-    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
-                        help="LesionDiffusion: autocast on CUDA (auto: fp16 where the config sets use_fp16)")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "fp16", "bf16"),
+        default="auto",
+        help="LesionDiffusion: autocast on CUDA (auto: fp16 where the config sets use_fp16)",
+    )
 
 
 def run(args):
@@ -108,13 +131,20 @@ def _inspect(args):
     if args.json:
         print(json.dumps(info.to_dict(), indent=2))
         return
-    rows = [("architecture", info.architecture), ("container", info.container),
-            ("base_features", info.base_features), ("num_pool", info.num_pool),
-            ("input_channels", info.input_channels), ("num_classes", info.num_classes),
-            ("head outputs", info.num_head_outputs), ("feature size", info.feature_channels),
-            ("tensors_loaded", len(info.tensors_loaded)), ("tensors_missing", _few(info.tensors_missing)),
-            ("tensors_mismatched", _few(info.tensors_mismatched)),
-            ("tensors_unexpected", _few(info.tensors_unexpected))]
+    rows = [
+        ("architecture", info.architecture),
+        ("container", info.container),
+        ("base_features", info.base_features),
+        ("num_pool", info.num_pool),
+        ("input_channels", info.input_channels),
+        ("num_classes", info.num_classes),
+        ("head outputs", info.num_head_outputs),
+        ("feature size", info.feature_channels),
+        ("tensors_loaded", len(info.tensors_loaded)),
+        ("tensors_missing", _few(info.tensors_missing)),
+        ("tensors_mismatched", _few(info.tensors_mismatched)),
+        ("tensors_unexpected", _few(info.tensors_unexpected)),
+    ]
     if info.trainer:
         alias = f" (recorded as {info.trainer_recorded})" if info.trainer_recorded != info.trainer else ""
         rows.append(("trainer", info.trainer + alias))
@@ -125,8 +155,12 @@ def _inspect(args):
     if info.patch_size:
         rows.append(("patch_size", "x".join(str(s) for s in info.patch_size)))
     if info.normalization:
-        rows.append(("normalization", f"{', '.join(info.normalization_schemes or ['?'])} "
-                                      f"({len(info.normalization)} channel(s) of statistics)"))
+        rows.append(
+            (
+                "normalization",
+                f"{', '.join(info.normalization_schemes or ['?'])} ({len(info.normalization)} channel(s) of statistics)",
+            )
+        )
     for key, value in rows:
         print(f"{key + ':':<20} {'-' if value is None else value}")
 
@@ -182,8 +216,7 @@ def _diffusion_forward(args):
 
     if args.features:
         raise PastaError("--features is for PASTA checkpoints, not LesionDiffusion networks")
-    result = forward(args.path, args.input, args.output, args.config, args.weights, args.device, args.precision,
-                     args.overwrite)
+    result = forward(args.path, args.input, args.output, args.config, args.weights, args.device, args.precision, args.overwrite)
     print(f"wrote {', '.join(f'{k} {tuple(v.shape)}' for k, v in result.items())} to {args.output}")
 
 
@@ -192,7 +225,16 @@ def _diffusion_sample(args):
     from .progress import bar
 
     with bar("sampling") as progress:
-        result = sample_command(args.path, args.input, args.output, args.config, args.weights, args.device,
-                                args.precision, args.overwrite, args.seed, progress)
+        result = sample_command(
+            args.path,
+            args.input,
+            args.output,
+            args.config,
+            args.weights,
+            args.device,
+            args.precision,
+            args.overwrite,
+            args.seed,
+            progress,
+        )
     print(f"wrote samples {tuple(result['samples'].shape)} and x_inter {tuple(result['x_inter'].shape)} to {args.output}")
-

@@ -43,8 +43,14 @@ def steps(total: int, description: str):
     if tqdm is None:
         yield lambda label="": None
         return
-    handle = tqdm(total=total, desc=description, unit="step", file=sys.stderr, leave=True,
-                  bar_format="{desc}: {n_fmt}/{total_fmt} |{bar:20}| {elapsed} {postfix}")
+    handle = tqdm(
+        total=total,
+        desc=description,
+        unit="step",
+        file=sys.stderr,
+        leave=True,
+        bar_format="{desc}: {n_fmt}/{total_fmt} |{bar:20}| {elapsed} {postfix}",
+    )
 
     def advance(label=""):
         handle.set_postfix_str(label, refresh=False)
@@ -70,8 +76,12 @@ def bar(description: str):
     def progress(fraction, message=""):
         nonlocal handle
         if handle is None:  # created on the first report, after the inputs were checked
-            handle = tqdm(total=100, desc=description, file=sys.stderr,
-                          bar_format="{desc}: {percentage:3.0f}% |{bar:20}| {elapsed} {postfix}")
+            handle = tqdm(
+                total=100,
+                desc=description,
+                file=sys.stderr,
+                bar_format="{desc}: {percentage:3.0f}% |{bar:20}| {elapsed} {postfix}",
+            )
         handle.n = int(round(100 * min(max(fraction, 0.0), 1.0)))
         handle.set_postfix_str(message, refresh=False)
         handle.refresh()

@@ -10,42 +10,66 @@ def add_parser(sub):
 
     formats = report_formats()
     p = sub.add_parser(
-        "report", help=f"measure lesions and write a report ({', '.join(f.name for f in formats)})",
+        "report",
+        help=f"measure lesions and write a report ({', '.join(f.name for f in formats)})",
         description="Measures every lesion (each connected component of the lesion labels) of SEG on IMAGE and "
-                    "writes the report into DIR in each format of --formats. "
-                    "With --cases, runs over several cases into DIR/<case>/ and writes DIR/cohort.csv. "
-                    "Lesions are listed most confident first with the model's confidence and whether a person edited "
-                    "them (from the sidecar of pasta segment), pieces under the reporting floor apart; the report names "
-                    "the model (or says the origin is unknown) and gives the RECIST 1.1 target lesions and their sum "
-                    "of diameters, or with --baseline the response since an earlier report. "
-                    "Research use, not for diagnosis.")
+        "writes the report into DIR in each format of --formats. "
+        "With --cases, runs over several cases into DIR/<case>/ and writes DIR/cohort.csv. "
+        "Lesions are listed most confident first with the model's confidence and whether a person edited "
+        "them (from the sidecar of pasta segment), pieces under the reporting floor apart; the report names "
+        "the model (or says the origin is unknown) and gives the RECIST 1.1 target lesions and their sum "
+        "of diameters, or with --baseline the response since an earlier report. "
+        "Research use, not for diagnosis.",
+    )
     p.add_argument("image", nargs="?", help="CT as NIfTI/NRRD file or DICOM folder")
     p.add_argument("seg", nargs="?", help="label map or .seg.nrrd on the CT's grid")
-    p.add_argument("--out-dir", required=True,
-                   help="report folder (refused if it holds an earlier report, unless --overwrite; other files are kept)")
-    p.add_argument("--formats", help="comma-separated, from " + "; ".join(f"{f.name}: {f.description}" for f in formats)
-                   + " (default: all)")
-    p.add_argument("--lesion-label", type=int, action="append",
-                   help="label value of the lesions (repeatable; default: the labels named as lesions in a .seg.nrrd "
-                        "or JSON sidecar, else label 2 by the convention 1 = organ, 2 = lesion)")
+    p.add_argument(
+        "--out-dir",
+        required=True,
+        help="report folder (refused if it holds an earlier report, unless --overwrite; other files are kept)",
+    )
+    p.add_argument(
+        "--formats", help="comma-separated, from " + "; ".join(f"{f.name}: {f.description}" for f in formats) + " (default: all)"
+    )
+    p.add_argument(
+        "--lesion-label",
+        type=int,
+        action="append",
+        help="label value of the lesions (repeatable; default: the labels named as lesions in a .seg.nrrd "
+        "or JSON sidecar, else label 2 by the convention 1 = organ, 2 = lesion)",
+    )
     p.add_argument("--organ-mask", help="organ label map (or .seg.nrrd) on the CT's grid, for each lesion's organ")
     p.add_argument("--whole-labels", action="store_true", help="one lesion per label instead of per connected component")
     p.add_argument("--cases", metavar="CSV", help="several cases: a CSV with columns image,seg[,organ_mask][,case_id]")
-    floor = p.add_argument_group("reporting floor", "lesions under any limit are listed apart, not reported as lesions "
-                                 "(default: the model's reporting_floor in its model.json, else 3 mm and 0.03 mL)")
+    floor = p.add_argument_group(
+        "reporting floor",
+        "lesions under any limit are listed apart, not reported as lesions "
+        "(default: the model's reporting_floor in its model.json, else 3 mm and 0.03 mL)",
+    )
     floor.add_argument("--min-long-axis-mm", type=non_negative, metavar="MM", help="smallest long axis reported")
     floor.add_argument("--min-volume-ml", type=non_negative, metavar="ML", help="smallest volume reported")
-    floor.add_argument("--min-confidence", type=non_negative, metavar="P",
-                       help="smallest mean lesion probability (0 to 1) of a lesion the model proposed")
+    floor.add_argument(
+        "--min-confidence",
+        type=non_negative,
+        metavar="P",
+        help="smallest mean lesion probability (0 to 1) of a lesion the model proposed",
+    )
     recist = p.add_argument_group("RECIST 1.1")
-    recist.add_argument("--targets", type=lesion_numbers, metavar="N,N",
-                        help="the target lesions (lesion numbers of this report; default: the largest measurable, "
-                             "2 per organ, 5 in all)")
-    recist.add_argument("--baseline", metavar="DIR",
-                        help="an earlier report folder: this report is the follow-up, with the response")
-    recist.add_argument("--baseline-image", metavar="CT",
-                        help="the baseline CT: register IMAGE to it (SimpleITK rigid then affine) before pairing the "
-                             "lesions (default: the scans are taken as aligned)")
+    recist.add_argument(
+        "--targets",
+        type=lesion_numbers,
+        metavar="N,N",
+        help="the target lesions (lesion numbers of this report; default: the largest measurable, 2 per organ, 5 in all)",
+    )
+    recist.add_argument(
+        "--baseline", metavar="DIR", help="an earlier report folder: this report is the follow-up, with the response"
+    )
+    recist.add_argument(
+        "--baseline-image",
+        metavar="CT",
+        help="the baseline CT: register IMAGE to it (SimpleITK rigid then affine) before pairing the "
+        "lesions (default: the scans are taken as aligned)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     p.set_defaults(func=run)
 
@@ -53,11 +77,23 @@ def add_parser(sub):
 def _one_case(image_path, seg_path, organ_path, args, case_id=None, progress=None, baseline=None):
     from ..casework.report import report_case
 
-    floor = {"min_long_axis_mm": args.min_long_axis_mm, "min_volume_ml": args.min_volume_ml,
-             "min_confidence": args.min_confidence}
-    return report_case(image_path, seg_path, organ_path, lesion_labels=args.lesion_label, whole_labels=args.whole_labels,
-                       case_id=case_id, progress=progress, floor=floor, targets=args.targets,
-                       followup=lambda image: _followup(baseline, args, image))
+    floor = {
+        "min_long_axis_mm": args.min_long_axis_mm,
+        "min_volume_ml": args.min_volume_ml,
+        "min_confidence": args.min_confidence,
+    }
+    return report_case(
+        image_path,
+        seg_path,
+        organ_path,
+        lesion_labels=args.lesion_label,
+        whole_labels=args.whole_labels,
+        case_id=case_id,
+        progress=progress,
+        floor=floor,
+        targets=args.targets,
+        followup=lambda image: _followup(baseline, args, image),
+    )
 
 
 def _followup(baseline, args, image) -> dict:
@@ -94,8 +130,7 @@ def _read_cases(path):
     def resolve(value):
         return str(folder / value) if value and not Path(value).is_absolute() else value
 
-    return [(resolve(r["image"]), resolve(r["seg"]), resolve(r.get("organ_mask") or ""), r.get("case_id") or None)
-            for r in rows]
+    return [(resolve(r["image"]), resolve(r["seg"]), resolve(r.get("organ_mask") or ""), r.get("case_id") or None) for r in rows]
 
 
 def _case_names(cases, csv_path) -> list:
@@ -163,20 +198,33 @@ def run(args):
     check_folder_apart(args.out_dir, (args.image, args.seg, args.organ_mask))
     baseline = _baseline(args)
     with bar("pasta report") as progress:
-        report, image, labels = _one_case(args.image, args.seg, args.organ_mask, args, None,
-                                          lambda f, m="": progress(0.3 * f, m), baseline)
-        written = write_report(report, image, labels, args.out_dir, formats, overwrite=args.overwrite,
-                               progress=lambda f, m="": progress(0.3 + 0.7 * f, m), baseline_dir=args.baseline)
+        report, image, labels = _one_case(
+            args.image, args.seg, args.organ_mask, args, None, lambda f, m="": progress(0.3 * f, m), baseline
+        )
+        written = write_report(
+            report,
+            image,
+            labels,
+            args.out_dir,
+            formats,
+            overwrite=args.overwrite,
+            progress=lambda f, m="": progress(0.3 + 0.7 * f, m),
+            baseline_dir=args.baseline,
+        )
     flagged = [m.measurement.index for m in report.lesions if m.measurement.touches_border]
-    print(f"wrote {args.out_dir}: {len(report.lesions)} lesions, {len(written)} files"
-          + (f"; lesion {', '.join(map(str, flagged))} touches the volume border (may be cut)" if flagged else ""))
+    print(
+        f"wrote {args.out_dir}: {len(report.lesions)} lesions, {len(written)} files"
+        + (f"; lesion {', '.join(map(str, flagged))} touches the volume border (may be cut)" if flagged else "")
+    )
     print(report.lesion_labels["reason"])
     print(report.origin)
     if report.comparison:
         print(f"RECIST 1.1 response: {report.comparison['rule']}")
     elif report.recist.get("targets"):
-        print(f"RECIST 1.1 target lesions {', '.join(map(str, report.recist['targets']))}: sum of diameters "
-              f"{report.recist['sum_of_diameters_mm']:.1f} mm")
+        print(
+            f"RECIST 1.1 target lesions {', '.join(map(str, report.recist['targets']))}: sum of diameters "
+            f"{report.recist['sum_of_diameters_mm']:.1f} mm"
+        )
     return 0
 
 

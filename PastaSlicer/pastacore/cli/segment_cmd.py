@@ -6,22 +6,38 @@ import sys
 
 
 def add_parser(sub):
-    p = sub.add_parser("segment", help="segment organs and lesions in a CT",
-                       description="Writes a label map on the input's grid (PASTA models: 1 = organ, 2 = lesion) "
-                                   "and OUT.json beside it with the label names, the model used (name, version, "
-                                   "SHA256) and each lesion candidate with the model's confidence in it.")
+    p = sub.add_parser(
+        "segment",
+        help="segment organs and lesions in a CT",
+        description="Writes a label map on the input's grid (PASTA models: 1 = organ, 2 = lesion) "
+        "and OUT.json beside it with the label names, the model used (name, version, "
+        "SHA256) and each lesion candidate with the model's confidence in it.",
+    )
     p.add_argument("image", help="CT as NIfTI/NRRD file or DICOM folder")
     p.add_argument("--out", required=True, help="output label map (.nii.gz, .nii or .nrrd)")
-    p.add_argument("--model", help="installed model name, weight file, nnU-Net result folder, or a folder with "
-                                   "model.json as `pasta train-default --out` writes (default: built-in model)")
+    p.add_argument(
+        "--model",
+        help="installed model name, weight file, nnU-Net result folder, or a folder with "
+        "model.json as `pasta train-default --out` writes (default: built-in model)",
+    )
     p.add_argument("--organ-mask", help="label map restricting the search (e.g. TotalSegmentator output)")
     p.add_argument("--organ-label", type=int, help="label value of the organ in --organ-mask (default: any non-zero)")
-    p.add_argument("--organ", help="organ to restrict to: with --organ-mask, its name (e.g. lung: TotalSegmentator ids or "
-                                   "segment names); alone, 'lungs' (the built-in classical lung mask) or 'body' (the whole "
-                                   "body). Default: the model's own organ (the lungs for the built-in lung model), else the body")
-    p.add_argument("--totalsegmentator-version", type=int, choices=(1, 2), default=2,
-                   help="label numbering of a TotalSegmentator --organ-mask (default 2)")
-    p.add_argument("--roi", help="box R1,A1,S1,R2,A2,S2 in RAS mm restricting the search (write --roi=-10,... for negative numbers)")
+    p.add_argument(
+        "--organ",
+        help="organ to restrict to: with --organ-mask, its name (e.g. lung: TotalSegmentator ids or "
+        "segment names); alone, 'lungs' (the built-in classical lung mask) or 'body' (the whole "
+        "body). Default: the model's own organ (the lungs for the built-in lung model), else the body",
+    )
+    p.add_argument(
+        "--totalsegmentator-version",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="label numbering of a TotalSegmentator --organ-mask (default 2)",
+    )
+    p.add_argument(
+        "--roi", help="box R1,A1,S1,R2,A2,S2 in RAS mm restricting the search (write --roi=-10,... for negative numbers)"
+    )
     p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     p.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8x slower, more accurate)")
     p.add_argument("--overlap", type=float, default=0.5, help="patch overlap in [0, 1) (default 0.5)")
@@ -37,16 +53,31 @@ def run(args):
     from ..inference.sidecar import sidecar_path
     from .progress import bar
 
-    check_outputs([volume_output(args.out), sidecar_path(args.out)], inputs=(args.image, args.organ_mask, args.model),
-                  overwrite=args.overwrite)
+    check_outputs(
+        [volume_output(args.out), sidecar_path(args.out)],
+        inputs=(args.image, args.organ_mask, args.model),
+        overwrite=args.overwrite,
+    )
     with bar("pasta segment") as progress:
-        case = segment_case(args.image, model=args.model, organ_mask=args.organ_mask, organ_label=args.organ_label,
-                            organ=args.organ, totalsegmentator_version=args.totalsegmentator_version, roi=args.roi,
-                            device=args.device, tta=args.tta, overlap=args.overlap,
-                            min_lesion_mm3=args.min_lesion_mm3, progress=progress)
+        case = segment_case(
+            args.image,
+            model=args.model,
+            organ_mask=args.organ_mask,
+            organ_label=args.organ_label,
+            organ=args.organ,
+            totalsegmentator_version=args.totalsegmentator_version,
+            roi=args.roi,
+            device=args.device,
+            tta=args.tta,
+            overlap=args.overlap,
+            min_lesion_mm3=args.min_lesion_mm3,
+            progress=progress,
+        )
     _, sidecar = write_segmentation(case, args.out, overwrite=args.overwrite)
     result, description = case.result, case.description
-    print(f"wrote {args.out} and {sidecar.name}: {description['voxels']} voxels per label in {result.seconds:.1f} s "
-          f"on {result.device} ({result.tiles_run} of {result.tiles_total} patches run)")
+    print(
+        f"wrote {args.out} and {sidecar.name}: {description['voxels']} voxels per label in {result.seconds:.1f} s "
+        f"on {result.device} ({result.tiles_run} of {result.tiles_total} patches run)"
+    )
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 
 def add_parser(sub):
-    p = sub.add_parser("standardize", help="resample a CT or label map to PASTA's 1 mm LPS grid (or back)",
-                       description="Resample to 1 mm isotropic voxels in PASTA's canonical orientation "
-                                   "(ITK identity direction: i->left, j->posterior, k->superior). "
-                                   "Linear interpolation for images, nearest neighbour for labels (--label).")
+    p = sub.add_parser(
+        "standardize",
+        help="resample a CT or label map to PASTA's 1 mm LPS grid (or back)",
+        description="Resample to 1 mm isotropic voxels in PASTA's canonical orientation "
+        "(ITK identity direction: i->left, j->posterior, k->superior). "
+        "Linear interpolation for images, nearest neighbour for labels (--label).",
+    )
     p.add_argument("input", help="NIfTI/NRRD file or DICOM folder")
     p.add_argument("output", help="output .nii.gz/.nii/.nrrd")
     p.add_argument("--label", action="store_true", help="the input is a label map (nearest-neighbour, integer output)")

@@ -8,11 +8,14 @@ from .argtypes import seed
 
 
 def add_parser(sub):
-    p = sub.add_parser("synth", help="insert a synthetic lesion (type + description) into a CT, in a box",
-                       description="Insert one synthetic lesion into a copy of IMAGE, inside the given box "
-                                   "and organ. The description is free text ('3 cm irregular hypodense liver lesion with "
-                                   "ill-defined margins, heterogeneous') or a JSON file of attributes (PASTA-Gen type.json "
-                                   "accepted). Synthetic images are for research use only.")
+    p = sub.add_parser(
+        "synth",
+        help="insert a synthetic lesion (type + description) into a CT, in a box",
+        description="Insert one synthetic lesion into a copy of IMAGE, inside the given box "
+        "and organ. The description is free text ('3 cm irregular hypodense liver lesion with "
+        "ill-defined margins, heterogeneous') or a JSON file of attributes (PASTA-Gen type.json "
+        "accepted). Synthetic images are for research use only.",
+    )
     p.add_argument("image", help="CT volume (NIfTI/NRRD file or DICOM folder)")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--box", metavar="R1,A1,S1,R2,A2,S2", help="two opposite corners of the box in RAS mm")
@@ -36,18 +39,32 @@ def add_parser(sub):
 def add_backend_arguments(p):
     from ..synthesis.backends import backend_names
 
-    p.add_argument("--backend", default="procedural", choices=backend_names(),
-                   help="procedural (default, CPU, about a second), lesiondiffusion (LMNet mask + LINet texture from "
-                        "the released checkpoints; a CUDA GPU is strongly recommended) or lesiondiffusion-hybrid "
-                        "(procedural mask, LINet texture)")
+    p.add_argument(
+        "--backend",
+        default="procedural",
+        choices=backend_names(),
+        help="procedural (default, CPU, about a second), lesiondiffusion (LMNet mask + LINet texture from "
+        "the released checkpoints; a CUDA GPU is strongly recommended) or lesiondiffusion-hybrid "
+        "(procedural mask, LINet texture)",
+    )
     p.add_argument("--steps", type=int, metavar="N", help="lesiondiffusion: DDIM steps per network (default 200)")
-    p.add_argument("--allow-slow", action="store_true",
-                   help="lesiondiffusion: run even when the estimated time on this CPU is long (it says how long)")
+    p.add_argument(
+        "--allow-slow",
+        action="store_true",
+        help="lesiondiffusion: run even when the estimated time on this CPU is long (it says how long)",
+    )
     p.add_argument("--device", default="auto", help="lesiondiffusion: auto, cuda or cpu")
-    p.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
-                   help="lesiondiffusion: CUDA autocast (auto: fp16 for LINet as published, fp32 for LMNet)")
-    p.add_argument("--ld-models", metavar="DIR", help="lesiondiffusion: folder with LMNet.ckpt, LINet.ckpt, VQ.ckpt "
-                                                      "(+ configs, BiomedCLIP/) instead of the model store")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "fp16", "bf16"),
+        default="auto",
+        help="lesiondiffusion: CUDA autocast (auto: fp16 for LINet as published, fp32 for LMNet)",
+    )
+    p.add_argument(
+        "--ld-models",
+        metavar="DIR",
+        help="lesiondiffusion: folder with LMNet.ckpt, LINet.ckpt, VQ.ckpt (+ configs, BiomedCLIP/) instead of the model store",
+    )
     p.add_argument("--text-encoder", metavar="DIR", help="lesiondiffusion: BiomedCLIP folder (open_clip format)")
 
 
@@ -55,8 +72,14 @@ def backend_options(args) -> dict:
     """Options for a diffusion backend from the parsed arguments (none for the procedural one)."""
     if args.backend == "procedural":
         return {}
-    return {"steps": args.steps, "allow_slow": args.allow_slow, "device": args.device, "precision": args.precision,
-            "models": args.ld_models, "text_encoder": args.text_encoder}
+    return {
+        "steps": args.steps,
+        "allow_slow": args.allow_slow,
+        "device": args.device,
+        "precision": args.precision,
+        "models": args.ld_models,
+        "text_encoder": args.text_encoder,
+    }
 
 
 def run(args):
@@ -66,22 +89,40 @@ def run(args):
     from ..synthesis.backends import get_backend
     from .progress import bar
 
-    check_outputs([volume_output(args.out_image), volume_output(args.out_mask), (args.out_report, (".json",)),
-                   (args.out_type_json, (".json",))],
-                  inputs=(args.image, args.organ_mask, args.attributes_json), overwrite=args.overwrite)
+    check_outputs(
+        [
+            volume_output(args.out_image),
+            volume_output(args.out_mask),
+            (args.out_report, (".json",)),
+            (args.out_type_json, (".json",)),
+        ],
+        inputs=(args.image, args.organ_mask, args.attributes_json),
+        overwrite=args.overwrite,
+    )
     backend = get_backend(args.backend, **backend_options(args))  # unavailable or too slow: say so before any work
     attributes = read_attributes_file(args.attributes_json) if args.attributes_json else args.attributes
     with bar("synthesising") as progress:
-        case = synth_case(args.image, seed=args.seed, attributes=attributes, box=args.box, box_ijk=args.box_ijk,
-                          lesion_type=args.lesion_type, organ_mask=args.organ_mask, organ_label=args.organ_label,
-                          backend=backend, progress=progress)
+        case = synth_case(
+            args.image,
+            seed=args.seed,
+            attributes=attributes,
+            box=args.box,
+            box_ijk=args.box_ijk,
+            lesion_type=args.lesion_type,
+            organ_mask=args.organ_mask,
+            organ_label=args.organ_label,
+            backend=backend,
+            progress=progress,
+        )
     write_synthesis(case, args.out_image, args.out_mask, args.out_report, args.out_type_json, overwrite=args.overwrite)
     result = case.result
     if result.not_understood:
         print(f"warning: words not understood and ignored: {', '.join(result.not_understood)}", file=sys.stderr)
     measured = result.report["measured"]
     print(result.plan.describe())
-    print(f"measured: size {' x '.join(f'{s:.0f}' for s in measured['size_mm'])} mm, mean {measured['mean_hu']:.0f} HU, "
-          f"{measured['volume_ml']:.2f} mL")
+    print(
+        f"measured: size {' x '.join(f'{s:.0f}' for s in measured['size_mm'])} mm, mean {measured['mean_hu']:.0f} HU, "
+        f"{measured['volume_ml']:.2f} mL"
+    )
     print(f"wrote {args.out_image}, {args.out_mask}, {args.out_report}")
     return 0

@@ -6,12 +6,15 @@ from .argtypes import seed
 
 
 def add_parser(sub):
-    p = sub.add_parser("train-attributes", help="train the five report-attribute heads on synthetic lung lesions",
-                       description="Makes synthetic lung lesions with known attributes (shape, density, heterogeneity, "
-                                   "surface, invasion) in the real chest CT backgrounds, takes the frozen encoder's "
-                                   "features of each lesion crop, fits one linear head per attribute and reports "
-                                   "accuracy on held-out synthetic lesions. Writes HEAD.pt (usable with the encoder "
-                                   "in the report panel) and HEAD.json (the scores).")
+    p = sub.add_parser(
+        "train-attributes",
+        help="train the five report-attribute heads on synthetic lung lesions",
+        description="Makes synthetic lung lesions with known attributes (shape, density, heterogeneity, "
+        "surface, invasion) in the real chest CT backgrounds, takes the frozen encoder's "
+        "features of each lesion crop, fits one linear head per attribute and reports "
+        "accuracy on held-out synthetic lesions. Writes HEAD.pt (usable with the encoder "
+        "in the report panel) and HEAD.json (the scores).",
+    )
     p.add_argument("--encoder", default="", help="model name, weight file or nnU-Net folder (default: the built-in model)")
     p.add_argument("--backgrounds", default="lung1,lung2", help="sample cases used as backgrounds (default lung1,lung2)")
     p.add_argument("--train", type=int, default=240, help="synthetic lesions to train on (default 240)")
@@ -50,22 +53,33 @@ def run(args):
     started = time.perf_counter()
     with bar("pasta train-attributes") as progress:
         backgrounds = [load_background(n) for n in names]
-        train = synthetic_attribute_set(backgrounds, network, args.train, args.seed,
-                                        lambda f, m: progress(0.7 * f, "train " + m))
-        test = synthetic_attribute_set(backgrounds, network, args.test, args.seed + 1000,
-                                       lambda f, m: progress(0.7 + 0.25 * f, "held-out " + m))
+        train = synthetic_attribute_set(backgrounds, network, args.train, args.seed, lambda f, m: progress(0.7 * f, "train " + m))
+        test = synthetic_attribute_set(
+            backgrounds, network, args.test, args.seed + 1000, lambda f, m: progress(0.7 + 0.25 * f, "held-out " + m)
+        )
         head = fit_attribute_heads(train, args.l2, args.seed)
         scores = score_heads(head, test, train)
         progress(1.0, "done")
-    result = {"encoder": encoder_path.name, "backgrounds": names, "n_train": len(train.targets),
-              "n_test": len(test.targets), "seed": args.seed, "l2": args.l2,
-              "seconds": round(time.perf_counter() - started), "held_out": scores}
-    meta = {"task": "lung lesion report attributes (synthetic lesions)", "encoder": encoder_path.name,
-            "held_out_accuracy": {k: v["accuracy"] for k, v in scores.items()}}
+    result = {
+        "encoder": encoder_path.name,
+        "backgrounds": names,
+        "n_train": len(train.targets),
+        "n_test": len(test.targets),
+        "seed": args.seed,
+        "l2": args.l2,
+        "seconds": round(time.perf_counter() - started),
+        "held_out": scores,
+    }
+    meta = {
+        "task": "lung lesion report attributes (synthetic lesions)",
+        "encoder": encoder_path.name,
+        "held_out_accuracy": {k: v["accuracy"] for k, v in scores.items()},
+    }
     with atomic_outputs(args.out, report_path, overwrite=args.overwrite) as (head_temp, json_temp):
         save_head(head, head_temp, meta)
         json_temp.write_text(json.dumps(result, indent=2))
     for group, s in scores.items():
-        print(f"{group}: held-out accuracy {s['accuracy']:.2f} (majority class {s['majority_baseline']:.2f}, "
-              f"{s['n_test']} lesions)")
+        print(
+            f"{group}: held-out accuracy {s['accuracy']:.2f} (majority class {s['majority_baseline']:.2f}, {s['n_test']} lesions)"
+        )
     print(f"wrote {args.out} and {report_path.name} ({result['n_train']} training lesions, {result['seconds']} s)")

@@ -7,34 +7,58 @@ from .argtypes import seed
 
 
 def add_parser(sub):
-    p = sub.add_parser("train-default", help="train the built-in lung-lesion model on synthetic lesions (CPU)",
-                       description="Backgrounds are real chest CTs; every lesion is synthetic; the real tumours "
-                                   "are excluded from training. With --evaluate-on, scores Dice, detection and "
-                                   "false-positive volume on that scan's real tumour.")
+    p = sub.add_parser(
+        "train-default",
+        help="train the built-in lung-lesion model on synthetic lesions (CPU)",
+        description="Backgrounds are real chest CTs; every lesion is synthetic; the real tumours "
+        "are excluded from training. With --evaluate-on, scores Dice, detection and "
+        "false-positive volume on that scan's real tumour.",
+    )
     p.add_argument("--backgrounds", default="lung1,lung2", help="sample cases used as backgrounds (default lung1,lung2)")
     p.add_argument("--evaluate-on", default="", help="sample cases whose real tumours are scored after training")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--lesions", type=int, default=80, help="synthetic lesions per background")
     p.add_argument("--patch", type=int, default=96)
     p.add_argument("--base-features", type=int, default=8)
-    p.add_argument("--spatial-augmentation", type=float, default=0.5,
-                   help="share of training patches randomly rotated and scaled (default 0.5)")
-    p.add_argument("--elastic-mm", type=float, default=0.0,
-                   help="smooth random warp (mm, standard deviation) of the rotated and scaled patches (default 0)")
-    p.add_argument("--pleura-mm", type=int, default=0,
-                   help="how far (mm) lesions against the wall may reach past the air-based lung mask, filling "
-                        "the partial-volume rim up to the wall (default 0: clipped at the air boundary, as the "
-                        "built-in model; 2 measured no better, see Testing/Benchmarks/RESULTS.md)")
-    p.add_argument("--hard-negative-steps", type=int, default=0,
-                   help="a second stage of this many steps in which about 40 %% of the lesion-free patches are centred on "
-                        "the first stage's own false positives in the backgrounds (default 0: none)")
-    p.add_argument("--zone-mm", type=int, default=None,
-                   help="no training patch or synthetic lesion comes within this many mm of a real tumour's box "
-                        "(default: half a patch + 10 mm, as the built-in model)")
+    p.add_argument(
+        "--spatial-augmentation",
+        type=float,
+        default=0.5,
+        help="share of training patches randomly rotated and scaled (default 0.5)",
+    )
+    p.add_argument(
+        "--elastic-mm",
+        type=float,
+        default=0.0,
+        help="smooth random warp (mm, standard deviation) of the rotated and scaled patches (default 0)",
+    )
+    p.add_argument(
+        "--pleura-mm",
+        type=int,
+        default=0,
+        help="how far (mm) lesions against the wall may reach past the air-based lung mask, filling "
+        "the partial-volume rim up to the wall (default 0: clipped at the air boundary, as the "
+        "built-in model; 2 measured no better, see Testing/Benchmarks/RESULTS.md)",
+    )
+    p.add_argument(
+        "--hard-negative-steps",
+        type=int,
+        default=0,
+        help="a second stage of this many steps in which about 40 %% of the lesion-free patches are centred on "
+        "the first stage's own false positives in the backgrounds (default 0: none)",
+    )
+    p.add_argument(
+        "--zone-mm",
+        type=int,
+        default=None,
+        help="no training patch or synthetic lesion comes within this many mm of a real tumour's box "
+        "(default: half a patch + 10 mm, as the built-in model)",
+    )
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--out", required=True, help="output folder for the model (weights, model.json, metrics)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the files of an earlier model in --out (other files there are kept)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the files of an earlier model in --out (other files there are kept)"
+    )
     p.set_defaults(func=run)
 
 
@@ -61,16 +85,30 @@ def run(args):
 
     require_monai()
     patch = (args.patch,) * 3
-    settings = TrainSettings(base_features=args.base_features, num_pool=4, patch_size=patch, steps=args.steps,
-                             seed=args.seed, spatial_augmentation=args.spatial_augmentation,
-                             elastic_mm=args.elastic_mm)
+    settings = TrainSettings(
+        base_features=args.base_features,
+        num_pool=4,
+        patch_size=patch,
+        steps=args.steps,
+        seed=args.seed,
+        spatial_augmentation=args.spatial_augmentation,
+        elastic_mm=args.elastic_mm,
+    )
     started = time.perf_counter()
     check_output_dir(args.out, args.overwrite, MODEL_FILES)
-    with atomic_directory(args.out, overwrite=args.overwrite, owned=MODEL_FILES) as folder, \
-            bar("pasta train-default") as progress:
+    with (
+        atomic_directory(args.out, overwrite=args.overwrite, owned=MODEL_FILES) as folder,
+        bar("pasta train-default") as progress,
+    ):
         backgrounds = [load_background(n, patch, args.zone_mm) for n in names]
-        trained = train_default(backgrounds, settings, args.lesions, lambda f, m: progress(0.9 * f, m),
-                                pleura_mm=args.pleura_mm, hard_negative_steps=args.hard_negative_steps)
+        trained = train_default(
+            backgrounds,
+            settings,
+            args.lesions,
+            lambda f, m: progress(0.9 * f, m),
+            pleura_mm=args.pleura_mm,
+            hard_negative_steps=args.hard_negative_steps,
+        )
         network, log, pool = trained.network, trained.log, trained.pool
         # score exactly what ships: the weights rounded to fp16, as stored
         network.load_state_dict({k: v.half().float() for k, v in network.state_dict().items()})
@@ -82,24 +120,38 @@ def run(args):
             tilings.append(evaluate_tilings(network, bg, patch, unshifted=plain))
         progress(1.0, "saved")
         metrics = {
-            "backgrounds": names, "synthetic_lesions": pool, "steps": args.steps, "patch": list(patch),
-            "base_features": args.base_features, "seed": args.seed,
-            "spatial_augmentation": args.spatial_augmentation, "elastic_mm": args.elastic_mm,
-            "pleura_mm": args.pleura_mm, "zone_mm": default_zone_mm(args.patch) if args.zone_mm is None else args.zone_mm,
-            "hard_negative_steps": args.hard_negative_steps, "mined_false_positive_ml": trained.mined_ml,
+            "backgrounds": names,
+            "synthetic_lesions": pool,
+            "steps": args.steps,
+            "patch": list(patch),
+            "base_features": args.base_features,
+            "seed": args.seed,
+            "spatial_augmentation": args.spatial_augmentation,
+            "elastic_mm": args.elastic_mm,
+            "pleura_mm": args.pleura_mm,
+            "zone_mm": default_zone_mm(args.patch) if args.zone_mm is None else args.zone_mm,
+            "hard_negative_steps": args.hard_negative_steps,
+            "mined_false_positive_ml": trained.mined_ml,
             "train_seconds": round(log.seconds + (trained.second_log.seconds if trained.second_log else 0)),
-            "total_seconds": round(time.perf_counter() - started), "final_loss": float(sum(log.losses[-50:]) / 50),
-            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads", "evaluation": scores,
-            "trainer": "monai", "precision": training_precision_name(),
+            "total_seconds": round(time.perf_counter() - started),
+            "final_loss": float(sum(log.losses[-50:]) / 50),
+            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+            "evaluation": scores,
+            "trainer": "monai",
+            "precision": training_precision_name(),
             "evaluation_tilings": tilings,
         }
         write_default_model(folder, network, metrics, reproduce_command(metrics, args))
     for s in scores:
-        print(f"{s['case']}{' (TTA)' if s['tta'] else ''}: Dice {s['dice']:.3f}, real tumour {'detected' if s['detected'] else 'MISSED'}, "
-              f"false positives {s['false_positive_ml']:.1f} mL (tumour {s['tumour_ml']:.1f} mL)")
+        print(
+            f"{s['case']}{' (TTA)' if s['tta'] else ''}: Dice {s['dice']:.3f}, real tumour {'detected' if s['detected'] else 'MISSED'}, "
+            f"false positives {s['false_positive_ml']:.1f} mL (tumour {s['tumour_ml']:.1f} mL)"
+        )
     for t in tilings:
-        print(f"{t['case']} over {len(t['dice'])} tile offsets: Dice {t['dice_mean']:.3f} ({t['dice_min']:.3f}-{t['dice_max']:.3f}), "
-              f"detected {t['detected']} of {len(t['dice'])}")
+        print(
+            f"{t['case']} over {len(t['dice'])} tile offsets: Dice {t['dice_mean']:.3f} ({t['dice_min']:.3f}-{t['dice_max']:.3f}), "
+            f"detected {t['detected']} of {len(t['dice'])}"
+        )
     second = f" + {args.hard_negative_steps} on hard negatives" if args.hard_negative_steps else ""
     print(f"wrote {args.out} ({pool} synthetic lesions, {args.steps} steps{second}, {metrics['total_seconds']} s)")
 
@@ -108,10 +160,13 @@ def reproduce_command(metrics: dict, args) -> str:
     """The command line that trains this model again (for its model card)."""
     from ..training.default_card import zone_is_set
 
-    return (f"pasta train-default --backgrounds {','.join(metrics['backgrounds'])} --steps {metrics['steps']} "
-            f"--lesions {args.lesions} --patch {args.patch} --base-features {args.base_features} --seed {args.seed} "
-            f"--spatial-augmentation {args.spatial_augmentation} --pleura-mm {metrics.get('pleura_mm', 0)}"
-            + (f" --elastic-mm {metrics['elastic_mm']:g}" if metrics.get("elastic_mm") else "")
-            + (f" --hard-negative-steps {metrics['hard_negative_steps']}" if metrics.get("hard_negative_steps") else "")
-            + (f" --zone-mm {metrics['zone_mm']}" if zone_is_set(metrics) else "")
-            + (f" --evaluate-on {args.evaluate_on}" if args.evaluate_on else "") + " --out DIR")
+    return (
+        f"pasta train-default --backgrounds {','.join(metrics['backgrounds'])} --steps {metrics['steps']} "
+        f"--lesions {args.lesions} --patch {args.patch} --base-features {args.base_features} --seed {args.seed} "
+        f"--spatial-augmentation {args.spatial_augmentation} --pleura-mm {metrics.get('pleura_mm', 0)}"
+        + (f" --elastic-mm {metrics['elastic_mm']:g}" if metrics.get("elastic_mm") else "")
+        + (f" --hard-negative-steps {metrics['hard_negative_steps']}" if metrics.get("hard_negative_steps") else "")
+        + (f" --zone-mm {metrics['zone_mm']}" if zone_is_set(metrics) else "")
+        + (f" --evaluate-on {args.evaluate_on}" if args.evaluate_on else "")
+        + " --out DIR"
+    )

@@ -7,17 +7,23 @@ from .argtypes import seed
 
 def add_parser(sub):
     p = sub.add_parser(
-        "train-head", help="train a classifier head on PASTA features (cross-validated)",
+        "train-head",
+        help="train a classifier head on PASTA features (cross-validated)",
         description="Trains a head (logistic regression, or PASTA's MLP head shape) on the rows of FEATURES.csv that "
-                    "have a label in LABELS.csv (columns id,label), reports accuracy and ROC AUC as mean +- SD over "
-                    "stratified k-fold cross-validation, then trains on all cases and writes HEAD.pt (a weights-only "
-                    "state dict with classes, feature size and feature normalisation) and HEAD.json (the metrics).")
+        "have a label in LABELS.csv (columns id,label), reports accuracy and ROC AUC as mean +- SD over "
+        "stratified k-fold cross-validation, then trains on all cases and writes HEAD.pt (a weights-only "
+        "state dict with classes, feature size and feature normalisation) and HEAD.json (the metrics).",
+    )
     p.add_argument("features", nargs="+", metavar="FEATURES.csv", help="one or more files written by 'pasta features'")
     p.add_argument("labels", metavar="LABELS.csv", help="CSV with an id column and a label column")
     p.add_argument("--out", required=True, metavar="HEAD.pt", help="output head file (metrics go to the .json beside it)")
     p.add_argument("--column", help="label column of LABELS.csv (default: 'label' or the only other column)")
-    p.add_argument("--kind", choices=("linear", "mlp"), default="linear",
-                   help="linear: L2 logistic regression (default); mlp: PASTA's 512-256 head")
+    p.add_argument(
+        "--kind",
+        choices=("linear", "mlp"),
+        default="linear",
+        help="linear: L2 logistic regression (default); mlp: PASTA's 512-256 head",
+    )
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     p.add_argument("--seed", type=seed, default=0, help="seed of the fold assignment (default 0)")
     p.add_argument("--l2", type=float, default=1.0, help="L2 regularisation strength (default 1)")
@@ -48,19 +54,28 @@ def run(args):
     if args.l2 <= 0:
         raise PastaError("--l2 must be positive")
     report_path = metrics_path(args.out)
-    check_outputs([(args.out, HEAD_SUFFIXES), report_path], inputs=(*args.features, args.labels),
-                  overwrite=args.overwrite)
+    check_outputs([(args.out, HEAD_SUFFIXES), report_path], inputs=(*args.features, args.labels), overwrite=args.overwrite)
     ids, features = read_features_csv(args.features)
     column, labels = read_labels_csv(args.labels, args.column)
     ids, features, values, unlabelled = match_labels(ids, features, labels)
     classes, codes = encode_labels(values)
     result = cross_validate(features, codes, classes, args.folds, args.seed, args.kind, args.l2)
-    head = fit_head(features, codes, classes, args.kind, args.l2, args.seed, group_name=column,
-                    name=report_path.stem)
-    result.update({"classes": classes, "label_column": column, "feature_dim": int(features.shape[1]),
-                   "unlabelled_rows": len(unlabelled), "head_file": Path(args.out).name})
-    meta = {"task": column, "training": {k: result[k] for k in ("n_cases", "class_counts", "folds", "seed", "l2")},
-            "cv_accuracy": result["accuracy"], "cv_auc": result["auc"]}
+    head = fit_head(features, codes, classes, args.kind, args.l2, args.seed, group_name=column, name=report_path.stem)
+    result.update(
+        {
+            "classes": classes,
+            "label_column": column,
+            "feature_dim": int(features.shape[1]),
+            "unlabelled_rows": len(unlabelled),
+            "head_file": Path(args.out).name,
+        }
+    )
+    meta = {
+        "task": column,
+        "training": {k: result[k] for k in ("n_cases", "class_counts", "folds", "seed", "l2")},
+        "cv_accuracy": result["accuracy"],
+        "cv_auc": result["auc"],
+    }
     with atomic_outputs(args.out, report_path, overwrite=args.overwrite) as (head_temp, json_temp):
         save_head(head, head_temp, meta)
         json_temp.write_text(json.dumps(_no_nan(result), indent=2, allow_nan=False) + "\n", encoding="utf-8")

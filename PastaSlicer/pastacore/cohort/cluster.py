@@ -22,8 +22,8 @@ import uuid
 from ..errors import PastaError
 
 PLUGIN_NAME = "pasta-cohort"
-THREADS_PER_WORKER = 4        # torch on a CPU gains little beyond this per process; more workers do better
-MEMORY_PER_WORKER_GB = 4.0    # a CT, its 1 mm copy, logits and a model on a CPU worker
+THREADS_PER_WORKER = 4  # torch on a CPU gains little beyond this per process; more workers do better
+MEMORY_PER_WORKER_GB = 4.0  # a CT, its 1 mm copy, logits and a model on a CPU worker
 DASHBOARD = ":8787"
 WORKER_TIMEOUT_S = 120
 
@@ -37,8 +37,9 @@ def require_dask():
     try:
         import distributed
     except ImportError:
-        raise PastaError("running on Dask needs the cohort extra: pip install 'pasta-slicer[cohort]' "
-                         "(dask[distributed], pyarrow)") from None
+        raise PastaError(
+            "running on Dask needs the cohort extra: pip install 'pasta-slicer[cohort]' (dask[distributed], pyarrow)"
+        ) from None
     return distributed
 
 
@@ -51,7 +52,7 @@ def machine_cores() -> int:
 
 def machine_memory_gb() -> float:
     try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2 ** 30
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
     except (AttributeError, ValueError, OSError):
         return 16.0
 
@@ -147,9 +148,16 @@ class DaskCohort:
         run = uuid.uuid4().hex[:8]
         futures = {}
         for case in todo:
-            future = self.client.submit(run_on_worker, self.work, case, basis[case.case_id], str(out_dir),
-                                        key=f"pasta-{self.work.kind}-{case.case_id}-{run}", pure=False,
-                                        resources={"GPU": 1} if self.gpu else None)
+            future = self.client.submit(
+                run_on_worker,
+                self.work,
+                case,
+                basis[case.case_id],
+                str(out_dir),
+                key=f"pasta-{self.work.kind}-{case.case_id}-{run}",
+                pure=False,
+                resources={"GPU": 1} if self.gpu else None,
+            )
             futures[future] = case
         try:
             for future in as_completed(list(futures)):
@@ -157,12 +165,16 @@ class DaskCohort:
                 try:
                     outcome = future.result()
                 except killed:
-                    outcome = {"case_id": case.case_id, "status": "failed",
-                               "error": "the worker running it died each time it was tried (out of memory, or a crash "
-                                        "in native code)"}
+                    outcome = {
+                        "case_id": case.case_id,
+                        "status": "failed",
+                        "error": "the worker running it died each time it was tried (out of memory, or a crash in native code)",
+                    }
                 except Exception as exc:  # the task itself never raises: the cluster failed (a lost scheduler)
-                    raise PastaError(f"the Dask cluster failed ({type(exc).__name__}: {str(exc)[:200] or 'no reason'}); "
-                                     "finished cases are recorded: rerun the same command to resume") from None
+                    raise PastaError(
+                        f"the Dask cluster failed ({type(exc).__name__}: {str(exc)[:200] or 'no reason'}); "
+                        "finished cases are recorded: rerun the same command to resume"
+                    ) from None
                 future.release()
                 yield case, outcome
                 if cancelled():
@@ -187,13 +199,29 @@ def _local_cluster(workers: int, threads: int, gpus: int):
     env = {name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     dashboard = _dashboard_address()
     if not gpus:
-        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=dashboard,
-                            silence_logs=logging.ERROR, env=env)
-    specs = {f"gpu-{i}": {"cls": Nanny, "options": {
-        "nthreads": 1, "resources": {"GPU": 1}, "silence_logs": logging.ERROR,
-        "env": dict(env, CUDA_VISIBLE_DEVICES=str(i % gpus))}} for i in range(workers)}
-    return SpecCluster(workers=specs, scheduler={"cls": Scheduler, "options": {"dashboard_address": dashboard}},
-                       silence_logs=logging.ERROR)
+        return LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=dashboard,
+            silence_logs=logging.ERROR,
+            env=env,
+        )
+    specs = {
+        f"gpu-{i}": {
+            "cls": Nanny,
+            "options": {
+                "nthreads": 1,
+                "resources": {"GPU": 1},
+                "silence_logs": logging.ERROR,
+                "env": dict(env, CUDA_VISIBLE_DEVICES=str(i % gpus)),
+            },
+        }
+        for i in range(workers)
+    }
+    return SpecCluster(
+        workers=specs, scheduler={"cls": Scheduler, "options": {"dashboard_address": dashboard}}, silence_logs=logging.ERROR
+    )
 
 
 @contextlib.contextmanager
@@ -225,8 +253,7 @@ def dask_cluster(scheduler: str, work, cases: int, workers: int | None, device: 
             size = len(infos)
             gpu = work.needs_gpu and device in ("cuda", "auto") and any((w.get("resources") or {}).get("GPU") for w in infos)
             if work.needs_gpu and device == "cuda" and not gpu:
-                raise PastaError(f"no worker of {scheduler} offers a GPU: start them with --resources GPU=1 "
-                                 "(one per GPU)")
+                raise PastaError(f"no worker of {scheduler} offers a GPU: start them with --resources GPU=1 (one per GPU)")
             say(f"Dask cluster {scheduler}: {size} worker(s)" + (" with GPUs" if gpu else ""))
         client.register_plugin(CohortPlugin(device, threads), name=PLUGIN_NAME)
         dashboard = client.dashboard_link if (scheduler != "local" or _dashboard_address()) else None

@@ -42,9 +42,9 @@ INLINE, LOCAL = "inline", "local"
 @dataclass
 class Case:
     case_id: str
-    inputs: dict                 # role -> path of each file or folder the case reads
+    inputs: dict  # role -> path of each file or folder the case reads
     params: dict = field(default_factory=dict)  # JSON: what else of the case decides its result
-    position: int = 0            # order in the cohort (the table follows it)
+    position: int = 0  # order in the cohort (the table follows it)
 
 
 class CaseWork:
@@ -53,8 +53,8 @@ class CaseWork:
 
     kind = ""
     table_columns: tuple = ()
-    owned: tuple = ()            # the files of a case folder (patterns); others there are kept
-    model = None                 # the segmentation model the work loads (name or path), if any
+    owned: tuple = ()  # the files of a case folder (patterns); others there are kept
+    model = None  # the segmentation model the work loads (name or path), if any
     model_sha256 = None
     needs_gpu = False
 
@@ -100,8 +100,16 @@ class CaseWork:
         from .fingerprint import output_sizes
 
         outputs = output_sizes(staging)
-        marker = {"case_id": case.case_id, "kind": self.kind, "fingerprint": fingerprint, "inputs": case.inputs,
-                  "params": case.params, "model_sha256": self.model_sha256, "outputs": outputs, "rows": rows}
+        marker = {
+            "case_id": case.case_id,
+            "kind": self.kind,
+            "fingerprint": fingerprint,
+            "inputs": case.inputs,
+            "params": case.params,
+            "model_sha256": self.model_sha256,
+            "outputs": outputs,
+            "rows": rows,
+        }
         (staging / MARKER).write_text(json.dumps(marker, indent=1, default=str), encoding="utf-8")
         prefix = self.case_folder(out_dir, case).relative_to(out_dir).as_posix()
         return {"outputs": {f"{prefix}/{k}": v for k, v in outputs.items()}, "rows": rows}
@@ -171,8 +179,7 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else ""
 
 
-def execute_case(work: CaseWork, case: Case, basis: str, out_dir, resources: WorkerResources,
-                 worker: str = "") -> dict:
+def execute_case(work: CaseWork, case: Case, basis: str, out_dir, resources: WorkerResources, worker: str = "") -> dict:
     """Run one case where this is called (a worker, or this process); never raises for a bad
     case: the outcome says ``done``, ``skipped`` (its outputs were already there) or
     ``failed`` with one line."""
@@ -202,9 +209,12 @@ def execute_case(work: CaseWork, case: Case, basis: str, out_dir, resources: Wor
         outcome.update(status="failed", error="out of memory: give the workers more memory, or fewer workers per machine")
     except Exception as exc:  # a bug or a library's failure on this case: recorded, the others go on
         outcome.update(status="failed", error=f"internal error ({type(exc).__name__}: {_one_line(exc)})")
-    outcome.update(seconds=round(time.perf_counter() - started, 3),
-                   timings={k: round(v, 3) for k, v in timer.seconds.items()},
-                   model_loads=resources.model_loads, peak_memory_mb=peak_memory_mb())
+    outcome.update(
+        seconds=round(time.perf_counter() - started, 3),
+        timings={k: round(v, 3) for k, v in timer.seconds.items()},
+        model_loads=resources.model_loads,
+        peak_memory_mb=peak_memory_mb(),
+    )
     return outcome
 
 
@@ -223,8 +233,7 @@ def remove_stale_staging(out_dir: Path) -> int:
 
 
 def _basis(work: CaseWork, case: Case) -> str:
-    return digest({"kind": work.kind, "settings": work.settings(), "model_sha256": work.model_sha256,
-                   "params": case.params})
+    return digest({"kind": work.kind, "settings": work.settings(), "model_sha256": work.model_sha256, "params": case.params})
 
 
 def _unchanged(row, case: Case, basis: str, out_dir: Path) -> bool:
@@ -246,9 +255,19 @@ def _check_cases(cases) -> None:
         seen.add(case.case_id)
 
 
-def run_cohort(work: CaseWork, cases, out_dir, *, scheduler: str = INLINE, workers: int | None = None,
-               device: str = "auto", progress=None, is_cancelled=None, notify=None,
-               table_every_s: float = 30.0) -> dict:
+def run_cohort(
+    work: CaseWork,
+    cases,
+    out_dir,
+    *,
+    scheduler: str = INLINE,
+    workers: int | None = None,
+    device: str = "auto",
+    progress=None,
+    is_cancelled=None,
+    notify=None,
+    table_every_s: float = 30.0,
+) -> dict:
     """Run ``work`` over ``cases`` into ``out_dir``; returns a summary (see the module doc).
 
     ``progress(fraction, message)`` follows the cases; ``notify(line)`` receives what a user
@@ -283,10 +302,22 @@ def run_cohort(work: CaseWork, cases, out_dir, *, scheduler: str = INLINE, worke
         table = CohortTable(out_dir, work.table_columns)
         with _executor(scheduler, work, todo, workers, device, say) as (execute, size, dashboard):
             run_id = manifest.start_run(work.kind, scheduler, size)
-            manifest.plan(run_id, [{"case_id": c.case_id, "position": c.position, "inputs": c.inputs,
-                                    "model": None if work.model is None else str(work.model),
-                                    "model_sha256": work.model_sha256, "params": c.params,
-                                    "basis": basis[c.case_id]} for c in todo], skipped)
+            manifest.plan(
+                run_id,
+                [
+                    {
+                        "case_id": c.case_id,
+                        "position": c.position,
+                        "inputs": c.inputs,
+                        "model": None if work.model is None else str(work.model),
+                        "model_sha256": work.model_sha256,
+                        "params": c.params,
+                        "basis": basis[c.case_id],
+                    }
+                    for c in todo
+                ],
+                skipped,
+            )
             ending = "interrupted"
             try:
                 report(0.0, f"{len(todo)} to run, {len(skipped)} done earlier")
@@ -305,9 +336,19 @@ def run_cohort(work: CaseWork, cases, out_dir, *, scheduler: str = INLINE, worke
                         table.write(manifest)
                 manifest.finish_run(run_id, ending)
         pending = manifest.counts()["pending"]
-    return {"output": str(out_dir), "kind": work.kind, "requested": len(cases), "done": counts["done"],
-            "skipped": counts["skipped"], "failed": failures, "pending": pending, "run_id": run_id,
-            "workers": size, "dashboard": dashboard, "seconds": round(time.perf_counter() - started, 2)}
+    return {
+        "output": str(out_dir),
+        "kind": work.kind,
+        "requested": len(cases),
+        "done": counts["done"],
+        "skipped": counts["skipped"],
+        "failed": failures,
+        "pending": pending,
+        "run_id": run_id,
+        "workers": size,
+        "dashboard": dashboard,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
 
 
 @contextlib.contextmanager
@@ -323,13 +364,15 @@ def _executor(scheduler, work, todo, workers, device, say):
             for case in todo:
                 if cancelled():
                     raise CancelledError("cancelled; finished cases were kept and the next run resumes after them")
-                yield case, execute_case(work, case, basis[case.case_id], out_dir, resources,
-                                         f"local (pid {os.getpid()})")
+                yield case, execute_case(work, case, basis[case.case_id], out_dir, resources, f"local (pid {os.getpid()})")
 
         yield execute, 1, None
         return
     from .cluster import dask_cluster
 
     with dask_cluster(scheduler, work, len(todo), workers, device, say) as cluster:
-        yield (lambda basis, out_dir, cancelled: cluster.results(todo, basis, out_dir, cancelled)), cluster.size, \
-            cluster.dashboard
+        yield (
+            (lambda basis, out_dir, cancelled: cluster.results(todo, basis, out_dir, cancelled)),
+            cluster.size,
+            cluster.dashboard,
+        )

@@ -20,8 +20,7 @@ from pathlib import Path
 from ..errors import PastaError
 from ..fileio.discover import IMAGE_SUFFIXES, MASK_HINTS, find_images, image_stem
 
-COLUMNS = ("image", "case_id", "organ_mask", "organ_label", "seg", "box", "box_ijk", "attributes", "lesion_type",
-           "seed")
+COLUMNS = ("image", "case_id", "organ_mask", "organ_label", "seg", "box", "box_ijk", "attributes", "lesion_type", "seed")
 PATH_COLUMNS = ("image", "organ_mask", "seg")
 RESERVED = {"manifest.sqlite", "manifest.lock", "cohort.csv", "cohort.parquet", "manifest.sqlite-journal"}
 MAX_ID = 100
@@ -86,8 +85,10 @@ def _from_files(paths, need_seg: bool) -> list:
         if not path.exists():
             raise PastaError(f"input {path} does not exist")
     images = find_images(paths, dicom_folders=True, what="input")
-    return [CaseRow(case_id=image_stem(p) if p.is_file() else p.name, image=str(p),
-                    seg=_partner(p) if need_seg else None) for p in images]
+    return [
+        CaseRow(case_id=image_stem(p) if p.is_file() else p.name, image=str(p), seg=_partner(p) if need_seg else None)
+        for p in images
+    ]
 
 
 def _read_csv(path: Path) -> tuple:
@@ -101,8 +102,7 @@ def _read_csv(path: Path) -> tuple:
     except (UnicodeDecodeError, csv.Error):
         raise PastaError(f"{path} is not a UTF-8 CSV file") from None
     if "image" not in header:
-        raise PastaError(f"{path} needs a header row with at least an image column (known columns: "
-                         f"{', '.join(COLUMNS)})")
+        raise PastaError(f"{path} needs a header row with at least an image column (known columns: {', '.join(COLUMNS)})")
     if not records:
         raise PastaError(f"{path} lists no case")
     folder = path.resolve().parent
@@ -124,11 +124,18 @@ def _row(record: dict, folder: Path, where: str) -> CaseRow:
     if not image:
         raise PastaError(f"{where}: the image column is empty")
     case_id = record.get("case_id") or (image_stem(image) if not Path(image).is_dir() else Path(image).name)
-    return CaseRow(case_id=case_id, image=image, organ_mask=path_of("organ_mask"),
-                   organ_label=_integer(record.get("organ_label"), "organ_label", where), seg=path_of("seg"),
-                   box=record.get("box") or None, box_ijk=record.get("box_ijk") or None,
-                   attributes=_attributes(record.get("attributes"), where), lesion_type=record.get("lesion_type") or None,
-                   seed=_integer(record.get("seed"), "seed", where))
+    return CaseRow(
+        case_id=case_id,
+        image=image,
+        organ_mask=path_of("organ_mask"),
+        organ_label=_integer(record.get("organ_label"), "organ_label", where),
+        seg=path_of("seg"),
+        box=record.get("box") or None,
+        box_ijk=record.get("box_ijk") or None,
+        attributes=_attributes(record.get("attributes"), where),
+        lesion_type=record.get("lesion_type") or None,
+        seed=_integer(record.get("seed"), "seed", where),
+    )
 
 
 def _integer(text, column, where):
@@ -164,8 +171,18 @@ def _check_ids(rows) -> None:
         name = row.case_id
         if name in seen:
             raise PastaError(f"two cases are named {name} ({seen[name]} and {row.image}); give each a case_id in a CSV")
-        if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith(".") \
-                or name.lower() in RESERVED or len(name) > MAX_ID or any(ord(c) < 32 for c in name):
-            raise PastaError(f"case id {name[:40]!r} cannot be a folder name of the output; give a plain case_id "
-                             f"(at most {MAX_ID} characters, no '/', not starting with '.')")
+        if (
+            not name
+            or name in (".", "..")
+            or "/" in name
+            or "\\" in name
+            or name.startswith(".")
+            or name.lower() in RESERVED
+            or len(name) > MAX_ID
+            or any(ord(c) < 32 for c in name)
+        ):
+            raise PastaError(
+                f"case id {name[:40]!r} cannot be a folder name of the output; give a plain case_id "
+                f"(at most {MAX_ID} characters, no '/', not starting with '.')"
+            )
         seen[name] = row.image

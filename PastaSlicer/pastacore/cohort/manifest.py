@@ -60,8 +60,10 @@ class Manifest:
         self.folder = Path(folder)
         self.path = self.folder / MANIFEST_NAME
         if readonly and not self.path.is_file():
-            raise PastaError(f"{folder} holds no cohort manifest ({MANIFEST_NAME}); is it the --out folder of a "
-                             "pasta batch or pasta dataset run?")
+            raise PastaError(
+                f"{folder} holds no cohort manifest ({MANIFEST_NAME}); is it the --out folder of a "
+                "pasta batch or pasta dataset run?"
+            )
         try:
             if readonly:
                 self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
@@ -74,8 +76,9 @@ class Manifest:
             raise self._damaged(exc) from None
 
     def _damaged(self, exc) -> PastaError:
-        return PastaError(f"{self.path} cannot be used ({exc}); move it away and rerun: finished cases are found "
-                          "again from their files")
+        return PastaError(
+            f"{self.path} cannot be used ({exc}); move it away and rerun: finished cases are found again from their files"
+        )
 
     def close(self) -> None:
         self.db.close()
@@ -122,20 +125,23 @@ class Manifest:
     def runs(self) -> list:
         cursor = self.db.execute("SELECT * FROM runs ORDER BY run_id")
         names = [d[0] for d in cursor.description]
-        return [dict(zip(names, values), counts=json.loads(values[names.index("counts")] or "null"))
-                for values in cursor]
+        return [dict(zip(names, values), counts=json.loads(values[names.index("counts")] or "null")) for values in cursor]
 
     # -- writing (the process running the cohort only) ----------------------------------------
     def start_run(self, kind: str, scheduler: str, workers: int) -> int:
         with self.db:
-            cursor = self.db.execute("INSERT INTO runs (started, kind, scheduler, workers, outcome) "
-                                     "VALUES (?, ?, ?, ?, 'running')", (_now(), kind, scheduler, workers))
+            cursor = self.db.execute(
+                "INSERT INTO runs (started, kind, scheduler, workers, outcome) VALUES (?, ?, ?, ?, 'running')",
+                (_now(), kind, scheduler, workers),
+            )
         return int(cursor.lastrowid)
 
     def finish_run(self, run_id: int, outcome: str) -> None:
         with self.db:
-            self.db.execute("UPDATE runs SET finished = ?, outcome = ?, counts = ? WHERE run_id = ?",
-                            (_now(), outcome, _json(self.counts()), run_id))
+            self.db.execute(
+                "UPDATE runs SET finished = ?, outcome = ?, counts = ? WHERE run_id = ?",
+                (_now(), outcome, _json(self.counts()), run_id),
+            )
 
     def plan(self, run_id: int, pending: list, skipped: list) -> None:
         """One transaction: the cases about to run become pending (with what decides their
@@ -149,11 +155,13 @@ class Manifest:
                     "status = 'pending', error = NULL, inputs = excluded.inputs, model = excluded.model, "
                     "model_sha256 = excluded.model_sha256, params = excluded.params, basis = excluded.basis, "
                     "run_id = excluded.run_id, updated = excluded.updated",
-                    dict(entry, inputs=_json(entry["inputs"]), params=_json(entry["params"]), run_id=run_id,
-                         updated=_now()))
+                    dict(entry, inputs=_json(entry["inputs"]), params=_json(entry["params"]), run_id=run_id, updated=_now()),
+                )
             for case_id, position in skipped:
-                self.db.execute("UPDATE cases SET status = 'skipped', position = ?, run_id = ?, updated = ? "
-                                "WHERE case_id = ?", (position, run_id, _now(), case_id))
+                self.db.execute(
+                    "UPDATE cases SET status = 'skipped', position = ?, run_id = ?, updated = ? WHERE case_id = ?",
+                    (position, run_id, _now(), case_id),
+                )
 
     def record(self, case_id: str, outcome: dict, run_id: int) -> None:
         """What a case's run gave (see :func:`pastacore.cohort.engine.execute_case`), committed at once."""
@@ -162,11 +170,24 @@ class Manifest:
                 "UPDATE cases SET status = ?, error = ?, input_stats = ?, input_hashes = ?, fingerprint = ?, "
                 "outputs = ?, timings = ?, seconds = ?, worker = ?, model_loads = ?, peak_memory_mb = ?, rows = ?, "
                 "run_id = ?, updated = ? WHERE case_id = ?",
-                (outcome["status"], outcome.get("error"), _json(outcome.get("input_stats")),
-                 _json(outcome.get("input_hashes")), outcome.get("fingerprint"), _json(outcome.get("outputs")),
-                 _json(outcome.get("timings")), outcome.get("seconds"), outcome.get("worker"),
-                 outcome.get("model_loads"), outcome.get("peak_memory_mb"), _json(outcome.get("rows")), run_id,
-                 _now(), case_id))
+                (
+                    outcome["status"],
+                    outcome.get("error"),
+                    _json(outcome.get("input_stats")),
+                    _json(outcome.get("input_hashes")),
+                    outcome.get("fingerprint"),
+                    _json(outcome.get("outputs")),
+                    _json(outcome.get("timings")),
+                    outcome.get("seconds"),
+                    outcome.get("worker"),
+                    outcome.get("model_loads"),
+                    outcome.get("peak_memory_mb"),
+                    _json(outcome.get("rows")),
+                    run_id,
+                    _now(),
+                    case_id,
+                ),
+            )
 
 
 @contextlib.contextmanager
@@ -180,8 +201,11 @@ def run_lock(folder):
         except OSError:
             handle.seek(0)
             holder = handle.read().strip()
-            raise PastaError(f"another run is writing {folder}" + (f" (process {holder})" if holder else "")
-                             + "; wait for it to end, or use another folder") from None
+            raise PastaError(
+                f"another run is writing {folder}"
+                + (f" (process {holder})" if holder else "")
+                + "; wait for it to end, or use another folder"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")

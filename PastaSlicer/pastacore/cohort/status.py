@@ -16,24 +16,36 @@ def cohort_status(folder) -> dict:
         kind = manifest.meta("kind")
     counts = {status: counts.get(status, 0) for status in STATUSES}
     counts["total"] = len(rows)
-    cases = [{"case_id": case_id, "status": row["status"], "reason": row["error"] or "",
-              "seconds": row["seconds"], "worker": row["worker"], "outputs": sorted(row["outputs"] or {})}
-             for case_id, row in rows.items()]
+    cases = [
+        {
+            "case_id": case_id,
+            "status": row["status"],
+            "reason": row["error"] or "",
+            "seconds": row["seconds"],
+            "worker": row["worker"],
+            "outputs": sorted(row["outputs"] or {}),
+        }
+        for case_id, row in rows.items()
+    ]
     return {"folder": str(folder), "kind": kind, "counts": counts, "cases": cases, "runs": runs}
 
 
 def describe_status(status: dict) -> str:
     counts = status["counts"]
-    lines = [f"{status['folder']}: {status['kind'] or 'cohort'} of {counts['total']} cases: {counts['done']} done, "
-             f"{counts['skipped']} skipped (done earlier, unchanged), {counts['failed']} failed, "
-             f"{counts['pending']} pending"]
+    lines = [
+        f"{status['folder']}: {status['kind'] or 'cohort'} of {counts['total']} cases: {counts['done']} done, "
+        f"{counts['skipped']} skipped (done earlier, unchanged), {counts['failed']} failed, "
+        f"{counts['pending']} pending"
+    ]
     failed = [c for c in status["cases"] if c["status"] == "failed"]
     if failed:
         lines.append("failed:")
         lines += [f"  {c['case_id']}: {c['reason']}" for c in failed]
     if status["runs"]:
         last = status["runs"][-1]
-        lines.append(f"last run ({last['run_id']}): {last['outcome']}, started {last['started']}"
-                     + (f", ended {last['finished']}" if last["finished"] else "")
-                     + f", {last['workers']} worker(s) on {last['scheduler']}")
+        lines.append(
+            f"last run ({last['run_id']}): {last['outcome']}, started {last['started']}"
+            + (f", ended {last['finished']}" if last["finished"] else "")
+            + f", {last['workers']} worker(s) on {last['scheduler']}"
+        )
     return "\n".join(lines)

@@ -94,6 +94,7 @@ class CohortTable:
 
 # -- the rows of each kind of cohort ------------------------------------------------------------
 
+
 def lesion_table_rows(report) -> list:
     """Rows of a measured case (``batch segment``, ``batch report``): the cohort.csv of ``pasta report``."""
     from ..report.report_csv import COLUMNS, lesion_rows
@@ -107,8 +108,24 @@ def lesion_columns() -> tuple:
     return COLUMNS
 
 
-SYNTHETIC_COLUMNS = ("case_id", "lesion_type", "organ", "seed", "backend", "center_r_mm", "center_a_mm", "center_s_mm",
-                     "size_x_mm", "size_y_mm", "size_z_mm", "volume_ml", "mean_hu", "sd_hu", "attributes", "source")
+SYNTHETIC_COLUMNS = (
+    "case_id",
+    "lesion_type",
+    "organ",
+    "seed",
+    "backend",
+    "center_r_mm",
+    "center_a_mm",
+    "center_s_mm",
+    "size_x_mm",
+    "size_y_mm",
+    "size_z_mm",
+    "volume_ml",
+    "mean_hu",
+    "sd_hu",
+    "attributes",
+    "source",
+)
 
 
 def synthetic_row(case_id: str, report: dict, source: str = "") -> dict:
@@ -118,9 +135,21 @@ def synthetic_row(case_id: str, report: dict, source: str = "") -> dict:
     measured = report.get("measured") or {}
     centre = (report.get("geometry") or {}).get("center_ras") or [None] * 3
     size = measured.get("size_mm") or [None] * 3
-    return {"case_id": case_id, "lesion_type": report.get("lesion_type"), "organ": report.get("organ"),
-            "seed": report.get("seed"), "backend": report.get("backend"),
-            "center_r_mm": centre[0], "center_a_mm": centre[1], "center_s_mm": centre[2],
-            "size_x_mm": size[0], "size_y_mm": size[1], "size_z_mm": size[2],
-            "volume_ml": measured.get("volume_ml"), "mean_hu": measured.get("mean_hu"), "sd_hu": measured.get("sd_hu"),
-            "attributes": json.dumps(report.get("attributes") or {}, sort_keys=True), "source": source}
+    return {
+        "case_id": case_id,
+        "lesion_type": report.get("lesion_type"),
+        "organ": report.get("organ"),
+        "seed": report.get("seed"),
+        "backend": report.get("backend"),
+        "center_r_mm": centre[0],
+        "center_a_mm": centre[1],
+        "center_s_mm": centre[2],
+        "size_x_mm": size[0],
+        "size_y_mm": size[1],
+        "size_z_mm": size[2],
+        "volume_ml": measured.get("volume_ml"),
+        "mean_hu": measured.get("mean_hu"),
+        "sd_hu": measured.get("sd_hu"),
+        "attributes": json.dumps(report.get("attributes") or {}, sort_keys=True),
+        "source": source,
+    }

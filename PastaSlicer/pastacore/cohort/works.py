@@ -39,11 +39,29 @@ class SegmentWork(CaseWork):
     def owned(self) -> tuple:
         return (SEGMENTATION, "segmentation.json") + _report_files()
 
-    def __init__(self, model=None, model_sha256=None, device="auto", organ=None, totalsegmentator_version=2,
-                 roi=None, tta=False, overlap=0.5, min_lesion_mm3=0.0, formats=("json",), whole_labels=False):
+    def __init__(
+        self,
+        model=None,
+        model_sha256=None,
+        device="auto",
+        organ=None,
+        totalsegmentator_version=2,
+        roi=None,
+        tta=False,
+        overlap=0.5,
+        min_lesion_mm3=0.0,
+        formats=("json",),
+        whole_labels=False,
+    ):
         self.model, self.model_sha256, self.device = model, model_sha256, device
-        self.options = {"organ": organ, "totalsegmentator_version": totalsegmentator_version, "roi": roi,
-                        "tta": bool(tta), "overlap": float(overlap), "min_lesion_mm3": float(min_lesion_mm3)}
+        self.options = {
+            "organ": organ,
+            "totalsegmentator_version": totalsegmentator_version,
+            "roi": roi,
+            "tta": bool(tta),
+            "overlap": float(overlap),
+            "min_lesion_mm3": float(min_lesion_mm3),
+        }
         self.formats, self.whole_labels = tuple(formats), bool(whole_labels)
         self.needs_gpu = device != "cpu"
         self.table_columns = lesion_columns()
@@ -60,17 +78,28 @@ class SegmentWork(CaseWork):
             model = resources.segmentation_model(self.model)
         options = dict(self.options, roi=case.params.get("box") or self.options["roi"])
         with timer("segment"):
-            segmented = segment_case(case.inputs["image"], model=model, organ_mask=case.inputs.get("organ_mask"),
-                                     organ_label=case.params.get("organ_label"), device=self.device, **options)
+            segmented = segment_case(
+                case.inputs["image"],
+                model=model,
+                organ_mask=case.inputs.get("organ_mask"),
+                organ_label=case.params.get("organ_label"),
+                device=self.device,
+                **options,
+            )
         with self.case_directory(out_dir, case) as staging:
             with timer("write"):
                 labels_path, _ = write_segmentation(segmented, staging / SEGMENTATION)
             rows = []
             if self._has_lesion(segmented.result):
                 with timer("report"):
-                    report, image, labels = report_case(case.inputs["image"], labels_path, case.inputs.get("organ_mask"),
-                                                        whole_labels=self.whole_labels, case_id=case.case_id,
-                                                        image=segmented.image)
+                    report, image, labels = report_case(
+                        case.inputs["image"],
+                        labels_path,
+                        case.inputs.get("organ_mask"),
+                        whole_labels=self.whole_labels,
+                        case_id=case.case_id,
+                        image=segmented.image,
+                    )
                     write_report(report, image, labels, staging, self.formats)
                 rows = lesion_table_rows(report)
             return self.finish(out_dir, case, staging, fingerprint, rows)
@@ -100,9 +129,14 @@ class ReportWork(CaseWork):
         from ..report.export import write_report
 
         with timer("measure"):
-            report, image, labels = report_case(case.inputs["image"], case.inputs["seg"], case.inputs.get("organ_mask"),
-                                                lesion_labels=self.lesion_labels, whole_labels=self.whole_labels,
-                                                case_id=case.case_id)
+            report, image, labels = report_case(
+                case.inputs["image"],
+                case.inputs["seg"],
+                case.inputs.get("organ_mask"),
+                lesion_labels=self.lesion_labels,
+                whole_labels=self.whole_labels,
+                case_id=case.case_id,
+            )
         with self.case_directory(out_dir, case) as staging:
             with timer("write"):
                 write_report(report, image, labels, staging, self.formats)
@@ -127,11 +161,18 @@ class SynthWork(CaseWork):
 
         params = case.params
         with timer("synthesise"):
-            made = synth_case(case.inputs["image"], seed=params["seed"], attributes=params.get("attributes"),
-                              box=params.get("box"), box_ijk=params.get("box_ijk"),
-                              lesion_type=params.get("lesion_type"), organ_mask=case.inputs.get("organ_mask"),
-                              organ_label=params.get("organ_label"), backend=self.backend,
-                              backend_options=self.backend_options)
+            made = synth_case(
+                case.inputs["image"],
+                seed=params["seed"],
+                attributes=params.get("attributes"),
+                box=params.get("box"),
+                box_ijk=params.get("box_ijk"),
+                lesion_type=params.get("lesion_type"),
+                organ_mask=case.inputs.get("organ_mask"),
+                organ_label=params.get("organ_label"),
+                backend=self.backend,
+                backend_options=self.backend_options,
+            )
         with self.case_directory(out_dir, case) as staging:
             with timer("write"):
                 write_synthesis(made, *(staging / name for name in SYNTH_FILES))

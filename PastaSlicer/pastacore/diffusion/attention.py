@@ -38,8 +38,9 @@ class CrossAttention(nn.Module):
 class FeedForward(nn.Module):
     def __init__(self, dim: int, mult: int = 4):
         super().__init__()
-        self.net = nn.Sequential(nn.Sequential(nn.Linear(dim, dim * mult), nn.GELU()), nn.Dropout(0.0),
-                                 nn.Linear(dim * mult, dim))
+        self.net = nn.Sequential(
+            nn.Sequential(nn.Linear(dim, dim * mult), nn.GELU()), nn.Dropout(0.0), nn.Linear(dim * mult, dim)
+        )
 
     def forward(self, x):
         return self.net(x)
@@ -65,8 +66,7 @@ class SpatialTransformer(nn.Module):
         inner = heads * dim_head
         self.norm = nn.GroupNorm(32, channels, eps=1e-6)
         self.proj_in = nn.Conv3d(channels, inner, 1)
-        self.transformer_blocks = nn.ModuleList(
-            BasicTransformerBlock(inner, heads, dim_head, context_dim) for _ in range(depth))
+        self.transformer_blocks = nn.ModuleList(BasicTransformerBlock(inner, heads, dim_head, context_dim) for _ in range(depth))
         self.proj_out = nn.Conv3d(inner, channels, 1)
 
     def forward(self, x, context=None):
@@ -77,4 +77,3 @@ class SpatialTransformer(nn.Module):
             y = block(y, context)
         y = y.transpose(1, 2).reshape(b, -1, d, h, w)
         return self.proj_out(y) + x
-

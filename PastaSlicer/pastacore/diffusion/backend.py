@@ -27,9 +27,19 @@ _TEXT_TOWERS: dict = {}
 
 
 class LesionDiffusionBackend(Backend):
-    def __init__(self, mask_source: str = "lmnet", steps: int | None = None, eta: float = DEFAULT_ETA,
-                 allow_slow: bool = False, device: str = "auto", precision: str = "auto", models=None,
-                 text_encoder=None, store=None, weights: str = "auto"):
+    def __init__(
+        self,
+        mask_source: str = "lmnet",
+        steps: int | None = None,
+        eta: float = DEFAULT_ETA,
+        allow_slow: bool = False,
+        device: str = "auto",
+        precision: str = "auto",
+        models=None,
+        text_encoder=None,
+        store=None,
+        weights: str = "auto",
+    ):
         if mask_source not in ("lmnet", "procedural"):
             raise PastaError(f"unknown mask source {mask_source!r}")
         self.mask_source = mask_source
@@ -54,8 +64,10 @@ class LesionDiffusionBackend(Backend):
             missing = [m for m in missing if "text encoder" not in m]
         if missing:
             where = self.files.origin
-            return (f"the {self.name} backend is unavailable: {', '.join(missing)} not found ({where}); download the "
-                    f"LesionDiffusion checkpoints (see the README) and import them with 'pasta models import'")
+            return (
+                f"the {self.name} backend is unavailable: {', '.join(missing)} not found ({where}); download the "
+                f"LesionDiffusion checkpoints (see the README) and import them with 'pasta models import'"
+            )
         if self.text_callable is None and self.files.text is not None:
             from .biomedclip import folder_problems
 
@@ -65,8 +77,10 @@ class LesionDiffusionBackend(Backend):
             try:
                 import transformers  # noqa: F401
             except ImportError:
-                return (f"the {self.name} backend is unavailable: the BiomedCLIP text encoder needs the 'transformers' "
-                        f"package (pip install 'pasta-slicer[diffusion]')")
+                return (
+                    f"the {self.name} backend is unavailable: the BiomedCLIP text encoder needs the 'transformers' "
+                    f"package (pip install 'pasta-slicer[diffusion]')"
+                )
         device = resolve_device(self.device_preference)
         specs = self.specs()
         for role in self.roles:
@@ -74,8 +88,10 @@ class LesionDiffusionBackend(Backend):
         if device.type == "cpu" and not self.allow_slow:
             seconds, detail = self.estimate_seconds()
             if seconds > SLOW_LIMIT_S:
-                return (f"the {self.name} backend would take about {describe_seconds(seconds)} per lesion on this CPU "
-                        f"({detail}); run it on a CUDA GPU, lower {option('steps')}, or pass {option('allow_slow')} to run anyway")
+                return (
+                    f"the {self.name} backend would take about {describe_seconds(seconds)} per lesion on this CPU "
+                    f"({detail}); run it on a CUDA GPU, lower {option('steps')}, or pass {option('allow_slow')} to run anyway"
+                )
         return None
 
     def specs(self) -> dict:
@@ -106,14 +122,22 @@ class LesionDiffusionBackend(Backend):
     def _networks(self, device) -> dict:
         from .networks import load_network
 
-        key = (tuple((r, str(self.files.checkpoints[r]), str(self.files.configs[r])) for r in self.roles),
-               str(self.files.checkpoints.get("vq")), self.weights, str(device))
+        key = (
+            tuple((r, str(self.files.checkpoints[r]), str(self.files.configs[r])) for r in self.roles),
+            str(self.files.checkpoints.get("vq")),
+            self.weights,
+            str(device),
+        )
         if key not in _LOADED:
             _LOADED.clear()  # one set of networks per process
             loaded = {}
             for role in self.roles:
-                loaded[role] = load_network(self.files.checkpoints[role], self.files.configs[role], self.weights,
-                                            vq_checkpoint=self.files.checkpoints.get("vq")).to(device)
+                loaded[role] = load_network(
+                    self.files.checkpoints[role],
+                    self.files.configs[role],
+                    self.weights,
+                    vq_checkpoint=self.files.checkpoints.get("vq"),
+                ).to(device)
             _LOADED[key] = loaded
         return _LOADED[key]
 
@@ -148,12 +172,32 @@ class LesionDiffusionBackend(Backend):
         device = resolve_device(self.device_preference)
         networks = self._networks(device)
         settings = Settings(
-            steps=self.steps, eta=self.eta, device=device, mask_source=self.mask_source,
+            steps=self.steps,
+            eta=self.eta,
+            device=device,
+            mask_source=self.mask_source,
             precision_lmnet=resolve_precision(self.precision, device, networks["lmnet"].spec.unet.use_fp16)
-            if "lmnet" in networks else "fp32",
-            precision_linet=resolve_precision(self.precision, device, networks["linet"].spec.unet.use_fp16))
-        settings.stats.update(steps=self.steps, eta=self.eta, device=device.type,
-                              precision={"lmnet": settings.precision_lmnet, "linet": settings.precision_linet},
-                              weights={r: networks[r].reports[0].weights for r in networks})
-        return render_lesion(networks, self._conditioner(device), volume, organ, plan, S.lesion_type(plan.lesion_type),
-                             center_lps, box, settings, report, is_cancelled)
+            if "lmnet" in networks
+            else "fp32",
+            precision_linet=resolve_precision(self.precision, device, networks["linet"].spec.unet.use_fp16),
+        )
+        settings.stats.update(
+            steps=self.steps,
+            eta=self.eta,
+            device=device.type,
+            precision={"lmnet": settings.precision_lmnet, "linet": settings.precision_linet},
+            weights={r: networks[r].reports[0].weights for r in networks},
+        )
+        return render_lesion(
+            networks,
+            self._conditioner(device),
+            volume,
+            organ,
+            plan,
+            S.lesion_type(plan.lesion_type),
+            center_lps,
+            box,
+            settings,
+            report,
+            is_cancelled,
+        )

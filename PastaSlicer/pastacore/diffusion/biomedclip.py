@@ -59,11 +59,15 @@ def _bert_config(folder: Path, weights: dict):
     words = weights["transformer.embeddings.word_embeddings.weight"]
     layers = {int(m.group(1)) for k in weights if (m := re.match(r"transformer\.encoder\.layer\.(\d+)\.", k))}
     hidden = int(words.shape[1])
-    return BertConfig(vocab_size=int(words.shape[0]), hidden_size=hidden, num_hidden_layers=len(layers),
-                      num_attention_heads=max(1, hidden // 64),
-                      intermediate_size=int(weights["transformer.encoder.layer.0.intermediate.dense.weight"].shape[0]),
-                      max_position_embeddings=int(weights["transformer.embeddings.position_embeddings.weight"].shape[0]),
-                      type_vocab_size=int(weights["transformer.embeddings.token_type_embeddings.weight"].shape[0]))
+    return BertConfig(
+        vocab_size=int(words.shape[0]),
+        hidden_size=hidden,
+        num_hidden_layers=len(layers),
+        num_attention_heads=max(1, hidden // 64),
+        intermediate_size=int(weights["transformer.encoder.layer.0.intermediate.dense.weight"].shape[0]),
+        max_position_embeddings=int(weights["transformer.embeddings.position_embeddings.weight"].shape[0]),
+        type_vocab_size=int(weights["transformer.embeddings.token_type_embeddings.weight"].shape[0]),
+    )
 
 
 def _projection(kind: str, width: int, output: int) -> nn.Module:
@@ -83,8 +87,10 @@ class BiomedCLIPText(nn.Module):
         folder = Path(folder)
         missing = folder_problems(folder)
         if missing:
-            raise PastaError(f"the BiomedCLIP text encoder folder {folder} lacks {', '.join(missing)}; {SOURCE_HINT} "
-                             f"and import it with 'pasta models import FOLDER'")
+            raise PastaError(
+                f"the BiomedCLIP text encoder folder {folder} lacks {', '.join(missing)}; {SOURCE_HINT} "
+                f"and import it with 'pasta models import FOLDER'"
+            )
         try:
             import transformers
         except ImportError:
@@ -97,7 +103,7 @@ class BiomedCLIPText(nn.Module):
         if self.pooler not in ("cls_last_hidden_state_pooler", "cls_pooler", "mean_pooler"):
             raise PastaError(f"text pooler {self.pooler!r} is not supported")
         state = load_checkpoint(folder / WEIGHTS)
-        weights = {k[len("text."):]: v for k, v in state.items() if k.startswith("text.")}
+        weights = {k[len("text.") :]: v for k, v in state.items() if k.startswith("text.")}
         if "transformer.embeddings.word_embeddings.weight" not in weights:
             raise PastaError(f"{WEIGHTS} holds no Hugging Face text tower (text.transformer.* tensors)")
         bert = _bert_config(folder, weights)
@@ -123,8 +129,9 @@ class BiomedCLIPText(nn.Module):
         return next(self.parameters()).device
 
     def forward(self, texts) -> torch.Tensor:
-        tokens = self.tokenizer([_clean(t) for t in texts], max_length=self.context_length, padding="max_length",
-                                truncation=True, return_tensors="pt").input_ids.to(self.device)
+        tokens = self.tokenizer(
+            [_clean(t) for t in texts], max_length=self.context_length, padding="max_length", truncation=True, return_tensors="pt"
+        ).input_ids.to(self.device)
         attention = (tokens != self.tokenizer.pad_token_id).long()
         out = self.transformer(input_ids=tokens, attention_mask=attention)
         if self.pooler == "cls_pooler":

@@ -63,8 +63,7 @@ def _check_spatial(net: DiffusionNetwork, x, where):
 def _context(net: DiffusionNetwork, data, where, batch):
     context = _tensor(data, "context", where, 3, required=not net.spec.unet.skip_context)
     if context is not None and (context.shape[0] != batch or context.shape[2] != net.spec.unet.context_dim):
-        raise PastaError(f"{where}: 'context' must be (B={batch}, N, {net.spec.unet.context_dim}), "
-                         f"got {tuple(context.shape)}")
+        raise PastaError(f"{where}: 'context' must be (B={batch}, N, {net.spec.unet.context_dim}), got {tuple(context.shape)}")
     return context
 
 
@@ -72,13 +71,11 @@ def _cond(net: DiffusionNetwork, data, where, like, key="cond"):
     need = net.spec.cond_channels
     cond = _tensor(data, key, where, 5, required=need > 0)
     if cond is not None and (cond.shape[1] != need or cond.shape[0] != like.shape[0] or cond.shape[2:] != like.shape[2:]):
-        raise PastaError(f"{where}: '{key}' must be (B, {need}, {', '.join(map(str, like.shape[2:]))}), "
-                         f"got {tuple(cond.shape)}")
+        raise PastaError(f"{where}: '{key}' must be (B, {need}, {', '.join(map(str, like.shape[2:]))}), got {tuple(cond.shape)}")
     return cond
 
 
-def forward(checkpoint, inputs, output, config, weights="model", device="auto", precision="auto",
-            overwrite=False) -> dict:
+def forward(checkpoint, inputs, output, config, weights="model", device="auto", precision="auto", overwrite=False) -> dict:
     check_output_path(output, overwrite)
     data = _read_inputs(inputs)
     net = load_network(checkpoint, config, weights, with_vq=False)
@@ -87,8 +84,9 @@ def forward(checkpoint, inputs, output, config, weights="model", device="auto", 
     if isinstance(net, VQNetwork):
         x = _tensor(data, "x", where, 5)
         if x.shape[1] != net.spec.in_channels or any(n % net.spec.factor for n in x.shape[2:]):
-            raise PastaError(f"{where}: 'x' must be (B, {net.spec.in_channels}, D, H, W) with D, H, W divisible by "
-                             f"{net.spec.factor}")
+            raise PastaError(
+                f"{where}: 'x' must be (B, {net.spec.in_channels}, D, H, W) with D, H, W divisible by {net.spec.factor}"
+            )
         net.vq.to(dev)
         with torch.inference_mode(), autocast(dev, resolve_precision(precision, dev, False)):
             quant, indices, decoded = net.vq(x.to(dev))
@@ -109,8 +107,18 @@ def forward(checkpoint, inputs, output, config, weights="model", device="auto", 
     return result
 
 
-def sample_command(checkpoint, inputs, output, config, weights="auto", device="auto", precision="auto",
-                   overwrite=False, seed: int = 0, progress=None) -> dict:
+def sample_command(
+    checkpoint,
+    inputs,
+    output,
+    config,
+    weights="auto",
+    device="auto",
+    precision="auto",
+    overwrite=False,
+    seed: int = 0,
+    progress=None,
+) -> dict:
     check_output_path(output, overwrite)
     data = _read_inputs(inputs)
     net = load_network(checkpoint, config, weights, with_vq=False)
@@ -127,8 +135,9 @@ def sample_command(checkpoint, inputs, output, config, weights="auto", device="a
     context = _context(net, data, where, x_T.shape[0])
     noise = _tensor(data, "noise", where, required=False)
     if noise is not None and tuple(noise.shape) != (len(schedule),) + tuple(x_T.shape):
-        raise PastaError(f"{where}: 'noise' must be (steps={len(schedule)}, {', '.join(map(str, x_T.shape))}), "
-                         f"got {tuple(noise.shape)}")
+        raise PastaError(
+            f"{where}: 'noise' must be (steps={len(schedule)}, {', '.join(map(str, x_T.shape))}), got {tuple(noise.shape)}"
+        )
     dev = resolve_device(device)
     net.unet.to(dev)
     kwargs = {}
@@ -138,13 +147,22 @@ def sample_command(checkpoint, inputs, output, config, weights="auto", device="a
     elif net.kind == INPAINT:
         x0, mask = _tensor(data, "x0", where, 5), _tensor(data, "mask", where, 5)
         if x0.shape != x_T.shape or mask.shape != (x_T.shape[0], net.spec.cond_channels) + tuple(x_T.shape[2:]):
-            raise PastaError(f"{where}: 'x0' must be shaped like 'x_T' and 'mask' (B, {net.spec.cond_channels}, "
-                             f"{', '.join(map(str, x_T.shape[2:]))})")
+            raise PastaError(
+                f"{where}: 'x0' must be shaped like 'x_T' and 'mask' (B, {net.spec.cond_channels}, "
+                f"{', '.join(map(str, x_T.shape[2:]))})"
+            )
         kwargs.update(x0=x0.to(dev), mask=mask.to(dev), channels=net.spec.channels)
-    result = sample(net.unet, net.kind, schedule, x_T.to(dev), None if context is None else context.to(dev),
-                    noise=NoiseSource(x_T.shape, seed, noise), precision=resolve_precision(precision, dev,
-                                                                                           net.spec.unet.use_fp16),
-                    progress=progress, **kwargs)
+    result = sample(
+        net.unet,
+        net.kind,
+        schedule,
+        x_T.to(dev),
+        None if context is None else context.to(dev),
+        noise=NoiseSource(x_T.shape, seed, noise),
+        precision=resolve_precision(precision, dev, net.spec.unet.use_fp16),
+        progress=progress,
+        **kwargs,
+    )
     out = {"samples": result.samples.float().cpu(), "x_inter": torch.stack(result.x_inter)}
     _write(out, output, overwrite)
     return out

@@ -68,12 +68,12 @@ class VQSpec:
 
     @property
     def factor(self) -> int:
-        return 2 ** self.downsamplings
+        return 2**self.downsamplings
 
 
 @dataclass(frozen=True)
 class DiffusionSpec:
-    kind: str                    # MASK or INPAINT
+    kind: str  # MASK or INPAINT
     target: str
     unet: UNetSpec
     timesteps: int = 1000
@@ -138,21 +138,35 @@ def _refuse(params: dict, where: str, **unsupported) -> None:
 
 
 def unet_spec(params: dict, where: str = "unet_config") -> UNetSpec:
-    _refuse(params, where, num_classes=(None,), use_scale_shift_norm=(False,), resblock_updown=(False,),
-            n_embed=(None,), use_spatial_transformer=(True,), dims=(3,), legacy=(True,), use_zero_module=(True, False),
-            conv_resample=(True,))
+    _refuse(
+        params,
+        where,
+        num_classes=(None,),
+        use_scale_shift_norm=(False,),
+        resblock_updown=(False,),
+        n_embed=(None,),
+        use_spatial_transformer=(True,),
+        dims=(3,),
+        legacy=(True,),
+        use_zero_module=(True, False),
+        conv_resample=(True,),
+    )
     if not params.get("use_spatial_transformer", False):
         raise PastaError(f"{where}: only spatial-transformer UNets (use_spatial_transformer: true) are supported")
     spec = UNetSpec(
-        in_channels=int(_need(params, "in_channels", where)), out_channels=int(_need(params, "out_channels", where)),
+        in_channels=int(_need(params, "in_channels", where)),
+        out_channels=int(_need(params, "out_channels", where)),
         model_channels=int(_need(params, "model_channels", where)),
         num_res_blocks=int(_need(params, "num_res_blocks", where)),
         attention_resolutions=tuple(int(v) for v in _need(params, "attention_resolutions", where)),
         channel_mult=tuple(int(v) for v in params.get("channel_mult", (1, 2, 4, 8))),
-        num_heads=int(params.get("num_heads", -1)), num_head_channels=int(params.get("num_head_channels", -1)),
+        num_heads=int(params.get("num_heads", -1)),
+        num_head_channels=int(params.get("num_head_channels", -1)),
         context_dim=None if params.get("context_dim") is None else int(params["context_dim"]),
-        transformer_depth=int(params.get("transformer_depth", 1)), skip_context=bool(params.get("skip_context", False)),
-        use_fp16=bool(params.get("use_fp16", False)))
+        transformer_depth=int(params.get("transformer_depth", 1)),
+        skip_context=bool(params.get("skip_context", False)),
+        use_fp16=bool(params.get("use_fp16", False)),
+    )
     if spec.context_dim is None:
         raise PastaError(f"{where}: a spatial-transformer UNet needs context_dim")
     if spec.num_heads == -1 and spec.num_head_channels == -1:
@@ -162,8 +176,10 @@ def unet_spec(params: dict, where: str = "unet_config") -> UNetSpec:
             raise PastaError(f"{where}: attention at width {width} needs a width divisible by 32 (GroupNorm of 32 groups)")
         heads, per_head = spec.heads(width)
         if spec.skip_context and heads * per_head != spec.context_dim:
-            raise PastaError(f"{where}: skip_context runs the cross-attention as self-attention, which needs the "
-                             f"attention width ({heads * per_head}) to equal context_dim ({spec.context_dim})")
+            raise PastaError(
+                f"{where}: skip_context runs the cross-attention as self-attention, which needs the "
+                f"attention width ({heads * per_head}) to equal context_dim ({spec.context_dim})"
+            )
     return spec
 
 
@@ -183,18 +199,34 @@ def attention_widths(spec: UNetSpec) -> list:
 def vq_spec(params: dict, where: str = "first_stage_config") -> VQSpec:
     dd = _need(params, "ddconfig", where)
     where_dd = f"{where}.ddconfig"
-    _refuse(dd, where_dd, double_z=(False,), dims=(3,), attn_type=("none",), attn_resolutions=([], None, ()),
-            use_linear_attn=(False,), condition_channels=(0,), give_pre_end=(False,), tanh_out=(False,),
-            force_to_balance=(False,))
+    _refuse(
+        dd,
+        where_dd,
+        double_z=(False,),
+        dims=(3,),
+        attn_type=("none",),
+        attn_resolutions=([], None, ()),
+        use_linear_attn=(False,),
+        condition_channels=(0,),
+        give_pre_end=(False,),
+        tanh_out=(False,),
+        force_to_balance=(False,),
+    )
     _refuse(params, where, is_conditional=(False,), dims=(3,), use_ema=(False,))
     if dd.get("attn_type", "vanilla") != "none":
         raise PastaError(f"{where_dd}: only attention-free VQ models (attn_type: none) are supported")
     depth = dd.get("sample_depth")
-    spec = VQSpec(ch=int(_need(dd, "ch", where_dd)), ch_mult=tuple(int(v) for v in _need(dd, "ch_mult", where_dd)),
-                  num_res_blocks=int(_need(dd, "num_res_blocks", where_dd)),
-                  z_channels=int(_need(dd, "z_channels", where_dd)), embed_dim=int(_need(params, "embed_dim", where)),
-                  n_embed=int(_need(params, "n_embed", where)), in_channels=int(dd.get("in_channels", 1)),
-                  out_ch=int(dd.get("out_ch", 1)), sample_depth=None if depth is None else tuple(int(v) for v in depth))
+    spec = VQSpec(
+        ch=int(_need(dd, "ch", where_dd)),
+        ch_mult=tuple(int(v) for v in _need(dd, "ch_mult", where_dd)),
+        num_res_blocks=int(_need(dd, "num_res_blocks", where_dd)),
+        z_channels=int(_need(dd, "z_channels", where_dd)),
+        embed_dim=int(_need(params, "embed_dim", where)),
+        n_embed=int(_need(params, "n_embed", where)),
+        in_channels=int(dd.get("in_channels", 1)),
+        out_ch=int(dd.get("out_ch", 1)),
+        sample_depth=None if depth is None else tuple(int(v) for v in depth),
+    )
     for width in {spec.ch * m for m in spec.ch_mult}:
         if width % 16:
             raise PastaError(f"{where_dd}: width {width} must be divisible by 16 (GroupNorm of 16 groups)")
@@ -221,12 +253,19 @@ def diffusion_spec(section: dict) -> DiffusionSpec:
     size = params.get("image_size", ())
     size = tuple(int(v) for v in (size if isinstance(size, (list, tuple)) else [size] * 3))
     spec = DiffusionSpec(
-        kind=kind, target=target, unet=unet, timesteps=int(params.get("timesteps", 1000)),
-        linear_start=float(params.get("linear_start", 1e-4)), linear_end=float(params.get("linear_end", 2e-2)),
-        beta_schedule=str(params.get("beta_schedule", "linear")), channels=int(params.get("channels", 1)),
-        image_size=size, first_stage=first,
+        kind=kind,
+        target=target,
+        unet=unet,
+        timesteps=int(params.get("timesteps", 1000)),
+        linear_start=float(params.get("linear_start", 1e-4)),
+        linear_end=float(params.get("linear_end", 2e-2)),
+        beta_schedule=str(params.get("beta_schedule", "linear")),
+        channels=int(params.get("channels", 1)),
+        image_size=size,
+        first_stage=first,
         context_length=int(((params.get("cond_stage_config") or {}).get("params") or {}).get("context_length", 256)),
-        fp16_schedule=name.endswith(_FP16_SCHEDULE_TARGETS))
+        fp16_schedule=name.endswith(_FP16_SCHEDULE_TARGETS),
+    )
     if spec.beta_schedule != "linear":
         raise PastaError(f"{target}: only the linear beta schedule is supported")
     if spec.cond_channels < 0:

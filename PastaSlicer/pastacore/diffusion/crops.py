@@ -63,5 +63,5 @@ def lesion_box(grid: Grid, center_lps, size_mm) -> np.ndarray:
     stop = np.clip(np.floor(np.maximum(lo, hi) + 1e-6).astype(int) + 1, 0, grid.size_ijk)
     stop = np.maximum(stop, np.minimum(start + 1, grid.size_ijk))
     mask = np.zeros(grid.shape, bool)
-    mask[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]] = True
+    mask[start[2] : stop[2], start[1] : stop[1], start[0] : stop[0]] = True
     return mask

@@ -59,8 +59,11 @@ def unet_cost(spec: UNetSpec, spatial: tuple, tokens: int) -> Cost:
 
     def run():
         net = DiffusionUNet(spec)
-        net(torch.empty(1, spec.in_channels, *spatial), torch.zeros(1, dtype=torch.long),
-            torch.empty(1, max(tokens, 1), spec.context_dim))
+        net(
+            torch.empty(1, spec.in_channels, *spatial),
+            torch.zeros(1, dtype=torch.long),
+            torch.empty(1, max(tokens, 1), spec.context_dim),
+        )
 
     return _count(run)
 
@@ -98,7 +101,7 @@ def rates(device: str = "cpu") -> tuple:
     with torch.inference_mode():
         conv_s = _time(lambda: (conv(x), sync()))
         attn_s = _time(lambda: (F.scaled_dot_product_attention(q, q, q), sync()))
-    conv_flops = 2.0 * 32 * 32 * 27 * size ** 3
+    conv_flops = 2.0 * 32 * 32 * 27 * size**3
     attn_flops = 4.0 * 2 * 4096 * 4096 * 32
     return conv_flops / max(conv_s, 1e-9), attn_flops / max(attn_s, 1e-9)
 

@@ -73,6 +73,7 @@ def load_network(checkpoint, config, weights: str = "auto", vq_checkpoint=None, 
         elif vq_checkpoint is not None:
             reports.append(load_vq(vq, read_state(vq_checkpoint), _source(vq_checkpoint)))
         else:
-            raise PastaError(f"{_source(checkpoint)} holds no VQ autoencoder (first_stage_model.*); give the VQ "
-                             f"checkpoint (VQ.ckpt) as well")
+            raise PastaError(
+                f"{_source(checkpoint)} holds no VQ autoencoder (first_stage_model.*); give the VQ checkpoint (VQ.ckpt) as well"
+            )
     return DiffusionNetwork(spec, unet, abar, vq, reports)

@@ -43,7 +43,7 @@ class Settings:
     device: torch.device
     precision_lmnet: str
     precision_linet: str
-    mask_source: str                 # "lmnet" or "procedural"
+    mask_source: str  # "lmnet" or "procedural"
     stats: dict = field(default_factory=dict)
 
 
@@ -86,23 +86,34 @@ def lmnet_mask(network, text, plan, kind, ts_id, organ1, lesion_box1, crop, sett
     organ_crop = organ1[crop] if organ1 is not None else np.zeros(lesion_box1[crop].shape, bool)
     channels = [organ_crop * (ts_id / 104.0), organ_crop.astype(np.float32), lesion_box1[crop].astype(np.float32)]
     cond = torch.cat([_as_tensor(crops.to_model(c), settings.device) for c in channels], dim=1)
-    values = lmnet_attributes(type_attributes(plan, ts_id), organ_name(ts_id),
-                              cavity_phrase(plan.attributes, kind.organ, kind.kind, plan.placement))
+    values = lmnet_attributes(
+        type_attributes(plan, ts_id), organ_name(ts_id), cavity_phrase(plan.attributes, kind.organ, kind.kind, plan.placement)
+    )
     context = text.context(values).to(settings.device)
     schedule = network.schedule(settings.steps, settings.eta)
     reference = int(lesion_box1[crop].sum())
     mask, threshold = None, None
     for attempt in range(2):
         noise = NoiseSource((1, network.spec.channels) + tuple(cond.shape[2:]), seed_of(plan.seed, 31 + attempt))
-        result = sample(network.unet, network.kind, schedule, noise.initial().to(settings.device), context, cond=cond,
-                        noise=noise, precision=settings.precision_lmnet, is_cancelled=cancelled,
-                        progress=lambda f, m: progress(f, f"mask: {m}"))
+        result = sample(
+            network.unet,
+            network.kind,
+            schedule,
+            noise.initial().to(settings.device),
+            context,
+            cond=cond,
+            noise=noise,
+            precision=settings.precision_lmnet,
+            is_cancelled=cancelled,
+            progress=lambda f, m: progress(f, f"mask: {m}"),
+        )
         soft = crops.from_model(result.samples[0, 0].float().cpu().numpy())
         mask, threshold = select_mask(soft, reference)
         if not too_small(mask, kind.kind == "stone"):
             break
-    settings.stats.update(lmnet_seconds=round(time.perf_counter() - started, 2), lmnet_threshold=threshold,
-                          lmnet_text=list(values.values()))
+    settings.stats.update(
+        lmnet_seconds=round(time.perf_counter() - started, 2), lmnet_threshold=threshold, lmnet_text=list(values.values())
+    )
     return mask
 
 
@@ -119,9 +130,20 @@ def linet_texture(network, text, plan, ts_id, ct1, mask1, crop, settings, progre
     context = text.context(values).to(device)
     schedule = network.schedule(settings.steps, settings.eta)
     noise = NoiseSource(tuple(latent.shape), seed_of(plan.seed, 41))
-    result = sample(network.unet, network.kind, schedule, noise.initial().to(device), context, x0=latent, mask=mask,
-                    noise=noise, channels=network.spec.channels, precision=precision, is_cancelled=cancelled,
-                    progress=lambda f, m: progress(f, f"texture: {m}"))
+    result = sample(
+        network.unet,
+        network.kind,
+        schedule,
+        noise.initial().to(device),
+        context,
+        x0=latent,
+        mask=mask,
+        noise=noise,
+        channels=network.spec.channels,
+        precision=precision,
+        is_cancelled=cancelled,
+        progress=lambda f, m: progress(f, f"texture: {m}"),
+    )
     with torch.inference_mode(), autocast(device, precision):
         decoded = vq.decode(result.samples[:, : network.spec.channels].float()).float()
     hu = crops.from_model(unit_to_hu(decoded[0, 0].cpu().numpy()))
@@ -166,8 +188,19 @@ def render_lesion(networks, text, volume: Volume, organ, plan, kind, center_lps,
     if settings.mask_source == "lmnet":
         box1 = crops.lesion_box(grid1, center_lps, plan.size_mm)
         mask1 = np.zeros(work, bool)
-        mask1[lm_crop] = lmnet_mask(networks["lmnet"], text, plan, kind, ts_id, organ1, box1, lm_crop, settings,
-                                    lambda f, m: progress(0.05 + 0.45 * f, m), cancelled)
+        mask1[lm_crop] = lmnet_mask(
+            networks["lmnet"],
+            text,
+            plan,
+            kind,
+            ts_id,
+            organ1,
+            box1,
+            lm_crop,
+            settings,
+            lambda f, m: progress(0.05 + 0.45 * f, m),
+            cancelled,
+        )
     else:
         from ..synthesis.render import render as procedural
 
@@ -178,13 +211,16 @@ def render_lesion(networks, text, volume: Volume, organ, plan, kind, center_lps,
     if not mask1.any():
         raise PastaError("the mask came out empty inside the box; try another seed or a larger box")
     hu = np.array(ct1)
-    hu[li_crop] = linet_texture(linet, text, plan, ts_id, ct1, mask1, li_crop, settings,
-                                lambda f, m: progress(0.5 + 0.45 * f, m), cancelled)
+    hu[li_crop] = linet_texture(
+        linet, text, plan, ts_id, ct1, mask1, li_crop, settings, lambda f, m: progress(0.5 + 0.45 * f, m), cancelled
+    )
     progress(0.95, "paste back")
-    out, lesion, cbox, changed = paste_back(volume, organ if plan.clip_to_organ else None, box, grid1, mask1, hu,
-                                            blend_weight(mask1, allowed), center_lps)
-    settings.stats.update(organ_mean_hu=round(organ_mean, 1), organ_ts_v1=ts_id, crop_shape=list(work),
-                          mask_source=settings.mask_source)
+    out, lesion, cbox, changed = paste_back(
+        volume, organ if plan.clip_to_organ else None, box, grid1, mask1, hu, blend_weight(mask1, allowed), center_lps
+    )
+    settings.stats.update(
+        organ_mean_hu=round(organ_mean, 1), organ_ts_v1=ts_id, crop_shape=list(work), mask_source=settings.mask_source
+    )
     return Rendered(out, lesion, cbox, changed, dict(settings.stats))
 
 

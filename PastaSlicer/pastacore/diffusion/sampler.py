@@ -33,7 +33,7 @@ def ddim_step(x, eps, a_t: float, a_prev: float, sigma_t: float, sqrt_one_minus_
     sigma_t, sqrt_one_minus_at = torch.tensor(sigma_t, **f32), torch.tensor(sqrt_one_minus_at, **f32)
     eps = eps.float()
     pred_x0 = (x - sqrt_one_minus_at * eps) / a_t.sqrt()
-    direction = (1.0 - a_prev - sigma_t ** 2).sqrt() * eps
+    direction = (1.0 - a_prev - sigma_t**2).sqrt() * eps
     return a_prev.sqrt() * pred_x0 + direction + sigma_t * noise, pred_x0
 
 
@@ -59,9 +59,22 @@ class NoiseSource:
         return torch.randn(self.shape, generator=self.generator)
 
 
-def sample(unet, kind: str, schedule: DDIMSchedule, x_T, context, cond=None, x0=None, mask=None,
-           noise: NoiseSource | None = None, channels: int | None = None, precision: str = "fp32",
-           log_every: int = 100, progress=None, is_cancelled=None) -> SampleResult:
+def sample(
+    unet,
+    kind: str,
+    schedule: DDIMSchedule,
+    x_T,
+    context,
+    cond=None,
+    x0=None,
+    mask=None,
+    noise: NoiseSource | None = None,
+    channels: int | None = None,
+    precision: str = "fp32",
+    log_every: int = 100,
+    progress=None,
+    is_cancelled=None,
+) -> SampleResult:
     """Run DDIM from ``x_T``; ``cond`` for MASK, ``x0`` + ``mask`` for INPAINT (all on one device)."""
     device = x_T.device
     noise = noise or NoiseSource(x_T.shape)
@@ -84,8 +97,15 @@ def sample(unet, kind: str, schedule: DDIMSchedule, x_T, context, cond=None, x0=
         with torch.inference_mode(), autocast(device, precision):
             eps = unet(model_input, t, context)
         eps = eps[:, : (channels or x.shape[1])]
-        x, _ = ddim_step(x, eps, float(schedule.alphas[i]), float(schedule.alphas_prev[i]), float(schedule.sigmas[i]),
-                         float(schedule.sqrt_one_minus_alphas[i]), noise.step(i).to(device))
+        x, _ = ddim_step(
+            x,
+            eps,
+            float(schedule.alphas[i]),
+            float(schedule.alphas_prev[i]),
+            float(schedule.sigmas[i]),
+            float(schedule.sqrt_one_minus_alphas[i]),
+            noise.step(i).to(device),
+        )
         index = total - i - 1
         if index % log_every == 0 or index == total - 1:
             x_inter.append(x.detach().cpu())

@@ -20,7 +20,7 @@ from ..errors import PastaError
 
 
 def linear_alphas_cumprod(timesteps: int, start: float, end: float) -> np.ndarray:
-    betas = np.linspace(start ** 0.5, end ** 0.5, timesteps, dtype=np.float64) ** 2
+    betas = np.linspace(start**0.5, end**0.5, timesteps, dtype=np.float64) ** 2
     return np.cumprod(1.0 - betas).astype(np.float32)
 
 
@@ -30,8 +30,10 @@ def ddim_timesteps(steps: int, timesteps: int) -> np.ndarray:
     stride = timesteps // int(steps)
     ts = np.arange(0, timesteps, stride) + 1
     if ts[-1] >= timesteps:  # the public sampler would index past its schedule too
-        raise PastaError(f"{steps} DDIM steps do not fit the {timesteps}-step schedule (the last step would be "
-                         f"{ts[-1]}); choose another number, e.g. 50, 100 or 200")
+        raise PastaError(
+            f"{steps} DDIM steps do not fit the {timesteps}-step schedule (the last step would be "
+            f"{ts[-1]}); choose another number, e.g. 50, 100 or 200"
+        )
     return ts
 
 
@@ -39,9 +41,9 @@ def ddim_timesteps(steps: int, timesteps: int) -> np.ndarray:
 class DDIMSchedule:
     """Per-step parameters, in the order the sampler visits them (noisiest first)."""
 
-    timesteps: np.ndarray     # model timestep of each step
-    alphas: np.ndarray        # alpha-bar at the step (float32 values)
-    alphas_prev: np.ndarray   # alpha-bar of the next, less noisy step
+    timesteps: np.ndarray  # model timestep of each step
+    alphas: np.ndarray  # alpha-bar at the step (float32 values)
+    alphas_prev: np.ndarray  # alpha-bar of the next, less noisy step
     sigmas: np.ndarray
     sqrt_one_minus_alphas: np.ndarray
 

@@ -22,12 +22,18 @@ from ..errors import PastaError
 from ..modelstore.manifest import known_models
 
 ROLES = ("lmnet", "linet", "vq")
-STORE_NAMES = {"lmnet": "lesiondiffusion-lmnet", "linet": "lesiondiffusion-linet", "vq": "lesiondiffusion-vq",
-               "text": "biomedclip"}
+STORE_NAMES = {
+    "lmnet": "lesiondiffusion-lmnet",
+    "linet": "lesiondiffusion-linet",
+    "vq": "lesiondiffusion-vq",
+    "text": "biomedclip",
+}
 FILE_NAMES = {"lmnet": "LMNet.ckpt", "linet": "LINet.ckpt", "vq": "VQ.ckpt"}
-CONFIG_NAMES = {"lmnet": ("LMNet.yaml", "maskdiffusion_test.yaml", "maskdiffusion.yaml"),
-                "linet": ("LINet.yaml", "lesiondiffusion_test.yaml", "lesiondiffusion.yaml"),
-                "vq": ("VQ.yaml", "lesiondiffusion_vq.yaml")}
+CONFIG_NAMES = {
+    "lmnet": ("LMNet.yaml", "maskdiffusion_test.yaml", "maskdiffusion.yaml"),
+    "linet": ("LINet.yaml", "lesiondiffusion_test.yaml", "lesiondiffusion.yaml"),
+    "vq": ("VQ.yaml", "lesiondiffusion_vq.yaml"),
+}
 TEXT_FOLDER = "BiomedCLIP"
 
 
@@ -38,10 +44,10 @@ def released_config(role: str) -> dict:
 
 @dataclass
 class ModelFiles:
-    checkpoints: dict = field(default_factory=dict)   # role -> Path or None
-    configs: dict = field(default_factory=dict)       # role -> Path (YAML) or dict
+    checkpoints: dict = field(default_factory=dict)  # role -> Path or None
+    configs: dict = field(default_factory=dict)  # role -> Path (YAML) or dict
     text: Path | None = None
-    text_id: str = ""                                 # identifies the text tower for the embedding cache
+    text_id: str = ""  # identifies the text tower for the embedding cache
     origin: str = ""
 
     def problems(self, roles=("lmnet", "linet")) -> list:
@@ -109,8 +115,9 @@ def from_store(store=None, text_encoder=None) -> ModelFiles:
     elif STORE_NAMES["text"] in installed:
         files.text = installed[STORE_NAMES["text"]].path
         description = json.loads((files.text / "model.json").read_text())
-        recorded = next((f.get("sha256") or "" for f in description.get("files", [])
-                         if f["name"] == "open_clip_pytorch_model.bin"), "")
+        recorded = next(
+            (f.get("sha256") or "" for f in description.get("files", []) if f["name"] == "open_clip_pytorch_model.bin"), ""
+        )
     files.text_id = _text_id(files.text, recorded)
     return files
 

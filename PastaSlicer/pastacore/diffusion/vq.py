@@ -149,7 +149,7 @@ class VectorQuantizer(nn.Module):
         b, c = z.shape[:2]
         flat = z.float().movedim(1, -1).reshape(-1, c)
         codes = self.embedding.weight.float()
-        distance = (flat ** 2).sum(1, keepdim=True) + (codes ** 2).sum(1) - 2 * flat @ codes.t()
+        distance = (flat**2).sum(1, keepdim=True) + (codes**2).sum(1) - 2 * flat @ codes.t()
         indices = distance.argmin(dim=1)
         quant = codes[indices].reshape(b, *z.shape[2:], c).movedim(-1, 1)
         return quant.to(z.dtype), indices.reshape(b, *z.shape[2:])

@@ -35,14 +35,19 @@ _LIST = 5
 @dataclass
 class LoadReport:
     source: str
-    weights: str               # "ema" or "model" (UNets); "vq" for the autoencoder
+    weights: str  # "ema" or "model" (UNets); "vq" for the autoencoder
     prefix: str
     tensors: int
     ignored: dict = field(default_factory=dict)  # top-level prefix -> number of tensors not used
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "weights": self.weights, "prefix": self.prefix, "tensors": self.tensors,
-                "ignored": self.ignored}
+        return {
+            "source": self.source,
+            "weights": self.weights,
+            "prefix": self.prefix,
+            "tensors": self.tensors,
+            "ignored": self.ignored,
+        }
 
 
 def read_state(path) -> dict:
@@ -77,13 +82,18 @@ def _check_and_load(module, wanted: dict, what: str, source: str) -> None:
     own = module.state_dict()
     missing = [k for k in own if k not in wanted]
     if missing:
-        raise PastaError(f"{source}: the {what} lacks {len(missing)} tensor(s) the config needs ({_few(missing)}); "
-                         f"is the config the one this checkpoint was trained with?")
-    mismatched = [f"{k} {tuple(wanted[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-                  if tuple(wanted[k].shape) != tuple(v.shape)]
+        raise PastaError(
+            f"{source}: the {what} lacks {len(missing)} tensor(s) the config needs ({_few(missing)}); "
+            f"is the config the one this checkpoint was trained with?"
+        )
+    mismatched = [
+        f"{k} {tuple(wanted[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if tuple(wanted[k].shape) != tuple(v.shape)
+    ]
     if mismatched:
-        raise PastaError(f"{source}: {len(mismatched)} tensor(s) of the {what} have other shapes than the config builds "
-                         f"(file vs config: {_few(mismatched)}); the config does not match this checkpoint")
+        raise PastaError(
+            f"{source}: {len(mismatched)} tensor(s) of the {what} have other shapes than the config builds "
+            f"(file vs config: {_few(mismatched)}); the config does not match this checkpoint"
+        )
     module.load_state_dict({k: wanted[k] for k in own}, strict=True)
 
 
@@ -99,8 +109,10 @@ def load_unet(unet, state: dict, weights: str = "auto", source: str = "checkpoin
     for name in names:
         other = mangled.setdefault(ema_name(name), name)
         if other != name:
-            raise PastaError(f"the EMA names of {other} and {name} collide once the dots are removed; this config's "
-                             f"EMA weights cannot be read unambiguously (use the raw model weights)")
+            raise PastaError(
+                f"the EMA names of {other} and {name} collide once the dots are removed; this config's "
+                f"EMA weights cannot be read unambiguously (use the raw model weights)"
+            )
     has_ema = any(k.startswith(EMA_PREFIX) and k not in EMA_BOOKKEEPING for k in state)
     use_ema = weights == "ema" or (weights == "auto" and has_ema)
     if use_ema and not has_ema:
@@ -117,8 +129,10 @@ def load_unet(unet, state: dict, weights: str = "auto", source: str = "checkpoin
     _check_and_load(unet, wanted, "EMA weights" if use_ema else "UNet weights", source)
     extra = [k for k in state if k.startswith(prefix) and k not in used]
     if extra:
-        raise PastaError(f"{source}: {len(extra)} UNet tensor(s) in the file have no place in the network the config "
-                         f"builds ({_few(extra)}); the config does not match this checkpoint")
+        raise PastaError(
+            f"{source}: {len(extra)} UNet tensor(s) in the file have no place in the network the config "
+            f"builds ({_few(extra)}); the config does not match this checkpoint"
+        )
     used |= {k for k in state if k.startswith(MODEL_PREFIX if use_ema else EMA_PREFIX)}
     return LoadReport(source, "ema" if use_ema else "model", prefix, len(wanted), _ignored(state, used))
 
@@ -137,13 +151,14 @@ def load_vq(vq, state: dict, source: str = "checkpoint", prefix: str | None = No
     if prefix is None:
         raise PastaError(f"{source} holds no VQ autoencoder (encoder.*, decoder.*, quantize.* keys)")
     own = set(vq.state_dict())
-    wanted = {k[len(prefix):]: v for k, v in state.items()
-              if k.startswith(prefix) and k[len(prefix):].startswith(VQ_MODULES)}
+    wanted = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix) and k[len(prefix) :].startswith(VQ_MODULES)}
     _check_and_load(vq, wanted, "VQ autoencoder", source)
     extra = [k for k in wanted if k not in own]
     if extra:
-        raise PastaError(f"{source}: {len(extra)} VQ tensor(s) in the file have no place in the network the config "
-                         f"builds ({_few(extra)}); the config does not match this checkpoint")
+        raise PastaError(
+            f"{source}: {len(extra)} VQ tensor(s) in the file have no place in the network the config "
+            f"builds ({_few(extra)}); the config does not match this checkpoint"
+        )
     used = {prefix + k for k in wanted}
     return LoadReport(source, "vq", prefix, len(wanted), _ignored(state, used))
 

@@ -42,6 +42,7 @@ WRITE_REASONS = {
 
 # --- wording write failures ---------------------------------------------------------------
 
+
 def write_problem(folder) -> str | None:
     """Why writes into ``folder`` fail, when the file system says so (full, size limit)."""
     try:
@@ -108,6 +109,7 @@ def signals_deferred():
 
 # --- checking before any work --------------------------------------------------------------
 
+
 def _suffix_ok(path: Path, suffixes) -> bool:
     return not suffixes or path.name.lower().endswith(tuple(s.lower() for s in suffixes))
 
@@ -128,8 +130,10 @@ def _check_name_length(path: Path, folder: Path) -> None:
         limit = 255
     length = len(os.fsencode(path.name))
     if length > limit:
-        raise PastaError(f"output name {path.name[:40]}... is {length} bytes long; this file system allows at most "
-                         f"{limit}: choose a shorter name")
+        raise PastaError(
+            f"output name {path.name[:40]}... is {length} bytes long; this file system allows at most "
+            f"{limit}: choose a shorter name"
+        )
 
 
 def _check_writable(folder: Path) -> None:
@@ -199,11 +203,11 @@ def check_folder_apart(folder, inputs) -> None:
         if folder == source:
             raise PastaError(f"output folder {shown} is the input {given}; choose a folder apart from the inputs")
         if source.is_dir() and source in folder.parents:
-            raise PastaError(f"output folder {shown} lies inside the input folder {given}; choose a folder apart "
-                             "from the inputs")
+            raise PastaError(f"output folder {shown} lies inside the input folder {given}; choose a folder apart from the inputs")
 
 
 # --- writing files --------------------------------------------------------------------------
+
 
 def is_staged(path) -> bool:
     """True for a path inside a staging folder of this module (already a temporary output)."""
@@ -275,8 +279,10 @@ def atomic_outputs(*paths, overwrite: bool = False):
             folder = staging[0]
             if not _is_write_failure(exc, folder):
                 raise
-            name = next((t.name for s, t in zip(staging, targets) if str(getattr(exc, "filename", "") or "").startswith(str(s))),
-                        targets[0].name)
+            name = next(
+                (t.name for s, t in zip(staging, targets) if str(getattr(exc, "filename", "") or "").startswith(str(s))),
+                targets[0].name,
+            )
             raise write_error(name, exc, folder) from None
         for temp, target in zip(temps, targets):
             _finish(temp, target.name)
@@ -292,6 +298,7 @@ def atomic_outputs(*paths, overwrite: bool = False):
 
 
 # --- writing folders ------------------------------------------------------------------------
+
 
 def _matches(relative: str, patterns) -> bool:
     parts = PurePosixPath(relative).parts
@@ -334,8 +341,10 @@ def check_output_dir(path, overwrite: bool = False, owned=None) -> Path:
             shown = ", ".join(ours[:3]) + (", ..." if len(ours) > 3 else "")
             if owned is None:
                 raise PastaError(f"output folder {path} already holds files; pass {option('overwrite')} to replace them")
-            raise PastaError(f"output folder {path} already holds outputs of an earlier run ({shown}); pass "
-                             f"{option('overwrite')} to replace them (other files there are kept)")
+            raise PastaError(
+                f"output folder {path} already holds outputs of an earlier run ({shown}); pass "
+                f"{option('overwrite')} to replace them (other files there are kept)"
+            )
         _check_writable(path)
         return path
     parent = _parent(path)

@@ -50,16 +50,27 @@ def read_dicom_series(folder, series_uid: str | None = None) -> Volume:
         raise PastaError(f"{folder} is a folder without DICOM images; give a NIfTI/NRRD file or a DICOM series folder")
     if series_uid is not None:
         if series_uid not in series:
-            raise PastaError(f"series {series_uid} is not in {folder}; it holds " + "; ".join(_describe(u, s) for u, s in series.items()))
+            raise PastaError(
+                f"series {series_uid} is not in {folder}; it holds " + "; ".join(_describe(u, s) for u, s in series.items())
+            )
         chosen = series_uid
     else:
-        ct = [uid for uid, slices in series.items() if str(getattr(slices[0][1], "Modality", "")).upper() == "CT" and len(slices) > 1]
+        ct = [
+            uid
+            for uid, slices in series.items()
+            if str(getattr(slices[0][1], "Modality", "")).upper() == "CT" and len(slices) > 1
+        ]
         if len(ct) == 1:
             chosen = ct[0]
         elif not ct:
-            raise PastaError(f"{folder} holds no CT series with several slices: " + "; ".join(_describe(u, s) for u, s in series.items()))
+            raise PastaError(
+                f"{folder} holds no CT series with several slices: " + "; ".join(_describe(u, s) for u, s in series.items())
+            )
         else:
-            raise PastaError(f"{folder} mixes {len(ct)} CT series; choose one with {option('series')}: " + "; ".join(_describe(u, series[u]) for u in ct))
+            raise PastaError(
+                f"{folder} mixes {len(ct)} CT series; choose one with {option('series')}: "
+                + "; ".join(_describe(u, series[u]) for u in ct)
+            )
     return _load(series[chosen], chosen)
 
 
@@ -71,8 +82,10 @@ def _check_slices(slices, uid) -> None:
     for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
         missing = [p.name for p, ds in slices if tag not in ds or not ds[tag].value]
         if missing:
-            raise PastaError(f"series {uid}: {len(missing)} of {len(slices)} files have no {tag}, e.g. {missing[0]}; "
-                             "without it the slices cannot be placed, so none is used")
+            raise PastaError(
+                f"series {uid}: {len(missing)} of {len(slices)} files have no {tag}, e.g. {missing[0]}; "
+                "without it the slices cannot be placed, so none is used"
+            )
     first = slices[0][1]
     iop = np.array(first.ImageOrientationPatient, dtype=float)
     shape = (int(first.Rows), int(first.Columns))
@@ -81,14 +94,19 @@ def _check_slices(slices, uid) -> None:
         raise PastaError(f"series {uid} has an impossible PixelSpacing ({list(first.PixelSpacing)})")
     for path, ds in slices:
         if not np.allclose(np.array(ds.ImageOrientationPatient, dtype=float), iop, atol=1e-4):
-            raise PastaError(f"series {uid} mixes slice orientations ({path.name}; a localizer in the series?); "
-                             "export the axial stack alone")
+            raise PastaError(
+                f"series {uid} mixes slice orientations ({path.name}; a localizer in the series?); export the axial stack alone"
+            )
         if (int(ds.Rows), int(ds.Columns)) != shape:
-            raise PastaError(f"series {uid} mixes slice sizes ({path.name} is {ds.Rows}x{ds.Columns}, others "
-                             f"{shape[0]}x{shape[1]}); export the axial stack alone")
+            raise PastaError(
+                f"series {uid} mixes slice sizes ({path.name} is {ds.Rows}x{ds.Columns}, others "
+                f"{shape[0]}x{shape[1]}); export the axial stack alone"
+            )
         if not np.allclose(np.array(ds.PixelSpacing, dtype=float), pixel, rtol=1e-4, atol=1e-6):
-            raise PastaError(f"series {uid} mixes pixel spacings ({path.name}: {_mm(ds.PixelSpacing)}, others "
-                             f"{_mm(first.PixelSpacing)}); its slices do not form one volume")
+            raise PastaError(
+                f"series {uid} mixes pixel spacings ({path.name}: {_mm(ds.PixelSpacing)}, others "
+                f"{_mm(first.PixelSpacing)}); its slices do not form one volume"
+            )
 
 
 def _mm(values) -> str:
@@ -133,8 +151,10 @@ def _load(slices, uid) -> Volume:
         raise PastaError(f"cannot read the pixel data of series {uid}: corrupt or unsupported compression") from None
     array = sitk.GetArrayFromImage(image)
     if array.shape != (len(slices), *shape):
-        raise PastaError(f"series {uid}: {len(slices)} files of {shape[0]}x{shape[1]} pixels gave a volume of "
-                         f"{array.shape}; refusing a volume that does not match its files")
+        raise PastaError(
+            f"series {uid}: {len(slices)} files of {shape[0]}x{shape[1]} pixels gave a volume of "
+            f"{array.shape}; refusing a volume that does not match its files"
+        )
     pixel = np.array(first.PixelSpacing, dtype=float)  # (row spacing, column spacing) = (sj, si)
     direction = np.column_stack([row, col, normal])
     grid = Grid(array.shape, (pixel[1], pixel[0], spacing_k), positions[0], direction)

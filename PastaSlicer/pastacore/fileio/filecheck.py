@@ -31,6 +31,7 @@ class FileProblem(Exception):
 
 # --- helpers ------------------------------------------------------------------------------
 
+
 def _count_bytes(stream, skip: int = 0, float_dtype=None) -> tuple:
     """(bytes after ``skip``, non-finite values among them when ``float_dtype`` is given)."""
     size, bad, carry = 0, 0, b""
@@ -52,8 +53,9 @@ def _count_bytes(stream, skip: int = 0, float_dtype=None) -> tuple:
     return size, bad
 
 
-def _data_size(path: Path, offset: int, compressed: str | None, float_dtype=None, expected: int | None = None,
-               raw_offset: int = 0) -> tuple:
+def _data_size(
+    path: Path, offset: int, compressed: str | None, float_dtype=None, expected: int | None = None, raw_offset: int = 0
+) -> tuple:
     """(voxel bytes found after ``offset``, non-finite values in the first ``expected`` bytes).
 
     ``raw_offset`` bytes of the file come first (an NRRD header before gzip data); ``offset``
@@ -114,8 +116,9 @@ def _check_sizes(found: int, expected: int) -> None:
     if found < expected:
         raise FileProblem(f"the file is truncated ({found} of {expected} bytes of voxel data)")
     if found > expected:
-        raise FileProblem(f"the header describes {expected} bytes of voxel data but the file holds {found} "
-                          "(header and data disagree)")
+        raise FileProblem(
+            f"the header describes {expected} bytes of voxel data but the file holds {found} (header and data disagree)"
+        )
 
 
 def _check_spacing(values, what: str = "voxel size") -> None:
@@ -134,8 +137,24 @@ def _fmt(values) -> str:
 
 # --- NIfTI --------------------------------------------------------------------------------
 
-_NIFTI_TYPES = {2: "u1", 4: "i2", 8: "i4", 16: "f4", 32: "c8", 64: "f8", 128: "V3", 256: "i1", 512: "u2", 768: "u4",
-                1024: "i8", 1280: "u8", 1536: "V16", 1792: "c16", 2048: "V32", 2304: "V4"}
+_NIFTI_TYPES = {
+    2: "u1",
+    4: "i2",
+    8: "i4",
+    16: "f4",
+    32: "c8",
+    64: "f8",
+    128: "V3",
+    256: "i1",
+    512: "u2",
+    768: "u4",
+    1024: "i8",
+    1280: "u8",
+    1536: "V16",
+    1792: "c16",
+    2048: "V32",
+    2304: "V4",
+}
 
 
 def _nifti_header(raw: bytes) -> dict:
@@ -149,16 +168,32 @@ def _nifti_header(raw: bytes) -> dict:
             pixdim = struct.unpack(endian + "8f", raw[76:108])
             offset = struct.unpack(endian + "f", raw[108:112])[0]
             magic = raw[344:348]
-            return {"endian": endian, "dims": dims, "datatype": datatype, "bitpix": bitpix, "pixdim": pixdim,
-                    "offset": offset, "magic": magic, "min_offset": 352}
+            return {
+                "endian": endian,
+                "dims": dims,
+                "datatype": datatype,
+                "bitpix": bitpix,
+                "pixdim": pixdim,
+                "offset": offset,
+                "magic": magic,
+                "min_offset": 352,
+            }
         if size == 540 and len(raw) >= 540:
             magic = raw[4:12]
             datatype, bitpix = struct.unpack(endian + "2h", raw[12:16])
             dims = struct.unpack(endian + "8q", raw[16:80])
             pixdim = struct.unpack(endian + "8d", raw[104:168])
             offset = struct.unpack(endian + "q", raw[168:176])[0]
-            return {"endian": endian, "dims": dims, "datatype": datatype, "bitpix": bitpix, "pixdim": pixdim,
-                    "offset": offset, "magic": magic, "min_offset": 544}
+            return {
+                "endian": endian,
+                "dims": dims,
+                "datatype": datatype,
+                "bitpix": bitpix,
+                "pixdim": pixdim,
+                "offset": offset,
+                "magic": magic,
+                "min_offset": 544,
+            }
     raise FileProblem("the file is corrupt or not NIfTI (no NIfTI header)")
 
 
@@ -176,15 +211,15 @@ def check_nifti(path: Path, scan_values: bool = True) -> None:
         raise FileProblem("the file is corrupt or not a single-file NIfTI (bad magic)")
     dims = header["dims"]
     ndim = int(dims[0])
-    if not 1 <= ndim <= 7 or any(int(d) < 1 for d in dims[1:ndim + 1]):
-        raise FileProblem(f"the header gives impossible dimensions {list(dims[1:max(ndim, 1) + 1])}")
-    _check_spacing(header["pixdim"][1:min(ndim, 3) + 1])
+    if not 1 <= ndim <= 7 or any(int(d) < 1 for d in dims[1 : ndim + 1]):
+        raise FileProblem(f"the header gives impossible dimensions {list(dims[1 : max(ndim, 1) + 1])}")
+    _check_spacing(header["pixdim"][1 : min(ndim, 3) + 1])
     code = _NIFTI_TYPES.get(int(header["datatype"]))
     itemsize = np.dtype(code).itemsize if code else max(1, int(header["bitpix"]) // 8)
     offset = header["offset"]
     if not np.isfinite(offset) or offset < header["min_offset"] - 4:
         raise FileProblem(f"the header gives an impossible data offset ({offset})")
-    expected = int(np.prod([int(d) for d in dims[1:ndim + 1]], dtype=np.int64)) * itemsize
+    expected = int(np.prod([int(d) for d in dims[1 : ndim + 1]], dtype=np.int64)) * itemsize
     float_dtype = np.dtype(code).newbyteorder(header["endian"]) if scan_values and code in ("f4", "f8") else None
     found, bad = _data_size(path, int(offset), compressed, float_dtype, expected)
     _check_sizes(found, expected)
@@ -194,18 +229,69 @@ def check_nifti(path: Path, scan_values: bool = True) -> None:
 
 # --- NRRD ---------------------------------------------------------------------------------
 
-_NRRD_SIZES = {1: ("signed char", "int8", "int8_t", "uchar", "unsigned char", "uint8", "uint8_t"),
-               2: ("short", "short int", "signed short", "signed short int", "int16", "int16_t", "ushort",
-                   "unsigned short", "unsigned short int", "uint16", "uint16_t"),
-               4: ("int", "signed int", "int32", "int32_t", "uint", "unsigned int", "uint32", "uint32_t", "float"),
-               8: ("longlong", "long long", "long long int", "signed long long", "signed long long int", "int64",
-                   "int64_t", "ulonglong", "unsigned long long", "unsigned long long int", "uint64", "uint64_t",
-                   "double")}
-_NON_SPATIAL_KINDS = ("list", "point", "vector", "covariant-vector", "normal", "stub", "scalar", "complex",
-                      "2-vector", "3-color", "rgb-color", "hsv-color", "xyz-color", "4-color", "rgba-color",
-                      "3-vector", "3-gradient", "3-normal", "4-vector", "quaternion", "2d-symmetric-matrix",
-                      "2d-masked-symmetric-matrix", "2d-matrix", "2d-masked-matrix", "3d-symmetric-matrix",
-                      "3d-masked-symmetric-matrix", "3d-matrix", "3d-masked-matrix", "time")
+_NRRD_SIZES = {
+    1: ("signed char", "int8", "int8_t", "uchar", "unsigned char", "uint8", "uint8_t"),
+    2: (
+        "short",
+        "short int",
+        "signed short",
+        "signed short int",
+        "int16",
+        "int16_t",
+        "ushort",
+        "unsigned short",
+        "unsigned short int",
+        "uint16",
+        "uint16_t",
+    ),
+    4: ("int", "signed int", "int32", "int32_t", "uint", "unsigned int", "uint32", "uint32_t", "float"),
+    8: (
+        "longlong",
+        "long long",
+        "long long int",
+        "signed long long",
+        "signed long long int",
+        "int64",
+        "int64_t",
+        "ulonglong",
+        "unsigned long long",
+        "unsigned long long int",
+        "uint64",
+        "uint64_t",
+        "double",
+    ),
+}
+_NON_SPATIAL_KINDS = (
+    "list",
+    "point",
+    "vector",
+    "covariant-vector",
+    "normal",
+    "stub",
+    "scalar",
+    "complex",
+    "2-vector",
+    "3-color",
+    "rgb-color",
+    "hsv-color",
+    "xyz-color",
+    "4-color",
+    "rgba-color",
+    "3-vector",
+    "3-gradient",
+    "3-normal",
+    "4-vector",
+    "quaternion",
+    "2d-symmetric-matrix",
+    "2d-masked-symmetric-matrix",
+    "2d-matrix",
+    "2d-masked-matrix",
+    "3d-symmetric-matrix",
+    "3d-masked-symmetric-matrix",
+    "3d-matrix",
+    "3d-masked-matrix",
+    "time",
+)
 
 
 def _nrrd_fields(path: Path) -> tuple:
@@ -284,8 +370,18 @@ def check_nrrd(path: Path, scan_values: bool = True) -> None:
 
 # --- MetaImage ----------------------------------------------------------------------------
 
-_META_SIZES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
-               "MET_FLOAT": 4, "MET_DOUBLE": 8, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8}
+_META_SIZES = {
+    "MET_CHAR": 1,
+    "MET_UCHAR": 1,
+    "MET_SHORT": 2,
+    "MET_USHORT": 2,
+    "MET_INT": 4,
+    "MET_UINT": 4,
+    "MET_FLOAT": 4,
+    "MET_DOUBLE": 8,
+    "MET_LONG_LONG": 8,
+    "MET_ULONG_LONG": 8,
+}
 
 
 def check_meta(path: Path, scan_values: bool = True) -> None:
@@ -347,8 +443,15 @@ def _zlib_size(path: Path, start: int) -> int:
     return size
 
 
-CHECKERS = {".nii.gz": check_nifti, ".nii": check_nifti, ".seg.nrrd": check_nrrd, ".nrrd": check_nrrd,
-            ".nhdr": check_nrrd, ".mha": check_meta, ".mhd": check_meta}
+CHECKERS = {
+    ".nii.gz": check_nifti,
+    ".nii": check_nifti,
+    ".seg.nrrd": check_nrrd,
+    ".nrrd": check_nrrd,
+    ".nhdr": check_nrrd,
+    ".mha": check_meta,
+    ".mhd": check_meta,
+}
 
 
 def checker_for(path) -> object | None:

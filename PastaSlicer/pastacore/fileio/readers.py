@@ -47,9 +47,7 @@ def read_volume(path, *, is_label: bool = False, volume_index: int | None = None
         return as_label(volume, str(path)) if is_label else check_voxels(volume, path.name)
     suffix = _suffix(path)
     if suffix is None:
-        raise PastaError(
-            f"{path.name}: unsupported format; use NIfTI (.nii, .nii.gz), NRRD (.nrrd, .seg.nrrd) or a DICOM folder"
-        )
+        raise PastaError(f"{path.name}: unsupported format; use NIfTI (.nii, .nii.gz), NRRD (.nrrd, .seg.nrrd) or a DICOM folder")
     check_file(path)
     image, meta = _read_sitk(path)
     volume = _to_volume(image, path, volume_index, meta)
@@ -104,7 +102,9 @@ def _to_volume(image, path: Path, volume_index, meta) -> Volume:
 
     dim = image.GetDimension()
     if image.GetNumberOfComponentsPerPixel() > 1 and not path.name.lower().endswith(".seg.nrrd"):
-        raise PastaError(f"{path.name} holds {image.GetNumberOfComponentsPerPixel()} values per voxel (colour or vector image); a CT has one")
+        raise PastaError(
+            f"{path.name} holds {image.GetNumberOfComponentsPerPixel()} values per voxel (colour or vector image); a CT has one"
+        )
     if dim == 2 or (dim == 3 and image.GetSize()[2] == 1):
         raise PastaError(f"{path.name} is a 2D image ({image.GetSize()[0]}x{image.GetSize()[1]}); a 3D volume is required")
     if dim == 4:
@@ -112,7 +112,9 @@ def _to_volume(image, path: Path, volume_index, meta) -> Volume:
         if count == 1:
             volume_index = 0
         if volume_index is None:
-            raise PastaError(f"{path.name} is 4D with {count} volumes; choose one with {option('volume_index')} (0 to {count - 1})")
+            raise PastaError(
+                f"{path.name} is 4D with {count} volumes; choose one with {option('volume_index')} (0 to {count - 1})"
+            )
         if not 0 <= volume_index < count:
             raise PastaError(f"{option('volume_index')} {volume_index} is out of range; {path.name} has volumes 0 to {count - 1}")
         size = list(image.GetSize())
@@ -132,13 +134,15 @@ def _merge_segmentation_layers(volume: Volume, path: Path) -> Volume:
     index = 0
     while f"Segment{index}_ID" in header or f"Segment{index}_Name" in header:
         key = f"Segment{index}_"
-        segments.append({
-            "name": header.get(key + "Name", f"Segment_{index + 1}"),
-            "label": int(header.get(key + "LabelValue", index + 1)),
-            "layer": int(header.get(key + "Layer", 0)),
-            "color": [float(c) for c in header.get(key + "Color", "0.5 0.5 0.5").split()],
-            "terminology": header.get(key + "Tags", ""),
-        })
+        segments.append(
+            {
+                "name": header.get(key + "Name", f"Segment_{index + 1}"),
+                "label": int(header.get(key + "LabelValue", index + 1)),
+                "layer": int(header.get(key + "Layer", 0)),
+                "color": [float(c) for c in header.get(key + "Color", "0.5 0.5 0.5").split()],
+                "terminology": header.get(key + "Tags", ""),
+            }
+        )
         index += 1
     array = volume.array
     if array.ndim == 4:  # several layers: give each (layer, value) its own label

@@ -18,10 +18,12 @@ VERIFIERS = {}
 
 def verifier(*suffixes):
     """Register the decorated function as the checker of files ending with ``suffixes``."""
+
     def register(function):
         for suffix in suffixes:
             VERIFIERS[suffix] = function
         return function
+
     return register
 
 

@@ -15,7 +15,7 @@ class VoxelBox:
     """Half-open index ranges per numpy axis: ``array[k0:k1, j0:j1, i0:i1]``."""
 
     start: tuple  # (k0, j0, i0)
-    stop: tuple   # (k1, j1, i1)
+    stop: tuple  # (k1, j1, i1)
 
     @property
     def slices(self) -> tuple:

@@ -129,7 +129,14 @@ def _resample_sitk(volume: Volume, target: Grid, mode: str, fill: float) -> np.n
         image = sitk.Cast(image, sitk.sitkFloat32)
     interpolator = sitk.sitkNearestNeighbor if mode == NEAREST else sitk.sitkLinear
     result = sitk.Resample(
-        image, list(target.size_ijk), sitk.Transform(), interpolator, target.origin, target.spacing,
-        tuple(target.direction.ravel()), float(fill), image.GetPixelID(),
+        image,
+        list(target.size_ijk),
+        sitk.Transform(),
+        interpolator,
+        target.origin,
+        target.spacing,
+        tuple(target.direction.ravel()),
+        float(fill),
+        image.GetPixelID(),
     )
     return sitk.GetArrayFromImage(result)

@@ -42,8 +42,7 @@ def standard_grid(source: Grid, spacing: float = PASTA_SPACING) -> Grid:
     lo, hi = corners.min(axis=0), corners.max(axis=0)
     counts = np.floor((hi - lo) / spacing + 1e-4) + 1
     shape = "x".join(f"{c:.0f}" if c < 1e9 else f"{c:.2g}" for c in counts)
-    check_fits(float(np.prod(counts)) * RESAMPLE_BYTES, f"a {spacing:g} mm grid ({shape} voxels)",
-               "choose a larger spacing")
+    check_fits(float(np.prod(counts)) * RESAMPLE_BYTES, f"a {spacing:g} mm grid ({shape} voxels)", "choose a larger spacing")
     counts = counts.astype(int)
     return Grid(tuple(counts[::-1]), (spacing,) * 3, tuple(lo), np.eye(3))
 

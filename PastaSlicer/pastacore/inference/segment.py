@@ -25,9 +25,9 @@ ORGAN, LESION = 1, 2  # PASTA-Gen's label convention
 
 @dataclass
 class SegmentationResult:
-    labels: Volume                  # on the input volume's grid
-    segments: dict                  # label value -> SegmentInfo
-    model: dict                     # provenance: name, version, sha256, trainer
+    labels: Volume  # on the input volume's grid
+    segments: dict  # label value -> SegmentInfo
+    model: dict  # provenance: name, version, sha256, trainer
     device: str = "cpu"
     seconds: float = 0.0
     tiles_run: int = 0
@@ -48,9 +48,23 @@ def _progress(callback, start, span):
     return lambda fraction, message="": callback(start + span * fraction, message)
 
 
-def segment_volume(volume: Volume, model=None, *, device: str = "auto", tta: bool = False, overlap: float = 0.5,
-                   organ_mask: Volume | None = None, roi_box=None, whole_body: bool = False, min_lesion_mm3: float = 0.0,
-                   batch_size: int = 2, amp: bool = True, progress=None, is_cancelled=None, store=None) -> SegmentationResult:
+def segment_volume(
+    volume: Volume,
+    model=None,
+    *,
+    device: str = "auto",
+    tta: bool = False,
+    overlap: float = 0.5,
+    organ_mask: Volume | None = None,
+    roi_box=None,
+    whole_body: bool = False,
+    min_lesion_mm3: float = 0.0,
+    batch_size: int = 2,
+    amp: bool = True,
+    progress=None,
+    is_cancelled=None,
+    store=None,
+) -> SegmentationResult:
     """Labels for ``volume`` from ``model`` (an installed model's name, a file or folder, a
     :class:`~pastacore.inference.segmentation_model.SegmentationModel`; None = the default model).
 
@@ -83,16 +97,25 @@ def segment_volume(volume: Volume, model=None, *, device: str = "auto", tta: boo
     notes, warnings = [], []
     assumed = seg_model.provenance.get("assumed")
     if assumed:  # a bare weight file: nothing says how it was trained
-        guesses = {"patch size": f"patch size {'x'.join(map(str, seg_model.patch_size))}",
-                   "labels": "labels 1 = organ, 2 = lesion"}
-        warnings.append(f"nothing describes {seg_model.provenance.get('file')} (no model.json naming it beside it), "
-                        f"so PASTA's defaults were assumed: {', '.join(guesses[a] for a in assumed)}")
-    user_organ, region, note = search_region(volume, hu, spacing, organ_mask, roi_box,
-                                             None if whole_body else seg_model.organ)
+        guesses = {
+            "patch size": f"patch size {'x'.join(map(str, seg_model.patch_size))}",
+            "labels": "labels 1 = organ, 2 = lesion",
+        }
+        warnings.append(
+            f"nothing describes {seg_model.provenance.get('file')} (no model.json naming it beside it), "
+            f"so PASTA's defaults were assumed: {', '.join(guesses[a] for a in assumed)}"
+        )
+    user_organ, region, note = search_region(volume, hu, spacing, organ_mask, roi_box, None if whole_body else seg_model.organ)
     notes.append(note)
     report(0.15, "running the network")
-    settings = WindowSettings(patch_size=seg_model.patch_size, overlap=overlap, batch_size=batch_size,
-                              mirror_axes=(0, 1, 2) if tta else (), device=info.kind, amp=amp)
+    settings = WindowSettings(
+        patch_size=seg_model.patch_size,
+        overlap=overlap,
+        batch_size=batch_size,
+        mirror_axes=(0, 1, 2) if tta else (),
+        device=info.kind,
+        amp=amp,
+    )
     network = seg_model.network.to(info.kind)
     image = seg_model.normalize(hu)[None]
     logits, box, run, total = predict_logits(network, image, settings, region, _progress(report, 0.15, 0.75), is_cancelled)
@@ -104,14 +127,23 @@ def segment_volume(volume: Volume, model=None, *, device: str = "auto", tta: boo
     probability[inside] = lesion_probability(logits, seg_model.lesion_values)
     del logits
     report(0.92, "post-processing")
-    labels = _postprocess(labels, seg_model.lesion_values, seg_model.organ_values, user_organ,
-                          min_lesion_mm3, spacing)
+    labels = _postprocess(labels, seg_model.lesion_values, seg_model.organ_values, user_organ, min_lesion_mm3, spacing)
     report(0.96, "mapping back to the original grid")
     result_labels = std.to_source(std.volume.with_array(labels, is_label=True))
     candidates = candidates_of(result_labels, std.to_source(probability, is_label=False).array, seg_model.lesion_values)
     report(1.0, "done")
-    return SegmentationResult(result_labels, seg_model.segments, seg_model.provenance, info.kind,
-                              time.perf_counter() - started, run, total, notes, warnings, candidates)
+    return SegmentationResult(
+        result_labels,
+        seg_model.segments,
+        seg_model.provenance,
+        info.kind,
+        time.perf_counter() - started,
+        run,
+        total,
+        notes,
+        warnings,
+        candidates,
+    )
 
 
 ORGAN_MARGIN_MM = 20.0  # the network runs this far around an organ mask
@@ -139,12 +171,15 @@ def search_region(volume: Volume, hu: np.ndarray, spacing, organ_mask=None, roi_
     classical = classical_search_region(model_organ)
     if classical:
         organ = classical_mask_standard(classical, hu, spacing)
-        return organ, grow(organ, ORGAN_MARGIN_MM, spacing), (
-            f"restricted to the {classical} (the model's organ, found by the classical mask) + {ORGAN_MARGIN_MM:g} mm")
+        return (
+            organ,
+            grow(organ, ORGAN_MARGIN_MM, spacing),
+            (f"restricted to the {classical} (the model's organ, found by the classical mask) + {ORGAN_MARGIN_MM:g} mm"),
+        )
     return None, body_mask(hu), "air outside the body skipped"
 
 
-LESION_MARGIN_MM = 10.0      # lesions may reach this far beyond the organ mask
+LESION_MARGIN_MM = 10.0  # lesions may reach this far beyond the organ mask
 LESION_IN_ORGAN_FRACTION = 0.02  # and a lesion piece must have this share of its voxels in the organ
 
 

@@ -26,10 +26,10 @@ DEFAULT_PATCH = (128, 128, 128)
 class SegmentationModel:
     network: object
     patch_size: tuple
-    segments: dict                      # label value -> SegmentInfo
+    segments: dict  # label value -> SegmentInfo
     organ_values: tuple = (1,)
     lesion_values: tuple = (2,)
-    normalization: dict | None = None   # nnU-Net CT statistics; None = PASTA's SLF
+    normalization: dict | None = None  # nnU-Net CT statistics; None = PASTA's SLF
     provenance: dict = field(default_factory=dict)
 
     def normalize(self, hu: np.ndarray) -> np.ndarray:
@@ -38,8 +38,11 @@ class SegmentationModel:
     @property
     def organ(self) -> str | None:
         """The organ the model's lesions belong to ("lung" for "tumor@lung"), when it declares one."""
-        organs = {info.term.split("@", 1)[1] for value, info in self.segments.items()
-                  if value in self.lesion_values and "@" in (info.term or "")}
+        organs = {
+            info.term.split("@", 1)[1]
+            for value, info in self.segments.items()
+            if value in self.lesion_values and "@" in (info.term or "")
+        }
         organs.discard("body")
         return organs.pop() if len(organs) == 1 else None
 
@@ -60,8 +63,10 @@ def _weights_in(folder: Path, description: dict | None = None) -> Path:
 
     files = sorted(p for p in folder.iterdir() if p.name.lower().endswith(weight_suffixes()))
     if len(files) != 1:
-        raise PastaError(f"model folder {folder.name} should hold one weight file (or name it under 'weights' in "
-                         f"model.json) or an nnU-Net result folder")
+        raise PastaError(
+            f"model folder {folder.name} should hold one weight file (or name it under 'weights' in "
+            f"model.json) or an nnU-Net result folder"
+        )
     return files[0]
 
 
@@ -90,8 +95,10 @@ def described_labels(description: dict) -> dict:
     try:
         return {int(item["value"]): str(item["term"]) for item in description["labels"]}
     except (KeyError, TypeError, ValueError):
-        raise PastaError(f"the labels in model.json of {description.get('name', 'the model')!r} are damaged "
-                         "(expected a list of {\"value\": N, \"term\": ...})") from None
+        raise PastaError(
+            f"the labels in model.json of {description.get('name', 'the model')!r} are damaged "
+            '(expected a list of {"value": N, "term": ...})'
+        ) from None
 
 
 def _described_patch(description: dict):
@@ -99,8 +106,10 @@ def _described_patch(description: dict):
     if patch is None:
         return None
     if not (isinstance(patch, list) and len(patch) == 3 and all(isinstance(p, int) and p > 0 for p in patch)):
-        raise PastaError(f"the patch_size in model.json of {description.get('name', 'the model')!r} is damaged "
-                         f"(expected three positive whole numbers, got {str(patch)[:40]})")
+        raise PastaError(
+            f"the patch_size in model.json of {description.get('name', 'the model')!r} is damaged "
+            f"(expected three positive whole numbers, got {str(patch)[:40]})"
+        )
     return patch
 
 
@@ -132,15 +141,25 @@ def model_from_source(source, description: dict | None = None) -> SegmentationMo
     source = Path(source)
     checkpoint = Path(info.checkpoint_path) if info.checkpoint_path else source
     provenance = {
-        "name": description.get("name", source.stem), "version": str(description.get("version", "")),
-        "file": checkpoint.name, "source": source.name,
+        "name": description.get("name", source.stem),
+        "version": str(description.get("version", "")),
+        "file": checkpoint.name,
+        "source": source.name,
         "sha256": sha256_of(checkpoint) if checkpoint.is_file() else None,
-        "trainer": info.trainer, "architecture": info.architecture_kwargs(),
+        "trainer": info.trainer,
+        "architecture": info.architecture_kwargs(),
         # PASTA's own width (64 features, 5 pools) comes with PASTA's own defaults; for other widths
         # nothing but a description says how the network was trained
-        "assumed": [] if (info.base_features, info.num_pool) == (64, 5) else
-        [what for what, known in (("patch size", info.patch_size or description.get("patch_size")),
-                                  ("labels", info.labels or description.get("labels"))) if not known],
+        "assumed": []
+        if (info.base_features, info.num_pool) == (64, 5)
+        else [
+            what
+            for what, known in (
+                ("patch size", info.patch_size or description.get("patch_size")),
+                ("labels", info.labels or description.get("labels")),
+            )
+            if not known
+        ],
     }
     if isinstance(description.get("reporting_floor"), dict):  # what its reports leave out (pastacore.candidates)
         provenance["reporting_floor"] = dict(description["reporting_floor"])
@@ -159,8 +178,9 @@ def model_weights(model=None, store=None) -> tuple:
     if model is None or model == "":
         defaults = [m for m in store.list() if m.builtin and m.task == "segmentation"]
         if not defaults:
-            raise PastaError("no default segmentation model is installed; import one in the PASTA hub or choose one "
-                             f"with {option('model')}")
+            raise PastaError(
+                f"no default segmentation model is installed; import one in the PASTA hub or choose one with {option('model')}"
+            )
         model = defaults[0].name
     path = Path(str(model))
     if path.is_dir() and (path / DESCRIPTION).is_file() and not (path / "plans.json").is_file():
@@ -200,8 +220,9 @@ def resolve_segmentation_model(model=None, store=None) -> SegmentationModel:
     if description is None:
         return model_from_source(weights)
     if description.get("task") not in ("segmentation", "unknown"):
-        raise PastaError(f"model {description.get('name', str(model))!r} is a {description.get('task')} model, "
-                         f"not a segmentation model")
+        raise PastaError(
+            f"model {description.get('name', str(model))!r} is a {description.get('task')} model, not a segmentation model"
+        )
     return model_from_source(weights, description)
 
 
@@ -212,7 +233,10 @@ def declared_organ(model=None, store=None) -> str | None:
         _weights, description = model_weights(model, store)
     except PastaError:
         return None
-    labels = {int(item["value"]): item["term"] for item in (description or {}).get("labels", [])
-              if isinstance(item, dict) and "value" in item and "term" in item}
+    labels = {
+        int(item["value"]): item["term"]
+        for item in (description or {}).get("labels", [])
+        if isinstance(item, dict) and "value" in item and "term" in item
+    }
     organs = {term.split("@", 1)[1] for term in labels.values() if "@" in term} - {"body"}
     return organs.pop() if len(organs) == 1 else None

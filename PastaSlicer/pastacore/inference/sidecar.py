@@ -26,12 +26,19 @@ def sidecar_content(result) -> dict:
     import numpy as np
 
     return {
-        "labels": {str(value): {"name": info.name, "terminology": info.terminology, "color": list(info.color)}
-                   for value, info in sorted(result.segments.items())},
+        "labels": {
+            str(value): {"name": info.name, "terminology": info.terminology, "color": list(info.color)}
+            for value, info in sorted(result.segments.items())
+        },
         "voxels": {str(v): int(n) for v, n in zip(*np.unique(result.labels.array, return_counts=True)) if v},
-        "model": result.model, "device": result.device, "seconds": round(result.seconds, 2),
-        "patches_run": result.tiles_run, "patches_total": result.tiles_total, "notes": result.notes,
-        "warnings": result.warnings, "candidates": result.candidates_json(),
+        "model": result.model,
+        "device": result.device,
+        "seconds": round(result.seconds, 2),
+        "patches_run": result.tiles_run,
+        "patches_total": result.tiles_total,
+        "notes": result.notes,
+        "warnings": result.warnings,
+        "candidates": result.candidates_json(),
     }
 
 

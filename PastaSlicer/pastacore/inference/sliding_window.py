@@ -29,9 +29,9 @@ class WindowSettings:
     patch_size: tuple = (128, 128, 128)
     overlap: float = 0.5
     batch_size: int = 2
-    mirror_axes: tuple = ()      # e.g. (0, 1, 2) for 8-fold mirroring
+    mirror_axes: tuple = ()  # e.g. (0, 1, 2) for 8-fold mirroring
     device: str = "cpu"
-    amp: bool = True             # bf16 on CPUs that support it, fp16 on CUDA
+    amp: bool = True  # bf16 on CPUs that support it, fp16 on CUDA
 
 
 def gaussian_weights(patch_size, sigma_scale: float = 1 / 8) -> np.ndarray:
@@ -69,14 +69,15 @@ def autocast_dtype(device: str, amp: bool):
 
 
 class WindowResult(NamedTuple):
-    logits: np.ndarray   # (K, D, H, W) float32 over ``box``
-    box: tuple           # ((d0, d1), (h0, h1), (w0, w1)) in image voxels
-    tiles_run: int       # patches the network ran on
-    tiles_total: int     # patches the box holds (those without a region voxel are skipped)
+    logits: np.ndarray  # (K, D, H, W) float32 over ``box``
+    box: tuple  # ((d0, d1), (h0, h1), (w0, w1)) in image voxels
+    tiles_run: int  # patches the network ran on
+    tiles_total: int  # patches the box holds (those without a region voxel are skipped)
 
 
-def predict_logits(network, image: np.ndarray, settings: WindowSettings, region=None, progress=None,
-                   is_cancelled=None) -> WindowResult:
+def predict_logits(
+    network, image: np.ndarray, settings: WindowSettings, region=None, progress=None, is_cancelled=None
+) -> WindowResult:
     """Blended logits over the bounding box of ``region``: the network wrapped as a predictor
     (device, mixed precision, mirroring TTA, the out-of-memory fallback) and run by
     :func:`blend_tiles` on the patches that touch the region.
@@ -133,8 +134,7 @@ def plan_tiles(region: np.ndarray, patch, overlap: float) -> tuple:
     return [s for s in starts if _box_sum(table, s, patch) > 0], len(starts)
 
 
-def blend_tiles(predict, image: np.ndarray, tiles, patch, batch_size: int = 2, progress=None,
-                is_cancelled=None) -> np.ndarray:
+def blend_tiles(predict, image: np.ndarray, tiles, patch, batch_size: int = 2, progress=None, is_cancelled=None) -> np.ndarray:
     """Tiling and Gaussian blending: ``predict(batch)`` (a (B, C, *patch) float32 CPU tensor ->
     (B, K, *patch) logits) runs on ``tiles`` of ``image`` (C, D, H, W) in batches; returns the
     weighted mean logits (K, D, H, W), zero where no tile ran."""
@@ -149,7 +149,7 @@ def blend_tiles(predict, image: np.ndarray, tiles, patch, batch_size: int = 2, p
         for done in range(0, len(tiles), batch_size):
             if is_cancelled is not None and is_cancelled():
                 raise CancelledError()
-            chunk = tiles[done:done + batch_size]
+            chunk = tiles[done : done + batch_size]
             batch = torch.stack([source[(slice(None),) + _window(st, patch)] for st in chunk])
             out = predict(batch).float().cpu()
             if logits is None:
@@ -244,5 +244,13 @@ def with_oom_fallback(predict, device_predictor: on_device, say=None):
 def _box_sum(table, start, patch) -> int:
     (a, b, c), (p, q, r) = start, patch
     x, y, z = a + p, b + q, c + r
-    return int(table[x, y, z] - table[a, y, z] - table[x, b, z] - table[x, y, c]
-               + table[a, b, z] + table[a, y, c] + table[x, b, c] - table[a, b, c])
+    return int(
+        table[x, y, z]
+        - table[a, y, z]
+        - table[x, b, z]
+        - table[x, y, c]
+        + table[a, b, z]
+        + table[a, y, c]
+        + table[x, b, c]
+        - table[a, b, c]
+    )

@@ -18,7 +18,7 @@ class ModelSpec:
     input_spacing_mm: tuple = (1.0, 1.0, 1.0)
     normalization: str = ""
     labels: tuple = ()
-    files: tuple = ()          # ({"name": ..., "sha256": ... or None}, ...)
+    files: tuple = ()  # ({"name": ..., "sha256": ... or None}, ...)
     license: str = ""
     source: str = ""
 
@@ -29,11 +29,17 @@ class ModelSpec:
 def _spec(entry: dict) -> ModelSpec:
     try:
         return ModelSpec(
-            name=entry["name"], version=str(entry["version"]), task=entry["task"],
-            description=entry.get("description", ""), architecture=dict(entry.get("architecture", {})),
+            name=entry["name"],
+            version=str(entry["version"]),
+            task=entry["task"],
+            description=entry.get("description", ""),
+            architecture=dict(entry.get("architecture", {})),
             input_spacing_mm=tuple(entry.get("input_spacing_mm", (1.0, 1.0, 1.0))),
-            normalization=entry.get("normalization", ""), labels=tuple(entry.get("labels", ())),
-            files=tuple(entry.get("files", ())), license=entry.get("license", ""), source=entry.get("source", ""),
+            normalization=entry.get("normalization", ""),
+            labels=tuple(entry.get("labels", ())),
+            files=tuple(entry.get("files", ())),
+            license=entry.get("license", ""),
+            source=entry.get("source", ""),
         )
     except KeyError as exc:
         raise PastaError(f"model description lacks {exc}") from None

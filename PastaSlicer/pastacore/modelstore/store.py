@@ -50,7 +50,7 @@ class InstalledModel:
     files: list
     builtin: bool = False
     verified: bool | None = None
-    damaged: str = ""          # why the folder cannot be used ("" when it is fine)
+    damaged: str = ""  # why the folder cannot be used ("" when it is fine)
 
     @property
     def spec(self) -> ModelSpec:
@@ -89,8 +89,9 @@ class ModelStore:
         """The usable model called ``name``."""
         model = self.find(name)
         if model.damaged:
-            raise PastaError(f"model {name!r} is damaged ({model.damaged}); remove it with 'pasta models remove "
-                             f"{name}' and import it again")
+            raise PastaError(
+                f"model {name!r} is damaged ({model.damaged}); remove it with 'pasta models remove {name}' and import it again"
+            )
         return model
 
     # --- changing ------------------------------------------------------------------------
@@ -116,10 +117,13 @@ class ModelStore:
 
                 spec = known_models().get(OPEN_CLIP_MODEL)
             elif not (path / "plans.json").is_file() or not (path / "dataset.json").is_file():
-                raise PastaError(f"{path} is a folder but not an nnU-Net result folder (plans.json and dataset.json are "
-                                 f"missing) nor an open_clip text encoder folder ({' and '.join(OPEN_CLIP_FILES)})")
-            hidden = (lambda p: any(part.startswith(".") for part in p.relative_to(path).parts)) if open_clip else (
-                lambda p: False)  # a Hugging Face download's .gitattributes and .cache/
+                raise PastaError(
+                    f"{path} is a folder but not an nnU-Net result folder (plans.json and dataset.json are "
+                    f"missing) nor an open_clip text encoder folder ({' and '.join(OPEN_CLIP_FILES)})"
+                )
+            hidden = (
+                (lambda p: any(part.startswith(".") for part in p.relative_to(path).parts)) if open_clip else (lambda p: False)
+            )  # a Hugging Face download's .gitattributes and .cache/
             files = [p for p in _files_inside(path) if not hidden(p)]
         else:
             if not path.name.lower().endswith(weight_suffixes()):
@@ -127,8 +131,10 @@ class ModelStore:
             files = [path]
         name = name or (spec.name if spec else re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).strip("-").lower())
         if len(name or "") > MAX_NAME:
-            raise PastaError(f"model name {name[:20]}... is {len(name)} characters long; use at most {MAX_NAME} "
-                             f"(choose one with {option('name')})")
+            raise PastaError(
+                f"model name {name[:20]}... is {len(name)} characters long; use at most {MAX_NAME} "
+                f"(choose one with {option('name')})"
+            )
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name or ""):
             raise PastaError(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-'")
         if any(m.builtin and m.name == name for m in self.list()):
@@ -152,8 +158,13 @@ class ModelStore:
             if file.name.lower().endswith(weight_suffixes()) or file.name == OPEN_CLIP_FILES[1]:
                 # refuses pickles that would run code, and corrupt files; Lightning metadata stays inert
                 load_checkpoint(file, metadata_globals=file.suffix == ".ckpt")
-        description = dict(described) if described else asdict(spec) if spec else {
-            "name": name, "version": "user", "task": "unknown", "labels": [], "description": f"imported from {path.name}"}
+        description = (
+            dict(described)
+            if described
+            else asdict(spec)
+            if spec
+            else {"name": name, "version": "user", "task": "unknown", "labels": [], "description": f"imported from {path.name}"}
+        )
         description.update(name=name, files=records, imported_from=path.name, imported_at=time.strftime("%Y-%m-%d %H:%M:%S"))
         self.root.mkdir(parents=True, exist_ok=True)
         with atomic_directory(self.root / name, overwrite=overwrite) as folder:
@@ -195,6 +206,7 @@ class ModelStore:
 
 # --- model folders --------------------------------------------------------------------------
 
+
 def _model_folder(folder: Path) -> dict:
     """The model.json of a model folder, checked: a segmentation model naming a weight file beside it."""
     try:
@@ -205,7 +217,7 @@ def _model_folder(folder: Path) -> dict:
         raise PastaError(f"{folder.name}/{DESCRIPTION} is not a model description (it needs a name and a task)")
     weights = description.get("weights")
     if not isinstance(weights, str) or "/" in weights or "\\" in weights or not (folder / weights).is_file():
-        raise PastaError(f"{folder.name}/{DESCRIPTION} names no weight file beside it (\"weights\": {weights!r})")
+        raise PastaError(f'{folder.name}/{DESCRIPTION} names no weight file beside it ("weights": {weights!r})')
     description.setdefault("version", "user")
     return description
 
@@ -252,8 +264,9 @@ def _read_description(folder: Path) -> dict:
     if not isinstance(data["name"], str) or not data["name"]:
         raise PastaError(f"{DESCRIPTION} has no usable name")
     files = data["files"]
-    if not isinstance(files, list) or not all(isinstance(f, dict) and isinstance(f.get("name"), str) and f["name"]
-                                              for f in files):
+    if not isinstance(files, list) or not all(
+        isinstance(f, dict) and isinstance(f.get("name"), str) and f["name"] for f in files
+    ):
         raise PastaError(f"{DESCRIPTION} has a damaged file list")
     for key in ("version", "task"):
         if key in data and not isinstance(data[key], (str, int, float)):
@@ -266,5 +279,6 @@ def _installed(folder: Path, builtin: bool) -> InstalledModel:
         data = _read_description(folder)
     except PastaError as problem:
         return InstalledModel(folder.name, "", "", folder, [], builtin, damaged=str(problem))
-    return InstalledModel(data["name"], str(data.get("version", "")), str(data.get("task", "")), folder,
-                          [f["name"] for f in data["files"]], builtin)
+    return InstalledModel(
+        data["name"], str(data.get("version", "")), str(data.get("task", "")), folder, [f["name"] for f in data["files"]], builtin
+    )

@@ -32,8 +32,9 @@ def segment_names(segmentation_node) -> list:
     return [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
 
 
-def add_labels_to_segmentation(scene, labels: Volume, segments: dict, reference_node, segmentation_node=None,
-                               name: str = "PASTA segmentation"):
+def add_labels_to_segmentation(
+    scene, labels: Volume, segments: dict, reference_node, segmentation_node=None, name: str = "PASTA segmentation"
+):
     """Import the label values in ``segments`` ({value: SegmentInfo}) as new segments.
 
     ``labels`` must lie on ``reference_node``'s grid. Returns (segmentation node, {value:
@@ -114,7 +115,9 @@ def labels_from_segmentation(scene, segmentation_node, reference_node, segment_i
         array.InsertNextValue(sid)
     with temporary_nodes(scene):  # the label map, and the "<name>_ColorTable" node the export adds
         label_node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__pasta_export")
-        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation_node, array, label_node, reference_node):
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+            segmentation_node, array, label_node, reference_node
+        ):
             raise PastaError("exporting the segments to a label map failed")
         volume = volume_from_node(label_node)
     volume.is_label = True
@@ -138,7 +141,7 @@ def segment_infos(segmentation_node) -> list:
 
 # --- where a segmentation came from ---------------------------------------------------------
 
-MODEL_ATTRIBUTE = "PASTA.Model"   # node attribute: the model that made the segmentation (JSON provenance)
+MODEL_ATTRIBUTE = "PASTA.Model"  # node attribute: the model that made the segmentation (JSON provenance)
 
 
 def segment_tag(segmentation_node, segment_id: str, tag: str) -> str:

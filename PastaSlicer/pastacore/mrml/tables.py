@@ -37,14 +37,30 @@ COLUMNS = (
 
 # what the report adds to each row (from a LesionReport): shown after the lesion's name
 REVIEW_COLUMNS = (
-    ("Confidence", "", "the model's mean lesion probability over the lesion as it proposed it (blank: none)",
-     lambda lesion: "" if lesion.mean_probability is None else f"{lesion.mean_probability:.2f}"),
-    ("Max confidence", "", "the model's maximum lesion probability over the lesion",
-     lambda lesion: "" if lesion.max_probability is None else f"{lesion.max_probability:.2f}"),
-    ("Status", "", "proposed by the model, edited or confirmed by a person, drawn by a person, or origin unknown",
-     lambda lesion: lesion.status),
-    ("RECIST", "", "RECIST 1.1 role: target N, non-target, or blank",
-     lambda lesion: (f"target {lesion.recist.get('target_number')}" if lesion.role == "target" else lesion.role)),
+    (
+        "Confidence",
+        "",
+        "the model's mean lesion probability over the lesion as it proposed it (blank: none)",
+        lambda lesion: "" if lesion.mean_probability is None else f"{lesion.mean_probability:.2f}",
+    ),
+    (
+        "Max confidence",
+        "",
+        "the model's maximum lesion probability over the lesion",
+        lambda lesion: "" if lesion.max_probability is None else f"{lesion.max_probability:.2f}",
+    ),
+    (
+        "Status",
+        "",
+        "proposed by the model, edited or confirmed by a person, drawn by a person, or origin unknown",
+        lambda lesion: lesion.status,
+    ),
+    (
+        "RECIST",
+        "",
+        "RECIST 1.1 role: target N, non-target, or blank",
+        lambda lesion: f"target {lesion.recist.get('target_number')}" if lesion.role == "target" else lesion.role,
+    ),
 )
 
 
@@ -55,8 +71,7 @@ def lesions_to_table(scene, lesions, table_node=None, name: str = "PASTA lesion 
     return measurements_to_table(scene, measurements, table_node, name, reviews=lesions)
 
 
-def measurements_to_table(scene, measurements, table_node=None, name: str = "PASTA lesion measurements",
-                          reviews=None):
+def measurements_to_table(scene, measurements, table_node=None, name: str = "PASTA lesion measurements", reviews=None):
     """Write ``measurements`` (LesionMeasurement list) into ``table_node`` (created when None);
     ``reviews`` (LesionReport list, same order) adds :data:`REVIEW_COLUMNS` after the name."""
     import vtk
@@ -96,8 +111,15 @@ def measurements_to_table(scene, measurements, table_node=None, name: str = "PAS
     return table_node
 
 
-def update_table_from_segmentation(scene, segmentation_node, image_node, table_node=None, segment_ids=None,
-                                   split_components: bool = True, name: str = "PASTA lesion measurements"):
+def update_table_from_segmentation(
+    scene,
+    segmentation_node,
+    image_node,
+    table_node=None,
+    segment_ids=None,
+    split_components: bool = True,
+    name: str = "PASTA lesion measurements",
+):
     """Re-measure ``segmentation_node`` (its segments = lesion labels) on ``image_node``.
 
     Returns (table node, measurements). Segment names become lesion names.

@@ -95,8 +95,7 @@ def load_checkpoint(path, map_location: str = "cpu", metadata_globals: bool = Fa
     if path.stat().st_size == 0:
         raise PastaError(f"cannot read {path.name}: the file is empty (0 bytes); download it again")
     if _is_text(path):
-        raise PastaError(f"cannot read {path.name}: it holds text, not weights (an error page saved instead of "
-                         "the download?)")
+        raise PastaError(f"cannot read {path.name}: it holds text, not weights (an error page saved instead of the download?)")
     return format_of(path).read(path, map_location, metadata_globals)
 
 
@@ -135,8 +134,9 @@ def _read_torch(path: Path, map_location: str, metadata_globals: bool):
         raise PastaError(f"cannot read {path.name}: corrupt, truncated or not a checkpoint ({_first_line(exc)})") from None
 
 
-register(WeightFormat("PyTorch", (".pth", ".pt", ".ckpt"), _read_torch,
-                      "torch.save files, read with weights_only=True (no code runs)"))
+register(
+    WeightFormat("PyTorch", (".pth", ".pt", ".ckpt"), _read_torch, "torch.save files, read with weights_only=True (no code runs)")
+)
 register(WeightFormat("safetensors", (".safetensors",), _read_safetensors, "safetensors files"))
 
 
@@ -165,8 +165,12 @@ def _numpy_safe_globals() -> list:
     core = getattr(np, "_core", None) or np.core
     scalar, reconstruct = core.multiarray.scalar, core.multiarray._reconstruct
     allowed = [scalar, reconstruct, np.ndarray, np.dtype]
-    for old, new in (("numpy.core.multiarray.scalar", scalar), ("numpy.core.multiarray._reconstruct", reconstruct),
-                     ("numpy._core.multiarray.scalar", scalar), ("numpy._core.multiarray._reconstruct", reconstruct)):
+    for old, new in (
+        ("numpy.core.multiarray.scalar", scalar),
+        ("numpy.core.multiarray._reconstruct", reconstruct),
+        ("numpy._core.multiarray.scalar", scalar),
+        ("numpy._core.multiarray._reconstruct", reconstruct),
+    ):
         allowed.append((new, old))
     for code in ("f8", "f4", "f2", "i8", "i4", "i2", "i1", "u8", "u4", "u2", "u1", "b1"):
         allowed.append(type(np.dtype(code)))  # numpy >= 1.25 pickles dtypes through their classes

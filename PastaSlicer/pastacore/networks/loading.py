@@ -72,9 +72,15 @@ class ModelInfo:
         return asdict(self)
 
     def architecture_kwargs(self) -> dict:
-        return {"num_classes": self.num_classes, "base_features": self.base_features, "num_pool": self.num_pool,
-                "input_channels": self.input_channels, "max_features": self.max_features,
-                "num_head_outputs": self.num_head_outputs, "head_in_features": self.head_in_features}
+        return {
+            "num_classes": self.num_classes,
+            "base_features": self.base_features,
+            "num_pool": self.num_pool,
+            "input_channels": self.input_channels,
+            "max_features": self.max_features,
+            "num_head_outputs": self.num_head_outputs,
+            "head_in_features": self.head_in_features,
+        }
 
 
 @dataclass
@@ -145,7 +151,7 @@ def _unwrap(obj, name: str) -> tuple:
             changed = False
             for prefix in _PREFIXES:
                 if clean.startswith(prefix):
-                    clean, changed = clean[len(prefix):], True
+                    clean, changed = clean[len(prefix) :], True
         state[clean] = value
     if not state:
         raise PastaError(f"{name} holds no tensors; it is not a weight file")
@@ -157,13 +163,16 @@ def _checkpoint_in_folder(path: Path, info: ModelInfo) -> tuple:
     if _fold_number(path.name) is not None and not (path / "plans.json").is_file():
         fold_dirs, result_dir = [path], (path.parent if (path.parent / "plans.json").is_file() else None)
     else:
-        fold_dirs = sorted((p for p in path.iterdir() if p.is_dir() and _fold_number(p.name) is not None),
-                           key=lambda p: (_fold_number(p.name) == "all", _fold_number(p.name) if
-                                          _fold_number(p.name) != "all" else 0))
+        fold_dirs = sorted(
+            (p for p in path.iterdir() if p.is_dir() and _fold_number(p.name) is not None),
+            key=lambda p: (_fold_number(p.name) == "all", _fold_number(p.name) if _fold_number(p.name) != "all" else 0),
+        )
         result_dir = path
         if not (path / "plans.json").is_file() and not fold_dirs:
-            raise PastaError(f"{path} is a folder but not an nnU-Net result folder (no plans.json and no fold_N "
-                             "folders); give a weight file or the trainer's result folder")
+            raise PastaError(
+                f"{path} is a folder but not an nnU-Net result folder (no plans.json and no fold_N "
+                "folders); give a weight file or the trainer's result folder"
+            )
     for fold_dir in fold_dirs:
         for name in CHECKPOINT_NAMES:
             if (fold_dir / name).is_file():
@@ -230,8 +239,11 @@ def _take_plans(plans: dict, info: ModelInfo, configuration: str) -> None:
             info.normalization_schemes = [str(s) for s in config["normalization_schemes"]]
     props = plans.get("foreground_intensity_properties_per_channel")
     if isinstance(props, dict) and props:
-        info.normalization = {str(ch): {k: float(v) for k, v in stats.items() if isinstance(v, (int, float))}
-                              for ch, stats in props.items() if isinstance(stats, dict)}
+        info.normalization = {
+            str(ch): {k: float(v) for k, v in stats.items() if isinstance(v, (int, float))}
+            for ch, stats in props.items()
+            if isinstance(stats, dict)
+        }
 
 
 def _take_dataset(dataset: dict, info: ModelInfo) -> None:
@@ -254,11 +266,11 @@ def _take_dataset(dataset: dict, info: ModelInfo) -> None:
 def _check_trainer(info: ModelInfo, what: str) -> None:
     recorded = info.trainer_recorded
     if recorded is None:
-        raise PastaError(f"{what} records no trainer_name; expected one of PASTA's trainers "
-                         f"({', '.join(TRAINER_ALIASES)})")
+        raise PastaError(f"{what} records no trainer_name; expected one of PASTA's trainers ({', '.join(TRAINER_ALIASES)})")
     if recorded not in TRAINER_ALIASES:
-        raise PastaError(f"{what} was trained with '{recorded}', which is not a PASTA trainer "
-                         f"(expected {', '.join(TRAINER_ALIASES)})")
+        raise PastaError(
+            f"{what} was trained with '{recorded}', which is not a PASTA trainer (expected {', '.join(TRAINER_ALIASES)})"
+        )
     info.trainer = TRAINER_ALIASES[recorded]
 
 
@@ -269,8 +281,9 @@ def infer_architecture(state: dict, info: ModelInfo | None = None) -> ModelInfo:
     first = state.get(FIRST_CONV)
     if first is None or first.dim() != 5:
         some = ", ".join(sorted(state)[:3])
-        raise PastaError(f"not a PASTA/nnU-Net Generic_UNet checkpoint: no 5-D '{FIRST_CONV}' "
-                         f"(it holds {len(state)} tensors, e.g. {some})")
+        raise PastaError(
+            f"not a PASTA/nnU-Net Generic_UNet checkpoint: no 5-D '{FIRST_CONV}' (it holds {len(state)} tensors, e.g. {some})"
+        )
     info.base_features = int(first.shape[0])
     info.input_channels = int(first.shape[1])
     stages = {int(m.group(1)) for k in state if (m := re.fullmatch(r"conv_blocks_context\.(\d+)\.blocks\.0\.conv\.weight", k))}
@@ -323,8 +336,7 @@ def inspect_checkpoint(source) -> ModelInfo:
     layout = expected_layout(**{**info.architecture_kwargs(), "num_classes": info.num_classes or 1})
     if info.num_classes is None:
         layout = {n: s for n, s in layout.items() if not n.startswith("seg_outputs.")}
-    (info.tensors_loaded, info.tensors_missing, info.tensors_mismatched,
-     info.tensors_unexpected) = _compare(state, layout)
+    (info.tensors_loaded, info.tensors_missing, info.tensors_mismatched, info.tensors_unexpected) = _compare(state, layout)
     return info
 
 
@@ -333,11 +345,11 @@ def load_for_segmentation(source, device="cpu") -> LoadedModel:
     state, info = read_weights(source)
     infer_architecture(state, info)
     if info.num_classes is None:
-        raise PastaError(f"{_label(info)} has no segmentation outputs (seg_outputs.*); it can only be used "
-                         "as an encoder for features")
+        raise PastaError(
+            f"{_label(info)} has no segmentation outputs (seg_outputs.*); it can only be used as an encoder for features"
+        )
     layout = expected_layout(**info.architecture_kwargs())
-    (info.tensors_loaded, info.tensors_missing, info.tensors_mismatched,
-     info.tensors_unexpected) = _compare(state, layout)
+    (info.tensors_loaded, info.tensors_missing, info.tensors_mismatched, info.tensors_unexpected) = _compare(state, layout)
     problems = []
     if info.tensors_missing:
         problems.append(f"{len(info.tensors_missing)} missing ({_names(info.tensors_missing)})")
@@ -346,9 +358,10 @@ def load_for_segmentation(source, device="cpu") -> LoadedModel:
     if info.tensors_unexpected:
         problems.append(f"{len(info.tensors_unexpected)} unexpected ({_names(info.tensors_unexpected)})")
     if problems:
-        raise PastaError(f"{_label(info)} does not fit the PASTA network it describes "
-                         f"(base {info.base_features}, {info.num_pool} pools, {info.num_classes} classes): "
-                         + "; ".join(problems))
+        raise PastaError(
+            f"{_label(info)} does not fit the PASTA network it describes "
+            f"(base {info.base_features}, {info.num_pool} pools, {info.num_classes} classes): " + "; ".join(problems)
+        )
     import torch
 
     with torch.device("meta"):  # every tensor is overwritten: skip allocating and initialising twice
@@ -376,9 +389,11 @@ def load_encoder(source, device="cpu", strict: bool = True, with_head: bool = Fa
     if with_head and info.num_head_outputs is None:
         raise PastaError(f"{_label(info)} has no classification head (head.*)")
     if with_head and info.head_in_features not in (None, info.feature_channels):
-        raise PastaError(f"{_label(info)}'s classification head takes {info.head_in_features} features but its encoder "
-                         f"gives {info.feature_channels} (a reduced-width file written by PASTA's public code keeps the "
-                         f"full-width head): it can segment and give features, not classify")
+        raise PastaError(
+            f"{_label(info)}'s classification head takes {info.head_in_features} features but its encoder "
+            f"gives {info.feature_channels} (a reduced-width file written by PASTA's public code keeps the "
+            f"full-width head): it can segment and give features, not classify"
+        )
     encoder = [n for n in layout if n.startswith("conv_blocks_context.") or (with_head and n.startswith("head."))]
     (info.tensors_loaded, info.tensors_missing, info.tensors_mismatched, _) = _compare(state, layout, encoder)
     encoder_set = set(encoder)
@@ -387,8 +402,9 @@ def load_encoder(source, device="cpu", strict: bool = True, with_head: bool = Fa
     bottleneck = f"conv_blocks_context.{info.num_pool}."
     needed = [n for n in info.tensors_missing + info.tensors_mismatched if not n.startswith(bottleneck)]
     if (strict or with_head) and needed:
-        raise PastaError(f"{_label(info)} lacks encoder weights needed for features: {len(needed)} missing or "
-                         f"misshapen ({_names(needed)})")
+        raise PastaError(
+            f"{_label(info)} lacks encoder weights needed for features: {len(needed)} missing or misshapen ({_names(needed)})"
+        )
     network = _build(info, device, head=with_head)
     network.load_state_dict({n: state[n] for n in info.tensors_loaded}, strict=False)
     network.eval()

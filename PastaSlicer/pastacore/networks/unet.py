@@ -64,7 +64,7 @@ class ConvStack(nn.Module):
 
 def stage_channels(base_features: int, num_pool: int, max_features: int = 1024) -> list:
     """Channels of encoder stages 0..num_pool-1 followed by the bottleneck."""
-    return [min(base_features * 2 ** d, max_features) for d in range(num_pool + 1)]
+    return [min(base_features * 2**d, max_features) for d in range(num_pool + 1)]
 
 
 class PastaUNet(nn.Module):
@@ -76,13 +76,25 @@ class PastaUNet(nn.Module):
     ``classify(x)`` the head's outputs for those features.
     """
 
-    def __init__(self, num_classes: int, base_features: int = 64, num_pool: int = 5, input_channels: int = 1,
-                 max_features: int = 1024, num_head_outputs: int | None = None, deep_supervision: bool = False,
-                 head_in_features: int | None = None):
+    def __init__(
+        self,
+        num_classes: int,
+        base_features: int = 64,
+        num_pool: int = 5,
+        input_channels: int = 1,
+        max_features: int = 1024,
+        num_head_outputs: int | None = None,
+        deep_supervision: bool = False,
+        head_in_features: int | None = None,
+    ):
         super().__init__()
-        for name, value in (("num_classes", num_classes), ("base_features", base_features),
-                            ("num_pool", num_pool), ("input_channels", input_channels),
-                            ("max_features", max_features)):
+        for name, value in (
+            ("num_classes", num_classes),
+            ("base_features", base_features),
+            ("num_pool", num_pool),
+            ("input_channels", input_channels),
+            ("max_features", max_features),
+        ):
             if not isinstance(value, int) or value < 1:
                 raise PastaError(f"network {name} must be a positive integer, not {value!r}")
         if num_head_outputs is not None and (not isinstance(num_head_outputs, int) or num_head_outputs < 1):
@@ -125,8 +137,10 @@ class PastaUNet(nn.Module):
         if num_head_outputs is not None:
             h1, h2 = HEAD_HIDDEN
             self.head = nn.Sequential(
-                nn.Linear(self.head_in_features, h1), nn.LeakyReLU(NEGATIVE_SLOPE),
-                nn.Linear(h1, h2), nn.LeakyReLU(NEGATIVE_SLOPE),
+                nn.Linear(self.head_in_features, h1),
+                nn.LeakyReLU(NEGATIVE_SLOPE),
+                nn.Linear(h1, h2),
+                nn.LeakyReLU(NEGATIVE_SLOPE),
                 nn.Linear(h2, num_head_outputs),
             )
         else:
@@ -137,12 +151,18 @@ class PastaUNet(nn.Module):
     @property
     def divisor(self) -> int:
         """Every spatial size of a segmentation input must be a multiple of this."""
-        return 2 ** self.num_pool
+        return 2**self.num_pool
 
     def config(self) -> dict:
-        return {"architecture": ARCHITECTURE, "base_features": self.base_features, "num_classes": self.num_classes,
-                "num_pool": self.num_pool, "input_channels": self.input_channels,
-                "max_features": self.max_features, "num_head_outputs": self.num_head_outputs}
+        return {
+            "architecture": ARCHITECTURE,
+            "base_features": self.base_features,
+            "num_classes": self.num_classes,
+            "num_pool": self.num_pool,
+            "input_channels": self.input_channels,
+            "max_features": self.max_features,
+            "num_head_outputs": self.num_head_outputs,
+        }
 
     # --- forward passes --------------------------------------------------------------------
     def forward(self, x, deep_supervision: bool | None = None):
@@ -176,8 +196,10 @@ class PastaUNet(nn.Module):
         if self.head is None:
             raise PastaError("this network has no classification head (num_head_outputs is None)")
         if self.head_in_features != self.feature_channels:
-            raise PastaError(f"the classification head takes {self.head_in_features} features but the encoder gives "
-                             f"{self.feature_channels}; this file can segment but not classify")
+            raise PastaError(
+                f"the classification head takes {self.head_in_features} features but the encoder gives "
+                f"{self.feature_channels}; this file can segment but not classify"
+            )
         return self.head(self.encode_features(x))
 
     def _check_input(self, x, segmentation: bool):
@@ -185,22 +207,27 @@ class PastaUNet(nn.Module):
             shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
             raise PastaError(f"network input must be a 5-D tensor (B, C, D, H, W), got {shape}")
         if x.shape[1] != self.input_channels:
-            raise PastaError(f"network expects {self.input_channels} input channel(s), got {x.shape[1]} "
-                             f"(input shape {tuple(x.shape)})")
+            raise PastaError(
+                f"network expects {self.input_channels} input channel(s), got {x.shape[1]} (input shape {tuple(x.shape)})"
+            )
         spatial = tuple(int(s) for s in x.shape[2:])
         if segmentation:
             bad = [s for s in spatial if s % self.divisor]
             if bad:
-                raise PastaError(f"segmentation input size {spatial} is not divisible by {self.divisor} "
-                                 f"(2**{self.num_pool}) on every axis; pad or crop it first")
+                raise PastaError(
+                    f"segmentation input size {spatial} is not divisible by {self.divisor} "
+                    f"(2**{self.num_pool}) on every axis; pad or crop it first"
+                )
             deepest = [s // self.divisor for s in spatial]
         else:
             deepest = list(spatial)
             for _ in range(self.num_pool - 1):
                 deepest = [math.ceil(s / 2) for s in deepest]
         if math.prod(deepest) < 2:  # instance normalisation needs more than one voxel per map
-            raise PastaError(f"input size {spatial} is too small for this network: its deepest level would be "
-                             f"{tuple(deepest)} voxel(s); make at least one axis twice as large")
+            raise PastaError(
+                f"input size {spatial} is too small for this network: its deepest level would be "
+                f"{tuple(deepest)} voxel(s); make at least one axis twice as large"
+            )
 
 
 def _he_init(module):
@@ -211,11 +238,24 @@ def _he_init(module):
             nn.init.zeros_(module.bias)
 
 
-def expected_layout(num_classes: int, base_features: int = 64, num_pool: int = 5, input_channels: int = 1,
-                    max_features: int = 1024, num_head_outputs: int | None = None,
-                    head_in_features: int | None = None) -> dict:
+def expected_layout(
+    num_classes: int,
+    base_features: int = 64,
+    num_pool: int = 5,
+    input_channels: int = 1,
+    max_features: int = 1024,
+    num_head_outputs: int | None = None,
+    head_in_features: int | None = None,
+) -> dict:
     """``{name: shape}`` of the network's state dict, computed on the meta device (no memory used)."""
     with torch.device("meta"):
-        net = PastaUNet(num_classes, base_features, num_pool, input_channels, max_features, num_head_outputs,
-                        head_in_features=head_in_features)
+        net = PastaUNet(
+            num_classes,
+            base_features,
+            num_pool,
+            input_channels,
+            max_features,
+            num_head_outputs,
+            head_in_features=head_in_features,
+        )
     return {name: tuple(t.shape) for name, t in net.state_dict().items()}

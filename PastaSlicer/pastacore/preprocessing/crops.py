@@ -24,8 +24,8 @@ class Crop:
     """``array`` (shape ``size``) cut from ``source_shape`` at ``box`` (start, stop per axis)."""
 
     array: np.ndarray
-    box: tuple          # ((start0, stop0), (start1, stop1), (start2, stop2)) in source voxels, stop exclusive
-    pad: tuple          # ((before0, after0), ...) voxels of padding added around the box
+    box: tuple  # ((start0, stop0), (start1, stop1), (start2, stop2)) in source voxels, stop exclusive
+    pad: tuple  # ((before0, after0), ...) voxels of padding added around the box
     source_shape: tuple
 
     @property

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 from ..candidates import DEFAULT_FLOOR, Floor, match
 
-_STATUS_WORDS = {"proposed": "proposed by the model", "edited": "edited by a person",
-                 "confirmed": "confirmed by a person", "manual": "drawn by a person", "unknown": "origin unknown"}
+_STATUS_WORDS = {
+    "proposed": "proposed by the model",
+    "edited": "edited by a person",
+    "confirmed": "confirmed by a person",
+    "manual": "drawn by a person",
+    "unknown": "origin unknown",
+}
 
 
 def status_text(status: str) -> str:
     return _STATUS_WORDS.get(status, status)
 
 
-CONFIDENCE_STEP = 0.1   # confidences this close count as the same, so the larger lesion comes first
+CONFIDENCE_STEP = 0.1  # confidences this close count as the same, so the larger lesion comes first
 
 
 def confidence_band(lesion) -> int:
@@ -35,8 +40,9 @@ def _rank(lesion) -> tuple:
     return (-confidence_band(lesion), -lesion.measurement.volume_ml, lesion.measurement.index)
 
 
-def assess(lesions: list, grid, candidates: dict | None = None, confirmed: dict | None = None,
-           floor: Floor | None = None) -> tuple:
+def assess(
+    lesions: list, grid, candidates: dict | None = None, confirmed: dict | None = None, floor: Floor | None = None
+) -> tuple:
     """``(reported, below_floor)``: ``lesions`` (LesionReport, measured) with status and
     confidence set, sorted and renumbered 1..N, and short records of those under ``floor``.
 
@@ -67,10 +73,16 @@ def assess(lesions: list, grid, candidates: dict | None = None, confirmed: dict 
 
 def _below_record(lesion, reasons) -> dict:
     m = lesion.measurement
-    return {"name": m.name, "label": m.label, "volume_ml": round(m.volume_ml, 4), "long_axis_mm": round(m.long_axis_mm, 2),
-            "mean_probability": None if lesion.mean_probability is None else round(lesion.mean_probability, 4),
-            "status": lesion.status, "centroid_ras_mm": [round(c, 2) for c in m.centroid_ras_mm],
-            "reasons": reasons}
+    return {
+        "name": m.name,
+        "label": m.label,
+        "volume_ml": round(m.volume_ml, 4),
+        "long_axis_mm": round(m.long_axis_mm, 2),
+        "mean_probability": None if lesion.mean_probability is None else round(lesion.mean_probability, 4),
+        "status": lesion.status,
+        "centroid_ras_mm": [round(c, 2) for c in m.centroid_ras_mm],
+        "reasons": reasons,
+    }
 
 
 def origin_sentence(models: list, lesions: list, recorded: bool) -> str:
@@ -87,5 +99,7 @@ def origin_sentence(models: list, lesions: list, recorded: bool) -> str:
         return text + (f": {tally}." if tally else ".")
     if recorded:
         return "Segmentation from a model that is not named" + (f": {tally}." if tally else ".")
-    return ("Origin of the segmentation unknown: no model is recorded with it (drawn by hand, or made by another "
-            "program), so no confidence is given.")
+    return (
+        "Origin of the segmentation unknown: no model is recorded with it (drawn by hand, or made by another "
+        "program), so no confidence is given."
+    )

@@ -39,9 +39,11 @@ PRIVATE_SCHEME = "99PASTA"
 
 
 def derived_note() -> str:
-    return ("The input CT was not DICOM: dicom/ct holds a CT series derived from it (new Study, Series, Frame of "
-            "Reference and SOP Instance UIDs; HU rounded to integers), and the DICOM SEG and SR reference these "
-            "derived images, not the original acquisition.")
+    return (
+        "The input CT was not DICOM: dicom/ct holds a CT series derived from it (new Study, Series, Frame of "
+        "Reference and SOP Instance UIDs; HU rounded to integers), and the DICOM SEG and SR reference these "
+        "derived images, not the original acquisition."
+    )
 
 
 def _code(triplet, fallback=("SCT", "52988006", "Lesion")):
@@ -71,6 +73,7 @@ def _lesion_codes(lesion) -> tuple:
 
 
 # --- derived CT series --------------------------------------------------------------------
+
 
 def write_derived_ct(image, folder, case) -> list:
     """Write ``image`` as a CT series (one file per slice k) into ``folder``; return the datasets."""
@@ -153,6 +156,7 @@ def _source_datasets(image, report, out_dir) -> tuple:
 
 # --- SEG and SR ---------------------------------------------------------------------------
 
+
 def write_seg_sr(report, image, labels, out_dir, formats=("seg", "sr")) -> list:
     """Write ``seg.dcm`` and/or ``sr.dcm`` (the SR needs the SEG; it is made in memory when
     only ``sr`` is asked) into ``out_dir`` (``dicom/`` of the report folder). Returns the paths."""
@@ -187,26 +191,41 @@ def write_seg_sr(report, image, labels, out_dir, formats=("seg", "sr")) -> list:
     algorithm = None
     if automatic is not None:
         algorithm = hd.AlgorithmIdentificationSequence(
-            name=automatic.name[:64], family=codes.cid7162.ArtificialIntelligence, version=automatic.version or "unknown")
+            name=automatic.name[:64], family=codes.cid7162.ArtificialIntelligence, version=automatic.version or "unknown"
+        )
     descriptions, tracking = [], []
     for n, lesion in enumerate(report.lesions, start=1):
         ptype, region, _ = _lesion_codes(lesion)
         uid = lesion.tracking_uid or generate_uid()
         tracking.append(uid)
-        descriptions.append(hd.seg.SegmentDescription(
-            segment_number=n, segment_label=f"Lesion {lesion.number}"[:64],
-            segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-            segmented_property_type=ptype,
-            algorithm_type="AUTOMATIC" if algorithm else "MANUAL", algorithm_identification=algorithm,
-            tracking_uid=uid, tracking_id=f"Lesion {lesion.number}",
-            anatomic_regions=[region] if region is not None else None,
-        ))
+        descriptions.append(
+            hd.seg.SegmentDescription(
+                segment_number=n,
+                segment_label=f"Lesion {lesion.number}"[:64],
+                segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+                segmented_property_type=ptype,
+                algorithm_type="AUTOMATIC" if algorithm else "MANUAL",
+                algorithm_identification=algorithm,
+                tracking_uid=uid,
+                tracking_id=f"Lesion {lesion.number}",
+                anatomic_regions=[region] if region is not None else None,
+            )
+        )
     seg = hd.seg.Segmentation(
-        source_images=[sources[k] for k in slices], pixel_array=frames, segmentation_type="BINARY",
-        segment_descriptions=descriptions, series_instance_uid=generate_uid(), series_number=300,
-        sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER,
-        manufacturer_model_name=SOFTWARE, software_versions=__version__, device_serial_number="none",
-        content_label="LESIONS", content_description="Lesions measured by PASTA for 3D Slicer",
+        source_images=[sources[k] for k in slices],
+        pixel_array=frames,
+        segmentation_type="BINARY",
+        segment_descriptions=descriptions,
+        series_instance_uid=generate_uid(),
+        series_number=300,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name=SOFTWARE,
+        software_versions=__version__,
+        device_serial_number="none",
+        content_label="LESIONS",
+        content_description="Lesions measured by PASTA for 3D Slicer",
         series_description="PASTA lesion segmentation",
     )
     written = []
@@ -229,13 +248,15 @@ def _referenced_segment(seg, number: int, sources):
     import highdicom as hd
 
     shared = seg.SharedFunctionalGroupsSequence[0]
-    default = shared.SegmentIdentificationSequence[0].ReferencedSegmentNumber \
-        if "SegmentIdentificationSequence" in shared else None
+    default = (
+        shared.SegmentIdentificationSequence[0].ReferencedSegmentNumber if "SegmentIdentificationSequence" in shared else None
+    )
     by_uid = {ds.SOPInstanceUID: ds for ds in sources}
     images = []  # frame numbers are left out: with them the segment number is not allowed
     for item in seg.PerFrameFunctionalGroupsSequence:
-        ident = item.SegmentIdentificationSequence[0].ReferencedSegmentNumber \
-            if "SegmentIdentificationSequence" in item else default
+        ident = (
+            item.SegmentIdentificationSequence[0].ReferencedSegmentNumber if "SegmentIdentificationSequence" in item else default
+        )
         if ident != number:
             continue
         for derivation in item.get("DerivationImageSequence", []):
@@ -244,9 +265,11 @@ def _referenced_segment(seg, number: int, sources):
                 if uid in by_uid and uid not in images:
                     images.append(uid)
     return hd.sr.ReferencedSegment(
-        sop_class_uid=seg.SOPClassUID, sop_instance_uid=seg.SOPInstanceUID, segment_number=number,
-        source_images=[hd.sr.SourceImageForSegmentation.from_source_image(by_uid[u])
-                                             for u in images])
+        sop_class_uid=seg.SOPClassUID,
+        sop_instance_uid=seg.SOPInstanceUID,
+        segment_number=number,
+        source_images=[hd.sr.SourceImageForSegmentation.from_source_image(by_uid[u]) for u in images],
+    )
 
 
 def _private(value: str, meaning: str):
@@ -261,8 +284,11 @@ def _time_point(report):
     from pydicom.sr.codedict import codes
 
     baseline = report.time_point != "follow-up"
-    return hd.sr.TimePointContext(time_point=report.time_point, time_point_type=codes.DCM.Baseline if baseline
-                                  else codes.DCM.Posttreatment, time_point_order=1 if baseline else 2)
+    return hd.sr.TimePointContext(
+        time_point=report.time_point,
+        time_point_type=codes.DCM.Baseline if baseline else codes.DCM.Posttreatment,
+        time_point_order=1 if baseline else 2,
+    )
 
 
 def _algorithm(report):
@@ -280,13 +306,19 @@ def _review_evaluations(lesion) -> list:
     from pydicom.sr.codedict import codes
 
     role = lesion.recist.get("role", "")
-    values = {"target": codes.DCM.TargetLesionAtBaseline, "non-target": codes.DCM.NonTargetLesionAtBaseline,
-              "new": _private("NEWLESION", "New lesion")}
+    values = {
+        "target": codes.DCM.TargetLesionAtBaseline,
+        "non-target": codes.DCM.NonTargetLesionAtBaseline,
+        "new": _private("NEWLESION", "New lesion"),
+    }
     out = []
     if role in values:
         out.append(hd.sr.QualitativeEvaluation(_private("RECISTROLE", "RECIST 1.1 role"), values[role]))
-    out.append(hd.sr.QualitativeEvaluation(_private("REVIEWSTATUS", "Review status"),
-                                           _private(lesion.status.upper(), lesion.status.capitalize())))
+    out.append(
+        hd.sr.QualitativeEvaluation(
+            _private("REVIEWSTATUS", "Review status"), _private(lesion.status.upper(), lesion.status.capitalize())
+        )
+    )
     return out
 
 
@@ -297,10 +329,10 @@ def _confidence(lesion, algorithm) -> list:
 
     if lesion.mean_probability is None:
         return []
-    return [hd.sr.Measurement(codes.DCM.Probability, float(value), codes.UCUM.NoUnits, derivation=derivation,
-                              algorithm_id=algorithm)
-            for derivation, value in ((codes.SCT.Mean, lesion.mean_probability),
-                                      (codes.SCT.Maximum, lesion.max_probability))]
+    return [
+        hd.sr.Measurement(codes.DCM.Probability, float(value), codes.UCUM.NoUnits, derivation=derivation, algorithm_id=algorithm)
+        for derivation, value in ((codes.SCT.Mean, lesion.mean_probability), (codes.SCT.Maximum, lesion.max_probability))
+    ]
 
 
 def _response_group(report):
@@ -312,21 +344,36 @@ def _response_group(report):
     c = report.comparison
     if not c:
         return None
-    target = {"CR": codes.DCM.TargetLesionCompleteResponse, "PR": codes.DCM.TargetLesionPartialResponse,
-              "SD": codes.DCM.TargetLesionStableDisease, "PD": codes.DCM.TargetLesionProgressiveDisease}
+    target = {
+        "CR": codes.DCM.TargetLesionCompleteResponse,
+        "PR": codes.DCM.TargetLesionPartialResponse,
+        "SD": codes.DCM.TargetLesionStableDisease,
+        "PD": codes.DCM.TargetLesionProgressiveDisease,
+    }
     evaluations = []
     if c["target_response"] in target:
         evaluations.append(hd.sr.QualitativeEvaluation(codes.DCM.ResponseEvaluation, target[c["target_response"]]))
     overall = c["overall_response"]
-    evaluations.append(hd.sr.QualitativeEvaluation(codes.DCM.CurrentResponse,
-                                                   _private(overall.replace("/", "").replace("-", "")[:16],
-                                                            f"{overall} (RECIST 1.1)")))
-    measurements = [hd.sr.Measurement(_private("SOD", "Sum of diameters"), float(c["sum_followup_mm"]),
-                                      codes.UCUM.Millimeter, method=codes.DCM.RECIST1Point1)]
+    evaluations.append(
+        hd.sr.QualitativeEvaluation(
+            codes.DCM.CurrentResponse, _private(overall.replace("/", "").replace("-", "")[:16], f"{overall} (RECIST 1.1)")
+        )
+    )
+    measurements = [
+        hd.sr.Measurement(
+            _private("SOD", "Sum of diameters"),
+            float(c["sum_followup_mm"]),
+            codes.UCUM.Millimeter,
+            method=codes.DCM.RECIST1Point1,
+        )
+    ]
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="RECIST 1.1 response"),
-        time_point_context=_time_point(report), method=codes.DCM.RECIST1Point1, measurements=measurements,
-        qualitative_evaluations=evaluations)
+        time_point_context=_time_point(report),
+        method=codes.DCM.RECIST1Point1,
+        measurements=measurements,
+        qualitative_evaluations=evaluations,
+    )
 
 
 def _make_sr(report, seg, sources, tracking):
@@ -350,36 +397,60 @@ def _make_sr(report, seg, sources, tracking):
             hd.sr.Measurement(codes.SCT.ShortAxis, m.short_axis_mm, mm, method=codes.DCM.RECIST1Point1),
             *_confidence(lesion, algorithm),
         ]
-        for derivation, value in ((codes.SCT.Mean, m.mean_hu), (codes.SCT.StandardDeviation, m.std_hu),
-                                  (codes.SCT.Minimum, m.min_hu), (codes.SCT.Maximum, m.max_hu),
-                                  (codes.SCT.Median, m.median_hu)):
+        for derivation, value in (
+            (codes.SCT.Mean, m.mean_hu),
+            (codes.SCT.StandardDeviation, m.std_hu),
+            (codes.SCT.Minimum, m.min_hu),
+            (codes.SCT.Maximum, m.max_hu),
+            (codes.SCT.Median, m.median_hu),
+        ):
             measurements.append(hd.sr.Measurement(codes.DCM.AttenuationCoefficient, value, hu, derivation=derivation))
         evaluations = [
             hd.sr.QualitativeEvaluation(
                 CodedConcept(value=name[:16], scheme_designator=PRIVATE_SCHEME, meaning=name.capitalize()),
-                CodedConcept(value=a.value[:16].replace(" ", "_") or "unknown", scheme_designator=PRIVATE_SCHEME,
-                             meaning=a.value[:64] or "unknown"))
+                CodedConcept(
+                    value=a.value[:16].replace(" ", "_") or "unknown",
+                    scheme_designator=PRIVATE_SCHEME,
+                    meaning=a.value[:64] or "unknown",
+                ),
+            )
             for name, a in lesion.attributes.items()
         ] + _review_evaluations(lesion)
-        groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking[n - 1], identifier=f"Lesion {lesion.number}"),
-            referenced_segment=_referenced_segment(seg, n, sources), time_point_context=_time_point(report),
-            finding_type=ptype, finding_sites=sites, measurements=measurements, qualitative_evaluations=evaluations,
-        ))
+        groups.append(
+            hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking[n - 1], identifier=f"Lesion {lesion.number}"),
+                referenced_segment=_referenced_segment(seg, n, sources),
+                time_point_context=_time_point(report),
+                finding_type=ptype,
+                finding_sites=sites,
+                measurements=measurements,
+                qualitative_evaluations=evaluations,
+            )
+        )
     response = _response_group(report)
     if response is not None:
         groups.append(response)
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=generate_uid(), name=SOFTWARE, manufacturer_name=MANUFACTURER, model_name=__version__))
+            uid=generate_uid(), name=SOFTWARE, manufacturer_name=MANUFACTURER, model_name=__version__
+        ),
+    )
     content = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
-        procedure_reported=codes.LN.CTUnspecifiedBodyRegion, imaging_measurements=groups,
-        title=codes.DCM.ImagingMeasurementReport)
+        procedure_reported=codes.LN.CTUnspecifiedBodyRegion,
+        imaging_measurements=groups,
+        title=codes.DCM.ImagingMeasurementReport,
+    )
     return hd.sr.Comprehensive3DSR(
-        evidence=[seg, *sources], content=content, series_instance_uid=generate_uid(), series_number=301,
-        sop_instance_uid=generate_uid(), instance_number=1, manufacturer=MANUFACTURER, is_complete=True,
+        evidence=[seg, *sources],
+        content=content,
+        series_instance_uid=generate_uid(),
+        series_number=301,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        is_complete=True,
         series_description="PASTA measurement report (research use, not for diagnosis)",
     )
 
@@ -389,7 +460,19 @@ def _write_dicom(context, names) -> None:
 
 
 _DICOM = ("dicom/ct/CT*.dcm",)  # the derived CT series a SEG/SR from a non-DICOM CT references
-register(ReportFormat("seg", "SEG", "DICOM Segmentation object", ("dicom/seg.dcm",) + _DICOM, _write_dicom,
-                      preselected=False, order=10))
-register(ReportFormat("sr", "SR", "DICOM structured report (TID 1500 measurements)", ("dicom/sr.dcm",) + _DICOM,
-                      _write_dicom, preselected=False, order=10))
+register(
+    ReportFormat(
+        "seg", "SEG", "DICOM Segmentation object", ("dicom/seg.dcm",) + _DICOM, _write_dicom, preselected=False, order=10
+    )
+)
+register(
+    ReportFormat(
+        "sr",
+        "SR",
+        "DICOM structured report (TID 1500 measurements)",
+        ("dicom/sr.dcm",) + _DICOM,
+        _write_dicom,
+        preselected=False,
+        order=10,
+    )
+)

@@ -37,10 +37,14 @@ def parse_formats(text: str) -> tuple:
 def case_info(image, image_path, seg_path=None, case_id: str | None = None) -> CaseInfo:
     meta = image.meta or {}
     return CaseInfo(
-        case_id=case_id or image_stem(image_path), patient_id=str(meta.get("patient_id", "")),
-        patient_name=str(meta.get("patient_name", "")), study_uid=str(meta.get("study_uid", "")),
-        series_uid=str(meta.get("series_uid", "")), study_description=str(meta.get("study_description", "")),
-        image_name=Path(image_path).name, segmentation_name=Path(seg_path).name if seg_path else "",
+        case_id=case_id or image_stem(image_path),
+        patient_id=str(meta.get("patient_id", "")),
+        patient_name=str(meta.get("patient_name", "")),
+        study_uid=str(meta.get("study_uid", "")),
+        series_uid=str(meta.get("series_uid", "")),
+        study_description=str(meta.get("study_description", "")),
+        image_name=Path(image_path).name,
+        segmentation_name=Path(seg_path).name if seg_path else "",
         is_dicom=bool(meta.get("dicom_files")),
     )
 
@@ -56,7 +60,7 @@ def label_names_of(volume, path) -> tuple:
     models = []
     data = read_sidecar(path)
     labels = data.get("labels", data)
-    for key, value in (labels.items() if isinstance(labels, dict) else ()):
+    for key, value in labels.items() if isinstance(labels, dict) else ():
         if str(key).isdigit():
             names.setdefault(int(key), value.get("name", "") if isinstance(value, dict) else str(value))
             source = source or sidecar_path(path).name
@@ -80,10 +84,28 @@ def recorded_model(path) -> dict:
     return model if isinstance(model, dict) else {}
 
 
-def make_report(image, labels, *, case: CaseInfo, lesion_labels=None, label_names=None, names_from: str = "",
-                organs=None, organ_names=None, attributes=None, models=(), split_components=True, progress=None,
-                candidates=None, confirmed=None, floor=None, targets=None, baseline=None, to_baseline=None,
-                registration: str = ""):
+def make_report(
+    image,
+    labels,
+    *,
+    case: CaseInfo,
+    lesion_labels=None,
+    label_names=None,
+    names_from: str = "",
+    organs=None,
+    organ_names=None,
+    attributes=None,
+    models=(),
+    split_components=True,
+    progress=None,
+    candidates=None,
+    confirmed=None,
+    floor=None,
+    targets=None,
+    baseline=None,
+    to_baseline=None,
+    registration: str = "",
+):
     """Measure ``labels`` on ``image`` and build the :class:`~pastacore.report.model.CaseReport`.
 
     Which labels are lesions is decided once, by :func:`pastacore.labels.choose_lesion_labels`:
@@ -116,9 +138,16 @@ def make_report(image, labels, *, case: CaseInfo, lesion_labels=None, label_name
     if organs is None and named_organs:
         organs = labels.with_array(np.where(np.isin(labels.array, named_organs), labels.array, 0))
         organ_names = {k: label_names[k] for k in named_organs}
-    measurements = measure_lesions(image, labels, lesion_labels=chosen.values, label_names=label_names,
-                                   organs=organs, organ_names=organ_names, split_components=split_components,
-                                   progress=progress)
+    measurements = measure_lesions(
+        image,
+        labels,
+        lesion_labels=chosen.values,
+        label_names=label_names,
+        organs=organs,
+        organ_names=organ_names,
+        split_components=split_components,
+        progress=progress,
+    )
     report = build_report(case, measurements, attributes=attributes, models=models, notes=[chosen.reason])
     report.lesions, report.below_floor = assess(report.lesions, image.grid, candidates, confirmed, floor)
     from ..candidates import DEFAULT_FLOOR
@@ -128,12 +157,16 @@ def make_report(image, labels, *, case: CaseInfo, lesion_labels=None, label_name
     report.lesion_labels = {"values": chosen.values, "reason": chosen.reason}
     if report.below_floor:
         total = sum(r["volume_ml"] for r in report.below_floor)
-        report.notes.append(f"{len(report.below_floor)} piece(s) under the reporting floor ({(floor or DEFAULT_FLOOR).describe()}) "
-                            f"are listed apart, not as lesions ({total:.2f} mL in all).")
+        report.notes.append(
+            f"{len(report.below_floor)} piece(s) under the reporting floor ({(floor or DEFAULT_FLOOR).describe()}) "
+            f"are listed apart, not as lesions ({total:.2f} mL in all)."
+        )
     border = [lesion.number for lesion in report.lesions if lesion.measurement.touches_border]
     if border:
-        report.notes.append(f"Lesion {', '.join(map(str, border))} touches the border of the image volume and may be "
-                            "cut: its size may be underestimated.")
+        report.notes.append(
+            f"Lesion {', '.join(map(str, border))} touches the border of the image volume and may be "
+            "cut: its size may be underestimated."
+        )
     if baseline is None:
         _recist_baseline(report, image, targets)
     else:
@@ -181,9 +214,13 @@ def _recist_followup(report, image, baseline: dict, to_baseline, registration: s
         lesion.tracking_uid = base_uids.get(base_number) or generate_uid()
     report.comparison = comparison.to_dict()
     report.comparison["baseline_created"] = baseline.get("created", "")
-    report.recist = {"criteria": "RECIST 1.1", "slice_thickness_mm": round(thickness, 2),
-                     "targets": [lesion.number for lesion in report.lesions if lesion.role == "target"],
-                     "sum_of_diameters_mm": comparison.sum_followup_mm, "chosen_by": "baseline"}
+    report.recist = {
+        "criteria": "RECIST 1.1",
+        "slice_thickness_mm": round(thickness, 2),
+        "targets": [lesion.number for lesion in report.lesions if lesion.role == "target"],
+        "sum_of_diameters_mm": comparison.sum_followup_mm,
+        "chosen_by": "baseline",
+    }
     report.notes += comparison.notes
 
 
@@ -195,8 +232,7 @@ def check_out_dir(path, overwrite: bool = False) -> None:
     check_output_dir(path, overwrite, report_files())
 
 
-def write_report(report, image, labels, out_dir, formats=None, overwrite=False, progress=None,
-                 baseline_dir=None) -> list:
+def write_report(report, image, labels, out_dir, formats=None, overwrite=False, progress=None, baseline_dir=None) -> list:
     """Write the report folder in ``formats`` (names of :mod:`.formats`; default: all); return the
     written file names (relative). ``baseline_dir``: a follow-up's baseline report folder (its key
     images are shown beside)."""

@@ -40,8 +40,8 @@ _EPS = 1e-9
 
 @dataclass
 class PairedLesion:
-    role: str                       # "target", "non-target" (baseline role) or "new"
-    baseline: int = 0               # lesion numbers (0: none)
+    role: str  # "target", "non-target" (baseline role) or "new"
+    baseline: int = 0  # lesion numbers (0: none)
     followup: int = 0
     target_number: int = 0
     is_node: bool = False
@@ -50,7 +50,7 @@ class PairedLesion:
     change_mm: float | None = None
     change_percent: float | None = None
     distance_mm: float | None = None  # centroid distance after registration
-    state: str = ""                 # "present", "disappeared", "new", "seen below the floor at baseline"
+    state: str = ""  # "present", "disappeared", "new", "seen below the floor at baseline"
     organ: str = ""
 
 
@@ -58,16 +58,16 @@ class PairedLesion:
 class Comparison:
     baseline_case: str
     followup_case: str
-    registration: str                       # how the scans were brought together
-    pairs: list                             # PairedLesion
+    registration: str  # how the scans were brought together
+    pairs: list  # PairedLesion
     sum_baseline_mm: float
     sum_followup_mm: float
     nadir_mm: float
-    target_response: str                    # CR, PR, SD, PD or "none" (no target lesion at baseline)
-    non_target_response: str                # CR, non-CR/non-PD or "none"
-    new_lesions: list                       # follow-up lesion numbers
-    overall_response: str                   # CR, PR, SD, PD, non-CR/non-PD
-    rule: str                               # the sentence that decided the overall response
+    target_response: str  # CR, PR, SD, PD or "none" (no target lesion at baseline)
+    non_target_response: str  # CR, non-CR/non-PD or "none"
+    new_lesions: list  # follow-up lesion numbers
+    overall_response: str  # CR, PR, SD, PD, non-CR/non-PD
+    rule: str  # the sentence that decided the overall response
     notes: list = field(default_factory=list)
 
     @property
@@ -80,12 +80,12 @@ class Comparison:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data.update(sum_change_mm=self.sum_change_mm, sum_change_percent=self.sum_change_percent,
-                    criteria="RECIST 1.1")
+        data.update(sum_change_mm=self.sum_change_mm, sum_change_percent=self.sum_change_percent, criteria="RECIST 1.1")
         return data
 
 
 # --- pairing ------------------------------------------------------------------------------
+
 
 def _centres(lesions) -> np.ndarray:
     return np.array([lesion["centroid_lps_mm"] for lesion in lesions], float).reshape(-1, 3)
@@ -129,6 +129,7 @@ def _near_below_floor(baseline: dict, lesion: dict, to_baseline) -> bool:
 
 # --- response -----------------------------------------------------------------------------
 
+
 def _diameter(lesion: dict) -> float:
     recist = lesion.get("recist") or {}
     if recist.get("is_node"):
@@ -154,12 +155,16 @@ def target_response(targets: list, sum_baseline: float, sum_followup: float, nad
     if all(_gone(p) for p in targets):
         return "CR", f"{sums}: every target lesion has disappeared (lymph nodes under {NODE_NORMAL_MM:g} mm short axis)"
     if grown_percent >= PD_INCREASE - _EPS and grown >= PD_ABSOLUTE_MM - _EPS:
-        return "PD", (f"{sums}: {grown:+.1f} mm ({grown_percent:+.1f} %) over the nadir {nadir:.1f} mm, at least "
-                      f"{PD_INCREASE:g} % and {PD_ABSOLUTE_MM:g} mm")
+        return "PD", (
+            f"{sums}: {grown:+.1f} mm ({grown_percent:+.1f} %) over the nadir {nadir:.1f} mm, at least "
+            f"{PD_INCREASE:g} % and {PD_ABSOLUTE_MM:g} mm"
+        )
     if change <= -PR_DECREASE + _EPS:
         return "PR", f"{sums} ({change:+.1f} %): a decrease of at least {PR_DECREASE:g} % from baseline"
-    return "SD", (f"{sums} ({change:+.1f} % from baseline, {grown:+.1f} mm from the nadir {nadir:.1f} mm): neither a "
-                  f"{PR_DECREASE:g} % decrease nor a {PD_INCREASE:g} % and {PD_ABSOLUTE_MM:g} mm increase")
+    return "SD", (
+        f"{sums} ({change:+.1f} % from baseline, {grown:+.1f} mm from the nadir {nadir:.1f} mm): neither a "
+        f"{PR_DECREASE:g} % decrease nor a {PD_INCREASE:g} % and {PD_ABSOLUTE_MM:g} mm increase"
+    )
 
 
 def non_target_response(non_targets: list) -> str:
@@ -172,8 +177,10 @@ def overall_response(target: str, non_target: str, new: list, target_rule: str) 
     """RECIST 1.1 tables 1 and 2: (category, the rule that decided it)."""
     if new:
         listed = ", ".join(f"lesion {n}" for n in new)
-        return "PD", (f"new lesion at follow-up ({listed}): any unequivocal new lesion is progression; a reader must "
-                      "confirm it is a new lesion and not a finding the model missed at baseline")
+        return "PD", (
+            f"new lesion at follow-up ({listed}): any unequivocal new lesion is progression; a reader must "
+            "confirm it is a new lesion and not a finding the model missed at baseline"
+        )
     if target == "PD":
         return "PD", target_rule
     if target == "none":
@@ -187,8 +194,9 @@ def overall_response(target: str, non_target: str, new: list, target_rule: str) 
     return target, target_rule + "; no new lesion"
 
 
-def compare(baseline: dict, followup: dict, to_baseline=None, registration: str = "", nadir_mm: float | None = None
-            ) -> Comparison:
+def compare(
+    baseline: dict, followup: dict, to_baseline=None, registration: str = "", nadir_mm: float | None = None
+) -> Comparison:
     """Compare two reports (``report.json`` dicts); ``to_baseline`` maps follow-up LPS points
     (N x 3) into the baseline scan (None: the scans are aligned)."""
     base_lesions = list(baseline.get("lesions") or [])
@@ -203,9 +211,14 @@ def compare(baseline: dict, followup: dict, to_baseline=None, registration: str 
         role = recist.get("role", "")
         if role not in ("target", "non-target"):
             continue
-        row = PairedLesion(role, baseline=int(lesion["number"]), target_number=int(recist.get("target_number") or 0),
-                           is_node=bool(recist.get("is_node")), baseline_mm=round(_diameter(lesion), 1),
-                           organ=lesion.get("organ") or "")
+        row = PairedLesion(
+            role,
+            baseline=int(lesion["number"]),
+            target_number=int(recist.get("target_number") or 0),
+            is_node=bool(recist.get("is_node")),
+            baseline_mm=round(_diameter(lesion), 1),
+            organ=lesion.get("organ") or "",
+        )
         if index in pairs_found:
             f, distance = pairs_found[index]
             later = follow_lesions[f]
@@ -222,14 +235,22 @@ def compare(baseline: dict, followup: dict, to_baseline=None, registration: str 
         if f in paired_followups:
             continue
         state = "seen below the floor at baseline" if _near_below_floor(baseline, lesion, to_baseline) else "new"
-        rows.append(PairedLesion("new" if state == "new" else "non-target", followup=int(lesion["number"]),
-                                 followup_mm=round(float(lesion.get("long_axis_mm") or 0.0), 1), state=state,
-                                 organ=lesion.get("organ") or ""))
+        rows.append(
+            PairedLesion(
+                "new" if state == "new" else "non-target",
+                followup=int(lesion["number"]),
+                followup_mm=round(float(lesion.get("long_axis_mm") or 0.0), 1),
+                state=state,
+                organ=lesion.get("organ") or "",
+            )
+        )
         if state == "new":
             new.append(int(lesion["number"]))
         else:
-            notes.append(f"Follow-up lesion {lesion['number']} lies where the baseline had a piece under the reporting "
-                         "floor: not counted as new.")
+            notes.append(
+                f"Follow-up lesion {lesion['number']} lies where the baseline had a piece under the reporting "
+                "floor: not counted as new."
+            )
     targets = sorted((r for r in rows if r.role == "target"), key=lambda r: r.target_number)
     non_targets = [r for r in rows if r.role == "non-target" and r.baseline]
     sum_baseline = round(sum(r.baseline_mm for r in targets), 1)
@@ -239,13 +260,22 @@ def compare(baseline: dict, followup: dict, to_baseline=None, registration: str 
     n_response = non_target_response(non_targets)
     overall, rule = overall_response(t_response, n_response, new, t_rule)
     if any(r.state == "disappeared" for r in rows):
-        notes.append("A lesion not found at follow-up counts as disappeared (0 mm); check that the segmentation did "
-                     "not miss it.")
-    return Comparison(str((baseline.get("case") or {}).get("case_id", "")), str((followup.get("case") or {}).get("case_id", "")),
-                      registration or "none: the scans were taken as aligned (centroid distance in patient coordinates)",
-                      targets + non_targets + [r for r in rows if r not in targets and r not in non_targets],
-                      sum_baseline, sum_followup, nadir, t_response, n_response, new, overall,
-                      f"{overall}: {rule}.", notes)
+        notes.append("A lesion not found at follow-up counts as disappeared (0 mm); check that the segmentation did not miss it.")
+    return Comparison(
+        str((baseline.get("case") or {}).get("case_id", "")),
+        str((followup.get("case") or {}).get("case_id", "")),
+        registration or "none: the scans were taken as aligned (centroid distance in patient coordinates)",
+        targets + non_targets + [r for r in rows if r not in targets and r not in non_targets],
+        sum_baseline,
+        sum_followup,
+        nadir,
+        t_response,
+        n_response,
+        new,
+        overall,
+        f"{overall}: {rule}.",
+        notes,
+    )
 
 
 def roles_at_followup(comparison: Comparison) -> dict:
@@ -253,30 +283,39 @@ def roles_at_followup(comparison: Comparison) -> dict:
     out = {}
     for row in comparison.pairs:
         if row.followup:
-            out[row.followup] = (row.role if row.state != "seen below the floor at baseline" else "non-target",
-                                 row.baseline, row.target_number)
+            out[row.followup] = (
+                row.role if row.state != "seen below the floor at baseline" else "non-target",
+                row.baseline,
+                row.target_number,
+            )
     return out
 
 
 def comparison_lines(c: Comparison) -> list:
     """The comparison as text lines (``pasta compare`` without ``--json``)."""
-    lines = [f"RECIST 1.1: {c.baseline_case} (baseline) -> {c.followup_case} (follow-up)",
-             f"registration: {c.registration}", ""]
+    lines = [f"RECIST 1.1: {c.baseline_case} (baseline) -> {c.followup_case} (follow-up)", f"registration: {c.registration}", ""]
     header = f"{'role':<11} {'baseline':>9} {'follow-up':>10} {'mm then':>8} {'mm now':>7} {'change':>15}  state"
     lines.append(header)
     for r in c.pairs:
         role = f"target {r.target_number}" if r.role == "target" else r.role
-        change = "" if r.change_mm is None else f"{r.change_mm:+.1f} mm" + (
-            f" {r.change_percent:+.0f}%" if r.change_percent is not None else "")
-        lines.append(f"{role:<11} {r.baseline or '-':>9} {r.followup or '-':>10} "
-                     f"{'' if r.baseline_mm is None else f'{r.baseline_mm:.1f}':>8} "
-                     f"{'' if r.followup_mm is None else f'{r.followup_mm:.1f}':>7} {change:>15}  {r.state}")
+        change = (
+            ""
+            if r.change_mm is None
+            else f"{r.change_mm:+.1f} mm" + (f" {r.change_percent:+.0f}%" if r.change_percent is not None else "")
+        )
+        lines.append(
+            f"{role:<11} {r.baseline or '-':>9} {r.followup or '-':>10} "
+            f"{'' if r.baseline_mm is None else f'{r.baseline_mm:.1f}':>8} "
+            f"{'' if r.followup_mm is None else f'{r.followup_mm:.1f}':>7} {change:>15}  {r.state}"
+        )
     percent = "" if c.sum_change_percent is None else f" ({c.sum_change_percent:+.1f} %)"
-    lines += ["", f"sum of diameters: {c.sum_baseline_mm:.1f} -> {c.sum_followup_mm:.1f} mm{percent}; "
-                  f"nadir {c.nadir_mm:.1f} mm",
-              f"target response: {c.target_response}; non-target: {c.non_target_response}; "
-              f"new lesions: {', '.join(map(str, c.new_lesions)) or 'none'}",
-              f"overall response: {c.rule}"]
+    lines += [
+        "",
+        f"sum of diameters: {c.sum_baseline_mm:.1f} -> {c.sum_followup_mm:.1f} mm{percent}; nadir {c.nadir_mm:.1f} mm",
+        f"target response: {c.target_response}; non-target: {c.non_target_response}; "
+        f"new lesions: {', '.join(map(str, c.new_lesions)) or 'none'}",
+        f"overall response: {c.rule}",
+    ]
     lines += c.notes
     return lines
 

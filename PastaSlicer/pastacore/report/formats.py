@@ -24,13 +24,13 @@ BUILT_IN = ("report_json", "report_html", "dicom_export")  # modules of this pac
 
 @dataclass(frozen=True)
 class ReportFormat:
-    name: str                        # what --formats and the front ends call it: "json", "pdf"...
-    label: str                       # short title for a check box: "JSON", "PDF"
-    description: str                 # what it writes, in words
-    outputs: tuple                   # file patterns it writes in the report folder (what overwriting may replace)
-    write: Callable                  # write(context: ReportContext, names: tuple) -> None
-    preselected: bool = True         # offered checked by the front ends
-    order: int = 50                  # lower is written first
+    name: str  # what --formats and the front ends call it: "json", "pdf"...
+    label: str  # short title for a check box: "JSON", "PDF"
+    description: str  # what it writes, in words
+    outputs: tuple  # file patterns it writes in the report folder (what overwriting may replace)
+    write: Callable  # write(context: ReportContext, names: tuple) -> None
+    preselected: bool = True  # offered checked by the front ends
+    order: int = 50  # lower is written first
     available: Callable | None = None  # () -> "" when it can be written, else why not
 
 
@@ -42,7 +42,7 @@ class ReportContext:
     image: object
     labels: object
     folder: Path
-    baseline_dir: object = None      # a follow-up's baseline report folder
+    baseline_dir: object = None  # a follow-up's baseline report folder
     progress: Callable | None = None
 
 
@@ -70,6 +70,7 @@ def report_formats() -> tuple:
         _loaded = True
         for module in BUILT_IN:
             importlib.import_module(f"{__package__}.{module}")
+
     def rank(item):
         fmt, number = item
         module = fmt.write.__module__.rsplit(".", 1)[-1] if fmt.write.__module__.startswith(__package__) else ""

@@ -14,8 +14,8 @@ import numpy as np
 from ..geometry.volume import Volume
 from .snapshots import _plane
 
-LUNG_WINDOW = (-1350, 150)          # width 1500, level -600
-SOFT_TISSUE_WINDOW = (-160, 240)    # width 400, level 40
+LUNG_WINDOW = (-1350, 150)  # width 1500, level -600
+SOFT_TISSUE_WINDOW = (-160, 240)  # width 400, level 40
 WINDOWS = {"lung": LUNG_WINDOW, "soft tissue": SOFT_TISSUE_WINDOW}
 MARGIN_MM = 25.0
 SCALE_BARS_MM = (5, 10, 20, 50, 100)
@@ -63,7 +63,7 @@ def report_window(image: Volume, measurements) -> tuple:
 
 def _surroundings(image: Volume, m) -> np.ndarray:
     x0, y0, x1, y1 = _field(image, m)[:4]
-    return image.array[m.axis_slice, y0:y1 + 1, x0:x1 + 1]
+    return image.array[m.axis_slice, y0 : y1 + 1, x0 : x1 + 1]
 
 
 def _field(image: Volume, m) -> tuple:
@@ -93,8 +93,16 @@ def _draw_scale_bar(ax, xlim, ylim, pixel_mm: float) -> None:
 
     outline = [patheffects.withStroke(linewidth=4.5, foreground="black")]
     ax.plot([x_end - length, x_end], [y, y], color="white", lw=2.5, solid_capstyle="butt", path_effects=outline)
-    ax.text(x_end - length / 2, y - 0.02 * abs(ylim[1] - ylim[0]), f"{length_mm} mm", color="white", fontsize=7,
-            ha="center", va="bottom", path_effects=[patheffects.withStroke(linewidth=2.5, foreground="black")])
+    ax.text(
+        x_end - length / 2,
+        y - 0.02 * abs(ylim[1] - ylim[0]),
+        f"{length_mm} mm",
+        color="white",
+        fontsize=7,
+        ha="center",
+        va="bottom",
+        path_effects=[patheffects.withStroke(linewidth=2.5, foreground="black")],
+    )
 
 
 def lesion_figure(image: Volume, box, mask: np.ndarray, m, title: str = "", window=None, subtitle: str = ""):
@@ -113,7 +121,7 @@ def lesion_figure(image: Volume, box, mask: np.ndarray, m, title: str = "", wind
     ci, cj, _ = (int(round(c)) for c in m.centroid_ijk)
     x0, y0, x1, y1, z0, z1 = _field(image, m)
     if window is None:
-        window = window_for(m.organ, image.array[m.axis_slice, y0:y1 + 1, x0:x1 + 1])
+        window = window_for(m.organ, image.array[m.axis_slice, y0 : y1 + 1, x0 : x1 + 1])
     axial_row = nk - 1 - m.axis_slice  # the axial slice's row in the coronal and sagittal views
 
     fig, axes = plt.subplots(1, 3, figsize=(11, 4.0), facecolor="black")
@@ -125,8 +133,14 @@ def lesion_figure(image: Volume, box, mask: np.ndarray, m, title: str = "", wind
     for ax, (name, axis, index, xlim, ylim, pixel_mm) in zip(axes, panels):
         plane, aspect = _plane(image, image.array, axis, index)
         # reformatted views of thick slices are interpolated, as a viewer's MPR shows them
-        ax.imshow(plane, cmap="gray", vmin=window[0], vmax=window[1], aspect=aspect,
-                  interpolation="nearest" if axis == 0 or aspect < 1.5 else "bilinear")
+        ax.imshow(
+            plane,
+            cmap="gray",
+            vmin=window[0],
+            vmax=window[1],
+            aspect=aspect,
+            interpolation="nearest" if axis == 0 or aspect < 1.5 else "bilinear",
+        )
         lab, _ = _plane(image, full, axis, index)
         if lab.any():
             ax.contour(lab.astype(np.uint8), levels=[0.5], colors=["#ff3030"], linewidths=1.2)

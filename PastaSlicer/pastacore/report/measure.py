@@ -51,19 +51,19 @@ MAX_LESIONS = 200  # a report with more is a noisy or inverted mask, and would t
 
 @dataclass
 class LesionMeasurement:
-    index: int                      # 1-based lesion number in the report
-    label: int                      # label value in the segmentation
-    component: int                  # 1-based component number within the label (0: whole label)
+    index: int  # 1-based lesion number in the report
+    label: int  # label value in the segmentation
+    component: int  # 1-based component number within the label (0: whole label)
     name: str
     voxel_count: int
     volume_ml: float
     max_diameter_3d_mm: float
     long_axis_mm: float
     short_axis_mm: float
-    axis_slice: int                 # slice (k) of the long and short axes
-    long_axis_ijk: list             # two end points, continuous (i, j, k) indices
+    axis_slice: int  # slice (k) of the long and short axes
+    long_axis_ijk: list  # two end points, continuous (i, j, k) indices
     short_axis_ijk: list
-    principal_axes_mm: list         # major, minor, least
+    principal_axes_mm: list  # major, minor, least
     mean_hu: float
     std_hu: float
     min_hu: float
@@ -72,14 +72,14 @@ class LesionMeasurement:
     centroid_ijk: list
     centroid_lps_mm: list
     centroid_ras_mm: list
-    slice_range: list               # [first k, last k]
-    bbox_ijk: list                  # [[i0, j0, k0], [i1, j1, k1]] inclusive
+    slice_range: list  # [first k, last k]
+    bbox_ijk: list  # [[i0, j0, k0], [i1, j1, k1]] inclusive
     touches_border: bool
     organ: str = ""
     organ_label: int = 0
-    organ_relation: str = ""        # "inside", "adjacent" or "" (no organ mask / none near)
-    organ_overlap: float = 0.0      # fraction of lesion voxels inside that organ
-    side: str = ""                  # "left", "right", "midline" or ""
+    organ_relation: str = ""  # "inside", "adjacent" or "" (no organ mask / none near)
+    organ_overlap: float = 0.0  # fraction of lesion voxels inside that organ
+    side: str = ""  # "left", "right", "midline" or ""
     flags: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -87,6 +87,7 @@ class LesionMeasurement:
 
 
 # --- geometry helpers ---------------------------------------------------------------------
+
 
 def surface_vertices(mask: np.ndarray) -> np.ndarray:
     """Marching-cubes vertices of a binary ``mask[k, j, i]`` as continuous (i, j, k) indices.
@@ -122,7 +123,7 @@ def _farthest_pair(points: np.ndarray) -> tuple:
     best, pair = -1.0, (0, 0)
     step = max(1, 4_000_000 // max(len(sub), 1))
     for start in range(0, len(sub), step):
-        block = sub[start:start + step]
+        block = sub[start : start + step]
         d2 = ((block[:, None, :] - sub[None, :, :]) ** 2).sum(-1)
         flat = int(np.argmax(d2))
         a, b = divmod(flat, len(sub))
@@ -255,6 +256,7 @@ def _organ_of(component: np.ndarray, box, organs: Volume, names: dict, spacing) 
 
 # --- the measurement ----------------------------------------------------------------------
 
+
 def lesion_components(labels: np.ndarray, label: int, split: bool = True, limit: int | None = None) -> list:
     """(component number, bounding slices, mask within the box) of one label, largest first.
 
@@ -267,17 +269,29 @@ def lesion_components(labels: np.ndarray, label: int, split: bool = True, limit:
         return [(0, box, binary[box])]
     components, count = ndimage.label(binary, structure=np.ones((3, 3, 3), bool))
     if limit is not None and count > limit:
-        raise PastaError(f"label {label} has {count} separate pieces; a report measures at most {MAX_LESIONS} lesions "
-                         "(a noisy or inverted mask?): clean the segmentation, or measure each label as one lesion "
-                         f"with {option('whole_labels')}")
+        raise PastaError(
+            f"label {label} has {count} separate pieces; a report measures at most {MAX_LESIONS} lesions "
+            "(a noisy or inverted mask?): clean the segmentation, or measure each label as one lesion "
+            f"with {option('whole_labels')}"
+        )
     boxes = ndimage.find_objects(components)
     out = [(n + 1, box, components[box] == n + 1) for n, box in enumerate(boxes)]
     out.sort(key=lambda item: -int(item[2].sum()))
     return [(number, box, mask) for number, (_, box, mask) in enumerate(out, start=1)]
 
 
-def measure_component(image: Volume, box, mask: np.ndarray, *, index=1, label=1, component=1, name="lesion",
-                      organs: Volume | None = None, organ_names: dict | None = None) -> LesionMeasurement:
+def measure_component(
+    image: Volume,
+    box,
+    mask: np.ndarray,
+    *,
+    index=1,
+    label=1,
+    component=1,
+    name="lesion",
+    organs: Volume | None = None,
+    organ_names: dict | None = None,
+) -> LesionMeasurement:
     """Measure one lesion given as ``mask`` inside the bounding ``box`` (k, j, i slices) of ``image``."""
     grid = image.grid
     spacing = grid.spacing
@@ -303,15 +317,29 @@ def measure_component(image: Volume, box, mask: np.ndarray, *, index=1, label=1,
     border = any(lo[a_] == 0 or hi[a_] == size[a_] - 1 for a_ in range(3))
 
     result = LesionMeasurement(
-        index=index, label=int(label), component=int(component), name=name, voxel_count=int(count),
+        index=index,
+        label=int(label),
+        component=int(component),
+        name=name,
+        voxel_count=int(count),
         volume_ml=float(count * np.prod(spacing) / 1000.0),
-        max_diameter_3d_mm=float(max3d), long_axis_mm=float(long_axis), short_axis_mm=float(short_axis),
-        axis_slice=int(k_axis), long_axis_ijk=[ijk(a), ijk(b)], short_axis_ijk=[ijk(sa), ijk(sb)],
+        max_diameter_3d_mm=float(max3d),
+        long_axis_mm=float(long_axis),
+        short_axis_mm=float(short_axis),
+        axis_slice=int(k_axis),
+        long_axis_ijk=[ijk(a), ijk(b)],
+        short_axis_ijk=[ijk(sa), ijk(sb)],
         principal_axes_mm=_principal_axes(kji, spacing),
-        mean_hu=float(values.mean()), std_hu=float(values.std()), min_hu=float(values.min()),
-        max_hu=float(values.max()), median_hu=float(np.median(values)),
-        centroid_ijk=[float(c) for c in centroid_ijk], centroid_lps_mm=[float(c) for c in centroid_lps],
-        centroid_ras_mm=[float(c) for c in centroid_ras], slice_range=[lo[2], hi[2]], bbox_ijk=[lo, hi],
+        mean_hu=float(values.mean()),
+        std_hu=float(values.std()),
+        min_hu=float(values.min()),
+        max_hu=float(values.max()),
+        median_hu=float(np.median(values)),
+        centroid_ijk=[float(c) for c in centroid_ijk],
+        centroid_lps_mm=[float(c) for c in centroid_lps],
+        centroid_ras_mm=[float(c) for c in centroid_ras],
+        slice_range=[lo[2], hi[2]],
+        bbox_ijk=[lo, hi],
         touches_border=bool(border),
     )
     if border:
@@ -325,9 +353,17 @@ def measure_component(image: Volume, box, mask: np.ndarray, *, index=1, label=1,
     return result
 
 
-def measure_lesions(image: Volume, labels: Volume, *, lesion_labels=None, label_names: dict | None = None,
-                    organs: Volume | None = None, organ_names: dict | None = None, split_components: bool = True,
-                    progress=None) -> list:
+def measure_lesions(
+    image: Volume,
+    labels: Volume,
+    *,
+    lesion_labels=None,
+    label_names: dict | None = None,
+    organs: Volume | None = None,
+    organ_names: dict | None = None,
+    split_components: bool = True,
+    progress=None,
+) -> list:
     """Measure every lesion of ``labels`` (on ``image``'s grid); see the module docstring.
 
     ``lesion_labels``: label values to measure (default: every non-zero value). Raises
@@ -345,8 +381,10 @@ def measure_lesions(image: Volume, labels: Volume, *, lesion_labels=None, label_
         wanted = [int(v) for v in lesion_labels]
         absent = [v for v in wanted if v not in present]
         if absent:
-            raise PastaError(f"label {', '.join(map(str, absent))} is not present in the segmentation "
-                             f"(labels present: {', '.join(map(str, present))})")
+            raise PastaError(
+                f"label {', '.join(map(str, absent))} is not present in the segmentation "
+                f"(labels present: {', '.join(map(str, present))})"
+            )
     if len(wanted) > MAX_LESIONS:
         raise PastaError(f"{len(wanted)} lesion labels; a report measures at most {MAX_LESIONS} lesions")
     label_names = label_names or {}
@@ -356,8 +394,19 @@ def measure_lesions(image: Volume, labels: Volume, *, lesion_labels=None, label_
         parts = lesion_components(labels.array, label, split_components, MAX_LESIONS - len(lesions))
         for component, box, mask in parts:
             name = base if len(parts) == 1 else f"{base} {component}"
-            lesions.append(measure_component(image, box, mask, index=len(lesions) + 1, label=label,
-                                             component=component, name=name, organs=organs, organ_names=organ_names))
+            lesions.append(
+                measure_component(
+                    image,
+                    box,
+                    mask,
+                    index=len(lesions) + 1,
+                    label=label,
+                    component=component,
+                    name=name,
+                    organs=organs,
+                    organ_names=organ_names,
+                )
+            )
         if progress:
             progress((number + 1) / len(wanted), f"label {label}")
     return lesions

@@ -26,8 +26,8 @@ class AttributeValue:
     """One report attribute: its value and, when predicted, the probability of each option."""
 
     value: str
-    probabilities: dict | None = None     # option -> probability; None when given by a person
-    source: str = ""                      # model name, or "manual"
+    probabilities: dict | None = None  # option -> probability; None when given by a person
+    source: str = ""  # model name, or "manual"
 
 
 @dataclass
@@ -35,9 +35,9 @@ class ModelProvenance:
     name: str
     version: str = ""
     sha256: str = ""
-    role: str = ""                        # "segmentation", "attributes", ...
-    file: str = ""                        # the weight file read (a checkpoint, or one inside an nnU-Net folder)
-    source: str = ""                      # what was given: an installed model's folder, a weight file, a result folder
+    role: str = ""  # "segmentation", "attributes", ...
+    file: str = ""  # the weight file read (a checkpoint, or one inside an nnU-Net folder)
+    source: str = ""  # what was given: an installed model's folder, a weight file, a result folder
 
     @classmethod
     def from_dict(cls, data, role: str = "segmentation") -> ModelProvenance | None:
@@ -45,8 +45,14 @@ class ModelProvenance:
         ``PASTA.Model`` attribute); None when it names no model."""
         if not isinstance(data, dict) or not data.get("name"):
             return None
-        return cls(str(data["name"]), str(data.get("version") or ""), str(data.get("sha256") or ""),
-                   str(data.get("role") or role), str(data.get("file") or ""), str(data.get("source") or ""))
+        return cls(
+            str(data["name"]),
+            str(data.get("version") or ""),
+            str(data.get("sha256") or ""),
+            str(data.get("role") or role),
+            str(data.get("file") or ""),
+            str(data.get("source") or ""),
+        )
 
     def describe(self) -> str:
         """One line for a reader: name, version, file and checksum."""
@@ -74,7 +80,7 @@ class CaseInfo:
     study_uid: str = ""
     series_uid: str = ""
     study_description: str = ""
-    image_name: str = ""                  # file or folder name of the CT (never a full path)
+    image_name: str = ""  # file or folder name of the CT (never a full path)
     segmentation_name: str = ""
     is_dicom: bool = False
 
@@ -82,14 +88,14 @@ class CaseInfo:
 @dataclass
 class LesionReport:
     measurement: LesionMeasurement
-    term: str = ""                        # terminology key, e.g. "tumor@lung" (see pastacore.terminology)
-    attributes: dict = field(default_factory=dict)   # name -> AttributeValue
-    status: str = "unknown"               # proposed, edited, confirmed, manual or unknown (pastacore.candidates)
+    term: str = ""  # terminology key, e.g. "tumor@lung" (see pastacore.terminology)
+    attributes: dict = field(default_factory=dict)  # name -> AttributeValue
+    status: str = "unknown"  # proposed, edited, confirmed, manual or unknown (pastacore.candidates)
     mean_probability: float | None = None  # the model's confidence: mean lesion probability over the candidate
     max_probability: float | None = None
-    recist: dict = field(default_factory=dict)   # role, measurable, diameter_mm, reason... (report.recist)
-    tracking_uid: str = ""                # the same lesion keeps it across time points (DICOM SR tracking)
-    baseline_number: int = 0              # follow-up reports: the baseline lesion it is (0: new or none)
+    recist: dict = field(default_factory=dict)  # role, measurable, diameter_mm, reason... (report.recist)
+    tracking_uid: str = ""  # the same lesion keeps it across time points (DICOM SR tracking)
+    baseline_number: int = 0  # follow-up reports: the baseline lesion it is (0: new or none)
 
     @property
     def confidence(self) -> float | None:
@@ -108,18 +114,17 @@ class LesionReport:
 class CaseReport:
     case: CaseInfo
     lesions: list
-    models: list = field(default_factory=list)       # ModelProvenance
-    notes: list = field(default_factory=list)        # sentences for the reader (e.g. what DICOM holds)
+    models: list = field(default_factory=list)  # ModelProvenance
+    notes: list = field(default_factory=list)  # sentences for the reader (e.g. what DICOM holds)
     lesion_labels: dict = field(default_factory=dict)  # {"values": [...], "reason": "..."}: what was measured, why
-    time_point: str = "baseline"                     # "baseline" or "follow-up"
-    origin: str = ""                                 # which model made the segmentation, or that nobody knows
-    floor: dict = field(default_factory=dict)        # the reporting floor applied (pastacore.candidates.Floor)
+    time_point: str = "baseline"  # "baseline" or "follow-up"
+    origin: str = ""  # which model made the segmentation, or that nobody knows
+    floor: dict = field(default_factory=dict)  # the reporting floor applied (pastacore.candidates.Floor)
     below_floor: list = field(default_factory=list)  # lesions too small or unsure to report: a short record each
-    recist: dict = field(default_factory=dict)       # RECIST 1.1 baseline (report.recist.RecistBaseline.to_dict)
-    comparison: dict = field(default_factory=dict)   # follow-up reports: the response (report.followup)
+    recist: dict = field(default_factory=dict)  # RECIST 1.1 baseline (report.recist.RecistBaseline.to_dict)
+    comparison: dict = field(default_factory=dict)  # follow-up reports: the response (report.followup)
     software: dict = field(default_factory=lambda: {"name": SOFTWARE, "version": __version__})
-    created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
-                         .replace(microsecond=0).isoformat())
+    created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat())
     disclaimer: str = DISCLAIMER
 
     def to_dict(self) -> dict:

@@ -32,27 +32,27 @@ NODE_MEASURABLE_SHORT_MM = 15.0
 NODE_PATHOLOGICAL_SHORT_MM = 10.0
 MAX_TARGETS, MAX_PER_ORGAN = 5, 2
 AXIAL_TOLERANCE_DEGREES = 30.0  # a gantry tilt up to this still gives axial slices
-_EPS = 1e-6                     # measurements exactly on a limit count as reaching it
+_EPS = 1e-6  # measurements exactly on a limit count as reaching it
 
 
 @dataclass
 class RecistLesion:
     number: int
-    organ_group: str                # "lung", "liver", "lymph nodes", "unknown organ"
+    organ_group: str  # "lung", "liver", "lymph nodes", "unknown organ"
     is_node: bool
-    diameter_mm: float              # long axis, or short axis for a lymph node (0.1 mm, as recorded)
+    diameter_mm: float  # long axis, or short axis for a lymph node (0.1 mm, as recorded)
     measurable: bool
-    role: str                       # "target", "non-target" or "" (a normal-sized lymph node: no lesion)
-    reason: str                     # one sentence: why measurable or not, why the role
-    target_number: int = 0          # 1..5 for targets
+    role: str  # "target", "non-target" or "" (a normal-sized lymph node: no lesion)
+    reason: str  # one sentence: why measurable or not, why the role
+    target_number: int = 0  # 1..5 for targets
 
 
 @dataclass
 class RecistBaseline:
     slice_thickness_mm: float
     minimum_long_axis_mm: float
-    lesions: list                   # RecistLesion, in report order
-    chosen_by: str                  # "automatic" or "reader"
+    lesions: list  # RecistLesion, in report order
+    chosen_by: str  # "automatic" or "reader"
     notes: list = field(default_factory=list)
 
     @property
@@ -68,11 +68,17 @@ class RecistBaseline:
         return round(sum(r.diameter_mm for r in self.targets), 1)
 
     def to_dict(self) -> dict:
-        return {"criteria": "RECIST 1.1", "slice_thickness_mm": round(self.slice_thickness_mm, 2),
-                "minimum_long_axis_mm": round(self.minimum_long_axis_mm, 2), "chosen_by": self.chosen_by,
-                "targets": [r.number for r in self.targets], "non_targets": [r.number for r in self.non_targets],
-                "sum_of_diameters_mm": self.sum_of_diameters_mm, "notes": list(self.notes),
-                "lesions": [asdict(r) for r in self.lesions]}
+        return {
+            "criteria": "RECIST 1.1",
+            "slice_thickness_mm": round(self.slice_thickness_mm, 2),
+            "minimum_long_axis_mm": round(self.minimum_long_axis_mm, 2),
+            "chosen_by": self.chosen_by,
+            "targets": [r.number for r in self.targets],
+            "non_targets": [r.number for r in self.non_targets],
+            "sum_of_diameters_mm": self.sum_of_diameters_mm,
+            "notes": list(self.notes),
+            "lesions": [asdict(r) for r in self.lesions],
+        }
 
 
 def minimum_long_axis(slice_thickness_mm: float) -> float:
@@ -97,8 +103,10 @@ def axial_note(grid) -> str:
     tilt = float(np.degrees(np.arccos(min(1.0, abs(normal[2]) / np.linalg.norm(normal)))))
     if tilt <= AXIAL_TOLERANCE_DEGREES:
         return ""
-    return (f"The CT's slices are {tilt:.0f} degrees from axial: the long and short axes were measured in the "
-            "acquisition slices, not in the axial plane RECIST 1.1 asks for; re-measure on an axial reconstruction.")
+    return (
+        f"The CT's slices are {tilt:.0f} degrees from axial: the long and short axes were measured in the "
+        "acquisition slices, not in the axial plane RECIST 1.1 asks for; re-measure on an axial reconstruction."
+    )
 
 
 _NODE = re.compile(r"\blymph|\bnodes?\b", re.IGNORECASE)
@@ -114,8 +122,11 @@ def organ_group(organ: str, node: bool) -> str:
     """The organ a lesion counts for: left and right of a paired organ are one, all lymph nodes one."""
     if node:
         return "lymph nodes"
-    words = [w for w in re.split(r"[\s_]+", (organ or "").lower()) if w not in ("left", "right", "upper", "lower",
-                                                                                   "middle", "lobe", "of", "the")]
+    words = [
+        w
+        for w in re.split(r"[\s_]+", (organ or "").lower())
+        if w not in ("left", "right", "upper", "lower", "middle", "lobe", "of", "the")
+    ]
     return " ".join(words) or "unknown organ"
 
 
@@ -126,24 +137,55 @@ def classify(number, m, term: str, thickness_mm: float) -> RecistLesion:
     if node:
         short = round(m.short_axis_mm, 1)
         if short + _EPS >= NODE_MEASURABLE_SHORT_MM:
-            return RecistLesion(number, group, True, short, True, "",
-                                f"lymph node, short axis {short:.1f} mm >= {NODE_MEASURABLE_SHORT_MM:g} mm: measurable")
+            return RecistLesion(
+                number,
+                group,
+                True,
+                short,
+                True,
+                "",
+                f"lymph node, short axis {short:.1f} mm >= {NODE_MEASURABLE_SHORT_MM:g} mm: measurable",
+            )
         if short + _EPS >= NODE_PATHOLOGICAL_SHORT_MM:
-            return RecistLesion(number, group, True, short, False, "non-target",
-                                f"lymph node, short axis {short:.1f} mm: pathological but not measurable "
-                                f"({NODE_PATHOLOGICAL_SHORT_MM:g} to under {NODE_MEASURABLE_SHORT_MM:g} mm)")
-        return RecistLesion(number, group, True, short, False, "",
-                            f"lymph node, short axis {short:.1f} mm < {NODE_PATHOLOGICAL_SHORT_MM:g} mm: normal size, "
-                            "not a lesion")
+            return RecistLesion(
+                number,
+                group,
+                True,
+                short,
+                False,
+                "non-target",
+                f"lymph node, short axis {short:.1f} mm: pathological but not measurable "
+                f"({NODE_PATHOLOGICAL_SHORT_MM:g} to under {NODE_MEASURABLE_SHORT_MM:g} mm)",
+            )
+        return RecistLesion(
+            number,
+            group,
+            True,
+            short,
+            False,
+            "",
+            f"lymph node, short axis {short:.1f} mm < {NODE_PATHOLOGICAL_SHORT_MM:g} mm: normal size, not a lesion",
+        )
     limit = minimum_long_axis(thickness_mm)
     long_axis = round(m.long_axis_mm, 1)
-    rule = (f"{limit:g} mm on {thickness_mm:g} mm slices" if limit == MEASURABLE_MM
-            else f"twice the {thickness_mm:g} mm slice thickness")
+    rule = (
+        f"{limit:g} mm on {thickness_mm:g} mm slices"
+        if limit == MEASURABLE_MM
+        else f"twice the {thickness_mm:g} mm slice thickness"
+    )
     if long_axis + _EPS >= limit:
-        return RecistLesion(number, group, False, long_axis, True, "",
-                            f"long axis {long_axis:.1f} mm >= {limit:g} mm ({rule}): measurable")
-    return RecistLesion(number, group, False, long_axis, False, "non-target",
-                        f"long axis {long_axis:.1f} mm < {limit:g} mm ({rule}): not measurable")
+        return RecistLesion(
+            number, group, False, long_axis, True, "", f"long axis {long_axis:.1f} mm >= {limit:g} mm ({rule}): measurable"
+        )
+    return RecistLesion(
+        number,
+        group,
+        False,
+        long_axis,
+        False,
+        "non-target",
+        f"long axis {long_axis:.1f} mm < {limit:g} mm ({rule}): not measurable",
+    )
 
 
 def _check_choice(lesions: dict, chosen: list) -> None:
@@ -151,8 +193,9 @@ def _check_choice(lesions: dict, chosen: list) -> None:
         raise PastaError("a target lesion is listed twice")
     unknown = [n for n in chosen if n not in lesions]
     if unknown:
-        raise PastaError(f"there is no lesion {', '.join(map(str, unknown))} in the report "
-                         f"(lesions 1 to {max(lesions) if lesions else 0})")
+        raise PastaError(
+            f"there is no lesion {', '.join(map(str, unknown))} in the report (lesions 1 to {max(lesions) if lesions else 0})"
+        )
     if len(chosen) > MAX_TARGETS:
         raise PastaError(f"RECIST 1.1 allows at most {MAX_TARGETS} target lesions; {len(chosen)} were chosen")
     not_measurable = [n for n in chosen if not lesions[n].measurable]
@@ -165,8 +208,10 @@ def _check_choice(lesions: dict, chosen: list) -> None:
     crowded = {g: ns for g, ns in groups.items() if len(ns) > MAX_PER_ORGAN}
     if crowded:
         group, ns = next(iter(crowded.items()))
-        raise PastaError(f"RECIST 1.1 allows at most {MAX_PER_ORGAN} target lesions per organ; lesions "
-                         f"{', '.join(map(str, ns))} are all in the {group}")
+        raise PastaError(
+            f"RECIST 1.1 allows at most {MAX_PER_ORGAN} target lesions per organ; lesions "
+            f"{', '.join(map(str, ns))} are all in the {group}"
+        )
 
 
 def choose_targets(recist_lesions: list, chosen=None, border=(), bands=None) -> str:
@@ -184,8 +229,10 @@ def choose_targets(recist_lesions: list, chosen=None, border=(), bands=None) -> 
         _check_choice(by_number, chosen)
         order, how = chosen, "reader"
     else:
-        ranked = sorted((r for r in recist_lesions if r.measurable and r.number not in border),
-                        key=lambda r: (-bands.get(r.number, 0), -r.diameter_mm, r.number))
+        ranked = sorted(
+            (r for r in recist_lesions if r.measurable and r.number not in border),
+            key=lambda r: (-bands.get(r.number, 0), -r.diameter_mm, r.number),
+        )
         order, counts = [], {}
         for r in ranked:
             if len(order) < MAX_TARGETS and counts.get(r.organ_group, 0) < MAX_PER_ORGAN:
@@ -195,15 +242,22 @@ def choose_targets(recist_lesions: list, chosen=None, border=(), bands=None) -> 
     for target_number, n in enumerate(order, start=1):
         r = by_number[n]
         r.role, r.target_number = "target", target_number
-        r.reason += "; target lesion " + ("chosen by the reader" if how == "reader" else
-                                          f"{target_number} (largest measurable in the {r.organ_group}"
-                                          + (", among the most confident)" if len(set(bands.values())) > 1 else ")"))
+        r.reason += "; target lesion " + (
+            "chosen by the reader"
+            if how == "reader"
+            else f"{target_number} (largest measurable in the {r.organ_group}"
+            + (", among the most confident)" if len(set(bands.values())) > 1 else ")")
+        )
     for r in recist_lesions:
         if r.role == "" and r.measurable:
             r.role = "non-target"
-            r.reason += ("; not chosen by the reader" if how == "reader" else
-                         "; touches the volume border (may be cut)" if r.number in border else
-                         f"; not a target ({MAX_PER_ORGAN} per organ, {MAX_TARGETS} in all)")
+            r.reason += (
+                "; not chosen by the reader"
+                if how == "reader"
+                else "; touches the volume border (may be cut)"
+                if r.number in border
+                else f"; not a target ({MAX_PER_ORGAN} per organ, {MAX_TARGETS} in all)"
+            )
     return how
 
 
@@ -220,6 +274,8 @@ def baseline(lesions, image, chosen=None) -> RecistBaseline:
     if note:
         notes.append(note)
     if thickness > THIN_SLICE_MM + _EPS:
-        notes.append(f"Slices are {thickness:g} mm thick (over {THIN_SLICE_MM:g} mm): lesions need a long axis of "
-                     f"{minimum_long_axis(thickness):g} mm to be measurable.")
+        notes.append(
+            f"Slices are {thickness:g} mm thick (over {THIN_SLICE_MM:g} mm): lesions need a long axis of "
+            f"{minimum_long_axis(thickness):g} mm to be measurable."
+        )
     return RecistBaseline(thickness, minimum_long_axis(thickness), classified, how, notes)

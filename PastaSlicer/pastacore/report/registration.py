@@ -21,8 +21,8 @@ SEED = 20240  # metric sampling: the same result every run
 
 @dataclass
 class Registration:
-    transform: object            # SimpleITK transform: baseline (fixed) points -> follow-up (moving) points
-    metric: float                # final Mattes mutual information (lower is better)
+    transform: object  # SimpleITK transform: baseline (fixed) points -> follow-up (moving) points
+    metric: float  # final Mattes mutual information (lower is better)
     method: str
 
     def to_baseline(self, points_lps) -> np.ndarray:
@@ -47,8 +47,17 @@ def _working_image(volume):
     extent = np.array(image.GetSize()) * np.array(image.GetSpacing())
     spacing = extent / np.array(size)
     origin = np.array(image.GetOrigin()) + direction @ ((spacing - np.array(image.GetSpacing())) / 2.0)
-    return sitk.Resample(image, size, sitk.Transform(), sitk.sitkLinear, origin.tolist(), spacing.tolist(),
-                         image.GetDirection(), -1024.0, sitk.sitkFloat32)
+    return sitk.Resample(
+        image,
+        size,
+        sitk.Transform(),
+        sitk.sitkLinear,
+        origin.tolist(),
+        spacing.tolist(),
+        image.GetDirection(),
+        -1024.0,
+        sitk.sitkFloat32,
+    )
 
 
 def _body_centre(image) -> np.ndarray:
@@ -70,9 +79,13 @@ def _method(transform, fixed, moving, learning_rate: float, iterations: int):
     method.SetMetricSamplingStrategy(method.RANDOM)
     method.SetMetricSamplingPercentage(0.25, SEED)
     method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(learningRate=learning_rate, minStep=1e-3,
-                                                    numberOfIterations=iterations, relaxationFactor=0.6,
-                                                    gradientMagnitudeTolerance=1e-6)
+    method.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=learning_rate,
+        minStep=1e-3,
+        numberOfIterations=iterations,
+        relaxationFactor=0.6,
+        gradientMagnitudeTolerance=1e-6,
+    )
     method.SetOptimizerScalesFromPhysicalShift()
     method.SetShrinkFactorsPerLevel([2, 1])
     method.SetSmoothingSigmasPerLevel([2.0, 0.0])
@@ -102,6 +115,9 @@ def register(baseline, followup, progress=None) -> Registration:
     step(0.6, "affine registration")
     metric = _method(affine, fixed, moving, learning_rate=1.0, iterations=200)
     step(1.0, "registered")
-    return Registration(affine, float(metric),
-                        f"follow-up CT registered to the baseline CT (SimpleITK rigid then affine, Mattes mutual "
-                        f"information at {WORKING_MM:g} mm; final metric {metric:.3f})")
+    return Registration(
+        affine,
+        float(metric),
+        f"follow-up CT registered to the baseline CT (SimpleITK rigid then affine, Mattes mutual "
+        f"information at {WORKING_MM:g} mm; final metric {metric:.3f})",
+    )

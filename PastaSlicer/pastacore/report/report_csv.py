@@ -4,11 +4,42 @@ from __future__ import annotations
 
 import csv
 
-COLUMNS = ("case_id", "patient_id", "study_uid", "lesion", "name", "term", "organ", "side", "volume_ml",
-           "max_diameter_3d_mm", "long_axis_mm", "short_axis_mm", "axis_slice", "major_axis_mm", "minor_axis_mm",
-           "least_axis_mm", "mean_hu", "std_hu", "min_hu", "max_hu", "median_hu", "centroid_r_mm", "centroid_a_mm",
-           "centroid_s_mm", "first_slice", "last_slice", "touches_border", "attributes", "status", "mean_probability",
-           "max_probability", "recist_role", "recist_diameter_mm", "segmentation_model")
+COLUMNS = (
+    "case_id",
+    "patient_id",
+    "study_uid",
+    "lesion",
+    "name",
+    "term",
+    "organ",
+    "side",
+    "volume_ml",
+    "max_diameter_3d_mm",
+    "long_axis_mm",
+    "short_axis_mm",
+    "axis_slice",
+    "major_axis_mm",
+    "minor_axis_mm",
+    "least_axis_mm",
+    "mean_hu",
+    "std_hu",
+    "min_hu",
+    "max_hu",
+    "median_hu",
+    "centroid_r_mm",
+    "centroid_a_mm",
+    "centroid_s_mm",
+    "first_slice",
+    "last_slice",
+    "touches_border",
+    "attributes",
+    "status",
+    "mean_probability",
+    "max_probability",
+    "recist_role",
+    "recist_diameter_mm",
+    "segmentation_model",
+)
 
 
 def lesion_rows(report) -> list:
@@ -18,16 +49,32 @@ def lesion_rows(report) -> list:
     for lesion in report.lesions:
         m = lesion.measurement
         attrs = "; ".join(f"{k}={a.value}" for k, a in lesion.attributes.items())
-        rows.append([
-            report.case.case_id, report.case.patient_id, report.case.study_uid, m.index, m.name, lesion.term,
-            m.organ, m.side, *(f"{v:.4f}" for v in (m.volume_ml, m.max_diameter_3d_mm, m.long_axis_mm,
-                                                     m.short_axis_mm)),
-            m.axis_slice, *(f"{v:.4f}" for v in m.principal_axes_mm),
-            *(f"{v:.4f}" for v in (m.mean_hu, m.std_hu, m.min_hu, m.max_hu, m.median_hu)),
-            *(f"{v:.3f}" for v in m.centroid_ras_mm), m.slice_range[0], m.slice_range[1], int(m.touches_border), attrs,
-            lesion.status, *("" if v is None else f"{v:.4f}" for v in (lesion.mean_probability, lesion.max_probability)),
-            lesion.role, "" if "diameter_mm" not in lesion.recist else f"{lesion.recist['diameter_mm']:.1f}", model,
-        ])
+        rows.append(
+            [
+                report.case.case_id,
+                report.case.patient_id,
+                report.case.study_uid,
+                m.index,
+                m.name,
+                lesion.term,
+                m.organ,
+                m.side,
+                *(f"{v:.4f}" for v in (m.volume_ml, m.max_diameter_3d_mm, m.long_axis_mm, m.short_axis_mm)),
+                m.axis_slice,
+                *(f"{v:.4f}" for v in m.principal_axes_mm),
+                *(f"{v:.4f}" for v in (m.mean_hu, m.std_hu, m.min_hu, m.max_hu, m.median_hu)),
+                *(f"{v:.3f}" for v in m.centroid_ras_mm),
+                m.slice_range[0],
+                m.slice_range[1],
+                int(m.touches_border),
+                attrs,
+                lesion.status,
+                *("" if v is None else f"{v:.4f}" for v in (lesion.mean_probability, lesion.max_probability)),
+                lesion.role,
+                "" if "diameter_mm" not in lesion.recist else f"{lesion.recist['diameter_mm']:.1f}",
+                model,
+            ]
+        )
     return rows
 
 

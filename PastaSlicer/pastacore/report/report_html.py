@@ -19,9 +19,24 @@ from .assess import status_text
 from .formats import ReportFormat, register
 from .key_images import lesion_figure, lesion_mask, report_window
 
-COLUMNS = ("#", "lesion", "organ", "confidence (mean / max)", "status", "RECIST 1.1", "volume (mL)",
-           "long x short axis (mm)", "max 3D diameter (mm)", "axis slice", "mean ± SD (HU)", "min / median / max (HU)",
-           "centroid RAS (mm)", "slices", "attributes", "flags")
+COLUMNS = (
+    "#",
+    "lesion",
+    "organ",
+    "confidence (mean / max)",
+    "status",
+    "RECIST 1.1",
+    "volume (mL)",
+    "long x short axis (mm)",
+    "max 3D diameter (mm)",
+    "axis slice",
+    "mean ± SD (HU)",
+    "min / median / max (HU)",
+    "centroid RAS (mm)",
+    "slices",
+    "attributes",
+    "flags",
+)
 
 
 def _organ_text(m) -> str:
@@ -61,28 +76,49 @@ def table_rows(report) -> list:
     rows = []
     for lesion in report.lesions:
         m = lesion.measurement
-        rows.append([
-            str(m.index), m.name, _organ_text(m), confidence_text(lesion), status_text(lesion.status), role_text(lesion),
-            f"{m.volume_ml:.2f}", f"{m.long_axis_mm:.1f} x {m.short_axis_mm:.1f}", f"{m.max_diameter_3d_mm:.1f}",
-            str(m.axis_slice), f"{m.mean_hu:.0f} ± {m.std_hu:.0f}",
-            f"{m.min_hu:.0f} / {m.median_hu:.0f} / {m.max_hu:.0f}",
-            ", ".join(f"{c:.1f}" for c in m.centroid_ras_mm), f"{m.slice_range[0]}-{m.slice_range[1]}",
-            _attributes_text(lesion), "; ".join(m.flags) or "-",
-        ])
+        rows.append(
+            [
+                str(m.index),
+                m.name,
+                _organ_text(m),
+                confidence_text(lesion),
+                status_text(lesion.status),
+                role_text(lesion),
+                f"{m.volume_ml:.2f}",
+                f"{m.long_axis_mm:.1f} x {m.short_axis_mm:.1f}",
+                f"{m.max_diameter_3d_mm:.1f}",
+                str(m.axis_slice),
+                f"{m.mean_hu:.0f} ± {m.std_hu:.0f}",
+                f"{m.min_hu:.0f} / {m.median_hu:.0f} / {m.max_hu:.0f}",
+                ", ".join(f"{c:.1f}" for c in m.centroid_ras_mm),
+                f"{m.slice_range[0]}-{m.slice_range[1]}",
+                _attributes_text(lesion),
+                "; ".join(m.flags) or "-",
+            ]
+        )
     return rows
 
 
 def _case_lines(report) -> list:
     c = report.case
-    lines = [("Case", c.case_id), ("Time point", report.time_point), ("Patient ID", c.patient_id),
-             ("Study UID", c.study_uid), ("Series UID", c.series_uid), ("Image", c.image_name),
-             ("Segmentation", c.segmentation_name), ("Origin", report.origin),
-             ("Software", f"{report.software['name']} {report.software['version']}"), ("Created", report.created)]
+    lines = [
+        ("Case", c.case_id),
+        ("Time point", report.time_point),
+        ("Patient ID", c.patient_id),
+        ("Study UID", c.study_uid),
+        ("Series UID", c.series_uid),
+        ("Image", c.image_name),
+        ("Segmentation", c.segmentation_name),
+        ("Origin", report.origin),
+        ("Software", f"{report.software['name']} {report.software['version']}"),
+        ("Created", report.created),
+    ]
     for model in report.models:
         lines.append((f"Model ({model.role or 'model'})", model.describe()))
     if not report.models:
-        lines.append(("Models", "none recorded: the segmentation's origin is unknown (measurements only; "
-                                "attributes not predicted)"))
+        lines.append(
+            ("Models", "none recorded: the segmentation's origin is unknown (measurements only; attributes not predicted)")
+        )
     if report.floor:
         from ..candidates import Floor
 
@@ -98,18 +134,26 @@ def recist_lines(report) -> list:
     if report.time_point == "follow-up" and report.comparison:
         c = report.comparison
         percent = "" if c.get("sum_change_percent") is None else f" ({c['sum_change_percent']:+.1f} %)"
-        return [f"Response (RECIST 1.1): {c['overall_response']}", c["rule"],
-                f"Sum of diameters: {c['sum_baseline_mm']:.1f} mm at baseline, {c['sum_followup_mm']:.1f} mm now"
-                f"{percent}; nadir {c['nadir_mm']:.1f} mm.", f"Registration: {c['registration']}"]
+        return [
+            f"Response (RECIST 1.1): {c['overall_response']}",
+            c["rule"],
+            f"Sum of diameters: {c['sum_baseline_mm']:.1f} mm at baseline, {c['sum_followup_mm']:.1f} mm now"
+            f"{percent}; nadir {c['nadir_mm']:.1f} mm.",
+            f"Registration: {c['registration']}",
+        ]
     targets = [lesion for lesion in report.lesions if lesion.role == "target"]
     if not targets:
         return ["RECIST 1.1: no measurable lesion, so no target lesion and no sum of diameters."]
-    listed = ", ".join(f"{lesion.number} ({lesion.recist['diameter_mm']:.1f} mm)" for lesion in
-                       sorted(targets, key=lambda x: x.recist.get("target_number", 0)))
+    listed = ", ".join(
+        f"{lesion.number} ({lesion.recist['diameter_mm']:.1f} mm)"
+        for lesion in sorted(targets, key=lambda x: x.recist.get("target_number", 0))
+    )
     chosen = "chosen by the reader" if recist.get("chosen_by") == "reader" else "chosen automatically, largest first"
-    return [f"RECIST 1.1 target lesions ({chosen}): {listed}.",
-            f"Sum of diameters: {recist['sum_of_diameters_mm']:.1f} mm (long axes; short axes for lymph nodes), on "
-            f"{recist['slice_thickness_mm']:g} mm slices (measurable from {recist.get('minimum_long_axis_mm', 10):g} mm)."]
+    return [
+        f"RECIST 1.1 target lesions ({chosen}): {listed}.",
+        f"Sum of diameters: {recist['sum_of_diameters_mm']:.1f} mm (long axes; short axes for lymph nodes), on "
+        f"{recist['slice_thickness_mm']:g} mm slices (measurable from {recist.get('minimum_long_axis_mm', 10):g} mm).",
+    ]
 
 
 def _figure_title(report, lesion) -> tuple:
@@ -139,8 +183,11 @@ def write_html_pdf(report, image, labels, out_dir, formats=("html", "pdf"), prog
     out_dir = Path(out_dir)
     written = []
     window_name, window = report_window(image, [lesion.measurement for lesion in report.lesions])
-    pdf = PdfPages(out_dir / "report.pdf", metadata={"Title": f"PASTA report {report.case.case_id}",
-                                                     "Subject": report.disclaimer}) if "pdf" in formats else None
+    pdf = (
+        PdfPages(out_dir / "report.pdf", metadata={"Title": f"PASTA report {report.case.case_id}", "Subject": report.disclaimer})
+        if "pdf" in formats
+        else None
+    )
     try:
         if pdf is not None:
             _pdf_summary(report, pdf, plt)
@@ -196,13 +243,16 @@ def _pdf_side_by_side(report, baseline_dir: Path, pictures: dict, pdf, plt) -> N
             continue
         fig, axes = plt.subplots(2, 1, figsize=(11.69, 8.27), facecolor="black")
         role = f"target {row['target_number']}" if row["role"] == "target" else row["role"]
-        for ax, source, when in ((axes[0], then, f"baseline lesion {row['baseline']}"),
-                                 (axes[1], now, f"follow-up lesion {row['followup']}")):
+        for ax, source, when in (
+            (axes[0], then, f"baseline lesion {row['baseline']}"),
+            (axes[1], now, f"follow-up lesion {row['followup']}"),
+        ):
             ax.imshow(plt.imread(source))
             ax.set_title(when, color="white", fontsize=9)
             ax.axis("off")
-        fig.suptitle(f"{role}: {row['baseline_mm']:.1f} -> {row['followup_mm']:.1f} mm - {report.disclaimer}",
-                     color="white", fontsize=10)
+        fig.suptitle(
+            f"{role}: {row['baseline_mm']:.1f} -> {row['followup_mm']:.1f} mm - {report.disclaimer}", color="white", fontsize=10
+        )
         pdf.savefig(fig, facecolor="black")
         plt.close(fig)
 
@@ -237,8 +287,7 @@ def _pdf_summary(report, pdf, plt) -> None:
     ax.axis("off")
     rows = table_rows(report)
     if rows:
-        table = ax.table(cellText=[[c[:40] for c in r] for r in rows], colLabels=COLUMNS, loc="upper center",
-                         cellLoc="left")
+        table = ax.table(cellText=[[c[:40] for c in r] for r in rows], colLabels=COLUMNS, loc="upper center", cellLoc="left")
         table.auto_set_font_size(False)
         table.set_fontsize(5.0)
         table.scale(1, 1.3)
@@ -256,10 +305,13 @@ def comparison_rows(report) -> list:
     for row in (report.comparison or {}).get("pairs", []):
         role = f"target {row['target_number']}" if row["role"] == "target" else row["role"]
         then = f"lesion {row['baseline']}: {row['baseline_mm']:.1f} mm" if row.get("baseline") else "-"
-        now = (f"lesion {row['followup']}: {row['followup_mm']:.1f} mm" if row.get("followup")
-               else "not found (0 mm)")
-        change = "-" if row.get("change_mm") is None else f"{row['change_mm']:+.1f} mm" + (
-            f" ({row['change_percent']:+.0f} %)" if row.get("change_percent") is not None else "")
+        now = f"lesion {row['followup']}: {row['followup_mm']:.1f} mm" if row.get("followup") else "not found (0 mm)"
+        change = (
+            "-"
+            if row.get("change_mm") is None
+            else f"{row['change_mm']:+.1f} mm"
+            + (f" ({row['change_percent']:+.0f} %)" if row.get("change_percent") is not None else "")
+        )
         rows.append([role, row.get("organ") or "-", then, now, change, row.get("state", "")])
     return rows
 
@@ -270,8 +322,14 @@ COMPARISON_COLUMNS = ("RECIST role", "organ", "baseline", "follow-up", "change",
 def _pdf_comparison(report, pdf, plt) -> None:
     fig = plt.figure(figsize=(11.69, 8.27))
     c = report.comparison
-    fig.text(0.03, 0.96, f"RECIST 1.1 response: {c['baseline_case']} (baseline) -> {c['followup_case']} (follow-up)",
-             fontsize=13, weight="bold", va="top")
+    fig.text(
+        0.03,
+        0.96,
+        f"RECIST 1.1 response: {c['baseline_case']} (baseline) -> {c['followup_case']} (follow-up)",
+        fontsize=13,
+        weight="bold",
+        va="top",
+    )
     y = 0.92
     for line in recist_lines(report):
         fig.text(0.03, y, line[:200], fontsize=8, va="top")
@@ -301,19 +359,30 @@ def _html_comparison(report, images, baseline_images) -> str:
         then, now = baseline_images.get(row.get("baseline")), here.get(row.get("followup"))
         if not (then or now):
             continue
+
         def cell(src, number, when):
             if src:
                 return f'<td><img src="{e(src)}" alt="{e(when)} lesion {number}"></td>'
             return f"<td>{e('not seen at ' + when if not number else when + ' lesion ' + str(number) + ': no image')}</td>"
 
-        pictures.append(f"<tr><th>{e(row['role'])} {row.get('target_number') or ''}</th>"
-                        f"{cell(then, row.get('baseline'), 'baseline')}"
-                        f"{cell(now, row.get('followup'), 'follow-up')}</tr>")
-    side = (f"<table class='side'><thead><tr><th></th><th>baseline</th><th>follow-up</th></tr></thead>"
-            f"<tbody>{''.join(pictures)}</tbody></table>") if pictures else ""
+        pictures.append(
+            f"<tr><th>{e(row['role'])} {row.get('target_number') or ''}</th>"
+            f"{cell(then, row.get('baseline'), 'baseline')}"
+            f"{cell(now, row.get('followup'), 'follow-up')}</tr>"
+        )
+    side = (
+        (
+            f"<table class='side'><thead><tr><th></th><th>baseline</th><th>follow-up</th></tr></thead>"
+            f"<tbody>{''.join(pictures)}</tbody></table>"
+        )
+        if pictures
+        else ""
+    )
     lines = "".join(f"<p>{e(line)}</p>" for line in recist_lines(report))
-    return (f"<h2>Response (RECIST 1.1): both time points</h2>{lines}"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{side}")
+    return (
+        f"<h2>Response (RECIST 1.1): both time points</h2>{lines}"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{side}"
+    )
 
 
 def _html_recist(report) -> str:
@@ -321,10 +390,15 @@ def _html_recist(report) -> str:
         return ""
     e = html.escape
     lines = "".join(f"<p><b>{e(line)}</b></p>" for line in recist_lines(report))
-    rows = "".join(f"<tr><td>{lesion.number}</td><td>{e(role_text(lesion))}</td>"
-                   f"<td>{e(lesion.recist.get('reason', ''))}</td></tr>" for lesion in report.lesions if lesion.recist)
-    return (f"<h2>RECIST 1.1 baseline</h2>{lines}<table><thead><tr><th>#</th><th>role</th><th>why</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>")
+    rows = "".join(
+        f"<tr><td>{lesion.number}</td><td>{e(role_text(lesion))}</td><td>{e(lesion.recist.get('reason', ''))}</td></tr>"
+        for lesion in report.lesions
+        if lesion.recist
+    )
+    return (
+        f"<h2>RECIST 1.1 baseline</h2>{lines}<table><thead><tr><th>#</th><th>role</th><th>why</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
 
 
 def _html_below(report) -> str:
@@ -335,11 +409,14 @@ def _html_below(report) -> str:
         f"<tr><td>{e(r['name'])}</td><td>{r['volume_ml']:.3f}</td><td>{r['long_axis_mm']:.1f}</td>"
         f"<td>{'-' if r['mean_probability'] is None else format(r['mean_probability'], '.2f')}</td>"
         f"<td>{e(', '.join(format(c, '.1f') for c in r['centroid_ras_mm']))}</td><td>{e('; '.join(r['reasons']))}</td></tr>"
-        for r in report.below_floor)
-    return (f"<details><summary>{len(report.below_floor)} piece(s) under the reporting floor, not reported as "
-            f"lesions</summary><table><thead><tr><th>name</th><th>volume (mL)</th><th>long axis (mm)</th>"
-            f"<th>confidence</th><th>centroid RAS (mm)</th><th>why</th></tr></thead><tbody>{rows}</tbody></table>"
-            f"</details>")
+        for r in report.below_floor
+    )
+    return (
+        f"<details><summary>{len(report.below_floor)} piece(s) under the reporting floor, not reported as "
+        f"lesions</summary><table><thead><tr><th>name</th><th>volume (mL)</th><th>long axis (mm)</th>"
+        f"<th>confidence</th><th>centroid RAS (mm)</th><th>why</th></tr></thead><tbody>{rows}</tbody></table>"
+        f"</details>"
+    )
 
 
 def _html(report, images, window_name: str = "", baseline_images=None) -> str:
@@ -353,7 +430,8 @@ def _html(report, images, window_name: str = "", baseline_images=None) -> str:
         f"{lesion.measurement.axis_slice} with the long (yellow) and short (blue) axes where they were measured; "
         f"coronal and sagittal slices through the centroid, the dashed line at the axial slice's level. "
         f"{e(window_name)} window in every view, true voxel proportions, scale bar in mm.</figcaption></figure>"
-        for lesion, src in zip(report.lesions, images))
+        for lesion, src in zip(report.lesions, images)
+    )
     notes = "".join(f"<li>{e(n)}</li>" for n in report.notes)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>PASTA report {e(report.case.case_id)}</title>
@@ -379,10 +457,17 @@ Minimum, Maximum, Median); long and short axes follow RECIST 1.1 in the acquisit
 
 
 def _write_html_pdf(context, names) -> None:
-    write_html_pdf(context.report, context.image, context.labels, context.folder, names,
-                   baseline_dir=context.baseline_dir)
+    write_html_pdf(context.report, context.image, context.labels, context.folder, names, baseline_dir=context.baseline_dir)
 
 
-register(ReportFormat("html", "HTML", "report.html with key images",
-                      ("report.html", "images/lesion_*.png", "images/baseline_lesion_*.png"), _write_html_pdf, order=20))
+register(
+    ReportFormat(
+        "html",
+        "HTML",
+        "report.html with key images",
+        ("report.html", "images/lesion_*.png", "images/baseline_lesion_*.png"),
+        _write_html_pdf,
+        order=20,
+    )
+)
 register(ReportFormat("pdf", "PDF", "report.pdf with key images", ("report.pdf",), _write_html_pdf, order=20))

@@ -28,8 +28,19 @@ import numpy as np
 from .formats import ReportFormat, register
 
 REPORT_SCHEMA = "pasta-report/2"
-FIXED_KEYS = ("volume_ml", "max_diameter_3d_mm", "long_axis_mm", "short_axis_mm", "mean_hu", "std_hu", "min_hu",
-              "max_hu", "centroid_ras_mm", "organ", "attributes")
+FIXED_KEYS = (
+    "volume_ml",
+    "max_diameter_3d_mm",
+    "long_axis_mm",
+    "short_axis_mm",
+    "mean_hu",
+    "std_hu",
+    "min_hu",
+    "max_hu",
+    "centroid_ras_mm",
+    "organ",
+    "attributes",
+)
 
 
 def _clean(value):
@@ -49,11 +60,16 @@ def _clean(value):
 def lesion_dict(lesion) -> dict:
     m = lesion.measurement.to_dict()
     fixed = {key: m.get(key) for key in FIXED_KEYS if key not in ("attributes",)}
-    fixed["attributes"] = {name: {"value": a.value, "probabilities": a.probabilities, "source": a.source}
-                           for name, a in lesion.attributes.items()}
-    review = {"status": lesion.status, "mean_probability": lesion.mean_probability,
-              "max_probability": lesion.max_probability, "recist": dict(lesion.recist),
-              "tracking_uid": lesion.tracking_uid}
+    fixed["attributes"] = {
+        name: {"value": a.value, "probabilities": a.probabilities, "source": a.source} for name, a in lesion.attributes.items()
+    }
+    review = {
+        "status": lesion.status,
+        "mean_probability": lesion.mean_probability,
+        "max_probability": lesion.max_probability,
+        "recist": dict(lesion.recist),
+        "tracking_uid": lesion.tracking_uid,
+    }
     if lesion.baseline_number:
         review["baseline_number"] = lesion.baseline_number
     extra = {key: value for key, value in m.items() if key not in fixed}
@@ -63,23 +79,25 @@ def lesion_dict(lesion) -> dict:
 
 def report_dict(report) -> dict:
     full = report.to_dict()
-    return _clean({
-        "schema": REPORT_SCHEMA,
-        "disclaimer": report.disclaimer,
-        "software": full["software"],
-        "created": report.created,
-        "case": full["case"],
-        "models": full["models"],
-        "time_point": report.time_point,
-        "origin": report.origin,
-        "notes": list(report.notes),
-        "lesion_labels": dict(report.lesion_labels),
-        "floor": dict(report.floor),
-        "recist": dict(report.recist),
-        "comparison": dict(report.comparison),
-        "lesions": [lesion_dict(lesion) for lesion in report.lesions],
-        "below_floor": list(report.below_floor),
-    })
+    return _clean(
+        {
+            "schema": REPORT_SCHEMA,
+            "disclaimer": report.disclaimer,
+            "software": full["software"],
+            "created": report.created,
+            "case": full["case"],
+            "models": full["models"],
+            "time_point": report.time_point,
+            "origin": report.origin,
+            "notes": list(report.notes),
+            "lesion_labels": dict(report.lesion_labels),
+            "floor": dict(report.floor),
+            "recist": dict(report.recist),
+            "comparison": dict(report.comparison),
+            "lesions": [lesion_dict(lesion) for lesion in report.lesions],
+            "below_floor": list(report.below_floor),
+        }
+    )
 
 
 def write_report_json(report, path) -> None:
@@ -94,8 +112,10 @@ _TEXTS = {  # our attribute values -> PASTA-Gen's vocabulary (pipeline/descripti
     "density": (("hypo", "low density lesion,"), ("iso", "isodense lesion,"), ("hyper", "high density lesion,")),
     "heterogeneity": (("hetero", "heterogeneous,"), ("homo", "homogeneous,")),
     "surface": (("ill", "ill-defined margin,"), ("well", "well-defined margin,")),
-    "invasion": (("no close", "no close relationship with surrounding organs,"),
-                 ("close", "close relationship with adjacent organs,")),
+    "invasion": (
+        ("no close", "no close relationship with surrounding organs,"),
+        ("close", "close relationship with adjacent organs,"),
+    ),
 }
 
 
@@ -144,18 +164,24 @@ def type_entries(report, grid) -> list:
         size = tuple(int(v) for v in np.maximum(1, np.rint(extent / np.asarray(standard.spacing))))
         organ_id = _organ_id(m.organ, m.side)
         attrs = lesion.attributes
-        entries.append(TypeEntry(organ_id, size, attributes={
-            "enhancement status": "",
-            "lesion location": str(organ_id),
-            "shape": _attribute_text("shape", attrs),
-            "size": size_text(size),
-            "density": _attribute_text("density", attrs),
-            "density variations": _attribute_text("heterogeneity", attrs),
-            "CT value": hu_text(m.mean_hu),
-            "surface characteristics": _attribute_text("surface", attrs),
-            "relationship with adjacent organs": _attribute_text("invasion", attrs),
-            "specific features": "",
-        }))
+        entries.append(
+            TypeEntry(
+                organ_id,
+                size,
+                attributes={
+                    "enhancement status": "",
+                    "lesion location": str(organ_id),
+                    "shape": _attribute_text("shape", attrs),
+                    "size": size_text(size),
+                    "density": _attribute_text("density", attrs),
+                    "density variations": _attribute_text("heterogeneity", attrs),
+                    "CT value": hu_text(m.mean_hu),
+                    "surface characteristics": _attribute_text("surface", attrs),
+                    "relationship with adjacent organs": _attribute_text("invasion", attrs),
+                    "specific features": "",
+                },
+            )
+        )
     return entries
 
 

@@ -12,15 +12,16 @@ from ..geometry.volume import Volume
 def _plane(volume: Volume, array: np.ndarray, axis: int, index: int) -> tuple:
     """The slice and its pixel aspect, oriented the way radiologists view it."""
     si, sj, sk = volume.grid.spacing
-    if axis == 0:   # axial: rows = j (posterior down), columns = i; LPS i->left shows patient left on the right
+    if axis == 0:  # axial: rows = j (posterior down), columns = i; LPS i->left shows patient left on the right
         return array[index], sj / si
-    if axis == 1:   # coronal: rows = k (superior up)
+    if axis == 1:  # coronal: rows = k (superior up)
         return array[:, index, :][::-1], sk / si
     return array[:, :, index][::-1], sk / sj  # sagittal
 
 
-def save_orthogonal_views(image: Volume, path, labels: Volume | None = None, center=None, title: str = "",
-                          window=(-1000, 400)) -> Path:
+def save_orthogonal_views(
+    image: Volume, path, labels: Volume | None = None, center=None, title: str = "", window=(-1000, 400)
+) -> Path:
     """Write axial, coronal and sagittal slices through ``center`` (voxel k, j, i) with contours."""
     import matplotlib
 

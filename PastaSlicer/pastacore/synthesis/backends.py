@@ -45,6 +45,7 @@ class ProceduralBackend(Backend):
 
 def _plugin(path: str, **fixed):
     """A factory for the backend class at ``"module:Class"``, imported when first used."""
+
     def make(**options):
         import importlib
 
@@ -56,11 +57,14 @@ def _plugin(path: str, **fixed):
 
 BACKENDS = {
     "procedural": (ProceduralBackend, ProceduralBackend.description),
-    "lesiondiffusion": (_plugin("pastacore.diffusion.backend:LesionDiffusionBackend", mask_source="lmnet"),
-                        "LesionDiffusion: LMNet mask + LINet texture from the released checkpoints (CUDA GPU "
-                        "recommended)"),
-    "lesiondiffusion-hybrid": (_plugin("pastacore.diffusion.backend:LesionDiffusionBackend", mask_source="procedural"),
-                               "procedural mask + LesionDiffusion LINet texture (CUDA GPU recommended)"),
+    "lesiondiffusion": (
+        _plugin("pastacore.diffusion.backend:LesionDiffusionBackend", mask_source="lmnet"),
+        "LesionDiffusion: LMNet mask + LINet texture from the released checkpoints (CUDA GPU recommended)",
+    ),
+    "lesiondiffusion-hybrid": (
+        _plugin("pastacore.diffusion.backend:LesionDiffusionBackend", mask_source="procedural"),
+        "procedural mask + LesionDiffusion LINet texture (CUDA GPU recommended)",
+    ),
 }
 ALIASES = {"diffusion": "lesiondiffusion"}
 

@@ -110,11 +110,21 @@ def sample_attributes(kind: S.LesionType, seed: int) -> dict:
 def case_paths(output: Path, layout: str, index: int, kind: S.LesionType) -> dict:
     if layout == "pasta-gen":
         folder = output / kind.dataset_folder / str(index)
-        return {"folder": folder, "image": folder / "img.nii.gz", "label": folder / "label.nii.gz",
-                "total": folder / "total.nii.gz", "type": folder / "type.json", "report": folder / "report.json"}
+        return {
+            "folder": folder,
+            "image": folder / "img.nii.gz",
+            "label": folder / "label.nii.gz",
+            "total": folder / "total.nii.gz",
+            "type": folder / "type.json",
+            "report": folder / "report.json",
+        }
     name = f"case_{index:04d}"
-    return {"image": output / "imagesTr" / f"{name}_0000.nii.gz", "label": output / "labelsTr" / f"{name}.nii.gz",
-            "report": output / "reports" / f"{name}.json", "type": output / "reports" / f"{name}_type.json"}
+    return {
+        "image": output / "imagesTr" / f"{name}_0000.nii.gz",
+        "label": output / "labelsTr" / f"{name}.nii.gz",
+        "report": output / "reports" / f"{name}.json",
+        "type": output / "reports" / f"{name}_type.json",
+    }
 
 
 def is_finished(paths: dict) -> bool:
@@ -139,12 +149,18 @@ def make_case(spec: dict) -> dict:
     if mask is None:
         mask = _auto_organ(spec["image"], kind.organ)
     attributes = spec["attributes"] if spec["attributes"] is not None else sample_attributes(kind, spec["seed"])
-    result = synthesize_lesion(volume=volume, organ_labels=mask, lesion_type=kind.key, attributes=attributes,
-                               seed=spec["seed"], organ_label=spec.get("organ_label"),
-                               backend=spec.get("backend", "procedural"), backend_options=spec.get("backend_options"))
+    result = synthesize_lesion(
+        volume=volume,
+        organ_labels=mask,
+        lesion_type=kind.key,
+        attributes=attributes,
+        seed=spec["seed"],
+        organ_label=spec.get("organ_label"),
+        backend=spec.get("backend", "procedural"),
+        backend_options=spec.get("backend_options"),
+    )
     image = result.image.with_array(np.round(result.image.array).astype(np.int16))
-    report = dict(result.report, background=Path(spec["image"]).name, case=spec["index"],
-                  fingerprint=spec.get("fingerprint"))
+    report = dict(result.report, background=Path(spec["image"]).name, case=spec["index"], fingerprint=spec.get("fingerprint"))
     if spec["format"] == "pasta-gen":
         paths["folder"].parent.mkdir(parents=True, exist_ok=True)
         with atomic_directory(paths["folder"], overwrite=True, owned=CASE_FILES) as temp:
@@ -177,16 +193,16 @@ class DatasetWork(CaseWork):
     kind = "dataset"
     table_columns = SYNTHETIC_COLUMNS
 
-    def __init__(self, format: str = "pasta-gen", backend: str = "procedural", backend_options: dict | None = None,
-                 organ_label=None):
+    def __init__(
+        self, format: str = "pasta-gen", backend: str = "procedural", backend_options: dict | None = None, organ_label=None
+    ):
         self.format, self.backend, self.backend_options = format, backend, dict(backend_options or {})
         self.organ_label = organ_label
         self.needs_gpu = backend != "procedural" and self.backend_options.get("device", "auto") != "cpu"
 
     def settings(self) -> dict:
         options = {k: v for k, v in self.backend_options.items() if k not in ("allow_slow", "device", "precision")}
-        return {"format": self.format, "backend": self.backend, "backend_options": options,
-                "organ_label": self.organ_label}
+        return {"format": self.format, "backend": self.backend, "backend_options": options, "organ_label": self.organ_label}
 
     def _paths(self, out_dir: Path, case: Case) -> dict:
         return case_paths(out_dir, self.format, case.params["index"], S.lesion_type(case.params["lesion_type"]))
@@ -205,9 +221,17 @@ class DatasetWork(CaseWork):
         return {"outputs": _sizes(out_dir, paths), "rows": [synthetic_row(case.case_id, report, report.get("background", ""))]}
 
     def run(self, out_dir: Path, case: Case, fingerprint: str, resources, timer) -> dict:
-        spec = dict(case.params, image=case.inputs["image"], mask=case.inputs.get("organ_mask"), format=self.format,
-                    output=str(out_dir), organ_label=self.organ_label, backend=self.backend,
-                    backend_options=self.backend_options, fingerprint=fingerprint)
+        spec = dict(
+            case.params,
+            image=case.inputs["image"],
+            mask=case.inputs.get("organ_mask"),
+            format=self.format,
+            output=str(out_dir),
+            organ_label=self.organ_label,
+            backend=self.backend,
+            backend_options=self.backend_options,
+            fingerprint=fingerprint,
+        )
         with timer("synthesise and write"):
             return make_case(spec)
 
@@ -239,10 +263,24 @@ def _output_folder(output_dir) -> Path:
     return output
 
 
-def generate_dataset(backgrounds_dir=None, output_dir=None, count: int = 10, format: str = "pasta-gen",
-                     lesion_type=None, attributes=None, seed: int = 0, progress=None, is_cancelled=None,
-                     organ_masks=None, workers: int = 1, organ_label=None, backend: str = "procedural",
-                     backend_options: dict | None = None, scheduler: str | None = None, notify=None) -> dict:
+def generate_dataset(
+    backgrounds_dir=None,
+    output_dir=None,
+    count: int = 10,
+    format: str = "pasta-gen",
+    lesion_type=None,
+    attributes=None,
+    seed: int = 0,
+    progress=None,
+    is_cancelled=None,
+    organ_masks=None,
+    workers: int = 1,
+    organ_label=None,
+    backend: str = "procedural",
+    backend_options: dict | None = None,
+    scheduler: str | None = None,
+    notify=None,
+) -> dict:
     """Write ``count`` synthetic cases; returns a summary (written, skipped, failed, output).
 
     ``workers``: 1 runs the cases in this process; more start a local Dask cluster of that
@@ -291,24 +329,54 @@ def generate_dataset(backgrounds_dir=None, output_dir=None, count: int = 10, for
         inputs = {"image": str(Path(image).resolve())}
         if mask:
             inputs["organ_mask"] = str(Path(mask).resolve())
-        cases.append(Case(case_name(index), inputs, {"index": index, "lesion_type": types[index % len(types)],
-                                                     "attributes": attributes, "seed": case_seed(seed, index)},
-                          position=index))
+        cases.append(
+            Case(
+                case_name(index),
+                inputs,
+                {
+                    "index": index,
+                    "lesion_type": types[index % len(types)],
+                    "attributes": attributes,
+                    "seed": case_seed(seed, index),
+                },
+                position=index,
+            )
+        )
     work = DatasetWork(format, backend, backend_options, organ_label)
-    summary = run_cohort(work, cases, output, scheduler=scheduler, workers=workers if scheduler == "local" else None,
-                         device=(backend_options or {}).get("device", "auto"), progress=progress,
-                         is_cancelled=is_cancelled, notify=notify)
+    summary = run_cohort(
+        work,
+        cases,
+        output,
+        scheduler=scheduler,
+        workers=workers if scheduler == "local" else None,
+        device=(backend_options or {}).get("device", "auto"),
+        progress=progress,
+        is_cancelled=is_cancelled,
+        notify=notify,
+    )
     by_name = {c.case_id: c for c in cases}
-    failed = [{"index": by_name[f["case_id"]].params["index"], "error": f["error"],
-               "background": by_name[f["case_id"]].inputs["image"]} for f in summary["failed"]]
-    finished = [c for c in cases if is_finished(case_paths(output, format, c.params["index"],
-                                                           S.lesion_type(c.params["lesion_type"])))]
+    failed = [
+        {"index": by_name[f["case_id"]].params["index"], "error": f["error"], "background": by_name[f["case_id"]].inputs["image"]}
+        for f in summary["failed"]
+    ]
+    finished = [
+        c for c in cases if is_finished(case_paths(output, format, c.params["index"], S.lesion_type(c.params["lesion_type"])))
+    ]
     if format == "nnunet":
         write_dataset_json(output, len(finished), types)
-    result = {"output": str(output), "format": format, "requested": count, "written": summary["done"],
-              "skipped": summary["skipped"], "failed": failed, "finished": len(finished), "types": types,
-              "manifest": str(output / "manifest.sqlite"), "workers": summary["workers"],
-              "dashboard": summary["dashboard"]}
+    result = {
+        "output": str(output),
+        "format": format,
+        "requested": count,
+        "written": summary["done"],
+        "skipped": summary["skipped"],
+        "failed": failed,
+        "finished": len(finished),
+        "types": types,
+        "manifest": str(output / "manifest.sqlite"),
+        "workers": summary["workers"],
+        "dashboard": summary["dashboard"],
+    }
     if failed and len(failed) == count:
         raise PastaError(f"no case could be made: {failed[0]['error']}")
     return result

@@ -28,12 +28,12 @@ from .text import parse_text
 
 @dataclass
 class SynthesisResult:
-    image: Volume            # the input with the lesion (a new volume)
-    labels: Volume           # PASTA-Gen labels: organ 1, lesion 2
-    segments: dict           # {label value: SegmentInfo}
+    image: Volume  # the input with the lesion (a new volume)
+    labels: Volume  # PASTA-Gen labels: organ 1, lesion 2
+    segments: dict  # {label value: SegmentInfo}
     plan: SynthesisPlan
-    report: dict             # our JSON report
-    type_json: dict          # PASTA-Gen type.json
+    report: dict  # our JSON report
+    type_json: dict  # PASTA-Gen type.json
     organ: Volume | None = None
     changed_box: VoxelBox | None = None
     not_understood: list = field(default_factory=list)
@@ -63,8 +63,10 @@ def read_attributes(attributes, lesion_type: str | None):
     if lesion_type:
         kind = S.lesion_type(lesion_type)
         if parsed_organ and parsed_organ != kind.organ:
-            raise PastaError(f"the description names the {parsed_organ} but the lesion type {kind.key} is in the "
-                             f"{kind.organ}; change one of them")
+            raise PastaError(
+                f"the description names the {parsed_organ} but the lesion type {kind.key} is in the "
+                f"{kind.organ}; change one of them"
+            )
     elif parsed_type:
         kind = S.lesion_type(parsed_type)
     else:
@@ -110,14 +112,18 @@ def select_organ(volume: Volume, organ_labels, organ_names, organ_label, kind, b
                 wanted = present
             else:
                 names = ", ".join(str(n) for n in organ_names.values())
-                raise PastaError(f"none of the organ segments ({names}) is the {kind.organ} that a "
-                                 f"{kind.name.lower()} needs; add or rename the {kind.organ} segment")
+                raise PastaError(
+                    f"none of the organ segments ({names}) is the {kind.organ} that a "
+                    f"{kind.name.lower()} needs; add or rename the {kind.organ} segment"
+                )
     elif len(present) == 1:
         value = present[0]
         other = [k for k, o in S.schema()["organs"].items() if value in o["ts_v1"] and k != kind.organ]
         if value != 1 and value not in info["ts_v1"] and other:
-            raise PastaError(f"the organ mask holds only label {value} (the {other[0]} in TotalSegmentator v1 numbering), "
-                             f"not the {kind.organ}; give the {kind.organ} or choose it with {option('organ_label')}")
+            raise PastaError(
+                f"the organ mask holds only label {value} (the {other[0]} in TotalSegmentator v1 numbering), "
+                f"not the {kind.organ}; give the {kind.organ} or choose it with {option('organ_label')}"
+            )
         wanted = present
     elif set(present) & set(info["ts_v1"]) and max(present) <= 104:
         wanted = sorted(set(present) & set(info["ts_v1"]))  # a TotalSegmentator v1 map
@@ -128,8 +134,10 @@ def select_organ(volume: Volume, organ_labels, organ_names, organ_label, kind, b
             raise PastaError(f"the box does not overlap any organ of the mask; move it into the {kind.organ}")
         wanted = [int(np.argmax(counts))]
     else:
-        raise PastaError(f"the organ mask holds several labels ({', '.join(map(str, present[:20]))}); say which one is "
-                         f"the {kind.organ} ({option('organ_label')})")
+        raise PastaError(
+            f"the organ mask holds several labels ({', '.join(map(str, present[:20]))}); say which one is "
+            f"the {kind.organ} ({option('organ_label')})"
+        )
     mask = labels == wanted[0] if len(wanted) == 1 else np.isin(labels, wanted)
     ts_ids = [v for v in wanted if v in info["ts_v1"]]
     return mask, (ts_ids[0] if ts_ids and organ_names is None else default_id)
@@ -177,7 +185,7 @@ def place(plan: SynthesisPlan, organ, volume: Volume, box: VoxelBox | None, kind
             raise PastaError(f"the {kind.organ} mask is empty")
         lo, hi = where.min(axis=0), where.max(axis=0) + 1
         stride = max(1, int(np.ceil((np.prod(hi - lo) / 1e6) ** (1 / 3))))
-    sub = organ[lo[0]:hi[0]:stride, lo[1]:hi[1]:stride, lo[2]:hi[2]:stride]
+    sub = organ[lo[0] : hi[0] : stride, lo[1] : hi[1] : stride, lo[2] : hi[2] : stride]
     if not sub.any():
         raise PastaError(f"the box does not overlap the {kind.organ}; move it into the organ")
     if box is not None:  # the organ may go on beyond the crop: no padding
@@ -220,10 +228,21 @@ def place(plan: SynthesisPlan, organ, volume: Volume, box: VoxelBox | None, kind
 # -- main entry -------------------------------------------------------------------------------
 
 
-def synthesize_lesion(volume: Volume, organ_labels=None, organ_names=None, roi_box: VoxelBox | None = None,
-                      lesion_type: str | None = None, attributes=None, seed: int = 0, progress=None,
-                      is_cancelled=None, organ_label=None, backend="procedural",
-                      centre_lps=None, backend_options: dict | None = None) -> SynthesisResult:
+def synthesize_lesion(
+    volume: Volume,
+    organ_labels=None,
+    organ_names=None,
+    roi_box: VoxelBox | None = None,
+    lesion_type: str | None = None,
+    attributes=None,
+    seed: int = 0,
+    progress=None,
+    is_cancelled=None,
+    organ_label=None,
+    backend="procedural",
+    centre_lps=None,
+    backend_options: dict | None = None,
+) -> SynthesisResult:
     """Insert one lesion; returns a :class:`SynthesisResult` (the input is not modified).
 
     ``organ_labels``: label Volume on ``volume``'s grid (or None); ``organ_names``: {value: name}
@@ -247,25 +266,27 @@ def synthesize_lesion(volume: Volume, organ_labels=None, organ_names=None, roi_b
     box = check_box(roi_box, volume) if roi_box is not None else None
     organ, organ_id = select_organ(volume, organ_labels, organ_names, organ_label, kind, box)
     if organ is None and kind.hollow and kind.kind != "stone":
-        raise PastaError(f"a {kind.name.lower()} grows in the wall of the {kind.organ}: give the {kind.organ} "
-                         f"segmentation (organ mask)")
+        raise PastaError(
+            f"a {kind.name.lower()} grows in the wall of the {kind.organ}: give the {kind.organ} segmentation (organ mask)"
+        )
     if organ is None and organ_labels is None:
         organ = auto_organ(volume, kind)  # the lungs are found without a model, box or not
         if organ is None and box is None:
-            raise PastaError(f"without a box, a {kind.name.lower()} needs the {kind.organ} segmentation (organ mask) "
-                             f"to find a place for it")
+            raise PastaError(
+                f"without a box, a {kind.name.lower()} needs the {kind.organ} segmentation (organ mask) to find a place for it"
+            )
     size_hint = None
     if box is not None:
         extent = volume.grid.extent_mm(box)
         if min(extent) < 3.0:
-            raise PastaError(f"the box ({' x '.join(f'{e:.1f}' for e in extent)} mm) is too small; lesions are at "
-                             f"least 3 mm")
+            raise PastaError(f"the box ({' x '.join(f'{e:.1f}' for e in extent)} mm) is too small; lesions are at least 3 mm")
         if S.SIZE in merged:
             slack = max(volume.grid.spacing)
             if any(s > e + slack for s, e in zip(merged[S.SIZE], extent)):
                 raise PastaError(
                     f"the box ({' x '.join(f'{e:.0f}' for e in extent)} mm) is too small for the requested size "
-                    f"({' x '.join(f'{s:.0f}' for s in merged[S.SIZE])} mm); enlarge the box or ask for a smaller lesion")
+                    f"({' x '.join(f'{s:.0f}' for s in merged[S.SIZE])} mm); enlarge the box or ask for a smaller lesion"
+                )
         else:
             size_hint = [round(0.9 * e, 1) for e in extent]
     plan = make_plan(kind, merged, seed, size_hint)
@@ -284,8 +305,9 @@ def synthesize_lesion(volume: Volume, organ_labels=None, organ_names=None, roi_b
     else:
         center = place(plan, organ, volume, box, kind)
     report(0.15, "placed")
-    rendered = engine.render(volume, organ, plan, center, lambda f, m="": report(0.15 + 0.75 * f, m), box=box,
-                             is_cancelled=cancelled)
+    rendered = engine.render(
+        volume, organ, plan, center, lambda f, m="": report(0.15 + 0.75 * f, m), box=box, is_cancelled=cancelled
+    )
     if cancelled():
         raise CancelledError()
 
@@ -305,13 +327,23 @@ def synthesize_lesion(volume: Volume, organ_labels=None, organ_names=None, roi_b
     if organ is not None:
         segments = {1: segment_info(kind.organ), 2: segments[2]}
     ras = (grid.ijk_to_ras() @ np.append(grid.lps_to_index(center), 1.0))[:3]
-    geometry = {"center_ras": [round(float(v), 2) for v in ras],
-                "box_ijk": None if box is None else [list(box.start[::-1]), [v - 1 for v in box.stop[::-1]]],
-                "changed_region_ijk": [list(rendered.crop.start[::-1]), [v - 1 for v in rendered.crop.stop[::-1]]]}
+    geometry = {
+        "center_ras": [round(float(v), 2) for v in ras],
+        "box_ijk": None if box is None else [list(box.start[::-1]), [v - 1 for v in box.stop[::-1]]],
+        "changed_region_ijk": [list(rendered.crop.start[::-1]), [v - 1 for v in rendered.crop.stop[::-1]]],
+    }
     seconds = time.perf_counter() - started
     our = lesion_report(plan, kind, measured, geometry, engine.name, unknown, rendered.stats, seconds)
     pasta = type_json(plan, organ_id, organ_size, measured["size_mm"], measured["mean_hu"])
     report(1.0, "done")
-    return SynthesisResult(image, labels, segments, plan, our, pasta,
-                           None if organ is None else Volume(organ.astype(np.uint8), grid, is_label=True),
-                           rendered.crop, unknown)
+    return SynthesisResult(
+        image,
+        labels,
+        segments,
+        plan,
+        our,
+        pasta,
+        None if organ is None else Volume(organ.astype(np.uint8), grid, is_label=True),
+        rendered.crop,
+        unknown,
+    )

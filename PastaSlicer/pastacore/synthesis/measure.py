@@ -53,7 +53,7 @@ def compactness(mask: np.ndarray, grid: Grid) -> float:
     """Sphericity-like 36 pi V^2 / A^3 (1 for a sphere with a true surface area; voxel faces make it lower)."""
     volume = mask.sum() * float(np.prod(grid.spacing))
     area = surface_area_mm2(mask, grid)
-    return float(36 * np.pi * volume ** 2 / area ** 3) if area else 0.0
+    return float(36 * np.pi * volume**2 / area**3) if area else 0.0
 
 
 def edge_width_mm(image: np.ndarray, mask: np.ndarray, grid: Grid, inside_hu: float, outside_hu: float) -> float:

@@ -26,31 +26,31 @@ class SynthesisPlan:
     organ: str
     seed: int
     attributes: dict
-    size_mm: list                      # requested extents along x (L), y (P), z (S) in mm
-    shape_mode: str = "ellipsoid"      # ellipsoid | lobulated | wall | protrusion
-    lobes: list = field(default_factory=list)        # [[ox, oy, oz, radius]] in units of the half size
-    deformation: float = 0.03          # surface displacement, fraction of the radius
-    deformation_scale: float = 0.6     # correlation length of the displacement, fraction of the radius
-    spicules: list = field(default_factory=list)     # [[dx, dy, dz, length]] (length in radii beyond the surface)
+    size_mm: list  # requested extents along x (L), y (P), z (S) in mm
+    shape_mode: str = "ellipsoid"  # ellipsoid | lobulated | wall | protrusion
+    lobes: list = field(default_factory=list)  # [[ox, oy, oz, radius]] in units of the half size
+    deformation: float = 0.03  # surface displacement, fraction of the radius
+    deformation_scale: float = 0.6  # correlation length of the displacement, fraction of the radius
+    spicules: list = field(default_factory=list)  # [[dx, dy, dz, length]] (length in radii beyond the surface)
     wall_thickness_mm: float = 0.0
-    hu_mode: str = "relative"          # relative | absolute
-    hu_delta: float = 0.0              # relative: target = reference + delta
-    hu_absolute: float | None = None   # absolute target mean
+    hu_mode: str = "relative"  # relative | absolute
+    hu_delta: float = 0.0  # relative: target = reference + delta
+    hu_absolute: float | None = None  # absolute target mean
     reference_hu: float | None = None  # measured organ mean (or wall tissue value) once known
     target_mean_hu: float | None = None
     calibrate_mean: bool = True
     texture_sd_hu: float = 0.0
     texture_scale_mm: float = 4.0
-    necrosis_fraction: float = 0.0     # inner fraction of the lesion depth that is necrotic
+    necrosis_fraction: float = 0.0  # inner fraction of the lesion depth that is necrotic
     necrosis_delta_hu: float = 0.0
     calcifications: list = field(default_factory=list)  # [[ux, uy, uz, radius_mm, delta_hu]]
     rim_width_mm: float = 0.0
     rim_delta_hu: float = 0.0
-    solid_core_fraction: float = 0.0   # part-solid lung nodules: solid share of the depth
+    solid_core_fraction: float = 0.0  # part-solid lung nodules: solid share of the depth
     solid_core_hu: float = 0.0
     edge_sigma_mm: float = 0.6
     clip_to_organ: bool = True
-    placement: str = "parenchyma"      # parenchyma | surface | wall | lumen
+    placement: str = "parenchyma"  # parenchyma | surface | wall | lumen
     notes: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -59,22 +59,33 @@ class SynthesisPlan:
     def describe(self) -> str:
         """A short human-readable summary, one fact per line."""
         size = " x ".join(f"{s:.0f}" for s in self.size_mm)
-        lines = [f"{self.lesion_type} in the {self.organ}, seed {self.seed}",
-                 f"size {size} mm (x, y, z); shape {self.shape_mode}"
-                 + (f" with {len(self.lobes)} lobes" if len(self.lobes) > 1 else "")
-                 + f", surface deformation {100 * self.deformation:.0f} % of the radius"
-                 + (f", {len(self.spicules)} spicules" if self.spicules else "")
-                 + (f", wall {self.wall_thickness_mm:.1f} mm" if self.wall_thickness_mm else "")]
+        lines = [
+            f"{self.lesion_type} in the {self.organ}, seed {self.seed}",
+            f"size {size} mm (x, y, z); shape {self.shape_mode}"
+            + (f" with {len(self.lobes)} lobes" if len(self.lobes) > 1 else "")
+            + f", surface deformation {100 * self.deformation:.0f} % of the radius"
+            + (f", {len(self.spicules)} spicules" if self.spicules else "")
+            + (f", wall {self.wall_thickness_mm:.1f} mm" if self.wall_thickness_mm else ""),
+        ]
         if self.target_mean_hu is not None:
-            lines.append(f"mean {self.target_mean_hu:.0f} HU ({self.hu_mode}"
-                         + (f", {self.hu_delta:+.0f} HU from {self.reference_hu:.0f} HU" if self.hu_mode == "relative"
-                            and self.reference_hu is not None else "") + ")")
+            lines.append(
+                f"mean {self.target_mean_hu:.0f} HU ({self.hu_mode}"
+                + (
+                    f", {self.hu_delta:+.0f} HU from {self.reference_hu:.0f} HU"
+                    if self.hu_mode == "relative" and self.reference_hu is not None
+                    else ""
+                )
+                + ")"
+            )
         elif self.hu_mode == "relative":
             lines.append(f"mean {self.hu_delta:+.0f} HU from the organ")
         else:
             lines.append(f"mean {self.hu_absolute:.0f} HU (absolute)")
-        texture = (f"texture SD {self.texture_sd_hu:.0f} HU at {self.texture_scale_mm:.1f} mm" if self.texture_sd_hu
-                   else "homogeneous (organ noise only)")
+        texture = (
+            f"texture SD {self.texture_sd_hu:.0f} HU at {self.texture_scale_mm:.1f} mm"
+            if self.texture_sd_hu
+            else "homogeneous (organ noise only)"
+        )
         lines.append(f"{texture}; edge blur {self.edge_sigma_mm:.1f} mm")
         if self.necrosis_fraction:
             lines.append(f"necrotic core {100 * self.necrosis_fraction:.0f} % of the depth, {self.necrosis_delta_hu:+.0f} HU")
@@ -151,8 +162,14 @@ def make_plan(kind: S.LesionType, attributes: dict, seed: int, size_hint_mm=None
     heterogeneous = a.get(S.VARIATIONS) == "heterogeneous"
     organ = kind.organ
     organ_info = S.schema()["organs"][organ]
-    facts = {"kind": kind.kind, "organ": organ, "shape": shapes, "density": density, "surface": a.get(S.SURFACE),
-             "hollow": kind.hollow}
+    facts = {
+        "kind": kind.kind,
+        "organ": organ,
+        "shape": shapes,
+        "density": density,
+        "surface": a.get(S.SURFACE),
+        "hollow": kind.hollow,
+    }
 
     # size: requested, else the box, else drawn from the type's range (mildly anisotropic)
     diameter = _u(rng, *kind.size_mm)
@@ -210,8 +227,9 @@ def make_plan(kind: S.LesionType, attributes: dict, seed: int, size_hint_mm=None
     if "increased density areas" in features:
         for _ in range(int(rng.integers(1, 5))):
             point = rng.uniform(-0.5, 0.5, 3)
-            plan.calcifications.append([round(float(v), 4) for v in point] + [round(_u(rng, 1.0, 2.5), 3),
-                                                                             round(_u(rng, 150, 400), 1)])
+            plan.calcifications.append(
+                [round(float(v), 4) for v in point] + [round(_u(rng, 1.0, 2.5), 3), round(_u(rng, 150, 400), 1)]
+            )
     return plan
 
 
@@ -224,15 +242,23 @@ def resolve_intensity(plan: SynthesisPlan, organ_mean_hu: float | None) -> Synth
     if plan.hu_mode == "absolute":
         plan.target_mean_hu = float(plan.hu_absolute)
         requested = S.HU in plan.attributes
-        if requested and reference is not None and plan.organ not in ("lung", "bone") and plan.lesion_type not in (
-                "gallstone", "kidney_stone"):
+        if (
+            requested
+            and reference is not None
+            and plan.organ not in ("lung", "bone")
+            and plan.lesion_type not in ("gallstone", "kidney_stone")
+        ):
             gap = plan.target_mean_hu - reference
-            wrong = ((density == "hypodense" and gap > -5) or (density == "hyperdense" and gap < 5)
-                     or (density == "isodense" and abs(gap) > 25))
+            wrong = (
+                (density == "hypodense" and gap > -5)
+                or (density == "hyperdense" and gap < 5)
+                or (density == "isodense" and abs(gap) > 25)
+            )
             if wrong:
                 raise PastaError(
                     f"CT value {plan.target_mean_hu:g} HU is not {density} in this {plan.organ} (local mean "
-                    f"{reference:.0f} HU); drop the density or the CT value")
+                    f"{reference:.0f} HU); drop the density or the CT value"
+                )
     else:
         if reference is None:
             raise PastaError("the organ around the lesion could not be measured; give a CT value or an organ mask")

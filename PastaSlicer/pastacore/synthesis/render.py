@@ -28,10 +28,10 @@ WEIGHT_FLOOR = 0.01
 
 @dataclass
 class Rendered:
-    array: np.ndarray          # full output array (input dtype)
-    lesion: np.ndarray         # full boolean lesion mask
-    crop: VoxelBox             # where anything may have changed
-    region: np.ndarray         # boolean, on the crop: voxels with w > 0
+    array: np.ndarray  # full output array (input dtype)
+    lesion: np.ndarray  # full boolean lesion mask
+    crop: VoxelBox  # where anything may have changed
+    region: np.ndarray  # boolean, on the crop: voxels with w > 0
     stats: dict = field(default_factory=dict)
 
 
@@ -93,8 +93,14 @@ def _inward_normal(organ1: np.ndarray, index) -> np.ndarray:
 
     smooth = ndimage.gaussian_filter(organ1.astype(np.float32), 2.0)
     k, j, i = (int(np.clip(v, 1, n - 2)) for v, n in zip(index, organ1.shape))
-    gradient = np.array([smooth[k, j, i + 1] - smooth[k, j, i - 1], smooth[k, j + 1, i] - smooth[k, j - 1, i],
-                         smooth[k + 1, j, i] - smooth[k - 1, j, i]], float)
+    gradient = np.array(
+        [
+            smooth[k, j, i + 1] - smooth[k, j, i - 1],
+            smooth[k, j + 1, i] - smooth[k, j - 1, i],
+            smooth[k + 1, j, i] - smooth[k - 1, j, i],
+        ],
+        float,
+    )
     norm = np.linalg.norm(gradient)
     return gradient / norm if norm > 1e-6 else np.zeros(3)
 
@@ -107,7 +113,7 @@ def lesion_shape(plan: SynthesisPlan, grid1: Grid, organ1, center_lps, spicules=
     center = np.asarray(center_lps, float)
     if plan.shape_mode in ("ellipsoid", "lobulated"):
         # a Gaussian edge pulls the 50 % contour in by about sigma^2 / radius: compensate
-        grow = min(plan.edge_sigma_mm ** 2 / (size.min() / 2), plan.edge_sigma_mm)
+        grow = min(plan.edge_sigma_mm**2 / (size.min() / 2), plan.edge_sigma_mm)
         return _shape_in_box(plan, grid1, center, size, grow, spicules)
     elif plan.shape_mode == "wall":
         if organ1 is None:
@@ -150,11 +156,11 @@ def lesion_pattern(plan: SynthesisPlan, hard: np.ndarray, grid1: Grid, center_lp
     if plan.calcifications:
         half = np.asarray(plan.size_mm, float) / 2
         index_center = grid1.lps_to_index(np.asarray(center_lps, float))
-        kk, jj, ii = np.ogrid[:hard.shape[0], :hard.shape[1], :hard.shape[2]]
+        kk, jj, ii = np.ogrid[: hard.shape[0], : hard.shape[1], : hard.shape[2]]
         for ux, uy, uz, radius, delta in plan.calcifications:
             ci, cj, ck = index_center + np.array([ux, uy, uz]) * half  # 1 mm identity grid: mm = voxels
             r2 = (ii - ci) ** 2 + (jj - cj) ** 2 + (kk - ck) ** 2
-            pattern += np.float32(delta) * np.exp(-r2 / (2 * radius ** 2)).astype(np.float32)
+            pattern += np.float32(delta) * np.exp(-r2 / (2 * radius**2)).astype(np.float32)
     return pattern
 
 
@@ -283,7 +289,11 @@ def render(volume: Volume, organ: np.ndarray | None, plan: SynthesisPlan, center
         view[changed] = new[changed].astype(out.dtype)
     full = np.zeros(volume.array.shape, bool)
     full[box.slices] = lesion
-    stats = {"organ_mean_hu": round(organ_mean, 1), "organ_noise_sd_hu": round(noise_sd, 1),
-             "resampled": not direct, "crop_shape": list(box.shape)}
+    stats = {
+        "organ_mean_hu": round(organ_mean, 1),
+        "organ_noise_sd_hu": round(noise_sd, 1),
+        "resampled": not direct,
+        "crop_shape": list(box.shape),
+    }
     report(0.9, "done")
     return Rendered(out, full, box, changed, stats)

@@ -21,7 +21,12 @@ from ..resources import load_json
 SIZE, HU = "size", "CT value"
 SHAPE, DENSITY, VARIATIONS = "shape", "density", "density variations"
 SURFACE, RELATION, FEATURES, CAVITY, ENHANCEMENT = (
-    "surface characteristics", "relationship with adjacent organs", "specific features", "cavity", "enhancement status")
+    "surface characteristics",
+    "relationship with adjacent organs",
+    "specific features",
+    "cavity",
+    "enhancement status",
+)
 KEY_ORDER = (ENHANCEMENT, SHAPE, SIZE, DENSITY, VARIATIONS, HU, SURFACE, RELATION, FEATURES, CAVITY)
 
 
@@ -75,8 +80,17 @@ def lesion_type(key: str) -> LesionType:
     wanted = _simplify(key).replace(" ", "_")
     for name, entry in types.items():
         if wanted in (name, _simplify(entry["name"]).replace(" ", "_")):
-            return LesionType(name, entry["name"], entry["organ"], entry["kind"], bool(entry["malignant"]),
-                              entry["folder"], tuple(entry["size_mm"]), entry["defaults"], entry.get("variants", {}))
+            return LesionType(
+                name,
+                entry["name"],
+                entry["organ"],
+                entry["kind"],
+                bool(entry["malignant"]),
+                entry["folder"],
+                tuple(entry["size_mm"]),
+                entry["defaults"],
+                entry.get("variants", {}),
+            )
     raise PastaError(f"unknown lesion type {key!r}; choose one of: {', '.join(types)}")
 
 
@@ -222,8 +236,12 @@ def merged_attributes(kind: LesionType, attributes: dict | None) -> dict:
     if user.get(VARIATIONS) == "homogeneous" and FEATURES not in user:
         spots = ("decreased density areas", "increased density areas")
         merged[FEATURES] = [f for f in merged.get(FEATURES, []) if f not in spots]
-    if SHAPE in user and FEATURES not in user and "spiculated margins" in merged.get(FEATURES, []) \
-            and "round-like" in user[SHAPE]:
+    if (
+        SHAPE in user
+        and FEATURES not in user
+        and "spiculated margins" in merged.get(FEATURES, [])
+        and "round-like" in user[SHAPE]
+    ):
         merged[FEATURES] = [f for f in merged[FEATURES] if f != "spiculated margins"]
     merged.update(user)
     # a requested density without a stated texture keeps the default texture unless it conflicts
@@ -247,15 +265,18 @@ def check_consistency(kind: LesionType, attributes: dict) -> None:
         raise PastaError(
             f"a {density} {'cyst' if kind.kind == 'cyst' else 'cystic lesion'} is contradictory: a cyst holds fluid "
             f"(about 0 to 20 HU), so it is darker than {organ_name} tissue; use density fluid-like or hypodense, "
-            f"or choose a tumour type")
+            f"or choose a tumour type"
+        )
     if fluid and hu is not None and not -50 <= hu <= 40:
         raise PastaError(f"CT value {hu:g} HU does not fit a cyst: cyst fluid measures about 0 to 20 HU")
     if fluid and "spiculated margins" in features:
         raise PastaError("a spiculated cyst is contradictory: cysts have smooth, well-defined walls")
     if kind.kind == "stone":
         if density in ("hypodense", "fluid-like", "ground-glass", "part-solid", "isodense", "ring enhancement"):
-            raise PastaError(f"a {density} stone is contradictory: stones are calcified, hundreds of HU above "
-                             f"the surrounding tissue; use density hyperdense")
+            raise PastaError(
+                f"a {density} stone is contradictory: stones are calcified, hundreds of HU above "
+                f"the surrounding tissue; use density hyperdense"
+            )
         if hu is not None and hu < 100:
             raise PastaError(f"CT value {hu:g} HU does not fit a stone: stones measure about 200 to 1200 HU")
     if density in ("ground-glass", "part-solid") and organ != "lung":
@@ -264,23 +285,29 @@ def check_consistency(kind: LesionType, attributes: dict) -> None:
     cavity = attributes.get(CAVITY)
     if not kind.hollow and (hollow_shapes or cavity in ("within the lumen", "wall thickening")) and kind.kind != "stone":
         what = hollow_shapes[0] if hollow_shapes else f"cavity '{cavity}'"
-        raise PastaError(f"{what} needs a hollow organ (gallbladder, stomach, esophagus, colon, urinary bladder); "
-                         f"the {organ_name} is a solid organ")
+        raise PastaError(
+            f"{what} needs a hollow organ (gallbladder, stomach, esophagus, colon, urinary bladder); "
+            f"the {organ_name} is a solid organ"
+        )
     if kind.hollow and cavity in ("within the parenchyma", "protruding from the organ") and kind.kind != "stone":
-        raise PastaError(f"cavity '{cavity}' needs a parenchymal organ; the {organ_name} is hollow (use within the lumen "
-                         f"or wall thickening)")
+        raise PastaError(
+            f"cavity '{cavity}' needs a parenchymal organ; the {organ_name} is hollow (use within the lumen or wall thickening)"
+        )
     variations = attributes.get(VARIATIONS)
     if variations == "homogeneous":
         if density == "mixed-density":
             raise PastaError("a homogeneous mixed-density lesion is contradictory: mixed density means heterogeneous")
         spots = [f for f in features if f in ("decreased density areas", "increased density areas")]
         if spots:
-            raise PastaError(f"a homogeneous lesion cannot have {' and '.join(spots)}; "
-                             f"use density variations heterogeneous or drop the feature")
+            raise PastaError(
+                f"a homogeneous lesion cannot have {' and '.join(spots)}; "
+                f"use density variations heterogeneous or drop the feature"
+            )
     if "round-like" in shapes and "irregular" in shapes:
         raise PastaError("shape round-like and irregular together are contradictory; choose one")
     if SIZE in attributes:
         lo, hi = kind.size_mm
         if max(attributes[SIZE]) > 4 * hi:
-            raise PastaError(f"size {max(attributes[SIZE]):g} mm is implausible for a {kind.name.lower()} "
-                             f"(typical {lo} to {hi} mm)")
+            raise PastaError(
+                f"size {max(attributes[SIZE]):g} mm is implausible for a {kind.name.lower()} (typical {lo} to {hi} mm)"
+            )

@@ -45,7 +45,7 @@ def implicit(plan, u: np.ndarray, spicules: bool = True) -> np.ndarray:
     value -= 1.0
     if plan.deformation > 0:
         value += np.float32(plan.deformation) * fourier_noise(plan.seed, plan.deformation_scale)(u)
-    for dx, dy, dz, length in (plan.spicules if spicules else []):
+    for dx, dy, dz, length in plan.spicules if spicules else []:
         direction = np.array([dx, dy, dz], np.float32)
         t = u @ direction
         perpendicular = np.sqrt(np.maximum(np.einsum("ij,ij->i", u, u) - t * t, 0))

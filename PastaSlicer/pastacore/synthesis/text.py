@@ -18,13 +18,30 @@ from . import schema as S
 
 _SIZE = re.compile(
     r"(?<![\w.])(\d+(?:\.\d+)?)(?:\s*(mm|cm))?(?:\s*[x×*]\s*(\d+(?:\.\d+)?)(?:\s*(mm|cm))?)?"
-    r"(?:\s*[x×*]\s*(\d+(?:\.\d+)?))?\s*(mm|cm)\b", re.I)
+    r"(?:\s*[x×*]\s*(\d+(?:\.\d+)?))?\s*(mm|cm)\b",
+    re.I,
+)
 _HU = re.compile(r"(?<![\w.])([-−+]?\d+(?:\.\d+)?)\s*(?:hu|hounsfield(?:\s+units?)?)\b", re.I)
 _KIND_WORDS = {
-    "tumor": "tumor", "tumour": "tumor", "cancer": "tumor", "carcinoma": "tumor", "mass": "tumor", "neoplasm": "tumor",
-    "nodule": "tumor", "lesion": "tumor", "metastasis": "metastasis", "metastases": "metastasis", "metastatic": "metastasis",
-    "cyst": "cyst", "cysts": "cyst", "stone": "stone", "stones": "stone", "calculus": "stone", "calculi": "stone",
-    "gallstone": "stone", "gallstones": "stone",
+    "tumor": "tumor",
+    "tumour": "tumor",
+    "cancer": "tumor",
+    "carcinoma": "tumor",
+    "mass": "tumor",
+    "neoplasm": "tumor",
+    "nodule": "tumor",
+    "lesion": "tumor",
+    "metastasis": "metastasis",
+    "metastases": "metastasis",
+    "metastatic": "metastasis",
+    "cyst": "cyst",
+    "cysts": "cyst",
+    "stone": "stone",
+    "stones": "stone",
+    "calculus": "stone",
+    "calculi": "stone",
+    "gallstone": "stone",
+    "gallstones": "stone",
 }
 
 
@@ -85,13 +102,13 @@ def parse_text(text: str) -> ParsedText:
         raise PastaError(f"the description gives {len(sizes)} sizes ({', '.join(m.group(0) for m in sizes)}); give one")
     if sizes:
         result.attributes[S.SIZE] = _size_mm(sizes[0])
-        rest = rest[:sizes[0].start()] + " " + rest[sizes[0].end():]
+        rest = rest[: sizes[0].start()] + " " + rest[sizes[0].end() :]
     values = list(_HU.finditer(rest))
     if len(values) > 1:
         raise PastaError(f"the description gives {len(values)} CT values ({', '.join(m.group(0) for m in values)}); give one")
     if values:
         result.attributes[S.HU] = S.normalize_hu(values[0].group(1).replace("+", "") + " HU")
-        rest = rest[:values[0].start()] + " " + rest[values[0].end():]
+        rest = rest[: values[0].start()] + " " + rest[values[0].end() :]
 
     words = S._simplify(rest).split()
     table = S.synonym_table()
@@ -107,7 +124,7 @@ def parse_text(text: str) -> ParsedText:
     while i < len(words):
         matched = False
         for n in range(min(longest, len(words) - i), 0, -1):
-            phrase = " ".join(words[i:i + n])
+            phrase = " ".join(words[i : i + n])
             if phrase in organ_words:
                 organ = organ or organ_words[phrase]
                 i += n

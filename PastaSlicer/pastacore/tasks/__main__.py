@@ -32,6 +32,7 @@ def _throttled(send):
         if percent != last["percent"] or message != last["message"]:
             last.update(percent=percent, message=message)
             send(percent / 100.0, message)
+
     return progress
 
 

@@ -18,9 +18,14 @@ def save_volume(volume: Volume, folder, name: str) -> str:
     folder = Path(folder)
     np.save(folder / f"{name}.npy", np.ascontiguousarray(volume.array), allow_pickle=False)
     grid = volume.grid
-    header = {"shape": list(grid.shape), "spacing": list(grid.spacing), "origin": list(grid.origin),
-              "direction": np.asarray(grid.direction).tolist(), "is_label": bool(volume.is_label),
-              "meta": _plain(volume.meta)}
+    header = {
+        "shape": list(grid.shape),
+        "spacing": list(grid.spacing),
+        "origin": list(grid.origin),
+        "direction": np.asarray(grid.direction).tolist(),
+        "is_label": bool(volume.is_label),
+        "meta": _plain(volume.meta),
+    }
     (folder / f"{name}.json").write_text(json.dumps(header), encoding="utf-8")
     return name
 

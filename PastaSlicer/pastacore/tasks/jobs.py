@@ -20,6 +20,7 @@ def job(name):
     def register(function):
         JOBS[name] = function
         return function
+
     return register
 
 
@@ -43,15 +44,29 @@ def segment(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
     from ..terminology import segments_to_dict
 
     result = segment_volume(
-        load_volume(folder, params["image"]), params.get("model") or None, device=params.get("device", "auto"),
-        tta=bool(params.get("tta")), overlap=float(params.get("overlap", 0.5)),
-        organ_mask=_optional_volume(folder, params.get("organ")), roi_box=box_from_list(params.get("roi_box")),
-        whole_body=bool(params.get("whole_body")), min_lesion_mm3=float(params.get("min_lesion_mm3", 0.0)),
-        progress=progress, is_cancelled=is_cancelled)
+        load_volume(folder, params["image"]),
+        params.get("model") or None,
+        device=params.get("device", "auto"),
+        tta=bool(params.get("tta")),
+        overlap=float(params.get("overlap", 0.5)),
+        organ_mask=_optional_volume(folder, params.get("organ")),
+        roi_box=box_from_list(params.get("roi_box")),
+        whole_body=bool(params.get("whole_body")),
+        min_lesion_mm3=float(params.get("min_lesion_mm3", 0.0)),
+        progress=progress,
+        is_cancelled=is_cancelled,
+    )
     save_volume(result.labels, folder, "labels")
-    return {"labels": "labels", "segments": segments_to_dict(result.segments), "model": result.model,
-            "device": result.device, "seconds": round(result.seconds, 2), "notes": result.notes,
-            "warnings": result.warnings, "candidates": result.candidates_json()}
+    return {
+        "labels": "labels",
+        "segments": segments_to_dict(result.segments),
+        "model": result.model,
+        "device": result.device,
+        "seconds": round(result.seconds, 2),
+        "notes": result.notes,
+        "warnings": result.warnings,
+        "candidates": result.candidates_json(),
+    }
 
 
 @job("synthesize")
@@ -63,16 +78,29 @@ def synthesize(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
 
     names = {int(k): v for k, v in (params.get("organ_names") or {}).items()} or None
     result = synthesize_lesion(
-        load_volume(folder, params["image"]), organ_labels=_optional_volume(folder, params.get("organ")),
-        organ_names=names, roi_box=box_from_list(params.get("roi_box")), lesion_type=params.get("lesion_type") or None,
-        attributes=params.get("attributes") or None, seed=int(params.get("seed", 0)),
-        backend=params.get("backend") or "procedural", backend_options=params.get("backend_options") or None,
-        progress=progress, is_cancelled=is_cancelled)
+        load_volume(folder, params["image"]),
+        organ_labels=_optional_volume(folder, params.get("organ")),
+        organ_names=names,
+        roi_box=box_from_list(params.get("roi_box")),
+        lesion_type=params.get("lesion_type") or None,
+        attributes=params.get("attributes") or None,
+        seed=int(params.get("seed", 0)),
+        backend=params.get("backend") or "procedural",
+        backend_options=params.get("backend_options") or None,
+        progress=progress,
+        is_cancelled=is_cancelled,
+    )
     save_volume(result.image, folder, "synthetic")
     save_volume(result.labels, folder, "lesion_labels")
-    return {"image": "synthetic", "labels": "lesion_labels", "segments": segments_to_dict(result.segments),
-            "report": result.report, "type_json": result.type_json, "plan": result.plan.describe(),
-            "not_understood": list(result.not_understood)}
+    return {
+        "image": "synthetic",
+        "labels": "lesion_labels",
+        "segments": segments_to_dict(result.segments),
+        "report": result.report,
+        "type_json": result.type_json,
+        "plan": result.plan.describe(),
+        "not_understood": list(result.not_understood),
+    }
 
 
 @job("dataset")
@@ -91,31 +119,53 @@ def report(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
 
     image, labels = load_volume(folder, params["image"]), load_volume(folder, params["labels"])
     names = {int(k): v for k, v in params.get("names", {}).items()}
-    attributes = {int(n): {a: AttributeValue(**v) for a, v in values.items()}
-                  for n, values in (params.get("attributes") or {}).items()}
+    attributes = {
+        int(n): {a: AttributeValue(**v) for a, v in values.items()} for n, values in (params.get("attributes") or {}).items()
+    }
     review = review_arguments(params)
     if params.get("baseline_image"):
         registration = _register(folder, params["baseline_image"], image, lambda f, m="": progress(0.1 * f, m))
         review.update(to_baseline=registration.to_baseline, registration=registration.describe())
-    case_report = make_report(image, labels, case=CaseInfo(**params["case"]), lesion_labels=params.get("lesion_labels"),
-                              label_names=names, attributes=attributes or None,
-                              models=[ModelProvenance(**m) for m in params.get("models", [])],
-                              progress=lambda f, m="": progress(0.1 + 0.2 * f, m), **review)
-    written = write_report(case_report, image, labels, params["out_dir"], tuple(params["formats"]),
-                           overwrite=bool(params.get("overwrite")), progress=lambda f, m="": progress(0.3 + 0.7 * f, m),
-                           baseline_dir=params.get("baseline_dir"))
-    return {"written": written, "out_dir": str(params["out_dir"]), "lesions": len(case_report.lesions),
-            "comparison": case_report.comparison, "recist": case_report.recist}
+    case_report = make_report(
+        image,
+        labels,
+        case=CaseInfo(**params["case"]),
+        lesion_labels=params.get("lesion_labels"),
+        label_names=names,
+        attributes=attributes or None,
+        models=[ModelProvenance(**m) for m in params.get("models", [])],
+        progress=lambda f, m="": progress(0.1 + 0.2 * f, m),
+        **review,
+    )
+    written = write_report(
+        case_report,
+        image,
+        labels,
+        params["out_dir"],
+        tuple(params["formats"]),
+        overwrite=bool(params.get("overwrite")),
+        progress=lambda f, m="": progress(0.3 + 0.7 * f, m),
+        baseline_dir=params.get("baseline_dir"),
+    )
+    return {
+        "written": written,
+        "out_dir": str(params["out_dir"]),
+        "lesions": len(case_report.lesions),
+        "comparison": case_report.comparison,
+        "recist": case_report.recist,
+    }
 
 
 def review_arguments(params: dict) -> dict:
     """make_report's candidates, confirmations, floor, targets and baseline from a job's JSON params."""
     from ..candidates import Floor, candidates_from_json
 
-    out = {"candidates": candidates_from_json(params["candidates"]) if params.get("candidates") is not None else None,
-           "confirmed": {int(k): v for k, v in (params.get("confirmed") or {}).items()},
-           "floor": Floor(**params["floor"]) if params.get("floor") else None,
-           "targets": params.get("targets") or None}
+    out = {
+        "candidates": candidates_from_json(params["candidates"]) if params.get("candidates") is not None else None,
+        "confirmed": {int(k): v for k, v in (params.get("confirmed") or {}).items()},
+        "floor": Floor(**params["floor"]) if params.get("floor") else None,
+        "targets": params.get("targets") or None,
+    }
     if params.get("baseline_dir"):
         from ..report.followup import load_report
 
@@ -138,8 +188,9 @@ def compare_reports(folder: Path, params: dict, progress, is_cancelled=None) -> 
     baseline, followup = load_report(params["baseline_dir"]), load_report(params["followup_dir"])
     to_baseline, how = None, ""
     if params.get("baseline_image"):
-        registration = _register(folder, params["baseline_image"], load_volume(folder, params["followup_image"]),
-                                 lambda f, m="": progress(0.9 * f, m))
+        registration = _register(
+            folder, params["baseline_image"], load_volume(folder, params["followup_image"]), lambda f, m="": progress(0.9 * f, m)
+        )
         to_baseline, how = registration.to_baseline, registration.describe()
     result = compare(baseline, followup, to_baseline, how).to_dict()
     progress(1.0, "compared")
@@ -160,10 +211,11 @@ def attributes(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
     device = torch_device_info(params.get("device", "auto")).kind
     model = load_attribute_model(params["head"], params.get("encoder") or None, device=device)
     measurements = measure_lesions(image, labels, label_names=names)
-    predicted = predict_lesion_attributes(image, labels, measurements, model, device, progress=progress,
-                                          cancelled=is_cancelled)
-    return {"attributes": {str(n): {a: asdict(v) for a, v in values.items()} for n, values in predicted.items()},
-            "models": [asdict(m) for m in model.models]}
+    predicted = predict_lesion_attributes(image, labels, measurements, model, device, progress=progress, cancelled=is_cancelled)
+    return {
+        "attributes": {str(n): {a: asdict(v) for a, v in values.items()} for n, values in predicted.items()},
+        "models": [asdict(m) for m in model.models],
+    }
 
 
 @job("finetune")
@@ -183,21 +235,37 @@ def finetune(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
     name = str(params["name"])
     start = load_start_model(params.get("model") or None, store)
     settings = FinetuneSettings(**(params.get("settings") or {}))
-    options = {"lesion_labels": tuple(params.get("lesion_labels") or (2,)),
-               "organ_labels": tuple(params.get("organ_labels") or ()), "organ_source": params.get("organ_source", "auto")}
+    options = {
+        "lesion_labels": tuple(params.get("lesion_labels") or (2,)),
+        "organ_labels": tuple(params.get("organ_labels") or ()),
+        "organ_source": params.get("organ_source", "auto"),
+    }
 
     def cases(key):
-        return [load_case(load_volume(folder, c["image"]), load_volume(folder, c["labels"]), start, name=c["name"],
-                          **options) for c in params.get(key) or []]
+        return [
+            load_case(load_volume(folder, c["image"]), load_volume(folder, c["labels"]), start, name=c["name"], **options)
+            for c in params.get(key) or []
+        ]
 
     progress(0.0, "reading the cases")
     train_cases, val_cases = cases("cases"), cases("val_cases")
-    result = run_finetune(train_cases, start, settings, val_cases=val_cases, progress=lambda f, m="": progress(0.02 + 0.93 * f, m),
-                          is_cancelled=is_cancelled)
+    result = run_finetune(
+        train_cases,
+        start,
+        settings,
+        val_cases=val_cases,
+        progress=lambda f, m="": progress(0.02 + 0.93 * f, m),
+        is_cancelled=is_cancelled,
+    )
     with atomic_directory(folder / "model") as model_folder:
         description = write_model_folder(model_folder, name, start, settings, train_cases, result, result.log.seconds)
     progress(0.97, "adding the model to the model list")
     installed = store.import_file(folder / "model", name=name, overwrite=bool(params.get("overwrite")))
     progress(1.0, f"model {installed.name} added")
-    return {"model": installed.name, "path": str(installed.path), "validation": result.validation,
-            "training_loss": description["training_loss"], "steps": settings.steps}
+    return {
+        "model": installed.name,
+        "path": str(installed.path),
+        "validation": result.validation,
+        "training_loss": description["training_loss"],
+        "steps": settings.steps,
+    }

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 
 PROGRESS, DONE, ERROR, CANCELLED = "progress", "done", "error", "cancelled"
-JOB_FILE = "job.json"   # {"job": name, "params": {...}} in the job folder
-LOG_FILE = "task.log"   # the task process's stderr
+JOB_FILE = "job.json"  # {"job": name, "params": {...}} in the job folder
+LOG_FILE = "task.log"  # the task process's stderr
 
 
 def encode(event: str, **fields) -> str:

@@ -30,7 +30,7 @@ NICENESS_VARIABLE = "PASTA_TASK_NICENESS"
 @dataclass
 class TaskOutcome:
     result: dict | None = None
-    error: str | None = None      # one line, as the command line would print it
+    error: str | None = None  # one line, as the command line would print it
     cancelled: bool = False
 
     @property
@@ -142,14 +142,18 @@ class ProcessHandle(TaskHandle):
         super().__init__(on_progress, on_finished)
         self.folder = Path(folder)
         self._buffer = b""
-        self._last = None           # the last outcome message
-        self._cancel_sent = None    # monotonic time of the SIGTERM
+        self._last = None  # the last outcome message
+        self._cancel_sent = None  # monotonic time of the SIGTERM
         self._log = open(self.folder / protocol.LOG_FILE, "wb")
-        extra = {"start_new_session": True} if os.name == "posix" else {
-            "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+        extra = (
+            {"start_new_session": True}
+            if os.name == "posix"
+            else {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+        )
         try:
-            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
-                                            env=env, **extra)
+            self.process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL, env=env, **extra
+            )
         except OSError as exc:
             self._log.close()
             raise PastaError(f"cannot start the task process {command[0]}: {exc.strerror or exc}") from None
@@ -201,7 +205,9 @@ class ProcessHandle(TaskHandle):
 
     def _log_tail(self) -> str:
         try:
-            lines = [line for line in (self.folder / protocol.LOG_FILE).read_text("utf-8", "replace").splitlines() if line.strip()]
+            lines = [
+                line for line in (self.folder / protocol.LOG_FILE).read_text("utf-8", "replace").splitlines() if line.strip()
+            ]
         except OSError:
             return ""
         return f": {lines[-1][:200]}" if lines else ""

@@ -30,8 +30,8 @@ CROP = (96, 96, 96)
 
 @dataclass
 class AttributeSet:
-    features: np.ndarray                  # (N, C) encoder features
-    targets: np.ndarray                   # (N, 5) option index per group
+    features: np.ndarray  # (N, C) encoder features
+    targets: np.ndarray  # (N, 5) option index per group
 
 
 def _draw(rng):
@@ -52,8 +52,7 @@ def lesion_input(bg_hu, image_box, image, lesion):
     from ..preprocessing.normalize import pasta_slf
 
     # half a crop around the changed region holds the whole crop (or reaches the volume's edge)
-    sub = tuple(slice(max(b.start - h, 0), min(b.stop + h, n)) for b, h, n in zip(image_box, np.array(CROP) // 2,
-                                                                                bg_hu.shape))
+    sub = tuple(slice(max(b.start - h, 0), min(b.stop + h, n)) for b, h, n in zip(image_box, np.array(CROP) // 2, bg_hu.shape))
     local = tuple(slice(b.start - u.start, b.stop - u.start) for b, u in zip(image_box, sub))
     cut = bg_hu[sub].copy()
     cut[local] = image
@@ -102,8 +101,15 @@ def synthetic_attribute_set(backgrounds, network, count: int, seed: int, progres
                 continue
             centre = bg.grid.index_to_lps(point[::-1].astype(float))
         try:
-            result = synthesize_lesion(volumes[b], organ_labels=organs[b], organ_names={1: "lung"}, lesion_type="lung_tumor",
-                                       attributes=attributes, seed=int(rng.integers(2**31)), centre_lps=centre)
+            result = synthesize_lesion(
+                volumes[b],
+                organ_labels=organs[b],
+                organ_names={1: "lung"},
+                lesion_type="lung_tumor",
+                attributes=attributes,
+                seed=int(rng.integers(2**31)),
+                centre_lps=centre,
+            )
         except PastaError:
             continue
         box = result.changed_box.slices
@@ -131,8 +137,10 @@ def fit_attribute_heads(train: AttributeSet, l2: float = 1.0, seed: int = 0, nam
     from ..classify.groups import OutputGroup
     from ..classify.heads import Head, build_module
 
-    heads = [fit_head(train.features, train.targets[:, g], options, "linear", l2, seed)
-             for g, (_group, _attribute, options) in enumerate(LUNG_GROUPS)]
+    heads = [
+        fit_head(train.features, train.targets[:, g], options, "linear", l2, seed)
+        for g, (_group, _attribute, options) in enumerate(LUNG_GROUPS)
+    ]
     groups = tuple(OutputGroup(group, options) for group, _attribute, options in LUNG_GROUPS)
     module = build_module("linear", train.features.shape[1], sum(len(o) for _g, _a, o in LUNG_GROUPS))
     with torch.no_grad():
@@ -149,7 +157,10 @@ def score_heads(head, test: AttributeSet, train: AttributeSet) -> dict:
     for g, (group, probabilities) in enumerate(head.probabilities(test.features)):
         truth = test.targets[:, g]
         majority = int(np.bincount(train.targets[:, g], minlength=group.size).argmax())
-        scores[group.name] = {"accuracy": float((probabilities.argmax(1) == truth).mean()),
-                              "majority_baseline": float((truth == majority).mean()),
-                              "n_test": int(len(truth)), "options": list(group.options)}
+        scores[group.name] = {
+            "accuracy": float((probabilities.argmax(1) == truth).mean()),
+            "majority_baseline": float((truth == majority).mean()),
+            "n_test": int(len(truth)),
+            "options": list(group.options),
+        }
     return scores

@@ -29,13 +29,13 @@ SYNTHETIC_ZONE_MM = 10  # synthetic lesions stay this far from a real one
 @dataclass
 class LabelledCase:
     name: str
-    image: Volume                 # the CT on its own grid (validation runs segmentation on it)
-    lesion: np.ndarray            # bool, the real lesions on the CT's own grid
-    hu: np.ndarray                # standardised CT (1 mm)
-    targets: np.ndarray           # uint8 classes of the network on the standard grid
-    organ: np.ndarray             # bool organ on the standard grid
-    grid: object                  # the standard grid
-    organ_source: str             # where the organ target came from
+    image: Volume  # the CT on its own grid (validation runs segmentation on it)
+    lesion: np.ndarray  # bool, the real lesions on the CT's own grid
+    hu: np.ndarray  # standardised CT (1 mm)
+    targets: np.ndarray  # uint8 classes of the network on the standard grid
+    organ: np.ndarray  # bool organ on the standard grid
+    grid: object  # the standard grid
+    organ_source: str  # where the organ target came from
     slice_positions: np.ndarray | None = None
     slice_mm: float = 1.0
 
@@ -55,21 +55,27 @@ def split_label_values(labels: Volume, lesion_labels=None, organ_labels=None, wh
         organs = tuple(s["label"] for s in segments if s["label"] not in lesions)
         if not any(v in present for v in lesions):
             names = ", ".join(s["name"] for s in segments) or "none"
-            raise PastaError(f"{what} has no lesion segment (segments: {names}); name the lesion segments as "
-                             "lesions (e.g. 'Lung tumor') or pass --lesion-label N")
+            raise PastaError(
+                f"{what} has no lesion segment (segments: {names}); name the lesion segments as "
+                "lesions (e.g. 'Lung tumor') or pass --lesion-label N"
+            )
         return lesions, organs
     lesions = tuple(lesion_labels) if lesion_labels else (2,)
     organs = tuple(organ_labels) if organ_labels is not None else ((1,) if not lesion_labels else ())
     if not any(v in present for v in lesions):
         given = "--lesion-label" if lesion_labels else "PASTA-Gen's convention (1 = organ, 2 = lesion)"
-        raise PastaError(f"{what} has no lesion label {', '.join(map(str, lesions))} (labels present: "
-                         f"{', '.join(map(str, present)) or 'none'}); by {given} that is where lesions are: "
-                         "pass --lesion-label N if label N holds the lesions")
+        raise PastaError(
+            f"{what} has no lesion label {', '.join(map(str, lesions))} (labels present: "
+            f"{', '.join(map(str, present)) or 'none'}); by {given} that is where lesions are: "
+            "pass --lesion-label N if label N holds the lesions"
+        )
     other = [v for v in present if v not in lesions and v not in organs]
     if other:
-        raise PastaError(f"{what} holds label(s) {', '.join(map(str, other))}, which are neither lesion "
-                         f"({', '.join(map(str, lesions))}) nor organ ({', '.join(map(str, organs)) or 'none'}); "
-                         "say which with --lesion-label / --organ-label")
+        raise PastaError(
+            f"{what} holds label(s) {', '.join(map(str, other))}, which are neither lesion "
+            f"({', '.join(map(str, lesions))}) nor organ ({', '.join(map(str, organs)) or 'none'}); "
+            "say which with --lesion-label / --organ-label"
+        )
     return lesions, organs
 
 
@@ -79,12 +85,21 @@ def _organ_mask(source: str, std, image: Volume, labelled_organ, start) -> tuple
 
     classical = classical_search_region(start.organ)
     if source == "auto":
-        source = ("labels" if labelled_organ is not None and labelled_organ.any() else
-                  "classical" if classical else "model" if start.head_loaded else "")
+        source = (
+            "labels"
+            if labelled_organ is not None and labelled_organ.any()
+            else "classical"
+            if classical
+            else "model"
+            if start.head_loaded
+            else ""
+        )
         if not source:
-            raise PastaError("the label maps hold no organ, the model's organ has no classical mask and the start "
-                             "model has no trained segmentation outputs: give organ labels (--organ-label N) or "
-                             "pass --organ-source none to train the organ as background")
+            raise PastaError(
+                "the label maps hold no organ, the model's organ has no classical mask and the start "
+                "model has no trained segmentation outputs: give organ labels (--organ-label N) or "
+                "pass --organ-source none to train the organ as background"
+            )
     hu = std.volume.array
     if source == "labels":
         if labelled_organ is None or not labelled_organ.any():
@@ -92,13 +107,17 @@ def _organ_mask(source: str, std, image: Volume, labelled_organ, start) -> tuple
         return labelled_organ, source
     if source == "classical":
         if not classical:
-            raise PastaError(f"--organ-source classical: there is no classical mask for the model's organ "
-                             f"({start.organ or 'none declared'}); only the lungs have one")
+            raise PastaError(
+                f"--organ-source classical: there is no classical mask for the model's organ "
+                f"({start.organ or 'none declared'}); only the lungs have one"
+            )
         return classical_mask_standard(classical, hu, std.volume.grid.spacing), source
     if source == "model":
         if not start.head_loaded:
-            raise PastaError("--organ-source model: the start model's segmentation outputs do not fit these labels, "
-                             "so it cannot draw the organ")
+            raise PastaError(
+                "--organ-source model: the start model's segmentation outputs do not fit these labels, "
+                "so it cannot draw the organ"
+            )
         from ..geometry.standardize import standardize
         from ..inference.segment import segment_volume
 
@@ -110,8 +129,9 @@ def _organ_mask(source: str, std, image: Volume, labelled_organ, start) -> tuple
     raise PastaError(f"unknown organ source {source!r}; choose {', '.join(ORGAN_SOURCES)}")
 
 
-def load_case(image: Volume, labels: Volume, start, *, name: str = "case", lesion_labels=None, organ_labels=None,
-              organ_source: str = "auto") -> LabelledCase:
+def load_case(
+    image: Volume, labels: Volume, start, *, name: str = "case", lesion_labels=None, organ_labels=None, organ_source: str = "auto"
+) -> LabelledCase:
     """A labelled case for the network of ``start`` (a :class:`~.start_model.StartModel`)."""
     from ..geometry.standardize import standardize
     from .default_model import scan_slices
@@ -130,8 +150,9 @@ def load_case(image: Volume, labels: Volume, start, *, name: str = "case", lesio
     targets[organ] = start.organ_values[0] if start.organ_values else 0
     targets[std_classes == 2] = start.lesion_values[0]
     positions, slice_mm = scan_slices(image.grid, std.volume.grid)
-    return LabelledCase(name, image, lesion, std.volume.array.astype(np.float32), targets, organ, std.volume.grid,
-                        used, positions, slice_mm)
+    return LabelledCase(
+        name, image, lesion, std.volume.array.astype(np.float32), targets, organ, std.volume.grid, used, positions, slice_mm
+    )
 
 
 def read_case(image_path, label_path, start, **options) -> LabelledCase:
@@ -145,6 +166,7 @@ def read_case(image_path, label_path, start, **options) -> LabelledCase:
 
 # --- synthetic lesions in the user's own cases ---------------------------------------------------
 
+
 def lesion_type_for(organ: str | None) -> str:
     """The synthesis engine's lesion type for a model's organ (``lung`` -> ``lung_tumor``)."""
     from ..synthesis import lesion_types
@@ -153,12 +175,15 @@ def lesion_type_for(organ: str | None) -> str:
     for key in lesion_types():
         if organ and S.lesion_type(key).organ == organ:
             return key
-    raise PastaError(f"synthetic lesions need a model whose lesions belong to an organ the synthesis engine knows "
-                     f"(this model's: {organ or 'none declared'})")
+    raise PastaError(
+        f"synthetic lesions need a model whose lesions belong to an organ the synthesis engine knows "
+        f"(this model's: {organ or 'none declared'})"
+    )
 
 
-def synthetic_pool(cases, per_case: int, seed: int, lesion_type: str, lesion_value: int, progress=None,
-                   is_cancelled=None) -> list:
+def synthetic_pool(
+    cases, per_case: int, seed: int, lesion_type: str, lesion_value: int, progress=None, is_cancelled=None
+) -> list:
     """Synthetic lesions placed in each case's organ, at least 10 mm from its real lesions."""
     from .default_model import Background, make_lesion_pool
 
@@ -166,8 +191,19 @@ def synthetic_pool(cases, per_case: int, seed: int, lesion_type: str, lesion_val
     for case in cases:
         real = case.targets == lesion_value
         forbidden = _grown(real, SYNTHETIC_ZONE_MM)
-        backgrounds.append(Background(case.name, case.hu, case.organ, forbidden, real, tuple(case.grid.spacing), case.grid,
-                                      slice_positions=case.slice_positions, slice_mm=case.slice_mm))
+        backgrounds.append(
+            Background(
+                case.name,
+                case.hu,
+                case.organ,
+                forbidden,
+                real,
+                tuple(case.grid.spacing),
+                case.grid,
+                slice_positions=case.slice_positions,
+                slice_mm=case.slice_mm,
+            )
+        )
     if not any(bg.lung.any() for bg in backgrounds):
         raise PastaError("synthetic lesions need the organ in the cases, and none has an organ")
     return make_lesion_pool(backgrounds, per_case, seed, progress, lesion_type=lesion_type, is_cancelled=is_cancelled)
@@ -215,6 +251,7 @@ def synthetic_sampler(cases, pool, patch, lesion_value: int):
 
 def mixed_sampler(real, synthetic, fraction: float):
     """A share ``fraction`` of patches from ``synthetic``, the rest from ``real``."""
+
     def make_patch(rng):
         return synthetic(rng) if synthetic is not None and rng.random() < fraction else real(rng)
 

@@ -25,23 +25,23 @@ from .trainer import TrainSettings, train
 @dataclass
 class Background:
     name: str
-    hu: np.ndarray             # 1 mm standardised CT
-    lung: np.ndarray           # classical lung mask (bool)
-    forbidden: np.ndarray      # bool: voxels no training patch may contain (around the real tumour)
-    tumour: np.ndarray         # bool: the real tumour (for evaluation only)
+    hu: np.ndarray  # 1 mm standardised CT
+    lung: np.ndarray  # classical lung mask (bool)
+    forbidden: np.ndarray  # bool: voxels no training patch may contain (around the real tumour)
+    tumour: np.ndarray  # bool: the real tumour (for evaluation only)
     spacing: tuple = (1.0, 1.0, 1.0)
     grid: object = None
     centres: tuple | None = None  # (lung-surface points, lung points) for lesion-free patches
     slice_positions: np.ndarray | None = None  # the scan's own slices, as k indices of the 1 mm grid
-    slice_mm: float = 1.0                       # the scan's slice spacing (taken as its thickness)
+    slice_mm: float = 1.0  # the scan's slice spacing (taken as its thickness)
 
 
 @dataclass
 class PooledLesion:
     background: int
-    box: tuple                 # slices of the changed region on the background
-    image: np.ndarray          # HU inside the box with the lesion
-    lesion: np.ndarray         # bool inside the box
+    box: tuple  # slices of the changed region on the background
+    image: np.ndarray  # HU inside the box with the lesion
+    lesion: np.ndarray  # bool inside the box
     attributes: dict = field(default_factory=dict)
 
 
@@ -71,8 +71,17 @@ def load_background(case: str, patch=(96, 96, 96), zone_mm: int | None = None) -
     hi = hits.max(0) + margin + 1
     forbidden[tuple(slice(a, b) for a, b in zip(lo, hi))] = True
     positions, slice_mm = scan_slices(native.grid, hu_std.grid)
-    return Background(case, hu_std.array.astype(np.float32), lung, forbidden, tumour, hu_std.grid.spacing, hu_std.grid,
-                      slice_positions=positions, slice_mm=slice_mm)
+    return Background(
+        case,
+        hu_std.array.astype(np.float32),
+        lung,
+        forbidden,
+        tumour,
+        hu_std.grid.spacing,
+        hu_std.grid,
+        slice_positions=positions,
+        slice_mm=slice_mm,
+    )
 
 
 def scan_slices(native_grid, standard_grid) -> tuple:
@@ -96,7 +105,7 @@ def acquire_slices(values: np.ndarray, k0: int, positions, thickness: float) -> 
         return values
     profile = (np.abs(ks[None, :] - near[:, None]) <= thickness / 2).astype(np.float32)
     profile /= np.maximum(profile.sum(axis=1, keepdims=True), 1.0)
-    samples = np.tensordot(profile, values.astype(np.float32), axes=(1, 0))      # (slices, J, I)
+    samples = np.tensordot(profile, values.astype(np.float32), axes=(1, 0))  # (slices, J, I)
     upper = np.clip(np.searchsorted(near, ks), 1, len(near) - 1)
     t = np.clip((ks - near[upper - 1]) / (near[upper] - near[upper - 1]), 0.0, 1.0)[:, None, None]
     return ((1 - t) * samples[upper - 1] + t * samples[upper]).astype(np.float32)
@@ -122,8 +131,16 @@ def lung_to_pleura(lung: np.ndarray, reach_mm: int) -> np.ndarray:
     return ndimage.binary_dilation(lung, ndimage.generate_binary_structure(3, 1), iterations=int(reach_mm))
 
 
-def make_lesion_pool(backgrounds, per_background: int, seed: int, progress=None, wall_fraction: float = 0.4,
-                     pleura_mm: int = 0, lesion_type: str = "lung_tumor", is_cancelled=None) -> list:
+def make_lesion_pool(
+    backgrounds,
+    per_background: int,
+    seed: int,
+    progress=None,
+    wall_fraction: float = 0.4,
+    pleura_mm: int = 0,
+    lesion_type: str = "lung_tumor",
+    is_cancelled=None,
+) -> list:
     """Synthesise lesions (6-70 mm, varied attributes; lung tumours unless ``lesion_type``, each
     background's ``lung`` being then that type's organ) away from the real tumours.
 
@@ -162,8 +179,15 @@ def make_lesion_pool(backgrounds, per_background: int, seed: int, progress=None,
             point = wall_point(depth, allowed, size / 2, rng) if at_wall else None
             centre = None if point is None else bg.grid.index_to_lps(point[::-1].astype(float))
             try:
-                result = synthesize_lesion(volume, organ_labels=organ, organ_names={1: kind.organ}, lesion_type=lesion_type,
-                                           attributes=attributes, seed=lesion_seed, centre_lps=centre)
+                result = synthesize_lesion(
+                    volume,
+                    organ_labels=organ,
+                    organ_names={1: kind.organ},
+                    lesion_type=lesion_type,
+                    attributes=attributes,
+                    seed=lesion_seed,
+                    centre_lps=centre,
+                )
             except Exception:  # a placement that did not fit: draw another lesion
                 continue
             changed = result.changed_box.slices
@@ -173,8 +197,9 @@ def make_lesion_pool(backgrounds, per_background: int, seed: int, progress=None,
                 changed = (z,) + tuple(changed[1:])
                 difference = result.image.array[changed] - bg.hu[changed]
                 image = bg.hu[changed] + acquire_slices(difference, z.start, bg.slice_positions, bg.slice_mm)
-                lesion = acquire_slices(result.lesion[changed].astype(np.float32), z.start, bg.slice_positions,
-                                        bg.slice_mm) >= 0.5
+                lesion = (
+                    acquire_slices(result.lesion[changed].astype(np.float32), z.start, bg.slice_positions, bg.slice_mm) >= 0.5
+                )
                 lesion &= reach[changed]
             else:
                 image, lesion = result.image.array[changed], result.lesion[changed]
@@ -194,8 +219,10 @@ def overlap(window, box):
     inter = [slice(max(w.start, b.start), min(w.stop, b.stop)) for w, b in zip(window, box)]
     if not all(s.stop > s.start for s in inter):
         return None
-    return (tuple(slice(s.start - w.start, s.stop - w.start) for s, w in zip(inter, window)),
-            tuple(slice(s.start - b.start, s.stop - b.start) for s, b in zip(inter, box)))
+    return (
+        tuple(slice(s.start - w.start, s.stop - w.start) for s, w in zip(inter, window)),
+        tuple(slice(s.start - b.start, s.stop - b.start) for s, b in zip(inter, box)),
+    )
 
 
 def _patch_start(bg, centre, patch, rng):
@@ -286,13 +313,18 @@ def _lesions(network, hu, grid, lung, patch, tta=False, progress=None) -> np.nda
 
     model = SegmentationModel(network, tuple(patch), {1: segment_info("lung"), 2: segment_info("tumor@lung")}, (1,), (2,))
     volume = Volume(hu, grid)
-    result = segment_volume(volume, model, organ_mask=volume.with_array(lung.astype(np.uint8), is_label=True),
-                            min_lesion_mm3=100.0, tta=tta, progress=progress)
+    result = segment_volume(
+        volume,
+        model,
+        organ_mask=volume.with_array(lung.astype(np.uint8), is_label=True),
+        min_lesion_mm3=100.0,
+        tta=tta,
+        progress=progress,
+    )
     return result.labels.array == 2
 
 
-def evaluate(network, bg: Background, patch=(96, 96, 96), tta: bool = False, progress=None,
-             offset=(0, 0, 0)) -> Evaluation:
+def evaluate(network, bg: Background, patch=(96, 96, 96), tta: bool = False, progress=None, offset=(0, 0, 0)) -> Evaluation:
     """Score the model as the product uses it: ``segment_volume`` restricted to the lungs (+20 mm),
     lesions kept as ``segment_volume`` keeps them (within 10 mm of the lungs and partly in them),
     pieces of at least 100 mm^3 (``tta``: averaged over the 8 mirrorings). Dice with the real tumour, whether it was found (any
@@ -309,21 +341,32 @@ def evaluate(network, bg: Background, patch=(96, 96, 96), tta: bool = False, pro
     false_positive = lesion & ~found
     dice = 2 * (lesion & tumour).sum() / max(lesion.sum() + tumour.sum(), 1)
     voxel_ml = float(np.prod(bg.spacing)) / 1000
-    return Evaluation(bg.name, float(dice), bool(found.any()), float(false_positive.sum() * voxel_ml),
-                      float(lesion.sum() * voxel_ml), float(tumour.sum() * voxel_ml))
+    return Evaluation(
+        bg.name,
+        float(dice),
+        bool(found.any()),
+        float(false_positive.sum() * voxel_ml),
+        float(lesion.sum() * voxel_ml),
+        float(tumour.sum() * voxel_ml),
+    )
 
 
 def evaluate_tilings(network, bg: Background, patch=(96, 96, 96), unshifted: Evaluation | None = None) -> dict:
     """:func:`evaluate` at each of :data:`TILE_OFFSETS`: Dice mean, range and per offset,
     detections, false positives (mL) per offset. ``unshifted``: the plain score already made,
     used for offset (0, 0, 0) instead of running it again."""
-    runs = [unshifted if unshifted is not None and not any(o) else evaluate(network, bg, patch, offset=o)
-            for o in TILE_OFFSETS]
+    runs = [unshifted if unshifted is not None and not any(o) else evaluate(network, bg, patch, offset=o) for o in TILE_OFFSETS]
     dice = [round(r.dice, 3) for r in runs]
-    return {"case": bg.name, "offsets": [list(o) for o in TILE_OFFSETS], "dice": dice,
-            "dice_mean": round(float(np.mean(dice)), 3), "dice_min": min(dice), "dice_max": max(dice),
-            "detected": sum(r.detected for r in runs),
-            "false_positive_ml": [round(r.false_positive_ml, 1) for r in runs]}
+    return {
+        "case": bg.name,
+        "offsets": [list(o) for o in TILE_OFFSETS],
+        "dice": dice,
+        "dice_mean": round(float(np.mean(dice)), 3),
+        "dice_min": min(dice),
+        "dice_max": max(dice),
+        "detected": sum(r.detected for r in runs),
+        "false_positive_ml": [round(r.false_positive_ml, 1) for r in runs],
+    }
 
 
 MINE_STEP_MM = 2  # false positives are mined on this lattice (each point stands for MINE_STEP_MM^3 mm^3)
@@ -343,12 +386,18 @@ class DefaultTraining:
     network: object
     log: object
     pool: int
-    mined_ml: list = field(default_factory=list)   # false positives found per background before the second stage
+    mined_ml: list = field(default_factory=list)  # false positives found per background before the second stage
     second_log: object = None
 
 
-def train_default(backgrounds, settings: TrainSettings, lesions_per_background: int = 80, progress=None,
-                  pleura_mm: int = 0, hard_negative_steps: int = 0) -> DefaultTraining:
+def train_default(
+    backgrounds,
+    settings: TrainSettings,
+    lesions_per_background: int = 80,
+    progress=None,
+    pleura_mm: int = 0,
+    hard_negative_steps: int = 0,
+) -> DefaultTraining:
     """Train on synthetic lesions in ``backgrounds``.
 
     With ``hard_negative_steps``, a second stage follows: the trained model segments each
@@ -357,19 +406,24 @@ def train_default(backgrounds, settings: TrainSettings, lesions_per_background: 
     report = progress or (lambda f, m="": None)
     total = settings.steps + hard_negative_steps
     first = 0.25 + 0.75 * settings.steps / total
-    pool = make_lesion_pool(backgrounds, lesions_per_background, settings.seed,
-                            lambda f, m: report(0.25 * f, m), pleura_mm=pleura_mm)
+    pool = make_lesion_pool(
+        backgrounds, lesions_per_background, settings.seed, lambda f, m: report(0.25 * f, m), pleura_mm=pleura_mm
+    )
     sampler = training_sampler(backgrounds, pool, settings.patch_size)
     network, log = train([], settings, sample_patch=sampler, progress=lambda f, m: report(0.25 + (first - 0.25) * f, m))
     outcome = DefaultTraining(network, log, len(pool))
     if hard_negative_steps > 0:
         report(first, "finding false positives in the backgrounds")
         mined = [mine_false_positives(network, bg, settings.patch_size) for bg in backgrounds]
-        outcome.mined_ml = [round(len(m) * MINE_STEP_MM ** 3 / 1000, 1) for m in mined]
+        outcome.mined_ml = [round(len(m) * MINE_STEP_MM**3 / 1000, 1) for m in mined]
         network.train()
-        stage = replace(settings, steps=hard_negative_steps, learning_rate=settings.learning_rate / 4,
-                        seed=settings.seed + 1)
+        stage = replace(settings, steps=hard_negative_steps, learning_rate=settings.learning_rate / 4, seed=settings.seed + 1)
         sampler = training_sampler(backgrounds, pool, settings.patch_size, mined=mined)
-        network, outcome.second_log = train([], stage, sample_patch=sampler, network=network,
-                                            progress=lambda f, m: report(first + (1 - first) * f, "hard negatives: " + m))
+        network, outcome.second_log = train(
+            [],
+            stage,
+            sample_patch=sampler,
+            network=network,
+            progress=lambda f, m: report(first + (1 - first) * f, "hard negatives: " + m),
+        )
     return outcome

@@ -26,8 +26,8 @@ import numpy as np
 from ..errors import PastaError
 from .trainer import TrainLog, TrainSettings, time_one_step, train
 
-EPOCH_STEPS = 250            # nnU-Net's iterations per epoch (--epochs N = N x 250 steps)
-FEWSHOT_STEPS = 2000         # PASTATrainer_fewshot: 10 epochs of 200 iterations
+EPOCH_STEPS = 250  # nnU-Net's iterations per epoch (--epochs N = N x 250 steps)
+FEWSHOT_STEPS = 2000  # PASTATrainer_fewshot: 10 epochs of 200 iterations
 CHECKPOINT_FOLDER = "checkpoint"
 RUN_FILE = "run.json"
 
@@ -42,9 +42,9 @@ class FinetuneSettings:
     deep_supervision: bool = True
     freeze_encoder_steps: int = 0
     synthetic_fraction: float = 0.0
-    synthetic_lesions: int = 20      # synthetic lesions made per training case (when synthetic_fraction > 0)
+    synthetic_lesions: int = 20  # synthetic lesions made per training case (when synthetic_fraction > 0)
     spatial_augmentation: float = 0.2
-    patch: tuple | None = None       # training patch (None: the model's own; inference keeps the model's)
+    patch: tuple | None = None  # training patch (None: the model's own; inference keeps the model's)
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -67,15 +67,31 @@ class FinetuneSettings:
         net = start.network
         patch = tuple(int(p) for p in (self.patch or start.patch_size))
         if len(patch) != 3 or any(p < net.divisor or p % net.divisor for p in patch):
-            raise PastaError(f"patch size {'x'.join(map(str, patch))} does not fit this network: each side must be a "
-                             f"multiple of {net.divisor} ({net.num_pool} poolings)")
-        return TrainSettings(base_features=net.base_features, num_pool=net.num_pool, num_classes=start.num_classes,
-                             patch_size=patch, batch_size=self.batch_size, steps=self.steps,
-                             learning_rate=self.learning_rate, class_ratios=tuple(patch_ratios(start)), seed=self.seed,
-                             threads=self.threads, spatial_augmentation=self.spatial_augmentation,
-                             optimizer=self.optimizer, schedule=self.schedule, deep_supervision=self.deep_supervision,
-                             dice_smooth=1e-5, freeze_encoder_steps=self.freeze_encoder_steps, device=device,
-                             amp=self.amp, checkpoint_every=self.checkpoint_every)
+            raise PastaError(
+                f"patch size {'x'.join(map(str, patch))} does not fit this network: each side must be a "
+                f"multiple of {net.divisor} ({net.num_pool} poolings)"
+            )
+        return TrainSettings(
+            base_features=net.base_features,
+            num_pool=net.num_pool,
+            num_classes=start.num_classes,
+            patch_size=patch,
+            batch_size=self.batch_size,
+            steps=self.steps,
+            learning_rate=self.learning_rate,
+            class_ratios=tuple(patch_ratios(start)),
+            seed=self.seed,
+            threads=self.threads,
+            spatial_augmentation=self.spatial_augmentation,
+            optimizer=self.optimizer,
+            schedule=self.schedule,
+            deep_supervision=self.deep_supervision,
+            dice_smooth=1e-5,
+            freeze_encoder_steps=self.freeze_encoder_steps,
+            device=device,
+            amp=self.amp,
+            checkpoint_every=self.checkpoint_every,
+        )
 
 
 def patch_ratios(start) -> list:
@@ -94,6 +110,7 @@ def patch_ratios(start) -> list:
 @dataclass
 class Stage:
     """One training run: on ``train`` cases, scored on ``held_out`` cases."""
+
     name: str
     train: list
     held_out: list
@@ -104,7 +121,7 @@ class FinetuneResult:
     network: object
     log: TrainLog
     synthetic_lesions: int = 0
-    validation: list = field(default_factory=list)   # per held-out case: {"case", "before": {...}, "after": {...}, "fold"}
+    validation: list = field(default_factory=list)  # per held-out case: {"case", "before": {...}, "after": {...}, "fold"}
     folds: int = 0
     step_seconds: float | None = None
     device: str = "cpu"
@@ -133,8 +150,10 @@ class Checkpoints:
             earlier = json.loads((self.folder / RUN_FILE).read_text(encoding="utf-8"))
             differ = sorted(k for k in set(run) | set(earlier) if run.get(k) != earlier.get(k))
             if differ:
-                raise PastaError(f"the checkpoint in {self.folder} is of a run with other {', '.join(differ)}; "
-                                 "resume with the same command, or start again with --overwrite")
+                raise PastaError(
+                    f"the checkpoint in {self.folder} is of a run with other {', '.join(differ)}; "
+                    "resume with the same command, or start again with --overwrite"
+                )
             return
         self.clear()
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -154,6 +173,7 @@ class Checkpoints:
 
             with atomic_outputs(self.folder / f"{stage}.pt", overwrite=True) as temp:
                 torch.save(state, temp)
+
         return save
 
     def finished(self, stage: str):
@@ -179,9 +199,13 @@ class Checkpoints:
 
 def run_description(start, settings: FinetuneSettings, cases, val_cases, folds: int) -> dict:
     """What identifies a run (a resume must match it)."""
-    return {"start model": start.provenance.get("sha256") or start.provenance.get("name"),
-            "settings": asdict(settings), "cases": [c.name for c in cases],
-            "validation cases": [c.name for c in val_cases], "folds": int(folds)}
+    return {
+        "start model": start.provenance.get("sha256") or start.provenance.get("name"),
+        "settings": asdict(settings),
+        "cases": [c.name for c in cases],
+        "validation cases": [c.name for c in val_cases],
+        "folds": int(folds),
+    }
 
 
 def fold_stages(cases, folds: int) -> list:
@@ -189,8 +213,18 @@ def fold_stages(cases, folds: int) -> list:
     if folds:
         if folds < 2 or folds > len(cases):
             raise PastaError(f"--folds must be between 2 and the number of cases ({len(cases)}), got {folds}")
-    stages = [Stage(f"fold_{k}", [c for i, c in enumerate(cases) if i % folds != k],
-                    [c for i, c in enumerate(cases) if i % folds == k]) for k in range(folds)] if folds else []
+    stages = (
+        [
+            Stage(
+                f"fold_{k}",
+                [c for i, c in enumerate(cases) if i % folds != k],
+                [c for i, c in enumerate(cases) if i % folds == k],
+            )
+            for k in range(folds)
+        ]
+        if folds
+        else []
+    )
     return stages + [Stage("final", list(cases), [])]
 
 
@@ -202,23 +236,31 @@ def _sampler(stage_cases, start, settings: FinetuneSettings, train_settings, pro
     if settings.synthetic_fraction <= 0:
         return real, 0
     lesion_type = lesion_type_for(start.organ)
-    pool = synthetic_pool(stage_cases, settings.synthetic_lesions, settings.seed, lesion_type,
-                          start.lesion_values[0], progress, is_cancelled)
+    pool = synthetic_pool(
+        stage_cases, settings.synthetic_lesions, settings.seed, lesion_type, start.lesion_values[0], progress, is_cancelled
+    )
     if not pool:
         raise PastaError("no synthetic lesion could be placed in the cases' organ")
-    return mixed_sampler(real, synthetic_sampler(stage_cases, pool, train_settings.patch_size, start.lesion_values[0]),
-                         settings.synthetic_fraction), len(pool)
+    return mixed_sampler(
+        real, synthetic_sampler(stage_cases, pool, train_settings.patch_size, start.lesion_values[0]), settings.synthetic_fraction
+    ), len(pool)
 
 
 def _train_stage(stage: Stage, start, settings: FinetuneSettings, train_settings, checkpoints, report, is_cancelled):
     """``(network, TrainLog, synthetic lesions made)`` of one stage, resumed from its checkpoint if any."""
-    sampler, pooled = _sampler(stage.train, start, settings, train_settings, lambda f, m="": report(0.1 * f, m),
-                               is_cancelled)
+    sampler, pooled = _sampler(stage.train, start, settings, train_settings, lambda f, m="": report(0.1 * f, m), is_cancelled)
     state = checkpoints.state(stage.name) if checkpoints is not None else None
-    network, log = train([], train_settings, sample_patch=sampler, network=copy.deepcopy(start.network),
-                         normalize=start.segmentation_model().normalize, resume=state,
-                         save_checkpoint=checkpoints.saver(stage.name) if checkpoints is not None else None,
-                         is_cancelled=is_cancelled, progress=lambda f, m="": report(0.1 + 0.6 * f, f"{stage.name}: {m}"))
+    network, log = train(
+        [],
+        train_settings,
+        sample_patch=sampler,
+        network=copy.deepcopy(start.network),
+        normalize=start.segmentation_model().normalize,
+        resume=state,
+        save_checkpoint=checkpoints.saver(stage.name) if checkpoints is not None else None,
+        is_cancelled=is_cancelled,
+        progress=lambda f, m="": report(0.1 + 0.6 * f, f"{stage.name}: {m}"),
+    )
     return network, log, pooled
 
 
@@ -229,16 +271,28 @@ def _validate(held_out, start, network, before: dict, device, fold, report, is_c
     rows = []
     for n, case in enumerate(held_out):
         if case.name not in before:
-            before[case.name] = (validate_case(start.segmentation_model(), case, device, is_cancelled=is_cancelled)
-                                 if start.head_loaded else None)
+            before[case.name] = (
+                validate_case(start.segmentation_model(), case, device, is_cancelled=is_cancelled) if start.head_loaded else None
+            )
         after = validate_case(start.segmentation_model(network), case, device, is_cancelled=is_cancelled)
         rows.append({"case": case.name, "fold": fold, "before": before[case.name], "after": after})
         report(0.7 + 0.3 * (n + 1) / len(held_out), f"validated {case.name}")
     return rows
 
 
-def finetune(cases, start, settings: FinetuneSettings, *, val_cases=(), folds: int = 0, checkpoints=None,
-             resume: bool = False, progress=None, is_cancelled=None, say=None) -> FinetuneResult:
+def finetune(
+    cases,
+    start,
+    settings: FinetuneSettings,
+    *,
+    val_cases=(),
+    folds: int = 0,
+    checkpoints=None,
+    resume: bool = False,
+    progress=None,
+    is_cancelled=None,
+    say=None,
+) -> FinetuneResult:
     """Fine-tune ``start`` (a :class:`~.start_model.StartModel`) on ``cases``; validate on
     ``val_cases`` and/or by ``folds``-fold cross-validation, before and after."""
     from .. import deps
@@ -254,18 +308,19 @@ def finetune(cases, start, settings: FinetuneSettings, *, val_cases=(), folds: i
         checkpoints.start(run_description(start, settings, cases, val_cases, folds), resume)
     train_settings = settings.train_settings(start, device)
     step_seconds = time_one_step(copy.deepcopy(start.network), train_settings)
-    estimate = (f"one training step takes about {step_seconds:.1f} s on {device.upper()}: {len(stages)} run(s) of "
-                f"{settings.steps} steps, about {_duration(step_seconds * settings.steps * len(stages))} of training"
-                + (" plus validation" if folds or val_cases else ""))
+    estimate = (
+        f"one training step takes about {step_seconds:.1f} s on {device.upper()}: {len(stages)} run(s) of "
+        f"{settings.steps} steps, about {_duration(step_seconds * settings.steps * len(stages))} of training"
+        + (" plus validation" if folds or val_cases else "")
+    )
     say(estimate)
     report(0.0, estimate)
     before, fold_rows, span = {}, [], 1.0 / len(stages)
     for index, stage in enumerate(stages[:-1]):
-        stage_report = (lambda f, m="", b=index * span: report(b + span * f, m))
+        stage_report = lambda f, m="", b=index * span: report(b + span * f, m)
         rows = checkpoints.finished(stage.name) if checkpoints is not None else None
         if rows is None:
-            network, _log, _pooled = _train_stage(stage, start, settings, train_settings, checkpoints, stage_report,
-                                                  is_cancelled)
+            network, _log, _pooled = _train_stage(stage, start, settings, train_settings, checkpoints, stage_report, is_cancelled)
             rows = _validate(stage.held_out, start, network, before, device, stage.name, stage_report, is_cancelled)
             if checkpoints is not None:
                 checkpoints.finish(stage.name, rows)
@@ -274,9 +329,8 @@ def finetune(cases, start, settings: FinetuneSettings, *, val_cases=(), folds: i
         for row in rows:
             before.setdefault(row["case"], row["before"])
         fold_rows += rows
-    final_report = (lambda f, m="": report((len(stages) - 1) * span + span * f, m))
-    network, log, pooled = _train_stage(stages[-1], start, settings, train_settings, checkpoints, final_report,
-                                        is_cancelled)
+    final_report = lambda f, m="": report((len(stages) - 1) * span + span * f, m)
+    network, log, pooled = _train_stage(stages[-1], start, settings, train_settings, checkpoints, final_report, is_cancelled)
     rows = _validate(val_cases, start, network, before, device, None, final_report, is_cancelled)
     report(1.0, "fine-tuned")
     return FinetuneResult(network, log, pooled, fold_rows + rows, folds, step_seconds, device)

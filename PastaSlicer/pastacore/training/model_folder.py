@@ -26,16 +26,27 @@ def _labels(start) -> list:
 def model_description(name: str, start, settings, cases, sha256: str) -> dict:
     net = start.network
     description = {
-        "name": name, "version": "finetuned", "task": "segmentation",
+        "name": name,
+        "version": "finetuned",
+        "task": "segmentation",
         "description": f"{start.provenance.get('name')} fine-tuned on {len(cases)} labelled case(s) with pasta finetune.",
-        "architecture": {"type": "pasta_generic_unet", "base_features": net.base_features, "num_pool": net.num_pool,
-                         "input_channels": 1, "num_classes": start.num_classes, "max_features": net.max_features},
+        "architecture": {
+            "type": "pasta_generic_unet",
+            "base_features": net.base_features,
+            "num_pool": net.num_pool,
+            "input_channels": 1,
+            "num_classes": start.num_classes,
+            "max_features": net.max_features,
+        },
         "input_spacing_mm": [1.0, 1.0, 1.0],
         "normalization": "nnunet_ct" if start.normalization else "pasta_slf",
-        "patch_size": [int(p) for p in start.patch_size], "labels": _labels(start),
-        "weights": "model.pth", "files": [{"name": "model.pth", "sha256": sha256}],
+        "patch_size": [int(p) for p in start.patch_size],
+        "labels": _labels(start),
+        "weights": "model.pth",
+        "files": [{"name": "model.pth", "sha256": sha256}],
         "license": "that of the start model's weights; fine-tuned by the user",
-        "source": "pasta finetune", "base_model": start.provenance,
+        "source": "pasta finetune",
+        "base_model": start.provenance,
         "finetune": {"cases": [c.name for c in cases], **_recipe(settings)},
     }
     if start.normalization:
@@ -60,42 +71,50 @@ def _row(name: str, before: dict | None, after: dict) -> str:
     def false(scores):
         return "n/a" if scores is None else f"{scores['false_positives']} ({scores['false_positive_ml']:.1f} mL)"
 
-    return (f"| {name} | {cell(before, 'dice')} → {cell(after, 'dice')} | {cell(before, 'hd95_mm', 1)} → "
-            f"{cell(after, 'hd95_mm', 1)} | {cell(before, 'surface_dice')} → {cell(after, 'surface_dice')} | "
-            f"{found(before)} → {found(after)} | {false(before)} → {false(after)} |")
+    return (
+        f"| {name} | {cell(before, 'dice')} → {cell(after, 'dice')} | {cell(before, 'hd95_mm', 1)} → "
+        f"{cell(after, 'hd95_mm', 1)} | {cell(before, 'surface_dice')} → {cell(after, 'surface_dice')} | "
+        f"{found(before)} → {found(after)} | {false(before)} → {false(after)} |"
+    )
 
 
 def validation_table(rows: list) -> str:
     if not rows:
-        return ("No case was held out (give `--val-images/--val-labels` or `--folds K`): this model has not been "
-                "validated.\n")
-    lines = "\n".join(_row(r["case"] + (f" ({r['fold']})" if r.get("fold") else ""), r["before"], r["after"])
-                      for r in rows)
-    return ("Each held-out case segmented as `pasta segment` does by default, before (the start model) → after "
-            "(this model). HD95 in mm; surface Dice at 2 mm; a lesion counts as found when the prediction "
-            "overlaps it; false positives are predicted pieces touching no real lesion.\n\n"
-            "| case | Dice | HD95 (mm) | surface Dice | lesions found | false positives |\n|---|---|---|---|---|---|\n"
-            + lines + "\n")
+        return "No case was held out (give `--val-images/--val-labels` or `--folds K`): this model has not been validated.\n"
+    lines = "\n".join(_row(r["case"] + (f" ({r['fold']})" if r.get("fold") else ""), r["before"], r["after"]) for r in rows)
+    return (
+        "Each held-out case segmented as `pasta segment` does by default, before (the start model) → after "
+        "(this model). HD95 in mm; surface Dice at 2 mm; a lesion counts as found when the prediction "
+        "overlaps it; false positives are predicted pieces touching no real lesion.\n\n"
+        "| case | Dice | HD95 (mm) | surface Dice | lesions found | false positives |\n|---|---|---|---|---|---|\n" + lines + "\n"
+    )
 
 
 def model_card(description: dict, start, settings, cases, result, seconds: float, machine: str) -> str:
     data = "\n".join(f"| {c.name} | {c.lesion_ml:.1f} | {c.organ_source} |" for c in cases)
-    folds = (f" The scores come from {result.folds}-fold cross-validation: each fold's model was trained from the "
-             "start model on the other cases; this model was then trained on all of them." if result.folds else "")
-    synthetic = (f"{round(100 * settings.synthetic_fraction)} % of the patches with one of {result.synthetic_lesions} "
-                 "synthetic lesions pasted into the cases' organ (at least 10 mm from the real lesions)"
-                 if settings.synthetic_fraction > 0 else "no synthetic lesions")
+    folds = (
+        f" The scores come from {result.folds}-fold cross-validation: each fold's model was trained from the "
+        "start model on the other cases; this model was then trained on all of them."
+        if result.folds
+        else ""
+    )
+    synthetic = (
+        f"{round(100 * settings.synthetic_fraction)} % of the patches with one of {result.synthetic_lesions} "
+        "synthetic lesions pasted into the cases' organ (at least 10 mm from the real lesions)"
+        if settings.synthetic_fraction > 0
+        else "no synthetic lesions"
+    )
     frozen = f", encoder fixed for the first {settings.freeze_encoder_steps} steps" if settings.freeze_encoder_steps else ""
-    return f"""# {description['name']}: fine-tuned from {start.provenance.get('name')}
+    return f"""# {description["name"]}: fine-tuned from {start.provenance.get("name")}
 
 **Research use only. Not for diagnosis.**
 
-- **What it does:** segments {', '.join(f"{v} = {t}" for v, t in sorted(start.labels.items()))} in CT, on
-  PASTA's 1 mm grid with {'nnU-Net CT normalisation' if start.normalization else "PASTA's HU normalisation (SLF)"};
+- **What it does:** segments {", ".join(f"{v} = {t}" for v, t in sorted(start.labels.items()))} in CT, on
+  PASTA's 1 mm grid with {"nnU-Net CT normalisation" if start.normalization else "PASTA's HU normalisation (SLF)"};
   PASTA's network topology ({start.network.base_features} base features, {start.network.num_pool} poolings),
-  patch {'x'.join(map(str, start.patch_size))}.
-- **Started from:** {start.provenance.get('name')} ({start.provenance.get('kind')}, {start.provenance.get('file')},
-  SHA256 {str(start.provenance.get('sha256'))[:12]}...){'' if start.head_loaded else '; its segmentation outputs did not fit these labels and started fresh'}.
+  patch {"x".join(map(str, start.patch_size))}.
+- **Started from:** {start.provenance.get("name")} ({start.provenance.get("kind")}, {start.provenance.get("file")},
+  SHA256 {str(start.provenance.get("sha256"))[:12]}...){"" if start.head_loaded else "; its segmentation outputs did not fit these labels and started fresh"}.
 - **Data:** {len(cases)} labelled case(s):
 
 | case | lesion volume (mL) | organ target from |
@@ -103,13 +122,13 @@ def model_card(description: dict, start, settings, cases, result, seconds: float
 {data}
 
 - **Training:** {settings.steps} steps of batch {settings.batch_size}, {settings.optimizer.upper()}
-  {'(Nesterov, momentum 0.99) ' if settings.optimizer == 'sgd' else ''}at learning rate {settings.learning_rate:g} with
-  {'poly decay' if settings.schedule == 'poly' else 'a one-cycle schedule'}, Dice + cross-entropy
-  {'with deep supervision ' if settings.deep_supervision else ''}(MONAI), patches centred a third on lesions, a
+  {"(Nesterov, momentum 0.99) " if settings.optimizer == "sgd" else ""}at learning rate {settings.learning_rate:g} with
+  {"poly decay" if settings.schedule == "poly" else "a one-cycle schedule"}, Dice + cross-entropy
+  {"with deep supervision " if settings.deep_supervision else ""}(MONAI), patches centred a third on lesions, a
   third on the organ, a third on other tissue; {round(100 * settings.spatial_augmentation)} % rotated and scaled,
   flips, HU gain/offset/noise; {synthetic}{frozen}; seed {settings.seed}. {seconds:.0f} s on {machine}
-  ({result.device.upper()}). Final training loss {description['training_loss']['last']} (first steps
-  {description['training_loss']['first']}). Weights fp32 (SHA256 {description['files'][0]['sha256'][:12]}...).
+  ({result.device.upper()}). Final training loss {description["training_loss"]["last"]} (first steps
+  {description["training_loss"]["first"]}). Weights fp32 (SHA256 {description["files"][0]["sha256"][:12]}...).
 
 ## Validation
 {validation_table(result.validation)}{folds}
@@ -134,16 +153,27 @@ def write_model_folder(folder: Path, name: str, start, settings, cases, result, 
     description["training_loss"] = mean_losses(result.log.losses)
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads"
     (folder / "model.json").write_text(json.dumps(description, indent=2, default=str), encoding="utf-8")
-    (folder / "validation.json").write_text(json.dumps({"cases": result.validation, "folds": result.folds,
-                                                        "summary": _summaries(result.validation)}, indent=2),
-                                            encoding="utf-8")
-    (folder / "training.json").write_text(json.dumps({
-        "settings": _recipe(settings), "device": result.device, "machine": machine, "seconds": round(seconds, 1),
-        "step_seconds_estimate": result.step_seconds, "synthetic_lesions": result.synthetic_lesions,
-        "resumed_at_step": result.log.resumed_at, "losses": [round(v, 5) for v in result.log.losses]}, indent=2),
-        encoding="utf-8")
-    (folder / "README.md").write_text(model_card(description, start, settings, cases, result, seconds, machine),
-                                      encoding="utf-8")
+    (folder / "validation.json").write_text(
+        json.dumps({"cases": result.validation, "folds": result.folds, "summary": _summaries(result.validation)}, indent=2),
+        encoding="utf-8",
+    )
+    (folder / "training.json").write_text(
+        json.dumps(
+            {
+                "settings": _recipe(settings),
+                "device": result.device,
+                "machine": machine,
+                "seconds": round(seconds, 1),
+                "step_seconds_estimate": result.step_seconds,
+                "synthetic_lesions": result.synthetic_lesions,
+                "resumed_at_step": result.log.resumed_at,
+                "losses": [round(v, 5) for v in result.log.losses],
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
+    (folder / "README.md").write_text(model_card(description, start, settings, cases, result, seconds, machine), encoding="utf-8")
     return description
 
 

@@ -32,8 +32,8 @@ import numpy as np
 from ..errors import PastaError
 
 KEYS = ("image", "label")
-ROTATION_DEGREES = (15.0, 8.0, 8.0)   # about the k (body), j and i axes
-SCALE_RANGE = 0.2                     # each axis scaled by 1 +- 0.2
+ROTATION_DEGREES = (15.0, 8.0, 8.0)  # about the k (body), j and i axes
+SCALE_RANGE = 0.2  # each axis scaled by 1 +- 0.2
 HU_GAIN, HU_SHIFT, HU_NOISE = 0.1, 20.0, 15.0
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("poly", "onecycle")
@@ -62,9 +62,10 @@ def plain_tensors():
 
 # --- loss --------------------------------------------------------------------------------------
 
+
 def deep_supervision_weights(levels: int) -> list:
     """nnU-Net's weights: 1/2**i per level (full resolution first), the coarsest 0, summing to 1."""
-    weights = [0.5 ** i for i in range(levels)]
+    weights = [0.5**i for i in range(levels)]
     if levels > 1:
         weights[-1] = 0.0
     total = sum(weights)
@@ -76,14 +77,14 @@ def make_loss(deep_supervision_levels: int = 0, smooth: float = 1.0):
     ``deep_supervision_levels`` > 1 it takes the list of outputs (full resolution first)."""
     from monai.losses import DeepSupervisionLoss, DiceCELoss
 
-    loss = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True,
-                      smooth_nr=smooth, smooth_dr=smooth)
+    loss = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True, smooth_nr=smooth, smooth_dr=smooth)
     if deep_supervision_levels > 1:
         return DeepSupervisionLoss(loss, weights=deep_supervision_weights(deep_supervision_levels))
     return loss
 
 
 # --- augmentation ------------------------------------------------------------------------------
+
 
 def _turn_and_scale(rng, elastic_mm: float, shape) -> tuple:
     """An affine grid (and, with ``elastic_mm``, a smooth warp on a 5x5x5 lattice) for one patch."""
@@ -120,10 +121,20 @@ def rotate_scale_warp(img, lab, rng, elastic_mm: float = 0.0):
     import torch.nn.functional as F
 
     grid = _turn_and_scale(rng, elastic_mm, img.shape)
-    moved = F.grid_sample(torch.as_tensor(np.ascontiguousarray(img, np.float32))[None, None], grid,
-                          mode="bilinear", padding_mode="border", align_corners=False)
-    labels = F.grid_sample(torch.as_tensor(np.ascontiguousarray(lab, np.float32))[None, None], grid,
-                           mode="nearest", padding_mode="border", align_corners=False)
+    moved = F.grid_sample(
+        torch.as_tensor(np.ascontiguousarray(img, np.float32))[None, None],
+        grid,
+        mode="bilinear",
+        padding_mode="border",
+        align_corners=False,
+    )
+    labels = F.grid_sample(
+        torch.as_tensor(np.ascontiguousarray(lab, np.float32))[None, None],
+        grid,
+        mode="nearest",
+        padding_mode="border",
+        align_corners=False,
+    )
     return moved[0, 0].numpy(), labels[0, 0].numpy().round().astype(np.asarray(lab).dtype)
 
 
@@ -163,25 +174,42 @@ def make_augmentation(patch_size, spatial: float = 0.0, elastic_mm: float = 0.0,
         if elastic_mm > 0:
             transforms.append(_warp_transform()(spatial, elastic_mm))
         else:
-            transforms.append(RandAffined(KEYS, prob=spatial, rotate_range=[math.radians(d) for d in ROTATION_DEGREES],
-                                          scale_range=[SCALE_RANGE] * 3, mode=("bilinear", "nearest"),
-                                          padding_mode="border", spatial_size=tuple(patch_size), cache_grid=True))
+            transforms.append(
+                RandAffined(
+                    KEYS,
+                    prob=spatial,
+                    rotate_range=[math.radians(d) for d in ROTATION_DEGREES],
+                    scale_range=[SCALE_RANGE] * 3,
+                    mode=("bilinear", "nearest"),
+                    padding_mode="border",
+                    spatial_size=tuple(patch_size),
+                    cache_grid=True,
+                )
+            )
     transforms += [RandFlipd(KEYS, prob=0.5, spatial_axis=axis) for axis in range(3)]
     if intensity:
-        transforms += [RandScaleIntensityd("image", factors=HU_GAIN, prob=1.0),
-                       RandShiftIntensityd("image", offsets=HU_SHIFT, prob=1.0),
-                       RandGaussianNoised("image", prob=0.5, mean=0.0, std=HU_NOISE, sample_std=True)]
+        transforms += [
+            RandScaleIntensityd("image", factors=HU_GAIN, prob=1.0),
+            RandShiftIntensityd("image", offsets=HU_SHIFT, prob=1.0),
+            RandGaussianNoised("image", prob=0.5, mean=0.0, std=HU_NOISE, sample_std=True),
+        ]
     return Compose(transforms)
 
 
 # --- optimisation ------------------------------------------------------------------------------
 
+
 def make_optimizer(parameters, kind: str, learning_rate: float, weight_decay: float | None = None):
     import torch
 
     if kind == "sgd":  # nnU-Net / PASTA's trainers
-        return torch.optim.SGD(parameters, lr=learning_rate, momentum=0.99, nesterov=True,
-                               weight_decay=3e-5 if weight_decay is None else weight_decay)
+        return torch.optim.SGD(
+            parameters,
+            lr=learning_rate,
+            momentum=0.99,
+            nesterov=True,
+            weight_decay=3e-5 if weight_decay is None else weight_decay,
+        )
     if kind == "adamw":
         return torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=1e-5 if weight_decay is None else weight_decay)
     raise PastaError(f"unknown optimizer {kind!r}; choose {' or '.join(OPTIMIZERS)}")
@@ -193,8 +221,7 @@ def make_schedule(optimizer, kind: str, steps: int, learning_rate: float):
     if kind == "poly":  # nnU-Net: lr * (1 - step / steps) ** 0.9
         return torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=steps, power=0.9)
     if kind == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=max(steps, 2),
-                                                   pct_start=0.1)
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=max(steps, 2), pct_start=0.1)
     raise PastaError(f"unknown learning-rate schedule {kind!r}; choose {' or '.join(SCHEDULES)}")
 
 

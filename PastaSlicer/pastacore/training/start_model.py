@@ -22,15 +22,15 @@ PASTA_DEFAULT_PATCH = (128, 128, 128)
 
 @dataclass
 class StartModel:
-    network: object                   # PastaUNet with num_classes = max label + 1
+    network: object  # PastaUNet with num_classes = max label + 1
     patch_size: tuple
-    labels: dict                      # value -> term or name ("lung", "tumor@lung")
+    labels: dict  # value -> term or name ("lung", "tumor@lung")
     organ_values: tuple
     lesion_values: tuple
-    normalization: dict | None        # nnU-Net CT statistics; None = PASTA's SLF
-    head_loaded: bool                 # the segmentation outputs came from the file (its predictions mean something)
-    provenance: dict = field(default_factory=dict)   # name, version, file, sha256, kind
-    skipped: list = field(default_factory=list)      # tensors in the file not used
+    normalization: dict | None  # nnU-Net CT statistics; None = PASTA's SLF
+    head_loaded: bool  # the segmentation outputs came from the file (its predictions mean something)
+    provenance: dict = field(default_factory=dict)  # name, version, file, sha256, kind
+    skipped: list = field(default_factory=list)  # tensors in the file not used
 
     @property
     def num_classes(self) -> int:
@@ -47,8 +47,15 @@ class StartModel:
         from ..inference.segmentation_model import SegmentationModel, label_meaning
 
         segments, organs, lesions = label_meaning(dict(self.labels))
-        return SegmentationModel(network if network is not None else self.network, tuple(self.patch_size), segments,
-                                 organs, lesions, self.normalization, dict(self.provenance))
+        return SegmentationModel(
+            network if network is not None else self.network,
+            tuple(self.patch_size),
+            segments,
+            organs,
+            lesions,
+            self.normalization,
+            dict(self.provenance),
+        )
 
 
 def _labels(info, description: dict | None, organ: str | None) -> dict:
@@ -73,10 +80,11 @@ def _patch(info, description: dict | None) -> tuple:
     from ..inference.segmentation_model import _described_patch
 
     chosen = tuple(info.patch_size or _described_patch(description or {}) or PASTA_DEFAULT_PATCH)
-    divisor = 2 ** info.num_pool
+    divisor = 2**info.num_pool
     if any(int(p) % divisor for p in chosen):
-        raise PastaError(f"the model's patch size {'x'.join(map(str, chosen))} is not a multiple of {divisor}, "
-                         "which this network needs")
+        raise PastaError(
+            f"the model's patch size {'x'.join(map(str, chosen))} is not a multiple of {divisor}, which this network needs"
+        )
     return tuple(int(p) for p in chosen)
 
 
@@ -92,23 +100,28 @@ def load_start_model(model=None, store=None, organ: str | None = None) -> StartM
 
     weights, description = model_weights(model, store)
     if description is not None and description.get("task") not in (None, "segmentation", "unknown", "features"):
-        raise PastaError(f"model {description.get('name', str(model))!r} is a {description.get('task')} model; "
-                         "fine-tuning starts from a segmentation network or a PASTA checkpoint")
+        raise PastaError(
+            f"model {description.get('name', str(model))!r} is a {description.get('task')} model; "
+            "fine-tuning starts from a segmentation network or a PASTA checkpoint"
+        )
     state, info = read_weights(weights)
     infer_architecture(state, info)
     if info.input_channels != 1:
         raise PastaError(f"the network takes {info.input_channels} input channels; fine-tuning on CT needs one")
     labels = _labels(info, description, organ)
     num_classes = max(labels) + 1
-    network = PastaUNet(num_classes=num_classes, base_features=info.base_features, num_pool=info.num_pool,
-                        max_features=info.max_features)
+    network = PastaUNet(
+        num_classes=num_classes, base_features=info.base_features, num_pool=info.num_pool, max_features=info.max_features
+    )
     layout = {name: tuple(t.shape) for name, t in network.state_dict().items()}
     heads = [n for n in layout if n.startswith("seg_outputs.")]
     body = [n for n in layout if n not in heads]
     problems = [n for n in body if n not in state or tuple(state[n].shape) != layout[n]]
     if problems:
-        raise PastaError(f"{Path(str(weights)).name} lacks {len(problems)} tensor(s) of the network it describes "
-                         f"(e.g. {', '.join(problems[:3])}); fine-tuning needs the whole encoder and decoder")
+        raise PastaError(
+            f"{Path(str(weights)).name} lacks {len(problems)} tensor(s) of the network it describes "
+            f"(e.g. {', '.join(problems[:3])}); fine-tuning needs the whole encoder and decoder"
+        )
     head_loaded = all(n in state and tuple(state[n].shape) == layout[n] for n in heads)
     used = body + (heads if head_loaded else [])
     with torch.no_grad():
@@ -119,19 +132,32 @@ def load_start_model(model=None, store=None, organ: str | None = None) -> StartM
         normalization = ct_statistics({"foreground_intensity_properties_per_channel": info.normalization})
     elif description and description.get("normalization_stats"):
         normalization = dict(description["normalization_stats"])
-    provenance = {"name": (description or {}).get("name") or checkpoint.stem,
-                  "version": str((description or {}).get("version", "")), "file": checkpoint.name,
-                  "sha256": sha256_of(checkpoint) if checkpoint.is_file() else None,
-                  "kind": "nnunet_v2" if info.container == "nnunet_v2" else ("model folder" if description else info.container),
-                  "trainer": info.trainer}
-    start = StartModel(network, _patch(info, description), labels, (), (),
-                       normalization, head_loaded, provenance,
-                       skipped=sorted(n for n in state if n not in set(used)))
+    provenance = {
+        "name": (description or {}).get("name") or checkpoint.stem,
+        "version": str((description or {}).get("version", "")),
+        "file": checkpoint.name,
+        "sha256": sha256_of(checkpoint) if checkpoint.is_file() else None,
+        "kind": "nnunet_v2" if info.container == "nnunet_v2" else ("model folder" if description else info.container),
+        "trainer": info.trainer,
+    }
+    start = StartModel(
+        network,
+        _patch(info, description),
+        labels,
+        (),
+        (),
+        normalization,
+        head_loaded,
+        provenance,
+        skipped=sorted(n for n in state if n not in set(used)),
+    )
     from ..inference.segmentation_model import label_meaning
 
     _segments, start.organ_values, start.lesion_values = label_meaning(dict(labels))
     if not start.lesion_values:
-        raise PastaError(f"the labels of {provenance['name']} ({', '.join(map(str, labels.values()))}) name no lesion; "
-                         "fine-tuning teaches lesions")
+        raise PastaError(
+            f"the labels of {provenance['name']} ({', '.join(map(str, labels.values()))}) name no lesion; "
+            "fine-tuning teaches lesions"
+        )
     network.eval()
     return start

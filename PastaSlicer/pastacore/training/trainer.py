@@ -23,7 +23,7 @@ from ..errors import CancelledError, PastaError
 from ..preprocessing.normalize import pasta_slf
 from .recipe import make_augmentation, make_loss, make_optimizer, make_schedule, plain_tensors, require_monai, training_precision
 
-TISSUE_HU = -500.0            # background patches are centred on tissue (or a labelled voxel), not on air
+TISSUE_HU = -500.0  # background patches are centred on tissue (or a labelled voxel), not on air
 MAX_CENTRES_PER_CLASS = 200_000
 CHECKPOINT_FORMAT = "pasta-training-checkpoint"
 
@@ -38,22 +38,22 @@ class TrainSettings:
     steps: int = 300
     learning_rate: float = 2e-3
     foreground_fraction: float = 0.67
-    lesion_fraction: float = 0.5      # of the foreground-centred patches, this share centres on a lesion
+    lesion_fraction: float = 0.5  # of the foreground-centred patches, this share centres on a lesion
     class_ratios: tuple | None = None  # explicit share of patches centred on each class (overrides the two above)
     seed: int = 0
-    threads: int | None = 2            # torch threads (None: torch's default)
+    threads: int | None = 2  # torch threads (None: torch's default)
     intensity_augmentation: bool = True
     spatial_augmentation: float = 0.0  # share of patches rotated and scaled (anatomy varies between patients)
-    elastic_mm: float = 0.0            # and, in those patches, smoothly warped by about this much (0: not warped)
-    optimizer: str = "adamw"           # adamw | sgd (nnU-Net: SGD, Nesterov momentum 0.99)
-    schedule: str = "onecycle"         # onecycle | poly (nnU-Net: lr * (1 - step / steps) ** 0.9)
+    elastic_mm: float = 0.0  # and, in those patches, smoothly warped by about this much (0: not warped)
+    optimizer: str = "adamw"  # adamw | sgd (nnU-Net: SGD, Nesterov momentum 0.99)
+    schedule: str = "onecycle"  # onecycle | poly (nnU-Net: lr * (1 - step / steps) ** 0.9)
     weight_decay: float | None = None  # None: 1e-5 for AdamW, 3e-5 for SGD
-    deep_supervision: bool = False     # loss on every decoder level (nnU-Net's weights)
+    deep_supervision: bool = False  # loss on every decoder level (nnU-Net's weights)
     dice_smooth: float = 1.0
-    freeze_encoder_steps: int = 0      # the encoder (conv_blocks_context) stays fixed for this many steps
+    freeze_encoder_steps: int = 0  # the encoder (conv_blocks_context) stays fixed for this many steps
     device: str = "cpu"
     amp: bool = True
-    checkpoint_every: int = 0          # steps between checkpoints (0: none)
+    checkpoint_every: int = 0  # steps between checkpoints (0: none)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -66,7 +66,7 @@ class TrainSettings:
 class TrainLog:
     losses: list = field(default_factory=list)
     seconds: float = 0.0
-    resumed_at: int = 0               # the step a resumed run started from (0: from the beginning)
+    resumed_at: int = 0  # the step a resumed run started from (0: from the beginning)
 
 
 def class_ratios(settings: TrainSettings) -> list:
@@ -102,19 +102,42 @@ class CaseSampler:
         data = []
         for hu, labels in cases:
             if np.asarray(labels).max() >= settings.num_classes:
-                raise PastaError(f"a label map holds value {int(np.asarray(labels).max())}; the network has "
-                                 f"{settings.num_classes} classes (0..{settings.num_classes - 1})")
+                raise PastaError(
+                    f"a label map holds value {int(np.asarray(labels).max())}; the network has "
+                    f"{settings.num_classes} classes (0..{settings.num_classes - 1})"
+                )
             where = (np.asarray(hu) > TISSUE_HU) | (np.asarray(labels) > 0)
-            data.append({"image": np.asarray(hu, np.float32)[None], "label": np.asarray(labels, np.uint8)[None],
-                         "where": where[None].astype(np.uint8)})
-        self.crop = RandCropByLabelClassesd(("image", "label"), label_key="label", spatial_size=patch,
-                                            ratios=class_ratios(settings), num_classes=settings.num_classes,
-                                            indices_key="label_cls_indices", warn=False)
-        transform = Compose([
-            SpatialPadd("image", patch, value=-1024.0), SpatialPadd(("label", "where"), patch),
-            ClassesToIndicesd("label", num_classes=settings.num_classes, image_key="where", image_threshold=0.5,
-                              max_samples_per_class=MAX_CENTRES_PER_CLASS),
-            DeleteItemsd("where"), self.crop])
+            data.append(
+                {
+                    "image": np.asarray(hu, np.float32)[None],
+                    "label": np.asarray(labels, np.uint8)[None],
+                    "where": where[None].astype(np.uint8),
+                }
+            )
+        self.crop = RandCropByLabelClassesd(
+            ("image", "label"),
+            label_key="label",
+            spatial_size=patch,
+            ratios=class_ratios(settings),
+            num_classes=settings.num_classes,
+            indices_key="label_cls_indices",
+            warn=False,
+        )
+        transform = Compose(
+            [
+                SpatialPadd("image", patch, value=-1024.0),
+                SpatialPadd(("label", "where"), patch),
+                ClassesToIndicesd(
+                    "label",
+                    num_classes=settings.num_classes,
+                    image_key="where",
+                    image_threshold=0.5,
+                    max_samples_per_class=MAX_CENTRES_PER_CLASS,
+                ),
+                DeleteItemsd("where"),
+                self.crop,
+            ]
+        )
         with plain_tensors():
             self.dataset = CacheDataset(data, transform=transform, copy_cache=False, num_workers=0, progress=False)
 
@@ -140,8 +163,18 @@ def _batch(source, augment, rng, settings, normalize):
     return np.stack(images)[:, None], np.stack(targets)[:, None]
 
 
-def train(cases, settings: TrainSettings, sample_patch=None, progress=None, network=None, *, normalize=None,
-          resume: dict | None = None, save_checkpoint=None, is_cancelled=None):
+def train(
+    cases,
+    settings: TrainSettings,
+    sample_patch=None,
+    progress=None,
+    network=None,
+    *,
+    normalize=None,
+    resume: dict | None = None,
+    save_checkpoint=None,
+    is_cancelled=None,
+):
     """Train ``network`` (a new one of the settings' size when None) and return (network, TrainLog).
 
     ``cases``: (hu array, label array) pairs on 1 mm grids, sampled by :class:`CaseSampler`;
@@ -162,8 +195,7 @@ def train(cases, settings: TrainSettings, sample_patch=None, progress=None, netw
     torch.manual_seed(settings.seed)
     device = settings.device
     if network is None:
-        network = PastaUNet(num_classes=settings.num_classes, base_features=settings.base_features,
-                            num_pool=settings.num_pool)
+        network = PastaUNet(num_classes=settings.num_classes, base_features=settings.base_features, num_pool=settings.num_pool)
     network = network.to(device).to(memory_format=torch.channels_last_3d)
     normalize = normalize or pasta_slf
     dtype, scaled = training_precision(device, settings.amp)
@@ -180,8 +212,9 @@ def train(cases, settings: TrainSettings, sample_patch=None, progress=None, netw
     report = progress or (lambda fraction, message="": None)
     with plain_tensors():
         source = sample_patch if sample_patch is not None else CaseSampler(cases, settings)
-        augment = make_augmentation(settings.patch_size, settings.spatial_augmentation, settings.elastic_mm,
-                                    settings.intensity_augmentation)
+        augment = make_augmentation(
+            settings.patch_size, settings.spatial_augmentation, settings.elastic_mm, settings.intensity_augmentation
+        )
         network.train()
         for step in range(start, settings.steps):
             if is_cancelled is not None and is_cancelled():
@@ -208,19 +241,25 @@ def train(cases, settings: TrainSettings, sample_patch=None, progress=None, netw
             log.losses.append(float(loss.detach()))
             log.seconds = time.perf_counter() - began
             done = step + 1
-            if save_checkpoint is not None and settings.checkpoint_every and done % settings.checkpoint_every == 0 \
-                    and done < settings.steps:
+            if (
+                save_checkpoint is not None
+                and settings.checkpoint_every
+                and done % settings.checkpoint_every == 0
+                and done < settings.steps
+            ):
                 save_checkpoint(checkpoint_state(network, optimizer, schedule, scaler, done, log, settings))
-            report(done / settings.steps, f"step {done}/{settings.steps} loss {np.mean(log.losses[-20:]):.3f}"
-                                          + _remaining(time.perf_counter() - run_started, done - start,
-                                                     settings.steps - done))
+            report(
+                done / settings.steps,
+                f"step {done}/{settings.steps} loss {np.mean(log.losses[-20:]):.3f}"
+                + _remaining(time.perf_counter() - run_started, done - start, settings.steps - done),
+            )
     _set_encoder_frozen(network, False)
     network.eval()
     return network, log
 
 
 def _remaining(seconds: float, steps_run: int, steps_left: int) -> str:
-    """", about N min left" from this run's pace so far ("" under a minute)."""
+    """ ", about N min left" from this run's pace so far ("" under a minute)."""
     if steps_run < 1 or steps_left < 1:
         return ""
     minutes = seconds / steps_run * steps_left / 60
@@ -230,11 +269,17 @@ def _remaining(seconds: float, steps_run: int, steps_left: int) -> str:
 def checkpoint_state(network, optimizer, schedule, scaler, step: int, log: TrainLog, settings: TrainSettings) -> dict:
     """Everything a run needs to go on from ``step`` (tensors, numbers and strings only, so it
     loads with ``torch.load(weights_only=True)``)."""
-    return {"format": CHECKPOINT_FORMAT, "step": int(step), "settings": settings.to_dict(),
-            "network": {k: v.detach().cpu() for k, v in network.state_dict().items()},
-            "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else {},
-            "losses": [float(v) for v in log.losses], "seconds": float(log.seconds)}
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "step": int(step),
+        "settings": settings.to_dict(),
+        "network": {k: v.detach().cpu() for k, v in network.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else {},
+        "losses": [float(v) for v in log.losses],
+        "seconds": float(log.seconds),
+    }
 
 
 def _restore(state: dict, network, optimizer, schedule, scaler, log: TrainLog) -> int:

@@ -66,10 +66,15 @@ def lesion_detection(predicted: np.ndarray, truth: np.ndarray, voxel_ml: float) 
     touching = np.unique(pieces[predicted & truth])
     false = predicted & ~np.isin(pieces, touching[touching > 0])
     false_pieces = len(np.unique(pieces[false]))
-    return {"lesions": int(count), "found": int((found > 0).sum()), "missed": int(count - (found > 0).sum()),
-            "false_positives": int(false_pieces), "false_positive_ml": round(float(false.sum() * voxel_ml), 2),
-            "predicted_ml": round(float(predicted.sum() * voxel_ml), 2),
-            "lesion_ml": round(float(truth.sum() * voxel_ml), 2)}
+    return {
+        "lesions": int(count),
+        "found": int((found > 0).sum()),
+        "missed": int(count - (found > 0).sum()),
+        "false_positives": int(false_pieces),
+        "false_positive_ml": round(float(false.sum() * voxel_ml), 2),
+        "predicted_ml": round(float(predicted.sum() * voxel_ml), 2),
+        "lesion_ml": round(float(truth.sum() * voxel_ml), 2),
+    }
 
 
 def score_lesions(predicted: np.ndarray, truth: np.ndarray, spacing) -> dict:
