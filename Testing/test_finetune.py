@@ -165,7 +165,7 @@ def test_label_values_are_read_as_pasta_report_reads_them(small_case):
     from pastacore.training.cases import split_label_values
 
     _, tumour = small_case  # lung1's label: 1 = the tumour
-    with pytest.raises(PastaError, match="no lesion label 2 .*labels present: 1.*--lesion-label"):
+    with pytest.raises(PastaError, match="no lesion label 2 .*labels present: 1.*lesion.label"):
         split_label_values(tumour)
     assert split_label_values(tumour, lesion_labels=(1,)) == ((1,), ())
     both = tumour.with_array(np.where(tumour.array > 0, 2, 0).astype(np.uint8))

@@ -727,7 +727,7 @@ def test_backend_refuses_clearly_before_any_work(tmp_path, tiny):
     with pytest.raises(
         PastaError,
         match=r"would take about .* per lesion on this CPU \(LMNet 200 steps .*"
-        r"--allow-slow",
+        r'"allow slow" setting',
     ):
         get_backend("lesiondiffusion", models=str(released), text_encoder=fake_text, device="cpu")
     assert (

@@ -315,7 +315,7 @@ def test_model_card_states_data_scores_and_limits():
     narrow = _card(dict(metrics, zone_mm=10), description, args)
     assert "--zone-mm 10" in narrow and "tumour box + 10 mm is excluded" in narrow
     assert "--zone-mm" not in _card(dict(metrics, zone_mm=58), description, args)  # the default, stated plainly
-    tiled = model_card(
+    tiled = _card(
         dict(
             metrics,
             elastic_mm=3.0,

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import PastaError
+from ..errors import PastaError, option
 
 
 @dataclass
@@ -34,14 +34,14 @@ def box_from_ijk(text, grid):
     """A VoxelBox from two opposite corner voxels I1,J1,K1,I2,J2,K2 (0-based, inclusive)."""
     from ..geometry.boxes import VoxelBox
 
-    values = numbers(text, "--box-ijk")
+    values = numbers(text, option("box_ijk"))
     if any(v != int(v) for v in values):
-        raise PastaError("--box-ijk takes whole voxel indices")
+        raise PastaError(f"{option('box_ijk')} takes whole voxel indices")
     a, b = [int(v) for v in values[:3]], [int(v) for v in values[3:]]
     lo, hi = [min(x, y) for x, y in zip(a, b)], [max(x, y) for x, y in zip(a, b)]
     size = grid.size_ijk
     if any(h < 0 for h in hi) or any(l >= n for l, n in zip(lo, size)):
-        raise PastaError(f"--box-ijk lies outside the volume (0..{size[0] - 1}, 0..{size[1] - 1}, 0..{size[2] - 1})")
+        raise PastaError(f"{option('box_ijk')} lies outside the volume (0..{size[0] - 1}, 0..{size[1] - 1}, 0..{size[2] - 1})")
     return VoxelBox((lo[2], lo[1], lo[0]), (hi[2] + 1, hi[1] + 1, hi[0] + 1))
 
 
@@ -85,7 +85,7 @@ def synth_case(
     volume = read_volume(image)
     roi_box = None
     if box is not None and box != "":
-        roi_box = box_from_ras_bounds(numbers(box, "--box"), volume.grid)
+        roi_box = box_from_ras_bounds(numbers(box, option("box")), volume.grid)
     elif box_ijk is not None and box_ijk != "":
         roi_box = box_from_ijk(box_ijk, volume.grid)
     organ = read_volume(organ_mask, is_label=True) if organ_mask else None

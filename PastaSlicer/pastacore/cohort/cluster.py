@@ -19,7 +19,7 @@ import logging
 import os
 import uuid
 
-from ..errors import PastaError
+from ..errors import PastaError, option
 
 PLUGIN_NAME = "pasta-cohort"
 THREADS_PER_WORKER = 4  # torch on a CPU gains little beyond this per process; more workers do better
@@ -77,7 +77,7 @@ def local_size(cases: int, workers: int | None, gpus: int) -> tuple:
     the cases. ``workers`` (``--workers``) overrides the count; the cores are shared out."""
     cores = machine_cores()
     if workers is not None and workers < 1:
-        raise PastaError("--workers must be at least 1")
+        raise PastaError(f"{option('workers')} must be at least 1")
     if workers is None:
         if gpus:
             workers = gpus
@@ -253,7 +253,7 @@ def dask_cluster(scheduler: str, work, cases: int, workers: int | None, device: 
             size = len(infos)
             gpu = work.needs_gpu and device in ("cuda", "auto") and any((w.get("resources") or {}).get("GPU") for w in infos)
             if work.needs_gpu and device == "cuda" and not gpu:
-                raise PastaError(f"no worker of {scheduler} offers a GPU: start them with --resources GPU=1 (one per GPU)")
+                raise PastaError(f"no worker of {scheduler} offers a GPU: give each the worker resource GPU=1 (one per GPU)")
             say(f"Dask cluster {scheduler}: {size} worker(s)" + (" with GPUs" if gpu else ""))
         client.register_plugin(CohortPlugin(device, threads), name=PLUGIN_NAME)
         dashboard = client.dashboard_link if (scheduler != "local" or _dashboard_address()) else None

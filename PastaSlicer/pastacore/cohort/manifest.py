@@ -61,7 +61,7 @@ class Manifest:
         self.path = self.folder / MANIFEST_NAME
         if readonly and not self.path.is_file():
             raise PastaError(
-                f"{folder} holds no cohort manifest ({MANIFEST_NAME}); is it the --out folder of a "
+                f"{folder} holds no cohort manifest ({MANIFEST_NAME}); is it the output folder of a "
                 "pasta batch or pasta dataset run?"
             )
         try:

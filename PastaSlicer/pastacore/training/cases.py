@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PastaError
+from ..errors import PastaError, option
 from ..geometry.volume import Volume
 
 ORGAN_SOURCES = ("auto", "labels", "classical", "model", "none")
@@ -57,24 +57,24 @@ def split_label_values(labels: Volume, lesion_labels=None, organ_labels=None, wh
             names = ", ".join(s["name"] for s in segments) or "none"
             raise PastaError(
                 f"{what} has no lesion segment (segments: {names}); name the lesion segments as "
-                "lesions (e.g. 'Lung tumor') or pass --lesion-label N"
+                f"lesions (e.g. 'Lung tumor') or set {option('lesion_label')} to the label that holds them"
             )
         return lesions, organs
     lesions = tuple(lesion_labels) if lesion_labels else (2,)
     organs = tuple(organ_labels) if organ_labels is not None else ((1,) if not lesion_labels else ())
     if not any(v in present for v in lesions):
-        given = "--lesion-label" if lesion_labels else "PASTA-Gen's convention (1 = organ, 2 = lesion)"
+        given = option("lesion_label") if lesion_labels else "PASTA-Gen's convention (1 = organ, 2 = lesion)"
         raise PastaError(
             f"{what} has no lesion label {', '.join(map(str, lesions))} (labels present: "
             f"{', '.join(map(str, present)) or 'none'}); by {given} that is where lesions are: "
-            "pass --lesion-label N if label N holds the lesions"
+            f"set {option('lesion_label')} to the label that holds the lesions"
         )
     other = [v for v in present if v not in lesions and v not in organs]
     if other:
         raise PastaError(
             f"{what} holds label(s) {', '.join(map(str, other))}, which are neither lesion "
             f"({', '.join(map(str, lesions))}) nor organ ({', '.join(map(str, organs)) or 'none'}); "
-            "say which with --lesion-label / --organ-label"
+            f"say which with {option('lesion_label')} / {option('organ_label')}"
         )
     return lesions, organs
 
@@ -97,25 +97,25 @@ def _organ_mask(source: str, std, image: Volume, labelled_organ, start) -> tuple
         if not source:
             raise PastaError(
                 "the label maps hold no organ, the model's organ has no classical mask and the start "
-                "model has no trained segmentation outputs: give organ labels (--organ-label N) or "
-                "pass --organ-source none to train the organ as background"
+                f"model has no trained segmentation outputs: give organ labels ({option('organ_label')}) or "
+                f"set {option('organ_source')} to none to train the organ as background"
             )
     hu = std.volume.array
     if source == "labels":
         if labelled_organ is None or not labelled_organ.any():
-            raise PastaError("--organ-source labels: the label map holds no organ label")
+            raise PastaError(f"{option('organ_source')} labels: the label map holds no organ label")
         return labelled_organ, source
     if source == "classical":
         if not classical:
             raise PastaError(
-                f"--organ-source classical: there is no classical mask for the model's organ "
+                f"{option('organ_source')} classical: there is no classical mask for the model's organ "
                 f"({start.organ or 'none declared'}); only the lungs have one"
             )
         return classical_mask_standard(classical, hu, std.volume.grid.spacing), source
     if source == "model":
         if not start.head_loaded:
             raise PastaError(
-                "--organ-source model: the start model's segmentation outputs do not fit these labels, "
+                f"{option('organ_source')} model: the start model's segmentation outputs do not fit these labels, "
                 "so it cannot draw the organ"
             )
         from ..geometry.standardize import standardize

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PastaError
+from ..errors import PastaError, option
 from .trainer import TrainLog, TrainSettings, time_one_step, train
 
 EPOCH_STEPS = 250  # nnU-Net's iterations per epoch (--epochs N = N x 250 steps)
@@ -53,15 +53,18 @@ class FinetuneSettings:
 
     def check(self) -> None:
         if self.steps < 1:
-            raise PastaError(f"--steps must be at least 1, got {self.steps}")
+            raise PastaError(f"{option('steps')} must be at least 1, got {self.steps}")
         if self.batch_size < 1:
-            raise PastaError(f"--batch-size must be at least 1, got {self.batch_size}")
+            raise PastaError(f"{option('batch_size')} must be at least 1, got {self.batch_size}")
         if not self.learning_rate > 0:
-            raise PastaError(f"--lr must be positive, got {self.learning_rate}")
+            raise PastaError(f"{option('lr')} must be positive, got {self.learning_rate}")
         if not 0.0 <= self.synthetic_fraction <= 1.0:
-            raise PastaError(f"--synthetic-fraction must be between 0 and 1, got {self.synthetic_fraction}")
+            raise PastaError(f"{option('synthetic_fraction')} must be between 0 and 1, got {self.synthetic_fraction}")
         if self.freeze_encoder_steps < 0 or self.checkpoint_every < 0 or self.synthetic_lesions < 1:
-            raise PastaError("--freeze-encoder-steps and --checkpoint-every must be 0 or more, --synthetic-lesions 1 or more")
+            raise PastaError(
+                f"{option('freeze_encoder_steps')} and {option('checkpoint_every')} must be 0 or more, "
+                f"{option('synthetic_lesions')} 1 or more"
+            )
 
     def train_settings(self, start, device: str) -> TrainSettings:
         net = start.network
@@ -152,7 +155,7 @@ class Checkpoints:
             if differ:
                 raise PastaError(
                     f"the checkpoint in {self.folder} is of a run with other {', '.join(differ)}; "
-                    "resume with the same command, or start again with --overwrite"
+                    f"resume with the same command, or start again with {option('overwrite')}"
                 )
             return
         self.clear()
@@ -212,7 +215,7 @@ def fold_stages(cases, folds: int) -> list:
     """k-fold stages (each case held out once; cases dealt round-robin), then the final one on all."""
     if folds:
         if folds < 2 or folds > len(cases):
-            raise PastaError(f"--folds must be between 2 and the number of cases ({len(cases)}), got {folds}")
+            raise PastaError(f"{option('folds')} must be between 2 and the number of cases ({len(cases)}), got {folds}")
     stages = (
         [
             Stage(
