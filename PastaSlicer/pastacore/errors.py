@@ -9,6 +9,8 @@ written with :func:`option` (``f"... pass {option('overwrite')} to replace it"``
 line shows it as its flag (``--overwrite``), other front ends as the setting's name.
 """
 
+from __future__ import annotations
+
 import re
 
 _OPTION = re.compile(r"\{option:([a-z_]+)\}")
@@ -22,7 +24,7 @@ def option(name: str) -> str:
 class PastaError(Exception):
     """Bad input or a failed precondition, explained in one line."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str) -> None:
         self.template = " ".join(str(message).split())
         super().__init__(self.render())
 
@@ -39,5 +41,5 @@ def command_line_flag(name: str) -> str:
 class CancelledError(PastaError):
     """The user cancelled a long-running operation; nothing was written."""
 
-    def __init__(self, message: str = "cancelled by the user; nothing was written"):
+    def __init__(self, message: str = "cancelled by the user; nothing was written") -> None:
         super().__init__(message)

@@ -15,7 +15,7 @@ from torch import nn
 
 
 class CrossAttention(nn.Module):
-    def __init__(self, query_dim: int, context_dim: int | None, heads: int, dim_head: int):
+    def __init__(self, query_dim: int, context_dim: int | None, heads: int, dim_head: int) -> None:
         super().__init__()
         inner = heads * dim_head
         self.heads = heads
@@ -36,7 +36,7 @@ class CrossAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    def __init__(self, dim: int, mult: int = 4):
+    def __init__(self, dim: int, mult: int = 4) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Sequential(nn.Linear(dim, dim * mult), nn.GELU()), nn.Dropout(0.0), nn.Linear(dim * mult, dim)
@@ -47,7 +47,7 @@ class FeedForward(nn.Module):
 
 
 class BasicTransformerBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None):
+    def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None) -> None:
         super().__init__()
         self.attn1 = CrossAttention(dim, None, heads, dim_head)
         self.ff = FeedForward(dim)
@@ -61,7 +61,7 @@ class BasicTransformerBlock(nn.Module):
 
 
 class SpatialTransformer(nn.Module):
-    def __init__(self, channels: int, heads: int, dim_head: int, depth: int, context_dim: int | None):
+    def __init__(self, channels: int, heads: int, dim_head: int, depth: int, context_dim: int | None) -> None:
         super().__init__()
         inner = heads * dim_head
         self.norm = nn.GroupNorm(32, channels, eps=1e-6)

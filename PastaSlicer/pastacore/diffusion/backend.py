@@ -11,6 +11,7 @@ process, so a dataset pays the loading once per worker.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import PastaError, option
 from ..synthesis.backends import Backend
@@ -18,6 +19,10 @@ from . import sources
 from .estimate import describe_seconds, rates, unet_cost, vq_cost
 from .precision import resolve_device, resolve_precision
 from .schedule import ddim_timesteps
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 DEFAULT_STEPS, DEFAULT_ETA = 200, 1.0
 SLOW_LIMIT_S = 300.0
@@ -39,7 +44,7 @@ class LesionDiffusionBackend(Backend):
         text_encoder=None,
         store=None,
         weights: str = "auto",
-    ):
+    ) -> None:
         if mask_source not in ("lmnet", "procedural"):
             raise PastaError(f"unknown mask source {mask_source!r}")
         self.mask_source = mask_source
@@ -164,7 +169,16 @@ class LesionDiffusionBackend(Backend):
                 self._text = TextConditioner(load, cache)
         return self._text
 
-    def render(self, volume, organ, plan, center_lps, progress=None, box=None, is_cancelled=None):
+    def render(
+        self,
+        volume,
+        organ,
+        plan,
+        center_lps,
+        progress: Callable[[float, str], None] | None = None,
+        box=None,
+        is_cancelled: Callable[[], bool] | None = None,
+    ):
         from ..synthesis import schema as S
         from .pipeline import Settings, render_lesion
 

@@ -82,7 +82,7 @@ def _projection(kind: str, width: int, output: int) -> nn.Module:
 class BiomedCLIPText(nn.Module):
     """Callable: list of texts -> (n, embed_dim) float32 embeddings."""
 
-    def __init__(self, folder, device="cpu"):
+    def __init__(self, folder, device: str = "cpu") -> None:
         super().__init__()
         folder = Path(folder)
         missing = folder_problems(folder)

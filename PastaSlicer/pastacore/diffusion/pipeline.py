@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,6 +32,10 @@ from .masks import select_mask, too_small
 from .precision import autocast
 from .sampler import NoiseSource, sample
 from .text import cavity_phrase, linet_attributes, lmnet_attributes, organ_name
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 WEIGHT_FLOOR = 0.01
 RIM_SIGMA_MM = 1.0
@@ -80,7 +85,19 @@ def _as_tensor(array, device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None].to(device)
 
 
-def lmnet_mask(network, text, plan, kind, ts_id, organ1, lesion_box1, crop, settings, progress, cancelled):
+def lmnet_mask(
+    network,
+    text,
+    plan,
+    kind,
+    ts_id,
+    organ1,
+    lesion_box1,
+    crop,
+    settings,
+    progress: Callable[[float, str], None],
+    cancelled: Callable[[], bool],
+):
     """LMNet's mask in ``crop`` of the working grid (or None when it drew nothing)."""
     started = time.perf_counter()
     organ_crop = organ1[crop] if organ1 is not None else np.zeros(lesion_box1[crop].shape, bool)
@@ -117,7 +134,9 @@ def lmnet_mask(network, text, plan, kind, ts_id, organ1, lesion_box1, crop, sett
     return mask
 
 
-def linet_texture(network, text, plan, ts_id, ct1, mask1, crop, settings, progress, cancelled):
+def linet_texture(
+    network, text, plan, ts_id, ct1, mask1, crop, settings, progress: Callable[[float, str], None], cancelled: Callable[[], bool]
+):
     """(decoded HU on the crop, after the mean shift) of LINet's inpainting under ``mask1[crop]``."""
     started = time.perf_counter()
     vq, device, precision = network.vq, settings.device, settings.precision_linet
@@ -164,7 +183,19 @@ def blend_weight(mask1: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     return weight
 
 
-def render_lesion(networks, text, volume: Volume, organ, plan, kind, center_lps, box, settings, progress, cancelled):
+def render_lesion(
+    networks,
+    text,
+    volume: Volume,
+    organ,
+    plan,
+    kind,
+    center_lps,
+    box,
+    settings,
+    progress: Callable[[float, str], None],
+    cancelled: Callable[[], bool],
+):
     """Insert one lesion; returns the synthesis engine's ``Rendered``."""
     from ..synthesis.plan import resolve_intensity
     from ..synthesis.render import Rendered

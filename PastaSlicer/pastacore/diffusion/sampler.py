@@ -17,6 +17,7 @@ mask, not a noised one), feeds ``cat(x_t, mask)``, uses the first ``channels`` o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -24,6 +25,9 @@ from ..errors import CancelledError
 from .config import INPAINT, MASK
 from .precision import autocast
 from .schedule import DDIMSchedule
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def ddim_step(x, eps, a_t: float, a_prev: float, sigma_t: float, sqrt_one_minus_at: float, noise):
@@ -46,7 +50,7 @@ class SampleResult:
 class NoiseSource:
     """Per-step noise: given tensors (steps, *shape) or draws from a seeded CPU generator."""
 
-    def __init__(self, shape, seed: int | None = None, noise: torch.Tensor | None = None):
+    def __init__(self, shape, seed: int | None = None, noise: torch.Tensor | None = None) -> None:
         self.shape, self.noise = tuple(shape), noise
         self.generator = torch.Generator().manual_seed(int(seed)) if seed is not None else None
 
@@ -72,8 +76,8 @@ def sample(
     channels: int | None = None,
     precision: str = "fp32",
     log_every: int = 100,
-    progress=None,
-    is_cancelled=None,
+    progress: Callable[[float, str], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
 ) -> SampleResult:
     """Run DDIM from ``x_T``; ``cond`` for MASK, ``x0`` + ``mask`` for INPAINT (all on one device)."""
     device = x_T.device

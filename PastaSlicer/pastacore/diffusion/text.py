@@ -69,7 +69,7 @@ def linet_attributes(type_attributes: dict, location: str) -> dict:
 class EmbeddingCache:
     """Text -> embedding, in memory and (optionally) in one ``torch.save`` file per text tower."""
 
-    def __init__(self, path: Path | None = None):
+    def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path is not None else None
         self.values: dict = {}
         if self.path is not None and self.path.is_file():
@@ -103,7 +103,7 @@ class TextConditioner:
     tower (a callable mapping a list of strings to (n, dim): BiomedCLIP, or any stand-in); it
     is called only when a value is not in the cache."""
 
-    def __init__(self, load_encoder=None, cache: EmbeddingCache | None = None, missing_reason: str = ""):
+    def __init__(self, load_encoder=None, cache: EmbeddingCache | None = None, missing_reason: str = "") -> None:
         self.load_encoder = load_encoder
         self.cache = cache or EmbeddingCache()
         self.missing_reason = missing_reason

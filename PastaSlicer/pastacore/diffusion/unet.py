@@ -42,7 +42,7 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 
 
 class ResBlock(nn.Module):
-    def __init__(self, channels: int, emb_channels: int, out_channels: int | None = None):
+    def __init__(self, channels: int, emb_channels: int, out_channels: int | None = None) -> None:
         super().__init__()
         out = out_channels or channels
         self.in_layers = nn.Sequential(group_norm(channels), nn.SiLU(), nn.Conv3d(channels, out, 3, padding=1))
@@ -57,7 +57,7 @@ class ResBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int) -> None:
         super().__init__()
         self.op = nn.Conv3d(channels, channels, 3, stride=2, padding=1)
 
@@ -66,7 +66,7 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv = nn.Conv3d(channels, channels, 3, padding=1)
 
@@ -89,7 +89,7 @@ class Step(nn.Sequential):
 
 
 class DiffusionUNet(nn.Module):
-    def __init__(self, spec: UNetSpec):
+    def __init__(self, spec: UNetSpec) -> None:
         super().__init__()
         self.spec = spec
         mc, emb = spec.model_channels, spec.model_channels * 4

@@ -25,7 +25,7 @@ def _norm(channels: int) -> nn.GroupNorm:
 
 
 class ResnetBlock(nn.Module):
-    def __init__(self, channels: int, out_channels: int):
+    def __init__(self, channels: int, out_channels: int) -> None:
         super().__init__()
         self.norm1 = _norm(channels)
         self.conv1 = nn.Conv3d(channels, out_channels, 3, padding=1)
@@ -41,7 +41,7 @@ class ResnetBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv = nn.Conv3d(channels, channels, 3, stride=2, padding=0)
 
@@ -50,7 +50,7 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv = nn.Conv3d(channels, channels, 3, padding=1)
 
@@ -66,7 +66,7 @@ def _middle(channels: int) -> nn.Module:
 
 
 class Encoder(nn.Module):
-    def __init__(self, spec: VQSpec):
+    def __init__(self, spec: VQSpec) -> None:
         super().__init__()
         self.spec = spec
         self.conv_in = nn.Conv3d(spec.in_channels, spec.ch, 3, padding=1)
@@ -102,7 +102,7 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, spec: VQSpec):
+    def __init__(self, spec: VQSpec) -> None:
         super().__init__()
         self.spec = spec
         levels = len(spec.ch_mult)
@@ -140,7 +140,7 @@ class Decoder(nn.Module):
 
 
 class VectorQuantizer(nn.Module):
-    def __init__(self, n_embed: int, embed_dim: int):
+    def __init__(self, n_embed: int, embed_dim: int) -> None:
         super().__init__()
         self.embedding = nn.Embedding(n_embed, embed_dim)
 
@@ -156,7 +156,7 @@ class VectorQuantizer(nn.Module):
 
 
 class VQModel(nn.Module):
-    def __init__(self, spec: VQSpec):
+    def __init__(self, spec: VQSpec) -> None:
         super().__init__()
         self.spec = spec
         self.encoder = Encoder(spec)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,10 @@ from ..fileio.readers import check_ct
 from ..geometry.standardize import standardize
 from ..geometry.volume import Volume
 from .sliding_window import WindowSettings, predict_logits
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 ORGAN, LESION = 1, 2  # PASTA-Gen's label convention
 
@@ -61,8 +66,8 @@ def segment_volume(
     min_lesion_mm3: float = 0.0,
     batch_size: int = 2,
     amp: bool = True,
-    progress=None,
-    is_cancelled=None,
+    progress: Callable[[float, str], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
     store=None,
 ) -> SegmentationResult:
     """Labels for ``volume`` from ``model`` (an installed model's name, a file or folder, a

@@ -17,11 +17,14 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from ..errors import CancelledError, PastaError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 @dataclass
@@ -76,7 +79,12 @@ class WindowResult(NamedTuple):
 
 
 def predict_logits(
-    network, image: np.ndarray, settings: WindowSettings, region=None, progress=None, is_cancelled=None
+    network,
+    image: np.ndarray,
+    settings: WindowSettings,
+    region=None,
+    progress: Callable[[float, str], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
 ) -> WindowResult:
     """Blended logits over the bounding box of ``region``: the network wrapped as a predictor
     (device, mixed precision, mirroring TTA, the out-of-memory fallback) and run by
@@ -134,7 +142,15 @@ def plan_tiles(region: np.ndarray, patch, overlap: float) -> tuple:
     return [s for s in starts if _box_sum(table, s, patch) > 0], len(starts)
 
 
-def blend_tiles(predict, image: np.ndarray, tiles, patch, batch_size: int = 2, progress=None, is_cancelled=None) -> np.ndarray:
+def blend_tiles(
+    predict,
+    image: np.ndarray,
+    tiles,
+    patch,
+    batch_size: int = 2,
+    progress: Callable[[float, str], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
+) -> np.ndarray:
     """Tiling and Gaussian blending: ``predict(batch)`` (a (B, C, *patch) float32 CPU tensor ->
     (B, K, *patch) logits) runs on ``tiles`` of ``image`` (C, D, H, W) in batches; returns the
     weighted mean logits (K, D, H, W), zero where no tile ran."""
@@ -172,7 +188,7 @@ class on_device:  # noqa: N801 - used like a function that returns a predictor
     """The network as a predictor on ``device`` (channels-last 3D, mixed precision where the
     device supports it); :meth:`to_cpu` moves it when the GPU memory is full."""
 
-    def __init__(self, network, device: str, amp: bool = True):
+    def __init__(self, network, device: str, amp: bool = True) -> None:
         import torch
 
         self.network, self.amp = network, amp

@@ -60,7 +60,7 @@ class InstalledModel:
 class ModelStore:
     """The models installed for this user (``root``) plus those shipped with the extension."""
 
-    def __init__(self, root=None):
+    def __init__(self, root=None) -> None:
         self.root = Path(root) if root is not None else default_store_dir()
 
     # --- reading -------------------------------------------------------------------------

@@ -340,7 +340,7 @@ def inspect_checkpoint(source) -> ModelInfo:
     return info
 
 
-def load_for_segmentation(source, device="cpu") -> LoadedModel:
+def load_for_segmentation(source, device: str = "cpu") -> LoadedModel:
     """The whole network with every tensor from the checkpoint (strict: names and shapes must match)."""
     state, info = read_weights(source)
     infer_architecture(state, info)
@@ -372,7 +372,7 @@ def load_for_segmentation(source, device="cpu") -> LoadedModel:
     return LoadedModel(network, info)
 
 
-def load_encoder(source, device="cpu", strict: bool = True, with_head: bool = False) -> LoadedModel:
+def load_encoder(source, device: str = "cpu", strict: bool = True, with_head: bool = False) -> LoadedModel:
     """A network whose encoder (``conv_blocks_context.*``) comes from the checkpoint; the rest is skipped.
 
     Tensors outside the encoder (decoder, ``seg_outputs``, and ``head`` unless ``with_head``)

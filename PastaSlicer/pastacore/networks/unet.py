@@ -38,7 +38,7 @@ HEAD_HIDDEN = (512, 256)
 class ConvBlock(nn.Module):
     """Conv3d(3x3x3) -> InstanceNorm3d -> LeakyReLU; child names ``conv``, ``instnorm``, ``lrelu``."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
         super().__init__()
         self.conv = nn.Conv3d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=True)
         self.instnorm = nn.InstanceNorm3d(out_channels, eps=1e-5, affine=True, track_running_stats=False)
@@ -51,7 +51,7 @@ class ConvBlock(nn.Module):
 class ConvStack(nn.Module):
     """``count`` conv blocks in ``.blocks``; only the first may be strided."""
 
-    def __init__(self, in_channels: int, out_channels: int, count: int, first_stride: int = 1):
+    def __init__(self, in_channels: int, out_channels: int, count: int, first_stride: int = 1) -> None:
         super().__init__()
         layers = [ConvBlock(in_channels, out_channels, first_stride)]
         layers += [ConvBlock(out_channels, out_channels) for _ in range(count - 1)]
@@ -86,7 +86,7 @@ class PastaUNet(nn.Module):
         num_head_outputs: int | None = None,
         deep_supervision: bool = False,
         head_in_features: int | None = None,
-    ):
+    ) -> None:
         super().__init__()
         for name, value in (
             ("num_classes", num_classes),

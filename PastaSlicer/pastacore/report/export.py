@@ -16,6 +16,7 @@ keeps every other file of the folder)::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +25,9 @@ from ..fileio.readers import image_stem
 from ..inference.sidecar import read_sidecar, sidecar_path
 from .measure import measure_lesions
 from .model import CaseInfo, ModelProvenance, build_report
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def parse_formats(text: str) -> tuple:
@@ -96,8 +100,8 @@ def make_report(
     organ_names=None,
     attributes=None,
     models=(),
-    split_components=True,
-    progress=None,
+    split_components: bool = True,
+    progress: Callable[[float, str], None] | None = None,
     candidates=None,
     confirmed=None,
     floor=None,
@@ -232,7 +236,16 @@ def check_out_dir(path, overwrite: bool = False) -> None:
     check_output_dir(path, overwrite, report_files())
 
 
-def write_report(report, image, labels, out_dir, formats=None, overwrite=False, progress=None, baseline_dir=None) -> list:
+def write_report(
+    report,
+    image,
+    labels,
+    out_dir,
+    formats=None,
+    overwrite: bool = False,
+    progress: Callable[[float, str], None] | None = None,
+    baseline_dir=None,
+) -> list:
     """Write the report folder in ``formats`` (names of :mod:`.formats`; default: all); return the
     written file names (relative). ``baseline_dir``: a follow-up's baseline report folder (its key
     images are shown beside)."""

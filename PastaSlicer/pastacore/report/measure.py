@@ -39,11 +39,16 @@ Definitions (pyradiomics 3.x names in brackets):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import PastaError, option
 from ..geometry.volume import Volume
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 ADJACENT_MM = 10.0
 MAX_LESIONS = 200  # a report with more is a noisy or inverted mask, and would take hours of key images
@@ -285,10 +290,10 @@ def measure_component(
     box,
     mask: np.ndarray,
     *,
-    index=1,
-    label=1,
-    component=1,
-    name="lesion",
+    index: int = 1,
+    label: int = 1,
+    component: int = 1,
+    name: str = "lesion",
     organs: Volume | None = None,
     organ_names: dict | None = None,
 ) -> LesionMeasurement:
@@ -362,7 +367,7 @@ def measure_lesions(
     organs: Volume | None = None,
     organ_names: dict | None = None,
     split_components: bool = True,
-    progress=None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> list:
     """Measure every lesion of ``labels`` (on ``image``'s grid); see the module docstring.
 

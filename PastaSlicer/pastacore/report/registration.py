@@ -9,10 +9,15 @@ result. Sampling is random with a fixed seed, so a run is repeatable.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import PastaError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 WORKING_MM = 3.0
 BODY_HU = -500.0
@@ -95,7 +100,7 @@ def _method(transform, fixed, moving, learning_rate: float, iterations: int):
     return method.GetMetricValue()
 
 
-def register(baseline, followup, progress=None) -> Registration:
+def register(baseline, followup, progress: Callable[[float, str], None] | None = None) -> Registration:
     """Register ``followup`` (a Volume) to ``baseline``: rigid, then affine from the rigid result."""
     import SimpleITK as sitk
 

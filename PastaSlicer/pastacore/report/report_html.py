@@ -14,10 +14,15 @@ from __future__ import annotations
 import html
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .assess import status_text
 from .formats import ReportFormat, register
 from .key_images import lesion_figure, lesion_mask, report_window
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 COLUMNS = (
     "#",
@@ -169,7 +174,15 @@ def _figure_title(report, lesion) -> tuple:
     return title, "; ".join(parts)
 
 
-def write_html_pdf(report, image, labels, out_dir, formats=("html", "pdf"), progress=None, baseline_dir=None) -> list:
+def write_html_pdf(
+    report,
+    image,
+    labels,
+    out_dir,
+    formats=("html", "pdf"),
+    progress: Callable[[float, str], None] | None = None,
+    baseline_dir=None,
+) -> list:
     """Write ``report.html`` (+ images) and/or ``report.pdf`` into ``out_dir``; return the paths.
 
     ``baseline_dir``: the baseline report folder of a follow-up report; its key images are

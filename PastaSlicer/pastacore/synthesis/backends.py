@@ -14,14 +14,19 @@ register by import path ("module:factory"), so this package does not import them
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import PastaError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class Backend:
     name = ""
     description = ""
 
-    def __init__(self, **options):
+    def __init__(self, **options) -> None:
         if options:
             raise PastaError(f"the {self.name} backend takes no options ({', '.join(options)} given)")
 
@@ -29,7 +34,16 @@ class Backend:
         """None when usable, else one line saying why not."""
         return None
 
-    def render(self, volume, organ, plan, center_lps, progress=None, box=None, is_cancelled=None):
+    def render(
+        self,
+        volume,
+        organ,
+        plan,
+        center_lps,
+        progress: Callable[[float, str], None] | None = None,
+        box=None,
+        is_cancelled: Callable[[], bool] | None = None,
+    ):
         raise NotImplementedError
 
 
@@ -37,7 +51,16 @@ class ProceduralBackend(Backend):
     name = "procedural"
     description = "attribute-driven shapes, textures and HU rules on the CPU (about a second per lesion)"
 
-    def render(self, volume, organ, plan, center_lps, progress=None, box=None, is_cancelled=None):
+    def render(
+        self,
+        volume,
+        organ,
+        plan,
+        center_lps,
+        progress: Callable[[float, str], None] | None = None,
+        box=None,
+        is_cancelled: Callable[[], bool] | None = None,
+    ):
         from .render import render
 
         return render(volume, organ, plan, center_lps, progress)

@@ -23,6 +23,7 @@ import functools
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +32,10 @@ from ..cohort.table import SYNTHETIC_COLUMNS, synthetic_row
 from ..errors import PastaError
 from ..fileio.discover import MASK_HINTS, find_images, image_stem, is_image
 from . import schema as S
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 FORMATS = ("pasta-gen", "nnunet")
 CASE_FILES = ("img.nii.gz", "label.nii.gz", "total.nii.gz", "type.json", "report.json")  # of a pasta-gen case folder
@@ -195,7 +200,7 @@ class DatasetWork(CaseWork):
 
     def __init__(
         self, format: str = "pasta-gen", backend: str = "procedural", backend_options: dict | None = None, organ_label=None
-    ):
+    ) -> None:
         self.format, self.backend, self.backend_options = format, backend, dict(backend_options or {})
         self.organ_label = organ_label
         self.needs_gpu = backend != "procedural" and self.backend_options.get("device", "auto") != "cpu"
@@ -271,8 +276,8 @@ def generate_dataset(
     lesion_type=None,
     attributes=None,
     seed: int = 0,
-    progress=None,
-    is_cancelled=None,
+    progress: Callable[[float, str], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
     organ_masks=None,
     workers: int = 1,
     organ_label=None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +25,9 @@ from .measure import extents_mm, lesion_stats
 from .plan import SynthesisPlan, make_plan
 from .report import lesion_report, type_json
 from .text import parse_text
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 @dataclass
@@ -236,10 +240,10 @@ def synthesize_lesion(
     lesion_type: str | None = None,
     attributes=None,
     seed: int = 0,
-    progress=None,
-    is_cancelled=None,
+    progress: Callable[[float, str], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
     organ_label=None,
-    backend="procedural",
+    backend: str = "procedural",
     centre_lps=None,
     backend_options: dict | None = None,
 ) -> SynthesisResult:

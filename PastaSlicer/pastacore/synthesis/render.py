@@ -12,6 +12,7 @@ with ``w == 0`` (beyond about 2.5 edge widths of the mask) keep their exact inpu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,10 @@ from ..geometry.resample import LINEAR, NEAREST, resample
 from ..geometry.standardize import standard_grid
 from . import shapes
 from .plan import SynthesisPlan, resolve_intensity
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 WEIGHT_FLOOR = 0.01
 
@@ -105,7 +110,7 @@ def _inward_normal(organ1: np.ndarray, index) -> np.ndarray:
     return gradient / norm if norm > 1e-6 else np.zeros(3)
 
 
-def lesion_shape(plan: SynthesisPlan, grid1: Grid, organ1, center_lps, spicules=True) -> np.ndarray:
+def lesion_shape(plan: SynthesisPlan, grid1: Grid, organ1, center_lps, spicules: bool = True) -> np.ndarray:
     """Hard lesion mask on the 1 mm crop grid (``spicules=False``: without the spicules)."""
     from scipy import ndimage
 
@@ -214,7 +219,13 @@ def _with_size(plan: SynthesisPlan, size) -> SynthesisPlan:
     return replace(plan, size_mm=[float(v) for v in size])
 
 
-def render(volume: Volume, organ: np.ndarray | None, plan: SynthesisPlan, center_lps, progress=None) -> Rendered:
+def render(
+    volume: Volume,
+    organ: np.ndarray | None,
+    plan: SynthesisPlan,
+    center_lps,
+    progress: Callable[[float, str], None] | None = None,
+) -> Rendered:
     """Insert the lesion; ``organ`` is a boolean mask on ``volume``'s grid (or None)."""
     from scipy import ndimage
 

@@ -88,7 +88,7 @@ def _measure_extents(plan, samples):
     return points.min(axis=0) - step / 2, points.max(axis=0) + step / 2
 
 
-def calibrated_mask(plan, points_mm: np.ndarray, center_mm, size_mm, grow_mm=0.0, spicules=True) -> np.ndarray:
+def calibrated_mask(plan, points_mm: np.ndarray, center_mm, size_mm, grow_mm: float = 0.0, spicules: bool = True) -> np.ndarray:
     """Boolean mask at ``points_mm`` (N x 3, x y z) of the shape whose bounding box is exactly
     ``size_mm`` (+ ``2 * grow_mm``) centred on ``center_mm`` (``spicules=False``: the body only)."""
     lo, hi = _extents(plan)

@@ -41,7 +41,7 @@ class TaskOutcome:
 class TaskHandle:
     """A started job. ``poll()`` delivers what happened since the last call."""
 
-    def __init__(self, on_progress=None, on_finished=None):
+    def __init__(self, on_progress=None, on_finished=None) -> None:
         self._on_progress = on_progress
         self._on_finished = on_finished
         self.outcome: TaskOutcome | None = None
@@ -116,7 +116,7 @@ class ProcessRunner:
     is put first on the child's ``PYTHONPATH`` so it imports the same code.
     """
 
-    def __init__(self, python: str | None = None, env: dict | None = None, niceness: int = NICENESS):
+    def __init__(self, python: str | None = None, env: dict | None = None, niceness: int = NICENESS) -> None:
         self.python = python or sys.executable
         self.env = env
         self.niceness = niceness
@@ -138,7 +138,7 @@ class ProcessRunner:
 
 
 class ProcessHandle(TaskHandle):
-    def __init__(self, command, folder, env, on_progress=None, on_finished=None):
+    def __init__(self, command, folder, env, on_progress=None, on_finished=None) -> None:
         super().__init__(on_progress, on_finished)
         self.folder = Path(folder)
         self._buffer = b""

@@ -11,11 +11,16 @@ the report panel and ``predict_lesion_attributes`` use it like PASTA's own head.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..synthesis import schema as S
 from .default_model import wall_point
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 # (report group, synthesis attribute, options) for lung lesions
 LUNG_GROUPS = (
@@ -62,7 +67,9 @@ def lesion_input(bg_hu, image_box, image, lesion):
     return np.ascontiguousarray(crop[:, ::-1, :], dtype=np.float32)
 
 
-def synthetic_attribute_set(backgrounds, network, count: int, seed: int, progress=None) -> AttributeSet:
+def synthetic_attribute_set(
+    backgrounds, network, count: int, seed: int, progress: Callable[[float, str], None] | None = None
+) -> AttributeSet:
     """``count`` synthetic lung lesions with uniformly drawn attributes, their encoder features and targets.
 
     Lesions with a close relationship are centred just inside the lung surface and are not

@@ -16,11 +16,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import PastaError
 from ..geometry.volume import Volume
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 ORGAN_SOURCES = ("auto", "labels", "classical", "model", "none")
 SYNTHETIC_ZONE_MM = 10  # synthetic lesions stay this far from a real one
@@ -182,7 +187,13 @@ def lesion_type_for(organ: str | None) -> str:
 
 
 def synthetic_pool(
-    cases, per_case: int, seed: int, lesion_type: str, lesion_value: int, progress=None, is_cancelled=None
+    cases,
+    per_case: int,
+    seed: int,
+    lesion_type: str,
+    lesion_value: int,
+    progress: Callable[[float, str], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
 ) -> list:
     """Synthetic lesions placed in each case's organ, at least 10 mm from its real lesions."""
     from .default_model import Background, make_lesion_pool

@@ -12,6 +12,7 @@ Labels follow PASTA-Gen: 1 = lung (the classical lung mask), 2 = lesion.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from ..fileio import read_volume
 from ..geometry.standardize import standardize
 from ..samples import sample_paths
 from .trainer import TrainSettings, train
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 @dataclass
@@ -135,11 +139,11 @@ def make_lesion_pool(
     backgrounds,
     per_background: int,
     seed: int,
-    progress=None,
+    progress: Callable[[float, str], None] | None = None,
     wall_fraction: float = 0.4,
     pleura_mm: int = 0,
     lesion_type: str = "lung_tumor",
-    is_cancelled=None,
+    is_cancelled: Callable[[], bool] | None = None,
 ) -> list:
     """Synthesise lesions (6-70 mm, varied attributes; lung tumours unless ``lesion_type``, each
     background's ``lung`` being then that type's organ) away from the real tumours.
@@ -248,7 +252,7 @@ def _negative_centres(bg):
     return bg.centres
 
 
-def training_sampler(backgrounds, pool, patch, lesion_probability=0.6, mined=None):
+def training_sampler(backgrounds, pool, patch, lesion_probability: float = 0.6, mined=None):
     """``make_patch(rng)`` -> (hu patch, label patch) with a pooled synthetic lesion or none.
 
     Lesion-free patches are hard negatives half of the time (centred on the lung surface),
@@ -324,7 +328,14 @@ def _lesions(network, hu, grid, lung, patch, tta=False, progress=None) -> np.nda
     return result.labels.array == 2
 
 
-def evaluate(network, bg: Background, patch=(96, 96, 96), tta: bool = False, progress=None, offset=(0, 0, 0)) -> Evaluation:
+def evaluate(
+    network,
+    bg: Background,
+    patch=(96, 96, 96),
+    tta: bool = False,
+    progress: Callable[[float, str], None] | None = None,
+    offset=(0, 0, 0),
+) -> Evaluation:
     """Score the model as the product uses it: ``segment_volume`` restricted to the lungs (+20 mm),
     lesions kept as ``segment_volume`` keeps them (within 10 mm of the lungs and partly in them),
     pieces of at least 100 mm^3 (``tta``: averaged over the 8 mirrorings). Dice with the real tumour, whether it was found (any
@@ -394,7 +405,7 @@ def train_default(
     backgrounds,
     settings: TrainSettings,
     lesions_per_background: int = 80,
-    progress=None,
+    progress: Callable[[float, str], None] | None = None,
     pleura_mm: int = 0,
     hard_negative_steps: int = 0,
 ) -> DefaultTraining:

@@ -20,11 +20,16 @@ import copy
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import PastaError
 from .trainer import TrainLog, TrainSettings, time_one_step, train
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 EPOCH_STEPS = 250  # nnU-Net's iterations per epoch (--epochs N = N x 250 steps)
 FEWSHOT_STEPS = 2000  # PASTATrainer_fewshot: 10 epochs of 200 iterations
@@ -131,7 +136,7 @@ class Checkpoints:
     """``<folder>/checkpoint/``: one resumable state per stage, the results of finished stages,
     and what the run is (so a resume with other settings or cases is refused)."""
 
-    def __init__(self, folder):
+    def __init__(self, folder) -> None:
         self.folder = Path(folder) / CHECKPOINT_FOLDER
 
     def exists(self) -> bool:
@@ -289,8 +294,8 @@ def finetune(
     folds: int = 0,
     checkpoints=None,
     resume: bool = False,
-    progress=None,
-    is_cancelled=None,
+    progress: Callable[[float, str], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
     say=None,
 ) -> FinetuneResult:
     """Fine-tune ``start`` (a :class:`~.start_model.StartModel`) on ``cases``; validate on

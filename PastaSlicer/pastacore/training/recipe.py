@@ -39,7 +39,7 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("poly", "onecycle")
 
 
-def require_monai():
+def require_monai() -> None:
     """MONAI, or a one-line error saying how to install it."""
     try:
         import monai  # noqa: F401

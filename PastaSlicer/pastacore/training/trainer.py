@@ -16,12 +16,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import CancelledError, PastaError
 from ..preprocessing.normalize import pasta_slf
 from .recipe import make_augmentation, make_loss, make_optimizer, make_schedule, plain_tensors, require_monai, training_precision
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 TISSUE_HU = -500.0  # background patches are centred on tissue (or a labelled voxel), not on air
 MAX_CENTRES_PER_CLASS = 200_000
@@ -92,7 +97,7 @@ class CaseSampler:
     a voxel of a class drawn with :func:`class_ratios`.
     """
 
-    def __init__(self, cases, settings: TrainSettings):
+    def __init__(self, cases, settings: TrainSettings) -> None:
         from monai.data import CacheDataset
         from monai.transforms import ClassesToIndicesd, Compose, DeleteItemsd, RandCropByLabelClassesd, SpatialPadd
 
@@ -167,13 +172,13 @@ def train(
     cases,
     settings: TrainSettings,
     sample_patch=None,
-    progress=None,
+    progress: Callable[[float, str], None] | None = None,
     network=None,
     *,
     normalize=None,
     resume: dict | None = None,
     save_checkpoint=None,
-    is_cancelled=None,
+    is_cancelled: Callable[[], bool] | None = None,
 ):
     """Train ``network`` (a new one of the settings' size when None) and return (network, TrainLog).
 

@@ -13,7 +13,13 @@ lesion label is compared with the case's real lesions on that grid:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 SURFACE_TOLERANCE_MM = 2.0
 
@@ -83,7 +89,13 @@ def score_lesions(predicted: np.ndarray, truth: np.ndarray, spacing) -> dict:
     return {**voxel_metrics(predicted, truth, spacing), **lesion_detection(predicted, truth, voxel_ml)}
 
 
-def validate_case(model, case, device: str = "auto", progress=None, is_cancelled=None) -> dict:
+def validate_case(
+    model,
+    case,
+    device: str = "auto",
+    progress: Callable[[float, str], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
+) -> dict:
     """Segment ``case.image`` with ``model`` (a SegmentationModel) as ``pasta segment`` does and score it."""
     from ..inference.segment import segment_volume
 
