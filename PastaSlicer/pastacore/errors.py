@@ -12,6 +12,11 @@ line shows it as its flag (``--overwrite``), other front ends as the setting's n
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 _OPTION = re.compile(r"\{option:([a-z_]+)\}")
 
@@ -28,7 +33,7 @@ class PastaError(Exception):
         self.template = " ".join(str(message).split())
         super().__init__(self.render())
 
-    def render(self, as_flag=None) -> str:
+    def render(self, as_flag: Callable[[str], str] | None = None) -> str:
         """The message with its settings named by ``as_flag(name)`` (default: in words)."""
         name = as_flag or (lambda setting: f'the "{setting.replace("_", " ")}" setting')
         return _OPTION.sub(lambda match: name(match.group(1)), self.template)

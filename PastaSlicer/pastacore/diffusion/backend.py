@@ -23,6 +23,14 @@ from .schedule import ddim_timesteps
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    import numpy as np
+
+    from ..geometry.boxes import VoxelBox
+    from ..geometry.volume import Volume
+    from ..modelstore.store import ModelStore
+    from ..synthesis.plan import SynthesisPlan
+    from ..synthesis.render import Rendered
+
 
 DEFAULT_STEPS, DEFAULT_ETA = 200, 1.0
 SLOW_LIMIT_S = 300.0
@@ -40,9 +48,9 @@ class LesionDiffusionBackend(Backend):
         allow_slow: bool = False,
         device: str = "auto",
         precision: str = "auto",
-        models=None,
-        text_encoder=None,
-        store=None,
+        models: str | Path | None = None,
+        text_encoder: str | Path | None = None,
+        store: ModelStore | None = None,
         weights: str = "auto",
     ) -> None:
         if mask_source not in ("lmnet", "procedural"):
@@ -171,14 +179,14 @@ class LesionDiffusionBackend(Backend):
 
     def render(
         self,
-        volume,
-        organ,
-        plan,
-        center_lps,
+        volume: Volume,
+        organ: np.ndarray | None,
+        plan: SynthesisPlan,
+        center_lps: np.ndarray,
         progress: Callable[[float, str], None] | None = None,
-        box=None,
+        box: VoxelBox | None = None,
         is_cancelled: Callable[[], bool] | None = None,
-    ):
+    ) -> Rendered:
         from ..synthesis import schema as S
         from .pipeline import Settings, render_lesion
 

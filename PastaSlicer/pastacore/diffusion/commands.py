@@ -80,10 +80,10 @@ def _cond(net: DiffusionNetwork, data, where, like, key="cond"):
 
 
 def forward(
-    checkpoint,
-    inputs,
-    output,
-    config,
+    checkpoint: str | Path,
+    inputs: str | Path,
+    output: str | Path,
+    config: str | Path,
     weights: str = "model",
     device: str = "auto",
     precision: str = "auto",
@@ -121,10 +121,10 @@ def forward(
 
 
 def sample_command(
-    checkpoint,
-    inputs,
-    output,
-    config,
+    checkpoint: str | Path,
+    inputs: str | Path,
+    output: str | Path,
+    config: str | Path,
     weights: str = "auto",
     device: str = "auto",
     precision: str = "auto",

@@ -36,6 +36,14 @@ from .text import cavity_phrase, linet_attributes, lmnet_attributes, organ_name
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ..diffusion.networks import DiffusionNetwork
+    from ..diffusion.text import TextConditioner
+    from ..geometry.boxes import VoxelBox
+    from ..geometry.grid import Grid
+    from ..synthesis.plan import SynthesisPlan
+    from ..synthesis.render import Rendered
+    from ..synthesis.schema import LesionType
+
 
 WEIGHT_FLOOR = 0.01
 RIM_SIGMA_MM = 1.0
@@ -56,7 +64,7 @@ def seed_of(plan_seed: int, stream: int) -> int:
     return int(np.random.SeedSequence([int(plan_seed), stream]).generate_state(1)[0])
 
 
-def organ_ts_id(kind_organ: str, organ: np.ndarray | None, grid, center_lps) -> int:
+def organ_ts_id(kind_organ: str, organ: np.ndarray | None, grid: Grid, center_lps: np.ndarray) -> int:
     """The TotalSegmentator v1 label of the lesion's organ (side and lobe from the organ mask)."""
     ids = S.schema()["organs"][kind_organ]["ts_v1"]
     if organ is None or kind_organ not in ("kidney", "lung") or not organ.any():
@@ -73,7 +81,7 @@ def organ_ts_id(kind_organ: str, organ: np.ndarray | None, grid, center_lps) -> 
     return (13 if upper else 14) if left else (15 if upper else 17)
 
 
-def type_attributes(plan, organ_id: int) -> dict:
+def type_attributes(plan: SynthesisPlan, organ_id: int) -> dict:
     """The PASTA-Gen ``type.json`` attribute dict of the planned lesion (our report's one)."""
     from ..synthesis.report import type_json
 
@@ -86,18 +94,18 @@ def _as_tensor(array, device) -> torch.Tensor:
 
 
 def lmnet_mask(
-    network,
-    text,
-    plan,
-    kind,
-    ts_id,
-    organ1,
-    lesion_box1,
-    crop,
-    settings,
+    network: DiffusionNetwork,
+    text: TextConditioner,
+    plan: SynthesisPlan,
+    kind: LesionType,
+    ts_id: int,
+    organ1: np.ndarray | None,
+    lesion_box1: np.ndarray,
+    crop: tuple[slice, ...],
+    settings: Settings,
     progress: Callable[[float, str], None],
     cancelled: Callable[[], bool],
-):
+) -> np.ndarray | None:
     """LMNet's mask in ``crop`` of the working grid (or None when it drew nothing)."""
     started = time.perf_counter()
     organ_crop = organ1[crop] if organ1 is not None else np.zeros(lesion_box1[crop].shape, bool)
@@ -135,8 +143,17 @@ def lmnet_mask(
 
 
 def linet_texture(
-    network, text, plan, ts_id, ct1, mask1, crop, settings, progress: Callable[[float, str], None], cancelled: Callable[[], bool]
-):
+    network: DiffusionNetwork,
+    text: TextConditioner,
+    plan: SynthesisPlan,
+    ts_id: int,
+    ct1: np.ndarray,
+    mask1: np.ndarray,
+    crop: tuple[slice, ...],
+    settings: Settings,
+    progress: Callable[[float, str], None],
+    cancelled: Callable[[], bool],
+) -> np.ndarray:
     """(decoded HU on the crop, after the mean shift) of LINet's inpainting under ``mask1[crop]``."""
     started = time.perf_counter()
     vq, device, precision = network.vq, settings.device, settings.precision_linet
@@ -184,18 +201,18 @@ def blend_weight(mask1: np.ndarray, allowed: np.ndarray) -> np.ndarray:
 
 
 def render_lesion(
-    networks,
-    text,
+    networks: dict[str, DiffusionNetwork],
+    text: TextConditioner,
     volume: Volume,
-    organ,
-    plan,
-    kind,
-    center_lps,
-    box,
-    settings,
+    organ: np.ndarray | None,
+    plan: SynthesisPlan,
+    kind: LesionType,
+    center_lps: np.ndarray,
+    box: VoxelBox | None,
+    settings: Settings,
     progress: Callable[[float, str], None],
     cancelled: Callable[[], bool],
-):
+) -> Rendered:
     """Insert one lesion; returns the synthesis engine's ``Rendered``."""
     from ..synthesis.plan import resolve_intensity
     from ..synthesis.render import Rendered
@@ -255,7 +272,16 @@ def render_lesion(
     return Rendered(out, lesion, cbox, changed, dict(settings.stats))
 
 
-def paste_back(volume: Volume, clip_organ, box, grid1, mask1, hu1, weight1, center_lps):
+def paste_back(
+    volume: Volume,
+    clip_organ: np.ndarray | None,
+    box: VoxelBox | None,
+    grid1: Grid,
+    mask1: np.ndarray,
+    hu1: np.ndarray,
+    weight1: np.ndarray,
+    center_lps: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, VoxelBox, np.ndarray]:
     """(new array, full lesion mask, changed VoxelBox, changed voxels in it): the working grid's
     values blended into a copy of the CT with ``weight1``; nothing outside ``box`` changes."""
     from ..geometry.resample import LINEAR, resample
