@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     import distributed
 
-    from ..cohort.engine import Case, CaseWork
+    from .engine import Case, CaseWork
 
 
 PLUGIN_NAME = "pasta-cohort"

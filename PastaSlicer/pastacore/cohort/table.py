@@ -18,8 +18,8 @@ from .manifest import FINISHED
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ..cohort.manifest import Manifest
     from ..report.model import CaseReport
+    from .manifest import Manifest
 
 
 CSV_NAME, PARQUET_NAME = "cohort.csv", "cohort.parquet"

@@ -25,7 +25,7 @@ from .table import SYNTHETIC_COLUMNS, lesion_columns, lesion_table_rows, synthet
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ..cohort.engine import Timer, WorkerResources
+    from .engine import Timer, WorkerResources
 
 
 SEGMENTATION = "segmentation.nii.gz"

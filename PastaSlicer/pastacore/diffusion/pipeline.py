@@ -36,13 +36,13 @@ from .text import cavity_phrase, linet_attributes, lmnet_attributes, organ_name
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ..diffusion.networks import DiffusionNetwork
-    from ..diffusion.text import TextConditioner
     from ..geometry.boxes import VoxelBox
     from ..geometry.grid import Grid
     from ..synthesis.plan import SynthesisPlan
     from ..synthesis.render import Rendered
     from ..synthesis.schema import LesionType
+    from .networks import DiffusionNetwork
+    from .text import TextConditioner
 
 
 WEIGHT_FLOOR = 0.01

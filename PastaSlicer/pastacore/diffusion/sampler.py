@@ -29,7 +29,7 @@ from .schedule import DDIMSchedule
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ..diffusion.unet import DiffusionUNet
+    from .unet import DiffusionUNet
 
 
 def ddim_step(

@@ -29,8 +29,8 @@ from ..networks.checkpoints import load_checkpoint
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..diffusion.unet import DiffusionUNet
-    from ..diffusion.vq import VQModel
+    from .unet import DiffusionUNet
+    from .vq import VQModel
 
 
 EMA_PREFIX, MODEL_PREFIX, FIRST_STAGE_PREFIX = "model_ema.", "model.", "first_stage_model."

@@ -25,7 +25,7 @@ from ..errors import PastaError
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ..geometry.boxes import VoxelBox
+    from .boxes import VoxelBox
 
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])

@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ..geometry.boxes import VoxelBox
-    from ..inference.segmentation_model import SegmentationModel
     from ..modelstore.store import ModelStore
+    from .segmentation_model import SegmentationModel
 
 
 ORGAN, LESION = 1, 2  # PASTA-Gen's label convention

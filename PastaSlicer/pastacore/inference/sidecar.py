@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ..fileio.readers import image_stem
 
 if TYPE_CHECKING:
-    from ..inference.segment import SegmentationResult
+    from .segment import SegmentationResult
 
 
 def sidecar_path(seg_path: str | Path) -> Path:

@@ -47,7 +47,7 @@ from ..errors import PastaError, option
 from ..geometry.volume import Volume
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
 
 ADJACENT_MM = 10.0
@@ -287,7 +287,7 @@ def lesion_components(labels: np.ndarray, label: int, split: bool = True, limit:
 
 def measure_component(
     image: Volume,
-    box,
+    box: tuple[slice, slice, slice],
     mask: np.ndarray,
     *,
     index: int = 1,
@@ -362,7 +362,7 @@ def measure_lesions(
     image: Volume,
     labels: Volume,
     *,
-    lesion_labels=None,
+    lesion_labels: Sequence[int] | None = None,
     label_names: dict | None = None,
     organs: Volume | None = None,
     organ_names: dict | None = None,

@@ -21,6 +21,13 @@ from ..errors import PastaError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    import numpy as np
+
+    from ..geometry.boxes import VoxelBox
+    from ..geometry.volume import Volume
+    from .plan import SynthesisPlan
+    from .render import Rendered
+
 
 class Backend:
     name = ""
@@ -36,14 +43,14 @@ class Backend:
 
     def render(
         self,
-        volume,
-        organ,
-        plan,
-        center_lps,
+        volume: Volume,
+        organ: np.ndarray | None,
+        plan: SynthesisPlan,
+        center_lps: np.ndarray,
         progress: Callable[[float, str], None] | None = None,
-        box=None,
+        box: VoxelBox | None = None,
         is_cancelled: Callable[[], bool] | None = None,
-    ):
+    ) -> Rendered:
         raise NotImplementedError
 
 
@@ -53,14 +60,14 @@ class ProceduralBackend(Backend):
 
     def render(
         self,
-        volume,
-        organ,
-        plan,
-        center_lps,
+        volume: Volume,
+        organ: np.ndarray | None,
+        plan: SynthesisPlan,
+        center_lps: np.ndarray,
         progress: Callable[[float, str], None] | None = None,
-        box=None,
+        box: VoxelBox | None = None,
         is_cancelled: Callable[[], bool] | None = None,
-    ):
+    ) -> Rendered:
         from .render import render
 
         return render(volume, organ, plan, center_lps, progress)
@@ -109,7 +116,7 @@ def backend_choices(**options) -> list:
     return choices
 
 
-def get_backend(name, **options) -> Backend:
+def get_backend(name: str | Backend, **options) -> Backend:
     """The backend ``name`` (or a :class:`Backend` instance, returned as is), checked usable."""
     if isinstance(name, Backend):
         backend = name

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 JOBS = {}
 
 
-def job(name):
+def job(name: str) -> Callable[[Callable], Callable]:
     def register(function):
         JOBS[name] = function
         return function
@@ -31,7 +31,7 @@ def job(name):
 
 def run_job(
     name: str,
-    folder,
+    folder: str | Path,
     params: dict,
     progress: Callable[[float, str], None] | None = None,
     is_cancelled: Callable[[], bool] | None = None,

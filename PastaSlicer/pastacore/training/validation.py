@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
+
+    from ..inference.segmentation_model import SegmentationModel
+    from .cases import LabelledCase
 
 
 SURFACE_TOLERANCE_MM = 2.0
@@ -36,7 +39,7 @@ def _value(tensor) -> float | None:
     return round(value, 4) if np.isfinite(value) else None
 
 
-def voxel_metrics(predicted: np.ndarray, truth: np.ndarray, spacing) -> dict:
+def voxel_metrics(predicted: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> dict:
     """Dice, HD95 (mm) and surface Dice (2 mm) of two boolean masks on one grid (MONAI);
     ``spacing`` in mm along the array's axes (k, j, i). None where a metric is undefined (no
     real lesion; HD95 and surface Dice when either is empty)."""
@@ -83,15 +86,15 @@ def lesion_detection(predicted: np.ndarray, truth: np.ndarray, voxel_ml: float) 
     }
 
 
-def score_lesions(predicted: np.ndarray, truth: np.ndarray, spacing) -> dict:
+def score_lesions(predicted: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> dict:
     """Voxel and lesion-level scores; ``spacing`` along the array's axes (k, j, i)."""
     voxel_ml = float(np.prod(spacing)) / 1000
     return {**voxel_metrics(predicted, truth, spacing), **lesion_detection(predicted, truth, voxel_ml)}
 
 
 def validate_case(
-    model,
-    case,
+    model: SegmentationModel,
+    case: LabelledCase,
     device: str = "auto",
     progress: Callable[[float, str], None] | None = None,
     is_cancelled: Callable[[], bool] | None = None,
