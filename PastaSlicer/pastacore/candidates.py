@@ -24,10 +24,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import PastaError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from .geometry.grid import Grid
+    from .geometry.volume import Volume
+    from .report.measure import LesionMeasurement
+
 
 CANDIDATES_TAG = "PASTA.Candidates"  # segment tag: JSON list of candidate records of that segment
 CONFIRMED_TAG = "PASTA.Confirmed"  # segment tag: JSON list of fingerprints a person confirmed
@@ -135,7 +144,7 @@ def choose_floor(explicit: dict | None = None, model: dict | None = None) -> Flo
 # --- making candidates ----------------------------------------------------------------------
 
 
-def lesion_probability(logits: np.ndarray, lesion_channels, slab: int = 16) -> np.ndarray:
+def lesion_probability(logits: np.ndarray, lesion_channels: Sequence[int], slab: int = 16) -> np.ndarray:
     """Softmax probability of the lesion classes, ``logits`` (K, D, H, W) -> (D, H, W) float32,
     a few slices at a time (a whole softmax would need K copies of the volume)."""
     out = np.empty(logits.shape[1:], np.float32)
@@ -147,7 +156,7 @@ def lesion_probability(logits: np.ndarray, lesion_channels, slab: int = 16) -> n
     return out
 
 
-def candidates_of(labels, probability: np.ndarray, lesion_values) -> dict:
+def candidates_of(labels: Volume, probability: np.ndarray, lesion_values: Iterable[int]) -> dict:
     """``{label value: [Candidate]}``: each lesion piece of ``labels`` (a Volume) with the mean and
     maximum of ``probability`` (an array on the same grid) over it, largest first."""
     from scipy import ndimage
@@ -176,14 +185,14 @@ def candidates_to_json(candidates: dict) -> dict:
     return {str(value): [c.to_dict() for c in records] for value, records in sorted(candidates.items())}
 
 
-def candidates_from_json(data) -> dict:
+def candidates_from_json(data: object) -> dict:
     """The inverse of :func:`candidates_to_json`; ``{}`` for anything that is not such a dict."""
     if not isinstance(data, dict):
         return {}
     return {int(k): [Candidate.from_dict(r) for r in v] for k, v in data.items() if str(k).isdigit() and isinstance(v, list)}
 
 
-def tag_value(records) -> str:
+def tag_value(records: Iterable[Candidate | dict]) -> str:
     """A segment tag's text (one line of JSON; Slicer keeps tags in the .seg.nrrd header)."""
     return json.dumps([r.to_dict() if isinstance(r, Candidate) else r for r in records], separators=(",", ":"))
 
@@ -209,7 +218,7 @@ class Match:
         return self.candidate.mean_probability if self.candidate is not None else None
 
 
-def fingerprint(m) -> dict:
+def fingerprint(m: LesionMeasurement) -> dict:
     """What identifies a measured lesion (a LesionMeasurement) as it is now."""
     return {"voxels": int(m.voxel_count), "centroid_lps_mm": [round(float(c), 3) for c in m.centroid_lps_mm]}
 
@@ -220,7 +229,7 @@ def _same(m, record) -> bool:
     return voxels == m.voxel_count and float(np.linalg.norm(np.subtract(centre, m.centroid_lps_mm))) <= SAME_CENTROID_MM
 
 
-def match(m, records: list | None, confirmed=(), grid=None) -> Match:
+def match(m: LesionMeasurement, records: list | None, confirmed: Sequence[dict] = (), grid: Grid | None = None) -> Match:
     """The status and model record of the measured lesion ``m`` among ``records`` (None: the
     segmentation records none, origin unknown). ``grid``: the CT's grid, to find which candidate
     centroids lie in the lesion's box."""

@@ -12,8 +12,15 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .report.model import CaseReport
+
 
 SYNTH_TEXT = "25 mm round-like solid lung nodule, well-defined margin, homogeneous"
 DEMO_STEPS = 9
@@ -64,7 +71,7 @@ def _synthesis_box(lungs: np.ndarray, tumour: np.ndarray, grid, size_mm: float =
     return VoxelBox(tuple(int(v) for v in start), tuple(int(v) for v in stop))
 
 
-def report_facts(report) -> dict:
+def report_facts(report: CaseReport) -> dict:
     """What the demo's summary says about its report: the lesions with their confidence, the
     model, the RECIST targets and their sum of diameters."""
     return {
@@ -89,7 +96,7 @@ def report_facts(report) -> dict:
     }
 
 
-def run_demo(out_dir, overwrite: bool = False, advance=lambda label="": None) -> DemoResult:
+def run_demo(out_dir: str | Path, overwrite: bool = False, advance: Callable[[str], None] = lambda label="": None) -> DemoResult:
     from .anatomy.masks import pieces_touching
     from .anatomy.organs import classical_organ
     from .candidates import choose_floor

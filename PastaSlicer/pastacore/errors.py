@@ -9,7 +9,14 @@ written with :func:`option` (``f"... pass {option('overwrite')} to replace it"``
 line shows it as its flag (``--overwrite``), other front ends as the setting's name.
 """
 
+from __future__ import annotations
+
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 _OPTION = re.compile(r"\{option:([a-z_]+)\}")
 
@@ -22,11 +29,11 @@ def option(name: str) -> str:
 class PastaError(Exception):
     """Bad input or a failed precondition, explained in one line."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str) -> None:
         self.template = " ".join(str(message).split())
         super().__init__(self.render())
 
-    def render(self, as_flag=None) -> str:
+    def render(self, as_flag: Callable[[str], str] | None = None) -> str:
         """The message with its settings named by ``as_flag(name)`` (default: in words)."""
         name = as_flag or (lambda setting: f'the "{setting.replace("_", " ")}" setting')
         return _OPTION.sub(lambda match: name(match.group(1)), self.template)
@@ -39,5 +46,5 @@ def command_line_flag(name: str) -> str:
 class CancelledError(PastaError):
     """The user cancelled a long-running operation; nothing was written."""
 
-    def __init__(self, message: str = "cancelled by the user; nothing was written"):
+    def __init__(self, message: str = "cancelled by the user; nothing was written") -> None:
         super().__init__(message)

@@ -9,8 +9,13 @@ lungs". :func:`choose_lesion_labels` says which labels are measured and, in word
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import PastaError, option
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
 
 ORGAN, LESION = 1, 2
 CONVENTION = "PASTA-Gen's convention 1 = organ, 2 = lesion"
@@ -27,7 +32,9 @@ def _listed(values) -> str:
     return ", ".join(str(v) for v in values)
 
 
-def choose_lesion_labels(present, names: dict | None = None, explicit=None, names_from: str = "") -> LesionLabels:
+def choose_lesion_labels(
+    present: Iterable[int], names: dict | None = None, explicit: Sequence[int] | None = None, names_from: str = ""
+) -> LesionLabels:
     """Lesion labels among ``present`` (the non-zero values of the map).
 
     ``explicit``: values the user chose (``--lesion-label``); ``names``: label value -> name

@@ -14,6 +14,11 @@ import os
 import sys
 import tempfile
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 
 SHOW = {"native": False}  # ``pasta --debug`` sets it: then nothing is kept aside
 
@@ -34,7 +39,7 @@ _STATE = {"users": 0, "saved": None, "sink": None}
 
 
 @contextlib.contextmanager
-def captured_stderr():
+def captured_stderr() -> Iterator[Captured]:
     """Redirect descriptor 2 into a temporary file; yields a :class:`Captured`.
 
     Descriptor 2 belongs to the whole process: blocks that overlap (nested, or in several

@@ -13,8 +13,13 @@ import functools
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import PastaError
+
+if TYPE_CHECKING:
+    from typing import Any
+
 
 _MARKER = "terminology.json"
 
@@ -32,7 +37,7 @@ def resources_dir() -> Path:
 
 
 @functools.cache
-def load_json(name: str):
+def load_json(name: str) -> Any:
     """Parse ``Resources/<name>`` once per process."""
     path = resources_dir() / name
     try:

@@ -10,9 +10,13 @@ context ~ region ~ region modifier; coded parts are ``scheme^value^meaning``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import PastaError
 from .resources import load_json
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,7 @@ def slicer_contexts() -> tuple:
     return terminology, anatomy
 
 
-def write_slicer_contexts(folder) -> list:
+def write_slicer_contexts(folder: str | Path) -> list:
     """Write the two contexts as ``.term.json`` files into ``folder``; returns their paths."""
     import json
     from pathlib import Path
@@ -164,7 +168,7 @@ def write_slicer_contexts(folder) -> list:
     return paths
 
 
-def register_slicer_contexts(terminologies_logic, folder) -> list:
+def register_slicer_contexts(terminologies_logic: object, folder: str | Path) -> list:
     """Load PASTA's contexts into a ``vtkSlicerTerminologiesModuleLogic`` (the desktop app's or a
     headless one), so the terminology widget resolves every segment PASTA makes."""
     loaded = []

@@ -21,8 +21,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import PastaError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
 
 ATTRIBUTE_KEYS = (
     "enhancement status",
@@ -57,12 +62,12 @@ class TypeEntry:
         return [self.shape, "", dict(self.attributes), [[[int(v) for v in organ]], [[int(v) for v in self.lesion_size]]]]
 
 
-def voxels(size_mm) -> tuple:
+def voxels(size_mm: Sequence[float]) -> tuple:
     """A size in mm as whole voxels of the 1 mm grid (at least one)."""
     return tuple(max(1, int(round(float(v)))) for v in size_mm)
 
 
-def size_text(size) -> str:
+def size_text(size: Sequence[int]) -> str:
     return "[[" + " ".join(str(int(v)) for v in size) + "]] pixel,"
 
 
@@ -70,7 +75,7 @@ def hu_text(mean_hu: float) -> str:
     return f"Mean density of the lesion region is approximately {int(round(mean_hu))} HU,"
 
 
-def type_dict(entries) -> dict:
+def type_dict(entries: Iterable[TypeEntry]) -> dict:
     """The ``type.json`` content of ``entries`` (keys made unique as the module says)."""
     out = {}
     for entry in entries:
@@ -83,14 +88,14 @@ def type_dict(entries) -> dict:
     return out
 
 
-def write_type_json(entries, path) -> Path:
+def write_type_json(entries: Iterable[TypeEntry], path: str | Path) -> Path:
     """Write ``entries`` (:class:`TypeEntry` list) as a ``type.json`` file at ``path``."""
     path = Path(path)
     path.write_text(json.dumps(type_dict(entries)) + "\n", encoding="utf-8")
     return path
 
 
-def is_type_json(data) -> bool:
+def is_type_json(data: object) -> bool:
     """True when ``data`` (parsed JSON) has the ``type.json`` layout."""
     return (
         isinstance(data, dict)
@@ -130,7 +135,7 @@ def entries_of(data: dict, what: str = "the type.json") -> list:
     return entries
 
 
-def read_type_json(path) -> list:
+def read_type_json(path: str | Path) -> list:
     """The :class:`TypeEntry` list of a ``type.json`` file."""
     path = Path(path)
     try:

@@ -40,7 +40,9 @@ def body_mask(hu: np.ndarray) -> np.ndarray:
     return _fill_slices(body)
 
 
-def lung_mask(hu: np.ndarray, spacing=(1.0, 1.0, 1.0), body: np.ndarray | None = None) -> np.ndarray:
+def lung_mask(
+    hu: np.ndarray, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0), body: np.ndarray | None = None
+) -> np.ndarray:
     """Both lungs (with the airways): air below -400 HU inside the body, the one or two largest
     parts over 50 mL, with vessels and nodules inside filled in slice by slice.
 
@@ -59,7 +61,7 @@ def lung_mask(hu: np.ndarray, spacing=(1.0, 1.0, 1.0), body: np.ndarray | None =
     return _fill_slices(lungs)
 
 
-def grow(mask: np.ndarray, margin_mm: float, spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
+def grow(mask: np.ndarray, margin_mm: float, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> np.ndarray:
     """``mask`` grown by a box of +- ``margin_mm`` (separable maximum filter: fast at any size)."""
     from scipy import ndimage
 

@@ -21,7 +21,7 @@ def classical_search_region(organ: str | None) -> str | None:
     return CLASSICAL_FOR_ORGAN.get(organ or "")
 
 
-def classical_mask_standard(name: str, hu: np.ndarray, spacing) -> np.ndarray:
+def classical_mask_standard(name: str, hu: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
     """The classical ``name`` mask ("lungs" or "body") of a CT already on the standard grid."""
     from .masks import body_mask, lung_mask
 

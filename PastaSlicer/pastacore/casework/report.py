@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from pathlib import Path
+
+    from ..geometry.volume import Volume
+    from ..report.model import CaseReport
+
 
 def report_case(
-    image_path,
-    seg_path,
-    organ_path=None,
+    image_path: str | Path,
+    seg_path: str | Path,
+    organ_path: str | Path | None = None,
     *,
-    lesion_labels=None,
-    whole_labels=False,
-    case_id=None,
-    image=None,
-    progress=None,
-    floor=None,
-    targets=None,
-    followup=None,
-):
+    lesion_labels: Sequence[int] | None = None,
+    whole_labels: bool = False,
+    case_id: str | None = None,
+    image: Volume | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    floor: dict | None = None,
+    targets: Sequence[int] | None = None,
+    followup: Callable[[Volume], dict] | None = None,
+) -> tuple[CaseReport, Volume, Volume]:
     """``(report, image, labels)``: the CaseReport of the label map ``seg_path`` on the CT
     ``image_path`` (``image``: that CT already read, to skip reading it again).
 

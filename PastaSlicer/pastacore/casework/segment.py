@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import PastaError
 from ..inference.sidecar import sidecar_content, sidecar_path, write_sidecar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from ..inference.segmentation_model import SegmentationModel
 
 
 @dataclass
@@ -16,7 +22,7 @@ class SegmentedCase:
     description: dict  # what the sidecar JSON holds
 
 
-def parse_box(text):
+def parse_box(text: str | Sequence[float]) -> list[float]:
     """Six numbers R1,A1,S1,R2,A2,S2 from text (or a sequence of six numbers)."""
     if isinstance(text, (list, tuple)):
         values = list(text)
@@ -31,20 +37,20 @@ def parse_box(text):
 
 
 def segment_case(
-    image,
+    image: str | Path,
     *,
-    model=None,
-    organ_mask=None,
-    organ_label=None,
-    organ=None,
-    totalsegmentator_version=2,
-    roi=None,
-    device="auto",
-    tta=False,
-    overlap=0.5,
-    min_lesion_mm3=0.0,
-    progress=None,
-    is_cancelled=None,
+    model: str | Path | SegmentationModel | None = None,
+    organ_mask: str | Path | None = None,
+    organ_label: int | None = None,
+    organ: str | None = None,
+    totalsegmentator_version: int = 2,
+    roi: str | Sequence[float] | None = None,
+    device: str = "auto",
+    tta: bool = False,
+    overlap: float = 0.5,
+    min_lesion_mm3: float = 0.0,
+    progress: Callable[[float, str], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
 ) -> SegmentedCase:
     """Read ``image`` (a file or DICOM folder), find where to look and segment it.
 
@@ -85,7 +91,7 @@ def segment_case(
     return SegmentedCase(volume, result, sidecar_content(result))
 
 
-def write_segmentation(case: SegmentedCase, out, overwrite: bool = False) -> tuple:
+def write_segmentation(case: SegmentedCase, out: str | Path, overwrite: bool = False) -> tuple:
     """Write the label map ``out`` and its sidecar ``OUT.json`` together (all or nothing)."""
     from ..fileio import write_volume
     from ..fileio.atomic import atomic_outputs

@@ -5,8 +5,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import PastaError, option
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from ..geometry.boxes import VoxelBox
+    from ..geometry.grid import Grid
 
 
 @dataclass
@@ -16,7 +23,7 @@ class SynthesizedCase:
     report: dict  # our report.json: plan, measurements, type.json, source
 
 
-def numbers(text, what, count=6) -> list:
+def numbers(text: str | Sequence[float], what: str, count: int = 6) -> list:
     """``count`` numbers from comma-separated text (or a sequence)."""
     if isinstance(text, (list, tuple)):
         values = list(text)
@@ -30,7 +37,7 @@ def numbers(text, what, count=6) -> list:
     return [float(v) for v in values]
 
 
-def box_from_ijk(text, grid):
+def box_from_ijk(text: str | Sequence[float], grid: Grid) -> VoxelBox:
     """A VoxelBox from two opposite corner voxels I1,J1,K1,I2,J2,K2 (0-based, inclusive)."""
     from ..geometry.boxes import VoxelBox
 
@@ -45,7 +52,7 @@ def box_from_ijk(text, grid):
     return VoxelBox((lo[2], lo[1], lo[0]), (hi[2] + 1, hi[1] + 1, hi[0] + 1))
 
 
-def read_attributes_file(path) -> dict:
+def read_attributes_file(path: str | Path) -> dict:
     """A JSON object of attributes (or a PASTA-Gen type.json)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -59,19 +66,19 @@ def read_attributes_file(path) -> dict:
 
 
 def synth_case(
-    image,
+    image: str | Path,
     *,
-    seed,
-    attributes=None,
-    box=None,
-    box_ijk=None,
-    lesion_type=None,
-    organ_mask=None,
-    organ_label=None,
-    backend="procedural",
-    backend_options=None,
-    progress=None,
-    is_cancelled=None,
+    seed: int | None,
+    attributes: str | dict | None = None,
+    box: str | Sequence[float] | None = None,
+    box_ijk: str | Sequence[float] | None = None,
+    lesion_type: str | None = None,
+    organ_mask: str | Path | None = None,
+    organ_label: int | None = None,
+    backend: str = "procedural",
+    backend_options: dict | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
 ) -> SynthesizedCase:
     """Insert one lesion into the CT ``image`` (a file or DICOM folder).
 
@@ -106,7 +113,14 @@ def synth_case(
     return SynthesizedCase(volume, result, report)
 
 
-def write_synthesis(case: SynthesizedCase, out_image, out_mask, out_report, out_type_json=None, overwrite: bool = False) -> list:
+def write_synthesis(
+    case: SynthesizedCase,
+    out_image: str | Path,
+    out_mask: str | Path,
+    out_report: str | Path,
+    out_type_json: str | Path | None = None,
+    overwrite: bool = False,
+) -> list:
     """Write the image with the lesion, its labels, our report (and the PASTA-Gen type.json)
     together: all of them or none."""
     from ..fileio import write_volume

@@ -10,13 +10,17 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import PastaError, option
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
-def write_features_csv(path, ids, features) -> None:
+
+def write_features_csv(path: str | Path, ids: Sequence[str], features: np.ndarray) -> None:
     features = np.asarray(features, np.float32)
     if features.ndim != 2 or len(ids) != len(features):
         raise PastaError(f"{len(ids)} ids for features of shape {features.shape}")
@@ -41,7 +45,7 @@ def _rows(path, what: str) -> tuple:
     return [c.strip() for c in rows[0]], rows[1:]
 
 
-def read_features_csv(paths) -> tuple:
+def read_features_csv(paths: str | Path | Sequence[str | Path]) -> tuple:
     """``(ids, features (N, C) float32)`` from one or more feature CSVs with the same columns."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
@@ -79,7 +83,7 @@ def read_features_csv(paths) -> tuple:
     return ids, np.concatenate(blocks, axis=0)
 
 
-def read_labels_csv(path, column: str | None = None) -> tuple:
+def read_labels_csv(path: str | Path, column: str | None = None) -> tuple:
     """``(column name, {id: label})`` from a labels CSV."""
     header, rows = _rows(path, "labels file")
     name = Path(path).name
@@ -108,7 +112,7 @@ def read_labels_csv(path, column: str | None = None) -> tuple:
     return column, labels
 
 
-def match_labels(ids, features, labels: dict) -> tuple:
+def match_labels(ids: Sequence[str], features: np.ndarray, labels: dict) -> tuple:
     """``(ids, features, label values, unlabelled ids)`` for the rows that have a label.
 
     A labelled id without features is an error (a typo would silently shrink the data).

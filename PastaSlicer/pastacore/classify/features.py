@@ -22,6 +22,7 @@ point of a crop maps back onto the original grid (:meth:`CropItem.crop_to_source
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +32,12 @@ from ..geometry.standardize import standardize
 from ..geometry.volume import Volume
 from ..preprocessing.crops import Crop, lesion_crop, organ_crop
 from ..preprocessing.normalize import pasta_slf
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    import torch
+
 
 CROP_KINDS = ("organ", "lesion")
 ORGAN_SIZE = (128, 128, 128)
@@ -57,7 +64,7 @@ class CropItem:
         array = self.crop.array[:, ::-1, :] if self.flip_ap else self.crop.array
         return np.ascontiguousarray(array, dtype=np.float32)
 
-    def crop_to_standard_index(self, kji) -> np.ndarray:
+    def crop_to_standard_index(self, kji: np.ndarray) -> np.ndarray:
         """Continuous (k, j, i) indices of ``crop.array`` to (k, j, i) on the standardised grid."""
         kji = np.asarray(kji, dtype=float)
         size = np.array(self.crop.array.shape, float)
@@ -67,14 +74,14 @@ class CropItem:
         start = np.array([b[0] - p[0] for b, p in zip(self.crop.box, self.crop.pad)], float)
         return position + start
 
-    def crop_to_lps(self, kji) -> np.ndarray:
+    def crop_to_lps(self, kji: np.ndarray) -> np.ndarray:
         return self.grid.index_to_lps(self.crop_to_standard_index(kji)[..., ::-1])
 
-    def crop_to_source_index(self, kji) -> np.ndarray:
+    def crop_to_source_index(self, kji: np.ndarray) -> np.ndarray:
         """Continuous (i, j, k) indices on the original grid of a (k, j, i) position in the crop."""
         return self.source_grid.lps_to_index(self.crop_to_lps(kji))
 
-    def input_to_crop_index(self, kji) -> np.ndarray:
+    def input_to_crop_index(self, kji: np.ndarray) -> np.ndarray:
         """(k, j, i) of the network input to (k, j, i) of ``crop.array`` (undoes the flip)."""
         kji = np.array(kji, dtype=float)
         if self.flip_ap:
@@ -86,7 +93,7 @@ def _present_labels(mask: np.ndarray) -> list:
     return [int(v) for v in np.unique(mask) if v != 0]
 
 
-def item_masks(mask: np.ndarray, crop: str, labels=None, split_components: bool = True) -> list:
+def item_masks(mask: np.ndarray, crop: str, labels: Sequence[int] | None = None, split_components: bool = True) -> list:
     """``[(label, component, component mask)]`` in the order of the report's lesion numbers.
 
     ``lesion``: every connected component (26-connected, largest first) of each label, or each
@@ -131,14 +138,14 @@ def prepare_crops(
     image: Volume,
     mask: Volume,
     crop: str = "lesion",
-    labels=None,
+    labels: Sequence[int] | None = None,
     split_components: bool = True,
     case: str = "case",
     flip_ap: bool = True,
-    organ_size=ORGAN_SIZE,
+    organ_size: tuple[int, int, int] = ORGAN_SIZE,
     organ_margin: int = ORGAN_MARGIN,
-    lesion_size=LESION_SIZE,
-    progress=None,
+    lesion_size: tuple[int, int, int] = LESION_SIZE,
+    progress: Callable[[float, str], None] | None = None,
 ) -> list:
     """The :class:`CropItem` of every organ label or lesion of ``mask`` (on ``image``'s grid).
 
@@ -160,13 +167,13 @@ def prepare_crops(
 
 def crops_from_masks(
     image: Volume,
-    parts,
+    parts: Sequence[tuple[int, int, str, np.ndarray]],
     crop: str = "lesion",
     flip_ap: bool = True,
-    organ_size=ORGAN_SIZE,
+    organ_size: tuple[int, int, int] = ORGAN_SIZE,
     organ_margin: int = ORGAN_MARGIN,
-    lesion_size=LESION_SIZE,
-    progress=None,
+    lesion_size: tuple[int, int, int] = LESION_SIZE,
+    progress: Callable[[float, str], None] | None = None,
 ) -> list:
     """:class:`CropItem` list for ``parts``: ``(label, component, id, boolean mask on image's grid)``."""
     if crop not in CROP_KINDS:
@@ -222,7 +229,14 @@ class FeatureTable:
     items: list | None = None
 
 
-def extract_features(network, items, batch_size: int = 2, device="cpu", progress=None, cancelled=None) -> np.ndarray:
+def extract_features(
+    network: torch.nn.Module,
+    items: Sequence[CropItem],
+    batch_size: int = 2,
+    device: str = "cpu",
+    progress: Callable[[float, str], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> np.ndarray:
     """Encoder features (N, C) of the :class:`CropItem` list, ``batch_size`` crops per forward pass."""
     import torch
 
@@ -249,16 +263,16 @@ def extract_features(network, items, batch_size: int = 2, device="cpu", progress
 def compute_features(
     image: Volume,
     mask: Volume,
-    network,
+    network: torch.nn.Module,
     crop: str = "lesion",
-    labels=None,
+    labels: Sequence[int] | None = None,
     split_components: bool = True,
     case: str = "case",
     batch_size: int = 2,
-    device="cpu",
+    device: str = "cpu",
     flip_ap: bool = True,
-    progress=None,
-    cancelled=None,
+    progress: Callable[[float, str], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> FeatureTable:
     """Crops and features in one call; ``progress(fraction, message)`` covers both."""
     step = progress or (lambda f, m="": None)

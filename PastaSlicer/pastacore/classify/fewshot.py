@@ -10,11 +10,17 @@ across folds, plus the same metrics pooled over all out-of-fold predictions.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..errors import PastaError
 from .groups import OutputGroup
 from .heads import Head, build_module
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
 
 DEFAULT_L2 = 1.0
 MLP_EPOCHS = 200
@@ -24,7 +30,7 @@ MLP_LR = 1e-3
 # --- metrics ---------------------------------------------------------------------------------
 
 
-def roc_auc(positive, scores) -> float:
+def roc_auc(positive: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve (ties count half); nan when one class is absent."""
     from scipy.stats import rankdata
 
@@ -37,7 +43,7 @@ def roc_auc(positive, scores) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def auc(y, proba) -> float:
+def auc(y: np.ndarray, proba: np.ndarray) -> float:
     """Binary AUC of class 1, or the macro one-vs-rest AUC for more classes."""
     y = np.asarray(y, int)
     proba = np.asarray(proba, float)
@@ -48,14 +54,14 @@ def auc(y, proba) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def accuracy(y, proba) -> float:
+def accuracy(y: np.ndarray, proba: np.ndarray) -> float:
     return float(np.mean(np.argmax(proba, axis=1) == np.asarray(y, int)))
 
 
 # --- folds -----------------------------------------------------------------------------------
 
 
-def stratified_folds(y, folds: int, seed: int = 0) -> list:
+def stratified_folds(y: np.ndarray, folds: int, seed: int = 0) -> list:
     """Test indices of each fold; every class is spread over the folds as evenly as possible."""
     y = np.asarray(y, int)
     rng = np.random.default_rng(seed)
@@ -68,7 +74,7 @@ def stratified_folds(y, folds: int, seed: int = 0) -> list:
     return [np.flatnonzero(assignment == f) for f in range(folds)]
 
 
-def usable_folds(y, folds: int) -> tuple:
+def usable_folds(y: np.ndarray, folds: int) -> tuple:
     """``(folds, note)``: fewer folds when a class has fewer cases than folds."""
     counts = np.bincount(np.asarray(y, int))
     smallest = int(counts[counts > 0].min())
@@ -89,9 +95,9 @@ def usable_folds(y, folds: int) -> tuple:
 
 
 def fit_head(
-    features,
-    y,
-    classes,
+    features: np.ndarray,
+    y: np.ndarray,
+    classes: Sequence[str],
     kind: str = "linear",
     l2: float = DEFAULT_L2,
     seed: int = 0,
@@ -159,7 +165,14 @@ def fit_head(
 
 
 def cross_validate(
-    features, y, classes, folds: int = 5, seed: int = 0, kind: str = "linear", l2: float = DEFAULT_L2, progress=None
+    features: np.ndarray,
+    y: np.ndarray,
+    classes: Sequence[str],
+    folds: int = 5,
+    seed: int = 0,
+    kind: str = "linear",
+    l2: float = DEFAULT_L2,
+    progress: Callable[[float, str], None] | None = None,
 ) -> dict:
     """Stratified k-fold metrics; the head of each fold sees only its training part."""
     x = np.asarray(features, np.float32)
@@ -200,7 +213,7 @@ def cross_validate(
     }
 
 
-def encode_labels(values) -> tuple:
+def encode_labels(values: Sequence[str]) -> tuple:
     """``(classes, codes)``: classes sorted (numerically when every label is a number)."""
     values = [str(v).strip() for v in values]
     unique = sorted(set(values))

@@ -8,10 +8,15 @@ of 2 (tumour absent / present). The names live in ``Resources/report_attributes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import PastaError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
 
 RESOURCE = "report_attributes.json"
 
@@ -77,7 +82,7 @@ def presence_groups() -> tuple:
     return _groups_from(_schema()["presence"])
 
 
-def groups_from_dicts(entries) -> tuple:
+def groups_from_dicts(entries: Iterable[dict]) -> tuple:
     return _groups_from(entries)
 
 
@@ -91,7 +96,7 @@ def default_groups(num_outputs: int) -> tuple:
     return (OutputGroup("class", tuple(f"class {i}" for i in range(num_outputs))),)
 
 
-def check_groups(groups, num_outputs: int) -> tuple:
+def check_groups(groups: Sequence, num_outputs: int) -> tuple:
     groups = tuple(groups)
     total = sum(g.size for g in groups)
     if total != num_outputs:
@@ -100,7 +105,7 @@ def check_groups(groups, num_outputs: int) -> tuple:
     return groups
 
 
-def split_softmax(logits, groups) -> list:
+def split_softmax(logits: np.ndarray, groups: Sequence) -> list:
     """``[(group, probabilities (B, size))]``: one softmax per group over its slice of ``logits`` (B, N)."""
     logits = np.asarray(logits, dtype=np.float64)
     if logits.ndim == 1:

@@ -21,11 +21,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import PastaError
 from .groups import check_groups, default_groups, groups_from_dicts, split_softmax
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import torch
+
 
 HEAD_FORMAT = "pasta_head"
 FORMAT_VERSION = 1
@@ -34,7 +41,7 @@ NEGATIVE_SLOPE = 1e-2
 MLP_HIDDEN = (512, 256)
 
 
-def build_module(kind: str, feature_dim: int, num_outputs: int):
+def build_module(kind: str, feature_dim: int, num_outputs: int) -> torch.nn.Module:
     """The torch module of a head; its state dict names are ``head.{0,2,4}.*`` (``head.0.*`` for linear)."""
     from torch import nn
 
@@ -84,18 +91,18 @@ class Head:
             )
         return (x - self.mean) / self.std
 
-    def logits(self, features) -> np.ndarray:
+    def logits(self, features: np.ndarray) -> np.ndarray:
         import torch
 
         x = torch.from_numpy(self._input(features))
         with torch.inference_mode():
             return self.module.head(x).double().numpy()
 
-    def probabilities(self, features) -> list:
+    def probabilities(self, features: np.ndarray) -> list:
         """``[(group, (B, size) probabilities)]``, one softmax per group."""
         return split_softmax(self.logits(features), self.groups)
 
-    def predict(self, features) -> list:
+    def predict(self, features: np.ndarray) -> list:
         """One dict per row: group name -> :class:`~pastacore.report.model.AttributeValue`."""
         from ..report.model import AttributeValue
 
@@ -126,7 +133,7 @@ def _kind_of(state: dict) -> str:
     raise PastaError("incomplete classification head: expected head.0/2/4.* (PASTA MLP) or head.0.* (linear)")
 
 
-def head_from_state(state: dict, groups=None, name: str = "head", meta: dict | None = None) -> Head:
+def head_from_state(state: dict, groups: Sequence | None = None, name: str = "head", meta: dict | None = None) -> Head:
     """A :class:`Head` from ``head.*`` tensors (and optional ``feature_mean``/``feature_std``)."""
     heads = {k: v for k, v in state.items() if k.startswith("head.")}
     if not heads:
@@ -160,7 +167,7 @@ def head_from_state(state: dict, groups=None, name: str = "head", meta: dict | N
     return Head(module, kind, feature_dim, groups, mean, std, name, dict(meta or {}))
 
 
-def load_head(source, groups=None) -> Head:
+def load_head(source: str | Path | dict, groups: Sequence | None = None) -> Head:
     """A head from a file written by :func:`save_head`, a PASTA-format checkpoint, or a dict.
 
     ``groups`` overrides the output groups (default: those recorded in the file, else the
@@ -193,7 +200,7 @@ def load_head(source, groups=None) -> Head:
     return head_from_state(state, groups, name, {"source": "pasta-checkpoint"})
 
 
-def save_head(head: Head, path, extra_meta: dict | None = None) -> None:
+def save_head(head: Head, path: str | Path, extra_meta: dict | None = None) -> None:
     """Write ``head`` to ``path`` (see the module docstring for the layout)."""
     import torch
 

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import PastaError
 from .features import crops_from_masks, extract_features
 from .heads import Head, load_head
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from ..geometry.volume import Volume
+    from ..report.measure import LesionMeasurement
 
 
 @dataclass
@@ -28,7 +35,11 @@ class AttributeModel:
 
 
 def load_attribute_model(
-    head_source, encoder_source=None, device="cpu", crop: str = "lesion", with_checksums: bool = True
+    head_source: str | Path | dict,
+    encoder_source: str | Path | None = None,
+    device: str = "cpu",
+    crop: str = "lesion",
+    with_checksums: bool = True,
 ) -> AttributeModel:
     """The head in ``head_source`` and the encoder in ``encoder_source`` (default: the same file).
 
@@ -62,7 +73,7 @@ def load_attribute_model(
     return AttributeModel(loaded.network, head, models, crop)
 
 
-def lesion_parts(labels: np.ndarray, measurements) -> list:
+def lesion_parts(labels: np.ndarray, measurements: Sequence[LesionMeasurement]) -> list:
     """``(label, component, id, mask)`` of each measured lesion, ids ``lesion<number>``."""
     from ..report.measure import lesion_components
 
@@ -84,7 +95,14 @@ def lesion_parts(labels: np.ndarray, measurements) -> list:
 
 
 def predict_lesion_attributes(
-    image, labels, measurements, model: AttributeModel, device="cpu", batch_size: int = 2, progress=None, cancelled=None
+    image: Volume,
+    labels: Volume,
+    measurements: Sequence[LesionMeasurement],
+    model: AttributeModel,
+    device: str = "cpu",
+    batch_size: int = 2,
+    progress: Callable[[float, str], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> dict:
     """``{lesion number: {attribute: AttributeValue}}`` for ``measurements`` of ``labels`` on ``image``."""
     if not measurements:

@@ -15,7 +15,7 @@ import sys
 MODES = ("segment", "report", "synth")
 
 
-def add_parser(sub):
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "batch",
         help="segment, report or synthesise a cohort (resumable, on Dask)",
@@ -117,7 +117,7 @@ def _add_report_options(p):
 # -- running a cohort ------------------------------------------------------------------------------
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     import time
 
     from ..cohort.engine import run_cohort
@@ -267,7 +267,7 @@ _WORKS = {"segment": _segment_cases, "report": _report_cases, "synth": _synth_ca
 # -- status ----------------------------------------------------------------------------------------
 
 
-def run_status(args):
+def run_status(args: argparse.Namespace) -> int:
     import json
 
     from ..cohort.status import cohort_status, describe_status

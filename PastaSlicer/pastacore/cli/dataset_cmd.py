@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .argtypes import seed
 
+if TYPE_CHECKING:
+    import argparse
 
-def add_parser(sub):
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "dataset",
         help="write a synthetic lesion dataset from background CTs",
@@ -58,7 +63,7 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     import time
 
     from ..casework.synth import read_attributes_file

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def add_parser(sub):
+if TYPE_CHECKING:
+    import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the workflow on a real chest CT and write a Slicer scene")
     p.add_argument("--out", default="pasta-demo", help="output folder (default: ./pasta-demo)")
     p.add_argument(
@@ -12,7 +17,7 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     from ..demo import DEMO_STEPS, demo_files, run_demo
     from ..fileio.atomic import check_output_dir
     from .progress import steps

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from .argtypes import seed
+
+if TYPE_CHECKING:
+    import argparse
+
+    from ..training.finetune import FinetuneSettings
+
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 
 
-def add_parser(sub):
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "finetune",
         help="fine-tune a segmentation model on your own labelled cases",
@@ -163,7 +170,7 @@ def _pairs(args):
     return train, val
 
 
-def settings_from(args):
+def settings_from(args: argparse.Namespace) -> FinetuneSettings:
     from ..errors import PastaError
     from ..training.finetune import EPOCH_STEPS, FEWSHOT_STEPS, FinetuneSettings
 
@@ -189,7 +196,7 @@ def settings_from(args):
     return settings
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     import time
     from pathlib import Path
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def add_parser(sub):
+if TYPE_CHECKING:
+    import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="show installed dependencies and the compute device")
     p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     p.set_defaults(func=run)
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     from .. import __version__, deps
 
     print(f"pastacore {__version__}")

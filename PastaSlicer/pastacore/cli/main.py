@@ -12,9 +12,14 @@ import os
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..errors import PastaError, command_line_flag
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 
 # Subcommand modules, each with ``add_parser(subparsers)``. Front ends living above the core (the
 # web app) register theirs as ``pasta.commands`` entry points, so no arrow points up.
@@ -66,7 +71,7 @@ def _registered_commands() -> list:
 class Interrupted(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so that every ``finally`` removes its temporary files."""
 
-    def __init__(self, signum: int):
+    def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
 
@@ -133,7 +138,7 @@ def _stderr_of_our_own():
     return stream
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def add_parser(sub):
+if TYPE_CHECKING:
+    import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="manage installed models (list, import, verify, remove, inspect, forward, sample)")
     p.add_argument("--store", help="model folder (default: the per-user cache)")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -75,7 +80,7 @@ def _diffusion_options(parser, config_required=False, weights="auto"):
     )
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     from ..errors import PastaError
     from ..modelstore.store import ModelStore
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 
 def _wanted() -> bool:
@@ -37,7 +41,7 @@ def _close(handle, failed: bool) -> None:
 
 
 @contextlib.contextmanager
-def steps(total: int, description: str):
+def steps(total: int, description: str) -> Iterator[Callable[[str], None]]:
     """A progress bar counting ``total`` named steps; yields ``advance(label)``."""
     tqdm = _tqdm()
     if tqdm is None:
@@ -65,7 +69,7 @@ def steps(total: int, description: str):
 
 
 @contextlib.contextmanager
-def bar(description: str):
+def bar(description: str) -> Iterator[Callable[[float, str], None]]:
     """A 0-100 % progress bar; yields ``progress(fraction, message)`` for core callbacks."""
     tqdm = _tqdm()
     if tqdm is None:

@@ -3,8 +3,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def add_parser(sub):
+if TYPE_CHECKING:
+    import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
     from ..report.formats import report_formats
     from .argtypes import lesion_numbers, non_negative
 
@@ -157,7 +162,7 @@ def _cohort_files(names) -> tuple:
     return ("cohort.csv",) + tuple(f"{glob.escape(name)}/{pattern}" for name in names for pattern in report_files())
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..errors import PastaError

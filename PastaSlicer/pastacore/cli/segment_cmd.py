@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 
-def add_parser(sub):
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "segment",
         help="segment organs and lesions in a CT",
@@ -46,7 +50,7 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     from ..casework.segment import segment_case, write_segmentation
     from ..fileio.atomic import check_outputs
     from ..fileio.writers import volume_output

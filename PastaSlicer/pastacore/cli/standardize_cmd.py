@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def add_parser(sub):
+if TYPE_CHECKING:
+    import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "standardize",
         help="resample a CT or label map to PASTA's 1 mm LPS grid (or back)",
@@ -22,7 +27,7 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     from ..fileio import read_volume, write_volume
     from ..fileio.atomic import check_outputs
     from ..fileio.writers import volume_output

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from .argtypes import seed
 
+if TYPE_CHECKING:
+    import argparse
 
-def add_parser(sub):
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "synth",
         help="insert a synthetic lesion (type + description) into a CT, in a box",
@@ -36,7 +40,7 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-def add_backend_arguments(p):
+def add_backend_arguments(p: argparse.ArgumentParser) -> None:
     from ..synthesis.backends import backend_names
 
     p.add_argument(
@@ -68,7 +72,7 @@ def add_backend_arguments(p):
     p.add_argument("--text-encoder", metavar="DIR", help="lesiondiffusion: BiomedCLIP folder (open_clip format)")
 
 
-def backend_options(args) -> dict:
+def backend_options(args: argparse.Namespace) -> dict:
     """Options for a diffusion backend from the parsed arguments (none for the procedural one)."""
     if args.backend == "procedural":
         return {}
@@ -82,7 +86,7 @@ def backend_options(args) -> dict:
     }
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     from ..casework.synth import read_attributes_file, synth_case, write_synthesis
     from ..fileio.atomic import check_outputs
     from ..fileio.writers import volume_output

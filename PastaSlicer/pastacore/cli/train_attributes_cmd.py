@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .argtypes import seed
 
+if TYPE_CHECKING:
+    import argparse
 
-def add_parser(sub):
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train-attributes",
         help="train the five report-attribute heads on synthetic lung lesions",
@@ -26,7 +31,7 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     import json
     import time
     from pathlib import Path

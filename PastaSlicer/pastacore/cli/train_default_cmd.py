@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..training.default_card import MODEL_FILES
 from .argtypes import seed
 
+if TYPE_CHECKING:
+    import argparse
 
-def add_parser(sub):
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train-default",
         help="train the built-in lung-lesion model on synthetic lesions (CPU)",
@@ -62,7 +67,7 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     import platform
     import time
 
@@ -156,7 +161,7 @@ def run(args):
     print(f"wrote {args.out} ({pool} synthetic lesions, {args.steps} steps{second}, {metrics['total_seconds']} s)")
 
 
-def reproduce_command(metrics: dict, args) -> str:
+def reproduce_command(metrics: dict, args: argparse.Namespace) -> str:
     """The command line that trains this model again (for its model card)."""
     from ..training.default_card import zone_is_set
 

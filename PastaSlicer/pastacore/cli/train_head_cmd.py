@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .argtypes import seed
 
+if TYPE_CHECKING:
+    import argparse
+    from pathlib import Path
 
-def add_parser(sub):
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train-head",
         help="train a classifier head on PASTA features (cross-validated)",
@@ -34,14 +40,14 @@ def add_parser(sub):
 HEAD_SUFFIXES = (".pt", ".pth")
 
 
-def metrics_path(out):
+def metrics_path(out: Path) -> Path:
     from pathlib import Path
 
     out = Path(out)
     return out.with_suffix(".json") if out.suffix else out.with_name(out.name + ".json")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 

@@ -18,8 +18,19 @@ import contextlib
 import logging
 import os
 import uuid
+from typing import TYPE_CHECKING
 
 from ..errors import PastaError, option
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+    from pathlib import Path
+    from types import ModuleType
+
+    import distributed
+
+    from .engine import Case, CaseWork
+
 
 PLUGIN_NAME = "pasta-cohort"
 THREADS_PER_WORKER = 4  # torch on a CPU gains little beyond this per process; more workers do better
@@ -33,7 +44,7 @@ except ImportError:  # the cohort extra is not installed: require_dask() says so
     WorkerPlugin = object
 
 
-def require_dask():
+def require_dask() -> ModuleType:
     try:
         import distributed
     except ImportError:
@@ -92,11 +103,11 @@ class CohortPlugin(WorkerPlugin):
 
     name = PLUGIN_NAME
 
-    def __init__(self, device: str = "auto", threads: int | None = None):
+    def __init__(self, device: str = "auto", threads: int | None = None) -> None:
         self.device, self.threads = device, threads
         self.resources = None
 
-    def setup(self, worker):
+    def setup(self, worker: distributed.Worker) -> None:
         from .engine import WorkerResources
 
         if self.threads:
@@ -117,7 +128,7 @@ def limit_threads(threads: int) -> None:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
 
 
-def run_on_worker(work, case, basis, out_dir):
+def run_on_worker(work: CaseWork, case: Case, basis: str, out_dir: str | Path) -> dict:
     """The task of one case on a Dask worker."""
     from distributed import get_worker
 
@@ -133,10 +144,12 @@ def run_on_worker(work, case, basis, out_dir):
 class DaskCohort:
     """A connected client, the cluster's size and dashboard; :meth:`results` runs cases."""
 
-    def __init__(self, client, work, size: int, gpu: bool, dashboard):
+    def __init__(self, client: distributed.Client, work: CaseWork, size: int, gpu: bool, dashboard: str | None) -> None:
         self.client, self.work, self.size, self.gpu, self.dashboard = client, work, size, gpu, dashboard
 
-    def results(self, todo, basis, out_dir, cancelled):
+    def results(
+        self, todo: Sequence[Case], basis: str, out_dir: str | Path, cancelled: Callable[[], bool]
+    ) -> Iterator[tuple[Case, dict]]:
         """(case, outcome) as cases finish. A case whose worker died is run again elsewhere by
         Dask; one that kills workers again and again is recorded as failed."""
         from distributed import as_completed
@@ -225,7 +238,9 @@ def _local_cluster(workers: int, threads: int, gpus: int):
 
 
 @contextlib.contextmanager
-def dask_cluster(scheduler: str, work, cases: int, workers: int | None, device: str, say):
+def dask_cluster(
+    scheduler: str, work: CaseWork, cases: int, workers: int | None, device: str, say: Callable[[str], None]
+) -> Iterator[DaskCohort]:
     """Start a local cluster (``scheduler="local"``) or connect to ``scheduler``; yields a
     :class:`DaskCohort` with the worker plugin registered."""
     require_dask()

@@ -30,10 +30,17 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import CancelledError, PastaError
 from .fingerprint import content_hash, digest, outputs_present, signature
 from .manifest import FINISHED, Manifest, run_lock
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    from ..inference.segmentation_model import SegmentationModel
+
 
 MARKER = "case.json"  # in a case folder: the fingerprint its outputs were made for
 INLINE, LOCAL = "inline", "local"
@@ -81,13 +88,13 @@ class CaseWork:
         prefix = folder.relative_to(out_dir).as_posix()
         return {"outputs": {f"{prefix}/{k}": v for k, v in outputs.items()}, "rows": marker.get("rows") or []}
 
-    def run(self, out_dir: Path, case: Case, fingerprint: str, resources, timer) -> dict:
+    def run(self, out_dir: Path, case: Case, fingerprint: str, resources: WorkerResources, timer: Timer) -> dict:
         """Compute the case and write its outputs; returns ``{"outputs": {path relative to
         out_dir: size}, "rows": [cohort table rows]}``. Raise PastaError for a bad case."""
         raise NotImplementedError
 
     @contextlib.contextmanager
-    def case_directory(self, out_dir: Path, case: Case):
+    def case_directory(self, out_dir: Path, case: Case) -> Iterator[Path]:
         """A staging folder for the case's files, moved into ``out_dir/<case>`` on success
         (replacing only this work's own files there)."""
         from ..fileio.atomic import atomic_directory
@@ -118,7 +125,7 @@ class CaseWork:
 class Timer:
     """Seconds spent per phase of a case (``with timer("compute"): ...``)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.seconds = {}
 
     @contextlib.contextmanager
@@ -134,13 +141,13 @@ class WorkerResources:
     """What one worker process keeps between cases: loaded models (each loaded once, and
     counted), content hashes of the files it read, synthesis backends."""
 
-    def __init__(self, device: str = "auto"):
+    def __init__(self, device: str = "auto") -> None:
         self.device = device
         self.model_loads = 0
         self._models = {}
         self._hashes = {}
 
-    def segmentation_model(self, model):
+    def segmentation_model(self, model: str | Path | None) -> SegmentationModel:
         from ..inference.segmentation_model import resolve_segmentation_model
 
         key = str(model or "")
@@ -149,7 +156,7 @@ class WorkerResources:
             self.model_loads += 1
         return self._models[key]
 
-    def content_hash(self, path, stat) -> str:
+    def content_hash(self, path: str | Path, stat: Sequence[int]) -> str:
         key = (os.path.realpath(path), tuple(stat))
         if key not in self._hashes:
             self._hashes[key] = content_hash(path)
@@ -179,7 +186,9 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else ""
 
 
-def execute_case(work: CaseWork, case: Case, basis: str, out_dir, resources: WorkerResources, worker: str = "") -> dict:
+def execute_case(
+    work: CaseWork, case: Case, basis: str, out_dir: str | Path, resources: WorkerResources, worker: str = ""
+) -> dict:
     """Run one case where this is called (a worker, or this process); never raises for a bad
     case: the outcome says ``done``, ``skipped`` (its outputs were already there) or
     ``failed`` with one line."""
@@ -257,15 +266,15 @@ def _check_cases(cases) -> None:
 
 def run_cohort(
     work: CaseWork,
-    cases,
-    out_dir,
+    cases: Sequence[Case],
+    out_dir: str | Path,
     *,
     scheduler: str = INLINE,
     workers: int | None = None,
     device: str = "auto",
-    progress=None,
-    is_cancelled=None,
-    notify=None,
+    progress: Callable[[float, str], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
+    notify: Callable[[str], None] | None = None,
     table_every_s: float = 30.0,
 ) -> dict:
     """Run ``work`` over ``cases`` into ``out_dir``; returns a summary (see the module doc).

@@ -18,7 +18,7 @@ BLOCK = 1 << 20
 MODEL_FILES = (".pth", ".pt", ".ckpt", ".safetensors", ".json")
 
 
-def digest(value) -> str:
+def digest(value: object) -> str:
     """SHA256 of a JSON value written canonically (sorted keys, no spaces)."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -28,7 +28,7 @@ def _files_of(path: Path) -> list:
     return sorted(p for p in path.rglob("*") if p.is_file())
 
 
-def signature(path) -> list:
+def signature(path: str | Path) -> list:
     """``[size, mtime_ns]`` of a file; ``[files, total size, newest mtime_ns]`` of a folder."""
     path = Path(path)
     try:
@@ -41,7 +41,7 @@ def signature(path) -> list:
     return [stat.st_size, stat.st_mtime_ns]
 
 
-def content_hash(path) -> str:
+def content_hash(path: str | Path) -> str:
     """SHA256 of a file's bytes; of a folder, of its files' relative names and hashes."""
     path = Path(path)
     try:
@@ -57,7 +57,7 @@ def content_hash(path) -> str:
         raise PastaError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def model_sha256(model) -> str | None:
+def model_sha256(model: str | Path | None) -> str | None:
     """SHA256 of a segmentation model's weights (a file, or every file of a result folder);
     None for no model. Refuses, before any work, a model that cannot be found."""
     if model is None:
@@ -72,7 +72,7 @@ def model_sha256(model) -> str | None:
     return content_hash(weights)
 
 
-def outputs_present(folder, outputs: dict) -> bool:
+def outputs_present(folder: str | Path, outputs: dict) -> bool:
     """Every recorded output (relative path -> size in bytes) is there with its size."""
     folder = Path(folder)
     if not outputs:
@@ -86,7 +86,7 @@ def outputs_present(folder, outputs: dict) -> bool:
     return True
 
 
-def output_sizes(folder) -> dict:
+def output_sizes(folder: str | Path) -> dict:
     """Relative POSIX path -> size of every file under ``folder`` (staging folders left out)."""
     from ..fileio.atomic import STAGING_PREFIX
 

@@ -16,9 +16,14 @@ import glob
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import PastaError
 from ..fileio.discover import IMAGE_SUFFIXES, MASK_HINTS, find_images, image_stem
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 
 COLUMNS = ("image", "case_id", "organ_mask", "organ_label", "seg", "box", "box_ijk", "attributes", "lesion_type", "seed")
 PATH_COLUMNS = ("image", "organ_mask", "seg")
@@ -40,7 +45,7 @@ class CaseRow:
     seed: int | None = None
 
 
-def read_inputs(items, need_seg: bool = False) -> tuple:
+def read_inputs(items: str | Path | Sequence[str | Path], need_seg: bool = False) -> tuple:
     """``(rows, ignored CSV columns)`` from the INPUTS of ``pasta batch``; checks every row
     before any work (a missing file is left to its case: it fails alone)."""
     items = [str(i) for i in (items if isinstance(items, (list, tuple)) else [items])]

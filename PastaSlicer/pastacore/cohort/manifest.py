@@ -24,8 +24,13 @@ import os
 import sqlite3
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import PastaError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 
 MANIFEST_NAME = "manifest.sqlite"
 LOCK_NAME = "manifest.lock"
@@ -56,7 +61,7 @@ def _json(value):
 class Manifest:
     """The manifest of the cohort folder ``folder`` (created on first use unless ``readonly``)."""
 
-    def __init__(self, folder, readonly: bool = False):
+    def __init__(self, folder: str | Path, readonly: bool = False) -> None:
         self.folder = Path(folder)
         self.path = self.folder / MANIFEST_NAME
         if readonly and not self.path.is_file():
@@ -90,7 +95,7 @@ class Manifest:
         self.close()
 
     # -- what the folder is for ---------------------------------------------------------------
-    def meta(self, key: str):
+    def meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
@@ -191,7 +196,7 @@ class Manifest:
 
 
 @contextlib.contextmanager
-def run_lock(folder):
+def run_lock(folder: str | Path) -> Iterator[None]:
     """Hold ``DIR/manifest.lock`` while a run writes the folder: a second run is refused."""
     path = Path(folder) / LOCK_NAME
     handle = open(path, "a+", encoding="utf-8")

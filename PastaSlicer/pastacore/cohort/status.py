@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .manifest import STATUSES, Manifest
 
+if TYPE_CHECKING:
+    from pathlib import Path
 
-def cohort_status(folder) -> dict:
+
+def cohort_status(folder: str | Path) -> dict:
     """``{"folder", "kind", "counts": {done, skipped, failed, pending, total}, "cases": [...],
     "runs": [...]}``; each case: case_id, status, reason (the error of a failed case),
     seconds, worker, outputs."""

@@ -11,8 +11,16 @@ from __future__ import annotations
 import csv
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .manifest import FINISHED
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..report.model import CaseReport
+    from .manifest import Manifest
+
 
 CSV_NAME, PARQUET_NAME = "cohort.csv", "cohort.parquet"
 
@@ -26,7 +34,7 @@ def _number(text):
         return float(text)
 
 
-def typed_columns(columns, rows) -> dict:
+def typed_columns(columns: Sequence[str], rows: Sequence[dict]) -> dict:
     """column -> list of values; a column whose values all read as numbers holds numbers
     (identifiers, ``*_id`` and ``*_uid``, stay text)."""
     data = {}
@@ -49,7 +57,7 @@ def pyarrow_available() -> bool:
 
 
 class CohortTable:
-    def __init__(self, folder, columns):
+    def __init__(self, folder: str | Path, columns: Sequence[str]) -> None:
         self.folder = Path(folder)
         self.columns = tuple(columns)
         self._written = 0.0
@@ -61,18 +69,18 @@ class CohortTable:
     def exists(self) -> bool:
         return all(p.is_file() for p in self.paths)
 
-    def rows(self, manifest) -> list:
+    def rows(self, manifest: Manifest) -> list:
         rows = []
         for case_id, row in manifest.rows().items():
             if row["status"] in FINISHED:
                 rows += [dict(r, case_id=r.get("case_id", case_id)) for r in row["rows"] or []]
         return rows
 
-    def write_if_due(self, manifest, every_s: float) -> None:
+    def write_if_due(self, manifest: Manifest, every_s: float) -> None:
         if time.monotonic() - self._written >= every_s:
             self.write(manifest)
 
-    def write(self, manifest) -> list:
+    def write(self, manifest: Manifest) -> list:
         from ..fileio.atomic import atomic_outputs
 
         rows = self.rows(manifest)
@@ -95,7 +103,7 @@ class CohortTable:
 # -- the rows of each kind of cohort ------------------------------------------------------------
 
 
-def lesion_table_rows(report) -> list:
+def lesion_table_rows(report: CaseReport) -> list:
     """Rows of a measured case (``batch segment``, ``batch report``): the cohort.csv of ``pasta report``."""
     from ..report.report_csv import COLUMNS, lesion_rows
 

@@ -15,11 +15,18 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .engine import Case, CaseWork
 from .table import SYNTHETIC_COLUMNS, lesion_columns, lesion_table_rows, synthetic_row
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .engine import Timer, WorkerResources
+
 
 SEGMENTATION = "segmentation.nii.gz"
 SYNTH_FILES = ("image.nii.gz", "mask.nii.gz", "report.json", "type.json")
@@ -41,18 +48,18 @@ class SegmentWork(CaseWork):
 
     def __init__(
         self,
-        model=None,
-        model_sha256=None,
-        device="auto",
-        organ=None,
-        totalsegmentator_version=2,
-        roi=None,
-        tta=False,
-        overlap=0.5,
-        min_lesion_mm3=0.0,
-        formats=("json",),
-        whole_labels=False,
-    ):
+        model: str | Path | None = None,
+        model_sha256: str | None = None,
+        device: str = "auto",
+        organ: str | None = None,
+        totalsegmentator_version: int = 2,
+        roi: str | Sequence[float] | None = None,
+        tta: bool = False,
+        overlap: float = 0.5,
+        min_lesion_mm3: float = 0.0,
+        formats: Sequence[str] = ("json",),
+        whole_labels: bool = False,
+    ) -> None:
         self.model, self.model_sha256, self.device = model, model_sha256, device
         self.options = {
             "organ": organ,
@@ -69,7 +76,7 @@ class SegmentWork(CaseWork):
     def settings(self) -> dict:
         return dict(self.options, formats=list(self.formats), whole_labels=self.whole_labels)
 
-    def run(self, out_dir: Path, case: Case, fingerprint: str, resources, timer) -> dict:
+    def run(self, out_dir: Path, case: Case, fingerprint: str, resources: WorkerResources, timer: Timer) -> dict:
         from ..casework.report import report_case
         from ..casework.segment import segment_case, write_segmentation
         from ..report.export import write_report
@@ -117,14 +124,16 @@ class ReportWork(CaseWork):
     def owned(self) -> tuple:
         return _report_files()
 
-    def __init__(self, formats=("json",), lesion_labels=None, whole_labels=False):
+    def __init__(
+        self, formats: Sequence[str] = ("json",), lesion_labels: Sequence[int] | None = None, whole_labels: bool = False
+    ) -> None:
         self.formats, self.lesion_labels, self.whole_labels = tuple(formats), lesion_labels, bool(whole_labels)
         self.table_columns = lesion_columns()
 
     def settings(self) -> dict:
         return {"formats": list(self.formats), "lesion_labels": self.lesion_labels, "whole_labels": self.whole_labels}
 
-    def run(self, out_dir: Path, case: Case, fingerprint: str, resources, timer) -> dict:
+    def run(self, out_dir: Path, case: Case, fingerprint: str, resources: WorkerResources, timer: Timer) -> dict:
         from ..casework.report import report_case
         from ..report.export import write_report
 
@@ -148,7 +157,7 @@ class SynthWork(CaseWork):
     owned = SYNTH_FILES
     table_columns = SYNTHETIC_COLUMNS
 
-    def __init__(self, backend="procedural", backend_options=None):
+    def __init__(self, backend: str = "procedural", backend_options: dict | None = None) -> None:
         self.backend, self.backend_options = backend, dict(backend_options or {})
         self.needs_gpu = backend != "procedural" and self.backend_options.get("device", "auto") != "cpu"
 
@@ -156,7 +165,7 @@ class SynthWork(CaseWork):
         options = {k: v for k, v in self.backend_options.items() if k not in ("allow_slow", "device", "precision")}
         return {"backend": self.backend, "backend_options": options}
 
-    def run(self, out_dir: Path, case: Case, fingerprint: str, resources, timer) -> dict:
+    def run(self, out_dir: Path, case: Case, fingerprint: str, resources: WorkerResources, timer: Timer) -> dict:
         from ..casework.synth import synth_case, write_synthesis
 
         params = case.params

@@ -10,12 +10,17 @@ kernels for LMNet's ~23,000 voxel tokens. Parameter names follow the released ch
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch.nn.functional as F
 from torch import nn
 
+if TYPE_CHECKING:
+    import torch
+
 
 class CrossAttention(nn.Module):
-    def __init__(self, query_dim: int, context_dim: int | None, heads: int, dim_head: int):
+    def __init__(self, query_dim: int, context_dim: int | None, heads: int, dim_head: int) -> None:
         super().__init__()
         inner = heads * dim_head
         self.heads = heads
@@ -24,7 +29,7 @@ class CrossAttention(nn.Module):
         self.to_v = nn.Linear(context_dim or query_dim, inner, bias=False)
         self.to_out = nn.Sequential(nn.Linear(inner, query_dim), nn.Dropout(0.0))
 
-    def forward(self, x, context=None):
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         source = x if context is None else context
         q, k, v = self.to_q(x), self.to_k(source), self.to_v(source)
         b, n, _ = q.shape
@@ -36,32 +41,32 @@ class CrossAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    def __init__(self, dim: int, mult: int = 4):
+    def __init__(self, dim: int, mult: int = 4) -> None:
         super().__init__()
         self.net = nn.Sequential(
             nn.Sequential(nn.Linear(dim, dim * mult), nn.GELU()), nn.Dropout(0.0), nn.Linear(dim * mult, dim)
         )
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
 
 class BasicTransformerBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None):
+    def __init__(self, dim: int, heads: int, dim_head: int, context_dim: int | None) -> None:
         super().__init__()
         self.attn1 = CrossAttention(dim, None, heads, dim_head)
         self.ff = FeedForward(dim)
         self.attn2 = CrossAttention(dim, context_dim, heads, dim_head)
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
 
-    def forward(self, x, context=None):
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         x = self.attn1(self.norm1(x)) + x
         x = self.attn2(self.norm2(x), context) + x
         return self.ff(self.norm3(x)) + x
 
 
 class SpatialTransformer(nn.Module):
-    def __init__(self, channels: int, heads: int, dim_head: int, depth: int, context_dim: int | None):
+    def __init__(self, channels: int, heads: int, dim_head: int, depth: int, context_dim: int | None) -> None:
         super().__init__()
         inner = heads * dim_head
         self.norm = nn.GroupNorm(32, channels, eps=1e-6)
@@ -69,7 +74,7 @@ class SpatialTransformer(nn.Module):
         self.transformer_blocks = nn.ModuleList(BasicTransformerBlock(inner, heads, dim_head, context_dim) for _ in range(depth))
         self.proj_out = nn.Conv3d(inner, channels, 1)
 
-    def forward(self, x, context=None):
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         b, _, d, h, w = x.shape
         y = self.proj_in(self.norm(x))
         y = y.flatten(2).transpose(1, 2)

@@ -11,6 +11,7 @@ process, so a dataset pays the loading once per worker.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import PastaError, option
 from ..synthesis.backends import Backend
@@ -18,6 +19,18 @@ from . import sources
 from .estimate import describe_seconds, rates, unet_cost, vq_cost
 from .precision import resolve_device, resolve_precision
 from .schedule import ddim_timesteps
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
+
+    from ..geometry.boxes import VoxelBox
+    from ..geometry.volume import Volume
+    from ..modelstore.store import ModelStore
+    from ..synthesis.plan import SynthesisPlan
+    from ..synthesis.render import Rendered
+
 
 DEFAULT_STEPS, DEFAULT_ETA = 200, 1.0
 SLOW_LIMIT_S = 300.0
@@ -35,11 +48,11 @@ class LesionDiffusionBackend(Backend):
         allow_slow: bool = False,
         device: str = "auto",
         precision: str = "auto",
-        models=None,
-        text_encoder=None,
-        store=None,
+        models: str | Path | None = None,
+        text_encoder: str | Path | None = None,
+        store: ModelStore | None = None,
         weights: str = "auto",
-    ):
+    ) -> None:
         if mask_source not in ("lmnet", "procedural"):
             raise PastaError(f"unknown mask source {mask_source!r}")
         self.mask_source = mask_source
@@ -164,7 +177,16 @@ class LesionDiffusionBackend(Backend):
                 self._text = TextConditioner(load, cache)
         return self._text
 
-    def render(self, volume, organ, plan, center_lps, progress=None, box=None, is_cancelled=None):
+    def render(
+        self,
+        volume: Volume,
+        organ: np.ndarray | None,
+        plan: SynthesisPlan,
+        center_lps: np.ndarray,
+        progress: Callable[[float, str], None] | None = None,
+        box: VoxelBox | None = None,
+        is_cancelled: Callable[[], bool] | None = None,
+    ) -> Rendered:
         from ..synthesis import schema as S
         from .pipeline import Settings, render_lesion
 

@@ -20,6 +20,7 @@ import html
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -27,13 +28,17 @@ from torch import nn
 from ..errors import PastaError
 from ..networks.checkpoints import load_checkpoint
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
 CONFIG, WEIGHTS = "open_clip_config.json", "open_clip_pytorch_model.bin"
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json")
 INSTALL_HINT = "pip install 'pasta-slicer[diffusion]'"
 SOURCE_HINT = "download it from Hugging Face (microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224)"
 
 
-def folder_problems(folder) -> list:
+def folder_problems(folder: str | Path) -> list:
     """What a BiomedCLIP folder lacks (empty when complete)."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -82,7 +87,7 @@ def _projection(kind: str, width: int, output: int) -> nn.Module:
 class BiomedCLIPText(nn.Module):
     """Callable: list of texts -> (n, embed_dim) float32 embeddings."""
 
-    def __init__(self, folder, device="cpu"):
+    def __init__(self, folder: str | Path, device: str = "cpu") -> None:
         super().__init__()
         folder = Path(folder)
         missing = folder_problems(folder)
@@ -125,10 +130,10 @@ class BiomedCLIPText(nn.Module):
         self.eval().to(device)
 
     @property
-    def device(self):
+    def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def forward(self, texts) -> torch.Tensor:
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
         tokens = self.tokenizer(
             [_clean(t) for t in texts], max_length=self.context_length, padding="max_length", truncation=True, return_tensors="pt"
         ).input_ids.to(self.device)

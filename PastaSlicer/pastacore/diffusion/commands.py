@@ -17,6 +17,7 @@ sample: IN ``x_T``, ``context``, ``ddim_steps``, ``eta``, then ``cond`` (LMNet) 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -27,6 +28,9 @@ from .config import INPAINT, MASK
 from .networks import DiffusionNetwork, VQNetwork, load_network
 from .precision import autocast, resolve_device, resolve_precision
 from .sampler import NoiseSource, sample
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def _read_inputs(path) -> dict:
@@ -75,7 +79,16 @@ def _cond(net: DiffusionNetwork, data, where, like, key="cond"):
     return cond
 
 
-def forward(checkpoint, inputs, output, config, weights="model", device="auto", precision="auto", overwrite=False) -> dict:
+def forward(
+    checkpoint: str | Path,
+    inputs: str | Path,
+    output: str | Path,
+    config: str | Path,
+    weights: str = "model",
+    device: str = "auto",
+    precision: str = "auto",
+    overwrite: bool = False,
+) -> dict:
     check_output_path(output, overwrite)
     data = _read_inputs(inputs)
     net = load_network(checkpoint, config, weights, with_vq=False)
@@ -108,16 +121,16 @@ def forward(checkpoint, inputs, output, config, weights="model", device="auto", 
 
 
 def sample_command(
-    checkpoint,
-    inputs,
-    output,
-    config,
-    weights="auto",
-    device="auto",
-    precision="auto",
-    overwrite=False,
+    checkpoint: str | Path,
+    inputs: str | Path,
+    output: str | Path,
+    config: str | Path,
+    weights: str = "auto",
+    device: str = "auto",
+    precision: str = "auto",
+    overwrite: bool = False,
     seed: int = 0,
-    progress=None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> dict:
     check_output_path(output, overwrite)
     data = _read_inputs(inputs)

@@ -108,7 +108,7 @@ def _read_yaml(path: Path) -> dict:
         raise PastaError(f"{path.name} is not valid YAML ({str(exc).splitlines()[0]})") from None
 
 
-def model_section(source) -> dict:
+def model_section(source: str | Path | dict) -> dict:
     """The ``{target, params}`` mapping from a YAML path, a parsed document or the section."""
     where = source.name if isinstance(source, Path) else "config"
     if isinstance(source, (str, Path)):
@@ -275,7 +275,7 @@ def diffusion_spec(section: dict) -> DiffusionSpec:
     return spec
 
 
-def load_config(source):
+def load_config(source: str | Path | dict) -> DiffusionSpec | VQSpec:
     """A :class:`DiffusionSpec` or :class:`VQSpec` from a YAML path, a document or a model section."""
     section = model_section(source)
     if "VQModel" in str(section["target"]).rsplit(".", 1)[-1]:

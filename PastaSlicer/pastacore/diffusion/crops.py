@@ -9,16 +9,22 @@ the CT read as air (-1024 HU).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..geometry import Grid, Volume
 from ..geometry.boxes import VoxelBox
 from ..geometry.resample import LINEAR, NEAREST, resample
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
 AIR_HU = -1024.0
 
 
-def working_grid(center_lps, shape) -> Grid:
+def working_grid(center_lps: np.ndarray, shape: tuple[int, int, int]) -> Grid:
     """A 1 mm identity-direction grid of ``shape`` (k, j, i) centred on ``center_lps``."""
     shape = tuple(int(n) for n in shape)
     center = np.asarray(center_lps, float)
@@ -26,7 +32,7 @@ def working_grid(center_lps, shape) -> Grid:
     return Grid(shape, (1.0, 1.0, 1.0), tuple(center - half), np.eye(3))
 
 
-def centered(full_shape, crop_shape) -> tuple:
+def centered(full_shape: tuple[int, ...], crop_shape: tuple[int, ...]) -> tuple:
     """Slices of a ``crop_shape`` block centred in ``full_shape``."""
     return tuple(slice((f - c) // 2, (f - c) // 2 + c) for f, c in zip(full_shape, crop_shape))
 
@@ -55,7 +61,7 @@ def box_on_grid(box: VoxelBox | None, source: Grid, grid: Grid) -> np.ndarray:
     return resample_mask(np.ones(box.shape, bool), sub, grid)
 
 
-def lesion_box(grid: Grid, center_lps, size_mm) -> np.ndarray:
+def lesion_box(grid: Grid, center_lps: np.ndarray, size_mm: Sequence[float]) -> np.ndarray:
     """The filled lesion bounding box (centre +- size/2, LPS axes) on an identity 1 mm grid."""
     lo = grid.lps_to_index(np.asarray(center_lps, float) - np.asarray(size_mm, float) / 2)
     hi = grid.lps_to_index(np.asarray(center_lps, float) + np.asarray(size_mm, float) / 2)

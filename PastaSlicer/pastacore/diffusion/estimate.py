@@ -33,7 +33,7 @@ class Cost:
     def __mul__(self, n: float) -> Cost:
         return Cost(self.conv_flops * n, self.matmul_flops * n)
 
-    def seconds(self, rates) -> float:
+    def seconds(self, rates: dict) -> float:
         conv_rate, matmul_rate = rates
         return self.conv_flops / conv_rate + self.matmul_flops / matmul_rate
 

@@ -12,9 +12,9 @@ HU_POINTS = (-1000.0, -200.0, 200.0, 1000.0)
 UNIT_POINTS = (0.0, 0.2, 0.8, 1.0)
 
 
-def hu_to_unit(hu) -> np.ndarray:
+def hu_to_unit(hu: np.ndarray) -> np.ndarray:
     return np.interp(np.asarray(hu, dtype=np.float64), HU_POINTS, UNIT_POINTS).astype(np.float32)
 
 
-def unit_to_hu(unit) -> np.ndarray:
+def unit_to_hu(unit: np.ndarray) -> np.ndarray:
     return np.interp(np.asarray(unit, dtype=np.float64), UNIT_POINTS, HU_POINTS).astype(np.float32)

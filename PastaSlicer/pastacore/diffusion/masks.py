@@ -24,7 +24,7 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == int(np.argmax(sizes))
 
 
-def select_mask(soft: np.ndarray, reference_voxels: int):
+def select_mask(soft: np.ndarray, reference_voxels: int) -> tuple[np.ndarray, float]:
     """(mask, threshold) of the public threshold search on LMNet's output ``soft``."""
     best, best_threshold, best_diff = np.zeros(soft.shape, bool), float(THRESHOLDS[0]), None
     for threshold in THRESHOLDS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,6 +14,9 @@ from .schedule import DDIMSchedule, ddim_schedule, linear_alphas_cumprod
 from .unet import DiffusionUNet
 from .vq import VQModel
 from .weights import LoadReport, load_unet, load_vq, read_state, stored_alphas_cumprod, vq_prefix
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -32,7 +36,7 @@ class DiffusionNetwork:
     def schedule(self, steps: int, eta: float) -> DDIMSchedule:
         return ddim_schedule(self.alphas_cumprod, steps, eta, fp16=self.spec.fp16_schedule)
 
-    def to(self, device):
+    def to(self, device: str | torch.device) -> DiffusionNetwork:
         self.unet.to(device)
         if self.vq is not None:
             self.vq.to(device)
@@ -50,7 +54,13 @@ def _source(path) -> str:
     return Path(path).name
 
 
-def load_network(checkpoint, config, weights: str = "auto", vq_checkpoint=None, with_vq: bool = True):
+def load_network(
+    checkpoint: str | Path,
+    config: str | Path | dict,
+    weights: str = "auto",
+    vq_checkpoint: str | Path | None = None,
+    with_vq: bool = True,
+) -> DiffusionNetwork | VQNetwork:
     """A :class:`DiffusionNetwork` (LMNet, LINet) or :class:`VQNetwork` from a checkpoint and its config.
 
     LINet's VQ comes from its own ``first_stage_model.*`` tensors when the file has them (the

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,6 +32,18 @@ from .masks import select_mask, too_small
 from .precision import autocast
 from .sampler import NoiseSource, sample
 from .text import cavity_phrase, linet_attributes, lmnet_attributes, organ_name
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..geometry.boxes import VoxelBox
+    from ..geometry.grid import Grid
+    from ..synthesis.plan import SynthesisPlan
+    from ..synthesis.render import Rendered
+    from ..synthesis.schema import LesionType
+    from .networks import DiffusionNetwork
+    from .text import TextConditioner
+
 
 WEIGHT_FLOOR = 0.01
 RIM_SIGMA_MM = 1.0
@@ -51,7 +64,7 @@ def seed_of(plan_seed: int, stream: int) -> int:
     return int(np.random.SeedSequence([int(plan_seed), stream]).generate_state(1)[0])
 
 
-def organ_ts_id(kind_organ: str, organ: np.ndarray | None, grid, center_lps) -> int:
+def organ_ts_id(kind_organ: str, organ: np.ndarray | None, grid: Grid, center_lps: np.ndarray) -> int:
     """The TotalSegmentator v1 label of the lesion's organ (side and lobe from the organ mask)."""
     ids = S.schema()["organs"][kind_organ]["ts_v1"]
     if organ is None or kind_organ not in ("kidney", "lung") or not organ.any():
@@ -68,7 +81,7 @@ def organ_ts_id(kind_organ: str, organ: np.ndarray | None, grid, center_lps) -> 
     return (13 if upper else 14) if left else (15 if upper else 17)
 
 
-def type_attributes(plan, organ_id: int) -> dict:
+def type_attributes(plan: SynthesisPlan, organ_id: int) -> dict:
     """The PASTA-Gen ``type.json`` attribute dict of the planned lesion (our report's one)."""
     from ..synthesis.report import type_json
 
@@ -80,7 +93,19 @@ def _as_tensor(array, device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None].to(device)
 
 
-def lmnet_mask(network, text, plan, kind, ts_id, organ1, lesion_box1, crop, settings, progress, cancelled):
+def lmnet_mask(
+    network: DiffusionNetwork,
+    text: TextConditioner,
+    plan: SynthesisPlan,
+    kind: LesionType,
+    ts_id: int,
+    organ1: np.ndarray | None,
+    lesion_box1: np.ndarray,
+    crop: tuple[slice, ...],
+    settings: Settings,
+    progress: Callable[[float, str], None],
+    cancelled: Callable[[], bool],
+) -> np.ndarray | None:
     """LMNet's mask in ``crop`` of the working grid (or None when it drew nothing)."""
     started = time.perf_counter()
     organ_crop = organ1[crop] if organ1 is not None else np.zeros(lesion_box1[crop].shape, bool)
@@ -117,7 +142,18 @@ def lmnet_mask(network, text, plan, kind, ts_id, organ1, lesion_box1, crop, sett
     return mask
 
 
-def linet_texture(network, text, plan, ts_id, ct1, mask1, crop, settings, progress, cancelled):
+def linet_texture(
+    network: DiffusionNetwork,
+    text: TextConditioner,
+    plan: SynthesisPlan,
+    ts_id: int,
+    ct1: np.ndarray,
+    mask1: np.ndarray,
+    crop: tuple[slice, ...],
+    settings: Settings,
+    progress: Callable[[float, str], None],
+    cancelled: Callable[[], bool],
+) -> np.ndarray:
     """(decoded HU on the crop, after the mean shift) of LINet's inpainting under ``mask1[crop]``."""
     started = time.perf_counter()
     vq, device, precision = network.vq, settings.device, settings.precision_linet
@@ -164,7 +200,19 @@ def blend_weight(mask1: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     return weight
 
 
-def render_lesion(networks, text, volume: Volume, organ, plan, kind, center_lps, box, settings, progress, cancelled):
+def render_lesion(
+    networks: dict[str, DiffusionNetwork],
+    text: TextConditioner,
+    volume: Volume,
+    organ: np.ndarray | None,
+    plan: SynthesisPlan,
+    kind: LesionType,
+    center_lps: np.ndarray,
+    box: VoxelBox | None,
+    settings: Settings,
+    progress: Callable[[float, str], None],
+    cancelled: Callable[[], bool],
+) -> Rendered:
     """Insert one lesion; returns the synthesis engine's ``Rendered``."""
     from ..synthesis.plan import resolve_intensity
     from ..synthesis.render import Rendered
@@ -224,7 +272,16 @@ def render_lesion(networks, text, volume: Volume, organ, plan, kind, center_lps,
     return Rendered(out, lesion, cbox, changed, dict(settings.stats))
 
 
-def paste_back(volume: Volume, clip_organ, box, grid1, mask1, hu1, weight1, center_lps):
+def paste_back(
+    volume: Volume,
+    clip_organ: np.ndarray | None,
+    box: VoxelBox | None,
+    grid1: Grid,
+    mask1: np.ndarray,
+    hu1: np.ndarray,
+    weight1: np.ndarray,
+    center_lps: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, VoxelBox, np.ndarray]:
     """(new array, full lesion mask, changed VoxelBox, changed voxels in it): the working grid's
     values blended into a copy of the CT with ``weight1``; nothing outside ``box`` changes."""
     from ..geometry.resample import LINEAR, resample

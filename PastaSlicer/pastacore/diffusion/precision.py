@@ -9,10 +9,15 @@ precision does not make CPU convolutions faster).
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import PastaError
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -39,7 +44,7 @@ def resolve_precision(precision: str, device: torch.device, config_fp16: bool) -
     return precision
 
 
-def autocast(device, precision: str):
+def autocast(device: str | torch.device, precision: str) -> AbstractContextManager:
     """A context running the networks in ``precision`` on ``device`` (no-op for fp32 / CPU)."""
     device = torch.device(device)
     if device.type == "cuda" and precision in _DTYPES:

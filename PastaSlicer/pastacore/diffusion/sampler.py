@@ -17,6 +17,7 @@ mask, not a noised one), feeds ``cat(x_t, mask)``, uses the first ``channels`` o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -25,8 +26,15 @@ from .config import INPAINT, MASK
 from .precision import autocast
 from .schedule import DDIMSchedule
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-def ddim_step(x, eps, a_t: float, a_prev: float, sigma_t: float, sqrt_one_minus_at: float, noise):
+    from .unet import DiffusionUNet
+
+
+def ddim_step(
+    x: torch.Tensor, eps: torch.Tensor, a_t: float, a_prev: float, sigma_t: float, sqrt_one_minus_at: float, noise: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(x_prev, pred_x0) of one DDIM step; the scalars become float32 as in the public sampler."""
     f32 = dict(dtype=torch.float32, device=x.device)
     a_t, a_prev = torch.tensor(a_t, **f32), torch.tensor(a_prev, **f32)
@@ -46,7 +54,7 @@ class SampleResult:
 class NoiseSource:
     """Per-step noise: given tensors (steps, *shape) or draws from a seeded CPU generator."""
 
-    def __init__(self, shape, seed: int | None = None, noise: torch.Tensor | None = None):
+    def __init__(self, shape: tuple[int, ...], seed: int | None = None, noise: torch.Tensor | None = None) -> None:
         self.shape, self.noise = tuple(shape), noise
         self.generator = torch.Generator().manual_seed(int(seed)) if seed is not None else None
 
@@ -60,20 +68,20 @@ class NoiseSource:
 
 
 def sample(
-    unet,
+    unet: DiffusionUNet,
     kind: str,
     schedule: DDIMSchedule,
-    x_T,
-    context,
-    cond=None,
-    x0=None,
-    mask=None,
+    x_T: torch.Tensor,
+    context: torch.Tensor,
+    cond: torch.Tensor | None = None,
+    x0: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
     noise: NoiseSource | None = None,
     channels: int | None = None,
     precision: str = "fp32",
     log_every: int = 100,
-    progress=None,
-    is_cancelled=None,
+    progress: Callable[[float, str], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
 ) -> SampleResult:
     """Run DDIM from ``x_T``; ``cond`` for MASK, ``x0`` + ``mask`` for INPAINT (all on one device)."""
     device = x_T.device

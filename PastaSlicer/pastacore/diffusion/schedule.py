@@ -51,7 +51,7 @@ class DDIMSchedule:
         return len(self.timesteps)
 
 
-def ddim_schedule(alphas_cumprod, steps: int, eta: float, fp16: bool = False) -> DDIMSchedule:
+def ddim_schedule(alphas_cumprod: np.ndarray, steps: int, eta: float, fp16: bool = False) -> DDIMSchedule:
     """The DDIM parameters of ``steps`` steps over the float32 ``alphas_cumprod``."""
     abar = np.asarray(alphas_cumprod, dtype=np.float32)
     if fp16:

@@ -17,9 +17,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import PastaError
 from ..modelstore.manifest import known_models
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..modelstore.store import ModelStore
+
 
 ROLES = ("lmnet", "linet", "vq")
 STORE_NAMES = {
@@ -50,7 +57,7 @@ class ModelFiles:
     text_id: str = ""  # identifies the text tower for the embedding cache
     origin: str = ""
 
-    def problems(self, roles=("lmnet", "linet")) -> list:
+    def problems(self, roles: Sequence[str] = ("lmnet", "linet")) -> list:
         missing = [FILE_NAMES[r] for r in roles if self.checkpoints.get(r) is None]
         if self.text is None:
             missing.append("the BiomedCLIP text encoder")
@@ -78,7 +85,7 @@ def _text_id(folder: Path | None, recorded: str = "") -> str:
     return _file_id(weights) if weights.is_file() else folder.name
 
 
-def from_folder(folder, text_encoder=None) -> ModelFiles:
+def from_folder(folder: str | Path, text_encoder: str | Path | None = None) -> ModelFiles:
     folder = Path(folder)
     if not folder.is_dir():
         raise PastaError(f"the LesionDiffusion model folder {folder} does not exist")
@@ -93,7 +100,7 @@ def from_folder(folder, text_encoder=None) -> ModelFiles:
     return files
 
 
-def from_store(store=None, text_encoder=None) -> ModelFiles:
+def from_store(store: ModelStore | None = None, text_encoder: str | Path | None = None) -> ModelFiles:
     import json
 
     from ..modelstore.store import ModelStore
@@ -122,6 +129,8 @@ def from_store(store=None, text_encoder=None) -> ModelFiles:
     return files
 
 
-def locate(models=None, text_encoder=None, store=None) -> ModelFiles:
+def locate(
+    models: str | Path | None = None, text_encoder: str | Path | None = None, store: ModelStore | None = None
+) -> ModelFiles:
     """The files for the backend: from ``models`` (a folder) or the model store."""
     return from_folder(models, text_encoder) if models else from_store(store, text_encoder)

@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import PastaError
 from ..synthesis import schema as S
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
 
 LOCATION, SIZE, HU_VALUE = "lesion location", "size", "CT value"
 LMNET_DROPPED = (SIZE, HU_VALUE, S.VARIATIONS, S.DENSITY)
@@ -69,7 +74,7 @@ def linet_attributes(type_attributes: dict, location: str) -> dict:
 class EmbeddingCache:
     """Text -> embedding, in memory and (optionally) in one ``torch.save`` file per text tower."""
 
-    def __init__(self, path: Path | None = None):
+    def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path is not None else None
         self.values: dict = {}
         if self.path is not None and self.path.is_file():
@@ -81,10 +86,10 @@ class EmbeddingCache:
             except PastaError:
                 self.values = {}  # a damaged cache is rebuilt, never trusted
 
-    def missing(self, texts) -> list:
+    def missing(self, texts: Sequence[str]) -> list:
         return [t for t in dict.fromkeys(texts) if t not in self.values]
 
-    def add(self, texts, embeddings: torch.Tensor) -> None:
+    def add(self, texts: Sequence[str], embeddings: torch.Tensor) -> None:
         for text, row in zip(texts, embeddings):
             self.values[text] = row.detach().float().cpu().clone()
         if self.path is not None:
@@ -103,13 +108,18 @@ class TextConditioner:
     tower (a callable mapping a list of strings to (n, dim): BiomedCLIP, or any stand-in); it
     is called only when a value is not in the cache."""
 
-    def __init__(self, load_encoder=None, cache: EmbeddingCache | None = None, missing_reason: str = ""):
+    def __init__(
+        self,
+        load_encoder: Callable[[], Callable[[list[str]], torch.Tensor]] | None = None,
+        cache: EmbeddingCache | None = None,
+        missing_reason: str = "",
+    ) -> None:
         self.load_encoder = load_encoder
         self.cache = cache or EmbeddingCache()
         self.missing_reason = missing_reason
         self._encoder = None
 
-    def embed(self, texts) -> torch.Tensor:
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
         texts = [str(t) for t in texts]
         todo = self.cache.missing(texts)
         if todo:

@@ -42,7 +42,7 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 
 
 class ResBlock(nn.Module):
-    def __init__(self, channels: int, emb_channels: int, out_channels: int | None = None):
+    def __init__(self, channels: int, emb_channels: int, out_channels: int | None = None) -> None:
         super().__init__()
         out = out_channels or channels
         self.in_layers = nn.Sequential(group_norm(channels), nn.SiLU(), nn.Conv3d(channels, out, 3, padding=1))
@@ -50,34 +50,34 @@ class ResBlock(nn.Module):
         self.out_layers = nn.Sequential(group_norm(out), nn.SiLU(), nn.Dropout(0.0), nn.Conv3d(out, out, 3, padding=1))
         self.skip_connection = nn.Identity() if out == channels else nn.Conv3d(channels, out, 1)
 
-    def forward(self, x, emb):
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.in_layers(x)
         h = h + self.emb_layers(emb).to(h.dtype)[:, :, None, None, None]
         return self.skip_connection(x) + self.out_layers(h)
 
 
 class Downsample(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int) -> None:
         super().__init__()
         self.op = nn.Conv3d(channels, channels, 3, stride=2, padding=1)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
 
 
 class Upsample(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv = nn.Conv3d(channels, channels, 3, padding=1)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
 class Step(nn.Sequential):
     """A block of the UNet: passes the step embedding and the context to the layers that use them."""
 
-    def forward(self, x, emb, context=None):
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         for layer in self:
             if isinstance(layer, ResBlock):
                 x = layer(x, emb)
@@ -89,7 +89,7 @@ class Step(nn.Sequential):
 
 
 class DiffusionUNet(nn.Module):
-    def __init__(self, spec: UNetSpec):
+    def __init__(self, spec: UNetSpec) -> None:
         super().__init__()
         self.spec = spec
         mc, emb = spec.model_channels, spec.model_channels * 4
@@ -133,7 +133,7 @@ class DiffusionUNet(nn.Module):
     def downsampling(self) -> int:
         return 2 ** (len(self.spec.channel_mult) - 1)
 
-    def forward(self, x, timesteps, context=None):
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """``x`` (B, in_channels, D, H, W) with D, H, W divisible by :attr:`downsampling`;
         ``timesteps`` (B,); ``context`` (B, N, context_dim) or None."""
         emb = self.time_embed(timestep_embedding(timesteps, self.spec.model_channels).to(x.dtype))

@@ -14,10 +14,15 @@ LINet diffuses the unquantised latent (``encode``); decoding quantises first (``
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch.nn.functional as F
 from torch import nn
 
 from .config import VQSpec
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _norm(channels: int) -> nn.GroupNorm:
@@ -25,7 +30,7 @@ def _norm(channels: int) -> nn.GroupNorm:
 
 
 class ResnetBlock(nn.Module):
-    def __init__(self, channels: int, out_channels: int):
+    def __init__(self, channels: int, out_channels: int) -> None:
         super().__init__()
         self.norm1 = _norm(channels)
         self.conv1 = nn.Conv3d(channels, out_channels, 3, padding=1)
@@ -34,27 +39,27 @@ class ResnetBlock(nn.Module):
         if channels != out_channels:
             self.nin_shortcut = nn.Conv3d(channels, out_channels, 1)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
         h = self.conv2(F.silu(self.norm2(h)))
         return (self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x) + h
 
 
 class Downsample(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv = nn.Conv3d(channels, channels, 3, stride=2, padding=0)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.pad(x, (0, 1, 0, 1, 0, 1)))
 
 
 class Upsample(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int) -> None:
         super().__init__()
         self.conv = nn.Conv3d(channels, channels, 3, padding=1)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
@@ -66,7 +71,7 @@ def _middle(channels: int) -> nn.Module:
 
 
 class Encoder(nn.Module):
-    def __init__(self, spec: VQSpec):
+    def __init__(self, spec: VQSpec) -> None:
         super().__init__()
         self.spec = spec
         self.conv_in = nn.Conv3d(spec.in_channels, spec.ch, 3, padding=1)
@@ -90,7 +95,7 @@ class Encoder(nn.Module):
             return level != len(self.spec.ch_mult) - 1
         return level in self.spec.sample_depth
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)
         for stage in self.down:
             for block in stage.block:
@@ -102,7 +107,7 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, spec: VQSpec):
+    def __init__(self, spec: VQSpec) -> None:
         super().__init__()
         self.spec = spec
         levels = len(spec.ch_mult)
@@ -128,7 +133,7 @@ class Decoder(nn.Module):
             return level != 0
         return self.spec.num_res_blocks - level in self.spec.sample_depth
 
-    def forward(self, z):
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.mid.block_2(self.mid.block_1(self.conv_in(z)))
         for level in reversed(range(len(self.up))):
             stage = self.up[level]
@@ -140,11 +145,11 @@ class Decoder(nn.Module):
 
 
 class VectorQuantizer(nn.Module):
-    def __init__(self, n_embed: int, embed_dim: int):
+    def __init__(self, n_embed: int, embed_dim: int) -> None:
         super().__init__()
         self.embedding = nn.Embedding(n_embed, embed_dim)
 
-    def forward(self, z):
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(nearest codebook vectors shaped like ``z``, indices (B, D, H, W))."""
         b, c = z.shape[:2]
         flat = z.float().movedim(1, -1).reshape(-1, c)
@@ -156,7 +161,7 @@ class VectorQuantizer(nn.Module):
 
 
 class VQModel(nn.Module):
-    def __init__(self, spec: VQSpec):
+    def __init__(self, spec: VQSpec) -> None:
         super().__init__()
         self.spec = spec
         self.encoder = Encoder(spec)
@@ -165,16 +170,16 @@ class VQModel(nn.Module):
         self.quant_conv = nn.Conv3d(spec.z_channels, spec.embed_dim, 1)
         self.post_quant_conv = nn.Conv3d(spec.embed_dim, spec.z_channels, 1)
 
-    def encode(self, x):
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The unquantised latent (what LINet diffuses)."""
         return self.quant_conv(self.encoder(x))
 
-    def decode(self, latent):
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """Quantise, then decode to the image."""
         quant, _ = self.quantize(latent)
         return self.decoder(self.post_quant_conv(quant))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(quant, indices, decoded): the autoencoder round trip."""
         quant, indices = self.quantize(self.encode(x))
         return quant, indices, self.decoder(self.post_quant_conv(quant))

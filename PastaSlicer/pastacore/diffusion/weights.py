@@ -21,9 +21,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import PastaError
 from ..networks.checkpoints import load_checkpoint
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .unet import DiffusionUNet
+    from .vq import VQModel
+
 
 EMA_PREFIX, MODEL_PREFIX, FIRST_STAGE_PREFIX = "model_ema.", "model.", "first_stage_model."
 EMA_BOOKKEEPING = ("model_ema.decay", "model_ema.num_updates")
@@ -50,7 +58,7 @@ class LoadReport:
         }
 
 
-def read_state(path) -> dict:
+def read_state(path: str | Path) -> dict:
     """The ``state_dict`` of a Lightning checkpoint (or a flat state dict), read safely."""
     path = Path(path)
     obj = load_checkpoint(path, metadata_globals=True)
@@ -97,7 +105,7 @@ def _check_and_load(module, wanted: dict, what: str, source: str) -> None:
     module.load_state_dict({k: wanted[k] for k in own}, strict=True)
 
 
-def load_unet(unet, state: dict, weights: str = "auto", source: str = "checkpoint") -> LoadReport:
+def load_unet(unet: DiffusionUNet, state: dict, weights: str = "auto", source: str = "checkpoint") -> LoadReport:
     """Load ``model.*`` or the EMA ``model_ema.*`` weights into ``unet`` (see the module docstring).
 
     ``weights``: ``ema`` (require the EMA), ``model`` (the raw weights) or ``auto`` (the EMA
@@ -146,7 +154,7 @@ def vq_prefix(state: dict) -> str | None:
     return None
 
 
-def load_vq(vq, state: dict, source: str = "checkpoint", prefix: str | None = None) -> LoadReport:
+def load_vq(vq: VQModel, state: dict, source: str = "checkpoint", prefix: str | None = None) -> LoadReport:
     prefix = vq_prefix(state) if prefix is None else prefix
     if prefix is None:
         raise PastaError(f"{source} holds no VQ autoencoder (encoder.*, decoder.*, quantize.* keys)")
@@ -163,7 +171,7 @@ def load_vq(vq, state: dict, source: str = "checkpoint", prefix: str | None = No
     return LoadReport(source, "vq", prefix, len(wanted), _ignored(state, used))
 
 
-def stored_alphas_cumprod(state: dict, timesteps: int):
+def stored_alphas_cumprod(state: dict, timesteps: int) -> np.ndarray | None:
     """The checkpoint's ``alphas_cumprod`` buffer as float32 numpy (None when absent)."""
     value = state.get("alphas_cumprod")
     if value is None:

@@ -26,8 +26,13 @@ import tempfile
 import threading
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from ..errors import PastaError, option
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+
 
 STAGING_PREFIX, STAGING_SUFFIX = ".pasta-", ".part"
 WRITE_REASONS = {
@@ -43,7 +48,7 @@ WRITE_REASONS = {
 # --- wording write failures ---------------------------------------------------------------
 
 
-def write_problem(folder) -> str | None:
+def write_problem(folder: str | Path) -> str | None:
     """Why writes into ``folder`` fail, when the file system says so (full, size limit)."""
     try:
         stats = os.statvfs(folder)
@@ -64,7 +69,9 @@ def write_problem(folder) -> str | None:
     return None
 
 
-def write_error(name, exc: BaseException | None = None, folder=None, detail: str | None = None) -> PastaError:
+def write_error(
+    name: str | Path, exc: BaseException | None = None, folder: str | Path | None = None, detail: str | None = None
+) -> PastaError:
     """The one-line error of a failed write of ``name``."""
     reason = WRITE_REASONS.get(getattr(exc, "errno", None)) if exc is not None else None
     reason = reason or (write_problem(folder) if folder is not None else None)
@@ -82,7 +89,7 @@ def _is_write_failure(exc: BaseException, folder) -> bool:
 
 
 @contextlib.contextmanager
-def signals_deferred():
+def signals_deferred() -> Iterator[None]:
     """Hold SIGINT/SIGTERM while outputs are moved into place or temporary files removed.
 
     The signals are caught and remembered (not blocked: another thread of the process could
@@ -150,7 +157,7 @@ def _parent(path: Path) -> Path:
     return path.parent if str(path.parent) else Path(".")
 
 
-def check_output_path(path, overwrite: bool = False, suffixes=None) -> Path:
+def check_output_path(path: str | Path, overwrite: bool = False, suffixes: Sequence[str] | None = None) -> Path:
     """Refuse an output that exists (unless ``overwrite``), is a folder, cannot be written, or
     does not end with one of ``suffixes`` (when given)."""
     path = Path(path)
@@ -168,7 +175,7 @@ def check_output_path(path, overwrite: bool = False, suffixes=None) -> Path:
     return path
 
 
-def check_outputs(outputs, *, inputs=(), overwrite: bool = False) -> list:
+def check_outputs(outputs: Iterable[str | Path | tuple], *, inputs: Iterable[str | Path] = (), overwrite: bool = False) -> list:
     """Check every output before any work (see :func:`check_output_path`), and refuse two
     outputs on one path or an output that is one of ``inputs``.
 
@@ -192,7 +199,7 @@ def check_outputs(outputs, *, inputs=(), overwrite: bool = False) -> list:
     return checked
 
 
-def check_folder_apart(folder, inputs) -> None:
+def check_folder_apart(folder: str | Path, inputs: Iterable[str | Path]) -> None:
     """Refuse an output folder that is an input, or lies inside an input folder (a DICOM
     folder would then hold our outputs the next time it is read)."""
     shown, folder = folder, Path(os.path.realpath(folder))
@@ -209,7 +216,7 @@ def check_folder_apart(folder, inputs) -> None:
 # --- writing files --------------------------------------------------------------------------
 
 
-def is_staged(path) -> bool:
+def is_staged(path: str | Path) -> bool:
     """True for a path inside a staging folder of this module (already a temporary output)."""
     return any(p.name.startswith(STAGING_PREFIX) and p.name.endswith(STAGING_SUFFIX) for p in Path(path).parents)
 
@@ -257,7 +264,7 @@ def _remove(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_outputs(*paths, overwrite: bool = False):
+def atomic_outputs(*paths, overwrite: bool = False) -> Iterator[Path | list[Path]]:
     """Yield temporary paths, one per output; move them all into place only on success.
 
     Each temporary path has the output's own file name inside a hidden folder beside it, so
@@ -319,7 +326,7 @@ def _files_under(folder: Path) -> list:
     return sorted(found)
 
 
-def owned_files(folder, owned) -> list:
+def owned_files(folder: str | Path, owned: Sequence[str]) -> list:
     """The files under ``folder`` that a command writing ``owned`` patterns would replace."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -327,7 +334,7 @@ def owned_files(folder, owned) -> list:
     return [f for f in _files_under(folder) if owned is None or _matches(f, owned)]
 
 
-def check_output_dir(path, overwrite: bool = False, owned=None) -> Path:
+def check_output_dir(path: str | Path, overwrite: bool = False, owned: Sequence[str] | None = None) -> Path:
     """Refuse, before any work, an output folder that is a file, has no parent folder, cannot
     be written, or already holds the command's own files (``owned`` patterns; None: any file)
     unless ``overwrite``. Other files in the folder are fine: they are kept."""
@@ -402,7 +409,7 @@ def _swap_in(staging: Path, target: Path, owned, overwrite: bool) -> None:
 
 
 @contextlib.contextmanager
-def atomic_directory(path, overwrite: bool = False, owned=None):
+def atomic_directory(path: str | Path, overwrite: bool = False, owned: Sequence[str] | None = None) -> Iterator[Path]:
     """Yield a temporary folder; on success its files become the folder ``path``'s.
 
     A new folder is written beside ``path`` and renamed into place. In an existing folder the

@@ -30,7 +30,7 @@ def _headers(folder: Path):
             yield path, ds
 
 
-def list_series(folder) -> dict:
+def list_series(folder: str | Path) -> dict:
     """SeriesInstanceUID -> list of (path, dataset) for the image slices under ``folder``."""
     series = defaultdict(list)
     for path, ds in _headers(Path(folder)):
@@ -43,7 +43,7 @@ def _describe(uid, slices) -> str:
     return f"{uid} ({getattr(ds, 'Modality', '?')}, {len(slices)} slices, '{getattr(ds, 'SeriesDescription', '')}')"
 
 
-def read_dicom_series(folder, series_uid: str | None = None) -> Volume:
+def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> Volume:
     folder = Path(folder)
     series = list_series(folder)
     if not series:

@@ -9,24 +9,29 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import PastaError
 from .readers import IMAGE_SUFFIXES, image_stem
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
 MASK_HINTS = ("_seg", "_total", "_organs", "_organ", "_mask", "_label", "_labels")
 
 
-def is_image(path) -> bool:
+def is_image(path: str | Path) -> bool:
     path = Path(path)
     return path.is_file() and path.name.lower().endswith(IMAGE_SUFFIXES)
 
 
-def looks_like_mask(path) -> bool:
+def looks_like_mask(path: str | Path) -> bool:
     stem = image_stem(path).lower()
     return any(stem.endswith(h) or f"{h}_" in stem for h in MASK_HINTS) or "label" in stem
 
 
-def is_dicom_folder(path) -> bool:
+def is_dicom_folder(path: str | Path) -> bool:
     """A folder with at least one file in it that starts like a DICOM file (``DICM`` at byte 128)."""
     path = Path(path)
     if not path.is_dir():
@@ -43,7 +48,7 @@ def is_dicom_folder(path) -> bool:
     return False
 
 
-def find_images(items, dicom_folders: bool = False, what: str = "background") -> list:
+def find_images(items: str | Path | Sequence[str | Path], dicom_folders: bool = False, what: str = "background") -> list:
     """Image files from a folder, a file, or a list of either (masks and labels left out);
     with ``dicom_folders``, the sub-folders of a folder that hold DICOM files count as images."""
     items = [items] if isinstance(items, (str, os.PathLike)) else list(items or [])

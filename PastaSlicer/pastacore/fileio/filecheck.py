@@ -454,12 +454,12 @@ CHECKERS = {
 }
 
 
-def checker_for(path) -> object | None:
+def checker_for(path: str | Path) -> object | None:
     name = Path(path).name.lower()
     return next((check for suffix, check in CHECKERS.items() if name.endswith(suffix)), None)
 
 
-def check_volume_file(path, scan_values: bool = True) -> None:
+def check_volume_file(path: str | Path, scan_values: bool = True) -> None:
     """Raise :class:`FileProblem` when the file at ``path`` is incomplete or its header lies."""
     check = checker_for(path)
     if check is not None:

@@ -22,7 +22,7 @@ def _suffix(path: Path) -> str | None:
     return next((s for s in IMAGE_SUFFIXES if name.endswith(s)), None)
 
 
-def image_stem(path) -> str:
+def image_stem(path: str | Path) -> str:
     """The file name without its image suffix (one of :data:`IMAGE_SUFFIXES`, any case):
     ``ct.nii.gz`` -> ``ct``, ``labels.seg.nrrd`` -> ``labels``; other names are kept whole."""
     name = Path(path).name
@@ -30,7 +30,9 @@ def image_stem(path) -> str:
     return name[: -len(suffix)] if suffix else name
 
 
-def read_volume(path, *, is_label: bool = False, volume_index: int | None = None, series_uid: str | None = None) -> Volume:
+def read_volume(
+    path: str | Path, *, is_label: bool = False, volume_index: int | None = None, series_uid: str | None = None
+) -> Volume:
     """Read a 3D volume from a file or a DICOM folder.
 
     ``is_label`` says the file holds class labels (integers); they come back with an

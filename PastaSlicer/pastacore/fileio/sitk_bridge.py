@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..geometry.grid import Grid
 from ..geometry.volume import Volume
 
+if TYPE_CHECKING:
+    import SimpleITK as sitk
 
-def volume_from_sitk(image, is_label: bool = False, meta: dict | None = None) -> Volume:
+
+def volume_from_sitk(image: sitk.Image, is_label: bool = False, meta: dict | None = None) -> Volume:
     import SimpleITK as sitk
 
     array = sitk.GetArrayFromImage(image)
@@ -16,7 +21,7 @@ def volume_from_sitk(image, is_label: bool = False, meta: dict | None = None) ->
     return Volume(array, grid, is_label=is_label, meta=dict(meta or {}))
 
 
-def sitk_from_volume(volume: Volume):
+def sitk_from_volume(volume: Volume) -> sitk.Image:
     import SimpleITK as sitk
 
     image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array))

@@ -12,11 +12,16 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 VERIFIERS = {}
 
 
-def verifier(*suffixes):
+def verifier(*suffixes) -> Callable[[Callable], Callable]:
     """Register the decorated function as the checker of files ending with ``suffixes``."""
 
     def register(function):
@@ -27,7 +32,7 @@ def verifier(*suffixes):
     return register
 
 
-def verify_output(path) -> str | None:
+def verify_output(path: str | Path) -> str | None:
     """None when the file at ``path`` reads back whole, else what is wrong with it."""
     path = Path(path)
     name = path.name.lower()

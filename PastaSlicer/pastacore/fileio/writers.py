@@ -15,7 +15,7 @@ from .sitk_bridge import sitk_from_volume
 WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd")
 
 
-def volume_output(path) -> tuple:
+def volume_output(path: str | Path) -> tuple:
     """``(path, suffixes)`` of a volume output, for :func:`pastacore.fileio.atomic.check_outputs`."""
     return (path, WRITE_SUFFIXES) if path else (None, None)
 
@@ -35,7 +35,7 @@ def storage_array(volume: Volume) -> np.ndarray:
     return array
 
 
-def write_volume(volume: Volume, path, *, overwrite: bool = False) -> Path:
+def write_volume(volume: Volume, path: str | Path, *, overwrite: bool = False) -> Path:
     """Write ``volume`` to ``path`` (format from the suffix) without leaving partial files.
 
     The file is verified before it replaces anything (see :mod:`pastacore.fileio.verify`): the

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import PastaError
 from .grid import LPS_TO_RAS, Grid
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ class VoxelBox:
         return cls(tuple(start), tuple(stop))
 
 
-def box_from_corners_ras(corners_ras, grid: Grid, what: str = "the box") -> VoxelBox:
+def box_from_corners_ras(corners_ras: np.ndarray, grid: Grid, what: str = "the box") -> VoxelBox:
     """The voxels whose centres fall within the index-space bounds of ``corners_ras`` (N x 3),
     clipped to the volume. A box entirely outside the volume is an error."""
     corners = np.asarray(corners_ras, dtype=float).reshape(-1, 3)
@@ -58,7 +62,7 @@ def box_from_corners_ras(corners_ras, grid: Grid, what: str = "the box") -> Voxe
     return VoxelBox(tuple(int(v) for v in lo[::-1]), tuple(int(v) for v in hi[::-1]))
 
 
-def box_from_ras_bounds(bounds, grid: Grid) -> VoxelBox:
+def box_from_ras_bounds(bounds: Sequence[float], grid: Grid) -> VoxelBox:
     """``bounds`` = (R1, A1, S1, R2, A2, S2): two opposite corners of an axis-aligned RAS box."""
     values = np.asarray(bounds, dtype=float)
     if values.shape != (6,):
@@ -68,7 +72,7 @@ def box_from_ras_bounds(bounds, grid: Grid) -> VoxelBox:
     return box_from_corners_ras(corners, grid)
 
 
-def roi_corners_ras(center, size, axes=np.eye(3)) -> np.ndarray:
+def roi_corners_ras(center: Sequence[float], size: Sequence[float], axes: np.ndarray = np.eye(3)) -> np.ndarray:
     """The 8 corners of a box with ``center`` (RAS), ``size`` (mm) and unit ``axes`` (columns, RAS)."""
     center, half, axes = np.asarray(center, float), np.asarray(size, float) / 2, np.asarray(axes, float)
     if np.any(half <= 0):

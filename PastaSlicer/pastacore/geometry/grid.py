@@ -16,10 +16,17 @@ matrix with the first two rows negated (:meth:`Grid.ijk_to_ras`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import PastaError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .boxes import VoxelBox
+
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -66,7 +73,7 @@ class Grid:
         return np.linalg.inv(self.ijk_to_lps())
 
     @classmethod
-    def from_ijk_to_lps(cls, shape, matrix) -> Grid:
+    def from_ijk_to_lps(cls, shape: Sequence[int], matrix: np.ndarray) -> Grid:
         matrix = np.asarray(matrix, dtype=float)
         columns = matrix[:3, :3]
         spacing = np.linalg.norm(columns, axis=0)
@@ -75,7 +82,7 @@ class Grid:
         return cls(shape, tuple(spacing), tuple(matrix[:3, 3]), columns / spacing[None, :])
 
     @classmethod
-    def from_ijk_to_ras(cls, shape, matrix) -> Grid:
+    def from_ijk_to_ras(cls, shape: Sequence[int], matrix: np.ndarray) -> Grid:
         return cls.from_ijk_to_lps(shape, LPS_TO_RAS @ np.asarray(matrix, dtype=float))
 
     # --- points -----------------------------------------------------------------------
@@ -84,13 +91,13 @@ class Grid:
         """Number of voxels along (i, j, k)."""
         return self.shape[::-1]
 
-    def index_to_lps(self, ijk) -> np.ndarray:
+    def index_to_lps(self, ijk: np.ndarray) -> np.ndarray:
         """Continuous (i, j, k) indices, shape (..., 3), to LPS mm."""
         ijk = np.asarray(ijk, dtype=float)
         m = self.ijk_to_lps()
         return ijk @ m[:3, :3].T + m[:3, 3]
 
-    def lps_to_index(self, lps) -> np.ndarray:
+    def lps_to_index(self, lps: np.ndarray) -> np.ndarray:
         lps = np.asarray(lps, dtype=float)
         m = self.lps_to_ijk()
         return lps @ m[:3, :3].T + m[:3, 3]
@@ -101,7 +108,7 @@ class Grid:
         corners = np.array([[i, j, k] for i in (0, ni - 1) for j in (0, nj - 1) for k in (0, nk - 1)], float)
         return self.index_to_lps(corners)
 
-    def extent_mm(self, box=None) -> list:
+    def extent_mm(self, box: VoxelBox | None = None) -> list:
         """Size (mm) along x, y, z of a voxel box (``start``/``stop`` per numpy axis; the whole grid
         when None), voxel footprints included: exact for axis-aligned grids, the bounding size
         of the rotated box otherwise."""

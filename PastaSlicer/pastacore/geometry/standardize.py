@@ -62,7 +62,7 @@ class Standardized:
     volume: Volume
     source_grid: Grid
 
-    def to_source(self, result, is_label: bool | None = None) -> Volume:
+    def to_source(self, result: np.ndarray | Volume, is_label: bool | None = None) -> Volume:
         """Map an array or volume on the standard grid back onto the original grid."""
         array = result.array if isinstance(result, Volume) else np.asarray(result)
         if array.shape != self.volume.grid.shape:

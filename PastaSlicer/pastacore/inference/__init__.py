@@ -3,8 +3,15 @@
 The main entry point is :func:`pastacore.inference.segment.segment_volume`.
 """
 
+from __future__ import annotations
 
-def segment_volume(*args, **kwargs):
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .segment import SegmentationResult
+
+
+def segment_volume(*args, **kwargs) -> SegmentationResult:
     """See :func:`pastacore.inference.segment.segment_volume` (imported lazily: torch is heavy)."""
     from .segment import segment_volume as run
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,15 @@ from ..fileio.readers import check_ct
 from ..geometry.standardize import standardize
 from ..geometry.volume import Volume
 from .sliding_window import WindowSettings, predict_logits
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from ..geometry.boxes import VoxelBox
+    from ..modelstore.store import ModelStore
+    from .segmentation_model import SegmentationModel
+
 
 ORGAN, LESION = 1, 2  # PASTA-Gen's label convention
 
@@ -50,20 +60,20 @@ def _progress(callback, start, span):
 
 def segment_volume(
     volume: Volume,
-    model=None,
+    model: str | Path | SegmentationModel | None = None,
     *,
     device: str = "auto",
     tta: bool = False,
     overlap: float = 0.5,
     organ_mask: Volume | None = None,
-    roi_box=None,
+    roi_box: VoxelBox | None = None,
     whole_body: bool = False,
     min_lesion_mm3: float = 0.0,
     batch_size: int = 2,
     amp: bool = True,
-    progress=None,
-    is_cancelled=None,
-    store=None,
+    progress: Callable[[float, str], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
+    store: ModelStore | None = None,
 ) -> SegmentationResult:
     """Labels for ``volume`` from ``model`` (an installed model's name, a file or folder, a
     :class:`~pastacore.inference.segmentation_model.SegmentationModel`; None = the default model).
@@ -149,7 +159,14 @@ def segment_volume(
 ORGAN_MARGIN_MM = 20.0  # the network runs this far around an organ mask
 
 
-def search_region(volume: Volume, hu: np.ndarray, spacing, organ_mask=None, roi_box=None, model_organ=None):
+def search_region(
+    volume: Volume,
+    hu: np.ndarray,
+    spacing: tuple[float, float, float],
+    organ_mask: Volume | None = None,
+    roi_box: VoxelBox | None = None,
+    model_organ: str | None = None,
+) -> tuple[np.ndarray | None, np.ndarray, str]:
     """(organ on the standard grid or None, where the network runs, a note saying which).
 
     The user's box wins, then the user's organ mask, then the classical mask of the model's

@@ -12,12 +12,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import PastaError, option
 from ..preprocessing.normalize import nnunet_ct, pasta_slf
 from ..terminology import segment_info, segment_info_for_name, term_for_label_name
+
+if TYPE_CHECKING:
+    from ..modelstore.store import ModelStore
+
 
 DEFAULT_PATCH = (128, 128, 128)
 
@@ -113,7 +118,7 @@ def _described_patch(description: dict):
     return patch
 
 
-def model_from_source(source, description: dict | None = None) -> SegmentationModel:
+def model_from_source(source: str | Path | dict, description: dict | None = None) -> SegmentationModel:
     from ..modelstore.store import sha256_of
     from ..networks.loading import load_for_segmentation
 
@@ -166,7 +171,7 @@ def model_from_source(source, description: dict | None = None) -> SegmentationMo
     return SegmentationModel(loaded.network, patch, segments, organs, lesions, normalization, provenance)
 
 
-def model_weights(model=None, store=None) -> tuple:
+def model_weights(model: str | Path | None = None, store: ModelStore | None = None) -> tuple:
     """``(weight file or result folder, description or None)`` of an installed model's name, a
     path, or None for the built-in default segmentation model. A folder given by path that
     holds a ``model.json`` (what ``pasta train-default --out`` writes, or a copy of an installed
@@ -212,7 +217,9 @@ def _read_description(folder: Path) -> dict:
     return description
 
 
-def resolve_segmentation_model(model=None, store=None) -> SegmentationModel:
+def resolve_segmentation_model(
+    model: str | Path | SegmentationModel | None = None, store: ModelStore | None = None
+) -> SegmentationModel:
     """An installed model's name, a weight file / result folder, or None for the default."""
     if isinstance(model, SegmentationModel):
         return model
@@ -226,7 +233,7 @@ def resolve_segmentation_model(model=None, store=None) -> SegmentationModel:
     return model_from_source(weights, description)
 
 
-def declared_organ(model=None, store=None) -> str | None:
+def declared_organ(model: str | Path | SegmentationModel | None = None, store: ModelStore | None = None) -> str | None:
     """The organ a model's description declares for its lesions ("lung" for "tumor@lung"), read
     from its model.json without loading weights; None when it declares none or cannot be read."""
     try:

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..fileio.readers import image_stem
 
+if TYPE_CHECKING:
+    from .segment import SegmentationResult
 
-def sidecar_path(seg_path) -> Path:
+
+def sidecar_path(seg_path: str | Path) -> Path:
     """Where the sidecar of the label map ``seg_path`` is."""
     return Path(seg_path).with_name(image_stem(seg_path) + ".json")
 
 
-def sidecar_content(result) -> dict:
+def sidecar_content(result: SegmentationResult) -> dict:
     """The sidecar of a :class:`~pastacore.inference.segment.SegmentationResult`: label names,
     voxels per label, the model, the run and each lesion candidate with its confidence."""
     import numpy as np
@@ -42,13 +46,13 @@ def sidecar_content(result) -> dict:
     }
 
 
-def write_sidecar(path, description: dict) -> None:
+def write_sidecar(path: str | Path, description: dict) -> None:
     """Write ``description`` as a sidecar file at ``path`` (the :func:`sidecar_path` of the label
     map, or its staged copy inside :func:`pastacore.fileio.atomic.atomic_outputs`)."""
     Path(path).write_text(json.dumps(description, indent=2), encoding="utf-8")
 
 
-def read_sidecar(seg_path) -> dict:
+def read_sidecar(seg_path: str | Path) -> dict:
     """The sidecar of ``seg_path`` as a dict; ``{}`` when there is none or it is not a JSON object."""
     path = sidecar_path(seg_path)
     if not path.is_file():

@@ -17,11 +17,16 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from ..errors import CancelledError, PastaError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    import torch
 
 
 @dataclass
@@ -34,7 +39,7 @@ class WindowSettings:
     amp: bool = True  # bf16 on CPUs that support it, fp16 on CUDA
 
 
-def gaussian_weights(patch_size, sigma_scale: float = 1 / 8) -> np.ndarray:
+def gaussian_weights(patch_size: Sequence[int], sigma_scale: float = 1 / 8) -> np.ndarray:
     """nnU-Net-style importance map: a Gaussian with sigma = patch / 8, max 1, no zeros."""
     grids = np.meshgrid(*[np.arange(n, dtype=np.float64) for n in patch_size], indexing="ij")
     exponent = sum(((g - (n - 1) / 2) / (n * sigma_scale)) ** 2 for g, n in zip(grids, patch_size))
@@ -53,7 +58,7 @@ def tile_starts(size: int, patch: int, overlap: float) -> list:
     return [int(round(i * (size - patch) / (count - 1))) for i in range(count)]
 
 
-def autocast_dtype(device: str, amp: bool):
+def autocast_dtype(device: str, amp: bool) -> torch.dtype | None:
     import torch
 
     if not amp:
@@ -76,7 +81,12 @@ class WindowResult(NamedTuple):
 
 
 def predict_logits(
-    network, image: np.ndarray, settings: WindowSettings, region=None, progress=None, is_cancelled=None
+    network: torch.nn.Module,
+    image: np.ndarray,
+    settings: WindowSettings,
+    region: np.ndarray | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
 ) -> WindowResult:
     """Blended logits over the bounding box of ``region``: the network wrapped as a predictor
     (device, mixed precision, mirroring TTA, the out-of-memory fallback) and run by
@@ -113,7 +123,7 @@ def predict_logits(
     return WindowResult(logits[(slice(None),) + crop], tuple(box), len(tiles), total)
 
 
-def region_box(region: np.ndarray, patch) -> list:
+def region_box(region: np.ndarray, patch: Sequence[int]) -> list:
     """The bounding box of ``region``, grown to at least one patch per axis where the image allows."""
     shape, box = region.shape, []
     for axis in range(3):
@@ -126,7 +136,7 @@ def region_box(region: np.ndarray, patch) -> list:
     return box
 
 
-def plan_tiles(region: np.ndarray, patch, overlap: float) -> tuple:
+def plan_tiles(region: np.ndarray, patch: Sequence[int], overlap: float) -> tuple:
     """``(starts of the patches holding a region voxel, count of all patches)``; a summed-area
     table makes each patch's test O(1)."""
     starts = list(itertools.product(*[tile_starts(n, p, overlap) for n, p in zip(region.shape, patch)]))
@@ -134,7 +144,15 @@ def plan_tiles(region: np.ndarray, patch, overlap: float) -> tuple:
     return [s for s in starts if _box_sum(table, s, patch) > 0], len(starts)
 
 
-def blend_tiles(predict, image: np.ndarray, tiles, patch, batch_size: int = 2, progress=None, is_cancelled=None) -> np.ndarray:
+def blend_tiles(
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    image: np.ndarray,
+    tiles: Sequence[tuple[int, int, int]],
+    patch: Sequence[int],
+    batch_size: int = 2,
+    progress: Callable[[float, str], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
+) -> np.ndarray:
     """Tiling and Gaussian blending: ``predict(batch)`` (a (B, C, *patch) float32 CPU tensor ->
     (B, K, *patch) logits) runs on ``tiles`` of ``image`` (C, D, H, W) in batches; returns the
     weighted mean logits (K, D, H, W), zero where no tile ran."""
@@ -172,7 +190,7 @@ class on_device:  # noqa: N801 - used like a function that returns a predictor
     """The network as a predictor on ``device`` (channels-last 3D, mixed precision where the
     device supports it); :meth:`to_cpu` moves it when the GPU memory is full."""
 
-    def __init__(self, network, device: str, amp: bool = True):
+    def __init__(self, network: torch.nn.Module, device: str, amp: bool = True) -> None:
         import torch
 
         self.network, self.amp = network, amp
@@ -198,7 +216,7 @@ class on_device:  # noqa: N801 - used like a function that returns a predictor
         self.network = self.network.to(self.device)
 
 
-def mirrored(predict, axes):
+def mirrored(predict: Callable[[torch.Tensor], torch.Tensor], axes: Sequence[int]) -> Callable[[torch.Tensor], torch.Tensor]:
     """Test-time augmentation: the mean of ``predict`` over every flip of the spatial ``axes``."""
     import torch
 
@@ -216,7 +234,9 @@ def mirrored(predict, axes):
     return predict_mirrored
 
 
-def with_oom_fallback(predict, device_predictor: on_device, say=None):
+def with_oom_fallback(
+    predict: Callable[[torch.Tensor], torch.Tensor], device_predictor: on_device, say: Callable[[str], None] | None = None
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """On GPU out-of-memory: run the batch in halves, and at one patch move ``device_predictor``'s
     network to the CPU, saying so through ``say(message)``."""
     import torch

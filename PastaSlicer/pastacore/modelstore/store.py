@@ -60,7 +60,7 @@ class InstalledModel:
 class ModelStore:
     """The models installed for this user (``root``) plus those shipped with the extension."""
 
-    def __init__(self, root=None):
+    def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root) if root is not None else default_store_dir()
 
     # --- reading -------------------------------------------------------------------------
@@ -95,7 +95,7 @@ class ModelStore:
         return model
 
     # --- changing ------------------------------------------------------------------------
-    def import_file(self, path, name: str | None = None, overwrite: bool = False) -> InstalledModel:
+    def import_file(self, path: str | Path, name: str | None = None, overwrite: bool = False) -> InstalledModel:
         """Copy a weight file, an nnU-Net result folder or a model folder (``model.json`` naming its
         weights, as ``pasta train-default`` and ``pasta finetune`` write) into the store, after checking it."""
         path = Path(path)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..errors import PastaError
 from ..geometry.boxes import VoxelBox, box_from_corners_ras, roi_corners_ras
 from ..geometry.grid import Grid
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
-def roi_geometry(roi_node) -> tuple:
+
+def roi_geometry(roi_node: object) -> tuple:
     """(centre RAS, size mm, axes as columns) of the ROI in world coordinates."""
     if roi_node is None:
         raise PastaError("no ROI selected")
@@ -23,13 +28,13 @@ def roi_geometry(roi_node) -> tuple:
     return np.array(center), np.array(size), axes
 
 
-def box_from_roi(roi_node, grid: Grid) -> VoxelBox:
+def box_from_roi(roi_node: object, grid: Grid) -> VoxelBox:
     """The voxel box of ``grid`` covered by the ROI, clipped; an ROI outside the volume is an error."""
     center, size, axes = roi_geometry(roi_node)
     return box_from_corners_ras(roi_corners_ras(center, size, axes), grid, what=f"ROI '{roi_node.GetName()}'")
 
 
-def add_roi(scene, center_ras, size_mm, name: str = "PASTA box"):
+def add_roi(scene: object, center_ras: Sequence[float], size_mm: Sequence[float], name: str = "PASTA box") -> object:
     """A new box ROI node (Slicer's default ``Box`` type: centre and size)."""
     node = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", scene.GenerateUniqueName(name))
     node.SetCenter(*[float(v) for v in center_ras])

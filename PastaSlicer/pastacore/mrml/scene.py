@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
 
 _LOGICS = (
     ("Colors", "vtkSlicerColorLogic"),
@@ -29,7 +34,7 @@ class SceneContext:
 
 
 @contextlib.contextmanager
-def quiet_vtk_errors():
+def quiet_vtk_errors() -> Iterator[None]:
     """Headless slicer-core logs harmless errors about its missing share folder; hide them."""
     from vtkmodules.vtkCommonCore import vtkLogger, vtkOutputWindow
 
@@ -46,7 +51,7 @@ def quiet_vtk_errors():
 
 
 @contextlib.contextmanager
-def silenced_stdout():
+def silenced_stdout() -> Iterator[None]:
     """MRML's zip code prints each archived file on the C-level stdout; keep our output clean."""
     import os
     import sys
@@ -63,13 +68,13 @@ def silenced_stdout():
         os.close(devnull)
 
 
-def node_ids(scene) -> list:
+def node_ids(scene: object) -> list:
     """IDs of every node in ``scene``, in the order they were added."""
     return [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]
 
 
 @contextlib.contextmanager
-def temporary_nodes(scene, keep=()):
+def temporary_nodes(scene: object, keep: Iterable[object] = ()) -> Iterator[None]:
     """Remove, on leaving, every node added to ``scene`` inside the block (helper label maps
     and the colour tables, display and storage nodes Slicer adds for them), except ``keep``
     (nodes or IDs). What a click leaves in the scene is what it means to leave, nothing else."""

@@ -10,7 +10,7 @@ from ..fileio.atomic import atomic_outputs
 from .scene import SceneContext, new_scene, quiet_vtk_errors, silenced_stdout
 
 
-def save_mrb(scene, path, overwrite: bool = False) -> Path:
+def save_mrb(scene: object, path: str | Path, overwrite: bool = False) -> Path:
     """Write every node (with its data files) into one ``.mrb`` archive, atomically.
 
     The path is made absolute first: MRML resolves a relative bundle path against the scene's
@@ -38,7 +38,7 @@ def _compress_storage(scene):
             storage.SetUseCompression(1)
 
 
-def load_mrb(path, context: SceneContext | None = None) -> SceneContext:
+def load_mrb(path: str | Path, context: SceneContext | None = None) -> SceneContext:
     """Open a ``.mrb`` into ``context`` (a new headless scene by default)."""
     path = Path(path).absolute()
     if not path.is_file():

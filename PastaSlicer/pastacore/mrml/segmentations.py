@@ -7,6 +7,8 @@ gets a numbered name ("Lung tumor 2").
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..errors import PastaError
@@ -14,6 +16,10 @@ from ..geometry.volume import Volume
 from ..terminology import SegmentInfo
 from .scene import temporary_nodes
 from .volumes import node_from_volume, volume_from_node
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 
 TERMINOLOGY_TAG = "TerminologyEntry"
 
@@ -27,14 +33,19 @@ def _unique_name(name: str, taken: set) -> str:
     return f"{name} {n}"
 
 
-def segment_names(segmentation_node) -> list:
+def segment_names(segmentation_node: object) -> list:
     segmentation = segmentation_node.GetSegmentation()
     return [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
 
 
 def add_labels_to_segmentation(
-    scene, labels: Volume, segments: dict, reference_node, segmentation_node=None, name: str = "PASTA segmentation"
-):
+    scene: object,
+    labels: Volume,
+    segments: dict,
+    reference_node: object,
+    segmentation_node: object | None = None,
+    name: str = "PASTA segmentation",
+) -> tuple[object, dict]:
     """Import the label values in ``segments`` ({value: SegmentInfo}) as new segments.
 
     ``labels`` must lie on ``reference_node``'s grid. Returns (segmentation node, {value:
@@ -95,7 +106,9 @@ def _place_in_study(scene, node, reference_node):
             sh.CreateItem(parent, node)
 
 
-def labels_from_segmentation(scene, segmentation_node, reference_node, segment_ids=None) -> tuple:
+def labels_from_segmentation(
+    scene: object, segmentation_node: object, reference_node: object, segment_ids: Sequence[str] | None = None
+) -> tuple:
     """Export segments to a label map on ``reference_node``'s grid.
 
     Returns (Volume with values 1..N in the order of ``segment_ids``, list of segment ids).
@@ -124,7 +137,7 @@ def labels_from_segmentation(scene, segmentation_node, reference_node, segment_i
     return volume, ids
 
 
-def segment_infos(segmentation_node) -> list:
+def segment_infos(segmentation_node: object) -> list:
     """(segment id, SegmentInfo-like record) for every segment, for reports and tests."""
     from vtkmodules.vtkCommonCore import reference
 
@@ -144,7 +157,7 @@ def segment_infos(segmentation_node) -> list:
 MODEL_ATTRIBUTE = "PASTA.Model"  # node attribute: the model that made the segmentation (JSON provenance)
 
 
-def segment_tag(segmentation_node, segment_id: str, tag: str) -> str:
+def segment_tag(segmentation_node: object, segment_id: str, tag: str) -> str:
     """A segment's tag value ("" when it has none)."""
     from vtkmodules.vtkCommonCore import reference
 
@@ -155,7 +168,7 @@ def segment_tag(segmentation_node, segment_id: str, tag: str) -> str:
     return str(value)
 
 
-def record_origin(segmentation_node, model: dict, candidates_json: dict, added: dict) -> None:
+def record_origin(segmentation_node: object, model: dict, candidates_json: dict, added: dict) -> None:
     """Record the model that made ``segmentation_node`` (its ``PASTA.Model`` attribute) and, on each
     lesion segment it added (``{label value: segment id}``), that segment's candidates with the
     model's confidence (the segment tag ``PASTA.Candidates``). Both are saved with the scene."""
@@ -171,7 +184,7 @@ def record_origin(segmentation_node, model: dict, candidates_json: dict, added: 
             segmentation.GetSegment(segment_id).SetTag(CANDIDATES_TAG, tag_value(records))
 
 
-def recorded_model(segmentation_node) -> dict:
+def recorded_model(segmentation_node: object) -> dict:
     """The model record of a segmentation node (``{}`` when none or damaged)."""
     import json
 
@@ -182,7 +195,7 @@ def recorded_model(segmentation_node) -> dict:
     return model if isinstance(model, dict) else {}
 
 
-def recorded_review(segmentation_node, segment_ids) -> tuple:
+def recorded_review(segmentation_node: object, segment_ids: Sequence[str]) -> tuple:
     """``(candidates, confirmed)`` keyed by label value 1..N in the order of ``segment_ids`` (as
     :func:`labels_from_segmentation` numbers them). ``candidates`` is None when nothing records
     where the segmentation came from; a segment without candidates in a recorded one was drawn
@@ -205,7 +218,7 @@ def recorded_review(segmentation_node, segment_ids) -> tuple:
     return candidates, confirmed
 
 
-def confirm_lesions(segmentation_node, segment_id: str, fingerprints: list) -> None:
+def confirm_lesions(segmentation_node: object, segment_id: str, fingerprints: list) -> None:
     """Add lesions (their fingerprints, :func:`pastacore.candidates.fingerprint`) to those a
     person confirmed in a segment (the segment tag ``PASTA.Confirmed``)."""
     import json

@@ -7,6 +7,15 @@ segmentation node on its CT node; the hub calls it when the Segment Editor chang
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..report.measure import LesionMeasurement
+    from ..report.model import LesionReport
+
+
 # (column name, unit, description, getter)
 COLUMNS = (
     ("Lesion", "", "lesion number", lambda m: m.index),
@@ -64,14 +73,22 @@ REVIEW_COLUMNS = (
 )
 
 
-def lesions_to_table(scene, lesions, table_node=None, name: str = "PASTA lesion measurements"):
+def lesions_to_table(
+    scene: object, lesions: Sequence[LesionReport], table_node: object | None = None, name: str = "PASTA lesion measurements"
+) -> object:
     """Write a report's lesions (LesionReport list: measurements with confidence, status and
     RECIST role) into ``table_node`` (created when None), in the report's order and numbers."""
     measurements = [lesion.measurement for lesion in lesions]
     return measurements_to_table(scene, measurements, table_node, name, reviews=lesions)
 
 
-def measurements_to_table(scene, measurements, table_node=None, name: str = "PASTA lesion measurements", reviews=None):
+def measurements_to_table(
+    scene: object,
+    measurements: Sequence[LesionMeasurement],
+    table_node: object | None = None,
+    name: str = "PASTA lesion measurements",
+    reviews: Sequence[LesionReport] | None = None,
+) -> object:
     """Write ``measurements`` (LesionMeasurement list) into ``table_node`` (created when None);
     ``reviews`` (LesionReport list, same order) adds :data:`REVIEW_COLUMNS` after the name."""
     import vtk
@@ -112,14 +129,14 @@ def measurements_to_table(scene, measurements, table_node=None, name: str = "PAS
 
 
 def update_table_from_segmentation(
-    scene,
-    segmentation_node,
-    image_node,
-    table_node=None,
-    segment_ids=None,
+    scene: object,
+    segmentation_node: object,
+    image_node: object,
+    table_node: object | None = None,
+    segment_ids: Sequence[str] | None = None,
     split_components: bool = True,
     name: str = "PASTA lesion measurements",
-):
+) -> tuple[object, list]:
     """Re-measure ``segmentation_node`` (its segments = lesion labels) on ``image_node``.
 
     Returns (table node, measurements). Segment names become lesion names.

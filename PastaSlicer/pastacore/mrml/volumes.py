@@ -23,7 +23,7 @@ def _numpy_matrix(matrix) -> np.ndarray:
     return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
-def node_from_volume(scene, volume: Volume, name: str, node=None):
+def node_from_volume(scene: object, volume: Volume, name: str, node: object | None = None) -> object:
     """Add ``volume`` to ``scene`` as a new scalar (or labelmap) volume node; never reuses a user node
     unless ``node`` is given explicitly."""
     import slicer.util
@@ -37,7 +37,7 @@ def node_from_volume(scene, volume: Volume, name: str, node=None):
     return node
 
 
-def grid_from_node(node) -> Grid:
+def grid_from_node(node: object) -> Grid:
     import vtk
 
     if node is None or node.GetImageData() is None:
@@ -50,7 +50,7 @@ def grid_from_node(node) -> Grid:
     return Grid.from_ijk_to_ras(dims[::-1], _numpy_matrix(matrix))
 
 
-def volume_from_node(node) -> Volume:
+def volume_from_node(node: object) -> Volume:
     """Copy a volume node's voxels and geometry into a :class:`Volume`."""
     import slicer.util
 

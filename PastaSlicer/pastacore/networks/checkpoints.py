@@ -45,7 +45,7 @@ def weight_suffixes() -> tuple:
     return tuple(s for f in FORMATS.values() for s in f.suffixes)
 
 
-def format_of(path) -> WeightFormat:
+def format_of(path: str | Path) -> WeightFormat:
     """The registered format of ``path`` by its suffix; PyTorch's for an unknown one."""
     name = Path(path).name.lower()
     for weight_format in FORMATS.values():
@@ -84,7 +84,7 @@ def _metadata_placeholders(path: Path) -> list:
     return [(dict if n.rsplit(".", 1)[-1] in _DICT_LIKE else _Inert, n) for n in names]
 
 
-def load_checkpoint(path, map_location: str = "cpu", metadata_globals: bool = False):
+def load_checkpoint(path: str | Path, map_location: str = "cpu", metadata_globals: bool = False) -> object:
     """The object stored in ``path`` (usually a dict of tensors), loaded safely.
 
     ``metadata_globals``: read Lightning/OmegaConf metadata objects as inert placeholders

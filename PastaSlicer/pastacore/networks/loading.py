@@ -90,7 +90,7 @@ class LoadedModel:
 
 
 # --- reading ---------------------------------------------------------------------------------
-def read_weights(source) -> tuple:
+def read_weights(source: str | Path | dict) -> tuple:
     """``(state_dict, info)`` from a weight file, a state dict or an nnU-Net v2 result folder.
 
     ``info`` has the container kind and, for nnU-Net results, trainer, fold, labels, patch
@@ -329,7 +329,7 @@ def _names(items: list) -> str:
 
 
 # --- public entry points ----------------------------------------------------------------------
-def inspect_checkpoint(source) -> ModelInfo:
+def inspect_checkpoint(source: str | Path | dict) -> ModelInfo:
     """What a checkpoint holds, matched against the architecture its shapes imply; nothing is built or run."""
     state, info = read_weights(source)
     infer_architecture(state, info)
@@ -340,7 +340,7 @@ def inspect_checkpoint(source) -> ModelInfo:
     return info
 
 
-def load_for_segmentation(source, device="cpu") -> LoadedModel:
+def load_for_segmentation(source: str | Path | dict, device: str = "cpu") -> LoadedModel:
     """The whole network with every tensor from the checkpoint (strict: names and shapes must match)."""
     state, info = read_weights(source)
     infer_architecture(state, info)
@@ -372,7 +372,7 @@ def load_for_segmentation(source, device="cpu") -> LoadedModel:
     return LoadedModel(network, info)
 
 
-def load_encoder(source, device="cpu", strict: bool = True, with_head: bool = False) -> LoadedModel:
+def load_encoder(source: str | Path | dict, device: str = "cpu", strict: bool = True, with_head: bool = False) -> LoadedModel:
     """A network whose encoder (``conv_blocks_context.*``) comes from the checkpoint; the rest is skipped.
 
     Tensors outside the encoder (decoder, ``seg_outputs``, and ``head`` unless ``with_head``)

@@ -38,27 +38,27 @@ HEAD_HIDDEN = (512, 256)
 class ConvBlock(nn.Module):
     """Conv3d(3x3x3) -> InstanceNorm3d -> LeakyReLU; child names ``conv``, ``instnorm``, ``lrelu``."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
         super().__init__()
         self.conv = nn.Conv3d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=True)
         self.instnorm = nn.InstanceNorm3d(out_channels, eps=1e-5, affine=True, track_running_stats=False)
         self.lrelu = nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.lrelu(self.instnorm(self.conv(x)))
 
 
 class ConvStack(nn.Module):
     """``count`` conv blocks in ``.blocks``; only the first may be strided."""
 
-    def __init__(self, in_channels: int, out_channels: int, count: int, first_stride: int = 1):
+    def __init__(self, in_channels: int, out_channels: int, count: int, first_stride: int = 1) -> None:
         super().__init__()
         layers = [ConvBlock(in_channels, out_channels, first_stride)]
         layers += [ConvBlock(out_channels, out_channels) for _ in range(count - 1)]
         self.blocks = nn.Sequential(*layers)
         self.out_channels = out_channels
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(x)
 
 
@@ -86,7 +86,7 @@ class PastaUNet(nn.Module):
         num_head_outputs: int | None = None,
         deep_supervision: bool = False,
         head_in_features: int | None = None,
-    ):
+    ) -> None:
         super().__init__()
         for name, value in (
             ("num_classes", num_classes),
@@ -165,7 +165,7 @@ class PastaUNet(nn.Module):
         }
 
     # --- forward passes --------------------------------------------------------------------
-    def forward(self, x, deep_supervision: bool | None = None):
+    def forward(self, x: torch.Tensor, deep_supervision: bool | None = None) -> torch.Tensor | list[torch.Tensor]:
         self._check_input(x, segmentation=True)
         skips = []
         for stage in self.conv_blocks_context[:-1]:
@@ -185,14 +185,14 @@ class PastaUNet(nn.Module):
             return outputs[-1]
         return outputs[::-1]  # full resolution first, as nnU-Net's deep supervision expects
 
-    def encode_features(self, x):
+    def encode_features(self, x: torch.Tensor) -> torch.Tensor:
         """Encoder stages 0..P-1 (not the bottleneck), then global average pooling: (B, C_top)."""
         self._check_input(x, segmentation=False)
         for stage in self.conv_blocks_context[:-1]:
             x = stage(x)
         return torch.flatten(nn.functional.adaptive_avg_pool3d(x, 1), 1)
 
-    def classify(self, x):
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
         if self.head is None:
             raise PastaError("this network has no classification head (num_head_outputs is None)")
         if self.head_in_features != self.feature_channels:

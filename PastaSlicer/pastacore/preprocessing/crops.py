@@ -32,7 +32,7 @@ class Crop:
     def padded_shape(self) -> tuple:
         return tuple(stop - start + b + a for (start, stop), (b, a) in zip(self.box, self.pad))
 
-    def to_source(self, result: np.ndarray, is_label: bool = True, fill=0) -> np.ndarray:
+    def to_source(self, result: np.ndarray, is_label: bool = True, fill: int = 0) -> np.ndarray:
         """Map an array on the crop grid back onto the full source grid."""
         result = np.asarray(result)
         if result.shape != self.array.shape:
@@ -79,7 +79,13 @@ def mask_box(mask: np.ndarray, margin: int = 0) -> tuple:
     return tuple(zip(box.start, box.stop))
 
 
-def organ_crop(image: np.ndarray, organ_mask: np.ndarray, size=(128, 128, 128), margin: int = 32, pad_value=0.0) -> Crop:
+def organ_crop(
+    image: np.ndarray,
+    organ_mask: np.ndarray,
+    size: tuple[int, int, int] = (128, 128, 128),
+    margin: int = 32,
+    pad_value: float = 0.0,
+) -> Crop:
     """PASTA's plain-CT crop: organ box +- ``margin``, centred pad to >= ``size``, resize to ``size``."""
     if image.shape != organ_mask.shape:
         raise PastaError(f"organ mask shape {organ_mask.shape} does not match image shape {image.shape}")
@@ -90,7 +96,9 @@ def organ_crop(image: np.ndarray, organ_mask: np.ndarray, size=(128, 128, 128), 
     return Crop(_resize(padded, size, nearest=False), box, pad, image.shape)
 
 
-def lesion_crop(image: np.ndarray, lesion_mask: np.ndarray, size=(96, 96, 96), pad_value=0.0) -> Crop:
+def lesion_crop(
+    image: np.ndarray, lesion_mask: np.ndarray, size: tuple[int, int, int] = (96, 96, 96), pad_value: float = 0.0
+) -> Crop:
     """A ``size`` box centred on the lesion's bounding box; padding where it leaves the volume."""
     if image.shape != lesion_mask.shape:
         raise PastaError(f"lesion mask shape {lesion_mask.shape} does not match image shape {image.shape}")

@@ -7,7 +7,14 @@ the Slicer hub's table all use them, and a reader's choice of target lesions ref
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..candidates import DEFAULT_FLOOR, Floor, match
+
+if TYPE_CHECKING:
+    from ..geometry.grid import Grid
+    from .model import LesionReport
+
 
 _STATUS_WORDS = {
     "proposed": "proposed by the model",
@@ -25,7 +32,7 @@ def status_text(status: str) -> str:
 CONFIDENCE_STEP = 0.1  # confidences this close count as the same, so the larger lesion comes first
 
 
-def confidence_band(lesion) -> int:
+def confidence_band(lesion: LesionReport) -> int:
     """How sure the lesion is, in steps of :data:`CONFIDENCE_STEP` (10 = certain). A lesion a person
     drew or confirmed counts as certain; so, for ordering, does one of unknown origin (only its
     size orders it then)."""
@@ -41,7 +48,7 @@ def _rank(lesion) -> tuple:
 
 
 def assess(
-    lesions: list, grid, candidates: dict | None = None, confirmed: dict | None = None, floor: Floor | None = None
+    lesions: list, grid: Grid, candidates: dict | None = None, confirmed: dict | None = None, floor: Floor | None = None
 ) -> tuple:
     """``(reported, below_floor)``: ``lesions`` (LesionReport, measured) with status and
     confidence set, sorted and renumbered 1..N, and short records of those under ``floor``.

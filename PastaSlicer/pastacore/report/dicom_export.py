@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,6 +34,13 @@ from .. import __version__
 from ..errors import PastaError
 from .formats import ReportFormat, register
 from .model import SOFTWARE
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..geometry.volume import Volume
+    from .model import CaseInfo, CaseReport
+
 
 MANUFACTURER = "PASTA for 3D Slicer"
 PRIVATE_SCHEME = "99PASTA"
@@ -75,7 +83,7 @@ def _lesion_codes(lesion) -> tuple:
 # --- derived CT series --------------------------------------------------------------------
 
 
-def write_derived_ct(image, folder, case) -> list:
+def write_derived_ct(image: Volume, folder: str | Path, case: CaseInfo) -> list:
     """Write ``image`` as a CT series (one file per slice k) into ``folder``; return the datasets."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
@@ -157,7 +165,9 @@ def _source_datasets(image, report, out_dir) -> tuple:
 # --- SEG and SR ---------------------------------------------------------------------------
 
 
-def write_seg_sr(report, image, labels, out_dir, formats=("seg", "sr")) -> list:
+def write_seg_sr(
+    report: CaseReport, image: Volume, labels: Volume, out_dir: str | Path, formats: Sequence[str] = ("seg", "sr")
+) -> list:
     """Write ``seg.dcm`` and/or ``sr.dcm`` (the SR needs the SEG; it is made in memory when
     only ``sr`` is asked) into ``out_dir`` (``dicom/`` of the report folder). Returns the paths."""
     import highdicom as hd

@@ -16,6 +16,7 @@ keeps every other file of the folder)::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +25,13 @@ from ..fileio.readers import image_stem
 from ..inference.sidecar import read_sidecar, sidecar_path
 from .measure import measure_lesions
 from .model import CaseInfo, ModelProvenance, build_report
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from ..candidates import Floor
+    from ..geometry.volume import Volume
+    from .model import CaseReport
 
 
 def parse_formats(text: str) -> tuple:
@@ -34,7 +42,7 @@ def parse_formats(text: str) -> tuple:
     return tuple(f.name for f in choose_formats(wanted))
 
 
-def case_info(image, image_path, seg_path=None, case_id: str | None = None) -> CaseInfo:
+def case_info(image: Volume, image_path: str | Path, seg_path: str | Path | None = None, case_id: str | None = None) -> CaseInfo:
     meta = image.meta or {}
     return CaseInfo(
         case_id=case_id or image_stem(image_path),
@@ -49,7 +57,7 @@ def case_info(image, image_path, seg_path=None, case_id: str | None = None) -> C
     )
 
 
-def label_names_of(volume, path) -> tuple:
+def label_names_of(volume: Volume, path: str | Path) -> tuple:
     """(label value -> name, model provenances, where the names came from) from a ``.seg.nrrd``'s
     segments or a JSON sidecar.
 
@@ -70,7 +78,7 @@ def label_names_of(volume, path) -> tuple:
     return names, models, source
 
 
-def recorded_candidates(path):
+def recorded_candidates(path: str | Path) -> dict | None:
     """``{label value: [Candidate]}`` the sidecar records, or None when it records none."""
     from ..candidates import candidates_from_json
 
@@ -78,34 +86,34 @@ def recorded_candidates(path):
     return candidates_from_json(data["candidates"]) if isinstance(data.get("candidates"), dict) else None
 
 
-def recorded_model(path) -> dict:
+def recorded_model(path: str | Path) -> dict:
     """The model record of the sidecar (with its ``reporting_floor``), ``{}`` when none."""
     model = read_sidecar(path).get("model")
     return model if isinstance(model, dict) else {}
 
 
 def make_report(
-    image,
-    labels,
+    image: Volume,
+    labels: Volume,
     *,
     case: CaseInfo,
-    lesion_labels=None,
-    label_names=None,
+    lesion_labels: Sequence[int] | None = None,
+    label_names: dict | None = None,
     names_from: str = "",
-    organs=None,
-    organ_names=None,
-    attributes=None,
-    models=(),
-    split_components=True,
-    progress=None,
-    candidates=None,
-    confirmed=None,
-    floor=None,
-    targets=None,
-    baseline=None,
-    to_baseline=None,
+    organs: Volume | None = None,
+    organ_names: dict | None = None,
+    attributes: dict | None = None,
+    models: Sequence[ModelProvenance] = (),
+    split_components: bool = True,
+    progress: Callable[[float, str], None] | None = None,
+    candidates: dict | None = None,
+    confirmed: dict | None = None,
+    floor: Floor | None = None,
+    targets: Sequence[int] | None = None,
+    baseline: dict | None = None,
+    to_baseline: Callable[[np.ndarray], np.ndarray] | None = None,
     registration: str = "",
-):
+) -> CaseReport:
     """Measure ``labels`` on ``image`` and build the :class:`~pastacore.report.model.CaseReport`.
 
     Which labels are lesions is decided once, by :func:`pastacore.labels.choose_lesion_labels`:
@@ -224,7 +232,7 @@ def _recist_followup(report, image, baseline: dict, to_baseline, registration: s
     report.notes += comparison.notes
 
 
-def check_out_dir(path, overwrite: bool = False) -> None:
+def check_out_dir(path: str | Path, overwrite: bool = False) -> None:
     """Refuse, before any work, a report folder that holds an earlier report (unless ``overwrite``)."""
     from ..fileio.atomic import check_output_dir
     from .formats import report_files
@@ -232,7 +240,16 @@ def check_out_dir(path, overwrite: bool = False) -> None:
     check_output_dir(path, overwrite, report_files())
 
 
-def write_report(report, image, labels, out_dir, formats=None, overwrite=False, progress=None, baseline_dir=None) -> list:
+def write_report(
+    report: CaseReport,
+    image: Volume,
+    labels: Volume,
+    out_dir: str | Path,
+    formats: Sequence[str] | None = None,
+    overwrite: bool = False,
+    progress: Callable[[float, str], None] | None = None,
+    baseline_dir: str | Path | None = None,
+) -> list:
     """Write the report folder in ``formats`` (names of :mod:`.formats`; default: all); return the
     written file names (relative). ``baseline_dir``: a follow-up's baseline report folder (its key
     images are shown beside)."""

@@ -25,10 +25,16 @@ it is making with an earlier one.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import PastaError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
 
 PAIR_MM = 10.0
 PR_DECREASE = 30.0
@@ -95,7 +101,7 @@ def _size(lesion) -> float:
     return float(lesion.get("long_axis_mm") or 0.0)
 
 
-def pair(baseline_lesions: list, followup_lesions: list, to_baseline=None) -> list:
+def pair(baseline_lesions: list, followup_lesions: list, to_baseline: Callable[[np.ndarray], np.ndarray] | None = None) -> list:
     """``[(baseline index, follow-up index, distance mm)]``: one-to-one pairs (indices into the lists)."""
     from scipy.optimize import linear_sum_assignment
 
@@ -195,7 +201,11 @@ def overall_response(target: str, non_target: str, new: list, target_rule: str) 
 
 
 def compare(
-    baseline: dict, followup: dict, to_baseline=None, registration: str = "", nadir_mm: float | None = None
+    baseline: dict,
+    followup: dict,
+    to_baseline: Callable[[np.ndarray], np.ndarray] | None = None,
+    registration: str = "",
+    nadir_mm: float | None = None,
 ) -> Comparison:
     """Compare two reports (``report.json`` dicts); ``to_baseline`` maps follow-up LPS points
     (N x 3) into the baseline scan (None: the scans are aligned)."""
@@ -320,7 +330,7 @@ def comparison_lines(c: Comparison) -> list:
     return lines
 
 
-def load_report(path) -> dict:
+def load_report(path: str | Path) -> dict:
     """A report as ``report.json`` holds it, from a report folder or the file itself."""
     import json
     from pathlib import Path

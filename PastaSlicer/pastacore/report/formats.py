@@ -16,8 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import PastaError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
 
 BUILT_IN = ("report_json", "report_html", "dicom_export")  # modules of this package that register formats, listed first
 
@@ -99,7 +104,7 @@ def get_format(name: str) -> ReportFormat:
     return fmt
 
 
-def choose_formats(names) -> tuple:
+def choose_formats(names: Iterable[str] | None) -> tuple:
     """The :class:`ReportFormat` of each name (duplicates dropped), in writing order; an
     unknown or unavailable name is an error."""
     chosen = [get_format(name) for name in dict.fromkeys(names)]
@@ -108,7 +113,11 @@ def choose_formats(names) -> tuple:
     return tuple(sorted(chosen, key=lambda f: f.order))
 
 
-def write_formats(context: ReportContext, formats, step=lambda fraction, message="": None) -> None:
+def write_formats(
+    context: ReportContext,
+    formats: Sequence[ReportFormat],
+    step: Callable[[float, str], None] = lambda fraction, message="": None,
+) -> None:
     """Write the chosen formats: one call per writer, with the names asked of it."""
     groups: dict = {}
     for fmt in formats:

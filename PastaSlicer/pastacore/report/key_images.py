@@ -9,10 +9,20 @@ sagittal views mark the level of the axial slice where the axes were measured.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..geometry.volume import Volume
 from .snapshots import _plane
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from matplotlib.figure import Figure
+
+    from .measure import LesionMeasurement
+
 
 LUNG_WINDOW = (-1350, 150)  # width 1500, level -600
 SOFT_TISSUE_WINDOW = (-160, 240)  # width 400, level 40
@@ -21,7 +31,7 @@ MARGIN_MM = 25.0
 SCALE_BARS_MM = (5, 10, 20, 50, 100)
 
 
-def lesion_mask(labels: np.ndarray, m) -> tuple:
+def lesion_mask(labels: np.ndarray, m: LesionMeasurement) -> tuple:
     """(box, mask within box) of the lesion measured as ``m`` (a LesionMeasurement)."""
     from scipy import ndimage
 
@@ -50,7 +60,7 @@ def window_name(organ: str, surroundings: np.ndarray | None = None) -> str:
     return "soft tissue"
 
 
-def report_window(image: Volume, measurements) -> tuple:
+def report_window(image: Volume, measurements: Sequence[LesionMeasurement]) -> tuple:
     """``(name, (low, high) HU)``: the one window of a report, chosen by most of its lesions'
     organs (lesions without an organ by what surrounds them)."""
     votes = {}
@@ -105,7 +115,15 @@ def _draw_scale_bar(ax, xlim, ylim, pixel_mm: float) -> None:
     )
 
 
-def lesion_figure(image: Volume, box, mask: np.ndarray, m, title: str = "", window=None, subtitle: str = ""):
+def lesion_figure(
+    image: Volume,
+    box: tuple[slice, slice, slice],
+    mask: np.ndarray,
+    m: LesionMeasurement,
+    title: str = "",
+    window: tuple[float, float] | None = None,
+    subtitle: str = "",
+) -> Figure:
     """A matplotlib figure (3 panels) for one lesion; the caller saves and closes it.
 
     ``window``: (low, high) HU for all three views (default: :func:`window_for` the lesion)."""

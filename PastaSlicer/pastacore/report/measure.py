@@ -39,11 +39,16 @@ Definitions (pyradiomics 3.x names in brackets):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import PastaError, option
 from ..geometry.volume import Volume
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
 
 ADJACENT_MM = 10.0
 MAX_LESIONS = 200  # a report with more is a noisy or inverted mask, and would take hours of key images
@@ -282,13 +287,13 @@ def lesion_components(labels: np.ndarray, label: int, split: bool = True, limit:
 
 def measure_component(
     image: Volume,
-    box,
+    box: tuple[slice, slice, slice],
     mask: np.ndarray,
     *,
-    index=1,
-    label=1,
-    component=1,
-    name="lesion",
+    index: int = 1,
+    label: int = 1,
+    component: int = 1,
+    name: str = "lesion",
     organs: Volume | None = None,
     organ_names: dict | None = None,
 ) -> LesionMeasurement:
@@ -357,12 +362,12 @@ def measure_lesions(
     image: Volume,
     labels: Volume,
     *,
-    lesion_labels=None,
+    lesion_labels: Sequence[int] | None = None,
     label_names: dict | None = None,
     organs: Volume | None = None,
     organ_names: dict | None = None,
     split_components: bool = True,
-    progress=None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> list:
     """Measure every lesion of ``labels`` (on ``image``'s grid); see the module docstring.
 

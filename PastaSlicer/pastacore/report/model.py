@@ -10,9 +10,14 @@ import datetime
 import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from .measure import LesionMeasurement
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 
 DISCLAIMER = "Research use only, not for diagnosis."
 SOFTWARE = "PASTA for 3D Slicer"
@@ -40,7 +45,7 @@ class ModelProvenance:
     source: str = ""  # what was given: an installed model's folder, a weight file, a result folder
 
     @classmethod
-    def from_dict(cls, data, role: str = "segmentation") -> ModelProvenance | None:
+    def from_dict(cls, data: dict | None, role: str = "segmentation") -> ModelProvenance | None:
         """From a segmentation's recorded model (``pasta segment``'s sidecar, the Slicer node's
         ``PASTA.Model`` attribute); None when it names no model."""
         if not isinstance(data, dict) or not data.get("name"):
@@ -64,7 +69,7 @@ class ModelProvenance:
         return ", ".join(parts)
 
     @classmethod
-    def from_file(cls, path, name: str | None = None, version: str = "", role: str = "") -> ModelProvenance:
+    def from_file(cls, path: str | Path, name: str | None = None, version: str = "", role: str = "") -> ModelProvenance:
         digest = hashlib.sha256()
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
@@ -147,7 +152,13 @@ def lesion_term(label_name: str, organ: str) -> str:
     return ""
 
 
-def build_report(case: CaseInfo, measurements: list, attributes: dict | None = None, models=(), notes=()) -> CaseReport:
+def build_report(
+    case: CaseInfo,
+    measurements: list,
+    attributes: dict | None = None,
+    models: Sequence[ModelProvenance] = (),
+    notes: Sequence[str] = (),
+) -> CaseReport:
     """Wrap measurements (and attributes per lesion number, when known) into a :class:`CaseReport`."""
     attributes = attributes or {}
     lesions = []

@@ -21,10 +21,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import PastaError
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Sequence
+
+    from ..geometry.grid import Grid
+    from ..geometry.volume import Volume
+    from .measure import LesionMeasurement
+    from .model import LesionReport
+
 
 MEASURABLE_MM = 10.0
 THIN_SLICE_MM = 5.0
@@ -86,7 +96,7 @@ def minimum_long_axis(slice_thickness_mm: float) -> float:
     return MEASURABLE_MM if slice_thickness_mm <= THIN_SLICE_MM + _EPS else 2.0 * slice_thickness_mm
 
 
-def slice_thickness(image) -> float:
+def slice_thickness(image: Volume) -> float:
     """The slice thickness a reader would use: DICOM's SliceThickness when known, else the slice spacing."""
     value = (image.meta or {}).get("slice_thickness")
     try:
@@ -97,7 +107,7 @@ def slice_thickness(image) -> float:
     return float(image.grid.spacing[2])
 
 
-def axial_note(grid) -> str:
+def axial_note(grid: Grid) -> str:
     """A sentence when the acquisition slices are not axial (empty when they are)."""
     normal = np.asarray(grid.direction, float)[:, 2]
     tilt = float(np.degrees(np.arccos(min(1.0, abs(normal[2]) / np.linalg.norm(normal)))))
@@ -130,7 +140,7 @@ def organ_group(organ: str, node: bool) -> str:
     return " ".join(words) or "unknown organ"
 
 
-def classify(number, m, term: str, thickness_mm: float) -> RecistLesion:
+def classify(number: int, m: LesionMeasurement, term: str, thickness_mm: float) -> RecistLesion:
     """Measurability and the diameter that counts, for one lesion (a LesionMeasurement)."""
     node = is_lymph_node(m.name, term, m.organ)
     group = organ_group(m.organ, node)
@@ -214,7 +224,9 @@ def _check_choice(lesions: dict, chosen: list) -> None:
         )
 
 
-def choose_targets(recist_lesions: list, chosen=None, border=(), bands=None) -> str:
+def choose_targets(
+    recist_lesions: list, chosen: Sequence[int] | None = None, border: Collection[int] = (), bands: dict[int, int] | None = None
+) -> str:
     """Give each lesion its role in place; returns "reader" or "automatic".
 
     ``chosen``: lesion numbers the reader picked (validated against RECIST's limits); else the
@@ -261,7 +273,7 @@ def choose_targets(recist_lesions: list, chosen=None, border=(), bands=None) -> 
     return how
 
 
-def baseline(lesions, image, chosen=None) -> RecistBaseline:
+def baseline(lesions: Sequence[LesionReport], image: Volume, chosen: Sequence[int] | None = None) -> RecistBaseline:
     """RECIST 1.1 baseline of a report's lesions (LesionReport list, numbered) on ``image``."""
     thickness = slice_thickness(image)
     classified = [classify(lesion.number, lesion.measurement, lesion.term, thickness) for lesion in lesions]

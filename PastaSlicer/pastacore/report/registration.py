@@ -9,10 +9,17 @@ result. Sampling is random with a fixed seed, so a run is repeatable.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import PastaError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..geometry.volume import Volume
+
 
 WORKING_MM = 3.0
 BODY_HU = -500.0
@@ -25,7 +32,7 @@ class Registration:
     metric: float  # final Mattes mutual information (lower is better)
     method: str
 
-    def to_baseline(self, points_lps) -> np.ndarray:
+    def to_baseline(self, points_lps: np.ndarray) -> np.ndarray:
         """Follow-up LPS points (N x 3, mm) in the baseline scan's space."""
         inverse = self.transform.GetInverse()
         return np.array([inverse.TransformPoint([float(v) for v in p]) for p in np.asarray(points_lps, float).reshape(-1, 3)])
@@ -95,7 +102,7 @@ def _method(transform, fixed, moving, learning_rate: float, iterations: int):
     return method.GetMetricValue()
 
 
-def register(baseline, followup, progress=None) -> Registration:
+def register(baseline: Volume, followup: Volume, progress: Callable[[float, str], None] | None = None) -> Registration:
     """Register ``followup`` (a Volume) to ``baseline``: rigid, then affine from the rigid result."""
     import SimpleITK as sitk
 

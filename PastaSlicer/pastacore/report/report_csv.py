@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 import csv
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
+
+    from .model import CaseReport
+
 
 COLUMNS = (
     "case_id",
@@ -42,7 +50,7 @@ COLUMNS = (
 )
 
 
-def lesion_rows(report) -> list:
+def lesion_rows(report: CaseReport) -> list:
     rows = []
     segmenters = [m for m in report.models if m.role in ("segmentation", "")]
     model = "; ".join(m.describe() for m in segmenters) or "unknown"
@@ -78,7 +86,7 @@ def lesion_rows(report) -> list:
     return rows
 
 
-def write_cohort_csv(reports, path) -> None:
+def write_cohort_csv(reports: Iterable[CaseReport], path: str | Path) -> None:
     """Write one row per lesion of each report (cases without lesions get no row)."""
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)

@@ -14,10 +14,18 @@ from __future__ import annotations
 import html
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .assess import status_text
 from .formats import ReportFormat, register
 from .key_images import lesion_figure, lesion_mask, report_window
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from ..geometry.volume import Volume
+    from .model import CaseReport, LesionReport
+
 
 COLUMNS = (
     "#",
@@ -54,13 +62,13 @@ def _attributes_text(lesion) -> str:
     return "; ".join(parts) or "-"
 
 
-def confidence_text(lesion) -> str:
+def confidence_text(lesion: LesionReport) -> str:
     if lesion.mean_probability is None:
         return "-"
     return f"{lesion.mean_probability:.2f} / {lesion.max_probability:.2f}"
 
 
-def role_text(lesion) -> str:
+def role_text(lesion: LesionReport) -> str:
     recist = lesion.recist or {}
     role = recist.get("role", "")
     if role == "target":
@@ -72,7 +80,7 @@ def role_text(lesion) -> str:
     return "not a lesion (normal node)" if recist.get("is_node") else "-"
 
 
-def table_rows(report) -> list:
+def table_rows(report: CaseReport) -> list:
     rows = []
     for lesion in report.lesions:
         m = lesion.measurement
@@ -126,7 +134,7 @@ def _case_lines(report) -> list:
     return [(k, v) for k, v in lines if v]
 
 
-def recist_lines(report) -> list:
+def recist_lines(report: CaseReport) -> list:
     """Sentences on RECIST 1.1 for the report's header (baseline) or its response (follow-up)."""
     recist = report.recist or {}
     if not recist:
@@ -169,7 +177,15 @@ def _figure_title(report, lesion) -> tuple:
     return title, "; ".join(parts)
 
 
-def write_html_pdf(report, image, labels, out_dir, formats=("html", "pdf"), progress=None, baseline_dir=None) -> list:
+def write_html_pdf(
+    report: CaseReport,
+    image: Volume,
+    labels: Volume,
+    out_dir: str | Path,
+    formats: Sequence[str] = ("html", "pdf"),
+    progress: Callable[[float, str], None] | None = None,
+    baseline_dir: str | Path | None = None,
+) -> list:
     """Write ``report.html`` (+ images) and/or ``report.pdf`` into ``out_dir``; return the paths.
 
     ``baseline_dir``: the baseline report folder of a follow-up report; its key images are
@@ -299,7 +315,7 @@ def _pdf_summary(report, pdf, plt) -> None:
         _pdf_comparison(report, pdf, plt)
 
 
-def comparison_rows(report) -> list:
+def comparison_rows(report: CaseReport) -> list:
     """Rows of the side-by-side table of a follow-up: role, baseline, follow-up, change."""
     rows = []
     for row in (report.comparison or {}).get("pairs", []):

@@ -22,10 +22,18 @@ from __future__ import annotations
 
 import json
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .formats import ReportFormat, register
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..geometry.grid import Grid
+    from .model import CaseReport, LesionReport
+
 
 REPORT_SCHEMA = "pasta-report/2"
 FIXED_KEYS = (
@@ -57,7 +65,7 @@ def _clean(value):
     return value
 
 
-def lesion_dict(lesion) -> dict:
+def lesion_dict(lesion: LesionReport) -> dict:
     m = lesion.measurement.to_dict()
     fixed = {key: m.get(key) for key in FIXED_KEYS if key not in ("attributes",)}
     fixed["attributes"] = {
@@ -77,7 +85,7 @@ def lesion_dict(lesion) -> dict:
     return _clean(out)
 
 
-def report_dict(report) -> dict:
+def report_dict(report: CaseReport) -> dict:
     full = report.to_dict()
     return _clean(
         {
@@ -100,7 +108,7 @@ def report_dict(report) -> dict:
     )
 
 
-def write_report_json(report, path) -> None:
+def write_report_json(report: CaseReport, path: str | Path) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(report_dict(report), handle, indent=2, ensure_ascii=False)
         handle.write("\n")
@@ -149,7 +157,7 @@ def _organ_id(organ: str, side: str) -> int:
     return 0
 
 
-def type_entries(report, grid) -> list:
+def type_entries(report: CaseReport, grid: Grid) -> list:
     """The lesions of ``report`` measured on ``grid`` as ``type.json`` entries (sizes in voxels of
     PASTA's 1 mm standard grid, along L, P, S)."""
     from ..geometry.standardize import standard_grid
@@ -185,7 +193,7 @@ def type_entries(report, grid) -> list:
     return entries
 
 
-def write_type_json(report, grid, path) -> None:
+def write_type_json(report: CaseReport, grid: Grid, path: str | Path) -> None:
     from ..type_json import write_type_json as write
 
     write(type_entries(report, grid), path)

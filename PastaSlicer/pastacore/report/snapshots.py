@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..geometry.volume import Volume
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def _plane(volume: Volume, array: np.ndarray, axis: int, index: int) -> tuple:
@@ -20,7 +24,12 @@ def _plane(volume: Volume, array: np.ndarray, axis: int, index: int) -> tuple:
 
 
 def save_orthogonal_views(
-    image: Volume, path, labels: Volume | None = None, center=None, title: str = "", window=(-1000, 400)
+    image: Volume,
+    path: str | Path,
+    labels: Volume | None = None,
+    center: Sequence[int] | None = None,
+    title: str = "",
+    window: tuple[float, float] = (-1000, 400),
 ) -> Path:
     """Write axial, coronal and sagittal slices through ``center`` (voxel k, j, i) with contours."""
     import matplotlib

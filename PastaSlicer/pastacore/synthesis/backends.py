@@ -14,14 +14,26 @@ register by import path ("module:factory"), so this package does not import them
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import PastaError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
+
+    from ..geometry.boxes import VoxelBox
+    from ..geometry.volume import Volume
+    from .plan import SynthesisPlan
+    from .render import Rendered
 
 
 class Backend:
     name = ""
     description = ""
 
-    def __init__(self, **options):
+    def __init__(self, **options) -> None:
         if options:
             raise PastaError(f"the {self.name} backend takes no options ({', '.join(options)} given)")
 
@@ -29,7 +41,16 @@ class Backend:
         """None when usable, else one line saying why not."""
         return None
 
-    def render(self, volume, organ, plan, center_lps, progress=None, box=None, is_cancelled=None):
+    def render(
+        self,
+        volume: Volume,
+        organ: np.ndarray | None,
+        plan: SynthesisPlan,
+        center_lps: np.ndarray,
+        progress: Callable[[float, str], None] | None = None,
+        box: VoxelBox | None = None,
+        is_cancelled: Callable[[], bool] | None = None,
+    ) -> Rendered:
         raise NotImplementedError
 
 
@@ -37,7 +58,16 @@ class ProceduralBackend(Backend):
     name = "procedural"
     description = "attribute-driven shapes, textures and HU rules on the CPU (about a second per lesion)"
 
-    def render(self, volume, organ, plan, center_lps, progress=None, box=None, is_cancelled=None):
+    def render(
+        self,
+        volume: Volume,
+        organ: np.ndarray | None,
+        plan: SynthesisPlan,
+        center_lps: np.ndarray,
+        progress: Callable[[float, str], None] | None = None,
+        box: VoxelBox | None = None,
+        is_cancelled: Callable[[], bool] | None = None,
+    ) -> Rendered:
         from .render import render
 
         return render(volume, organ, plan, center_lps, progress)
@@ -86,7 +116,7 @@ def backend_choices(**options) -> list:
     return choices
 
 
-def get_backend(name, **options) -> Backend:
+def get_backend(name: str | Backend, **options) -> Backend:
     """The backend ``name`` (or a :class:`Backend` instance, returned as is), checked usable."""
     if isinstance(name, Backend):
         backend = name

@@ -23,6 +23,7 @@ import functools
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,16 +33,22 @@ from ..errors import PastaError
 from ..fileio.discover import MASK_HINTS, find_images, image_stem, is_image
 from . import schema as S
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from ..cohort.engine import Timer, WorkerResources
+
+
 FORMATS = ("pasta-gen", "nnunet")
 CASE_FILES = ("img.nii.gz", "label.nii.gz", "total.nii.gz", "type.json", "report.json")  # of a pasta-gen case folder
 
 
-def find_backgrounds(backgrounds) -> list:
+def find_backgrounds(backgrounds: str | Path | Sequence[str | Path]) -> list:
     """Image files from a folder, a file, or a list of either (masks and labels left out)."""
     return find_images(backgrounds, what="background")
 
 
-def match_masks(images: list, organ_masks) -> dict:
+def match_masks(images: list, organ_masks: str | Path | Sequence[str | Path] | None) -> dict:
     """{image path: organ mask path or None}; masks match by file name (same stem, or stem + _seg etc.)."""
     items = [organ_masks] if isinstance(organ_masks, (str, os.PathLike)) else list(organ_masks or [])
     candidates = []
@@ -194,8 +201,12 @@ class DatasetWork(CaseWork):
     table_columns = SYNTHETIC_COLUMNS
 
     def __init__(
-        self, format: str = "pasta-gen", backend: str = "procedural", backend_options: dict | None = None, organ_label=None
-    ):
+        self,
+        format: str = "pasta-gen",
+        backend: str = "procedural",
+        backend_options: dict | None = None,
+        organ_label: int | None = None,
+    ) -> None:
         self.format, self.backend, self.backend_options = format, backend, dict(backend_options or {})
         self.organ_label = organ_label
         self.needs_gpu = backend != "procedural" and self.backend_options.get("device", "auto") != "cpu"
@@ -220,7 +231,7 @@ class DatasetWork(CaseWork):
             return None
         return {"outputs": _sizes(out_dir, paths), "rows": [synthetic_row(case.case_id, report, report.get("background", ""))]}
 
-    def run(self, out_dir: Path, case: Case, fingerprint: str, resources, timer) -> dict:
+    def run(self, out_dir: Path, case: Case, fingerprint: str, resources: WorkerResources, timer: Timer) -> dict:
         spec = dict(
             case.params,
             image=case.inputs["image"],
@@ -264,22 +275,22 @@ def _output_folder(output_dir) -> Path:
 
 
 def generate_dataset(
-    backgrounds_dir=None,
-    output_dir=None,
+    backgrounds_dir: str | Path | Sequence[str | Path] | None = None,
+    output_dir: str | Path | None = None,
     count: int = 10,
     format: str = "pasta-gen",
-    lesion_type=None,
-    attributes=None,
+    lesion_type: str | None = None,
+    attributes: str | dict | None = None,
     seed: int = 0,
-    progress=None,
-    is_cancelled=None,
-    organ_masks=None,
+    progress: Callable[[float, str], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
+    organ_masks: str | Path | Sequence[str | Path] | None = None,
     workers: int = 1,
-    organ_label=None,
+    organ_label: int | None = None,
     backend: str = "procedural",
     backend_options: dict | None = None,
     scheduler: str | None = None,
-    notify=None,
+    notify: Callable[[str], None] | None = None,
 ) -> dict:
     """Write ``count`` synthetic cases; returns a summary (written, skipped, failed, output).
 

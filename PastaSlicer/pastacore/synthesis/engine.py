@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +25,9 @@ from .measure import extents_mm, lesion_stats
 from .plan import SynthesisPlan, make_plan
 from .report import lesion_report, type_json
 from .text import parse_text
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 
 @dataclass
@@ -46,7 +50,7 @@ class SynthesisResult:
 # -- attributes -------------------------------------------------------------------------------
 
 
-def read_attributes(attributes, lesion_type: str | None):
+def read_attributes(attributes: str | dict | None, lesion_type: str | None) -> tuple[str | None, dict, list]:
     """(lesion type key, merged attributes, words not understood) from text or a mapping."""
     unknown = []
     user = {}
@@ -84,7 +88,14 @@ def _name_matches(name: str, organ: str) -> bool:
     return any(f" {S._simplify(w)} " in words for w in S.schema()["organs"][organ]["words"])
 
 
-def select_organ(volume: Volume, organ_labels, organ_names, organ_label, kind, box):
+def select_organ(
+    volume: Volume,
+    organ_labels: Volume | None,
+    organ_names: dict | None,
+    organ_label: int | None,
+    kind: S.LesionType,
+    box: VoxelBox | None,
+) -> tuple[np.ndarray | None, int]:
     """(boolean organ mask on the volume grid or None, TotalSegmentator v1 id for type.json)."""
     info = S.schema()["organs"][kind.organ]
     default_id = info["ts_v1"][0]
@@ -143,7 +154,7 @@ def select_organ(volume: Volume, organ_labels, organ_names, organ_label, kind, b
     return mask, (ts_ids[0] if ts_ids and organ_names is None else default_id)
 
 
-def auto_organ(volume: Volume, kind):
+def auto_organ(volume: Volume, kind: S.LesionType) -> np.ndarray | None:
     """An organ mask found without a model (the lungs), or None."""
     if kind.organ == "lung":
         from ..anatomy.masks import lung_mask
@@ -164,7 +175,7 @@ def check_box(box: VoxelBox, volume: Volume) -> VoxelBox:
     return VoxelBox(tuple(int(v) for v in start), tuple(int(v) for v in stop))
 
 
-def place(plan: SynthesisPlan, organ, volume: Volume, box: VoxelBox | None, kind) -> np.ndarray:
+def place(plan: SynthesisPlan, organ: np.ndarray | None, volume: Volume, box: VoxelBox | None, kind: S.LesionType) -> np.ndarray:
     """LPS centre of the lesion: in the box and the organ, as deep as the placement rule wants."""
     from scipy import ndimage
 
@@ -230,17 +241,17 @@ def place(plan: SynthesisPlan, organ, volume: Volume, box: VoxelBox | None, kind
 
 def synthesize_lesion(
     volume: Volume,
-    organ_labels=None,
-    organ_names=None,
+    organ_labels: Volume | None = None,
+    organ_names: dict | None = None,
     roi_box: VoxelBox | None = None,
     lesion_type: str | None = None,
-    attributes=None,
+    attributes: str | dict | None = None,
     seed: int = 0,
-    progress=None,
-    is_cancelled=None,
-    organ_label=None,
-    backend="procedural",
-    centre_lps=None,
+    progress: Callable[[float, str], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
+    organ_label: int | None = None,
+    backend: str = "procedural",
+    centre_lps: Sequence[float] | None = None,
     backend_options: dict | None = None,
 ) -> SynthesisResult:
     """Insert one lesion; returns a :class:`SynthesisResult` (the input is not modified).

@@ -121,7 +121,7 @@ def _holds(when: dict, facts: dict) -> bool:
     return True
 
 
-def apply_rule(group: str, facts: dict, plan: SynthesisPlan, rng, contrast: float = 1.0) -> dict:
+def apply_rule(group: str, facts: dict, plan: SynthesisPlan, rng: np.random.Generator, contrast: float = 1.0) -> dict:
     """Apply the first rule of ``group`` that holds for ``facts``: its draws (in order), then its
     fixed fields; returns the rule."""
     rule = next(r for r in rules(group) if _holds(r["when"], facts))
@@ -147,7 +147,7 @@ def _draw_lobes(spec: dict, plan: SynthesisPlan, rng) -> None:
         plan.lobes.append([round(float(v), 4) for v in offset] + [round(_u(rng, *spec["radius"]), 4)])
 
 
-def make_plan(kind: S.LesionType, attributes: dict, seed: int, size_hint_mm=None) -> SynthesisPlan:
+def make_plan(kind: S.LesionType, attributes: dict, seed: int, size_hint_mm: float | None = None) -> SynthesisPlan:
     """Draw the numeric plan. ``attributes`` are merged and checked (:func:`schema.merged_attributes`).
 
     ``size_hint_mm``: the extents to use when the attributes give no size (e.g. from a box). The

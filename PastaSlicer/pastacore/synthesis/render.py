@@ -12,6 +12,7 @@ with ``w == 0`` (beyond about 2.5 edge widths of the mask) keep their exact inpu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,10 @@ from ..geometry.resample import LINEAR, NEAREST, resample
 from ..geometry.standardize import standard_grid
 from . import shapes
 from .plan import SynthesisPlan, resolve_intensity
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 WEIGHT_FLOOR = 0.01
 
@@ -35,7 +40,7 @@ class Rendered:
     stats: dict = field(default_factory=dict)
 
 
-def crop_box(grid: Grid, center_lps, half_mm) -> VoxelBox:
+def crop_box(grid: Grid, center_lps: np.ndarray, half_mm: float) -> VoxelBox:
     """Voxel box of the source grid covering ``center +- half_mm`` (LPS axes), clipped."""
     center, half = np.asarray(center_lps, float), np.asarray(half_mm, float)
     corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], float) * half + center
@@ -105,7 +110,9 @@ def _inward_normal(organ1: np.ndarray, index) -> np.ndarray:
     return gradient / norm if norm > 1e-6 else np.zeros(3)
 
 
-def lesion_shape(plan: SynthesisPlan, grid1: Grid, organ1, center_lps, spicules=True) -> np.ndarray:
+def lesion_shape(
+    plan: SynthesisPlan, grid1: Grid, organ1: np.ndarray | None, center_lps: np.ndarray, spicules: bool = True
+) -> np.ndarray:
     """Hard lesion mask on the 1 mm crop grid (``spicules=False``: without the spicules)."""
     from scipy import ndimage
 
@@ -130,7 +137,7 @@ def lesion_shape(plan: SynthesisPlan, grid1: Grid, organ1, center_lps, spicules=
     raise PastaError(f"unknown shape mode {plan.shape_mode!r}")
 
 
-def lesion_pattern(plan: SynthesisPlan, hard: np.ndarray, grid1: Grid, center_lps) -> np.ndarray:
+def lesion_pattern(plan: SynthesisPlan, hard: np.ndarray, grid1: Grid, center_lps: np.ndarray) -> np.ndarray:
     """Zero-based intensity pattern (HU) on the 1 mm grid: texture, necrosis, rim, foci, solid core."""
     from scipy import ndimage
 
@@ -214,7 +221,13 @@ def _with_size(plan: SynthesisPlan, size) -> SynthesisPlan:
     return replace(plan, size_mm=[float(v) for v in size])
 
 
-def render(volume: Volume, organ: np.ndarray | None, plan: SynthesisPlan, center_lps, progress=None) -> Rendered:
+def render(
+    volume: Volume,
+    organ: np.ndarray | None,
+    plan: SynthesisPlan,
+    center_lps: np.ndarray,
+    progress: Callable[[float, str], None] | None = None,
+) -> Rendered:
     """Insert the lesion; ``organ`` is a boolean mask on ``volume``'s grid (or None)."""
     from scipy import ndimage
 

@@ -3,9 +3,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import __version__
 from ..type_json import TypeEntry, hu_text, size_text, type_dict, voxels
 from . import schema as S
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .plan import SynthesisPlan
+    from .schema import LesionType
 
 
 def _phrase(key, value) -> str:
@@ -14,7 +22,9 @@ def _phrase(key, value) -> str:
     return S.report_phrase(key, value) + ","
 
 
-def type_entry(plan, organ_id: int, organ_size_mm, lesion_size_mm, mean_hu: float) -> TypeEntry:
+def type_entry(
+    plan: SynthesisPlan, organ_id: int, organ_size_mm: Sequence[float], lesion_size_mm: Sequence[float], mean_hu: float
+) -> TypeEntry:
     """The planned lesion as a ``type.json`` entry (attribute values as report phrases)."""
     a = plan.attributes
     lesion_voxels = voxels(lesion_size_mm)
@@ -35,12 +45,23 @@ def type_entry(plan, organ_id: int, organ_size_mm, lesion_size_mm, mean_hu: floa
     return TypeEntry(organ_id, lesion_voxels, voxels(organ_size_mm), attributes)
 
 
-def type_json(plan, organ_id: int, organ_size_mm, lesion_size_mm, mean_hu: float) -> dict:
+def type_json(
+    plan: SynthesisPlan, organ_id: int, organ_size_mm: Sequence[float], lesion_size_mm: Sequence[float], mean_hu: float
+) -> dict:
     """The ``type.json`` content of the planned lesion (layout: :mod:`pastacore.type_json`)."""
     return type_dict([type_entry(plan, organ_id, organ_size_mm, lesion_size_mm, mean_hu)])
 
 
-def lesion_report(plan, kind, measured: dict, geometry: dict, backend: str, unknown=(), stats=None, seconds=None) -> dict:
+def lesion_report(
+    plan: SynthesisPlan,
+    kind: LesionType,
+    measured: dict,
+    geometry: dict,
+    backend: str,
+    unknown: Sequence[str] = (),
+    stats: dict | None = None,
+    seconds: float | None = None,
+) -> dict:
     return {
         "generator": f"pastacore {__version__} lesion synthesis",
         "backend": backend,

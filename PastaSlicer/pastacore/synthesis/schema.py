@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import PastaError
 from ..resources import load_json
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 
 SIZE, HU = "size", "CT value"
 SHAPE, DENSITY, VARIATIONS = "shape", "density", "density variations"
@@ -124,7 +129,7 @@ def synonym_table() -> dict:
     return table
 
 
-def canonical_value(key: str, value) -> str:
+def canonical_value(key: str, value: object) -> str:
     """The canonical vocabulary entry of ``key`` for ``value`` (synonyms and report phrases allowed)."""
     entry = schema()["attributes"][key]
     text = _simplify(str(value).strip().rstrip(","))
@@ -156,7 +161,7 @@ def _number(value, what):
     return number
 
 
-def normalize_size(value) -> list:
+def normalize_size(value: str | float | Sequence[float]) -> list:
     """One diameter or three (x, y, z), in mm; "30 mm", "3 cm", "30x20x25" are accepted."""
     limits = schema()["numeric"][SIZE]
     if isinstance(value, str):
@@ -178,7 +183,7 @@ def normalize_size(value) -> list:
     return [round(float(n), 2) for n in numbers]
 
 
-def normalize_hu(value) -> float:
+def normalize_hu(value: str | float) -> float:
     limits = schema()["numeric"][HU]
     text = value
     if isinstance(value, str):

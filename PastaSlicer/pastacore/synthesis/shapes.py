@@ -10,14 +10,22 @@ measures its extents and then maps them exactly onto the requested size.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..errors import PastaError
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from .plan import SynthesisPlan
+
+
 MODES = 12
 
 
-def fourier_noise(seed: int, scale: float):
+def fourier_noise(seed: int, scale: float) -> Callable[[np.ndarray], np.ndarray]:
     """A smooth random function of ``u`` (N x 3) with unit standard deviation."""
     rng = np.random.default_rng([int(seed), 7])
     omega = (rng.normal(size=(MODES, 3)) / scale).astype(np.float32)
@@ -33,7 +41,7 @@ def fourier_noise(seed: int, scale: float):
     return evaluate
 
 
-def implicit(plan, u: np.ndarray, spicules: bool = True) -> np.ndarray:
+def implicit(plan: SynthesisPlan, u: np.ndarray, spicules: bool = True) -> np.ndarray:
     """Signed implicit value (< 0 inside) of the plan's shape at normalised points ``u`` (N x 3)."""
     u = u.astype(np.float32, copy=False)
     lobes = plan.lobes or [[0.0, 0.0, 0.0, 1.0]]
@@ -56,7 +64,7 @@ def implicit(plan, u: np.ndarray, spicules: bool = True) -> np.ndarray:
     return value
 
 
-def reach(plan) -> float:
+def reach(plan: SynthesisPlan) -> float:
     """An upper bound of ``|u|`` inside the shape."""
     lobes = plan.lobes or [[0.0, 0.0, 0.0, 1.0]]
     extent = max(np.linalg.norm(l[:3]) + l[3] * (1 + 4 * plan.deformation) for l in lobes)
@@ -88,7 +96,14 @@ def _measure_extents(plan, samples):
     return points.min(axis=0) - step / 2, points.max(axis=0) + step / 2
 
 
-def calibrated_mask(plan, points_mm: np.ndarray, center_mm, size_mm, grow_mm=0.0, spicules=True) -> np.ndarray:
+def calibrated_mask(
+    plan: SynthesisPlan,
+    points_mm: np.ndarray,
+    center_mm: Sequence[float],
+    size_mm: Sequence[float],
+    grow_mm: float = 0.0,
+    spicules: bool = True,
+) -> np.ndarray:
     """Boolean mask at ``points_mm`` (N x 3, x y z) of the shape whose bounding box is exactly
     ``size_mm`` (+ ``2 * grow_mm``) centred on ``center_mm`` (``spicules=False``: the body only)."""
     lo, hi = _extents(plan)

@@ -14,6 +14,10 @@ import signal
 import sys
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def _channel():
@@ -48,7 +52,7 @@ def _lower_priority():
             pass
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     from ..errors import CancelledError, PastaError
     from . import protocol
     from .jobs import run_job

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,8 +14,11 @@ from ..geometry.boxes import VoxelBox
 from ..geometry.grid import Grid
 from ..geometry.volume import Volume
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
-def save_volume(volume: Volume, folder, name: str) -> str:
+
+def save_volume(volume: Volume, folder: str | Path, name: str) -> str:
     folder = Path(folder)
     np.save(folder / f"{name}.npy", np.ascontiguousarray(volume.array), allow_pickle=False)
     grid = volume.grid
@@ -30,7 +34,7 @@ def save_volume(volume: Volume, folder, name: str) -> str:
     return name
 
 
-def load_volume(folder, name: str) -> Volume:
+def load_volume(folder: str | Path, name: str) -> Volume:
     folder = Path(folder)
     try:
         header = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
@@ -41,11 +45,11 @@ def load_volume(folder, name: str) -> Volume:
     return Volume(array, grid, is_label=header["is_label"], meta=header.get("meta") or {})
 
 
-def box_to_list(box: VoxelBox | None):
+def box_to_list(box: VoxelBox | None) -> list | None:
     return None if box is None else [list(box.start), list(box.stop)]
 
 
-def box_from_list(value) -> VoxelBox | None:
+def box_from_list(value: Sequence[Sequence[int]] | None) -> VoxelBox | None:
     return None if not value else VoxelBox(tuple(int(v) for v in value[0]), tuple(int(v) for v in value[1]))
 
 

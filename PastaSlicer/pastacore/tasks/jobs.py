@@ -9,14 +9,19 @@ Every job has the signature ``job(folder, params, progress) -> dict`` and is reg
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import PastaError
 from .exchange import box_from_list, load_volume, save_volume
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
 JOBS = {}
 
 
-def job(name):
+def job(name: str) -> Callable[[Callable], Callable]:
     def register(function):
         JOBS[name] = function
         return function
@@ -24,7 +29,13 @@ def job(name):
     return register
 
 
-def run_job(name: str, folder, params: dict, progress=None, is_cancelled=None) -> dict:
+def run_job(
+    name: str,
+    folder: str | Path,
+    params: dict,
+    progress: Callable[[float, str], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
+) -> dict:
     """Run the job ``name`` on ``folder`` (the task process calls this; so does the inline runner)."""
     function = JOBS.get(name)
     if function is None:
@@ -38,7 +49,9 @@ def _optional_volume(folder, name):
 
 
 @job("segment")
-def segment(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
+def segment(
+    folder: Path, params: dict, progress: Callable[[float, str], None], is_cancelled: Callable[[], bool] | None = None
+) -> dict:
     """Inputs: ``image`` (+ ``organ`` label map, ``roi_box``); output volume ``labels``."""
     from ..inference.segment import segment_volume
     from ..terminology import segments_to_dict
@@ -70,7 +83,9 @@ def segment(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
 
 
 @job("synthesize")
-def synthesize(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
+def synthesize(
+    folder: Path, params: dict, progress: Callable[[float, str], None], is_cancelled: Callable[[], bool] | None = None
+) -> dict:
     """Inputs: ``image`` (+ ``organ`` labels with ``organ_names``, ``roi_box``); outputs ``image``
     (the CT with the lesion) and ``labels`` (organ 1, lesion 2)."""
     from ..synthesis import synthesize_lesion
@@ -104,7 +119,9 @@ def synthesize(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
 
 
 @job("dataset")
-def dataset(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
+def dataset(
+    folder: Path, params: dict, progress: Callable[[float, str], None], is_cancelled: Callable[[], bool] | None = None
+) -> dict:
     """A synthetic dataset written straight to ``params["output_dir"]`` (see ``generate_dataset``)."""
     from ..synthesis import generate_dataset
 
@@ -112,7 +129,9 @@ def dataset(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
 
 
 @job("report")
-def report(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
+def report(
+    folder: Path, params: dict, progress: Callable[[float, str], None], is_cancelled: Callable[[], bool] | None = None
+) -> dict:
     """Inputs ``image`` and ``labels`` (values 1..N named by ``names``); writes the report folder."""
     from ..report.export import make_report, write_report
     from ..report.model import AttributeValue, CaseInfo, ModelProvenance
@@ -180,7 +199,9 @@ def _register(folder, baseline_name, followup, progress):
 
 
 @job("compare")
-def compare_reports(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
+def compare_reports(
+    folder: Path, params: dict, progress: Callable[[float, str], None], is_cancelled: Callable[[], bool] | None = None
+) -> dict:
     """RECIST 1.1 response between ``baseline_dir`` and ``followup_dir`` (report folders); with
     volumes ``baseline_image`` and ``followup_image``, after registering them."""
     from ..report.followup import compare, load_report
@@ -198,7 +219,9 @@ def compare_reports(folder: Path, params: dict, progress, is_cancelled=None) -> 
 
 
 @job("attributes")
-def attributes(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
+def attributes(
+    folder: Path, params: dict, progress: Callable[[float, str], None], is_cancelled: Callable[[], bool] | None = None
+) -> dict:
     """The five report attributes of each lesion of ``labels`` (values 1..N named by ``names``)."""
     from dataclasses import asdict
 
@@ -219,7 +242,9 @@ def attributes(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
 
 
 @job("finetune")
-def finetune(folder: Path, params: dict, progress, is_cancelled=None) -> dict:
+def finetune(
+    folder: Path, params: dict, progress: Callable[[float, str], None], is_cancelled: Callable[[], bool] | None = None
+) -> dict:
     """Inputs: ``cases`` and ``val_cases`` ([{"name", "image", "labels"}] volumes; labels 1 = organ,
     2 = lesion); fine-tunes ``model`` with ``settings`` (FinetuneSettings fields), writes the
     model folder and imports it into the store (``store`` root, None = the user's) as ``name``."""

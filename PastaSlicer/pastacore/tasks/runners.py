@@ -18,9 +18,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import CancelledError, PastaError
 from . import protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
 
 CANCEL_GRACE_SECONDS = 5.0  # after SIGTERM, how long a job may clean up before it is killed
 NICENESS = 10  # the job yields the CPU to the front end (views answer while it runs); 0: no change
@@ -41,7 +46,9 @@ class TaskOutcome:
 class TaskHandle:
     """A started job. ``poll()`` delivers what happened since the last call."""
 
-    def __init__(self, on_progress=None, on_finished=None):
+    def __init__(
+        self, on_progress: Callable[[float, str], None] | None = None, on_finished: Callable[[TaskOutcome], None] | None = None
+    ) -> None:
         self._on_progress = on_progress
         self._on_finished = on_finished
         self.outcome: TaskOutcome | None = None
@@ -78,7 +85,7 @@ class TaskHandle:
             self._on_finished(outcome)
 
 
-def write_job(folder, job: str, params: dict) -> Path:
+def write_job(folder: str | Path, job: str, params: dict) -> Path:
     folder = Path(folder)
     (folder / protocol.JOB_FILE).write_text(json.dumps({"job": job, "params": params}, default=str), encoding="utf-8")
     return folder
@@ -90,7 +97,14 @@ def write_job(folder, job: str, params: dict) -> Path:
 class InlineRunner:
     """Runs the job in this process before ``start`` returns (tests, scripts). A bug is raised."""
 
-    def start(self, job, params, folder, on_progress=None, on_finished=None) -> TaskHandle:
+    def start(
+        self,
+        job: str,
+        params: dict,
+        folder: str | Path,
+        on_progress: Callable[[float, str], None] | None = None,
+        on_finished: Callable[[TaskOutcome], None] | None = None,
+    ) -> TaskHandle:
         from .jobs import run_job
 
         write_job(folder, job, params)
@@ -116,12 +130,19 @@ class ProcessRunner:
     is put first on the child's ``PYTHONPATH`` so it imports the same code.
     """
 
-    def __init__(self, python: str | None = None, env: dict | None = None, niceness: int = NICENESS):
+    def __init__(self, python: str | None = None, env: dict | None = None, niceness: int = NICENESS) -> None:
         self.python = python or sys.executable
         self.env = env
         self.niceness = niceness
 
-    def start(self, job, params, folder, on_progress=None, on_finished=None) -> TaskHandle:
+    def start(
+        self,
+        job: str,
+        params: dict,
+        folder: str | Path,
+        on_progress: Callable[[float, str], None] | None = None,
+        on_finished: Callable[[TaskOutcome], None] | None = None,
+    ) -> TaskHandle:
         write_job(folder, job, params)
         return ProcessHandle(self._command(folder), folder, self._environment(), on_progress, on_finished)
 
@@ -138,7 +159,14 @@ class ProcessRunner:
 
 
 class ProcessHandle(TaskHandle):
-    def __init__(self, command, folder, env, on_progress=None, on_finished=None):
+    def __init__(
+        self,
+        command: Sequence[str],
+        folder: str | Path,
+        env: dict,
+        on_progress: Callable[[float, str], None] | None = None,
+        on_finished: Callable[[TaskOutcome], None] | None = None,
+    ) -> None:
         super().__init__(on_progress, on_finished)
         self.folder = Path(folder)
         self._buffer = b""

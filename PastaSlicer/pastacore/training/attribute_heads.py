@@ -11,11 +11,21 @@ the report panel and ``predict_lesion_attributes`` use it like PASTA's own head.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..synthesis import schema as S
 from .default_model import wall_point
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    import torch
+
+    from ..classify.heads import Head
+    from .default_model import Background
+
 
 # (report group, synthesis attribute, options) for lung lesions
 LUNG_GROUPS = (
@@ -44,7 +54,7 @@ def _draw(rng):
     return chosen, attributes, size
 
 
-def lesion_input(bg_hu, image_box, image, lesion):
+def lesion_input(bg_hu: np.ndarray, image_box: tuple[slice, slice, slice], image: np.ndarray, lesion: np.ndarray) -> np.ndarray:
     """The encoder input for one synthetic lesion: PASTA's lesion crop (96^3 around the lesion's
     box, SLF-normalised, flipped front-to-back as :class:`~pastacore.classify.features.CropItem`
     does), cut from the background with the changed region ``image`` pasted at ``image_box``."""
@@ -62,7 +72,13 @@ def lesion_input(bg_hu, image_box, image, lesion):
     return np.ascontiguousarray(crop[:, ::-1, :], dtype=np.float32)
 
 
-def synthetic_attribute_set(backgrounds, network, count: int, seed: int, progress=None) -> AttributeSet:
+def synthetic_attribute_set(
+    backgrounds: Sequence[Background],
+    network: torch.nn.Module,
+    count: int,
+    seed: int,
+    progress: Callable[[float, str], None] | None = None,
+) -> AttributeSet:
     """``count`` synthetic lung lesions with uniformly drawn attributes, their encoder features and targets.
 
     Lesions with a close relationship are centred just inside the lung surface and are not
@@ -129,7 +145,7 @@ def synthetic_attribute_set(backgrounds, network, count: int, seed: int, progres
     return AttributeSet(np.concatenate(features), np.asarray(targets, int))
 
 
-def fit_attribute_heads(train: AttributeSet, l2: float = 1.0, seed: int = 0, name: str = "lung attributes"):
+def fit_attribute_heads(train: AttributeSet, l2: float = 1.0, seed: int = 0, name: str = "lung attributes") -> Head:
     """One linear head per group, combined into one :class:`Head` with five groups."""
     import torch
 
@@ -151,7 +167,7 @@ def fit_attribute_heads(train: AttributeSet, l2: float = 1.0, seed: int = 0, nam
     return Head(module, "linear", first.feature_dim, groups, first.mean, first.std, name)
 
 
-def score_heads(head, test: AttributeSet, train: AttributeSet) -> dict:
+def score_heads(head: Head, test: AttributeSet, train: AttributeSet) -> dict:
     """Held-out accuracy per group, with the majority-class baseline of the training set."""
     scores = {}
     for g, (group, probabilities) in enumerate(head.probabilities(test.features)):

@@ -16,11 +16,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import PastaError, option
 from ..geometry.volume import Volume
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from .start_model import StartModel
+
 
 ORGAN_SOURCES = ("auto", "labels", "classical", "model", "none")
 SYNTHETIC_ZONE_MM = 10  # synthetic lesions stay this far from a real one
@@ -44,7 +51,12 @@ class LabelledCase:
         return float(self.lesion.sum() * np.prod(self.image.grid.spacing) / 1000)
 
 
-def split_label_values(labels: Volume, lesion_labels=None, organ_labels=None, what: str = "the label map") -> tuple:
+def split_label_values(
+    labels: Volume,
+    lesion_labels: Sequence[int] | None = None,
+    organ_labels: Sequence[int] | None = None,
+    what: str = "the label map",
+) -> tuple:
     """``(lesion values, organ values)`` of a user's label map (see the module's notes)."""
     present = sorted(int(v) for v in np.unique(labels.array) if v != 0)
     segments = labels.meta.get("segments") or []
@@ -130,7 +142,14 @@ def _organ_mask(source: str, std, image: Volume, labelled_organ, start) -> tuple
 
 
 def load_case(
-    image: Volume, labels: Volume, start, *, name: str = "case", lesion_labels=None, organ_labels=None, organ_source: str = "auto"
+    image: Volume,
+    labels: Volume,
+    start: StartModel,
+    *,
+    name: str = "case",
+    lesion_labels: Sequence[int] | None = None,
+    organ_labels: Sequence[int] | None = None,
+    organ_source: str = "auto",
 ) -> LabelledCase:
     """A labelled case for the network of ``start`` (a :class:`~.start_model.StartModel`)."""
     from ..geometry.standardize import standardize
@@ -155,7 +174,7 @@ def load_case(
     )
 
 
-def read_case(image_path, label_path, start, **options) -> LabelledCase:
+def read_case(image_path: str | Path, label_path: str | Path, start: StartModel, **options) -> LabelledCase:
     """:func:`load_case` for files (NIfTI, NRRD, ``.seg.nrrd``, DICOM folder)."""
     from ..fileio import read_volume
 
@@ -182,7 +201,13 @@ def lesion_type_for(organ: str | None) -> str:
 
 
 def synthetic_pool(
-    cases, per_case: int, seed: int, lesion_type: str, lesion_value: int, progress=None, is_cancelled=None
+    cases: Sequence[LabelledCase],
+    per_case: int,
+    seed: int,
+    lesion_type: str,
+    lesion_value: int,
+    progress: Callable[[float, str], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
 ) -> list:
     """Synthetic lesions placed in each case's organ, at least 10 mm from its real lesions."""
     from .default_model import Background, make_lesion_pool
@@ -222,7 +247,9 @@ def _grown(mask: np.ndarray, voxels: int) -> np.ndarray:
     return grown
 
 
-def synthetic_sampler(cases, pool, patch, lesion_value: int):
+def synthetic_sampler(
+    cases: Sequence[LabelledCase], pool: Sequence, patch: Sequence[int], lesion_value: int
+) -> Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]]:
     """``make_patch(rng)`` -> (hu, targets) around a pooled synthetic lesion pasted into its case."""
     from .default_model import overlap
 
@@ -249,7 +276,11 @@ def synthetic_sampler(cases, pool, patch, lesion_value: int):
     return make_patch
 
 
-def mixed_sampler(real, synthetic, fraction: float):
+def mixed_sampler(
+    real: Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]],
+    synthetic: Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]] | None,
+    fraction: float,
+) -> Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]]:
     """A share ``fraction`` of patches from ``synthetic``, the rest from ``real``."""
 
     def make_patch(rng):

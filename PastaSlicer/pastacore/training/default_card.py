@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
 
 MODEL_FILES = ("model.pth", "metrics.json", "model.json", "README.md")  # what the folder holds
 
 
-def write_default_model(folder: Path, network, metrics: dict, command: str) -> dict:
+def write_default_model(folder: Path, network: torch.nn.Module, metrics: dict, command: str) -> dict:
     """Write the model folder's files into ``folder``; returns the model description."""
     import torch
 

@@ -12,6 +12,7 @@ Labels follow PASTA-Gen: 1 = lung (the classical lung mask), 2 = lesion.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +21,13 @@ from ..fileio import read_volume
 from ..geometry.standardize import standardize
 from ..samples import sample_paths
 from .trainer import TrainSettings, train
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    import torch
+
+    from ..geometry.grid import Grid
 
 
 @dataclass
@@ -50,7 +58,7 @@ def default_zone_mm(patch_side: int) -> int:
     return int(patch_side) // 2 + 10
 
 
-def load_background(case: str, patch=(96, 96, 96), zone_mm: int | None = None) -> Background:
+def load_background(case: str, patch: tuple[int, int, int] = (96, 96, 96), zone_mm: int | None = None) -> Background:
     """A sample case as a training background. No training patch may contain a voxel within
     ``zone_mm`` of its real tumour's bounding box (default: half a patch + 10 mm, so a patch
     stays at least that far away; 10 keeps patches off the tumour while still showing the
@@ -84,7 +92,7 @@ def load_background(case: str, patch=(96, 96, 96), zone_mm: int | None = None) -
     )
 
 
-def scan_slices(native_grid, standard_grid) -> tuple:
+def scan_slices(native_grid: Grid, standard_grid: Grid) -> tuple:
     """``(k indices of the scan's own slices on the 1 mm grid, slice spacing in mm)``; the
     positions are None for scans of 1.5 mm slices or thinner (nothing to imitate)."""
     slices = np.array([[0.0, 0.0, float(n)] for n in range(native_grid.shape[0])])
@@ -93,7 +101,7 @@ def scan_slices(native_grid, standard_grid) -> tuple:
     return (positions if slice_mm > 1.5 else None), slice_mm
 
 
-def acquire_slices(values: np.ndarray, k0: int, positions, thickness: float) -> np.ndarray:
+def acquire_slices(values: np.ndarray, k0: int, positions: np.ndarray, thickness: float) -> np.ndarray:
     """``values`` (a region starting at k index ``k0`` of a 1 mm grid) as a scanner with slices
     at ``positions`` (k indices) and ``thickness`` (mm) records it, linearly interpolated back
     to 1 mm, as standardisation does with the real scan. A lesion rendered at 1 mm and put
@@ -111,7 +119,7 @@ def acquire_slices(values: np.ndarray, k0: int, positions, thickness: float) -> 
     return ((1 - t) * samples[upper - 1] + t * samples[upper]).astype(np.float32)
 
 
-def wall_point(depth, allowed, radius, rng):
+def wall_point(depth: np.ndarray, allowed: np.ndarray, radius: float, rng: np.random.Generator) -> np.ndarray | None:
     """A voxel 0.3-0.6 lesion radii inside the lung surface: a lesion centred there abuts the
     chest wall, mediastinum or diaphragm, as many real tumours do (None if there is none)."""
     band = allowed & (depth >= 0.3 * radius) & (depth <= max(0.6 * radius, 0.3 * radius + 2))
@@ -132,14 +140,14 @@ def lung_to_pleura(lung: np.ndarray, reach_mm: int) -> np.ndarray:
 
 
 def make_lesion_pool(
-    backgrounds,
+    backgrounds: Sequence[Background],
     per_background: int,
     seed: int,
-    progress=None,
+    progress: Callable[[float, str], None] | None = None,
     wall_fraction: float = 0.4,
     pleura_mm: int = 0,
     lesion_type: str = "lung_tumor",
-    is_cancelled=None,
+    is_cancelled: Callable[[], bool] | None = None,
 ) -> list:
     """Synthesise lesions (6-70 mm, varied attributes; lung tumours unless ``lesion_type``, each
     background's ``lung`` being then that type's organ) away from the real tumours.
@@ -213,7 +221,7 @@ def make_lesion_pool(
     return pool
 
 
-def overlap(window, box):
+def overlap(window: tuple[slice, ...], box: tuple[slice, ...]) -> tuple[tuple[slice, ...], tuple[slice, ...]] | None:
     """Where two regions (tuples of slices in one array) meet: ``(in window, in box)`` slices,
     or None when they do not. Used to paste a pooled lesion (``box``) into a patch (``window``)."""
     inter = [slice(max(w.start, b.start), min(w.stop, b.stop)) for w, b in zip(window, box)]
@@ -248,7 +256,13 @@ def _negative_centres(bg):
     return bg.centres
 
 
-def training_sampler(backgrounds, pool, patch, lesion_probability=0.6, mined=None):
+def training_sampler(
+    backgrounds: Sequence[Background],
+    pool: Sequence[PooledLesion],
+    patch: Sequence[int],
+    lesion_probability: float = 0.6,
+    mined: Sequence[np.ndarray] | None = None,
+) -> Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]]:
     """``make_patch(rng)`` -> (hu patch, label patch) with a pooled synthetic lesion or none.
 
     Lesion-free patches are hard negatives half of the time (centred on the lung surface),
@@ -324,7 +338,14 @@ def _lesions(network, hu, grid, lung, patch, tta=False, progress=None) -> np.nda
     return result.labels.array == 2
 
 
-def evaluate(network, bg: Background, patch=(96, 96, 96), tta: bool = False, progress=None, offset=(0, 0, 0)) -> Evaluation:
+def evaluate(
+    network: torch.nn.Module,
+    bg: Background,
+    patch: tuple[int, int, int] = (96, 96, 96),
+    tta: bool = False,
+    progress: Callable[[float, str], None] | None = None,
+    offset: tuple[int, int, int] = (0, 0, 0),
+) -> Evaluation:
     """Score the model as the product uses it: ``segment_volume`` restricted to the lungs (+20 mm),
     lesions kept as ``segment_volume`` keeps them (within 10 mm of the lungs and partly in them),
     pieces of at least 100 mm^3 (``tta``: averaged over the 8 mirrorings). Dice with the real tumour, whether it was found (any
@@ -351,7 +372,9 @@ def evaluate(network, bg: Background, patch=(96, 96, 96), tta: bool = False, pro
     )
 
 
-def evaluate_tilings(network, bg: Background, patch=(96, 96, 96), unshifted: Evaluation | None = None) -> dict:
+def evaluate_tilings(
+    network: torch.nn.Module, bg: Background, patch: tuple[int, int, int] = (96, 96, 96), unshifted: Evaluation | None = None
+) -> dict:
     """:func:`evaluate` at each of :data:`TILE_OFFSETS`: Dice mean, range and per offset,
     detections, false positives (mL) per offset. ``unshifted``: the plain score already made,
     used for offset (0, 0, 0) instead of running it again."""
@@ -372,7 +395,9 @@ def evaluate_tilings(network, bg: Background, patch=(96, 96, 96), unshifted: Eva
 MINE_STEP_MM = 2  # false positives are mined on this lattice (each point stands for MINE_STEP_MM^3 mm^3)
 
 
-def mine_false_positives(network, bg: Background, patch=(96, 96, 96), step: int = MINE_STEP_MM) -> np.ndarray:
+def mine_false_positives(
+    network: torch.nn.Module, bg: Background, patch: tuple[int, int, int] = (96, 96, 96), step: int = MINE_STEP_MM
+) -> np.ndarray:
     """Voxel indices (on a ``step`` mm lattice) of what ``network`` labels lesion in a
     background outside the excluded zone around its real tumour, run as the product runs it
     (see :func:`evaluate`). The backgrounds hold no other lesion, so every such voxel is a
@@ -391,10 +416,10 @@ class DefaultTraining:
 
 
 def train_default(
-    backgrounds,
+    backgrounds: Sequence[Background],
     settings: TrainSettings,
     lesions_per_background: int = 80,
-    progress=None,
+    progress: Callable[[float, str], None] | None = None,
     pleura_mm: int = 0,
     hard_negative_steps: int = 0,
 ) -> DefaultTraining:

@@ -20,11 +20,19 @@ import copy
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import PastaError, option
 from .trainer import TrainLog, TrainSettings, time_one_step, train
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from .cases import LabelledCase
+    from .start_model import StartModel
+
 
 EPOCH_STEPS = 250  # nnU-Net's iterations per epoch (--epochs N = N x 250 steps)
 FEWSHOT_STEPS = 2000  # PASTATrainer_fewshot: 10 epochs of 200 iterations
@@ -66,7 +74,7 @@ class FinetuneSettings:
                 f"{option('synthetic_lesions')} 1 or more"
             )
 
-    def train_settings(self, start, device: str) -> TrainSettings:
+    def train_settings(self, start: StartModel, device: str) -> TrainSettings:
         net = start.network
         patch = tuple(int(p) for p in (self.patch or start.patch_size))
         if len(patch) != 3 or any(p < net.divisor or p % net.divisor for p in patch):
@@ -97,7 +105,7 @@ class FinetuneSettings:
         )
 
 
-def patch_ratios(start) -> list:
+def patch_ratios(start: StartModel) -> list:
     """Share of patches centred on each class: a third on lesions, a third on the organ (a half
     each without one), the rest on other tissue."""
     ratios = [0.0] * start.num_classes
@@ -134,7 +142,7 @@ class Checkpoints:
     """``<folder>/checkpoint/``: one resumable state per stage, the results of finished stages,
     and what the run is (so a resume with other settings or cases is refused)."""
 
-    def __init__(self, folder):
+    def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder) / CHECKPOINT_FOLDER
 
     def exists(self) -> bool:
@@ -168,7 +176,7 @@ class Checkpoints:
         path = self.folder / f"{stage}.pt"
         return load_checkpoint(path) if path.is_file() else None
 
-    def saver(self, stage: str):
+    def saver(self, stage: str) -> Callable[[dict], None]:
         def save(state: dict) -> None:
             import torch
 
@@ -179,7 +187,7 @@ class Checkpoints:
 
         return save
 
-    def finished(self, stage: str):
+    def finished(self, stage: str) -> dict | None:
         path = self.folder / f"{stage}.json"
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
@@ -200,7 +208,9 @@ class Checkpoints:
             temp.write_text(text, encoding="utf-8")
 
 
-def run_description(start, settings: FinetuneSettings, cases, val_cases, folds: int) -> dict:
+def run_description(
+    start: StartModel, settings: FinetuneSettings, cases: Sequence[LabelledCase], val_cases: Sequence[LabelledCase], folds: int
+) -> dict:
     """What identifies a run (a resume must match it)."""
     return {
         "start model": start.provenance.get("sha256") or start.provenance.get("name"),
@@ -211,7 +221,7 @@ def run_description(start, settings: FinetuneSettings, cases, val_cases, folds: 
     }
 
 
-def fold_stages(cases, folds: int) -> list:
+def fold_stages(cases: Sequence[LabelledCase], folds: int) -> list:
     """k-fold stages (each case held out once; cases dealt round-robin), then the final one on all."""
     if folds:
         if folds < 2 or folds > len(cases):
@@ -284,17 +294,17 @@ def _validate(held_out, start, network, before: dict, device, fold, report, is_c
 
 
 def finetune(
-    cases,
-    start,
+    cases: Sequence[LabelledCase],
+    start: StartModel,
     settings: FinetuneSettings,
     *,
-    val_cases=(),
+    val_cases: Sequence[LabelledCase] = (),
     folds: int = 0,
-    checkpoints=None,
+    checkpoints: Checkpoints | None = None,
     resume: bool = False,
-    progress=None,
-    is_cancelled=None,
-    say=None,
+    progress: Callable[[float, str], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``start`` (a :class:`~.start_model.StartModel`) on ``cases``; validate on
     ``val_cases`` and/or by ``folds``-fold cross-validation, before and after."""

@@ -15,6 +15,15 @@ from __future__ import annotations
 import json
 import platform
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .cases import LabelledCase
+    from .finetune import FinetuneResult, FinetuneSettings
+    from .start_model import StartModel
+
 
 MODEL_FILES = ("model.pth", "model.json", "README.md", "validation.json", "training.json")
 
@@ -23,7 +32,9 @@ def _labels(start) -> list:
     return [{"value": int(v), "term": str(t)} for v, t in sorted(start.labels.items())]
 
 
-def model_description(name: str, start, settings, cases, sha256: str) -> dict:
+def model_description(
+    name: str, start: StartModel, settings: FinetuneSettings, cases: Sequence[LabelledCase], sha256: str
+) -> dict:
     net = start.network
     description = {
         "name": name,
@@ -90,7 +101,15 @@ def validation_table(rows: list) -> str:
     )
 
 
-def model_card(description: dict, start, settings, cases, result, seconds: float, machine: str) -> str:
+def model_card(
+    description: dict,
+    start: StartModel,
+    settings: FinetuneSettings,
+    cases: Sequence[LabelledCase],
+    result: FinetuneResult,
+    seconds: float,
+    machine: str,
+) -> str:
     data = "\n".join(f"| {c.name} | {c.lesion_ml:.1f} | {c.organ_source} |" for c in cases)
     folds = (
         f" The scores come from {result.folds}-fold cross-validation: each fold's model was trained from the "
@@ -139,7 +158,15 @@ vary widely with the seed and the cases chosen. Check its output on every scan.
 """
 
 
-def write_model_folder(folder: Path, name: str, start, settings, cases, result, seconds: float) -> dict:
+def write_model_folder(
+    folder: Path,
+    name: str,
+    start: StartModel,
+    settings: FinetuneSettings,
+    cases: Sequence[LabelledCase],
+    result: FinetuneResult,
+    seconds: float,
+) -> dict:
     """Write the model files into ``folder`` (a staging folder); returns model.json's content."""
     import torch
 

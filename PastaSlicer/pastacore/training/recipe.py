@@ -26,10 +26,18 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import PastaError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+
+    import torch
+    from monai.transforms import Compose
+
 
 KEYS = ("image", "label")
 ROTATION_DEGREES = (15.0, 8.0, 8.0)  # about the k (body), j and i axes
@@ -39,7 +47,7 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("poly", "onecycle")
 
 
-def require_monai():
+def require_monai() -> None:
     """MONAI, or a one-line error saying how to install it."""
     try:
         import monai  # noqa: F401
@@ -48,7 +56,7 @@ def require_monai():
 
 
 @contextlib.contextmanager
-def plain_tensors():
+def plain_tensors() -> Iterator[None]:
     """MONAI transforms return plain tensors, not MetaTensors (no metadata to track here; faster)."""
     from monai.data import get_track_meta, set_track_meta
 
@@ -72,7 +80,7 @@ def deep_supervision_weights(levels: int) -> list:
     return [w / total for w in weights]
 
 
-def make_loss(deep_supervision_levels: int = 0, smooth: float = 1.0):
+def make_loss(deep_supervision_levels: int = 0, smooth: float = 1.0) -> torch.nn.Module:
     """Dice + cross-entropy on logits (B, K, ...) against labels (B, 1, ...); with
     ``deep_supervision_levels`` > 1 it takes the list of outputs (full resolution first)."""
     from monai.losses import DeepSupervisionLoss, DiceCELoss
@@ -111,7 +119,9 @@ def _turn_and_scale(rng, elastic_mm: float, shape) -> tuple:
     return grid
 
 
-def rotate_scale_warp(img, lab, rng, elastic_mm: float = 0.0):
+def rotate_scale_warp(
+    img: np.ndarray, lab: np.ndarray, rng: np.random.Generator, elastic_mm: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """The patch turned (up to 15 degrees about the body axis, 8 about the others), scaled
     (0.8-1.25, slightly differently per axis) and, with ``elastic_mm``, smoothly warped
     (displacements with that standard deviation on a 5x5x5 lattice), in one resampling:
@@ -165,7 +175,9 @@ def _warp_transform():
     return RandAffineWarpd
 
 
-def make_augmentation(patch_size, spatial: float = 0.0, elastic_mm: float = 0.0, intensity: bool = True):
+def make_augmentation(
+    patch_size: Sequence[int], spatial: float = 0.0, elastic_mm: float = 0.0, intensity: bool = True
+) -> Compose:
     """The random transforms applied to every training patch (a MONAI ``Compose``)."""
     from monai.transforms import Compose, RandAffined, RandFlipd, RandGaussianNoised, RandScaleIntensityd, RandShiftIntensityd
 
@@ -199,7 +211,9 @@ def make_augmentation(patch_size, spatial: float = 0.0, elastic_mm: float = 0.0,
 # --- optimisation ------------------------------------------------------------------------------
 
 
-def make_optimizer(parameters, kind: str, learning_rate: float, weight_decay: float | None = None):
+def make_optimizer(
+    parameters: Iterable[torch.nn.Parameter], kind: str, learning_rate: float, weight_decay: float | None = None
+) -> torch.optim.Optimizer:
     import torch
 
     if kind == "sgd":  # nnU-Net / PASTA's trainers
@@ -215,7 +229,9 @@ def make_optimizer(parameters, kind: str, learning_rate: float, weight_decay: fl
     raise PastaError(f"unknown optimizer {kind!r}; choose {' or '.join(OPTIMIZERS)}")
 
 
-def make_schedule(optimizer, kind: str, steps: int, learning_rate: float):
+def make_schedule(
+    optimizer: torch.optim.Optimizer, kind: str, steps: int, learning_rate: float
+) -> torch.optim.lr_scheduler.LRScheduler:
     import torch
 
     if kind == "poly":  # nnU-Net: lr * (1 - step / steps) ** 0.9
@@ -225,7 +241,7 @@ def make_schedule(optimizer, kind: str, steps: int, learning_rate: float):
     raise PastaError(f"unknown learning-rate schedule {kind!r}; choose {' or '.join(SCHEDULES)}")
 
 
-def training_precision(device: str, amp: bool):
+def training_precision(device: str, amp: bool) -> tuple[torch.dtype | None, bool]:
     """``(autocast dtype or None, whether a gradient scaler is needed)`` for training on ``device``."""
     import torch
 

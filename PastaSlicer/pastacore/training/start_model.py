@@ -14,8 +14,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import PastaError
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..inference.segmentation_model import SegmentationModel
+    from ..modelstore.store import ModelStore
+
 
 PASTA_DEFAULT_PATCH = (128, 128, 128)
 
@@ -41,7 +49,7 @@ class StartModel:
         """The organ of the model's lesions ("lung" for "tumor@lung" or "lung tumor"), if it declares one."""
         return self.segmentation_model().organ
 
-    def segmentation_model(self, network=None):
+    def segmentation_model(self, network: torch.nn.Module | None = None) -> SegmentationModel:
         """A :class:`~pastacore.inference.segmentation_model.SegmentationModel` of ``network`` (default: this
         start network) with these labels, patch size and normalisation."""
         from ..inference.segmentation_model import SegmentationModel, label_meaning
@@ -88,7 +96,7 @@ def _patch(info, description: dict | None) -> tuple:
     return tuple(int(p) for p in chosen)
 
 
-def load_start_model(model=None, store=None, organ: str | None = None) -> StartModel:
+def load_start_model(model: str | Path | None = None, store: ModelStore | None = None, organ: str | None = None) -> StartModel:
     """The network to fine-tune (``model``: an installed name, a file or folder, None = built-in)."""
     import torch
 

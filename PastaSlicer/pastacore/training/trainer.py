@@ -16,12 +16,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import CancelledError, PastaError
 from ..preprocessing.normalize import pasta_slf
 from .recipe import make_augmentation, make_loss, make_optimizer, make_schedule, plain_tensors, require_monai, training_precision
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    import torch
+
+    from .cases import LabelledCase
+
 
 TISSUE_HU = -500.0  # background patches are centred on tissue (or a labelled voxel), not on air
 MAX_CENTRES_PER_CLASS = 200_000
@@ -92,7 +101,7 @@ class CaseSampler:
     a voxel of a class drawn with :func:`class_ratios`.
     """
 
-    def __init__(self, cases, settings: TrainSettings):
+    def __init__(self, cases: Sequence[LabelledCase], settings: TrainSettings) -> None:
         from monai.data import CacheDataset
         from monai.transforms import ClassesToIndicesd, Compose, DeleteItemsd, RandCropByLabelClassesd, SpatialPadd
 
@@ -164,17 +173,17 @@ def _batch(source, augment, rng, settings, normalize):
 
 
 def train(
-    cases,
+    cases: Sequence[LabelledCase],
     settings: TrainSettings,
-    sample_patch=None,
-    progress=None,
-    network=None,
+    sample_patch: Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]] | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    network: torch.nn.Module | None = None,
     *,
-    normalize=None,
+    normalize: Callable[[np.ndarray], np.ndarray] | None = None,
     resume: dict | None = None,
-    save_checkpoint=None,
-    is_cancelled=None,
-):
+    save_checkpoint: Callable[[dict], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
+) -> tuple[torch.nn.Module, TrainLog]:
     """Train ``network`` (a new one of the settings' size when None) and return (network, TrainLog).
 
     ``cases``: (hu array, label array) pairs on 1 mm grids, sampled by :class:`CaseSampler`;
@@ -266,7 +275,15 @@ def _remaining(seconds: float, steps_run: int, steps_left: int) -> str:
     return f", about {minutes:.0f} min left" if minutes >= 1 else ""
 
 
-def checkpoint_state(network, optimizer, schedule, scaler, step: int, log: TrainLog, settings: TrainSettings) -> dict:
+def checkpoint_state(
+    network: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler | None,
+    step: int,
+    log: TrainLog,
+    settings: TrainSettings,
+) -> dict:
     """Everything a run needs to go on from ``step`` (tensors, numbers and strings only, so it
     loads with ``torch.load(weights_only=True)``)."""
     return {
@@ -296,7 +313,7 @@ def _restore(state: dict, network, optimizer, schedule, scaler, log: TrainLog) -
     return int(state["step"])
 
 
-def time_one_step(network, settings: TrainSettings) -> float:
+def time_one_step(network: torch.nn.Module, settings: TrainSettings) -> float:
     """Seconds for one forward and backward pass of a batch on ``settings.device`` (nothing is
     learnt: the gradients are dropped), for an estimate before a long run."""
     import torch

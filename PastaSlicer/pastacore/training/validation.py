@@ -13,7 +13,16 @@ lesion label is compared with the case's real lesions on that grid:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from ..inference.segmentation_model import SegmentationModel
+    from .cases import LabelledCase
+
 
 SURFACE_TOLERANCE_MM = 2.0
 
@@ -30,7 +39,7 @@ def _value(tensor) -> float | None:
     return round(value, 4) if np.isfinite(value) else None
 
 
-def voxel_metrics(predicted: np.ndarray, truth: np.ndarray, spacing) -> dict:
+def voxel_metrics(predicted: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> dict:
     """Dice, HD95 (mm) and surface Dice (2 mm) of two boolean masks on one grid (MONAI);
     ``spacing`` in mm along the array's axes (k, j, i). None where a metric is undefined (no
     real lesion; HD95 and surface Dice when either is empty)."""
@@ -77,13 +86,19 @@ def lesion_detection(predicted: np.ndarray, truth: np.ndarray, voxel_ml: float) 
     }
 
 
-def score_lesions(predicted: np.ndarray, truth: np.ndarray, spacing) -> dict:
+def score_lesions(predicted: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> dict:
     """Voxel and lesion-level scores; ``spacing`` along the array's axes (k, j, i)."""
     voxel_ml = float(np.prod(spacing)) / 1000
     return {**voxel_metrics(predicted, truth, spacing), **lesion_detection(predicted, truth, voxel_ml)}
 
 
-def validate_case(model, case, device: str = "auto", progress=None, is_cancelled=None) -> dict:
+def validate_case(
+    model: SegmentationModel,
+    case: LabelledCase,
+    device: str = "auto",
+    progress: Callable[[float, str], None] | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
+) -> dict:
     """Segment ``case.image`` with ``model`` (a SegmentationModel) as ``pasta segment`` does and score it."""
     from ..inference.segment import segment_volume
 
