@@ -163,3 +163,15 @@ def error_texts(path):
             for part in ast.walk(node):
                 if isinstance(part, ast.Constant) and isinstance(part.value, str):
                     yield part.lineno, part.value
+
+
+@pytest.mark.parametrize(
+    "name, former",
+    [("synth-dataset", "dataset"), ("train-classifier", "train-head"), ("train-attribute-heads", "train-attributes")],
+)
+def test_commands_say_what_they_make_and_the_former_names_still_work(name, former, capsys):
+    for command in (name, former):
+        with pytest.raises(SystemExit) as ended:
+            main([command, "--help"])
+        assert ended.value.code == 0
+        assert f"usage: pasta {name}" in capsys.readouterr().out

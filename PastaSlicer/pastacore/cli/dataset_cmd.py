@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "dataset",
+        "synth-dataset",
+        aliases=["dataset"],
         help="write a synthetic lesion dataset from background CTs",
         description="Insert synthetic lesions into background CTs (resampled to PASTA's 1 mm grid) and "
         "write them as PASTA-Gen-30K ({Organ}/{Lesion}/{id}/img.nii.gz, label.nii.gz, "

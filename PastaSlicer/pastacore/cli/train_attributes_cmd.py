@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train-attributes",
+        "train-attribute-heads",
+        aliases=["train-attributes"],
         help="train the five report-attribute heads on synthetic lung lesions",
         description="Makes synthetic lung lesions with known attributes (shape, density, heterogeneity, "
         "surface, invasion) in the real chest CT backgrounds, takes the frozen encoder's "

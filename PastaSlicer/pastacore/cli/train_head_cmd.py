@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train-head",
+        "train-classifier",
+        aliases=["train-head"],
         help="train a classifier head on PASTA features (cross-validated)",
         description="Trains a head (logistic regression, or PASTA's MLP head shape) on the rows of FEATURES.csv that "
         "have a label in LABELS.csv (columns id,label), reports accuracy and ROC AUC as mean +- SD over "
