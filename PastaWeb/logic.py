@@ -264,10 +264,18 @@ class PastaWebLogic:
             self._say("error: the box must have a size in every direction")
             return
         roi = self.roi if self.roi is not None and self.roi.GetScene() is self.scene else self._new_roi()
-        roi.SetCenter(*[(lo + h) / 2 for lo, h in zip(low, high)])
+        centre = [(lo + h) / 2 for lo, h in zip(low, high)]
+        roi.SetCenter(*centre)
         roi.SetSize(*[h - lo for lo, h in zip(low, high)])
+        self.show_point(centre)
         self.state.pasta_region = "box"
         self._say("Box set.")
+
+    def show_point(self, ras) -> None:
+        """Move every slice view through the point ``ras`` (a typed box's centre), as Slicer's
+        "jump slices" does."""
+        for index in range(self.scene.GetNumberOfNodesByClass("vtkMRMLSliceNode")):
+            self.scene.GetNthNodeByClass(index, "vtkMRMLSliceNode").JumpSliceByOffsetting(*ras)
 
     def _on_attributes(self, pasta_attributes="", **_):
         if not pasta_attributes.strip():

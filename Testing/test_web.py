@@ -160,7 +160,23 @@ def test_1_the_ct_is_shown(page, shots):
     assert "lungs" in page.get_by_test_id("segment").locator("xpath=../..").inner_text()  # default region explained
 
 
-def test_2_segment_finds_the_lung_tumour(page, shots):
+@pytest.fixture(scope="module")
+def tumour_box(lung2) -> str:
+    """A 90 mm box around lung2's tumour, typed as a user would (R1,A1,S1,R2,A2,S2 in mm)."""
+    import numpy as np
+
+    image, tumour = lung2
+    centre = image.grid.ijk_to_ras() @ np.array([*np.argwhere(tumour.array > 0).mean(axis=0)[::-1], 1.0])
+    return ",".join(f"{c + d:.1f}" for d in (-45, 45) for c in centre[:3])
+
+
+def test_2_segment_in_a_typed_box_finds_the_lung_tumour(page, shots, tumour_box):
+    field = page.get_by_test_id("box").locator("input")
+    field.fill(tumour_box)
+    field.press("Enter")
+    field.press("Tab")  # the field's change event: on Enter, or when it loses focus
+    wait_for(lambda: "Box set" in status(page), 20, page)
+    assert "box" in page.get_by_test_id("region").inner_text()  # the search region follows the box
     click(page, "segment")
     wait_for(lambda: "Segmenting" in status(page), 30, page)
     wait_for(lambda: "Lung tumor" in segments(page), 900, page, interval=1.0)

@@ -57,6 +57,19 @@ def test_upload_load_box_synthesise_export_and_save(web, tmp_path):
     assert logic.state.pasta_status.startswith("error: a box is six")
     logic.set_box("-66,-18,-18,-30,18,18")  # around the left lung of the phantom
     assert logic.state.pasta_region == "box" and logic.roi is not None
+    slices = [
+        logic.scene.GetNthNodeByClass(i, "vtkMRMLSliceNode")
+        for i in range(logic.scene.GetNumberOfNodesByClass("vtkMRMLSliceNode"))
+    ]
+
+    def planes():  # the RAS coordinate each view's plane is fixed at (R for sagittal, A coronal, S axial)
+        axis = {"Sagittal": 0, "Coronal": 1, "Axial": 2}
+        return {n.GetOrientation(): n.GetSliceToRAS().GetElement(axis[n.GetOrientation()], 3) for n in slices}
+
+    assert planes() == pytest.approx({"Sagittal": -48.0, "Coronal": 0.0, "Axial": 0.0})
+    logic.set_box("-60,-10,-14,-40,10,6")  # the views follow the box's centre
+    assert planes() == pytest.approx({"Sagittal": -50.0, "Coronal": 0.0, "Axial": -4.0})
+    logic.set_box("-66,-18,-18,-30,18,18")
     logic.state.pasta_attributes = "12 mm round-like solid lung nodule"
     logic._on_attributes(logic.state.pasta_attributes)
     assert logic.state.pasta_parsed.startswith("lung_tumor")
