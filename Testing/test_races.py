@@ -215,10 +215,9 @@ def test_compare_with_force_says_what_it_did(tmp_path, capsys):
 
 
 def test_a_bad_lesion_type_in_a_batch_csv_fails_its_row_only(tmp_path, capsys):
-    from pastacore.cli.main import main
-
     from conftest import phantom_ct
 
+    from pastacore.cli.main import main
     from pastacore.fileio import write_volume
 
     write_volume(phantom_ct(), tmp_path / "ct.nii.gz")
