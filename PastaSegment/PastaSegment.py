@@ -51,11 +51,11 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         VTKObservationMixin.__init__(self)
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._task = None
 
     def setup(self) -> None:
         from PastaSegmentLib.finetune_panel import FinetunePanel
         from PastaSlicerLib.controllers import HubController, SegmentController
+        from PastaSlicerLib.gui.jobs import ActionButton
         from PastaSlicerLib.gui.tasks import taskRunner
 
         ScriptedLoadableModuleWidget.setup(self)
@@ -73,7 +73,7 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.showInSegmentEditorButton.connect("clicked(bool)", self.onShowInSegmentEditor)
         self.ui.refreshModelsButton.connect("clicked(bool)", self.refreshModels)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self._onModelChosen)
-        self.ui.progressBar.setVisible(False)
+        self.segmentAction = ActionButton(self.ui.segmentButton, self.ui.statusLabel, self.ui.progressBar, _("Segment"))
         self.refreshModels()
         self.initializeParameterNode()
         self.fineTune = FinetunePanel(
@@ -84,8 +84,7 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         )
 
     def cleanup(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        self.segmentAction.cancel()
         self.fineTune.sceneClosing()
         self.removeObservers()
 
@@ -96,8 +95,7 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        self.segmentAction.cancel()
         self.fineTune.sceneClosing()
         self.setParameterNode(None)
 
@@ -110,9 +108,17 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         parameterNode = self.logic.getParameterNode()
         selectFirstVolume(parameterNode)
-        if not parameterNode.modelName and self.ui.modelComboBox.count > 0:
-            parameterNode.modelName = self.ui.modelComboBox.currentData or ""
+        self._checkModel(parameterNode)
         self.setParameterNode(parameterNode)
+
+    def _checkModel(self, parameterNode) -> None:
+        """A model name that is not installed (removed in the hub, a scene from another machine)
+        falls back to the default model, and the status line says so."""
+        name, note = self.hub.usable_model(parameterNode.modelName)
+        if name != parameterNode.modelName:
+            parameterNode.modelName = name
+        if note:
+            self.ui.statusLabel.text = note
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -134,6 +140,8 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             [(f"{m.name} ({m.version})", m.name, f"{m.task}: {m.path}") for m in models],
             _("No model installed: import one in the PASTA module"),
         )
+        if self._parameterNode:
+            self._checkModel(self._parameterNode)
         self._updateGUI()
 
     def _onModelChosen(self, index) -> None:
@@ -153,7 +161,7 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _updateGUI(self, caller=None, event=None) -> None:
         from PastaSlicerLib.gui.widgets import showComboData
 
-        running = self._task is not None and self._task.running
+        running = self.segmentAction.running
         p = self._parameterNode
         if p:
             showComboData(self.ui.modelComboBox, p.modelName)
@@ -166,40 +174,16 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.showInSegmentEditorButton.enabled = bool(p and p.outputSegmentation) and not running
 
     def onSegmentButton(self) -> None:
-        from PastaSlicerLib.gui import callWithErrorDisplay
-        from PastaSlicerLib.gui.dependencies import ensureDependencies
-        from PastaSlicerLib.gui.tasks import RunningTask
-
-        if self._task is not None and self._task.running:
-            self._task.cancel()
-            self.ui.statusLabel.text = _("Cancelling...")
-            return
-        if not ensureDependencies():
-            self.ui.statusLabel.text = _("The Python packages PASTA needs are not installed (see the PASTA module).")
-            return
-        ok, handle = callWithErrorDisplay(
-            _("Starting the segmentation failed."),
-            self.controller.start,
-            self._request(),
-            on_progress=self._onProgress,
-            on_finished=self._onFinished,
+        request = self._request()
+        self.segmentAction.run(
+            "segment",
+            lambda progress, finished: self.controller.start(request, progress, finished),
+            _("Segmentation failed."),
+            _("Segmenting..."),
+            done=self._onSegmented,
         )
-        if ok:
-            self._task = RunningTask(handle)
-            self.ui.progressBar.value = 0
-            self.ui.progressBar.setVisible(self._task.running)
-            self.ui.statusLabel.text = _("Segmenting...")
-        self._updateGUI()
 
-    def _onProgress(self, fraction, message) -> None:
-        self.ui.progressBar.value = int(round(100 * fraction))
-        self.ui.statusLabel.text = message
-
-    def _onFinished(self, outcome) -> None:
-        from PastaSlicerLib.gui.tasks import showOutcome
-
-        self.ui.progressBar.setVisible(False)
-        showOutcome(self.ui.statusLabel, outcome, _("Segmentation failed."))
+    def _onSegmented(self, outcome) -> None:
         if outcome.ok and self._parameterNode:
             self._parameterNode.outputSegmentation = outcome.value
         self._updateGUI()

@@ -155,10 +155,17 @@ class PastaSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         table.resizeColumnsToContents()
 
     def _showDependencies(self) -> None:
-        rows = [
-            _Row((name, required, installed), ok, purpose)
-            for name, required, installed, ok, purpose in self.hub.dependency_rows()
-        ]
+        """The base packages (needed for everything) and each group's, installed when an action first needs them."""
+        groups = {name: (purpose, actions) for name, purpose, actions in self.hub.requirement_groups()}
+        rows = []
+        for name, required, installed, ok, purpose, group in self.hub.dependency_rows():
+            if group:
+                what, actions = groups[group]
+                needed = _("{group}: {actions} (installed when first used)").format(group=group, actions=", ".join(actions))
+                note = f"{what} {purpose}".strip()
+            else:
+                needed, note = _("every action"), purpose
+            rows.append(_Row((name, required, installed, needed), ok or bool(group), note))
         self._fillTable(self.ui.dependenciesTable, rows, bad=lambda row: not row.ok, tooltip=lambda row: row.note)
         self.ui.installDependenciesButton.enabled = any(not row.ok for row in rows)
 

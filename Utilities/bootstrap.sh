@@ -37,9 +37,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 # Reinstall only when the dependency lists changed (stamp = hash of pyproject.toml and the
-# run-time requirements it reads).
+# requirement files it reads).
 stamp=".venv/.pasta-installed"
-want="$(cat pyproject.toml Resources/requirements.txt | sha256sum | cut -d' ' -f1)"
+want="$(cat pyproject.toml Resources/requirements*.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setting up .venv (first run: a few minutes)..." >&2
   .venv/bin/python -m pip install -q --upgrade pip

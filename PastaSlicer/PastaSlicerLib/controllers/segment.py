@@ -87,7 +87,7 @@ class SegmentController:
         from pastacore.terminology import segments_from_dict
 
         require_alive(self.scene, request.volume, "input volume")
-        output = request.output if request.output is not None and request.output.GetScene() is self.scene else None
+        output = self.output_for(request)
         labels = load_volume(folder, result["volumes"]["labels"])
         node, added = add_labels_to_segmentation(
             self.scene,
@@ -102,6 +102,15 @@ class SegmentController:
         self.last_added = [segmentation.GetSegment(sid).GetName() for sid in added.values()]
         self.last_result = result
         return node
+
+    def output_for(self, request: SegmentRequest):
+        """The segmentation the result goes into: the request's output when it belongs to the input
+        volume (made on it), else None (a new one, so a second volume never fills the first's)."""
+        output = request.output
+        if output is None or output.GetScene() is not self.scene:
+            return None
+        reference = output.GetNodeReference(output.GetReferenceImageGeometryReferenceRole())
+        return output if reference is request.volume else None
 
     def _describe(self, node) -> str:
         found = ", ".join(self.last_added) or "nothing (no organ or lesion found)"
