@@ -21,7 +21,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "stratified k-fold cross-validation, then trains on all cases and writes HEAD.pt (a weights-only "
         "state dict with classes, feature size and feature normalisation) and HEAD.json (the metrics).",
     )
-    p.add_argument("features", nargs="+", metavar="FEATURES.csv", help="one or more files written by 'pasta features'")
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_arguments(p: argparse.ArgumentParser, source: str = "'pasta features'") -> None:
+    """The arguments of a head training (shared with ``pasta patches train-head``)."""
+    p.add_argument("features", nargs="+", metavar="FEATURES.csv", help=f"one or more files written by {source}")
     p.add_argument("labels", metavar="LABELS.csv", help="CSV with an id column and a label column")
     p.add_argument("--out", required=True, metavar="HEAD.pt", help="output head file (metrics go to the .json beside it)")
     p.add_argument("--column", help="label column of LABELS.csv (default: 'label' or the only other column)")
@@ -35,7 +41,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=seed, default=0, help="seed of the fold assignment (default 0)")
     p.add_argument("--l2", type=float, default=1.0, help="L2 regularisation strength (default 1)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.set_defaults(func=run)
 
 
 HEAD_SUFFIXES = (".pt", ".pth")
