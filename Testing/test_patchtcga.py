@@ -606,3 +606,29 @@ def test_heatmap_and_classify_refuse_bad_input_before_work(tmp_path, capsys, ihc
         capsys, "patches", "features", sixteen, "--encoder", ckpt, "--config", cfg, "--out", tmp_path / "f.csv"
     )
     assert code == 2 and "patches must be 8-bit RGB" in err
+
+
+# --- the model store -----------------------------------------------------------------------------
+
+
+def test_models_import_lists_the_family_and_patches_use_the_installed_encoder(tmp_path, capsys, monkeypatch, ihc):
+    monkeypatch.setenv("PASTA_HOME", str(tmp_path / "home"))
+    ckpt, cfg = write_case(tmp_path, "dino")
+    _, wrong = write_case(tmp_path, "mae")
+    code, _out, err = run_cli(capsys, "models", "import", ckpt, "--config", wrong, "--name", "bad")
+    assert code == 2 and "is a DINO v1 checkpoint" in err and not (tmp_path / "home" / "models" / "bad").exists()
+    assert run_cli(capsys, "models", "import", ckpt, "--config", cfg, "--name", "ptcga-dino")[0] == 0
+    code, out, _err = run_cli(capsys, "models", "list")
+    line = next(row for row in out.splitlines() if row.startswith("ptcga-dino"))
+    assert line.split()[2:4] == ["encoder", "patchtcga"]
+    import json
+
+    stored = json.loads((tmp_path / "home" / "models" / "ptcga-dino" / "model.json").read_text())
+    assert stored["family_summary"]["layout"] == "dino" and "the DINO student" in stored["family_summary"]["ignored"]
+
+    paths = write_pngs(tmp_path / "p", crops(ihc, (64, 64), 2))
+    assert run_cli(capsys, "patches", "features", *paths, "--encoder", "ptcga-dino", "--out", tmp_path / "a.csv")[0] == 0
+    assert run_cli(capsys, "patches", "features", *paths, "--encoder", ckpt, "--config", cfg, "--out", tmp_path / "b.csv")[0] == 0
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+    code, _out, err = run_cli(capsys, "patches", "features", *paths, "--encoder", ckpt, "--out", tmp_path / "c.csv")
+    assert code == 2 and "needs its model config" in err

@@ -73,9 +73,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _encoder_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--encoder", required=True, metavar="CKPT", help="a PatchTCGA checkpoint (any of the five layouts)")
     parser.add_argument(
-        "--config", required=True, metavar="CFG.json", help='model config: {"family": "patchtcga", "method": ...}'
+        "--encoder",
+        required=True,
+        metavar="CKPT",
+        help="a PatchTCGA checkpoint (any of the five layouts), or the name of one imported with 'pasta models import --config'",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="CFG.json",
+        help='model config: {"family": "patchtcga", "method": ...} (an installed encoder has its own)',
     )
     parser.add_argument(
         "--batch-size", type=int, default=DEFAULT_BATCH, help=f"patches per forward pass (default {DEFAULT_BATCH})"
@@ -90,13 +97,13 @@ def _encoder_options(parser: argparse.ArgumentParser) -> None:
 def _open_encoder(args: argparse.Namespace):
     from .. import deps
     from ..errors import PastaError
-    from ..families.patchtcga.patches import open_encoder, read_config
+    from ..families.patchtcga.patches import open_encoder, resolve_encoder
 
     if args.batch_size < 1:
         raise PastaError("--batch-size must be at least 1")
-    config = read_config(args.config)
+    checkpoint, config = resolve_encoder(args.encoder, args.config)
     device = deps.torch_device_info(args.device).kind
-    return open_encoder(args.encoder, config, device, args.precision)
+    return open_encoder(checkpoint, config, device, args.precision)
 
 
 def _images_exist(paths) -> None:

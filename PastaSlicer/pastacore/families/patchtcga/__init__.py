@@ -14,3 +14,15 @@ SimCLR v1.5, MoCo v2 and PatchTCGA's own BYOL (ResNet50), DINO v1 (ViT-S/16) and
 
 Nothing here imports torch at import time.
 """
+
+from .. import ModelFamily, register
+
+register(
+    ModelFamily(
+        name="patchtcga",
+        description="PatchTCGA pathology patch encoders (SimCLR, MoCo v2, BYOL: ResNet50; DINO: ViT-S/16; MAE: ViT-L/16)",
+        module=f"{__name__}.family",
+        requirement_group="pathology",
+        task="encoder",
+    )
+)

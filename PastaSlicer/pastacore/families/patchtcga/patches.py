@@ -17,29 +17,61 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...errors import PastaError
-from .config import check_config
+from ...errors import PastaError, option
+from .config import FAMILY, check_config
 from .images import check_unique_ids, read_rgb
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from ...classify.heads import Head
+    from ...modelstore.store import ModelStore
     from .encoder import PatchEncoder
 
 
 def read_config(path: str | Path) -> dict:
-    """The checked config in the JSON file ``path`` (see :mod:`.config`)."""
-    path = Path(path)
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PastaError(f"config {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PastaError(f"cannot read the config {path.name}: {str(exc).splitlines()[0][:120]}") from None
-    if not isinstance(config, dict) or "family" not in config:
-        raise PastaError(f'{path.name} is not a model config: a JSON object with a "family" field')
-    return check_config(config)
+    """The checked PatchTCGA config in the JSON file ``path`` (see :mod:`.config`)."""
+    from .. import read_model_config
+
+    config = read_model_config(path)
+    if config.get("family") != FAMILY:
+        raise PastaError(f"{Path(path).name} is a '{config.get('family')}' model config; patches need a '{FAMILY}' one")
+    return config
+
+
+def installed_encoders(store: ModelStore | None = None) -> list:
+    """The usable PatchTCGA encoders of the model store (``InstalledModel``), by name."""
+    from ...modelstore.store import ModelStore
+
+    store = store if store is not None else ModelStore()
+    return [m for m in store.list() if not m.damaged and m.family == FAMILY]
+
+
+def resolve_encoder(encoder: str | Path, config: str | Path | dict | None = None, store: ModelStore | None = None) -> tuple:
+    """``(checkpoint, checked config)`` of a weight file (``config`` required: a JSON file or a dict)
+    or of an encoder installed with ``pasta models import CKPT --config CFG.json`` (its stored config,
+    unless ``config`` is given)."""
+    from ...modelstore.store import DESCRIPTION, ModelStore
+
+    given = None
+    if config is not None:
+        given = check_config(config) if isinstance(config, dict) else read_config(config)
+    path = Path(str(encoder))
+    if path.is_file():
+        if given is None:
+            raise PastaError(
+                f"{path.name} needs its model config ({option('config')} CFG.json), or import it once with "
+                "'pasta models import CKPT --config CFG.json' and name the installed encoder"
+            )
+        return path, given
+    if path.is_dir() or path.suffix.lower() in (".pth", ".pt", ".tar", ".ckpt", ".safetensors"):
+        raise PastaError(f"encoder {path} is not a weight file")
+    store = store if store is not None else ModelStore()
+    model = store.get(str(encoder))
+    description = json.loads((model.path / DESCRIPTION).read_text(encoding="utf-8"))
+    if description.get("family") != FAMILY:
+        raise PastaError(f"the installed model {model.name!r} is not a PatchTCGA encoder (family {description.get('family')!r})")
+    return model.path / str(description["weights"]), given or check_config(description["config"])
 
 
 def open_encoder(checkpoint: str | Path, config: dict, device: str = "cpu", precision: str = "fp32") -> PatchEncoder:
