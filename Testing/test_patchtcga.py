@@ -632,3 +632,91 @@ def test_models_import_lists_the_family_and_patches_use_the_installed_encoder(tm
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
     code, _out, err = run_cli(capsys, "patches", "features", *paths, "--encoder", ckpt, "--out", tmp_path / "c.csv")
     assert code == 2 and "needs its model config" in err
+
+
+# --- the Slicer controller (slicer-core MRML) ------------------------------------------------------
+
+
+def _loaded_as_slicer_does(scene, path):
+    """A 2-D image as Slicer loads it: a one-slice vector volume with ITK's pixel order and grid."""
+    import SimpleITK as sitk
+    import slicer.util
+
+    from pastacore.geometry import Grid
+
+    image = sitk.ReadImage(str(path))
+    node = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", pathlib.Path(path).stem)
+    slicer.util.updateVolumeFromArray(node, sitk.GetArrayFromImage(image)[None])
+    direction = np.eye(3)
+    direction[:2, :2] = np.reshape(image.GetDirection(), (2, 2))
+    grid = Grid((1, *image.GetSize()[::-1]), (*image.GetSpacing(), 1.0), (*image.GetOrigin(), 0.0), direction)
+    from pastacore.mrml.volumes import _vtk_matrix
+
+    node.SetIJKToRASMatrix(_vtk_matrix(grid.ijk_to_ras()))
+    return node
+
+
+def test_controller_trains_a_head_and_overlays_the_heat_map_the_command_writes(tmp_path, capsys, ihc):
+    pytest.importorskip("slicer")
+    import SimpleITK as sitk
+    import slicer.util
+    from PIL import Image
+
+    from pastacore.errors import PastaError
+    from pastacore.modelstore.store import ModelStore
+    from pastacore.mrml.scene import new_scene, node_ids
+    from pastacore.tasks import InlineRunner
+    from PastaSlicerLib.controllers import PatchController
+
+    store = ModelStore(tmp_path / "store")
+    scene = new_scene().scene
+    controller = PatchController(scene, InlineRunner(), store)
+    ckpt, cfg = write_case(tmp_path, "moco")
+    assert controller.encoders() == []
+    assert controller.import_encoder(ckpt, cfg, "ptcga-moco") == "ptcga-moco" and controller.encoders() == ["ptcga-moco"]
+
+    # labelled patches in one sub-folder per class: the dark (stained) and light corners of the IHC image
+    grey = {(y, x): ihc[y : y + 64, x : x + 64].mean() for y in range(0, 448, 64) for x in range(0, 448, 64)}
+    ranked = sorted(grey, key=grey.get)
+    for label, picks in (("stained", ranked[:8]), ("pale", ranked[-8:])):
+        write_pngs(tmp_path / "patches" / label, [ihc[y : y + 64, x : x + 64] for y, x in picks], label)
+    outcomes = []
+    controller.train_head(tmp_path / "patches", "ptcga-moco", tmp_path / "head.pt", folds=4, on_finished=outcomes.append)
+    assert outcomes[-1].ok, outcomes[-1].error
+    assert outcomes[-1].value["classes"] == ["pale", "stained"] and outcomes[-1].value["n_cases"] == 16
+    assert controller.head_classes(tmp_path / "head.pt") == ["pale", "stained"]
+
+    region = tmp_path / "ihc_region.png"
+    Image.fromarray(ihc[:200, :256]).save(region)
+    image = _loaded_as_slicer_does(scene, region)
+    before = set(node_ids(scene))
+    controller.classify(image, "ptcga-moco", tmp_path / "head.pt", tile=64, class_name="stained", on_finished=outcomes.append)
+    assert outcomes[-1].ok, outcomes[-1].error
+    prediction = outcomes[-1].value
+    added = [scene.GetNodeByID(i) for i in node_ids(scene) if i not in before]
+    assert sorted(n.GetClassName() for n in added) == ["vtkMRMLScalarVolumeDisplayNode", "vtkMRMLScalarVolumeNode"]
+    heat = prediction.heatmap
+    assert heat.GetAttribute("PASTA.HeatMapOf") == image.GetID() and prediction.summary["tiles"] == 12
+    assert prediction.summary["label"] in ("pale", "stained") and "over 12 tiles" in outcomes[-1].message
+
+    # the same numbers, on the same grid, as `pasta patches heatmap` writes for the PNG file
+    code, _out, err = run_cli(
+        capsys, "patches", "heatmap", region, "--encoder", ckpt, "--config", cfg, "--head", tmp_path / "head.pt",
+        "--tile", 64, "--class", "stained", "--out", tmp_path / "heat.nii.gz",
+    )  # fmt: skip
+    assert code == 0, err
+    written = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "heat.nii.gz")))
+    np.testing.assert_allclose(slicer.util.arrayFromVolume(heat)[0], written, atol=1e-6)
+    import vtk
+
+    a, b = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+    image.GetIJKToRASMatrix(a)
+    heat.GetIJKToRASMatrix(b)
+    assert all(a.GetElement(r, c) == b.GetElement(r, c) for r in range(4) for c in range(4))
+    display = heat.GetDisplayNode()
+    assert (display.GetWindow(), display.GetLevel()) == (1.0, 0.5)
+
+    volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "ct")
+    slicer.util.updateVolumeFromArray(volume, np.zeros((3, 8, 8), np.int16))
+    with pytest.raises(PastaError, match="is a 3-D volume \\(3 slices\\)"):
+        controller.classify(volume, "ptcga-moco", tmp_path / "head.pt", tile=4)

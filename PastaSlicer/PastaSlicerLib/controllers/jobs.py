@@ -28,9 +28,18 @@ class Outcome:
 
 
 def start_job(
-    runner, job: str, params: dict, volumes: dict, apply, on_progress=None, on_finished=None, describe=lambda value: ""
+    runner,
+    job: str,
+    params: dict,
+    volumes: dict,
+    apply,
+    on_progress=None,
+    on_finished=None,
+    describe=lambda value: "",
+    prepare=None,
 ):
-    """Start ``job`` with ``volumes`` ({name: Volume}) saved in a fresh folder.
+    """Start ``job`` with ``volumes`` ({name: Volume}) saved in a fresh folder (and whatever else
+    ``prepare(folder)`` writes there, e.g. an RGB image array).
 
     On success ``apply(result, folder)`` turns the job's result into the action's value (it
     may raise :class:`PastaError`); ``on_finished(Outcome)`` follows. Returns the task handle.
@@ -57,6 +66,8 @@ def start_job(
     try:
         for name, volume in volumes.items():
             save_volume(volume, folder, name)
+        if prepare is not None:
+            prepare(folder)
         return runner.start(job, params, folder, on_progress, finished)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)

@@ -294,3 +294,67 @@ def finetune(
         "training_loss": description["training_loss"],
         "steps": settings.steps,
     }
+
+
+@job("patch-heatmap")
+def patch_heatmap(
+    folder: Path, params: dict, progress: Callable[[float, str], None], is_cancelled: Callable[[], bool] | None = None
+) -> dict:
+    """A pathology image (``image.npy``, (H, W, 3) uint8 RGB) classified tile by tile with a PatchTCGA
+    ``encoder`` (file + ``config``, or an installed name) and ``head``; writes ``heat.npy`` ((H, W)
+    float32: p(``class_name``) per tile) and returns the heat map's summary (the image's class)."""
+    import numpy as np
+
+    from ..classify.heads import load_head
+    from ..deps import torch_device_info
+    from ..families.patchtcga.heatmap import class_index, compute_heatmap, tile_origins
+    from ..families.patchtcga.images import rgb_from_array
+    from ..families.patchtcga.patches import check_head_fits, open_encoder, resolve_encoder
+
+    image = rgb_from_array(np.load(folder / "image.npy", allow_pickle=False))
+    tile = int(params.get("tile", 224))
+    tile_origins(image.shape[0], image.shape[1], tile)
+    head = load_head(params["head"])
+    class_index(head, params.get("class_name") or None)
+    checkpoint, config = resolve_encoder(params["encoder"], params.get("config") or None, _store(params))
+    progress(0.02, "loading the encoder")
+    encoder = open_encoder(
+        checkpoint, config, torch_device_info(params.get("device", "auto")).kind, params.get("precision", "fp32")
+    )
+    check_head_fits(head, encoder)
+    heat = compute_heatmap(
+        image, encoder, head, tile, params.get("class_name") or None, int(params.get("batch_size", 16)),
+        lambda f, m="": progress(0.05 + 0.95 * f, m), is_cancelled,
+    )  # fmt: skip
+    np.save(folder / "heat.npy", heat.values, allow_pickle=False)
+    return heat.summary()
+
+
+@job("patch-train-head")
+def patch_train_head(
+    folder: Path, params: dict, progress: Callable[[float, str], None], is_cancelled: Callable[[], bool] | None = None
+) -> dict:
+    """A few-shot head on the PatchTCGA features of labelled patches (``patches`` folder, labelled by
+    ``labels`` CSV or by sub-folder), written to ``out`` (HEAD.pt + HEAD.json) as
+    ``pasta patches train-head`` does; returns HEAD.json's content."""
+    from ..classify.headfile import no_nan, train_head, write_head
+    from ..deps import torch_device_info
+    from ..families.patchtcga.patches import image_features, labelled_patches, open_encoder, resolve_encoder
+
+    paths, labels, column = labelled_patches(params["patches"], params.get("labels") or None)
+    checkpoint, config = resolve_encoder(params["encoder"], params.get("config") or None, _store(params))
+    encoder = open_encoder(checkpoint, config, torch_device_info(params.get("device", "auto")).kind)
+    ids, features = image_features(
+        paths, encoder, int(params.get("batch_size", 16)), lambda f, m="": progress(0.9 * f, m), is_cancelled
+    )
+    progress(0.9, "cross-validating the head")
+    trained = train_head(ids, features, labels, column, params["out"], params.get("kind", "linear"), int(params.get("folds", 5)))
+    write_head(trained, params["out"], bool(params.get("overwrite")))
+    progress(1.0, "head written")
+    return no_nan({"head": str(params["out"]), "unlabelled": len(trained.unlabelled), **trained.result})
+
+
+def _store(params: dict):
+    from ..modelstore.store import ModelStore
+
+    return ModelStore(params.get("store") or None)

@@ -36,6 +36,24 @@ class HeatMap:
     tiles: list
     uncovered: tuple  # (right strip, bottom strip) widths in pixels
 
+    def mean_probabilities(self) -> np.ndarray:
+        """(K,) each class's probability averaged over the tiles: the whole image's prediction."""
+        return np.mean([p for _x, _y, p in self.tiles], axis=0)
+
+    def summary(self) -> dict:
+        """JSON-ready: the image's class (highest mean probability), the means, the tiles."""
+        mean = self.mean_probabilities()
+        return {
+            "label": self.classes[int(np.argmax(mean))],
+            "classes": list(self.classes),
+            "mean_probabilities": [float(v) for v in mean],
+            "class_name": self.class_name,
+            "tile": int(self.tile),
+            "tiles": len(self.tiles),
+            "uncovered": [int(v) for v in self.uncovered],
+            "description": self.describe(),
+        }
+
     def describe(self) -> str:
         rows = len({y for _x, y, _p in self.tiles})
         cols = len(self.tiles) // max(rows, 1)

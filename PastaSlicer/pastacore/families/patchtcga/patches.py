@@ -19,7 +19,7 @@ import numpy as np
 
 from ...errors import PastaError, option
 from .config import FAMILY, check_config
-from .images import check_unique_ids, read_rgb
+from .images import check_unique_ids, image_id, read_rgb
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -93,6 +93,31 @@ def image_features(
     ids = check_unique_ids(paths)
     images = [read_rgb(p) for p in paths]
     return ids, encoder.features_of(images, batch_size, progress, cancelled)
+
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+
+
+def labelled_patches(folder: str | Path, labels_csv: str | Path | None = None) -> tuple:
+    """``(image paths, {id: label}, label column)`` of the patches in ``folder``: labelled by
+    ``labels_csv`` (``id,label``; ids = file names without extension), or else by the name of the
+    sub-folder each image lies in (``folder/tumour/a.png`` -> tumour)."""
+    from ...classify.csvio import read_labels_csv
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PastaError(f"patch folder {folder} does not exist")
+    if labels_csv:
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        column, labels = read_labels_csv(labels_csv)
+    else:
+        paths = sorted(p for p in folder.glob("*/*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        column, labels = "label", {image_id(p): p.parent.name for p in paths}
+        check_unique_ids(paths)
+    if not paths:
+        where = "" if labels_csv else " (one sub-folder of images per class)"
+        raise PastaError(f"{folder} holds no patch images (.png, .tif, .jpg){where}")
+    return paths, labels, column
 
 
 def check_head_fits(head: Head, encoder: PatchEncoder) -> None:

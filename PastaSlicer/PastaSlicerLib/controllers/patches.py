@@ -1,0 +1,175 @@
+"""Pathology patches with PatchTCGA's encoders: classify a loaded 2-D image (a one-slice volume)
+tile by tile and add the class-probability heat map as a coloured volume on the image's own grid;
+train a few-shot head from labelled patches. Both run as jobs in the task process."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pastacore.errors import PastaError
+
+from .jobs import require_alive, start_job
+
+HEAT_OF = "PASTA.HeatMapOf"  # heat map node attribute: the ID of the image it was computed on
+HEAT_CLASS = "PASTA.HeatMapClass"
+COLOR_IDS = ("vtkMRMLColorTableNodeFileInferno.txt", "vtkMRMLColorTableNodeFileViridis.txt", "vtkMRMLColorTableNodeRainbow")
+
+
+@dataclass
+class PatchPrediction:
+    """A classified image: the heat map node and the summary (``label``: the image's class, the class
+    with the highest probability averaged over the tiles; ``mean_probabilities``; ``tiles``...)."""
+
+    heatmap: object
+    summary: dict
+
+    def describe(self) -> str:
+        means = dict(zip(self.summary["classes"], self.summary["mean_probabilities"]))
+        return f"{self.summary['label']} (mean p {means[self.summary['label']]:.2f} over {self.summary['tiles']} tiles)"
+
+
+class PatchController:
+    def __init__(self, scene, runner, store=None):
+        self.scene, self.runner, self.store = scene, runner, store
+
+    # -- choices ----------------------------------------------------------------------------
+    def _store(self):
+        from pastacore.modelstore.store import ModelStore
+
+        return self.store if self.store is not None else ModelStore()
+
+    def encoders(self) -> list:
+        """Names of the installed PatchTCGA encoders."""
+        from pastacore.families.patchtcga.patches import installed_encoders
+
+        return [m.name for m in installed_encoders(self._store())]
+
+    def import_encoder(self, path, config_path, name=None) -> str:
+        """Store a PatchTCGA weight file with its config (loaded strictly first); its name."""
+        from pastacore.families import read_model_config
+
+        config = read_model_config(config_path)
+        if config.get("family") != "patchtcga":
+            raise PastaError(f"{Path(config_path).name} is not a PatchTCGA config (family {config.get('family')!r})")
+        return self._store().import_family_model(path, config, name=name or None).name
+
+    @staticmethod
+    def head_classes(head) -> list:
+        """The classes of a head written by a head training (from HEAD.json beside it); [] if unknown."""
+        from pastacore.classify.headfile import metrics_path
+
+        try:
+            return [str(c) for c in json.loads(metrics_path(head).read_text(encoding="utf-8")).get("classes", [])]
+        except (OSError, ValueError, AttributeError):
+            return []
+
+    @staticmethod
+    def image_array(node):
+        """(H, W, 3) uint8 RGB of a one-slice volume node (a PNG/TIFF loaded into Slicer)."""
+        import slicer.util
+
+        from pastacore.families.patchtcga.images import rgb_from_array
+
+        if node is None or node.GetImageData() is None:
+            raise PastaError("choose a loaded 2-D image")
+        slices = node.GetImageData().GetDimensions()[2]
+        if slices != 1:
+            raise PastaError(f"'{node.GetName()}' is a 3-D volume ({slices} slices); choose a 2-D image (one slice)")
+        return rgb_from_array(slicer.util.arrayFromVolume(node), f"'{node.GetName()}'")
+
+    # -- classify ---------------------------------------------------------------------------
+    def classify(
+        self, image, encoder, head, tile=224, class_name=None, config=None, device="auto", on_progress=None, on_finished=None
+    ):
+        """Classify ``image`` tile by tile; the Outcome's value is a :class:`PatchPrediction` whose
+        heat map (p(``class_name``) per tile) is a new scalar volume on the image's grid."""
+        import numpy as np
+
+        if not encoder:
+            raise PastaError("choose a PatchTCGA encoder (import one with its config first)")
+        if not head:
+            raise PastaError("choose a head trained on that encoder's features")
+        rgb = self.image_array(image)
+        params = {
+            "encoder": str(encoder),
+            "config": str(config) if config else None,
+            "head": str(head),
+            "tile": int(tile),
+            "class_name": class_name or None,
+            "device": device,
+            "store": str(self.store.root) if self.store is not None else None,
+        }
+
+        def read(result, folder):
+            require_alive(self.scene, image, "image")
+            values = np.load(Path(folder) / "heat.npy", allow_pickle=False)
+            return PatchPrediction(self._add_heatmap(image, values, result["class_name"]), result)
+
+        def inputs(folder):
+            np.save(Path(folder) / "image.npy", rgb, allow_pickle=False)
+
+        return start_job(
+            self.runner, "patch-heatmap", params, {}, read, on_progress, on_finished,
+            describe=lambda value: f"{image.GetName()}: {value.describe()}", prepare=inputs,
+        )  # fmt: skip
+
+    def _add_heatmap(self, image, values, class_name):
+        import slicer.util
+        import vtk
+
+        node = self.scene.AddNewNodeByClass(
+            "vtkMRMLScalarVolumeNode", self.scene.GenerateUniqueName(f"{image.GetName()} p({class_name})")
+        )
+        slicer.util.updateVolumeFromArray(node, values.astype("float32")[None])
+        matrix = vtk.vtkMatrix4x4()
+        image.GetIJKToRASMatrix(matrix)
+        node.SetIJKToRASMatrix(matrix)
+        node.SetAttribute(HEAT_OF, image.GetID())
+        node.SetAttribute(HEAT_CLASS, str(class_name))
+        node.CreateDefaultDisplayNodes()
+        display = node.GetDisplayNode()
+        display.AutoWindowLevelOff()
+        display.SetWindowLevelMinMax(0.0, 1.0)
+        color = next((c for c in COLOR_IDS if self.scene.GetNodeByID(c) is not None), None)
+        if color is not None:
+            display.SetAndObserveColorNodeID(color)
+        return node
+
+    # -- train a head -----------------------------------------------------------------------
+    def train_head(
+        self, patches, encoder, out, labels=None, config=None, kind="linear", folds=5, device="auto", overwrite=False,
+        on_progress=None, on_finished=None,
+    ):  # fmt: skip
+        """Train a head on the patches in the folder ``patches`` (labelled by the CSV ``labels``, or by
+        sub-folder) and write ``out`` (HEAD.pt) and HEAD.json; the Outcome's value is HEAD.json's content."""
+        from pastacore.classify.headfile import HEAD_SUFFIXES, metrics_path
+        from pastacore.fileio.atomic import check_outputs
+
+        if not encoder:
+            raise PastaError("choose a PatchTCGA encoder (import one with its config first)")
+        if not patches or not out:
+            raise PastaError("choose the folder of labelled patches and where to write the head")
+        check_outputs([(out, HEAD_SUFFIXES), metrics_path(out)], inputs=(patches, labels), overwrite=overwrite)
+        params = {
+            "patches": str(patches),
+            "labels": str(labels) if labels else None,
+            "encoder": str(encoder),
+            "config": str(config) if config else None,
+            "out": str(out),
+            "kind": kind,
+            "folds": int(folds),
+            "device": device,
+            "overwrite": bool(overwrite),
+            "store": str(self.store.root) if self.store is not None else None,
+        }
+
+        def describe(result):
+            accuracy = result["accuracy"]["mean"]
+            shown = "n/a" if accuracy is None else f"{accuracy:.3f}"
+            return f"Head written to {Path(out).name}: {result['n_cases']} patches, cross-validated accuracy {shown}."
+
+        return start_job(
+            self.runner, "patch-train-head", params, {}, lambda result, folder: result, on_progress, on_finished, describe
+        )
