@@ -720,3 +720,15 @@ def test_controller_trains_a_head_and_overlays_the_heat_map_the_command_writes(t
     slicer.util.updateVolumeFromArray(volume, np.zeros((3, 8, 8), np.int16))
     with pytest.raises(PastaError, match="is a 3-D volume \\(3 slices\\)"):
         controller.classify(volume, "ptcga-moco", tmp_path / "head.pt", tile=4)
+
+
+@pytest.mark.parametrize("method", ["byol", "dino"])
+def test_bf16_features_stay_close_to_full_precision(method, tmp_path, ihc):
+    from pastacore.families.patchtcga.patches import open_encoder
+
+    ckpt, _ = write_case(tmp_path, method)
+    images = np.stack(crops(ihc, (64, 64), 3))
+    full = open_encoder(ckpt, config_of(method)).features(images)
+    half = open_encoder(ckpt, config_of(method), precision="bf16")
+    assert half.precision == "bf16" and next(half.network.parameters()).dtype == torch.bfloat16
+    assert np.abs(half.features(images) - full).max() < 0.03 * np.abs(full).max()

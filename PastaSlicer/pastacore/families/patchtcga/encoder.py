@@ -4,12 +4,13 @@ Pixels go in as they are (uint8 RGB, any size the network takes: no resize, no c
 ``RGB / 255``, then ``(x - mean) / std`` with the config's statistics, in float32 as torchvision's
 ``ToTensor`` + ``Normalize`` do. For inference the ResNet's batch norms are folded into their
 convolutions and the batch is laid out channels-last (oneDNN's fast path on CPUs); ``bf16`` runs
-the network under autocast (on a CPU only where it has native bfloat16), ``fp32`` (the default)
-gives the full-precision features.
+a bfloat16 copy of the network (its LayerNorms in float32; on a CPU only where it has native
+bfloat16), ``fp32`` (the default) gives the full-precision features.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -48,6 +49,16 @@ def resolve_precision(precision: str, device: str) -> str:
     return precision
 
 
+def _to_bfloat16(network: torch.nn.Module) -> torch.nn.Module:
+    """``network`` with bfloat16 weights but float32 LayerNorms (they compute in float32): no
+    per-call casts as under autocast, and the ViT's normalisation stays exact."""
+    network = network.to(torch.bfloat16)
+    for module in network.modules():
+        if isinstance(module, torch.nn.LayerNorm):
+            module.float()
+    return network
+
+
 class PatchEncoder:
     """A loaded encoder ready for patches: ``features(images)`` -> (B, C) float32."""
 
@@ -59,6 +70,10 @@ class PatchEncoder:
         network = loaded.network
         if not is_vit(self.config):
             network = fold_batchnorm(network).to(memory_format=torch.channels_last)
+        elif self.precision == "bf16":
+            network = copy.deepcopy(network)
+        if self.precision == "bf16":
+            network = _to_bfloat16(network)
         self.network = network.to(self.device).eval()
         self.mean = torch.tensor(self.config["mean"], dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(self.config["std"], dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
@@ -80,11 +95,7 @@ class PatchEncoder:
     def run(self, batch: torch.Tensor) -> np.ndarray:
         """(B, 3, H, W) network input -> (B, C) float32 features."""
         with torch.inference_mode():
-            if self.precision == "bf16":
-                with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                    out = self.network(batch)
-            else:
-                out = self.network(batch)
+            out = self.network(batch.to(torch.bfloat16) if self.precision == "bf16" else batch)
         return out.float().cpu().numpy()
 
     def features(self, images: np.ndarray) -> np.ndarray:

@@ -24,6 +24,14 @@ from torch import nn
 EPS = 1e-6
 
 
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in float32 whatever the input's type (a bfloat16 network keeps its
+    normalisation statistics exact); a no-op change for float32 inputs."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x.float(), self.normalized_shape, self.weight, self.bias, self.eps).to(x.dtype)
+
+
 class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
@@ -52,9 +60,9 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=EPS)
+        self.norm1 = LayerNorm(dim, eps=EPS)
         self.attn = Attention(dim, num_heads)
-        self.norm2 = nn.LayerNorm(dim, eps=EPS)
+        self.norm2 = LayerNorm(dim, eps=EPS)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,8 +104,8 @@ class VisionTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + (img_size // patch_size) ** 2, embed_dim))
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
-        self.norm = nn.LayerNorm(embed_dim, eps=EPS)
-        self.fc_norm = nn.LayerNorm(embed_dim, eps=EPS)  # fresh (1, 0) unless a file brings its own
+        self.norm = LayerNorm(embed_dim, eps=EPS)
+        self.fc_norm = LayerNorm(embed_dim, eps=EPS)  # fresh (1, 0) unless a file brings its own
         self.feature_dim = embed_dim
 
     def position_embedding(self, height: int, width: int, tokens: int) -> torch.Tensor:
@@ -114,10 +122,11 @@ class VisionTransformer(nn.Module):
             )
         side = math.sqrt(stored)
         rows, cols = height // self.patch_size + 0.1, width // self.patch_size + 0.1  # DINO's +0.1 (its issue 8)
-        grid = self.pos_embed[:, 1:].reshape(1, int(side), int(side), -1).permute(0, 3, 1, 2)
+        stored_embed = self.pos_embed.float()  # resampled in float32 (also in a bfloat16 network)
+        grid = stored_embed[:, 1:].reshape(1, int(side), int(side), -1).permute(0, 3, 1, 2)
         grid = F.interpolate(grid, scale_factor=(rows / side, cols / side), mode="bicubic")
         grid = grid.permute(0, 2, 3, 1).reshape(1, -1, self.pos_embed.shape[-1])
-        return torch.cat((self.pos_embed[:, :1], grid), dim=1)
+        return torch.cat((stored_embed[:, :1], grid), dim=1).to(self.pos_embed.dtype)
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1 + patches, D): the output of the last block (before the final norm)."""
