@@ -732,3 +732,56 @@ def test_bf16_features_stay_close_to_full_precision(method, tmp_path, ihc):
     half = open_encoder(ckpt, config_of(method), precision="bf16")
     assert half.precision == "bf16" and next(half.network.parameters()).dtype == torch.bfloat16
     assert np.abs(half.features(images) - full).max() < 0.03 * np.abs(full).max()
+
+
+# --- the browser app (its logic, on a real trame-slicer scene, jobs inline) ----------------------
+
+
+def test_web_app_loads_a_pathology_image_and_overlays_the_heat_map(tmp_path, ihc):
+    pytest.importorskip("trame_slicer")
+    import os
+
+    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+    import slicer.util
+    from PIL import Image
+    from trame.app import get_server
+
+    from pastacore.classify.fewshot import fit_head
+    from pastacore.classify.headfile import TrainedHead, write_head
+    from pastacore.modelstore.store import ModelStore
+    from pastacore.tasks import InlineRunner
+    from pastaweb.app import PastaWebApp
+    from pastaweb.files import DataFolder
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(ihc[:128, :192]).save(data / "ihc.png")
+    ckpt, cfg = write_case(tmp_path, "simclr")
+    store = ModelStore(tmp_path / "store")
+    from pastacore.families import read_model_config
+
+    store.import_family_model(ckpt, read_model_config(cfg), name="ptcga-simclr")
+    rng = np.random.default_rng(1)
+    head = fit_head(rng.normal(size=(8, 64)), np.array([0, 1] * 4), ["normal", "tumour"])
+    write_head(TrainedHead(head, {"classes": ["normal", "tumour"]}, {}, []), data / "head.pt")
+
+    server = get_server("pasta-patchtcga-web-test", client_type="vue3")
+    logic = PastaWebApp(server, DataFolder(data), tmp_path / "out", max_upload_mb=1, runner=InlineRunner()).logic
+    logic.patches.store = store
+    logic.load_file("ihc.png")
+    assert logic.state.pasta_status == "Loaded ihc.png." and logic.volume.IsA("vtkMRMLVectorVolumeNode")
+    assert logic.state.pasta_patch_encoders == ["ptcga-simclr"] and logic.state.pasta_patch_heads == ["head.pt"]
+    logic.state.pasta_patch_head = "head.pt"
+    logic._on_patch_head("head.pt")
+    assert logic.state.pasta_patch_class == "tumour"
+    logic.state.pasta_patch_tile = 64
+    logic.classify_patches()
+    assert "over 6 tiles" in logic.state.pasta_patch_result, logic.state.pasta_status
+    views = logic.app.view_manager.get_slice_views()
+    assert views and all(v.get_foreground_opacity() == 0.5 for v in views)
+    composite = views[0]._logic.GetSliceCompositeNode()
+    assert (
+        composite.GetForegroundVolumeID() == logic.heatmap.GetID() and composite.GetBackgroundVolumeID() == logic.volume.GetID()
+    )
+    values = slicer.util.arrayFromVolume(logic.heatmap)[0]
+    assert values.shape == (128, 192) and np.all((values > 0) & (values < 1))

@@ -79,6 +79,27 @@ class PatchController:
             raise PastaError(f"'{node.GetName()}' is a 3-D volume ({slices} slices); choose a 2-D image (one slice)")
         return rgb_from_array(slicer.util.arrayFromVolume(node), f"'{node.GetName()}'")
 
+    def load_image(self, path, name=None):
+        """A 2-D image file (PNG, TIFF, JPEG) as Slicer loads it: a one-slice vector volume with the
+        pixels in ITK's order and the grid SimpleITK reads (front ends without Slicer's readers)."""
+        import numpy as np
+        import slicer.util
+
+        from pastacore.families.patchtcga.images import pixel_grid, read_rgb
+        from pastacore.geometry.grid import Grid
+        from pastacore.mrml.volumes import _vtk_matrix
+
+        rgb = read_rgb(path)
+        grid = pixel_grid(path, rgb.shape[1], rgb.shape[0])
+        direction = np.eye(3)
+        direction[:2, :2] = np.reshape(grid.direction, (2, 2))
+        lps = Grid((1, rgb.shape[0], rgb.shape[1]), (*grid.spacing, 1.0), (*grid.origin, 0.0), direction)
+        node = self.scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", self.scene.GenerateUniqueName(name or Path(path).stem))
+        slicer.util.updateVolumeFromArray(node, rgb[None])
+        node.SetIJKToRASMatrix(_vtk_matrix(lps.ijk_to_ras()))
+        node.CreateDefaultDisplayNodes()
+        return node
+
     # -- classify ---------------------------------------------------------------------------
     def classify(
         self, image, encoder, head, tile=224, class_name=None, config=None, device="auto", on_progress=None, on_finished=None
