@@ -13,7 +13,7 @@ checkpoint. Pixels are RGB / 255, then ``(x - mean) / std``: ImageNet's statisti
 but SimCLR, which PatchTCGA trained on pixels in [0, 1] without a mean or SD. ``pool`` is the MAE
 feature: ``avg`` (mean of the patch tokens, then a fresh LayerNorm: the fine-tuning default) or
 ``cls`` (the normed CLS token: linear probing); DINO's feature is always the normed CLS token and a
-ResNet's the global average of its last feature map.
+ResNet's the global average of its last feature map (``pool`` does not change it).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ ARCHS = {
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 POOLS = ("cls", "avg")
-OTHER_FIELDS = ("family", "method", "arch", "mean", "std", "pool", "description")
+OTHER_FIELDS = ("family", "method", "arch", "mean", "std", "pool", "name", "description")
 
 
 def is_vit(config: dict) -> bool:
@@ -99,21 +99,22 @@ def check_config(config: dict) -> dict:
     out["mean"] = _triple(config.get("mean", [0.0, 0.0, 0.0] if simclr else IMAGENET_MEAN), "mean", positive=False)
     out["std"] = _triple(config.get("std", [1.0, 1.0, 1.0] if simclr else IMAGENET_STD), "std", positive=True)
     out["pool"] = _pool(config.get("pool"), method)
-    if "description" in config:
-        out["description"] = str(config["description"])
+    out.update({k: str(config[k]) for k in ("name", "description") if k in config})
     return out
 
 
 def _pool(pool, method: str) -> str:
-    default = "avg" if method in RESNET_METHODS or method == "mae" else "cls"
-    pool = default if pool is None else pool
-    if pool not in POOLS:
+    """MAE: ``avg`` (default) or ``cls``; DINO: ``cls``; a ResNet has one feature, the global
+    average, whatever ``pool`` says (it has no CLS token)."""
+    if pool is not None and pool not in POOLS:
         raise PastaError(f"'pool' must be cls or avg (got {pool!r})")
-    if method in RESNET_METHODS and pool != "avg":
-        raise PastaError(f"a ResNet feature is average pooled; 'pool' {pool!r} does not apply to method '{method}'")
-    if method == "dino" and pool != "cls":
-        raise PastaError("DINO's feature is the normed CLS token; 'pool' must be cls for method 'dino'")
-    return pool
+    if method in RESNET_METHODS:
+        return "avg"
+    if method == "dino":
+        if pool == "avg":
+            raise PastaError("DINO's feature is the normed CLS token; 'pool' must be cls for method 'dino'")
+        return "cls"
+    return pool or "avg"
 
 
 def _positive_int(value, field: str) -> int:
