@@ -42,7 +42,7 @@ class Encoder:
     ignored: tuple = ()  # what else the file holds, in words
 
 
-def is_tensor_dict(value) -> bool:
+def is_tensor_dict(value: object) -> bool:
     return isinstance(value, dict) and bool(value) and all(hasattr(v, "shape") and hasattr(v, "dtype") for v in value.values())
 
 
@@ -110,7 +110,7 @@ def _from_state_dict(state: dict, name: str, where: str) -> Encoder:
     return _bare(state, name, where)
 
 
-def find_encoder(obj, name: str) -> Encoder:
+def find_encoder(obj: object, name: str) -> Encoder:
     """The encoder inside a loaded checkpoint ``obj`` (file ``name``), whatever its layout."""
     if not isinstance(obj, dict):
         raise PastaError(f"{name} does not hold a dict of weights")
