@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pastacore.errors import PastaError
 
-from .jobs import require_alive, start_job
+from .jobs import require_alive, start_action
 
 HEAT_OF = "PASTA.HeatMapOf"  # heat map node attribute: the ID of the image it was computed on
 HEAT_CLASS = "PASTA.HeatMapClass"
@@ -108,32 +108,25 @@ class PatchController:
         heat map (p(``class_name``) per tile) is a new scalar volume on the image's grid."""
         import numpy as np
 
-        if not encoder:
-            raise PastaError("choose a PatchTCGA encoder (import one with its config first)")
-        if not head:
-            raise PastaError("choose a head trained on that encoder's features")
+        from pastacore.actions.patch_heatmap import PatchHeatmapInputs, PatchHeatmapOptions
+        from pastacore.tasks.exchange import in_job_folder, load_volume
+
+        options = PatchHeatmapOptions(
+            encoder=str(encoder or ""), head=str(head or ""), config=str(config or ""), tile=int(tile),
+            class_name=class_name or "", device=device, store=str(self.store.root) if self.store is not None else "",
+        )  # fmt: skip
+        options.check()
         rgb = self.image_array(image)
-        params = {
-            "encoder": str(encoder),
-            "config": str(config) if config else None,
-            "head": str(head),
-            "tile": int(tile),
-            "class_name": class_name or None,
-            "device": device,
-            "store": str(self.store.root) if self.store is not None else None,
-        }
 
         def read(result, folder):
             require_alive(self.scene, image, "image")
-            values = np.load(Path(folder) / "heat.npy", allow_pickle=False)
+            values = load_volume(folder, result["volumes"]["heat"]).array[0]
             return PatchPrediction(self._add_heatmap(image, values, result["class_name"]), result)
 
-        def inputs(folder):
-            np.save(Path(folder) / "image.npy", rgb, allow_pickle=False)
-
-        return start_job(
-            self.runner, "patch-heatmap", params, {}, read, on_progress, on_finished,
-            describe=lambda value: f"{image.GetName()}: {value.describe()}", prepare=inputs,
+        return start_action(
+            self.runner, "patch_heatmap", options, PatchHeatmapInputs(in_job_folder("image.npy")), read, on_progress,
+            on_finished, describe=lambda value: f"{image.GetName()}: {value.describe()}",
+            prepare=lambda folder: np.save(Path(folder) / "image.npy", rgb, allow_pickle=False),
         )  # fmt: skip
 
     def _add_heatmap(self, image, values, class_name):
@@ -165,32 +158,26 @@ class PatchController:
     ):  # fmt: skip
         """Train a head on the patches in the folder ``patches`` (labelled by the CSV ``labels``, or by
         sub-folder) and write ``out`` (HEAD.pt) and HEAD.json; the Outcome's value is HEAD.json's content."""
+        from pastacore.actions.patch_head import PatchHeadInputs, PatchHeadOptions
         from pastacore.classify.headfile import HEAD_SUFFIXES, metrics_path
         from pastacore.fileio.atomic import check_outputs
 
-        if not encoder:
-            raise PastaError("choose a PatchTCGA encoder (import one with its config first)")
+        options = PatchHeadOptions(
+            encoder=str(encoder or ""), config=str(config or ""), kind=kind, folds=int(folds), device=device,
+            store=str(self.store.root) if self.store is not None else "",
+        )  # fmt: skip
+        options.check()
         if not patches or not out:
             raise PastaError("choose the folder of labelled patches and where to write the head")
         check_outputs([(out, HEAD_SUFFIXES), metrics_path(out)], inputs=(patches, labels), overwrite=overwrite)
-        params = {
-            "patches": str(patches),
-            "labels": str(labels) if labels else None,
-            "encoder": str(encoder),
-            "config": str(config) if config else None,
-            "out": str(out),
-            "kind": kind,
-            "folds": int(folds),
-            "device": device,
-            "overwrite": bool(overwrite),
-            "store": str(self.store.root) if self.store is not None else None,
-        }
 
         def describe(result):
             accuracy = result["accuracy"]["mean"]
             shown = "n/a" if accuracy is None else f"{accuracy:.3f}"
             return f"Head written to {Path(out).name}: {result['n_cases']} patches, cross-validated accuracy {shown}."
 
-        return start_job(
-            self.runner, "patch-train-head", params, {}, lambda result, folder: result, on_progress, on_finished, describe
-        )
+        return start_action(
+            self.runner, "patch_head", options, PatchHeadInputs(str(patches), str(labels or "")),
+            lambda result, folder: result, on_progress, on_finished, describe,
+            output={"out": str(out), "overwrite": bool(overwrite)},
+        )  # fmt: skip

@@ -161,24 +161,25 @@ def run_classify(args: argparse.Namespace) -> int:
 def run_heatmap(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..classify.heads import load_head
-    from ..families.patchtcga.heatmap import class_index, compute_heatmap, heatmap_image, tile_origins
-    from ..families.patchtcga.images import image_id, pixel_grid, read_rgb
-    from ..families.patchtcga.patches import check_head_fits, write_predictions_csv
+    from .. import deps
+    from ..actions import patch_heatmap
+    from ..families.patchtcga.heatmap import heatmap_image
+    from ..families.patchtcga.images import image_id, pixel_grid
+    from ..families.patchtcga.patches import write_predictions_csv
     from ..fileio.atomic import atomic_outputs, check_outputs
     from .progress import bar
 
     outputs = [(args.out, HEATMAP_SUFFIXES), (args.tiles_csv, (".csv",))]
     check_outputs(outputs, inputs=(args.image, args.encoder, args.config, args.head), overwrite=args.overwrite)
-    image = read_rgb(args.image)
-    tile_origins(image.shape[0], image.shape[1], args.tile)
-    head = load_head(args.head)
-    class_index(head, args.class_name)
-    encoder = _open_encoder(args)
-    check_head_fits(head, encoder)
-    grid = pixel_grid(args.image, image.shape[1], image.shape[0])
+    options = patch_heatmap.PatchHeatmapOptions(
+        encoder=str(args.encoder), head=str(args.head), config=str(args.config or ""), tile=args.tile,
+        class_name=args.class_name or "", batch_size=args.batch_size, device=deps.check_device(args.device),
+        precision=args.precision,
+    )  # fmt: skip
     with bar("pasta patches heatmap") as progress:
-        heat = compute_heatmap(image, encoder, head, args.tile, args.class_name, args.batch_size, progress)
+        heat = patch_heatmap.run(options, patch_heatmap.PatchHeatmapInputs(args.image), progress).heat
+    height, width = heat.values.shape
+    grid = pixel_grid(args.image, width, height)
     written = [args.out] + ([args.tiles_csv] if args.tiles_csv else [])
     with atomic_outputs(*written, overwrite=args.overwrite) as temps:
         temps = temps if isinstance(temps, list) else [temps]
