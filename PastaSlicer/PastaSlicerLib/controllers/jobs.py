@@ -34,9 +34,18 @@ class Outcome:
 
 
 def start_job(
-    runner, job: str, params: dict, volumes: dict, apply, on_progress=None, on_finished=None, describe=lambda value: ""
+    runner,
+    job: str,
+    params: dict,
+    volumes: dict,
+    apply,
+    on_progress=None,
+    on_finished=None,
+    describe=lambda value: "",
+    prepare=None,
 ):
-    """Start ``job`` with ``volumes`` ({name: Volume}) saved in a fresh folder.
+    """Start ``job`` with ``volumes`` ({name: Volume}) saved in a fresh folder (and whatever else
+    ``prepare(folder)`` writes there, e.g. an RGB image array).
 
     On success ``apply(result, folder)`` turns the job's result into the action's value (it
     may raise :class:`PastaError`); ``on_finished(Outcome)`` follows. Returns the task handle.
@@ -56,6 +65,8 @@ def start_job(
     try:
         for name, volume in volumes.items():
             save_volume(volume, folder, name)
+        if prepare is not None:
+            prepare(folder)
         return runner.start(job, params, folder, on_progress, finished)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
@@ -91,16 +102,26 @@ def remove_job_folders() -> None:
 
 
 def start_action(
-    runner, action: str, options, inputs, apply, on_progress=None, on_finished=None, describe=lambda value: "", output=None
+    runner,
+    action: str,
+    options,
+    inputs,
+    apply,
+    on_progress=None,
+    on_finished=None,
+    describe=lambda value: "",
+    output=None,
+    prepare=None,
 ):
     """Start the user's action ``action`` (:mod:`pastacore.actions`) with its options object and
-    inputs (Volumes travel through the job folder); ``apply(result, folder)`` as for :func:`start_job`,
-    with ``result["volumes"]`` naming the volumes the action returned in ``folder``."""
+    inputs (Volumes travel through the job folder; ``prepare(folder)`` may put more there, named in
+    the inputs with :func:`pastacore.tasks.exchange.in_job_folder`); ``apply(result, folder)`` as for
+    :func:`start_job`, with ``result["volumes"]`` naming the volumes the action returned in ``folder``."""
     from pastacore.tasks.jobs import ACTION_JOB, action_params
 
     volumes = {}
     params = action_params(action, options, inputs, volumes, output)
-    return start_job(runner, ACTION_JOB, params, volumes, apply, on_progress, on_finished, describe)
+    return start_job(runner, ACTION_JOB, params, volumes, apply, on_progress, on_finished, describe, prepare)
 
 
 def alive(scene, node) -> bool:

@@ -39,6 +39,7 @@ COMMANDS = (
     "train-attributes",
     "features",
     "train-head",
+    "patches",
     "batch",
 )
 
