@@ -13,11 +13,13 @@ OVERLAY_OPACITY = 0.5
 class PatchPanel:
     def __init__(self, ui, device):
         from PastaSlicerLib.controllers import PatchController
+        from PastaSlicerLib.gui.jobs import ActionButton
         from PastaSlicerLib.gui.tasks import taskRunner
 
         self.ui, self.device = ui, device
         self.controller = PatchController(slicer.mrmlScene, taskRunner())
-        self._task = None
+        self.classifyAction = ActionButton(ui.patchClassifyButton, ui.patchStatusLabel, update=self._updateButtons)
+        self.trainAction = ActionButton(ui.patchTrainHeadButton, ui.patchStatusLabel, update=self._updateButtons)
         ui.patchImageSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._updateButtons)
         ui.patchHeadPathLineEdit.connect("currentPathChanged(QString)", self._onHeadChanged)
         ui.patchTrainFolderLineEdit.connect("currentPathChanged(QString)", self._updateButtons)
@@ -29,7 +31,7 @@ class PatchPanel:
 
     # -- state ------------------------------------------------------------------------------
     def _busy(self):
-        return self._task is not None and self._task.running
+        return self.classifyAction.running or self.trainAction.running
 
     def _encoder(self):
         return self.ui.patchEncoderComboBox.currentText or None
@@ -37,13 +39,15 @@ class PatchPanel:
     def _updateButtons(self, *args):
         busy = self._busy()
         encoder = self._encoder() is not None
-        self.ui.patchClassifyButton.enabled = (
+        self.ui.patchClassifyButton.enabled = self.classifyAction.running or (
             not busy
             and encoder
             and self.ui.patchImageSelector.currentNode() is not None
             and bool(self.ui.patchHeadPathLineEdit.currentPath)
         )
-        self.ui.patchTrainHeadButton.enabled = not busy and encoder and bool(self.ui.patchTrainFolderLineEdit.currentPath)
+        self.ui.patchTrainHeadButton.enabled = self.trainAction.running or (
+            not busy and encoder and bool(self.ui.patchTrainFolderLineEdit.currentPath)
+        )
 
     def refreshEncoders(self):
         from PastaSlicerLib.gui import callWithErrorDisplay
@@ -72,11 +76,8 @@ class PatchPanel:
         self._updateButtons()
 
     def sceneClosing(self):
-        if self._task is not None:
-            self._task.cancel()
-
-    def _showProgress(self, fraction, message):
-        self.ui.patchStatusLabel.text = f"{int(100 * fraction)}% {message}"
+        self.classifyAction.cancel()
+        self.trainAction.cancel()
 
     # -- actions ----------------------------------------------------------------------------
     def onImportEncoder(self):
@@ -98,65 +99,58 @@ class PatchPanel:
             self.ui.patchStatusLabel.text = _("Encoder {name} installed.").format(name=name)
 
     def onClassify(self):
-        from PastaSlicerLib.gui import callWithErrorDisplay
-        from PastaSlicerLib.gui.tasks import RunningTask
-
-        ok, handle = callWithErrorDisplay(
-            _("Classifying the image failed."),
-            self.controller.classify,
+        image, encoder, head = (
             self.ui.patchImageSelector.currentNode(),
             self._encoder(),
             self.ui.patchHeadPathLineEdit.currentPath,
-            self.ui.patchTileSpinBox.value,
-            self.ui.patchClassComboBox.currentText or None,
-            device=self.device(),
-            on_progress=self._showProgress,
-            on_finished=self._classified,
         )
-        if ok:
-            self._task = RunningTask(handle)
-        self._updateButtons()
+        tile, chosen, device = self.ui.patchTileSpinBox.value, self.ui.patchClassComboBox.currentText or None, self.device()
+        self.classifyAction.run(
+            "patch_heatmap",
+            lambda progress, finished: self.controller.classify(
+                image, encoder, head, tile, chosen, device=device, on_progress=progress, on_finished=finished
+            ),
+            _("Classifying the image failed."),
+            _("Classifying..."),
+            done=self._classified,
+        )
 
     def _classified(self, outcome):
-        from PastaSlicerLib.gui.tasks import showOutcome
-
-        showOutcome(self.ui.patchStatusLabel, outcome, _("Classifying the image failed."))
         if outcome.ok:
             image = self.ui.patchImageSelector.currentNode()
             slicer.util.setSliceViewerLayers(
                 background=image, foreground=outcome.value.heatmap, foregroundOpacity=OVERLAY_OPACITY, fit=True
             )
-        self._updateButtons()
 
     def onTrainHead(self):
-        from PastaSlicerLib.gui import callWithErrorDisplay
-        from PastaSlicerLib.gui.tasks import RunningTask
-
+        if self.trainAction.running:
+            self.trainAction.cancel()
+            return
         out = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Write the head to"), "", _("Head (*.pt)"))
         if not out:
             return
         if not out.lower().endswith((".pt", ".pth")):
             out += ".pt"
-        ok, handle = callWithErrorDisplay(
+        folder, encoder = self.ui.patchTrainFolderLineEdit.currentPath, self._encoder()
+        labels, device = self.ui.patchTrainLabelsLineEdit.currentPath or None, self.device()
+        overwrite = qt.QFileInfo(out).exists()  # the save dialog asked already
+        self.trainAction.run(
+            "patch_head",
+            lambda progress, finished: self.controller.train_head(
+                folder,
+                encoder,
+                out,
+                labels=labels,
+                device=device,
+                overwrite=overwrite,
+                on_progress=progress,
+                on_finished=finished,
+            ),
             _("Training the head failed."),
-            self.controller.train_head,
-            self.ui.patchTrainFolderLineEdit.currentPath,
-            self._encoder(),
-            out,
-            labels=self.ui.patchTrainLabelsLineEdit.currentPath or None,
-            device=self.device(),
-            overwrite=qt.QFileInfo(out).exists(),  # the save dialog asked already
-            on_progress=self._showProgress,
-            on_finished=lambda outcome: self._trained(outcome, out),
+            _("Training the head..."),
+            done=lambda outcome: self._trained(outcome, out),
         )
-        if ok:
-            self._task = RunningTask(handle)
-        self._updateButtons()
 
     def _trained(self, outcome, out):
-        from PastaSlicerLib.gui.tasks import showOutcome
-
-        showOutcome(self.ui.patchStatusLabel, outcome, _("Training the head failed."))
         if outcome.ok:
             self.ui.patchHeadPathLineEdit.currentPath = out
-        self._updateButtons()

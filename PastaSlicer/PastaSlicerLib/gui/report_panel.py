@@ -99,7 +99,7 @@ class ReportPanel:
         self.compareButton = qt.QPushButton(_("Compare with the baseline report…"))
         self.compareButton.toolTip = _("RECIST 1.1 response between the baseline report and a follow-up report folder")
         form.addRow(self.compareButton)
-        self.ui.reportLayout.insertRow(EXPORT_ROW, box)
+        self.ui.reportCollapsibleButton.layout().insertRow(EXPORT_ROW, box)
         self.floorCheckBox.connect("toggled(bool)", self._onFloorChanged)
         for spin in (self.minLongAxisSpinBox, self.minVolumeSpinBox, self.minConfidenceSpinBox):
             spin.connect("valueChanged(double)", self._onFloorChanged)

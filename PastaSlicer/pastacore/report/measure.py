@@ -430,7 +430,7 @@ def measure_lesions(
         image.check_matches(organs, "organ mask")
     boxes = labels.meta.get(LABEL_BOXES) or {}
     present = labels_present(labels.array, lesion_labels, boxes)
-    if not present:
+    if not present and (lesion_labels is None or not labels_present(labels.array)):
         raise PastaError("the segmentation is empty: no lesion to measure")
     if lesion_labels is None:
         wanted = present
