@@ -109,7 +109,9 @@ def check_config(config: dict) -> dict:
     roi = [checked["roi_x"], checked["roi_y"], checked["roi_z"]]
     _divisible("roi_x/roi_y/roi_z", roi)
     if min(roi) < 2 * DIVISOR:
-        raise PastaError(f"gCIS config: roi_x/roi_y/roi_z must be at least {2 * DIVISOR} (the deepest level needs 2 voxels a side), got {roi}")
+        raise PastaError(
+            f"gCIS config: roi_x/roi_y/roi_z must be at least {2 * DIVISOR} (the deepest level needs 2 voxels a side), got {roi}"
+        )
     checked["img_size"] = _img_size(checked.get("img_size", roi))
     checked["path_selection"] = _path_selection(checked)
     checked["labels"] = _labels(checked.get("labels"))
@@ -190,7 +192,9 @@ def _path_selection(config: dict):
     if selection is None:
         return None
     if config["variant"] != "single":
-        raise PastaError("gCIS config: 'path_selection' cuts a single-path model from a multi-path one; use it with variant single")
+        raise PastaError(
+            "gCIS config: 'path_selection' cuts a single-path model from a multi-path one; use it with variant single"
+        )
     if isinstance(selection, str):  # the public --path_selection "2,1,3,5,3,6,6"
         try:
             selection = [int(part) for part in selection.split(",")]
@@ -252,7 +256,7 @@ def _prompts(prompts, variant: str):
         entry = {"text": text.strip(), "embedding": [float(v) for v in embedding]}
         if item.get("term") is not None:
             if not isinstance(item["term"], str):
-                raise PastaError(f"gCIS config: the term of prompt {text!r} must be text such as \"tumor@liver\"")
+                raise PastaError(f'gCIS config: the term of prompt {text!r} must be text such as "tumor@liver"')
             entry["term"] = item["term"]
         checked.append(entry)
     return checked

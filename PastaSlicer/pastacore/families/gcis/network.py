@@ -26,7 +26,13 @@ from .config import AP_POSITIONS, DIVISOR, PROMPT_DIM, network_arguments
 MERGING = {"merging": LegacyPatchMerging, "mergingv2": PatchMergingV2}
 # (name, input channels, output channels) as multiples of feature_size, and whether the block is a bottleneck
 SKIP_ENCODERS = (("encoder2", 1, 1, False), ("encoder3", 2, 2, False), ("encoder4", 4, 4, False), ("encoder5", 8, 8, True))
-UP_BLOCKS = (("decoder5", 16, 8, True), ("decoder4", 8, 4, True), ("decoder3", 4, 2, False), ("decoder2", 2, 1, False), ("decoder1", 1, 1, False))
+UP_BLOCKS = (
+    ("decoder5", 16, 8, True),
+    ("decoder4", 8, 4, True),
+    ("decoder3", 4, 2, False),
+    ("decoder2", 2, 1, False),
+    ("decoder1", 1, 1, False),
+)
 
 
 class _GcisBase(nn.Module):
@@ -67,11 +73,19 @@ class _GcisBase(nn.Module):
     def encode(self, x: torch.Tensor) -> tuple:
         """(deepest features (B, 16f, X/32, ...), skips from the finest (B, f, X, ...) to (B, 8f, X/16, ...))."""
         hidden = self.swinViT(x, self.normalize)
-        skips = [self.encoder1(x), self.encoder2(hidden[0]), self.encoder3(hidden[1]), self.encoder4(hidden[2]), self.encoder5(hidden[3])]
+        skips = [
+            self.encoder1(x),
+            self.encoder2(hidden[0]),
+            self.encoder3(hidden[1]),
+            self.encoder4(hidden[2]),
+            self.encoder5(hidden[3]),
+        ]
         return self.encoder10(hidden[4]), skips
 
 
-def _swin_arguments(in_channels, feature_size, depths, num_heads, drop_rate, attn_drop_rate, drop_path, use_checkpoint, downsample):
+def _swin_arguments(
+    in_channels, feature_size, depths, num_heads, drop_rate, attn_drop_rate, drop_path, use_checkpoint, downsample
+):
     if downsample not in MERGING:
         raise PastaError(f"gCIS downsample must be one of {', '.join(MERGING)}, got {downsample!r}")
     arguments = dict(
@@ -129,7 +143,9 @@ class GcisMultiPath(_GcisBase, PathwaySwitch):
         self.decoder10 = ApBasicBlock(3, 16 * f, 16 * f, norm, True, ap_num, tau)
         for name, cin, cout, bottleneck in UP_BLOCKS:
             self.add_module(name, ApUpBlock(3, cin * f, cout * f, norm, bottleneck, ap_num, tau))
-        self._add_paths("out_p", [UnetOutBlock(spatial_dims=3, in_channels=f, out_channels=out_channels) for _ in range(ap_num)], tau)
+        self._add_paths(
+            "out_p", [UnetOutBlock(spatial_dims=3, in_channels=f, out_channels=out_channels) for _ in range(ap_num)], tau
+        )
 
     def switches(self) -> list:
         """The seven AP positions in the public order (decoder10 ... decoder1, the output head)."""

@@ -53,7 +53,9 @@ class WindowPredictor:
     model, ``progress(fraction, message)`` after each batch of windows, ``is_cancelled()`` polled
     before each (raising :class:`~pastacore.errors.CancelledError`)."""
 
-    def __init__(self, network, prompt=None, total: int = 1, progress: Callable | None = None, is_cancelled: Callable | None = None):
+    def __init__(
+        self, network, prompt=None, total: int = 1, progress: Callable | None = None, is_cancelled: Callable | None = None
+    ):
         self.network, self.prompt, self.total = network, prompt, max(1, total)
         self.progress, self.is_cancelled, self.done = progress, is_cancelled, 0
 
@@ -69,14 +71,16 @@ class WindowPredictor:
 
 def blended_logits(network, image, config: dict, prompt=None, device: str = "cpu", progress=None, is_cancelled=None):
     """MONAI's sliding window over ``image`` (1, C, X, Y, Z) with the config's window, overlap,
-    batch and blending; (1, out_channels, X, Y, Z) float32 logits on the CPU."""
+    batch and blending: ((1, out_channels, X, Y, Z) float32 logits on the CPU, windows run)."""
     import torch
     from monai.inferers import sliding_window_inference
 
     roi = window(config)
-    predictor = WindowPredictor(network, prompt, window_count(tuple(image.shape[2:]), roi, config["infer_overlap"]), progress, is_cancelled)
+    predictor = WindowPredictor(
+        network, prompt, window_count(tuple(image.shape[2:]), roi, config["infer_overlap"]), progress, is_cancelled
+    )
     with torch.inference_mode():
-        return sliding_window_inference(
+        logits = sliding_window_inference(
             image,
             roi,
             config["sw_batch_size"],
@@ -86,6 +90,7 @@ def blended_logits(network, image, config: dict, prompt=None, device: str = "cpu
             sw_device=device,
             device="cpu",
         )
+    return logits, predictor.done
 
 
 def labels_back(labels: np.ndarray, shape: tuple) -> np.ndarray:
@@ -99,15 +104,16 @@ def labels_back(labels: np.ndarray, shape: tuple) -> np.ndarray:
 
 def segment_like_test_py(
     volume: Volume, network, config: dict, prompt=None, device: str = "cpu", progress=None, is_cancelled=None
-) -> np.ndarray:
-    """The label map test.py writes for ``volume``, as ``array[k, j, i]`` uint8 on ``volume``'s grid.
+) -> tuple:
+    """``(labels, windows run)``: the label map test.py writes for ``volume``, as ``array[k, j, i]``
+    uint8 on ``volume``'s grid, and how many windows the network ran on.
 
     ``network`` in evaluation mode on ``device``; ``prompt`` the (1, 512) embedding of a multi-path
     model. ``progress(fraction, message)`` follows the windows."""
     import torch
 
     image = model_input(volume, config)
-    logits = blended_logits(network, image, config, prompt, device, progress, is_cancelled)
+    logits, windows = blended_logits(network, image, config, prompt, device, progress, is_cancelled)
     labels = torch.argmax(torch.softmax(logits, 1), dim=1)[0].numpy().astype(np.uint8)
     stored_shape = tuple(reversed(volume.array.shape))
-    return np.ascontiguousarray(labels_back(labels, stored_shape).transpose(2, 1, 0))
+    return np.ascontiguousarray(labels_back(labels, stored_shape).transpose(2, 1, 0)), windows

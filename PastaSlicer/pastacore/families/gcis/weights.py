@@ -82,7 +82,9 @@ def layout_of(state: dict, name: str = "the file") -> Layout:
     elif paths and "prompt_router.weight" in state:
         variant, ap_num, head = "ap", max(paths) + 1, state.get("out_p0.conv.conv.weight")
     else:
-        raise PastaError(f"{name} is not a gCIS checkpoint: it has neither the output head 'out' nor the sub-paths 'out_p0', 'out_p1'...")
+        raise PastaError(
+            f"{name} is not a gCIS checkpoint: it has neither the output head 'out' nor the sub-paths 'out_p0', 'out_p1'..."
+        )
     embed = state.get("swinViT.patch_embed.proj.weight")
     return Layout(
         variant,
@@ -143,7 +145,9 @@ def fitted_state(path: str | Path, config: dict) -> tuple:
         raise PastaError(f"{name} has {layout.ap_num} paths per position, the config declares ap_num {config['ap_num']}")
     if selection:
         if max(selection) > layout.ap_num:
-            raise PastaError(f"path_selection {selection} asks for path {max(selection)}, but {name} has {layout.ap_num} per position")
+            raise PastaError(
+                f"path_selection {selection} asks for path {max(selection)}, but {name} has {layout.ap_num} per position"
+            )
         state = trim_to_path(state, selection)
         notes.append(f"cut from a multi-path checkpoint by path_selection {','.join(map(str, selection))}")
     return state, layout, notes
@@ -164,7 +168,9 @@ def load_strictly(network, state: dict, name: str, config: dict) -> None:
             problems.append(f"{len(unexpected)} not in the network (e.g. {unexpected[0]})")
         if reshaped:
             k = reshaped[0]
-            problems.append(f"{len(reshaped)} of another shape (e.g. {k}: file {tuple(state[k].shape)}, network {tuple(expected[k].shape)})")
+            problems.append(
+                f"{len(reshaped)} of another shape (e.g. {k}: file {tuple(state[k].shape)}, network {tuple(expected[k].shape)})"
+            )
         looks = _looks_like(state)
         raise PastaError(
             f"{name} does not fit the configured gCIS network (feature_size {config['feature_size']}, "
