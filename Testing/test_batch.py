@@ -136,7 +136,7 @@ def test_a_cohort_with_a_corrupt_case_then_reruns(cluster, cohort, tiny_lung_mod
 
 def logged_work(log, **options):
     """A SegmentWork that logs the start and end of each computation (with the worker's pid)."""
-    from pastacore.cohort.works import SegmentWork
+    from pastacore.actions.batch import SegmentWork
 
     class Logged(SegmentWork):
         def run(self, out_dir, case, fingerprint, resources, timer):
@@ -147,18 +147,19 @@ def logged_work(log, **options):
                 handle.write(f"end {case.case_id} {os.getpid()}\n")
             return result
 
-    return Logged(**options)
+    from pastacore.actions.segment import SegmentOptions
+
+    return Logged(SegmentOptions(**options))
 
 
 def test_a_worker_killed_mid_run_loses_no_case_and_repeats_none(cluster, cohort, tiny_lung_model, tmp_path):
     from pastacore.cohort.engine import Case, run_cohort
-    from pastacore.cohort.fingerprint import model_sha256
 
     client = distributed.Client(cluster)
     pids = client.run(os.getpid)
     log = tmp_path / "log.txt"
     log.touch()
-    work = logged_work(log, model=tiny_lung_model, model_sha256=model_sha256(tiny_lung_model), roi=ROI.split("=")[1])
+    work = logged_work(log, model=str(tiny_lung_model), roi=tuple(float(v) for v in ROI.split("=")[1].split(",")))
     names = [f"case{n}" for n in range(6)]
     cases = [Case(name, {"image": str(cohort / f"{GOOD[n % 4]}.nii.gz")}, {"n": n}, n) for n, name in enumerate(names)]
     killed = []
@@ -328,7 +329,7 @@ def test_batch_synth_gives_pasta_synth_lesions_with_seeds_from_the_case_ids(clus
 
 
 def test_dataset_runs_on_the_engine_and_resumes(cluster, cohort, tmp_path):
-    from pastacore.synthesis import generate_dataset
+    from pastacore.actions.dataset import generate_dataset
 
     out = tmp_path / "ds"
     options = dict(

@@ -44,6 +44,7 @@ class FinetunePanel:
         return self._task is not None and self._task.running
 
     def _request(self):
+        from pastacore.actions.finetune import FinetuneOptions
         from PastaSlicerLib.controllers import FinetuneCase, FinetuneRequest
 
         checked = [
@@ -51,10 +52,12 @@ class FinetunePanel:
         ]
         return FinetuneRequest(
             [FinetuneCase(volume, segmentation) for volume, segmentation in checked],
-            name=self.ui.fineTuneNameLineEdit.text.strip(),
-            model=self._startModel(),
-            steps=self.ui.fineTuneStepsSpinBox.value,
-            device=self._device(),
+            FinetuneOptions(
+                name=self.ui.fineTuneNameLineEdit.text.strip(),
+                model=self._startModel() or "",
+                steps=self.ui.fineTuneStepsSpinBox.value,
+                device=self._device(),
+            ),
         )
 
     def _updateButton(self, *args):

@@ -4,7 +4,7 @@ dask-kubernetes; the README shows how).
 
 Each worker runs one case at a time (one Dask thread) and gives torch, numpy and SimpleITK
 the cores it owns, so a machine is not oversubscribed. A worker plugin keeps the worker's
-:class:`~pastacore.cohort.engine.WorkerResources`: models are loaded once per worker. With
+:class:`~pastacore.cohort.case.WorkerResources`: models are loaded once per worker. With
 ``device`` cuda each worker owns one GPU (its ``CUDA_VISIBLE_DEVICES`` on a local cluster) and
 every case asks for the worker resource ``GPU=1``, so one model sits on each GPU.
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     import distributed
 
-    from .engine import Case, CaseWork
+    from .case import Case, CaseWork
 
 
 PLUGIN_NAME = "pasta-cohort"
@@ -108,7 +108,7 @@ class CohortPlugin(WorkerPlugin):
         self.resources = None
 
     def setup(self, worker: distributed.Worker) -> None:
-        from .engine import WorkerResources
+        from .case import WorkerResources
 
         if self.threads:
             limit_threads(self.threads)
@@ -132,7 +132,7 @@ def run_on_worker(work: CaseWork, case: Case, basis: str, out_dir: str | Path) -
     """The task of one case on a Dask worker."""
     from distributed import get_worker
 
-    from .engine import execute_case
+    from .case import execute_case
 
     worker = get_worker()
     plugin = worker.plugins.get(PLUGIN_NAME)

@@ -149,7 +149,7 @@ class ModelStore:
         for file in files:
             if file.name.lower().endswith(weight_suffixes()) or file.name == OPEN_CLIP_FILES[1]:
                 # refuses pickles that would run code, and corrupt files; Lightning metadata stays inert
-                load_checkpoint(file, metadata_globals=file.suffix == ".ckpt")
+                load_checkpoint(file, metadata_globals=file.suffix == ".ckpt")  # Lightning's own suffix
         description = (
             dict(described)
             if described
