@@ -97,6 +97,13 @@ def one_hot_route(router, prompt):
     return torch.zeros_like(weights).scatter_(1, index, 1.0), index[:, 0] + 1
 
 
+def reference_pathways(reference, prompt):
+    """(B, 7) one-based: each position's router (decoder10, decoder5 ... decoder1, the head) on the prompt."""
+    owners = [reference.decoder10] + [getattr(reference, n) for n in ("decoder5", "decoder4", "decoder3", "decoder2", "decoder1")]
+    with torch.no_grad():
+        return torch.stack([one_hot_route(o.prompt_router, prompt)[1] for o in owners + [reference]], 1)
+
+
 class RefGcis(nn.Module):
     """SwinSingle (ap_num None) or SwinAP as the public code builds and runs them."""
 
@@ -415,8 +422,7 @@ def test_an_imported_multi_path_model_segments_what_the_prompt_names(capsys, tmp
     )
     assert code == 0, err
     summary = json.loads((store / "gcis-ap" / "model.json").read_text())["family_summary"]
-    with torch.no_grad():
-        _, want_paths = released["ap"](torch.zeros(1, 1, 64, 64, 64), torch.tensor([tumor]))
+    want_paths = reference_pathways(released["ap"], torch.tensor([tumor]))
     assert summary["prompts"]["liver tumor"] == want_paths[0].tolist()
 
     from pastacore.actions.segment import SegmentInputs, SegmentOptions
@@ -527,3 +533,32 @@ def test_import_clip_then_a_free_text_prompt_is_embedded_by_the_text_tower(capsy
     assert chosen.source == "clip" and chosen.term == "cyst@right kidney"
     assert float((torch.tensor(chosen.embedding) - want).abs().max()) <= 1e-4
     assert resolve_prompt("LIVER tumor", config, store=ModelStore(store)).source == "known"
+
+
+def test_the_segment_controller_offers_a_models_known_prompts(capsys, tmp_path, released):
+    pytest.importorskip("slicer")
+    from conftest import phantom_ct
+
+    from pastacore.actions.segment import SegmentOptions
+    from pastacore.modelstore.store import ModelStore
+    from pastacore.mrml import volumes
+    from pastacore.mrml.scene import new_scene
+    from pastacore.tasks import InlineRunner
+    from PastaSlicerLib.controllers import SegmentController, SegmentRequest
+
+    prompts = [{"text": "liver tumor", "embedding": [0.5] * 512}, {"text": "left kidney", "embedding": [-0.5] * 512}]
+    store = tmp_path / "store"
+    for name, file, config in (
+        ("gcis-ap", released["ap_file"], write_config(tmp_path / "ap.json", variant="ap", ap_num=AP_NUM, prompts=prompts)),
+        ("gcis-task", released["single_file"], write_config(tmp_path / "single.json", variant="single")),
+    ):
+        code, _, err = run_cli(capsys, "models", "--store", store, "import", file, "--config", config, "--name", name)
+        assert code == 0, err
+    scene = new_scene().scene
+    ct = volumes.node_from_volume(scene, phantom_ct(), "phantom CT")
+    controller = SegmentController(scene, InlineRunner(), ModelStore(store))
+    assert controller.prompts("gcis-ap") == ["liver tumor", "left kidney"]
+    assert controller.prompts("gcis-task") is None
+    assert "Type what to segment" in controller.problem(SegmentRequest(ct, SegmentOptions(model="gcis-ap")))
+    assert controller.problem(SegmentRequest(ct, SegmentOptions(model="gcis-ap", prompt="liver tumor"))) is None
+    assert controller.problem(SegmentRequest(ct, SegmentOptions(model="gcis-task"))) is None

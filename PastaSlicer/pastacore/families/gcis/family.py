@@ -16,6 +16,14 @@ def check_config(config: dict) -> dict:
     return gcis_config.check_config(config)
 
 
+def prompts(config: dict) -> list | None:
+    """What a model's users may type: None for a single-path model (no prompt), else the known
+    prompts of a multi-path model (any text works once CLIP's text tower is imported)."""
+    if config.get("variant") != "ap":
+        return None
+    return [item["text"] for item in config.get("prompts") or [] if isinstance(item, dict) and "text" in item]
+
+
 def forward(checkpoint: Path, config: dict, inputs: dict, device: str) -> dict:
     """``{"x": (B, in_channels, X, Y, Z)[, "prompt": (B or 1, 512)]}`` -> ``{"logits": (B,
     out_channels, X, Y, Z)}``, and for a multi-path model ``"pathways"``: the 7 one-based sub-path
