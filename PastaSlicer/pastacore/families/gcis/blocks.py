@@ -62,7 +62,15 @@ class BottleneckResBlock(nn.Module):
     the channels or the stride change; a leaky ReLU follows the sum.
     """
 
-    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, kernel_size, stride, norm_name) -> None:
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple,
+        stride: int | tuple,
+        norm_name: str | tuple,
+    ) -> None:
         super().__init__()
         mid = out_channels // 2
         self.lrelu = get_act_layer(name=LEAKY_RELU)
@@ -85,7 +93,7 @@ class BottleneckResBlock(nn.Module):
         return self.lrelu(out + shortcut)
 
 
-def residual_block(spatial_dims: int, cin: int, cout: int, norm_name, bottleneck: bool) -> nn.Module:
+def residual_block(spatial_dims: int, cin: int, cout: int, norm_name: str | tuple, bottleneck: bool) -> nn.Module:
     """gCIS's residual block at stride 1 with 3x3x3 kernels: the bottleneck one or MONAI's ``UnetResBlock``."""
     kind = BottleneckResBlock if bottleneck else UnetResBlock
     return kind(spatial_dims, cin, cout, kernel_size=3, stride=1, norm_name=norm_name)
@@ -94,7 +102,7 @@ def residual_block(spatial_dims: int, cin: int, cout: int, norm_name, bottleneck
 class BasicBlock(nn.Module):
     """A residual block held as ``layer`` (the public ``GcisBasicBlock``)."""
 
-    def __init__(self, spatial_dims: int, cin: int, cout: int, norm_name, bottleneck: bool) -> None:
+    def __init__(self, spatial_dims: int, cin: int, cout: int, norm_name: str | tuple, bottleneck: bool) -> None:
         super().__init__()
         self.layer = residual_block(spatial_dims, cin, cout, norm_name, bottleneck)
 
@@ -107,7 +115,7 @@ class UpStem(nn.Module):
     with the skip, 1x1x1 convolution, norm, leaky ReLU. (B, cin, D, H, W) + (B, cout, 2D, 2H, 2W)
     -> (B, cout, 2D, 2H, 2W). Its modules sit directly in the up block (``transp_conv``...)."""
 
-    def __init__(self, spatial_dims: int, cin: int, cout: int, norm_name) -> None:
+    def __init__(self, spatial_dims: int, cin: int, cout: int, norm_name: str | tuple) -> None:
         super().__init__()
         self.transp_conv = get_conv_layer(spatial_dims, cin, cout, kernel_size=2, stride=2, conv_only=True, is_transposed=True)
         self.concat_conv = _conv(spatial_dims, 2 * cout, cout, 1)
@@ -122,7 +130,7 @@ class UpStem(nn.Module):
 class UpBlock(UpStem):
     """The single-path up block (the public ``GcisUpBlock``): stem, then ``conv_block``."""
 
-    def __init__(self, spatial_dims: int, cin: int, cout: int, norm_name, bottleneck: bool) -> None:
+    def __init__(self, spatial_dims: int, cin: int, cout: int, norm_name: str | tuple, bottleneck: bool) -> None:
         super().__init__(spatial_dims, cin, cout, norm_name)
         self.conv_block = residual_block(spatial_dims, cout, cout, norm_name, bottleneck)
 
@@ -177,7 +185,9 @@ class PathwaySwitch(nn.Module):
 class ApBasicBlock(PathwaySwitch):
     """The AP form of :class:`BasicBlock` (the public ``GcisApBasicBlock``): sub-paths ``layer_p<i>``."""
 
-    def __init__(self, spatial_dims: int, cin: int, cout: int, norm_name, bottleneck: bool, ap_num: int, tau: float) -> None:
+    def __init__(
+        self, spatial_dims: int, cin: int, cout: int, norm_name: str | tuple, bottleneck: bool, ap_num: int, tau: float
+    ) -> None:
         super().__init__()
         self._add_paths("layer_p", [residual_block(spatial_dims, cin, cout, norm_name, bottleneck) for _ in range(ap_num)], tau)
 
@@ -189,7 +199,9 @@ class ApUpBlock(UpStem, PathwaySwitch):
     """The AP form of :class:`UpBlock` (the public ``GcisApUpBlock``): a shared stem, then sub-paths
     ``conv_block_p<i>``."""
 
-    def __init__(self, spatial_dims: int, cin: int, cout: int, norm_name, bottleneck: bool, ap_num: int, tau: float) -> None:
+    def __init__(
+        self, spatial_dims: int, cin: int, cout: int, norm_name: str | tuple, bottleneck: bool, ap_num: int, tau: float
+    ) -> None:
         super().__init__(spatial_dims, cin, cout, norm_name)
         paths = [residual_block(spatial_dims, cout, cout, norm_name, bottleneck) for _ in range(ap_num)]
         self._add_paths("conv_block_p", paths, tau)

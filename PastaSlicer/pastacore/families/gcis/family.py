@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ...errors import PastaError
 from . import config as gcis_config
 from .config import DIVISOR, PROMPT_DIM
+
+if TYPE_CHECKING:
+    import torch
+
+    from ...inference.segmentation_model import SegmentationModel
 
 
 def check_config(config: dict) -> dict:
@@ -92,7 +98,7 @@ def verify(checkpoint: Path, config: dict) -> dict:
     return summary
 
 
-def segmentation_model(checkpoint: Path, config: dict, description: dict):
+def segmentation_model(checkpoint: Path, config: dict, description: dict) -> SegmentationModel:
     """A :class:`~pastacore.inference.segmentation_model.SegmentationModel` whose ``pipeline`` is
     gCIS's test.py (:mod:`.pipeline`); labels from the description (model.json), else the config's
     ``labels``; a multi-path model names label 1 after the prompt of each run."""
@@ -134,7 +140,7 @@ class GcisPipeline:
     ``options.prompt``; choices that gCIS's own pipeline does not have (a box, an organ mask, TTA,
     another overlap) are reported as ignored."""
 
-    def __init__(self, network, config: dict, labels: dict, provenance: dict) -> None:
+    def __init__(self, network: torch.nn.Module, config: dict, labels: dict, provenance: dict) -> None:
         self.network, self.config, self.labels, self.provenance = network, config, labels, provenance
 
     def __call__(self, volume, options, progress=None, is_cancelled=None):

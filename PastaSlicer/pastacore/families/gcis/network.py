@@ -116,7 +116,7 @@ class GcisSingle(_GcisBase):
     """One path per AP position (the public ``SwinSingle``): ``decoder10``, ``decoder5`` ...
     ``decoder1``, ``out``. ``forward(x)`` -> logits."""
 
-    def __init__(self, img_size, in_channels: int, out_channels: int, **kwargs) -> None:
+    def __init__(self, img_size: Sequence[int] | int, in_channels: int, out_channels: int, **kwargs) -> None:
         super().__init__(img_size, in_channels, out_channels, **kwargs)
         f, norm = self.feature_size, kwargs.get("norm_name", "instance")
         self.decoder10 = BasicBlock(3, 16 * f, 16 * f, norm, bottleneck=True)
@@ -137,7 +137,9 @@ class GcisMultiPath(_GcisBase, PathwaySwitch):
     ``prompt_router``; the output head's sub-paths are ``out_p<i>`` with the top-level router.
     ``forward(x, prompt)``: x (B, C, X, Y, Z), prompt (B, 512) or (1, 512) for the whole batch."""
 
-    def __init__(self, img_size, in_channels: int, out_channels: int, ap_num: int = 1, tau: float = 1.0, **kwargs) -> None:
+    def __init__(
+        self, img_size: Sequence[int] | int, in_channels: int, out_channels: int, ap_num: int = 1, tau: float = 1.0, **kwargs
+    ) -> None:
         super().__init__(img_size, in_channels, out_channels, **kwargs)
         f, norm = self.feature_size, kwargs.get("norm_name", "instance")
         self.decoder10 = ApBasicBlock(3, 16 * f, 16 * f, norm, True, ap_num, tau)

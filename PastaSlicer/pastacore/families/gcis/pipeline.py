@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,8 +23,11 @@ from ...errors import CancelledError
 from ...geometry.volume import Volume
 from .config import spacing, window
 
+if TYPE_CHECKING:
+    import torch
 
-def model_input(volume: Volume, config: dict):
+
+def model_input(volume: Volume, config: dict) -> torch.Tensor:
     """The network's input as test.py's transforms make it: (1, 1, X, Y, Z) float32 tensor on the
     ``space_x/y/z`` grid, in the stored voxel order (i fastest in the file = X), HU windowed to
     ``b_min..b_max``."""
@@ -54,12 +58,17 @@ class WindowPredictor:
     before each (raising :class:`~pastacore.errors.CancelledError`)."""
 
     def __init__(
-        self, network, prompt=None, total: int = 1, progress: Callable | None = None, is_cancelled: Callable | None = None
-    ):
+        self,
+        network: torch.nn.Module,
+        prompt: torch.Tensor | None = None,
+        total: int = 1,
+        progress: Callable | None = None,
+        is_cancelled: Callable | None = None,
+    ) -> None:
         self.network, self.prompt, self.total = network, prompt, max(1, total)
         self.progress, self.is_cancelled, self.done = progress, is_cancelled, 0
 
-    def __call__(self, batch):
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         if self.is_cancelled is not None and self.is_cancelled():
             raise CancelledError()
         out = self.network(batch) if self.prompt is None else self.network(batch, self.prompt.to(batch.device))
@@ -69,7 +78,15 @@ class WindowPredictor:
         return out
 
 
-def blended_logits(network, image, config: dict, prompt=None, device: str = "cpu", progress=None, is_cancelled=None):
+def blended_logits(
+    network: torch.nn.Module,
+    image: torch.Tensor,
+    config: dict,
+    prompt: torch.Tensor | None = None,
+    device: str = "cpu",
+    progress: Callable | None = None,
+    is_cancelled: Callable | None = None,
+) -> tuple:
     """MONAI's sliding window over ``image`` (1, C, X, Y, Z) with the config's window, overlap,
     batch and blending: ((1, out_channels, X, Y, Z) float32 logits on the CPU, windows run)."""
     import torch
@@ -103,7 +120,13 @@ def labels_back(labels: np.ndarray, shape: tuple) -> np.ndarray:
 
 
 def segment_like_test_py(
-    volume: Volume, network, config: dict, prompt=None, device: str = "cpu", progress=None, is_cancelled=None
+    volume: Volume,
+    network: torch.nn.Module,
+    config: dict,
+    prompt: torch.Tensor | None = None,
+    device: str = "cpu",
+    progress: Callable | None = None,
+    is_cancelled: Callable | None = None,
 ) -> tuple:
     """``(labels, windows run)``: the label map test.py writes for ``volume``, as ``array[k, j, i]``
     uint8 on ``volume``'s grid, and how many windows the network ran on.

@@ -15,9 +15,14 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ...errors import PastaError
 from .config import normalized_prompt
+
+if TYPE_CHECKING:
+    from ...modelstore.store import ModelStore
+    from .clip_text import ClipTextTower
 
 CLIP_MODEL = "clip-vit-b-32-quickgelu"  # its folder in the model store
 CLIP_WEIGHTS = "text_tower.safetensors"
@@ -37,7 +42,7 @@ def known_prompts(config: dict) -> list:
     return [item["text"] for item in config.get("prompts") or []]
 
 
-def resolve_prompt(text: str, config: dict, model_name: str = "the model", store=None) -> Prompt:
+def resolve_prompt(text: str, config: dict, model_name: str = "the model", store: ModelStore | None = None) -> Prompt:
     """The embedding of ``text`` for a multi-path model: from its known prompts, else from CLIP."""
     from ...terminology import term_for_label_name
 
@@ -64,7 +69,7 @@ def resolve_prompt(text: str, config: dict, model_name: str = "the model", store
 # -- CLIP's text tower in the model store -----------------------------------------------------------
 
 
-def clip_folder(store=None) -> Path | None:
+def clip_folder(store: ModelStore | None = None) -> Path | None:
     """The imported CLIP text tower's folder in the model store, or None."""
     from ...modelstore.store import ModelStore
 
@@ -84,7 +89,7 @@ def embed_with_clip(texts: list, folder: Path) -> list:
         return tower(tokens).float().tolist()
 
 
-def load_text_tower(path: Path):
+def load_text_tower(path: Path) -> ClipTextTower:
     """The text tower with the tensors of ``path`` (safetensors or a torch file), loaded strictly."""
     from ...networks.checkpoints import load_checkpoint
     from .clip_text import text_state, tower_for
@@ -114,7 +119,9 @@ def _unwrapped(stored, name: str) -> dict:
     return state
 
 
-def import_clip(path: str | Path, store=None, vocabulary: str | Path | None = None, overwrite: bool = False) -> Path:
+def import_clip(
+    path: str | Path, store: ModelStore | None = None, vocabulary: str | Path | None = None, overwrite: bool = False
+) -> Path:
     """Keep the text tower of a CLIP ViT-B-32-quickgelu weight file in the model store (as
     safetensors, with the tokenizer's vocabulary and a model.json); the folder written."""
     from safetensors.torch import save_file

@@ -19,8 +19,12 @@ import gzip
 import html
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ...errors import PastaError
+
+if TYPE_CHECKING:
+    import torch
 
 CONTEXT_LENGTH = 77
 VOCABULARY_NAME = "bpe_simple_vocab_16e6.txt.gz"
@@ -123,7 +127,7 @@ class BpeTokenizer:
             ids.extend(self.ids[symbol] for symbol in self.merge(mapped))
         return ids
 
-    def tokenize(self, texts: list, context_length: int = CONTEXT_LENGTH):
+    def tokenize(self, texts: list, context_length: int = CONTEXT_LENGTH) -> torch.Tensor:
         """(len(texts), context_length) int64 tensor: start, ids, end, zeros; a long text is cut
         with its end token kept in the last place."""
         import torch

@@ -19,8 +19,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ...errors import PastaError
+
+if TYPE_CHECKING:
+    import torch
 from .config import AP_POSITIONS
 
 # the public main.py's renaming: (multi-path sub-path stem, single-path name) per AP position
@@ -153,7 +157,7 @@ def fitted_state(path: str | Path, config: dict) -> tuple:
     return state, layout, notes
 
 
-def load_strictly(network, state: dict, name: str, config: dict) -> None:
+def load_strictly(network: torch.nn.Module, state: dict, name: str, config: dict) -> None:
     """``network.load_state_dict(state, strict=True)`` after comparing names and shapes, so a
     mismatch is one line that says what differs (and what the file looks like)."""
     expected = network.state_dict()
