@@ -23,7 +23,9 @@ class PastaSegment(ScriptedLoadableModule):
 Segment organs and lesions in a CT volume with an installed PASTA model. By default a model
 searches its own organ (the built-in lung model: the lungs); an organ segmentation or a box
 (ROI) restricts the search instead. The result is a new segmentation node, placed in the
-volume's study, ready for the Segment Editor. "Fine-tune" trains a new model from the chosen one
+volume's study, ready for the Segment Editor. A model that takes a text prompt (a multi-path gCIS
+model) segments what the prompt beside it names ("liver tumor"): pick a known prompt or type one.
+"Fine-tune" trains a new model from the chosen one
 on the volumes whose segmentations you corrected. For research use only, not for diagnosis.
 """)
         self.parent.acknowledgementText = _("""

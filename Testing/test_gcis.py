@@ -548,11 +548,13 @@ def test_the_segment_controller_offers_a_models_known_prompts(capsys, tmp_path, 
 
     prompts = [{"text": "liver tumor", "embedding": [0.5] * 512}, {"text": "left kidney", "embedding": [-0.5] * 512}]
     store = tmp_path / "store"
-    for name, file, config in (
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"1": "tumor@liver"}))
+    for name, file, config, *more in (
         ("gcis-ap", released["ap_file"], write_config(tmp_path / "ap.json", variant="ap", ap_num=AP_NUM, prompts=prompts)),
-        ("gcis-task", released["single_file"], write_config(tmp_path / "single.json", variant="single")),
+        ("gcis-task", released["single_file"], write_config(tmp_path / "single.json", variant="single"), "--labels", labels),
     ):
-        code, _, err = run_cli(capsys, "models", "--store", store, "import", file, "--config", config, "--name", name)
+        code, _, err = run_cli(capsys, "models", "--store", store, "import", file, "--config", config, "--name", name, *more)
         assert code == 0, err
     scene = new_scene().scene
     ct = volumes.node_from_volume(scene, phantom_ct(), "phantom CT")
@@ -562,3 +564,8 @@ def test_the_segment_controller_offers_a_models_known_prompts(capsys, tmp_path, 
     assert "Type what to segment" in controller.problem(SegmentRequest(ct, SegmentOptions(model="gcis-ap")))
     assert controller.problem(SegmentRequest(ct, SegmentOptions(model="gcis-ap", prompt="liver tumor"))) is None
     assert controller.problem(SegmentRequest(ct, SegmentOptions(model="gcis-task"))) is None
+    # the task model's label is a liver tumour (organ/lesion terminology): its organ is the liver
+    from pastacore.inference.segmentation_model import declared_organ
+
+    assert json.loads((store / "gcis-task" / "model.json").read_text())["labels"] == [{"value": 1, "term": "tumor@liver"}]
+    assert declared_organ("gcis-task", ModelStore(store)) == "liver"

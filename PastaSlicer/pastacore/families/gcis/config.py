@@ -116,6 +116,7 @@ def check_config(config: dict) -> dict:
     checked["path_selection"] = _path_selection(checked)
     checked["labels"] = _labels(checked.get("labels"))
     checked["prompts"] = _prompts(checked.get("prompts"), variant)
+    _check_terms(checked)
     return checked
 
 
@@ -260,6 +261,19 @@ def _prompts(prompts, variant: str):
             entry["term"] = item["term"]
         checked.append(entry)
     return checked
+
+
+def _check_terms(config: dict) -> None:
+    """Terms ("tumor@liver") of the labels and prompts name known organs and lesion kinds (names
+    without "@" are free); checked here so that a typo stops before any work."""
+    from ...inference.segmentation_model import label_meaning
+
+    terms = list((config["labels"] or {}).values()) + [p["term"] for p in config["prompts"] or [] if "term" in p]
+    for term in terms:
+        try:
+            label_meaning({1: term})
+        except PastaError as problem:
+            raise PastaError(f"gCIS config: term {term!r}: {problem}") from None
 
 
 def normalized_prompt(text: str) -> str:

@@ -161,6 +161,9 @@ def load_strictly(network: torch.nn.Module, state: dict, name: str, config: dict
     """``network.load_state_dict(state, strict=True)`` after comparing names and shapes, so a
     mismatch is one line that says what differs (and what the file looks like)."""
     expected = network.state_dict()
+    # the Swin blocks' relative-position index is a constant of the window size, not a weight:
+    # taken from the network when a file leaves it out
+    state = {**{k: v for k, v in expected.items() if k.endswith("relative_position_index") and k not in state}, **state}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     reshaped = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
