@@ -265,6 +265,11 @@ def test_models_forward_of_a_multi_path_checkpoint_matches_the_reference(capsys,
     assert float((got["logits"] - want).abs().max()) <= 1e-4
     assert got["pathways"] == want_paths[0].tolist()
     assert got["pathways_per_sample"] == want_paths.tolist()
+    torch.save({"x": x[:, :, :60], "prompt": prompt}, tmp_path / "bad.pt")
+    code, _, err = run_cli(
+        capsys, "models", "forward", released["ap_file"], tmp_path / "bad.pt", tmp_path / "bad_out.pt", "--config", config
+    )
+    assert code == 2 and "multiple of 32" in err and not (tmp_path / "bad_out.pt").exists()
 
 
 def test_only_the_chosen_sub_path_runs(released):
@@ -528,6 +533,10 @@ def test_import_clip_then_a_free_text_prompt_is_embedded_by_the_text_tower(capsy
     state["module.logit_scale"] = torch.tensor(4.6)
     torch.save({"epoch": 32, "state_dict": state}, tmp_path / "epoch_32.pt")  # as open_clip's training saves
     store = tmp_path / "store"
+    wide = {k: v for k, v in state.items() if "text_projection" not in k} | {"module.text_projection": torch.zeros(64, 768)}
+    torch.save(wide, tmp_path / "vit_l.pt")  # another CLIP's text tower: 768-d embeddings fit no gCIS router
+    code, _, err = run_cli(capsys, "models", "--store", store, "import-clip", tmp_path / "vit_l.pt")
+    assert code == 2 and "not a CLIP text tower gCIS can use" in err and "output 768 (needs 512)" in err
     code, out, err = run_cli(capsys, "models", "--store", store, "import-clip", tmp_path / "epoch_32.pt")
     assert code == 0, err
     code, out, _ = run_cli(capsys, "models", "--store", store, "verify")
