@@ -77,7 +77,9 @@ def segment_args(cohort, out, model, *extra):
 def test_a_cohort_with_a_corrupt_case_then_reruns(cluster, cohort, tiny_lung_model, tmp_path, capsys):
     out = tmp_path / "out"
     address = cluster.scheduler_address
-    assert main(segment_args(cohort, out, tiny_lung_model, "--scheduler", address)) == 1  # one case failed
+    assert (
+        main(segment_args(cohort, out, tiny_lung_model, "--scheduler", address)) == 3
+    )  # one case failed: the documented exit code of failed cases
     report = status(out, capsys)
     assert report["counts"] == {"done": 4, "skipped": 0, "failed": 1, "pending": 0, "total": 5}
     broken = next(c for c in report["cases"] if c["case_id"] == "broken")
@@ -118,7 +120,7 @@ def test_a_cohort_with_a_corrupt_case_then_reruns(cluster, cohort, tiny_lung_mod
     # a rerun recomputes nothing (the corrupt case is tried again and fails again)
     before = file_states(out, GOOD)
     capsys.readouterr()
-    assert main(segment_args(cohort, out, tiny_lung_model, "--scheduler", address)) == 1
+    assert main(segment_args(cohort, out, tiny_lung_model, "--scheduler", address)) == 3
     assert "0 done, 4 skipped" in capsys.readouterr().out
     assert file_states(out, GOOD) == before
 
@@ -126,7 +128,7 @@ def test_a_cohort_with_a_corrupt_case_then_reruns(cluster, cohort, tiny_lung_mod
     base = phantom_ct()
     write_volume(base.with_array(base.array + 50), cohort / "ct1.nii.gz", overwrite=True)
     os.utime(cohort / "ct3.nii.gz")
-    assert main(segment_args(cohort, out, tiny_lung_model, "--scheduler", address)) == 1
+    assert main(segment_args(cohort, out, tiny_lung_model, "--scheduler", address)) == 3
     assert "1 done, 3 skipped" in capsys.readouterr().out
     after = file_states(out, GOOD)
     assert {k: v for k, v in after.items() if "/ct1/" not in k} == {k: v for k, v in before.items() if "/ct1/" not in k}

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..cohort.case import Case, CaseWork
 from ..cohort.table import SYNTHETIC_COLUMNS, lesion_columns, lesion_table_rows, synthetic_row
+from ..errors import PastaError
 
 if TYPE_CHECKING:
     from ..cohort.case import Timer, WorkerResources
@@ -154,6 +155,8 @@ class SynthWork(CaseWork):
         from . import synth
 
         params = case.params
+        if params.get("problem"):
+            raise PastaError(params["problem"])
         options = replace(
             self.options,
             seed=params["seed"],

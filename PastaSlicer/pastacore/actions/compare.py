@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class CompareOptions:
     nadir_mm: float | None = None  # the smallest sum of diameters so far (an earlier follow-up below baseline)
+    force: bool = False  # compare reports of different patients, or a follow-up dated before its baseline
 
     def check(self) -> None:
         if self.nadir_mm is not None and not 0.0 <= self.nadir_mm < float("inf"):
@@ -61,7 +62,10 @@ def run(
     say = progress or (lambda fraction, message="": None)
     if (inputs.baseline_image is None) != (inputs.followup_image is None):
         raise PastaError(f"give both {option('baseline_image')} and {option('followup_image')} to register the scans, or neither")
+    from ..report.report_check import check_time_points
+
     baseline, followup = load_report(inputs.baseline), load_report(inputs.followup)
+    forced = check_time_points(baseline, followup, options.force)
     to_baseline, how = None, ""
     if inputs.baseline_image is not None:
         from ..report.registration import register
@@ -71,6 +75,7 @@ def run(
         )
         to_baseline, how = registration.to_baseline, registration.describe()
     comparison = compare(baseline, followup, to_baseline, how, options.nadir_mm)
+    comparison.notes[:0] = forced
     say(1.0, "compared")
     return Compared(comparison)
 

@@ -35,16 +35,22 @@ class ReportOptions:
     min_confidence: float | None = None
     targets: tuple[int, ...] | None = None  # RECIST 1.1 target lesions (numbers of this report)
     baseline: str = ""  # an earlier report folder: this report is the follow-up
+    force: bool = False  # a baseline of another patient, or dated after this scan, is used anyway
+    allow_organ_lesions: bool = False  # lesion labels the segmentation names as organs are measured anyway
 
     def check(self) -> None:
         from ..report.export import parse_formats
 
+        if self.formats and not any(f.strip() for f in self.formats):
+            raise PastaError(f"{option('formats')} lists no format; name at least one (or leave it out for all)")
         if self.formats:
             parse_formats(",".join(self.formats))
         for name in ("min_long_axis_mm", "min_volume_ml", "min_confidence"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value < float("inf"):
                 raise PastaError(f"{option(name)} must be a number >= 0, got {value}")
+        if self.min_confidence is not None and self.min_confidence > 1.0:
+            raise PastaError(f"{option('min_confidence')} is a probability from 0 to 1, got {self.min_confidence:g}")
         if self.lesion_labels is not None and (not self.lesion_labels or min(self.lesion_labels) < 1):
             raise PastaError(f"{option('lesion_label')} takes label values from 1, got {list(self.lesion_labels)}")
         if self.targets is not None and (not self.targets or min(self.targets) < 1):
@@ -124,6 +130,8 @@ def run(
         names, models, names_from = label_names_of(labels, inputs.seg)
     else:
         names, models, names_from = None, [], ""
+    _refuse_organs_as_lesions(options, names or {})
+    model_labels = _model_labels(inputs.seg) if from_file else ()
     organs = organ_names = None
     if inputs.organ_mask is not None:
         organs = as_volume(inputs.organ_mask, is_label=True)
@@ -140,8 +148,13 @@ def run(
         if inputs.case
         else case_info(image, inputs.image_file or _path(inputs.image), _path(inputs.seg), inputs.case_id)
     )
-    followup = {}
+    followup, forced = {}, []
     if baseline is not None:
+        from dataclasses import asdict
+
+        from ..report.report_check import check_time_points
+
+        forced = check_time_points(baseline, {"case": asdict(case)}, options.force)
         followup["baseline"] = baseline
         if inputs.baseline_image is not None:
             from ..report.registration import register
@@ -169,9 +182,35 @@ def run(
         confirmed={int(k): v for k, v in (inputs.confirmed or {}).items()},
         floor=floor,
         targets=list(options.targets) if options.targets else None,
+        model_labels=model_labels,
         **followup,
     )
+    report.notes.extend(forced)
     return ReportedCase(report, image, labels)
+
+
+def _refuse_organs_as_lesions(options: ReportOptions, names: dict) -> None:
+    """A lesion label the segmentation names as an organ ("Lung") is a mistake unless the user insists."""
+    from ..terminology import is_lesion, term_for_label_name
+
+    if options.allow_organ_lesions:
+        return
+    for value in options.lesion_labels or ():
+        name = names.get(value)
+        if name and not is_lesion(name) and term_for_label_name(name):
+            raise PastaError(
+                f"{option('lesion_label')} {value}: the segmentation names label {value} {name!r}, an organ, not a "
+                f"lesion; pass {option('allow_organ_lesions')} to measure it as lesions anyway"
+            )
+
+
+def _model_labels(seg) -> tuple:
+    """The label values the segmenting model made, as its sidecar lists them (none: no sidecar)."""
+    from ..inference.sidecar import read_sidecar
+
+    data = read_sidecar(seg)
+    labels = data.get("labels") if isinstance(data.get("model"), dict) else None
+    return tuple(int(k) for k in labels if str(k).isdigit()) if isinstance(labels, dict) else ()
 
 
 def _path(source) -> str | Path:

@@ -134,6 +134,9 @@ def box_from_ijk(text: str | Sequence[float], grid: Grid) -> VoxelBox:
 
 def read_attributes_file(path: str | Path) -> dict:
     """A JSON object of attributes (or a PASTA-Gen type.json)."""
+    from ..fileio.readers import require_regular_file
+
+    require_regular_file(path, "attributes file")
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:

@@ -13,6 +13,15 @@ import argparse
 import sys
 
 MODES = ("segment", "report", "synth")
+FAILED_CASES = 3  # the exit code of a run whose every case ended but some failed (not bad usage, not a bug)
+
+
+def report_failures(failures: list, more: str) -> None:
+    """Each failed case with its reason on stderr (the first 20; ``more`` says where the rest are)."""
+    for case, reason in failures[:20]:
+        print(f"failed: {case}: {reason}", file=sys.stderr)
+    if len(failures) > 20:
+        print(f"failed: ... and {len(failures) - 20} more: {more}", file=sys.stderr)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -146,11 +155,8 @@ def run(args: argparse.Namespace) -> int:
         f"{args.out}: {summary['done']} done, {summary['skipped']} skipped (done earlier, unchanged), "
         f"{len(failed)} failed ({rate:.1f} cases per minute); every lesion in {CSV_NAME}"
     )
-    for failure in failed[:10]:
-        print(f"  {failure['case_id']}: {failure['error']}")
-    if len(failed) > 10:
-        print(f"  ... and {len(failed) - 10} more: pasta batch status {args.out}")
-    return 1 if failed else 0
+    report_failures([(f["case_id"], f["error"]) for f in failed], f"pasta batch status {args.out}")
+    return FAILED_CASES if failed else 0
 
 
 def _absolute(path):
@@ -206,6 +212,8 @@ def _synth_cases(args, rows):
 
     options = synth_options(args, check=False)
     synth.backend(options)  # unavailable or too slow: say so before any work
+    if options.lesion_type or options.attributes:  # what the command line says for every case: checked first
+        read_attributes(options.attributes or None, options.lesion_type or None)
     cases = []
     for n, r in enumerate(rows):
         case_attributes = r.attributes if r.attributes is not None else options.attributes or None
@@ -215,7 +223,11 @@ def _synth_cases(args, rows):
                 f"case {r.case_id} has neither attributes nor a lesion type: give --attributes or "
                 "--lesion-type, or those columns in the CSV"
             )
-        read_attributes(case_attributes, lesion_type)  # a contradiction or an unknown type: before any work
+        try:
+            read_attributes(case_attributes, lesion_type)  # a contradiction or an unknown type: known before any work
+            problem = None
+        except PastaError as exc:  # ... and it fails this case alone, as a bad box does
+            problem = str(exc)
         params = {
             "seed": r.seed if r.seed is not None else case_seed(options.seed, r.case_id),
             "attributes": case_attributes,
@@ -224,6 +236,8 @@ def _synth_cases(args, rows):
             "box_ijk": r.box_ijk,
             "organ_label": r.organ_label,
         }
+        if problem:
+            params["problem"] = problem
         cases.append(Case(r.case_id, _inputs(r, "image", "organ_mask"), params, n))
     return SynthWork(options), cases
 

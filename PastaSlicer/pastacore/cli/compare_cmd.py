@@ -29,6 +29,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="MM",
         help="the smallest sum of diameters so far, when an earlier follow-up was smaller than the baseline",
     )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="compare reports of different patients, or a follow-up dated before its baseline (the output says so)",
+    )
     p.set_defaults(func=run)
 
 
@@ -38,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from ..actions import compare
     from ..report.followup import comparison_lines
 
-    options = compare.CompareOptions(nadir_mm=args.nadir_mm)
+    options = compare.CompareOptions(nadir_mm=args.nadir_mm, force=args.force)
     options.check()
     inputs = compare.CompareInputs(args.baseline, args.followup, args.baseline_image, args.followup_image)
     comparison = compare.run(options, inputs).comparison

@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         f"{summary['output']}: {summary['written']} written, "
         f"{summary['skipped']} already there, {len(summary['failed'])} failed ({rate:.1f} cases per minute)"
     )
-    for failure in summary["failed"][:10]:
-        print(f"  case {failure['index']}: {failure['error']}")
-    return 0 if not summary["failed"] else 1
+    from .batch_cmd import FAILED_CASES, report_failures
+
+    report_failures([(f"case {f['index']}", f["error"]) for f in summary["failed"]], f"pasta batch status {summary['output']}")
+    return FAILED_CASES if summary["failed"] else 0

@@ -53,6 +53,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="the baseline CT: register IMAGE to it (SimpleITK rigid then affine) before pairing the "
         "lesions (default: the scans are taken as aligned)",
     )
+    recist.add_argument(
+        "--force",
+        action="store_true",
+        help="use a baseline report of another patient, or dated after this scan (the report says so)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
     p.set_defaults(func=run)
 
@@ -78,6 +83,11 @@ def add_report_arguments(p: argparse.ArgumentParser, default_formats: str) -> No
         "or JSON sidecar, else label 2 by the convention 1 = organ, 2 = lesion)",
     )
     p.add_argument("--whole-labels", action="store_true", help="one lesion per label instead of per connected component")
+    p.add_argument(
+        "--allow-organ-lesions",
+        action="store_true",
+        help="measure a --lesion-label that the segmentation names as an organ (refused otherwise)",
+    )
     floor = p.add_argument_group(
         "reporting floor",
         "lesions under any limit are listed apart, not reported as lesions "
@@ -106,6 +116,8 @@ def report_options(args: argparse.Namespace) -> ReportOptions:
         min_confidence=args.min_confidence,
         targets=tuple(args.targets) if getattr(args, "targets", None) else None,
         baseline=getattr(args, "baseline", None) or "",
+        force=getattr(args, "force", False),
+        allow_organ_lesions=getattr(args, "allow_organ_lesions", False),
     )
     options.check()
     options.format_names()

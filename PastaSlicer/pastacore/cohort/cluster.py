@@ -37,6 +37,7 @@ THREADS_PER_WORKER = 4  # torch on a CPU gains little beyond this per process; m
 MEMORY_PER_WORKER_GB = 4.0  # a CT, its 1 mm copy, logits and a model on a CPU worker
 DASHBOARD = ":8787"
 WORKER_TIMEOUT_S = 120
+CONNECT_TIMEOUT_S = 20  # a scheduler that does not answer in this time is unreachable
 
 try:
     from distributed.diagnostics.plugin import WorkerPlugin
@@ -255,10 +256,14 @@ def dask_cluster(
             say(f"local Dask cluster: {size} worker(s) x {threads} thread(s)" + (f" on {gpus} GPU(s)" if gpus else ""))
             gpu = bool(gpus)
         else:
+            say(f"connecting to the Dask scheduler {scheduler} (up to {CONNECT_TIMEOUT_S} s)")
             try:
-                client = stack.enter_context(Client(scheduler, timeout=f"{WORKER_TIMEOUT_S}s"))
-            except (OSError, TimeoutError) as exc:
-                raise PastaError(f"cannot reach the Dask scheduler {scheduler} ({exc})") from None
+                client = stack.enter_context(Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s"))
+            except (OSError, TimeoutError):
+                raise PastaError(
+                    f"cannot reach the Dask scheduler {scheduler}: no answer within {CONNECT_TIMEOUT_S} s (is it running, "
+                    "and is its address and port right?)"
+                ) from None
             threads = None
             try:
                 client.wait_for_workers(1, timeout=WORKER_TIMEOUT_S)

@@ -114,6 +114,9 @@ def _from_files(paths, need_seg: bool) -> list:
 
 
 def _read_csv(path: Path) -> tuple:
+    from .readers import require_regular_file
+
+    require_regular_file(path, "case list")
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
