@@ -23,7 +23,9 @@ class PastaSegment(ScriptedLoadableModule):
 Segment organs and lesions in a CT volume with an installed PASTA model. By default a model
 searches its own organ (the built-in lung model: the lungs); an organ segmentation or a box
 (ROI) restricts the search instead. The result is a new segmentation node, placed in the
-volume's study, ready for the Segment Editor. "Fine-tune" trains a new model from the chosen one
+volume's study, ready for the Segment Editor. A model that takes a text prompt (a multi-path gCIS
+model) segments what the prompt beside it names ("liver tumor"): pick a known prompt or type one.
+"Fine-tune" trains a new model from the chosen one
 on the volumes whose segmentations you corrected. For research use only, not for diagnosis.
 """)
         self.parent.acknowledgementText = _("""
@@ -35,6 +37,7 @@ PASTA for 3D Slicer is developed by its contributors as an open-source 3D Slicer
 class PastaSegmentParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     modelName: str = ""
+    prompt: str = ""
     organSegmentation: vtkMRMLSegmentationNode
     roi: vtkMRMLMarkupsROINode
     wholeBody: bool = False
@@ -73,7 +76,12 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.showInSegmentEditorButton.connect("clicked(bool)", self.onShowInSegmentEditor)
         self.ui.refreshModelsButton.connect("clicked(bool)", self.refreshModels)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self._onModelChosen)
+<<<<<<< HEAD
         self.segmentAction = ActionButton(self.ui.segmentButton, self.ui.statusLabel, self.ui.progressBar, _("Segment"))
+=======
+        self.ui.promptComboBox.connect("editTextChanged(QString)", self._onPromptTyped)
+        self.ui.progressBar.setVisible(False)
+>>>>>>> gcis
         self.refreshModels()
         self.initializeParameterNode()
         self.fineTune = FinetunePanel(
@@ -128,6 +136,7 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
+        self._offerPrompts()
         self._updateGUI()
 
     def refreshModels(self) -> None:
@@ -140,21 +149,52 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             [(f"{m.name} ({m.version})", m.name, f"{m.task}: {m.path}") for m in models],
             _("No model installed: import one in the PASTA module"),
         )
+<<<<<<< HEAD
         if self._parameterNode:
             self._checkModel(self._parameterNode)
+=======
+        self._offerPrompts()
+>>>>>>> gcis
         self._updateGUI()
 
     def _onModelChosen(self, index) -> None:
         if self._parameterNode:
             self._parameterNode.modelName = self.ui.modelComboBox.itemData(index) or ""
+        self._offerPrompts()
+
+    def _offerPrompts(self) -> None:
+        """The prompt field: enabled for models that take a text prompt, offering their known prompts."""
+        model = self._parameterNode.modelName if self._parameterNode else ""
+        known = self.controller.prompts(model)
+        combo = self.ui.promptComboBox
+        typed = self._parameterNode.prompt if self._parameterNode else ""
+        wasBlocked = combo.blockSignals(True)
+        combo.clear()
+        for text in known or []:
+            combo.addItem(text)
+        combo.setEditText(typed if known is not None else "")
+        combo.blockSignals(wasBlocked)
+        combo.enabled = known is not None
+        combo.lineEdit().placeholderText = (
+            _("What to segment, e.g. liver tumor") if known is not None else _("No prompt: this model has one task")
+        )
+
+    def _onPromptTyped(self, text) -> None:
+        if self._parameterNode and self._parameterNode.prompt != text:
+            self._parameterNode.prompt = text
 
     def _request(self):
         from pastacore.actions.segment import SegmentOptions
         from PastaSlicerLib.controllers import SegmentRequest
 
         p = self._parameterNode
+        takesPrompt = self.controller.prompts(p.modelName) is not None
         options = SegmentOptions(
-            model=p.modelName, organ="body" if p.wholeBody else "", device=p.device, tta=p.quality == "accurate"
+            model=p.modelName,
+            prompt=p.prompt.strip() if takesPrompt else "",
+            organ="body" if p.wholeBody else "",
+            device=p.device,
+            tta=p.quality == "accurate",
         )
         return SegmentRequest(p.inputVolume, options, p.organSegmentation, roi=p.roi, output=p.outputSegmentation)
 

@@ -72,6 +72,9 @@ class PastaWebLogic:
                 "pasta_regions": [{"title": t, "value": v} for v, t in REGIONS.items()],
                 "pasta_region": "model",
                 "pasta_region_text": "",
+                "pasta_prompt": "",
+                "pasta_prompts": [],
+                "pasta_takes_prompt": False,
                 "pasta_box": "",
                 "pasta_placing": False,
                 "pasta_attributes": "",
@@ -101,7 +104,12 @@ class PastaWebLogic:
         self.state.change("pasta_attributes")(self._on_attributes)
         self.state.change("pasta_window")(self._on_window)
         self.state.change("pasta_region", "pasta_model")(lambda **_: self._show_region())
+<<<<<<< HEAD
         self.state.change("pasta_patch_head")(self._on_patch_head)
+=======
+        self.state.change("pasta_model")(lambda **_: self._offer_prompts())
+        self._offer_prompts()
+>>>>>>> gcis
 
     def _say(self, text: str):
         self.state.pasta_status = text
@@ -204,12 +212,21 @@ class PastaWebLogic:
         from PastaSlicerLib.controllers import SegmentRequest
 
         region = self.state.pasta_region
+        prompt = (self.state.pasta_prompt or "").strip() if self.state.pasta_takes_prompt else ""
         return SegmentRequest(
             self.volume,
-            SegmentOptions(model=self.state.pasta_model or "", organ="body" if region == "body" else ""),
+            SegmentOptions(model=self.state.pasta_model or "", prompt=prompt, organ="body" if region == "body" else ""),
             organ_segmentation=self.segmentation if region == "organ" else None,
             roi=self.roi if region == "box" else None,
         )
+
+    def _offer_prompts(self):
+        """The prompt field: shown for models that take a text prompt, offering their known prompts."""
+        known = self.segmenter.prompts(self.state.pasta_model or "")
+        self.state.pasta_takes_prompt = known is not None
+        self.state.pasta_prompts = list(known or [])
+        if known is None:
+            self.state.pasta_prompt = ""
 
     def _show_region(self):
         if self.volume is None:

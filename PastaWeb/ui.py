@@ -7,6 +7,7 @@ from __future__ import annotations
 from trame.widgets import client, html
 from trame.widgets.vuetify3 import (
     VBtn,
+    VCombobox,
     VExpansionPanel,
     VExpansionPanels,
     VExpansionPanelText,
@@ -108,6 +109,15 @@ def _segment_panel(logic):
         with VExpansionPanelText():
             VSelect(
                 v_model=("pasta_model",), items=("pasta_models",), label="Model", density="compact", raw_attrs=testid("model")
+            )
+            VCombobox(  # models that take a text prompt (gCIS): a known prompt or free text
+                v_model=("pasta_prompt",),
+                items=("pasta_prompts",),
+                v_show=("pasta_takes_prompt",),
+                label="What to segment (prompt)",
+                placeholder="e.g. liver tumor",
+                density="compact",
+                raw_attrs=testid("prompt"),
             )
             VSelect(
                 v_model=("pasta_region",),

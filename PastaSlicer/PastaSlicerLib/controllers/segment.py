@@ -33,7 +33,18 @@ class SegmentController:
             return "The selected volume has no image data"
         if request.organ_segmentation is not None and request.organ_segmentation.GetSegmentation().GetNumberOfSegments() == 0:
             return "The organ segmentation has no segments"
+        known = self.prompts(request.options.model)
+        if known is not None and not request.options.prompt.strip():
+            example = known[0] if known else "liver tumor"
+            return f"Type what to segment for this model (a prompt, e.g. '{example}')"
         return None
+
+    def prompts(self, model: str) -> list | None:
+        """What the prompt field offers for ``model``: None when the model takes no text prompt,
+        else its known prompts (others work once CLIP's text weights are imported)."""
+        from pastacore.inference.segmentation_model import declared_prompts
+
+        return declared_prompts(model or None, self.store)
 
     def region_text(self, request: SegmentRequest) -> str:
         """Where Segment will look, in words (the default follows the model's organ)."""
