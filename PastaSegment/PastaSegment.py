@@ -76,12 +76,8 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.showInSegmentEditorButton.connect("clicked(bool)", self.onShowInSegmentEditor)
         self.ui.refreshModelsButton.connect("clicked(bool)", self.refreshModels)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self._onModelChosen)
-<<<<<<< HEAD
         self.segmentAction = ActionButton(self.ui.segmentButton, self.ui.statusLabel, self.ui.progressBar, _("Segment"))
-=======
         self.ui.promptComboBox.connect("editTextChanged(QString)", self._onPromptTyped)
-        self.ui.progressBar.setVisible(False)
->>>>>>> gcis
         self.refreshModels()
         self.initializeParameterNode()
         self.fineTune = FinetunePanel(
@@ -149,12 +145,9 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             [(f"{m.name} ({m.version})", m.name, f"{m.task}: {m.path}") for m in models],
             _("No model installed: import one in the PASTA module"),
         )
-<<<<<<< HEAD
         if self._parameterNode:
             self._checkModel(self._parameterNode)
-=======
         self._offerPrompts()
->>>>>>> gcis
         self._updateGUI()
 
     def _onModelChosen(self, index) -> None:

@@ -104,12 +104,9 @@ class PastaWebLogic:
         self.state.change("pasta_attributes")(self._on_attributes)
         self.state.change("pasta_window")(self._on_window)
         self.state.change("pasta_region", "pasta_model")(lambda **_: self._show_region())
-<<<<<<< HEAD
         self.state.change("pasta_patch_head")(self._on_patch_head)
-=======
         self.state.change("pasta_model")(lambda **_: self._offer_prompts())
         self._offer_prompts()
->>>>>>> gcis
 
     def _say(self, text: str):
         self.state.pasta_status = text
