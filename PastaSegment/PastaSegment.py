@@ -214,6 +214,7 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             _("Segmentation failed."),
             _("Segmenting..."),
             done=self._onSegmented,
+            choices={"groups": self.hub.model_groups(request.options.model)},
         )
 
     def _onSegmented(self, outcome) -> None:

@@ -53,6 +53,7 @@ def test_each_action_names_its_requirement_groups():
     assert deps.groups_for_action("synth") == []
     assert deps.groups_for_action("synth", backend="lesiondiffusion") == ["diffusion"]
     assert "cohort" in deps.groups_for_action("dataset", workers=4)
+    assert deps.groups_for_action("segment", groups=["gcis"]) == ["gcis"]  # what the chosen model's family needs
     group = deps.requirement_group("train")
     assert group.requirements[0][0] == "monai" and "finetune" in group.actions
     assert deps.install_hint("train") == "pip install 'pasta-slicer[train]'"

@@ -88,7 +88,7 @@ def requirement_group(name: str) -> RequirementGroup:
 def groups_for_action(action: str, **choices) -> list:
     """The optional groups the user action ``action`` needs (``choices``: e.g. ``backend=...``
     for synthesis, whose LesionDiffusion backends need the diffusion group)."""
-    wanted = []
+    wanted = [g for g in choices.get("groups", ()) if g]  # e.g. what the chosen model's family needs
     for group in requirement_groups().values():
         if action not in group.actions:
             continue
@@ -96,7 +96,8 @@ def groups_for_action(action: str, **choices) -> list:
             continue
         if group.name == "cohort" and int(choices.get("workers", 1) or 1) <= 1 and not choices.get("scheduler"):
             continue
-        wanted.append(group.name)
+        if group.name not in wanted:
+            wanted.append(group.name)
     return wanted
 
 

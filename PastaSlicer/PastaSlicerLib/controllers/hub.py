@@ -63,6 +63,20 @@ class HubController:
             return "", f"Model '{name}' is not installed, and no other model is; import one in the PASTA module."
         return fallback, f"Model '{name}' is not installed here; using '{fallback}' instead."
 
+    def model_groups(self, name) -> list:
+        """The requirement groups an installed model's family needs (none for PASTA's own networks)."""
+        from pastacore.errors import PastaError
+        from pastacore.families import family_named
+
+        model = next((m for m in self.store.list() if m.name == name), None)
+        if model is None or model.family in ("", "pasta"):
+            return []
+        try:
+            group = family_named(model.family).requirement_group
+        except PastaError:
+            return []
+        return [group] if group else []
+
     def import_model(self, path, name=None, overwrite=False):
         return self.store.import_file(path, name=name, overwrite=overwrite)
 
