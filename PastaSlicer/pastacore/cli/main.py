@@ -40,6 +40,7 @@ COMMANDS = (
     "features",
     "train-head",
     "batch",
+    "serve",
 )
 
 
