@@ -110,6 +110,12 @@ class Engine:
             return len(self.client.scheduler_info()["workers"])
         return 0
 
+    def busy(self) -> int:
+        """Jobs the workers are running now (a cancelled job counts until it has really stopped)."""
+        with contextlib.suppress(Exception):
+            return sum(len(keys) for keys in self.client.processing().values())
+        return 0
+
     def _describe_devices(self) -> str:
         """The workers' devices in words (``2 x cuda (NVIDIA H100 ...)``)."""
         try:

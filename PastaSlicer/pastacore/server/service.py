@@ -48,6 +48,7 @@ class Service:
             "version": __version__,
             "device": self.engine.device_text,
             "workers": self.engine.workers_now(),
+            "busy": self.engine.busy(),
             "models": len([m for m in self.store.list() if not m.damaged]),
             "max_upload_mb": round(self.max_bytes / 2**20, 1),
             "jobs": {state: sum(j.state == state for j in jobs) for state in (UPLOADING, QUEUED, RUNNING)},
