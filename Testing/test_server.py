@@ -198,7 +198,9 @@ def test_client_failures_are_one_line(server, crop, lung1, sample_dir, tmp_path)
     closed = "http://127.0.0.1:9"  # the discard port: nothing listens there
     line = one_error_line(pasta("segment", crop, "--out", tmp_path / "a.nii.gz", "--server", closed, "--token", ALICE))
     assert line.startswith(f"error: cannot reach the PASTA server at {closed}")
-    line = one_error_line(pasta("segment", crop, "--out", tmp_path / "a.nii.gz", "--model", "other", "--server", url, "--token", BOB))
+    line = one_error_line(
+        pasta("segment", crop, "--out", tmp_path / "a.nii.gz", "--model", "other", "--server", url, "--token", BOB)
+    )
     assert "has no model named 'other'" in line and "tiny-lung" in line
     assert not list(tmp_path.iterdir())  # nothing written
 

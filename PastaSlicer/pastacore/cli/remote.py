@@ -65,7 +65,12 @@ def connect(server: tuple, action: str, options: object) -> object:
 
 
 def run_on_server(
-    client: object, action: str, options: object, inputs: object, progress: Callable[[float, str], None], output: dict | None = None
+    client: object,
+    action: str,
+    options: object,
+    inputs: object,
+    progress: Callable[[float, str], None],
+    output: dict | None = None,
 ) -> tuple:
     """``(result, {name: Volume})`` of the action run on the server."""
     from ..tasks.remote import run_remote_action

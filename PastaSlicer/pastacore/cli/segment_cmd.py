@@ -106,7 +106,6 @@ def run(args: argparse.Namespace) -> None:
     from ..fileio.writers import volume_output
     from ..inference.sidecar import sidecar_path
     from .progress import bar
-
     from .remote import server_of
 
     options = segment_options(args)
