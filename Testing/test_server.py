@@ -167,24 +167,59 @@ def test_nrrd_codec_round_trip_is_exact_and_itk_reads_it(tmp_path):
 # -- the command line --------------------------------------------------------------------------
 
 
-def test_remote_segment_with_torch_blocked_equals_local(server, crop, tmp_path):
-    from pastacore.actions import segment
-    from pastacore.fileio import read_volume
-
-    url, _, store = server
-    out = tmp_path / "remote.nii.gz"
+@pytest.fixture(scope="module")
+def remote_labels(server, crop, tmp_path_factory):
+    """``pasta segment ... --server`` of the crop with torch blocked: the label map (+ its sidecar)."""
+    url = server[0]
+    out = tmp_path_factory.mktemp("remote") / "remote.nii.gz"
     result = pasta("segment", crop, "--out", out, "--model", "tiny-lung", f"--roi={ROI}", "--server", url, "--token", ALICE)
     assert result.returncode == 0, result.stderr
     assert f"of the PASTA server {url}" in result.stdout
-    options = segment.SegmentOptions(model=str(store / "tiny-lung"), roi=tuple(float(v) for v in ROI.split(",")))
+    return out
+
+
+def test_remote_segment_with_torch_blocked_equals_local(server, crop, remote_labels):
+    from pastacore.actions import segment
+    from pastacore.fileio import read_volume
+
+    options = segment.SegmentOptions(model=str(server[2] / "tiny-lung"), roi=tuple(float(v) for v in ROI.split(",")))
     local = segment.run(options, segment.SegmentInputs(crop))
-    remote = read_volume(out, is_label=True)
+    remote = read_volume(remote_labels, is_label=True)
     assert remote.grid.same_as(local.result.labels.grid)
     assert np.array_equal(remote.array, local.result.labels.array)
     assert len(np.unique(remote.array)) > 1  # the network really labelled something
-    sidecar = json.loads((tmp_path / "remote.json").read_text())
+    sidecar = json.loads(remote_labels.with_suffix("").with_suffix(".json").read_text())
     assert sidecar["labels"] == local.description["labels"] and sidecar["voxels"] == local.description["voxels"]
     assert sidecar["model"]["name"] == "tiny-lung"
+
+
+def test_remote_report_files_equal_local(server, crop, remote_labels, tmp_path):
+    from pastacore.actions import report
+
+    options = report.ReportOptions(formats=("json",))
+    local = report.run(options, report.ReportInputs(crop, remote_labels))
+    report.write(local, options, tmp_path / "local")
+    result = pasta(
+        "report",
+        crop,
+        remote_labels,
+        "--out-dir",
+        tmp_path / "remote",
+        "--formats",
+        "json",
+        "--server",
+        server[0],
+        "--token",
+        BOB,
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "remote").iterdir()) == sorted(p.name for p in (tmp_path / "local").iterdir())
+    ours, theirs = (json.loads((tmp_path / side / "report.json").read_text()) for side in ("local", "remote"))
+    for data in (ours, theirs):
+        data.pop("created", None)
+        for lesion in data["lesions"]:
+            lesion.pop("tracking_uid", None)
+    assert ours == theirs and ours["lesions"]  # the same lesions, labels, model, case, from the sidecar read here
 
 
 def test_client_failures_are_one_line(server, crop, lung1, sample_dir, tmp_path):
