@@ -341,3 +341,56 @@ def test_a_dying_worker_fails_only_its_job(server, crop, tmp_path):
     assert other.outcome.ok, other.outcome
     again, _ = start_job(url, ALICE, crop, {"model": "tiny-lung", "roi": tuple(float(v) for v in ROI.split(","))})
     assert again.wait(timeout=120) and again.outcome.ok, again.outcome  # the server keeps serving
+
+
+# -- the controllers behind Slicer and the web app ---------------------------------------------
+
+
+def test_controllers_segment_on_the_server_as_on_this_computer(server, crop):
+    pytest.importorskip("slicer")
+    from pastacore.actions.segment import SegmentOptions
+    from pastacore.fileio import read_volume
+    from pastacore.mrml import roi, segmentations, volumes
+    from pastacore.mrml.scene import new_scene
+    from pastacore.tasks import InlineRunner
+    from PastaSlicerLib.controllers import HubController, SegmentController, SegmentRequest
+    from PastaSlicerLib.controllers.compute import SERVER, ComputeRunner, ComputeSetting
+
+    url, _, store = server
+    setting = ComputeSetting(SERVER, url, ALICE)
+    assert "tiny-lung" in [m.name for m in HubController(compute=lambda: setting).models(task="segmentation")]
+    scene = new_scene().scene
+    ct = volumes.node_from_volume(scene, read_volume(crop), "lung1 crop")
+    box = roi.add_roi(scene, (20.0, 120.0, -610.0), (30.0, 30.0, 30.0), name="search box")
+    labels = []
+    for runner, model in (
+        (ComputeRunner(InlineRunner(), lambda: setting), "tiny-lung"),
+        (InlineRunner(), str(store / "tiny-lung")),
+    ):
+        outcomes = []
+        handle = SegmentController(scene, runner).start(
+            SegmentRequest(ct, SegmentOptions(model=model), roi=box), on_finished=outcomes.append
+        )
+        assert handle.wait(timeout=120) and outcomes[0].ok, outcomes[0].error
+        labels.append(segmentations.labels_from_segmentation(scene, outcomes[0].value, ct)[0].array)
+    assert np.array_equal(labels[0], labels[1]) and labels[0].any()
+
+
+def test_web_server_option_checks_the_server_first(server):
+    import argparse
+
+    pytest.importorskip("trame_slicer")
+    from pastacore.errors import PastaError
+    from pastacore.tasks.remote import RemoteRunner
+    from PastaSlicerLib.controllers.compute import use_setting_source
+    from pastaweb.cli import compute_runner
+
+    try:
+        runner = compute_runner(argparse.Namespace(server=server[0], server_token=BOB))
+        assert isinstance(runner.runner(), RemoteRunner) and runner.runner().url == server[0]
+        with pytest.raises(PastaError, match="refused the token"):
+            compute_runner(argparse.Namespace(server=server[0], server_token="d" * 32))
+    finally:
+        from PastaSlicerLib.controllers.compute import ComputeSetting
+
+        use_setting_source(lambda: ComputeSetting())
