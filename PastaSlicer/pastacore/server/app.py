@@ -24,7 +24,7 @@ MAX_JOB_JSON = 8 << 20  # bytes of a job's description (options, inputs): JSON, 
 UPLOAD_PIECE = 1 << 20
 
 
-def create_app(service: "Service", tokens: "Tokens"):
+def create_app(service: "Service", tokens: "Tokens") -> object:
     """The FastAPI application serving ``service`` to the holders of ``tokens``."""
     from fastapi import Depends, FastAPI, HTTPException, Request
     from fastapi.concurrency import run_in_threadpool

@@ -44,7 +44,9 @@ class RemoteRunner:
     does not run go to ``local`` (e.g. a :class:`~pastacore.tasks.runners.ProcessRunner`), or
     are refused in one line without one."""
 
-    def __init__(self, url: str, token: str | None = None, local: object | None = None, poll_interval: float = POLL_INTERVAL_S):
+    def __init__(
+        self, url: str, token: str | None = None, local: object | None = None, poll_interval: float = POLL_INTERVAL_S
+    ) -> None:
         self.client = ServerClient(url, token)
         self.local = local
         self.poll_interval = poll_interval
