@@ -73,7 +73,8 @@ class RemoteRunner:
 
 
 class RemoteHandle(TaskHandle):
-    """A job on a server. ``upload_bytes``: what was sent; ``job_id``: the server's id of it."""
+    """A job on a server. ``upload_bytes`` / ``download_bytes``: the volumes and files sent and
+    fetched; ``job_id``: the server's id of it."""
 
     def __init__(
         self,
@@ -88,7 +89,7 @@ class RemoteHandle(TaskHandle):
         self.client, self.params, self.folder = client, params, Path(folder)
         self.poll_interval = poll_interval
         self.job_id: str | None = None
-        self.upload_bytes = 0
+        self.upload_bytes = self.download_bytes = 0
         self._cancel = False
         self._wake = 0.0
         self._steps = self._run()
@@ -198,6 +199,7 @@ class RemoteHandle(TaskHandle):
         for key, name in (result.get("volumes") or {}).items():
             pieces = []
             yield from self.client.download_steps(f"/jobs/{self.job_id}/volumes/{key}", pieces, self.job_id)
+            self.download_bytes += sum(map(len, pieces))
             volume = self._volume(b"".join(pieces), meta.get(key) or {})
             save_volume(volume, self.folder, name)
 
@@ -236,6 +238,7 @@ class RemoteHandle(TaskHandle):
             for name in names:
                 pieces = []
                 yield from self.client.download_steps(f"/jobs/{self.job_id}/files/{name}", pieces, self.job_id)
+                self.download_bytes += sum(map(len, pieces))
                 target = Path(temp) / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(b"".join(pieces))
