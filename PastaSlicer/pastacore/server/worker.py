@@ -114,8 +114,10 @@ def _save_upload(folder: Path, key: str, source: str | bytes, described: dict) -
     path = Path(source) if isinstance(source, str) else folder / upload_name(key, described.get("format", "nrrd"))
     if not isinstance(source, str):
         path.write_bytes(source)
+    from ..tasks.remote_jobs import portable_meta
+
     volume = read_volume(path, is_label=bool(described.get("is_label")))
-    volume.meta = dict(described.get("meta") or {})
+    volume.meta = portable_meta(described.get("meta") if isinstance(described.get("meta"), dict) else {})
     save_volume(volume, folder, key)
 
 

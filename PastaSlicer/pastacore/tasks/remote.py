@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import PastaError
-from .remote_jobs import remote_problem, volume_keys
+from .remote_jobs import portable_meta, remote_problem, volume_keys
 from .runners import TaskHandle, TaskOutcome, write_job
 from .server_client import JobGone, ServerClient
 
@@ -159,7 +159,7 @@ class RemoteHandle(TaskHandle):
             grid = volume.grid
             payloads[key] = encode_nrrd(volume.array, grid.spacing, grid.origin, grid.direction, volume.is_label)
             described[key] = {"bytes": len(payloads[key]), "format": "nrrd", "is_label": bool(volume.is_label)}
-            described[key]["meta"] = _plain_meta(volume.meta)
+            described[key]["meta"] = portable_meta(volume.meta)
             yield None
         spec = {key: self.params.get(key) for key in ("action", "options", "inputs")}
         spec.update(volumes=described, write=bool(self.params.get("output")))
@@ -267,22 +267,6 @@ def _same_place(a, b, tolerance: float = 1e-6) -> bool:
         and np.allclose(a.origin, b.origin, atol=tolerance)
         and np.allclose(np.asarray(a.direction), np.asarray(b.direction), atol=tolerance)
     )
-
-
-def _plain_meta(meta: dict) -> dict:
-    """The JSON part of a volume's metadata (DICOM identifiers a report needs), without the source path."""
-    import json
-
-    out = {}
-    for key, value in (meta or {}).items():
-        if key == "source":
-            continue
-        try:
-            json.dumps(value)
-        except (TypeError, ValueError):
-            continue
-        out[key] = value
-    return out
 
 
 def run_remote_action(

@@ -25,6 +25,25 @@ LOCAL_OPTIONS = {
     ("report", "baseline"): "a follow-up report reads the baseline report folder on this computer",
 }
 MODEL_OPTIONS = {"segment": "model"}  # options naming a model: an installed name on the server
+# What of a volume's metadata travels with it: the segment names of a .seg.nrrd (an organ mask named
+# by its segments) and the DICOM slice thickness (RECIST). Nothing else: no patient identifiers
+# (a report's case travels in its inputs, as the report prints it) and no file paths (the DICOM
+# files of a series are on the client; a server reads no path it is sent).
+PORTABLE_META = ("segments", "slice_thickness")
+
+
+def portable_meta(meta: dict | None) -> dict:
+    """The part of a volume's metadata that goes to (and is accepted by) a server."""
+    import json
+
+    out = {}
+    for key in PORTABLE_META:
+        if key in (meta or {}):
+            try:
+                out[key] = json.loads(json.dumps(meta[key]))
+            except (TypeError, ValueError):
+                continue
+    return out
 
 
 def volume_fields(action: str) -> tuple:
