@@ -327,6 +327,16 @@ def test_cancel_ends_the_server_job(server, tmp_path):
     assert request(url, "GET", "/health")[1]["busy"] == 0  # the worker stopped, long before the job would have ended
 
 
+def test_a_job_the_server_forgot_is_one_line(server, tmp_path):
+    """What a client sees when the server was restarted under it: the job is unknown there."""
+    url = server[0]
+    handle, _ = start_job(url, ALICE, long_ct(tmp_path), {"model": "tiny-lung", "organ": "body"})
+    wait_running(url, ALICE, handle)
+    assert request(url, "DELETE", f"/jobs/{handle.job_id}", ALICE)[0] == 204  # as a restart forgets it
+    assert handle.wait(timeout=30) and "no longer knows job" in handle.outcome.error
+    assert "restarted" in handle.outcome.error and "\n" not in handle.outcome.error
+
+
 def test_a_dying_worker_fails_only_its_job(server, crop, tmp_path):
     url = server[0]
     doomed, _ = start_job(url, ALICE, long_ct(tmp_path), {"model": "tiny-lung", "organ": "body"})

@@ -18,6 +18,7 @@ Prints a Markdown table for Testing/Benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -137,6 +138,10 @@ def main():
     print(f"| `pasta segment --server` lung1, first (worker loads the model) | {cold:.1f} s | |")
     print(f"| `pasta segment --server` lung1 (best of 2) | {remote:.1f} s | |")
     print(f"| remote / local | {remote / local:.2f}x | <= 1.15x |")
+    inside = {side: json.loads((work / f"{side}.json").read_text())["seconds"] for side in ("local", "remote")}
+    print(f"| segmentation itself (sidecar seconds), here / on the server | {inside['local']:.1f} s / {inside['remote']:.1f} s | |")
+    print(f"| around it: here (start, imports, model load, read, write) | {local - inside['local']:.1f} s | |")
+    print(f"| around it: remote (start, read, upload, queue, download, write) | {remote - inside['remote']:.1f} s | |")
     print(
         f"| lung1 on disk (gzip NRRD) / uploaded (gzip NRRD, level 1) | {ct.stat().st_size / 2**20:.1f} MB / {upload / 2**20:.1f} MB | |"
     )

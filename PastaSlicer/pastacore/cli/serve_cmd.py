@@ -84,6 +84,8 @@ def settings_from(args: argparse.Namespace) -> object:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from ..listening import check_listen
     from ..native import stderr_shown
     from ..server.access import server_tokens
@@ -99,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
 
     if len(tokens):
         say(f"clients need a token ({len(tokens)} accepted)")
+    if args.tokens and os.name == "posix" and os.stat(args.tokens).st_mode & 0o077:
+        say(f"warning: other users of this machine can read {args.tokens}: chmod 600 it")
     with stderr_shown():
         serve(settings, tokens, say, lambda url: print_ready(url, generated, settings.host))
     return 0
