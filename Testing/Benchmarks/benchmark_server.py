@@ -139,7 +139,9 @@ def main():
     print(f"| `pasta segment --server` lung1 (best of 2) | {remote:.1f} s | |")
     print(f"| remote / local | {remote / local:.2f}x | <= 1.15x |")
     inside = {side: json.loads((work / f"{side}.json").read_text())["seconds"] for side in ("local", "remote")}
-    print(f"| segmentation itself (sidecar seconds), here / on the server | {inside['local']:.1f} s / {inside['remote']:.1f} s | |")
+    print(
+        f"| segmentation itself (sidecar seconds), here / on the server | {inside['local']:.1f} s / {inside['remote']:.1f} s | |"
+    )
     print(f"| around it: here (start, imports, model load, read, write) | {local - inside['local']:.1f} s | |")
     print(f"| around it: remote (start, read, upload, queue, download, write) | {remote - inside['remote']:.1f} s | |")
     print(

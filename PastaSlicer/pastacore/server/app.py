@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import PastaError
 from .policy import TooLarge, megabytes
-from .service import Conflict
+from .service import Conflict, TooMany
 
 if TYPE_CHECKING:
     from .access import Tokens
@@ -50,7 +50,9 @@ def create_app(service: "Service", tokens: "Tokens") -> object:
 
     @app.exception_handler(PastaError)
     async def pasta_error(request: Request, exc: PastaError):
-        status = 413 if isinstance(exc, TooLarge) else 409 if isinstance(exc, Conflict) else 400
+        status = (
+            413 if isinstance(exc, TooLarge) else 409 if isinstance(exc, Conflict) else 429 if isinstance(exc, TooMany) else 400
+        )
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
     @app.get("/health")

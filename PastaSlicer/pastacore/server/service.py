@@ -21,10 +21,15 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 RESULTS = "results"  # a job folder's subfolder of outputs
+MAX_OPEN_JOBS = 16  # unfinished jobs one token may have at once (uploading, queued or running)
 
 
 class Conflict(PastaError):
     """A request that does not fit the job's state (HTTP 409)."""
+
+
+class TooMany(PastaError):
+    """A token with too many unfinished jobs (HTTP 429)."""
 
 
 class Service:
@@ -65,6 +70,11 @@ class Service:
     def create(self, owner: str, spec: object) -> Job:
         self.book.sweep()
         name, _options = check_job(spec, self.store, self.max_bytes)
+        open_jobs = sum(1 for j in self.book.jobs() if j.owner == owner and j.state not in FINAL)
+        if open_jobs >= MAX_OPEN_JOBS:
+            raise TooMany(
+                f"this token has {open_jobs} unfinished jobs on the server; wait for some to end (at most {MAX_OPEN_JOBS})"
+            )
         job = self.book.new(owner, name, spec)
         return job
 
