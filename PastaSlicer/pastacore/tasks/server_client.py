@@ -195,6 +195,8 @@ class ServerClient:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         if isinstance(exc, (socket.timeout, TimeoutError)):
             reason = "no answer in time"
+        if isinstance(exc, http.client.RemoteDisconnected) and not self._https:
+            reason += "; does it serve https://?"
         return PastaError(
             f"cannot reach the PASTA server at {self.url} ({reason}): is it running, and are the address and port right?"
         )
