@@ -78,8 +78,10 @@ def serve(
     threed=False,
     on_ready=None,
     quiet=True,
+    runner=None,
 ):
-    """Start ``pasta web``: load ``image`` (a CT or a .mrb) when given; ``on_ready(port)`` once it listens.
+    """Start ``pasta web``: load ``image`` (a CT or a .mrb) when given; ``on_ready(port)`` once it listens;
+    ``runner``: where jobs run (default: the task process; a PASTA server's runner for ``--server``).
     ``quiet`` keeps VTK's warnings (deprecations of the view widgets) off the terminal; errors still show."""
     from trame.app import get_server
 
@@ -87,7 +89,7 @@ def serve(
 
     server = get_server("pasta-web", client_type="vue3")
     folder = DataFolder(data or (Path(image).parent if image else Path.cwd()))
-    app = PastaWebApp(server, folder, out, token, max_upload_mb, threed)
+    app = PastaWebApp(server, folder, out, token, max_upload_mb, threed, runner)
     if quiet:
         from vtkmodules.vtkCommonCore import vtkLogger, vtkObject
 

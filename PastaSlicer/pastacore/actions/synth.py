@@ -205,16 +205,41 @@ def write_synthesis(
 ) -> list:
     """Write the image with the lesion, its labels, our report (and the PASTA-Gen type.json)
     together: all of them or none."""
+    return write_synthesis_files(
+        case.result.image,
+        case.result.labels,
+        case.report,
+        case.result.type_json,
+        out_image,
+        out_mask,
+        out_report,
+        out_type_json,
+        overwrite,
+    )
+
+
+def write_synthesis_files(
+    image: Volume,
+    labels: Volume,
+    report: dict,
+    type_json: dict,
+    out_image: str | Path,
+    out_mask: str | Path,
+    out_report: str | Path,
+    out_type_json: str | Path | None = None,
+    overwrite: bool = False,
+) -> list:
+    """:func:`write_synthesis` from its parts (what a PASTA server sends back)."""
     from ..fileio import write_volume
     from ..fileio.atomic import atomic_outputs
 
     outputs = [out_image, out_mask, out_report] + ([out_type_json] if out_type_json else [])
     with atomic_outputs(*outputs, overwrite=overwrite) as temps:
-        write_volume(case.result.image, temps[0])
-        write_volume(case.result.labels, temps[1])
-        temps[2].write_text(json.dumps(case.report, indent=1), encoding="utf-8")
+        write_volume(image, temps[0])
+        write_volume(labels, temps[1])
+        temps[2].write_text(json.dumps(report, indent=1), encoding="utf-8")
         if out_type_json:
-            temps[3].write_text(json.dumps(case.result.type_json), encoding="utf-8")
+            temps[3].write_text(json.dumps(type_json), encoding="utf-8")
     return [Path(p) for p in outputs]
 
 

@@ -41,6 +41,7 @@ COMMANDS = (
     "train-head",
     "patches",
     "batch",
+    "serve",
 )
 
 

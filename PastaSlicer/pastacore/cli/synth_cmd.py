@@ -6,6 +6,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from .argtypes import seed
+from .remote import add_server_arguments
 
 if TYPE_CHECKING:
     import argparse
@@ -39,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-type-json", metavar="TYPE.json", help="also write the PASTA-Gen type.json")
     add_backend_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_server_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -120,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
     from ..fileio.atomic import check_outputs
     from ..fileio.writers import volume_output
     from .progress import bar
+    from .remote import server_of
 
     check_outputs(
         [
@@ -132,18 +135,51 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     options = synth_options(args)
+    server = server_of(args)
+    if server is not None:
+        return _run_on_server(args, options, server)
     engine = synth.backend(options)  # unavailable or too slow: say so before any work
     with bar("synthesising") as progress:
         case = synth.run(options, synth.SynthInputs(args.image, args.organ_mask), progress, engine=engine)
     synth.write_synthesis(case, args.out_image, args.out_mask, args.out_report, args.out_type_json, overwrite=args.overwrite)
     result = case.result
-    if result.not_understood:
-        print(f"warning: words not understood and ignored: {', '.join(result.not_understood)}", file=sys.stderr)
-    measured = result.report["measured"]
-    print(result.plan.describe())
+    _say(result.not_understood, result.plan.describe(), result.report["measured"], args)
+    return 0
+
+
+def _run_on_server(args: argparse.Namespace, options: SynthOptions, server: tuple) -> int:
+    """``pasta synth --server URL``: the same files and lines, the lesion made on the server."""
+    from ..actions import synth
+    from ..fileio import as_volume
+    from .progress import bar
+    from .remote import connect, run_on_server
+
+    client = connect(server, "synth", options)
+    inputs = synth.SynthInputs(as_volume(args.image), as_volume(args.organ_mask, is_label=True) if args.organ_mask else None)
+    with bar("synthesising") as progress:
+        result, volumes = run_on_server(client, "synth", options, inputs, progress)
+    report = dict(result["report"], type_json=result["type_json"], source=str(args.image))
+    synth.write_synthesis_files(
+        volumes["image"],
+        volumes["labels"],
+        report,
+        result["type_json"],
+        args.out_image,
+        args.out_mask,
+        args.out_report,
+        args.out_type_json,
+        overwrite=args.overwrite,
+    )
+    _say(result["not_understood"], result["plan"], result["report"]["measured"], args)
+    return 0
+
+
+def _say(not_understood, plan: str, measured: dict, args: argparse.Namespace) -> None:
+    if not_understood:
+        print(f"warning: words not understood and ignored: {', '.join(not_understood)}", file=sys.stderr)
+    print(plan)
     print(
         f"measured: size {' x '.join(f'{s:.0f}' for s in measured['size_mm'])} mm, mean {measured['mean_hu']:.0f} HU, "
         f"{measured['volume_ml']:.2f} mL"
     )
     print(f"wrote {args.out_image}, {args.out_mask}, {args.out_report}")
-    return 0
