@@ -5,8 +5,8 @@ lesion in its in-image part."""
 
 import numpy as np
 import pytest
-
 from conftest import phantom_ct, rotation
+
 from pastacore.geometry import Grid, Volume
 from pastacore.geometry.boxes import VoxelBox
 from pastacore.synthesis import synthesize_lesion
