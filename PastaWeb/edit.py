@@ -81,15 +81,18 @@ class EditLogic:
         self.show_rows(table, measurements, None)
 
     def show_rows(self, table: Any, measurements: list, error: str | None) -> None:
-        """The measurement table's rows (lesion number, name, volume, axes, HU)."""
+        """The measurement table's rows (lesion number, name, status: synthetic, proposed..., volume, axes, HU)."""
         if error:
             self.data.measurements = []
             self.session.say(f"Measurement not updated: {error}")
             return
+        review = getattr(self.session.reports, "last_review", None)
+        status = {lesion.number: lesion.status for lesion in (review.lesions if review is not None else [])}
         self.data.measurements = [
             {
                 "lesion": m.index,
                 "name": m.name,
+                "status": status.get(m.index, ""),
                 "volume_ml": round(m.volume_ml, 2),
                 "long_mm": round(m.long_axis_mm, 1),
                 "short_mm": round(m.short_axis_mm, 1),

@@ -133,8 +133,16 @@ class SynthLogic:
         from pastacore.actions.synth import SynthOptions
         from PastaSlicerLib.controllers import SynthRequest
 
+        session = self.session
         options = SynthOptions(attributes=self.data.attributes or "", seed=int(time.time()) % 100000)
-        return SynthRequest(self.session.volume, options, roi=self.session.roi)
+        works_on = session.segmentation is not None and session.segmentation.GetScene() is session.scene
+        # the synthetic case keeps the segmentation the user works on (else the one last made on the CT)
+        sources = (session.segmentation,) if works_on and self._made_on(session.segmentation, session.volume) else None
+        return SynthRequest(session.volume, options, roi=session.roi, source_segmentations=sources)
+
+    @staticmethod
+    def _made_on(segmentation: Any, volume: Any) -> bool:
+        return segmentation.GetNodeReference(segmentation.GetReferenceImageGeometryReferenceRole()) is volume
 
     def synthesize(self) -> None:
         session = self.session
@@ -143,7 +151,7 @@ class SynthLogic:
         def finished(outcome):
             if outcome.ok:
                 session.app.display_manager.show_volume_in_slice_background(outcome.value)
-                self.edit.use(session.synthesizer.preview_lesion, outcome.value)
+                self.edit.use(session.synthesizer.preview_segmentation, outcome.value)
                 self.data.has_preview = True
             return outcome
 

@@ -198,11 +198,11 @@ def _results_panel(edit):
             with VTable(density="compact", raw_attrs=testid("measurements")):
                 with html.Thead():
                     with html.Tr():
-                        for title in ("#", "name", "mL", "long mm", "short mm", "HU"):
+                        for title in ("#", "name", "status", "mL", "long mm", "short mm", "HU"):
                             html.Th(title)
                 with html.Tbody():
                     with html.Tr(v_for=f"m in {state.measurements}", key="m.lesion"):
-                        for key in ("lesion", "name", "volume_ml", "long_mm", "short_mm", "mean_hu"):
+                        for key in ("lesion", "name", "status", "volume_ml", "long_mm", "short_mm", "mean_hu"):
                             html.Td(f"{{{{ m.{key} }}}}")
 
 

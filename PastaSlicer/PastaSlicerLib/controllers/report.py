@@ -86,12 +86,19 @@ class ReportController:
         return self.review(volume, segmentation, segment_ids, floor=floor)
 
     def _review_arguments(self, segmentation, segment_ids, floor) -> dict:
-        """make_report's candidates, confirmations and floor, from the segments' tags and the node's model."""
+        """make_report's candidates, confirmations, synthetic lesions and floor, from the segments' tags
+        and the node's model."""
         from pastacore.candidates import choose_floor
-        from pastacore.mrml.segmentations import recorded_model, recorded_review
+        from pastacore.mrml.segmentations import recorded_model, recorded_review, recorded_synthetic
 
-        candidates, confirmed = recorded_review(segmentation, self.chosen_segments(segmentation, segment_ids))
-        return {"candidates": candidates, "confirmed": confirmed, "floor": choose_floor(floor, recorded_model(segmentation))}
+        ids = self.chosen_segments(segmentation, segment_ids)
+        candidates, confirmed = recorded_review(segmentation, ids)
+        return {
+            "candidates": candidates,
+            "confirmed": confirmed,
+            "floor": choose_floor(floor, recorded_model(segmentation)),
+            "synthetic": recorded_synthetic(segmentation, ids),
+        }
 
     def follow_edits(self, volume, segmentation, segment_ids=None, on_measured=None, defer=None, floor=None):
         """Measure again whenever the segments change (Segment Editor edits); returns a watch
@@ -172,7 +179,7 @@ class ReportController:
         register this CT to it before pairing lesions)."""
         from pastacore.actions.report import ReportInputs, ReportOptions
         from pastacore.candidates import candidates_to_json
-        from pastacore.mrml.segmentations import recorded_model, recorded_review
+        from pastacore.mrml.segmentations import recorded_model, recorded_review, recorded_synthetic
 
         image, labels, names = self.inputs(volume, segmentation, segment_ids)
         floor = floor or {}
@@ -187,7 +194,8 @@ class ReportController:
         )
         options.check()
         options.format_names()
-        candidates, confirmed = recorded_review(segmentation, self.chosen_segments(segmentation, segment_ids))
+        ids = self.chosen_segments(segmentation, segment_ids)
+        candidates, confirmed = recorded_review(segmentation, ids)
         inputs = ReportInputs(
             image,
             labels,
@@ -198,6 +206,7 @@ class ReportController:
             confirmed={str(k): v for k, v in confirmed.items()},
             attributes={str(n): {a: asdict(v) for a, v in values.items()} for n, values in (attributes or {}).items()},
             model_record=recorded_model(segmentation),
+            synthetic={str(n): record for n, record in recorded_synthetic(segmentation, ids).items()},
         )
         if baseline_volume is not None:
             from pastacore.mrml.volumes import volume_from_node

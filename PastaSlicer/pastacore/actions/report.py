@@ -84,6 +84,7 @@ class ReportInputs:
     confirmed: dict | None = None  # label value -> lesions a person confirmed
     model_record: dict | None = None  # the segmenting model as its sidecar records it (with its reporting floor)
     attributes: dict | None = None  # lesion number -> {attribute: AttributeValue dict}
+    synthetic: dict | None = None  # label value -> synthesis record of a synthetic lesion (None: from the sidecar)
 
 
 @dataclass
@@ -108,7 +109,7 @@ def run(
     """Measure the lesions and build the report (nothing is written)."""
     from ..candidates import candidates_from_json, choose_floor
     from ..fileio import as_volume
-    from ..report.export import case_info, label_names_of, make_report, recorded_candidates, recorded_model
+    from ..report.export import case_info, label_names_of, make_report, recorded_candidates, recorded_model, recorded_synthetic
     from ..report.model import AttributeValue, CaseInfo, ModelProvenance
 
     options.check()
@@ -133,6 +134,10 @@ def run(
         candidates = candidates_from_json(inputs.candidates)
     else:
         candidates = recorded_candidates(inputs.seg) if from_file else None
+    if inputs.synthetic is not None:
+        synthetic = {int(k): v for k, v in inputs.synthetic.items()}
+    else:
+        synthetic = recorded_synthetic(inputs.seg) if from_file else {}
     model_record = inputs.model_record if inputs.model_record is not None else recorded_model(inputs.seg) if from_file else {}
     floor = choose_floor(options.floor(), model_record)
     case = (
@@ -169,6 +174,7 @@ def run(
         confirmed={int(k): v for k, v in (inputs.confirmed or {}).items()},
         floor=floor,
         targets=list(options.targets) if options.targets else None,
+        synthetic=synthetic,
         **followup,
     )
     return ReportedCase(report, image, labels)

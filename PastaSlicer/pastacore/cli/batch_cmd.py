@@ -224,7 +224,7 @@ def _synth_cases(args, rows):
             "box_ijk": r.box_ijk,
             "organ_label": r.organ_label,
         }
-        cases.append(Case(r.case_id, _inputs(r, "image", "organ_mask"), params, n))
+        cases.append(Case(r.case_id, _inputs(r, "image", "organ_mask", "seg"), params, n))
     return SynthWork(options), cases
 
 

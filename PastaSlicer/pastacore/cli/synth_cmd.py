@@ -34,12 +34,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--organ-label", type=int, metavar="N", help="the organ's value in --organ-mask")
     p.add_argument("--seed", type=seed, required=True, help="random seed: the same seed gives the same lesion")
     p.add_argument("--out-image", required=True, metavar="OUT.nii.gz", help="the image with the lesion")
-    p.add_argument("--out-mask", required=True, metavar="MASK.nii.gz", help="PASTA-Gen labels: organ 1, lesion 2")
+    p.add_argument(
+        "--out-mask",
+        required=True,
+        metavar="MASK.nii.gz",
+        help="PASTA-Gen labels: organ 1, lesion 2 (with --labels: the source's labels plus the lesion); MASK.json says which is synthetic",
+    )
     p.add_argument("--out-report", required=True, metavar="REPORT.json", help="our report (plan, measurements, type.json)")
     p.add_argument("--out-type-json", metavar="TYPE.json", help="also write the PASTA-Gen type.json")
+    add_labels_argument(p)
     add_backend_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=run)
+
+
+def add_labels_argument(p: argparse.ArgumentParser) -> None:
+    """``--labels``: the synthetic case keeps the source CT's segmentation."""
+    p.add_argument(
+        "--labels",
+        metavar="SOURCE_SEG",
+        help="the source CT's segmentation (a label map on IMAGE's grid, named by its .json sidecar or .seg.nrrd): "
+        "the output mask holds its labels plus the lesion as a new label, marked synthetic in the mask's sidecar",
+    )
 
 
 def add_backend_arguments(p: argparse.ArgumentParser) -> None:
@@ -99,6 +115,7 @@ def synth_options(args: argparse.Namespace, check: bool = True) -> SynthOptions:
         precision=args.precision,
         ld_models=args.ld_models or "",
         text_encoder=args.text_encoder or "",
+        labels=getattr(args, "labels", None) or "",
     )
     if check:
         options.check()
@@ -119,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
     from ..actions import synth
     from ..fileio.atomic import check_outputs
     from ..fileio.writers import volume_output
+    from ..inference.sidecar import sidecar_path
     from .progress import bar
 
     check_outputs(
@@ -127,8 +145,9 @@ def run(args: argparse.Namespace) -> int:
             volume_output(args.out_mask),
             (args.out_report, (".json",)),
             (args.out_type_json, (".json",)),
+            (str(sidecar_path(args.out_mask)), (".json",)),
         ],
-        inputs=(args.image, args.organ_mask, args.attributes_json),
+        inputs=(args.image, args.organ_mask, args.attributes_json, args.labels),
         overwrite=args.overwrite,
     )
     options = synth_options(args)
@@ -145,5 +164,8 @@ def run(args: argparse.Namespace) -> int:
         f"measured: size {' x '.join(f'{s:.0f}' for s in measured['size_mm'])} mm, mean {measured['mean_hu']:.0f} HU, "
         f"{measured['volume_ml']:.2f} mL"
     )
-    print(f"wrote {args.out_image}, {args.out_mask}, {args.out_report}")
+    if args.labels:
+        value = next(k for k, v in case.sidecar["labels"].items() if v.get("synthetic"))
+        print(f"the mask holds the labels of {args.labels} and the synthetic lesion as label {value}")
+    print(f"wrote {args.out_image}, {args.out_mask} (+ {sidecar_path(args.out_mask).name}), {args.out_report}")
     return 0

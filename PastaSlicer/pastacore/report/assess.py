@@ -22,6 +22,7 @@ _STATUS_WORDS = {
     "confirmed": "confirmed by a person",
     "manual": "drawn by a person",
     "unknown": "origin unknown",
+    "synthetic": "SYNTHETIC: inserted by lesion synthesis",
 }
 
 
@@ -62,6 +63,8 @@ def assess(
         records = None if candidates is None else candidates.get(m.label, [])
         found = match(m, records, (confirmed or {}).get(m.label, ()), grid)
         lesion.status = found.status
+        if lesion.synthetic:  # made by synthesis, not found by a model or drawn by a person
+            lesion.status, found.candidate = "synthetic", None
         if found.candidate is not None:
             lesion.mean_probability = found.candidate.mean_probability
             lesion.max_probability = found.candidate.max_probability
@@ -89,6 +92,7 @@ def _below_record(lesion, reasons) -> dict:
         "status": lesion.status,
         "centroid_ras_mm": [round(c, 2) for c in m.centroid_ras_mm],
         "reasons": reasons,
+        "synthetic": bool(lesion.synthetic),
     }
 
 
