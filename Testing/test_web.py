@@ -244,7 +244,7 @@ def test_5_export_downloads_the_report(page, shots, tmp_path, server):
     synthetic = [lesion for lesion in report["lesions"] if lesion["synthetic"]]
     real = [lesion for lesion in report["lesions"] if not lesion["synthetic"] and lesion["term"] == "tumor@lung"]
     assert len(synthetic) == 1 and synthetic[0]["status"] == "synthetic" and synthetic[0]["synthesis"]["engine"] == "procedural"
-    assert real and real[0]["volume_ml"] > 10  # the real tumour (48 mL in lung2's reference) is still in the case
+    assert real and max(lesion["volume_ml"] for lesion in real) > 10  # the real tumour is still in the case
     assert list(Path(server[1]).glob("*-report-*/report.json"))  # also written on the server
     page.get_by_test_id("download").first.scroll_into_view_if_needed()
     page.screenshot(path=shots / "web_5_exported.png")

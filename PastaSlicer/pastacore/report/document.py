@@ -54,6 +54,7 @@ class Figure:
     caption: str
     new_page: bool = True  # PDF: one figure per page
     heading: str = ""  # a heading just before it (after the page break)
+    share: float = 0.8  # PDF: the most of a page's height the picture takes (two of a pair share a page)
 
 
 @dataclass
@@ -369,5 +370,7 @@ def _comparison_blocks(report: CaseReport, pairs) -> list:
                 if when == "follow-up" and row.get("baseline")
                 else ""
             )
-            blocks.append(Figure(picture[0], picture[1], f"{when} lesion {number}", caption, new_page=when == "baseline"))
+            blocks.append(
+                Figure(picture[0], picture[1], f"{when} lesion {number}", caption, new_page=when == "baseline", share=0.4)
+            )
     return blocks

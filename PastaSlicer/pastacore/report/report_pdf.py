@@ -154,7 +154,7 @@ def _figure(block, styles, width, height) -> list:
 
     reader = ImageReader(io.BytesIO(block.png))
     w, h = reader.getSize()
-    room = height * (0.8 if block.new_page else 0.42)  # a caption below; two pictures of a pair share a page
+    room = height * block.share  # a caption below
     scale = min(width / w, room / h)
     picture = Image(io.BytesIO(block.png), width=w * scale, height=h * scale)
     return [KeepTogether([picture, _para(block.caption, styles["caption"])])]
