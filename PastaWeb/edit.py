@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pastacore.errors import PastaError
+from pastacore.mrml.segmentations import segment_tag
+from pastacore.synthetic import SYNTHETIC_TAG
 
 from .session import WebSession, typed_state
 
@@ -40,8 +42,9 @@ class EditLogic:
         editor = session.app.segmentation_editor
         editor.set_active_segmentation(node, session.volume)
         lesions = session.reports.lesion_segments(node)
-        if lesions:
-            editor.set_active_segment_id(lesions[0])  # edits usually go to a lesion, not the organ
+        synthetic = [sid for sid in lesions if segment_tag(node, sid, SYNTHETIC_TAG)]
+        if lesions:  # edits usually go to a lesion, not the organ; in a synthetic case to the new lesion
+            editor.set_active_segment_id((synthetic or lesions)[0])
         self.list_segments()
         self.measure()
         self.stop_watch()

@@ -139,7 +139,13 @@ def test_diffusion_lesions_stay_in_the_box(tiny_networks, backend, spacing, box)
         attributes="irregular hypodense liver lesion",
         seed=3,
         backend=backend,
-        backend_options={"models": str(tiny_networks), "text_encoder": fake_text, "steps": 2, "device": "cpu"},
+        backend_options={
+            "models": str(tiny_networks),
+            "text_encoder": fake_text,
+            "steps": 2,
+            "device": "cpu",
+            "allow_slow": True,
+        },
     )
     check_inside(volume, box, result)
     assert result.report["backend"] == backend
