@@ -31,7 +31,14 @@ def _styles() -> dict:
     return {
         "title": ParagraphStyle("pasta-title", parent=normal, fontName="Helvetica-Bold", fontSize=15, leading=19, spaceAfter=4),
         "heading": ParagraphStyle(
-            "pasta-heading", parent=normal, fontName="Helvetica-Bold", fontSize=11.5, leading=14, spaceBefore=8, spaceAfter=4
+            "pasta-heading",
+            parent=normal,
+            fontName="Helvetica-Bold",
+            fontSize=11.5,
+            leading=14,
+            spaceBefore=8,
+            spaceAfter=4,
+            keepWithNext=1,  # never alone at the foot of a page
         ),
         "normal": ParagraphStyle("pasta-para", parent=normal, spaceAfter=3),
         "strong": ParagraphStyle("pasta-strong", parent=normal, fontName="Helvetica-Bold", spaceAfter=3),

@@ -59,7 +59,7 @@ def fit_in_box(plan: SynthesisPlan, box: VoxelBox, grid: Grid, reach_mm: float, 
         raise PastaError(_too_small(grid, box, reach_mm))
     factor = float(min(1.0, np.min(room / np.maximum(half, 1e-9))))
     if factor < 1.0:
-        fitted = [round(float(v), 1) for v in size * factor * 0.999]
+        fitted = [float(np.floor(v * 10) / 10) for v in size * factor]  # 0.1 mm, rounded down
         if min(fitted) < MIN_SIZE_MM:
             raise PastaError(_too_small(grid, box, reach_mm))
         before = " x ".join(f"{v:.0f}" for v in size)
@@ -87,12 +87,6 @@ def _too_small(grid: Grid, box: VoxelBox, reach_mm: float) -> str:
         f"the box ({extent} mm) is too small for a lesion of at least {MIN_SIZE_MM:g} mm and its {reach_mm:.1f} mm edge; "
         "enlarge the box"
     )
-
-
-def clamp_centre(center_lps: np.ndarray, grid: Grid, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """``center_lps`` moved (the least) into the centre range ``low..high`` (i, j, k indices)."""
-    index = np.clip(grid.lps_to_index(np.asarray(center_lps, float)), low, high)
-    return grid.index_to_lps(index)
 
 
 def keep_in_box(volume: Volume, rendered: Rendered, box: VoxelBox) -> int:
