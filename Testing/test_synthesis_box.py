@@ -142,7 +142,7 @@ def test_diffusion_lesions_stay_in_the_box(tiny_networks, backend, spacing, box)
         backend_options={
             "models": str(tiny_networks),
             "text_encoder": fake_text,
-            "steps": 2,
+            "steps": 1,
             "device": "cpu",
             "allow_slow": True,
         },
