@@ -96,7 +96,7 @@ def serve(
         vtkObject.GlobalWarningDisplayOff()
         vtkLogger.SetStderrVerbosity(vtkLogger.VERBOSITY_ERROR)
     if image:
-        app.logic.load_path(Path(image))
+        app.logic.load.load_path(Path(image))
     if on_ready:
         server.controller.on_server_ready.add(lambda **_: on_ready(server.port))
     app.start(host, port)

@@ -55,9 +55,9 @@ fi
 if [ "$what" = demo ]; then
   exec .venv/bin/pasta demo --overwrite "$@"
 else
-  # dciodvfy validates the DICOM SEG/SR exports; the web tests drive Debian's chromium (playwright
-  # downloads no browser) and VTK renders the slice views off-screen through EGL (Mesa).
-  # Tests that need a missing one skip.
-  apt_install dicom3tools chromium libegl1 libegl-mesa0 libgl1-mesa-dri
+  # dciodvfy validates the DICOM SEG/SR exports; poppler's pdftotext reads the PDF report's layout;
+  # the web tests drive Debian's chromium (playwright downloads no browser) and VTK renders the
+  # slice views off-screen through EGL (Mesa). Tests that need a missing one skip.
+  apt_install dicom3tools poppler-utils chromium libegl1 libegl-mesa0 libgl1-mesa-dri
   exec .venv/bin/python -m pytest Testing "$@"
 fi

@@ -94,6 +94,7 @@ class ReportInputs:
     names_from: str | None = None  # the file that named the labels (with ``label_names``)
     model_labels: tuple | None = None  # the label values the segmenting model made (its sidecar's)
     organ_names: dict | None = None  # organ label value -> name (with an organ mask Volume)
+    synthetic: dict | None = None  # label value -> synthesis record of a synthetic lesion (None: from the sidecar)
 
 
 @dataclass
@@ -126,7 +127,7 @@ def run(
     """Measure the lesions and build the report (nothing is written)."""
     from ..candidates import candidates_from_json, choose_floor
     from ..fileio import as_volume
-    from ..report.export import case_info, label_names_of, make_report, recorded_candidates, recorded_model
+    from ..report.export import case_info, label_names_of, make_report, recorded_candidates, recorded_model, recorded_synthetic
     from ..report.model import AttributeValue, CaseInfo, ModelProvenance
 
     options.check()
@@ -157,6 +158,10 @@ def run(
         candidates = candidates_from_json(inputs.candidates)
     else:
         candidates = recorded_candidates(inputs.seg) if from_file else None
+    if inputs.synthetic is not None:
+        synthetic = {int(k): v for k, v in inputs.synthetic.items()}
+    else:
+        synthetic = recorded_synthetic(inputs.seg) if from_file else {}
     model_record = inputs.model_record if inputs.model_record is not None else recorded_model(inputs.seg) if from_file else {}
     floor = choose_floor(options.floor(), model_record)
     case = (
@@ -200,6 +205,7 @@ def run(
         floor=floor,
         targets=list(options.targets) if options.targets else None,
         model_labels=model_labels,
+        synthetic=synthetic,
         **followup,
     )
     report.notes.extend(forced)
