@@ -785,5 +785,5 @@ def test_web_app_loads_a_pathology_image_and_overlays_the_heat_map(tmp_path, ihc
         composite.GetForegroundVolumeID() == pathology.heatmap.GetID()
         and composite.GetBackgroundVolumeID() == session.volume.GetID()
     )
-    values = slicer.util.arrayFromVolume(logic.heatmap)[0]
+    values = slicer.util.arrayFromVolume(pathology.heatmap)[0]
     assert values.shape == (128, 192) and np.all((values > 0) & (values < 1))

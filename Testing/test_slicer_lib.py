@@ -20,13 +20,17 @@ OPTIONAL = {
     "vtkmodules": {"mrml"},
     "yaml": {"diffusion"},
     "transformers": {"diffusion"},
-    "monai": {"training"},
+    "monai": {"training", "families"},  # the trainers; gCIS's Swin network (its requirement group)
     "distributed": {"cohort", "server"},
     "dask": {"cohort", "server"},
     "pyarrow": {"cohort"},
     "fastapi": {"server"},
     "starlette": {"server"},
     "uvicorn": {"server"},
+    "PIL": {"families"},  # PatchTCGA's patch images (requirement group pathology)
+    "einops": {"families"},  # gCIS (requirement group gcis)
+    "ftfy": {"families"},
+    "regex": {"families"},
 }
 
 

@@ -68,26 +68,24 @@ class PatchController:
     @staticmethod
     def image_array(node):
         """(H, W, 3) uint8 RGB of a one-slice volume node (a PNG/TIFF loaded into Slicer)."""
-        import slicer.util
-
         from pastacore.families.patchtcga.images import rgb_from_array
+        from pastacore.mrml.volumes import node_array
 
         if node is None or node.GetImageData() is None:
             raise PastaError("choose a loaded 2-D image")
         slices = node.GetImageData().GetDimensions()[2]
         if slices != 1:
             raise PastaError(f"'{node.GetName()}' is a 3-D volume ({slices} slices); choose a 2-D image (one slice)")
-        return rgb_from_array(slicer.util.arrayFromVolume(node), f"'{node.GetName()}'")
+        return rgb_from_array(node_array(node), f"'{node.GetName()}'")
 
     def load_image(self, path, name=None):
         """A 2-D image file (PNG, TIFF, JPEG) as Slicer loads it: a one-slice vector volume with the
         pixels in ITK's order and the grid SimpleITK reads (front ends without Slicer's readers)."""
         import numpy as np
-        import slicer.util
 
         from pastacore.families.patchtcga.images import pixel_grid, read_rgb
         from pastacore.geometry.grid import Grid
-        from pastacore.mrml.volumes import _vtk_matrix
+        from pastacore.mrml.volumes import _vtk_matrix, set_node_array
 
         rgb = read_rgb(path)
         grid = pixel_grid(path, rgb.shape[1], rgb.shape[0])
@@ -95,7 +93,7 @@ class PatchController:
         direction[:2, :2] = np.reshape(grid.direction, (2, 2))
         lps = Grid((1, rgb.shape[0], rgb.shape[1]), (*grid.spacing, 1.0), (*grid.origin, 0.0), direction)
         node = self.scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", self.scene.GenerateUniqueName(name or Path(path).stem))
-        slicer.util.updateVolumeFromArray(node, rgb[None])
+        set_node_array(node, rgb[None])
         node.SetIJKToRASMatrix(_vtk_matrix(lps.ijk_to_ras()))
         node.CreateDefaultDisplayNodes()
         return node
@@ -130,13 +128,14 @@ class PatchController:
         )  # fmt: skip
 
     def _add_heatmap(self, image, values, class_name):
-        import slicer.util
         import vtk
+
+        from pastacore.mrml.volumes import set_node_array
 
         node = self.scene.AddNewNodeByClass(
             "vtkMRMLScalarVolumeNode", self.scene.GenerateUniqueName(f"{image.GetName()} p({class_name})")
         )
-        slicer.util.updateVolumeFromArray(node, values.astype("float32")[None])
+        set_node_array(node, values.astype("float32")[None])
         matrix = vtk.vtkMatrix4x4()
         image.GetIJKToRASMatrix(matrix)
         node.SetIJKToRASMatrix(matrix)

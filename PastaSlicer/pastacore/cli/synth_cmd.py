@@ -176,7 +176,9 @@ def _run_on_server(args: argparse.Namespace, options: SynthOptions, server: tupl
     if options.labels:
         from ..errors import PastaError
 
-        raise PastaError("--labels is not available with --server (the source labels stay on this computer); run without --server")
+        raise PastaError(
+            "--labels is not available with --server (the source labels stay on this computer); run without --server"
+        )
     client = connect(server, "synth", options)
     inputs = synth.SynthInputs(as_volume(args.image), as_volume(args.organ_mask, is_label=True) if args.organ_mask else None)
     with bar("synthesising") as progress:

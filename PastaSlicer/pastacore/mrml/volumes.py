@@ -64,3 +64,17 @@ def volume_from_node(node: object, copy: bool = True) -> Volume:
     is_label = node.IsA("vtkMRMLLabelMapVolumeNode")
     meta = {"node_name": node.GetName()}
     return Volume(array, grid, is_label=is_label, meta=meta)
+
+
+def node_array(node: object) -> np.ndarray:
+    """The voxels of a volume node as a numpy view (``[k, j, i]``, components last for a vector volume)."""
+    import slicer.util
+
+    return slicer.util.arrayFromVolume(node)
+
+
+def set_node_array(node: object, array: np.ndarray) -> None:
+    """Replace a volume node's voxels with ``array`` (``[k, j, i]``, components last for a vector volume)."""
+    import slicer.util
+
+    slicer.util.updateVolumeFromArray(node, array)

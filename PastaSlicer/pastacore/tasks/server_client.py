@@ -24,7 +24,7 @@ import ssl
 import urllib.parse
 from typing import TYPE_CHECKING
 
-from ..errors import PastaError
+from ..errors import PastaError, option
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -45,7 +45,7 @@ def normalized_url(url: str) -> str:
     """``url`` with a scheme (``http://`` when none is given) and no trailing slash; refused in one line when unusable."""
     text = str(url or "").strip()
     if not text:
-        raise PastaError(f"no PASTA server given: pass --server URL or set {SERVER_VARIABLE}")
+        raise PastaError(f"no PASTA server given: pass {option('server')} URL or set {SERVER_VARIABLE}")
     if "://" not in text:
         text = "http://" + text
     parts = urllib.parse.urlsplit(text)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...errors import PastaError
+from ...errors import PastaError, option
 from .config import normalized_prompt
 
 if TYPE_CHECKING:
@@ -141,7 +141,8 @@ def import_clip(
     if vocabulary is None or not vocabulary.is_file():
         raise PastaError(
             f"CLIP's tokenizer vocabulary ({VOCABULARY_NAME}) was not found: install it with "
-            "'pip install --no-deps open_clip_torch' (its torchvision is not needed) or give the file with --vocabulary"
+            f"'pip install open_clip_torch' with pip's no-deps option (its torchvision is not needed) or give the file with "
+            f"{option('vocabulary')}"
         )
     BpeTokenizer(vocabulary)  # a damaged vocabulary is refused before anything is written
     tower = load_text_tower(path)

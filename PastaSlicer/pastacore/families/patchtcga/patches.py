@@ -61,7 +61,7 @@ def resolve_encoder(encoder: str | Path, config: str | Path | dict | None = None
         if given is None:
             raise PastaError(
                 f"{path.name} needs its model config ({option('config')} CFG.json), or import it once with "
-                "'pasta models import CKPT --config CFG.json' and name the installed encoder"
+                f"'pasta models import CKPT {option('config')} CFG.json' and name the installed encoder"
             )
         return path, given
     if path.is_dir() or path.suffix.lower() in (".pth", ".pt", ".tar", ".ckpt", ".safetensors"):
