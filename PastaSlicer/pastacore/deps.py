@@ -83,6 +83,11 @@ def constraints() -> list:
     return lines
 
 
+def install_hint(group: str = "") -> str:
+    """How the command line installs a requirement group (an optional extra; "" = the base list)."""
+    return f"pip install 'pasta-slicer[{group}]'" if group else "pip install pasta-slicer"
+
+
 def missing_requirements() -> list:
     """Requirement strings (``name>=x``) of the packages that are absent or too old."""
     return [f"{s.name}{s.required}" for s in dependency_status() if not s.ok]
@@ -102,6 +107,14 @@ class DeviceInfo:
         return f"{self.kind.upper()}: {self.name}{memory} (torch {self.torch_version})"
 
 
+def check_device(preference: str) -> str:
+    """The device choice in lower case; an unknown one is refused (nothing needs torch for this)."""
+    want = str(preference).lower()
+    if want not in DEVICES:
+        raise PastaError(f"unknown device {preference!r}; choose {', '.join(DEVICES[:-1])} or {DEVICES[-1]}")
+    return want
+
+
 def torch_device_info(preference: str = "auto") -> DeviceInfo:
     """The device ``preference`` resolves to: CUDA, then Apple MPS, then the CPU."""
     try:
@@ -109,9 +122,7 @@ def torch_device_info(preference: str = "auto") -> DeviceInfo:
     except ImportError:
         return DeviceInfo("none", "", None, None)
     version = torch.__version__
-    want = preference.lower()
-    if want not in DEVICES:
-        raise PastaError(f"unknown device {preference!r}; choose auto, cuda, mps or cpu")
+    want = check_device(preference)
     if want == "cuda" and not torch.cuda.is_available():
         raise PastaError("CUDA was requested but torch sees no CUDA GPU (CPU-only torch build or driver problem)")
     if want == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):

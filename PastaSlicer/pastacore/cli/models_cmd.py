@@ -20,6 +20,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     imp.add_argument("path")
     imp.add_argument("--name", help="name to install under (default: from the manifest or the file name)")
+    imp.add_argument(
+        "--config",
+        metavar="CFG.json",
+        help="a model family's config (JSON naming its 'family', e.g. gcis, pymic, patchtcga) for a weight file of that family",
+    )
+    imp.add_argument(
+        "--labels",
+        metavar="LABELS.json",
+        help='with --config: what each output label is, {"1": "liver", "2": "tumor@liver"} or [{"value": 1, "term": ...}]',
+    )
     imp.add_argument("--overwrite", action="store_true", help="replace an installed model of the same name")
     ver = actions.add_parser("verify", help="check installed files against their SHA256")
     ver.add_argument("name", nargs="?", help="one model (default: all)")
@@ -29,13 +39,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ins.add_argument("path", metavar="FILE_OR_DIR")
     ins.add_argument("--json", action="store_true", help="print the full description as JSON")
     fwd = actions.add_parser(
-        "forward", help="run the bare network on a .npy array (PASTA) or a .pt dict (LesionDiffusion, with --config)"
+        "forward",
+        help="run the bare network on a .npy array (PASTA) or a .pt dict (with --config: a model family's JSON "
+        "config, or LesionDiffusion's YAML)",
     )
     fwd.add_argument("path", metavar="FILE_OR_DIR")
     fwd.add_argument(
         "input",
         metavar="INPUT.npy|IN.pt",
-        help="PASTA: array shaped (D,H,W), (C,D,H,W) or (B,C,D,H,W); LesionDiffusion: dict with x_t, t, context, cond (VQ: x)",
+        help="PASTA: array shaped (D,H,W), (C,D,H,W) or (B,C,D,H,W); a model family: the dict of tensors it takes "
+        "(e.g. x); LesionDiffusion: dict with x_t, t, context, cond (VQ: x)",
     )
     fwd.add_argument("output", metavar="OUTPUT.npy|OUT.pt")
     fwd.add_argument(
@@ -60,9 +73,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _diffusion_options(parser, config_required=False, weights="auto"):
     parser.add_argument(
         "--config",
-        metavar="CONFIG.yaml",
+        metavar="CONFIG",
         required=config_required,
-        help="LesionDiffusion config (the repository's YAML); selects the LesionDiffusion networks",
+        help="a model family's config (CFG.json naming its 'family') or a LesionDiffusion config (the repository's YAML)",
     )
     parser.add_argument(
         "--weights",
@@ -71,7 +84,7 @@ def _diffusion_options(parser, config_required=False, weights="auto"):
         help=f"LesionDiffusion: the raw model.* weights (as apply_model outside ema_scope), the EMA "
         f"ones (as the public sampling), or auto (EMA when present); default {weights}",
     )
-    parser.add_argument("--device", default="auto", help="LesionDiffusion: auto, cuda or cpu")
+    parser.add_argument("--device", default="auto", help="with --config: auto, cuda or cpu")
     parser.add_argument(
         "--precision",
         choices=("auto", "fp32", "fp16", "bf16"),
@@ -94,16 +107,28 @@ def run(args: argparse.Namespace) -> None:
             if m.damaged:
                 print(f"{m.name:<24} DAMAGED: {m.damaged} ({where})")
             else:
-                print(f"{m.name:<24} {m.version:<8} {m.task:<13} {where}")
+                print(f"{m.name:<24} {m.version:<8} {m.task:<13} {m.family:<10} {where}")
     elif args.action == "formats":
+        from ..families import families
         from ..networks.checkpoints import FORMATS
 
         for f in FORMATS.values():
             print(f"{f.name:<14} {' '.join(f.suffixes):<22} {f.description}")
+        for family in families():
+            print(f"{family.name:<14} {'--config CFG.json':<22} {family.description} ({family.task})")
         print(f"{'nnU-Net v2':<14} {'folder':<22} a result folder (plans.json, dataset.json, fold_N/checkpoint_*.pth)")
         print(f"{'model folder':<14} {'folder':<22} model.json naming its weights (as pasta train-default writes)")
     elif args.action == "import":
-        model = store.import_file(args.path, name=args.name, overwrite=args.overwrite)
+        if args.labels and not args.config:
+            raise PastaError("--labels names the outputs of a model family's weights: give its --config too")
+        if args.config:
+            from ..families import read_model_config
+
+            config = read_model_config(args.config)
+            labels = _read_labels(args.labels) if args.labels else None
+            model = store.import_family_model(args.path, config, name=args.name, labels=labels, overwrite=args.overwrite)
+        else:
+            model = store.import_file(args.path, name=args.name, overwrite=args.overwrite)
         print(f"imported {model.name} ({len(model.files)} file(s)) into {model.path}")
     elif args.action == "verify":
         names = [args.name] if args.name else [m.name for m in store.list()]
@@ -119,6 +144,8 @@ def run(args: argparse.Namespace) -> None:
         print(f"removed {args.name}")
     elif args.action == "inspect":
         _inspect(args)
+    elif args.action == "forward" and args.config and args.config.lower().endswith(".json"):
+        _family_forward(args)
     elif args.action == "forward" and args.config:
         _diffusion_forward(args)
     elif args.action == "forward":
@@ -213,6 +240,41 @@ def _forward(args):
             np.save(handle, out)
     what = "features" if args.features else "logits"
     print(f"wrote {what} {tuple(out.shape)} to {args.output}")
+
+
+def _read_labels(path) -> list:
+    """[{"value", "term"}] from a labels JSON: {"1": "liver", ...} or that list itself."""
+    import json
+    from pathlib import Path
+
+    from ..errors import PastaError
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise PastaError(f"cannot read the labels {Path(path).name} ({str(exc).splitlines()[0][:80]})") from None
+    if isinstance(data, dict):
+        data = [{"value": key, "term": term} for key, term in data.items()]
+    try:
+        labels = [{"value": int(item["value"]), "term": str(item["term"])} for item in data]
+    except (TypeError, KeyError, ValueError):
+        raise PastaError(
+            f'the labels {Path(path).name} should map label values to names, {{"1": "liver", "2": "tumor@liver"}}'
+        ) from None
+    if not labels or any(item["value"] < 1 for item in labels) or len({i["value"] for i in labels}) != len(labels):
+        raise PastaError(f"the labels {Path(path).name} need distinct label values from 1 (0 is the background)")
+    return sorted(labels, key=lambda item: item["value"])
+
+
+def _family_forward(args):
+    from ..errors import PastaError
+    from ..families.commands import forward_command
+
+    if args.features:
+        raise PastaError("--features is for PASTA checkpoints; a model family's forward writes what its config says")
+    result = forward_command(args.path, args.input, args.output, args.config, args.device, args.overwrite)
+    shapes = [f"{k} {tuple(v.shape)}" if hasattr(v, "shape") else k for k, v in result.items()]
+    print(f"wrote {', '.join(shapes)} to {args.output}")
 
 
 def _diffusion_forward(args):

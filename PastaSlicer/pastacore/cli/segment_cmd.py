@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import argparse
 
+    from ..actions.segment import SegmentOptions
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -19,65 +21,98 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("image", help="CT as NIfTI/NRRD file or DICOM folder")
     p.add_argument("--out", required=True, help="output label map (.nii.gz, .nii or .nrrd)")
+    p.add_argument("--organ-mask", help="label map restricting the search (e.g. TotalSegmentator output)")
+    p.add_argument("--organ-label", type=int, help="label value of the organ in --organ-mask (default: any non-zero)")
+    add_segment_arguments(p)
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.set_defaults(func=run)
+
+
+def add_segment_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of a segmentation (:class:`~pastacore.actions.segment.SegmentOptions`), worded
+    once for ``pasta segment`` and ``pasta batch segment``."""
+    from ..deps import DEVICES
+
     p.add_argument(
         "--model",
         help="installed model name, weight file, nnU-Net result folder, or a folder with "
         "model.json as `pasta train-default --out` writes (default: built-in model)",
     )
-    p.add_argument("--organ-mask", help="label map restricting the search (e.g. TotalSegmentator output)")
-    p.add_argument("--organ-label", type=int, help="label value of the organ in --organ-mask (default: any non-zero)")
+    p.add_argument(
+        "--model-config",
+        metavar="CFG.json",
+        help="the config of a model family's weight file given with --model (its 'family' key names the "
+        "family, e.g. gcis); installed models carry theirs",
+    )
+    p.add_argument("--prompt", help="what to segment, for models that take text prompts (e.g. 'liver tumor')")
     p.add_argument(
         "--organ",
-        help="organ to restrict to: with --organ-mask, its name (e.g. lung: TotalSegmentator ids or "
-        "segment names); alone, 'lungs' (the built-in classical lung mask) or 'body' (the whole "
-        "body). Default: the model's own organ (the lungs for the built-in lung model), else the body",
+        help="organ to restrict the search to: 'lungs' (the built-in classical lung mask) or 'body' (the whole "
+        "body); with an organ mask, the organ's name in it (TotalSegmentator ids or segment names). "
+        "Default: the model's own organ (the lungs for the built-in lung model), else the body",
     )
     p.add_argument(
         "--totalsegmentator-version",
         type=int,
         choices=(1, 2),
         default=2,
-        help="label numbering of a TotalSegmentator --organ-mask (default 2)",
+        help="label numbering of a TotalSegmentator organ mask (default 2)",
     )
     p.add_argument(
         "--roi", help="box R1,A1,S1,R2,A2,S2 in RAS mm restricting the search (write --roi=-10,... for negative numbers)"
     )
-    p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
+    p.add_argument(
+        "--device", default="auto", help=f"{', '.join(DEVICES)}: where the network runs (default auto: CUDA, MPS, else CPU)"
+    )
     p.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8x slower, more accurate)")
     p.add_argument("--overlap", type=float, default=0.5, help="patch overlap in [0, 1) (default 0.5)")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32"),
+        default="auto",
+        help="auto: bf16/fp16 where the device supports it (default); fp32: full precision",
+    )
     p.add_argument("--min-lesion-mm3", type=float, default=0.0, help="drop lesion pieces smaller than this")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.set_defaults(func=run)
+
+
+def segment_options(args: argparse.Namespace) -> SegmentOptions:
+    """The SegmentOptions of parsed arguments (checked)."""
+    from ..actions.segment import SegmentOptions, parse_box
+
+    options = SegmentOptions(
+        model=args.model or "",
+        model_config=args.model_config or "",
+        prompt=args.prompt or "",
+        organ=args.organ or "",
+        organ_label=getattr(args, "organ_label", None),
+        totalsegmentator_version=args.totalsegmentator_version,
+        roi=tuple(parse_box(args.roi)) if args.roi else None,
+        device=args.device,
+        tta=args.tta,
+        overlap=args.overlap,
+        precision=args.precision,
+        min_lesion_mm3=args.min_lesion_mm3,
+    )
+    options.check()
+    return options
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..casework.segment import segment_case, write_segmentation
+    from ..actions import segment
     from ..fileio.atomic import check_outputs
     from ..fileio.writers import volume_output
     from ..inference.sidecar import sidecar_path
     from .progress import bar
 
+    options = segment_options(args)
     check_outputs(
         [volume_output(args.out), sidecar_path(args.out)],
-        inputs=(args.image, args.organ_mask, args.model),
+        inputs=(args.image, args.organ_mask, args.model, args.model_config),
         overwrite=args.overwrite,
     )
     with bar("pasta segment") as progress:
-        case = segment_case(
-            args.image,
-            model=args.model,
-            organ_mask=args.organ_mask,
-            organ_label=args.organ_label,
-            organ=args.organ,
-            totalsegmentator_version=args.totalsegmentator_version,
-            roi=args.roi,
-            device=args.device,
-            tta=args.tta,
-            overlap=args.overlap,
-            min_lesion_mm3=args.min_lesion_mm3,
-            progress=progress,
-        )
-    _, sidecar = write_segmentation(case, args.out, overwrite=args.overwrite)
+        case = segment.run(options, segment.SegmentInputs(args.image, args.organ_mask), progress)
+    _, sidecar = segment.write_segmentation(case, args.out, overwrite=args.overwrite)
     result, description = case.result, case.description
     print(
         f"wrote {args.out} and {sidecar.name}: {description['voxels']} voxels per label in {result.seconds:.1f} s "

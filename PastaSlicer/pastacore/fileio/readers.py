@@ -192,3 +192,8 @@ def check_ct(volume: Volume, what: str = "the input") -> Volume:
             f"CT has air near -1000){hint}"
         )
     return volume
+
+
+def as_volume(source: str | Path | Volume, is_label: bool = False) -> Volume:
+    """``source`` itself when it is already a Volume, else the volume read from that path."""
+    return source if isinstance(source, Volume) else read_volume(source, is_label=is_label)

@@ -99,6 +99,10 @@ def segment_volume(
         if not np.any(organ_mask.array):
             raise PastaError("the organ mask is empty; choose another segment or label")
     seg_model = resolve_segmentation_model(model, store)
+    if seg_model.pipeline is not None:
+        raise PastaError(
+            f"model {seg_model.provenance.get('name', '')!r} runs its own pipeline: segment with it through pastacore.actions.segment"
+        )
     info = deps.torch_device_info(device)
     report(0.05, "standardising to 1 mm")
     std = standardize(volume, is_label=False)

@@ -21,6 +21,8 @@ from ..preprocessing.normalize import nnunet_ct, pasta_slf
 from ..terminology import segment_info, segment_info_for_name, term_for_label_name
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..modelstore.store import ModelStore
 
 
@@ -36,6 +38,9 @@ class SegmentationModel:
     lesion_values: tuple = (2,)
     normalization: dict | None = None  # nnU-Net CT statistics; None = PASTA's SLF
     provenance: dict = field(default_factory=dict)
+    # A model family that runs its own pipeline instead of ours (standardise, sliding window, map
+    # back): pipeline(volume, options, progress, is_cancelled) -> SegmentationResult
+    pipeline: Callable | None = None
 
     def normalize(self, hu: np.ndarray) -> np.ndarray:
         return nnunet_ct(hu, self.normalization) if self.normalization else pasta_slf(hu)
@@ -218,11 +223,21 @@ def _read_description(folder: Path) -> dict:
 
 
 def resolve_segmentation_model(
-    model: str | Path | SegmentationModel | None = None, store: ModelStore | None = None
+    model: str | Path | SegmentationModel | None = None, store: ModelStore | None = None, config: str | Path | None = None
 ) -> SegmentationModel:
-    """An installed model's name, a weight file / result folder, or None for the default."""
+    """An installed model's name, a weight file / result folder, or None for the default.
+    ``config``: a model family's config file for the weight file ``model`` (a model of another
+    family than PASTA's that is not in the store)."""
     if isinstance(model, SegmentationModel):
         return model
+    if config is not None:
+        from ..families import read_model_config
+
+        path = Path(str(model or ""))
+        if not path.is_file():
+            raise PastaError(f"{option('model_config')} needs the model's weight file as {option('model')}; {path} is no file")
+        config_data = read_model_config(config)
+        return family_segmentation_model(path, {"name": path.stem, "config": config_data, "family": config_data["family"]})
     weights, description = model_weights(model, store)
     if description is None:
         return model_from_source(weights)
@@ -230,7 +245,21 @@ def resolve_segmentation_model(
         raise PastaError(
             f"model {description.get('name', str(model))!r} is a {description.get('task')} model, not a segmentation model"
         )
+    if description.get("family"):
+        return family_segmentation_model(Path(weights), description)
     return model_from_source(weights, description)
+
+
+def family_segmentation_model(weights: Path, description: dict) -> SegmentationModel:
+    """The segmentation model of a model family's weights, as its description (model.json) says."""
+    from ..families import checked_config, family_named
+
+    family = family_named(description["family"])
+    name = description.get("name", weights.stem)
+    if family.task != "segmentation":
+        raise PastaError(f"model {name!r} is a {family.name} {family.task}, not a segmentation model")
+    config = checked_config({**(description.get("config") or {}), "family": family.name}, f"the config of model {name!r}")
+    return family.implementation().segmentation_model(weights, config, description)
 
 
 def declared_organ(model: str | Path | SegmentationModel | None = None, store: ModelStore | None = None) -> str | None:

@@ -51,6 +51,7 @@ class InstalledModel:
     builtin: bool = False
     verified: bool | None = None
     damaged: str = ""  # why the folder cannot be used ("" when it is fine)
+    family: str = ""  # the model family (pastacore.families), "pasta" for PASTA's own networks
 
     @property
     def spec(self) -> ModelSpec:
@@ -129,16 +130,7 @@ class ModelStore:
             if not path.name.lower().endswith(weight_suffixes()):
                 raise PastaError(f"{path.name}: not a weight file (expected {', '.join(weight_suffixes())})")
             files = [path]
-        name = name or (spec.name if spec else re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).strip("-").lower())
-        if len(name or "") > MAX_NAME:
-            raise PastaError(
-                f"model name {name[:20]}... is {len(name)} characters long; use at most {MAX_NAME} "
-                f"(choose one with {option('name')})"
-            )
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name or ""):
-            raise PastaError(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-'")
-        if any(m.builtin and m.name == name for m in self.list()):
-            raise PastaError(f"{name!r} is a model shipped with the extension; import under another name")
+        name = self._check_name(name or (spec.name if spec else _name_from(path)))
         records = []
         for file in files:
             relative = file.name if path.is_file() else str(file.relative_to(path))
@@ -174,6 +166,54 @@ class ModelStore:
                 shutil.copy2(file, target)
             (folder / DESCRIPTION).write_text(json.dumps(description, indent=2, default=list))
         return self.get(name)
+
+    def import_family_model(
+        self, path: str | Path, config: dict, name: str | None = None, labels: list | None = None, overwrite: bool = False
+    ) -> InstalledModel:
+        """Store the weight file of a model family (``config`` names it; see :mod:`pastacore.families`)
+        after the family has loaded it strictly into the configured network, with a ``model.json``
+        holding the family, its config and the label names (``[{"value", "term"}]``)."""
+        from ..families import family_of
+
+        path = Path(path)
+        if not path.is_file():
+            raise PastaError(f"{path} is not a weight file" if path.exists() else f"{path} does not exist")
+        family = family_of(config)
+        name = self._check_name(name or _name_from(path))
+        summary = family.implementation().verify(path, config)
+        record = {"name": path.name, "sha256": sha256_of(path), "size": path.stat().st_size}
+        description = {
+            "name": name,
+            "version": "user",
+            "task": family.task,
+            "family": family.name,
+            "config": config,
+            "weights": path.name,
+            "labels": list(labels or []),
+            "family_summary": summary,
+            "description": f"{family.name} {family.task} imported from {path.name}",
+            "files": [record],
+            "imported_from": path.name,
+            "imported_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        self.root.mkdir(parents=True, exist_ok=True)
+        with atomic_directory(self.root / name, overwrite=overwrite) as folder:
+            shutil.copy2(path, folder / path.name)
+            (folder / DESCRIPTION).write_text(json.dumps(description, indent=2, default=list))
+        return self.get(name)
+
+    def _check_name(self, name: str) -> str:
+        """A usable name for a new model: a folder name, not a built-in model's."""
+        if len(name or "") > MAX_NAME:
+            raise PastaError(
+                f"model name {name[:20]}... is {len(name)} characters long; use at most {MAX_NAME} "
+                f"(choose one with {option('name')})"
+            )
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name or ""):
+            raise PastaError(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-'")
+        if any(m.builtin and m.name == name for m in self.list()):
+            raise PastaError(f"{name!r} is a model shipped with the extension; import under another name")
+        return name
 
     def verify(self, name: str) -> tuple:
         """(ok, problems): every file present with the SHA256 recorded at import. Only files
@@ -220,6 +260,11 @@ def _model_folder(folder: Path) -> dict:
         raise PastaError(f'{folder.name}/{DESCRIPTION} names no weight file beside it ("weights": {weights!r})')
     description.setdefault("version", "user")
     return description
+
+
+def _name_from(path: Path) -> str:
+    """A model name made from a file's name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).strip("-").lower()
 
 
 def inside(path: Path, folder: Path) -> bool:
@@ -279,6 +324,8 @@ def _installed(folder: Path, builtin: bool) -> InstalledModel:
         data = _read_description(folder)
     except PastaError as problem:
         return InstalledModel(folder.name, "", "", folder, [], builtin, damaged=str(problem))
+    task = str(data.get("task", ""))
+    family = data.get("family") if isinstance(data.get("family"), str) else ("pasta" if task == "segmentation" else "")
     return InstalledModel(
-        data["name"], str(data.get("version", "")), str(data.get("task", "")), folder, [f["name"] for f in data["files"]], builtin
+        data["name"], str(data.get("version", "")), task, folder, [f["name"] for f in data["files"]], builtin, family=family
     )
