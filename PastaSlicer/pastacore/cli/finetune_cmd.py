@@ -27,9 +27,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "otherwise. Recipe of PASTA's few-shot trainer: SGD (Nesterov) lr 1e-3 with poly "
         "decay, Dice + cross-entropy with deep supervision, 2000 steps.",
     )
-    p.add_argument(
+    start = p.add_mutually_exclusive_group()
+    start.add_argument(
         "--model",
         help="start model: installed name, weight file, model folder or nnU-Net result folder (default: the built-in model)",
+    )
+    start.add_argument(
+        "--start",
+        metavar="CKPT_OR_DIR",
+        help="start from a PyMIC / MIS-FM network: a PyMIC checkpoint (with --start-config), a 'pasta pretrain' "
+        "folder, or a model folder fine-tuned from one; tensors load by PyMIC's rule (same name and shape), "
+        "the class-dependent output convolutions start anew",
+    )
+    p.add_argument(
+        "--start-config",
+        metavar="CFG.json",
+        help='the --start checkpoint\'s network: {"family": "pymic", "net_type": "FMUNet"|"PCTNet", ...PyMIC [network] parameters}',
     )
     p.add_argument("--images", nargs="+", default=[], metavar="IMG", help="training CTs (NIfTI, NRRD or DICOM folders)")
     p.add_argument("--labels", nargs="+", default=[], metavar="LAB", help="their label maps, in the same order")
@@ -229,7 +242,14 @@ def run(args: argparse.Namespace) -> None:
         raise PastaError(f"nothing to resume: {out} holds no checkpoint of an earlier run")
     require_monai()
     deps.torch_device_info(settings.device)  # an unavailable device is refused before any work
-    start = load_start_model(args.model, organ=args.organ)
+    if args.start_config and not args.start:
+        raise PastaError("--start-config describes the checkpoint given with --start")
+    if args.start:
+        from ..families.pymic.start import start_from
+
+        start = start_from(args.start, args.start_config, organ=args.organ)
+    else:
+        start = load_start_model(args.model, organ=args.organ)
     settings.train_settings(start, "cpu")  # a patch that does not fit the network is refused before any work
     options = {"lesion_labels": lesion_labels, "organ_labels": organ_labels, "organ_source": args.organ_source}
     with bar("pasta finetune") as progress:

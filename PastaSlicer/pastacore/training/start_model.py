@@ -39,6 +39,10 @@ class StartModel:
     head_loaded: bool  # the segmentation outputs came from the file (its predictions mean something)
     provenance: dict = field(default_factory=dict)  # name, version, file, sha256, kind
     skipped: list = field(default_factory=list)  # tensors in the file not used
+    family: str = ""  # a model family's network (pastacore.families), "" for PASTA's own
+    config: dict | None = None  # the family's network config (with class_num = the labels' count)
+    loaded: list = field(default_factory=list)  # a family start: the network tensors taken from the file
+    fresh: list = field(default_factory=list)  # a family start: the network tensors that start anew
 
     @property
     def num_classes(self) -> int:
@@ -55,6 +59,19 @@ class StartModel:
         from ..inference.segmentation_model import SegmentationModel, label_meaning
 
         segments, organs, lesions = label_meaning(dict(self.labels))
+        if self.family:
+            from ..families.pymic.family import PymicSegmentationModel
+
+            return PymicSegmentationModel(
+                network if network is not None else self.network,
+                tuple(self.patch_size),
+                segments,
+                organs,
+                lesions,
+                None,
+                dict(self.provenance),
+                hu_window=tuple(self.config["hu_window"]),
+            )
         return SegmentationModel(
             network if network is not None else self.network,
             tuple(self.patch_size),
@@ -96,6 +113,16 @@ def _patch(info, description: dict | None) -> tuple:
     return tuple(int(p) for p in chosen)
 
 
+def _family_start(weights: Path, description: dict, organ: str | None) -> StartModel:
+    """A model folder of a model family (model.json with "family") as a start."""
+    family = description.get("family")
+    if family != "pymic":
+        raise PastaError(f"fine-tuning starts from PASTA networks and PyMIC (MIS-FM) networks, not from {family} models")
+    from ..families.pymic.start import load_family_start
+
+    return load_family_start(weights, description=description, organ=organ)
+
+
 def load_start_model(model: str | Path | None = None, store: ModelStore | None = None, organ: str | None = None) -> StartModel:
     """The network to fine-tune (``model``: an installed name, a file or folder, None = built-in)."""
     import torch
@@ -107,6 +134,8 @@ def load_start_model(model: str | Path | None = None, store: ModelStore | None =
     from ..preprocessing.normalize import ct_statistics
 
     weights, description = model_weights(model, store)
+    if description is not None and description.get("family"):
+        return _family_start(Path(str(weights)), description, organ)
     if description is not None and description.get("task") not in (None, "segmentation", "unknown", "features"):
         raise PastaError(
             f"model {description.get('name', str(model))!r} is a {description.get('task')} model; "

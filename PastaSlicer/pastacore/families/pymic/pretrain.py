@@ -5,8 +5,8 @@ The recipe is the lung VolF demo's (PyMIC_examples ``seg_self_sup/lung``): VolF 
 classes, Dice + cross-entropy 0.5 / 0.5 over all classes with batch Dice (PyMIC's
 ``DiceLoss`` + ``CrossEntropyLoss``; here MONAI's ``DiceCELoss``, the same formula with
 smoothing 1e-5) on the full-resolution output, Adam at 1e-3 with weight decay 1e-5, the
-learning rate halved every 20 000 steps, batches of 2. Mixed precision (bf16) where the
-device has it.
+learning rate halved every 20 000 steps, batches of 2. Mixed precision on CUDA only (fp32 on
+CPUs: see :func:`pretrain`).
 
 Each step draws its samples from a ``random.Random`` seeded with ``(seed, step)``, so a run
 resumed from its checkpoint continues as the uninterrupted run would have; the next step's
@@ -229,7 +229,9 @@ def pretrain(
     optimizer = torch.optim.Adam(network.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.StepLR(optimizer, step_size=settings.lr_step, gamma=settings.lr_gamma)
     loss_function = volf_loss()
-    dtype, scaled = training_precision(device, settings.amp)
+    # bf16 autocast on a CPU made VolF steps nondeterministic here and, with the next batch made in a
+    # background thread, occasionally NaN (torch 2.13, oneDNN): mixed precision on CUDA only.
+    dtype, scaled = training_precision(device, settings.amp) if device.startswith("cuda") else (None, False)
     scaler = torch.amp.GradScaler(device.split(":")[0]) if scaled else None
     start, losses, dice, seconds = 0, [], [], 0.0
     state = checkpoints.state(STAGE) if checkpoints is not None and resume else None
@@ -250,6 +252,8 @@ def pretrain(
                 logits = network(x)
             logits = logits.float()
             loss = loss_function(logits, y)
+            if not torch.isfinite(loss):
+                raise PastaError(f"the VolF loss is not finite at step {step + 1}; lower the learning rate ({option('lr')})")
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
