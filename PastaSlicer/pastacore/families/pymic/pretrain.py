@@ -8,8 +8,9 @@ smoothing 1e-5) on the full-resolution output, Adam at 1e-3 with weight decay 1e
 learning rate halved every 20 000 steps, batches of 2. Mixed precision on CUDA only (fp32 on
 CPUs: see :func:`pretrain`).
 
-Each step draws its samples from a ``random.Random`` seeded with ``(seed, step)``, so a run
-resumed from its checkpoint continues as the uninterrupted run would have; the next step's
+Each step draws its samples from a ``random.Random`` seeded with ``(seed, step)`` and seeds
+torch (dropout) from them too, so a run resumed from its checkpoint continues exactly as the
+uninterrupted run would have; the next step's
 batch is made in a background thread while the network trains on the current one.
 
 The result is written as a folder: ``model.pt`` (a PyMIC checkpoint, PyMIC's tensor names;
@@ -248,6 +249,7 @@ def pretrain(
             if step + 1 < settings.steps:
                 upcoming = pool.submit(make_batch, source, patch, classes, settings, step + 1)
             x, y = _tensors(samples, device)
+            torch.manual_seed(_step_seed(settings.seed, step))  # dropout: the same draws in a resumed run
             with torch.autocast(device.split(":")[0], dtype=dtype or torch.bfloat16, enabled=dtype is not None):
                 logits = network(x)
             logits = logits.float()
@@ -279,6 +281,10 @@ def pretrain(
             )
     network.eval()
     return PretrainResult(network, optimizer.state_dict(), losses, dice, time.perf_counter() - began, start, device, tuple(patch))
+
+
+def _step_seed(seed: int, step: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(step)]).generate_state(1)[0])
 
 
 def _message(done: int, total: int, losses: list, dice: list, seconds: float, run: int) -> str:
