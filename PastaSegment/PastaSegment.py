@@ -55,6 +55,7 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self) -> None:
         from PastaSegmentLib.finetune_panel import FinetunePanel
+        from PastaSegmentLib.pretrain_panel import PretrainPanel
         from PastaSlicerLib.controllers import HubController, SegmentController
         from PastaSlicerLib.gui.tasks import taskRunner
 
@@ -82,11 +83,17 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             device=lambda: self._parameterNode.device if self._parameterNode else "auto",
             onModelAdded=lambda model: self.refreshModels(),
         )
+        self.pretrain = PretrainPanel(
+            self.ui,
+            device=lambda: self._parameterNode.device if self._parameterNode else "auto",
+            onStartAdded=lambda start: self.fineTune.refreshStarts(select=start.name),
+        )
 
     def cleanup(self) -> None:
         if self._task is not None:
             self._task.cancel()
         self.fineTune.sceneClosing()
+        self.pretrain.cancel()
         self.removeObservers()
 
     def enter(self) -> None:

@@ -223,3 +223,75 @@ def test_a_start_without_its_config_is_refused(tmp_path, pretrained):
     pct.write_text(json.dumps({"family": "pymic", "net_type": "PCTNet", "class_num": 5, "input_size": [16, 32, 32]}))
     with pytest.raises(PastaError, match="does not fit the configured PCTNet"):
         start_from(alone, pct)
+
+
+# --- the Slicer controllers (slicer-core MRML) ---------------------------------------------------
+
+
+def test_pretrain_action_adds_a_start_that_fine_tuning_uses(tmp_path, cts, pretrained):
+    """Pretrain on a folder of CTs in the task job -> a start in the list; fine-tuning from it (and
+    from a MIS-FM file with its config) puts a model in the store; the scene is left alone."""
+    pytest.importorskip("slicer")
+    import shutil
+
+    from pastacore.fileio import read_volume
+    from pastacore.modelstore.store import ModelStore, sha256_of
+    from pastacore.mrml import segmentations, volumes
+    from pastacore.mrml.scene import new_scene, node_ids
+    from pastacore.tasks import InlineRunner
+    from pastacore.terminology import segment_info
+    from PastaSlicerLib.controllers import FinetuneCase, FinetuneController, FinetuneRequest, PretrainController, PretrainRequest
+
+    folder = tmp_path / "cts"
+    folder.mkdir()
+    shutil.copy(cts["lung2"][0], folder / "lung2.nii.gz")
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(TINY))
+    store = ModelStore(tmp_path / "store")
+    controller = PretrainController(InlineRunner(), store)
+    request = PretrainRequest(str(folder), str(tmp_path / "volf"), steps=1, config=str(config), patch=PATCH, device="cpu")
+    assert (
+        controller.problem(PretrainRequest(str(tmp_path / "none"), str(tmp_path / "x")))
+        == "Choose the folder of CTs to pretrain on"
+    )
+    assert "letters, digits" in controller.problem(PretrainRequest(str(folder), str(tmp_path / "x"), name="a b"))
+    outcomes, progress = [], []
+    controller.start(request, on_progress=lambda f, m: progress.append(f), on_finished=outcomes.append)
+    (outcome,) = outcomes
+    assert outcome.ok, outcome.error
+    assert outcome.value.name == "volf" and outcome.value.kind == "pasta pretrain folder"
+    assert [s.name for s in controller.starts.list()] == ["volf"] and progress[-1] == 1.0
+    assert (tmp_path / "volf" / "model.pt").is_file()
+    assert "does not exist" in controller.starts.problem(str(tmp_path / "nothing.pt"))
+    shutil.copy(pretrained / "model.pt", tmp_path / "misfm.pt")
+    assert "needs its network config" in controller.starts.problem(str(tmp_path / "misfm.pt"))
+    added = controller.starts.add(str(tmp_path / "misfm.pt"), str(config))
+    assert added.kind == "PyMIC checkpoint" and len(controller.starts.list()) == 2
+
+    scene = new_scene().scene
+    image, tumour = read_volume(cts["lung1"][0]), read_volume(cts["lung1"][1], is_label=True)
+    ct = volumes.node_from_volume(scene, image, "lung1")
+    edited, _ = segmentations.add_labels_to_segmentation(scene, tumour, {1: segment_info("tumor@lung")}, ct)
+    before = set(node_ids(scene))
+    finetune = FinetuneController(scene, InlineRunner(), store)
+    for name, start, start_config in (("from-volf", tmp_path / "volf", ""), ("from-misfm", tmp_path / "misfm.pt", config)):
+        request = FinetuneRequest(
+            [FinetuneCase(ct, edited)],
+            name=name,
+            start=str(start),
+            start_config=str(start_config),
+            steps=1,
+            device="cpu",
+            patch=PATCH,
+        )
+        assert finetune.problem(request) is None
+        done = []
+        finetune.start(request, on_finished=done.append)
+        assert done[0].ok, done[0].error
+        description = json.loads((store.get(name).path / "model.json").read_text())
+        weights = start / "model.pt" if start.is_dir() else start
+        assert description["family"] == "pymic" and description["start"]["sha256"] == sha256_of(weights)
+    assert set(node_ids(scene)) == before
+    assert "needs its network config" in finetune.problem(
+        FinetuneRequest([FinetuneCase(ct, edited)], name="x", start=str(tmp_path / "misfm.pt"))
+    )

@@ -1,5 +1,8 @@
 """Fine-tune: volumes with their edited segmentations -> a new model in the model list.
 
+The start is the selected model, or a MIS-FM / PyMIC network (``start``: a PyMIC checkpoint
+with its config, or a folder the Pretrain action wrote; see :mod:`.pretrain`).
+
 The user picks volumes and the segmentations they corrected (lesion segments by terminology
 or name; organ segments optional). Each pair is exported into the job folder as a CT and a
 label map (1 = organ, 2 = lesion); the ``finetune`` job trains in the task process, writes
@@ -31,12 +34,15 @@ class FinetuneRequest:
     cases: list  # FinetuneCase, trained on
     name: str  # the new model's name in the model list
     model: str = ""  # start model: installed name, file or folder; "" = built-in default
+    start: str = ""  # instead: a MIS-FM / PyMIC start (checkpoint, pretrain folder; see controllers.pretrain)
+    start_config: str = ""  # the start checkpoint's network config (JSON)
     validation: list = field(default_factory=list)  # FinetuneCase, held out: scored before and after
     steps: int = 250
     device: str = "auto"
     synthetic_fraction: float = 0.0
     freeze_encoder_steps: int = 0
     seed: int = 0
+    patch: tuple | None = None  # training patch (None: the start's own)
     overwrite: bool = False  # replace an installed model of that name
 
 
@@ -87,6 +93,10 @@ class FinetuneController:
             return f"A model named '{request.name}' is already installed; choose another name"
         if request.steps < 1:
             return "Train for at least one step"
+        if request.start:
+            from .pretrain import StartList
+
+            return StartList.problem(request.start, request.start_config)
         return None
 
     # -- run --------------------------------------------------------------------------------
@@ -122,17 +132,22 @@ class FinetuneController:
             "cases": cases,
             "val_cases": val_cases,
             "model": request.model or None,
+            "start": request.start or None,
+            "start_config": request.start_config or None,
             "name": request.name,
             "store": str(self.store.root),
             "overwrite": bool(request.overwrite),
             "lesion_labels": [2],
             "organ_labels": [1] if with_organ == {True} else [],
+            # a PyMIC start knows no organ to draw: without organ segments the organ is trained as background
+            "organ_source": "none" if request.start and with_organ != {True} else "auto",
             "settings": {
                 "steps": int(request.steps),
                 "device": request.device,
                 "synthetic_fraction": float(request.synthetic_fraction),
                 "freeze_encoder_steps": int(request.freeze_encoder_steps),
                 "seed": int(request.seed),
+                "patch": list(request.patch) if request.patch else None,
                 "checkpoint_every": 0,
             },
         }

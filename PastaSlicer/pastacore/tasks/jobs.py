@@ -258,7 +258,12 @@ def finetune(
 
     store = ModelStore(params.get("store") or None)
     name = str(params["name"])
-    start = load_start_model(params.get("model") or None, store)
+    if params.get("start"):  # a MIS-FM / PyMIC network: a checkpoint with its config, or a pretrain folder
+        from ..families.pymic.start import start_from
+
+        start = start_from(params["start"], params.get("start_config") or None)
+    else:
+        start = load_start_model(params.get("model") or None, store)
     settings = FinetuneSettings(**(params.get("settings") or {}))
     options = {
         "lesion_labels": tuple(params.get("lesion_labels") or (2,)),
@@ -294,3 +299,19 @@ def finetune(
         "training_loss": description["training_loss"],
         "steps": settings.steps,
     }
+
+
+@job("pretrain")
+def pretrain(
+    folder: Path, params: dict, progress: Callable[[float, str], None], is_cancelled: Callable[[], bool] | None = None
+) -> dict:
+    """VolF pretraining of ``images`` (paths) into the folder ``out`` with ``options``
+    (:class:`~pastacore.actions.pretrain.PretrainOptions` fields); returns what log.json holds
+    (without the per-step curves) and ``out``."""
+    from ..actions.options import options_from_dict
+    from ..actions.pretrain import PretrainOptions
+    from ..actions.pretrain import run as run_pretrain
+
+    options = options_from_dict(PretrainOptions, params.get("options"))
+    log = run_pretrain(options, list(params["images"]), params["out"], progress=progress, is_cancelled=is_cancelled)
+    return {k: v for k, v in log.items() if k not in ("loss", "foreground_dice")} | {"final_loss": log["loss"][-1]}
