@@ -23,6 +23,8 @@ from ..errors import PastaError, option
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from ..families.pymic.pretrain import PretrainSettings
+
 
 METHODS = ("volf",)
 PRECISIONS = ("auto", "fp32")
@@ -84,7 +86,7 @@ class PretrainOptions:
             )
         return config
 
-    def settings(self):  # -> PretrainSettings (imports stay lazy)
+    def settings(self) -> PretrainSettings:
         from ..families.pymic.pretrain import PretrainSettings
 
         return PretrainSettings(

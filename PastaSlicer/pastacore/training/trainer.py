@@ -165,7 +165,7 @@ def _set_encoder_frozen(network, frozen: bool) -> None:
             parameter.requires_grad_(not frozen)
 
 
-def supervision_levels(network) -> int:
+def supervision_levels(network: torch.nn.Module) -> int:
     """How many outputs the network gives with ``deep_supervision=True`` (full resolution first)."""
     return int(getattr(network, "deep_supervision_levels", 0) or network.num_pool)
 

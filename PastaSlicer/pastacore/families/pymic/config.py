@@ -20,8 +20,12 @@ grid). Importing this module needs no torch.
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 from ...errors import PastaError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 FAMILY = "pymic"
 NET_TYPES = ("FMUNet", "PCTNet")
@@ -194,7 +198,7 @@ def patch_rule(config: dict) -> tuple:
     return None, (2 ** (4 - flat), 16, 16)
 
 
-def check_patch(config: dict, patch) -> tuple:
+def check_patch(config: dict, patch: Sequence[int]) -> tuple:
     """``patch`` as a tuple of three ints when the network takes it, else a one-line PastaError."""
     patch = tuple(int(p) for p in patch)
     exact, divisor = patch_rule(config)

@@ -131,7 +131,9 @@ class PatchEmbedding(nn.Module):
 
 
 class PyramidConvTrans(nn.Module):
-    def __init__(self, resolution: list, features: list, dropout: list, depths: list, heads: list, windows: list, classes: int):
+    def __init__(
+        self, resolution: list, features: list, dropout: list, depths: list, heads: list, windows: list, classes: int
+    ) -> None:
         super().__init__()
         self.down3 = DownSample(features[0], features[1], 3, 3)
         self.down4 = DownSample(features[1], features[2], 3, 3)

@@ -130,7 +130,9 @@ def shift_mask(padded: tuple, window: int, shift: int, device: torch.device) -> 
 class TransformerBlock(nn.Module):
     """LayerNorm -> (shifted) window attention -> residual; LayerNorm -> MLP -> residual."""
 
-    def __init__(self, channels: int, resolution: tuple, heads: int, window: int, shift: int, dropout: float, drop_path: float):
+    def __init__(
+        self, channels: int, resolution: tuple, heads: int, window: int, shift: int, dropout: float, drop_path: float
+    ) -> None:
         super().__init__()
         self.resolution = tuple(resolution)
         if min(self.resolution) <= window:  # PCT-Net: a window never exceeds the smallest side
@@ -164,7 +166,9 @@ class TransformerBlock(nn.Module):
 class TransformerLayer(nn.Module):
     """``depth`` blocks (``blocks``), every second one shifted by half the window."""
 
-    def __init__(self, channels: int, resolution: tuple, depth: int, heads: int, window: int, dropout: float, drop_path: float):
+    def __init__(
+        self, channels: int, resolution: tuple, depth: int, heads: int, window: int, dropout: float, drop_path: float
+    ) -> None:
         super().__init__()
         self.resolution, self.window, self.shift = tuple(resolution), window, window // 2
         self.blocks = nn.ModuleList(
