@@ -255,6 +255,11 @@ def test_pretrain_action_adds_a_start_that_fine_tuning_uses(tmp_path, cts, pretr
         == "Choose the folder of CTs to pretrain on"
     )
     assert "letters, digits" in controller.problem(PretrainRequest(str(folder), str(tmp_path / "x"), name="a b"))
+    from pastacore.training.finetune import Checkpoints
+
+    Checkpoints(tmp_path / "half").start({"an": "unfinished run"}, resume=False)
+    assert "unfinished run" in controller.problem(PretrainRequest(str(folder), str(tmp_path / "half"), resume=False))
+    assert controller.problem(PretrainRequest(str(folder), str(tmp_path / "half"))) is None  # goes on with it
     outcomes, progress = [], []
     controller.start(request, on_progress=lambda f, m: progress.append(f), on_finished=outcomes.append)
     (outcome,) = outcomes

@@ -91,7 +91,7 @@ class PretrainRequest:
     patch: tuple | None = None
     device: str = "auto"
     seed: int = 0
-    resume: bool = False
+    resume: bool | None = None  # None: go on with an unfinished run the output folder holds
     overwrite: bool = False
 
 
@@ -105,14 +105,18 @@ class PretrainController:
 
     def _options(self, request: PretrainRequest):
         from pastacore.actions.pretrain import PretrainOptions
+        from pastacore.training.finetune import Checkpoints
 
+        resume = request.resume
+        if resume is None:
+            resume = bool(request.out) and Checkpoints(request.out).exists() and not request.overwrite
         return PretrainOptions(
             steps=int(request.steps),
             config=request.config,
             patch=tuple(request.patch) if request.patch else None,
             device=request.device,
             seed=int(request.seed),
-            resume=bool(request.resume),
+            resume=bool(resume),
             overwrite=bool(request.overwrite),
         )
 

@@ -10,8 +10,9 @@ Swin-style blocks), written for this project with PCT-Net's module names and its
   (dh + w1 - 1) * (2 w1 - 1) + (dw + w2 - 1)`` (not Swin-3D's), in a table of
   (2w0-1)(2w1-1)(2w2-1) rows; it is a persistent buffer, so a checkpoint carries it.
 
-Attention runs through ``scaled_dot_product_attention`` with the position bias (and the shift
-mask) as an additive mask: the same numbers as softmax(q k^T / sqrt(d) + bias) v.
+Attention is softmax(q k^T / sqrt(d) + bias [+ shift mask]) v over all windows at once: with
+``scaled_dot_product_attention`` on CUDA, as two batched matrix products on CPUs (where the
+fused kernel with an additive mask was slower; ``benchmark_misfm.py``).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class WindowAttention(nn.Module):
         self.attn_drop = nn.Dropout(dropout)
         self.proj = nn.Linear(channels, channels)
         self.proj_drop = nn.Dropout(dropout)
-        self.softmax = nn.Softmax(dim=-1)  # unused by the fused attention; kept for the module layout
+        self.softmax = nn.Softmax(dim=-1)  # MIS-FM's module layout (no parameters)
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
     def position_bias(self) -> torch.Tensor:
@@ -89,10 +90,16 @@ class WindowAttention(nn.Module):
         """windows (B, nW, N, C) -> (B, nW, N, C); ``shift_mask`` (nW, N, N) or None."""
         b, nw, n, c = windows.shape
         qkv = self.qkv(windows).reshape(b, nw, n, 3, self.heads, c // self.heads).permute(3, 0, 1, 4, 2, 5)
+        q, k, v = qkv[0], qkv[1], qkv[2]
         bias = self.position_bias().to(qkv.dtype)  # (heads, N, N)
         mask = bias if shift_mask is None else bias[None] + shift_mask[:, None].to(qkv.dtype)  # (nW, heads, N, N)
-        drop = self.attn_drop.p if self.training else 0.0
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=mask, dropout_p=drop)
+        if q.is_cuda:  # fused attention kernels
+            drop = self.attn_drop.p if self.training else 0.0
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        else:  # on CPUs the fused kernel with an additive mask was 1.4x (fp32) to 3x (bf16) slower than this
+            scores = torch.matmul(q * (q.shape[-1] ** -0.5), k.transpose(-2, -1))
+            scores += mask
+            out = torch.matmul(self.attn_drop(torch.softmax(scores, dim=-1)).to(v.dtype), v)
         out = out.transpose(2, 3).reshape(b, nw, n, c)
         return self.proj_drop(self.proj(out))
 
