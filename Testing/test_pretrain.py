@@ -300,3 +300,16 @@ def test_pretrain_action_adds_a_start_that_fine_tuning_uses(tmp_path, cts, pretr
     assert "needs its network config" in finetune.problem(
         FinetuneRequest([FinetuneCase(ct, edited)], name="x", start=str(tmp_path / "misfm.pt"))
     )
+
+
+def test_the_volf_loss_is_pymics_dice_plus_cross_entropy():
+    """0.5 (1 - mean Dice over all classes, pooled over the batch, smoothing 1e-5) + 0.5 CE."""
+    from pastacore.families.pymic.pretrain import volf_loss
+
+    torch.manual_seed(0)
+    logits, labels = torch.randn(2, 5, 4, 8, 8), torch.randint(0, 5, (2, 1, 4, 8, 8)).float()
+    p = logits.softmax(1).permute(0, 2, 3, 4, 1).reshape(-1, 5)
+    y = torch.nn.functional.one_hot(labels[:, 0].long(), 5).reshape(-1, 5).float()
+    dice = (2 * (p * y).sum(0) + 1e-5) / (p.sum(0) + y.sum(0) + 1e-5)
+    expected = 0.5 * (1 - dice).mean() + 0.5 * (-(y * p.log()).sum(1).mean())
+    assert float(volf_loss()(logits, labels)) == pytest.approx(float(expected), rel=1e-5)

@@ -126,18 +126,9 @@ def make_batch(source: VolumeSource, patch: tuple, classes: int, settings: Pretr
 
 def volf_loss() -> torch.nn.Module:
     """PyMIC's 0.5 Dice + 0.5 cross-entropy over all classes (batch Dice, smoothing 1e-5)."""
-    from monai.losses import DiceCELoss
+    from ...training.recipe import make_loss
 
-    return DiceCELoss(
-        to_onehot_y=True,
-        softmax=True,
-        include_background=True,
-        batch=True,
-        smooth_nr=1e-5,
-        smooth_dr=1e-5,
-        lambda_dice=0.5,
-        lambda_ce=0.5,
-    )
+    return make_loss(0, smooth=1e-5, include_background=True, weights=(0.5, 0.5))
 
 
 def foreground_dice(logits: torch.Tensor, labels: torch.Tensor, classes: int) -> float:
