@@ -148,19 +148,14 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.modelName = self.ui.modelComboBox.itemData(index) or ""
 
     def _request(self):
+        from pastacore.actions.segment import SegmentOptions
         from PastaSlicerLib.controllers import SegmentRequest
 
         p = self._parameterNode
-        return SegmentRequest(
-            p.inputVolume,
-            model=p.modelName,
-            organ_segmentation=p.organSegmentation,
-            roi=p.roi,
-            whole_body=p.wholeBody,
-            device=p.device,
-            tta=p.quality == "accurate",
-            output=p.outputSegmentation,
+        options = SegmentOptions(
+            model=p.modelName, organ="body" if p.wholeBody else "", device=p.device, tta=p.quality == "accurate"
         )
+        return SegmentRequest(p.inputVolume, options, p.organSegmentation, roi=p.roi, output=p.outputSegmentation)
 
     def _updateGUI(self, caller=None, event=None) -> None:
         from PastaSlicerLib.gui.widgets import showComboData
@@ -252,6 +247,7 @@ class PastaSegmentTest(ScriptedLoadableModuleTest):
     def test_problemsAndRegion(self):
         import numpy as np
 
+        from pastacore.actions.segment import SegmentOptions
         from pastacore.tasks import InlineRunner
         from PastaSlicerLib.controllers import SegmentController, SegmentRequest
 
@@ -260,5 +256,5 @@ class PastaSegmentTest(ScriptedLoadableModuleTest):
         volume = slicer.util.addVolumeFromArray(np.zeros((10, 20, 30), dtype=np.int16))
         self.assertIsNone(controller.problem(SegmentRequest(volume)))
         self.assertIn("lungs", controller.region_text(SegmentRequest(volume)))
-        self.assertEqual(controller.region_text(SegmentRequest(volume, whole_body=True)), "in the whole body")
+        self.assertEqual(controller.region_text(SegmentRequest(volume, SegmentOptions(organ="body"))), "in the whole body")
         self.delayDisplay("Test passed")

@@ -147,35 +147,30 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNode.lesionType = self.ui.lesionTypeComboBox.itemData(index) or ""
 
+    def _options(self):
+        from pastacore.actions.synth import SynthOptions
+
+        p = self._parameterNode
+        backend = self.ui.backendComboBox.currentData or "procedural"
+        diffusion = {} if backend == "procedural" else {"steps": p.diffusionSteps, "allow_slow": p.allowSlow}
+        return SynthOptions(lesion_type=p.lesionType, attributes=p.attributes, seed=p.seed, backend=backend, **diffusion)
+
     def _request(self):
         from PastaSlicerLib.controllers import SynthRequest
 
         p = self._parameterNode
-        backend = self.ui.backendComboBox.currentData or "procedural"
-        options = {} if backend == "procedural" else {"steps": p.diffusionSteps, "allow_slow": p.allowSlow}
-        return SynthRequest(
-            p.inputVolume,
-            lesion_type=p.lesionType,
-            attributes=p.attributes,
-            seed=p.seed,
-            roi=p.roi,
-            organ_segmentation=p.organSegmentation,
-            backend=backend,
-            backend_options=options,
-        )
+        return SynthRequest(p.inputVolume, self._options(), roi=p.roi, organ_segmentation=p.organSegmentation)
 
     def _datasetRequest(self):
+        from pastacore.actions.dataset import dataset_options
         from PastaSlicerLib.controllers import DatasetRequest
 
         p = self._parameterNode
+        options = dataset_options(
+            self._options(), count=p.caseCount, format=p.datasetFormat, lesion_types=(p.lesionType,) if p.lesionType else ()
+        )
         return DatasetRequest(
-            self.ui.backgroundsFolderPathLineEdit.currentPath,
-            self.ui.outputFolderPathLineEdit.currentPath,
-            count=p.caseCount,
-            format=p.datasetFormat,
-            lesion_type=p.lesionType,
-            attributes=p.attributes,
-            seed=p.seed,
+            self.ui.backgroundsFolderPathLineEdit.currentPath, self.ui.outputFolderPathLineEdit.currentPath, options
         )
 
     def _updateGUI(self, caller=None, event=None) -> None:
@@ -316,6 +311,7 @@ class PastaSynthTest(ScriptedLoadableModuleTest):
     def test_previewApplyDiscard(self):
         import numpy as np
 
+        from pastacore.actions.synth import SynthOptions
         from pastacore.tasks import InlineRunner
         from PastaSlicerLib.controllers import SynthController, SynthRequest
 
@@ -330,7 +326,7 @@ class PastaSynthTest(ScriptedLoadableModuleTest):
         roi.SetSize(36.0, 36.0, 36.0)
         nodes = slicer.mrmlScene.GetNumberOfNodes()
         controller = SynthController(slicer.mrmlScene, InlineRunner())
-        request = SynthRequest(volume, lesion_type="lung_tumor", attributes="12 mm round nodule", seed=3, roi=roi)
+        request = SynthRequest(volume, SynthOptions(lesion_type="lung_tumor", attributes="12 mm round nodule", seed=3), roi=roi)
         outcomes = []
         controller.preview(request, on_finished=outcomes.append)
         self.assertTrue(outcomes[0].ok, outcomes[0].error)

@@ -41,8 +41,9 @@ def run(args):
         from .app import serve
     except ImportError as exc:
         raise PastaError(f"pasta web needs the 'web' extra ({exc.name} is missing): pip install 'pasta-slicer[web]'") from None
-    if not 0 <= args.port <= 65535:
-        raise PastaError(f"--port must be between 0 and 65535, got {args.port}")
+    from pastacore.listening import check_listen
+
+    check_listen(args.host, args.port)
     if args.image and not Path(args.image).exists():
         raise PastaError(f"{args.image} does not exist")
     if args.data and not Path(args.data).is_dir():

@@ -175,15 +175,15 @@ class PastaWebLogic:
 
     # -- segment ----------------------------------------------------------------------------
     def _segment_request(self):
+        from pastacore.actions.segment import SegmentOptions
         from PastaSlicerLib.controllers import SegmentRequest
 
         region = self.state.pasta_region
         return SegmentRequest(
             self.volume,
-            model=self.state.pasta_model or "",
+            SegmentOptions(model=self.state.pasta_model or "", organ="body" if region == "body" else ""),
             organ_segmentation=self.segmentation if region == "organ" else None,
             roi=self.roi if region == "box" else None,
-            whole_body=region == "body",
         )
 
     def _show_region(self):
@@ -291,11 +291,11 @@ class PastaWebLogic:
         self.state.pasta_parsed = f"{parsed['lesion_type']}: {words}{extra}"
 
     def synthesize(self):
+        from pastacore.actions.synth import SynthOptions
         from PastaSlicerLib.controllers import SynthRequest
 
-        request = SynthRequest(
-            self.volume, attributes=self.state.pasta_attributes or "", roi=self.roi, seed=int(time.time()) % 100000
-        )
+        options = SynthOptions(attributes=self.state.pasta_attributes or "", seed=int(time.time()) % 100000)
+        request = SynthRequest(self.volume, options, roi=self.roi)
 
         def finished(outcome):
             if outcome.ok:

@@ -300,6 +300,68 @@ def _big_output(folder):
     write_ct(folder / "out.nii.gz", ct_array(seed=1))
 
 
+def _fifo(folder):
+    os.mkfifo(folder / "pipe.nii.gz")
+
+
+def _report_json(case=None, lesions=None, **extra):
+    import json
+
+    return json.dumps({"schema": "pasta-report/2", "recist": {}, "case": case or {}, "lesions": lesions or [], **extra})
+
+
+def _lesion(**changes):
+    lesion = {"number": 1, "long_axis_mm": 12.0, "short_axis_mm": 8.0, "centroid_lps_mm": [1.0, 2.0, 3.0], "recist": {}}
+    lesion.update(changes)
+    return {k: v for k, v in lesion.items() if v is not None}
+
+
+def _reports(baseline_case=None, followup_case=None, followup_lesions=None, raw_followup=None):
+    def setup(folder):
+        (folder / "base").mkdir()
+        (folder / "base" / "report.json").write_text(_report_json(baseline_case))
+        (folder / "follow").mkdir()
+        text = raw_followup if raw_followup is not None else _report_json(followup_case, followup_lesions)
+        (folder / "follow" / "report.json").write_text(text)
+
+    return setup
+
+
+def _sidecar_names_lungs(folder):
+    import json
+
+    _setup_base(folder)
+    (folder / "seg.json").write_text(json.dumps({"labels": {"1": "Lung", "2": "Lung tumor"}, "model": {"name": "m"}}))
+
+
+def _kidney_cyst_in_lungs(folder):
+    array = ct_array((30, 30, 30))
+    array[:] = 40.0
+    array[5:25, 5:25, 5:25] = -850.0
+    write_ct(folder / "ct.nii.gz", array)
+    labels = np.zeros((30, 30, 30), np.uint8)
+    labels[5:25, 5:25, 5:25] = 3
+    write_labels(folder / "organs.nii.gz", labels)
+
+
+def _wrong_shape_weights(folder):
+    import torch
+
+    _tiny_pasta(folder / "weights.pth")
+    state = torch.load(folder / "weights.pth", weights_only=True)
+    name = next(n for n in state if n.endswith("weight") and state[n].ndim == 5)
+    state[name] = torch.zeros(*state[name].shape[:-1], state[name].shape[-1] + 1)
+    torch.save(state, folder / "weights.pth")
+
+
+def _random_weights(folder):
+    (folder / "download.pth").write_bytes(np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+
+
+def _flat_orientation(folder):
+    dicom_series(folder / "dicom", lambda k, ds: setattr(ds, "ImageOrientationPatient", [1.0, 0.0]))
+
+
 LONG = "a" * 250
 CASES = [
     # outputs, checked before any work
@@ -592,6 +654,149 @@ CASES = [
         "positive number of mm",
         _setup_base,
     ),
+    # round two: inputs that are not files, damaged reports, values checked by meaning
+    Case("fifo-input", "a named pipe given as the CT", ["standardize", "pipe.nii.gz", "o.nii.gz"], "is a named pipe", _fifo),
+    Case(
+        "report-lesions-not-list",
+        "a follow-up report.json whose lesions are text",
+        ["compare", "base", "follow"],
+        "field 'lesions' must be a list",
+        _reports(raw_followup=_report_json().replace('"lesions": []', '"lesions": "none"')),
+    ),
+    Case(
+        "report-nan-diameter",
+        "a follow-up lesion with a NaN diameter",
+        ["compare", "base", "follow"],
+        "'long_axis_mm' must be a finite number",
+        _reports(raw_followup=_report_json(lesions=[_lesion()]).replace("12.0", "NaN")),
+    ),
+    Case(
+        "report-missing-diameter",
+        "a follow-up lesion without long_axis_mm",
+        ["compare", "base", "follow"],
+        "'long_axis_mm' is missing",
+        _reports(followup_lesions=[_lesion(long_axis_mm=None)]),
+    ),
+    Case(
+        "report-centroid-text",
+        "a follow-up lesion whose centroid is text",
+        ["compare", "base", "follow"],
+        "'centroid_lps_mm' must be three finite numbers",
+        _reports(followup_lesions=[_lesion(centroid_lps_mm="here")]),
+    ),
+    Case(
+        "compare-two-patients",
+        "reports of two different patients",
+        ["compare", "base", "follow"],
+        "different patients",
+        _reports({"patient_id": "P1"}, {"patient_id": "P2"}),
+    ),
+    Case(
+        "compare-earlier-followup",
+        "a follow-up dated before its baseline",
+        ["compare", "base", "follow"],
+        "dated before its baseline",
+        _reports({"study_date": "20260301"}, {"study_date": "20251201"}),
+    ),
+    Case(
+        "min-confidence-above-one",
+        "--min-confidence 2 (a probability above 1)",
+        ["report", "ct.nii.gz", "seg.nii.gz", "--out-dir", "rep", "--min-confidence", "2"],
+        "probability from 0 to 1",
+        _setup_base,
+    ),
+    Case(
+        "empty-formats",
+        '--formats ""',
+        ["report", "ct.nii.gz", "seg.nii.gz", "--out-dir", "rep", "--formats", ""],
+        "lists no format",
+        _setup_base,
+    ),
+    Case(
+        "organ-as-lesion",
+        "--lesion-label 1 where the sidecar names label 1 Lung",
+        ["report", "ct.nii.gz", "seg.nii.gz", "--out-dir", "rep", "--lesion-label", "1"],
+        "an organ, not a lesion",
+        _sidecar_names_lungs,
+    ),
+    Case(
+        "box-ijk-nan",
+        "--box-ijk with nan",
+        [
+            "synth",
+            "ct.nii.gz",
+            "--box-ijk",
+            "nan,1,1,5,5,5",
+            "--attributes",
+            "1 cm nodule",
+            "--seed",
+            "1",
+            "--out-image",
+            "i.nii.gz",
+            "--out-mask",
+            "m.nii.gz",
+            "--out-report",
+            "r.json",
+        ],
+        "finite numbers",
+        _setup_base,
+    ),
+    Case(
+        "kidney-cyst-in-lung",
+        "a kidney cyst asked for in an organ mask label that holds lung",
+        [
+            "synth",
+            "ct.nii.gz",
+            "--box-ijk",
+            "8,8,8,20,20,20",
+            "--lesion-type",
+            "kidney_cyst",
+            "--attributes",
+            "1 cm cyst",
+            "--organ-mask",
+            "organs.nii.gz",
+            "--organ-label",
+            "3",
+            "--seed",
+            "1",
+            "--out-image",
+            "i.nii.gz",
+            "--out-mask",
+            "m.nii.gz",
+            "--out-report",
+            "r.json",
+        ],
+        "air-filled",
+        _kidney_cyst_in_lungs,
+    ),
+    Case(
+        "import-wrong-shape",
+        "a weight file with one tensor of the wrong shape",
+        ["models", "import", "weights.pth", "--name", "mine"],
+        "wrong shape",
+        _wrong_shape_weights,
+    ),
+    Case(
+        "random-weights",
+        "random bytes saved as a .pth",
+        ["models", "import", "download.pth"],
+        "corrupt or not a checkpoint",
+        _random_weights,
+    ),
+    Case(
+        "uppercase-suffix",
+        "an output named O.NII.GZ",
+        ["standardize", "ct.nii.gz", "O.NII.GZ"],
+        "lower case",
+        _setup_base,
+    ),
+    Case(
+        "dicom-orientation-two-values",
+        "a DICOM series whose ImageOrientationPatient has 2 values",
+        ["standardize", "dicom", "o.nii.gz"],
+        "impossible ImageOrientationPatient",
+        _flat_orientation,
+    ),
     # faults while writing
     Case(
         "file-size-limit",
@@ -646,7 +851,9 @@ def run_case(case: Case, folder) -> Outcome:
         preexec_fn=_limit(case.file_limit) if case.file_limit else None,
     )
     leftovers = sorted(
-        str(p.relative_to(folder)) for p in folder.rglob("*") if p.name.startswith(".pasta-") or p.name.endswith(".part")
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.name.startswith(".pasta-") or p.name.endswith((".part", ".pasta-claim"))
     )
     changed = [name for name, digest in before.items() if _digest(folder / name) != digest]
     return Outcome(result.returncode, result.stdout, result.stderr, leftovers, changed)

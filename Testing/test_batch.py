@@ -77,7 +77,9 @@ def segment_args(cohort, out, model, *extra):
 def test_a_cohort_with_a_corrupt_case_then_reruns(cluster, cohort, tiny_lung_model, tmp_path, capsys):
     out = tmp_path / "out"
     address = cluster.scheduler_address
-    assert main(segment_args(cohort, out, tiny_lung_model, "--scheduler", address)) == 1  # one case failed
+    assert (
+        main(segment_args(cohort, out, tiny_lung_model, "--scheduler", address)) == 3
+    )  # one case failed: the documented exit code of failed cases
     report = status(out, capsys)
     assert report["counts"] == {"done": 4, "skipped": 0, "failed": 1, "pending": 0, "total": 5}
     broken = next(c for c in report["cases"] if c["case_id"] == "broken")
@@ -118,7 +120,7 @@ def test_a_cohort_with_a_corrupt_case_then_reruns(cluster, cohort, tiny_lung_mod
     # a rerun recomputes nothing (the corrupt case is tried again and fails again)
     before = file_states(out, GOOD)
     capsys.readouterr()
-    assert main(segment_args(cohort, out, tiny_lung_model, "--scheduler", address)) == 1
+    assert main(segment_args(cohort, out, tiny_lung_model, "--scheduler", address)) == 3
     assert "0 done, 4 skipped" in capsys.readouterr().out
     assert file_states(out, GOOD) == before
 
@@ -126,7 +128,7 @@ def test_a_cohort_with_a_corrupt_case_then_reruns(cluster, cohort, tiny_lung_mod
     base = phantom_ct()
     write_volume(base.with_array(base.array + 50), cohort / "ct1.nii.gz", overwrite=True)
     os.utime(cohort / "ct3.nii.gz")
-    assert main(segment_args(cohort, out, tiny_lung_model, "--scheduler", address)) == 1
+    assert main(segment_args(cohort, out, tiny_lung_model, "--scheduler", address)) == 3
     assert "1 done, 3 skipped" in capsys.readouterr().out
     after = file_states(out, GOOD)
     assert {k: v for k, v in after.items() if "/ct1/" not in k} == {k: v for k, v in before.items() if "/ct1/" not in k}
@@ -136,7 +138,7 @@ def test_a_cohort_with_a_corrupt_case_then_reruns(cluster, cohort, tiny_lung_mod
 
 def logged_work(log, **options):
     """A SegmentWork that logs the start and end of each computation (with the worker's pid)."""
-    from pastacore.cohort.works import SegmentWork
+    from pastacore.actions.batch import SegmentWork
 
     class Logged(SegmentWork):
         def run(self, out_dir, case, fingerprint, resources, timer):
@@ -147,18 +149,19 @@ def logged_work(log, **options):
                 handle.write(f"end {case.case_id} {os.getpid()}\n")
             return result
 
-    return Logged(**options)
+    from pastacore.actions.segment import SegmentOptions
+
+    return Logged(SegmentOptions(**options))
 
 
 def test_a_worker_killed_mid_run_loses_no_case_and_repeats_none(cluster, cohort, tiny_lung_model, tmp_path):
     from pastacore.cohort.engine import Case, run_cohort
-    from pastacore.cohort.fingerprint import model_sha256
 
     client = distributed.Client(cluster)
     pids = client.run(os.getpid)
     log = tmp_path / "log.txt"
     log.touch()
-    work = logged_work(log, model=tiny_lung_model, model_sha256=model_sha256(tiny_lung_model), roi=ROI.split("=")[1])
+    work = logged_work(log, model=str(tiny_lung_model), roi=tuple(float(v) for v in ROI.split("=")[1].split(",")))
     names = [f"case{n}" for n in range(6)]
     cases = [Case(name, {"image": str(cohort / f"{GOOD[n % 4]}.nii.gz")}, {"n": n}, n) for n, name in enumerate(names)]
     killed = []
@@ -328,7 +331,7 @@ def test_batch_synth_gives_pasta_synth_lesions_with_seeds_from_the_case_ids(clus
 
 
 def test_dataset_runs_on_the_engine_and_resumes(cluster, cohort, tmp_path):
-    from pastacore.synthesis import generate_dataset
+    from pastacore.actions.dataset import generate_dataset
 
     out = tmp_path / "ds"
     options = dict(

@@ -12,6 +12,9 @@ slicer = pytest.importorskip("slicer")
 
 from conftest import phantom_ct  # noqa: E402
 
+from pastacore.actions.finetune import FinetuneOptions  # noqa: E402
+from pastacore.actions.segment import SegmentOptions  # noqa: E402
+from pastacore.actions.synth import SynthOptions  # noqa: E402
 from pastacore.errors import PastaError  # noqa: E402
 from pastacore.mrml import roi, segmentations, volumes  # noqa: E402
 from pastacore.mrml.scene import new_scene, node_ids  # noqa: E402
@@ -66,7 +69,7 @@ def test_segment_adds_one_new_segmentation_and_nothing_else(world, tiny_lung_mod
     scene, ct = world
     before = set(node_ids(scene))
     controller = SegmentController(scene, InlineRunner())
-    request = SegmentRequest(ct, model=tiny_lung_model)
+    request = SegmentRequest(ct, SegmentOptions(model=tiny_lung_model))
     assert "lungs" in controller.region_text(request)  # a lung model searches the lungs by default
     outcomes, progress = [], []
     controller.start(request, on_progress=lambda f, m: progress.append(f), on_finished=outcomes.append)
@@ -85,9 +88,9 @@ def test_segment_again_adds_a_second_node_and_keeps_the_first(world, tiny_lung_m
     scene, ct = world
     controller = SegmentController(scene, InlineRunner())
     first, second = [], []
-    controller.start(SegmentRequest(ct, model=tiny_lung_model), on_finished=first.append)
+    controller.start(SegmentRequest(ct, SegmentOptions(model=tiny_lung_model)), on_finished=first.append)
     segments_before = segmentations.segment_names(first[0].value)
-    controller.start(SegmentRequest(ct, model=tiny_lung_model), on_finished=second.append)
+    controller.start(SegmentRequest(ct, SegmentOptions(model=tiny_lung_model)), on_finished=second.append)
     assert second[0].value.GetID() != first[0].value.GetID()
     assert segmentations.segment_names(first[0].value) == segments_before
 
@@ -100,7 +103,7 @@ def test_segment_in_a_box_and_in_a_study(world, tiny_lung_model):
     sh.SetItemParent(item, study)
     box = roi.add_roi(scene, (-48.0, 0.0, 0.0), (30.0, 30.0, 30.0), name="search box")
     controller = SegmentController(scene, InlineRunner())
-    request = SegmentRequest(ct, model=tiny_lung_model, roi=box)
+    request = SegmentRequest(ct, SegmentOptions(model=tiny_lung_model), roi=box)
     assert "box" in controller.region_text(request)
     outcomes = []
     controller.start(request, on_finished=outcomes.append)
@@ -118,7 +121,7 @@ def test_segment_in_a_box_and_in_a_study(world, tiny_lung_model):
 def test_segment_whole_body_ignores_the_model_organ(world, tiny_lung_model):
     scene, ct = world
     controller = SegmentController(scene, InlineRunner())
-    request = SegmentRequest(ct, model=tiny_lung_model, whole_body=True)
+    request = SegmentRequest(ct, SegmentOptions(model=tiny_lung_model, organ="body"))
     assert controller.region_text(request) == "in the whole body"
     controller.start(request, on_finished=lambda outcome: None)
     assert controller.last_result["notes"] == ["air outside the body skipped"]
@@ -127,7 +130,9 @@ def test_segment_whole_body_ignores_the_model_organ(world, tiny_lung_model):
 def test_a_volume_removed_while_segmenting_gets_nothing(world, tiny_lung_model):
     scene, ct = world
     outcomes = []
-    handle = SegmentController(scene, LaterRunner()).start(SegmentRequest(ct, model=tiny_lung_model), on_finished=outcomes.append)
+    handle = SegmentController(scene, LaterRunner()).start(
+        SegmentRequest(ct, SegmentOptions(model=tiny_lung_model)), on_finished=outcomes.append
+    )
     scene.RemoveNode(ct)
     before = set(node_ids(scene))
     handle.poll()
@@ -150,7 +155,7 @@ def test_bad_model_is_an_error_outcome_and_adds_nothing(world, tmp_path):
     before = set(node_ids(scene))
     outcomes = []
     SegmentController(scene, InlineRunner()).start(
-        SegmentRequest(ct, model=str(tmp_path / "nothing.pth")), on_finished=outcomes.append
+        SegmentRequest(ct, SegmentOptions(model=str(tmp_path / "nothing.pth"))), on_finished=outcomes.append
     )
     assert outcomes[0].error and "\n" not in outcomes[0].error
     assert set(node_ids(scene)) == before
@@ -160,7 +165,7 @@ def test_bad_model_is_an_error_outcome_and_adds_nothing(world, tmp_path):
 
 
 def lesion_request(ct, box):
-    return SynthRequest(ct, lesion_type="lung_tumor", attributes="12 mm round-like solid nodule", seed=3, roi=box)
+    return SynthRequest(ct, SynthOptions(lesion_type="lung_tumor", attributes="12 mm round-like solid nodule", seed=3), roi=box)
 
 
 def test_preview_then_apply_keeps_a_new_volume_and_lesion(world):
@@ -459,9 +464,14 @@ def test_finetune_trains_on_edited_segmentations_and_the_model_appears_in_the_li
     controller = FinetuneController(scene, InlineRunner(), store)
     assert controller.candidates() == [(ct, edited)]
     assert [edited.GetSegmentation().GetSegment(s).GetName() for s in controller.lesion_segments(edited)] == ["Lung tumor"]
-    request = FinetuneRequest([FinetuneCase(ct, edited)], name="my-lung", model=tiny_lung_model, steps=2, device="cpu")
-    assert controller.problem(FinetuneRequest([], name="x")) == "Pick at least one volume with its edited segmentation"
-    assert "letters, digits" in controller.problem(FinetuneRequest(request.cases, name="no spaces"))
+    request = FinetuneRequest(
+        [FinetuneCase(ct, edited)], FinetuneOptions(name="my-lung", model=str(tiny_lung_model), steps=2, device="cpu")
+    )
+    assert (
+        controller.problem(FinetuneRequest([], FinetuneOptions(name="x")))
+        == "Pick at least one volume with its edited segmentation"
+    )
+    assert "letters, digits" in controller.problem(FinetuneRequest(request.cases, FinetuneOptions(name="no spaces")))
     before = set(node_ids(scene))
     outcomes, progress = [], []
     controller.start(request, on_progress=lambda f, m: progress.append(f), on_finished=outcomes.append)
@@ -476,7 +486,7 @@ def test_finetune_trains_on_edited_segmentations_and_the_model_appears_in_the_li
     # the new model segments at once (from its folder in the store: the segment job reads the user's store)
     segment_outcomes = []
     SegmentController(scene, InlineRunner(), store).start(
-        SegmentRequest(ct, model=str(outcome.value.path)), on_finished=segment_outcomes.append
+        SegmentRequest(ct, SegmentOptions(model=str(outcome.value.path))), on_finished=segment_outcomes.append
     )
     assert segment_outcomes[0].ok, segment_outcomes[0].error
     assert json.loads(segment_outcomes[0].value.GetAttribute(MODEL_ATTRIBUTE))["name"] == "my-lung"

@@ -691,7 +691,7 @@ def test_backend_on_an_anisotropic_grid_keeps_outside_voxels(tiny):
 
 
 def test_dataset_with_the_hybrid_backend(tiny, tmp_path):
-    from pastacore.synthesis import generate_dataset
+    from pastacore.actions.dataset import generate_dataset
 
     volume, organ = small_ct()
     write_volume(volume, tmp_path / "ct.nii.gz")

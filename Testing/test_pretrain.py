@@ -234,6 +234,7 @@ def test_pretrain_action_adds_a_start_that_fine_tuning_uses(tmp_path, cts, pretr
     pytest.importorskip("slicer")
     import shutil
 
+    from pastacore.actions.finetune import FinetuneOptions
     from pastacore.fileio import read_volume
     from pastacore.modelstore.store import ModelStore, sha256_of
     from pastacore.mrml import segmentations, volumes
@@ -280,15 +281,8 @@ def test_pretrain_action_adds_a_start_that_fine_tuning_uses(tmp_path, cts, pretr
     before = set(node_ids(scene))
     finetune = FinetuneController(scene, InlineRunner(), store)
     for name, start, start_config in (("from-volf", tmp_path / "volf", ""), ("from-misfm", tmp_path / "misfm.pt", config)):
-        request = FinetuneRequest(
-            [FinetuneCase(ct, edited)],
-            name=name,
-            start=str(start),
-            start_config=str(start_config),
-            steps=1,
-            device="cpu",
-            patch=PATCH,
-        )
+        options = FinetuneOptions(name=name, start=str(start), start_config=str(start_config), steps=1, device="cpu", patch=PATCH)
+        request = FinetuneRequest([FinetuneCase(ct, edited)], options)
         assert finetune.problem(request) is None
         done = []
         finetune.start(request, on_finished=done.append)
@@ -298,7 +292,7 @@ def test_pretrain_action_adds_a_start_that_fine_tuning_uses(tmp_path, cts, pretr
         assert description["family"] == "pymic" and description["start"]["sha256"] == sha256_of(weights)
     assert set(node_ids(scene)) == before
     assert "needs its network config" in finetune.problem(
-        FinetuneRequest([FinetuneCase(ct, edited)], name="x", start=str(tmp_path / "misfm.pt"))
+        FinetuneRequest([FinetuneCase(ct, edited)], FinetuneOptions(name="x", start=str(tmp_path / "misfm.pt")))
     )
 
 

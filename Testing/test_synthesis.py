@@ -13,11 +13,12 @@ import sys
 import numpy as np
 import pytest
 
+from pastacore.actions.dataset import generate_dataset
 from pastacore.errors import PastaError
 from pastacore.fileio import read_volume, write_volume
 from pastacore.geometry import Grid, Volume
 from pastacore.geometry.boxes import VoxelBox
-from pastacore.synthesis import generate_dataset, lesion_type, lesion_types, make_plan, parse_text, synthesize_lesion
+from pastacore.synthesis import lesion_type, lesion_types, make_plan, parse_text, synthesize_lesion
 from pastacore.synthesis import measure as M
 from pastacore.synthesis import schema as S
 

@@ -30,26 +30,37 @@ def test_volumes_cross_the_job_folder_exactly(tmp_path):
     assert back.grid.same_as(volume.grid, 1e-12) and back.meta["modality"] == "CT"
 
 
-def lung2_job(tmp_path, sample_dir, **params):
+def lung2_job(tmp_path, sample_dir, **options):
+    """The JSON of a job segmenting lung2 (its CT saved in the job folder), as a controller starts it."""
+    from pastacore.actions.segment import SegmentInputs, SegmentOptions
     from pastacore.fileio import read_volume
+    from pastacore.tasks.jobs import action_params
 
-    save_volume(read_volume(sample_dir / "lung2_image.nrrd"), tmp_path, "image")
-    return dict({"image": "image"}, **params)
+    volumes = {}
+    params = action_params(
+        "segment", SegmentOptions(**options), SegmentInputs(read_volume(sample_dir / "lung2_image.nrrd")), volumes
+    )
+    for name, volume in volumes.items():
+        save_volume(volume, tmp_path, name)
+    return params
+
+
+MISSING = {"action": "segment", "options": {}, "inputs": {"image": {"$volume": "missing"}}}
 
 
 def test_bad_input_ends_with_one_error_line(tmp_path):
     outcomes = []
-    handle = ProcessRunner().start("segment", {"image": "missing"}, tmp_path, on_finished=outcomes.append)
+    handle = ProcessRunner().start("action", MISSING, tmp_path, on_finished=outcomes.append)
     assert handle.wait(120)
     assert handle.process.returncode == 2
     assert outcomes[0].error.startswith("the job's volume 'missing' cannot be read") and "\n" not in outcomes[0].error
 
 
 def test_progress_streams_and_cancel_ends_the_process_tree(tmp_path, sample_dir):
-    params = lung2_job(tmp_path, sample_dir, whole_body=True)
+    params = lung2_job(tmp_path, sample_dir, organ="body")
     progress, outcomes = [], []
     handle = ProcessRunner().start(
-        "segment", params, tmp_path, on_progress=lambda f, m: progress.append((f, m)), on_finished=outcomes.append
+        "action", params, tmp_path, on_progress=lambda f, m: progress.append((f, m)), on_finished=outcomes.append
     )
     deadline = time.monotonic() + 180
     while not any("patch" in m for _, m in progress) and time.monotonic() < deadline:
@@ -61,14 +72,14 @@ def test_progress_streams_and_cancel_ends_the_process_tree(tmp_path, sample_dir)
     assert outcomes == [handle.outcome] and outcomes[0].cancelled and not outcomes[0].ok
     with pytest.raises(ProcessLookupError):
         os.killpg(handle.process.pid, 0)  # nothing of the job's process group is left
-    assert not (tmp_path / "labels.npy").exists()
+    assert not (tmp_path / "result_labels.npy").exists()
 
 
 def test_a_crashed_task_process_is_reported(tmp_path, sample_dir):
     import signal
 
     outcomes = []
-    handle = ProcessRunner().start("segment", lung2_job(tmp_path, sample_dir), tmp_path, on_finished=outcomes.append)
+    handle = ProcessRunner().start("action", lung2_job(tmp_path, sample_dir), tmp_path, on_finished=outcomes.append)
     time.sleep(1.0)
     os.killpg(handle.process.pid, signal.SIGKILL)
     assert handle.wait(30)
@@ -77,12 +88,12 @@ def test_a_crashed_task_process_is_reported(tmp_path, sample_dir):
 
 def test_inline_runner_raises_bugs_and_reports_bad_input(tmp_path):
     outcomes = []
-    InlineRunner().start("segment", {"image": "missing"}, tmp_path, on_finished=outcomes.append)
+    InlineRunner().start("action", MISSING, tmp_path, on_finished=outcomes.append)
     assert outcomes[0].error.startswith("the job's volume")
     InlineRunner().start("no-such-job", {}, tmp_path, on_finished=outcomes.append)
     assert outcomes[1].error.startswith("unknown job 'no-such-job'")
-    with pytest.raises(KeyError):  # a bug, not bad input: the test sees the traceback
-        InlineRunner().start("segment", {}, tmp_path)
+    with pytest.raises(TypeError):  # a bug (inputs without the image), not bad input: the test sees the traceback
+        InlineRunner().start("action", {"action": "segment", "options": {}, "inputs": {}}, tmp_path)
 
 
 @pytest.mark.slow
@@ -124,7 +135,7 @@ def test_the_task_process_runs_below_its_front_end(tmp_path):
     """A job yields the CPU to Slicer or the web server that started it (niceness 10 by default)."""
     import os
 
-    handle = ProcessRunner().start("segment", {"image": "missing"}, tmp_path)
+    handle = ProcessRunner().start("action", MISSING, tmp_path)
     seen = set()
     try:
         while handle.process.poll() is None and 10 not in seen:

@@ -263,7 +263,7 @@ def test_elastic_warp_keeps_labels_on_their_structures_and_bends_straight_lines(
 
 
 def _card(metrics, description, args):
-    from pastacore.cli.train_default_cmd import reproduce_command
+    from pastacore.actions.train_default import reproduce_command
     from pastacore.training.default_card import model_card
 
     return model_card(metrics, description, reproduce_command(metrics, args))
@@ -272,7 +272,7 @@ def _card(metrics, description, args):
 def test_model_card_states_data_scores_and_limits():
     from types import SimpleNamespace
 
-    from pastacore.cli.train_default_cmd import reproduce_command
+    from pastacore.actions.train_default import reproduce_command
     from pastacore.training.default_card import model_card, model_description
 
     metrics = {

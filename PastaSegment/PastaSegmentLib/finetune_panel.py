@@ -107,6 +107,7 @@ class FinetunePanel:
         return self._task is not None and self._task.running
 
     def _request(self):
+        from pastacore.actions.finetune import FinetuneOptions
         from PastaSlicerLib.controllers import FinetuneCase, FinetuneRequest
 
         checked = [
@@ -115,12 +116,14 @@ class FinetunePanel:
         start, startConfig = self._chosenStart()
         return FinetuneRequest(
             [FinetuneCase(volume, segmentation) for volume, segmentation in checked],
-            name=self.ui.fineTuneNameLineEdit.text.strip(),
-            model=self._startModel(),
-            start=start,
-            start_config=startConfig,
-            steps=self.ui.fineTuneStepsSpinBox.value,
-            device=self._device(),
+            FinetuneOptions(
+                name=self.ui.fineTuneNameLineEdit.text.strip(),
+                model="" if start else (self._startModel() or ""),
+                start=start,
+                start_config=startConfig,
+                steps=self.ui.fineTuneStepsSpinBox.value,
+                device=self._device(),
+            ),
         )
 
     def _updateButton(self, *args):

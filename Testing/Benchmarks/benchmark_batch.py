@@ -48,17 +48,17 @@ def make_cases(count: int):
 
 
 def make_work(model, device="cpu"):
-    from pastacore.cohort.fingerprint import model_sha256
-    from pastacore.cohort.works import SegmentWork
+    from pastacore.actions.batch import SegmentWork
+    from pastacore.actions.segment import SegmentOptions
 
-    return SegmentWork(model=model, model_sha256=model_sha256(model or ""), device=device)
+    return SegmentWork(SegmentOptions(model=model or "", device=device))
 
 
 def plain_loop(work, cases, out: Path) -> list:
     """Seconds of each case, the per-case code called in a loop (warm-up case first, not counted)."""
     from pastacore.cohort.engine import Timer, WorkerResources
 
-    resources = WorkerResources(work.device)
+    resources = WorkerResources(work.options.device)
     out.mkdir()
     times = []
     for n, case in enumerate([cases[0]] + list(cases)):
@@ -107,7 +107,7 @@ def engine(work, cases, out: Path, scheduler: str) -> dict:
 def dask_engine(work, cases, out: Path, workers: int) -> dict:
     from pastacore.cohort.cluster import _local_cluster, local_gpus, local_size
 
-    gpus = local_gpus(work.device) if work.device != "cpu" else 0
+    gpus = local_gpus(work.options.device) if work.options.device != "cpu" else 0
     size, threads = local_size(len(cases), workers, gpus)
     started = time.perf_counter()
     cluster = _local_cluster(size, threads, gpus)  # what `--scheduler local --workers K` starts
@@ -126,12 +126,9 @@ def network_share(work, cases) -> dict:
     lung mask), the network (sliding window) and after it (post-processing, mapping back), from
     the progress marks of ``segment_volume``; the label map and report writing apart. This is
     what a GPU would and would not speed up."""
-    from pastacore.casework.report import report_case
-    from pastacore.casework.segment import segment_case, write_segmentation
-    from pastacore.cohort.engine import WorkerResources
-    from pastacore.report.export import write_report
+    from pastacore.actions import report, segment
 
-    model = WorkerResources(work.device).segmentation_model(work.model)
+    model = segment.load_model(work.options)
     split = {"before the network": [], "network": [], "after the network": [], "write + report json": []}
     for n, case in enumerate([cases[0]] + list(cases)):  # the first is a warm-up
         marks = {}
@@ -140,12 +137,13 @@ def network_share(work, cases) -> dict:
             marks.setdefault(message, time.perf_counter())
 
         started = time.perf_counter()
-        segmented = segment_case(case.inputs["image"], model=model, device=work.device, progress=progress)
+        segmented = segment.run(work.options, segment.SegmentInputs(case.inputs["image"]), progress, model=model)
         ended = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            labels, _ = write_segmentation(segmented, Path(tmp) / "segmentation.nii.gz")
-            report, image, label_map = report_case(case.inputs["image"], labels, image=segmented.image)
-            write_report(report, image, label_map, Path(tmp) / "report", ("json",))
+            labels, _ = segment.write_segmentation(segmented, Path(tmp) / "segmentation.nii.gz")
+            inputs = report.ReportInputs(segmented.image, labels, image_file=case.inputs["image"])
+            reported = report.run(work.report, inputs)
+            report.write(reported, work.report, Path(tmp) / "report")
         if n == 0:
             continue
         split["before the network"].append(marks["running the network"] - started)
@@ -158,8 +156,8 @@ def network_share(work, cases) -> dict:
 def dataset_rate(count: int, out: Path, workers: int) -> dict:
     """``pasta dataset`` (procedural lung tumours in lung1 and lung2, PASTA-Gen layout): seconds
     per case after a warm-up case, timed from the first to the last case."""
+    from pastacore.actions.dataset import generate_dataset
     from pastacore.samples import ensure_samples
-    from pastacore.synthesis import generate_dataset
 
     out.mkdir()
     out = out / "dataset"

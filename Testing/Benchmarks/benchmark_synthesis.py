@@ -59,8 +59,8 @@ def per_lesion(repeats: int) -> list:
 
 
 def throughput(cases: int, workers: int) -> list:
+    from pastacore.actions.dataset import generate_dataset
     from pastacore.samples import ensure_samples
-    from pastacore.synthesis import generate_dataset
 
     folder = ensure_samples()
     backgrounds = [str(folder / "lung1_image.nrrd"), str(folder / "lung2_image.nrrd")]

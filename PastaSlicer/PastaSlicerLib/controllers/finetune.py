@@ -1,7 +1,7 @@
 """Fine-tune: volumes with their edited segmentations -> a new model in the model list.
 
-The start is the selected model, or a MIS-FM / PyMIC network (``start``: a PyMIC checkpoint
-with its config, or a folder the Pretrain action wrote; see :mod:`.pretrain`).
+The start is the selected model, or a MIS-FM / PyMIC network (``options.start``: a PyMIC
+checkpoint with its config, or a folder the Pretrain action wrote; see :mod:`.pretrain`).
 
 The user picks volumes and the segmentations they corrected (lesion segments by terminology
 or name; organ segments optional). Each pair is exported into the job folder as a CT and a
@@ -14,9 +14,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from pastacore.actions.finetune import FinetuneOptions
 from pastacore.errors import PastaError
 
-from .jobs import start_job
+from .jobs import start_action
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
 
@@ -32,17 +33,8 @@ class FinetuneCase:
 @dataclass
 class FinetuneRequest:
     cases: list  # FinetuneCase, trained on
-    name: str  # the new model's name in the model list
-    model: str = ""  # start model: installed name, file or folder; "" = built-in default
-    start: str = ""  # instead: a MIS-FM / PyMIC start (checkpoint, pretrain folder; see controllers.pretrain)
-    start_config: str = ""  # the start checkpoint's network config (JSON)
+    options: FinetuneOptions  # the new model's name, the start model, steps, device...
     validation: list = field(default_factory=list)  # FinetuneCase, held out: scored before and after
-    steps: int = 250
-    device: str = "auto"
-    synthetic_fraction: float = 0.0
-    freeze_encoder_steps: int = 0
-    seed: int = 0
-    patch: tuple | None = None  # training patch (None: the start's own)
     overwrite: bool = False  # replace an installed model of that name
 
 
@@ -87,23 +79,25 @@ class FinetuneController:
                     f"'{case.segmentation.GetName()}' has no lesion segment: name the lesions as lesions "
                     "(e.g. 'Lung tumor') or pick them"
                 )
-        if not re.fullmatch(NAME_PATTERN, request.name or ""):
+        options = request.options
+        if not re.fullmatch(NAME_PATTERN, options.name or ""):
             return "Name the new model (letters, digits, '.', '_' and '-')"
-        if not request.overwrite and any(m.name == request.name for m in self.store.list()):
-            return f"A model named '{request.name}' is already installed; choose another name"
-        if request.steps < 1:
+        if not request.overwrite and any(m.name == options.name for m in self.store.list()):
+            return f"A model named '{options.name}' is already installed; choose another name"
+        if options.steps is not None and options.steps < 1:
             return "Train for at least one step"
-        if request.start:
+        if options.start:
             from .pretrain import StartList
 
-            return StartList.problem(request.start, request.start_config)
+            return StartList.problem(options.start, options.start_config)
         return None
 
     # -- run --------------------------------------------------------------------------------
-    def _export(self, case: FinetuneCase, key: str, volumes: dict) -> dict:
-        """The case's CT and label map (1 = organ, 2 = lesion) into ``volumes`` under ``key``."""
+    def _export(self, case: FinetuneCase):
+        """The case's CT and label map (1 = organ, 2 = lesion): ``(actions.finetune.FinetuneCase, has organ)``."""
         import numpy as np
 
+        from pastacore.actions import finetune
         from pastacore.mrml.segmentations import labels_from_segmentation
         from pastacore.mrml.volumes import volume_from_node
 
@@ -113,51 +107,48 @@ class FinetuneController:
         classes = np.zeros(labels.array.shape, np.uint8)
         classes[np.isin(labels.array, [n for n, sid in enumerate(ids, start=1) if sid in organs])] = 1
         classes[np.isin(labels.array, [n for n, sid in enumerate(ids, start=1) if sid in lesions])] = 2
-        volumes[f"{key}_image"] = volume_from_node(case.volume)
-        volumes[f"{key}_labels"] = labels.with_array(classes, is_label=True)
-        return {"name": case.volume.GetName(), "image": f"{key}_image", "labels": f"{key}_labels", "has_organ": bool(organs)}
+        image = volume_from_node(case.volume)
+        return finetune.FinetuneCase(image, labels.with_array(classes, is_label=True), case.volume.GetName()), bool(organs)
 
     def start(self, request: FinetuneRequest, on_progress=None, on_finished=None):
         """Start fine-tuning; ``on_finished(Outcome)`` carries the installed model."""
         problem = self.problem(request)
         if problem:
             raise PastaError(problem)
-        volumes = {}
-        cases = [self._export(c, f"case{n}", volumes) for n, c in enumerate(request.cases)]
-        val_cases = [self._export(c, f"val{n}", volumes) for n, c in enumerate(request.validation)]
-        with_organ = {c["has_organ"] for c in cases + val_cases}
+        from dataclasses import replace
+
+        from pastacore.actions.finetune import FinetuneInputs
+        from pastacore.tasks.exchange import in_job_folder
+
+        cases = [self._export(c) for c in request.cases]
+        val_cases = [self._export(c) for c in request.validation]
+        with_organ = {has_organ for _, has_organ in cases + val_cases}
         if len(with_organ) > 1:
             raise PastaError("pick organ segments for every case or for none")
-        params = {
-            "cases": cases,
-            "val_cases": val_cases,
-            "model": request.model or None,
-            "start": request.start or None,
-            "start_config": request.start_config or None,
-            "name": request.name,
-            "store": str(self.store.root),
-            "overwrite": bool(request.overwrite),
-            "lesion_labels": [2],
-            "organ_labels": [1] if with_organ == {True} else [],
+        options = replace(
+            request.options,
+            lesion_labels=(2,),
+            organ_labels=(1,) if with_organ == {True} else None,
+            checkpoint_every=0,
             # a PyMIC start knows no organ to draw: without organ segments the organ is trained as background
-            "organ_source": "none" if request.start and with_organ != {True} else "auto",
-            "settings": {
-                "steps": int(request.steps),
-                "device": request.device,
-                "synthetic_fraction": float(request.synthetic_fraction),
-                "freeze_encoder_steps": int(request.freeze_encoder_steps),
-                "seed": int(request.seed),
-                "patch": list(request.patch) if request.patch else None,
-                "checkpoint_every": 0,
-            },
-        }
-        return start_job(
-            self.runner, "finetune", params, volumes, self._installed, on_progress, on_finished, describe=self._describe
+            organ_source="none" if request.options.start and with_organ != {True} else request.options.organ_source,
+        )
+        inputs = FinetuneInputs([c for c, _ in cases], in_job_folder("model"), [c for c, _ in val_cases])
+        return start_action(
+            self.runner,
+            "finetune",
+            options,
+            inputs,
+            self._installed,
+            on_progress,
+            on_finished,
+            describe=self._describe,
+            output={"store": str(self.store.root), "overwrite": bool(request.overwrite)},
         )
 
     def _installed(self, result, folder):
         self.last_result = result
-        return self.store.get(result["model"])
+        return self.store.get(result["written"]["model"])
 
     def _describe(self, model) -> str:
         rows = (self.last_result or {}).get("validation") or []

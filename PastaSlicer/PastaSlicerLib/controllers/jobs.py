@@ -63,6 +63,19 @@ def start_job(
         raise
 
 
+def start_action(
+    runner, action: str, options, inputs, apply, on_progress=None, on_finished=None, describe=lambda value: "", output=None
+):
+    """Start the user's action ``action`` (:mod:`pastacore.actions`) with its options object and
+    inputs (Volumes travel through the job folder); ``apply(result, folder)`` as for :func:`start_job`,
+    with ``result["volumes"]`` naming the volumes the action returned in ``folder``."""
+    from pastacore.tasks.jobs import ACTION_JOB, action_params
+
+    volumes = {}
+    params = action_params(action, options, inputs, volumes, output)
+    return start_job(runner, ACTION_JOB, params, volumes, apply, on_progress, on_finished, describe)
+
+
 def alive(scene, node) -> bool:
     """Whether ``node`` is still in ``scene`` (not deleted, scene not closed) since it was chosen."""
     return node is not None and node.GetScene() is scene and scene.GetNodeByID(node.GetID()) is node

@@ -1,7 +1,7 @@
 """Pretrain: a folder of the user's unlabelled CTs -> a VolF-pretrained network (MIS-FM) that
 fine-tuning can start from; and the list of such starts.
 
-The ``pretrain`` job runs in the task process (:mod:`pastacore.actions.pretrain`): the CTs are
+The ``pretrain`` action runs in the task process (:mod:`pastacore.actions.pretrain`): the CTs are
 prepared as a cohort, the network trains on VolF pairs, and the output folder receives
 ``model.pt``, ``config.json``, ``log.json``. The result joins the user's list of fine-tuning
 starts (``starts.json`` in the model store's folder), beside MIS-FM files the user adds
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pastacore.errors import PastaError
 
-from .jobs import start_job
+from .jobs import start_action
 
 STARTS_FILE = "starts.json"
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
@@ -105,25 +105,28 @@ class PretrainController:
 
     def _options(self, request: PretrainRequest):
         from pastacore.actions.pretrain import PretrainOptions
-        from pastacore.training.finetune import Checkpoints
 
-        resume = request.resume
-        if resume is None:
-            resume = bool(request.out) and Checkpoints(request.out).exists() and not request.overwrite
         return PretrainOptions(
             steps=int(request.steps),
             config=request.config,
             patch=tuple(request.patch) if request.patch else None,
             device=request.device,
             seed=int(request.seed),
-            resume=bool(resume),
-            overwrite=bool(request.overwrite),
         )
+
+    def _inputs(self, request: PretrainRequest):
+        from pastacore.actions.pretrain import PretrainInputs
+        from pastacore.training.finetune import Checkpoints
+
+        resume = request.resume
+        if resume is None:
+            resume = bool(request.out) and Checkpoints(request.out).exists() and not request.overwrite
+        return PretrainInputs([str(request.images)], str(request.out), bool(resume), bool(request.overwrite))
 
     def problem(self, request: PretrainRequest) -> str | None:
         """Why pretraining cannot start, or None."""
-        from pastacore.actions.pretrain import check_folder
-        from pastacore.cohort.inputs import read_inputs
+        from pastacore.actions.pretrain import check
+        from pastacore.fileio.cases import read_inputs
 
         if not request.images or not Path(request.images).exists():
             return "Choose the folder of CTs to pretrain on"
@@ -135,27 +138,22 @@ class PretrainController:
             return "Train for at least one step"
         try:
             read_inputs([request.images])
-            options = self._options(request)
-            options.check()
-            check_folder(options, request.out)
+            check(self._options(request), self._inputs(request))
         except PastaError as exc:
             return str(exc)
         return None
 
     def start(self, request: PretrainRequest, on_progress=None, on_finished=None):
         """Start pretraining; ``on_finished(Outcome)`` carries the new :class:`TrainingStart`."""
-        from pastacore.actions.options import options_to_dict
-
         problem = self.problem(request)
         if problem:
             raise PastaError(problem)
         name = request.name or Path(request.out).name
-        params = {"images": [str(request.images)], "out": str(request.out), "options": options_to_dict(self._options(request))}
-        return start_job(
+        return start_action(
             self.runner,
             "pretrain",
-            params,
-            {},
+            self._options(request),
+            self._inputs(request),
             lambda result, folder: self.starts.add(result["out"], name=name),
             on_progress,
             on_finished,

@@ -9,7 +9,7 @@ from dataclasses import asdict
 
 from pastacore.errors import PastaError
 
-from .jobs import alive, require_alive, start_job
+from .jobs import alive, require_alive, start_action
 
 TABLE_ROLE = "PASTA.MeasurementTable"  # segmentation node -> its measurement table node
 
@@ -105,19 +105,12 @@ class ReportController:
     ):
         """Predict the five report attributes per lesion; the Outcome's value is
         ``({lesion number: {attribute: AttributeValue}}, [ModelProvenance])``."""
+        from pastacore.actions.attributes import AttributesInputs, AttributesOptions
         from pastacore.report.model import AttributeValue, ModelProvenance
 
-        if not head:
-            raise PastaError("choose the attribute head (a PASTA checkpoint or a head from 'pasta train-head')")
+        options = AttributesOptions(head=str(head or ""), encoder=str(encoder or ""), device=device)
+        options.check()
         image, labels, names = self.inputs(volume, segmentation, segment_ids)
-        params = {
-            "image": "image",
-            "labels": "labels",
-            "names": {str(k): v for k, v in names.items()},
-            "head": str(head),
-            "encoder": str(encoder) if encoder else None,
-            "device": device,
-        }
 
         def read(result, folder):
             predicted = {
@@ -125,11 +118,11 @@ class ReportController:
             }
             return predicted, [ModelProvenance(**m) for m in result["models"]]
 
-        return start_job(
+        return start_action(
             self.runner,
             "attributes",
-            params,
-            {"image": image, "labels": labels},
+            options,
+            AttributesInputs(image, labels, {str(k): v for k, v in names.items()}),
             read,
             on_progress,
             on_finished,
@@ -177,68 +170,73 @@ class ReportController:
         lesions the reader chose (numbers of :meth:`review`); ``baseline_dir``: an earlier report
         folder, making this the follow-up report (``baseline_volume``: the baseline CT node, to
         register this CT to it before pairing lesions)."""
+        from pastacore.actions.report import ReportInputs, ReportOptions
         from pastacore.candidates import candidates_to_json
-        from pastacore.report.export import parse_formats
+        from pastacore.mrml.segmentations import recorded_model, recorded_review
 
-        formats = parse_formats(",".join(formats or self.formats()))
         image, labels, names = self.inputs(volume, segmentation, segment_ids)
-        review = self._review_arguments(segmentation, segment_ids, floor)
-        params = {
-            "image": "image",
-            "labels": "labels",
-            "names": {str(k): v for k, v in names.items()},
-            "lesion_labels": sorted(names),
-            "case": self.case(volume, segmentation),
-            "out_dir": str(out_dir),
-            "formats": list(formats),
-            "overwrite": bool(overwrite),
-            "attributes": {str(n): {a: asdict(v) for a, v in values.items()} for n, values in (attributes or {}).items()},
-            "models": [asdict(m) for m in list(models or ()) + self.segmentation_models(segmentation)],
-            "candidates": None if review["candidates"] is None else candidates_to_json(review["candidates"]),
-            "confirmed": {str(k): v for k, v in review["confirmed"].items()},
-            "floor": review["floor"].to_dict(),
-            "targets": list(targets or ()),
-            "baseline_dir": str(baseline_dir) if baseline_dir else None,
-        }
-        volumes = {"image": image, "labels": labels}
+        floor = floor or {}
+        options = ReportOptions(
+            formats=tuple(formats or self.formats()),
+            lesion_labels=tuple(sorted(names)) or None,
+            min_long_axis_mm=floor.get("min_long_axis_mm"),
+            min_volume_ml=floor.get("min_volume_ml"),
+            min_confidence=floor.get("min_confidence"),
+            targets=tuple(targets) if targets else None,
+            baseline=str(baseline_dir) if baseline_dir else "",
+        )
+        options.check()
+        options.format_names()
+        candidates, confirmed = recorded_review(segmentation, self.chosen_segments(segmentation, segment_ids))
+        inputs = ReportInputs(
+            image,
+            labels,
+            case=self.case(volume, segmentation),
+            label_names={str(k): v for k, v in names.items()},
+            models=[asdict(m) for m in list(models or ()) + self.segmentation_models(segmentation)],
+            candidates=None if candidates is None else candidates_to_json(candidates),
+            confirmed={str(k): v for k, v in confirmed.items()},
+            attributes={str(n): {a: asdict(v) for a, v in values.items()} for n, values in (attributes or {}).items()},
+            model_record=recorded_model(segmentation),
+        )
         if baseline_volume is not None:
             from pastacore.mrml.volumes import volume_from_node
 
             require_alive(self.scene, baseline_volume, "baseline CT volume")
-            volumes["baseline_image"] = volume_from_node(baseline_volume)
-            params["baseline_image"] = "baseline_image"
-        return start_job(
+            inputs.baseline_image = volume_from_node(baseline_volume)
+        return start_action(
             self.runner,
             "report",
-            params,
-            volumes,
+            options,
+            inputs,
             lambda result, folder: result["written"],
             on_progress,
             on_finished,
             describe=lambda written: f"Wrote {len(written)} file(s) to {out_dir}.",
+            output={"out_dir": str(out_dir), "overwrite": bool(overwrite)},
         )
 
     def compare(self, baseline_dir, followup_dir, baseline_volume=None, followup_volume=None, on_progress=None, on_finished=None):
         """RECIST 1.1 response between two report folders (two time points); with both CT nodes, the
         follow-up CT is registered to the baseline CT first. The Outcome's value is the comparison
         (``report.followup.Comparison.to_dict()``: pairs, sums, response and the rule)."""
+        from pastacore.actions.compare import CompareInputs, CompareOptions
         from pastacore.mrml.volumes import volume_from_node
 
         if not baseline_dir or not followup_dir:
             raise PastaError("choose the baseline and the follow-up report folders")
         if (baseline_volume is None) != (followup_volume is None):
             raise PastaError("choose both CT volumes to register them, or neither")
-        params, volumes = {"baseline_dir": str(baseline_dir), "followup_dir": str(followup_dir)}, {}
+        inputs = CompareInputs(str(baseline_dir), str(followup_dir))
         if baseline_volume is not None:
-            for name, node in (("baseline_image", baseline_volume), ("followup_image", followup_volume)):
+            for node in (baseline_volume, followup_volume):
                 require_alive(self.scene, node, "CT volume")
-                volumes[name] = volume_from_node(node)
-                params[name] = name
-        return start_job(
+            inputs.baseline_image, inputs.followup_image = volume_from_node(baseline_volume), volume_from_node(followup_volume)
+        return start_action(
             self.runner,
             "compare",
-            params,
-            volumes,
+            CompareOptions(),
+            inputs,
             lambda result, folder: result,
             on_progress,
             on_finished,

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from pastacore.actions.segment import SegmentOptions
 from pastacore.errors import PastaError
 from pastacore.mrml.segmentations import MODEL_ATTRIBUTE  # noqa: F401  (the node attribute naming the model)
 
-from .jobs import require_alive, start_job
+from .jobs import require_alive, start_action
 
 
 @dataclass
 class SegmentRequest:
     volume: object  # vtkMRMLScalarVolumeNode
-    model: str = ""  # installed name, weight file or model folder; "" = built-in default
+    options: SegmentOptions = field(default_factory=SegmentOptions)  # model, organ ("body": the whole body), device...
     organ_segmentation: object = None  # vtkMRMLSegmentationNode restricting the search
     organ_segments: tuple = ()  # its segment ids (empty: every segment)
     roi: object = None  # vtkMRMLMarkupsROINode restricting the search
-    whole_body: bool = False  # ignore the model's own organ and search the whole body
-    device: str = "auto"
-    tta: bool = False
     output: object = None  # add the segments to this segmentation instead of a new one
 
 
@@ -46,40 +44,36 @@ class SegmentController:
             return f"inside the box '{request.roi.GetName()}'"
         if request.organ_segmentation is not None:
             return f"in the organ segmentation '{request.organ_segmentation.GetName()}' (+ 20 mm)"
-        region = None if request.whole_body else classical_search_region(declared_organ(request.model or None, self.store))
+        options = request.options
+        if options.organ == "body":
+            return "in the whole body"
+        if options.organ == "lungs":
+            return "in the lungs (found automatically)"
+        region = classical_search_region(declared_organ(options.model or None, self.store))
         return f"in the {region} (the model's organ, found automatically)" if region else "in the whole body"
 
     def start(self, request: SegmentRequest, on_progress=None, on_finished=None):
         """Start segmenting; ``on_finished(Outcome)`` carries the segmentation node."""
+        from pastacore.actions.segment import SegmentInputs
         from pastacore.mrml.roi import box_from_roi
         from pastacore.mrml.segmentations import labels_from_segmentation
         from pastacore.mrml.volumes import volume_from_node
-        from pastacore.tasks.exchange import box_to_list
 
         problem = self.problem(request)
         if problem:
             raise PastaError(problem)
-        volume = volume_from_node(request.volume)
-        inputs = {"image": volume}
-        params = {
-            "image": "image",
-            "model": request.model or None,
-            "device": request.device,
-            "tta": request.tta,
-            "whole_body": request.whole_body,
-        }
+        request.options.check()
+        inputs = SegmentInputs(volume_from_node(request.volume))
         if request.organ_segmentation is not None:
-            organ, _ids = labels_from_segmentation(
+            inputs.organ_mask, _ids = labels_from_segmentation(
                 self.scene, request.organ_segmentation, request.volume, list(request.organ_segments) or None
             )
-            inputs["organ"] = organ
-            params["organ"] = "organ"
         if request.roi is not None:
-            params["roi_box"] = box_to_list(box_from_roi(request.roi, volume.grid))
-        return start_job(
+            inputs.roi_box = box_from_roi(request.roi, inputs.image.grid)
+        return start_action(
             self.runner,
             "segment",
-            params,
+            request.options,
             inputs,
             lambda result, folder: self._add(request, result, folder),
             on_progress,
@@ -94,7 +88,7 @@ class SegmentController:
 
         require_alive(self.scene, request.volume, "input volume")
         output = request.output if request.output is not None and request.output.GetScene() is self.scene else None
-        labels = load_volume(folder, result["labels"])
+        labels = load_volume(folder, result["volumes"]["labels"])
         node, added = add_labels_to_segmentation(
             self.scene,
             labels,

@@ -5,33 +5,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pastacore.actions.dataset import DatasetOptions
+from pastacore.actions.synth import SynthOptions
 from pastacore.errors import PastaError
 
-from .jobs import alive, require_alive, start_job
+from .jobs import alive, require_alive, start_action
 
 
 @dataclass
 class SynthRequest:
     volume: object  # vtkMRMLScalarVolumeNode receiving the lesion (never modified)
-    lesion_type: str = ""  # one of pastacore.synthesis.lesion_types(); "" = from the text
-    attributes: str = ""  # free text, e.g. "3 cm irregular hypodense liver lesion"
-    seed: int = 0
+    options: SynthOptions = field(default_factory=SynthOptions)  # lesion type, description, seed, engine
     roi: object = None  # vtkMRMLMarkupsROINode: where the lesion goes
     organ_segmentation: object = None  # segments of the organs (the lesion type's organ is found by name)
     organ_segments: tuple = ()
-    backend: str = "procedural"
-    backend_options: dict = field(default_factory=dict)  # e.g. LesionDiffusion's {"steps": 200, "allow_slow": True}
 
 
 @dataclass
 class DatasetRequest:
     backgrounds: str  # folder of background CTs
     output: str  # dataset folder (resumable: finished cases are kept)
-    count: int = 100
-    format: str = "pasta-gen"
-    lesion_type: str = ""
-    attributes: str = ""
-    seed: int = 0
+    options: DatasetOptions = field(default_factory=lambda: DatasetOptions(count=100))
 
 
 class SynthController:
@@ -60,7 +54,8 @@ class SynthController:
     def problem(self, request: SynthRequest) -> str | None:
         if request.volume is None:
             return "Select a CT volume"
-        if not request.lesion_type and not request.attributes.strip():
+        options = request.options
+        if not options.lesion_type and not str(options.attributes).strip():
             return "Choose a lesion type or describe the lesion"
         return None
 
@@ -79,39 +74,27 @@ class SynthController:
 
     def preview(self, request: SynthRequest, on_progress=None, on_finished=None):
         """Synthesise into a new preview volume (replacing an earlier preview)."""
+        from pastacore.actions.synth import SynthInputs
         from pastacore.mrml.roi import box_from_roi
         from pastacore.mrml.segmentations import labels_from_segmentation
         from pastacore.mrml.volumes import volume_from_node
-        from pastacore.tasks.exchange import box_to_list
 
         problem = self.problem(request)
         if problem:
             raise PastaError(problem)
-        volume = volume_from_node(request.volume)
-        inputs = {"image": volume}
-        params = {
-            "image": "image",
-            "lesion_type": request.lesion_type,
-            "attributes": request.attributes,
-            "seed": int(request.seed),
-            "backend": request.backend,
-            "backend_options": dict(request.backend_options),
-        }
+        inputs = SynthInputs(volume_from_node(request.volume))
         if request.organ_segmentation is not None:
-            organ, ids = labels_from_segmentation(
+            inputs.organ_mask, ids = labels_from_segmentation(
                 self.scene, request.organ_segmentation, request.volume, list(request.organ_segments) or None
             )
             segmentation = request.organ_segmentation.GetSegmentation()
-            inputs["organ"] = organ
-            params.update(
-                organ="organ", organ_names={str(n): segmentation.GetSegment(sid).GetName() for n, sid in enumerate(ids, start=1)}
-            )
+            inputs.organ_names = {str(n): segmentation.GetSegment(sid).GetName() for n, sid in enumerate(ids, start=1)}
         if request.roi is not None:
-            params["roi_box"] = box_to_list(box_from_roi(request.roi, volume.grid))
-        return start_job(
+            inputs.roi_box = box_from_roi(request.roi, inputs.image.grid)
+        return start_action(
             self.runner,
-            "synthesize",
-            params,
+            "synth",
+            request.options,
             inputs,
             lambda r, f: self._show(request, r, f),
             on_progress,
@@ -128,12 +111,14 @@ class SynthController:
         require_alive(self.scene, request.volume, "input volume")
         self.discard()
         source = request.volume
-        preview = volumes.node_from_volume(self.scene, load_volume(folder, result["image"]), f"{source.GetName()} PASTA preview")
+        preview = volumes.node_from_volume(
+            self.scene, load_volume(folder, result["volumes"]["image"]), f"{source.GetName()} PASTA preview"
+        )
         if source.GetDisplayNode() is not None and preview.GetDisplayNode() is not None:
             preview.GetDisplayNode().CopyContent(source.GetDisplayNode())
         lesion, _added = add_labels_to_segmentation(
             self.scene,
-            load_volume(folder, result["labels"]),
+            load_volume(folder, result["volumes"]["labels"]),
             segments_from_dict(result["segments"]),
             preview,
             name=f"{source.GetName()} PASTA preview lesion",
@@ -177,24 +162,18 @@ class SynthController:
 
     # -- batch ------------------------------------------------------------------------------
     def start_dataset(self, request: DatasetRequest, on_progress=None, on_finished=None):
+        from pastacore.actions.dataset import DatasetInputs
+
         if not str(request.backgrounds or "").strip():
             raise PastaError("choose the folder of background CTs")
         if not str(request.output or "").strip():
             raise PastaError("choose the output folder")
-        params = {
-            "backgrounds_dir": str(request.backgrounds),
-            "output_dir": str(request.output),
-            "count": int(request.count),
-            "format": request.format,
-            "lesion_type": request.lesion_type or None,
-            "attributes": request.attributes or None,
-            "seed": int(request.seed),
-        }
-        return start_job(
+        request.options.check()
+        return start_action(
             self.runner,
             "dataset",
-            params,
-            {},
+            request.options,
+            DatasetInputs(str(request.backgrounds), str(request.output)),
             lambda result, folder: result,
             on_progress,
             on_finished,

@@ -73,6 +73,12 @@ def _convert(value: Any, hint: Any, name: str, cls: type) -> Any:
         return dict(value)
     if hint is Any:
         return value
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        if not isinstance(value, dict):
+            raise _bad(value, name, cls)
+        return options_from_dict(hint, value)
     if hint is bool:
         if not isinstance(value, bool):
             raise _bad(value, name, cls)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from ..errors import PastaError, option
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
 
     from ..families.pymic.pretrain import PretrainSettings
 
@@ -48,8 +48,6 @@ class PretrainOptions:
     scheduler: str = "inline"  # where CTs are prepared: inline, local (Dask) or a scheduler's address
     workers: int | None = None
     checkpoint_every: int = 100
-    resume: bool = False
-    overwrite: bool = False
 
     def check(self) -> None:
         """Refuse values that cannot work, before any heavy work."""
@@ -102,53 +100,74 @@ class PretrainOptions:
         )
 
 
-def check_folder(options: PretrainOptions, out: str | Path) -> Path:
-    """The output folder, refused before any work when it holds an earlier result (without
-    ``overwrite``) or an unfinished run's checkpoint (without ``resume`` or ``overwrite``)."""
+@dataclass
+class PretrainInputs:
+    images: list  # CT files, folders, globs or a cohort CSV
+    out: str | Path  # the folder to write (also holds the prepared CTs and the checkpoint)
+    resume: bool = False  # continue the unfinished run whose checkpoint ``out`` holds
+    overwrite: bool = False  # replace an earlier result (and an unfinished run's checkpoint) in ``out``
+
+
+@dataclass
+class PretrainedNetwork:
+    folder: Path  # the folder written
+    log: dict  # its log.json
+
+    def to_dict(self) -> dict:
+        """The result a front end reads back (the per-step curves stay in log.json)."""
+        summary = {k: v for k, v in self.log.items() if k not in ("loss", "foreground_dice")}
+        return {**summary, "out": str(self.folder), "final_loss": self.log["loss"][-1]}
+
+    def volumes(self) -> dict:
+        return {}
+
+
+def check(options: PretrainOptions, inputs: PretrainInputs) -> Path:
+    """Everything that can be refused before any work; returns the output folder. A folder
+    holding an earlier result is refused without ``overwrite``, one holding an unfinished run's
+    checkpoint without ``resume`` or ``overwrite``."""
     from ..families.pymic.pretrain import PRETRAIN_FILES
     from ..fileio.atomic import check_output_dir
     from ..training.finetune import Checkpoints
 
-    out = check_output_dir(out, options.overwrite or options.resume, PRETRAIN_FILES)
+    options.check()
+    if not inputs.images:
+        raise PastaError("give the CTs to pretrain on")
+    out = check_output_dir(inputs.out, inputs.overwrite or inputs.resume, PRETRAIN_FILES)
     checkpoints = Checkpoints(out)
-    if checkpoints.exists() and not (options.resume or options.overwrite):
+    if checkpoints.exists() and not (inputs.resume or inputs.overwrite):
         raise PastaError(
             f"{out} holds the checkpoint of an unfinished run ({checkpoints.describe()}); pass {option('resume')} "
             f"to continue it or {option('overwrite')} to start again"
         )
-    if options.resume and not checkpoints.exists():
+    if inputs.resume and not checkpoints.exists():
         raise PastaError(f"nothing to resume: {out} holds no checkpoint of an earlier run")
     return out
 
 
 def run(
     options: PretrainOptions,
-    images: Sequence[str | Path],
-    out: str | Path,
+    inputs: PretrainInputs,
     progress: Callable[[float, str], None] | None = None,
     is_cancelled: Callable[[], bool] | None = None,
     say: Callable[[str], None] | None = None,
-) -> dict:
-    """Pretrain on ``images`` (CT files, folders, globs or a cohort CSV) into the folder ``out``;
-    returns log.json's content plus ``"out"``."""
+) -> PretrainedNetwork:
+    """Pretrain on ``inputs.images`` into the folder ``inputs.out`` (see the module notes)."""
     from ..families.pymic.prepare import prepare_cohort
     from ..families.pymic.pretrain import PRETRAIN_FILES, VolumeSource, pretrain, write_pretrain_folder
     from ..fileio.atomic import atomic_directory
     from ..training.finetune import Checkpoints
     from ..training.recipe import require_monai
 
-    options.check()
-    if not images:
-        raise PastaError("give the CTs to pretrain on")
+    out = check(options, inputs)
     require_monai()
     config = options.network_config()
     settings = options.settings()
-    out = check_folder(options, out)
     report = progress or (lambda fraction, message="": None)
     say = say or (lambda text: None)
     out.mkdir(exist_ok=True)
     volumes, summary = prepare_cohort(
-        images,
+        [str(i) for i in inputs.images],
         out / PREPARED,
         config["hu_window"],
         scheduler=options.scheduler,
@@ -164,15 +183,15 @@ def run(
         "method": options.method,
         "config": config,
         "settings": settings.to_dict(),
-        "images": [str(v.parent.name) for v in volumes],
+        "images": [v.parent.name for v in volumes],
     }
-    checkpoints.start(run_key, options.resume)
+    checkpoints.start(run_key, inputs.resume)
     result = pretrain(
         volumes,
         config,
         settings,
         checkpoints=checkpoints,
-        resume=options.resume,
+        resume=inputs.resume,
         progress=lambda f, m="": report(0.1 + 0.88 * f, m),
         is_cancelled=is_cancelled,
     )
@@ -180,4 +199,7 @@ def run(
         log = write_pretrain_folder(folder, config, settings, result, VolumeSource(volumes, config["hu_window"]), summary)
     checkpoints.clear()
     report(1.0, "pretrained")
-    return {**log, "out": str(out)}
+    return PretrainedNetwork(out, log)
+
+
+OPTIONS, INPUTS = PretrainOptions, PretrainInputs

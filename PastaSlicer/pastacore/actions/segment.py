@@ -143,7 +143,7 @@ def run(
         organ_volume = organ_from_labels(
             as_volume(inputs.organ_mask, is_label=True),
             label=options.organ_label,
-            organ=options.organ or None,
+            organ=options.organ if options.organ not in ("", *REGIONS) else None,
             totalsegmentator_version=options.totalsegmentator_version,
         )
     elif options.organ and options.organ != "body":
@@ -182,3 +182,6 @@ def write_segmentation(case: SegmentedCase, out: str | Path, overwrite: bool = F
         write_volume(case.result.labels, labels_temp)
         write_sidecar(sidecar_temp, case.description)
     return Path(out), sidecar
+
+
+OPTIONS, INPUTS = SegmentOptions, SegmentInputs

@@ -13,6 +13,15 @@ import argparse
 import sys
 
 MODES = ("segment", "report", "synth")
+FAILED_CASES = 3  # the exit code of a run whose every case ended but some failed (not bad usage, not a bug)
+
+
+def report_failures(failures: list, more: str) -> None:
+    """Each failed case with its reason on stderr (the first 20; ``more`` says where the rest are)."""
+    for case, reason in failures[:20]:
+        print(f"failed: {case}: {reason}", file=sys.stderr)
+    if len(failures) > 20:
+        print(f"failed: ... and {len(failures) - 20} more: {more}", file=sys.stderr)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,32 +37,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "an interrupted run resumes. Research use only.",
     )
     modes = p.add_subparsers(dest="mode", metavar="MODE", parser_class=type(p))
-    segment = modes.add_parser("segment", help="segment each CT and measure its lesions")
+    from .report_cmd import add_report_arguments
+    from .segment_cmd import add_segment_arguments
+    from .synth_cmd import add_backend_arguments
+
+    segment = modes.add_parser(
+        "segment",
+        help="segment each CT and measure its lesions",
+        description="pasta segment for every case, and pasta report on its lesions. A case's organ_mask "
+        "column is its organ mask (with organ_label), its box column wins over --roi. With cuda, one "
+        "worker per GPU.",
+    )
     _add_common(segment)
-    segment.add_argument("--model", help="installed model name, weight file or model folder (default: built-in)")
-    segment.add_argument(
-        "--organ",
-        help="lungs or body for every case (default: the model's own organ); a case's "
-        "organ_mask column restricts the search instead",
-    )
-    segment.add_argument(
-        "--totalsegmentator-version",
-        type=int,
-        choices=(1, 2),
-        default=2,
-        help="label numbering of TotalSegmentator organ masks (default 2)",
-    )
-    segment.add_argument("--roi", help="box R1,A1,S1,R2,A2,S2 in RAS mm for every case (a case's box column wins)")
-    segment.add_argument("--device", default="auto", help="auto, cuda or cpu (cuda: one worker per GPU)")
-    segment.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8x slower)")
-    segment.add_argument("--overlap", type=float, default=0.5, help="patch overlap in [0, 1) (default 0.5)")
-    segment.add_argument("--min-lesion-mm3", type=float, default=0.0, help="drop lesion pieces smaller than this")
-    _add_report_options(segment)
+    add_segment_arguments(segment)
+    add_report_arguments(segment, default_formats="json")
     segment.set_defaults(func=run)
     report = modes.add_parser("report", help="measure and report each case's lesions (CSV with image,seg)")
     _add_common(report)
-    _add_report_options(report)
-    report.add_argument("--lesion-label", type=int, action="append", help="label value of the lesions (repeatable)")
+    add_report_arguments(report, default_formats="json")
     report.set_defaults(func=run)
     synth = modes.add_parser("synth", help="insert a synthetic lesion into each CT")
     _add_common(synth)
@@ -66,8 +67,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     synth.add_argument(
         "--seed", type=seed, default=0, help="cohort seed: a case's seed derives from it and its case id (a seed column wins)"
     )
-    from .synth_cmd import add_backend_arguments
-
     add_backend_arguments(synth)
     synth.set_defaults(func=run)
     status = modes.add_parser("status", help="summarise a cohort folder's manifest")
@@ -109,11 +108,6 @@ def _add_common(p):
     )
 
 
-def _add_report_options(p):
-    p.add_argument("--formats", default="json", help="report files per case: json (default), html, pdf, seg, sr")
-    p.add_argument("--whole-labels", action="store_true", help="one lesion per label instead of per connected piece")
-
-
 # -- running a cohort ------------------------------------------------------------------------------
 
 
@@ -121,9 +115,9 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from ..cohort.engine import run_cohort
-    from ..cohort.inputs import read_inputs
     from ..cohort.table import CSV_NAME
     from ..fileio.atomic import check_folder_apart, check_output_dir
+    from ..fileio.cases import read_inputs
     from .progress import bar
 
     rows, ignored = read_inputs(args.inputs, need_seg=args.mode == "report")
@@ -150,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
             args.out,
             scheduler=args.scheduler,
             workers=args.workers,
-            device=getattr(args, "device", "auto"),
+            device=getattr(args, "device", "auto") if args.mode == "segment" else "auto",
             progress=progress,
             notify=lambda line: print(line, flush=True),
         )
@@ -161,11 +155,8 @@ def run(args: argparse.Namespace) -> int:
         f"{args.out}: {summary['done']} done, {summary['skipped']} skipped (done earlier, unchanged), "
         f"{len(failed)} failed ({rate:.1f} cases per minute); every lesion in {CSV_NAME}"
     )
-    for failure in failed[:10]:
-        print(f"  {failure['case_id']}: {failure['error']}")
-    if len(failed) > 10:
-        print(f"  ... and {len(failed) - 10} more: pasta batch status {args.out}")
-    return 1 if failed else 0
+    report_failures([(f["case_id"], f["error"]) for f in failed], f"pasta batch status {args.out}")
+    return FAILED_CASES if failed else 0
 
 
 def _absolute(path):
@@ -179,31 +170,22 @@ def _inputs(row, *roles) -> dict:
 
 
 def _segment_cases(args, rows):
+    from dataclasses import replace
+    from pathlib import Path
+
+    from ..actions.batch import SegmentWork
     from ..cohort.engine import Case
-    from ..cohort.fingerprint import model_sha256
-    from ..cohort.works import SegmentWork
     from ..deps import torch_device_info
-    from ..report.export import parse_formats
+    from .report_cmd import report_options
+    from .segment_cmd import segment_options
 
-    torch_device_info(args.device)  # an unknown or missing device: say so before any work
-    if not 0.0 <= args.overlap < 1.0:
-        from ..errors import PastaError
-
-        raise PastaError(f"--overlap must be in [0, 1), got {args.overlap}")
-    model = _absolute(args.model) if args.model and _exists(args.model) else args.model
-    work = SegmentWork(
-        model=model,
-        model_sha256=model_sha256(model or ""),
-        device=args.device,
-        organ=args.organ,
-        totalsegmentator_version=args.totalsegmentator_version,
-        roi=args.roi,
-        tta=args.tta,
-        overlap=args.overlap,
-        min_lesion_mm3=args.min_lesion_mm3,
-        formats=parse_formats(args.formats),
-        whole_labels=args.whole_labels,
-    )
+    options = segment_options(args)
+    torch_device_info(options.device)  # an unknown or missing device: say so before any work
+    if options.model and Path(options.model).exists():  # a path: the workers may start elsewhere
+        options = replace(options, model=_absolute(options.model))
+    if options.model_config:
+        options = replace(options, model_config=_absolute(options.model_config))
+    work = SegmentWork(options, report_options(args))
     cases = [
         Case(r.case_id, _inputs(r, "image", "organ_mask"), {"organ_label": r.organ_label, "box": r.box}, n)
         for n, r in enumerate(rows)
@@ -212,53 +194,52 @@ def _segment_cases(args, rows):
 
 
 def _report_cases(args, rows):
+    from ..actions.batch import ReportWork
     from ..cohort.engine import Case
-    from ..cohort.works import ReportWork
-    from ..report.export import parse_formats
+    from .report_cmd import report_options
 
-    work = ReportWork(formats=parse_formats(args.formats), lesion_labels=args.lesion_label, whole_labels=args.whole_labels)
+    work = ReportWork(report_options(args))
     return work, [Case(r.case_id, _inputs(r, "image", "seg", "organ_mask"), {}, n) for n, r in enumerate(rows)]
 
 
 def _synth_cases(args, rows):
-    from ..casework.synth import read_attributes_file
+    from ..actions import synth
+    from ..actions.batch import SynthWork, case_seed
     from ..cohort.engine import Case
-    from ..cohort.works import SynthWork, case_seed
-    from ..synthesis.backends import get_backend
+    from ..errors import PastaError
     from ..synthesis.engine import read_attributes
-    from .synth_cmd import backend_options
+    from .synth_cmd import synth_options
 
-    options = backend_options(args)
-    get_backend(args.backend, **options)  # unavailable or too slow: say so before any work
-    attributes = read_attributes_file(args.attributes_json) if args.attributes_json else args.attributes
+    options = synth_options(args, check=False)
+    synth.backend(options)  # unavailable or too slow: say so before any work
+    if options.lesion_type or options.attributes:  # what the command line says for every case: checked first
+        read_attributes(options.attributes or None, options.lesion_type or None)
     cases = []
     for n, r in enumerate(rows):
-        case_attributes = r.attributes if r.attributes is not None else attributes
-        lesion_type = r.lesion_type or args.lesion_type
+        case_attributes = r.attributes if r.attributes is not None else options.attributes or None
+        lesion_type = r.lesion_type or options.lesion_type or None
         if case_attributes is None and lesion_type is None:
-            from ..errors import PastaError
-
             raise PastaError(
                 f"case {r.case_id} has neither attributes nor a lesion type: give --attributes or "
                 "--lesion-type, or those columns in the CSV"
             )
-        read_attributes(case_attributes, lesion_type)  # a contradiction or an unknown type: before any work
+        try:
+            read_attributes(case_attributes, lesion_type)  # a contradiction or an unknown type: known before any work
+            problem = None
+        except PastaError as exc:  # ... and it fails this case alone, as a bad box does
+            problem = str(exc)
         params = {
-            "seed": r.seed if r.seed is not None else case_seed(args.seed, r.case_id),
+            "seed": r.seed if r.seed is not None else case_seed(options.seed, r.case_id),
             "attributes": case_attributes,
             "lesion_type": lesion_type,
             "box": r.box,
             "box_ijk": r.box_ijk,
             "organ_label": r.organ_label,
         }
+        if problem:
+            params["problem"] = problem
         cases.append(Case(r.case_id, _inputs(r, "image", "organ_mask"), params, n))
-    return SynthWork(args.backend, options), cases
-
-
-def _exists(path) -> bool:
-    from pathlib import Path
-
-    return Path(path).exists()
+    return SynthWork(options), cases
 
 
 _WORKS = {"segment": _segment_cases, "report": _report_cases, "synth": _synth_cases}

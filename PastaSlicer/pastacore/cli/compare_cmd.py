@@ -29,28 +29,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="MM",
         help="the smallest sum of diameters so far, when an earlier follow-up was smaller than the baseline",
     )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="compare reports of different patients, or a follow-up dated before its baseline (the output says so)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..errors import PastaError
-    from ..report.followup import compare, comparison_lines, load_report
+    from ..actions import compare
+    from ..report.followup import comparison_lines
 
-    if bool(args.baseline_image) != bool(args.followup_image):
-        raise PastaError("give both --baseline-image and --followup-image to register the scans, or neither")
-    if args.nadir_mm is not None and not args.nadir_mm >= 0:
-        raise PastaError(f"--nadir-mm must be a number of mm >= 0, got {args.nadir_mm}")
-    baseline, followup = load_report(args.baseline), load_report(args.followup)
-    to_baseline, how = None, ""
-    if args.baseline_image:
-        from ..fileio import read_volume
-        from ..report.registration import register
-
-        registration = register(read_volume(args.baseline_image), read_volume(args.followup_image))
-        to_baseline, how = registration.to_baseline, registration.describe()
-    comparison = compare(baseline, followup, to_baseline, how, args.nadir_mm)
+    options = compare.CompareOptions(nadir_mm=args.nadir_mm, force=args.force)
+    options.check()
+    inputs = compare.CompareInputs(args.baseline, args.followup, args.baseline_image, args.followup_image)
+    comparison = compare.run(options, inputs).comparison
     if args.json:
         print(json.dumps(comparison.to_dict(), indent=2))
     else:

@@ -67,43 +67,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from ..casework.synth import read_attributes_file
-    from ..errors import PastaError
-    from ..synthesis import generate_dataset
-    from ..synthesis.backends import get_backend
+    from ..actions import dataset
     from .progress import bar
-    from .synth_cmd import backend_options
+    from .synth_cmd import synth_options
 
-    if args.workers < 1:
-        raise PastaError("--workers must be at least 1")
-    options = backend_options(args)
-    get_backend(args.backend, **options)  # unavailable or too slow: say so before any work
-    attributes = read_attributes_file(args.attributes_json) if args.attributes_json else args.attributes
+    options = dataset.dataset_options(
+        synth_options(args, check=False),
+        count=args.n,
+        format=args.format,
+        lesion_types=tuple(args.types or ()),
+        organ_label=args.organ_label,
+        workers=args.workers,
+        scheduler=args.scheduler or "",
+    )
+    options.check()
     started = time.perf_counter()
+    inputs = dataset.DatasetInputs(args.backgrounds, args.out, args.organ_masks)
     with bar("dataset") as progress:
-        summary = generate_dataset(
-            backgrounds_dir=args.backgrounds,
-            output_dir=args.out,
-            count=args.n,
-            format=args.format,
-            lesion_type=args.types,
-            attributes=attributes,
-            seed=args.seed,
-            progress=progress,
-            organ_masks=args.organ_masks,
-            workers=args.workers,
-            organ_label=args.organ_label,
-            backend=args.backend,
-            backend_options=options,
-            scheduler=args.scheduler,
-            notify=lambda line: print(line, flush=True),
-        )
+        summary = dataset.run(options, inputs, progress, notify=lambda line: print(line, flush=True)).summary
     minutes = (time.perf_counter() - started) / 60
     rate = summary["written"] / minutes if minutes > 0 else 0.0
     print(
         f"{summary['output']}: {summary['written']} written, "
         f"{summary['skipped']} already there, {len(summary['failed'])} failed ({rate:.1f} cases per minute)"
     )
-    for failure in summary["failed"][:10]:
-        print(f"  case {failure['index']}: {failure['error']}")
-    return 0 if not summary["failed"] else 1
+    from .batch_cmd import FAILED_CASES, report_failures
+
+    report_failures([(f"case {f['index']}", f["error"]) for f in summary["failed"]], f"pasta batch status {summary['output']}")
+    return FAILED_CASES if summary["failed"] else 0

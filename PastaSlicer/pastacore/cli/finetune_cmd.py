@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from .argtypes import seed
@@ -10,10 +9,7 @@ from .argtypes import seed
 if TYPE_CHECKING:
     import argparse
 
-    from ..training.finetune import FinetuneSettings
-
-
-NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+    from ..actions.finetune import FinetuneOptions
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--cases",
         metavar="CSV",
-        help="a CSV with columns image,label[,split] (split: train or val; "
+        help="a CSV with columns image,seg[,split] (label is read as seg; split: train or val; "
         "paths relative to the CSV) instead of --images/--labels",
     )
     p.add_argument("--val-images", nargs="+", default=[], metavar="IMG", help="held-out CTs scored before and after")
@@ -131,158 +127,88 @@ def _patch(text):
     return tuple(values)
 
 
-def _read_csv(path):
-    import csv
-    from pathlib import Path
-
-    from ..errors import PastaError
-
-    path = Path(path)
-    try:
-        rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise PastaError(f"cannot read {path.name}: {exc}") from None
-    if not rows or not {"image", "label"} <= set(rows[0]):
-        raise PastaError(f"{path.name} needs a header with columns image,label[,split] and at least one row")
-    train, val = [], []
-    for n, row in enumerate(rows, start=2):
-        split = (row.get("split") or "train").strip().lower()
-        if split not in ("train", "val"):
-            raise PastaError(f"{path.name} line {n}: split is train or val, got {split!r}")
-        (train if split == "train" else val).append(((path.parent / row["image"].strip()), (path.parent / row["label"].strip())))
-    return train, val
-
-
-def _pairs(args):
-    from pathlib import Path
-
+def _cases(args) -> tuple:
+    """``(training cases, held-out cases)`` from --images/--labels or --cases, and --val-*."""
+    from ..actions.finetune import FinetuneCase
     from ..errors import PastaError
 
     if args.cases and (args.images or args.labels):
         raise PastaError("give the cases either with --cases CSV or with --images/--labels, not both")
     if args.cases:
-        train, val = _read_csv(args.cases)
+        from ..fileio.cases import read_inputs
+
+        rows, _ = read_inputs(args.cases, need_seg=True)
+        train = [FinetuneCase(r.image, r.seg) for r in rows if r.split == "train"]
+        val = [FinetuneCase(r.image, r.seg) for r in rows if r.split == "val"]
     else:
         if len(args.images) != len(args.labels):
             raise PastaError(
                 f"--images has {len(args.images)} file(s) and --labels {len(args.labels)}; give one label "
                 "map per image, in the same order"
             )
-        train, val = [(Path(i), Path(b)) for i, b in zip(args.images, args.labels)], []
+        train, val = [FinetuneCase(i, b) for i, b in zip(args.images, args.labels)], []
     if len(args.val_images) != len(args.val_labels):
         raise PastaError(f"--val-images has {len(args.val_images)} file(s) and --val-labels {len(args.val_labels)}")
-    val += [(Path(i), Path(b)) for i, b in zip(args.val_images, args.val_labels)]
+    val += [FinetuneCase(i, b) for i, b in zip(args.val_images, args.val_labels)]
     if not train:
         raise PastaError("give at least one labelled case (--images IMG --labels LAB, or --cases CSV)")
-    for image, labels in train + val:
-        for path in (image, labels):
-            if not path.exists():
-                raise PastaError(f"{path} does not exist")
-    if args.folds and not 2 <= args.folds <= len(train):
-        raise PastaError(f"--folds must be between 2 and the number of training cases ({len(train)}), got {args.folds}")
     return train, val
 
 
-def settings_from(args: argparse.Namespace) -> FinetuneSettings:
-    from ..errors import PastaError
-    from ..training.finetune import EPOCH_STEPS, FEWSHOT_STEPS, FinetuneSettings
+def finetune_options(args: argparse.Namespace) -> FinetuneOptions:
+    """The FinetuneOptions of parsed arguments (checked)."""
+    from ..actions.finetune import FinetuneOptions
 
-    steps = args.steps if args.steps is not None else (args.epochs * EPOCH_STEPS if args.epochs is not None else FEWSHOT_STEPS)
-    if args.epochs is not None and args.epochs < 1:
-        raise PastaError(f"--epochs must be at least 1, got {args.epochs}")
-    settings = FinetuneSettings(
-        steps=steps,
+    options = FinetuneOptions(
+        model=args.model or "",
+        start=args.start or "",
+        start_config=args.start_config or "",
+        name=args.name or "",
+        steps=args.steps,
+        epochs=args.epochs,
         batch_size=args.batch_size,
-        learning_rate=args.lr if args.lr is not None else (1e-3 if args.optimizer == "sgd" else 3e-4),
+        learning_rate=args.lr,
         optimizer=args.optimizer,
+        patch=_patch(args.patch),
         deep_supervision=not args.no_deep_supervision,
         freeze_encoder_steps=args.freeze_encoder_steps,
         synthetic_fraction=args.synthetic_fraction,
         synthetic_lesions=args.synthetic_lesions,
-        patch=_patch(args.patch),
-        seed=args.seed,
+        lesion_labels=_values(args.lesion_label, "--lesion-label"),
+        organ_labels=_values(args.organ_label, "--organ-label"),
+        organ_source=args.organ_source,
+        organ=args.organ or "",
+        folds=args.folds,
         device=args.device,
         amp=not args.no_amp,
+        seed=args.seed,
         checkpoint_every=args.checkpoint_every,
     )
-    settings.check()
-    return settings
+    options.settings()
+    return options
 
 
 def run(args: argparse.Namespace) -> None:
-    import time
-    from pathlib import Path
-
-    from .. import deps
-    from ..errors import PastaError
-    from ..fileio.atomic import atomic_directory, check_folder_apart, check_output_dir
-    from ..training.cases import read_case
-    from ..training.finetune import Checkpoints, finetune
-    from ..training.model_folder import MODEL_FILES, write_model_folder
-    from ..training.recipe import require_monai
-    from ..training.start_model import load_start_model
+    from ..actions import finetune
     from .progress import bar
 
-    started = time.perf_counter()
-    settings = settings_from(args)
-    train_pairs, val_pairs = _pairs(args)
-    lesion_labels, organ_labels = _values(args.lesion_label, "--lesion-label"), _values(args.organ_label, "--organ-label")
-    out = check_output_dir(args.out, args.overwrite, MODEL_FILES)
-    check_folder_apart(out, [p for pair in train_pairs + val_pairs for p in pair if p.is_dir()])
-    name = args.name or re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(args.out).resolve().name).strip("-.") or "finetuned"
-    if not re.fullmatch(NAME_PATTERN, name) or len(name) > 100:
-        raise PastaError(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-' (at most 100)")
-    checkpoints = Checkpoints(out)
-    if checkpoints.exists() and not (args.resume or args.overwrite):
-        raise PastaError(
-            f"{out} holds the checkpoint of an unfinished run ({checkpoints.describe()}); pass --resume "
-            "to continue it or --overwrite to start again"
-        )
-    if args.resume and not checkpoints.exists():
-        raise PastaError(f"nothing to resume: {out} holds no checkpoint of an earlier run")
-    require_monai()
-    deps.torch_device_info(settings.device)  # an unavailable device is refused before any work
-    if args.start_config and not args.start:
-        raise PastaError("--start-config describes the checkpoint given with --start")
-    if args.start:
-        from ..families.pymic.start import start_from
-
-        start = start_from(args.start, args.start_config, organ=args.organ)
-    else:
-        start = load_start_model(args.model, organ=args.organ)
-    settings.train_settings(start, "cpu")  # a patch that does not fit the network is refused before any work
-    options = {"lesion_labels": lesion_labels, "organ_labels": organ_labels, "organ_source": args.organ_source}
+    options = finetune_options(args)
+    train, val = _cases(args)
+    inputs = finetune.FinetuneInputs(train, args.out, val, args.resume, args.overwrite, args.keep_checkpoint)
+    finetune.check(options, inputs)  # refused before any work
     with bar("pasta finetune") as progress:
-        cases = [read_case(i, b, start, **options) for i, b in train_pairs]
-        val_cases = [read_case(i, b, start, **options) for i, b in val_pairs]
-        progress(0.02, "cases read")
-        out.mkdir(exist_ok=True)
-        result = finetune(
-            cases,
-            start,
-            settings,
-            val_cases=val_cases,
-            folds=args.folds,
-            checkpoints=checkpoints,
-            resume=args.resume,
-            progress=lambda f, m="": progress(0.02 + 0.96 * f, m),
-            say=lambda text: print(text, flush=True),
-        )
-        with atomic_directory(out, overwrite=args.overwrite, owned=MODEL_FILES) as folder:
-            description = write_model_folder(folder, name, start, settings, cases, result, time.perf_counter() - started)
-    if not args.keep_checkpoint:
-        checkpoints.clear()
-    for row in result.validation:
+        made = finetune.run(options, inputs, progress, say=lambda text: print(text, flush=True))
+    for row in made.result.validation:
         before, after = row["before"], row["after"]
         print(
             f"{row['case']}{' (' + row['fold'] + ')' if row.get('fold') else ''}: Dice "
             f"{_score(before)} -> {_score(after)}, lesions found {_found(before)} -> {_found(after)}, "
             f"false positives {_false(before)} -> {_false(after)}"
         )
-    loss = description["training_loss"]
+    loss = made.description["training_loss"]
     print(
-        f"wrote {args.out} ({name}: {settings.steps} steps, training loss {loss['first']} -> {loss['last']}, "
-        f"{time.perf_counter() - started:.0f} s); use it with --model {args.out} or 'pasta models import {args.out}'"
+        f"wrote {args.out} ({made.name}: {made.steps} steps, training loss {loss['first']} -> {loss['last']}, "
+        f"{made.seconds:.0f} s); use it with --model {args.out} or 'pasta models import {args.out}'"
     )
 
 

@@ -145,13 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
-    with _signals_raise(), _quiet(args.debug):
+    with _signals_raise(), _quiet(args.debug), _outputs_released():
         try:
             return int(args.func(args) or 0)
         except PastaError as exc:
             if args.debug:
                 raise
-            print(f"error: {exc.render(command_line_flag)}", file=sys.stderr)
+            print(f"error: {readable(exc.render(command_line_flag))}", file=sys.stderr)
             return 2
         except BrokenPipeError:  # `pasta ... | head` closed our output early: not an error of ours
             _discard_stdout()
@@ -163,12 +163,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
             if args.debug:
                 raise
+            first = str(exc).splitlines()[0] if str(exc) else ""
             print(
-                f"error: internal error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                "rerun with --debug and report it",
+                f"error: internal error ({type(exc).__name__}: {readable(first)}); rerun with --debug and report it",
                 file=sys.stderr,
             )
             return 1
+
+
+@contextlib.contextmanager
+def _outputs_released():
+    """The outputs a command claimed (pastacore.fileio.claims) are free again when it ends."""
+    from ..fileio.claims import release_all
+
+    try:
+        yield
+    finally:
+        release_all()
+
+
+LONG_WORD = 120  # a path or value longer than this is shortened in the middle in messages
+
+
+def readable(message: str) -> str:
+    """``message`` with every overlong word (a 4,000-character path) shortened to its two ends."""
+    return " ".join(w if len(w) <= LONG_WORD else f"{w[:50]}...{w[-50:]}" for w in message.split(" "))
 
 
 def _discard_stdout() -> None:

@@ -156,10 +156,25 @@ def run(args: argparse.Namespace) -> None:
 
 def _inspect(args):
     import json
+    from pathlib import Path
 
     from ..networks.loading import inspect_checkpoint
 
-    info = inspect_checkpoint(args.path)
+    path = Path(args.path)
+    from ..modelstore.store import OPEN_CLIP_FILES
+
+    if path.is_dir() and all((path / name).is_file() for name in OPEN_CLIP_FILES):
+        _inspect_open_clip(args, path)
+        return
+    if path.is_dir() and (path / "model.json").is_file() and not (path / "plans.json").is_file():
+        from ..inference.segmentation_model import model_weights
+
+        weights, description = model_weights(str(path))  # a model folder, as `pasta models import` takes it
+        if description.get("family"):
+            _inspect_family(args, weights, description)
+            return
+        path = weights
+    info = inspect_checkpoint(path)
     if args.json:
         print(json.dumps(info.to_dict(), indent=2))
         return
@@ -195,6 +210,49 @@ def _inspect(args):
         )
     for key, value in rows:
         print(f"{key + ':':<20} {'-' if value is None else value}")
+
+
+def _inspect_open_clip(args, folder):
+    """A text encoder folder in open_clip's format (BiomedCLIP), as the store imports it."""
+    import json
+
+    from ..errors import PastaError
+    from ..modelstore.store import OPEN_CLIP_FILES
+    from ..networks.checkpoints import load_checkpoint
+
+    try:
+        config = json.loads((folder / OPEN_CLIP_FILES[0]).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise PastaError(f"cannot read {OPEN_CLIP_FILES[0]} in {folder.name}: {str(exc)[:80]}") from None
+    state = load_checkpoint(folder / OPEN_CLIP_FILES[1])
+    tensors = state if isinstance(state, dict) else {}
+    info = {
+        "architecture": "open_clip text encoder folder",
+        "model_cfg": sorted((config.get("model_cfg") or {}) if isinstance(config, dict) else {}),
+        "tensors": len(tensors),
+        "parameters": int(sum(getattr(t, "numel", lambda: 0)() for t in tensors.values())),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return
+    for key, value in info.items():
+        print(f"{key + ':':<20} {value}")
+
+
+def _inspect_family(args, weights, description):
+    import json
+
+    from ..families import checked_config, family_named
+
+    family = family_named(description["family"])
+    config = checked_config({**(description.get("config") or {}), "family": family.name})
+    summary = family.implementation().verify(weights, config)
+    info = {"family": family.name, "task": family.task, "weights": weights.name, "config": config, **summary}
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return
+    for key, value in info.items():
+        print(f"{key + ':':<20} {value}")
 
 
 def _few(names):
@@ -248,7 +306,9 @@ def _read_labels(path) -> list:
     from pathlib import Path
 
     from ..errors import PastaError
+    from ..fileio.readers import require_regular_file
 
+    require_regular_file(path, "labels file")
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:

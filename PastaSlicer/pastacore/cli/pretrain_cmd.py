@@ -86,23 +86,21 @@ def options_from(args: argparse.Namespace) -> PretrainOptions:
         scheduler=args.scheduler,
         workers=args.workers,
         checkpoint_every=args.checkpoint_every,
-        resume=args.resume,
-        overwrite=args.overwrite,
     )
     options.check()
     return options
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..actions.pretrain import check_folder
-    from ..actions.pretrain import run as pretrain
+    from ..actions import pretrain
     from .progress import bar
 
     options = options_from(args)
-    check_folder(options, args.out)
+    inputs = pretrain.PretrainInputs(list(args.images), args.out, args.resume, args.overwrite)
+    pretrain.check(options, inputs)  # refused before any work
     with bar("pasta pretrain") as progress:
-        log = pretrain(options, args.images, args.out, progress=progress, say=lambda text: print(text, flush=True))
-    loss = log["loss"]
+        made = pretrain.run(options, inputs, progress, say=lambda text: print(text, flush=True))
+    log, loss = made.log, made.log["loss"]
     print(
         f"wrote {args.out} ({log['network']}; {len(log['images'])} CT(s), {options.steps} steps, loss {loss[0]:.3f} -> "
         f"{loss[-1]:.3f}, foreground Dice {log['valid_pred']:.3f}, {log['seconds']:.0f} s); fine-tune from it with "

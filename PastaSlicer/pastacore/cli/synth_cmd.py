@@ -10,6 +10,8 @@ from .argtypes import seed
 if TYPE_CHECKING:
     import argparse
 
+    from ..actions.synth import SynthOptions
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -74,23 +76,49 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
 
 def backend_options(args: argparse.Namespace) -> dict:
     """Options for a diffusion backend from the parsed arguments (none for the procedural one)."""
-    if args.backend == "procedural":
-        return {}
-    return {
-        "steps": args.steps,
-        "allow_slow": args.allow_slow,
-        "device": args.device,
-        "precision": args.precision,
-        "models": args.ld_models,
-        "text_encoder": args.text_encoder,
-    }
+    return synth_options(args, check=False).backend_options()
+
+
+def synth_options(args: argparse.Namespace, check: bool = True) -> SynthOptions:
+    """The SynthOptions of parsed arguments (``pasta synth``; ``pasta batch synth`` and ``pasta
+    synth-dataset`` take the backend's part and set the rest per case)."""
+    from ..actions.synth import SynthOptions, numbers, read_attributes_file
+
+    attributes_json = getattr(args, "attributes_json", None)
+    options = SynthOptions(
+        lesion_type=getattr(args, "lesion_type", None) or "",
+        attributes=read_attributes_file(attributes_json) if attributes_json else getattr(args, "attributes", None) or "",
+        seed=getattr(args, "seed", 0) or 0,
+        box=tuple(numbers(args.box, "--box")) if getattr(args, "box", None) else None,
+        box_ijk=tuple(int(v) for v in _ijk(args.box_ijk)) if getattr(args, "box_ijk", None) else None,
+        organ_label=getattr(args, "organ_label", None),
+        backend=args.backend,
+        steps=args.steps,
+        allow_slow=args.allow_slow,
+        device=args.device,
+        precision=args.precision,
+        ld_models=args.ld_models or "",
+        text_encoder=args.text_encoder or "",
+    )
+    if check:
+        options.check()
+    return options
+
+
+def _ijk(text):
+    from ..actions.synth import numbers
+    from ..errors import PastaError
+
+    values = numbers(text, "--box-ijk")
+    if any(v != int(v) for v in values):
+        raise PastaError("--box-ijk takes whole voxel indices")
+    return values
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..casework.synth import read_attributes_file, synth_case, write_synthesis
+    from ..actions import synth
     from ..fileio.atomic import check_outputs
     from ..fileio.writers import volume_output
-    from ..synthesis.backends import get_backend
     from .progress import bar
 
     check_outputs(
@@ -103,22 +131,11 @@ def run(args: argparse.Namespace) -> int:
         inputs=(args.image, args.organ_mask, args.attributes_json),
         overwrite=args.overwrite,
     )
-    backend = get_backend(args.backend, **backend_options(args))  # unavailable or too slow: say so before any work
-    attributes = read_attributes_file(args.attributes_json) if args.attributes_json else args.attributes
+    options = synth_options(args)
+    engine = synth.backend(options)  # unavailable or too slow: say so before any work
     with bar("synthesising") as progress:
-        case = synth_case(
-            args.image,
-            seed=args.seed,
-            attributes=attributes,
-            box=args.box,
-            box_ijk=args.box_ijk,
-            lesion_type=args.lesion_type,
-            organ_mask=args.organ_mask,
-            organ_label=args.organ_label,
-            backend=backend,
-            progress=progress,
-        )
-    write_synthesis(case, args.out_image, args.out_mask, args.out_report, args.out_type_json, overwrite=args.overwrite)
+        case = synth.run(options, synth.SynthInputs(args.image, args.organ_mask), progress, engine=engine)
+    synth.write_synthesis(case, args.out_image, args.out_mask, args.out_report, args.out_type_json, overwrite=args.overwrite)
     result = case.result
     if result.not_understood:
         print(f"warning: words not understood and ignored: {', '.join(result.not_understood)}", file=sys.stderr)

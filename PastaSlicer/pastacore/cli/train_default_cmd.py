@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..training.default_card import MODEL_FILES
 from .argtypes import seed
 
 if TYPE_CHECKING:
@@ -68,110 +67,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    import platform
-    import time
-
-    import torch
-
-    from ..errors import PastaError
-    from ..fileio.atomic import atomic_directory, check_output_dir
-    from ..training.default_card import training_precision_name, write_default_model
-    from ..training.default_model import default_zone_mm, evaluate, evaluate_tilings, load_background, train_default
-    from ..training.trainer import TrainSettings
+    from ..actions import train_default
     from .progress import bar
 
-    names = [n for n in args.backgrounds.split(",") if n]
-    targets = [n for n in args.evaluate_on.split(",") if n]
-    if not names:
-        raise PastaError("give at least one background case")
-    if args.zone_mm is not None and args.zone_mm < 0:
-        raise PastaError(f"--zone-mm must be 0 or more, got {args.zone_mm}")
-    from ..training.recipe import require_monai
-
-    require_monai()
-    patch = (args.patch,) * 3
-    settings = TrainSettings(
-        base_features=args.base_features,
-        num_pool=4,
-        patch_size=patch,
+    options = train_default.TrainDefaultOptions(
+        backgrounds=tuple(n for n in args.backgrounds.split(",") if n),
+        evaluate_on=tuple(n for n in args.evaluate_on.split(",") if n),
         steps=args.steps,
-        seed=args.seed,
+        lesions=args.lesions,
+        patch=args.patch,
+        base_features=args.base_features,
         spatial_augmentation=args.spatial_augmentation,
         elastic_mm=args.elastic_mm,
+        pleura_mm=args.pleura_mm,
+        hard_negative_steps=args.hard_negative_steps,
+        zone_mm=args.zone_mm,
+        seed=args.seed,
     )
-    started = time.perf_counter()
-    check_output_dir(args.out, args.overwrite, MODEL_FILES)
-    with (
-        atomic_directory(args.out, overwrite=args.overwrite, owned=MODEL_FILES) as folder,
-        bar("pasta train-default") as progress,
-    ):
-        backgrounds = [load_background(n, patch, args.zone_mm) for n in names]
-        trained = train_default(
-            backgrounds,
-            settings,
-            args.lesions,
-            lambda f, m: progress(0.9 * f, m),
-            pleura_mm=args.pleura_mm,
-            hard_negative_steps=args.hard_negative_steps,
-        )
-        network, log, pool = trained.network, trained.log, trained.pool
-        # score exactly what ships: the weights rounded to fp16, as stored
-        network.load_state_dict({k: v.half().float() for k, v in network.state_dict().items()})
-        scores, tilings = [], []
-        for n in targets:
-            bg = next((b for b in backgrounds if b.name == n), None) or load_background(n, patch)
-            plain = evaluate(network, bg, patch)  # as `pasta segment` runs it, and with --tta
-            scores += [dict(plain.__dict__, tta=False), dict(evaluate(network, bg, patch, tta=True).__dict__, tta=True)]
-            tilings.append(evaluate_tilings(network, bg, patch, unshifted=plain))
-        progress(1.0, "saved")
-        metrics = {
-            "backgrounds": names,
-            "synthetic_lesions": pool,
-            "steps": args.steps,
-            "patch": list(patch),
-            "base_features": args.base_features,
-            "seed": args.seed,
-            "spatial_augmentation": args.spatial_augmentation,
-            "elastic_mm": args.elastic_mm,
-            "pleura_mm": args.pleura_mm,
-            "zone_mm": default_zone_mm(args.patch) if args.zone_mm is None else args.zone_mm,
-            "hard_negative_steps": args.hard_negative_steps,
-            "mined_false_positive_ml": trained.mined_ml,
-            "train_seconds": round(log.seconds + (trained.second_log.seconds if trained.second_log else 0)),
-            "total_seconds": round(time.perf_counter() - started),
-            "final_loss": float(sum(log.losses[-50:]) / 50),
-            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-            "evaluation": scores,
-            "trainer": "monai",
-            "precision": training_precision_name(),
-            "evaluation_tilings": tilings,
-        }
-        write_default_model(folder, network, metrics, reproduce_command(metrics, args))
-    for s in scores:
+    with bar("pasta train-default") as progress:
+        metrics = train_default.run(options, train_default.TrainDefaultInputs(args.out, args.overwrite), progress).metrics
+    for s in metrics["evaluation"]:
         print(
             f"{s['case']}{' (TTA)' if s['tta'] else ''}: Dice {s['dice']:.3f}, real tumour {'detected' if s['detected'] else 'MISSED'}, "
             f"false positives {s['false_positive_ml']:.1f} mL (tumour {s['tumour_ml']:.1f} mL)"
         )
-    for t in tilings:
+    for t in metrics["evaluation_tilings"]:
         print(
             f"{t['case']} over {len(t['dice'])} tile offsets: Dice {t['dice_mean']:.3f} ({t['dice_min']:.3f}-{t['dice_max']:.3f}), "
             f"detected {t['detected']} of {len(t['dice'])}"
         )
     second = f" + {args.hard_negative_steps} on hard negatives" if args.hard_negative_steps else ""
-    print(f"wrote {args.out} ({pool} synthetic lesions, {args.steps} steps{second}, {metrics['total_seconds']} s)")
-
-
-def reproduce_command(metrics: dict, args: argparse.Namespace) -> str:
-    """The command line that trains this model again (for its model card)."""
-    from ..training.default_card import zone_is_set
-
-    return (
-        f"pasta train-default --backgrounds {','.join(metrics['backgrounds'])} --steps {metrics['steps']} "
-        f"--lesions {args.lesions} --patch {args.patch} --base-features {args.base_features} --seed {args.seed} "
-        f"--spatial-augmentation {args.spatial_augmentation} --pleura-mm {metrics.get('pleura_mm', 0)}"
-        + (f" --elastic-mm {metrics['elastic_mm']:g}" if metrics.get("elastic_mm") else "")
-        + (f" --hard-negative-steps {metrics['hard_negative_steps']}" if metrics.get("hard_negative_steps") else "")
-        + (f" --zone-mm {metrics['zone_mm']}" if zone_is_set(metrics) else "")
-        + (f" --evaluate-on {args.evaluate_on}" if args.evaluate_on else "")
-        + " --out DIR"
+    print(
+        f"wrote {args.out} ({metrics['synthetic_lesions']} synthetic lesions, {args.steps} steps{second}, {metrics['total_seconds']} s)"
     )

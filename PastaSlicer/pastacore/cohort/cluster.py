@@ -4,7 +4,7 @@ dask-kubernetes; the README shows how).
 
 Each worker runs one case at a time (one Dask thread) and gives torch, numpy and SimpleITK
 the cores it owns, so a machine is not oversubscribed. A worker plugin keeps the worker's
-:class:`~pastacore.cohort.engine.WorkerResources`: models are loaded once per worker. With
+:class:`~pastacore.cohort.case.WorkerResources`: models are loaded once per worker. With
 ``device`` cuda each worker owns one GPU (its ``CUDA_VISIBLE_DEVICES`` on a local cluster) and
 every case asks for the worker resource ``GPU=1``, so one model sits on each GPU.
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     import distributed
 
-    from .engine import Case, CaseWork
+    from .case import Case, CaseWork
 
 
 PLUGIN_NAME = "pasta-cohort"
@@ -37,6 +37,7 @@ THREADS_PER_WORKER = 4  # torch on a CPU gains little beyond this per process; m
 MEMORY_PER_WORKER_GB = 4.0  # a CT, its 1 mm copy, logits and a model on a CPU worker
 DASHBOARD = ":8787"
 WORKER_TIMEOUT_S = 120
+CONNECT_TIMEOUT_S = 20  # a scheduler that does not answer in this time is unreachable
 
 try:
     from distributed.diagnostics.plugin import WorkerPlugin
@@ -108,7 +109,7 @@ class CohortPlugin(WorkerPlugin):
         self.resources = None
 
     def setup(self, worker: distributed.Worker) -> None:
-        from .engine import WorkerResources
+        from .case import WorkerResources
 
         if self.threads:
             limit_threads(self.threads)
@@ -132,7 +133,7 @@ def run_on_worker(work: CaseWork, case: Case, basis: str, out_dir: str | Path) -
     """The task of one case on a Dask worker."""
     from distributed import get_worker
 
-    from .engine import execute_case
+    from .case import execute_case
 
     worker = get_worker()
     plugin = worker.plugins.get(PLUGIN_NAME)
@@ -255,10 +256,14 @@ def dask_cluster(
             say(f"local Dask cluster: {size} worker(s) x {threads} thread(s)" + (f" on {gpus} GPU(s)" if gpus else ""))
             gpu = bool(gpus)
         else:
+            say(f"connecting to the Dask scheduler {scheduler} (up to {CONNECT_TIMEOUT_S} s)")
             try:
-                client = stack.enter_context(Client(scheduler, timeout=f"{WORKER_TIMEOUT_S}s"))
-            except (OSError, TimeoutError) as exc:
-                raise PastaError(f"cannot reach the Dask scheduler {scheduler} ({exc})") from None
+                client = stack.enter_context(Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s"))
+            except (OSError, TimeoutError):
+                raise PastaError(
+                    f"cannot reach the Dask scheduler {scheduler}: no answer within {CONNECT_TIMEOUT_S} s (is it running, "
+                    "and is its address and port right?)"
+                ) from None
             threads = None
             try:
                 client.wait_for_workers(1, timeout=WORKER_TIMEOUT_S)

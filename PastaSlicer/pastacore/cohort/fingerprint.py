@@ -15,7 +15,6 @@ from pathlib import Path
 from ..errors import PastaError
 
 BLOCK = 1 << 20
-MODEL_FILES = (".pth", ".pt", ".ckpt", ".safetensors", ".json")
 
 
 def digest(value: object) -> str:
@@ -67,7 +66,9 @@ def model_sha256(model: str | Path | None) -> str | None:
     weights, _ = model_weights(model or None)
     weights = Path(weights)
     if weights.is_dir():  # an nnU-Net result folder: its checkpoints and plans, not its logs and predictions
-        files = [p for p in _files_of(weights) if p.name.lower().endswith(MODEL_FILES)]
+        from ..networks.checkpoints import weight_suffixes
+
+        files = [p for p in _files_of(weights) if p.name.lower().endswith(weight_suffixes() + (".json",))]
         return digest([[p.relative_to(weights).as_posix(), content_hash(p)] for p in files])
     return content_hash(weights)
 

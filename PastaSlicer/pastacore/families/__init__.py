@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from ..errors import PastaError, option
+from ..errors import PastaError
 
 TASKS = ("segmentation", "encoder")
 FAMILY_KEY = "family"  # the key of a model config naming its family
@@ -111,11 +111,11 @@ def family_of(config: dict, where: str = "the model config") -> ModelFamily:
 
 def read_model_config(path: str | Path) -> dict:
     """A model config file: a JSON object naming its family, checked by that family."""
-    path = Path(path)
+    from ..fileio.readers import require_regular_file
+
+    path = require_regular_file(path, "model config")
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PastaError(f"{option('model_config')} {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PastaError(f"cannot read the model config {path.name} ({getattr(exc, 'strerror', None) or exc})") from None
     try:

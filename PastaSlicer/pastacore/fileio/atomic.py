@@ -29,6 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from ..errors import PastaError, option
+from . import claims
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -131,6 +132,13 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _check_name_length(path: Path, folder: Path) -> None:
+    total = len(os.fsencode(os.path.abspath(path)))
+    try:
+        most = os.pathconf("/" if os.name != "nt" else ".", "PC_PATH_MAX")
+    except (OSError, ValueError, AttributeError):
+        most = 4096 if os.name != "nt" else 32767
+    if total >= most:
+        raise PastaError(f"output path {str(path)[:40]}... is {total} bytes long; this system allows paths under {most}")
     try:
         limit = os.pathconf(folder if folder.is_dir() else ".", "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):
@@ -157,15 +165,23 @@ def _parent(path: Path) -> Path:
     return path.parent if str(path.parent) else Path(".")
 
 
-def check_output_path(path: str | Path, overwrite: bool = False, suffixes: Sequence[str] | None = None) -> Path:
+def check_output_path(
+    path: str | Path, overwrite: bool = False, suffixes: Sequence[str] | None = None, claim: bool = True
+) -> Path:
     """Refuse an output that exists (unless ``overwrite``), is a folder, cannot be written, or
-    does not end with one of ``suffixes`` (when given)."""
+    does not end with one of ``suffixes`` (when given). ``claim``: hold the output's claim
+    (:mod:`.claims`) until the command ends, so no other run writes it meanwhile."""
     path = Path(path)
     _check_name_length(path, _parent(path))
     if path.is_dir():
         raise PastaError(f"output {path} is a folder; give a file name")
     if not _suffix_ok(path, suffixes):
         raise PastaError(f"cannot write {path.name}: use {', '.join(suffixes)}")
+    if suffixes and not path.name.endswith(tuple(suffixes)):
+        wanted = next(s for s in suffixes if path.name.lower().endswith(s.lower()))
+        raise PastaError(f"cannot write {path.name}: write its suffix in lower case ({wanted}), as image readers expect")
+    if claim and not is_staged(path) and _parent(path).is_dir():
+        claims.acquire(path)
     if path.exists() and not overwrite:
         raise PastaError(f"output {path} already exists; pass {option('overwrite')} to replace it")
     parent = _parent(path)
@@ -221,8 +237,47 @@ def is_staged(path: str | Path) -> bool:
     return any(p.name.startswith(STAGING_PREFIX) and p.name.endswith(STAGING_SUFFIX) for p in Path(path).parents)
 
 
+STALE_UNNAMED_SECONDS = 3600  # a staging folder naming no process (older versions) is left this long
+
+
+def _staging_pid(name: str) -> int | None:
+    """The process a staging folder's name records (``.pasta-<pid>-<random>.part``), if any."""
+    head = name[len(STAGING_PREFIX) :].split("-", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def remove_stale_staging(folder: str | Path) -> int:
+    """Remove what killed runs left in ``folder``: staging folders of processes that have ended
+    (and unnamed ones over an hour old). Returns how many were removed."""
+    import time
+
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        name = entry.name
+        if not (
+            name.startswith(STAGING_PREFIX) and name.endswith((STAGING_SUFFIX, ".old")) and entry.is_dir(follow_symlinks=False)
+        ):
+            continue
+        pid = _staging_pid(name)
+        try:
+            stale = (
+                not claims.process_alive(pid) if pid is not None else time.time() - entry.stat().st_mtime > STALE_UNNAMED_SECONDS
+            )
+        except OSError:
+            continue
+        if stale and pid != os.getpid():
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def _new_staging(folder: Path) -> Path:
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, suffix=STAGING_SUFFIX, dir=folder))
+    remove_stale_staging(folder)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", suffix=STAGING_SUFFIX, dir=folder))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; what ends up there is an ordinary output
@@ -276,7 +331,12 @@ def atomic_outputs(*paths, overwrite: bool = False) -> Iterator[Path | list[Path
     if paths and all(is_staged(p) for p in paths):
         yield [Path(p) for p in paths] if len(paths) != 1 else Path(paths[0])
         return
-    targets = [check_output_path(p, overwrite) for p in paths]
+    targets = [check_output_path(p, overwrite, claim=False) for p in paths]
+    with claims.claimed(*targets):
+        yield from _write_files(targets, overwrite)
+
+
+def _write_files(targets: list, overwrite: bool) -> Iterator[Path | list[Path]]:
     staging = [_new_staging(_parent(t)) for t in targets]
     temps = [folder / target.name for folder, target in zip(staging, targets)]
     try:
@@ -293,6 +353,12 @@ def atomic_outputs(*paths, overwrite: bool = False) -> Iterator[Path | list[Path
             raise write_error(name, exc, folder) from None
         for temp, target in zip(temps, targets):
             _finish(temp, target.name)
+        if not overwrite:
+            for target in targets:
+                if target.exists():
+                    raise PastaError(
+                        f"output {target} was written by another program while this run worked; nothing was replaced"
+                    )
         with signals_deferred():
             for temp, target in zip(temps, targets):
                 try:
@@ -334,7 +400,7 @@ def owned_files(folder: str | Path, owned: Sequence[str]) -> list:
     return [f for f in _files_under(folder) if owned is None or _matches(f, owned)]
 
 
-def check_output_dir(path: str | Path, overwrite: bool = False, owned: Sequence[str] | None = None) -> Path:
+def check_output_dir(path: str | Path, overwrite: bool = False, owned: Sequence[str] | None = None, claim: bool = True) -> Path:
     """Refuse, before any work, an output folder that is a file, has no parent folder, cannot
     be written, or already holds the command's own files (``owned`` patterns; None: any file)
     unless ``overwrite``. Other files in the folder are fine: they are kept."""
@@ -342,6 +408,8 @@ def check_output_dir(path: str | Path, overwrite: bool = False, owned: Sequence[
     _check_name_length(path, _parent(path))
     if path.exists() and not path.is_dir():
         raise PastaError(f"output {path} is a file; give a folder")
+    if claim and not is_staged(path) and _parent(path).is_dir():
+        claims.acquire(path, "output folder")  # held until the command ends: no other run writes there meanwhile
     if path.is_dir():
         ours = owned_files(path, owned)
         if ours and not overwrite:
@@ -374,7 +442,7 @@ def _swap_in(staging: Path, target: Path, owned, overwrite: bool) -> None:
     old = owned_files(target, owned)
     if old and not overwrite:
         raise PastaError(f"output folder {target} gained outputs of another run while this one worked; nothing was replaced")
-    backup = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, suffix=".old", dir=target))
+    backup = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", suffix=".old", dir=target))
     moved_old, moved_new, made = [], [], []
     try:
         for relative in old:
@@ -423,7 +491,12 @@ def atomic_directory(path: str | Path, overwrite: bool = False, owned: Sequence[
         path.mkdir(parents=True, exist_ok=True)
         yield path
         return
-    path = check_output_dir(path, overwrite, owned)
+    path = check_output_dir(path, overwrite, owned, claim=False)
+    with claims.claimed(path, what="output folder"):
+        yield from _write_folder(path, overwrite, owned)
+
+
+def _write_folder(path: Path, overwrite: bool, owned) -> Iterator[Path]:
     inside = path.is_dir() and owned is not None
     staging = _new_staging(path if inside else _parent(path))
     shown = path.name or str(path)
@@ -441,7 +514,7 @@ def atomic_directory(path: str | Path, overwrite: bool = False, owned: Sequence[
             if inside:
                 _swap_in(staging, path, owned, overwrite)
             elif path.exists():
-                backup = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, suffix=".old", dir=_parent(path)))
+                backup = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", suffix=".old", dir=_parent(path)))
                 os.replace(path, backup / "old")
                 os.replace(staging, path)
                 shutil.rmtree(backup, ignore_errors=True)

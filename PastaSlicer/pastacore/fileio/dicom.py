@@ -87,7 +87,16 @@ def _check_slices(slices, uid) -> None:
                 "without it the slices cannot be placed, so none is used"
             )
     first = slices[0][1]
-    iop = np.array(first.ImageOrientationPatient, dtype=float)
+    iop = np.array(first.ImageOrientationPatient, dtype=float).ravel()
+    if (
+        iop.shape != (6,)
+        or not np.all(np.isfinite(iop))
+        or not np.allclose(np.linalg.norm(iop.reshape(2, 3), axis=1), 1, atol=1e-3)
+    ):
+        raise PastaError(
+            f"series {uid} has an impossible ImageOrientationPatient ({len(iop)} values: {list(iop)[:6]}); "
+            "it needs two unit vectors (6 numbers)"
+        )
     shape = (int(first.Rows), int(first.Columns))
     pixel = np.array(first.PixelSpacing, dtype=float)
     if pixel.shape != (2,) or not np.all(np.isfinite(pixel)) or np.any(pixel <= 0):
@@ -165,6 +174,7 @@ def _load(slices, uid) -> Volume:
         "study_uid": str(getattr(first, "StudyInstanceUID", "")),
         "series_uid": uid,
         "study_description": str(getattr(first, "StudyDescription", "")),
+        "study_date": str(getattr(first, "StudyDate", "") or ""),
         "dicom_files": [str(p) for p, _ in slices],
     }
     return Volume(array, grid, meta=meta)

@@ -50,6 +50,7 @@ def read_volume(
     suffix = _suffix(path)
     if suffix is None:
         raise PastaError(f"{path.name}: unsupported format; use NIfTI (.nii, .nii.gz), NRRD (.nrrd, .seg.nrrd) or a DICOM folder")
+    require_regular_file(path)
     check_file(path)
     image, meta = _read_sitk(path)
     volume = _to_volume(image, path, volume_index, meta)
@@ -58,6 +59,26 @@ def read_volume(
         is_label = True
     volume.meta.setdefault("source", str(path))
     return as_label(volume, path.name) if is_label else check_voxels(volume, path.name)
+
+
+def require_regular_file(path: str | Path, what: str = "input") -> Path:
+    """``path`` when it is an ordinary file; a named pipe, device or socket is refused at once
+    (reading one would wait forever or never end), as is a missing file."""
+    import stat
+
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise PastaError(f"{what} {path} does not exist") from None
+    except OSError as exc:
+        raise PastaError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
+        raise PastaError(f"{what} {path} is a folder; give a file")
+    if not stat.S_ISREG(mode):
+        kind = "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        raise PastaError(f"{what} {path} is {kind}, not a file; give an ordinary file")
+    return path
 
 
 def check_file(path: Path) -> None:
@@ -125,13 +146,36 @@ def _to_volume(image, path: Path, volume_index, meta) -> Volume:
     elif dim != 3:
         raise PastaError(f"{path.name} has {dim} dimensions; a 3D volume is required")
     array = sitk.GetArrayFromImage(image)
+    segments = None
+    if array.ndim == 4:  # a .seg.nrrd whose overlapping segments lie in several layers
+        array, segments = _merge_layers(array, _segments_of(meta))
     grid = Grid(array.shape, image.GetSpacing(), image.GetOrigin(), np.array(image.GetDirection()).reshape(3, 3))
-    return Volume(array, grid, meta={"header": meta})
+    volume = Volume(array, grid, meta={"header": meta})
+    if segments is not None:
+        volume.meta["segments"] = segments
+    return volume
+
+
+def _merge_layers(array: np.ndarray, segments: list) -> tuple:
+    """One label per (layer, value) of a layered segmentation, later segments winning where they overlap."""
+    merged = np.zeros(array.shape[:3], dtype=np.int32)
+    for new_label, seg in enumerate(segments, start=1):
+        if seg["layer"] < array.shape[3]:
+            merged[array[..., seg["layer"]] == seg["label"]] = new_label
+        seg["label"] = new_label
+    return merged, segments
 
 
 def _merge_segmentation_layers(volume: Volume, path: Path) -> Volume:
     """Slicer ``.seg.nrrd``: one label value per segment, possibly in several layers."""
-    header = volume.meta.get("header", {})
+    if "segments" in volume.meta:  # layers merged while reading
+        return volume
+    volume.meta["segments"] = _segments_of(volume.meta.get("header", {}))
+    return volume
+
+
+def _segments_of(header: dict) -> list:
+    """The segments a ``.seg.nrrd`` header describes: name, label value, layer, colour, terminology."""
     segments = []
     index = 0
     while f"Segment{index}_ID" in header or f"Segment{index}_Name" in header:
@@ -146,16 +190,7 @@ def _merge_segmentation_layers(volume: Volume, path: Path) -> Volume:
             }
         )
         index += 1
-    array = volume.array
-    if array.ndim == 4:  # several layers: give each (layer, value) its own label
-        merged = np.zeros(array.shape[:3], dtype=np.int32)
-        for new_label, seg in enumerate(segments, start=1):
-            merged[array[..., seg["layer"]] == seg["label"]] = new_label
-            seg["label"] = new_label
-        array = merged
-    volume.array = array
-    volume.meta["segments"] = segments
-    return volume
+    return segments
 
 
 def as_label(volume: Volume, what: str = "the label map") -> Volume:

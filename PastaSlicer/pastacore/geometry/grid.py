@@ -16,7 +16,7 @@ matrix with the first two rows negated (:meth:`Grid.ijk_to_ras`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -25,10 +25,15 @@ from ..errors import PastaError
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .boxes import VoxelBox
-
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+class IndexBox(Protocol):
+    """Index ranges per numpy axis (what :class:`~pastacore.geometry.boxes.VoxelBox` is)."""
+
+    start: tuple
+    stop: tuple
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,7 @@ class Grid:
         corners = np.array([[i, j, k] for i in (0, ni - 1) for j in (0, nj - 1) for k in (0, nk - 1)], float)
         return self.index_to_lps(corners)
 
-    def extent_mm(self, box: VoxelBox | None = None) -> list:
+    def extent_mm(self, box: IndexBox | None = None) -> list:
         """Size (mm) along x, y, z of a voxel box (``start``/``stop`` per numpy axis; the whole grid
         when None), voxel footprints included: exact for axis-aligned grids, the bounding size
         of the rotated box otherwise."""

@@ -141,7 +141,7 @@ class ModelStore:
                 raise PastaError(f"{relative} does not match {whose} (damaged or a different file)")
             records.append({"name": relative, "sha256": digest, "size": file.stat().st_size})
         from ..networks.checkpoints import load_checkpoint
-        from ..networks.loading import inspect_checkpoint
+        from ..networks.loading import inspect_checkpoint, require_fit
 
         if described and described.get("family"):  # a model family's folder: the family loads it strictly
             from ..families import checked_config, family_named
@@ -151,12 +151,12 @@ class ModelStore:
                 family_named(described["family"]).implementation().verify(path / described["weights"], config)
             )
         elif described or (spec.architecture.get("type") if spec else "pasta_generic_unet") == "pasta_generic_unet":
-            # a PASTA network: the store takes what `pasta models inspect` accepts, nothing else
-            inspect_checkpoint(path / described["weights"] if described else path)
+            # a PASTA network: every tensor must fit the network its shapes describe (no command could run it otherwise)
+            require_fit(inspect_checkpoint(path / described["weights"] if described else path))
         for file in files:
             if file.name.lower().endswith(weight_suffixes()) or file.name == OPEN_CLIP_FILES[1]:
                 # refuses pickles that would run code, and corrupt files; Lightning metadata stays inert
-                load_checkpoint(file, metadata_globals=file.suffix == ".ckpt")
+                load_checkpoint(file, metadata_globals=file.suffix == ".ckpt")  # Lightning's own suffix
         description = (
             dict(described)
             if described

@@ -122,12 +122,14 @@ def _read_torch(path: Path, map_location: str, metadata_globals: bool):
         with torch.serialization.safe_globals(allowed):
             return torch.load(str(path), map_location=map_location, weights_only=True, mmap=_is_zip(path))
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc) or "GLOBAL" in str(exc):
+        if "Unsupported global" in str(exc) or "GLOBAL" in str(exc):  # a class or function named in the pickle
             raise PastaError(
                 f"refusing {path.name}: it contains code or objects beyond tensors ({_offender(exc)}); "
                 "only plain weight files are loaded"
             ) from None
-        raise PastaError(f"cannot read {path.name}: corrupt checkpoint ({_first_line(exc)})") from None
+        raise PastaError(
+            f"cannot read {path.name}: the file is corrupt or not a checkpoint ({_pickle_problem(exc)}); download it again"
+        ) from None
     except MemoryError:
         raise
     except Exception as exc:  # torch's unpickler raises KeyError, IndexError... on cut files
@@ -180,6 +182,15 @@ def _numpy_safe_globals() -> list:
 def _is_zip(path: Path) -> bool:
     with open(path, "rb") as handle:
         return handle.read(4) == b"PK\x03\x04"
+
+
+def _pickle_problem(exc) -> str:
+    """The unpickler's own complaint ("Unsupported operand 131"), without torch's advice about weights_only."""
+    for line in str(exc).splitlines():
+        line = line.strip()
+        if line.startswith(("Unsupported", "Invalid", "invalid", "Unexpected", "unpickling stack")):
+            return line[:100]
+    return _first_line(exc)
 
 
 def _offender(exc) -> str:

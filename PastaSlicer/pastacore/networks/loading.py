@@ -340,16 +340,8 @@ def inspect_checkpoint(source: str | Path | dict) -> ModelInfo:
     return info
 
 
-def load_for_segmentation(source: str | Path | dict, device: str = "cpu") -> LoadedModel:
-    """The whole network with every tensor from the checkpoint (strict: names and shapes must match)."""
-    state, info = read_weights(source)
-    infer_architecture(state, info)
-    if info.num_classes is None:
-        raise PastaError(
-            f"{_label(info)} has no segmentation outputs (seg_outputs.*); it can only be used as an encoder for features"
-        )
-    layout = expected_layout(**info.architecture_kwargs())
-    (info.tensors_loaded, info.tensors_missing, info.tensors_mismatched, info.tensors_unexpected) = _compare(state, layout)
+def require_fit(info: ModelInfo) -> None:
+    """Refuse, in one line, weights that do not fit the PASTA network their shapes describe."""
     problems = []
     if info.tensors_missing:
         problems.append(f"{len(info.tensors_missing)} missing ({_names(info.tensors_missing)})")
@@ -362,6 +354,19 @@ def load_for_segmentation(source: str | Path | dict, device: str = "cpu") -> Loa
             f"{_label(info)} does not fit the PASTA network it describes "
             f"(base {info.base_features}, {info.num_pool} pools, {info.num_classes} classes): " + "; ".join(problems)
         )
+
+
+def load_for_segmentation(source: str | Path | dict, device: str = "cpu") -> LoadedModel:
+    """The whole network with every tensor from the checkpoint (strict: names and shapes must match)."""
+    state, info = read_weights(source)
+    infer_architecture(state, info)
+    if info.num_classes is None:
+        raise PastaError(
+            f"{_label(info)} has no segmentation outputs (seg_outputs.*); it can only be used as an encoder for features"
+        )
+    layout = expected_layout(**info.architecture_kwargs())
+    (info.tensors_loaded, info.tensors_missing, info.tensors_mismatched, info.tensors_unexpected) = _compare(state, layout)
+    require_fit(info)
     import torch
 
     with torch.device("meta"):  # every tensor is overwritten: skip allocating and initialising twice

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..candidates import DEFAULT_FLOOR, Floor, match
+from ..candidates import DEFAULT_FLOOR, Floor, Match, match
 
 if TYPE_CHECKING:
     from ..geometry.grid import Grid
@@ -48,19 +48,29 @@ def _rank(lesion) -> tuple:
 
 
 def assess(
-    lesions: list, grid: Grid, candidates: dict | None = None, confirmed: dict | None = None, floor: Floor | None = None
+    lesions: list,
+    grid: Grid,
+    candidates: dict | None = None,
+    confirmed: dict | None = None,
+    floor: Floor | None = None,
+    model_labels: frozenset = frozenset(),
 ) -> tuple:
     """``(reported, below_floor)``: ``lesions`` (LesionReport, measured) with status and
     confidence set, sorted and renumbered 1..N, and short records of those under ``floor``.
 
     ``candidates``: ``{label value: [Candidate]}`` as the segmentation recorded them, None when
-    it records none (origin unknown). ``confirmed``: ``{label value: [fingerprint]}``."""
+    it records none (origin unknown). ``confirmed``: ``{label value: [fingerprint]}``.
+    ``model_labels``: the label values the model made (its sidecar names them): a piece of one it
+    recorded no candidates for (an organ label measured as a lesion) is the model's, not a
+    person's drawing."""
     floor = floor or DEFAULT_FLOOR
     kept, below = [], []
     for lesion in lesions:
         m = lesion.measurement
         records = None if candidates is None else candidates.get(m.label, [])
         found = match(m, records, (confirmed or {}).get(m.label, ()), grid)
+        if found.status == "manual" and m.label in model_labels and m.label not in (candidates or {}):
+            found = Match("proposed")
         lesion.status = found.status
         if found.candidate is not None:
             lesion.mean_probability = found.candidate.mean_probability

@@ -472,7 +472,14 @@ def _write_dicom(context, names) -> None:
 _DICOM = ("dicom/ct/CT*.dcm",)  # the derived CT series a SEG/SR from a non-DICOM CT references
 register(
     ReportFormat(
-        "seg", "SEG", "DICOM Segmentation object", ("dicom/seg.dcm",) + _DICOM, _write_dicom, preselected=False, order=10
+        "seg",
+        "SEG",
+        "DICOM Segmentation object",
+        ("dicom/seg.dcm",) + _DICOM,
+        _write_dicom,
+        preselected=False,
+        order=10,
+        listed=40,
     )
 )
 register(
@@ -484,5 +491,6 @@ register(
         _write_dicom,
         preselected=False,
         order=10,
+        listed=50,
     )
 )

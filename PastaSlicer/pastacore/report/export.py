@@ -51,6 +51,7 @@ def case_info(image: Volume, image_path: str | Path, seg_path: str | Path | None
         study_uid=str(meta.get("study_uid", "")),
         series_uid=str(meta.get("series_uid", "")),
         study_description=str(meta.get("study_description", "")),
+        study_date=str(meta.get("study_date", "")),
         image_name=Path(image_path).name,
         segmentation_name=Path(seg_path).name if seg_path else "",
         is_dicom=bool(meta.get("dicom_files")),
@@ -113,6 +114,7 @@ def make_report(
     baseline: dict | None = None,
     to_baseline: Callable[[np.ndarray], np.ndarray] | None = None,
     registration: str = "",
+    model_labels: Sequence[int] = (),
 ) -> CaseReport:
     """Measure ``labels`` on ``image`` and build the :class:`~pastacore.report.model.CaseReport`.
 
@@ -157,7 +159,8 @@ def make_report(
         progress=progress,
     )
     report = build_report(case, measurements, attributes=attributes, models=models, notes=[chosen.reason])
-    report.lesions, report.below_floor = assess(report.lesions, image.grid, candidates, confirmed, floor)
+    made = frozenset(int(v) for v in (model_labels or ()))
+    report.lesions, report.below_floor = assess(report.lesions, image.grid, candidates, confirmed, floor, made)
     from ..candidates import DEFAULT_FLOOR
 
     report.floor = (floor or DEFAULT_FLOOR).to_dict()

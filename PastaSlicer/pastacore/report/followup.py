@@ -337,8 +337,11 @@ def load_report(path: str | Path) -> dict:
 
     path = Path(path)
     file = path / "report.json" if path.is_dir() else path
-    if not file.is_file():
-        raise PastaError(f"{path} is not a report: it holds no report.json" if path.is_dir() else f"{path} does not exist")
+    if path.is_dir() and not file.is_file():
+        raise PastaError(f"{path} is not a report: it holds no report.json")
+    from ..fileio.readers import require_regular_file
+
+    require_regular_file(file, "report")
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -347,4 +350,6 @@ def load_report(path: str | Path) -> dict:
         raise PastaError(f"{file} is not a PASTA report.json")
     if "recist" not in data:
         raise PastaError(f"{file} was written by an older PASTA without RECIST 1.1; write the report again")
-    return data
+    from .report_check import check_report
+
+    return check_report(data, file)

@@ -24,9 +24,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
 
-BUILT_IN = ("report_json", "report_html", "dicom_export")  # modules of this package that register formats, listed first
-
-
 @dataclass(frozen=True)
 class ReportFormat:
     name: str  # what --formats and the front ends call it: "json", "pdf"...
@@ -37,6 +34,7 @@ class ReportFormat:
     preselected: bool = True  # offered checked by the front ends
     order: int = 50  # lower is written first
     available: Callable | None = None  # () -> "" when it can be written, else why not
+    listed: int = 50  # lower is listed first by the front ends (then in registration order)
 
 
 @dataclass
@@ -66,22 +64,18 @@ def unregister(name: str) -> None:
 
 
 def report_formats() -> tuple:
-    """Every registered :class:`ReportFormat`, as front ends list them: the built-in ones first
-    (in :data:`BUILT_IN` order), then the others as they were registered."""
+    """Every registered :class:`ReportFormat`, as front ends list them (by ``listed``, then as
+    they were registered). The formats of this package are found by importing its modules (a
+    new format is one module with its ``register`` line); others register when imported."""
     global _loaded
     if not _loaded:
         import importlib
+        import pkgutil
 
         _loaded = True
-        for module in BUILT_IN:
-            importlib.import_module(f"{__package__}.{module}")
-
-    def rank(item):
-        fmt, number = item
-        module = fmt.write.__module__.rsplit(".", 1)[-1] if fmt.write.__module__.startswith(__package__) else ""
-        return (BUILT_IN.index(module) if module in BUILT_IN else len(BUILT_IN), number)
-
-    return tuple(fmt for fmt, _ in sorted(_FORMATS.values(), key=rank))
+        for module in pkgutil.iter_modules(importlib.import_module(__package__).__path__):
+            importlib.import_module(f"{__package__}.{module.name}")
+    return tuple(fmt for fmt, _ in sorted(_FORMATS.values(), key=lambda item: (item[0].listed, item[1])))
 
 
 def format_names() -> tuple:

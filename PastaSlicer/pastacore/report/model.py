@@ -88,6 +88,7 @@ class CaseInfo:
     image_name: str = ""  # file or folder name of the CT (never a full path)
     segmentation_name: str = ""
     is_dicom: bool = False
+    study_date: str = ""  # YYYYMMDD, as DICOM writes it ("" when the input does not say)
 
 
 @dataclass

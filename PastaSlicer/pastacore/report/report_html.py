@@ -484,6 +484,7 @@ register(
         ("report.html", "images/lesion_*.png", "images/baseline_lesion_*.png"),
         _write_html_pdf,
         order=20,
+        listed=20,
     )
 )
-register(ReportFormat("pdf", "PDF", "report.pdf with key images", ("report.pdf",), _write_html_pdf, order=20))
+register(ReportFormat("pdf", "PDF", "report.pdf with key images", ("report.pdf",), _write_html_pdf, order=20, listed=30))

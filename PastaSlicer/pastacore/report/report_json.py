@@ -204,4 +204,6 @@ def _write_json(context, names) -> None:
     write_type_json(context.report, context.image.grid, context.folder / "type.json")
 
 
-register(ReportFormat("json", "JSON", "report.json and type.json", ("report.json", "type.json"), _write_json, order=30))
+register(
+    ReportFormat("json", "JSON", "report.json and type.json", ("report.json", "type.json"), _write_json, order=30, listed=10)
+)

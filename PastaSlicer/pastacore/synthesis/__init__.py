@@ -5,7 +5,6 @@
 - :func:`make_plan` - attributes + type + seed -> a readable numeric :class:`SynthesisPlan`.
 - :func:`synthesize_lesion` - one lesion into a copy of a CT (image, labels organ 1 / lesion 2,
   segments, our report and a PASTA-Gen ``type.json``).
-- :func:`generate_dataset` - many lesions into background scans, PASTA-Gen-30K or nnU-Net layout.
 
 Backends: ``procedural`` (default, CPU), ``lesiondiffusion`` and ``lesiondiffusion-hybrid``
 (pastacore.diffusion; released checkpoints, GPU recommended); see :mod:`.backends`.
@@ -13,7 +12,6 @@ Synthetic images are for research use only.
 """
 
 from .backends import backend_choices, backend_names, get_backend  # noqa: F401
-from .dataset import generate_dataset  # noqa: F401
 from .engine import SynthesisResult, read_attributes, synthesize_lesion  # noqa: F401
 from .plan import SynthesisPlan, make_plan  # noqa: F401
 from .schema import LesionType, lesion_type, lesion_types, normalize_attributes  # noqa: F401

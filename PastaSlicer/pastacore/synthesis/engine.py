@@ -150,8 +150,30 @@ def select_organ(
             f"the {kind.organ} ({option('organ_label')})"
         )
     mask = labels == wanted[0] if len(wanted) == 1 else np.isin(labels, wanted)
+    check_organ_air(volume, mask, kind, wanted)
     ts_ids = [v for v in wanted if v in info["ts_v1"]]
     return mask, (ts_ids[0] if ts_ids and organ_names is None else default_id)
+
+
+AIR_ORGAN_HU = -500.0  # an organ region whose median is below this is air-filled: a lung
+
+
+def check_organ_air(volume: Volume, mask: np.ndarray, kind: S.LesionType, labels: list) -> None:
+    """Refuse an organ region that cannot be the lesion type's organ by what it holds: a lung
+    lesion outside air-filled tissue, or a lesion of a solid organ in the lungs' air."""
+    if not mask.any():
+        return
+    median = float(np.median(volume.array[mask][:: max(1, int(mask.sum()) // 200000)]))
+    air = median < AIR_ORGAN_HU
+    if air != (kind.organ == "lung") and not (air and kind.hollow):  # a bowel's lumen may hold gas
+        which = f"label {', '.join(map(str, labels))}" if labels else "the organ"
+        holds = (
+            f"air-filled tissue (median {median:.0f} HU), a lung" if air else f"solid tissue (median {median:.0f} HU), not a lung"
+        )
+        raise PastaError(
+            f"the organ mask's {which} holds {holds}; a {kind.name.lower()} belongs in the {kind.organ}: "
+            f"choose the {kind.organ}'s label ({option('organ_label')}) or another lesion type"
+        )
 
 
 def auto_organ(volume: Volume, kind: S.LesionType) -> np.ndarray | None:

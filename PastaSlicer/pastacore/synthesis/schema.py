@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..errors import PastaError
 from ..resources import load_json
 
@@ -316,3 +318,16 @@ def check_consistency(kind: LesionType, attributes: dict) -> None:
             raise PastaError(
                 f"size {max(attributes[SIZE]):g} mm is implausible for a {kind.name.lower()} (typical {lo} to {hi} mm)"
             )
+
+
+def sample_attributes(kind: LesionType, seed: int) -> dict:
+    """A consistent variation of the type's defaults, drawn from its ``variants`` (for diverse datasets)."""
+    rng = np.random.default_rng([seed, 17])
+    for _ in range(20):
+        chosen = {key: options[int(rng.integers(len(options)))] for key, options in kind.variants.items()}
+        try:
+            check_consistency(kind, merged_attributes(kind, chosen))
+        except PastaError:
+            continue
+        return chosen
+    return {}

@@ -63,3 +63,49 @@ def _plain(meta: dict) -> dict:
             continue
         out[key] = value
     return out
+
+
+VOLUME_KEY, BOX_KEY = "$volume", "$box"  # how a Volume and a VoxelBox are named inside a job's JSON
+IN_FOLDER_KEY = "$in_job_folder"  # a path inside the job folder (e.g. where a model folder is made)
+
+
+def in_job_folder(relative: str) -> dict:
+    """A path the job resolves inside its own folder (the front end does not know that folder)."""
+    return {IN_FOLDER_KEY: str(relative)}
+
+
+def encode_inputs(value: object, volumes: dict, name: str = "input") -> object:
+    """``value`` (an action's inputs as a dict: Volumes, VoxelBoxes, lists, plain JSON) as JSON;
+    each Volume goes into ``volumes`` under a name of its own, to be saved in the job folder."""
+    from dataclasses import fields, is_dataclass
+
+    if isinstance(value, Volume):
+        key = f"{name}{len(volumes)}"
+        volumes[key] = value
+        return {VOLUME_KEY: key}
+    if isinstance(value, VoxelBox):
+        return {BOX_KEY: box_to_list(value)}
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: encode_inputs(getattr(value, f.name), volumes, f.name) for f in fields(value)}
+    if isinstance(value, dict):
+        return {str(k): encode_inputs(v, volumes, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [encode_inputs(v, volumes, name) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def decode_inputs(value: object, folder: str | Path) -> object:
+    """The inverse of :func:`encode_inputs`: Volumes loaded from ``folder``."""
+    if isinstance(value, dict):
+        if set(value) == {VOLUME_KEY}:
+            return load_volume(folder, value[VOLUME_KEY])
+        if set(value) == {BOX_KEY}:
+            return box_from_list(value[BOX_KEY])
+        if set(value) == {IN_FOLDER_KEY}:
+            return str(Path(folder) / value[IN_FOLDER_KEY])
+        return {k: decode_inputs(v, folder) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode_inputs(v, folder) for v in value]
+    return value

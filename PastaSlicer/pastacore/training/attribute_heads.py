@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..synthesis import schema as S
-from .default_model import wall_point
+from .backgrounds import wall_point
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import torch
 
     from ..classify.heads import Head
-    from .default_model import Background
+    from .backgrounds import Background
 
 
 # (report group, synthesis attribute, options) for lung lesions

@@ -153,7 +153,7 @@ def load_case(
 ) -> LabelledCase:
     """A labelled case for the network of ``start`` (a :class:`~.start_model.StartModel`)."""
     from ..geometry.standardize import standardize
-    from .default_model import scan_slices
+    from .backgrounds import scan_slices
 
     if organ_source not in ORGAN_SOURCES:
         raise PastaError(f"unknown organ source {organ_source!r}; choose {', '.join(ORGAN_SOURCES)}")
@@ -210,7 +210,7 @@ def synthetic_pool(
     is_cancelled: Callable[[], bool] | None = None,
 ) -> list:
     """Synthetic lesions placed in each case's organ, at least 10 mm from its real lesions."""
-    from .default_model import Background, make_lesion_pool
+    from .backgrounds import Background, make_lesion_pool
 
     backgrounds = []
     for case in cases:
@@ -251,7 +251,7 @@ def synthetic_sampler(
     cases: Sequence[LabelledCase], pool: Sequence, patch: Sequence[int], lesion_value: int
 ) -> Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]]:
     """``make_patch(rng)`` -> (hu, targets) around a pooled synthetic lesion pasted into its case."""
-    from .default_model import overlap
+    from .backgrounds import overlap
 
     size = np.array(patch)
 

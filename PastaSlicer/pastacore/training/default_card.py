@@ -117,7 +117,7 @@ def second_stage(metrics: dict) -> str:
 
 
 def zone_is_set(metrics: dict) -> bool:
-    from .default_model import default_zone_mm
+    from .backgrounds import default_zone_mm
 
     return metrics.get("zone_mm") is not None and metrics["zone_mm"] != default_zone_mm(metrics["patch"][0])
 

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...cohort.engine import Case, CaseWork
+from ...cohort.case import Case, CaseWork
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from ...cohort.engine import Timer, WorkerResources
+    from ...cohort.case import Timer, WorkerResources
 
 VOLUME = "volume.npy"
 BODY_MARGIN_MM = 5
@@ -80,7 +80,7 @@ def prepare_cohort(
     """``(prepared volume paths in the images' order, the engine's summary)``; the cases that
     failed are in the summary (with their one line) and left out of the paths."""
     from ...cohort.engine import run_cohort
-    from ...cohort.inputs import read_inputs
+    from ...fileio.cases import read_inputs
 
     rows, _ignored = read_inputs([str(i) for i in images])
     cases = [Case(r.case_id, {"image": r.image}, {}, position=n) for n, r in enumerate(rows)]

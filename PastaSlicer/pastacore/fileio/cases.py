@@ -1,12 +1,14 @@
-"""The cases of ``pasta batch``: INPUTS as a folder, a glob, image files, or a CSV.
+"""Lists of cases: INPUTS as a folder, a glob, image files, or a CSV (the one reader of
+``pasta batch``, ``pasta report --cases`` and ``pasta finetune --cases``).
 
 A CSV has one case per row and a header naming its columns (paths relative to the CSV's
-folder): ``image`` (required), ``case_id``, ``organ_mask``, ``organ_label``, ``seg`` (what
-``batch report`` measures), ``box`` (R1,A1,S1,R2,A2,S2 in RAS mm), ``box_ijk``,
-``attributes`` (text, or a JSON object), ``lesion_type``, ``seed``. Other columns are
+folder): ``image`` (required), ``case_id``, ``organ_mask``, ``organ_label``, ``seg`` (the label
+map: what a report measures, what fine-tuning learns; ``label`` is read as ``seg`` too),
+``box`` (R1,A1,S1,R2,A2,S2 in RAS mm), ``box_ijk``, ``attributes`` (text, or a JSON object),
+``lesion_type``, ``seed``, ``split`` (train or val, for fine-tuning). Other columns are
 ignored (and named). Without a CSV, each image file (masks and labels left out) or DICOM
-series folder is a case named after it; ``batch report`` then takes the label map beside
-each image (``<name>_seg.nii.gz``, ``_label``, ``_mask`` ...).
+series folder is a case named after it; when label maps are needed, the one beside each image
+(``<name>_seg.nii.gz``, ``_label``, ``_mask`` ...).
 """
 
 from __future__ import annotations
@@ -25,7 +27,21 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 
-COLUMNS = ("image", "case_id", "organ_mask", "organ_label", "seg", "box", "box_ijk", "attributes", "lesion_type", "seed")
+COLUMNS = (
+    "image",
+    "case_id",
+    "organ_mask",
+    "organ_label",
+    "seg",
+    "label",
+    "box",
+    "box_ijk",
+    "attributes",
+    "lesion_type",
+    "seed",
+    "split",
+)
+SPLITS = ("train", "val")
 PATH_COLUMNS = ("image", "organ_mask", "seg")
 RESERVED = {"manifest.sqlite", "manifest.lock", "cohort.csv", "cohort.parquet", "manifest.sqlite-journal"}
 MAX_ID = 100
@@ -43,6 +59,7 @@ class CaseRow:
     attributes: object = None
     lesion_type: str | None = None
     seed: int | None = None
+    split: str = "train"  # train or val (fine-tuning)
 
 
 def read_inputs(items: str | Path | Sequence[str | Path], need_seg: bool = False) -> tuple:
@@ -97,6 +114,9 @@ def _from_files(paths, need_seg: bool) -> list:
 
 
 def _read_csv(path: Path) -> tuple:
+    from .readers import require_regular_file
+
+    require_regular_file(path, "case list")
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
@@ -134,13 +154,21 @@ def _row(record: dict, folder: Path, where: str) -> CaseRow:
         image=image,
         organ_mask=path_of("organ_mask"),
         organ_label=_integer(record.get("organ_label"), "organ_label", where),
-        seg=path_of("seg"),
+        seg=path_of("seg") or path_of("label"),
         box=record.get("box") or None,
         box_ijk=record.get("box_ijk") or None,
         attributes=_attributes(record.get("attributes"), where),
         lesion_type=record.get("lesion_type") or None,
         seed=_integer(record.get("seed"), "seed", where),
+        split=_split(record.get("split"), where),
     )
+
+
+def _split(text, where) -> str:
+    split = (text or "train").strip().lower()
+    if split not in SPLITS:
+        raise PastaError(f"{where}: split is {' or '.join(SPLITS)}, got {split!r}")
+    return split
 
 
 def _integer(text, column, where):

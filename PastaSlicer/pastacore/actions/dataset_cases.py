@@ -1,4 +1,4 @@
-"""Synthetic training datasets: many lesions into background CTs.
+"""Synthetic training datasets: the layouts and one case (the dataset action runs many of them).
 
 Layouts:
 
@@ -27,16 +27,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..cohort.engine import Case, CaseWork
-from ..cohort.table import SYNTHETIC_COLUMNS, synthetic_row
+from ..cohort.table import synthetic_row
 from ..errors import PastaError
 from ..fileio.discover import MASK_HINTS, find_images, image_stem, is_image
-from . import schema as S
+from ..synthesis import schema as S
+from ..synthesis.schema import sample_attributes
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-
-    from ..cohort.engine import Timer, WorkerResources
+    from collections.abc import Sequence
 
 
 FORMATS = ("pasta-gen", "nnunet")
@@ -90,7 +88,7 @@ def _background(image_path: str, mask_path: str | None):
 def _auto_organ(image_path: str, organ: str):
     """An organ found without a model (the lungs) on the standardised background, cached."""
     from ..geometry import Volume
-    from .engine import auto_organ
+    from ..synthesis.engine import auto_organ
 
     volume, _ = _background(image_path, None)
     mask = auto_organ(volume, S.lesion_type(next(k for k in S.lesion_types() if S.lesion_type(k).organ == organ)))
@@ -99,19 +97,6 @@ def _auto_organ(image_path: str, organ: str):
 
 def case_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0] & 0x7FFFFFFF)
-
-
-def sample_attributes(kind: S.LesionType, seed: int) -> dict:
-    """A consistent variation of the type's defaults, drawn from its ``variants`` (for diverse datasets)."""
-    rng = np.random.default_rng([seed, 17])
-    for _ in range(20):
-        chosen = {key: options[int(rng.integers(len(options)))] for key, options in kind.variants.items()}
-        try:
-            S.check_consistency(kind, S.merged_attributes(kind, chosen))
-        except PastaError:
-            continue
-        return chosen
-    return {}
 
 
 def case_paths(output: Path, layout: str, index: int, kind: S.LesionType) -> dict:
@@ -147,7 +132,7 @@ def make_case(spec: dict) -> dict:
     size}, "rows": [its cohort-table row]}``. A case that cannot be made raises PastaError."""
     from ..fileio import write_volume
     from ..fileio.atomic import atomic_directory, atomic_outputs
-    from .engine import synthesize_lesion
+    from ..synthesis.engine import synthesize_lesion
 
     kind = S.lesion_type(spec["lesion_type"])
     output = Path(spec["output"])
@@ -186,65 +171,12 @@ def make_case(spec: dict) -> dict:
             temps[1].write_text(json.dumps(result.type_json), encoding="utf-8")
             temps[2].write_text(json.dumps(report, indent=1), encoding="utf-8")
         write_volume(result.labels, paths["label"], overwrite=True)  # last: marks the case finished
-    return {"outputs": _sizes(output, paths), "rows": [synthetic_row(case_name(spec["index"]), report, report["background"])]}
+    return {"outputs": case_sizes(output, paths), "rows": [synthetic_row(case_name(spec["index"]), report, report["background"])]}
 
 
-def _sizes(output: Path, paths: dict) -> dict:
+def case_sizes(output: Path, paths: dict) -> dict:
     files = [p for k, p in paths.items() if k != "folder" and p.is_file()]
     return {p.relative_to(output).as_posix(): p.stat().st_size for p in files}
-
-
-class DatasetWork(CaseWork):
-    """One case of a synthetic dataset (``pasta dataset``) on the cohort engine."""
-
-    kind = "dataset"
-    table_columns = SYNTHETIC_COLUMNS
-
-    def __init__(
-        self,
-        format: str = "pasta-gen",
-        backend: str = "procedural",
-        backend_options: dict | None = None,
-        organ_label: int | None = None,
-    ) -> None:
-        self.format, self.backend, self.backend_options = format, backend, dict(backend_options or {})
-        self.organ_label = organ_label
-        self.needs_gpu = backend != "procedural" and self.backend_options.get("device", "auto") != "cpu"
-
-    def settings(self) -> dict:
-        options = {k: v for k, v in self.backend_options.items() if k not in ("allow_slow", "device", "precision")}
-        return {"format": self.format, "backend": self.backend, "backend_options": options, "organ_label": self.organ_label}
-
-    def _paths(self, out_dir: Path, case: Case) -> dict:
-        return case_paths(out_dir, self.format, case.params["index"], S.lesion_type(case.params["lesion_type"]))
-
-    def found(self, out_dir: Path, case: Case, fingerprint: str) -> dict | None:
-        """A finished case made for this fingerprint (or by a version that wrote none)."""
-        paths = self._paths(out_dir, case)
-        if not is_finished(paths):
-            return None
-        try:
-            report = json.loads(paths["report"].read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        if report.get("fingerprint") not in (None, fingerprint):
-            return None
-        return {"outputs": _sizes(out_dir, paths), "rows": [synthetic_row(case.case_id, report, report.get("background", ""))]}
-
-    def run(self, out_dir: Path, case: Case, fingerprint: str, resources: WorkerResources, timer: Timer) -> dict:
-        spec = dict(
-            case.params,
-            image=case.inputs["image"],
-            mask=case.inputs.get("organ_mask"),
-            format=self.format,
-            output=str(out_dir),
-            organ_label=self.organ_label,
-            backend=self.backend,
-            backend_options=self.backend_options,
-            fingerprint=fingerprint,
-        )
-        with timer("synthesise and write"):
-            return make_case(spec)
 
 
 def write_dataset_json(output: Path, count: int, types: list) -> Path:
@@ -265,129 +197,10 @@ def write_dataset_json(output: Path, count: int, types: list) -> Path:
     return path
 
 
-def _output_folder(output_dir) -> Path:
+def output_folder(output_dir) -> Path:
     """The dataset folder, created (not its parents) after the same checks as every output."""
     from ..fileio.atomic import check_output_dir
 
     output = check_output_dir(output_dir, overwrite=True)
     output.mkdir(exist_ok=True)
     return output
-
-
-def generate_dataset(
-    backgrounds_dir: str | Path | Sequence[str | Path] | None = None,
-    output_dir: str | Path | None = None,
-    count: int = 10,
-    format: str = "pasta-gen",
-    lesion_type: str | None = None,
-    attributes: str | dict | None = None,
-    seed: int = 0,
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
-    organ_masks: str | Path | Sequence[str | Path] | None = None,
-    workers: int = 1,
-    organ_label: int | None = None,
-    backend: str = "procedural",
-    backend_options: dict | None = None,
-    scheduler: str | None = None,
-    notify: Callable[[str], None] | None = None,
-) -> dict:
-    """Write ``count`` synthetic cases; returns a summary (written, skipped, failed, output).
-
-    ``workers``: 1 runs the cases in this process; more start a local Dask cluster of that
-    many workers; ``scheduler`` ("local", "inline" or a Dask scheduler address) chooses
-    explicitly. ``backend`` / ``backend_options``: the synthesis backend of every case (see
-    :func:`~pastacore.synthesis.backends.get_backend`); checked before any case starts."""
-    from ..cohort.engine import run_cohort
-
-    if format not in FORMATS:
-        raise PastaError(f"unknown dataset format {format!r}; choose one of: {', '.join(FORMATS)}")
-    if output_dir is None or str(output_dir) == "":
-        raise PastaError("choose an output folder for the dataset")
-    count = int(count)
-    if count < 1:
-        raise PastaError("the number of cases must be at least 1")
-    workers = max(1, int(workers or 1))
-    scheduler = scheduler or ("inline" if workers == 1 else "local")
-    if scheduler != "inline":
-        from ..cohort.cluster import require_dask
-
-        require_dask()
-    from .backends import get_backend
-
-    get_backend(backend, **(backend_options or {}))
-    images = find_backgrounds(backgrounds_dir)
-    masks = match_masks(images, organ_masks)
-    if isinstance(lesion_type, str) and lesion_type:
-        types = [S.lesion_type(t).key for t in lesion_type.replace(",", " ").split()]
-    elif lesion_type:
-        types = [S.lesion_type(t).key for t in lesion_type]
-    else:
-        types = [t for t in S.lesion_types() if any(masks.values()) or S.lesion_type(t).organ == "lung"]
-    if attributes is not None and not isinstance(attributes, (str, dict)):
-        raise PastaError("attributes must be a description (text) or a mapping")
-    if isinstance(attributes, str) and not attributes.strip():
-        attributes = None
-    for t in types:  # refuse bad attributes before any work
-        from .engine import read_attributes
-
-        read_attributes(attributes, t)
-    output = _output_folder(output_dir)
-    cases = []
-    for index in range(count):
-        image = images[index % len(images)]
-        mask = masks.get(image)
-        inputs = {"image": str(Path(image).resolve())}
-        if mask:
-            inputs["organ_mask"] = str(Path(mask).resolve())
-        cases.append(
-            Case(
-                case_name(index),
-                inputs,
-                {
-                    "index": index,
-                    "lesion_type": types[index % len(types)],
-                    "attributes": attributes,
-                    "seed": case_seed(seed, index),
-                },
-                position=index,
-            )
-        )
-    work = DatasetWork(format, backend, backend_options, organ_label)
-    summary = run_cohort(
-        work,
-        cases,
-        output,
-        scheduler=scheduler,
-        workers=workers if scheduler == "local" else None,
-        device=(backend_options or {}).get("device", "auto"),
-        progress=progress,
-        is_cancelled=is_cancelled,
-        notify=notify,
-    )
-    by_name = {c.case_id: c for c in cases}
-    failed = [
-        {"index": by_name[f["case_id"]].params["index"], "error": f["error"], "background": by_name[f["case_id"]].inputs["image"]}
-        for f in summary["failed"]
-    ]
-    finished = [
-        c for c in cases if is_finished(case_paths(output, format, c.params["index"], S.lesion_type(c.params["lesion_type"])))
-    ]
-    if format == "nnunet":
-        write_dataset_json(output, len(finished), types)
-    result = {
-        "output": str(output),
-        "format": format,
-        "requested": count,
-        "written": summary["done"],
-        "skipped": summary["skipped"],
-        "failed": failed,
-        "finished": len(finished),
-        "types": types,
-        "manifest": str(output / "manifest.sqlite"),
-        "workers": summary["workers"],
-        "dashboard": summary["dashboard"],
-    }
-    if failed and len(failed) == count:
-        raise PastaError(f"no case could be made: {failed[0]['error']}")
-    return result
