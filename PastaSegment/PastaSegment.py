@@ -23,7 +23,9 @@ class PastaSegment(ScriptedLoadableModule):
 Segment organs and lesions in a CT volume with an installed PASTA model. By default a model
 searches its own organ (the built-in lung model: the lungs); an organ segmentation or a box
 (ROI) restricts the search instead. The result is a new segmentation node, placed in the
-volume's study, ready for the Segment Editor. "Fine-tune" trains a new model from the chosen one
+volume's study, ready for the Segment Editor. A model that takes a text prompt (a multi-path gCIS
+model) segments what the prompt beside it names ("liver tumor"): pick a known prompt or type one.
+"Fine-tune" trains a new model from the chosen one
 on the volumes whose segmentations you corrected. For research use only, not for diagnosis.
 """)
         self.parent.acknowledgementText = _("""
@@ -35,6 +37,7 @@ PASTA for 3D Slicer is developed by its contributors as an open-source 3D Slicer
 class PastaSegmentParameterNode:
     inputVolume: vtkMRMLScalarVolumeNode
     modelName: str = ""
+    prompt: str = ""
     organSegmentation: vtkMRMLSegmentationNode
     roi: vtkMRMLMarkupsROINode
     wholeBody: bool = False
@@ -51,12 +54,12 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         VTKObservationMixin.__init__(self)
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._task = None
 
     def setup(self) -> None:
         from PastaSegmentLib.finetune_panel import FinetunePanel
         from PastaSegmentLib.pretrain_panel import PretrainPanel
         from PastaSlicerLib.controllers import HubController, SegmentController
+        from PastaSlicerLib.gui.jobs import ActionButton
         from PastaSlicerLib.gui.tasks import taskRunner
 
         ScriptedLoadableModuleWidget.setup(self)
@@ -74,7 +77,8 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.showInSegmentEditorButton.connect("clicked(bool)", self.onShowInSegmentEditor)
         self.ui.refreshModelsButton.connect("clicked(bool)", self.refreshModels)
         self.ui.modelComboBox.connect("currentIndexChanged(int)", self._onModelChosen)
-        self.ui.progressBar.setVisible(False)
+        self.segmentAction = ActionButton(self.ui.segmentButton, self.ui.statusLabel, self.ui.progressBar, _("Segment"))
+        self.ui.promptComboBox.connect("editTextChanged(QString)", self._onPromptTyped)
         self.refreshModels()
         self.initializeParameterNode()
         self.fineTune = FinetunePanel(
@@ -90,8 +94,7 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         )
 
     def cleanup(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        self.segmentAction.cancel()
         self.fineTune.sceneClosing()
         self.pretrain.cancel()
         self.removeObservers()
@@ -103,8 +106,7 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        self.segmentAction.cancel()
         self.fineTune.sceneClosing()
         self.setParameterNode(None)
 
@@ -117,9 +119,17 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         parameterNode = self.logic.getParameterNode()
         selectFirstVolume(parameterNode)
-        if not parameterNode.modelName and self.ui.modelComboBox.count > 0:
-            parameterNode.modelName = self.ui.modelComboBox.currentData or ""
+        self._checkModel(parameterNode)
         self.setParameterNode(parameterNode)
+
+    def _checkModel(self, parameterNode) -> None:
+        """A model name that is not installed (removed in the hub, a scene from another machine)
+        falls back to the default model, and the status line says so."""
+        name, note = self.hub.usable_model(parameterNode.modelName)
+        if name != parameterNode.modelName:
+            parameterNode.modelName = name
+        if note:
+            self.ui.statusLabel.text = note
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -129,6 +139,7 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
+        self._offerPrompts()
         self._updateGUI()
 
     def refreshModels(self) -> None:
@@ -141,26 +152,56 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             [(f"{m.name} ({m.version})", m.name, f"{m.task}: {m.path}") for m in models],
             _("No model installed: import one in the PASTA module"),
         )
+        if self._parameterNode:
+            self._checkModel(self._parameterNode)
+        self._offerPrompts()
         self._updateGUI()
 
     def _onModelChosen(self, index) -> None:
         if self._parameterNode:
             self._parameterNode.modelName = self.ui.modelComboBox.itemData(index) or ""
+        self._offerPrompts()
+
+    def _offerPrompts(self) -> None:
+        """The prompt field: enabled for models that take a text prompt, offering their known prompts."""
+        model = self._parameterNode.modelName if self._parameterNode else ""
+        known = self.controller.prompts(model)
+        combo = self.ui.promptComboBox
+        typed = self._parameterNode.prompt if self._parameterNode else ""
+        wasBlocked = combo.blockSignals(True)
+        combo.clear()
+        for text in known or []:
+            combo.addItem(text)
+        combo.setEditText(typed if known is not None else "")
+        combo.blockSignals(wasBlocked)
+        combo.enabled = known is not None
+        combo.lineEdit().placeholderText = (
+            _("What to segment, e.g. liver tumor") if known is not None else _("No prompt: this model has one task")
+        )
+
+    def _onPromptTyped(self, text) -> None:
+        if self._parameterNode and self._parameterNode.prompt != text:
+            self._parameterNode.prompt = text
 
     def _request(self):
         from pastacore.actions.segment import SegmentOptions
         from PastaSlicerLib.controllers import SegmentRequest
 
         p = self._parameterNode
+        takesPrompt = self.controller.prompts(p.modelName) is not None
         options = SegmentOptions(
-            model=p.modelName, organ="body" if p.wholeBody else "", device=p.device, tta=p.quality == "accurate"
+            model=p.modelName,
+            prompt=p.prompt.strip() if takesPrompt else "",
+            organ="body" if p.wholeBody else "",
+            device=p.device,
+            tta=p.quality == "accurate",
         )
         return SegmentRequest(p.inputVolume, options, p.organSegmentation, roi=p.roi, output=p.outputSegmentation)
 
     def _updateGUI(self, caller=None, event=None) -> None:
         from PastaSlicerLib.gui.widgets import showComboData
 
-        running = self._task is not None and self._task.running
+        running = self.segmentAction.running
         p = self._parameterNode
         if p:
             showComboData(self.ui.modelComboBox, p.modelName)
@@ -173,40 +214,17 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.showInSegmentEditorButton.enabled = bool(p and p.outputSegmentation) and not running
 
     def onSegmentButton(self) -> None:
-        from PastaSlicerLib.gui import callWithErrorDisplay
-        from PastaSlicerLib.gui.dependencies import ensureDependencies
-        from PastaSlicerLib.gui.tasks import RunningTask
-
-        if self._task is not None and self._task.running:
-            self._task.cancel()
-            self.ui.statusLabel.text = _("Cancelling...")
-            return
-        if not ensureDependencies():
-            self.ui.statusLabel.text = _("The Python packages PASTA needs are not installed (see the PASTA module).")
-            return
-        ok, handle = callWithErrorDisplay(
-            _("Starting the segmentation failed."),
-            self.controller.start,
-            self._request(),
-            on_progress=self._onProgress,
-            on_finished=self._onFinished,
+        request = self._request()
+        self.segmentAction.run(
+            "segment",
+            lambda progress, finished: self.controller.start(request, progress, finished),
+            _("Segmentation failed."),
+            _("Segmenting..."),
+            done=self._onSegmented,
+            choices={"groups": self.hub.model_groups(request.options.model)},
         )
-        if ok:
-            self._task = RunningTask(handle)
-            self.ui.progressBar.value = 0
-            self.ui.progressBar.setVisible(self._task.running)
-            self.ui.statusLabel.text = _("Segmenting...")
-        self._updateGUI()
 
-    def _onProgress(self, fraction, message) -> None:
-        self.ui.progressBar.value = int(round(100 * fraction))
-        self.ui.statusLabel.text = message
-
-    def _onFinished(self, outcome) -> None:
-        from PastaSlicerLib.gui.tasks import showOutcome
-
-        self.ui.progressBar.setVisible(False)
-        showOutcome(self.ui.statusLabel, outcome, _("Segmentation failed."))
+    def _onSegmented(self, outcome) -> None:
         if outcome.ok and self._parameterNode:
             self._parameterNode.outputSegmentation = outcome.value
         self._updateGUI()

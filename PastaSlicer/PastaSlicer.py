@@ -16,7 +16,8 @@ DEVICE_SETTINGS_KEY = "PASTA/Device"
 
 
 class PastaSlicer(ScriptedLoadableModule):
-    """The PASTA hub: dependencies, compute device, installed models, measurements and reports."""
+    """The PASTA hub: dependencies, compute device, installed models, measurements and reports,
+    pathology classification."""
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
@@ -27,7 +28,8 @@ class PastaSlicer(ScriptedLoadableModule):
         self.parent.helpText = _("""
 PASTA hub: install the Python packages PASTA needs, choose the compute device, manage the
 installed models used by PASTA Segment and PASTA Synth, measure lesions (the table follows
-Segment Editor edits) and export structured reports (JSON, HTML, PDF, DICOM SEG + SR).
+Segment Editor edits) and export structured reports (JSON, HTML, PDF, DICOM SEG + SR);
+classify a pathology image (PNG/TIFF) with PatchTCGA's encoders and overlay the heat map.
 For research use only, not for diagnosis.
 """)
         self.parent.acknowledgementText = _("""
@@ -73,6 +75,7 @@ class PastaSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self) -> None:
         from PastaSlicerLib.controllers import HubController
+        from PastaSlicerLib.gui.patches_panel import PatchPanel
         from PastaSlicerLib.gui.report_panel import ReportPanel
 
         ScriptedLoadableModuleWidget.setup(self)
@@ -83,6 +86,7 @@ class PastaSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = PastaSlicerLogic()
         self.hub = HubController()
         self.reportPanel = ReportPanel(self.ui, lambda: self._parameterNode.device if self._parameterNode else "auto")
+        self.patchPanel = PatchPanel(self.ui, lambda: self._parameterNode.device if self._parameterNode else "auto")
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -98,6 +102,7 @@ class PastaSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self) -> None:
         self.reportPanel.cleanup()
+        self.patchPanel.sceneClosing()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -112,6 +117,7 @@ class PastaSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
         self.reportPanel.sceneClosing()
+        self.patchPanel.sceneClosing()
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -141,6 +147,7 @@ class PastaSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._showDependencies()
             self._showDevice()
             self._showModels()
+            self.patchPanel.refreshEncoders()
 
     def _fillTable(self, table, rows, bad=lambda row: False, tooltip=lambda row: "") -> None:
         table.setRowCount(len(rows))
@@ -155,10 +162,17 @@ class PastaSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         table.resizeColumnsToContents()
 
     def _showDependencies(self) -> None:
-        rows = [
-            _Row((name, required, installed), ok, purpose)
-            for name, required, installed, ok, purpose in self.hub.dependency_rows()
-        ]
+        """The base packages (needed for everything) and each group's, installed when an action first needs them."""
+        groups = {name: (purpose, actions) for name, purpose, actions in self.hub.requirement_groups()}
+        rows = []
+        for name, required, installed, ok, purpose, group in self.hub.dependency_rows():
+            if group:
+                what, actions = groups[group]
+                needed = _("{group}: {actions} (installed when first used)").format(group=group, actions=", ".join(actions))
+                note = f"{what} {purpose}".strip()
+            else:
+                needed, note = _("every action"), purpose
+            rows.append(_Row((name, required, installed, needed), ok or bool(group), note))
         self._fillTable(self.ui.dependenciesTable, rows, bad=lambda row: not row.ok, tooltip=lambda row: row.note)
         self.ui.installDependenciesButton.enabled = any(not row.ok for row in rows)
 

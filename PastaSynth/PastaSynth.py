@@ -56,11 +56,10 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         VTKObservationMixin.__init__(self)
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._previewTask = None
-        self._batchTask = None
 
     def setup(self) -> None:
         from PastaSlicerLib.controllers import SynthController
+        from PastaSlicerLib.gui.jobs import ActionButton
         from PastaSlicerLib.gui.tasks import taskRunner
         from PastaSlicerLib.gui.widgets import fillComboBox
 
@@ -84,8 +83,8 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.outputFolderPathLineEdit.currentPath = str(settings.value(FOLDER_SETTINGS["output"], ""))
         for edit in (self.ui.backgroundsFolderPathLineEdit, self.ui.outputFolderPathLineEdit):
             edit.connect("currentPathChanged(QString)", self._updateGUI)
-        self.ui.progressBar.setVisible(False)
-        self.ui.batchProgressBar.setVisible(False)
+        self.previewAction = ActionButton(self.ui.previewButton, self.ui.statusLabel, self.ui.progressBar, _("Preview"))
+        self.batchAction = ActionButton(self.ui.generateButton, self.ui.batchStatusLabel, self.ui.batchProgressBar, _("Generate"))
         fillComboBox(
             self.ui.lesionTypeComboBox,
             [(_("(from the description)"), "", None)] + [(t, t, None) for t in self.controller.lesion_types()],
@@ -106,9 +105,8 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        for task in (self._previewTask, self._batchTask):
-            if task is not None:
-                task.cancel()
+        self.previewAction.cancel()
+        self.batchAction.cancel()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -118,8 +116,7 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event) -> None:
-        if self._previewTask is not None:
-            self._previewTask.cancel()
+        self.previewAction.cancel()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -178,8 +175,8 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from PastaSlicerLib.gui.widgets import showComboData
 
         p = self._parameterNode
-        previewing = self._previewTask is not None and self._previewTask.running
-        batching = self._batchTask is not None and self._batchTask.running
+        previewing = self.previewAction.running
+        batching = self.batchAction.running
         if p:
             showComboData(self.ui.lesionTypeComboBox, p.lesionType)
         problem = self.controller.problem(self._request()) if p else _("No parameter node")
@@ -203,35 +200,17 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- preview / apply / discard ------------------------------------------------------
     def onPreviewButton(self) -> None:
-        from PastaSlicerLib.gui import callWithErrorDisplay
-        from PastaSlicerLib.gui.tasks import RunningTask
-
-        if self._previewTask is not None and self._previewTask.running:
-            self._previewTask.cancel()
-            self.ui.statusLabel.text = _("Cancelling...")
-            return
-        ok, handle = callWithErrorDisplay(
-            _("Starting the lesion synthesis failed."),
-            self.controller.preview,
-            self._request(),
-            on_progress=self._onPreviewProgress,
-            on_finished=self._onPreviewFinished,
+        request = self._request()
+        self.previewAction.run(
+            "synth",
+            lambda progress, finished: self.controller.preview(request, progress, finished),
+            _("Lesion synthesis failed."),
+            _("Synthesising..."),
+            done=self._onPreviewFinished,
+            choices={"backend": request.options.backend},
         )
-        if ok:
-            self._previewTask = RunningTask(handle)
-            self.ui.progressBar.setVisible(self._previewTask.running)
-            self.ui.statusLabel.text = _("Synthesising...")
-        self._updateGUI()
-
-    def _onPreviewProgress(self, fraction, message) -> None:
-        self.ui.progressBar.value = int(round(100 * fraction))
-        self.ui.statusLabel.text = message
 
     def _onPreviewFinished(self, outcome) -> None:
-        from PastaSlicerLib.gui.tasks import showOutcome
-
-        self.ui.progressBar.setVisible(False)
-        showOutcome(self.ui.statusLabel, outcome, _("Lesion synthesis failed."))
         if outcome.ok:
             slicer.util.setSliceViewerLayers(background=outcome.value, fit=False)
         self._updateGUI()
@@ -254,40 +233,21 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- batch ----------------------------------------------------------------------------
     def onGenerateButton(self) -> None:
-        from PastaSlicerLib.gui import callWithErrorDisplay
-        from PastaSlicerLib.gui.tasks import RunningTask
-
-        if self._batchTask is not None and self._batchTask.running:
-            self._batchTask.cancel()
-            self.ui.batchStatusLabel.text = _("Cancelling...")
+        if self.batchAction.running:
+            self.batchAction.cancel()
             return
         request = self._datasetRequest()
         settings = qt.QSettings()
         settings.setValue(FOLDER_SETTINGS["backgrounds"], request.backgrounds)
         settings.setValue(FOLDER_SETTINGS["output"], request.output)
-        ok, handle = callWithErrorDisplay(
-            _("Starting the dataset generation failed."),
-            self.controller.start_dataset,
-            request,
-            on_progress=self._onBatchProgress,
-            on_finished=self._onBatchFinished,
+        self.batchAction.run(
+            "dataset",
+            lambda progress, finished: self.controller.start_dataset(request, progress, finished),
+            _("Dataset generation failed."),
+            _("Generating..."),
+            done=lambda outcome: self._updateGUI(),
+            choices={"backend": request.options.synth.backend, "workers": request.options.workers},
         )
-        if ok:
-            self._batchTask = RunningTask(handle)
-            self.ui.batchProgressBar.setVisible(self._batchTask.running)
-            self.ui.batchStatusLabel.text = _("Generating...")
-        self._updateGUI()
-
-    def _onBatchProgress(self, fraction, message) -> None:
-        self.ui.batchProgressBar.value = int(round(100 * fraction))
-        self.ui.batchStatusLabel.text = message
-
-    def _onBatchFinished(self, outcome) -> None:
-        from PastaSlicerLib.gui.tasks import showOutcome
-
-        self.ui.batchProgressBar.setVisible(False)
-        showOutcome(self.ui.batchStatusLabel, outcome, _("Dataset generation failed."))
-        self._updateGUI()
 
 
 class PastaSynthLogic(ScriptedLoadableModuleLogic):

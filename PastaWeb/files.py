@@ -9,6 +9,8 @@ from pastacore.errors import PastaError
 from pastacore.fileio.readers import IMAGE_SUFFIXES
 
 SCENE_SUFFIXES = (".mrb",)
+PATHOLOGY_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")  # 2-D images for the pathology panel
+HEAD_SUFFIXES = (".pt", ".pth")
 
 
 class DataFolder:
@@ -29,7 +31,8 @@ class DataFolder:
         return candidate
 
     def entries(self, limit: int = 500) -> list:
-        """Relative paths of what can be loaded: CT files, scenes, and folders holding DICOM files."""
+        """Relative paths of what can be loaded: CT files, scenes, 2-D pathology images, and folders
+        holding DICOM files."""
         found = []
         for path in sorted(self.root.rglob("*")):
             if len(found) >= limit:
@@ -41,7 +44,7 @@ class DataFolder:
             name = path.name.lower()
             if any(part.startswith(".") for part in path.relative_to(self.root).parts):
                 continue
-            if inside.is_file() and (name.endswith(IMAGE_SUFFIXES) or name.endswith(SCENE_SUFFIXES)):
+            if inside.is_file() and name.endswith(IMAGE_SUFFIXES + SCENE_SUFFIXES + PATHOLOGY_SUFFIXES):
                 found.append(str(path.relative_to(self.root)))
             elif inside.is_dir() and _holds_dicom(inside):
                 found.append(str(path.relative_to(self.root)) + "/")
@@ -58,3 +61,20 @@ def _holds_dicom(folder: Path) -> bool:
             except OSError:
                 continue
     return False
+
+
+def heads(folder: DataFolder, limit: int = 200) -> list:
+    """Relative paths of the classifier heads (``.pt``) in the data folder."""
+    found = []
+    for path in sorted(folder.root.rglob("*")):
+        relative = path.relative_to(folder.root)
+        if not path.name.lower().endswith(HEAD_SUFFIXES) or any(p.startswith(".") for p in relative.parts):
+            continue
+        try:
+            if folder.resolve(str(relative)).is_file():  # not a link leading out of the data folder
+                found.append(str(relative))
+        except PastaError:
+            continue
+        if len(found) >= limit:
+            break
+    return found

@@ -13,8 +13,10 @@ import zipfile
 from pathlib import Path
 
 from pastacore.errors import PastaError
+from pastaweb.files import PATHOLOGY_SUFFIXES
 
 POLL_SECONDS = 0.1
+HEAT_OPACITY = 0.5  # the heat map over the pathology image
 MEASURE_DELAY_SECONDS = 0.5  # measure again this long after the last edit
 WINDOWS = {"Auto": None, "Lung": (1500.0, -600.0), "Soft tissue": (400.0, 40.0), "Bone": (1800.0, 400.0)}
 REGIONS = {
@@ -27,7 +29,13 @@ REGIONS = {
 
 class PastaWebLogic:
     def __init__(self, server, slicer_app, data_folder, out_dir, downloads, runner, max_upload_mb: float):
-        from PastaSlicerLib.controllers import HubController, ReportController, SegmentController, SynthController
+        from PastaSlicerLib.controllers import (
+            HubController,
+            PatchController,
+            ReportController,
+            SegmentController,
+            SynthController,
+        )
 
         self.server, self.state, self.app = server, server.state, slicer_app
         self.scene = slicer_app.scene
@@ -37,6 +45,8 @@ class PastaWebLogic:
         self.segmenter = SegmentController(self.scene, runner)
         self.synth = SynthController(self.scene, runner)
         self.reports = ReportController(self.scene, runner)
+        self.patches = PatchController(self.scene, runner)
+        self.heatmap = None
         self.volume = self.segmentation = self.roi = None
         self._handle = None
         self._watch = None
@@ -62,6 +72,9 @@ class PastaWebLogic:
                 "pasta_regions": [{"title": t, "value": v} for v, t in REGIONS.items()],
                 "pasta_region": "model",
                 "pasta_region_text": "",
+                "pasta_prompt": "",
+                "pasta_prompts": [],
+                "pasta_takes_prompt": False,
                 "pasta_box": "",
                 "pasta_placing": False,
                 "pasta_attributes": "",
@@ -77,11 +90,23 @@ class PastaWebLogic:
                 "pasta_max_upload_mb": self.max_upload_bytes / 1e6,
                 "pasta_report_formats": [{"title": f"{c['label']}: {c['description']}", "value": c["name"]} for c in formats],
                 "pasta_report_chosen": [c["name"] for c in formats],
+                "pasta_patch_encoders": [],
+                "pasta_patch_encoder": None,
+                "pasta_patch_heads": [],
+                "pasta_patch_head": None,
+                "pasta_patch_classes": [],
+                "pasta_patch_class": None,
+                "pasta_patch_tile": 224,
+                "pasta_patch_result": "",
             }
         )
+        self.refresh_patch_choices()
         self.state.change("pasta_attributes")(self._on_attributes)
         self.state.change("pasta_window")(self._on_window)
         self.state.change("pasta_region", "pasta_model")(lambda **_: self._show_region())
+        self.state.change("pasta_patch_head")(self._on_patch_head)
+        self.state.change("pasta_model")(lambda **_: self._offer_prompts())
+        self._offer_prompts()
 
     def _say(self, text: str):
         self.state.pasta_status = text
@@ -116,6 +141,8 @@ class PastaWebLogic:
             self._show_volume(nodes[0])
             if segmentations:
                 self._use_segmentation(segmentations[-1])
+        elif path.name.lower().endswith(PATHOLOGY_SUFFIXES):
+            self._show_volume(self.patches.load_image(path))
         else:
             volume = read_volume(path)
             self._show_volume(volumes.node_from_volume(self.scene, volume, path.name.split(".")[0]))
@@ -123,6 +150,8 @@ class PastaWebLogic:
 
     def _forget_scene_nodes(self):
         self.synth.discard()
+        self.heatmap = None
+        self.state.pasta_patch_result = ""
         self._stop_watch()
         self.volume = self.segmentation = self.roi = None
         self.state.update({"pasta_segments": [], "pasta_measurements": [], "pasta_box": "", "pasta_has_preview": False})
@@ -132,6 +161,7 @@ class PastaWebLogic:
         display = self.app.display_manager
         display.show_volume_in_slice_background(node)
         display.show_volume_in_slice_foreground(None)
+        self.refresh_patch_choices()
         display.reset_views()
         self.state.pasta_volume_loaded = True
         self._on_window(self.state.pasta_window)
@@ -179,12 +209,21 @@ class PastaWebLogic:
         from PastaSlicerLib.controllers import SegmentRequest
 
         region = self.state.pasta_region
+        prompt = (self.state.pasta_prompt or "").strip() if self.state.pasta_takes_prompt else ""
         return SegmentRequest(
             self.volume,
-            SegmentOptions(model=self.state.pasta_model or "", organ="body" if region == "body" else ""),
+            SegmentOptions(model=self.state.pasta_model or "", prompt=prompt, organ="body" if region == "body" else ""),
             organ_segmentation=self.segmentation if region == "organ" else None,
             roi=self.roi if region == "box" else None,
         )
+
+    def _offer_prompts(self):
+        """The prompt field: shown for models that take a text prompt, offering their known prompts."""
+        known = self.segmenter.prompts(self.state.pasta_model or "")
+        self.state.pasta_takes_prompt = known is not None
+        self.state.pasta_prompts = list(known or [])
+        if known is None:
+            self.state.pasta_prompt = ""
 
     def _show_region(self):
         if self.volume is None:
@@ -446,6 +485,51 @@ class PastaWebLogic:
         """The bytes of an offered file, for the browser's download (``utils.download``)."""
         content = self.downloads.read(key)
         return self.server.protocol.addAttachment(content) if content is not None else None
+
+    # -- pathology: classify a 2-D image, overlay the heat map -------------------------------
+    def refresh_patch_choices(self):
+        """The installed PatchTCGA encoders and the heads in the data folder."""
+        from pastaweb.files import heads
+
+        encoders = self.patches.encoders()
+        self.state.pasta_patch_encoders = encoders
+        if self.state.pasta_patch_encoder not in encoders:
+            self.state.pasta_patch_encoder = encoders[0] if encoders else None
+        self.state.pasta_patch_heads = heads(self.data) if self.data else []
+
+    def _on_patch_head(self, pasta_patch_head=None, **_):
+        classes = []
+        if pasta_patch_head and self.data:
+            try:
+                classes = self.patches.head_classes(self.data.resolve(pasta_patch_head))
+            except PastaError:
+                classes = []
+        self.state.pasta_patch_classes = classes
+        self.state.pasta_patch_class = classes[1] if len(classes) == 2 else None
+
+    def classify_patches(self):
+        """Classify the loaded 2-D image tile by tile; overlay the heat map in the slice views."""
+
+        def start(progress, done):
+            if not self.state.pasta_patch_head or not self.data:
+                raise PastaError("choose a head (a .pt file of the data folder)")
+            head = self.data.resolve(self.state.pasta_patch_head)
+            tile = int(self.state.pasta_patch_tile or 224)
+            return self.patches.classify(
+                self.volume, self.state.pasta_patch_encoder, head, tile, self.state.pasta_patch_class or None,
+                on_progress=progress, on_finished=done,
+            )  # fmt: skip
+
+        def finished(outcome):
+            if outcome.ok:
+                self.heatmap = outcome.value.heatmap
+                self.app.display_manager.show_volume_in_slice_foreground(self.heatmap)
+                for view in self.app.view_manager.get_slice_views():
+                    view.set_foreground_opacity(HEAT_OPACITY)
+                self.state.pasta_patch_result = outcome.value.describe()
+            return outcome
+
+        self._start("classify", "Classifying", start, finished)
 
     # -- running jobs -----------------------------------------------------------------------
     def _start(self, kind, verb, start, finished):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from trame.widgets import client, html
 from trame.widgets.vuetify3 import (
     VBtn,
+    VCombobox,
     VExpansionPanel,
     VExpansionPanels,
     VExpansionPanelText,
@@ -43,12 +44,13 @@ def build(layout, logic, editor_ui_factory, layout_manager):
         )
     with layout.drawer:
         layout.drawer.width = 420
-        with VExpansionPanels(multiple=True, v_model=("pasta_panels", [0, 1, 2, 3, 4, 5]), variant="accordion"):
+        with VExpansionPanels(multiple=True, v_model=("pasta_panels", [0, 1, 2, 3, 4, 5, 6]), variant="accordion"):
             _load_panel(logic, server)
             _segment_panel(logic)
             _synth_panel(logic)
             _results_panel()
             _export_panel(logic)
+            _pathology_panel(logic)
             with VExpansionPanel(title="Edit segments (paint, erase, scissors, islands, undo)"):
                 with VExpansionPanelText():
                     editor_ui_factory()
@@ -107,6 +109,15 @@ def _segment_panel(logic):
         with VExpansionPanelText():
             VSelect(
                 v_model=("pasta_model",), items=("pasta_models",), label="Model", density="compact", raw_attrs=testid("model")
+            )
+            VCombobox(  # models that take a text prompt (gCIS): a known prompt or free text
+                v_model=("pasta_prompt",),
+                items=("pasta_prompts",),
+                v_show=("pasta_takes_prompt",),
+                label="What to segment (prompt)",
+                placeholder="e.g. liver tumor",
+                density="compact",
+                raw_attrs=testid("prompt"),
             )
             VSelect(
                 v_model=("pasta_region",),
@@ -228,3 +239,49 @@ def _export_panel(logic):
             with VList(density="compact"):
                 with VListItem(v_for="d in pasta_downloads", key="d.url"):
                     html.A("{{ d.name }}", href=("d.url",), download=("d.name",), raw_attrs=['data-testid="download"'])
+
+
+def _pathology_panel(logic):
+    with VExpansionPanel(title="Pathology: classify a 2-D image (PatchTCGA)"):
+        with VExpansionPanelText():
+            VSelect(
+                v_model=("pasta_patch_encoder",),
+                items=("pasta_patch_encoders",),
+                label="Encoder (installed with 'pasta models import --config')",
+                density="compact",
+                no_data_text="no PatchTCGA encoder installed",
+                raw_attrs=testid("patch-encoder"),
+            )
+            VSelect(
+                v_model=("pasta_patch_head",),
+                items=("pasta_patch_heads",),
+                label="Head (a .pt of the data folder)",
+                density="compact",
+                no_data_text="no head in the data folder",
+                raw_attrs=testid("patch-head"),
+            )
+            with html.Div(classes="d-flex"):
+                VTextField(
+                    v_model_number=("pasta_patch_tile",),
+                    type="number",
+                    label="Tile (pixels)",
+                    density="compact",
+                    classes="mr-2",
+                    raw_attrs=testid("patch-tile"),
+                )
+                VSelect(
+                    v_model=("pasta_patch_class",),
+                    items=("pasta_patch_classes",),
+                    label="Heat map of class",
+                    density="compact",
+                    raw_attrs=testid("patch-class"),
+                )
+            VBtn(
+                "Classify and overlay the heat map",
+                click=logic.classify_patches,
+                color="primary",
+                disabled=("!pasta_volume_loaded || pasta_busy || !pasta_patch_encoder || !pasta_patch_head",),
+                block=True,
+                raw_attrs=testid("patch-classify"),
+            )
+            html.Div("{{ pasta_patch_result }}", classes="text-caption mt-1", raw_attrs=testid("patch-result"))

@@ -5,6 +5,7 @@ segments and imports, and validation scores mean what they say."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -463,13 +464,14 @@ def test_folds_hold_each_case_out_once_and_the_final_run_uses_all():
 
 
 def test_cases_csv_pairs_images_with_labels_and_splits(case_files, tmp_path, capsys):
-    from pastacore.cli.finetune_cmd import _read_csv
+    from pastacore.fileio.cases import read_inputs
 
     ct, tumour = case_files
     table = tmp_path / "cases.csv"
     table.write_text(f"image,label,split\n{ct},{tumour},train\n{ct},{tumour},val\n")
-    train, val = _read_csv(table)
-    assert train == [(ct, tumour)] and val == [(ct, tumour)]
+    rows, _ = read_inputs(table, need_seg=True, unique_ids=False)
+    pairs = [(Path(r.image), Path(r.seg), r.split) for r in rows]
+    assert pairs == [(Path(ct), Path(tumour), "train"), (Path(ct), Path(tumour), "val")]
     table.write_text(f"image,label,split\n{ct},{tumour},test\n")
     assert main(["finetune", "--cases", str(table), "--out", str(tmp_path / "m")]) == 2
     assert "split is train or val" in capsys.readouterr().err

@@ -37,15 +37,18 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 # Reinstall only when the dependency lists changed (stamp = hash of pyproject.toml and the
-# run-time requirements it reads).
+# requirement files it reads).
 stamp=".venv/.pasta-installed"
-want="$(cat pyproject.toml Resources/requirements.txt | sha256sum | cut -d' ' -f1)"
+want="$(cat pyproject.toml Resources/requirements*.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setting up .venv (first run: a few minutes)..." >&2
   .venv/bin/python -m pip install -q --upgrade pip
   # torch 2.13.0 is pinned: where no CUDA is wanted (CI, laptops) this resolves to the CPU build.
   .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -e ".[mrml,web,train,cohort,test]"
+  .venv/bin/python -m pip install -q -e ".[mrml,web,train,cohort,gcis,test]"
+  # CLIP's tokenizer vocabulary for gCIS prompts ships in open_clip's wheel; its dependencies
+  # (torchvision) are not needed and do not fit the pinned torch build
+  .venv/bin/python -m pip install -q --no-deps "open_clip_torch==3.3.0"
   echo "$want" > "$stamp"
 fi
 

@@ -14,12 +14,15 @@ class FinetunePanel:
         """``startModel()`` and ``device()`` read the module's current choices; ``onModelAdded(model)``
         refreshes its model list."""
         from PastaSlicerLib.controllers import FinetuneController
+        from PastaSlicerLib.gui.jobs import ActionButton
         from PastaSlicerLib.gui.tasks import taskRunner
 
         self.ui, self._startModel, self._device, self._onModelAdded = ui, startModel, device, onModelAdded
         self.controller = FinetuneController(slicer.mrmlScene, taskRunner())
-        self._pairs, self._task = [], None
-        ui.fineTuneProgressBar.setVisible(False)
+        self._pairs = []
+        self.action = ActionButton(
+            ui.fineTuneButton, ui.fineTuneStatusLabel, ui.fineTuneProgressBar, _("Fine-tune on these segmentations")
+        )
         ui.fineTuneCollapsibleButton.connect("contentsCollapsed(bool)", self.refresh)
         ui.fineTuneRefreshButton.connect("clicked(bool)", self.refresh)
         ui.fineTuneCasesList.connect("itemChanged(QListWidgetItem*)", self._updateButton)
@@ -104,7 +107,7 @@ class FinetunePanel:
         self._updateButton()
 
     def _running(self):
-        return self._task is not None and self._task.running
+        return self.action.running
 
     def _request(self):
         from pastacore.actions.finetune import FinetuneOptions
@@ -140,40 +143,20 @@ class FinetunePanel:
         self.ui.fineTuneStartComboBox.enabled = not running
 
     def onFineTune(self):
-        from PastaSlicerLib.gui import callWithErrorDisplay
-        from PastaSlicerLib.gui.tasks import RunningTask
-
-        if self._running():
-            self._task.cancel()
-            self.ui.fineTuneStatusLabel.text = _("Cancelling...")
-            return
-        ok, handle = callWithErrorDisplay(
-            _("Starting the fine-tuning failed."),
-            self.controller.start,
-            self._request(),
-            on_progress=self._onProgress,
-            on_finished=self._onFinished,
+        request = self._request()
+        self.action.run(
+            "finetune",
+            lambda progress, finished: self.controller.start(request, progress, finished),
+            _("Fine-tuning failed."),
+            _("Fine-tuning..."),
+            done=self._onFinished,
         )
-        if ok:
-            self._task = RunningTask(handle)
-            self.ui.fineTuneProgressBar.value = 0
-            self.ui.fineTuneProgressBar.setVisible(self._task.running)
-            self.ui.fineTuneStatusLabel.text = _("Fine-tuning...")
         self._updateButton()
 
-    def _onProgress(self, fraction, message):
-        self.ui.fineTuneProgressBar.value = int(round(100 * fraction))
-        self.ui.fineTuneStatusLabel.text = message
-
     def _onFinished(self, outcome):
-        from PastaSlicerLib.gui.tasks import showOutcome
-
-        self.ui.fineTuneProgressBar.setVisible(False)
-        showOutcome(self.ui.fineTuneStatusLabel, outcome, _("Fine-tuning failed."))
         if outcome.ok:
             self._onModelAdded(outcome.value)
         self._updateButton()
 
     def sceneClosing(self):
-        if self._running():
-            self._task.cancel()
+        self.action.cancel()

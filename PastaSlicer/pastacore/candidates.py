@@ -40,8 +40,9 @@ if TYPE_CHECKING:
 
 CANDIDATES_TAG = "PASTA.Candidates"  # segment tag: JSON list of candidate records of that segment
 CONFIRMED_TAG = "PASTA.Confirmed"  # segment tag: JSON list of fingerprints a person confirmed
+REJECTED_TAG = "PASTA.Rejected"  # segment tag: JSON list of fingerprints a person rejected (not a lesion)
 SAME_CENTROID_MM = 0.5  # a lesion is a candidate when its voxel count and centroid (this close) agree
-STATUSES = ("confirmed", "proposed", "edited", "manual", "unknown")
+STATUSES = ("confirmed", "proposed", "edited", "manual", "unknown", "rejected")
 
 
 @dataclass

@@ -18,24 +18,87 @@ from .errors import PastaError
 KEEP_INSTALLED = ("torch", "numpy", "SimpleITK", "pydicom", "pillow", "requests")
 DEVICES = ("auto", "cuda", "mps", "cpu")  # what a user may choose; "auto" picks CUDA, then MPS, then the CPU
 REQUIREMENTS_FILE = "requirements.txt"  # in Resources/: also pyproject.toml's dependency list
+GROUP_FILE = "requirements-{}.txt"  # in Resources/: one optional group (a pip extra) each
+_REQUIREMENT = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)(\[[A-Za-z0-9_,-]+\])?\s*((?:>=|==)[0-9][0-9A-Za-z.]*)?")
 
 
-def requirements() -> tuple:
-    """``(distribution name, version requirement, what it is for)`` from ``Resources/requirements.txt``."""
-    from .resources import resources_dir
+@dataclass(frozen=True)
+class RequirementGroup:
+    """An optional group of packages (a pip extra), read from ``Resources/requirements-<name>.txt``:
+    its first comment says what it is for, its ``# actions:`` line which user actions need it."""
 
-    out, purpose = [], ""
-    for line in (resources_dir() / REQUIREMENTS_FILE).read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line.startswith("#"):
+    name: str
+    purpose: str
+    actions: tuple  # names of the actions (pastacore.actions) that need it; () = none in Slicer
+    requirements: tuple  # (distribution with its extras, version requirement, what it is for)
+
+    def describe(self) -> str:
+        return f"{self.name}: {self.purpose}"
+
+
+def _read(path) -> tuple:
+    """``(first comment, actions line, requirements)`` of a requirements file."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    out, purpose, title, actions = [], "", "", ()
+    for line in (line.strip() for line in lines):
+        if line.startswith("# actions:"):
+            actions = tuple(a.strip() for a in line.split(":", 1)[1].split(",") if a.strip())
+        elif line.startswith("#"):
+            title = title or line.lstrip("# ").strip()
             purpose = line.lstrip("# ").strip()
         elif line:
-            match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*(>=[0-9][0-9A-Za-z.]*)?", line)
+            match = _REQUIREMENT.fullmatch(line)
             if not match:
-                raise PastaError(f"{REQUIREMENTS_FILE}: cannot read the requirement {line!r}")
-            out.append((match.group(1), match.group(2) or "", purpose))
+                raise PastaError(f"{path.name}: cannot read the requirement {line!r}")
+            out.append((match.group(1) + (match.group(2) or ""), match.group(3) or "", purpose))  # with its extras
             purpose = ""
-    return tuple(out)
+    return title, actions, tuple(out)
+
+
+def requirements(group: str = "") -> tuple:
+    """``(distribution name, version requirement, what it is for)`` of the base list
+    (``Resources/requirements.txt``) or of one optional group."""
+    from .resources import resources_dir
+
+    if not group:
+        return _read(resources_dir() / REQUIREMENTS_FILE)[2]
+    return requirement_group(group).requirements
+
+
+def requirement_groups() -> dict:
+    """Every optional group, by name (found from the files in ``Resources/``)."""
+    from .resources import resources_dir
+
+    groups = {}
+    prefix, suffix = GROUP_FILE.split("{}")
+    for path in sorted(resources_dir().glob(GROUP_FILE.format("*"))):
+        name = path.name[len(prefix) : -len(suffix)]
+        title, actions, listed = _read(path)
+        groups[name] = RequirementGroup(name, title, actions, listed)
+    return groups
+
+
+def requirement_group(name: str) -> RequirementGroup:
+    groups = requirement_groups()
+    if name not in groups:
+        raise PastaError(f"unknown requirement group {name!r} (known: {', '.join(groups)})")
+    return groups[name]
+
+
+def groups_for_action(action: str, **choices) -> list:
+    """The optional groups the user action ``action`` needs (``choices``: e.g. ``backend=...``
+    for synthesis, whose LesionDiffusion backends need the diffusion group)."""
+    wanted = [g for g in choices.get("groups", ()) if g]  # e.g. what the chosen model's family needs
+    for group in requirement_groups().values():
+        if action not in group.actions:
+            continue
+        if group.name == "diffusion" and not str(choices.get("backend", "")).startswith("lesiondiffusion"):
+            continue
+        if group.name == "cohort" and int(choices.get("workers", 1) or 1) <= 1 and not choices.get("scheduler"):
+            continue
+        if group.name not in wanted:
+            wanted.append(group.name)
+    return wanted
 
 
 @dataclass(frozen=True)
@@ -44,12 +107,19 @@ class DependencyStatus:
     required: str
     purpose: str
     installed: str | None
+    group: str = ""  # "" for the base list
 
     @property
     def ok(self) -> bool:
         if self.installed is None:
             return False
+        if self.required.startswith("=="):
+            return _version_tuple(self.installed) == _version_tuple(self.required[2:])
         return not self.required or _version_tuple(self.installed) >= _version_tuple(self.required.lstrip(">="))
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.name}{self.required}"
 
 
 def _version_tuple(text: str) -> tuple:
@@ -60,15 +130,16 @@ def _version_tuple(text: str) -> tuple:
     return tuple(parts)
 
 
-def dependency_status() -> list:
-    """One :class:`DependencyStatus` per required package."""
+def dependency_status(groups: tuple = ()) -> list:
+    """One :class:`DependencyStatus` per package of the base list and of ``groups``."""
     out = []
-    for name, spec, purpose in requirements():
-        try:
-            version = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            version = None
-        out.append(DependencyStatus(name, spec, purpose, version))
+    for group in ("", *groups):
+        for name, spec, purpose in requirements(group):
+            try:
+                version = importlib.metadata.version(name.split("[")[0])
+            except importlib.metadata.PackageNotFoundError:
+                version = None
+            out.append(DependencyStatus(name, spec, purpose, version, group))
     return out
 
 
@@ -88,9 +159,9 @@ def install_hint(group: str = "") -> str:
     return f"pip install 'pasta-slicer[{group}]'" if group else "pip install pasta-slicer"
 
 
-def missing_requirements() -> list:
-    """Requirement strings (``name>=x``) of the packages that are absent or too old."""
-    return [f"{s.name}{s.required}" for s in dependency_status() if not s.ok]
+def missing_requirements(groups: tuple = ()) -> list:
+    """Requirement strings (``name>=x``) of the packages that are absent or too old (base list and ``groups``)."""
+    return [s.requirement for s in dependency_status(tuple(groups)) if not s.ok]
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,21 @@ class HubController:
     # -- packages and devices ---------------------------------------------------------------
     @staticmethod
     def dependency_rows() -> list:
-        """``[(name, required, installed or "missing", ok, what it is for)]`` for every requirement."""
+        """``[(name, required, installed or "missing", ok, what it is for, group)]`` for every requirement
+        of the base list and of each group an action in Slicer needs (group "" = the base list)."""
         from pastacore import deps
 
-        return [(d.name, d.required, d.installed or "missing", bool(d.ok), d.purpose) for d in deps.dependency_status()]
+        groups = tuple(g.name for g in deps.requirement_groups().values() if g.actions)
+        return [
+            (d.name, d.required, d.installed or "missing", bool(d.ok), d.purpose, d.group) for d in deps.dependency_status(groups)
+        ]
+
+    @staticmethod
+    def requirement_groups() -> list:
+        """``[(group, what it is for, actions that need it)]`` of the groups a Slicer action may install."""
+        from pastacore import deps
+
+        return [(g.name, g.purpose, g.actions) for g in deps.requirement_groups().values() if g.actions]
 
     @staticmethod
     def devices() -> tuple:
@@ -37,6 +48,34 @@ class HubController:
         if task:  # the models that can do it (a damaged one cannot)
             models = [m for m in models if m.task in (task, "unknown") and not m.damaged]
         return sorted(models, key=lambda m: not m.builtin)
+
+    def usable_model(self, name, task: str = "segmentation") -> tuple:
+        """``(name, note)``: ``name`` when it is installed and usable for ``task``, else the default
+        model (the built-in one first) and a sentence saying why it was replaced ("" when kept).
+        A parameter node may hold a model that was removed since, or comes from another machine."""
+        models = self.models(task=task)
+        if any(m.name == name for m in models):
+            return name, ""
+        fallback = models[0].name if models else ""
+        if not name:
+            return fallback, ""
+        if not fallback:
+            return "", f"Model '{name}' is not installed, and no other model is; import one in the PASTA module."
+        return fallback, f"Model '{name}' is not installed here; using '{fallback}' instead."
+
+    def model_groups(self, name) -> list:
+        """The requirement groups an installed model's family needs (none for PASTA's own networks)."""
+        from pastacore.errors import PastaError
+        from pastacore.families import family_named
+
+        model = next((m for m in self.store.list() if m.name == name), None)
+        if model is None or model.family in ("", "pasta"):
+            return []
+        try:
+            group = family_named(model.family).requirement_group
+        except PastaError:
+            return []
+        return [group] if group else []
 
     def import_model(self, path, name=None, overwrite=False):
         return self.store.import_file(path, name=name, overwrite=overwrite)

@@ -18,6 +18,7 @@ class ReportController:
     def __init__(self, scene, runner):
         self.scene, self.runner = scene, runner
         self._measuring = False
+        self._cache_key, self._cache = None, {}  # lesion measurements kept while the CT is unchanged
 
     # -- measurements -----------------------------------------------------------------------
     def table_of(self, segmentation):
@@ -25,7 +26,7 @@ class ReportController:
         table = segmentation.GetNodeReference(TABLE_ROLE) if segmentation is not None else None
         return table if alive(self.scene, table) else None
 
-    def review(self, volume, segmentation, segment_ids=None, attributes=None, floor=None, targets=None):
+    def review(self, volume, segmentation, segment_ids=None, attributes=None, floor=None, targets=None, quick=True):
         """The report of the lesions as they are now, without writing anything: measurements,
         each lesion's confidence and status, the floor, numbers (most confident first) and the
         RECIST 1.1 targets. ``floor``: the user's limits (``{"min_long_axis_mm", "min_volume_ml",
@@ -35,7 +36,7 @@ class ReportController:
 
         self._measuring = True  # exporting the segments is not an edit
         try:
-            image, labels, names = self.inputs(volume, segmentation, segment_ids)
+            image, labels, names = self.inputs(volume, segmentation, segment_ids, quick=quick)
         finally:
             self._measuring = False
         return make_report(
@@ -47,10 +48,20 @@ class ReportController:
             attributes=attributes or None,
             models=self.segmentation_models(segmentation),
             targets=targets,
+            measure_cache=self._measurements_of(volume) if quick else None,
             **self._review_arguments(segmentation, segment_ids, floor),
         )
 
-    def measure(self, volume, segmentation, segment_ids=None, attributes=None, floor=None, targets=None):
+    def _measurements_of(self, volume) -> dict:
+        """The lesion measurements kept for ``volume`` (emptied when the CT changes or another CT
+        is measured): after an edit only the changed lesions are measured again."""
+        image = volume.GetImageData()
+        key = (volume.GetID(), image.GetMTime() if image is not None else 0)
+        if key != self._cache_key:
+            self._cache_key, self._cache = key, {}
+        return self._cache
+
+    def measure(self, volume, segmentation, segment_ids=None, attributes=None, floor=None, targets=None, quick=True):
         """Measure every lesion (a connected piece of each chosen segment; by default of the lesion
         segments) into the segmentation's one table, created on first use, in the report's order
         with confidence, status and RECIST role; returns ``(table node, measurements)``."""
@@ -58,7 +69,7 @@ class ReportController:
 
         if volume is None or segmentation is None:
             raise PastaError("choose a CT volume and a segmentation")
-        report = self.review(volume, segmentation, segment_ids, attributes, floor, targets)
+        report = self.review(volume, segmentation, segment_ids, attributes, floor, targets, quick)
         table = lesions_to_table(
             self.scene, report.lesions, self.table_of(segmentation), name=f"{segmentation.GetName()} measurements"
         )
@@ -71,8 +82,19 @@ class ReportController:
     def confirm(self, volume, segmentation, numbers, segment_ids=None, floor=None):
         """Mark lesions (numbers of the current review) as confirmed by a person: a segment tag
         on their segment, kept with the scene; an edit of a lesion afterwards undoes it."""
-        from pastacore.candidates import fingerprint
         from pastacore.mrml.segmentations import confirm_lesions
+
+        return self._mark(volume, segmentation, numbers, segment_ids, floor, confirm_lesions)
+
+    def reject(self, volume, segmentation, numbers, segment_ids=None, floor=None):
+        """Mark lesions (numbers of the current review) as rejected by a person (not lesions):
+        reported apart, never RECIST targets; confirming one again, or editing it, undoes it."""
+        from pastacore.mrml.segmentations import reject_lesions
+
+        return self._mark(volume, segmentation, numbers, segment_ids, floor, reject_lesions)
+
+    def _mark(self, volume, segmentation, numbers, segment_ids, floor, mark):
+        from pastacore.candidates import fingerprint
 
         report = self.review(volume, segmentation, segment_ids, floor=floor)
         ids = self.chosen_segments(segmentation, segment_ids)
@@ -82,16 +104,22 @@ class ReportController:
             raise PastaError(f"there is no lesion {', '.join(map(str, unknown))} (lesions 1 to {len(by_number)})")
         for n in numbers:
             m = by_number[n].measurement
-            confirm_lesions(segmentation, ids[m.label - 1], [fingerprint(m)])
+            mark(segmentation, ids[m.label - 1], [fingerprint(m)])
         return self.review(volume, segmentation, segment_ids, floor=floor)
 
     def _review_arguments(self, segmentation, segment_ids, floor) -> dict:
-        """make_report's candidates, confirmations and floor, from the segments' tags and the node's model."""
+        """make_report's candidates, confirmations, rejections and floor, from the segments' tags and the node's model."""
         from pastacore.candidates import choose_floor
-        from pastacore.mrml.segmentations import recorded_model, recorded_review
+        from pastacore.mrml.segmentations import recorded_model, recorded_rejections, recorded_review
 
-        candidates, confirmed = recorded_review(segmentation, self.chosen_segments(segmentation, segment_ids))
-        return {"candidates": candidates, "confirmed": confirmed, "floor": choose_floor(floor, recorded_model(segmentation))}
+        ids = self.chosen_segments(segmentation, segment_ids)
+        candidates, confirmed = recorded_review(segmentation, ids)
+        return {
+            "candidates": candidates,
+            "confirmed": confirmed,
+            "rejected": recorded_rejections(segmentation, ids),
+            "floor": choose_floor(floor, recorded_model(segmentation)),
+        }
 
     def follow_edits(self, volume, segmentation, segment_ids=None, on_measured=None, defer=None, floor=None):
         """Measure again whenever the segments change (Segment Editor edits); returns a watch
@@ -172,7 +200,7 @@ class ReportController:
         register this CT to it before pairing lesions)."""
         from pastacore.actions.report import ReportInputs, ReportOptions
         from pastacore.candidates import candidates_to_json
-        from pastacore.mrml.segmentations import recorded_model, recorded_review
+        from pastacore.mrml.segmentations import recorded_model, recorded_rejections, recorded_review
 
         image, labels, names = self.inputs(volume, segmentation, segment_ids)
         floor = floor or {}
@@ -187,7 +215,8 @@ class ReportController:
         )
         options.check()
         options.format_names()
-        candidates, confirmed = recorded_review(segmentation, self.chosen_segments(segmentation, segment_ids))
+        chosen = self.chosen_segments(segmentation, segment_ids)
+        candidates, confirmed = recorded_review(segmentation, chosen)
         inputs = ReportInputs(
             image,
             labels,
@@ -196,6 +225,7 @@ class ReportController:
             models=[asdict(m) for m in list(models or ()) + self.segmentation_models(segmentation)],
             candidates=None if candidates is None else candidates_to_json(candidates),
             confirmed={str(k): v for k, v in confirmed.items()},
+            rejected={str(k): v for k, v in recorded_rejections(segmentation, chosen).items()},
             attributes={str(n): {a: asdict(v) for a, v in values.items()} for n, values in (attributes or {}).items()},
             model_record=recorded_model(segmentation),
         )
@@ -272,17 +302,22 @@ class ReportController:
         """The segment ids a report measures, in the order their labels are numbered (1..N)."""
         return list(segment_ids or ()) or self.lesion_segments(segmentation)
 
-    def inputs(self, volume, segmentation, segment_ids=None):
+    def inputs(self, volume, segmentation, segment_ids=None, quick=False):
         """``(image, labels 1..N, {value: segment name})`` read from the scene; by default the
-        lesion segments (:meth:`lesion_segments`), never an organ as a lesion."""
-        from pastacore.mrml.segmentations import labels_from_segmentation
+        lesion segments (:meth:`lesion_segments`), never an organ as a lesion. ``quick``: for a
+        measurement on the GUI thread: the CT as a read-only view of the node's voxels, the labels
+        straight from the segments' own labelmaps when they lie on the CT's grid."""
+        from pastacore.mrml.segmentations import labels_from_segment_images, labels_from_segmentation
         from pastacore.mrml.volumes import volume_from_node
 
         if volume is None or segmentation is None:
             raise PastaError("choose a CT volume and a segmentation")
         require_alive(self.scene, volume, "CT volume")
-        image = volume_from_node(volume)
-        labels, ids = labels_from_segmentation(self.scene, segmentation, volume, self.chosen_segments(segmentation, segment_ids))
+        image = volume_from_node(volume, copy=not quick)
+        ids = self.chosen_segments(segmentation, segment_ids)
+        labels = labels_from_segment_images(segmentation, volume, ids) if quick else None
+        if labels is None:
+            labels, ids = labels_from_segmentation(self.scene, segmentation, volume, ids)
         content = segmentation.GetSegmentation()
         return image, labels, {n: content.GetSegment(sid).GetName() for n, sid in enumerate(ids, start=1)}
 

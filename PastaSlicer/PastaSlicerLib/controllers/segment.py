@@ -33,7 +33,18 @@ class SegmentController:
             return "The selected volume has no image data"
         if request.organ_segmentation is not None and request.organ_segmentation.GetSegmentation().GetNumberOfSegments() == 0:
             return "The organ segmentation has no segments"
+        known = self.prompts(request.options.model)
+        if known is not None and not request.options.prompt.strip():
+            example = known[0] if known else "liver tumor"
+            return f"Type what to segment for this model (a prompt, e.g. '{example}')"
         return None
+
+    def prompts(self, model: str) -> list | None:
+        """What the prompt field offers for ``model``: None when the model takes no text prompt,
+        else its known prompts (others work once CLIP's text weights are imported)."""
+        from pastacore.inference.segmentation_model import declared_prompts
+
+        return declared_prompts(model or None, self.store)
 
     def region_text(self, request: SegmentRequest) -> str:
         """Where Segment will look, in words (the default follows the model's organ)."""
@@ -87,7 +98,7 @@ class SegmentController:
         from pastacore.terminology import segments_from_dict
 
         require_alive(self.scene, request.volume, "input volume")
-        output = request.output if request.output is not None and request.output.GetScene() is self.scene else None
+        output = self.output_for(request)
         labels = load_volume(folder, result["volumes"]["labels"])
         node, added = add_labels_to_segmentation(
             self.scene,
@@ -102,6 +113,15 @@ class SegmentController:
         self.last_added = [segmentation.GetSegment(sid).GetName() for sid in added.values()]
         self.last_result = result
         return node
+
+    def output_for(self, request: SegmentRequest):
+        """The segmentation the result goes into: the request's output when it belongs to the input
+        volume (made on it), else None (a new one, so a second volume never fills the first's)."""
+        output = request.output
+        if output is None or output.GetScene() is not self.scene:
+            return None
+        reference = output.GetNodeReference(output.GetReferenceImageGeometryReferenceRole())
+        return output if reference is request.volume else None
 
     def _describe(self, node) -> str:
         found = ", ".join(self.last_added) or "nothing (no organ or lesion found)"

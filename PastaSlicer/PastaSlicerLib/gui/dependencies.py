@@ -33,15 +33,29 @@ def installedVersion(name):
         return None
 
 
-def missingRequirements():
-    """Requirement strings (``name>=x``) pip should install; torch and Slicer's own packages excluded.
+def missingRequirements(groups=()):
+    """Requirement strings (``name>=x``) pip should install, of the base list and ``groups``; torch
+    and Slicer's own packages excluded.
 
-    The list itself lives in ``Resources/requirements.txt`` (read by ``pastacore.deps``), the one
-    place that also feeds pyproject.toml, the hub's dependency table and ``pasta info``.
+    The lists live in ``Resources/requirements.txt`` and ``Resources/requirements-<group>.txt``
+    (read by ``pastacore.deps``), the one place that also feeds pyproject.toml's extras, the hub's
+    dependency table and ``pasta info``.
     """
     from pastacore import deps
 
-    return [r for r in deps.missing_requirements() if _distributionName(r) not in deps.KEEP_INSTALLED]
+    return [r for r in deps.missing_requirements(tuple(groups)) if _distributionName(r) not in deps.KEEP_INSTALLED]
+
+
+TORCH_FREE_ACTIONS = ("report", "compare")  # actions that never run a network
+
+
+def needsTorch(action, choices):
+    """Whether ``action`` (with the user's ``choices``) runs a network."""
+    if action in TORCH_FREE_ACTIONS:
+        return False
+    if action in ("synth", "dataset"):
+        return str(choices.get("backend", "procedural")).startswith("lesiondiffusion")
+    return True
 
 
 def torchInstalled():
@@ -85,14 +99,28 @@ def _installPackages(requirements):
         os.remove(constraints)
 
 
-def ensureDependencies(includeTorch=True, askConfirmation=True):
+def _groupRequirements(group):
+    from pastacore import deps
+
+    return [s.requirement for s in deps.dependency_status((group,)) if s.group == group]
+
+
+def ensureDependencies(includeTorch=True, askConfirmation=True, action=None, choices=None):
     """Install what is missing after asking the user. Returns True when everything is installed.
 
-    Returns False when the user declines, in testing mode (tests must not change the
-    Python environment), or when an install did not complete. Raises nothing for a declined
-    install; pip failures are logged and reported through the return value.
+    ``action``: a user action (``segment``, ``finetune``...): its requirement groups
+    (``pastacore.deps.groups_for_action``) and torch only when it runs a network. Returns False
+    when the user declines, in testing mode (tests must not change the Python environment), or
+    when an install did not complete. Raises nothing for a declined install; pip failures are
+    logged and reported through the return value.
     """
-    missing = missingRequirements()
+    from pastacore import deps
+
+    choices = choices or {}
+    groups = deps.groups_for_action(action, **choices) if action else []
+    if action:
+        includeTorch = needsTorch(action, choices)
+    missing = missingRequirements(groups)
     needTorch = includeTorch and not torchInstalled()
     if not missing and not needTorch:
         return True
@@ -100,9 +128,11 @@ def ensureDependencies(includeTorch=True, askConfirmation=True):
     if slicer.app.testingEnabled():
         logging.warning("PASTA: not installing Python packages in testing mode: " + ", ".join(wanted))
         return False
+    purposes = [deps.requirement_group(g).purpose for g in groups if any(r in missing for r in _groupRequirements(g))]
     if askConfirmation and not slicer.util.confirmOkCancelDisplay(
         "PASTA needs Python packages that are not installed yet. Install them now?\n\n"
-        "This downloads several hundred megabytes and can take a few minutes.",
+        + "".join(f"{p}\n" for p in purposes)
+        + "\nThis downloads several hundred megabytes and can take a few minutes.",
         detailedText="\n".join(wanted),
     ):
         return False
@@ -117,7 +147,7 @@ def ensureDependencies(includeTorch=True, askConfirmation=True):
         slicer.util.errorDisplay(f"Installing Python packages failed: {exc}", detailedText="\n".join(wanted))
         return False
     importlib.invalidate_caches()
-    stillMissing = missingRequirements() + ([] if torchInstalled() or not includeTorch else ["torch"])
+    stillMissing = missingRequirements(groups) + ([] if torchInstalled() or not includeTorch else ["torch"])
     if stillMissing:
         logging.error("PASTA: still missing after install: " + ", ".join(stillMissing))
         return False

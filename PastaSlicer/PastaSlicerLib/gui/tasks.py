@@ -49,9 +49,13 @@ class RunningTask:
 
 
 def showOutcome(statusLabel, outcome, failedText):
-    """Say on ``statusLabel`` how an action ended; a failure also gets an error box."""
+    """Say on ``statusLabel`` how an action ended; a failure also gets an error box whose
+    details are the last lines of the task log (kept under the cache folder, named in the message)."""
     import slicer
+
+    from pastacore.tasks.runners import log_tail
 
     statusLabel.text = outcome.message if outcome.ok or outcome.cancelled else failedText
     if outcome.error:
-        slicer.util.errorDisplay(f"{failedText}\n\n{outcome.error}")
+        details = "\n".join(log_tail(outcome.log, 30)) if getattr(outcome, "log", None) else ""
+        slicer.util.errorDisplay(f"{failedText}\n\n{outcome.error}", detailedText=details or None)

@@ -197,7 +197,7 @@ def write_dataset_json(output: Path, count: int, types: list) -> Path:
     return path
 
 
-def output_folder(output_dir) -> Path:
+def output_folder(output_dir: str | Path) -> Path:
     """The dataset folder, created (not its parents) after the same checks as every output."""
     from ..fileio.atomic import check_output_dir
 

@@ -254,7 +254,11 @@ def run(
 
 
 def write(
-    made: FinetunedModel, options: FinetuneOptions, store: str | None = None, overwrite: bool = False, progress=None
+    made: FinetunedModel,
+    options: FinetuneOptions,
+    store: str | None = None,
+    overwrite: bool = False,
+    progress: Callable[[float, str], None] | None = None,
 ) -> dict:
     """Install the model folder into the model store (``store``: its root, None = the user's)."""
     from ..modelstore.store import ModelStore

@@ -88,6 +88,7 @@ class ReportInputs:
     models: list | None = None  # ModelProvenance dicts of the models that made the segments
     candidates: dict | None = None  # the model's lesion candidates (candidates_to_json form)
     confirmed: dict | None = None  # label value -> lesions a person confirmed
+    rejected: dict | None = None  # label value -> lesions a person rejected (not lesions)
     model_record: dict | None = None  # the segmenting model as its sidecar records it (with its reporting floor)
     attributes: dict | None = None  # lesion number -> {attribute: AttributeValue dict}
 
@@ -180,6 +181,7 @@ def run(
         progress=lambda f, m="": say(0.1 + 0.9 * f, m),
         candidates=candidates,
         confirmed={int(k): v for k, v in (inputs.confirmed or {}).items()},
+        rejected={int(k): v for k, v in (inputs.rejected or {}).items()},
         floor=floor,
         targets=list(options.targets) if options.targets else None,
         model_labels=model_labels,

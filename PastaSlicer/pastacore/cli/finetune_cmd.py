@@ -137,7 +137,7 @@ def _cases(args) -> tuple:
     if args.cases:
         from ..fileio.cases import read_inputs
 
-        rows, _ = read_inputs(args.cases, need_seg=True)
+        rows, _ = read_inputs(args.cases, need_seg=True, unique_ids=False)
         train = [FinetuneCase(r.image, r.seg) for r in rows if r.split == "train"]
         val = [FinetuneCase(r.image, r.seg) for r in rows if r.split == "val"]
     else:

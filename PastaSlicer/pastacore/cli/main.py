@@ -40,6 +40,7 @@ COMMANDS = (
     "train-attributes",
     "features",
     "train-head",
+    "patches",
     "batch",
 )
 

@@ -31,6 +31,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help='with --config: what each output label is, {"1": "liver", "2": "tumor@liver"} or [{"value": 1, "term": ...}]',
     )
     imp.add_argument("--overwrite", action="store_true", help="replace an installed model of the same name")
+    clip = actions.add_parser(
+        "import-clip",
+        help="import CLIP ViT-B-32-quickgelu weights (open_clip, laion400m_e32) once: free-text prompts for multi-path gCIS models",
+    )
+    clip.add_argument(
+        "path", metavar="FILE", help="the open_clip weight file (.pt, .bin or .safetensors); only its text tower is kept"
+    )
+    clip.add_argument(
+        "--vocabulary",
+        metavar="FILE.txt.gz",
+        help="CLIP's BPE vocabulary (default: the one in the installed open_clip_torch package)",
+    )
+    clip.add_argument("--overwrite", action="store_true", help="replace CLIP weights imported before")
     ver = actions.add_parser("verify", help="check installed files against their SHA256")
     ver.add_argument("name", nargs="?", help="one model (default: all)")
     rem = actions.add_parser("remove", help="delete an installed model")
@@ -130,6 +143,11 @@ def run(args: argparse.Namespace) -> None:
         else:
             model = store.import_file(args.path, name=args.name, overwrite=args.overwrite)
         print(f"imported {model.name} ({len(model.files)} file(s)) into {model.path}")
+    elif args.action == "import-clip":
+        from ..families.gcis.prompts import import_clip
+
+        folder = import_clip(args.path, store, vocabulary=args.vocabulary, overwrite=args.overwrite)
+        print(f"imported CLIP's text tower into {folder}: free-text prompts work for multi-path gCIS models")
     elif args.action == "verify":
         names = [args.name] if args.name else [m.name for m in store.list()]
         bad = 0

@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> None:
     import time
     from pathlib import Path
 
+    from ..classify.headfile import HEAD_SUFFIXES, metrics_path
     from ..classify.heads import save_head
     from ..errors import PastaError
     from ..fileio.atomic import atomic_outputs, check_outputs
@@ -45,7 +46,6 @@ def run(args: argparse.Namespace) -> None:
     from ..training.attribute_heads import fit_attribute_heads, score_heads, synthetic_attribute_set
     from ..training.default_model import load_background
     from .progress import bar
-    from .train_head_cmd import HEAD_SUFFIXES, metrics_path
 
     if args.train < 10 or args.test < 10:
         raise PastaError("--train and --test need at least 10 lesions each")

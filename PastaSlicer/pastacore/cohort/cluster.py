@@ -20,6 +20,7 @@ import os
 import uuid
 from typing import TYPE_CHECKING
 
+from ..deps import install_hint
 from ..errors import PastaError, option
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def require_dask() -> ModuleType:
         import distributed
     except ImportError:
         raise PastaError(
-            "running on Dask needs the cohort extra: pip install 'pasta-slicer[cohort]' (dask[distributed], pyarrow)"
+            f"running on Dask needs the cohort group (dask[distributed], pyarrow): {install_hint('cohort')}"
         ) from None
     return distributed
 

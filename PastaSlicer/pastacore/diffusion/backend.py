@@ -13,11 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..deps import install_hint
 from ..errors import PastaError, option
 from ..synthesis.backends import Backend
 from . import sources
-from .estimate import describe_seconds, rates, unet_cost, vq_cost
-from .precision import resolve_device, resolve_precision
 from .schedule import ddim_timesteps
 
 if TYPE_CHECKING:
@@ -72,6 +71,11 @@ class LesionDiffusionBackend(Backend):
 
     # -- checks before any work ---------------------------------------------------------------
     def unavailable_reason(self) -> str | None:
+        """Why the backend cannot run, decided without importing torch (a fresh Slicer has none)."""
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            return f"the {self.name} backend needs PyTorch (in Slicer: the PyTorch extension; elsewhere: pip install torch)"
         missing = self.files.problems(self.roles)
         if self.text_callable is not None:
             missing = [m for m in missing if "text encoder" not in m]
@@ -87,13 +91,14 @@ class LesionDiffusionBackend(Backend):
             problems = folder_problems(self.files.text)
             if problems:
                 return f"the {self.name} backend is unavailable: the BiomedCLIP folder lacks {', '.join(problems)}"
-            try:
-                import transformers  # noqa: F401
-            except ImportError:
+            if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("yaml") is None:
                 return (
-                    f"the {self.name} backend is unavailable: the BiomedCLIP text encoder needs the 'transformers' "
-                    f"package (pip install 'pasta-slicer[diffusion]')"
+                    f"the {self.name} backend is unavailable: the BiomedCLIP text encoder needs the packages of "
+                    f"the diffusion group (transformers, PyYAML): {install_hint('diffusion')}"
                 )
+        from .estimate import describe_seconds
+        from .precision import resolve_device
+
         device = resolve_device(self.device_preference)
         specs = self.specs()
         for role in self.roles:
@@ -114,6 +119,8 @@ class LesionDiffusionBackend(Backend):
 
     def estimate_seconds(self, device: str = "cpu") -> tuple:
         """(seconds per lesion, what they are made of) on ``device``."""
+        from .estimate import describe_seconds, rates, unet_cost, vq_cost
+
         specs = self.specs()
         measured = rates(device)
         parts, total = [], 0.0
@@ -191,6 +198,8 @@ class LesionDiffusionBackend(Backend):
         from .pipeline import Settings, render_lesion
 
         report = progress or (lambda f, m="": None)
+        from .precision import resolve_device, resolve_precision
+
         device = resolve_device(self.device_preference)
         networks = self._networks(device)
         settings = Settings(

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 CONFIG, WEIGHTS = "open_clip_config.json", "open_clip_pytorch_model.bin"
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json")
-INSTALL_HINT = "pip install 'pasta-slicer[diffusion]'"
 SOURCE_HINT = "download it from Hugging Face (microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224)"
 
 
@@ -99,7 +98,11 @@ class BiomedCLIPText(nn.Module):
         try:
             import transformers
         except ImportError:
-            raise PastaError(f"the BiomedCLIP text encoder needs the 'transformers' package: {INSTALL_HINT}") from None
+            from ..deps import install_hint
+
+            raise PastaError(
+                f"the BiomedCLIP text encoder needs the 'transformers' package: {install_hint('diffusion')}"
+            ) from None
         config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
         model_cfg = config.get("model_cfg", config)
         text_cfg = model_cfg.get("text_cfg", {})

@@ -97,7 +97,11 @@ def _read_yaml(path: Path) -> dict:
     try:
         import yaml
     except ImportError:
-        raise PastaError("reading LesionDiffusion configs needs PyYAML: pip install 'pasta-slicer[diffusion]'") from None
+        from ..deps import install_hint
+
+        raise PastaError(
+            f"reading LesionDiffusion configs needs PyYAML (the diffusion group): {install_hint('diffusion')}"
+        ) from None
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

@@ -22,6 +22,8 @@ Its ``module`` (imported on first use; torch allowed there) provides:
 - ``segmentation_model(checkpoint: Path, config: dict, description: dict) -> SegmentationModel``
   (task ``segmentation`` only): a network our standard pipeline runs, or one whose
   ``pipeline(volume, options, progress, is_cancelled)`` runs the model's own.
+- optionally ``prompts(config: dict) -> list | None``: for models that take a text prompt
+  (``SegmentOptions.prompt``), the known prompts the front ends offer; None when the model takes none.
 
 Families are found by scanning this package: a new family is one sub-package and its
 ``register`` line, with no list to extend.

@@ -62,9 +62,10 @@ class CaseRow:
     split: str = "train"  # train or val (fine-tuning)
 
 
-def read_inputs(items: str | Path | Sequence[str | Path], need_seg: bool = False) -> tuple:
+def read_inputs(items: str | Path | Sequence[str | Path], need_seg: bool = False, unique_ids: bool = True) -> tuple:
     """``(rows, ignored CSV columns)`` from the INPUTS of ``pasta batch``; checks every row
-    before any work (a missing file is left to its case: it fails alone)."""
+    before any work (a missing file is left to its case: it fails alone). ``unique_ids``: each
+    case names an output folder, so two cases of one name are refused (fine-tuning's are not)."""
     items = [str(i) for i in (items if isinstance(items, (list, tuple)) else [items])]
     if len(items) == 1 and items[0].lower().endswith(".csv"):
         rows, ignored = _read_csv(Path(items[0]))
@@ -74,7 +75,8 @@ def read_inputs(items: str | Path | Sequence[str | Path], need_seg: bool = False
         missing = [r.case_id for r in rows if not r.seg]
         if missing:
             raise PastaError(f"case {missing[0]} has no segmentation to measure: give a CSV with a seg column")
-    _check_ids(rows)
+    if unique_ids:
+        _check_ids(rows)
     return rows, ignored
 
 

@@ -276,3 +276,23 @@ def declared_organ(model: str | Path | SegmentationModel | None = None, store: M
     }
     organs = {term.split("@", 1)[1] for term in labels.values() if "@" in term} - {"body"}
     return organs.pop() if len(organs) == 1 else None
+
+
+def declared_prompts(model: str | Path | SegmentationModel | None = None, store: ModelStore | None = None) -> list | None:
+    """The prompts a model takes, read from its model.json without loading weights: None when it
+    takes no text prompt, else its known prompts (possibly none: free text only). A model family
+    whose models take prompts provides ``prompts(config) -> list | None`` (gCIS's multi-path models)."""
+    from ..families import family_named
+
+    try:
+        _weights, description = model_weights(model, store)
+    except PastaError:
+        return None
+    family = (description or {}).get("family")
+    if not isinstance(family, str) or not isinstance(description.get("config"), dict):
+        return None
+    try:
+        prompts = getattr(family_named(family).implementation(), "prompts", None)
+    except PastaError:
+        return None
+    return prompts(description["config"]) if prompts is not None else None

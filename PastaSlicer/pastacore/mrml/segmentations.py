@@ -15,7 +15,7 @@ from ..errors import PastaError
 from ..geometry.volume import Volume
 from ..terminology import SegmentInfo
 from .scene import temporary_nodes
-from .volumes import node_from_volume, volume_from_node
+from .volumes import grid_from_node, node_from_volume, volume_from_node
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -52,8 +52,6 @@ def add_labels_to_segmentation(
     segment id}). Values absent from ``labels`` produce no segment.
     """
     import slicer
-
-    from .volumes import grid_from_node
 
     if not labels.is_label:
         raise PastaError("a segmentation is made from a label map, not an image")
@@ -137,6 +135,53 @@ def labels_from_segmentation(
     return volume, ids
 
 
+def labels_from_segment_images(segmentation_node: object, reference_node: object, segment_ids: Sequence[str]) -> Volume | None:
+    """What :func:`labels_from_segmentation` gives, built straight from the segments' binary
+    labelmaps (each holds only its own extent), when they lie on ``reference_node``'s voxel grid
+    (the segmentation was made on that volume; no transform); None otherwise. No label map node
+    is made: on a 512x512x300 CT this takes a fraction of the export's time."""
+    import slicer
+    import vtk
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    if segmentation_node.GetParentTransformNode() is not None or reference_node.GetParentTransformNode() is not None:
+        return None
+    segmentation = segmentation_node.GetSegmentation()
+    name = slicer.vtkSegmentationConverter.GetSegmentationBinaryLabelmapRepresentationName()
+    if not segmentation.ContainsRepresentation(name):
+        return None
+    reference = vtk.vtkMatrix4x4()
+    reference_node.GetIJKToRASMatrix(reference)
+    grid = grid_from_node(reference_node)
+    shape = grid.shape
+    from ..geometry.boxes import VoxelBox
+    from ..report.measure import LABEL_BOXES
+
+    labels = np.zeros(shape, np.uint8 if len(segment_ids) < 256 else np.uint16)
+    boxes = {}
+    for value, sid in enumerate(segment_ids, start=1):
+        segment = segmentation.GetSegment(sid)
+        image = segment.GetRepresentation(name) if segment is not None else None
+        if image is None:
+            return None
+        matrix = vtk.vtkMatrix4x4()
+        image.GetImageToWorldMatrix(matrix)
+        if not all(abs(matrix.GetElement(r, c) - reference.GetElement(r, c)) < 1e-6 for r in range(3) for c in range(4)):
+            return None
+        i0, i1, j0, j1, k0, k1 = image.GetExtent()
+        if i1 < i0 or j1 < j0 or k1 < k0 or image.GetPointData().GetScalars() is None:
+            continue  # an empty segment
+        data = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(k1 - k0 + 1, j1 - j0 + 1, i1 - i0 + 1)
+        lo, hi = np.maximum([k0, j0, i0], 0), np.minimum([k1 + 1, j1 + 1, i1 + 1], shape)
+        if np.any(hi <= lo):
+            continue
+        inside = data[lo[0] - k0 : hi[0] - k0, lo[1] - j0 : hi[1] - j0, lo[2] - i0 : hi[2] - i0] == segment.GetLabelValue()
+        labels[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]][inside] = value
+        boxes[value] = VoxelBox(tuple(int(v) for v in lo), tuple(int(v) for v in hi))
+    # a later segment may cover an earlier one's voxels: the boxes still hold each label whole
+    return Volume(labels, grid, is_label=True, meta={"node_name": segmentation_node.GetName(), LABEL_BOXES: boxes})
+
+
 def segment_infos(segmentation_node: object) -> list:
     """(segment id, SegmentInfo-like record) for every segment, for reports and tests."""
     from vtkmodules.vtkCommonCore import reference
@@ -218,17 +263,51 @@ def recorded_review(segmentation_node: object, segment_ids: Sequence[str]) -> tu
     return candidates, confirmed
 
 
-def confirm_lesions(segmentation_node: object, segment_id: str, fingerprints: list) -> None:
-    """Add lesions (their fingerprints, :func:`pastacore.candidates.fingerprint`) to those a
-    person confirmed in a segment (the segment tag ``PASTA.Confirmed``)."""
+def _marks(segmentation_node: object, segment_id: str, tag: str) -> list:
     import json
 
-    from ..candidates import CONFIRMED_TAG
-
     try:
-        marks = json.loads(segment_tag(segmentation_node, segment_id, CONFIRMED_TAG) or "[]")
+        marks = json.loads(segment_tag(segmentation_node, segment_id, tag) or "[]")
     except ValueError:
         marks = []
-    marks = [m for m in marks if isinstance(m, dict)] if isinstance(marks, list) else []
-    marks += [f for f in fingerprints if f not in marks]
-    segmentation_node.GetSegmentation().GetSegment(segment_id).SetTag(CONFIRMED_TAG, json.dumps(marks, separators=(",", ":")))
+    return [m for m in marks if isinstance(m, dict)] if isinstance(marks, list) else []
+
+
+def _set_marks(segmentation_node: object, segment_id: str, tag: str, marks: list) -> None:
+    import json
+
+    segmentation_node.GetSegmentation().GetSegment(segment_id).SetTag(tag, json.dumps(marks, separators=(",", ":")))
+
+
+def confirm_lesions(segmentation_node: object, segment_id: str, fingerprints: list) -> None:
+    """Add lesions (their fingerprints, :func:`pastacore.candidates.fingerprint`) to those a
+    person confirmed in a segment (the segment tag ``PASTA.Confirmed``); a rejection of them ends."""
+    from ..candidates import CONFIRMED_TAG, REJECTED_TAG
+
+    marks = _marks(segmentation_node, segment_id, CONFIRMED_TAG)
+    _set_marks(segmentation_node, segment_id, CONFIRMED_TAG, marks + [f for f in fingerprints if f not in marks])
+    rejected = _marks(segmentation_node, segment_id, REJECTED_TAG)
+    _set_marks(segmentation_node, segment_id, REJECTED_TAG, [m for m in rejected if m not in fingerprints])
+
+
+def reject_lesions(segmentation_node: object, segment_id: str, fingerprints: list) -> None:
+    """Mark lesions a person rejected (not lesions: reported apart) in a segment (the segment tag
+    ``PASTA.Rejected``); a confirmation of them ends. The voxels stay: undo is confirming again."""
+    from ..candidates import CONFIRMED_TAG, REJECTED_TAG
+
+    marks = _marks(segmentation_node, segment_id, REJECTED_TAG)
+    _set_marks(segmentation_node, segment_id, REJECTED_TAG, marks + [f for f in fingerprints if f not in marks])
+    confirmed = _marks(segmentation_node, segment_id, CONFIRMED_TAG)
+    _set_marks(segmentation_node, segment_id, CONFIRMED_TAG, [m for m in confirmed if m not in fingerprints])
+
+
+def recorded_rejections(segmentation_node: object, segment_ids: Sequence[str]) -> dict:
+    """``{label value 1..N: [fingerprint]}`` of the lesions a person rejected, as :func:`recorded_review` numbers them."""
+    from ..candidates import REJECTED_TAG
+
+    out = {}
+    for n, sid in enumerate(segment_ids, start=1):
+        marks = _marks(segmentation_node, sid, REJECTED_TAG)
+        if marks:
+            out[n] = marks
+    return out

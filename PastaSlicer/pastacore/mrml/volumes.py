@@ -50,12 +50,15 @@ def grid_from_node(node: object) -> Grid:
     return Grid.from_ijk_to_ras(dims[::-1], _numpy_matrix(matrix))
 
 
-def volume_from_node(node: object) -> Volume:
-    """Copy a volume node's voxels and geometry into a :class:`Volume`."""
+def volume_from_node(node: object, copy: bool = True) -> Volume:
+    """Copy a volume node's voxels and geometry into a :class:`Volume` (``copy=False``: a
+    read-only view of the node's voxels, for a measurement on the GUI thread that must be quick)."""
     import slicer.util
 
     grid = grid_from_node(node)
-    array = np.array(slicer.util.arrayFromVolume(node), copy=True)
+    array = np.array(slicer.util.arrayFromVolume(node), copy=True) if copy else slicer.util.arrayFromVolume(node).view()
+    if not copy:
+        array.flags.writeable = False
     if array.ndim != 3:
         raise PastaError(f"volume '{node.GetName()}' has {array.ndim} dimensions per voxel array; a scalar 3D volume is needed")
     is_label = node.IsA("vtkMRMLLabelMapVolumeNode")

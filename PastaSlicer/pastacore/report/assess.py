@@ -21,6 +21,7 @@ _STATUS_WORDS = {
     "edited": "edited by a person",
     "confirmed": "confirmed by a person",
     "manual": "drawn by a person",
+    "rejected": "rejected by a person",
     "unknown": "origin unknown",
 }
 
@@ -54,6 +55,7 @@ def assess(
     confirmed: dict | None = None,
     floor: Floor | None = None,
     model_labels: frozenset = frozenset(),
+    rejected: dict | None = None,
 ) -> tuple:
     """``(reported, below_floor)``: ``lesions`` (LesionReport, measured) with status and
     confidence set, sorted and renumbered 1..N, and short records of those under ``floor``.
@@ -62,7 +64,10 @@ def assess(
     it records none (origin unknown). ``confirmed``: ``{label value: [fingerprint]}``.
     ``model_labels``: the label values the model made (its sidecar names them): a piece of one it
     recorded no candidates for (an organ label measured as a lesion) is the model's, not a
-    person's drawing."""
+    person's drawing. ``rejected``: ``{label value: [fingerprint]}`` a person rejected: listed
+    apart as not a lesion, whatever the floor."""
+    from ..candidates import _same
+
     floor = floor or DEFAULT_FLOOR
     kept, below = [], []
     for lesion in lesions:
@@ -77,6 +82,8 @@ def assess(
             lesion.max_probability = found.candidate.max_probability
         unsure = lesion.mean_probability if lesion.status in ("proposed", "edited") else None
         reasons = [] if lesion.status == "confirmed" else floor.reasons(m.long_axis_mm, m.volume_ml, unsure)
+        if any(_same(m, f) for f in (rejected or {}).get(m.label, ())):
+            lesion.status, reasons = "rejected", ["rejected by a person: not a lesion"]
         if reasons:
             below.append(_below_record(lesion, reasons))
         else:

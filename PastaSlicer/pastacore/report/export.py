@@ -115,6 +115,8 @@ def make_report(
     to_baseline: Callable[[np.ndarray], np.ndarray] | None = None,
     registration: str = "",
     model_labels: Sequence[int] = (),
+    rejected: dict | None = None,
+    measure_cache: dict | None = None,
 ) -> CaseReport:
     """Measure ``labels`` on ``image`` and build the :class:`~pastacore.report.model.CaseReport`.
 
@@ -140,7 +142,11 @@ def make_report(
     labels = as_label(labels, "the segmentation")
     image.check_matches(labels, "segmentation")
     label_names = dict(label_names or {})
-    present = {int(v) for v in np.unique(labels.array) if v}
+    from .measure import labels_present
+
+    # with the lesions given, only they and the named labels can matter: test those values only
+    known = set(label_names) | set(lesion_labels) if lesion_labels and label_names else None
+    present = set(labels_present(labels.array, known))
     if not present:
         raise PastaError("the segmentation is empty: no lesion to measure")
     chosen = choose_lesion_labels(present, label_names, lesion_labels, names_from)
@@ -157,10 +163,11 @@ def make_report(
         organ_names=organ_names,
         split_components=split_components,
         progress=progress,
+        cache=measure_cache,
     )
     report = build_report(case, measurements, attributes=attributes, models=models, notes=[chosen.reason])
     made = frozenset(int(v) for v in (model_labels or ()))
-    report.lesions, report.below_floor = assess(report.lesions, image.grid, candidates, confirmed, floor, made)
+    report.lesions, report.below_floor = assess(report.lesions, image.grid, candidates, confirmed, floor, made, rejected)
     from ..candidates import DEFAULT_FLOOR
 
     report.floor = (floor or DEFAULT_FLOOR).to_dict()

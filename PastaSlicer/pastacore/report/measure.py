@@ -38,7 +38,7 @@ Definitions (pyradiomics 3.x names in brackets):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -48,6 +48,8 @@ from ..geometry.volume import Volume
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+
+    from ..geometry.boxes import VoxelBox
 
 
 ADJACENT_MM = 10.0
@@ -262,16 +264,30 @@ def _organ_of(component: np.ndarray, box, organs: Volume, names: dict, spacing) 
 # --- the measurement ----------------------------------------------------------------------
 
 
-def lesion_components(labels: np.ndarray, label: int, split: bool = True, limit: int | None = None) -> list:
+LABEL_BOXES = "label_boxes"  # a label map's meta: {label value: VoxelBox that holds all of it}, when known
+
+
+def lesion_components(
+    labels: np.ndarray, label: int, split: bool = True, limit: int | None = None, within: VoxelBox | None = None
+) -> list:
     """(component number, bounding slices, mask within the box) of one label, largest first.
 
-    More than ``limit`` components are refused before any is measured."""
+    More than ``limit`` components are refused before any is measured. ``within``: a box known to
+    hold the whole label (e.g. a Slicer segment's extent): nothing outside it is read."""
     from scipy import ndimage
 
-    binary = labels == label
+    from ..geometry.boxes import VoxelBox
+
+    base = within.start if within is not None else (0, 0, 0)
+    binary = labels[within.slices] == label if within is not None else labels == label
+    around = VoxelBox.from_mask(binary)  # label the lesions' box only: a CT is mostly not lesion
+    if around is None:
+        return []
+    offset = tuple(a + b for a, b in zip(around.start, base))
+    binary = binary[around.slices]
     if not split:
-        box = ndimage.find_objects(binary.astype(np.uint8))[0]
-        return [(0, box, binary[box])]
+        inner = ndimage.find_objects(binary.astype(np.uint8))[0]
+        return [(0, _shifted(inner, offset), binary[inner])]
     components, count = ndimage.label(binary, structure=np.ones((3, 3, 3), bool))
     if limit is not None and count > limit:
         raise PastaError(
@@ -280,9 +296,41 @@ def lesion_components(labels: np.ndarray, label: int, split: bool = True, limit:
             f"with {option('whole_labels')}"
         )
     boxes = ndimage.find_objects(components)
-    out = [(n + 1, box, components[box] == n + 1) for n, box in enumerate(boxes)]
+    out = [(n + 1, _shifted(box, offset), components[box] == n + 1) for n, box in enumerate(boxes)]
     out.sort(key=lambda item: -int(item[2].sum()))
     return [(number, box, mask) for number, (_, box, mask) in enumerate(out, start=1)]
+
+
+def _shifted(box: tuple, offset: Sequence[int]) -> tuple:
+    """``box`` (slices of a cropped array) in the whole array's indices."""
+    return tuple(slice(s.start + o, s.stop + o) for s, o in zip(box, offset))
+
+
+def labels_present(array: np.ndarray, values: Sequence[int] | None = None, boxes: dict | None = None) -> list:
+    """The non-zero values of a label array; with ``values``, those of them that it holds (a
+    comparison per value, inside its box when ``boxes`` knows it: far quicker than sorting a
+    CT-sized array)."""
+    if values is not None:
+        boxes = boxes or {}
+        return [int(v) for v in sorted(set(values)) if v != 0 and np.any(array[_slices(boxes.get(v))] == v)]
+    return [int(v) for v in np.unique(array) if v != 0]
+
+
+def _slices(box) -> tuple:
+    return box.slices if box is not None else (slice(None),) * 3
+
+
+def _cached(cache: dict | None, label: int, box: tuple, mask: np.ndarray, measure: Callable[[], LesionMeasurement]):
+    """``measure()``, or the measurement of the same voxels made before (``cache``: a dict kept by
+    the caller while the CT is unchanged): an edit then costs the measurement of what it changed."""
+    if cache is None:
+        return measure()
+    import hashlib
+
+    key = (label, tuple((b.start, b.stop) for b in box), hashlib.blake2b(np.packbits(mask).tobytes(), digest_size=16).digest())
+    if key not in cache:
+        cache[key] = measure()
+    return cache[key]
 
 
 def measure_component(
@@ -368,17 +416,21 @@ def measure_lesions(
     organ_names: dict | None = None,
     split_components: bool = True,
     progress: Callable[[float, str], None] | None = None,
+    cache: dict | None = None,
 ) -> list:
     """Measure every lesion of ``labels`` (on ``image``'s grid); see the module docstring.
 
     ``lesion_labels``: label values to measure (default: every non-zero value). Raises
-    :class:`PastaError` for an empty mask, a mask on another grid or an absent label.
+    :class:`PastaError` for an empty mask, a mask on another grid or an absent label. ``cache``:
+    measurements of unchanged lesions are reused from it (see :func:`_cached`); the label map's
+    meta may say where each label lies (:data:`LABEL_BOXES`).
     """
     image.check_matches(labels, "segmentation")
     if organs is not None:
         image.check_matches(organs, "organ mask")
-    present = [int(v) for v in np.unique(labels.array) if v != 0]
-    if not present:
+    boxes = labels.meta.get(LABEL_BOXES) or {}
+    present = labels_present(labels.array, lesion_labels, boxes)
+    if not present and (lesion_labels is None or not labels_present(labels.array)):
         raise PastaError("the segmentation is empty: no lesion to measure")
     if lesion_labels is None:
         wanted = present
@@ -386,6 +438,7 @@ def measure_lesions(
         wanted = [int(v) for v in lesion_labels]
         absent = [v for v in wanted if v not in present]
         if absent:
+            present = labels_present(labels.array)
             raise PastaError(
                 f"label {', '.join(map(str, absent))} is not present in the segmentation "
                 f"(labels present: {', '.join(map(str, present))})"
@@ -396,22 +449,19 @@ def measure_lesions(
     lesions = []
     for number, label in enumerate(wanted):
         base = label_names.get(label, f"lesion label {label}")
-        parts = lesion_components(labels.array, label, split_components, MAX_LESIONS - len(lesions))
+        parts = lesion_components(labels.array, label, split_components, MAX_LESIONS - len(lesions), boxes.get(label))
         for component, box, mask in parts:
             name = base if len(parts) == 1 else f"{base} {component}"
-            lesions.append(
-                measure_component(
-                    image,
-                    box,
-                    mask,
-                    index=len(lesions) + 1,
-                    label=label,
-                    component=component,
-                    name=name,
-                    organs=organs,
-                    organ_names=organ_names,
-                )
+            measured = _cached(
+                cache,
+                label,
+                box,
+                mask,
+                lambda box=box, mask=mask, label=label: measure_component(
+                    image, box, mask, label=label, organs=organs, organ_names=organ_names
+                ),
             )
+            lesions.append(replace(measured, index=len(lesions) + 1, component=component, name=name, flags=list(measured.flags)))
         if progress:
             progress((number + 1) / len(wanted), f"label {label}")
     return lesions

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 
 CANCEL_GRACE_SECONDS = 5.0  # after SIGTERM, how long a job may clean up before it is killed
+KEEP_LOGS = 20  # the task logs of this many recent jobs are kept (the evidence of a failure)
+SEE_LOG = "see the task log"  # how the task process refers to its log, which only the runner can name
 NICENESS = 10  # the job yields the CPU to the front end (views answer while it runs); 0: no change
 NICENESS_VARIABLE = "PASTA_TASK_NICENESS"
 
@@ -37,6 +39,7 @@ class TaskOutcome:
     result: dict | None = None
     error: str | None = None  # one line, as the command line would print it
     cancelled: bool = False
+    log: str | None = None  # the task process's log (its stderr, with any traceback), kept after the job
 
     @property
     def ok(self) -> bool:
@@ -130,10 +133,13 @@ class ProcessRunner:
     is put first on the child's ``PYTHONPATH`` so it imports the same code.
     """
 
-    def __init__(self, python: str | None = None, env: dict | None = None, niceness: int = NICENESS) -> None:
+    def __init__(
+        self, python: str | None = None, env: dict | None = None, niceness: int = NICENESS, log_dir: str | Path | None = None
+    ) -> None:
         self.python = python or sys.executable
         self.env = env
         self.niceness = niceness
+        self.log_dir = Path(log_dir) if log_dir is not None else None
 
     def start(
         self,
@@ -144,7 +150,8 @@ class ProcessRunner:
         on_finished: Callable[[TaskOutcome], None] | None = None,
     ) -> TaskHandle:
         write_job(folder, job, params)
-        return ProcessHandle(self._command(folder), folder, self._environment(), on_progress, on_finished)
+        log = new_log(self.log_dir, str(params.get("action") or job))
+        return ProcessHandle(self._command(folder), folder, self._environment(), on_progress, on_finished, log)
 
     def _command(self, folder) -> list:
         return [self.python, "-m", "pastacore.tasks", str(folder)]
@@ -158,6 +165,39 @@ class ProcessRunner:
         return env
 
 
+def log_folder(folder: str | Path | None = None) -> Path:
+    """Where task logs are kept (default: ``task-logs`` in the per-user cache folder)."""
+    if folder is not None:
+        return Path(folder)
+    from ..samples import cache_dir
+
+    return cache_dir() / "task-logs"
+
+
+def new_log(folder: str | Path | None, job: str) -> Path:
+    """A fresh log file for a job, the oldest logs beyond :data:`KEEP_LOGS` removed."""
+    import re
+    import uuid
+
+    folder = log_folder(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    old = sorted(folder.glob("*.log"))
+    for stale in old[: max(0, len(old) - (KEEP_LOGS - 1))]:
+        stale.unlink(missing_ok=True)
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "-", job)[:40] or "job"
+    return folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}-{uuid.uuid4().hex[:8]}.log"
+
+
+def popen_options(os_name: str = os.name) -> dict:
+    """How the task process is started: in a process group of its own (so a cancel reaches the
+    PythonSlicer launcher and the interpreter it starts), and on Windows without a console window."""
+    if os_name == "posix":
+        return {"start_new_session": True}
+    create_group = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x00000200)
+    no_window = getattr(subprocess, "CREATE_NO_WINDOW", 0x08000000)
+    return {"creationflags": create_group | no_window}
+
+
 class ProcessHandle(TaskHandle):
     def __init__(
         self,
@@ -166,26 +206,25 @@ class ProcessHandle(TaskHandle):
         env: dict,
         on_progress: Callable[[float, str], None] | None = None,
         on_finished: Callable[[TaskOutcome], None] | None = None,
+        log: str | Path | None = None,
     ) -> None:
         super().__init__(on_progress, on_finished)
         self.folder = Path(folder)
+        self.log_path = Path(log) if log is not None else self.folder / protocol.LOG_FILE
         self._buffer = b""
         self._last = None  # the last outcome message
         self._cancel_sent = None  # monotonic time of the SIGTERM
-        self._log = open(self.folder / protocol.LOG_FILE, "wb")
-        extra = (
-            {"start_new_session": True}
-            if os.name == "posix"
-            else {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
-        )
+        self._log = open(self.log_path, "wb")
         try:
             self.process = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL, env=env, **extra
+                command, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL, env=env, **popen_options()
             )
         except OSError as exc:
             self._log.close()
             raise PastaError(f"cannot start the task process {command[0]}: {exc.strerror or exc}") from None
+        self.group = self.process.pid  # its process group (POSIX): the launcher and whatever it started
         self._reader = _PipeReader(self.process.stdout)
+        RUNNING.add(self)
 
     def poll(self) -> bool:
         if self.outcome is not None:
@@ -198,6 +237,9 @@ class ProcessHandle(TaskHandle):
             return True
         self._read(self._reader.read(final=True))
         self._log.close()
+        if self._cancel_sent is not None:
+            _end_group(self.group, self.process)  # the launcher ended: nothing it started may live on
+        RUNNING.discard(self)
         self._finish(self._outcome(code))
         return False
 
@@ -205,6 +247,14 @@ class ProcessHandle(TaskHandle):
         if self.outcome is None and self._cancel_sent is None:
             self._cancel_sent = time.monotonic()
             _end_tree(self.process, force=False)
+
+    def stop(self, timeout: float = CANCEL_GRACE_SECONDS) -> None:
+        """Cancel and wait (at most ``timeout`` seconds, then kill): for an application that quits."""
+        self.cancel()
+        if not self.wait(timeout):
+            _end_tree(self.process, force=True)
+            _end_group(self.group, self.process)
+            self.wait(2.0)
 
     def _read(self, data: bytes):
         self._buffer += data
@@ -223,22 +273,40 @@ class ProcessHandle(TaskHandle):
 
     def _outcome(self, code) -> TaskOutcome:
         last = self._last or {}
+        log = str(self.log_path)
         if self._cancel_sent is not None or last.get("event") == protocol.CANCELLED:
-            return TaskOutcome(cancelled=True)
+            return TaskOutcome(cancelled=True, log=log)
         if last.get("event") == protocol.DONE:
-            return TaskOutcome(result=last.get("result") or {})
+            return TaskOutcome(result=last.get("result") or {}, log=log)
         if last.get("event") == protocol.ERROR:
-            return TaskOutcome(error=str(last.get("message", "the task failed")))
-        return TaskOutcome(error=f"the task process ended unexpectedly (exit code {code}){self._log_tail()}")
+            message = str(last.get("message", "the task failed")).replace(SEE_LOG, f"{SEE_LOG} {log}")
+            return TaskOutcome(error=message, log=log)
+        return TaskOutcome(
+            error=f"the task process ended unexpectedly (exit code {code}){self._log_tail()}; {SEE_LOG} {log}", log=log
+        )
 
     def _log_tail(self) -> str:
-        try:
-            lines = [
-                line for line in (self.folder / protocol.LOG_FILE).read_text("utf-8", "replace").splitlines() if line.strip()
-            ]
-        except OSError:
-            return ""
+        lines = log_tail(self.log_path, 1)
         return f": {lines[-1][:200]}" if lines else ""
+
+
+def log_tail(path: str | Path, count: int = 20) -> list:
+    """The last ``count`` non-empty lines of a task log (what an error box shows)."""
+    try:
+        lines = [line for line in Path(path).read_text("utf-8", "replace").splitlines() if line.strip()]
+    except OSError:
+        return []
+    return lines[-count:]
+
+
+RUNNING: set = set()  # the task processes of this application still running
+
+
+def stop_all(timeout: float = CANCEL_GRACE_SECONDS) -> None:
+    """End every running task process (the application is quitting or its scene closing)."""
+    for handle in list(RUNNING):
+        handle.stop(timeout)
+        RUNNING.discard(handle)
 
 
 class _PipeReader:
@@ -261,6 +329,16 @@ class _PipeReader:
         if final:
             self.pipe.close()
         return b"".join(chunks)
+
+
+def _end_group(group: int, process) -> None:
+    """SIGKILL what is left of the task's process group (POSIX; on Windows taskkill /T did it)."""
+    if os.name != "posix":
+        return
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, OSError):
+        pass
 
 
 def _end_tree(process, force: bool) -> None:

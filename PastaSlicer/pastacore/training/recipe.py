@@ -52,7 +52,9 @@ def require_monai() -> None:
     try:
         import monai  # noqa: F401
     except ImportError:
-        raise PastaError("training needs MONAI: pip install 'pasta-slicer[train]' (or pip install monai)") from None
+        from ..deps import install_hint
+
+        raise PastaError(f"training needs MONAI (the train group): {install_hint('train')}") from None
 
 
 @contextlib.contextmanager
