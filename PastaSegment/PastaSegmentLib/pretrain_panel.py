@@ -18,20 +18,17 @@ class PretrainPanel:
     def __init__(self, ui, device, onStartAdded):
         """``device()`` reads the module's device choice; ``onStartAdded(start)`` refreshes the starts."""
         from PastaSlicerLib.controllers import PretrainController
+        from PastaSlicerLib.gui.jobs import ActionButton
         from PastaSlicerLib.gui.tasks import taskRunner
 
         self.ui, self._device, self._onStartAdded = ui, device, onStartAdded
         self.controller = PretrainController(taskRunner())
-        self._task = None
-        ui.pretrainProgressBar.setVisible(False)
+        self.action = ActionButton(ui.pretrainButton, ui.pretrainStatusLabel, ui.pretrainProgressBar, _("Pretrain"))
         for edit in (ui.pretrainImagesPathLineEdit, ui.pretrainOutPathLineEdit, ui.pretrainConfigPathLineEdit):
             edit.connect("currentPathChanged(QString)", self._updateButton)
         ui.pretrainStepsSpinBox.connect("valueChanged(int)", self._updateButton)
         ui.pretrainButton.connect("clicked(bool)", self.onPretrain)
         self._updateButton()
-
-    def _running(self):
-        return self._task is not None and self._task.running
 
     def _request(self):
         from PastaSlicerLib.controllers import PretrainRequest
@@ -45,52 +42,32 @@ class PretrainPanel:
         )
 
     def _updateButton(self, *args):
-        running = self._running()
+        running = self.action.running
         problem = None if running else self.controller.problem(self._request())
-        self.ui.pretrainButton.text = _("Cancel") if running else _("Pretrain")
+        self.action.showState()
         self.ui.pretrainButton.toolTip = (
-            _("Stop; the last checkpoint is kept")
+            _("Stop; the last checkpoint is kept and the next Pretrain into this folder goes on from it")
             if running
             else (problem or _("Pretrain a network on these CTs without labels (Volume Fusion)"))
         )
         self.ui.pretrainButton.enabled = running or problem is None
 
     def onPretrain(self):
-        from PastaSlicerLib.gui import callWithErrorDisplay
-        from PastaSlicerLib.gui.tasks import RunningTask
-
-        if self._running():
-            self._task.cancel()
-            self.ui.pretrainStatusLabel.text = _("Cancelling...")
-            return
-        ok, handle = callWithErrorDisplay(
-            _("Starting the pretraining failed."),
-            self.controller.start,
-            self._request(),
-            on_progress=self._onProgress,
-            on_finished=self._onFinished,
+        request = self._request()
+        self.action.run(
+            "pretrain",
+            lambda progress, finished: self.controller.start(request, progress, finished),
+            _("Pretraining failed."),
+            _("Pretraining..."),
+            done=self._onFinished,
         )
-        if ok:
-            self._task = RunningTask(handle)
-            self.ui.pretrainProgressBar.value = 0
-            self.ui.pretrainProgressBar.setVisible(self._task.running)
-            self.ui.pretrainStatusLabel.text = _("Pretraining...")
         self._updateButton()
 
-    def _onProgress(self, fraction, message):
-        self.ui.pretrainProgressBar.value = int(round(100 * fraction))
-        self.ui.pretrainStatusLabel.text = message
-
     def _onFinished(self, outcome):
-        from PastaSlicerLib.gui.tasks import showOutcome
-
-        self.ui.pretrainProgressBar.setVisible(False)
-        showOutcome(self.ui.pretrainStatusLabel, outcome, _("Pretraining failed."))
         if outcome.ok:
             self._onStartAdded(outcome.value)
         self._updateButton()
 
     def cancel(self):
         """Stop a running pretraining (the module is closing); its checkpoint is kept for a resume."""
-        if self._running():
-            self._task.cancel()
+        self.action.cancel()

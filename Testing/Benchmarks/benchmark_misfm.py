@@ -10,7 +10,7 @@ has native bf16.
 
 ``fewshot``: fine-tune on ``lung1``'s real tumour (organ from the classical lung mask, as
 ``pasta finetune --lesion-label 1``), score ``lung2`` as ``pasta segment`` runs by default, from
-(a) a randomly initialised FMUNet, (b) the built-in PASTA-topology model, (c) the same FMUNet
+(a) a randomly initialised FMUNet (a quarter of the released widths), (b) the built-in PASTA-topology model, (c) the same FMUNet
 VolF-pretrained (``pasta pretrain``'s code, once, seed 0) on lung1 and lung2 without labels;
 the same recipe and steps for all, one run per fine-tuning seed. Results go to ``--out`` (JSON) as they come.
 
@@ -34,6 +34,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # Testing/: the reference implementation
 
 FMUNET = {"family": "pymic", "net_type": "FMUNet", "class_num": 2, "feature_chns": [16, 32, 64, 128, 256]}
+# the few-shot arms' FMUNet: a quarter of the released widths (a CPU run stays affordable)
+FEWSHOT_FMUNET = {**FMUNET, "feature_chns": [8, 16, 32, 64, 128]}
 PCTNET = {
     "family": "pymic",
     "net_type": "PCTNet",
@@ -198,7 +200,7 @@ def _pretrained(args, folder, seed):
     from pastacore.families.pymic.pretrain import PretrainSettings, pretrain
     from pastacore.samples import sample_paths
 
-    config = check_config({**FMUNET, "class_num": 5})
+    config = check_config({**FEWSHOT_FMUNET, "class_num": 5})
     volumes, _ = prepare_cohort([sample_paths(n)[0] for n in ("lung1", "lung2")], folder / "prepared", config["hu_window"])
     patch = tuple(int(p) for p in args.volf_patch.split(","))
     result = pretrain(volumes, config, PretrainSettings(steps=args.volf_steps, patch=patch, seed=seed, checkpoint_every=0))
@@ -221,7 +223,7 @@ def fewshot(args):
     folder.mkdir(exist_ok=True)
     out = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
     out.setdefault("machine", f"{platform.machine()}, {args.threads} thread(s)")
-    out.setdefault("recipe", dict(vars(args)))
+    out.setdefault("recipe", dict(vars(args)) | {"fmunet": FEWSHOT_FMUNET["feature_chns"]})
     out.setdefault("runs", [])
     done = {(r["arm"], r["seed"]) for r in out["runs"]}
     built_in = load_start_model(None)
@@ -259,7 +261,7 @@ def _random_fmunet(folder, seed):
     from pastacore.families.pymic.checkpoint import build_network, pymic_checkpoint
     from pastacore.families.pymic.config import check_config
 
-    config = check_config({**FMUNET, "class_num": 3})
+    config = check_config({**FEWSHOT_FMUNET, "class_num": 3})
     torch.manual_seed(seed)
     weights = folder / f"random_seed{seed}.pt"
     torch.save(pymic_checkpoint(build_network(config).state_dict(), None, 0, 0.0), weights)
@@ -271,7 +273,7 @@ def _pretrained_once(args, folder, out, seed=0):
     from pastacore.families.pymic.config import check_config
 
     weights = folder / f"volf_seed{seed}.pt"
-    config = check_config({**FMUNET, "class_num": 5})
+    config = check_config({**FEWSHOT_FMUNET, "class_num": 5})
     if not weights.is_file():
         weights, config, result = _pretrained(args, folder, seed)
         out.setdefault("volf", []).append(
