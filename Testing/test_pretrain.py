@@ -213,7 +213,7 @@ def test_finetuning_from_the_pretrained_folder_makes_a_model_segment_runs(capsys
 def test_a_start_without_its_config_is_refused(tmp_path, pretrained):
     import shutil
 
-    from pastacore.families.pymic.start import start_from
+    from pastacore.training.start_model import start_from
 
     alone = tmp_path / "volf.pt"
     shutil.copy(pretrained / "model.pt", alone)

@@ -185,7 +185,7 @@ def _scored(model, case):
 
 
 def _fmunet_start(weights, config, organ="lung"):
-    from pastacore.families.pymic.start import load_family_start
+    from pastacore.training.start_model import load_family_start
 
     return load_family_start(weights, config, None, organ, "benchmark")
 

@@ -96,7 +96,7 @@ class FinetuneOptions:
     def start_model(self) -> StartModel:
         """The network training starts from (loaded)."""
         if self.start:
-            from ..families.pymic.start import start_from
+            from ..training.start_model import start_from
 
             return start_from(self.start, self.start_config or None, organ=self.organ or None)
         from ..training.start_model import load_start_model

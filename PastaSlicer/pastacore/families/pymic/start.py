@@ -1,24 +1,15 @@
-"""A PyMIC network as the start of ``pasta finetune``: a MIS-FM / PyMIC checkpoint with its
-config, a ``pasta pretrain`` folder (``model.pt`` + ``config.json``), or a model folder that
-fine-tuning wrote earlier (``model.json`` with ``"family": "pymic"``).
-
-The network is built for the labels being taught (``class_num`` = their count + background)
-and its tensors load by PyMIC's rule (same name and shape; :func:`.checkpoint.load_start`), so
-the class-dependent output convolutions start anew when the class count differs; which
-tensors were taken, skipped and new is recorded (``model.json``'s ``"start"``).
-"""
+"""What ``pasta finetune --start`` names: a MIS-FM / PyMIC checkpoint with its config, a
+``pasta pretrain`` folder (``model.pt`` + ``config.json``), or a model folder that fine-tuning
+wrote earlier (``model.json`` with ``"family": "pymic"``); read without loading weights (the
+start itself is :func:`pastacore.training.start_model.start_from`)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ...errors import PastaError, option
 from . import config as cfg
-
-if TYPE_CHECKING:
-    from ...training.start_model import StartModel
 
 PRETRAIN_WEIGHTS, PRETRAIN_CONFIG = "model.pt", "config.json"
 
@@ -33,7 +24,8 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def _pymic_config(config: dict, where: str) -> dict:
+def pymic_config(config: dict, where: str) -> dict:
+    """``config`` checked as a PyMIC network's (its family must be pymic)."""
     from .. import checked_config
 
     checked = checked_config({"family": cfg.FAMILY, **config}, where)
@@ -58,7 +50,7 @@ def resolve_start(path: str | Path, start_config: str | Path | None = None) -> t
                     f"{path.name} is a model folder but not of a PyMIC network; give it with {option('model')} instead"
                 )
             weights = path / str(description.get("weights", ""))
-            config = given or _pymic_config(description.get("config") or {}, f"the config in {path.name}/model.json")
+            config = given or pymic_config(description.get("config") or {}, f"the config in {path.name}/model.json")
             return weights, config, description, "model folder"
         if (path / PRETRAIN_WEIGHTS).is_file() and (path / PRETRAIN_CONFIG).is_file():
             config = given or read_model_config(path / PRETRAIN_CONFIG)
@@ -88,61 +80,3 @@ def start_labels(description: dict | None, organ: str | None) -> dict:
         segment_info(organ)  # an organ the terminology knows, or a one-line error
         return {1: organ, 2: f"tumor@{organ}"}
     return {1: "organ", 2: "lesion"}
-
-
-def load_family_start(
-    weights: str | Path,
-    config: dict | None = None,
-    description: dict | None = None,
-    organ: str | None = None,
-    kind: str = "model folder",
-) -> StartModel:
-    """The :class:`~pastacore.training.start_model.StartModel` of a PyMIC network's weights."""
-    from ...inference.segmentation_model import label_meaning
-    from ...modelstore.store import sha256_of
-    from ...training.start_model import StartModel
-    from .checkpoint import build_network, class_dependent, load_start, read_pymic_file
-    from .family import inference_patch
-
-    weights = Path(weights)
-    if config is None:
-        config = _pymic_config((description or {}).get("config") or {}, "the model's config")
-    labels = start_labels(description, organ)
-    trained = cfg.with_classes(config, max(labels) + 1)
-    read = read_pymic_file(weights)
-    network = build_network(trained)
-    loaded = load_start(network, read.state, trained, weights.name)
-    head_loaded = not any(class_dependent(trained, name) for name in loaded.fresh)
-    provenance = {
-        "name": (description or {}).get("name") or (weights.parent.name if kind == "pasta pretrain folder" else weights.stem),
-        "version": str((description or {}).get("version", "")),
-        "file": weights.name,
-        "sha256": sha256_of(weights),
-        "kind": kind,
-        "family": cfg.FAMILY,
-        "network": cfg.describe(config),
-    }
-    _segments, organs, lesions = label_meaning(dict(labels))
-    if not lesions:
-        raise PastaError(f"the labels of {provenance['name']} ({', '.join(map(str, labels.values()))}) name no lesion")
-    return StartModel(
-        network.eval(),
-        inference_patch(trained, description),
-        labels,
-        organs,
-        lesions,
-        None,
-        head_loaded,
-        provenance,
-        skipped=loaded.skipped,
-        family=cfg.FAMILY,
-        config=trained,
-        loaded=loaded.loaded,
-        fresh=loaded.fresh,
-    )
-
-
-def start_from(path: str | Path, start_config: str | Path | None = None, organ: str | None = None) -> StartModel:
-    """``pasta finetune --start PATH [--start-config CFG.json]``."""
-    weights, config, description, kind = resolve_start(path, start_config)
-    return load_family_start(weights, config, description, organ, kind)
