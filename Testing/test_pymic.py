@@ -35,6 +35,16 @@ PCTNET = {
 }
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tiny networks run as fast on one thread, and one thread does not spin against other
+    jobs on a shared CPU (two did: 10x slower under load)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def run(capsys, *argv):
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
