@@ -26,7 +26,8 @@ class PastaSlicer(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["PASTA for 3D Slicer contributors"]
         self.parent.helpText = _("""
-PASTA hub: install the Python packages PASTA needs, choose the compute device, manage the
+PASTA hub: install the Python packages PASTA needs, choose the compute device (or a PASTA server
+on your network, with its URL and your token), manage the
 installed models used by PASTA Segment and PASTA Synth, measure lesions (the table follows
 Segment Editor edits) and export structured reports (JSON, HTML, PDF, DICOM SEG + SR);
 classify a pathology image (PNG/TIFF) with PatchTCGA's encoders and overlay the heat map.
@@ -97,6 +98,7 @@ class PastaSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.removeModelButton.connect("clicked(bool)", self.onRemoveModel)
         self.ui.modelsTable.connect("itemSelectionChanged()", self._updateModelButtons)
         self.ui.modelsFolderLabel.setOpenExternalLinks(True)
+        self._setupCompute()
         registerTerminology()  # also when the module was added after start-up
         self.initializeParameterNode()
 
@@ -192,7 +194,7 @@ class PastaSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 not m.damaged,
                 str(m.path),
             )
-            for m in self.hub.models()
+            for m in self.hub.installed_models()
         ]
         self._fillTable(self.ui.modelsTable, rows, bad=lambda row: not row.ok, tooltip=lambda row: row.note)
         folder = self.hub.models_folder()
@@ -205,6 +207,56 @@ class PastaSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _updateModelButtons(self) -> None:
         self.ui.verifyModelButton.enabled = self.ui.removeModelButton.enabled = self._selectedModelName() is not None
+
+    # -- where PASTA computes ---------------------------------------------------------------
+    def _setupCompute(self) -> None:
+        """This computer or a PASTA server: kept in the application settings (the token too), never in a scene."""
+        from PastaSlicerLib.gui.tasks import computeSetting
+
+        for value, label in self.hub.compute_choices():
+            self.ui.computeComboBox.addItem(_(label), value)
+        setting = computeSetting()
+        self.ui.computeComboBox.setCurrentIndex(max(0, self.ui.computeComboBox.findData(setting.where)))
+        self.ui.serverUrlLineEdit.text = setting.url
+        self.ui.serverTokenLineEdit.text = setting.token
+        self.ui.computeComboBox.connect("currentIndexChanged(int)", self._onComputeChanged)
+        self.ui.serverUrlLineEdit.connect("editingFinished()", self._onComputeChanged)
+        self.ui.serverTokenLineEdit.connect("editingFinished()", self._onComputeChanged)
+        self.ui.testServerButton.connect("clicked(bool)", self.onTestServer)
+        self._showComputeControls()
+
+    def _computeFromGui(self):
+        from PastaSlicerLib.controllers.compute import ComputeSetting
+
+        return ComputeSetting(
+            str(self.ui.computeComboBox.currentData or "local"),
+            self.ui.serverUrlLineEdit.text.strip(),
+            self.ui.serverTokenLineEdit.text.strip(),
+        )
+
+    def _onComputeChanged(self, *args) -> None:
+        from PastaSlicerLib.gui.tasks import saveComputeSetting
+
+        saveComputeSetting(self._computeFromGui())
+        self._showComputeControls()
+
+    def _showComputeControls(self) -> None:
+        remote = self._computeFromGui().where == "server"
+        for widget in (self.ui.serverUrlLineEdit, self.ui.serverTokenLineEdit, self.ui.testServerButton):
+            widget.enabled = remote
+        if not remote:
+            self.ui.serverStatusLabel.text = ""
+
+    def onTestServer(self) -> None:
+        from pastacore.errors import PastaError
+
+        self._onComputeChanged()
+        setting = self._computeFromGui()
+        with slicer.util.WaitCursor():
+            try:
+                self.ui.serverStatusLabel.text = self.hub.test_server(setting.url, setting.token)
+            except PastaError as exc:
+                self.ui.serverStatusLabel.text = str(exc)
 
     # -- actions ----------------------------------------------------------------------------
     def onInstallDependencies(self) -> None:

@@ -24,8 +24,10 @@ class PastaSynth(ScriptedLoadableModule):
         self.parent.contributors = ["PASTA for 3D Slicer contributors"]
         self.parent.helpText = _("""
 Draw a box (ROI), choose or describe a lesion ("3 cm irregular hypodense liver lesion,
-ill-defined margin") and press Preview: a new volume with the lesion and its segment appears;
-Apply keeps it, Discard removes it. The input volume is never changed. Lung lesions find the
+ill-defined margin") and press Preview: a synthetic case appears, a new volume with the lesion
+and a segmentation holding a copy of the volume's last segmentation plus the lesion (tagged as
+synthetic, with its attributes and seed); Apply keeps it, Discard removes all of it. The input
+volume is never changed, and nothing outside the box changes. Lung lesions find the
 lungs by themselves; other organs need an organ segmentation. The batch section writes a whole
 synthetic dataset. Synthetic images are for research use only, not for diagnosis.
 """)

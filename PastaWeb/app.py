@@ -78,8 +78,10 @@ def serve(
     threed=False,
     on_ready=None,
     quiet=True,
+    runner=None,
 ):
-    """Start ``pasta web``: load ``image`` (a CT or a .mrb) when given; ``on_ready(port)`` once it listens.
+    """Start ``pasta web``: load ``image`` (a CT or a .mrb) when given; ``on_ready(port)`` once it listens;
+    ``runner``: where jobs run (default: the task process; a PASTA server's runner for ``--server``).
     ``quiet`` keeps VTK's warnings (deprecations of the view widgets) off the terminal; errors still show."""
     from trame.app import get_server
 
@@ -87,14 +89,14 @@ def serve(
 
     server = get_server("pasta-web", client_type="vue3")
     folder = DataFolder(data or (Path(image).parent if image else Path.cwd()))
-    app = PastaWebApp(server, folder, out, token, max_upload_mb, threed)
+    app = PastaWebApp(server, folder, out, token, max_upload_mb, threed, runner)
     if quiet:
         from vtkmodules.vtkCommonCore import vtkLogger, vtkObject
 
         vtkObject.GlobalWarningDisplayOff()
         vtkLogger.SetStderrVerbosity(vtkLogger.VERBOSITY_ERROR)
     if image:
-        app.logic.load_path(Path(image))
+        app.logic.load.load_path(Path(image))
     if on_ready:
         server.controller.on_server_ready.add(lambda **_: on_ready(server.port))
     app.start(host, port)

@@ -25,6 +25,13 @@ def add_parser(sub):
     )
     p.add_argument("--max-upload-mb", type=float, default=2048.0, help="largest upload accepted (default 2048 MB)")
     p.add_argument("--3d", dest="threed", action="store_true", help="also show a 3D view")
+    p.add_argument(
+        "--server",
+        metavar="URL",
+        help="run segmentation, synthesis and reports on a PASTA server (pasta serve) instead of this machine "
+        "(default: $PASTA_SERVER when set); the model list is the server's",
+    )
+    p.add_argument("--server-token", metavar="TOKEN", help="the PASTA server's token (default: $PASTA_TOKEN)")
     p.set_defaults(func=run)
 
 
@@ -50,6 +57,7 @@ def run(args):
         raise PastaError(f"the data folder {args.data} does not exist")
     if args.max_upload_mb <= 0:
         raise PastaError("--max-upload-mb must be positive")
+    runner = compute_runner(args)
     token = args.token
     if args.host not in LOCAL_HOSTS and not token:
         from .access import new_token
@@ -78,5 +86,25 @@ def run(args):
         args.threed,
         on_ready=ready,
         quiet=not args.debug,
+        runner=runner,
     )
     return 0
+
+
+def compute_runner(args):
+    """The task process, or the PASTA server of ``--server`` (checked now: it answers and takes the
+    token); every controller of the page follows it, and the model list is the server's."""
+    import os
+
+    from pastacore.tasks import ProcessRunner
+    from pastacore.tasks.server_client import SERVER_VARIABLE, TOKEN_VARIABLE, normalized_url
+    from PastaSlicerLib.controllers.compute import SERVER, ComputeRunner, ComputeSetting, check_server, use_setting_source
+
+    url = args.server if args.server is not None else os.environ.get(SERVER_VARIABLE, "")
+    if not url or url == "local":
+        return ProcessRunner()
+    token = args.server_token or os.environ.get(TOKEN_VARIABLE, "")
+    setting = ComputeSetting(SERVER, normalized_url(url), token)
+    check_server(setting.url, setting.token)
+    use_setting_source(lambda: setting)
+    return ComputeRunner(ProcessRunner(), lambda: setting)

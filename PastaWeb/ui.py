@@ -28,13 +28,14 @@ def testid(name: str) -> list:
 
 
 def build(layout, logic, editor_ui_factory, layout_manager):
-    """Fill trame-slicer's ``ViewerLayout`` with the PASTA page."""
-    server = logic.server
+    """Fill trame-slicer's ``ViewerLayout`` with the PASTA page (``logic``: a :class:`~.logic.PastaWebLogic`;
+    each control binds to its panel's typed state by the state ids in ``<panel>.name``)."""
+    server, session = logic.server, logic.session.name
     layout.title.set_text(TITLE)
     with layout.appbar:
         VSelect(
-            v_model=("pasta_window",),
-            items=("pasta_windows",),
+            v_model=(logic.load.name.window,),
+            items=(logic.load.name.windows,),
             label="Window",
             density="compact",
             hide_details=True,
@@ -44,37 +45,38 @@ def build(layout, logic, editor_ui_factory, layout_manager):
         )
     with layout.drawer:
         layout.drawer.width = 420
-        with VExpansionPanels(multiple=True, v_model=("pasta_panels", [0, 1, 2, 3, 4, 5, 6]), variant="accordion"):
-            _load_panel(logic, server)
-            _segment_panel(logic)
-            _synth_panel(logic)
-            _results_panel()
-            _export_panel(logic)
-            _pathology_panel(logic)
+        with VExpansionPanels(multiple=True, v_model=(session.panels,), variant="accordion"):
+            _load_panel(logic.load, session, server)
+            _segment_panel(logic.segment, session)
+            _synth_panel(logic.synth, session)
+            _results_panel(logic.edit)
+            _export_panel(logic.export, session, logic.edit)
+            _pathology_panel(logic.pathology, session)
             with VExpansionPanel(title="Edit segments (paint, erase, scissors, islands, undo)"):
                 with VExpansionPanelText():
                     editor_ui_factory()
     with layout.footer:
-        html.Span("{{ pasta_status }}", classes="text-caption mx-2", raw_attrs=testid("status"))
+        html.Span(f"{{{{ {session.status} }}}}", classes="text-caption mx-2", raw_attrs=testid("status"))
     with layout.content:
         layout_manager.initialize_layout_grid(layout)
     # a finished export or scene save downloads at once (the links stay in the Export panel)
-    fetch = server.trigger_name(logic.fetch_download)
+    fetch = server.trigger_name(logic.export.fetch_download)
+    download = logic.export.name.download
     client.ClientStateChange(
-        value="pasta_download",
+        value=download,
         trigger_on_create=False,
-        change=f"pasta_download && utils.download(pasta_download.name, trigger('{fetch}', [pasta_download.key]), "
-        "'application/octet-stream')",
+        change=f"{download} && utils.download({download}.name, trigger('{fetch}', [{download}.key]), 'application/octet-stream')",
     )
 
 
-def _load_panel(logic, server):
-    upload = server.trigger_name(logic.upload_chunk)
+def _load_panel(load, session, server):
+    upload = server.trigger_name(load.upload_chunk)
+    state = load.name
     with VExpansionPanel(title="Load a CT"):
         with VExpansionPanelText():
             VSelect(
-                v_model=("pasta_file",),
-                items=("pasta_files",),
+                v_model=(state.file,),
+                items=(state.files,),
                 label="From the server's data folder",
                 density="compact",
                 no_data_text="no CT in the data folder",
@@ -82,8 +84,8 @@ def _load_panel(logic, server):
             )
             VBtn(
                 "Load",
-                click=logic.load_file,
-                disabled=("!pasta_file || pasta_busy",),
+                click=load.load_file,
+                disabled=(f"!{state.file} || {session.busy}",),
                 block=True,
                 classes="mb-2",
                 raw_attrs=testid("load"),
@@ -92,141 +94,150 @@ def _load_panel(logic, server):
                 label="or upload (NIfTI, NRRD, .mrb, DICOM files)",
                 multiple=True,
                 density="compact",
-                hint=("`at most ${pasta_max_upload_mb} MB`",),
+                hint=(f"`at most ${{{state.max_upload_mb}}} MB`",),
                 persistent_hint=True,
                 raw_attrs=testid("upload"),
                 change=(
                     f"const files = $event.target.files; let size = 0; for (const f of files) size += f.size;"
-                    f"if (size > pasta_max_upload_mb * 1e6) {{ pasta_status = 'error: the upload is larger than '"
-                    f" + pasta_max_upload_mb + ' MB'; }} else {{ window.load_files_by_chunks(files, "
+                    f"if (size > {state.max_upload_mb} * 1e6) {{ {session.status} = 'error: the upload is larger than '"
+                    f" + {state.max_upload_mb} + ' MB'; }} else {{ window.load_files_by_chunks(files, "
                     f"{{ trigger_name: '{upload}' }}); }}"
                 ),
             )
 
 
-def _segment_panel(logic):
+def _segment_panel(segment, session):
+    state = segment.name
     with VExpansionPanel(title="Segment"):
         with VExpansionPanelText():
-            VSelect(
-                v_model=("pasta_model",), items=("pasta_models",), label="Model", density="compact", raw_attrs=testid("model")
-            )
+            VSelect(v_model=(state.model,), items=(state.models,), label="Model", density="compact", raw_attrs=testid("model"))
             VCombobox(  # models that take a text prompt (gCIS): a known prompt or free text
-                v_model=("pasta_prompt",),
-                items=("pasta_prompts",),
-                v_show=("pasta_takes_prompt",),
+                v_model=(state.prompt,),
+                items=(state.prompts,),
+                v_show=(state.takes_prompt,),
                 label="What to segment (prompt)",
                 placeholder="e.g. liver tumor",
                 density="compact",
                 raw_attrs=testid("prompt"),
             )
             VSelect(
-                v_model=("pasta_region",),
-                items=("pasta_regions",),
+                v_model=(state.region,),
+                items=(state.regions,),
                 label="Where to search",
                 density="compact",
                 raw_attrs=testid("region"),
             )
-            html.Div("Searches {{ pasta_region_text }}", v_if=("pasta_region_text",), classes="text-caption mb-2")
+            html.Div(f"Searches {{{{ {state.region_text} }}}}", v_if=(state.region_text,), classes="text-caption mb-2")
             with html.Div(classes="d-flex"):
                 VBtn(
                     "Segment",
-                    click=logic.segment,
+                    click=segment.segment,
                     color="primary",
-                    disabled=("!pasta_volume_loaded || pasta_busy",),
+                    disabled=(f"!{session.volume_loaded} || {session.busy}",),
                     classes="flex-grow-1 mr-2",
                     raw_attrs=testid("segment"),
                 )
-                VBtn("Cancel", click=logic.cancel, disabled=("!pasta_busy",), raw_attrs=testid("cancel"))
+                VBtn("Cancel", click=segment.session.cancel, disabled=(f"!{session.busy}",), raw_attrs=testid("cancel"))
             VProgressLinear(
-                v_model=("pasta_progress",), v_show=("pasta_busy",), height=6, classes="mt-2", raw_attrs=testid("progress")
+                v_model=(session.progress,), v_show=(session.busy,), height=6, classes="mt-2", raw_attrs=testid("progress")
             )
 
 
-def _synth_panel(logic):
+def _synth_panel(synth, session):
+    state = synth.name
     with VExpansionPanel(title="Draw a box and synthesise a lesion"):
         with VExpansionPanelText():
             with html.Div(classes="d-flex align-center"):
                 VBtn(
                     "Draw box",
-                    click=logic.draw_box,
-                    disabled=("!pasta_volume_loaded || pasta_busy",),
-                    color=("pasta_placing ? 'warning' : undefined",),
+                    click=synth.draw_box,
+                    disabled=(f"!{session.volume_loaded} || {session.busy}",),
+                    color=(f"{state.placing} ? 'warning' : undefined",),
                     classes="mr-2",
                     raw_attrs=testid("draw-box"),
                 )
                 VTextField(
-                    v_model=("pasta_box",),
+                    v_model=(state.box,),
                     label="R1,A1,S1,R2,A2,S2 (mm)",
                     density="compact",
                     hide_details=True,
-                    change=logic.set_box,
+                    change=synth.set_box,
                     raw_attrs=testid("box"),
                 )
             VTextField(
-                v_model=("pasta_attributes",),
+                v_model=(state.attributes,),
                 label="Lesion, e.g. 3 cm irregular hypodense liver lesion",
                 density="compact",
                 classes="mt-2",
                 hide_details=True,
                 raw_attrs=testid("attributes"),
             )
-            html.Div("{{ pasta_parsed }}", classes="text-caption my-1", raw_attrs=testid("parsed"))
+            html.Div(f"{{{{ {state.parsed} }}}}", classes="text-caption my-1", raw_attrs=testid("parsed"))
             with html.Div(classes="d-flex"):
                 VBtn(
                     "Synthesize",
-                    click=logic.synthesize,
+                    click=synth.synthesize,
                     color="primary",
-                    disabled=("!pasta_volume_loaded || pasta_busy || !pasta_attributes",),
+                    disabled=(f"!{session.volume_loaded} || {session.busy} || !{state.attributes}",),
                     classes="flex-grow-1 mr-2",
                     raw_attrs=testid("synthesize"),
                 )
                 VBtn(
                     "Apply",
-                    click=logic.apply,
-                    disabled=("!pasta_has_preview || pasta_busy",),
+                    click=synth.apply,
+                    disabled=(f"!{state.has_preview} || {session.busy}",),
                     classes="mr-2",
                     raw_attrs=testid("apply"),
                 )
-                VBtn("Discard", click=logic.discard, disabled=("!pasta_has_preview || pasta_busy",), raw_attrs=testid("discard"))
+                VBtn(
+                    "Discard",
+                    click=synth.discard,
+                    disabled=(f"!{state.has_preview} || {session.busy}",),
+                    raw_attrs=testid("discard"),
+                )
 
 
-def _results_panel():
+def _results_panel(edit):
+    state = edit.name
     with VExpansionPanel(title="Segments and measurements"):
         with VExpansionPanelText():
             with VList(density="compact", raw_attrs=testid("segments")):
-                VListItem(v_for="name in pasta_segments", key="name", title=("name",), raw_attrs=['data-testid="segment-name"'])
-                VListItem(v_if=("!pasta_segments.length",), title="no segments yet")
+                VListItem(
+                    v_for=f"name in {state.segments}", key="name", title=("name",), raw_attrs=['data-testid="segment-name"']
+                )
+                VListItem(v_if=(f"!{state.segments}.length",), title="no segments yet")
             with VTable(density="compact", raw_attrs=testid("measurements")):
                 with html.Thead():
                     with html.Tr():
-                        for title in ("#", "name", "mL", "long mm", "short mm", "HU"):
+                        for title in ("#", "name", "status", "mL", "long mm", "short mm", "HU"):
                             html.Th(title)
                 with html.Tbody():
-                    with html.Tr(v_for="m in pasta_measurements", key="m.lesion"):
-                        for key in ("lesion", "name", "volume_ml", "long_mm", "short_mm", "mean_hu"):
+                    with html.Tr(v_for=f"m in {state.measurements}", key="m.lesion"):
+                        for key in ("lesion", "name", "status", "volume_ml", "long_mm", "short_mm", "mean_hu"):
                             html.Td(f"{{{{ m.{key} }}}}")
 
 
-def _export_panel(logic):
+def _export_panel(export, session, edit):
+    state = export.name
     with VExpansionPanel(title="Export"):
         with VExpansionPanelText():
             with html.Div(classes="d-flex"):
                 VBtn(
                     "Export report",
-                    click=logic.export,
-                    disabled=("!pasta_segments.length || pasta_busy",),
+                    click=export.export,
+                    disabled=(f"!{edit.name.segments}.length || {session.busy}",),
                     classes="flex-grow-1 mr-2",
                     raw_attrs=testid("export"),
                 )
                 VBtn(
                     "Save scene (.mrb)",
-                    click=logic.save_scene,
-                    disabled=("!pasta_volume_loaded || pasta_busy",),
+                    click=export.save_scene,
+                    disabled=(f"!{session.volume_loaded} || {session.busy}",),
                     raw_attrs=testid("save-scene"),
                 )
             VSelect(
-                v_model=("pasta_report_chosen",),
-                items=("pasta_report_formats",),
+                v_model=(state.chosen,),
+                items=(state.formats,),
                 label="Report formats",
                 multiple=True,
                 chips=True,
@@ -237,24 +248,25 @@ def _export_panel(logic):
             )
             html.Div("The chosen formats, as a zip; also written on the server.", classes="text-caption mt-1")
             with VList(density="compact"):
-                with VListItem(v_for="d in pasta_downloads", key="d.url"):
+                with VListItem(v_for=f"d in {state.downloads}", key="d.url"):
                     html.A("{{ d.name }}", href=("d.url",), download=("d.name",), raw_attrs=['data-testid="download"'])
 
 
-def _pathology_panel(logic):
+def _pathology_panel(pathology, session):
+    state = pathology.name
     with VExpansionPanel(title="Pathology: classify a 2-D image (PatchTCGA)"):
         with VExpansionPanelText():
             VSelect(
-                v_model=("pasta_patch_encoder",),
-                items=("pasta_patch_encoders",),
+                v_model=(state.encoder,),
+                items=(state.encoders,),
                 label="Encoder (installed with 'pasta models import --config')",
                 density="compact",
                 no_data_text="no PatchTCGA encoder installed",
                 raw_attrs=testid("patch-encoder"),
             )
             VSelect(
-                v_model=("pasta_patch_head",),
-                items=("pasta_patch_heads",),
+                v_model=(state.head,),
+                items=(state.heads,),
                 label="Head (a .pt of the data folder)",
                 density="compact",
                 no_data_text="no head in the data folder",
@@ -262,7 +274,7 @@ def _pathology_panel(logic):
             )
             with html.Div(classes="d-flex"):
                 VTextField(
-                    v_model_number=("pasta_patch_tile",),
+                    v_model_number=(state.tile,),
                     type="number",
                     label="Tile (pixels)",
                     density="compact",
@@ -270,18 +282,18 @@ def _pathology_panel(logic):
                     raw_attrs=testid("patch-tile"),
                 )
                 VSelect(
-                    v_model=("pasta_patch_class",),
-                    items=("pasta_patch_classes",),
+                    v_model=(state.class_name,),
+                    items=(state.classes,),
                     label="Heat map of class",
                     density="compact",
                     raw_attrs=testid("patch-class"),
                 )
             VBtn(
                 "Classify and overlay the heat map",
-                click=logic.classify_patches,
+                click=pathology.classify,
                 color="primary",
-                disabled=("!pasta_volume_loaded || pasta_busy || !pasta_patch_encoder || !pasta_patch_head",),
+                disabled=(f"!{session.volume_loaded} || {session.busy} || !{state.encoder} || !{state.head}",),
                 block=True,
                 raw_attrs=testid("patch-classify"),
             )
-            html.Div("{{ pasta_patch_result }}", classes="text-caption mt-1", raw_attrs=testid("patch-result"))
+            html.Div(f"{{{{ {state.result} }}}}", classes="text-caption mt-1", raw_attrs=testid("patch-result"))

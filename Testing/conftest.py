@@ -102,3 +102,27 @@ def tiny_lung_model(tmp_path_factory):
         )
     )
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def lung2_segmented(lung2, tmp_path_factory):
+    """lung2 segmented by the built-in model in a 90 mm box around its tumour (on slicer-core, as
+    the Segment module does it), saved as a .mrb: the real segmentation several tests share."""
+    pytest.importorskip("slicer")
+    from pastacore.mrml import roi, volumes
+    from pastacore.mrml.scene import new_scene
+    from pastacore.mrml.scene_io import save_mrb
+    from pastacore.tasks import InlineRunner
+    from PastaSlicerLib.controllers import SegmentController, SegmentRequest
+
+    image, tumour = lung2
+    scene = new_scene().scene
+    ct = volumes.node_from_volume(scene, image, "lung2 CT")
+    centre = image.grid.ijk_to_ras() @ np.array([*np.argwhere(tumour.array > 0).mean(axis=0)[::-1], 1.0])
+    box = roi.add_roi(scene, centre[:3], (90.0, 90.0, 90.0), name="tumour box")
+    outcomes = []
+    SegmentController(scene, InlineRunner()).start(SegmentRequest(ct, roi=box), on_finished=outcomes.append)
+    assert outcomes[0].ok, outcomes[0].error
+    path = tmp_path_factory.mktemp("scene") / "lung2.mrb"
+    save_mrb(scene, path)
+    return path

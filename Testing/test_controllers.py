@@ -180,8 +180,8 @@ def test_preview_then_apply_keeps_a_new_volume_and_lesion(world):
     preview = outcomes[0].value
     changed = volumes.volume_from_node(preview).array != original
     assert changed.any() and np.array_equal(volumes.volume_from_node(ct).array, original)
-    lesion_names = segmentations.segment_names(controller.preview_lesion)
-    assert "Lung tumor" in lesion_names
+    lesion_names = segmentations.segment_names(controller.preview_segmentation)
+    assert "Lung tumor (synthetic)" in lesion_names
     kept = controller.apply()
     assert kept is preview and "synthetic lung_tumor" in kept.GetName() and not controller.has_preview
     made = added_nodes(scene, before)
@@ -299,25 +299,6 @@ def test_organ_segments_are_not_measured_as_lesions(world):
 
 
 # -- confidence, status and provenance through the scene, a .mrb and the report -----------------
-
-
-@pytest.fixture(scope="module")
-def lung2_segmented(lung2, tmp_path_factory):
-    """lung2 segmented by the built-in model in a box around its tumour, saved as a .mrb."""
-    from pastacore.mrml.scene_io import save_mrb
-
-    image, tumour = lung2
-    context = new_scene()
-    scene = context.scene
-    ct = volumes.node_from_volume(scene, image, "lung2 CT")
-    centre = image.grid.ijk_to_ras() @ np.array([*np.argwhere(tumour.array > 0).mean(axis=0)[::-1], 1.0])
-    box = roi.add_roi(scene, centre[:3], (90.0, 90.0, 90.0), name="tumour box")
-    outcomes = []
-    SegmentController(scene, InlineRunner()).start(SegmentRequest(ct, roi=box), on_finished=outcomes.append)
-    assert outcomes[0].ok, outcomes[0].error
-    path = tmp_path_factory.mktemp("scene") / "lung2.mrb"
-    save_mrb(scene, path)
-    return path
 
 
 def _opened(path):

@@ -50,6 +50,13 @@ def test_demo_writes_a_scene_and_pictures(tmp_path, capsys, sample_dir):
         sum(x["recist"]["diameter_mm"] for x in targets), abs=0.11
     )
     assert facts["recist_sum_of_diameters_mm"] == report["recist"]["sum_of_diameters_mm"]
+    # the PDF reads like a document: no words drawn over each other or off the page, every note in full
+    from pdf_layout import layout_problems, printed_text, squeezed
+
+    pdf = out / "report" / "report.pdf"
+    assert layout_problems(pdf) == []
+    text = squeezed(printed_text(pdf))
+    assert all(squeezed(note) in text for note in report["notes"]), report["notes"]
     html = (out / "report" / "report.html").read_text()
     assert "Sum of diameters" in html and "pasta-lung-default 0.3" in html
     from pastacore.mrml.scene_io import load_mrb

@@ -767,21 +767,23 @@ def test_web_app_loads_a_pathology_image_and_overlays_the_heat_map(tmp_path, ihc
 
     server = get_server("pasta-patchtcga-web-test", client_type="vue3")
     logic = PastaWebApp(server, DataFolder(data), tmp_path / "out", max_upload_mb=1, runner=InlineRunner()).logic
-    logic.patches.store = store
-    logic.load_file("ihc.png")
-    assert logic.state.pasta_status == "Loaded ihc.png." and logic.volume.IsA("vtkMRMLVectorVolumeNode")
-    assert logic.state.pasta_patch_encoders == ["ptcga-simclr"] and logic.state.pasta_patch_heads == ["head.pt"]
-    logic.state.pasta_patch_head = "head.pt"
-    logic._on_patch_head("head.pt")
-    assert logic.state.pasta_patch_class == "tumour"
-    logic.state.pasta_patch_tile = 64
-    logic.classify_patches()
-    assert "over 6 tiles" in logic.state.pasta_patch_result, logic.state.pasta_status
-    views = logic.app.view_manager.get_slice_views()
+    pathology, session = logic.pathology, logic.session
+    pathology.patches.store = store
+    logic.load.load_file("ihc.png")
+    assert session.data.status == "Loaded ihc.png." and session.volume.IsA("vtkMRMLVectorVolumeNode")
+    assert pathology.data.encoders == ["ptcga-simclr"] and pathology.data.heads == ["head.pt"]
+    pathology.data.head = "head.pt"
+    pathology.on_head("head.pt")
+    assert pathology.data.class_name == "tumour"
+    pathology.data.tile = 64
+    pathology.classify()
+    assert "over 6 tiles" in pathology.data.result, session.data.status
+    views = session.app.view_manager.get_slice_views()
     assert views and all(v.get_foreground_opacity() == 0.5 for v in views)
     composite = views[0]._logic.GetSliceCompositeNode()
     assert (
-        composite.GetForegroundVolumeID() == logic.heatmap.GetID() and composite.GetBackgroundVolumeID() == logic.volume.GetID()
+        composite.GetForegroundVolumeID() == pathology.heatmap.GetID()
+        and composite.GetBackgroundVolumeID() == session.volume.GetID()
     )
     values = slicer.util.arrayFromVolume(logic.heatmap)[0]
     assert values.shape == (128, 192) and np.all((values > 0) & (values < 1))

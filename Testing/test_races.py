@@ -231,3 +231,13 @@ def test_a_bad_lesion_type_in_a_batch_csv_fails_its_row_only(tmp_path, capsys):
     assert code == 3, err
     assert "failed: typo: unknown lesion type" in err and "good" not in err
     assert (tmp_path / "out" / "good" / "image.nii.gz").is_file() and not (tmp_path / "out" / "typo").exists()
+
+
+def test_models_inspect_reads_every_kind_of_folder_import_takes(tiny_lung_model, capsys):
+    from pastacore.cli.main import main
+
+    code = main(["models", "inspect", str(tiny_lung_model), "--json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    info = json.loads(out.out)
+    assert info["num_classes"] == 3 and info["base_features"] == 4 and not info["tensors_mismatched"]

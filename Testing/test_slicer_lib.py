@@ -21,9 +21,12 @@ OPTIONAL = {
     "yaml": {"diffusion"},
     "transformers": {"diffusion"},
     "monai": {"training"},
-    "distributed": {"cohort"},
-    "dask": {"cohort"},
+    "distributed": {"cohort", "server"},
+    "dask": {"cohort", "server"},
     "pyarrow": {"cohort"},
+    "fastapi": {"server"},
+    "starlette": {"server"},
+    "uvicorn": {"server"},
 }
 
 

@@ -42,7 +42,7 @@ def phantom(n=N, organ_hu=60.0, noise=10.0, seed=0, fill=None):
 
 
 def centre_box(size, n=N):
-    c, h = n // 2, int(np.ceil(size / 2)) + 2
+    c, h = n // 2, int(np.ceil(size / 2)) + 8  # room for the lesion's edge inside the box
     return VoxelBox((c - h,) * 3, (c + h + 1,) * 3)
 
 
@@ -358,7 +358,7 @@ def test_real_lung_background(lung_background, text):
     volume, lungs = lung_background
     depth = ndimage.distance_transform_edt(lungs.array[::2, ::2, ::2]) * 2
     centre = np.array(np.unravel_index(np.argmax(depth), depth.shape)) * 2
-    box = VoxelBox(tuple(int(v) for v in centre - 14), tuple(int(v) for v in centre + 15))
+    box = VoxelBox(tuple(int(v) for v in centre - 20), tuple(int(v) for v in centre + 21))  # the lesion and its edge fit
     before = volume.array.copy()
     result = synthesize_lesion(volume=volume, organ_labels=lungs, roi_box=box, lesion_type="lung_tumor", attributes=text, seed=3)
     size = parse_text(text).attributes["size"][0]

@@ -200,11 +200,16 @@ def test_3_draw_a_box_and_synthesise(page, shots):
     attributes.type("20 mm round-like solid lung nodule, well-defined margin", delay=20)
     wait_for(lambda: "lung" in page.get_by_test_id("parsed").inner_text(), 20, page)
     click(page, "synthesize")
-    wait_for(lambda: "preview lesion: Lung tumor" in segments(page), 300, page)
+    wait_for(lambda: "preview segmentation: Lung tumor (synthetic)" in segments(page), 300, page)
+    # the case keeps what was segmented before: the real tumour's row and the synthetic one
+    wait_for(lambda: "synthetic" in measurements(page), 30, page)
+    rows = measurements(page).splitlines()
+    assert any("synthetic" in row for row in rows) and any("Lung tumor" in row and "synthetic" not in row for row in rows)
+    page.get_by_test_id("measurements").scroll_into_view_if_needed()
     page.screenshot(path=shots / "web_3_synthesised.png")
     click(page, "apply")
     wait_for(lambda: "Kept as" in status(page), 20, page)
-    assert "synthetic" in segments(page)
+    assert "synthetic lung_tumor segmentation: Lung tumor (synthetic)" in segments(page)
 
 
 def test_4_a_paint_stroke_changes_the_measurements(page, shots):
@@ -236,9 +241,32 @@ def test_5_export_downloads_the_report(page, shots, tmp_path, server):
         report = json.loads(handle.read("report.json"))
     assert {"report.json", "type.json", "report.html", "report.pdf", "dicom/seg.dcm", "dicom/sr.dcm"} <= names
     assert report["lesions"] and all(lesion["volume_ml"] > 0 for lesion in report["lesions"])
+    synthetic = [lesion for lesion in report["lesions"] if lesion["synthetic"]]
+    real = [lesion for lesion in report["lesions"] if not lesion["synthetic"] and lesion["term"] == "tumor@lung"]
+    assert len(synthetic) == 1 and synthetic[0]["status"] == "synthetic" and synthetic[0]["synthesis"]["engine"] == "procedural"
+    assert real and max(lesion["volume_ml"] for lesion in real) > 10  # the real tumour is still in the case
     assert list(Path(server[1]).glob("*-report-*/report.json"))  # also written on the server
     page.get_by_test_id("download").first.scroll_into_view_if_needed()
     page.screenshot(path=shots / "web_5_exported.png")
+    if os.environ.get("PASTA_WEB_SCREENSHOTS") and shutil.which("pdftoppm"):  # the README's picture of the PDF
+        with zipfile.ZipFile(archive) as handle:
+            (tmp_path / "report.pdf").write_bytes(handle.read("report.pdf"))
+        subprocess.run(
+            [
+                "pdftoppm",
+                "-png",
+                "-r",
+                "60",
+                "-f",
+                "1",
+                "-l",
+                "1",
+                "-singlefile",
+                str(tmp_path / "report.pdf"),
+                str(shots / "report_pdf_page1"),
+            ],
+            check=True,
+        )
 
 
 # -- access and files (no browser) -------------------------------------------------------------

@@ -45,7 +45,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   # torch 2.13.0 is pinned: where no CUDA is wanted (CI, laptops) this resolves to the CPU build.
   .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -e ".[mrml,web,train,cohort,gcis,test]"
+  .venv/bin/python -m pip install -q -e ".[mrml,web,train,cohort,gcis,server,test]"
   # CLIP's tokenizer vocabulary for gCIS prompts ships in open_clip's wheel; its dependencies
   # (torchvision) are not needed and do not fit the pinned torch build
   .venv/bin/python -m pip install -q --no-deps "open_clip_torch==3.3.0"
@@ -55,9 +55,9 @@ fi
 if [ "$what" = demo ]; then
   exec .venv/bin/pasta demo --overwrite "$@"
 else
-  # dciodvfy validates the DICOM SEG/SR exports; the web tests drive Debian's chromium (playwright
-  # downloads no browser) and VTK renders the slice views off-screen through EGL (Mesa).
-  # Tests that need a missing one skip.
-  apt_install dicom3tools chromium libegl1 libegl-mesa0 libgl1-mesa-dri
+  # dciodvfy validates the DICOM SEG/SR exports; poppler's pdftotext reads the PDF report's layout;
+  # the web tests drive Debian's chromium (playwright downloads no browser) and VTK renders the
+  # slice views off-screen through EGL (Mesa). Tests that need a missing one skip.
+  apt_install dicom3tools poppler-utils chromium libegl1 libegl-mesa0 libgl1-mesa-dri
   exec .venv/bin/python -m pytest Testing "$@"
 fi

@@ -79,3 +79,20 @@ def captured_stderr() -> Iterator[Captured]:
                 os.close(_STATE["saved"])
                 _STATE["sink"].close()
                 _STATE.update(saved=None, sink=None)
+
+
+@contextlib.contextmanager
+def stderr_shown() -> Iterator[None]:
+    """Descriptor 2 back where it pointed before any capture, for as long as the block runs: a
+    long-running server's processes (its Dask workers) must be heard by its administrator, and
+    must not fill a temporary file for weeks."""
+    with _LOCK:
+        saved, sink = _STATE["saved"], _STATE["sink"]
+        if saved is not None:
+            os.dup2(saved, 2)
+    try:
+        yield
+    finally:
+        with _LOCK:
+            if saved is not None and _STATE["sink"] is sink:
+                os.dup2(sink.fileno(), 2)

@@ -108,9 +108,10 @@ class ReportController:
         return self.review(volume, segmentation, segment_ids, floor=floor)
 
     def _review_arguments(self, segmentation, segment_ids, floor) -> dict:
-        """make_report's candidates, confirmations, rejections and floor, from the segments' tags and the node's model."""
+        """make_report's candidates, confirmations, rejections, synthetic lesions and floor, from the
+        segments' tags and the node's model."""
         from pastacore.candidates import choose_floor
-        from pastacore.mrml.segmentations import recorded_model, recorded_rejections, recorded_review
+        from pastacore.mrml.segmentations import recorded_model, recorded_rejections, recorded_review, recorded_synthetic
 
         ids = self.chosen_segments(segmentation, segment_ids)
         candidates, confirmed = recorded_review(segmentation, ids)
@@ -119,6 +120,7 @@ class ReportController:
             "confirmed": confirmed,
             "rejected": recorded_rejections(segmentation, ids),
             "floor": choose_floor(floor, recorded_model(segmentation)),
+            "synthetic": recorded_synthetic(segmentation, ids),
         }
 
     def follow_edits(self, volume, segmentation, segment_ids=None, on_measured=None, defer=None, floor=None):
@@ -200,7 +202,7 @@ class ReportController:
         register this CT to it before pairing lesions)."""
         from pastacore.actions.report import ReportInputs, ReportOptions
         from pastacore.candidates import candidates_to_json
-        from pastacore.mrml.segmentations import recorded_model, recorded_rejections, recorded_review
+        from pastacore.mrml.segmentations import recorded_model, recorded_rejections, recorded_review, recorded_synthetic
 
         image, labels, names = self.inputs(volume, segmentation, segment_ids)
         floor = floor or {}
@@ -228,6 +230,7 @@ class ReportController:
             rejected={str(k): v for k, v in recorded_rejections(segmentation, chosen).items()},
             attributes={str(n): {a: asdict(v) for a, v in values.items()} for n, values in (attributes or {}).items()},
             model_record=recorded_model(segmentation),
+            synthetic={str(n): record for n, record in recorded_synthetic(segmentation, chosen).items()},
         )
         if baseline_volume is not None:
             from pastacore.mrml.volumes import volume_from_node

@@ -1,4 +1,5 @@
-"""Synthesise: Preview a lesion (a new volume and its lesion segment), then Apply or Discard;
+"""Synthesise: Preview a synthetic case (a new volume with the lesion, and its segmentation: a copy
+of the source's segments plus the lesion), then Apply (keep it) or Discard (remove all of it);
 and batch datasets."""
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ class SynthRequest:
     roi: object = None  # vtkMRMLMarkupsROINode: where the lesion goes
     organ_segmentation: object = None  # segments of the organs (the lesion type's organ is found by name)
     organ_segments: tuple = ()
+    # the source's segmentations copied into the synthetic case: None = the one last segmented or
+    # edited on the source volume (if any), () = none
+    source_segmentations: tuple | None = None
 
 
 @dataclass
@@ -29,13 +33,14 @@ class DatasetRequest:
 
 
 class SynthController:
-    """Holds the current preview (a volume node and its lesion segmentation node)."""
+    """Holds the current preview: the synthetic case's volume node and segmentation node."""
 
     def __init__(self, scene, runner):
         self.scene, self.runner = scene, runner
         self.preview_volume = None
-        self.preview_lesion = None
+        self.preview_segmentation = None  # the source's segments + the synthetic lesion (tag PASTA.Synthetic)
         self.source_volume = None
+        self.last_result = None
 
     # -- choices ----------------------------------------------------------------------------
     @staticmethod
@@ -91,24 +96,34 @@ class SynthController:
             inputs.organ_names = {str(n): segmentation.GetSegment(sid).GetName() for n, sid in enumerate(ids, start=1)}
         if request.roi is not None:
             inputs.roi_box = box_from_roi(request.roi, inputs.image.grid)
+        sources = self.sources(request)
         return start_action(
             self.runner,
             "synth",
             request.options,
             inputs,
-            lambda r, f: self._show(request, r, f),
+            lambda r, f: self._show(request, sources, r, f),
             on_progress,
             on_finished,
             describe=lambda node: f"Preview ready ({self._summary()}): Apply keeps it, Discard removes it.",
         )
 
-    def _show(self, request, result, folder):
+    def sources(self, request: SynthRequest) -> list:
+        """The source's segmentations to copy into the synthetic case (see ``SynthRequest``)."""
+        from pastacore.mrml.segmentations import source_segmentations
+
+        if request.source_segmentations is not None:
+            return [node for node in request.source_segmentations if node is not None]
+        found = source_segmentations(self.scene, request.volume) if request.volume is not None else []
+        return found[:1]
+
+    def _show(self, request, sources, result, folder):
         from pastacore.mrml import volumes
-        from pastacore.mrml.segmentations import add_labels_to_segmentation
         from pastacore.tasks.exchange import load_volume
-        from pastacore.terminology import segments_from_dict
 
         require_alive(self.scene, request.volume, "input volume")
+        for node in sources:
+            require_alive(self.scene, node, "source segmentation")
         self.discard()
         source = request.volume
         preview = volumes.node_from_volume(
@@ -116,16 +131,40 @@ class SynthController:
         )
         if source.GetDisplayNode() is not None and preview.GetDisplayNode() is not None:
             preview.GetDisplayNode().CopyContent(source.GetDisplayNode())
-        lesion, _added = add_labels_to_segmentation(
-            self.scene,
-            load_volume(folder, result["volumes"]["labels"]),
-            segments_from_dict(result["segments"]),
-            preview,
-            name=f"{source.GetName()} PASTA preview lesion",
-        )
-        self.preview_volume, self.preview_lesion, self.source_volume = preview, lesion, source
-        self.last_plan, self.last_result = result.get("plan", ""), result
+        self.preview_volume, self.source_volume, self.last_result = preview, source, result
+        self.last_plan = result.get("plan", "")
+        self.preview_segmentation = self._case_segmentation(sources, load_volume(folder, result["volumes"]["labels"]), result)
         return preview
+
+    def _case_segmentation(self, sources, labels, result):
+        """A new segmentation of the preview volume: the sources' segments (the lesion's voxels taken
+        out of them), then the lesion, named and tagged as synthetic; the synthesis's organ only
+        when no source segmentation is copied."""
+        import json
+        from dataclasses import replace
+
+        from pastacore.mrml.segmentations import MODEL_ATTRIBUTE, add_labels_to_segmentation, carve, copy_segments
+        from pastacore.synthetic import SYNTHETIC_TAG, record_from_report, synthetic_name, tag_value
+        from pastacore.terminology import segments_from_dict
+
+        preview, name = self.preview_volume, f"{self.source_volume.GetName()} PASTA preview segmentation"
+        segments = segments_from_dict(result["segments"])
+        lesion = labels.with_array((labels.array == 2).astype(labels.array.dtype) * 2, is_label=True)
+        node, _ = add_labels_to_segmentation(self.scene, lesion, {}, preview, name=name)  # empty, placed in the study
+        copied = copy_segments(self.scene, sources, node)
+        carve(self.scene, node, copied, lesion, preview)
+        model = next((n.GetAttribute(MODEL_ATTRIBUTE) for n in sources if n.GetAttribute(MODEL_ATTRIBUTE)), None)
+        if model:
+            node.SetAttribute(MODEL_ATTRIBUTE, model)  # the copied segments keep their provenance
+        wanted = {**segments, 2: replace(segments[2], name=synthetic_name(segments[2].name))}
+        if sources:
+            wanted.pop(1, None)
+        _node, added = add_labels_to_segmentation(self.scene, labels, wanted, preview, segmentation_node=node)
+        segment = node.GetSegmentation().GetSegment(added[2])
+        record = record_from_report(result.get("report") or {})
+        segment.SetTag(SYNTHETIC_TAG, tag_value(record))
+        node.SetAttribute("PASTA.SyntheticCase", json.dumps({"source": self.source_volume.GetName(), **record}))
+        return node
 
     def _summary(self) -> str:
         report = (self.last_result or {}).get("report", {})
@@ -135,30 +174,37 @@ class SynthController:
         return f"{report.get('lesion_name', 'lesion')}, {size} mm" + (f", mean {mean:.0f} HU" if mean is not None else "")
 
     def apply(self):
-        """Keep the preview as an ordinary volume and segmentation; returns the volume node."""
+        """Keep the synthetic case: the preview volume and its segmentation become ordinary nodes;
+        returns the volume node."""
         if not self.has_preview:
             raise PastaError("there is no preview to keep; press Preview first")
-        volume, lesion = self.preview_volume, self.preview_lesion
+        volume, segmentation = self.preview_volume, self.preview_segmentation
         kind = (self.last_result or {}).get("report", {}).get("lesion_type") or "lesion"
         base = self.source_volume.GetName() if alive(self.scene, self.source_volume) else "PASTA"
         volume.SetName(self.scene.GenerateUniqueName(f"{base} synthetic {kind}"))
-        if alive(self.scene, lesion):
-            lesion.SetName(self.scene.GenerateUniqueName(f"{volume.GetName()} lesion"))
-        self.preview_volume = self.preview_lesion = None
+        if alive(self.scene, segmentation):
+            segmentation.SetName(self.scene.GenerateUniqueName(f"{volume.GetName()} segmentation"))
+        self.preview_volume = self.preview_segmentation = None
         return volume
 
     def discard(self) -> None:
-        """Remove the preview nodes (and what Slicer made for them)."""
-        for node in (self.preview_lesion, self.preview_volume):
+        """Remove the synthetic case: the preview volume, its segmentation, the measurement table
+        made for it, and what Slicer made for them; the scene is as it was before Preview."""
+        from .report import TABLE_ROLE
+
+        nodes = [self.preview_segmentation, self.preview_volume]
+        if alive(self.scene, self.preview_segmentation):
+            nodes.insert(0, self.preview_segmentation.GetNodeReference(TABLE_ROLE))
+        for node in nodes:
             if alive(self.scene, node):
-                for i in reversed(range(node.GetNumberOfDisplayNodes())):
+                for i in reversed(range(node.GetNumberOfDisplayNodes() if node.IsA("vtkMRMLDisplayableNode") else 0)):
                     display = node.GetNthDisplayNode(i)
                     if display is not None:
                         self.scene.RemoveNode(display)
                 if node.GetStorageNode() is not None:
                     self.scene.RemoveNode(node.GetStorageNode())
                 self.scene.RemoveNode(node)
-        self.preview_volume = self.preview_lesion = None
+        self.preview_volume = self.preview_segmentation = None
 
     # -- batch ------------------------------------------------------------------------------
     def start_dataset(self, request: DatasetRequest, on_progress=None, on_finished=None):

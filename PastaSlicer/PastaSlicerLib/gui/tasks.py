@@ -8,11 +8,41 @@ import sys
 import qt
 
 POLL_MS = 100
+COMPUTE_KEY, SERVER_URL_KEY, SERVER_TOKEN_KEY = "PASTA/Compute", "PASTA/ServerURL", "PASTA/ServerToken"
+
+
+def computeSetting():
+    """Where PASTA computes, from Slicer's application settings (the hub writes them; never the scene)."""
+    from PastaSlicerLib.controllers.compute import LOCAL, ComputeSetting
+
+    settings = qt.QSettings()
+    return ComputeSetting(
+        str(settings.value(COMPUTE_KEY, LOCAL) or LOCAL),
+        str(settings.value(SERVER_URL_KEY, "") or ""),
+        str(settings.value(SERVER_TOKEN_KEY, "") or ""),
+    )
+
+
+def saveComputeSetting(setting) -> None:
+    settings = qt.QSettings()
+    settings.setValue(COMPUTE_KEY, setting.where)
+    settings.setValue(SERVER_URL_KEY, setting.url)
+    settings.setValue(SERVER_TOKEN_KEY, setting.token)
+
+
+def _registerComputeSetting():
+    from PastaSlicerLib.controllers.compute import use_setting_source
+
+    use_setting_source(computeSetting)
+
+
+_registerComputeSetting()
 
 
 def taskRunner():
-    """A process runner using Slicer's own Python (``PythonSlicer``)."""
-    from pastacore.tasks import ProcessRunner
+    """Jobs on this computer, in a process running Slicer's own Python (``PythonSlicer``), or on
+    the PASTA server chosen in the hub (followed at each start)."""
+    from PastaSlicerLib.controllers.compute import ComputeRunner
 
     python = shutil.which("PythonSlicer") or shutil.which("PythonSlicer.exe")
     if python is None:
@@ -21,6 +51,12 @@ def taskRunner():
         home = slicer.app.slicerHome
         candidates = [os.path.join(home, "bin", name) for name in ("PythonSlicer", "PythonSlicer.exe")]
         python = next((c for c in candidates if os.path.isfile(c)), sys.executable)
+    return ComputeRunner(localRunner(python))
+
+
+def localRunner(python):
+    from pastacore.tasks import ProcessRunner
+
     return ProcessRunner(python)
 
 

@@ -139,7 +139,7 @@ class ReportWork(CaseWork):
 
 class SynthWork(CaseWork):
     kind = "synth"
-    owned = SYNTH_FILES
+    owned = SYNTH_FILES + ("mask.json",)  # the mask's sidecar: which label is synthetic
     table_columns = SYNTHETIC_COLUMNS
 
     def __init__(self, options: SynthOptions) -> None:
@@ -165,6 +165,7 @@ class SynthWork(CaseWork):
             box=tuple(synth.numbers(params["box"], "box")) if params.get("box") else None,
             box_ijk=tuple(int(v) for v in synth.numbers(params["box_ijk"], "box_ijk")) if params.get("box_ijk") else None,
             organ_label=params.get("organ_label"),
+            labels=case.inputs.get("seg") or self.options.labels,
         )
         with timer("synthesise"):
             made = synth.run(options, synth.SynthInputs(case.inputs["image"], case.inputs.get("organ_mask")))

@@ -91,6 +91,10 @@ class ReportInputs:
     rejected: dict | None = None  # label value -> lesions a person rejected (not lesions)
     model_record: dict | None = None  # the segmenting model as its sidecar records it (with its reporting floor)
     attributes: dict | None = None  # lesion number -> {attribute: AttributeValue dict}
+    names_from: str | None = None  # the file that named the labels (with ``label_names``)
+    model_labels: tuple | None = None  # the label values the segmenting model made (its sidecar's)
+    organ_names: dict | None = None  # organ label value -> name (with an organ mask Volume)
+    synthetic: dict | None = None  # label value -> synthesis record of a synthetic lesion (None: from the sidecar)
 
 
 @dataclass
@@ -100,7 +104,15 @@ class ReportedCase:
     labels: Volume
 
     def to_dict(self) -> dict:
-        return {"lesions": len(self.report.lesions), "comparison": self.report.comparison, "recist": self.report.recist}
+        report = self.report
+        return {
+            "lesions": len(report.lesions),
+            "comparison": report.comparison,
+            "recist": report.recist,
+            "lesion_labels": report.lesion_labels,
+            "origin": report.origin,
+            "touching_border": [m.measurement.index for m in report.lesions if m.measurement.touches_border],
+        }
 
     def volumes(self) -> dict:
         return {}
@@ -115,7 +127,7 @@ def run(
     """Measure the lesions and build the report (nothing is written)."""
     from ..candidates import candidates_from_json, choose_floor
     from ..fileio import as_volume
-    from ..report.export import case_info, label_names_of, make_report, recorded_candidates, recorded_model
+    from ..report.export import case_info, label_names_of, make_report, recorded_candidates, recorded_model, recorded_synthetic
     from ..report.model import AttributeValue, CaseInfo, ModelProvenance
 
     options.check()
@@ -125,23 +137,31 @@ def run(
     labels = as_volume(inputs.seg, is_label=True)
     from_file = not hasattr(inputs.seg, "array")
     if inputs.label_names is not None:
-        names, names_from = {int(k): v for k, v in inputs.label_names.items()}, ""
+        names, names_from = {int(k): v for k, v in inputs.label_names.items()}, inputs.names_from or ""
         models = [ModelProvenance(**m) for m in inputs.models or []]
     elif from_file:
         names, models, names_from = label_names_of(labels, inputs.seg)
     else:
         names, models, names_from = None, [], ""
     _refuse_organs_as_lesions(options, names or {})
-    model_labels = _model_labels(inputs.seg) if from_file else ()
+    model_labels = (
+        tuple(inputs.model_labels) if inputs.model_labels is not None else _model_labels(inputs.seg) if from_file else ()
+    )
     organs = organ_names = None
     if inputs.organ_mask is not None:
         organs = as_volume(inputs.organ_mask, is_label=True)
-        if not hasattr(inputs.organ_mask, "array"):
+        if inputs.organ_names is not None:
+            organ_names = {int(k): v for k, v in inputs.organ_names.items()}
+        elif not hasattr(inputs.organ_mask, "array"):
             organ_names, _, _ = label_names_of(organs, inputs.organ_mask)
     if inputs.candidates is not None:
         candidates = candidates_from_json(inputs.candidates)
     else:
         candidates = recorded_candidates(inputs.seg) if from_file else None
+    if inputs.synthetic is not None:
+        synthetic = {int(k): v for k, v in inputs.synthetic.items()}
+    else:
+        synthetic = recorded_synthetic(inputs.seg) if from_file else {}
     model_record = inputs.model_record if inputs.model_record is not None else recorded_model(inputs.seg) if from_file else {}
     floor = choose_floor(options.floor(), model_record)
     case = (
@@ -185,10 +205,47 @@ def run(
         floor=floor,
         targets=list(options.targets) if options.targets else None,
         model_labels=model_labels,
+        synthetic=synthetic,
         **followup,
     )
     report.notes.extend(forced)
     return ReportedCase(report, image, labels)
+
+
+def portable_inputs(inputs: ReportInputs) -> ReportInputs:
+    """The inputs with every file read here: the volumes, and what the segmentation's sidecar and
+    the files' names tell a report. :func:`run` on them (on a PASTA server, which reads no path)
+    gives the report it gives on the files."""
+    from dataclasses import asdict, replace
+
+    from ..candidates import candidates_to_json
+    from ..fileio import as_volume
+    from ..report.export import case_info, label_names_of, recorded_candidates, recorded_model
+
+    image = as_volume(inputs.image)
+    labels = as_volume(inputs.seg, is_label=True)
+    organs = as_volume(inputs.organ_mask, is_label=True) if inputs.organ_mask is not None else None
+    baseline = as_volume(inputs.baseline_image) if inputs.baseline_image is not None else None
+    portable = replace(inputs, image=image, seg=labels, organ_mask=organs, baseline_image=baseline)
+    if inputs.organ_mask is not None and inputs.organ_names is None and not hasattr(inputs.organ_mask, "array"):
+        portable.organ_names = {str(k): v for k, v in (label_names_of(organs, inputs.organ_mask)[0] or {}).items()}
+    if hasattr(inputs.seg, "array"):
+        return portable
+    names, models, names_from = label_names_of(labels, inputs.seg)
+    candidates = recorded_candidates(inputs.seg)
+    if inputs.label_names is None:
+        portable.label_names = {str(k): v for k, v in (names or {}).items()}
+        portable.models = [asdict(m) for m in models]
+        portable.names_from = names_from
+    if inputs.candidates is None and candidates is not None:
+        portable.candidates = candidates_to_json(candidates)
+    if inputs.model_record is None:
+        portable.model_record = recorded_model(inputs.seg)
+    if inputs.model_labels is None:
+        portable.model_labels = _model_labels(inputs.seg)
+    if not inputs.case:
+        portable.case = asdict(case_info(image, inputs.image_file or _path(inputs.image), _path(inputs.seg), inputs.case_id))
+    return portable
 
 
 def _refuse_organs_as_lesions(options: ReportOptions, names: dict) -> None:

@@ -93,6 +93,7 @@ class SegmentedCase:
             "notes": result.notes,
             "warnings": result.warnings,
             "candidates": result.candidates_json(),
+            "sidecar": self.description,  # what `pasta segment` writes beside the labels (a server's client writes it)
         }
 
     def volumes(self) -> dict:

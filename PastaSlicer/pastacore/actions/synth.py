@@ -39,6 +39,7 @@ class SynthOptions:
     precision: str = "auto"  # lesiondiffusion: auto, fp32, fp16 or bf16
     ld_models: str = ""  # lesiondiffusion: a folder of its checkpoints instead of the model store
     text_encoder: str = ""  # lesiondiffusion: a BiomedCLIP folder
+    labels: str = ""  # the source CT's segmentation (a label map on its grid): the output mask is it plus the lesion
 
     def check(self) -> None:
         if not self.lesion_type and not (self.attributes.strip() if isinstance(self.attributes, str) else self.attributes):
@@ -83,6 +84,13 @@ class SynthesizedCase:
     image: Volume  # the CT as read
     result: SynthesisResult  # the image with the lesion, labels organ 1 / lesion 2
     report: dict  # our report.json: plan, measurements, type.json, source
+    labels: Volume | None = None  # the case's label map: the source's labels (options.labels) + the lesion; None: result.labels
+    sidecar: dict | None = None  # the label map's sidecar: names, the source's model and candidates, the synthetic label
+
+    @property
+    def mask(self) -> Volume:
+        """The label map written as the case's mask."""
+        return self.labels if self.labels is not None else self.result.labels
 
     def to_dict(self) -> dict:
         from ..terminology import segments_to_dict
@@ -93,6 +101,7 @@ class SynthesizedCase:
             "type_json": self.result.type_json,
             "plan": self.result.plan.describe(),
             "not_understood": list(self.result.not_understood),
+            "sidecar": self.sidecar,
         }
 
     def volumes(self) -> dict:
@@ -192,7 +201,46 @@ def run(
     )
     source = "" if hasattr(inputs.image, "array") else str(inputs.image)
     report = dict(result.report, type_json=result.type_json, source=source)
-    return SynthesizedCase(volume, result, report)
+    labels, sidecar = case_labels(result, volume, options.labels)
+    if options.labels:
+        report["source_labels"] = str(options.labels)
+    return SynthesizedCase(volume, result, report, labels, sidecar)
+
+
+def case_labels(result: SynthesisResult, volume: Volume, source_labels: str | Path = "") -> tuple:
+    """(label map or None, its sidecar) of the synthetic case. With ``source_labels`` (a label map
+    on the CT's grid, named by its own sidecar or ``.seg.nrrd``): its labels, the lesion's voxels
+    taken out of them, plus the lesion as a new label (one above the largest); else the
+    synthesis's own labels (organ 1, lesion 2). The sidecar names every label and marks the
+    synthetic one; the source's model and candidates carry over."""
+    import numpy as np
+
+    from ..fileio import as_volume
+    from ..inference.sidecar import read_sidecar
+    from ..report.export import label_names_of
+    from ..synthetic import record_from_report, synthetic_name
+    from ..terminology import segment_info
+
+    record = record_from_report(result.report)
+    lesion_info = result.segments[2]
+    entry = {"name": synthetic_name(lesion_info.name), "terminology": lesion_info.terminology, "synthetic": record}
+    if not source_labels:
+        labels = {str(v): {"name": info.name, "terminology": info.terminology} for v, info in result.segments.items()}
+        return None, {"labels": {**labels, "2": entry}}
+    source = as_volume(source_labels, is_label=True)
+    volume.check_matches(source, "source segmentation (--labels)")
+    names, _models, _where = label_names_of(source, source_labels)
+    array = np.asarray(source.array)
+    present = sorted(int(v) for v in np.unique(array) if v)
+    value = max(present + [1]) + 1
+    out = np.where(result.lesion, value, array).astype(np.uint16 if value > 255 else np.uint8)
+    recorded = read_sidecar(source_labels)
+    sidecar = {key: recorded[key] for key in ("model", "candidates") if key in recorded}
+    if not names:  # nothing names the source's labels: PASTA-Gen's convention 1 = organ, 2 = lesion, as pasta report reads them
+        organ = result.segments[1].name if 1 in result.segments else segment_info(result.plan.organ).name
+        names = {v: {1: organ, 2: lesion_info.name}.get(v, f"label {v}") for v in present}
+    sidecar["labels"] = {**{str(v): {"name": names.get(v, f"label {v}")} for v in present}, str(value): entry}
+    return source.with_array(out, is_label=True), sidecar
 
 
 def write_synthesis(
@@ -203,18 +251,47 @@ def write_synthesis(
     out_type_json: str | Path | None = None,
     overwrite: bool = False,
 ) -> list:
-    """Write the image with the lesion, its labels, our report (and the PASTA-Gen type.json)
-    together: all of them or none."""
+    """Write the image with the lesion, its labels with their sidecar (which label is synthetic),
+    our report (and the PASTA-Gen type.json) together: all of them or none."""
+    return write_synthesis_files(
+        case.result.image,
+        case.mask,
+        case.report,
+        case.result.type_json,
+        out_image,
+        out_mask,
+        out_report,
+        out_type_json,
+        overwrite,
+        case.sidecar,
+    )
+
+
+def write_synthesis_files(
+    image: Volume,
+    labels: Volume,
+    report: dict,
+    type_json: dict,
+    out_image: str | Path,
+    out_mask: str | Path,
+    out_report: str | Path,
+    out_type_json: str | Path | None = None,
+    overwrite: bool = False,
+    sidecar: dict | None = None,
+) -> list:
+    """:func:`write_synthesis` from its parts (what a PASTA server sends back too)."""
     from ..fileio import write_volume
     from ..fileio.atomic import atomic_outputs
+    from ..inference.sidecar import sidecar_path, write_sidecar
 
-    outputs = [out_image, out_mask, out_report] + ([out_type_json] if out_type_json else [])
+    outputs = [out_image, out_mask, out_report, sidecar_path(out_mask)] + ([out_type_json] if out_type_json else [])
     with atomic_outputs(*outputs, overwrite=overwrite) as temps:
-        write_volume(case.result.image, temps[0])
-        write_volume(case.result.labels, temps[1])
-        temps[2].write_text(json.dumps(case.report, indent=1), encoding="utf-8")
+        write_volume(image, temps[0])
+        write_volume(labels, temps[1])
+        temps[2].write_text(json.dumps(report, indent=1), encoding="utf-8")
+        write_sidecar(temps[3], sidecar or {})
         if out_type_json:
-            temps[3].write_text(json.dumps(case.result.type_json), encoding="utf-8")
+            temps[4].write_text(json.dumps(type_json), encoding="utf-8")
     return [Path(p) for p in outputs]
 
 

@@ -238,7 +238,7 @@ def _synth_cases(args, rows):
         }
         if problem:
             params["problem"] = problem
-        cases.append(Case(r.case_id, _inputs(r, "image", "organ_mask"), params, n))
+        cases.append(Case(r.case_id, _inputs(r, "image", "organ_mask", "seg"), params, n))
     return SynthWork(options), cases
 
 

@@ -42,6 +42,7 @@ COMMANDS = (
     "train-head",
     "patches",
     "batch",
+    "serve",
 )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .remote import add_server_arguments
+
 if TYPE_CHECKING:
     import argparse
 
@@ -59,6 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="use a baseline report of another patient, or dated after this scan (the report says so)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
+    add_server_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -135,8 +138,11 @@ def _cohort_files(names) -> tuple:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import PastaError
+    from .remote import server_of
 
     options = report_options(args)
+    if server_of(args) is not None and args.cases:
+        raise PastaError("--cases runs on this computer; a cohort on a cluster is 'pasta batch report --scheduler'")
     if args.cases:
         return _run_cases(args, options)
     if not (args.image and args.seg):
@@ -154,33 +160,58 @@ def _run_one(args, options) -> int:
     from ..fileio.atomic import check_folder_apart
     from ..report.export import check_out_dir
     from .progress import bar
+    from .remote import server_of
 
     check_out_dir(args.out_dir, args.overwrite)
     _check_inputs(args.image, args.seg, args.organ_mask, args.baseline_image)
     check_folder_apart(args.out_dir, (args.image, args.seg, args.organ_mask))
     if args.baseline and Path(args.baseline).resolve() == Path(args.out_dir).resolve():
         raise PastaError("the follow-up report needs its own folder: --out-dir is the baseline report's folder")
+    server = server_of(args)
+    if server is not None:
+        return _run_on_server(args, options, server)
     report.load_baseline(options)  # a damaged baseline report: before any work
     inputs = report.ReportInputs(args.image, args.seg, args.organ_mask, args.baseline_image)
     with bar("pasta report") as progress:
         case = report.run(options, inputs, lambda f, m="": progress(0.3 * f, m))
         written = report.write(case, options, args.out_dir, args.overwrite, lambda f, m="": progress(0.3 + 0.7 * f, m))
-    result = case.report
-    flagged = [m.measurement.index for m in result.lesions if m.measurement.touches_border]
+    _say(args.out_dir, case.to_dict(), written)
+    return 0
+
+
+def _run_on_server(args, options, server) -> int:
+    """``pasta report --server URL``: the files read here (with the segmentation's sidecar), the report
+    measured and written on the server, its files moved into DIR here."""
+    from ..actions import report
+    from .progress import bar
+    from .remote import connect, run_on_server
+
+    client = connect(server, "report", options)
+    inputs = report.portable_inputs(report.ReportInputs(args.image, args.seg, args.organ_mask, args.baseline_image))
+    output = {"out_dir": str(args.out_dir), "overwrite": bool(args.overwrite)}
+    with bar("pasta report") as progress:
+        result, _ = run_on_server(client, "report", options, inputs, progress, output)
+    _say(args.out_dir, result, result["written"])
+    return 0
+
+
+def _say(out_dir, result: dict, written: list) -> None:
+    """What a report run prints (``result``: the report action's result as JSON)."""
+    flagged = result.get("touching_border") or []
     print(
-        f"wrote {args.out_dir}: {len(result.lesions)} lesions, {len(written)} files"
+        f"wrote {out_dir}: {result['lesions']} lesions, {len(written)} files"
         + (f"; lesion {', '.join(map(str, flagged))} touches the volume border (may be cut)" if flagged else "")
     )
-    print(result.lesion_labels["reason"])
-    print(result.origin)
-    if result.comparison:
-        print(f"RECIST 1.1 response: {result.comparison['rule']}")
-    elif result.recist.get("targets"):
+    print(result["lesion_labels"]["reason"])
+    print(result["origin"])
+    recist = result.get("recist") or {}
+    if result.get("comparison"):
+        print(f"RECIST 1.1 response: {result['comparison']['rule']}")
+    elif recist.get("targets"):
         print(
-            f"RECIST 1.1 target lesions {', '.join(map(str, result.recist['targets']))}: sum of diameters "
-            f"{result.recist['sum_of_diameters_mm']:.1f} mm"
+            f"RECIST 1.1 target lesions {', '.join(map(str, recist['targets']))}: sum of diameters "
+            f"{recist['sum_of_diameters_mm']:.1f} mm"
         )
-    return 0
 
 
 def _run_cases(args, options) -> int:

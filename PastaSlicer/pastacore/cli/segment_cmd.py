@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
+from .remote import add_server_arguments
+
 if TYPE_CHECKING:
     import argparse
 
@@ -25,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--organ-label", type=int, help="label value of the organ in --organ-mask (default: any non-zero)")
     add_segment_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_server_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -103,13 +106,17 @@ def run(args: argparse.Namespace) -> None:
     from ..fileio.writers import volume_output
     from ..inference.sidecar import sidecar_path
     from .progress import bar
+    from .remote import server_of
 
     options = segment_options(args)
+    server = server_of(args)
     check_outputs(
         [volume_output(args.out), sidecar_path(args.out)],
-        inputs=(args.image, args.organ_mask, args.model, args.model_config),
+        inputs=(args.image, args.organ_mask, args.model if server is None else None, args.model_config),
         overwrite=args.overwrite,
     )
+    if server is not None:
+        return _run_on_server(args, options, server)
     with bar("pasta segment") as progress:
         case = segment.run(options, segment.SegmentInputs(args.image, args.organ_mask), progress)
     _, sidecar = segment.write_segmentation(case, args.out, overwrite=args.overwrite)
@@ -119,4 +126,31 @@ def run(args: argparse.Namespace) -> None:
         f"on {result.device} ({result.tiles_run} of {result.tiles_total} patches run)"
     )
     for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def _run_on_server(args: argparse.Namespace, options: SegmentOptions, server: tuple) -> None:
+    """``pasta segment --server URL``: the same outputs and lines, the network run on the server."""
+    from ..actions.segment import SegmentInputs
+    from ..fileio import as_volume, write_volume
+    from ..fileio.atomic import atomic_outputs
+    from ..inference.sidecar import sidecar_path, write_sidecar
+    from .progress import bar
+    from .remote import connect, run_on_server
+
+    client = connect(server, "segment", options)
+    inputs = SegmentInputs(as_volume(args.image), as_volume(args.organ_mask, is_label=True) if args.organ_mask else None)
+    with bar("pasta segment") as progress:
+        result, volumes = run_on_server(client, "segment", options, inputs, progress)
+    sidecar = sidecar_path(args.out)
+    description = result["sidecar"]
+    with atomic_outputs(args.out, sidecar, overwrite=args.overwrite) as (labels_temp, sidecar_temp):
+        write_volume(volumes["labels"], labels_temp)
+        write_sidecar(sidecar_temp, description)
+    print(
+        f"wrote {args.out} and {sidecar.name}: {description['voxels']} voxels per label in {description['seconds']:.1f} s "
+        f"on {description['device']} of the PASTA server {client.url} ({description['patches_run']} of "
+        f"{description['patches_total']} patches run)"
+    )
+    for warning in description.get("warnings") or ():
         print(f"warning: {warning}", file=sys.stderr)

@@ -6,6 +6,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from .argtypes import seed
+from .remote import add_server_arguments
 
 if TYPE_CHECKING:
     import argparse
@@ -34,12 +35,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--organ-label", type=int, metavar="N", help="the organ's value in --organ-mask")
     p.add_argument("--seed", type=seed, required=True, help="random seed: the same seed gives the same lesion")
     p.add_argument("--out-image", required=True, metavar="OUT.nii.gz", help="the image with the lesion")
-    p.add_argument("--out-mask", required=True, metavar="MASK.nii.gz", help="PASTA-Gen labels: organ 1, lesion 2")
+    p.add_argument(
+        "--out-mask",
+        required=True,
+        metavar="MASK.nii.gz",
+        help="PASTA-Gen labels: organ 1, lesion 2 (with --labels: the source's labels plus the lesion); MASK.json says which is synthetic",
+    )
     p.add_argument("--out-report", required=True, metavar="REPORT.json", help="our report (plan, measurements, type.json)")
     p.add_argument("--out-type-json", metavar="TYPE.json", help="also write the PASTA-Gen type.json")
+    add_labels_argument(p)
     add_backend_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_server_arguments(p)
     p.set_defaults(func=run)
+
+
+def add_labels_argument(p: argparse.ArgumentParser) -> None:
+    """``--labels``: the synthetic case keeps the source CT's segmentation."""
+    p.add_argument(
+        "--labels",
+        metavar="SOURCE_SEG",
+        help="the source CT's segmentation (a label map on IMAGE's grid, named by its .json sidecar or .seg.nrrd): "
+        "the output mask holds its labels plus the lesion as a new label, marked synthetic in the mask's sidecar",
+    )
 
 
 def add_backend_arguments(p: argparse.ArgumentParser) -> None:
@@ -99,6 +117,7 @@ def synth_options(args: argparse.Namespace, check: bool = True) -> SynthOptions:
         precision=args.precision,
         ld_models=args.ld_models or "",
         text_encoder=args.text_encoder or "",
+        labels=getattr(args, "labels", None) or "",
     )
     if check:
         options.check()
@@ -119,7 +138,9 @@ def run(args: argparse.Namespace) -> int:
     from ..actions import synth
     from ..fileio.atomic import check_outputs
     from ..fileio.writers import volume_output
+    from ..inference.sidecar import sidecar_path
     from .progress import bar
+    from .remote import server_of
 
     check_outputs(
         [
@@ -127,23 +148,67 @@ def run(args: argparse.Namespace) -> int:
             volume_output(args.out_mask),
             (args.out_report, (".json",)),
             (args.out_type_json, (".json",)),
+            (str(sidecar_path(args.out_mask)), (".json",)),
         ],
-        inputs=(args.image, args.organ_mask, args.attributes_json),
+        inputs=(args.image, args.organ_mask, args.attributes_json, args.labels),
         overwrite=args.overwrite,
     )
     options = synth_options(args)
+    server = server_of(args)
+    if server is not None:
+        return _run_on_server(args, options, server)
     engine = synth.backend(options)  # unavailable or too slow: say so before any work
     with bar("synthesising") as progress:
         case = synth.run(options, synth.SynthInputs(args.image, args.organ_mask), progress, engine=engine)
     synth.write_synthesis(case, args.out_image, args.out_mask, args.out_report, args.out_type_json, overwrite=args.overwrite)
     result = case.result
-    if result.not_understood:
-        print(f"warning: words not understood and ignored: {', '.join(result.not_understood)}", file=sys.stderr)
-    measured = result.report["measured"]
-    print(result.plan.describe())
+    _say(result.not_understood, result.plan.describe(), result.report["measured"], args, case.sidecar)
+    return 0
+
+
+def _run_on_server(args: argparse.Namespace, options: SynthOptions, server: tuple) -> int:
+    """``pasta synth --server URL``: the same files and lines, the lesion made on the server."""
+    from ..actions import synth
+    from ..fileio import as_volume
+    from .progress import bar
+    from .remote import connect, run_on_server
+
+    if options.labels:
+        from ..errors import PastaError
+
+        raise PastaError("--labels is not available with --server (the source labels stay on this computer); run without --server")
+    client = connect(server, "synth", options)
+    inputs = synth.SynthInputs(as_volume(args.image), as_volume(args.organ_mask, is_label=True) if args.organ_mask else None)
+    with bar("synthesising") as progress:
+        result, volumes = run_on_server(client, "synth", options, inputs, progress)
+    report = dict(result["report"], type_json=result["type_json"], source=str(args.image))
+    synth.write_synthesis_files(
+        volumes["image"],
+        volumes["labels"],
+        report,
+        result["type_json"],
+        args.out_image,
+        args.out_mask,
+        args.out_report,
+        args.out_type_json,
+        overwrite=args.overwrite,
+        sidecar=result.get("sidecar"),
+    )
+    _say(result["not_understood"], result["plan"], result["report"]["measured"], args, result.get("sidecar"))
+    return 0
+
+
+def _say(not_understood, plan: str, measured: dict, args: argparse.Namespace, sidecar: dict | None = None) -> None:
+    from ..inference.sidecar import sidecar_path
+
+    if not_understood:
+        print(f"warning: words not understood and ignored: {', '.join(not_understood)}", file=sys.stderr)
+    print(plan)
     print(
         f"measured: size {' x '.join(f'{s:.0f}' for s in measured['size_mm'])} mm, mean {measured['mean_hu']:.0f} HU, "
         f"{measured['volume_ml']:.2f} mL"
     )
-    print(f"wrote {args.out_image}, {args.out_mask}, {args.out_report}")
-    return 0
+    if getattr(args, "labels", None) and sidecar:
+        value = next(k for k, v in sidecar["labels"].items() if v.get("synthetic"))
+        print(f"the mask holds the labels of {args.labels} and the synthetic lesion as label {value}")
+    print(f"wrote {args.out_image}, {args.out_mask} (+ {sidecar_path(args.out_mask).name}), {args.out_report}")

@@ -208,16 +208,19 @@ def _dashboard_address():
     return DASHBOARD if importlib.util.find_spec("bokeh") else None
 
 
-def _local_cluster(workers: int, threads: int, gpus: int):
+def _local_cluster(workers: int, threads: int, gpus: int, dashboard: bool = True):
+    """A cluster on this machine, reachable from this machine only (Dask runs what it is sent, without
+    asking who sends it); ``dashboard=False``: no Dask dashboard."""
     from distributed import LocalCluster, Nanny, Scheduler, SpecCluster
 
     env = {name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-    dashboard = _dashboard_address()
+    dashboard = _dashboard_address() if dashboard else None
     if not gpus:
         return LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
             processes=True,
+            host="127.0.0.1",
             dashboard_address=dashboard,
             silence_logs=logging.ERROR,
             env=env,
@@ -227,6 +230,7 @@ def _local_cluster(workers: int, threads: int, gpus: int):
             "cls": Nanny,
             "options": {
                 "nthreads": 1,
+                "host": "127.0.0.1",
                 "resources": {"GPU": 1},
                 "silence_logs": logging.ERROR,
                 "env": dict(env, CUDA_VISIBLE_DEVICES=str(i % gpus)),
@@ -235,7 +239,9 @@ def _local_cluster(workers: int, threads: int, gpus: int):
         for i in range(workers)
     }
     return SpecCluster(
-        workers=specs, scheduler={"cls": Scheduler, "options": {"dashboard_address": dashboard}}, silence_logs=logging.ERROR
+        workers=specs,
+        scheduler={"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": dashboard}},
+        silence_logs=logging.ERROR,
     )
 
 

@@ -112,6 +112,13 @@ class LesionDiffusionBackend(Backend):
                 )
         return None
 
+    def reach_mm(self, plan: SynthesisPlan) -> float:
+        """The paste-back rim: one 1 mm dilation, a Gaussian of RIM_SIGMA_MM (weight floor at 2.6
+        sigma) and 1 mm of resampling onto the CT's grid."""
+        from .pipeline import RIM_SIGMA_MM
+
+        return 2.0 + 2.6 * RIM_SIGMA_MM
+
     def specs(self) -> dict:
         from .config import load_config
 

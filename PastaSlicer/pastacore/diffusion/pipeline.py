@@ -253,6 +253,9 @@ def render_lesion(
         from ..synthesis.render import render as procedural
 
         mask1 = crops.resample_mask(procedural(volume, organ, plan, center_lps).lesion, volume.grid, grid1)
+    outside = int((mask1 & ~allowed).sum())
+    if outside and box is not None:
+        plan.notes.append(f"kept inside the box: {outside} mm³ of the drawn mask beyond the box were cut off")
     mask1 &= allowed
     if plan.clip_to_organ and organ1 is not None:
         mask1 &= organ1

@@ -311,3 +311,90 @@ def recorded_rejections(segmentation_node: object, segment_ids: Sequence[str]) -
         if marks:
             out[n] = marks
     return out
+
+
+# --- synthetic cases -------------------------------------------------------------------------
+
+
+def recorded_synthetic(segmentation_node: object, segment_ids: Sequence[str]) -> dict:
+    """``{label value: synthesis record}`` of the synthetic lesions among ``segment_ids`` (values
+    1..N in their order, as :func:`labels_from_segmentation` numbers them)."""
+    from ..synthetic import SYNTHETIC_TAG, clean_record
+
+    out = {}
+    for n, sid in enumerate(segment_ids, start=1):
+        record = clean_record(segment_tag(segmentation_node, sid, SYNTHETIC_TAG))
+        if record is not None:
+            out[n] = record
+    return out
+
+
+def source_segmentations(scene: object, volume_node: object) -> list:
+    """The segmentation nodes made on ``volume_node`` (their reference geometry is it), the one
+    changed last (segmented, edited, a segment added) first."""
+    role = None
+    found = []
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")):
+        node = scene.GetNthNodeByClass(index, "vtkMRMLSegmentationNode")
+        role = role or node.GetReferenceImageGeometryReferenceRole()
+        if node.GetNodeReference(role) is volume_node:
+            found.append(node)
+    return sorted(found, key=last_changed, reverse=True)
+
+
+def last_changed(segmentation_node: object) -> int:
+    """VTK's modification time of the node, its segments and their label maps (one clock for all
+    VTK objects: a later change has a larger time)."""
+    content = segmentation_node.GetSegmentation()
+    times = [segmentation_node.GetMTime(), content.GetMTime()]
+    for sid in content.GetSegmentIDs():
+        segment = content.GetSegment(sid)
+        times.append(segment.GetMTime())
+        representation = segment.GetRepresentation(content.GetSourceRepresentationName())
+        if representation is not None:
+            times.append(representation.GetMTime())
+    return max(times)
+
+
+def copy_segments(scene: object, sources: Sequence[object], target: object) -> list:
+    """Copy every segment of the ``sources`` segmentation nodes into ``target`` with their tags
+    (terminology, candidates, confirmations), names made unique; returns the new segment ids."""
+    content = target.GetSegmentation()
+    taken = set(segment_names(target))
+    added = []
+    for source in sources:
+        from_content = source.GetSegmentation()
+        for sid in from_content.GetSegmentIDs():
+            before = set(content.GetSegmentIDs())
+            if not content.CopySegmentFromSegmentation(from_content, sid):
+                raise PastaError(f"copying segment '{from_content.GetSegment(sid).GetName()}' of '{source.GetName()}' failed")
+            new_id = next(s for s in content.GetSegmentIDs() if s not in before)
+            segment = content.GetSegment(new_id)
+            segment.SetName(_unique_name(segment.GetName(), taken))
+            taken.add(segment.GetName())
+            added.append(new_id)
+    return added
+
+
+def carve(scene: object, segmentation_node: object, segment_ids: Sequence[str], mask: Volume, reference_node: object) -> list:
+    """Take the voxels of ``mask`` (a label Volume on ``reference_node``'s grid) out of each of the
+    segments ``segment_ids`` (what a synthetic lesion now occupies); returns the ids changed."""
+    import slicer
+    import vtk
+
+    inside = np.asarray(mask.array) > 0
+    changed = []
+    for sid in segment_ids:
+        labels, _ = labels_from_segmentation(scene, segmentation_node, reference_node, [sid])
+        overlap = (labels.array > 0) & inside
+        if not overlap.any():
+            continue
+        kept = labels.with_array(((labels.array > 0) & ~inside).astype(np.uint8), is_label=True)
+        ids = vtk.vtkStringArray()
+        ids.InsertNextValue(sid)
+        with temporary_nodes(scene):
+            label_node = node_from_volume(scene, kept, "__pasta_carve")
+            if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(label_node, segmentation_node, ids):
+                raise PastaError(f"updating segment '{segmentation_node.GetSegmentation().GetSegment(sid).GetName()}' failed")
+        changed.append(sid)
+    return changed

@@ -23,6 +23,7 @@ _STATUS_WORDS = {
     "manual": "drawn by a person",
     "rejected": "rejected by a person",
     "unknown": "origin unknown",
+    "synthetic": "SYNTHETIC: inserted by lesion synthesis",
 }
 
 
@@ -77,6 +78,8 @@ def assess(
         if found.status == "manual" and m.label in model_labels and m.label not in (candidates or {}):
             found = Match("proposed")
         lesion.status = found.status
+        if lesion.synthetic:  # made by synthesis, not found by a model or drawn by a person
+            lesion.status, found.candidate = "synthetic", None
         if found.candidate is not None:
             lesion.mean_probability = found.candidate.mean_probability
             lesion.max_probability = found.candidate.max_probability
@@ -106,6 +109,7 @@ def _below_record(lesion, reasons) -> dict:
         "status": lesion.status,
         "centroid_ras_mm": [round(c, 2) for c in m.centroid_ras_mm],
         "reasons": reasons,
+        "synthetic": bool(lesion.synthetic),
     }
 
 

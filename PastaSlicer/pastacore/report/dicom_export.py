@@ -8,8 +8,11 @@ baseline, or follow-up as "Posttreatment", order 2), volume, maximum 3D diameter
 short axis (method RECIST 1.1), the model's confidence (DCM "Probability", mean and maximum,
 with the model as algorithm) and attenuation statistics, its RECIST 1.1 role (DCM "Target
 Lesion at Baseline" / "Non-Target Lesion at Baseline", or a new lesion) and review status
-(proposed, edited, confirmed, manual, unknown) and the report attributes as qualitative
-evaluations (private scheme ``99PASTA``). A lesion keeps its tracking UID across time points.
+(proposed, edited, confirmed, manual, unknown, synthetic) and the report attributes as qualitative
+evaluations (private scheme ``99PASTA``). A synthetic lesion (inserted by lesion synthesis) says
+so: its SEG segment is labelled "(synthetic)" with the synthesis as its algorithm, and its SR
+group has the qualitative evaluation "Synthetic lesion: Yes" with its lesion type, engine and
+seed as text-free coded values, besides the review status "Synthetic". A lesion keeps its tracking UID across time points.
 A follow-up adds a group with the sum of diameters and the target and overall response.
 
 Source images:
@@ -208,14 +211,21 @@ def write_seg_sr(
         ptype, region, _ = _lesion_codes(lesion)
         uid = lesion.tracking_uid or generate_uid()
         tracking.append(uid)
+        made_by = algorithm
+        if lesion.synthetic:
+            made_by = hd.AlgorithmIdentificationSequence(
+                name="PASTA lesion synthesis",
+                family=codes.cid7162.ArtificialIntelligence,
+                version=str(lesion.synthetic.get("engine") or "unknown")[:64],
+            )
         descriptions.append(
             hd.seg.SegmentDescription(
                 segment_number=n,
-                segment_label=f"Lesion {lesion.number}"[:64],
+                segment_label=(f"Lesion {lesion.number}" + (" (synthetic)" if lesion.synthetic else ""))[:64],
                 segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
                 segmented_property_type=ptype,
-                algorithm_type="AUTOMATIC" if algorithm else "MANUAL",
-                algorithm_identification=algorithm,
+                algorithm_type="AUTOMATIC" if made_by else "MANUAL",
+                algorithm_identification=made_by,
                 tracking_uid=uid,
                 tracking_id=f"Lesion {lesion.number}",
                 anatomic_regions=[region] if region is not None else None,
@@ -329,6 +339,15 @@ def _review_evaluations(lesion) -> list:
             _private("REVIEWSTATUS", "Review status"), _private(lesion.status.upper(), lesion.status.capitalize())
         )
     )
+    if lesion.synthetic:
+        record = lesion.synthetic
+        out.append(hd.sr.QualitativeEvaluation(_private("SYNTHETIC", "Synthetic lesion"), codes.SCT.Yes))
+        for value, meaning in (
+            (f"TYPE_{record.get('lesion_type') or 'lesion'}", f"lesion type {record.get('lesion_type') or 'lesion'}"),
+            (f"ENGINE_{record.get('engine') or 'unknown'}", f"synthesis engine {record.get('engine') or 'unknown'}"),
+            (f"SEED_{record.get('seed')}", f"synthesis seed {record.get('seed')}"),
+        ):
+            out.append(hd.sr.QualitativeEvaluation(_private("SYNTHESIS", "Synthesis"), _private(value, meaning)))
     return out
 
 

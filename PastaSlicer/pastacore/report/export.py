@@ -87,6 +87,19 @@ def recorded_candidates(path: str | Path) -> dict | None:
     return candidates_from_json(data["candidates"]) if isinstance(data.get("candidates"), dict) else None
 
 
+def recorded_synthetic(path: str | Path) -> dict:
+    """``{label value: synthesis record}`` of the labels the sidecar marks as synthetic (``pasta synth``)."""
+    from ..synthetic import clean_record
+
+    labels = read_sidecar(path).get("labels")
+    out = {}
+    for key, value in labels.items() if isinstance(labels, dict) else ():
+        record = clean_record(value.get("synthetic")) if isinstance(value, dict) else None
+        if str(key).isdigit() and record is not None:
+            out[int(key)] = record
+    return out
+
+
 def recorded_model(path: str | Path) -> dict:
     """The model record of the sidecar (with its ``reporting_floor``), ``{}`` when none."""
     model = read_sidecar(path).get("model")
@@ -117,6 +130,7 @@ def make_report(
     model_labels: Sequence[int] = (),
     rejected: dict | None = None,
     measure_cache: dict | None = None,
+    synthetic: dict | None = None,
 ) -> CaseReport:
     """Measure ``labels`` on ``image`` and build the :class:`~pastacore.report.model.CaseReport`.
 
@@ -129,6 +143,8 @@ def make_report(
     lesion its status and confidence; ``floor`` (a :class:`~pastacore.candidates.Floor`) sets
     apart what is too small or unsure; lesions are numbered most confident first
     (:mod:`.assess`). ``targets``: lesion numbers a reader chose as RECIST target lesions.
+    ``synthetic``: ``{label value: record}`` of synthetic lesions (:mod:`pastacore.synthetic`): they are
+    marked so, and never chosen as RECIST targets automatically.
     ``baseline``: an earlier report (``report.json`` dict) makes this a follow-up report, its
     lesions paired with the baseline's (``to_baseline`` maps this scan's points into the
     baseline's; ``registration`` says how) and the RECIST response added.
@@ -166,6 +182,8 @@ def make_report(
         cache=measure_cache,
     )
     report = build_report(case, measurements, attributes=attributes, models=models, notes=[chosen.reason])
+    for lesion in report.lesions:
+        lesion.synthetic = (synthetic or {}).get(lesion.measurement.label)
     made = frozenset(int(v) for v in (model_labels or ()))
     report.lesions, report.below_floor = assess(report.lesions, image.grid, candidates, confirmed, floor, made, rejected)
     from ..candidates import DEFAULT_FLOOR
@@ -179,6 +197,7 @@ def make_report(
             f"{len(report.below_floor)} piece(s) under the reporting floor ({(floor or DEFAULT_FLOOR).describe()}) "
             f"are listed apart, not as lesions ({total:.2f} mL in all)."
         )
+    _synthetic_notes(report)
     border = [lesion.number for lesion in report.lesions if lesion.measurement.touches_border]
     if border:
         report.notes.append(
@@ -190,6 +209,22 @@ def make_report(
     else:
         _recist_followup(report, image, baseline, to_baseline, registration)
     return report
+
+
+def _synthetic_notes(report: CaseReport) -> None:
+    """Say which lesions are synthetic, and how each was made."""
+    from ..synthetic import describe
+
+    synthetic = [lesion for lesion in report.lesions if lesion.synthetic]
+    if not synthetic:
+        return
+    numbers = ", ".join(str(lesion.number) for lesion in synthetic)
+    report.notes.append(
+        f"Synthetic case: lesion {numbers} {'was' if len(synthetic) == 1 else 'were'} inserted into the CT by lesion "
+        "synthesis; not a finding of this patient. A synthetic lesion is never chosen as a RECIST target automatically."
+    )
+    for lesion in synthetic:
+        report.notes.append(f"Lesion {lesion.number}: {describe(lesion.synthetic)}.")
 
 
 def _recist_baseline(report, image, targets) -> None:

@@ -102,6 +102,7 @@ class LesionReport:
     recist: dict = field(default_factory=dict)  # role, measurable, diameter_mm, reason... (report.recist)
     tracking_uid: str = ""  # the same lesion keeps it across time points (DICOM SR tracking)
     baseline_number: int = 0  # follow-up reports: the baseline lesion it is (0: new or none)
+    synthetic: dict | None = None  # a synthetic lesion's record (pastacore.synthetic): type, attributes, seed, engine
 
     @property
     def confidence(self) -> float | None:

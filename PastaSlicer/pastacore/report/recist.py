@@ -225,7 +225,11 @@ def _check_choice(lesions: dict, chosen: list) -> None:
 
 
 def choose_targets(
-    recist_lesions: list, chosen: Sequence[int] | None = None, border: Collection[int] = (), bands: dict[int, int] | None = None
+    recist_lesions: list,
+    chosen: Sequence[int] | None = None,
+    border: Collection[int] = (),
+    bands: dict[int, int] | None = None,
+    synthetic: Collection[int] = (),
 ) -> str:
     """Give each lesion its role in place; returns "reader" or "automatic".
 
@@ -233,7 +237,8 @@ def choose_targets(
     largest measurable lesions, at most 2 per organ and 5 in all, never one in ``border``;
     among a model's candidates the most confident come first (``bands``: lesion number ->
     confidence step, :func:`.assess.confidence_band`), so a large but unsure finding does not
-    displace a sure one."""
+    displace a sure one. A ``synthetic`` lesion (inserted by lesion synthesis) is never chosen
+    automatically; a reader may still choose it."""
     by_number = {r.number: r for r in recist_lesions}
     bands = bands or {}
     if chosen:
@@ -242,7 +247,7 @@ def choose_targets(
         order, how = chosen, "reader"
     else:
         ranked = sorted(
-            (r for r in recist_lesions if r.measurable and r.number not in border),
+            (r for r in recist_lesions if r.measurable and r.number not in border and r.number not in synthetic),
             key=lambda r: (-bands.get(r.number, 0), -r.diameter_mm, r.number),
         )
         order, counts = [], {}
@@ -266,6 +271,8 @@ def choose_targets(
             r.reason += (
                 "; not chosen by the reader"
                 if how == "reader"
+                else "; synthetic lesion: not chosen automatically"
+                if r.number in synthetic
                 else "; touches the volume border (may be cut)"
                 if r.number in border
                 else f"; not a target ({MAX_PER_ORGAN} per organ, {MAX_TARGETS} in all)"
@@ -280,7 +287,9 @@ def baseline(lesions: Sequence[LesionReport], image: Volume, chosen: Sequence[in
     from .assess import confidence_band
 
     border = {lesion.number for lesion in lesions if lesion.measurement.touches_border}
-    how = choose_targets(classified, chosen, border, {lesion.number: confidence_band(lesion) for lesion in lesions})
+    synthetic = {lesion.number for lesion in lesions if getattr(lesion, "synthetic", None)}
+    bands = {lesion.number: confidence_band(lesion) for lesion in lesions}
+    how = choose_targets(classified, chosen, border, bands, synthetic)
     notes = []
     note = axial_note(image.grid)
     if note:

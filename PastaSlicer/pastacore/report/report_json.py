@@ -80,6 +80,9 @@ def lesion_dict(lesion: LesionReport) -> dict:
     }
     if lesion.baseline_number:
         review["baseline_number"] = lesion.baseline_number
+    review["synthetic"] = bool(lesion.synthetic)
+    if lesion.synthetic:
+        review["synthesis"] = dict(lesion.synthetic)
     extra = {key: value for key, value in m.items() if key not in fixed}
     out = {"number": lesion.number, "term": lesion.term, **fixed, **review, **extra}
     return _clean(out)

@@ -41,6 +41,13 @@ class Backend:
         """None when usable, else one line saying why not."""
         return None
 
+    def reach_mm(self, plan: SynthesisPlan) -> float:
+        """How far (mm) past the lesion's planned size the backend changes voxels (its blend or
+        feathering): the lesion is fitted into the user's box with this margin (:mod:`.inbox`)."""
+        from .inbox import default_reach_mm
+
+        return default_reach_mm(plan)
+
     def render(
         self,
         volume: Volume,

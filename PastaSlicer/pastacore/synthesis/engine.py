@@ -21,6 +21,7 @@ from ..geometry.boxes import VoxelBox
 from ..type_json import is_type_json
 from . import schema as S
 from .backends import get_backend
+from .inbox import fit_in_box, keep_in_box
 from .measure import extents_mm, lesion_stats
 from .plan import SynthesisPlan, make_plan
 from .report import lesion_report, type_json
@@ -197,8 +198,17 @@ def check_box(box: VoxelBox, volume: Volume) -> VoxelBox:
     return VoxelBox(tuple(int(v) for v in start), tuple(int(v) for v in stop))
 
 
-def place(plan: SynthesisPlan, organ: np.ndarray | None, volume: Volume, box: VoxelBox | None, kind: S.LesionType) -> np.ndarray:
-    """LPS centre of the lesion: in the box and the organ, as deep as the placement rule wants."""
+def place(
+    plan: SynthesisPlan,
+    organ: np.ndarray | None,
+    volume: Volume,
+    box: VoxelBox | None,
+    kind: S.LesionType,
+    centre_range: tuple | None = None,
+) -> np.ndarray:
+    """LPS centre of the lesion: in the box and the organ, as deep as the placement rule wants.
+    ``centre_range``: (low, high) i, j, k indices where the centre keeps the lesion and its edge in
+    the box (:func:`.inbox.fit_in_box`); the centre is chosen there where the organ allows."""
     from scipy import ndimage
 
     grid = volume.grid
@@ -232,6 +242,11 @@ def place(plan: SynthesisPlan, organ: np.ndarray | None, volume: Volume, box: Vo
         candidates &= inside
         if not candidates.any():
             raise PastaError(f"the box does not overlap the {kind.organ}; move it into the organ")
+        if centre_range is not None:
+            low, high = (np.asarray(v, float)[::-1] for v in centre_range)
+            keeps = np.all((index >= low - 1e-6) & (index <= high + 1e-6), axis=-1)
+            if (candidates & keeps).any():
+                candidates &= keeps
         centre = (np.array(box.start) + np.array(box.stop) - 1) / 2.0
         distance = np.linalg.norm((index - centre) * spacing, axis=-1)
     else:
@@ -254,8 +269,10 @@ def place(plan: SynthesisPlan, organ: np.ndarray | None, volume: Volume, box: Vo
     else:
         options = np.argwhere(good)
         pick = tuple(options[int(rng.integers(len(options)))])
-    chosen = index[pick].astype(float)
-    return grid.index_to_lps(chosen[::-1])
+    chosen = index[pick].astype(float)[::-1]
+    if centre_range is not None:
+        chosen = np.clip(chosen, *centre_range)
+    return grid.index_to_lps(chosen)
 
 
 # -- main entry -------------------------------------------------------------------------------
@@ -309,6 +326,8 @@ def synthesize_lesion(
                 f"without a box, a {kind.name.lower()} needs the {kind.organ} segmentation (organ mask) to find a place for it"
             )
     size_hint = None
+    if box is not None and organ is not None and not organ[box.slices].any():
+        raise PastaError(f"the box does not overlap the {kind.organ}; move it into the organ")
     if box is not None:
         extent = volume.grid.extent_mm(box)
         if min(extent) < 3.0:
@@ -321,8 +340,11 @@ def synthesize_lesion(
                     f"({' x '.join(f'{s:.0f}' for s in merged[S.SIZE])} mm); enlarge the box or ask for a smaller lesion"
                 )
         else:
-            size_hint = [round(0.9 * e, 1) for e in extent]
+            size_hint = [round(e, 1) for e in extent]  # the box, less the lesion's edge (fit_in_box)
     plan = make_plan(kind, merged, seed, size_hint)
+    centre_range = None
+    if box is not None:
+        centre_range = fit_in_box(plan, box, volume.grid, engine.reach_mm(plan), S.SIZE in merged)
     if organ is None and plan.clip_to_organ:
         plan.clip_to_organ = False
         plan.notes.append("no organ mask: the lesion is not clipped to an organ")
@@ -336,13 +358,17 @@ def synthesize_lesion(
         if not np.all((index > -0.5) & (index < np.array(volume.array.shape[::-1]) - 0.5)):
             raise PastaError(f"the lesion centre {list(np.round(center, 1))} (LPS mm) lies outside the volume")
     else:
-        center = place(plan, organ, volume, box, kind)
+        center = place(plan, organ, volume, box, kind, centre_range)
     report(0.15, "placed")
     rendered = engine.render(
         volume, organ, plan, center, lambda f, m="": report(0.15 + 0.75 * f, m), box=box, is_cancelled=cancelled
     )
     if cancelled():
         raise CancelledError()
+    if box is not None:
+        cut = keep_in_box(volume, rendered, box)
+        if cut:
+            plan.notes.append(f"kept inside the box: {cut} voxel(s) of the lesion's edge beyond the box were left unchanged")
 
     grid = volume.grid
     from .render import sub_grid

@@ -40,15 +40,22 @@ def run_job(
     params: dict,
     progress: Callable[[float, str], None] | None = None,
     is_cancelled: Callable[[], bool] | None = None,
+    prepared: dict | None = None,
 ) -> dict:
-    """Run the job ``name`` on ``folder`` (the task process calls this; so does the inline runner)."""
+    """Run the job ``name`` on ``folder`` (the task process calls this; so do the inline runner and
+    a PASTA server's workers, which pass what they keep loaded as ``prepared``: keyword arguments
+    of the action's ``run``, e.g. ``{"model": ...}``)."""
     if name != ACTION_JOB:
         raise PastaError(f"unknown job {name!r}; a job runs an action ({ACTION_JOB!r})")
-    return run_action(Path(folder), dict(params), progress or (lambda fraction, message="": None), is_cancelled)
+    return run_action(Path(folder), dict(params), progress or (lambda fraction, message="": None), is_cancelled, prepared)
 
 
 def run_action(
-    folder: Path, params: dict, progress: Callable[[float, str], None], is_cancelled: Callable[[], bool] | None
+    folder: Path,
+    params: dict,
+    progress: Callable[[float, str], None],
+    is_cancelled: Callable[[], bool] | None,
+    prepared: dict | None = None,
 ) -> dict:
     from ..actions import action, inputs_from
     from ..actions.options import options_from_dict
@@ -58,7 +65,7 @@ def run_action(
     inputs = inputs_from(module, decode_inputs(params.get("inputs") or {}, folder))
     output = params.get("output")
     share = getattr(module, "WRITE_SHARE", 0.05) if output else 0.0
-    result = module.run(options, inputs, lambda f, m="": progress((1 - share) * f, m), is_cancelled)
+    result = module.run(options, inputs, lambda f, m="": progress((1 - share) * f, m), is_cancelled, **(prepared or {}))
     out = result.to_dict()
     out["volumes"] = {}
     for key, volume in result.volumes().items():
