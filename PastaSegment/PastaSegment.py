@@ -57,6 +57,7 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self) -> None:
         from PastaSegmentLib.finetune_panel import FinetunePanel
+        from PastaSegmentLib.pretrain_panel import PretrainPanel
         from PastaSlicerLib.controllers import HubController, SegmentController
         from PastaSlicerLib.gui.jobs import ActionButton
         from PastaSlicerLib.gui.tasks import taskRunner
@@ -86,10 +87,16 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             device=lambda: self._parameterNode.device if self._parameterNode else "auto",
             onModelAdded=lambda model: self.refreshModels(),
         )
+        self.pretrain = PretrainPanel(
+            self.ui,
+            device=lambda: self._parameterNode.device if self._parameterNode else "auto",
+            onStartAdded=lambda start: self.fineTune.refreshStarts(select=start.name),
+        )
 
     def cleanup(self) -> None:
         self.segmentAction.cancel()
         self.fineTune.sceneClosing()
+        self.pretrain.cancel()
         self.removeObservers()
 
     def enter(self) -> None:

@@ -1,5 +1,8 @@
 """Fine-tune: volumes with their edited segmentations -> a new model in the model list.
 
+The start is the selected model, or a MIS-FM / PyMIC network (``options.start``: a PyMIC
+checkpoint with its config, or a folder the Pretrain action wrote; see :mod:`.pretrain`).
+
 The user picks volumes and the segmentations they corrected (lesion segments by terminology
 or name; organ segments optional). Each pair is exported into the job folder as a CT and a
 label map (1 = organ, 2 = lesion); the ``finetune`` job trains in the task process, writes
@@ -83,6 +86,10 @@ class FinetuneController:
             return f"A model named '{options.name}' is already installed; choose another name"
         if options.steps is not None and options.steps < 1:
             return "Train for at least one step"
+        if options.start:
+            from .pretrain import StartList
+
+            return StartList.problem(options.start, options.start_config)
         return None
 
     # -- run --------------------------------------------------------------------------------
@@ -119,7 +126,12 @@ class FinetuneController:
         if len(with_organ) > 1:
             raise PastaError("pick organ segments for every case or for none")
         options = replace(
-            request.options, lesion_labels=(2,), organ_labels=(1,) if with_organ == {True} else None, checkpoint_every=0
+            request.options,
+            lesion_labels=(2,),
+            organ_labels=(1,) if with_organ == {True} else None,
+            checkpoint_every=0,
+            # a PyMIC start knows no organ to draw: without organ segments the organ is trained as background
+            organ_source="none" if request.options.start and with_organ != {True} else request.options.organ_source,
         )
         inputs = FinetuneInputs([c for c, _ in cases], in_job_folder("model"), [c for c, _ in val_cases])
         return start_action(

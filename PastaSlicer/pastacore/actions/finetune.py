@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from ..geometry.volume import Volume
     from ..training.finetune import FinetuneSettings
+    from ..training.start_model import StartModel
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 MAX_NAME = 100
@@ -31,6 +32,8 @@ class FinetuneOptions:
     """What the user chose for a fine-tuning run (every front end builds one)."""
 
     model: str = ""  # start model: installed name, weight file, model folder or nnU-Net result folder; "" = built-in
+    start: str = ""  # instead: a PyMIC / MIS-FM start (a PyMIC checkpoint, a pasta pretrain folder; families.pymic.start)
+    start_config: str = ""  # the start checkpoint's network config (JSON, family pymic)
     name: str = ""  # the new model's name ("" = the output folder's name)
     steps: int | None = None  # training steps (None: PASTA's few-shot 2000, or epochs x 250)
     epochs: int | None = None  # nnU-Net epochs of 250 steps each
@@ -78,6 +81,27 @@ class FinetuneOptions:
         )
         settings.check()
         return settings
+
+    def check_start(self) -> None:
+        """Refuse a start that cannot be, before any work (reads configs, not weights)."""
+        if self.start_config and not self.start:
+            raise PastaError(f"{option('start_config')} describes the checkpoint given with {option('start')}")
+        if self.start and self.model:
+            raise PastaError(f"start from {option('model')} or from {option('start')}, not both")
+        if self.start:
+            from ..families.pymic.start import resolve_start
+
+            resolve_start(self.start, self.start_config or None)
+
+    def start_model(self) -> StartModel:
+        """The network training starts from (loaded)."""
+        if self.start:
+            from ..training.start_model import start_from
+
+            return start_from(self.start, self.start_config or None, organ=self.organ or None)
+        from ..training.start_model import load_start_model
+
+        return load_start_model(self.model or None, organ=self.organ or None)
 
     def case_options(self) -> dict:
         """How label maps are read (load_case's keyword arguments)."""
@@ -146,6 +170,7 @@ def check(options: FinetuneOptions, inputs: FinetuneInputs) -> tuple:
     from ..training.model_folder import MODEL_FILES
 
     settings = options.settings()
+    options.check_start()
     if not inputs.cases:
         raise PastaError("give at least one labelled case")
     if options.folds and not 2 <= options.folds <= len(inputs.cases):
@@ -188,14 +213,13 @@ def run(
     from ..training.finetune import finetune
     from ..training.model_folder import MODEL_FILES, write_model_folder
     from ..training.recipe import require_monai
-    from ..training.start_model import load_start_model
 
     started = time.perf_counter()
     report = progress or (lambda fraction, message="": None)
     settings, checkpoints, name = check(options, inputs)
     require_monai()
     deps.torch_device_info(settings.device)  # an unavailable device is refused before any work
-    start = load_start_model(options.model or None, organ=options.organ or None)
+    start = options.start_model()
     settings.train_settings(start, "cpu")  # a patch that does not fit the network is refused before any work
 
     def labelled(case: FinetuneCase):

@@ -23,9 +23,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "otherwise. Recipe of PASTA's few-shot trainer: SGD (Nesterov) lr 1e-3 with poly "
         "decay, Dice + cross-entropy with deep supervision, 2000 steps.",
     )
-    p.add_argument(
+    start = p.add_mutually_exclusive_group()
+    start.add_argument(
         "--model",
         help="start model: installed name, weight file, model folder or nnU-Net result folder (default: the built-in model)",
+    )
+    start.add_argument(
+        "--start",
+        metavar="CKPT_OR_DIR",
+        help="start from a PyMIC / MIS-FM network: a PyMIC checkpoint (with --start-config), a 'pasta pretrain' "
+        "folder, or a model folder fine-tuned from one; tensors load by PyMIC's rule (same name and shape), "
+        "the class-dependent output convolutions start anew",
+    )
+    p.add_argument(
+        "--start-config",
+        metavar="CFG.json",
+        help='the --start checkpoint\'s network: {"family": "pymic", "net_type": "FMUNet"|"PCTNet", ...PyMIC [network] parameters}',
     )
     p.add_argument("--images", nargs="+", default=[], metavar="IMG", help="training CTs (NIfTI, NRRD or DICOM folders)")
     p.add_argument("--labels", nargs="+", default=[], metavar="LAB", help="their label maps, in the same order")
@@ -148,6 +161,8 @@ def finetune_options(args: argparse.Namespace) -> FinetuneOptions:
 
     options = FinetuneOptions(
         model=args.model or "",
+        start=args.start or "",
+        start_config=args.start_config or "",
         name=args.name or "",
         steps=args.steps,
         epochs=args.epochs,

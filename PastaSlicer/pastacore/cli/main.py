@@ -36,6 +36,7 @@ COMMANDS = (
     "dataset",
     "train-default",
     "finetune",
+    "pretrain",
     "train-attributes",
     "features",
     "train-head",

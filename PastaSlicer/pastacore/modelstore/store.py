@@ -143,7 +143,14 @@ class ModelStore:
         from ..networks.checkpoints import load_checkpoint
         from ..networks.loading import inspect_checkpoint, require_fit
 
-        if described or (spec.architecture.get("type") if spec else "pasta_generic_unet") == "pasta_generic_unet":
+        if described and described.get("family"):  # a model family's folder: the family loads it strictly
+            from ..families import checked_config, family_named
+
+            config = checked_config({**(described.get("config") or {}), "family": described["family"]}, f"{path.name}/model.json")
+            described["family_summary"] = (
+                family_named(described["family"]).implementation().verify(path / described["weights"], config)
+            )
+        elif described or (spec.architecture.get("type") if spec else "pasta_generic_unet") == "pasta_generic_unet":
             # a PASTA network: every tensor must fit the network its shapes describe (no command could run it otherwise)
             require_fit(inspect_checkpoint(path / described["weights"] if described else path))
         for file in files:

@@ -77,14 +77,21 @@ class FinetuneSettings:
     def train_settings(self, start: StartModel, device: str) -> TrainSettings:
         net = start.network
         patch = tuple(int(p) for p in (self.patch or start.patch_size))
-        if len(patch) != 3 or any(p < net.divisor or p % net.divisor for p in patch):
+        freeze = self.freeze_encoder_steps
+        if start.family:  # a PyMIC network: its own patch rule; finetune_mode "decoder" keeps the encoder fixed
+            from ..families.pymic.config import check_patch
+
+            patch = check_patch(start.config, patch)
+            if start.config.get("finetune_mode") == "decoder":
+                freeze = self.steps
+        elif len(patch) != 3 or any(p < net.divisor or p % net.divisor for p in patch):
             raise PastaError(
                 f"patch size {'x'.join(map(str, patch))} does not fit this network: each side must be a "
                 f"multiple of {net.divisor} ({net.num_pool} poolings)"
             )
         return TrainSettings(
-            base_features=net.base_features,
-            num_pool=net.num_pool,
+            base_features=getattr(net, "base_features", 0),
+            num_pool=getattr(net, "num_pool", 0),
             num_classes=start.num_classes,
             patch_size=patch,
             batch_size=self.batch_size,
@@ -98,7 +105,7 @@ class FinetuneSettings:
             schedule=self.schedule,
             deep_supervision=self.deep_supervision,
             dice_smooth=1e-5,
-            freeze_encoder_steps=self.freeze_encoder_steps,
+            freeze_encoder_steps=freeze,
             device=device,
             amp=self.amp,
             checkpoint_every=self.checkpoint_every,

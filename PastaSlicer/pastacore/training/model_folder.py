@@ -35,22 +35,14 @@ def _labels(start) -> list:
 def model_description(
     name: str, start: StartModel, settings: FinetuneSettings, cases: Sequence[LabelledCase], sha256: str
 ) -> dict:
-    net = start.network
     description = {
         "name": name,
         "version": "finetuned",
         "task": "segmentation",
         "description": f"{start.provenance.get('name')} fine-tuned on {len(cases)} labelled case(s) with pasta finetune.",
-        "architecture": {
-            "type": "pasta_generic_unet",
-            "base_features": net.base_features,
-            "num_pool": net.num_pool,
-            "input_channels": 1,
-            "num_classes": start.num_classes,
-            "max_features": net.max_features,
-        },
+        "architecture": _architecture(start),
         "input_spacing_mm": [1.0, 1.0, 1.0],
-        "normalization": "nnunet_ct" if start.normalization else "pasta_slf",
+        "normalization": _normalization(start),
         "patch_size": [int(p) for p in start.patch_size],
         "labels": _labels(start),
         "weights": "model.pth",
@@ -62,7 +54,50 @@ def model_description(
     }
     if start.normalization:
         description["normalization_stats"] = start.normalization
+    if start.family:  # a model family's network: pasta segment resolves it through the family
+        description["family"] = start.family
+        description["config"] = start.config
+        description["start"] = {
+            "sha256": start.provenance.get("sha256"),
+            "kind": start.provenance.get("kind"),
+            "loaded": list(start.loaded),
+            "skipped": list(start.skipped),
+            "fresh": list(start.fresh),
+        }
     return description
+
+
+def _architecture(start) -> dict:
+    net = start.network
+    if start.family:
+        return {"type": f"{start.family}:{start.config['net_type']}", "input_channels": 1, "num_classes": start.num_classes}
+    return {
+        "type": "pasta_generic_unet",
+        "base_features": net.base_features,
+        "num_pool": net.num_pool,
+        "input_channels": 1,
+        "num_classes": start.num_classes,
+        "max_features": net.max_features,
+    }
+
+
+def _normalization(start) -> str:
+    if start.family:
+        low, high = start.config["hu_window"]
+        return f"hu_window [{low:g}, {high:g}] -> [-1, 1]"
+    return "nnunet_ct" if start.normalization else "pasta_slf"
+
+
+def _network_text(start) -> str:
+    """How the model card names the network and its input."""
+    if start.family:
+        from ..families.pymic.config import describe
+
+        low, high = start.config["hu_window"]
+        return f"HU clipped to [{low:g}, {high:g}] and mapped to [-1, 1]; {describe(start.config)} (PyMIC / MIS-FM)"
+    net = start.network
+    normalisation = "nnU-Net CT normalisation" if start.normalization else "PASTA's HU normalisation (SLF)"
+    return f"{normalisation}; PASTA's network topology ({net.base_features} base features, {net.num_pool} poolings)"
 
 
 def _recipe(settings) -> dict:
@@ -129,8 +164,7 @@ def model_card(
 **Research use only. Not for diagnosis.**
 
 - **What it does:** segments {", ".join(f"{v} = {t}" for v, t in sorted(start.labels.items()))} in CT, on
-  PASTA's 1 mm grid with {"nnU-Net CT normalisation" if start.normalization else "PASTA's HU normalisation (SLF)"};
-  PASTA's network topology ({start.network.base_features} base features, {start.network.num_pool} poolings),
+  PASTA's 1 mm grid with {_network_text(start)},
   patch {"x".join(map(str, start.patch_size))}.
 - **Started from:** {start.provenance.get("name")} ({start.provenance.get("kind")}, {start.provenance.get("file")},
   SHA256 {str(start.provenance.get("sha256"))[:12]}...){"" if start.head_loaded else "; its segmentation outputs did not fit these labels and started fresh"}.
@@ -174,8 +208,13 @@ def write_model_folder(
     from .finetune import mean_losses
 
     folder = Path(folder)
-    state = {k: v.detach().float().cpu().contiguous() for k, v in result.network.state_dict().items()}
-    torch.save(state, folder / "model.pth")
+    state = {k: v.detach().cpu().contiguous() for k, v in result.network.state_dict().items()}
+    if start.family:  # PyMIC's checkpoint layout, so PyMIC loads the fine-tuned network too
+        from ..families.pymic.checkpoint import pymic_checkpoint
+
+        torch.save(pymic_checkpoint(state, None, settings.steps, _mean_dice(result.validation)), folder / "model.pth")
+    else:
+        torch.save({k: v.float() for k, v in state.items()}, folder / "model.pth")
     description = model_description(name, start, settings, cases, sha256_of(folder / "model.pth"))
     description["training_loss"] = mean_losses(result.log.losses)
     machine = f"{platform.machine()}, {torch.get_num_threads()} threads"
@@ -202,6 +241,12 @@ def write_model_folder(
     )
     (folder / "README.md").write_text(model_card(description, start, settings, cases, result, seconds, machine), encoding="utf-8")
     return description
+
+
+def _mean_dice(rows: list) -> float:
+    """The mean held-out Dice after fine-tuning (PyMIC's ``valid_pred``), 0 without held-out cases."""
+    scores = [r["after"]["dice"] for r in rows if r.get("after") and r["after"].get("dice") is not None]
+    return float(sum(scores) / len(scores)) if scores else 0.0
 
 
 def _summaries(rows: list) -> dict:

@@ -82,12 +82,28 @@ def deep_supervision_weights(levels: int) -> list:
     return [w / total for w in weights]
 
 
-def make_loss(deep_supervision_levels: int = 0, smooth: float = 1.0) -> torch.nn.Module:
+def make_loss(
+    deep_supervision_levels: int = 0,
+    smooth: float = 1.0,
+    include_background: bool = False,
+    weights: tuple[float, float] = (1.0, 1.0),
+) -> torch.nn.Module:
     """Dice + cross-entropy on logits (B, K, ...) against labels (B, 1, ...); with
-    ``deep_supervision_levels`` > 1 it takes the list of outputs (full resolution first)."""
+    ``deep_supervision_levels`` > 1 it takes the list of outputs (full resolution first).
+    ``weights``: of the Dice and the cross-entropy term (PyMIC's VolF: 0.5, 0.5 with the
+    background class in the Dice)."""
     from monai.losses import DeepSupervisionLoss, DiceCELoss
 
-    loss = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True, smooth_nr=smooth, smooth_dr=smooth)
+    loss = DiceCELoss(
+        to_onehot_y=True,
+        softmax=True,
+        include_background=include_background,
+        batch=True,
+        smooth_nr=smooth,
+        smooth_dr=smooth,
+        lambda_dice=weights[0],
+        lambda_ce=weights[1],
+    )
     if deep_supervision_levels > 1:
         return DeepSupervisionLoss(loss, weights=deep_supervision_weights(deep_supervision_levels))
     return loss

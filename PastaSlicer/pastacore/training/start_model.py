@@ -8,6 +8,8 @@ labels being trained, and the classification head (``head.*``), which is never u
 start fresh (He initialisation). The label meaning, patch size and normalisation come from
 the model's description (``model.json``, or nnU-Net's plans and dataset.json); a bare
 checkpoint gets PASTA-Gen's convention, 1 = organ and 2 = lesion (``organ`` names the organ).
+
+A PyMIC (MIS-FM) network starts by PyMIC's rule instead (:func:`start_from`, :func:`load_family_start`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ class StartModel:
     head_loaded: bool  # the segmentation outputs came from the file (its predictions mean something)
     provenance: dict = field(default_factory=dict)  # name, version, file, sha256, kind
     skipped: list = field(default_factory=list)  # tensors in the file not used
+    family: str = ""  # a model family's network (pastacore.families), "" for PASTA's own
+    config: dict | None = None  # the family's network config (with class_num = the labels' count)
+    loaded: list = field(default_factory=list)  # a family start: the network tensors taken from the file
+    fresh: list = field(default_factory=list)  # a family start: the network tensors that start anew
 
     @property
     def num_classes(self) -> int:
@@ -55,6 +61,19 @@ class StartModel:
         from ..inference.segmentation_model import SegmentationModel, label_meaning
 
         segments, organs, lesions = label_meaning(dict(self.labels))
+        if self.family:
+            from ..families.pymic.family import PymicSegmentationModel
+
+            return PymicSegmentationModel(
+                network if network is not None else self.network,
+                tuple(self.patch_size),
+                segments,
+                organs,
+                lesions,
+                None,
+                dict(self.provenance),
+                hu_window=tuple(self.config["hu_window"]),
+            )
         return SegmentationModel(
             network if network is not None else self.network,
             tuple(self.patch_size),
@@ -96,6 +115,14 @@ def _patch(info, description: dict | None) -> tuple:
     return tuple(int(p) for p in chosen)
 
 
+def _family_start(weights: Path, description: dict, organ: str | None) -> StartModel:
+    """A model folder of a model family (model.json with "family") as a start."""
+    family = description.get("family")
+    if family != "pymic":
+        raise PastaError(f"fine-tuning starts from PASTA networks and PyMIC (MIS-FM) networks, not from {family} models")
+    return load_family_start(weights, description=description, organ=organ)
+
+
 def load_start_model(model: str | Path | None = None, store: ModelStore | None = None, organ: str | None = None) -> StartModel:
     """The network to fine-tune (``model``: an installed name, a file or folder, None = built-in)."""
     import torch
@@ -107,6 +134,8 @@ def load_start_model(model: str | Path | None = None, store: ModelStore | None =
     from ..preprocessing.normalize import ct_statistics
 
     weights, description = model_weights(model, store)
+    if description is not None and description.get("family"):
+        return _family_start(Path(str(weights)), description, organ)
     if description is not None and description.get("task") not in (None, "segmentation", "unknown", "features"):
         raise PastaError(
             f"model {description.get('name', str(model))!r} is a {description.get('task')} model; "
@@ -169,3 +198,72 @@ def load_start_model(model: str | Path | None = None, store: ModelStore | None =
         )
     network.eval()
     return start
+
+
+# --- a PyMIC (MIS-FM) network as the start ----------------------------------------------------------
+# Its tensors load by PyMIC's rule (same name and shape; families.pymic.checkpoint.load_start): the
+# class-dependent output convolutions start anew when the class count differs, and which tensors
+# were taken, skipped and new is recorded (model.json's "start").
+
+
+def load_family_start(
+    weights: str | Path,
+    config: dict | None = None,
+    description: dict | None = None,
+    organ: str | None = None,
+    kind: str = "model folder",
+) -> StartModel:
+    """The :class:`StartModel` of a PyMIC network's weights (``config``: its network config; None:
+    the one ``description``, a fine-tuned model's model.json, holds)."""
+    from ..families.pymic import config as cfg
+    from ..families.pymic.checkpoint import build_network, class_dependent, load_start, read_pymic_file
+    from ..families.pymic.family import inference_patch
+    from ..families.pymic.start import pymic_config, start_labels
+    from ..inference.segmentation_model import label_meaning
+    from ..modelstore.store import sha256_of
+
+    weights = Path(weights)
+    if config is None:
+        config = pymic_config((description or {}).get("config") or {}, "the model's config")
+    labels = start_labels(description, organ)
+    trained = cfg.with_classes(config, max(labels) + 1)
+    read = read_pymic_file(weights)
+    network = build_network(trained)
+    loaded = load_start(network, read.state, trained, weights.name)
+    head_loaded = not any(class_dependent(trained, name) for name in loaded.fresh)
+    provenance = {
+        "name": (description or {}).get("name") or (weights.parent.name if kind == "pasta pretrain folder" else weights.stem),
+        "version": str((description or {}).get("version", "")),
+        "file": weights.name,
+        "sha256": sha256_of(weights),
+        "kind": kind,
+        "family": cfg.FAMILY,
+        "network": cfg.describe(config),
+    }
+    _segments, organs, lesions = label_meaning(dict(labels))
+    if not lesions:
+        raise PastaError(f"the labels of {provenance['name']} ({', '.join(map(str, labels.values()))}) name no lesion")
+    return StartModel(
+        network.eval(),
+        inference_patch(trained, description),
+        labels,
+        organs,
+        lesions,
+        None,
+        head_loaded,
+        provenance,
+        skipped=loaded.skipped,
+        family=cfg.FAMILY,
+        config=trained,
+        loaded=loaded.loaded,
+        fresh=loaded.fresh,
+    )
+
+
+def start_from(path: str | Path, start_config: str | Path | None = None, organ: str | None = None) -> StartModel:
+    """``pasta finetune --start PATH [--start-config CFG.json]``: a PyMIC checkpoint with its config,
+    a ``pasta pretrain`` folder or a model folder fine-tuned from one."""
+    from ..families.pymic.start import resolve_start
+
+    weights, config, description, kind = resolve_start(path, start_config)
+    return load_family_start(weights, config, description, organ, kind)

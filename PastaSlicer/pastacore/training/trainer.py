@@ -158,8 +158,16 @@ class CaseSampler:
 
 
 def _set_encoder_frozen(network, frozen: bool) -> None:
-    for parameter in network.conv_blocks_context.parameters():
-        parameter.requires_grad_(not frozen)
+    """PASTA's ``conv_blocks_context``, or what a family's network names as its encoder."""
+    modules = network.encoder_modules() if hasattr(network, "encoder_modules") else [network.conv_blocks_context]
+    for module in modules:
+        for parameter in module.parameters():
+            parameter.requires_grad_(not frozen)
+
+
+def supervision_levels(network: torch.nn.Module) -> int:
+    """How many outputs the network gives with ``deep_supervision=True`` (full resolution first)."""
+    return int(getattr(network, "deep_supervision_levels", 0) or network.num_pool)
 
 
 def _batch(source, augment, rng, settings, normalize):
@@ -211,7 +219,7 @@ def train(
     optimizer = make_optimizer(network.parameters(), settings.optimizer, settings.learning_rate, settings.weight_decay)
     schedule = make_schedule(optimizer, settings.schedule, settings.steps, settings.learning_rate)
     scaler = torch.amp.GradScaler(device.split(":")[0]) if scaled else None
-    levels = network.num_pool if settings.deep_supervision else 0
+    levels = supervision_levels(network) if settings.deep_supervision else 0
     loss_function = make_loss(levels, settings.dice_smooth)
     log, start = TrainLog(), 0
     if resume is not None:
@@ -319,7 +327,7 @@ def time_one_step(network: torch.nn.Module, settings: TrainSettings) -> float:
     import torch
 
     dtype, _ = training_precision(settings.device, settings.amp)
-    levels = network.num_pool if settings.deep_supervision else 0
+    levels = supervision_levels(network) if settings.deep_supervision else 0
     loss_function = make_loss(levels, settings.dice_smooth)
     x = torch.zeros((settings.batch_size, 1) + tuple(settings.patch_size), device=settings.device)
     x = x.contiguous(memory_format=torch.channels_last_3d)
