@@ -203,7 +203,7 @@ def test_finetuning_from_the_pretrained_folder_makes_a_model_segment_runs(capsys
     out = tmp_path / "model"
     common = ["--images", image, "--labels", tumour, "--lesion-label", "1", "--organ-source", "none", "--steps", "2"]
     code, _, err = run(capsys, "finetune", "--start", pretrained / "model.pt", "--out", out, *common, "--start-config", image)
-    assert code == 2 and "cannot read the model config lung1.nii.gz" in err
+    assert code == 2 and "the model config lung1.nii.gz is not UTF-8 text" in err
     code, _, err = run(capsys, "finetune", "--start", pretrained, "--out", out, *common, "--patch", "16,32,32")
     assert code == 0, err
     description = json.loads((out / "model.json").read_text())
