@@ -27,21 +27,31 @@ def testid(name: str) -> list:
     return [f'data-testid="{name}"']
 
 
+def _select(test_id: str, value: str, items: str, label: str, **extra) -> VSelect:
+    """A compact drop-down bound to the state ``value`` with the choices in the state ``items``."""
+    return VSelect(v_model=(value,), items=(items,), label=label, density="compact", raw_attrs=testid(test_id), **extra)
+
+
+def _button(test_id: str, text: str, click, session, *needed: str, **extra) -> VBtn:
+    """A button that is off while a task runs or while any of the ``needed`` state expressions is false."""
+    off = " || ".join([*(f"!{n}" for n in needed), session.busy])
+    return VBtn(text, click=click, disabled=(off,), raw_attrs=testid(test_id), **extra)
+
+
 def build(layout, logic, editor_ui_factory, layout_manager):
     """Fill trame-slicer's ``ViewerLayout`` with the PASTA page (``logic``: a :class:`~.logic.PastaWebLogic`;
     each control binds to its panel's typed state by the state ids in ``<panel>.name``)."""
     server, session = logic.server, logic.session.name
     layout.title.set_text(TITLE)
     with layout.appbar:
-        VSelect(
-            v_model=(logic.load.name.window,),
-            items=(logic.load.name.windows,),
-            label="Window",
-            density="compact",
+        _select(
+            "window",
+            logic.load.name.window,
+            logic.load.name.windows,
+            "Window",
             hide_details=True,
             style="max-width: 160px;",
             classes="mx-2",
-            raw_attrs=testid("window"),
         )
     with layout.drawer:
         layout.drawer.width = 420
@@ -74,22 +84,8 @@ def _load_panel(load, session, server):
     state = load.name
     with VExpansionPanel(title="Load a CT"):
         with VExpansionPanelText():
-            VSelect(
-                v_model=(state.file,),
-                items=(state.files,),
-                label="From the server's data folder",
-                density="compact",
-                no_data_text="no CT in the data folder",
-                raw_attrs=testid("file"),
-            )
-            VBtn(
-                "Load",
-                click=load.load_file,
-                disabled=(f"!{state.file} || {session.busy}",),
-                block=True,
-                classes="mb-2",
-                raw_attrs=testid("load"),
-            )
+            _select("file", state.file, state.files, "From the server's data folder", no_data_text="no CT in the data folder")
+            _button("load", "Load", load.load_file, session, state.file, block=True, classes="mb-2")
             VFileInput(
                 label="or upload (NIfTI, NRRD, .mrb, DICOM files)",
                 multiple=True,
@@ -110,7 +106,7 @@ def _segment_panel(segment, session):
     state = segment.name
     with VExpansionPanel(title="Segment"):
         with VExpansionPanelText():
-            VSelect(v_model=(state.model,), items=(state.models,), label="Model", density="compact", raw_attrs=testid("model"))
+            _select("model", state.model, state.models, "Model")
             VCombobox(  # models that take a text prompt (gCIS): a known prompt or free text
                 v_model=(state.prompt,),
                 items=(state.prompts,),
@@ -120,22 +116,17 @@ def _segment_panel(segment, session):
                 density="compact",
                 raw_attrs=testid("prompt"),
             )
-            VSelect(
-                v_model=(state.region,),
-                items=(state.regions,),
-                label="Where to search",
-                density="compact",
-                raw_attrs=testid("region"),
-            )
+            _select("region", state.region, state.regions, "Where to search")
             html.Div(f"Searches {{{{ {state.region_text} }}}}", v_if=(state.region_text,), classes="text-caption mb-2")
             with html.Div(classes="d-flex"):
-                VBtn(
+                _button(
+                    "segment",
                     "Segment",
-                    click=segment.segment,
+                    segment.segment,
+                    session,
+                    session.volume_loaded,
                     color="primary",
-                    disabled=(f"!{session.volume_loaded} || {session.busy}",),
                     classes="flex-grow-1 mr-2",
-                    raw_attrs=testid("segment"),
                 )
                 VBtn("Cancel", click=segment.session.cancel, disabled=(f"!{session.busy}",), raw_attrs=testid("cancel"))
             VProgressLinear(
@@ -148,13 +139,14 @@ def _synth_panel(synth, session):
     with VExpansionPanel(title="Draw a box and synthesise a lesion"):
         with VExpansionPanelText():
             with html.Div(classes="d-flex align-center"):
-                VBtn(
+                _button(
+                    "draw-box",
                     "Draw box",
-                    click=synth.draw_box,
-                    disabled=(f"!{session.volume_loaded} || {session.busy}",),
+                    synth.draw_box,
+                    session,
+                    session.volume_loaded,
                     color=(f"{state.placing} ? 'warning' : undefined",),
                     classes="mr-2",
-                    raw_attrs=testid("draw-box"),
                 )
                 VTextField(
                     v_model=(state.box,),
@@ -174,27 +166,18 @@ def _synth_panel(synth, session):
             )
             html.Div(f"{{{{ {state.parsed} }}}}", classes="text-caption my-1", raw_attrs=testid("parsed"))
             with html.Div(classes="d-flex"):
-                VBtn(
+                _button(
+                    "synthesize",
                     "Synthesize",
-                    click=synth.synthesize,
+                    synth.synthesize,
+                    session,
+                    session.volume_loaded,
+                    state.attributes,
                     color="primary",
-                    disabled=(f"!{session.volume_loaded} || {session.busy} || !{state.attributes}",),
                     classes="flex-grow-1 mr-2",
-                    raw_attrs=testid("synthesize"),
                 )
-                VBtn(
-                    "Apply",
-                    click=synth.apply,
-                    disabled=(f"!{state.has_preview} || {session.busy}",),
-                    classes="mr-2",
-                    raw_attrs=testid("apply"),
-                )
-                VBtn(
-                    "Discard",
-                    click=synth.discard,
-                    disabled=(f"!{state.has_preview} || {session.busy}",),
-                    raw_attrs=testid("discard"),
-                )
+                _button("apply", "Apply", synth.apply, session, state.has_preview, classes="mr-2")
+                _button("discard", "Discard", synth.discard, session, state.has_preview)
 
 
 def _results_panel(edit):
@@ -222,29 +205,19 @@ def _export_panel(export, session, edit):
     with VExpansionPanel(title="Export"):
         with VExpansionPanelText():
             with html.Div(classes="d-flex"):
-                VBtn(
-                    "Export report",
-                    click=export.export,
-                    disabled=(f"!{edit.name.segments}.length || {session.busy}",),
-                    classes="flex-grow-1 mr-2",
-                    raw_attrs=testid("export"),
+                _button(
+                    "export", "Export report", export.export, session, f"{edit.name.segments}.length", classes="flex-grow-1 mr-2"
                 )
-                VBtn(
-                    "Save scene (.mrb)",
-                    click=export.save_scene,
-                    disabled=(f"!{session.volume_loaded} || {session.busy}",),
-                    raw_attrs=testid("save-scene"),
-                )
-            VSelect(
-                v_model=(state.chosen,),
-                items=(state.formats,),
-                label="Report formats",
+                _button("save-scene", "Save scene (.mrb)", export.save_scene, session, session.volume_loaded)
+            _select(
+                "report-formats",
+                state.chosen,
+                state.formats,
+                "Report formats",
                 multiple=True,
                 chips=True,
-                density="compact",
                 hide_details=True,
                 classes="mt-2",
-                raw_attrs=testid("report-formats"),
             )
             html.Div("The chosen formats, as a zip; also written on the server.", classes="text-caption mt-1")
             with VList(density="compact"):
@@ -256,21 +229,19 @@ def _pathology_panel(pathology, session):
     state = pathology.name
     with VExpansionPanel(title="Pathology: classify a 2-D image (PatchTCGA)"):
         with VExpansionPanelText():
-            VSelect(
-                v_model=(state.encoder,),
-                items=(state.encoders,),
-                label="Encoder (installed with 'pasta models import --config')",
-                density="compact",
+            _select(
+                "patch-encoder",
+                state.encoder,
+                state.encoders,
+                "Encoder (installed with 'pasta models import --config')",
                 no_data_text="no PatchTCGA encoder installed",
-                raw_attrs=testid("patch-encoder"),
             )
-            VSelect(
-                v_model=(state.head,),
-                items=(state.heads,),
-                label="Head (a .pt of the data folder)",
-                density="compact",
+            _select(
+                "patch-head",
+                state.head,
+                state.heads,
+                "Head (a .pt of the data folder)",
                 no_data_text="no head in the data folder",
-                raw_attrs=testid("patch-head"),
             )
             with html.Div(classes="d-flex"):
                 VTextField(
@@ -281,19 +252,16 @@ def _pathology_panel(pathology, session):
                     classes="mr-2",
                     raw_attrs=testid("patch-tile"),
                 )
-                VSelect(
-                    v_model=(state.class_name,),
-                    items=(state.classes,),
-                    label="Heat map of class",
-                    density="compact",
-                    raw_attrs=testid("patch-class"),
-                )
-            VBtn(
+                _select("patch-class", state.class_name, state.classes, "Heat map of class")
+            _button(
+                "patch-classify",
                 "Classify and overlay the heat map",
-                click=pathology.classify,
+                pathology.classify,
+                session,
+                session.volume_loaded,
+                state.encoder,
+                state.head,
                 color="primary",
-                disabled=(f"!{session.volume_loaded} || {session.busy} || !{state.encoder} || !{state.head}",),
                 block=True,
-                raw_attrs=testid("patch-classify"),
             )
             html.Div(f"{{{{ {state.result} }}}}", classes="text-caption mt-1", raw_attrs=testid("patch-result"))

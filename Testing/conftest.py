@@ -29,6 +29,33 @@ def lung2(sample_dir):
     return read_volume(sample_dir / "lung2_image.nrrd"), read_volume(sample_dir / "lung2_label.nrrd", is_label=True)
 
 
+def pasta(*argv) -> int:
+    """The exit code of ``pasta ARGV`` run in this process (arguments may be paths)."""
+    from pastacore.cli.main import main
+
+    return main([str(a) for a in argv])
+
+
+def run_cli(capsys, *argv) -> tuple:
+    """``(exit code, stdout, stderr)`` of ``pasta ARGV`` run in this process (arguments may be paths)."""
+    from pastacore.cli.main import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """Tiny networks run as fast on one thread, and one thread does not spin against other jobs
+    on a shared CPU (two did: 10x slower under load)."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture()
 def scene():
     pytest.importorskip("slicer")
@@ -50,6 +77,25 @@ def make_volume(shape=(12, 14, 16), spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0
         array = rng.normal(0, 300, shape).astype(np.float32)
         array[0] = -1000
     return Volume(array, Grid(shape, spacing, origin, np.eye(3) if direction is None else direction), is_label=is_label)
+
+
+def sphere_organ_ct(n=48, spacing=(1.0, 1.0, 1.0), direction=None, organ_radius=0.4, seed=5):
+    """``(CT, organ labels)``: an n^3 int16 body (20 HU) holding a spherical organ (label 1, 60 HU,
+    radius ``organ_radius`` * n voxels) with noise (SD 8 HU), centred on the origin."""
+    from pastacore.geometry import Grid, Volume
+
+    rng = np.random.default_rng(seed)
+    k, j, i = np.indices((n, n, n))
+    c = (n - 1) / 2
+    r = np.sqrt((k - c) ** 2 + (j - c) ** 2 + (i - c) ** 2)
+    array = np.full((n, n, n), -1000.0)
+    array[r < n * 0.48] = 20
+    array[r < n * organ_radius] = 60
+    array = (array + rng.normal(0, 8, array.shape)).astype(np.int16)
+    direction = np.eye(3) if direction is None else direction
+    origin = -(direction @ (np.asarray(spacing) * c))
+    grid = Grid((n, n, n), spacing, tuple(origin), direction)
+    return Volume(array, grid), Volume((r < n * organ_radius).astype(np.uint8), grid, is_label=True)
 
 
 def rotation(ax: float, ay: float, az: float, left_handed: bool = False) -> np.ndarray:

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from pastacore.classify import csvio, fewshot  # noqa: E402
-from pastacore.classify.features import compute_features, extract_features, prepare_crops  # noqa: E402
+from pastacore.classify.features import CropShape, compute_features, extract_features, prepare_crops  # noqa: E402
 from pastacore.classify.groups import presence_groups, report_groups, split_softmax  # noqa: E402
 from pastacore.classify.heads import load_head, save_head  # noqa: E402
 from pastacore.errors import PastaError  # noqa: E402
@@ -77,7 +77,7 @@ def test_batches_give_the_same_features_as_single_crops():
     image, mask = Volume(array, grid), Volume(labels, grid, is_label=True)
     net = tiny_network()
     calls = []
-    items = prepare_crops(image, mask, "lesion", case="c", lesion_size=(32, 32, 32))
+    items = prepare_crops(image, mask, "lesion", case="c", shape=CropShape(lesion_size=(32, 32, 32)))
     assert [i.id for i in items] == ["c:lesion1", "c:lesion2", "c:lesion3"]
     assert [(i.label, i.component) for i in items] == [(1, 1), (1, 2), (2, 1)]
     batched = extract_features(net, items, batch_size=3, progress=lambda f, m="": calls.append(f))

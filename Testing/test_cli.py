@@ -6,16 +6,12 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import make_volume
+from conftest import make_volume, run_cli
 
 from pastacore.cli.main import main
 from pastacore.fileio import read_volume, write_volume
 
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 def assert_one_line_error(code, err, pattern):

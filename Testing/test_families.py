@@ -10,10 +10,9 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import make_volume
+from conftest import make_volume, run_cli
 
 from pastacore import families
-from pastacore.cli.main import main
 from pastacore.errors import PastaError
 from pastacore.fileio import read_volume, write_volume
 
@@ -91,10 +90,7 @@ def toy_files(tmp_path):
     return weights, config, net
 
 
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 def test_built_in_family_packages_are_found_without_a_list():

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import pasta
 
 from pastacore.cli.main import main
 from pastacore.errors import CancelledError, PastaError
@@ -352,33 +353,9 @@ def test_cli_writes_a_model_folder_that_segments_and_imports(case_files, generic
 
     ct, tumour = case_files
     out = tmp_path / "mine"
-    code = main(
-        [
-            "finetune",
-            "--model",
-            str(generic_model),
-            "--images",
-            str(ct),
-            "--labels",
-            str(tumour),
-            "--lesion-label",
-            "1",
-            "--organ-source",
-            "none",
-            "--steps",
-            "3",
-            "--checkpoint-every",
-            "1",
-            "--val-images",
-            str(ct),
-            "--val-labels",
-            str(tumour),
-            "--device",
-            "cpu",
-            "--out",
-            str(out),
-        ]
-    )
+    finetune = ["finetune", "--model", generic_model, "--images", ct, "--labels", tumour, "--lesion-label", "1", "--out", out]
+    validate = ["--val-images", ct, "--val-labels", tumour]
+    code = pasta(*finetune, "--organ-source", "none", "--steps", "3", "--checkpoint-every", "1", *validate, "--device", "cpu")
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "one training step takes about" in printed and "Dice" in printed and "wrote" in printed
@@ -401,31 +378,14 @@ def test_cli_writes_a_model_folder_that_segments_and_imports(case_files, generic
     assert len(json.loads((out / "training.json").read_text())["losses"]) == 3
 
     seg = tmp_path / "seg.nii.gz"
-    assert main(["segment", str(ct), "--out", str(seg), "--model", str(out)]) == 0
+    assert pasta("segment", ct, "--out", seg, "--model", out) == 0
     assert json.loads(seg.with_suffix("").with_suffix(".json").read_text())["model"]["name"] == "mine"
     store = tmp_path / "store"
-    assert main(["models", "--store", str(store), "import", str(out)]) == 0
+    assert pasta("models", "--store", store, "import", out) == 0
     assert ModelStore(store).verify("mine") == (True, [])
     capsys.readouterr()
     # the same folder again: refused without --overwrite, before any work
-    assert (
-        main(
-            [
-                "finetune",
-                "--model",
-                str(generic_model),
-                "--images",
-                str(ct),
-                "--labels",
-                str(tumour),
-                "--lesion-label",
-                "1",
-                "--out",
-                str(out),
-            ]
-        )
-        == 2
-    )
+    assert pasta(*finetune) == 2
     assert "already holds outputs of an earlier run" in capsys.readouterr().err
 
 
@@ -473,7 +433,7 @@ def test_cases_csv_pairs_images_with_labels_and_splits(case_files, tmp_path, cap
     pairs = [(Path(r.image), Path(r.seg), r.split) for r in rows]
     assert pairs == [(Path(ct), Path(tumour), "train"), (Path(ct), Path(tumour), "val")]
     table.write_text(f"image,label,split\n{ct},{tumour},test\n")
-    assert main(["finetune", "--cases", str(table), "--out", str(tmp_path / "m")]) == 2
+    assert pasta("finetune", "--cases", table, "--out", tmp_path / "m") == 2
     assert "split is train or val" in capsys.readouterr().err
 
 

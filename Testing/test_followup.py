@@ -12,6 +12,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from pastacore.cli.main import main
 from pastacore.fileio import read_volume, write_volume
@@ -280,34 +281,6 @@ def test_the_follow_up_report_shows_both_time_points(reports, time_points, tmp_p
         result = subprocess.run(["dciodvfy", str(out / "dicom" / "sr.dcm")], capture_output=True, text=True)
         assert not [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
     # the baseline report's folder is not the follow-up's, and targets are chosen at baseline
-    assert (
-        main(
-            [
-                "report",
-                str(folder / "followup.nii.gz"),
-                str(folder / "followup_seg.nii.gz"),
-                "--out-dir",
-                str(reports["baseline"]),
-                "--baseline",
-                str(reports["baseline"]),
-                "--overwrite",
-            ]
-        )
-        == 2
-    )
-    assert (
-        main(
-            [
-                "report",
-                str(folder / "followup.nii.gz"),
-                str(folder / "followup_seg.nii.gz"),
-                "--out-dir",
-                str(tmp_path / "x"),
-                "--baseline",
-                str(reports["baseline"]),
-                "--targets",
-                "1",
-            ]
-        )
-        == 2
-    )
+    followup = ["report", folder / "followup.nii.gz", folder / "followup_seg.nii.gz", "--baseline", reports["baseline"]]
+    assert run_cli(capsys, *followup, "--out-dir", reports["baseline"], "--overwrite")[0] == 2
+    assert run_cli(capsys, *followup, "--out-dir", tmp_path / "x", "--targets", "1")[0] == 2

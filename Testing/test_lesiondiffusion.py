@@ -17,10 +17,10 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from conftest import pasta, sphere_organ_ct
 
 from pastacore.errors import PastaError
 from pastacore.fileio import read_volume, write_volume
-from pastacore.geometry import Grid, Volume
 from pastacore.geometry.boxes import VoxelBox
 
 CONTEXT = 32
@@ -624,16 +624,7 @@ def test_biomedclip_text_tower_from_an_open_clip_folder(tmp_path):
 
 def small_ct(n=40, spacing=(1.0, 1.0, 1.0)):
     """A body with a spherical 'liver' (label 1) and mild noise; CT-like int16."""
-    rng = np.random.default_rng(3)
-    k, j, i = np.indices((n, n, n))
-    c = (n - 1) / 2
-    r = np.sqrt((k - c) ** 2 + (j - c) ** 2 + (i - c) ** 2)
-    array = np.full((n, n, n), -1000.0)
-    array[r < n * 0.48] = 20
-    array[r < n * 0.38] = 60
-    array = (array + rng.normal(0, 8, array.shape)).astype(np.int16)
-    grid = Grid((n, n, n), spacing, (-c * spacing[0], -c * spacing[1], -c * spacing[2]))
-    return Volume(array, grid), Volume((r < n * 0.38).astype(np.uint8), grid, is_label=True)
+    return sphere_organ_ct(n, spacing, organ_radius=0.38, seed=3)
 
 
 def synth_diffusion(tiny, backend="lesiondiffusion", seed=4, volume=None, organ=None, box=None, **options):
@@ -749,7 +740,6 @@ def run_cli(*args):
 
 
 def test_cli_forward_round_trips(tiny, tmp_path):
-    from pastacore.cli.main import main
     from pastacore.diffusion.networks import load_network
 
     g = torch.Generator().manual_seed(5)
@@ -761,16 +751,14 @@ def test_cli_forward_round_trips(tiny, tmp_path):
     }
     torch.save(lm_in, tmp_path / "lm_in.pt")
     assert (
-        main(
-            [
-                "models",
-                "forward",
-                str(tiny / "LMNet.ckpt"),
-                str(tmp_path / "lm_in.pt"),
-                str(tmp_path / "lm_out.pt"),
-                "--config",
-                str(tiny / "LMNet.yaml"),
-            ]
+        pasta(
+            "models",
+            "forward",
+            tiny / "LMNet.ckpt",
+            tmp_path / "lm_in.pt",
+            tmp_path / "lm_out.pt",
+            "--config",
+            tiny / "LMNet.yaml",
         )
         == 0
     )
@@ -780,18 +768,16 @@ def test_cli_forward_round_trips(tiny, tmp_path):
         expected = net.unet(torch.cat([lm_in["x_t"], lm_in["cond"]], 1), lm_in["t"], lm_in["context"])
     assert torch.equal(out["eps"], expected)
     assert (
-        main(
-            [
-                "models",
-                "forward",
-                str(tiny / "LMNet.ckpt"),
-                str(tmp_path / "lm_in.pt"),
-                str(tmp_path / "ema.pt"),
-                "--config",
-                str(tiny / "LMNet.yaml"),
-                "--weights",
-                "ema",
-            ]
+        pasta(
+            "models",
+            "forward",
+            tiny / "LMNet.ckpt",
+            tmp_path / "lm_in.pt",
+            tmp_path / "ema.pt",
+            "--config",
+            tiny / "LMNet.yaml",
+            "--weights",
+            "ema",
         )
         == 0
     )
@@ -804,34 +790,15 @@ def test_cli_forward_round_trips(tiny, tmp_path):
     }
     torch.save(li_in, tmp_path / "li_in.pt")
     assert (
-        main(
-            [
-                "models",
-                "forward",
-                str(tiny / "LINet.ckpt"),
-                str(tmp_path / "li_in.pt"),
-                str(tmp_path / "li.pt"),
-                "--config",
-                str(tiny / "LINet.yaml"),
-            ]
+        pasta(
+            "models", "forward", tiny / "LINet.ckpt", tmp_path / "li_in.pt", tmp_path / "li.pt", "--config", tiny / "LINet.yaml"
         )
         == 0
     )
     assert torch.load(tmp_path / "li.pt", weights_only=True)["eps"].shape == (1, 5, 8, 8, 8)
     torch.save({"x": torch.rand(1, 1, 16, 16, 16, generator=g)}, tmp_path / "vq_in.pt")
     assert (
-        main(
-            [
-                "models",
-                "forward",
-                str(tiny / "VQ.ckpt"),
-                str(tmp_path / "vq_in.pt"),
-                str(tmp_path / "vq.pt"),
-                "--config",
-                str(tiny / "VQ.yaml"),
-            ]
-        )
-        == 0
+        pasta("models", "forward", tiny / "VQ.ckpt", tmp_path / "vq_in.pt", tmp_path / "vq.pt", "--config", tiny / "VQ.yaml") == 0
     )
     vq = torch.load(tmp_path / "vq.pt", weights_only=True)
     assert vq["quant"].shape == (1, 4, 8, 8, 8) and vq["indices"].shape == (1, 8, 8, 8)
@@ -846,7 +813,6 @@ def test_cli_forward_round_trips(tiny, tmp_path):
 
 
 def test_cli_sample_round_trips(tiny, tmp_path):
-    from pastacore.cli.main import main
     from pastacore.diffusion.networks import load_network
     from pastacore.diffusion.sampler import NoiseSource, sample
 
@@ -865,17 +831,7 @@ def test_cli_sample_round_trips(tiny, tmp_path):
     }
     torch.save(data, tmp_path / "in.pt")
     assert (
-        main(
-            [
-                "models",
-                "sample",
-                str(tiny / "LINet.ckpt"),
-                str(tmp_path / "in.pt"),
-                str(tmp_path / "out.pt"),
-                "--config",
-                str(tiny / "LINet.yaml"),
-            ]
-        )
+        pasta("models", "sample", tiny / "LINet.ckpt", tmp_path / "in.pt", tmp_path / "out.pt", "--config", tiny / "LINet.yaml")
         == 0
     )
     out = torch.load(tmp_path / "out.pt", weights_only=True)
@@ -904,34 +860,24 @@ def test_cli_sample_round_trips(tiny, tmp_path):
     }
     torch.save(lm, tmp_path / "lm.pt")
     assert (
-        main(
-            [
-                "models",
-                "sample",
-                str(tiny / "LMNet.ckpt"),
-                str(tmp_path / "lm.pt"),
-                str(tmp_path / "lm_out.pt"),
-                "--config",
-                str(tiny / "LMNet.yaml"),
-            ]
+        pasta(
+            "models", "sample", tiny / "LMNet.ckpt", tmp_path / "lm.pt", tmp_path / "lm_out.pt", "--config", tiny / "LMNet.yaml"
         )
         == 0
     )
     first = torch.load(tmp_path / "lm_out.pt", weights_only=True)["samples"]
     assert (
-        main(
-            [
-                "models",
-                "sample",
-                str(tiny / "LMNet.ckpt"),
-                str(tmp_path / "lm.pt"),
-                str(tmp_path / "lm_out.pt"),
-                "--config",
-                str(tiny / "LMNet.yaml"),
-                "--overwrite",
-                "--seed",
-                "9",
-            ]
+        pasta(
+            "models",
+            "sample",
+            tiny / "LMNet.ckpt",
+            tmp_path / "lm.pt",
+            tmp_path / "lm_out.pt",
+            "--config",
+            tiny / "LMNet.yaml",
+            "--overwrite",
+            "--seed",
+            "9",
         )
         == 0
     )

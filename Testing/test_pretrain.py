@@ -10,6 +10,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 
 from pastacore.cli.main import main
 from pastacore.errors import CancelledError, PastaError
@@ -21,20 +22,12 @@ TINY = {"family": "pymic", "net_type": "FMUNet", "class_num": 5, "feature_chns":
 PATCH = (16, 32, 32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tiny networks run as fast on one thread, and one thread does not spin against other
-    jobs on a shared CPU (two did: 10x slower under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    pass
 
 
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 def crop_around_tumour(image, labels, slices=12, pixels=96):
@@ -203,7 +196,7 @@ def test_finetuning_from_the_pretrained_folder_makes_a_model_segment_runs(capsys
     out = tmp_path / "model"
     common = ["--images", image, "--labels", tumour, "--lesion-label", "1", "--organ-source", "none", "--steps", "2"]
     code, _, err = run(capsys, "finetune", "--start", pretrained / "model.pt", "--out", out, *common, "--start-config", image)
-    assert code == 2 and "cannot read the model config lung1.nii.gz" in err
+    assert code == 2 and "the model config lung1.nii.gz is not UTF-8 text" in err
     code, _, err = run(capsys, "finetune", "--start", pretrained, "--out", out, *common, "--patch", "16,32,32")
     assert code == 0, err
     description = json.loads((out / "model.json").read_text())

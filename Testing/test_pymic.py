@@ -12,9 +12,9 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from pymic_reference import Tracked, fmunet_reference, pct_position_index, pctnet_reference
 
-from pastacore.cli.main import main
 from pastacore.errors import PastaError
 from pastacore.families.pymic.checkpoint import build_network, class_dependent, load_start, read_pymic_file
 from pastacore.families.pymic.config import check_config
@@ -35,20 +35,12 @@ PCTNET = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tiny networks run as fast on one thread, and one thread does not spin against other
-    jobs on a shared CPU (two did: 10x slower under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    pass
 
 
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 def seeded_network(config: dict, seed: int = 0) -> torch.nn.Module:

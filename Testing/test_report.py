@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_volume, rotation
+from conftest import make_volume, rotation, run_cli
 
 from pastacore.cli.main import main
 from pastacore.errors import PastaError
@@ -24,11 +24,7 @@ from pastacore.report.measure import measure_lesions
 from pastacore.report.report_json import FIXED_KEYS
 from pastacore.samples import baseline_values
 
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli
 
 
 def rel(ours, reference):

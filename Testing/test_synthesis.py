@@ -306,25 +306,11 @@ def test_lesion_centred_on_a_given_point(organ_phantom):
     """A point the user places (LPS mm) is the lesion centre; the placement rule is not used."""
     volume, organ = organ_phantom
     target = np.array([8.0, -6.0, 5.0])
-    result = synthesize_lesion(
-        volume=volume,
-        organ_labels=organ,
-        organ_names={1: "liver"},
-        lesion_type="liver_tumor",
-        attributes="16 mm round well-defined",
-        seed=2,
-        centre_lps=target,
-    )
+    lesion = {"organ_names": {1: "liver"}, "lesion_type": "liver_tumor", "attributes": "16 mm round well-defined", "seed": 2}
+    result = synthesize_lesion(volume=volume, organ_labels=organ, centre_lps=target, **lesion)
     centroid = volume.grid.index_to_lps(np.argwhere(result.lesion).mean(0)[::-1])
     assert np.linalg.norm(centroid - target) <= 1.5, centroid
-    elsewhere = synthesize_lesion(
-        volume=volume,
-        organ_labels=organ,
-        organ_names={1: "liver"},
-        lesion_type="liver_tumor",
-        attributes="16 mm round well-defined",
-        seed=2,
-    )
+    elsewhere = synthesize_lesion(volume=volume, organ_labels=organ, **lesion)
     assert np.linalg.norm(volume.grid.index_to_lps(np.argwhere(elsewhere.lesion).mean(0)[::-1]) - target) > 3
     with pytest.raises(PastaError, match="lies outside the volume"):
         synthesize_lesion(volume=volume, organ_labels=organ, lesion_type="liver_tumor", seed=0, centre_lps=[500.0, 0.0, 0.0])

@@ -5,29 +5,15 @@ lesion in its in-image part."""
 
 import numpy as np
 import pytest
-from conftest import phantom_ct, rotation
+from conftest import phantom_ct, rotation, sphere_organ_ct
 
-from pastacore.geometry import Grid, Volume
 from pastacore.geometry.boxes import VoxelBox
 from pastacore.synthesis import synthesize_lesion
 
 CUT_NOTE = "beyond the box were left unchanged"
 
 
-def organ_ct(n=48, spacing=(1.0, 1.0, 1.0), direction=None):
-    """A body with a spherical organ (label 1, 60 HU) and noise, int16, centred on the origin."""
-    rng = np.random.default_rng(5)
-    k, j, i = np.indices((n, n, n))
-    c = (n - 1) / 2
-    r = np.sqrt((k - c) ** 2 + (j - c) ** 2 + (i - c) ** 2)
-    array = np.full((n, n, n), -1000.0)
-    array[r < n * 0.48] = 20
-    array[r < n * 0.4] = 60
-    array = (array + rng.normal(0, 8, array.shape)).astype(np.int16)
-    direction = np.eye(3) if direction is None else direction
-    origin = -(direction @ (np.asarray(spacing) * c))
-    grid = Grid((n, n, n), spacing, tuple(origin), direction)
-    return Volume(array, grid), Volume((r < n * 0.4).astype(np.uint8), grid, is_label=True)
+organ_ct = sphere_organ_ct
 
 
 def outside_of(box, shape):

@@ -9,7 +9,6 @@ are extracted into the cache folder; the archive itself is deleted afterwards.
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import re
 import shutil
@@ -20,6 +19,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from .digests import sha256_of
 from .errors import PastaError
 
 ARCHIVE = "pyradiomics-3.1.0.tar.gz"
@@ -50,36 +50,26 @@ def sample_dir() -> Path:
     return cache_dir() / "samples" / "pyradiomics-3.1.0"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _index_url() -> str:
     """The package index pip would use: ``$PIP_INDEX_URL`` or PyPI's simple index."""
     return (os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple").rstrip("/") + "/"
 
 
-def _download_sdist(archive: Path) -> None:
-    """Download the pinned sdist into ``archive``, found through the index's project page.
-
-    The archive is fetched directly rather than with ``pip download``: its metadata says
-    3.0.1a1, which pip's resolvers refuse (or, in newer pip, crash on).
-    """
-    page_url = urllib.parse.urljoin(_index_url(), "pyradiomics/")
+def download_from_index(project: str, archive_name: str, target: Path, timeout: float = 120) -> None:
+    """Download the file ``archive_name`` of ``project`` into ``target``, found through the
+    package index's project page (``ValueError`` when the page does not list it, ``OSError``
+    when the index cannot be read). Archives are fetched directly rather than with ``pip
+    download``: pyradiomics 3.1.0's metadata says 3.0.1a1, which pip's resolvers refuse."""
+    page_url = urllib.parse.urljoin(_index_url(), f"{project}/")
     if page_url.startswith("file:"):  # an index on disk serves each project page as index.html
         page_url += "index.html"
     with urllib.request.urlopen(page_url, timeout=60) as response:
         page = response.read().decode("utf-8", "replace")
     links = [urllib.parse.urljoin(page_url, href) for href in re.findall(r'href="([^"]+)"', page)]
-    wanted = [link for link in links if urllib.parse.urlsplit(link).path.endswith("/" + ARCHIVE)]
+    wanted = [link for link in links if urllib.parse.urlsplit(link).path.endswith("/" + archive_name)]
     if not wanted:
-        raise ValueError(f"{page_url} lists no {ARCHIVE}")
-    url = wanted[0].split("#", 1)[0]
-    with urllib.request.urlopen(url, timeout=60) as response, open(archive, "wb") as out:
+        raise ValueError(f"{page_url} lists no {archive_name}")
+    with urllib.request.urlopen(wanted[0].split("#", 1)[0], timeout=timeout) as response, open(target, "wb") as out:
         shutil.copyfileobj(response, out, 1 << 20)
 
 
@@ -99,10 +89,10 @@ def ensure_samples(quiet: bool = False) -> Path:
             if not quiet:
                 print("fetching the pyradiomics 3.1.0 source archive (34.5 MB) for its real sample CTs...", file=sys.stderr)
             try:
-                _download_sdist(archive)
+                download_from_index("pyradiomics", ARCHIVE, archive)
             except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
                 raise PastaError(f"could not download the sample data (pyradiomics 3.1.0 from PyPI): {exc}") from None
-        if _sha256(archive) != ARCHIVE_SHA256:
+        if sha256_of(archive) != ARCHIVE_SHA256:
             raise PastaError("the downloaded pyradiomics archive has an unexpected SHA256; refusing to use it")
         staging = tmp / "extract"
         with tarfile.open(archive) as tar:

@@ -40,7 +40,7 @@ def settings(args, seed):
         seed=seed,
         device="cpu",
         checkpoint_every=0,
-        threads=2,
+        threads=getattr(args, "threads", 2),
     )
 
 

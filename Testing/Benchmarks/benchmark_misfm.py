@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchmark_finetune import settings as finetune_settings
+from timing import median_seconds
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # Testing/: the reference implementation
 
@@ -53,13 +55,7 @@ def save(path, data):
 # --- speed -------------------------------------------------------------------------------------------
 
 
-def _median(function, repeats):
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+_median = median_seconds
 
 
 def _contenders(config, x, y):
@@ -160,19 +156,7 @@ def speed(args):
 # --- few-shot ----------------------------------------------------------------------------------------
 
 
-def _finetune_settings(args, seed):
-    from pastacore.training.finetune import FinetuneSettings
-
-    return FinetuneSettings(
-        steps=args.steps,
-        optimizer=args.optimizer,
-        learning_rate=args.lr,
-        patch=(args.patch,) * 3,
-        seed=seed,
-        device="cpu",
-        checkpoint_every=0,
-        threads=args.threads,
-    )
+_finetune_settings = finetune_settings  # the fine-tuning benchmark's settings, with --threads
 
 
 def _scored(model, case):

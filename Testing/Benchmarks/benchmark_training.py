@@ -25,16 +25,11 @@ import statistics
 import time
 
 import numpy as np
+from timing import median_seconds
 
 
 def timed(function, repeats: int) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return median_seconds(function, repeats, warm_up=True)
 
 
 def former_loss(logits, labels):
@@ -77,28 +72,17 @@ def spatial(repeats):
     labels = (image > 100).astype(np.uint8)
     data = {"image": image[None], "label": labels[None]}
     radians = [math.radians(d) for d in ROTATION_DEGREES]
-    affine = RandAffined(
-        KEYS,
-        prob=1.0,
-        rotate_range=radians,
-        scale_range=[0.2] * 3,
-        mode=("bilinear", "nearest"),
-        padding_mode="border",
-        spatial_size=(96, 96, 96),
-        cache_grid=True,
-    )
+    turn_and_scale = {
+        "prob": 1.0,
+        "rotate_range": radians,
+        "scale_range": [0.2] * 3,
+        "mode": ("bilinear", "nearest"),
+        "padding_mode": "border",
+        "spatial_size": (96, 96, 96),
+    }
+    affine = RandAffined(KEYS, cache_grid=True, **turn_and_scale)
     # 3 mm on a 5x5x5 lattice over 96 mm is a field smoothed over ~19 mm: sigma 6-7 voxels, magnitude ~3
-    elastic = Rand3DElasticd(
-        KEYS,
-        sigma_range=(6, 7),
-        magnitude_range=(2, 4),
-        prob=1.0,
-        rotate_range=radians,
-        scale_range=[0.2] * 3,
-        mode=("bilinear", "nearest"),
-        padding_mode="border",
-        spatial_size=(96, 96, 96),
-    )
+    elastic = Rand3DElasticd(KEYS, sigma_range=(6, 7), magnitude_range=(2, 4), **turn_and_scale)
     with plain_tensors():
         return [
             ("rotate + scale 96^3, former (grid_sample)", timed(lambda: rotate_scale_warp(image, labels, rng), repeats), ""),

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import PastaError
+from .result import ActionResult
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ..geometry.volume import Volume
+    from ..progress import Cancelled, Progress
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class AttributesInputs:
 
 
 @dataclass
-class PredictedAttributes:
+class PredictedAttributes(ActionResult):
     attributes: dict  # lesion number -> {attribute: AttributeValue}
     models: list  # ModelProvenance
 
@@ -46,15 +46,9 @@ class PredictedAttributes:
             "models": [asdict(m) for m in self.models],
         }
 
-    def volumes(self) -> dict:
-        return {}
-
 
 def run(
-    options: AttributesOptions,
-    inputs: AttributesInputs,
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    options: AttributesOptions, inputs: AttributesInputs, progress: Progress | None = None, is_cancelled: Cancelled | None = None
 ) -> PredictedAttributes:
     from ..classify.predict import load_attribute_model, predict_lesion_attributes
     from ..deps import torch_device_info

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import PastaError, option
+from ..progress import reporter
+from .result import ActionResult
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ..geometry.volume import Volume
+    from ..progress import Cancelled, Progress
     from ..report.followup import Comparison
 
 
@@ -38,28 +39,22 @@ class CompareInputs:
 
 
 @dataclass
-class Compared:
+class Compared(ActionResult):
     comparison: Comparison
 
     def to_dict(self) -> dict:
         return self.comparison.to_dict()
 
-    def volumes(self) -> dict:
-        return {}
-
 
 def run(
-    options: CompareOptions,
-    inputs: CompareInputs,
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    options: CompareOptions, inputs: CompareInputs, progress: Progress | None = None, is_cancelled: Cancelled | None = None
 ) -> Compared:
     """Pair the lesions of the two reports (after registering the CTs when both are given)."""
     from ..fileio import as_volume
     from ..report.followup import compare, load_report
 
     options.check()
-    say = progress or (lambda fraction, message="": None)
+    say = reporter(progress)
     if (inputs.baseline_image is None) != (inputs.followup_image is None):
         raise PastaError(f"give both {option('baseline_image')} and {option('followup_image')} to register the scans, or neither")
     from ..report.report_check import check_time_points

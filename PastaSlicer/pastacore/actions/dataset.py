@@ -28,12 +28,14 @@ from .dataset_cases import (
     output_folder,
     write_dataset_json,
 )
+from .result import ActionResult
 from .synth import SynthOptions
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from ..cohort.case import Timer, WorkerResources
+    from ..progress import Cancelled, Progress
 
 
 @dataclass(frozen=True)
@@ -61,14 +63,11 @@ class DatasetInputs:
 
 
 @dataclass
-class Dataset:
+class Dataset(ActionResult):
     summary: dict  # written, skipped, failed, output
 
     def to_dict(self) -> dict:
         return dict(self.summary)
-
-    def volumes(self) -> dict:
-        return {}
 
 
 class DatasetWork(CaseWork):
@@ -135,8 +134,8 @@ def generate_dataset(
     lesion_type: str | None = None,
     attributes: str | dict | None = None,
     seed: int = 0,
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    is_cancelled: Cancelled | None = None,
     organ_masks: str | Path | Sequence[str | Path] | None = None,
     workers: int = 1,
     organ_label: int | None = None,
@@ -249,8 +248,8 @@ def generate_dataset(
 def run(
     options: DatasetOptions,
     inputs: DatasetInputs,
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    is_cancelled: Cancelled | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> Dataset:
     from .synth import backend

@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import PastaError, option
+from ..progress import reporter
+from .result import ActionResult
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ..geometry.volume import Volume
+    from ..progress import Cancelled, Progress
     from ..training.finetune import FinetuneSettings
     from ..training.start_model import StartModel
 
@@ -134,7 +137,7 @@ class FinetuneInputs:
 
 
 @dataclass
-class FinetunedModel:
+class FinetunedModel(ActionResult):
     folder: Path  # the model folder written
     name: str
     description: dict  # its model.json
@@ -150,9 +153,6 @@ class FinetunedModel:
             "training_loss": self.description["training_loss"],
             "steps": self.steps,
         }
-
-    def volumes(self) -> dict:
-        return {}
 
 
 def model_name(options: FinetuneOptions, out: str | Path) -> str:
@@ -188,21 +188,15 @@ def check(options: FinetuneOptions, inputs: FinetuneInputs) -> tuple:
     check_folder_apart(out, [p for p in folders if p.is_dir()])
     name = model_name(options, out)
     checkpoints = Checkpoints(out)
-    if checkpoints.exists() and not (inputs.resume or inputs.overwrite):
-        raise PastaError(
-            f"{out} holds the checkpoint of an unfinished run ({checkpoints.describe()}); pass {option('resume')} "
-            f"to continue it or {option('overwrite')} to start again"
-        )
-    if inputs.resume and not checkpoints.exists():
-        raise PastaError(f"nothing to resume: {out} holds no checkpoint of an earlier run")
+    checkpoints.check_resume(out, inputs.resume, inputs.overwrite)
     return settings, checkpoints, name
 
 
 def run(
     options: FinetuneOptions,
     inputs: FinetuneInputs,
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    is_cancelled: Cancelled | None = None,
     say: Callable[[str], None] | None = None,
 ) -> FinetunedModel:
     """Read the cases, fine-tune the start model, validate, and write the model folder."""
@@ -215,7 +209,7 @@ def run(
     from ..training.recipe import require_monai
 
     started = time.perf_counter()
-    report = progress or (lambda fraction, message="": None)
+    report = reporter(progress)
     settings, checkpoints, name = check(options, inputs)
     require_monai()
     deps.torch_device_info(settings.device)  # an unavailable device is refused before any work
@@ -258,7 +252,7 @@ def write(
     options: FinetuneOptions,
     store: str | None = None,
     overwrite: bool = False,
-    progress: Callable[[float, str], None] | None = None,
+    progress: Progress | None = None,
 ) -> dict:
     """Install the model folder into the model store (``store``: its root, None = the user's)."""
     from ..modelstore.store import ModelStore

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import PastaError
+from ..progress import reporter
+from .result import ActionResult
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ..classify.headfile import TrainedHead
+    from ..progress import Cancelled, Progress
 
 WRITE_SHARE = 0.02
 
@@ -43,7 +44,7 @@ class PatchHeadInputs:
 
 
 @dataclass
-class TrainedPatchHead:
+class TrainedPatchHead(ActionResult):
     trained: TrainedHead
 
     def to_dict(self) -> dict:
@@ -51,15 +52,9 @@ class TrainedPatchHead:
 
         return no_nan({**self.trained.result, "unlabelled": len(self.trained.unlabelled)})
 
-    def volumes(self) -> dict:
-        return {}
-
 
 def run(
-    options: PatchHeadOptions,
-    inputs: PatchHeadInputs,
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    options: PatchHeadOptions, inputs: PatchHeadInputs, progress: Progress | None = None, is_cancelled: Cancelled | None = None
 ) -> TrainedPatchHead:
     from ..classify.headfile import train_head
     from ..deps import torch_device_info
@@ -67,7 +62,7 @@ def run(
     from ..modelstore.store import ModelStore
 
     options.check()
-    step = progress or (lambda fraction, message="": None)
+    step = reporter(progress)
     paths, labels, column = labelled_patches(inputs.patches, inputs.labels or None)
     checkpoint, config = resolve_encoder(options.encoder, options.config or None, ModelStore(options.store or None))
     encoder = open_encoder(checkpoint, config, torch_device_info(options.device).kind)
@@ -83,7 +78,7 @@ def write(
     options: PatchHeadOptions,
     out: str = "",
     overwrite: bool = False,
-    progress: Callable[[float, str], None] | None = None,
+    progress: Progress | None = None,
 ) -> dict:
     """HEAD.pt and HEAD.json at ``out``."""
     from pathlib import Path

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import PastaError
+from ..progress import reporter
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     import numpy as np
 
     from ..families.patchtcga.heatmap import HeatMap
+    from ..progress import Cancelled, Progress
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,8 @@ def _image(value) -> np.ndarray:
 def run(
     options: PatchHeatmapOptions,
     inputs: PatchHeatmapInputs,
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    is_cancelled: Cancelled | None = None,
 ) -> PatchHeatmapResult:
     from ..classify.heads import load_head
     from ..deps import torch_device_info
@@ -83,7 +83,7 @@ def run(
     from ..modelstore.store import ModelStore
 
     options.check()
-    step = progress or (lambda fraction, message="": None)
+    step = reporter(progress)
     image = _image(inputs.image)
     tile_origins(image.shape[0], image.shape[1], options.tile)  # a tile too large fails before the model loads
     head = load_head(options.head)

@@ -19,11 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import PastaError, option
+from ..progress import reporter
+from .result import ActionResult
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ..families.pymic.pretrain import PretrainSettings
+    from ..progress import Cancelled, Progress
 
 
 METHODS = ("volf",)
@@ -109,7 +112,7 @@ class PretrainInputs:
 
 
 @dataclass
-class PretrainedNetwork:
+class PretrainedNetwork(ActionResult):
     folder: Path  # the folder written
     log: dict  # its log.json
 
@@ -117,9 +120,6 @@ class PretrainedNetwork:
         """The result a front end reads back (the per-step curves stay in log.json)."""
         summary = {k: v for k, v in self.log.items() if k not in ("loss", "foreground_dice")}
         return {**summary, "out": str(self.folder), "final_loss": self.log["loss"][-1]}
-
-    def volumes(self) -> dict:
-        return {}
 
 
 def check(options: PretrainOptions, inputs: PretrainInputs) -> Path:
@@ -135,21 +135,15 @@ def check(options: PretrainOptions, inputs: PretrainInputs) -> Path:
         raise PastaError("give the CTs to pretrain on")
     out = check_output_dir(inputs.out, inputs.overwrite or inputs.resume, PRETRAIN_FILES)
     checkpoints = Checkpoints(out)
-    if checkpoints.exists() and not (inputs.resume or inputs.overwrite):
-        raise PastaError(
-            f"{out} holds the checkpoint of an unfinished run ({checkpoints.describe()}); pass {option('resume')} "
-            f"to continue it or {option('overwrite')} to start again"
-        )
-    if inputs.resume and not checkpoints.exists():
-        raise PastaError(f"nothing to resume: {out} holds no checkpoint of an earlier run")
+    checkpoints.check_resume(out, inputs.resume, inputs.overwrite)
     return out
 
 
 def run(
     options: PretrainOptions,
     inputs: PretrainInputs,
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    is_cancelled: Cancelled | None = None,
     say: Callable[[str], None] | None = None,
 ) -> PretrainedNetwork:
     """Pretrain on ``inputs.images`` into the folder ``inputs.out`` (see the module notes)."""
@@ -163,7 +157,7 @@ def run(
     require_monai()
     config = options.network_config()
     settings = options.settings()
-    report = progress or (lambda fraction, message="": None)
+    report = reporter(progress)
     say = say or (lambda text: None)
     out.mkdir(exist_ok=True)
     volumes, summary = prepare_cohort(

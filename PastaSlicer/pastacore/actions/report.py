@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import PastaError, option
+from ..progress import reporter
+from .result import ActionResult
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ..geometry.volume import Volume
+    from ..progress import Cancelled, Progress
     from ..report.model import CaseReport
 
 WRITE_SHARE = 0.7  # of a job's progress: key images, PDF and DICOM take longer than measuring
@@ -98,7 +99,7 @@ class ReportInputs:
 
 
 @dataclass
-class ReportedCase:
+class ReportedCase(ActionResult):
     report: CaseReport
     image: Volume
     labels: Volume
@@ -114,15 +115,9 @@ class ReportedCase:
             "touching_border": [m.measurement.index for m in report.lesions if m.measurement.touches_border],
         }
 
-    def volumes(self) -> dict:
-        return {}
-
 
 def run(
-    options: ReportOptions,
-    inputs: ReportInputs,
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    options: ReportOptions, inputs: ReportInputs, progress: Progress | None = None, is_cancelled: Cancelled | None = None
 ) -> ReportedCase:
     """Measure the lesions and build the report (nothing is written)."""
     from ..candidates import candidates_from_json, choose_floor
@@ -131,7 +126,7 @@ def run(
     from ..report.model import AttributeValue, CaseInfo, ModelProvenance
 
     options.check()
-    say = progress or (lambda fraction, message="": None)
+    say = reporter(progress)
     baseline = load_baseline(options)
     image = as_volume(inputs.image)
     labels = as_volume(inputs.seg, is_label=True)
@@ -290,7 +285,7 @@ def write(
     options: ReportOptions,
     out_dir: str | Path,
     overwrite: bool = False,
-    progress: Callable[[float, str], None] | None = None,
+    progress: Progress | None = None,
 ) -> list:
     """Write the report folder in the options' formats; returns the files written."""
     from ..report.export import write_report

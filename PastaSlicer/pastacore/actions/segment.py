@@ -15,12 +15,13 @@ from ..errors import PastaError, option
 from ..inference.sidecar import sidecar_content, sidecar_path, write_sidecar
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from ..geometry.boxes import VoxelBox
     from ..geometry.volume import Volume
     from ..inference.segment import SegmentationResult
     from ..inference.segmentation_model import SegmentationModel
+    from ..progress import Cancelled, Progress
 
 
 REGIONS = ("lungs", "body")  # what `organ` may name without an organ mask
@@ -126,8 +127,8 @@ def load_model(options: SegmentOptions, store: object | None = None) -> Segmenta
 def run(
     options: SegmentOptions,
     inputs: SegmentInputs,
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    is_cancelled: Cancelled | None = None,
     model: SegmentationModel | None = None,
 ) -> SegmentedCase:
     """Read the inputs, find where to look and segment (``model``: one already loaded, as a batch

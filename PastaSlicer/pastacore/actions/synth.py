@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 from ..errors import PastaError, option
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from ..geometry.boxes import VoxelBox
     from ..geometry.grid import Grid
     from ..geometry.volume import Volume
+    from ..progress import Cancelled, Progress
     from ..synthesis.engine import SynthesisResult
 
 
@@ -143,18 +144,10 @@ def box_from_ijk(text: str | Sequence[float], grid: Grid) -> VoxelBox:
 
 def read_attributes_file(path: str | Path) -> dict:
     """A JSON object of attributes (or a PASTA-Gen type.json)."""
+    from ..fileio.jsonfile import read_json_object
     from ..fileio.readers import require_regular_file
 
-    require_regular_file(path, "attributes file")
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise PastaError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise PastaError(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise PastaError(f"{path} must hold a JSON object of attributes")
-    return data
+    return read_json_object(require_regular_file(path, "attributes file"))
 
 
 def backend(options: SynthOptions) -> object:
@@ -167,8 +160,8 @@ def backend(options: SynthOptions) -> object:
 def run(
     options: SynthOptions,
     inputs: SynthInputs,
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    is_cancelled: Cancelled | None = None,
     engine: object | None = None,
 ) -> SynthesizedCase:
     """Insert one lesion into the CT (``engine``: a backend already made, as a worker keeps it).

@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import PastaError, option
+from ..progress import reporter
+from .result import ActionResult
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from ..progress import Cancelled, Progress
 
 
 @dataclass(frozen=True)
@@ -43,22 +45,19 @@ class TrainDefaultInputs:
 
 
 @dataclass
-class TrainedDefault:
+class TrainedDefault(ActionResult):
     folder: Path
     metrics: dict  # what the model card records, the evaluation included
 
     def to_dict(self) -> dict:
         return dict(self.metrics)
 
-    def volumes(self) -> dict:
-        return {}
-
 
 def run(
     options: TrainDefaultOptions,
     inputs: TrainDefaultInputs,
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    is_cancelled: Cancelled | None = None,
 ) -> TrainedDefault:
     import platform
     import time
@@ -72,7 +71,7 @@ def run(
     from ..training.trainer import TrainSettings
 
     options.check()
-    say = progress or (lambda fraction, message="": None)
+    say = reporter(progress)
     require_monai()
     patch = (options.patch,) * 3
     settings = TrainSettings(

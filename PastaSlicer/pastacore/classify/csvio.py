@@ -20,15 +20,18 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 
-def write_features_csv(path: str | Path, ids: Sequence[str], features: np.ndarray) -> None:
-    features = np.asarray(features, np.float32)
+def write_features_csv(path: str | Path, ids: Sequence[str], features: np.ndarray, digits: int | None = 7) -> None:
+    """``id,f0,...``: one row of (N, C) ``features`` per id, each value to ``digits``
+    significant digits of its float32 value (None: every digit of the value as given)."""
+    features = np.asarray(features, np.float32) if digits is not None else np.asarray(features)
     if features.ndim != 2 or len(ids) != len(features):
         raise PastaError(f"{len(ids)} ids for features of shape {features.shape}")
+    number = (lambda v: f"{float(v):.{digits}g}") if digits is not None else (lambda v: repr(float(v)))
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["id"] + [f"f{n}" for n in range(features.shape[1])])
         for ident, row in zip(ids, features):
-            writer.writerow([ident] + [f"{float(v):.7g}" for v in row])
+            writer.writerow([ident] + [number(v) for v in row.tolist()])
 
 
 def _rows(path, what: str) -> tuple:

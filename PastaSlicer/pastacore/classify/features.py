@@ -32,17 +32,30 @@ from ..geometry.standardize import standardize
 from ..geometry.volume import Volume
 from ..preprocessing.crops import Crop, lesion_crop, organ_crop
 from ..preprocessing.normalize import pasta_slf
+from ..progress import reporter
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     import torch
+
+    from ..progress import Cancelled, Progress
 
 
 CROP_KINDS = ("organ", "lesion")
 ORGAN_SIZE = (128, 128, 128)
 ORGAN_MARGIN = 32
 LESION_SIZE = (96, 96, 96)
+
+
+@dataclass(frozen=True)
+class CropShape:
+    """What the encoder sees: an organ's crop (voxels at 1 mm, and the margin in voxels kept
+    around the organ) and a lesion's crop (voxels at 1 mm, centred on the lesion)."""
+
+    organ_size: tuple[int, int, int] = ORGAN_SIZE
+    organ_margin: int = ORGAN_MARGIN
+    lesion_size: tuple[int, int, int] = LESION_SIZE
 
 
 @dataclass
@@ -142,10 +155,8 @@ def prepare_crops(
     split_components: bool = True,
     case: str = "case",
     flip_ap: bool = True,
-    organ_size: tuple[int, int, int] = ORGAN_SIZE,
-    organ_margin: int = ORGAN_MARGIN,
-    lesion_size: tuple[int, int, int] = LESION_SIZE,
-    progress: Callable[[float, str], None] | None = None,
+    shape: CropShape = CropShape(),
+    progress: Progress | None = None,
 ) -> list:
     """The :class:`CropItem` of every organ label or lesion of ``mask`` (on ``image``'s grid).
 
@@ -162,7 +173,7 @@ def prepare_crops(
         (label, component, item_id(case, crop, label, n, labels_count), m)
         for n, (label, component, m) in enumerate(parts, start=1)
     )
-    return crops_from_masks(image, named, crop, flip_ap, organ_size, organ_margin, lesion_size, progress)
+    return crops_from_masks(image, named, crop, flip_ap, shape, progress)
 
 
 def crops_from_masks(
@@ -170,10 +181,8 @@ def crops_from_masks(
     parts: Sequence[tuple[int, int, str, np.ndarray]],
     crop: str = "lesion",
     flip_ap: bool = True,
-    organ_size: tuple[int, int, int] = ORGAN_SIZE,
-    organ_margin: int = ORGAN_MARGIN,
-    lesion_size: tuple[int, int, int] = LESION_SIZE,
-    progress: Callable[[float, str], None] | None = None,
+    shape: CropShape = CropShape(),
+    progress: Progress | None = None,
 ) -> list:
     """:class:`CropItem` list for ``parts``: ``(label, component, id, boolean mask on image's grid)``."""
     if crop not in CROP_KINDS:
@@ -211,9 +220,9 @@ def crops_from_masks(
             kji = np.clip(kji, 0, np.array(region.shape) - 1)
             region[tuple(kji)] = True
         if crop == "organ":
-            cut = organ_crop(normalised, region, size=tuple(organ_size), margin=organ_margin, pad_value=0.0)
+            cut = organ_crop(normalised, region, size=tuple(shape.organ_size), margin=shape.organ_margin, pad_value=0.0)
         else:
-            cut = lesion_crop(normalised, region, size=tuple(lesion_size), pad_value=0.0)
+            cut = lesion_crop(normalised, region, size=tuple(shape.lesion_size), pad_value=0.0)
         out.append(CropItem(ident, crop, label, component, cut, grid, image.grid, flip_ap))
         if progress:
             progress(0.2 + 0.8 * n / len(keys), f"cropped {ident}")
@@ -234,8 +243,8 @@ def extract_features(
     items: Sequence[CropItem],
     batch_size: int = 2,
     device: str = "cpu",
-    progress: Callable[[float, str], None] | None = None,
-    cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    cancelled: Cancelled | None = None,
 ) -> np.ndarray:
     """Encoder features (N, C) of the :class:`CropItem` list, ``batch_size`` crops per forward pass."""
     import torch
@@ -271,11 +280,11 @@ def compute_features(
     batch_size: int = 2,
     device: str = "cpu",
     flip_ap: bool = True,
-    progress: Callable[[float, str], None] | None = None,
-    cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    cancelled: Cancelled | None = None,
 ) -> FeatureTable:
     """Crops and features in one call; ``progress(fraction, message)`` covers both."""
-    step = progress or (lambda f, m="": None)
+    step = reporter(progress)
     items = prepare_crops(image, mask, crop, labels, split_components, case, flip_ap, progress=lambda f, m="": step(0.3 * f, m))
     features = extract_features(
         network, items, batch_size, device, progress=lambda f, m="": step(0.3 + 0.7 * f, m), cancelled=cancelled

@@ -19,7 +19,9 @@ from .groups import OutputGroup
 from .heads import Head, build_module
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
+
+    from ..progress import Progress
 
 
 DEFAULT_L2 = 1.0
@@ -172,7 +174,7 @@ def cross_validate(
     seed: int = 0,
     kind: str = "linear",
     l2: float = DEFAULT_L2,
-    progress: Callable[[float, str], None] | None = None,
+    progress: Progress | None = None,
 ) -> dict:
     """Stratified k-fold metrics; the head of each fold sees only its training part."""
     x = np.asarray(features, np.float32)

@@ -14,13 +14,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import PastaError
+from ..progress import reporter
 from .features import crops_from_masks, extract_features
 from .heads import Head, load_head
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from ..geometry.volume import Volume
+    from ..progress import Cancelled, Progress
     from ..report.measure import LesionMeasurement
 
 
@@ -101,14 +103,14 @@ def predict_lesion_attributes(
     model: AttributeModel,
     device: str = "cpu",
     batch_size: int = 2,
-    progress: Callable[[float, str], None] | None = None,
-    cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    cancelled: Cancelled | None = None,
 ) -> dict:
     """``{lesion number: {attribute: AttributeValue}}`` for ``measurements`` of ``labels`` on ``image``."""
     if not measurements:
         raise PastaError("there are no lesions to predict attributes for")
     image.check_matches(labels, "segmentation")
-    step = progress or (lambda f, m="": None)
+    step = reporter(progress)
     items = crops_from_masks(
         image, lesion_parts(np.asarray(labels.array), measurements), model.crop, progress=lambda f, m="": step(0.3 * f, m)
     )

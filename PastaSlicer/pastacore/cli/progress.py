@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from ..progress import Progress
+
 
 def _wanted() -> bool:
     if os.environ.get("PASTA_PROGRESS") == "1":
@@ -69,7 +71,7 @@ def steps(total: int, description: str) -> Iterator[Callable[[str], None]]:
 
 
 @contextlib.contextmanager
-def bar(description: str) -> Iterator[Callable[[float, str], None]]:
+def bar(description: str) -> Iterator[Progress]:
     """A 0-100 % progress bar; yields ``progress(fraction, message)`` for core callbacks."""
     tqdm = _tqdm()
     if tqdm is None:

@@ -15,7 +15,8 @@ from ..tasks.server_client import SERVER_VARIABLE, TOKEN_VARIABLE
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable
+
+    from ..progress import Progress
 
 LOCAL = "local"
 
@@ -69,7 +70,7 @@ def run_on_server(
     action: str,
     options: object,
     inputs: object,
-    progress: Callable[[float, str], None],
+    progress: Progress,
     output: dict | None = None,
 ) -> tuple:
     """``(result, {name: Volume})`` of the action run on the server."""

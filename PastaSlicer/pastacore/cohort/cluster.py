@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     import distributed
 
+    from ..progress import Cancelled
     from .case import Case, CaseWork
 
 
@@ -149,9 +150,7 @@ class DaskCohort:
     def __init__(self, client: distributed.Client, work: CaseWork, size: int, gpu: bool, dashboard: str | None) -> None:
         self.client, self.work, self.size, self.gpu, self.dashboard = client, work, size, gpu, dashboard
 
-    def results(
-        self, todo: Sequence[Case], basis: str, out_dir: str | Path, cancelled: Callable[[], bool]
-    ) -> Iterator[tuple[Case, dict]]:
+    def results(self, todo: Sequence[Case], basis: str, out_dir: str | Path, cancelled: Cancelled) -> Iterator[tuple[Case, dict]]:
         """(case, outcome) as cases finish. A case whose worker died is run again elsewhere by
         Dask; one that kills workers again and again is recorded as failed."""
         from distributed import as_completed

@@ -30,12 +30,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CancelledError, PastaError
+from ..progress import reporter
 from .case import MARKER, Case, CaseWork, Timer, WorkerResources, execute_case  # noqa: F401  (the engine's vocabulary)
 from .fingerprint import digest, outputs_present, signature
 from .manifest import FINISHED, Manifest, run_lock
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+
+    from ..progress import Cancelled, Progress
 
 INLINE, LOCAL = "inline", "local"
 
@@ -85,8 +88,8 @@ def run_cohort(
     scheduler: str = INLINE,
     workers: int | None = None,
     device: str = "auto",
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    is_cancelled: Cancelled | None = None,
     notify: Callable[[str], None] | None = None,
     table_every_s: float = 30.0,
 ) -> dict:
@@ -99,7 +102,7 @@ def run_cohort(
     from ..fileio.atomic import check_output_dir
     from .table import CohortTable
 
-    report = progress or (lambda fraction, message="": None)
+    report = reporter(progress)
     say = notify or (lambda line: None)
     cancelled = is_cancelled or (lambda: False)
     cases = list(cases)

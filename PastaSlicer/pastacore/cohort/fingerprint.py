@@ -12,9 +12,8 @@ import json
 import os
 from pathlib import Path
 
+from ..digests import sha256_of
 from ..errors import PastaError
-
-BLOCK = 1 << 20
 
 
 def digest(value: object) -> str:
@@ -47,11 +46,7 @@ def content_hash(path: str | Path) -> str:
         if path.is_dir():
             entries = [[p.relative_to(path).as_posix(), content_hash(p)] for p in _files_of(path)]
             return digest(entries)
-        sha = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(BLOCK), b""):
-                sha.update(block)
-        return sha.hexdigest()
+        return sha256_of(path)
     except OSError as exc:
         raise PastaError(f"cannot read {path}: {exc.strerror or exc}") from None
 

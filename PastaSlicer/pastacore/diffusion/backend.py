@@ -15,18 +15,18 @@ from typing import TYPE_CHECKING
 
 from ..deps import install_hint
 from ..errors import PastaError, option
+from ..progress import reporter
 from ..synthesis.backends import Backend
 from . import sources
 from .schedule import ddim_timesteps
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     import numpy as np
 
     from ..geometry.boxes import VoxelBox
     from ..geometry.volume import Volume
     from ..modelstore.store import ModelStore
+    from ..progress import Cancelled, Progress
     from ..synthesis.plan import SynthesisPlan
     from ..synthesis.render import Rendered
 
@@ -197,14 +197,14 @@ class LesionDiffusionBackend(Backend):
         organ: np.ndarray | None,
         plan: SynthesisPlan,
         center_lps: np.ndarray,
-        progress: Callable[[float, str], None] | None = None,
+        progress: Progress | None = None,
         box: VoxelBox | None = None,
-        is_cancelled: Callable[[], bool] | None = None,
+        is_cancelled: Cancelled | None = None,
     ) -> Rendered:
         from ..synthesis import schema as S
         from .pipeline import Settings, render_lesion
 
-        report = progress or (lambda f, m="": None)
+        report = reporter(progress)
         from .precision import resolve_device, resolve_precision
 
         device = resolve_device(self.device_preference)

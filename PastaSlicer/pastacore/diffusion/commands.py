@@ -30,7 +30,7 @@ from .precision import autocast, resolve_device, resolve_precision
 from .sampler import NoiseSource, sample
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from ..progress import Progress
 
 
 def _read_inputs(path) -> dict:
@@ -130,7 +130,7 @@ def sample_command(
     precision: str = "auto",
     overwrite: bool = False,
     seed: int = 0,
-    progress: Callable[[float, str], None] | None = None,
+    progress: Progress | None = None,
 ) -> dict:
     check_output_path(output, overwrite)
     data = _read_inputs(inputs)

@@ -34,10 +34,9 @@ from .sampler import NoiseSource, sample
 from .text import cavity_phrase, linet_attributes, lmnet_attributes, organ_name
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ..geometry.boxes import VoxelBox
     from ..geometry.grid import Grid
+    from ..progress import Cancelled, Progress
     from ..synthesis.plan import SynthesisPlan
     from ..synthesis.render import Rendered
     from ..synthesis.schema import LesionType
@@ -103,8 +102,8 @@ def lmnet_mask(
     lesion_box1: np.ndarray,
     crop: tuple[slice, ...],
     settings: Settings,
-    progress: Callable[[float, str], None],
-    cancelled: Callable[[], bool],
+    progress: Progress,
+    cancelled: Cancelled,
 ) -> np.ndarray | None:
     """LMNet's mask in ``crop`` of the working grid (or None when it drew nothing)."""
     started = time.perf_counter()
@@ -151,8 +150,8 @@ def linet_texture(
     mask1: np.ndarray,
     crop: tuple[slice, ...],
     settings: Settings,
-    progress: Callable[[float, str], None],
-    cancelled: Callable[[], bool],
+    progress: Progress,
+    cancelled: Cancelled,
 ) -> np.ndarray:
     """(decoded HU on the crop, after the mean shift) of LINet's inpainting under ``mask1[crop]``."""
     started = time.perf_counter()
@@ -210,8 +209,8 @@ def render_lesion(
     center_lps: np.ndarray,
     box: VoxelBox | None,
     settings: Settings,
-    progress: Callable[[float, str], None],
-    cancelled: Callable[[], bool],
+    progress: Progress,
+    cancelled: Cancelled,
 ) -> Rendered:
     """Insert one lesion; returns the synthesis engine's ``Rendered``."""
     from ..synthesis.plan import resolve_intensity
@@ -288,7 +287,7 @@ def paste_back(
     """(new array, full lesion mask, changed VoxelBox, changed voxels in it): the working grid's
     values blended into a copy of the CT with ``weight1``; nothing outside ``box`` changes."""
     from ..geometry.resample import LINEAR, resample
-    from ..synthesis.render import crop_box, sub_grid
+    from ..synthesis.render import crop_box, paste_values, sub_grid
 
     cbox = crop_box(volume.grid, center_lps, np.array(grid1.shape[::-1], float) / 2 + 1.0)
     cgrid = sub_grid(volume.grid, cbox)
@@ -301,18 +300,8 @@ def paste_back(
         lesion &= clip_organ[cbox.slices]
     if not lesion.any():
         raise PastaError("the lesion is smaller than one voxel of this volume; make it larger")
-    out = volume.array.copy()
-    view = out[cbox.slices]
-    orig = view.astype(np.float32)
-    new = orig + weight * (values - orig)
-    changed = weight > 0
-    if np.issubdtype(out.dtype, np.integer):
-        info = np.iinfo(out.dtype)
-        view[changed] = np.clip(np.round(new[changed]), max(info.min, -1024), info.max).astype(out.dtype)
-    else:
-        view[changed] = new[changed].astype(out.dtype)
-    full = np.zeros(volume.array.shape, bool)
-    full[cbox.slices] = lesion
+    orig = volume.array[cbox.slices].astype(np.float32)
+    out, full, changed = paste_values(volume, cbox, orig + weight * (values - orig), weight, lesion)
     return out, full, cbox, changed
 
 

@@ -27,8 +27,7 @@ from .precision import autocast
 from .schedule import DDIMSchedule
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
+    from ..progress import Cancelled, Progress
     from .unet import DiffusionUNet
 
 
@@ -80,8 +79,8 @@ def sample(
     channels: int | None = None,
     precision: str = "fp32",
     log_every: int = 100,
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    is_cancelled: Cancelled | None = None,
 ) -> SampleResult:
     """Run DDIM from ``x_T``; ``cond`` for MASK, ``x0`` + ``mask`` for INPAINT (all on one device)."""
     device = x_T.device

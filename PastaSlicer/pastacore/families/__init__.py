@@ -32,7 +32,6 @@ Families are found by scanning this package: a new family is one sub-package and
 from __future__ import annotations
 
 import importlib
-import json
 import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,18 +112,11 @@ def family_of(config: dict, where: str = "the model config") -> ModelFamily:
 
 def read_model_config(path: str | Path) -> dict:
     """A model config file: a JSON object naming its family, checked by that family."""
+    from ..fileio.jsonfile import read_json_object
     from ..fileio.readers import require_regular_file
 
     path = require_regular_file(path, "model config")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PastaError(f"cannot read the model config {path.name} ({getattr(exc, 'strerror', None) or exc})") from None
-    try:
-        config = json.loads(text)
-    except ValueError as exc:
-        raise PastaError(f"the model config {path.name} is not valid JSON ({exc})") from None
-    return checked_config(config, path.name)
+    return checked_config(read_json_object(path, f"the model config {path.name}"), path.name)
 
 
 def checked_config(config: dict, where: str = "the model config") -> dict:

@@ -157,43 +157,35 @@ _NIFTI_TYPES = {
 }
 
 
+# NIfTI-1 (header of 348 bytes) and NIfTI-2 (540): the first byte the data may start at, the
+# magic's bytes, and each field's struct format and byte offset
+_NIFTI_LAYOUTS = {
+    348: (
+        352,
+        (344, 348),
+        {"dims": ("8h", 40), "datatype": ("h", 70), "bitpix": ("h", 72), "pixdim": ("8f", 76), "offset": ("f", 108)},
+    ),
+    540: (
+        544,
+        (4, 12),
+        {"datatype": ("h", 12), "bitpix": ("h", 14), "dims": ("8q", 16), "pixdim": ("8d", 104), "offset": ("q", 168)},
+    ),
+}
+
+
 def _nifti_header(raw: bytes) -> dict:
     if len(raw) < 348:
         raise FileProblem("the file is too short for a NIfTI header")
     for endian in "<>":
         size = struct.unpack(endian + "i", raw[:4])[0]
-        if size == 348:
-            dims = struct.unpack(endian + "8h", raw[40:56])
-            datatype, bitpix = struct.unpack(endian + "2h", raw[70:74])
-            pixdim = struct.unpack(endian + "8f", raw[76:108])
-            offset = struct.unpack(endian + "f", raw[108:112])[0]
-            magic = raw[344:348]
-            return {
-                "endian": endian,
-                "dims": dims,
-                "datatype": datatype,
-                "bitpix": bitpix,
-                "pixdim": pixdim,
-                "offset": offset,
-                "magic": magic,
-                "min_offset": 352,
-            }
-        if size == 540 and len(raw) >= 540:
-            magic = raw[4:12]
-            datatype, bitpix = struct.unpack(endian + "2h", raw[12:16])
-            dims = struct.unpack(endian + "8q", raw[16:80])
-            pixdim = struct.unpack(endian + "8d", raw[104:168])
-            offset = struct.unpack(endian + "q", raw[168:176])[0]
-            return {
-                "endian": endian,
-                "dims": dims,
-                "datatype": datatype,
-                "bitpix": bitpix,
-                "pixdim": pixdim,
-                "offset": offset,
-                "magic": magic,
-                "min_offset": 544,
-            }
+        if size not in _NIFTI_LAYOUTS or len(raw) < size:
+            continue
+        min_offset, (magic_start, magic_end), fields = _NIFTI_LAYOUTS[size]
+        header = {"endian": endian, "magic": raw[magic_start:magic_end], "min_offset": min_offset}
+        for name, (fmt, at) in fields.items():
+            values = struct.unpack_from(endian + fmt, raw, at)
+            header[name] = values if len(values) > 1 else values[0]
+        return header
     raise FileProblem("the file is corrupt or not NIfTI (no NIfTI header)")
 
 

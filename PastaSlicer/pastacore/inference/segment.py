@@ -19,14 +19,15 @@ from ..errors import PastaError, option
 from ..fileio.readers import check_ct
 from ..geometry.standardize import standardize
 from ..geometry.volume import Volume
+from ..progress import reporter
 from .sliding_window import WindowSettings, predict_logits
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from pathlib import Path
 
     from ..geometry.boxes import VoxelBox
     from ..modelstore.store import ModelStore
+    from ..progress import Cancelled, Progress
     from .segmentation_model import SegmentationModel
 
 
@@ -71,8 +72,8 @@ def segment_volume(
     min_lesion_mm3: float = 0.0,
     batch_size: int = 2,
     amp: bool = True,
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    is_cancelled: Cancelled | None = None,
     store: ModelStore | None = None,
 ) -> SegmentationResult:
     """Labels for ``volume`` from ``model`` (an installed model's name, a file or folder, a
@@ -90,7 +91,7 @@ def segment_volume(
     from .segmentation_model import resolve_segmentation_model
 
     started = time.perf_counter()
-    report = progress or (lambda fraction, message="": None)
+    report = reporter(progress)
     check_ct(volume)
     if not 0.0 <= overlap < 1.0:
         raise PastaError(f"{option('overlap')} must be in [0, 1), got {overlap}")

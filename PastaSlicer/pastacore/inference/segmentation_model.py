@@ -9,7 +9,6 @@ from, in order: the model's ``dataset.json`` labels, the ``labels`` of its descr
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -109,6 +108,17 @@ def described_labels(description: dict) -> dict:
             f"the labels in model.json of {description.get('name', 'the model')!r} are damaged "
             '(expected a list of {"value": N, "term": ...})'
         ) from None
+
+
+def start_labels(description: dict | None, organ: str | None) -> dict:
+    """The labels a model fine-tuned from a start has: the start's own (its model.json), else
+    {1: organ, 2: its tumour} for ``organ``, else PASTA-Gen's {1: organ, 2: lesion}."""
+    if description and description.get("labels"):
+        return described_labels(description)
+    if organ:
+        segment_info(organ)  # an organ the terminology knows, or a one-line error
+        return {1: organ, 2: f"tumor@{organ}"}
+    return {1: "organ", 2: "lesion"}
 
 
 def _described_patch(description: dict):
@@ -211,15 +221,10 @@ def _described_weights(folder: Path) -> tuple:
 
 
 def _read_description(folder: Path) -> dict:
+    from ..fileio.jsonfile import read_json_object
     from ..modelstore.store import DESCRIPTION
 
-    try:
-        description = json.loads((folder / DESCRIPTION).read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise PastaError(f"{folder / DESCRIPTION} is not valid JSON ({error})") from None
-    if not isinstance(description, dict):
-        raise PastaError(f"{folder / DESCRIPTION} should hold a JSON object describing the model")
-    return description
+    return read_json_object(folder / DESCRIPTION)
 
 
 def resolve_segmentation_model(

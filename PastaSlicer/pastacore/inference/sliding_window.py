@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
     import torch
 
+    from ..progress import Cancelled, Progress
+
 
 @dataclass
 class WindowSettings:
@@ -85,8 +87,8 @@ def predict_logits(
     image: np.ndarray,
     settings: WindowSettings,
     region: np.ndarray | None = None,
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    is_cancelled: Cancelled | None = None,
 ) -> WindowResult:
     """Blended logits over the bounding box of ``region``: the network wrapped as a predictor
     (device, mixed precision, mirroring TTA, the out-of-memory fallback) and run by
@@ -153,8 +155,8 @@ def blend_tiles(
     tiles: Sequence[tuple[int, int, int]],
     patch: Sequence[int],
     batch_size: int = 2,
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    is_cancelled: Cancelled | None = None,
 ) -> np.ndarray:
     """Tiling and Gaussian blending: ``predict(batch)`` (a (B, C, *patch) float32 CPU tensor ->
     (B, K, *patch) logits) runs on ``tiles`` of ``image`` (C, D, H, W) in batches; returns the

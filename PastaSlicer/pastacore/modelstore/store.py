@@ -8,7 +8,6 @@ extension live in ``Resources/models/<name>/`` with the same layout and are read
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -16,8 +15,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..digests import sha256_of
 from ..errors import PastaError, option
 from ..fileio.atomic import atomic_directory
+from ..fileio.jsonfile import read_json_object
 from ..networks.checkpoints import weight_suffixes
 from ..resources import resources_dir
 from ..samples import cache_dir
@@ -31,14 +32,6 @@ OPEN_CLIP_MODEL = "biomedclip"
 
 def default_store_dir() -> Path:
     return cache_dir() / "models"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -297,19 +290,7 @@ def _files_inside(folder: Path) -> list:
 
 def _read_description(folder: Path) -> dict:
     """model.json as a dict with a name and a list of file records; PastaError says what is wrong."""
-    path = folder / DESCRIPTION
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise PastaError(f"{DESCRIPTION} is missing") from None
-    except UnicodeDecodeError:
-        raise PastaError(f"{DESCRIPTION} is not UTF-8 text") from None
-    except ValueError as exc:
-        raise PastaError(f"{DESCRIPTION} is not valid JSON ({str(exc)[:60]})") from None
-    except OSError as exc:
-        raise PastaError(f"{DESCRIPTION} cannot be read ({exc.strerror or exc})") from None
-    if not isinstance(data, dict):
-        raise PastaError(f"{DESCRIPTION} holds a JSON {type(data).__name__}, not an object")
+    data = read_json_object(folder / DESCRIPTION, DESCRIPTION)
     missing = [key for key in ("name", "files") if key not in data]
     if missing:
         raise PastaError(f"{DESCRIPTION} lacks {', '.join(missing)}")

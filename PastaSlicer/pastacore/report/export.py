@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from ..candidates import Floor
     from ..geometry.volume import Volume
+    from ..progress import Progress
     from .model import CaseReport
 
 
@@ -119,7 +120,7 @@ def make_report(
     attributes: dict | None = None,
     models: Sequence[ModelProvenance] = (),
     split_components: bool = True,
-    progress: Callable[[float, str], None] | None = None,
+    progress: Progress | None = None,
     candidates: dict | None = None,
     confirmed: dict | None = None,
     floor: Floor | None = None,
@@ -292,7 +293,7 @@ def write_report(
     out_dir: str | Path,
     formats: Sequence[str] | None = None,
     overwrite: bool = False,
-    progress: Callable[[float, str], None] | None = None,
+    progress: Progress | None = None,
     baseline_dir: str | Path | None = None,
 ) -> list:
     """Write the report folder in ``formats`` (names of :mod:`.formats`; default: all); return the

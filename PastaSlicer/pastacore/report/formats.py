@@ -23,6 +23,8 @@ from ..errors import PastaError
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
+    from ..progress import Progress
+
 
 @dataclass(frozen=True)
 class ReportFormat:
@@ -110,7 +112,7 @@ def choose_formats(names: Iterable[str] | None) -> tuple:
 def write_formats(
     context: ReportContext,
     formats: Sequence[ReportFormat],
-    step: Callable[[float, str], None] = lambda fraction, message="": None,
+    step: Progress = lambda fraction, message="": None,
 ) -> None:
     """Write the chosen formats: one call per writer, with the names asked of it."""
     groups: dict = {}

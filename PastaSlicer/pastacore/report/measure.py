@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from ..geometry.boxes import VoxelBox
+    from ..progress import Progress
 
 
 ADJACENT_MM = 10.0
@@ -415,7 +416,7 @@ def measure_lesions(
     organs: Volume | None = None,
     organ_names: dict | None = None,
     split_components: bool = True,
-    progress: Callable[[float, str], None] | None = None,
+    progress: Progress | None = None,
     cache: dict | None = None,
 ) -> list:
     """Measure every lesion of ``labels`` (on ``image``'s grid); see the module docstring.

@@ -7,12 +7,12 @@ model and nothing else, so the command line and the Slicer hub write the same fi
 from __future__ import annotations
 
 import datetime
-import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import __version__
+from ..digests import sha256_of
 from .measure import LesionMeasurement
 
 if TYPE_CHECKING:
@@ -70,11 +70,7 @@ class ModelProvenance:
 
     @classmethod
     def from_file(cls, path: str | Path, name: str | None = None, version: str = "", role: str = "") -> ModelProvenance:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return cls(name or Path(path).name, version, digest.hexdigest(), role)
+        return cls(name or Path(path).name, version, sha256_of(path), role)
 
 
 @dataclass

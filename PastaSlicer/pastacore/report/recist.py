@@ -19,6 +19,7 @@ CT whose slices are not axial the report says so (:func:`axial_note`).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
@@ -146,35 +147,18 @@ def classify(number: int, m: LesionMeasurement, term: str, thickness_mm: float) 
     group = organ_group(m.organ, node)
     if node:
         short = round(m.short_axis_mm, 1)
+        judged = functools.partial(RecistLesion, number, group, True, short)
         if short + _EPS >= NODE_MEASURABLE_SHORT_MM:
-            return RecistLesion(
-                number,
-                group,
-                True,
-                short,
-                True,
-                "",
-                f"lymph node, short axis {short:.1f} mm >= {NODE_MEASURABLE_SHORT_MM:g} mm: measurable",
-            )
+            return judged(True, "", f"lymph node, short axis {short:.1f} mm >= {NODE_MEASURABLE_SHORT_MM:g} mm: measurable")
         if short + _EPS >= NODE_PATHOLOGICAL_SHORT_MM:
-            return RecistLesion(
-                number,
-                group,
-                True,
-                short,
+            return judged(
                 False,
                 "non-target",
                 f"lymph node, short axis {short:.1f} mm: pathological but not measurable "
                 f"({NODE_PATHOLOGICAL_SHORT_MM:g} to under {NODE_MEASURABLE_SHORT_MM:g} mm)",
             )
-        return RecistLesion(
-            number,
-            group,
-            True,
-            short,
-            False,
-            "",
-            f"lymph node, short axis {short:.1f} mm < {NODE_PATHOLOGICAL_SHORT_MM:g} mm: normal size, not a lesion",
+        return judged(
+            False, "", f"lymph node, short axis {short:.1f} mm < {NODE_PATHOLOGICAL_SHORT_MM:g} mm: normal size, not a lesion"
         )
     limit = minimum_long_axis(thickness_mm)
     long_axis = round(m.long_axis_mm, 1)
@@ -183,19 +167,10 @@ def classify(number: int, m: LesionMeasurement, term: str, thickness_mm: float) 
         if limit == MEASURABLE_MM
         else f"twice the {thickness_mm:g} mm slice thickness"
     )
+    judged = functools.partial(RecistLesion, number, group, False, long_axis)
     if long_axis + _EPS >= limit:
-        return RecistLesion(
-            number, group, False, long_axis, True, "", f"long axis {long_axis:.1f} mm >= {limit:g} mm ({rule}): measurable"
-        )
-    return RecistLesion(
-        number,
-        group,
-        False,
-        long_axis,
-        False,
-        "non-target",
-        f"long axis {long_axis:.1f} mm < {limit:g} mm ({rule}): not measurable",
-    )
+        return judged(True, "", f"long axis {long_axis:.1f} mm >= {limit:g} mm ({rule}): measurable")
+    return judged(False, "non-target", f"long axis {long_axis:.1f} mm < {limit:g} mm ({rule}): not measurable")
 
 
 def _check_choice(lesions: dict, chosen: list) -> None:

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import PastaError
+from ..progress import reporter
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ..geometry.volume import Volume
+    from ..progress import Progress
 
 
 WORKING_MM = 3.0
@@ -102,11 +102,11 @@ def _method(transform, fixed, moving, learning_rate: float, iterations: int):
     return method.GetMetricValue()
 
 
-def register(baseline: Volume, followup: Volume, progress: Callable[[float, str], None] | None = None) -> Registration:
+def register(baseline: Volume, followup: Volume, progress: Progress | None = None) -> Registration:
     """Register ``followup`` (a Volume) to ``baseline``: rigid, then affine from the rigid result."""
     import SimpleITK as sitk
 
-    step = progress or (lambda fraction, message="": None)
+    step = reporter(progress)
     step(0.0, "preparing the scans")
     fixed, moving = _working_image(baseline), _working_image(followup)
     rigid = sitk.Euler3DTransform()

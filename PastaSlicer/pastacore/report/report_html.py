@@ -33,9 +33,10 @@ from .formats import ReportFormat, register
 from .key_images import lesion_figure, lesion_mask, report_window
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from ..geometry.volume import Volume
+    from ..progress import Progress
     from .model import CaseReport
 
 
@@ -45,7 +46,7 @@ def write_html_pdf(
     labels: Volume,
     out_dir: str | Path,
     formats: Sequence[str] = ("html", "pdf"),
-    progress: Callable[[float, str], None] | None = None,
+    progress: Progress | None = None,
     baseline_dir: str | Path | None = None,
 ) -> list:
     """Write ``report.html`` (+ images) and/or ``report.pdf`` into ``out_dir``; return the paths.

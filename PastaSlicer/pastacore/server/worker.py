@@ -20,7 +20,7 @@ from ..cohort.cluster import CohortPlugin
 from ..errors import CancelledError, PastaError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from ..progress import Cancelled, Progress
 
 PLUGIN_NAME = "pasta-server"
 PROGRESS_TOPIC = "pasta-server-progress"
@@ -159,7 +159,7 @@ def _store_model(name: str, store_root: str) -> object:
     return resolve_segmentation_model(str(store.get(name).path) if name else None, store)
 
 
-def _progress_sender(worker, job_id: str) -> Callable[[float, str], None]:
+def _progress_sender(worker, job_id: str) -> Progress:
     last = {"percent": -1, "message": None}
 
     def send(fraction: float, message: str = "") -> None:
@@ -173,7 +173,7 @@ def _progress_sender(worker, job_id: str) -> Callable[[float, str], None]:
     return send
 
 
-def _cancel_checker(event_name: str) -> Callable[[], bool]:
+def _cancel_checker(event_name: str) -> Cancelled:
     state = {"checked": 0.0, "cancelled": False, "event": None}
 
     def is_cancelled() -> bool:

@@ -19,12 +19,11 @@ from typing import TYPE_CHECKING
 from ..errors import PastaError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     import numpy as np
 
     from ..geometry.boxes import VoxelBox
     from ..geometry.volume import Volume
+    from ..progress import Cancelled, Progress
     from .plan import SynthesisPlan
     from .render import Rendered
 
@@ -54,9 +53,9 @@ class Backend:
         organ: np.ndarray | None,
         plan: SynthesisPlan,
         center_lps: np.ndarray,
-        progress: Callable[[float, str], None] | None = None,
+        progress: Progress | None = None,
         box: VoxelBox | None = None,
-        is_cancelled: Callable[[], bool] | None = None,
+        is_cancelled: Cancelled | None = None,
     ) -> Rendered:
         raise NotImplementedError
 
@@ -71,9 +70,9 @@ class ProceduralBackend(Backend):
         organ: np.ndarray | None,
         plan: SynthesisPlan,
         center_lps: np.ndarray,
-        progress: Callable[[float, str], None] | None = None,
+        progress: Progress | None = None,
         box: VoxelBox | None = None,
-        is_cancelled: Callable[[], bool] | None = None,
+        is_cancelled: Cancelled | None = None,
     ) -> Rendered:
         from .render import render
 

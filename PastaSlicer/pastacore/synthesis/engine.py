@@ -18,6 +18,7 @@ from ..errors import CancelledError, PastaError, option
 from ..fileio import check_ct
 from ..geometry import Volume
 from ..geometry.boxes import VoxelBox
+from ..progress import reporter
 from ..type_json import is_type_json
 from . import schema as S
 from .backends import get_backend
@@ -28,7 +29,9 @@ from .report import lesion_report, type_json
 from .text import parse_text
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
+
+    from ..progress import Cancelled, Progress
 
 
 @dataclass
@@ -286,8 +289,8 @@ def synthesize_lesion(
     lesion_type: str | None = None,
     attributes: str | dict | None = None,
     seed: int = 0,
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    is_cancelled: Cancelled | None = None,
     organ_label: int | None = None,
     backend: str = "procedural",
     centre_lps: Sequence[float] | None = None,
@@ -307,7 +310,7 @@ def synthesize_lesion(
     from ..terminology import segment_info
 
     started = time.perf_counter()
-    report = progress or (lambda f, m="": None)
+    report = reporter(progress)
     cancelled = is_cancelled or (lambda: False)
     engine = get_backend(backend, **(backend_options or {}))
     check_ct(volume, "the CT volume")

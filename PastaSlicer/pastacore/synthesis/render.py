@@ -21,11 +21,12 @@ from ..geometry import Grid, Volume
 from ..geometry.boxes import VoxelBox
 from ..geometry.resample import LINEAR, NEAREST, resample
 from ..geometry.standardize import standard_grid
+from ..progress import reporter
 from . import shapes
 from .plan import SynthesisPlan, resolve_intensity
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from ..progress import Progress
 
 
 WEIGHT_FLOOR = 0.01
@@ -55,6 +56,26 @@ def crop_box(grid: Grid, center_lps: np.ndarray, half_mm: float) -> VoxelBox:
 def sub_grid(grid: Grid, box: VoxelBox) -> Grid:
     origin = grid.index_to_lps(np.array(box.start[::-1], float))
     return Grid(box.shape, grid.spacing, tuple(origin), grid.direction)
+
+
+def paste_values(
+    volume: Volume, box: VoxelBox, new: np.ndarray, weight: np.ndarray, lesion: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(array, lesion mask, changed)``: a copy of ``volume``'s array with the box-sized ``new``
+    values written where ``weight > 0`` inside ``box`` (rounded, and clipped to the type's range
+    but not below -1024 HU, in an integer CT), the box-sized ``lesion`` as a full-size mask, and
+    the box-sized mask of the voxels written."""
+    out = volume.array.copy()
+    changed = weight > 0
+    view = out[box.slices]
+    if np.issubdtype(out.dtype, np.integer):
+        info = np.iinfo(out.dtype)
+        view[changed] = np.clip(np.round(new[changed]), max(info.min, -1024), info.max).astype(out.dtype)
+    else:
+        view[changed] = new[changed].astype(out.dtype)
+    full = np.zeros(volume.array.shape, bool)
+    full[box.slices] = lesion
+    return out, full, changed
 
 
 def _is_1mm(grid: Grid) -> bool:
@@ -226,12 +247,12 @@ def render(
     organ: np.ndarray | None,
     plan: SynthesisPlan,
     center_lps: np.ndarray,
-    progress: Callable[[float, str], None] | None = None,
+    progress: Progress | None = None,
 ) -> Rendered:
     """Insert the lesion; ``organ`` is a boolean mask on ``volume``'s grid (or None)."""
     from scipy import ndimage
 
-    report = progress or (lambda f, m="": None)
+    report = reporter(progress)
     grid = volume.grid
     size = np.asarray(plan.size_mm, float)
     margin = 3 * plan.edge_sigma_mm + 4.0
@@ -292,16 +313,7 @@ def render(
             shift = (float(target) - float(new[lesion].mean())) / max(float(weight[lesion].mean()), 1e-3)
             pattern += np.float32(shift)
             new = blend(target)
-    out = volume.array.copy()
-    changed = weight > 0
-    view = out[box.slices]
-    if np.issubdtype(out.dtype, np.integer):
-        info = np.iinfo(out.dtype)
-        view[changed] = np.clip(np.round(new[changed]), max(info.min, -1024), info.max).astype(out.dtype)
-    else:
-        view[changed] = new[changed].astype(out.dtype)
-    full = np.zeros(volume.array.shape, bool)
-    full[box.slices] = lesion
+    out, full, changed = paste_values(volume, box, new, weight, lesion)
     stats = {
         "organ_mean_hu": round(organ_mean, 1),
         "organ_noise_sd_hu": round(noise_sd, 1),

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import PastaError
+from ..progress import reporter
 from .exchange import decode_inputs, save_volume
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from ..progress import Cancelled, Progress
 
 ACTION_JOB = "action"
 
@@ -38,8 +39,8 @@ def run_job(
     name: str,
     folder: str | Path,
     params: dict,
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    is_cancelled: Cancelled | None = None,
     prepared: dict | None = None,
 ) -> dict:
     """Run the job ``name`` on ``folder`` (the task process calls this; so do the inline runner and
@@ -47,14 +48,14 @@ def run_job(
     of the action's ``run``, e.g. ``{"model": ...}``)."""
     if name != ACTION_JOB:
         raise PastaError(f"unknown job {name!r}; a job runs an action ({ACTION_JOB!r})")
-    return run_action(Path(folder), dict(params), progress or (lambda fraction, message="": None), is_cancelled, prepared)
+    return run_action(Path(folder), dict(params), reporter(progress), is_cancelled, prepared)
 
 
 def run_action(
     folder: Path,
     params: dict,
-    progress: Callable[[float, str], None],
-    is_cancelled: Callable[[], bool] | None,
+    progress: Progress,
+    is_cancelled: Cancelled | None,
     prepared: dict | None = None,
 ) -> dict:
     from ..actions import action, inputs_from

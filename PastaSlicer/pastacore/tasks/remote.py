@@ -25,13 +25,14 @@ import numpy as np
 
 from ..errors import PastaError
 from .remote_jobs import portable_meta, remote_problem, volume_keys
-from .runners import TaskHandle, TaskOutcome, write_job
+from .runners import Finished, TaskHandle, TaskOutcome, write_job
 from .server_client import JobGone, ServerClient
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
 
     from ..geometry.volume import Volume
+    from ..progress import Progress
 
 POLL_INTERVAL_S = 0.2  # between two status requests
 SLICE_S = 0.05  # one poll() works this long at most (plus one network step)
@@ -56,12 +57,7 @@ class RemoteRunner:
         return self.client.url
 
     def start(
-        self,
-        job: str,
-        params: dict,
-        folder: str | Path,
-        on_progress: Callable[[float, str], None] | None = None,
-        on_finished: Callable[[TaskOutcome], None] | None = None,
+        self, job: str, params: dict, folder: str | Path, on_progress: Progress | None = None, on_finished: Finished | None = None
     ) -> TaskHandle:
         problem = remote_problem(job, params)
         if problem is not None:
@@ -81,8 +77,8 @@ class RemoteHandle(TaskHandle):
         client: ServerClient,
         params: dict,
         folder: str | Path,
-        on_progress: Callable[[float, str], None] | None = None,
-        on_finished: Callable[[TaskOutcome], None] | None = None,
+        on_progress: Progress | None = None,
+        on_finished: Finished | None = None,
         poll_interval: float = POLL_INTERVAL_S,
     ) -> None:
         super().__init__(on_progress, on_finished)
@@ -276,7 +272,7 @@ def run_remote_action(
     options: object,
     inputs: object,
     output: dict | None = None,
-    progress: Callable[[float, str], None] | None = None,
+    progress: Progress | None = None,
 ) -> tuple:
     """Run ``action`` on a server and wait: ``(result, {name: Volume})`` (the command line's way).
 

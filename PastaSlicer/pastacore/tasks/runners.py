@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +25,9 @@ from ..errors import CancelledError, PastaError
 from . import protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
+
+    from ..progress import Progress
 
 
 CANCEL_GRACE_SECONDS = 5.0  # after SIGTERM, how long a job may clean up before it is killed
@@ -46,12 +49,13 @@ class TaskOutcome:
         return self.error is None and not self.cancelled and self.result is not None
 
 
+Finished = Callable[[TaskOutcome], None]  # called once with a job's outcome
+
+
 class TaskHandle:
     """A started job. ``poll()`` delivers what happened since the last call."""
 
-    def __init__(
-        self, on_progress: Callable[[float, str], None] | None = None, on_finished: Callable[[TaskOutcome], None] | None = None
-    ) -> None:
+    def __init__(self, on_progress: Progress | None = None, on_finished: Finished | None = None) -> None:
         self._on_progress = on_progress
         self._on_finished = on_finished
         self.outcome: TaskOutcome | None = None
@@ -101,12 +105,7 @@ class InlineRunner:
     """Runs the job in this process before ``start`` returns (tests, scripts). A bug is raised."""
 
     def start(
-        self,
-        job: str,
-        params: dict,
-        folder: str | Path,
-        on_progress: Callable[[float, str], None] | None = None,
-        on_finished: Callable[[TaskOutcome], None] | None = None,
+        self, job: str, params: dict, folder: str | Path, on_progress: Progress | None = None, on_finished: Finished | None = None
     ) -> TaskHandle:
         from .jobs import run_job
 
@@ -142,12 +141,7 @@ class ProcessRunner:
         self.log_dir = Path(log_dir) if log_dir is not None else None
 
     def start(
-        self,
-        job: str,
-        params: dict,
-        folder: str | Path,
-        on_progress: Callable[[float, str], None] | None = None,
-        on_finished: Callable[[TaskOutcome], None] | None = None,
+        self, job: str, params: dict, folder: str | Path, on_progress: Progress | None = None, on_finished: Finished | None = None
     ) -> TaskHandle:
         write_job(folder, job, params)
         log = new_log(self.log_dir, str(params.get("action") or job))
@@ -204,8 +198,8 @@ class ProcessHandle(TaskHandle):
         command: Sequence[str],
         folder: str | Path,
         env: dict,
-        on_progress: Callable[[float, str], None] | None = None,
-        on_finished: Callable[[TaskOutcome], None] | None = None,
+        on_progress: Progress | None = None,
+        on_finished: Finished | None = None,
         log: str | Path | None = None,
     ) -> None:
         super().__init__(on_progress, on_finished)

@@ -19,11 +19,12 @@ from ..synthesis import schema as S
 from .backgrounds import wall_point
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     import torch
 
     from ..classify.heads import Head
+    from ..progress import Progress
     from .backgrounds import Background
 
 
@@ -77,7 +78,7 @@ def synthetic_attribute_set(
     network: torch.nn.Module,
     count: int,
     seed: int,
-    progress: Callable[[float, str], None] | None = None,
+    progress: Progress | None = None,
 ) -> AttributeSet:
     """``count`` synthetic lung lesions with uniformly drawn attributes, their encoder features and targets.
 

@@ -16,9 +16,10 @@ from ..geometry.standardize import standardize
 from ..samples import sample_paths
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from ..geometry.grid import Grid
+    from ..progress import Cancelled, Progress
 
 
 @dataclass
@@ -134,11 +135,11 @@ def make_lesion_pool(
     backgrounds: Sequence[Background],
     per_background: int,
     seed: int,
-    progress: Callable[[float, str], None] | None = None,
+    progress: Progress | None = None,
     wall_fraction: float = 0.4,
     pleura_mm: int = 0,
     lesion_type: str = "lung_tumor",
-    is_cancelled: Callable[[], bool] | None = None,
+    is_cancelled: Cancelled | None = None,
 ) -> list:
     """Synthesise lesions (6-70 mm, varied attributes; lung tumours unless ``lesion_type``, each
     background's ``lung`` being then that type's organ) away from the real tumours.

@@ -26,6 +26,7 @@ from ..geometry.volume import Volume
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from ..progress import Cancelled, Progress
     from .start_model import StartModel
 
 
@@ -206,8 +207,8 @@ def synthetic_pool(
     seed: int,
     lesion_type: str,
     lesion_value: int,
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    is_cancelled: Cancelled | None = None,
 ) -> list:
     """Synthetic lesions placed in each case's organ, at least 10 mm from its real lesions."""
     from .backgrounds import Background, make_lesion_pool

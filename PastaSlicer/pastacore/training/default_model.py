@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..progress import reporter
 from .backgrounds import (  # noqa: F401  (what the built-in model's training is made of)
     Background,
     PooledLesion,
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     import torch
+
+    from ..progress import Progress
 
 
 def _patch_start(bg, centre, patch, rng):
@@ -146,7 +149,7 @@ def evaluate(
     bg: Background,
     patch: tuple[int, int, int] = (96, 96, 96),
     tta: bool = False,
-    progress: Callable[[float, str], None] | None = None,
+    progress: Progress | None = None,
     offset: tuple[int, int, int] = (0, 0, 0),
 ) -> Evaluation:
     """Score the model as the product uses it: ``segment_volume`` restricted to the lungs (+20 mm),
@@ -222,7 +225,7 @@ def train_default(
     backgrounds: Sequence[Background],
     settings: TrainSettings,
     lesions_per_background: int = 80,
-    progress: Callable[[float, str], None] | None = None,
+    progress: Progress | None = None,
     pleura_mm: int = 0,
     hard_negative_steps: int = 0,
 ) -> DefaultTraining:
@@ -231,7 +234,7 @@ def train_default(
     With ``hard_negative_steps``, a second stage follows: the trained model segments each
     background, and training goes on for that many steps (a quarter of the learning rate)
     with about 40 % of the lesion-free patches centred on its false positives there."""
-    report = progress or (lambda f, m="": None)
+    report = reporter(progress)
     total = settings.steps + hard_negative_steps
     first = 0.25 + 0.75 * settings.steps / total
     pool = make_lesion_pool(

@@ -25,11 +25,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import PastaError, option
+from ..progress import reporter
 from .trainer import TrainLog, TrainSettings, time_one_step, train
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from ..progress import Cancelled, Progress
     from .cases import LabelledCase
     from .start_model import StartModel
 
@@ -159,6 +161,17 @@ class Checkpoints:
         done = sorted(p.stem for p in self.folder.glob("*.json") if p.name != RUN_FILE)
         partial = sorted(p.stem for p in self.folder.glob("*.pt"))
         return ", ".join([f"{n} finished" for n in done] + [f"{n} under way" for n in partial]) or "nothing yet"
+
+    def check_resume(self, out: Path, resume: bool, overwrite: bool) -> None:
+        """Refuse an unfinished run's folder without ``resume`` or ``overwrite``, and ``resume``
+        where there is nothing to resume (before any work)."""
+        if self.exists() and not (resume or overwrite):
+            raise PastaError(
+                f"{out} holds the checkpoint of an unfinished run ({self.describe()}); pass {option('resume')} "
+                f"to continue it or {option('overwrite')} to start again"
+            )
+        if resume and not self.exists():
+            raise PastaError(f"nothing to resume: {out} holds no checkpoint of an earlier run")
 
     def start(self, run: dict, resume: bool) -> None:
         run = json.loads(json.dumps(run))  # as it is stored (tuples become lists)
@@ -309,8 +322,8 @@ def finetune(
     folds: int = 0,
     checkpoints: Checkpoints | None = None,
     resume: bool = False,
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    is_cancelled: Cancelled | None = None,
     say: Callable[[str], None] | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``start`` (a :class:`~.start_model.StartModel`) on ``cases``; validate on
@@ -321,7 +334,7 @@ def finetune(
     if not cases:
         raise PastaError("give at least one labelled case to fine-tune on")
     device = deps.torch_device_info(settings.device).kind
-    report = progress or (lambda fraction, message="": None)
+    report = reporter(progress)
     say = say or (lambda text: None)
     stages = fold_stages(cases, folds)
     if checkpoints is not None:

@@ -269,3 +269,25 @@ def training_precision(device: str, amp: bool) -> tuple[torch.dtype | None, bool
         return None, False
     dtype = autocast_dtype(device, True)
     return dtype, dtype == torch.float16
+
+
+def optimizer_step(
+    loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedule: torch.optim.lr_scheduler.LRScheduler, scaler: object | None
+) -> None:
+    """One update from ``loss``: clear the gradients, back-propagate (through the fp16 gradient
+    scaler when there is one), step the optimizer, then the learning-rate schedule."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    schedule.step()
+
+
+def checkpoint_due(done: int, every: int, steps: int) -> bool:
+    """Whether a run that has done ``done`` of ``steps`` steps saves a checkpoint now (every
+    ``every`` steps, 0: never; the last step's checkpoint is the result itself)."""
+    return bool(every) and done % every == 0 and done < steps

@@ -86,20 +86,13 @@ class StartModel:
 
 
 def _labels(info, description: dict | None, organ: str | None) -> dict:
-    from ..inference.segmentation_model import described_labels
+    from ..inference.segmentation_model import start_labels
 
     if info.labels:  # nnU-Net dataset.json: name -> value
         labels = {int(v): str(n) for n, v in info.labels.items() if isinstance(v, int) and int(v) != 0}
         if labels:
             return labels
-    if description and description.get("labels"):
-        return described_labels(description)
-    if organ:
-        from ..terminology import segment_info
-
-        segment_info(organ)  # an organ the terminology knows, or a one-line error
-        return {1: organ, 2: f"tumor@{organ}"}
-    return {1: "organ", 2: "lesion"}
+    return start_labels(description, organ)
 
 
 def _patch(info, description: dict | None) -> tuple:
@@ -218,8 +211,8 @@ def load_family_start(
     from ..families.pymic import config as cfg
     from ..families.pymic.checkpoint import build_network, class_dependent, load_start, read_pymic_file
     from ..families.pymic.family import inference_patch
-    from ..families.pymic.start import pymic_config, start_labels
-    from ..inference.segmentation_model import label_meaning
+    from ..families.pymic.start import pymic_config
+    from ..inference.segmentation_model import label_meaning, start_labels
     from ..modelstore.store import sha256_of
 
     weights = Path(weights)

@@ -22,13 +22,25 @@ import numpy as np
 
 from ..errors import CancelledError, PastaError
 from ..preprocessing.normalize import pasta_slf
-from .recipe import make_augmentation, make_loss, make_optimizer, make_schedule, plain_tensors, require_monai, training_precision
+from ..progress import reporter
+from .recipe import (
+    checkpoint_due,
+    make_augmentation,
+    make_loss,
+    make_optimizer,
+    make_schedule,
+    optimizer_step,
+    plain_tensors,
+    require_monai,
+    training_precision,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     import torch
 
+    from ..progress import Cancelled, Progress
     from .cases import LabelledCase
 
 
@@ -184,13 +196,13 @@ def train(
     cases: Sequence[LabelledCase],
     settings: TrainSettings,
     sample_patch: Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]] | None = None,
-    progress: Callable[[float, str], None] | None = None,
+    progress: Progress | None = None,
     network: torch.nn.Module | None = None,
     *,
     normalize: Callable[[np.ndarray], np.ndarray] | None = None,
     resume: dict | None = None,
     save_checkpoint: Callable[[dict], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    is_cancelled: Cancelled | None = None,
 ) -> tuple[torch.nn.Module, TrainLog]:
     """Train ``network`` (a new one of the settings' size when None) and return (network, TrainLog).
 
@@ -226,7 +238,7 @@ def train(
         start = _restore(resume, network, optimizer, schedule, scaler, log)
     began = time.perf_counter() - log.seconds
     run_started = time.perf_counter()
-    report = progress or (lambda fraction, message="": None)
+    report = reporter(progress)
     with plain_tensors():
         source = sample_patch if sample_patch is not None else CaseSampler(cases, settings)
         augment = make_augmentation(
@@ -246,24 +258,11 @@ def train(
                 outputs = network(x, deep_supervision=bool(levels))
             outputs = [o.float() for o in outputs] if levels else outputs.float()
             loss = loss_function(outputs, y)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            schedule.step()
+            optimizer_step(loss, optimizer, schedule, scaler)
             log.losses.append(float(loss.detach()))
             log.seconds = time.perf_counter() - began
             done = step + 1
-            if (
-                save_checkpoint is not None
-                and settings.checkpoint_every
-                and done % settings.checkpoint_every == 0
-                and done < settings.steps
-            ):
+            if save_checkpoint is not None and checkpoint_due(done, settings.checkpoint_every, settings.steps):
                 save_checkpoint(checkpoint_state(network, optimizer, schedule, scaler, done, log, settings))
             report(
                 done / settings.steps,

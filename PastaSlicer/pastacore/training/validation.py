@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from ..inference.segmentation_model import SegmentationModel
+    from ..progress import Cancelled, Progress
     from .cases import LabelledCase
 
 
@@ -96,8 +97,8 @@ def validate_case(
     model: SegmentationModel,
     case: LabelledCase,
     device: str = "auto",
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    is_cancelled: Cancelled | None = None,
 ) -> dict:
     """Segment ``case.image`` with ``model`` (a SegmentationModel) as ``pasta segment`` does and score it."""
     from ..inference.segment import segment_volume

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...errors import PastaError
+from ...progress import reporter
 from . import config as gcis_config
 from .config import DIVISOR, PROMPT_DIM
 
@@ -169,7 +170,7 @@ class GcisPipeline:
         warnings = self._ignored(options)
         device = deps.torch_device_info(options.device).kind
         network = self.network.to(device)
-        report = progress or (lambda fraction, message="": None)
+        report = reporter(progress)
         report(0.02, "gCIS: resampling and windowing the CT")
         array, windows = segment_like_test_py(
             volume, network, self.config, prompt, device, lambda f, m="": report(0.05 + 0.9 * f, m), is_cancelled

@@ -21,8 +21,9 @@ from .config import is_vit
 from .resnet import fold_batchnorm
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
+    from ...progress import Cancelled, Progress
     from .weights import LoadedEncoder
 
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -106,8 +107,8 @@ class PatchEncoder:
         self,
         images: Sequence[np.ndarray],
         batch_size: int = DEFAULT_BATCH,
-        progress: Callable[[float, str], None] | None = None,
-        cancelled: Callable[[], bool] | None = None,
+        progress: Progress | None = None,
+        cancelled: Cancelled | None = None,
     ) -> np.ndarray:
         """(N, C) features of ``images`` (each (H, W, 3) uint8), batched by equal size, in order."""
         if batch_size < 1:

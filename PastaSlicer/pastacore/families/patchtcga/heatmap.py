@@ -17,9 +17,8 @@ import numpy as np
 from ...errors import PastaError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ...classify.heads import Head
+    from ...progress import Cancelled, Progress
     from .encoder import PatchEncoder
     from .images import PixelGrid
 
@@ -93,8 +92,8 @@ def compute_heatmap(
     tile: int,
     class_name: str | None = None,
     batch_size: int = 16,
-    progress: Callable[[float, str], None] | None = None,
-    cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    cancelled: Cancelled | None = None,
 ) -> HeatMap:
     """The heat map of ``image`` ((H, W, 3) uint8 RGB) for ``class_name`` of ``head``."""
     from ...errors import CancelledError

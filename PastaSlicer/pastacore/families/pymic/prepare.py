@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from ...cohort.case import Timer, WorkerResources
+    from ...progress import Cancelled, Progress
 
 VOLUME = "volume.npy"
 BODY_MARGIN_MM = 5
@@ -73,8 +74,8 @@ def prepare_cohort(
     *,
     scheduler: str = "inline",
     workers: int | None = None,
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    is_cancelled: Cancelled | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> tuple:
     """``(prepared volume paths in the images' order, the engine's summary)``; the cases that

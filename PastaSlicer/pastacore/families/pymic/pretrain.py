@@ -33,14 +33,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import CancelledError, PastaError, option
+from ...progress import reporter
 from . import config as cfg
 from .volf import VolfSettings, volf_sample
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     import torch
 
+    from ...progress import Cancelled, Progress
     from ...training.finetune import Checkpoints
 
 
@@ -200,22 +202,22 @@ def pretrain(
     *,
     checkpoints: Checkpoints | None = None,
     resume: bool = False,
-    progress: Callable[[float, str], None] | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+    is_cancelled: Cancelled | None = None,
 ) -> PretrainResult:
     """VolF pretraining of the network of ``config`` on the prepared ``volumes`` (``volume.npy``
     files of :mod:`.prepare`); returns the trained network and its log."""
     import torch
 
     from ... import deps
-    from ...training.recipe import require_monai, training_precision
+    from ...training.recipe import checkpoint_due, optimizer_step, require_monai, training_precision
     from .checkpoint import build_network
 
     require_monai()
     config = cfg.check_config(config)
     patch = settings.check(config)
     device = deps.torch_device_info(settings.device).kind
-    report = progress or (lambda fraction, message="": None)
+    report = reporter(progress)
     source = VolumeSource(volumes, config["hu_window"])
     classes = int(config["class_num"])
     torch.manual_seed(settings.seed)
@@ -249,24 +251,11 @@ def pretrain(
             loss = loss_function(logits, y)
             if not torch.isfinite(loss):
                 raise PastaError(f"the VolF loss is not finite at step {step + 1}; lower the learning rate ({option('lr')})")
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            schedule.step()
+            optimizer_step(loss, optimizer, schedule, scaler)
             losses.append(float(loss.detach()))
             dice.append(foreground_dice(logits.detach(), y, classes))
             done = step + 1
-            if (
-                checkpoints is not None
-                and settings.checkpoint_every
-                and done % settings.checkpoint_every == 0
-                and done < settings.steps
-            ):
+            if checkpoints is not None and checkpoint_due(done, settings.checkpoint_every, settings.steps):
                 checkpoints.saver(STAGE)(_state(network, optimizer, schedule, done, losses, dice, time.perf_counter() - began))
             report(
                 done / settings.steps,

@@ -66,17 +66,3 @@ def resolve_start(path: str | Path, start_config: str | Path | None = None) -> t
             '({"family": "pymic", "net_type": "FMUNet" | "PCTNet", ...its [network] parameters})'
         )
     return path, given, None, "PyMIC checkpoint"
-
-
-def start_labels(description: dict | None, organ: str | None) -> dict:
-    """A fine-tuned model's own labels, else {1: organ, 2: its tumour} (``organ``), else PASTA-Gen's."""
-    from ...inference.segmentation_model import described_labels
-
-    if description and description.get("labels"):
-        return described_labels(description)
-    if organ:
-        from ...terminology import segment_info
-
-        segment_info(organ)  # an organ the terminology knows, or a one-line error
-        return {1: organ, 2: f"tumor@{organ}"}
-    return {1: "organ", 2: "lesion"}
