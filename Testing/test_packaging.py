@@ -37,6 +37,20 @@ def cmake_source(path):
     return text
 
 
+BUILD_MACRO = ROOT / "CMake" / "PastaMacroBuildScriptedModule.cmake"
+
+
+def module_build(module):
+    """The CMake that builds ``module``: its CMakeLists.txt, which must hand its scripts to
+    ``pastaMacroBuildScriptedModule``, followed by that macro's body for this module."""
+    text = cmake_source(ROOT / module / "CMakeLists.txt")
+    call = r"pastaMacroBuildScriptedModule\(\s*NAME\s+" + module + r"\s+SCRIPTS\s+\$\{MODULE_PYTHON_SCRIPTS\}\s*\)"
+    assert re.search(call, text), f"{module}/CMakeLists.txt does not call pastaMacroBuildScriptedModule(NAME {module} ...)"
+    macro = re.search(r"macro\(\s*pastaMacroBuildScriptedModule\s*\)(.*?)endmacro\(", cmake_source(BUILD_MACRO), re.S)
+    assert macro, f"{BUILD_MACRO.name} defines no pastaMacroBuildScriptedModule"
+    return text + macro.group(1).replace("${PASTA_MODULE_NAME}", module)
+
+
 def cmake_set_items(text, variable):
     match = re.search(r"set\(\s*" + variable + r"\b(.*?)\)", text, re.S)
     assert match, f"set({variable} ...) not found"
@@ -138,12 +152,12 @@ def test_pastacore_glob_covers_the_core():
 
 @pytest.mark.parametrize("module", MODULES)
 def test_every_resource_is_packaged(module):
-    text = cmake_source(ROOT / module / "CMakeLists.txt")
+    text = module_build(module)
     listed = cmake_set_items(text, "MODULE_PYTHON_RESOURCES")
     present = [p.as_posix() for p in module_files(module, under="Resources")]
     assert_all_in(present, listed, f"{module}/CMakeLists.txt does not package")
     assert_all_in(listed, present, f"{module}/CMakeLists.txt lists missing resources")
-    assert re.search(r"slicerMacroBuildScriptedModule\(.*WITH_GENERIC_TESTS", text, re.S)
+    assert re.search(r"slicerMacroBuildScriptedModule\(\s*NAME\s+" + module + r"\s.*WITH_GENERIC_TESTS", text, re.S)
     assert re.search(r"if\(BUILD_TESTING\).*slicer_add_python_unittest\(\s*SCRIPT\s+" + module + r"\.py\s*\)", text, re.S)
 
 
@@ -231,6 +245,8 @@ def test_top_level_cmake():
     assert "include(${Slicer_EXTENSION_GENERATE_CONFIG})" in text
     assert "include(${Slicer_EXTENSION_CPACK})" in text
     assert "PastaResources" in text
+    include = text.index("include(${CMAKE_CURRENT_SOURCE_DIR}/CMake/" + BUILD_MACRO.name + ")")
+    assert include < text.index("add_subdirectory("), "the module build macro is included after the modules"
 
 
 def test_requirements_use_lower_bounds_only():
