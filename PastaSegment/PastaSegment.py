@@ -1,13 +1,13 @@
 from typing import Annotated
 
 import slicer
-import vtk
 from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
-from slicer.util import VTKObservationMixin
+
+from PastaSlicerLib.gui.module_widget import PastaModuleWidget
 
 
 class PastaSegment(ScriptedLoadableModule):
@@ -46,14 +46,8 @@ class PastaSegmentParameterNode:
     outputSegmentation: vtkMRMLSegmentationNode
 
 
-class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class PastaSegmentWidget(PastaModuleWidget):
     """Widget wiring only: the work is PastaSlicerLib.controllers.SegmentController's."""
-
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
 
     def setup(self) -> None:
         from PastaSegmentLib.finetune_panel import FinetunePanel
@@ -62,17 +56,10 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from PastaSlicerLib.gui.jobs import ActionButton
         from PastaSlicerLib.gui.tasks import taskRunner
 
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/PastaSegment.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = PastaSegmentLogic()
+        self.setupModule("UI/PastaSegment.ui", PastaSegmentLogic)
         self.hub = HubController()
         self.controller = SegmentController(slicer.mrmlScene, taskRunner())
 
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
         self.ui.showInSegmentEditorButton.connect("clicked(bool)", self.onShowInSegmentEditor)
         self.ui.refreshModelsButton.connect("clicked(bool)", self.refreshModels)
@@ -99,20 +86,10 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.pretrain.cancel()
         self.removeObservers()
 
-    def enter(self) -> None:
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        self.setParameterNode(None)
-
     def onSceneStartClose(self, caller, event) -> None:
         self.segmentAction.cancel()
         self.fineTune.sceneClosing()
         self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
         from PastaSlicerLib.gui.widgets import selectFirstVolume
@@ -131,14 +108,7 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if note:
             self.ui.statusLabel.text = note
 
-    def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
+    def _parameterNodeShown(self) -> None:
         self._offerPrompts()
         self._updateGUI()
 
@@ -208,9 +178,7 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.inputsCollapsibleButton.enabled = not running
         problem = self.controller.problem(self._request()) if p else _("No parameter node")
         self.ui.regionLabel.text = self.controller.region_text(self._request()) if p and not problem else ""
-        self.ui.segmentButton.text = _("Cancel") if running else _("Segment")
-        self.ui.segmentButton.toolTip = _("Stop; nothing is added") if running else (problem or _("Segment the volume"))
-        self.ui.segmentButton.enabled = running or problem is None
+        self.segmentAction.showReadiness(problem, _("Segment the volume"), runningTip=_("Stop; nothing is added"))
         self.ui.showInSegmentEditorButton.enabled = bool(p and p.outputSegmentation) and not running
 
     def onSegmentButton(self) -> None:

@@ -2,13 +2,13 @@ from typing import Annotated
 
 import qt
 import slicer
-import vtk
 from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
-from slicer.util import VTKObservationMixin
+
+from PastaSlicerLib.gui.module_widget import PastaModuleWidget
 
 FOLDER_SETTINGS = {"backgrounds": "PASTA/SynthBackgroundsFolder", "output": "PASTA/SynthOutputFolder"}
 
@@ -50,14 +50,8 @@ class PastaSynthParameterNode:
     datasetFormat: Annotated[str, Choice(["pasta-gen", "nnunet"])] = "pasta-gen"
 
 
-class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class PastaSynthWidget(PastaModuleWidget):
     """Widget wiring only: the work is PastaSlicerLib.controllers.SynthController's."""
-
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
 
     def setup(self) -> None:
         from PastaSlicerLib.controllers import SynthController
@@ -65,16 +59,9 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from PastaSlicerLib.gui.tasks import taskRunner
         from PastaSlicerLib.gui.widgets import fillComboBox
 
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/PastaSynth.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = PastaSynthLogic()
+        self.setupModule("UI/PastaSynth.ui", PastaSynthLogic)
         self.controller = SynthController(slicer.mrmlScene, taskRunner())
 
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.previewButton.connect("clicked(bool)", self.onPreviewButton)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.discardButton.connect("clicked(bool)", self.onDiscardButton)
@@ -111,19 +98,9 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.batchAction.cancel()
         self.removeObservers()
 
-    def enter(self) -> None:
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        self.setParameterNode(None)
-
     def onSceneStartClose(self, caller, event) -> None:
         self.previewAction.cancel()
         self.setParameterNode(None)
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
         from PastaSlicerLib.gui.widgets import selectFirstVolume
@@ -131,16 +108,6 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         parameterNode = self.logic.getParameterNode()
         selectFirstVolume(parameterNode)
         self.setParameterNode(parameterNode)
-
-    def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
-        self._updateGUI()
 
     def _onLesionTypeChosen(self, index) -> None:
         if self._parameterNode:
@@ -192,9 +159,7 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 text, problem = str(exc), str(exc)
             self.ui.parsedLabel.text = text
         self.ui.inputsCollapsibleButton.enabled = not previewing
-        self.ui.previewButton.text = _("Cancel") if previewing else _("Preview")
-        self.ui.previewButton.toolTip = problem or _("Insert a lesion into a new volume, without keeping it yet")
-        self.ui.previewButton.enabled = previewing or problem is None
+        self.previewAction.showReadiness(problem, _("Insert a lesion into a new volume, without keeping it yet"))
         self.ui.applyButton.enabled = self.ui.discardButton.enabled = self.controller.has_preview and not previewing
         self.ui.generateButton.text = _("Cancel") if batching else _("Generate")
         folders = self.ui.backgroundsFolderPathLineEdit.currentPath and self.ui.outputFolderPathLineEdit.currentPath

@@ -132,13 +132,9 @@ class FinetunePanel:
     def _updateButton(self, *args):
         running = self._running()
         problem = None if running else self.controller.problem(self._request())
-        self.ui.fineTuneButton.text = _("Cancel") if running else _("Fine-tune on these segmentations")
-        self.ui.fineTuneButton.toolTip = (
-            _("Stop; no model is added")
-            if running
-            else (problem or _("Train a new model from the chosen model on the checked cases"))
+        self.action.showReadiness(
+            problem, _("Train a new model from the chosen model on the checked cases"), runningTip=_("Stop; no model is added")
         )
-        self.ui.fineTuneButton.enabled = running or problem is None
         self.ui.fineTuneCasesList.enabled = not running
         self.ui.fineTuneStartComboBox.enabled = not running
 

@@ -44,13 +44,11 @@ class PretrainPanel:
     def _updateButton(self, *args):
         running = self.action.running
         problem = None if running else self.controller.problem(self._request())
-        self.action.showState()
-        self.ui.pretrainButton.toolTip = (
-            _("Stop; the last checkpoint is kept and the next Pretrain into this folder goes on from it")
-            if running
-            else (problem or _("Pretrain a network on these CTs without labels (Volume Fusion)"))
+        self.action.showReadiness(
+            problem,
+            _("Pretrain a network on these CTs without labels (Volume Fusion)"),
+            runningTip=_("Stop; the last checkpoint is kept and the next Pretrain into this folder goes on from it"),
         )
-        self.ui.pretrainButton.enabled = running or problem is None
 
     def onPretrain(self):
         request = self._request()

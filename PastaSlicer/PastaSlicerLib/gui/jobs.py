@@ -54,6 +54,15 @@ class ActionButton:
         """Button text: the action, or Cancel while it runs."""
         self.button.text = _("Cancel") if self.running else self.idleText
 
+    def showReadiness(self, problem, tip, runningTip=None):
+        """Button text (:meth:`showState`), tool tip and whether it can be pressed: while the action
+        runs, Cancel, with ``runningTip`` (when given); else the action, pressable when ``problem``
+        is None, with ``problem`` or ``tip`` as its tool tip."""
+        running = self.running
+        self.showState()
+        self.button.toolTip = runningTip if running and runningTip is not None else (problem or tip)
+        self.button.enabled = running or problem is None
+
     def run(self, action, start, failedText, busyText, done=None, choices=None):
         """Cancel when running; else install what ``action`` needs and start it."""
         from PastaSlicerLib.gui import callWithErrorDisplay
