@@ -3,22 +3,17 @@ from typing import Annotated
 import slicer
 from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
-from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
 
-from PastaSlicerLib.gui.module_widget import PastaModuleWidget
+from PastaSlicerLib.gui.module_base import PastaModule, PastaModuleWidget
 
 
-class PastaSegment(ScriptedLoadableModule):
+class PastaSegment(PastaModule):
     """One-click organ and lesion segmentation of a CT volume with an installed PASTA model."""
 
     def __init__(self, parent):
-        ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = _("PASTA Segment")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
-        self.parent.dependencies = ["PastaSlicer"]
-        self.parent.contributors = ["PASTA for 3D Slicer contributors"]
+        PastaModule.__init__(self, parent, _("PASTA Segment"), ["PastaSlicer"])
         self.parent.helpText = _("""
 Segment organs and lesions in a CT volume with an installed PASTA model. By default a model
 searches its own organ (the built-in lung model: the lungs); an organ segmentation or a box
@@ -27,9 +22,6 @@ volume's study, ready for the Segment Editor. A model that takes a text prompt (
 model) segments what the prompt beside it names ("liver tumor"): pick a known prompt or type one.
 "Fine-tune" trains a new model from the chosen one
 on the volumes whose segmentations you corrected. For research use only, not for diagnosis.
-""")
-        self.parent.acknowledgementText = _("""
-PASTA for 3D Slicer is developed by its contributors as an open-source 3D Slicer extension.
 """)
 
 
@@ -91,13 +83,11 @@ class PastaSegmentWidget(PastaModuleWidget):
         self.fineTune.sceneClosing()
         self.setParameterNode(None)
 
-    def initializeParameterNode(self) -> None:
+    def _completeParameterNode(self, parameterNode) -> None:
         from PastaSlicerLib.gui.widgets import selectFirstVolume
 
-        parameterNode = self.logic.getParameterNode()
         selectFirstVolume(parameterNode)
         self._checkModel(parameterNode)
-        self.setParameterNode(parameterNode)
 
     def _checkModel(self, parameterNode) -> None:
         """A model name that is not installed (removed in the hub, a scene from another machine)
@@ -183,13 +173,9 @@ class PastaSegmentWidget(PastaModuleWidget):
 
     def onSegmentButton(self) -> None:
         request = self._request()
-        self.segmentAction.run(
-            "segment",
-            lambda progress, finished: self.controller.start(request, progress, finished),
-            _("Segmentation failed."),
-            _("Segmenting..."),
-            done=self._onSegmented,
-            choices={"groups": self.hub.model_groups(request.options.model)},
+        choices = {"groups": self.hub.model_groups(request.options.model)}
+        self.segmentAction.runRequest(
+            "segment", self.controller.start, request, _("Segmentation failed."), _("Segmenting..."), self._onSegmented, choices
         )
 
     def _onSegmented(self, outcome) -> None:

@@ -5,26 +5,21 @@ import qt
 import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
-from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
 
-from PastaSlicerLib.gui.module_widget import PastaModuleWidget
+from PastaSlicerLib.gui.module_base import PastaModule, PastaModuleWidget
 
 DEVICE_CHOICES = ["auto", "cuda", "mps", "cpu"]  # pastacore.deps.DEVICES; a parameter-node Choice needs a literal
 DEVICE_SETTINGS_KEY = "PASTA/Device"
 
 
-class PastaSlicer(ScriptedLoadableModule):
+class PastaSlicer(PastaModule):
     """The PASTA hub: dependencies, compute device, installed models, measurements and reports,
     pathology classification."""
 
     def __init__(self, parent):
-        ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = _("PASTA")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
-        self.parent.dependencies = []
-        self.parent.contributors = ["PASTA for 3D Slicer contributors"]
+        PastaModule.__init__(self, parent, _("PASTA"), [])
         self.parent.helpText = _("""
 PASTA hub: install the Python packages PASTA needs, choose the compute device (or a PASTA server
 on your network, with its URL and your token), manage the
@@ -32,9 +27,6 @@ installed models used by PASTA Segment and PASTA Synth, measure lesions (the tab
 Segment Editor edits) and export structured reports (JSON, HTML, PDF, DICOM SEG + SR);
 classify a pathology image (PNG/TIFF) with PatchTCGA's encoders and overlay the heat map.
 For research use only, not for diagnosis.
-""")
-        self.parent.acknowledgementText = _("""
-PASTA for 3D Slicer is developed by its contributors as an open-source 3D Slicer extension.
 """)
         slicer.app.connect("startupCompleted()", registerTerminology)
 

@@ -4,24 +4,19 @@ import qt
 import slicer
 from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
-from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
 
-from PastaSlicerLib.gui.module_widget import PastaModuleWidget
+from PastaSlicerLib.gui.module_base import PastaModule, PastaModuleWidget
 
 FOLDER_SETTINGS = {"backgrounds": "PASTA/SynthBackgroundsFolder", "output": "PASTA/SynthOutputFolder"}
 
 
-class PastaSynth(ScriptedLoadableModule):
+class PastaSynth(PastaModule):
     """Insert synthetic lesions into CT volumes, one at a time or as a training dataset."""
 
     def __init__(self, parent):
-        ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = _("PASTA Synth")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
-        self.parent.dependencies = ["PastaSlicer"]
-        self.parent.contributors = ["PASTA for 3D Slicer contributors"]
+        PastaModule.__init__(self, parent, _("PASTA Synth"), ["PastaSlicer"])
         self.parent.helpText = _("""
 Draw a box (ROI), choose or describe a lesion ("3 cm irregular hypodense liver lesion,
 ill-defined margin") and press Preview: a synthetic case appears, a new volume with the lesion
@@ -30,9 +25,6 @@ synthetic, with its attributes and seed); Apply keeps it, Discard removes all of
 volume is never changed, and nothing outside the box changes. Lung lesions find the
 lungs by themselves; other organs need an organ segmentation. The batch section writes a whole
 synthetic dataset. Synthetic images are for research use only, not for diagnosis.
-""")
-        self.parent.acknowledgementText = _("""
-PASTA for 3D Slicer is developed by its contributors as an open-source 3D Slicer extension.
 """)
 
 
@@ -102,12 +94,10 @@ class PastaSynthWidget(PastaModuleWidget):
         self.previewAction.cancel()
         self.setParameterNode(None)
 
-    def initializeParameterNode(self) -> None:
+    def _completeParameterNode(self, parameterNode) -> None:
         from PastaSlicerLib.gui.widgets import selectFirstVolume
 
-        parameterNode = self.logic.getParameterNode()
         selectFirstVolume(parameterNode)
-        self.setParameterNode(parameterNode)
 
     def _onLesionTypeChosen(self, index) -> None:
         if self._parameterNode:
@@ -168,13 +158,15 @@ class PastaSynthWidget(PastaModuleWidget):
     # -- preview / apply / discard ------------------------------------------------------
     def onPreviewButton(self) -> None:
         request = self._request()
-        self.previewAction.run(
+        choices = {"backend": request.options.backend}
+        self.previewAction.runRequest(
             "synth",
-            lambda progress, finished: self.controller.preview(request, progress, finished),
+            self.controller.preview,
+            request,
             _("Lesion synthesis failed."),
             _("Synthesising..."),
-            done=self._onPreviewFinished,
-            choices={"backend": request.options.backend},
+            self._onPreviewFinished,
+            choices,
         )
 
     def _onPreviewFinished(self, outcome) -> None:
@@ -207,13 +199,15 @@ class PastaSynthWidget(PastaModuleWidget):
         settings = qt.QSettings()
         settings.setValue(FOLDER_SETTINGS["backgrounds"], request.backgrounds)
         settings.setValue(FOLDER_SETTINGS["output"], request.output)
-        self.batchAction.run(
+        choices = {"backend": request.options.synth.backend, "workers": request.options.workers}
+        self.batchAction.runRequest(
             "dataset",
-            lambda progress, finished: self.controller.start_dataset(request, progress, finished),
+            self.controller.start_dataset,
+            request,
             _("Dataset generation failed."),
             _("Generating..."),
             done=lambda outcome: self._updateGUI(),
-            choices={"backend": request.options.synth.backend, "workers": request.options.workers},
+            choices=choices,
         )
 
 

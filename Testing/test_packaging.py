@@ -212,32 +212,32 @@ def test_module_python_parses_as_310_with_the_expected_classes(module):
         classes,
         f"{module}.py lacks classes",
     )
-    # heavy or core imports belong inside functions; the shared widget base is needed at class definition
-    assert_all_in(top_level_imports(tree), SLICER_FRAMEWORK | {WIDGET_BASE}, f"{module}.py imports at module level")
+    # heavy or core imports belong inside functions; the shared base classes are needed at class definition
+    assert_all_in(top_level_imports(tree), SLICER_FRAMEWORK | {MODULE_BASE}, f"{module}.py imports at module level")
 
 
-def test_the_shared_widget_base_imports_only_the_slicer_framework():
+def test_the_shared_module_base_imports_only_the_slicer_framework():
     """The module files import it when Slicer discovers them: it, and the packages it sits in, import nothing heavy."""
     lib = ROOT / "PastaSlicer" / "PastaSlicerLib"
-    for path in (lib / "__init__.py", lib / "gui" / "__init__.py", lib / "gui" / "module_widget.py"):
+    for path in (lib / "__init__.py", lib / "gui" / "__init__.py", lib / "gui" / "module_base.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         assert_all_in(top_level_imports(tree), SLICER_FRAMEWORK | {"traceback"}, f"{path.name} imports at module level")
 
 
 SLICER_FRAMEWORK = {"logging", "os", "pathlib", "typing", "vtk", "qt", "ctk", "slicer"}
-WIDGET_BASE = "PastaSlicerLib.gui.module_widget"
+MODULE_BASE = "PastaSlicerLib.gui.module_base"
 
 
 def top_level_imports(tree):
     """What a module imports when it is loaded: the top-level package of each import, but the
-    whole name of an import of the shared widget base."""
+    whole name of an import of the shared module base classes."""
     names = []
     for node in tree.body:
         if isinstance(node, ast.Import):
             names += [a.name.split(".")[0] for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             module = node.module or ""
-            names.append(module if module == WIDGET_BASE else module.split(".")[0])
+            names.append(module if module == MODULE_BASE else module.split(".")[0])
     return names
 
 

@@ -90,6 +90,10 @@ class ActionButton:
         self.showState()
         self.update()
 
+    def runRequest(self, action, start, request, failedText, busyText, done=None, choices=None):
+        """:meth:`run` for a controller's action on ``request``: ``start(request, on_progress, on_finished)``."""
+        self.run(action, lambda progress, finished: start(request, progress, finished), failedText, busyText, done, choices)
+
     def _progress(self, fraction, message):
         if self.progressBar is not None:
             self.progressBar.value = int(round(100 * fraction))
@@ -107,6 +111,22 @@ class ActionButton:
         finally:
             self.showState()
             self.update()
+
+
+def controllerCall(method, *args, **kwargs):
+    """A ``start`` for :meth:`ActionButton.run` that calls a controller's ``method(*args, **kwargs)``
+    with the ``on_progress`` and ``on_finished`` keywords; the arguments are the values given now."""
+    return lambda progress, finished: method(*args, on_progress=progress, on_finished=finished, **kwargs)
+
+
+def onSuccess(handler):
+    """A ``done`` for :meth:`ActionButton.run` that hands the value of an action that succeeded to ``handler``."""
+
+    def done(outcome):
+        if outcome.ok:
+            handler(outcome.value)
+
+    return done
 
 
 def sceneClosing(*buttons):

@@ -1,25 +1,43 @@
-"""The widget wiring every PASTA module shares, as Slicer's scripted-module template writes it: the
-module's .ui on the scene, its logic, its parameter node bound to the GUI, and what entering, leaving
-and closing the scene do to that binding.
+"""What every PASTA module shares, as Slicer's scripted-module template writes it: how it describes
+itself (:class:`PastaModule`), and its widget's wiring (:class:`PastaModuleWidget`): the module's .ui
+on the scene, its logic, its parameter node bound to the GUI, and what entering, leaving and closing
+the scene do to that binding.
 
-The module files derive their widget from :class:`PastaModuleWidget`, so they import this file
-when Slicer discovers them: it imports only what Slicer's module framework provides (no core, no
-controllers, nothing heavy).
+The module files derive their classes from these, so they import this file when Slicer discovers
+them: it imports only what Slicer's module framework provides (no core, no controllers, nothing heavy).
 """
 
 import slicer
 import vtk
-from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
+
+
+class PastaModule(ScriptedLoadableModule):
+    """A PASTA module in Slicer's module list: its ``title``, the modules it needs (``dependencies``),
+    and the category, contributors and acknowledgement all PASTA modules share. A module's
+    ``__init__`` calls this one, then sets its help text."""
+
+    def __init__(self, parent, title: str, dependencies: list) -> None:
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = title
+        self.parent.dependencies = dependencies
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
+        self.parent.contributors = ["PASTA for 3D Slicer contributors"]
+        self.parent.acknowledgementText = _("""
+PASTA for 3D Slicer is developed by its contributors as an open-source 3D Slicer extension.
+""")
 
 
 class PastaModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     """A module widget that shows one parameter node.
 
     A module's ``setup`` calls :meth:`setupModule` first; the module gives ``onSceneStartClose``
-    and ``cleanup``, and where the defaults are not enough ``initializeParameterNode`` (the
-    logic's node as it is), ``_onParameterNodeModified`` (update the GUI), ``_parameterNodeShown``
-    (update the GUI) and ``_updateGUI`` (nothing)."""
+    and ``cleanup``, and where the defaults are not enough ``_completeParameterNode`` (nothing),
+    ``_onParameterNodeModified`` (update the GUI), ``_parameterNodeShown`` (update the GUI) and
+    ``_updateGUI`` (nothing)."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -51,8 +69,13 @@ class PastaModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
-        """Show the logic's parameter node."""
-        self.setParameterNode(self.logic.getParameterNode())
+        """Show the logic's parameter node, completed by :meth:`_completeParameterNode`."""
+        parameterNode = self.logic.getParameterNode()
+        self._completeParameterNode(parameterNode)
+        self.setParameterNode(parameterNode)
+
+    def _completeParameterNode(self, parameterNode) -> None:
+        """Fill in what the parameter node lacks before it is shown (nothing by default)."""
 
     def setParameterNode(self, inputParameterNode) -> None:
         """Bind ``inputParameterNode`` (or None) to the GUI, in place of the one shown, and follow its changes."""
