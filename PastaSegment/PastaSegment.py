@@ -1,24 +1,19 @@
 from typing import Annotated
 
 import slicer
-import vtk
 from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
-from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
-from slicer.util import VTKObservationMixin
+
+from PastaSlicerLib.gui.module_base import PastaModule, PastaModuleWidget
 
 
-class PastaSegment(ScriptedLoadableModule):
+class PastaSegment(PastaModule):
     """One-click organ and lesion segmentation of a CT volume with an installed PASTA model."""
 
     def __init__(self, parent):
-        ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = _("PASTA Segment")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
-        self.parent.dependencies = ["PastaSlicer"]
-        self.parent.contributors = ["PASTA for 3D Slicer contributors"]
+        PastaModule.__init__(self, parent, _("PASTA Segment"), ["PastaSlicer"])
         self.parent.helpText = _("""
 Segment organs and lesions in a CT volume with an installed PASTA model. By default a model
 searches its own organ (the built-in lung model: the lungs); an organ segmentation or a box
@@ -27,9 +22,6 @@ volume's study, ready for the Segment Editor. A model that takes a text prompt (
 model) segments what the prompt beside it names ("liver tumor"): pick a known prompt or type one.
 "Fine-tune" trains a new model from the chosen one
 on the volumes whose segmentations you corrected. For research use only, not for diagnosis.
-""")
-        self.parent.acknowledgementText = _("""
-PASTA for 3D Slicer is developed by its contributors as an open-source 3D Slicer extension.
 """)
 
 
@@ -46,14 +38,8 @@ class PastaSegmentParameterNode:
     outputSegmentation: vtkMRMLSegmentationNode
 
 
-class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class PastaSegmentWidget(PastaModuleWidget):
     """Widget wiring only: the work is PastaSlicerLib.controllers.SegmentController's."""
-
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
 
     def setup(self) -> None:
         from PastaSegmentLib.finetune_panel import FinetunePanel
@@ -62,17 +48,10 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from PastaSlicerLib.gui.jobs import ActionButton
         from PastaSlicerLib.gui.tasks import taskRunner
 
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/PastaSegment.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = PastaSegmentLogic()
+        self.setupModule("UI/PastaSegment.ui", PastaSegmentLogic)
         self.hub = HubController()
         self.controller = SegmentController(slicer.mrmlScene, taskRunner())
 
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
         self.ui.showInSegmentEditorButton.connect("clicked(bool)", self.onShowInSegmentEditor)
         self.ui.refreshModelsButton.connect("clicked(bool)", self.refreshModels)
@@ -99,28 +78,16 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.pretrain.cancel()
         self.removeObservers()
 
-    def enter(self) -> None:
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        self.setParameterNode(None)
-
     def onSceneStartClose(self, caller, event) -> None:
         self.segmentAction.cancel()
         self.fineTune.sceneClosing()
         self.setParameterNode(None)
 
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
+    def _completeParameterNode(self, parameterNode) -> None:
         from PastaSlicerLib.gui.widgets import selectFirstVolume
 
-        parameterNode = self.logic.getParameterNode()
         selectFirstVolume(parameterNode)
         self._checkModel(parameterNode)
-        self.setParameterNode(parameterNode)
 
     def _checkModel(self, parameterNode) -> None:
         """A model name that is not installed (removed in the hub, a scene from another machine)
@@ -131,14 +98,7 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if note:
             self.ui.statusLabel.text = note
 
-    def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
+    def _parameterNodeShown(self) -> None:
         self._offerPrompts()
         self._updateGUI()
 
@@ -208,20 +168,14 @@ class PastaSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.inputsCollapsibleButton.enabled = not running
         problem = self.controller.problem(self._request()) if p else _("No parameter node")
         self.ui.regionLabel.text = self.controller.region_text(self._request()) if p and not problem else ""
-        self.ui.segmentButton.text = _("Cancel") if running else _("Segment")
-        self.ui.segmentButton.toolTip = _("Stop; nothing is added") if running else (problem or _("Segment the volume"))
-        self.ui.segmentButton.enabled = running or problem is None
+        self.segmentAction.showReadiness(problem, _("Segment the volume"), runningTip=_("Stop; nothing is added"))
         self.ui.showInSegmentEditorButton.enabled = bool(p and p.outputSegmentation) and not running
 
     def onSegmentButton(self) -> None:
         request = self._request()
-        self.segmentAction.run(
-            "segment",
-            lambda progress, finished: self.controller.start(request, progress, finished),
-            _("Segmentation failed."),
-            _("Segmenting..."),
-            done=self._onSegmented,
-            choices={"groups": self.hub.model_groups(request.options.model)},
+        choices = {"groups": self.hub.model_groups(request.options.model)}
+        self.segmentAction.runRequest(
+            "segment", self.controller.start, request, _("Segmentation failed."), _("Segmenting..."), self._onSegmented, choices
         )
 
     def _onSegmented(self, outcome) -> None:

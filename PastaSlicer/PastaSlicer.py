@@ -3,28 +3,23 @@ from typing import Annotated
 
 import qt
 import slicer
-import vtk
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
-from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
-from slicer.util import VTKObservationMixin
+
+from PastaSlicerLib.gui.module_base import PastaModule, PastaModuleWidget
 
 DEVICE_CHOICES = ["auto", "cuda", "mps", "cpu"]  # pastacore.deps.DEVICES; a parameter-node Choice needs a literal
 DEVICE_SETTINGS_KEY = "PASTA/Device"
 
 
-class PastaSlicer(ScriptedLoadableModule):
+class PastaSlicer(PastaModule):
     """The PASTA hub: dependencies, compute device, installed models, measurements and reports,
     pathology classification."""
 
     def __init__(self, parent):
-        ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = _("PASTA")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
-        self.parent.dependencies = []
-        self.parent.contributors = ["PASTA for 3D Slicer contributors"]
+        PastaModule.__init__(self, parent, _("PASTA"), [])
         self.parent.helpText = _("""
 PASTA hub: install the Python packages PASTA needs, choose the compute device (or a PASTA server
 on your network, with its URL and your token), manage the
@@ -32,9 +27,6 @@ installed models used by PASTA Segment and PASTA Synth, measure lesions (the tab
 Segment Editor edits) and export structured reports (JSON, HTML, PDF, DICOM SEG + SR);
 classify a pathology image (PNG/TIFF) with PatchTCGA's encoders and overlay the heat map.
 For research use only, not for diagnosis.
-""")
-        self.parent.acknowledgementText = _("""
-PASTA for 3D Slicer is developed by its contributors as an open-source 3D Slicer extension.
 """)
         slicer.app.connect("startupCompleted()", registerTerminology)
 
@@ -64,14 +56,12 @@ class PastaSlicerParameterNode:
     reportSegmentation: vtkMRMLSegmentationNode
 
 
-class PastaSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Widget wiring only: facts and actions come from PastaSlicerLib.controllers."""
+class PastaSlicerWidget(PastaModuleWidget):
+    """Widget wiring only: facts and actions come from PastaSlicerLib.controllers. Leaving the module
+    unbinds the parameter node only: the report panel keeps following edits (its table is the segmentation's own)."""
 
     def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
+        super().__init__(parent)
         self._statusShown = False
 
     def setup(self) -> None:
@@ -79,18 +69,11 @@ class PastaSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from PastaSlicerLib.gui.patches_panel import PatchPanel
         from PastaSlicerLib.gui.report_panel import ReportPanel
 
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/PastaSlicer.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = PastaSlicerLogic()
+        self.setupModule("UI/PastaSlicer.ui", PastaSlicerLogic)
         self.hub = HubController()
         self.reportPanel = ReportPanel(self.ui, lambda: self._parameterNode.device if self._parameterNode else "auto")
         self.patchPanel = PatchPanel(self.ui, lambda: self._parameterNode.device if self._parameterNode else "auto")
 
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
         self.ui.refreshButton.connect("clicked(bool)", self.refreshStatus)
         self.ui.importModelButton.connect("clicked(bool)", self.onImportModel)
@@ -108,34 +91,15 @@ class PastaSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.removeObservers()
 
     def enter(self) -> None:
-        self.initializeParameterNode()
+        super().enter()
         if not self._statusShown:  # on first show, not in setup: the device check may import torch
             self._statusShown = True
             self.refreshStatus()
-
-    def exit(self) -> None:
-        self.setParameterNode(None)  # the report panel keeps following edits: its table is the segmentation's own
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
         self.reportPanel.sceneClosing()
         self.patchPanel.sceneClosing()
-
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
-
-    def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
 
     def _onParameterNodeModified(self, caller=None, event=None) -> None:
         if self._parameterNode and self._parameterNode.device != self.logic.defaultDevice():

@@ -2,26 +2,21 @@ from typing import Annotated
 
 import qt
 import slicer
-import vtk
 from slicer import vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
-from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
-from slicer.util import VTKObservationMixin
+
+from PastaSlicerLib.gui.module_base import PastaModule, PastaModuleWidget
 
 FOLDER_SETTINGS = {"backgrounds": "PASTA/SynthBackgroundsFolder", "output": "PASTA/SynthOutputFolder"}
 
 
-class PastaSynth(ScriptedLoadableModule):
+class PastaSynth(PastaModule):
     """Insert synthetic lesions into CT volumes, one at a time or as a training dataset."""
 
     def __init__(self, parent):
-        ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = _("PASTA Synth")
-        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
-        self.parent.dependencies = ["PastaSlicer"]
-        self.parent.contributors = ["PASTA for 3D Slicer contributors"]
+        PastaModule.__init__(self, parent, _("PASTA Synth"), ["PastaSlicer"])
         self.parent.helpText = _("""
 Draw a box (ROI), choose or describe a lesion ("3 cm irregular hypodense liver lesion,
 ill-defined margin") and press Preview: a synthetic case appears, a new volume with the lesion
@@ -30,9 +25,6 @@ synthetic, with its attributes and seed); Apply keeps it, Discard removes all of
 volume is never changed, and nothing outside the box changes. Lung lesions find the
 lungs by themselves; other organs need an organ segmentation. The batch section writes a whole
 synthetic dataset. Synthetic images are for research use only, not for diagnosis.
-""")
-        self.parent.acknowledgementText = _("""
-PASTA for 3D Slicer is developed by its contributors as an open-source 3D Slicer extension.
 """)
 
 
@@ -50,14 +42,8 @@ class PastaSynthParameterNode:
     datasetFormat: Annotated[str, Choice(["pasta-gen", "nnunet"])] = "pasta-gen"
 
 
-class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class PastaSynthWidget(PastaModuleWidget):
     """Widget wiring only: the work is PastaSlicerLib.controllers.SynthController's."""
-
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
 
     def setup(self) -> None:
         from PastaSlicerLib.controllers import SynthController
@@ -65,16 +51,9 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from PastaSlicerLib.gui.tasks import taskRunner
         from PastaSlicerLib.gui.widgets import fillComboBox
 
-        ScriptedLoadableModuleWidget.setup(self)
-        uiWidget = slicer.util.loadUI(self.resourcePath("UI/PastaSynth.ui"))
-        self.layout.addWidget(uiWidget)
-        self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = PastaSynthLogic()
+        self.setupModule("UI/PastaSynth.ui", PastaSynthLogic)
         self.controller = SynthController(slicer.mrmlScene, taskRunner())
 
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.previewButton.connect("clicked(bool)", self.onPreviewButton)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.discardButton.connect("clicked(bool)", self.onDiscardButton)
@@ -111,36 +90,14 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.batchAction.cancel()
         self.removeObservers()
 
-    def enter(self) -> None:
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        self.setParameterNode(None)
-
     def onSceneStartClose(self, caller, event) -> None:
         self.previewAction.cancel()
         self.setParameterNode(None)
 
-    def onSceneEndClose(self, caller, event) -> None:
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self) -> None:
+    def _completeParameterNode(self, parameterNode) -> None:
         from PastaSlicerLib.gui.widgets import selectFirstVolume
 
-        parameterNode = self.logic.getParameterNode()
         selectFirstVolume(parameterNode)
-        self.setParameterNode(parameterNode)
-
-    def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
-        self._updateGUI()
 
     def _onLesionTypeChosen(self, index) -> None:
         if self._parameterNode:
@@ -192,9 +149,7 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 text, problem = str(exc), str(exc)
             self.ui.parsedLabel.text = text
         self.ui.inputsCollapsibleButton.enabled = not previewing
-        self.ui.previewButton.text = _("Cancel") if previewing else _("Preview")
-        self.ui.previewButton.toolTip = problem or _("Insert a lesion into a new volume, without keeping it yet")
-        self.ui.previewButton.enabled = previewing or problem is None
+        self.previewAction.showReadiness(problem, _("Insert a lesion into a new volume, without keeping it yet"))
         self.ui.applyButton.enabled = self.ui.discardButton.enabled = self.controller.has_preview and not previewing
         self.ui.generateButton.text = _("Cancel") if batching else _("Generate")
         folders = self.ui.backgroundsFolderPathLineEdit.currentPath and self.ui.outputFolderPathLineEdit.currentPath
@@ -203,13 +158,15 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # -- preview / apply / discard ------------------------------------------------------
     def onPreviewButton(self) -> None:
         request = self._request()
-        self.previewAction.run(
+        choices = {"backend": request.options.backend}
+        self.previewAction.runRequest(
             "synth",
-            lambda progress, finished: self.controller.preview(request, progress, finished),
+            self.controller.preview,
+            request,
             _("Lesion synthesis failed."),
             _("Synthesising..."),
-            done=self._onPreviewFinished,
-            choices={"backend": request.options.backend},
+            self._onPreviewFinished,
+            choices,
         )
 
     def _onPreviewFinished(self, outcome) -> None:
@@ -242,13 +199,15 @@ class PastaSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         settings = qt.QSettings()
         settings.setValue(FOLDER_SETTINGS["backgrounds"], request.backgrounds)
         settings.setValue(FOLDER_SETTINGS["output"], request.output)
-        self.batchAction.run(
+        choices = {"backend": request.options.synth.backend, "workers": request.options.workers}
+        self.batchAction.runRequest(
             "dataset",
-            lambda progress, finished: self.controller.start_dataset(request, progress, finished),
+            self.controller.start_dataset,
+            request,
             _("Dataset generation failed."),
             _("Generating..."),
             done=lambda outcome: self._updateGUI(),
-            choices={"backend": request.options.synth.backend, "workers": request.options.workers},
+            choices=choices,
         )
 
 

@@ -37,6 +37,20 @@ def cmake_source(path):
     return text
 
 
+BUILD_MACRO = ROOT / "CMake" / "PastaMacroBuildScriptedModule.cmake"
+
+
+def module_build(module):
+    """The CMake that builds ``module``: its CMakeLists.txt, which must hand its scripts to
+    ``pastaMacroBuildScriptedModule``, followed by that macro's body for this module."""
+    text = cmake_source(ROOT / module / "CMakeLists.txt")
+    call = r"pastaMacroBuildScriptedModule\(\s*NAME\s+" + module + r"\s+SCRIPTS\s+\$\{MODULE_PYTHON_SCRIPTS\}\s*\)"
+    assert re.search(call, text), f"{module}/CMakeLists.txt does not call pastaMacroBuildScriptedModule(NAME {module} ...)"
+    macro = re.search(r"macro\(\s*pastaMacroBuildScriptedModule\s*\)(.*?)endmacro\(", cmake_source(BUILD_MACRO), re.S)
+    assert macro, f"{BUILD_MACRO.name} defines no pastaMacroBuildScriptedModule"
+    return text + macro.group(1).replace("${PASTA_MODULE_NAME}", module)
+
+
 def cmake_set_items(text, variable):
     match = re.search(r"set\(\s*" + variable + r"\b(.*?)\)", text, re.S)
     assert match, f"set({variable} ...) not found"
@@ -138,12 +152,12 @@ def test_pastacore_glob_covers_the_core():
 
 @pytest.mark.parametrize("module", MODULES)
 def test_every_resource_is_packaged(module):
-    text = cmake_source(ROOT / module / "CMakeLists.txt")
+    text = module_build(module)
     listed = cmake_set_items(text, "MODULE_PYTHON_RESOURCES")
     present = [p.as_posix() for p in module_files(module, under="Resources")]
     assert_all_in(present, listed, f"{module}/CMakeLists.txt does not package")
     assert_all_in(listed, present, f"{module}/CMakeLists.txt lists missing resources")
-    assert re.search(r"slicerMacroBuildScriptedModule\(.*WITH_GENERIC_TESTS", text, re.S)
+    assert re.search(r"slicerMacroBuildScriptedModule\(\s*NAME\s+" + module + r"\s.*WITH_GENERIC_TESTS", text, re.S)
     assert re.search(r"if\(BUILD_TESTING\).*slicer_add_python_unittest\(\s*SCRIPT\s+" + module + r"\.py\s*\)", text, re.S)
 
 
@@ -198,16 +212,33 @@ def test_module_python_parses_as_310_with_the_expected_classes(module):
         classes,
         f"{module}.py lacks classes",
     )
-    for node in tree.body:  # heavy or core imports belong inside functions
+    # heavy or core imports belong inside functions; the shared base classes are needed at class definition
+    assert_all_in(top_level_imports(tree), SLICER_FRAMEWORK | {MODULE_BASE}, f"{module}.py imports at module level")
+
+
+def test_the_shared_module_base_imports_only_the_slicer_framework():
+    """The module files import it when Slicer discovers them: it, and the packages it sits in, import nothing heavy."""
+    lib = ROOT / "PastaSlicer" / "PastaSlicerLib"
+    for path in (lib / "__init__.py", lib / "gui" / "__init__.py", lib / "gui" / "module_base.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        assert_all_in(top_level_imports(tree), SLICER_FRAMEWORK | {"traceback"}, f"{path.name} imports at module level")
+
+
+SLICER_FRAMEWORK = {"logging", "os", "pathlib", "typing", "vtk", "qt", "ctk", "slicer"}
+MODULE_BASE = "PastaSlicerLib.gui.module_base"
+
+
+def top_level_imports(tree):
+    """What a module imports when it is loaded: the top-level package of each import, but the
+    whole name of an import of the shared module base classes."""
+    names = []
+    for node in tree.body:
         if isinstance(node, ast.Import):
-            names = [a.name.split(".")[0] for a in node.names]
+            names += [a.name.split(".")[0] for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            names = [(node.module or "").split(".")[0]]
-        else:
-            continue
-        assert_all_in(
-            names, {"logging", "os", "pathlib", "typing", "vtk", "qt", "ctk", "slicer"}, f"{module}.py imports at module level"
-        )
+            module = node.module or ""
+            names.append(module if module == MODULE_BASE else module.split(".")[0])
+    return names
 
 
 @pytest.mark.parametrize(
@@ -231,6 +262,8 @@ def test_top_level_cmake():
     assert "include(${Slicer_EXTENSION_GENERATE_CONFIG})" in text
     assert "include(${Slicer_EXTENSION_CPACK})" in text
     assert "PastaResources" in text
+    include = text.index("include(${CMAKE_CURRENT_SOURCE_DIR}/CMake/" + BUILD_MACRO.name + ")")
+    assert include < text.index("add_subdirectory("), "the module build macro is included after the modules"
 
 
 def test_requirements_use_lower_bounds_only():

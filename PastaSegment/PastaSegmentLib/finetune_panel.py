@@ -14,14 +14,18 @@ class FinetunePanel:
         """``startModel()`` and ``device()`` read the module's current choices; ``onModelAdded(model)``
         refreshes its model list."""
         from PastaSlicerLib.controllers import FinetuneController
-        from PastaSlicerLib.gui.jobs import ActionButton
+        from PastaSlicerLib.gui.jobs import ActionButton, onSuccess
         from PastaSlicerLib.gui.tasks import taskRunner
 
-        self.ui, self._startModel, self._device, self._onModelAdded = ui, startModel, device, onModelAdded
+        self.ui, self._startModel, self._device, self._onSuccess = ui, startModel, device, onSuccess(onModelAdded)
         self.controller = FinetuneController(slicer.mrmlScene, taskRunner())
         self._pairs = []
         self.action = ActionButton(
-            ui.fineTuneButton, ui.fineTuneStatusLabel, ui.fineTuneProgressBar, _("Fine-tune on these segmentations")
+            ui.fineTuneButton,
+            ui.fineTuneStatusLabel,
+            ui.fineTuneProgressBar,
+            _("Fine-tune on these segmentations"),
+            update=self._updateButton,
         )
         ui.fineTuneCollapsibleButton.connect("contentsCollapsed(bool)", self.refresh)
         ui.fineTuneRefreshButton.connect("clicked(bool)", self.refresh)
@@ -132,31 +136,16 @@ class FinetunePanel:
     def _updateButton(self, *args):
         running = self._running()
         problem = None if running else self.controller.problem(self._request())
-        self.ui.fineTuneButton.text = _("Cancel") if running else _("Fine-tune on these segmentations")
-        self.ui.fineTuneButton.toolTip = (
-            _("Stop; no model is added")
-            if running
-            else (problem or _("Train a new model from the chosen model on the checked cases"))
+        self.action.showReadiness(
+            problem, _("Train a new model from the chosen model on the checked cases"), runningTip=_("Stop; no model is added")
         )
-        self.ui.fineTuneButton.enabled = running or problem is None
         self.ui.fineTuneCasesList.enabled = not running
         self.ui.fineTuneStartComboBox.enabled = not running
 
     def onFineTune(self):
-        request = self._request()
-        self.action.run(
-            "finetune",
-            lambda progress, finished: self.controller.start(request, progress, finished),
-            _("Fine-tuning failed."),
-            _("Fine-tuning..."),
-            done=self._onFinished,
+        self.action.runRequest(
+            "finetune", self.controller.start, self._request(), _("Fine-tuning failed."), _("Fine-tuning..."), self._onSuccess
         )
-        self._updateButton()
-
-    def _onFinished(self, outcome):
-        if outcome.ok:
-            self._onModelAdded(outcome.value)
-        self._updateButton()
 
     def sceneClosing(self):
         self.action.cancel()

@@ -18,12 +18,14 @@ class PretrainPanel:
     def __init__(self, ui, device, onStartAdded):
         """``device()`` reads the module's device choice; ``onStartAdded(start)`` refreshes the starts."""
         from PastaSlicerLib.controllers import PretrainController
-        from PastaSlicerLib.gui.jobs import ActionButton
+        from PastaSlicerLib.gui.jobs import ActionButton, onSuccess
         from PastaSlicerLib.gui.tasks import taskRunner
 
-        self.ui, self._device, self._onStartAdded = ui, device, onStartAdded
+        self.ui, self._device, self._onSuccess = ui, device, onSuccess(onStartAdded)
         self.controller = PretrainController(taskRunner())
-        self.action = ActionButton(ui.pretrainButton, ui.pretrainStatusLabel, ui.pretrainProgressBar, _("Pretrain"))
+        self.action = ActionButton(
+            ui.pretrainButton, ui.pretrainStatusLabel, ui.pretrainProgressBar, _("Pretrain"), update=self._updateButton
+        )
         for edit in (ui.pretrainImagesPathLineEdit, ui.pretrainOutPathLineEdit, ui.pretrainConfigPathLineEdit):
             edit.connect("currentPathChanged(QString)", self._updateButton)
         ui.pretrainStepsSpinBox.connect("valueChanged(int)", self._updateButton)
@@ -42,31 +44,17 @@ class PretrainPanel:
         )
 
     def _updateButton(self, *args):
-        running = self.action.running
-        problem = None if running else self.controller.problem(self._request())
-        self.action.showState()
-        self.ui.pretrainButton.toolTip = (
-            _("Stop; the last checkpoint is kept and the next Pretrain into this folder goes on from it")
-            if running
-            else (problem or _("Pretrain a network on these CTs without labels (Volume Fusion)"))
+        problem = None if self.action.running else self.controller.problem(self._request())
+        self.action.showReadiness(
+            problem,
+            _("Pretrain a network on these CTs without labels (Volume Fusion)"),
+            runningTip=_("Stop; the last checkpoint is kept and the next Pretrain into this folder goes on from it"),
         )
-        self.ui.pretrainButton.enabled = running or problem is None
 
     def onPretrain(self):
-        request = self._request()
-        self.action.run(
-            "pretrain",
-            lambda progress, finished: self.controller.start(request, progress, finished),
-            _("Pretraining failed."),
-            _("Pretraining..."),
-            done=self._onFinished,
+        self.action.runRequest(
+            "pretrain", self.controller.start, self._request(), _("Pretraining failed."), _("Pretraining..."), self._onSuccess
         )
-        self._updateButton()
-
-    def _onFinished(self, outcome):
-        if outcome.ok:
-            self._onStartAdded(outcome.value)
-        self._updateButton()
 
     def cancel(self):
         """Stop a running pretraining (the module is closing); its checkpoint is kept for a resume."""

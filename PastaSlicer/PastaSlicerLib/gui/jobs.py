@@ -54,6 +54,15 @@ class ActionButton:
         """Button text: the action, or Cancel while it runs."""
         self.button.text = _("Cancel") if self.running else self.idleText
 
+    def showReadiness(self, problem, tip, runningTip=None):
+        """Button text (:meth:`showState`), tool tip and whether it can be pressed: while the action
+        runs, Cancel, with ``runningTip`` (when given); else the action, pressable when ``problem``
+        is None, with ``problem`` or ``tip`` as its tool tip."""
+        running = self.running
+        self.showState()
+        self.button.toolTip = runningTip if running and runningTip is not None else (problem or tip)
+        self.button.enabled = running or problem is None
+
     def run(self, action, start, failedText, busyText, done=None, choices=None):
         """Cancel when running; else install what ``action`` needs and start it."""
         from PastaSlicerLib.gui import callWithErrorDisplay
@@ -81,6 +90,10 @@ class ActionButton:
         self.showState()
         self.update()
 
+    def runRequest(self, action, start, request, failedText, busyText, done=None, choices=None):
+        """:meth:`run` for a controller's action on ``request``: ``start(request, on_progress, on_finished)``."""
+        self.run(action, lambda progress, finished: start(request, progress, finished), failedText, busyText, done, choices)
+
     def _progress(self, fraction, message):
         if self.progressBar is not None:
             self.progressBar.value = int(round(100 * fraction))
@@ -98,6 +111,22 @@ class ActionButton:
         finally:
             self.showState()
             self.update()
+
+
+def controllerCall(method, *args, **kwargs):
+    """A ``start`` for :meth:`ActionButton.run` that calls a controller's ``method(*args, **kwargs)``
+    with the ``on_progress`` and ``on_finished`` keywords; the arguments are the values given now."""
+    return lambda progress, finished: method(*args, on_progress=progress, on_finished=finished, **kwargs)
+
+
+def onSuccess(handler):
+    """A ``done`` for :meth:`ActionButton.run` that hands the value of an action that succeeded to ``handler``."""
+
+    def done(outcome):
+        if outcome.ok:
+            handler(outcome.value)
+
+    return done
 
 
 def sceneClosing(*buttons):

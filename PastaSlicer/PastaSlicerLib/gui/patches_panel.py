@@ -99,6 +99,8 @@ class PatchPanel:
             self.ui.patchStatusLabel.text = _("Encoder {name} installed.").format(name=name)
 
     def onClassify(self):
+        from PastaSlicerLib.gui.jobs import controllerCall
+
         image, encoder, head = (
             self.ui.patchImageSelector.currentNode(),
             self._encoder(),
@@ -107,9 +109,7 @@ class PatchPanel:
         tile, chosen, device = self.ui.patchTileSpinBox.value, self.ui.patchClassComboBox.currentText or None, self.device()
         self.classifyAction.run(
             "patch_heatmap",
-            lambda progress, finished: self.controller.classify(
-                image, encoder, head, tile, chosen, device=device, on_progress=progress, on_finished=finished
-            ),
+            controllerCall(self.controller.classify, image, encoder, head, tile, chosen, device=device),
             _("Classifying the image failed."),
             _("Classifying..."),
             done=self._classified,
@@ -123,6 +123,8 @@ class PatchPanel:
             )
 
     def onTrainHead(self):
+        from PastaSlicerLib.gui.jobs import controllerCall
+
         if self.trainAction.running:
             self.trainAction.cancel()
             return
@@ -136,16 +138,7 @@ class PatchPanel:
         overwrite = qt.QFileInfo(out).exists()  # the save dialog asked already
         self.trainAction.run(
             "patch_head",
-            lambda progress, finished: self.controller.train_head(
-                folder,
-                encoder,
-                out,
-                labels=labels,
-                device=device,
-                overwrite=overwrite,
-                on_progress=progress,
-                on_finished=finished,
-            ),
+            controllerCall(self.controller.train_head, folder, encoder, out, labels=labels, device=device, overwrite=overwrite),
             _("Training the head failed."),
             _("Training the head..."),
             done=lambda outcome: self._trained(outcome, out),

@@ -271,14 +271,14 @@ class ReportPanel:
 
     # -- attributes -------------------------------------------------------------------------
     def onPredictAttributes(self):
+        from PastaSlicerLib.gui.jobs import controllerCall
+
         volume, segmentation = self._nodes()
         head, encoder = self.ui.reportHeadPathLineEdit.currentPath, self.ui.reportEncoderPathLineEdit.currentPath or None
         ids, device = self._segmentIds(), self.device()
         self.predictAction.run(
             "attributes",
-            lambda progress, finished: self.controller.predict_attributes(
-                volume, segmentation, head, encoder, ids, device, on_progress=progress, on_finished=finished
-            ),
+            controllerCall(self.controller.predict_attributes, volume, segmentation, head, encoder, ids, device),
             _("Predicting the attributes failed."),
             _("Predicting the attributes..."),
             done=self._attributesPredicted,
@@ -298,20 +298,23 @@ class ReportPanel:
         """The checked formats."""
         return [name for name, box in self._formatBoxes.items() if box.checked]
 
+    def _askFolder(self, title):
+        """A folder chosen in a dialog titled ``title`` that opens where the last report went ("" when cancelled)."""
+        lastFolder = str(qt.QSettings().value(FOLDER_SETTINGS_KEY, ""))
+        return qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), title, lastFolder)
+
     def onExport(self):
+        from PastaSlicerLib.gui.jobs import controllerCall
 
         volume, segmentation = self._nodes()
         formats = self._formats()
         if not formats:
             slicer.util.warningDisplay(_("Choose at least one report format."))
             return
-        settings = qt.QSettings()
-        folder = qt.QFileDialog.getExistingDirectory(
-            slicer.util.mainWindow(), _("Folder for the PASTA report"), str(settings.value(FOLDER_SETTINGS_KEY, ""))
-        )
+        folder = self._askFolder(_("Folder for the PASTA report"))
         if not folder:
             return
-        settings.setValue(FOLDER_SETTINGS_KEY, folder)
+        qt.QSettings().setValue(FOLDER_SETTINGS_KEY, folder)
         outDir, exists = self.controller.report_folder(folder, volume.GetName())
         if exists and not slicer.util.confirmOkCancelDisplay(
             _("The folder {folder} holds an earlier report. Replace it?").format(folder=outDir)
@@ -325,21 +328,11 @@ class ReportPanel:
             baseline_dir=baseline,
             baseline_volume=baselineVolume,
         )
-        ids, attributes, models, formats = self._segmentIds(), self._attributes, self._attributeModels, formats
+        ids, attributes, models = self._segmentIds(), self._attributes, self._attributeModels
         self.exportAction.run(
             "report",
-            lambda progress, finished: self.controller.export(
-                volume,
-                segmentation,
-                outDir,
-                formats,
-                ids,
-                attributes,
-                models,
-                exists,
-                on_progress=progress,
-                on_finished=finished,
-                **options,
+            controllerCall(
+                self.controller.export, volume, segmentation, outDir, formats, ids, attributes, models, exists, **options
             ),
             _("Exporting the report failed."),
             _("Exporting the report..."),
@@ -358,14 +351,13 @@ class ReportPanel:
     # -- compare ----------------------------------------------------------------------------
     def onCompare(self):
         """RECIST 1.1 response: the baseline report against a follow-up report folder chosen now."""
+        from PastaSlicerLib.gui.jobs import controllerCall
+
         baseline = self.baselinePathLineEdit.currentPath
         if not baseline:
             self.ui.reportStatusLabel.text = _("Choose the baseline report folder first.")
             return
-        settings = qt.QSettings()
-        followup = qt.QFileDialog.getExistingDirectory(
-            slicer.util.mainWindow(), _("The follow-up report folder"), str(settings.value(FOLDER_SETTINGS_KEY, ""))
-        )
+        followup = self._askFolder(_("The follow-up report folder"))
         if not followup:
             return
         volume, _segmentation = self._nodes()
@@ -373,9 +365,7 @@ class ReportPanel:
         followupVolume = volume if baselineVolume is not None else None
         self.compareAction.run(
             "compare",
-            lambda progress, finished: self.controller.compare(
-                baseline, followup, baselineVolume, followupVolume, on_progress=progress, on_finished=finished
-            ),
+            controllerCall(self.controller.compare, baseline, followup, baselineVolume, followupVolume),
             _("Comparing the reports failed."),
             _("Comparing..."),
             done=self._compared,
