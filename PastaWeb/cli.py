@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pastacore.cli.shared import add_listen_arguments, add_upload_limit_argument, check_upload_limit
+
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -13,8 +15,7 @@ def add_parser(sub):
         "every browser connected to it sees the same scene. Research use only, not for diagnosis.",
     )
     p.add_argument("image", nargs="?", metavar="IMAGE_OR_SCENE", help="a CT (NIfTI, NRRD, DICOM folder) or a .mrb to open")
-    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    add_listen_arguments(p, port=8080)
     p.add_argument("--token", help="access token; required (or generated and printed) when --host is not local")
     p.add_argument("--data", metavar="DIR", help="the folder the file picker shows (default: IMAGE's folder, else here)")
     p.add_argument(
@@ -23,7 +24,7 @@ def add_parser(sub):
         default="pasta-web-output",
         help="where exported reports and saved scenes are written (default ./pasta-web-output)",
     )
-    p.add_argument("--max-upload-mb", type=float, default=2048.0, help="largest upload accepted (default 2048 MB)")
+    add_upload_limit_argument(p)
     p.add_argument("--3d", dest="threed", action="store_true", help="also show a 3D view")
     p.add_argument(
         "--server",
@@ -55,8 +56,7 @@ def run(args):
         raise PastaError(f"{args.image} does not exist")
     if args.data and not Path(args.data).is_dir():
         raise PastaError(f"the data folder {args.data} does not exist")
-    if args.max_upload_mb <= 0:
-        raise PastaError("--max-upload-mb must be positive")
+    check_upload_limit(args)
     runner = compute_runner(args)
     token = args.token
     if args.host not in LOCAL_HOSTS and not token:

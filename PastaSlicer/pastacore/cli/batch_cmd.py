@@ -39,6 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     modes = p.add_subparsers(dest="mode", metavar="MODE", parser_class=type(p))
     from .report_cmd import add_report_arguments
     from .segment_cmd import add_segment_arguments
+    from .shared import add_seed_argument
     from .synth_cmd import add_backend_arguments
 
     segment = modes.add_parser(
@@ -62,11 +63,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--attributes", metavar="TEXT", help="description for cases without their own attributes")
     what.add_argument("--attributes-json", metavar="FILE", help="JSON attributes for cases without their own")
     synth.add_argument("--lesion-type", metavar="TYPE", help="lesion type for cases without their own")
-    from .argtypes import seed
-
-    synth.add_argument(
-        "--seed", type=seed, default=0, help="cohort seed: a case's seed derives from it and its case id (a seed column wins)"
-    )
+    add_seed_argument(synth, "cohort seed: a case's seed derives from it and its case id (a seed column wins)")
     add_backend_arguments(synth)
     synth.set_defaults(func=run)
     status = modes.add_parser("status", help="summarise a cohort folder's manifest")
@@ -119,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from ..fileio.atomic import check_folder_apart, check_output_dir
     from ..fileio.cases import read_inputs
     from .progress import bar
+    from .shared import say_now
 
     rows, ignored = read_inputs(args.inputs, need_seg=args.mode == "report")
     check_output_dir(args.out, overwrite=True)
@@ -146,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             device=getattr(args, "device", "auto") if args.mode == "segment" else "auto",
             progress=progress,
-            notify=lambda line: print(line, flush=True),
+            notify=say_now,
         )
     minutes = (time.perf_counter() - started) / 60
     rate = summary["done"] / minutes if minutes > 0 else 0.0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .shared import add_json_argument
+
 if TYPE_CHECKING:
     import argparse
 
@@ -20,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("baseline", help="baseline report folder (or its report.json)")
     p.add_argument("followup", help="follow-up report folder (or its report.json)")
-    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    add_json_argument(p, "the comparison")
     p.add_argument("--baseline-image", metavar="CT", help="the baseline CT (with --followup-image: register them)")
     p.add_argument("--followup-image", metavar="CT", help="the follow-up CT")
     p.add_argument(
@@ -42,8 +44,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..actions import compare
     from ..report.followup import comparison_lines
+    from .shared import options_from_args
 
-    options = compare.CompareOptions(nadir_mm=args.nadir_mm, force=args.force)
+    options = options_from_args(compare.CompareOptions, args)
     options.check()
     inputs = compare.CompareInputs(args.baseline, args.followup, args.baseline_image, args.followup_image)
     comparison = compare.run(options, inputs).comparison

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .argtypes import seed
+from .shared import add_seed_argument
 
 if TYPE_CHECKING:
     import argparse
@@ -44,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--attributes-json", metavar="FILE", help="JSON file of attributes for every case")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created; existing cases are kept)")
     p.add_argument("--format", choices=("pasta-gen", "nnunet"), default="pasta-gen", help="dataset layout")
-    p.add_argument("--seed", type=seed, default=0, help="dataset seed (case n uses a seed derived from it and n)")
+    add_seed_argument(p, "dataset seed (case n uses a seed derived from it and n)")
     p.add_argument(
         "--workers",
         type=int,
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from ..actions import dataset
-    from .progress import bar
+    from .shared import run_with_bar, say_now
     from .synth_cmd import synth_options
 
     options = dataset.dataset_options(
@@ -83,8 +83,7 @@ def run(args: argparse.Namespace) -> int:
     options.check()
     started = time.perf_counter()
     inputs = dataset.DatasetInputs(args.backgrounds, args.out, args.organ_masks)
-    with bar("dataset") as progress:
-        summary = dataset.run(options, inputs, progress, notify=lambda line: print(line, flush=True)).summary
+    summary = run_with_bar("dataset", dataset.run, options, inputs, notify=say_now).summary
     minutes = (time.perf_counter() - started) / 60
     rate = summary["written"] / minutes if minutes > 0 else 0.0
     print(

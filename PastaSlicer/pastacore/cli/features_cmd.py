@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .shared import add_ct_argument, add_device_argument, add_overwrite_argument, add_whole_labels_argument
+
 if TYPE_CHECKING:
     import argparse
 
@@ -18,22 +20,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "id,f0,...,f{C-1}. Row ids: CASE for a single organ label, CASE:labelN for several, "
         "CASE:lesionK for lesions (numbered as in 'pasta report').",
     )
-    p.add_argument("image", help="CT as NIfTI/NRRD file or DICOM folder")
+    add_ct_argument(p)
     p.add_argument("--mask", required=True, help="label map (or .seg.nrrd) on the CT's grid")
     p.add_argument("--label", type=int, action="append", help="mask value to use (repeatable; default: every label)")
     p.add_argument("--crop", required=True, choices=("organ", "lesion"), help="organ (128^3) or lesion (96^3) crops")
     p.add_argument("--model", required=True, help="PASTA weight file (e.g. PASTA_final.pth) or nnU-Net result folder")
     p.add_argument("--out", required=True, help="output CSV")
     p.add_argument("--case", help="case name used in the row ids (default: the image file name without extension)")
-    p.add_argument("--whole-labels", action="store_true", help="lesion crops: one per label, not per connected component")
+    add_whole_labels_argument(p)
     p.add_argument(
         "--no-flip",
         action="store_true",
         help="feed crops in the standardised [S,P,L] order instead of PASTA's classifier order [S,A,L]",
     )
     p.add_argument("--batch-size", type=int, default=2, help="crops per forward pass (default 2)")
-    p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_device_argument(p)
+    add_overwrite_argument(p, "replace an existing output")
     p.set_defaults(func=run)
 
 

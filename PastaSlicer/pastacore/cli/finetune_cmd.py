@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .argtypes import seed
+from .shared import add_overwrite_argument, add_precision_arguments, add_resume_arguments, add_seed_argument
 
 if TYPE_CHECKING:
     import argparse
@@ -83,17 +83,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "else the classical mask of the model's organ, else the start model's own prediction)",
     )
     p.add_argument("--organ", help="the organ of a start checkpoint that names none (e.g. lung, liver)")
-    p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
-    p.add_argument("--no-amp", action="store_true", help="train in fp32 even where mixed precision is available")
-    p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (default 50; 0: none)")
-    p.add_argument("--resume", action="store_true", help="continue the unfinished run whose checkpoint --out holds")
+    add_precision_arguments(p)
+    add_seed_argument(p)
+    add_resume_arguments(p, checkpoint_every=50, folder="--out")
     p.add_argument("--keep-checkpoint", action="store_true", help="keep --out/checkpoint after a finished run")
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the files of an earlier model (and an unfinished run's checkpoint) in --out",
-    )
+    add_overwrite_argument(p, "replace the files of an earlier model (and an unfinished run's checkpoint) in --out")
     p.set_defaults(func=run)
 
 
@@ -109,22 +103,6 @@ def _values(text, option):
     if not values or min(values) < 1:
         raise PastaError(f"{option} takes positive label values separated by commas, got {text!r}")
     return values
-
-
-def _patch(text):
-    from ..errors import PastaError
-
-    if text is None:
-        return None
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) == 1:
-        values *= 3
-    if len(values) != 3 or min(values) < 1:
-        raise PastaError(f"--patch takes N or N,N,N (voxels), got {text!r}")
-    return tuple(values)
 
 
 def _cases(args) -> tuple:
@@ -158,31 +136,17 @@ def _cases(args) -> tuple:
 def finetune_options(args: argparse.Namespace) -> FinetuneOptions:
     """The FinetuneOptions of parsed arguments (checked)."""
     from ..actions.finetune import FinetuneOptions
+    from .shared import options_from_args, patch_size
 
-    options = FinetuneOptions(
-        model=args.model or "",
-        start=args.start or "",
-        start_config=args.start_config or "",
-        name=args.name or "",
-        steps=args.steps,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
+    options = options_from_args(
+        FinetuneOptions,
+        args,
         learning_rate=args.lr,
-        optimizer=args.optimizer,
-        patch=_patch(args.patch),
+        patch=patch_size(args.patch, "N,N,N"),
         deep_supervision=not args.no_deep_supervision,
-        freeze_encoder_steps=args.freeze_encoder_steps,
-        synthetic_fraction=args.synthetic_fraction,
-        synthetic_lesions=args.synthetic_lesions,
         lesion_labels=_values(args.lesion_label, "--lesion-label"),
         organ_labels=_values(args.organ_label, "--organ-label"),
-        organ_source=args.organ_source,
-        organ=args.organ or "",
-        folds=args.folds,
-        device=args.device,
         amp=not args.no_amp,
-        seed=args.seed,
-        checkpoint_every=args.checkpoint_every,
     )
     options.settings()
     return options
@@ -190,14 +154,12 @@ def finetune_options(args: argparse.Namespace) -> FinetuneOptions:
 
 def run(args: argparse.Namespace) -> None:
     from ..actions import finetune
-    from .progress import bar
+    from .shared import run_training
 
     options = finetune_options(args)
     train, val = _cases(args)
     inputs = finetune.FinetuneInputs(train, args.out, val, args.resume, args.overwrite, args.keep_checkpoint)
-    finetune.check(options, inputs)  # refused before any work
-    with bar("pasta finetune") as progress:
-        made = finetune.run(options, inputs, progress, say=lambda text: print(text, flush=True))
+    made = run_training(finetune, options, inputs, "pasta finetune")
     for row in made.result.validation:
         before, after = row["before"], row["after"]
         print(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .shared import add_autocast_argument, add_device_argument, add_json_argument, add_overwrite_argument, run_with_bar
+
 if TYPE_CHECKING:
     import argparse
 
@@ -30,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="LABELS.json",
         help='with --config: what each output label is, {"1": "liver", "2": "tumor@liver"} or [{"value": 1, "term": ...}]',
     )
-    imp.add_argument("--overwrite", action="store_true", help="replace an installed model of the same name")
+    add_overwrite_argument(imp, "replace an installed model of the same name")
     clip = actions.add_parser(
         "import-clip",
         help="import CLIP ViT-B-32-quickgelu weights (open_clip, laion400m_e32) once: free-text prompts for multi-path gCIS models",
@@ -43,14 +45,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="FILE.txt.gz",
         help="CLIP's BPE vocabulary (default: the one in the installed open_clip_torch package)",
     )
-    clip.add_argument("--overwrite", action="store_true", help="replace CLIP weights imported before")
+    add_overwrite_argument(clip, "replace CLIP weights imported before")
     ver = actions.add_parser("verify", help="check installed files against their SHA256")
     ver.add_argument("name", nargs="?", help="one model (default: all)")
     rem = actions.add_parser("remove", help="delete an installed model")
     rem.add_argument("name")
     ins = actions.add_parser("inspect", help="show what a PASTA checkpoint or nnU-Net result folder holds (nothing is run)")
     ins.add_argument("path", metavar="FILE_OR_DIR")
-    ins.add_argument("--json", action="store_true", help="print the full description as JSON")
+    add_json_argument(ins, "the full description")
     fwd = actions.add_parser(
         "forward",
         help="run the bare network on a .npy array (PASTA) or a .pt dict (with --config: a model family's JSON "
@@ -68,7 +70,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--features", action="store_true", help="write the pooled encoder features (B, C) instead of full-resolution logits"
     )
     _diffusion_options(fwd, weights="model")
-    fwd.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_overwrite_argument(fwd, "replace an existing output")
     smp = actions.add_parser("sample", help="run a LesionDiffusion DDIM sampler (LMNet or LINet) on a .pt dict")
     smp.add_argument("path", metavar="CKPT")
     smp.add_argument(
@@ -79,7 +81,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     smp.add_argument("output", metavar="OUT.pt", help="dict with samples and x_inter")
     _diffusion_options(smp, config_required=True, weights="auto")
     smp.add_argument("--seed", type=int, default=0, help="seed of the per-step noise when IN.pt has none (default 0)")
-    smp.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_overwrite_argument(smp, "replace an existing output")
     p.set_defaults(func=run)
 
 
@@ -97,13 +99,8 @@ def _diffusion_options(parser, config_required=False, weights="auto"):
         help=f"LesionDiffusion: the raw model.* weights (as apply_model outside ema_scope), the EMA "
         f"ones (as the public sampling), or auto (EMA when present); default {weights}",
     )
-    parser.add_argument("--device", default="auto", help="with --config: auto, cuda or cpu")
-    parser.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "fp16", "bf16"),
-        default="auto",
-        help="LesionDiffusion: autocast on CUDA (auto: fp16 where the config sets use_fp16)",
-    )
+    add_device_argument(parser, "with --config: auto, cuda or cpu")
+    add_autocast_argument(parser, "LesionDiffusion", auto="fp16 where the config sets use_fp16")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -367,19 +364,8 @@ def _diffusion_forward(args):
 
 def _diffusion_sample(args):
     from ..diffusion.commands import sample_command
-    from .progress import bar
 
-    with bar("sampling") as progress:
-        result = sample_command(
-            args.path,
-            args.input,
-            args.output,
-            args.config,
-            args.weights,
-            args.device,
-            args.precision,
-            args.overwrite,
-            args.seed,
-            progress,
-        )
+    paths = (args.path, args.input, args.output, args.config)
+    settings = (args.weights, args.device, args.precision, args.overwrite, args.seed)
+    result = run_with_bar("sampling", sample_command, *paths, *settings)
     print(f"wrote samples {tuple(result['samples'].shape)} and x_inter {tuple(result['x_inter'].shape)} to {args.output}")

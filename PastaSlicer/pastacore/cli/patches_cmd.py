@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .shared import add_device_argument, add_overwrite_argument, run_with_bar
+
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable
 
 HEATMAP_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
 DEFAULT_TILE = 224
@@ -22,17 +25,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("patches", help="pathology patches with PatchTCGA encoders (features, heads, classify, heat maps)")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    feat = actions.add_parser(
+    feat = _encoder_command(
+        actions,
         "features",
+        run_features,
         help="encoder features of image patches (CSV)",
         description="Reads each image as 8-bit RGB, scales it to [0, 1], normalises it with the config's mean/std "
         "(no resize, no crop) and writes one row per image: id,f0,...,f{C-1} (id: the file name without its extension), "
         "every value at full precision.",
     )
-    feat.add_argument("images", nargs="+", metavar="IMAGE", help="patch images (PNG, TIFF, JPEG...)")
-    _encoder_options(feat)
     feat.add_argument("--out", required=True, metavar="FEATURES.csv", help="output CSV")
-    feat.set_defaults(func=run_features)
 
     head = actions.add_parser(
         "train-head",
@@ -43,33 +45,55 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     train_head_cmd.add_arguments(head, "'pasta patches features'")
     head.set_defaults(func=train_head_cmd.run)
 
-    cls = actions.add_parser(
+    cls = _encoder_command(
+        actions,
         "classify",
+        run_classify,
+        with_head=True,
         help="predicted class and class probabilities of image patches (CSV)",
         description="Encoder features of each image (as 'pasta patches features'), then the head: one row per image, "
         "id,label,p_<class>... (probabilities at full precision).",
     )
-    cls.add_argument("images", nargs="+", metavar="IMAGE", help="patch images")
-    _encoder_options(cls)
-    cls.add_argument("--head", required=True, metavar="HEAD.pt", help="a head from 'pasta patches train-head'")
     cls.add_argument("--out", required=True, metavar="PREDICTIONS.csv", help="output CSV")
-    cls.set_defaults(func=run_classify)
 
-    heat = actions.add_parser(
+    heat = _encoder_command(
+        actions,
         "heatmap",
+        run_heatmap,
+        with_head=True,
+        one_region=True,
         help="class probability of each tile of an image, painted on the image's grid",
         description="Cuts IMAGE into non-overlapping tiles from its top-left pixel, classifies each tile as 'classify' "
         "classifies the same crop, and writes the probability of --class on every pixel of its tile, on the image's "
         "own grid as SimpleITK (and Slicer) reads it; a right or bottom strip narrower than a tile stays 0.",
     )
-    heat.add_argument("image", metavar="IMAGE", help="a region image (PNG, TIFF...)")
-    _encoder_options(heat)
-    heat.add_argument("--head", required=True, metavar="HEAD.pt", help="a head from 'pasta patches train-head'")
     heat.add_argument("--tile", type=int, default=DEFAULT_TILE, help=f"tile size in pixels (default {DEFAULT_TILE})")
     heat.add_argument("--class", dest="class_name", metavar="NAME", help="class to map (default: the second of two)")
     heat.add_argument("--out", required=True, metavar="HEAT.nii.gz", help="output image (.nii.gz, .nii, .nrrd, .mha)")
     heat.add_argument("--tiles-csv", metavar="TILES.csv", help="also write each tile's prediction, as 'classify' does")
-    heat.set_defaults(func=run_heatmap)
+
+
+def _encoder_command(
+    actions: argparse._SubParsersAction,
+    name: str,
+    run: Callable[[argparse.Namespace], int],
+    with_head: bool = False,
+    one_region: bool = False,
+    **texts: str,
+) -> argparse.ArgumentParser:
+    """A subcommand that runs the encoder on images (``texts``: its help and description): its
+    parser with the images (patches, or ``one_region`` image to tile), the encoder's options and,
+    where a head classifies the features, ``--head``."""
+    p = actions.add_parser(name, **texts)
+    if one_region:
+        p.add_argument("image", metavar="IMAGE", help="a region image (PNG, TIFF...)")
+    else:
+        p.add_argument("images", nargs="+", metavar="IMAGE", help="patch images (PNG, TIFF, JPEG...)")
+    _encoder_options(p)
+    if with_head:
+        p.add_argument("--head", required=True, metavar="HEAD.pt", help="a head from 'pasta patches train-head'")
+    p.set_defaults(func=run)
+    return p
 
 
 def _encoder_options(parser: argparse.ArgumentParser) -> None:
@@ -87,11 +111,11 @@ def _encoder_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size", type=int, default=DEFAULT_BATCH, help=f"patches per forward pass (default {DEFAULT_BATCH})"
     )
-    parser.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
+    add_device_argument(parser)
     parser.add_argument(
         "--precision", choices=("fp32", "bf16", "auto"), default="fp32", help="fp32 (default, full precision), bf16, or auto"
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_overwrite_argument(parser)
 
 
 def _open_encoder(args: argparse.Namespace):
@@ -106,28 +130,27 @@ def _open_encoder(args: argparse.Namespace):
     return open_encoder(checkpoint, config, device, args.precision)
 
 
-def _images_exist(paths) -> None:
+def _check_images(paths) -> None:
+    """Every image exists, and no two share an id (their file name without its extension)."""
     from pathlib import Path
 
     from ..errors import PastaError
+    from ..families.patchtcga.images import check_unique_ids
 
     for path in paths:
         if not Path(path).is_file():
             raise PastaError(f"image {path} does not exist")
+    check_unique_ids(paths)
 
 
 def run_features(args: argparse.Namespace) -> int:
-    from ..families.patchtcga.images import check_unique_ids
     from ..families.patchtcga.patches import image_features, write_features_csv
     from ..fileio.atomic import atomic_outputs, check_outputs
-    from .progress import bar
 
     check_outputs([(args.out, (".csv",))], inputs=(*args.images, args.encoder, args.config), overwrite=args.overwrite)
-    _images_exist(args.images)
-    check_unique_ids(args.images)
+    _check_images(args.images)
     encoder = _open_encoder(args)
-    with bar("pasta patches features") as progress:
-        ids, features = image_features(args.images, encoder, args.batch_size, progress)
+    ids, features = run_with_bar("pasta patches features", image_features, args.images, encoder, args.batch_size)
     with atomic_outputs(args.out, overwrite=args.overwrite) as temp:
         write_features_csv(temp, ids, features)
     print(f"wrote {args.out}: {len(ids)} image(s) x {features.shape[1]} features ({encoder.loaded.found.layout} encoder)")
@@ -136,20 +159,16 @@ def run_features(args: argparse.Namespace) -> int:
 
 def run_classify(args: argparse.Namespace) -> int:
     from ..classify.heads import load_head
-    from ..families.patchtcga.images import check_unique_ids
     from ..families.patchtcga.patches import check_head_fits, image_features, predict, write_predictions_csv
     from ..fileio.atomic import atomic_outputs, check_outputs
-    from .progress import bar
 
     inputs = (*args.images, args.encoder, args.config, args.head)
     check_outputs([(args.out, (".csv",))], inputs=inputs, overwrite=args.overwrite)
-    _images_exist(args.images)
-    check_unique_ids(args.images)
+    _check_images(args.images)
     head = load_head(args.head)
     encoder = _open_encoder(args)
     check_head_fits(head, encoder)
-    with bar("pasta patches classify") as progress:
-        ids, features = image_features(args.images, encoder, args.batch_size, progress)
+    ids, features = run_with_bar("pasta patches classify", image_features, args.images, encoder, args.batch_size)
     classes, labels, probabilities = predict(head, features)
     with atomic_outputs(args.out, overwrite=args.overwrite) as temp:
         write_predictions_csv(temp, ids, classes, labels, probabilities)
@@ -167,7 +186,6 @@ def run_heatmap(args: argparse.Namespace) -> int:
     from ..families.patchtcga.images import image_id, pixel_grid
     from ..families.patchtcga.patches import write_predictions_csv
     from ..fileio.atomic import atomic_outputs, check_outputs
-    from .progress import bar
 
     outputs = [(args.out, HEATMAP_SUFFIXES), (args.tiles_csv, (".csv",))]
     check_outputs(outputs, inputs=(args.image, args.encoder, args.config, args.head), overwrite=args.overwrite)
@@ -176,8 +194,7 @@ def run_heatmap(args: argparse.Namespace) -> int:
         class_name=args.class_name or "", batch_size=args.batch_size, device=deps.check_device(args.device),
         precision=args.precision,
     )  # fmt: skip
-    with bar("pasta patches heatmap") as progress:
-        heat = patch_heatmap.run(options, patch_heatmap.PatchHeatmapInputs(args.image), progress).heat
+    heat = run_with_bar("pasta patches heatmap", patch_heatmap.run, options, patch_heatmap.PatchHeatmapInputs(args.image)).heat
     height, width = heat.values.shape
     grid = pixel_grid(args.image, width, height)
     written = [args.out] + ([args.tiles_csv] if args.tiles_csv else [])

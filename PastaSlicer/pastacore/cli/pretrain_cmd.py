@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .argtypes import seed
 from .batch_cmd import workers
+from .shared import add_overwrite_argument, add_precision_arguments, add_resume_arguments, add_seed_argument
 
 if TYPE_CHECKING:
     import argparse
@@ -35,11 +35,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help='the network: {"family": "pymic", "net_type": "FMUNet"|"PCTNet", ...PyMIC [network] parameters} '
         "(default: the lung demo's FMUNet, class_num 5)",
     )
-    p.add_argument("--seed", type=seed, default=0)
+    add_seed_argument(p)
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (default 1e-3)")
-    p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
-    p.add_argument("--no-amp", action="store_true", help="train in fp32 even where mixed precision is available")
+    add_precision_arguments(p)
     p.add_argument(
         "--scheduler",
         default="inline",
@@ -47,45 +46,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "or a running scheduler's address, e.g. tcp://host:8786",
     )
     p.add_argument("--workers", type=workers, help="Dask workers for --scheduler local")
-    p.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (default 100; 0: none)")
-    p.add_argument("--resume", action="store_true", help="continue the unfinished run whose checkpoint DIR holds")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier result (and an unfinished run's checkpoint)")
+    add_resume_arguments(p, checkpoint_every=100, folder="DIR")
+    add_overwrite_argument(p, "replace an earlier result (and an unfinished run's checkpoint)")
     p.set_defaults(func=run)
 
 
-def _patch(text):
-    from ..errors import PastaError
-
-    if text is None:
-        return None
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) == 1:
-        values *= 3
-    if len(values) != 3 or min(values) < 1:
-        raise PastaError(f"--patch takes N or D,H,W (voxels), got {text!r}")
-    return tuple(values)
-
-
 def options_from(args: argparse.Namespace) -> PretrainOptions:
+    """The PretrainOptions of parsed arguments (checked)."""
     from ..actions.pretrain import PretrainOptions
+    from .shared import options_from_args, patch_size
 
-    options = PretrainOptions(
-        method=args.method,
-        steps=args.steps,
-        config=args.config or "",
-        patch=_patch(args.patch),
-        batch_size=args.batch_size,
+    options = options_from_args(
+        PretrainOptions,
+        args,
+        patch=patch_size(args.patch, "D,H,W"),
         learning_rate=args.lr,
-        seed=args.seed,
-        save_examples=args.save_examples,
-        device=args.device,
         precision="fp32" if args.no_amp else "auto",
-        scheduler=args.scheduler,
-        workers=args.workers,
-        checkpoint_every=args.checkpoint_every,
     )
     options.check()
     return options
@@ -93,13 +69,11 @@ def options_from(args: argparse.Namespace) -> PretrainOptions:
 
 def run(args: argparse.Namespace) -> None:
     from ..actions import pretrain
-    from .progress import bar
+    from .shared import run_training
 
     options = options_from(args)
     inputs = pretrain.PretrainInputs(list(args.images), args.out, args.resume, args.overwrite)
-    pretrain.check(options, inputs)  # refused before any work
-    with bar("pasta pretrain") as progress:
-        made = pretrain.run(options, inputs, progress, say=lambda text: print(text, flush=True))
+    made = run_training(pretrain, options, inputs, "pasta pretrain")
     log, loss = made.log, made.log["loss"]
     print(
         f"wrote {args.out} ({log['network']}; {len(log['images'])} CT(s), {options.steps} steps, loss {loss[0]:.3f} -> "

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .remote import add_server_arguments
+from .shared import add_ct_argument, add_overwrite_argument, add_whole_labels_argument, options_from_args, run_with_bar
 
 if TYPE_CHECKING:
     import argparse
@@ -29,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "of diameters, or with --baseline the response since an earlier report. "
         "Research use, not for diagnosis.",
     )
-    p.add_argument("image", nargs="?", help="CT as NIfTI/NRRD file or DICOM folder")
+    add_ct_argument(p, optional=True)
     p.add_argument("seg", nargs="?", help="label map or .seg.nrrd on the CT's grid")
     p.add_argument(
         "--out-dir",
@@ -60,9 +61,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="use a baseline report of another patient, or dated after this scan (the report says so)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
+    add_overwrite_argument(p, "replace an existing report folder")
     add_server_arguments(p)
     p.set_defaults(func=run)
+
+
+# The limits of the reporting floor (ReportOptions' min_*): each a number >= 0 or, left out, the model's.
+FLOOR_LIMITS = (
+    ("--min-long-axis-mm", "MM", "smallest long axis reported"),
+    ("--min-volume-ml", "ML", "smallest volume reported"),
+    ("--min-confidence", "P", "smallest mean lesion probability (0 to 1) of a lesion the model proposed"),
+)
 
 
 def add_report_arguments(p: argparse.ArgumentParser, default_formats: str) -> None:
@@ -85,7 +94,7 @@ def add_report_arguments(p: argparse.ArgumentParser, default_formats: str) -> No
         help="label value of the lesions (repeatable; default: the labels named as lesions in a .seg.nrrd "
         "or JSON sidecar, else label 2 by the convention 1 = organ, 2 = lesion)",
     )
-    p.add_argument("--whole-labels", action="store_true", help="one lesion per label instead of per connected component")
+    add_whole_labels_argument(p)
     p.add_argument(
         "--allow-organ-lesions",
         action="store_true",
@@ -96,31 +105,20 @@ def add_report_arguments(p: argparse.ArgumentParser, default_formats: str) -> No
         "lesions under any limit are listed apart, not reported as lesions "
         "(default: the model's reporting_floor in its model.json, else 3 mm and 0.03 mL)",
     )
-    floor.add_argument("--min-long-axis-mm", type=non_negative, metavar="MM", help="smallest long axis reported")
-    floor.add_argument("--min-volume-ml", type=non_negative, metavar="ML", help="smallest volume reported")
-    floor.add_argument(
-        "--min-confidence",
-        type=non_negative,
-        metavar="P",
-        help="smallest mean lesion probability (0 to 1) of a lesion the model proposed",
-    )
+    for flag, metavar, text in FLOOR_LIMITS:
+        floor.add_argument(flag, type=non_negative, metavar=metavar, help=text)
 
 
 def report_options(args: argparse.Namespace) -> ReportOptions:
     """The ReportOptions of parsed arguments (checked)."""
     from ..actions.report import ReportOptions
 
-    options = ReportOptions(
+    options = options_from_args(
+        ReportOptions,
+        args,
         formats=tuple(f.strip() for f in args.formats.split(",")) if args.formats is not None else (),
         lesion_labels=tuple(args.lesion_label) if args.lesion_label else None,
-        whole_labels=args.whole_labels,
-        min_long_axis_mm=args.min_long_axis_mm,
-        min_volume_ml=args.min_volume_ml,
-        min_confidence=args.min_confidence,
         targets=tuple(args.targets) if getattr(args, "targets", None) else None,
-        baseline=getattr(args, "baseline", None) or "",
-        force=getattr(args, "force", False),
-        allow_organ_lesions=getattr(args, "allow_organ_lesions", False),
     )
     options.check()
     options.format_names()
@@ -183,14 +181,12 @@ def _run_on_server(args, options, server) -> int:
     """``pasta report --server URL``: the files read here (with the segmentation's sidecar), the report
     measured and written on the server, its files moved into DIR here."""
     from ..actions import report
-    from .progress import bar
     from .remote import connect, run_on_server
 
     client = connect(server, "report", options)
     inputs = report.portable_inputs(report.ReportInputs(args.image, args.seg, args.organ_mask, args.baseline_image))
     output = {"out_dir": str(args.out_dir), "overwrite": bool(args.overwrite)}
-    with bar("pasta report") as progress:
-        result, _ = run_on_server(client, "report", options, inputs, progress, output)
+    result, _ = run_with_bar("pasta report", run_on_server, client, "report", options, inputs, output=output)
     _say(args.out_dir, result, result["written"])
     return 0
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
+from ..deps import DEVICES
 from .remote import add_server_arguments
+from .shared import add_ct_argument, add_device_argument, add_overwrite_argument, options_from_args, run_with_bar
 
 if TYPE_CHECKING:
     import argparse
@@ -21,12 +23,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "and OUT.json beside it with the label names, the model used (name, version, "
         "SHA256) and each lesion candidate with the model's confidence in it.",
     )
-    p.add_argument("image", help="CT as NIfTI/NRRD file or DICOM folder")
+    add_ct_argument(p)
     p.add_argument("--out", required=True, help="output label map (.nii.gz, .nii or .nrrd)")
     p.add_argument("--organ-mask", help="label map restricting the search (e.g. TotalSegmentator output)")
     p.add_argument("--organ-label", type=int, help="label value of the organ in --organ-mask (default: any non-zero)")
     add_segment_arguments(p)
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_overwrite_argument(p)
     add_server_arguments(p)
     p.set_defaults(func=run)
 
@@ -34,8 +36,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def add_segment_arguments(p: argparse.ArgumentParser) -> None:
     """The options of a segmentation (:class:`~pastacore.actions.segment.SegmentOptions`), worded
     once for ``pasta segment`` and ``pasta batch segment``."""
-    from ..deps import DEVICES
-
     p.add_argument(
         "--model",
         help="installed model name, weight file, nnU-Net result folder, or a folder with "
@@ -64,9 +64,7 @@ def add_segment_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--roi", help="box R1,A1,S1,R2,A2,S2 in RAS mm restricting the search (write --roi=-10,... for negative numbers)"
     )
-    p.add_argument(
-        "--device", default="auto", help=f"{', '.join(DEVICES)}: where the network runs (default auto: CUDA, MPS, else CPU)"
-    )
+    add_device_argument(p, f"{', '.join(DEVICES)}: where the network runs (default auto: CUDA, MPS, else CPU)")
     p.add_argument("--tta", action="store_true", help="mirroring test-time augmentation (8x slower, more accurate)")
     p.add_argument("--overlap", type=float, default=0.5, help="patch overlap in [0, 1) (default 0.5)")
     p.add_argument(
@@ -82,20 +80,7 @@ def segment_options(args: argparse.Namespace) -> SegmentOptions:
     """The SegmentOptions of parsed arguments (checked)."""
     from ..actions.segment import SegmentOptions, parse_box
 
-    options = SegmentOptions(
-        model=args.model or "",
-        model_config=args.model_config or "",
-        prompt=args.prompt or "",
-        organ=args.organ or "",
-        organ_label=getattr(args, "organ_label", None),
-        totalsegmentator_version=args.totalsegmentator_version,
-        roi=tuple(parse_box(args.roi)) if args.roi else None,
-        device=args.device,
-        tta=args.tta,
-        overlap=args.overlap,
-        precision=args.precision,
-        min_lesion_mm3=args.min_lesion_mm3,
-    )
+    options = options_from_args(SegmentOptions, args, roi=tuple(parse_box(args.roi)) if args.roi else None)
     options.check()
     return options
 
@@ -105,7 +90,6 @@ def run(args: argparse.Namespace) -> None:
     from ..fileio.atomic import check_outputs
     from ..fileio.writers import volume_output
     from ..inference.sidecar import sidecar_path
-    from .progress import bar
     from .remote import server_of
 
     options = segment_options(args)
@@ -117,8 +101,7 @@ def run(args: argparse.Namespace) -> None:
     )
     if server is not None:
         return _run_on_server(args, options, server)
-    with bar("pasta segment") as progress:
-        case = segment.run(options, segment.SegmentInputs(args.image, args.organ_mask), progress)
+    case = run_with_bar("pasta segment", segment.run, options, segment.SegmentInputs(args.image, args.organ_mask))
     _, sidecar = segment.write_segmentation(case, args.out, overwrite=args.overwrite)
     result, description = case.result, case.description
     print(
@@ -135,13 +118,11 @@ def _run_on_server(args: argparse.Namespace, options: SegmentOptions, server: tu
     from ..fileio import as_volume, write_volume
     from ..fileio.atomic import atomic_outputs
     from ..inference.sidecar import sidecar_path, write_sidecar
-    from .progress import bar
     from .remote import connect, run_on_server
 
     client = connect(server, "segment", options)
     inputs = SegmentInputs(as_volume(args.image), as_volume(args.organ_mask, is_label=True) if args.organ_mask else None)
-    with bar("pasta segment") as progress:
-        result, volumes = run_on_server(client, "segment", options, inputs, progress)
+    result, volumes = run_with_bar("pasta segment", run_on_server, client, "segment", options, inputs)
     sidecar = sidecar_path(args.out)
     description = result["sidecar"]
     with atomic_outputs(args.out, sidecar, overwrite=args.overwrite) as (labels_temp, sidecar_temp):

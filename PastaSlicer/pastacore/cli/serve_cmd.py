@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
+from .shared import add_device_argument, add_listen_arguments, add_upload_limit_argument, check_upload_limit, options_from_args
+
 if TYPE_CHECKING:
     import argparse
 
@@ -21,12 +23,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "on Dask workers of this machine (one per GPU) or of a running scheduler. Prints 'PASTA server ready: URL' "
         "once it answers. Needs the 'server' extra. Research use only, not for diagnosis.",
     )
-    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    add_listen_arguments(p, port=8000)
     who = p.add_mutually_exclusive_group()
     who.add_argument("--token", help="the token clients must send (at least 16 characters); needed on a non-local host")
     who.add_argument("--tokens", metavar="FILE", help="a file of tokens, one 'NAME TOKEN' per line: each sees only its own jobs")
-    p.add_argument("--max-upload-mb", type=float, default=2048.0, help="largest upload of one job, in MB (default 2048)")
+    add_upload_limit_argument(p)
     p.add_argument("--workers", type=int, help="workers of the local cluster (default: one per GPU, else by CPU cores)")
     p.add_argument(
         "--scheduler",
@@ -34,7 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="local (default: a Dask cluster on this machine) or a running scheduler of GPU workers, e.g. tcp://host:8786",
     )
     p.add_argument("--store", metavar="DIR", help="the model store clients choose from (default: this user's store)")
-    p.add_argument("--device", default="auto", help=f"{', '.join(DEVICES)}: where the workers run the networks (default auto)")
+    add_device_argument(p, f"{', '.join(DEVICES)}: where the workers run the networks (default auto)")
     p.add_argument(
         "--keep-minutes", type=float, default=60.0, help="results not downloaded are deleted after this many minutes (default 60)"
     )
@@ -51,8 +52,7 @@ def settings_from(args: argparse.Namespace) -> object:
     from ..errors import PastaError
     from ..server.serve import ServerSettings
 
-    if args.max_upload_mb <= 0:
-        raise PastaError("--max-upload-mb must be positive")
+    check_upload_limit(args)
     if args.keep_minutes <= 0:
         raise PastaError("--keep-minutes must be positive")
     if args.workers is not None and args.workers < 1:
@@ -69,18 +69,7 @@ def settings_from(args: argparse.Namespace) -> object:
     if args.store and not Path(args.store).is_dir():
         raise PastaError(f"the model store {args.store} does not exist (create it, or import models with 'pasta models --store')")
     check_device(args.device)
-    return ServerSettings(
-        host=args.host,
-        port=args.port,
-        max_upload_mb=args.max_upload_mb,
-        workers=args.workers,
-        scheduler=args.scheduler,
-        store=args.store or "",
-        device=args.device,
-        keep_minutes=args.keep_minutes,
-        ssl_keyfile=args.ssl_keyfile or "",
-        ssl_certfile=args.ssl_certfile or "",
-    )
+    return options_from_args(ServerSettings, args)
 
 
 def run(args: argparse.Namespace) -> int:

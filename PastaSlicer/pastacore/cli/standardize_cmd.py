@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .shared import add_overwrite_argument
+
 if TYPE_CHECKING:
     import argparse
 
@@ -23,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spacing", type=float, default=1.0, help="target spacing in mm (PASTA: 1.0)")
     p.add_argument("--volume-index", type=int, help="which volume of a 4D input to use")
     p.add_argument("--series", help="SeriesInstanceUID to read from a DICOM folder holding several series")
-    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    add_overwrite_argument(p, "replace OUTPUT if it exists")
     p.set_defaults(func=run)
 
 

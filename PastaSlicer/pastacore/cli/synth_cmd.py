@@ -5,8 +5,16 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from .argtypes import seed
 from .remote import add_server_arguments
+from .shared import (
+    add_autocast_argument,
+    add_ct_argument,
+    add_device_argument,
+    add_overwrite_argument,
+    add_seed_argument,
+    options_from_args,
+    run_with_bar,
+)
 
 if TYPE_CHECKING:
     import argparse
@@ -23,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "ill-defined margins, heterogeneous') or a JSON file of attributes (PASTA-Gen type.json "
         "accepted). Synthetic images are for research use only.",
     )
-    p.add_argument("image", help="CT volume (NIfTI/NRRD file or DICOM folder)")
+    add_ct_argument(p)
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--box", metavar="R1,A1,S1,R2,A2,S2", help="two opposite corners of the box in RAS mm")
     where.add_argument("--box-ijk", metavar="I1,J1,K1,I2,J2,K2", help="two opposite corner voxels (0-based, inclusive)")
@@ -33,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lesion-type", metavar="TYPE", help="one of the 15 PASTA lesion types (default: from the description)")
     p.add_argument("--organ-mask", metavar="FILE", help="organ segmentation on the image grid (a TotalSegmentator v1 map works)")
     p.add_argument("--organ-label", type=int, metavar="N", help="the organ's value in --organ-mask")
-    p.add_argument("--seed", type=seed, required=True, help="random seed: the same seed gives the same lesion")
+    add_seed_argument(p, "random seed: the same seed gives the same lesion", required=True)
     p.add_argument("--out-image", required=True, metavar="OUT.nii.gz", help="the image with the lesion")
     p.add_argument(
         "--out-mask",
@@ -45,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-type-json", metavar="TYPE.json", help="also write the PASTA-Gen type.json")
     add_labels_argument(p)
     add_backend_arguments(p)
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_overwrite_argument(p)
     add_server_arguments(p)
     p.set_defaults(func=run)
 
@@ -77,13 +85,8 @@ def add_backend_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="lesiondiffusion: run even when the estimated time on this CPU is long (it says how long)",
     )
-    p.add_argument("--device", default="auto", help="lesiondiffusion: auto, cuda or cpu")
-    p.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "fp16", "bf16"),
-        default="auto",
-        help="lesiondiffusion: CUDA autocast (auto: fp16 for LINet as published, fp32 for LMNet)",
-    )
+    add_device_argument(p, "lesiondiffusion: auto, cuda or cpu")
+    add_autocast_argument(p, "lesiondiffusion", auto="fp16 for LINet as published, fp32 for LMNet")
     p.add_argument(
         "--ld-models",
         metavar="DIR",
@@ -103,21 +106,12 @@ def synth_options(args: argparse.Namespace, check: bool = True) -> SynthOptions:
     from ..actions.synth import SynthOptions, numbers, read_attributes_file
 
     attributes_json = getattr(args, "attributes_json", None)
-    options = SynthOptions(
-        lesion_type=getattr(args, "lesion_type", None) or "",
+    options = options_from_args(
+        SynthOptions,
+        args,
         attributes=read_attributes_file(attributes_json) if attributes_json else getattr(args, "attributes", None) or "",
-        seed=getattr(args, "seed", 0) or 0,
         box=tuple(numbers(args.box, "--box")) if getattr(args, "box", None) else None,
         box_ijk=tuple(int(v) for v in _ijk(args.box_ijk)) if getattr(args, "box_ijk", None) else None,
-        organ_label=getattr(args, "organ_label", None),
-        backend=args.backend,
-        steps=args.steps,
-        allow_slow=args.allow_slow,
-        device=args.device,
-        precision=args.precision,
-        ld_models=args.ld_models or "",
-        text_encoder=args.text_encoder or "",
-        labels=getattr(args, "labels", None) or "",
     )
     if check:
         options.check()
@@ -139,7 +133,6 @@ def run(args: argparse.Namespace) -> int:
     from ..fileio.atomic import check_outputs
     from ..fileio.writers import volume_output
     from ..inference.sidecar import sidecar_path
-    from .progress import bar
     from .remote import server_of
 
     check_outputs(
@@ -158,8 +151,7 @@ def run(args: argparse.Namespace) -> int:
     if server is not None:
         return _run_on_server(args, options, server)
     engine = synth.backend(options)  # unavailable or too slow: say so before any work
-    with bar("synthesising") as progress:
-        case = synth.run(options, synth.SynthInputs(args.image, args.organ_mask), progress, engine=engine)
+    case = run_with_bar("synthesising", synth.run, options, synth.SynthInputs(args.image, args.organ_mask), engine=engine)
     synth.write_synthesis(case, args.out_image, args.out_mask, args.out_report, args.out_type_json, overwrite=args.overwrite)
     result = case.result
     _say(result.not_understood, result.plan.describe(), result.report["measured"], args, case.sidecar)
@@ -170,7 +162,6 @@ def _run_on_server(args: argparse.Namespace, options: SynthOptions, server: tupl
     """``pasta synth --server URL``: the same files and lines, the lesion made on the server."""
     from ..actions import synth
     from ..fileio import as_volume
-    from .progress import bar
     from .remote import connect, run_on_server
 
     if options.labels:
@@ -181,8 +172,7 @@ def _run_on_server(args: argparse.Namespace, options: SynthOptions, server: tupl
         )
     client = connect(server, "synth", options)
     inputs = synth.SynthInputs(as_volume(args.image), as_volume(args.organ_mask, is_label=True) if args.organ_mask else None)
-    with bar("synthesising") as progress:
-        result, volumes = run_on_server(client, "synth", options, inputs, progress)
+    result, volumes = run_with_bar("synthesising", run_on_server, client, "synth", options, inputs)
     report = dict(result["report"], type_json=result["type_json"], source=str(args.image))
     synth.write_synthesis_files(
         volumes["image"],

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .argtypes import seed
+from .shared import add_overwrite_argument, add_seed_argument
+from .train_head_cmd import add_head_output_argument, check_head_outputs
 
 if TYPE_CHECKING:
     import argparse
@@ -25,10 +26,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backgrounds", default="lung1,lung2", help="sample cases used as backgrounds (default lung1,lung2)")
     p.add_argument("--train", type=int, default=240, help="synthetic lesions to train on (default 240)")
     p.add_argument("--test", type=int, default=80, help="held-out synthetic lesions (default 80)")
-    p.add_argument("--seed", type=seed, default=0)
+    add_seed_argument(p)
     p.add_argument("--l2", type=float, default=1.0, help="L2 regularisation of the heads (default 1)")
-    p.add_argument("--out", required=True, metavar="HEAD.pt", help="output head (scores go to the .json beside it)")
-    p.add_argument("--overwrite", action="store_true")
+    add_head_output_argument(p)
+    add_overwrite_argument(p, help=None)
     p.set_defaults(func=run)
 
 
@@ -37,10 +38,9 @@ def run(args: argparse.Namespace) -> None:
     import time
     from pathlib import Path
 
-    from ..classify.headfile import HEAD_SUFFIXES, metrics_path
     from ..classify.heads import save_head
     from ..errors import PastaError
-    from ..fileio.atomic import atomic_outputs, check_outputs
+    from ..fileio.atomic import atomic_outputs
     from ..inference.segmentation_model import model_weights
     from ..networks.loading import load_encoder
     from ..training.attribute_heads import fit_attribute_heads, score_heads, synthetic_attribute_set
@@ -49,8 +49,7 @@ def run(args: argparse.Namespace) -> None:
 
     if args.train < 10 or args.test < 10:
         raise PastaError("--train and --test need at least 10 lesions each")
-    report_path = metrics_path(args.out)
-    check_outputs([(args.out, HEAD_SUFFIXES), report_path], inputs=(args.encoder,), overwrite=args.overwrite)
+    report_path = check_head_outputs(args, (args.encoder,))
     names = [n for n in args.backgrounds.split(",") if n]
     if not names:
         raise PastaError("give at least one background case")

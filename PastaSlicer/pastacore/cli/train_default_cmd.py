@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .argtypes import seed
+from .shared import add_overwrite_argument, add_seed_argument, options_from_args, run_with_bar
 
 if TYPE_CHECKING:
     import argparse
@@ -58,34 +58,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="no training patch or synthetic lesion comes within this many mm of a real tumour's box "
         "(default: half a patch + 10 mm, as the built-in model)",
     )
-    p.add_argument("--seed", type=seed, default=0)
+    add_seed_argument(p)
     p.add_argument("--out", required=True, help="output folder for the model (weights, model.json, metrics)")
-    p.add_argument(
-        "--overwrite", action="store_true", help="replace the files of an earlier model in --out (other files there are kept)"
-    )
+    add_overwrite_argument(p, "replace the files of an earlier model in --out (other files there are kept)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
     from ..actions import train_default
-    from .progress import bar
 
-    options = train_default.TrainDefaultOptions(
+    options = options_from_args(
+        train_default.TrainDefaultOptions,
+        args,
         backgrounds=tuple(n for n in args.backgrounds.split(",") if n),
         evaluate_on=tuple(n for n in args.evaluate_on.split(",") if n),
-        steps=args.steps,
-        lesions=args.lesions,
-        patch=args.patch,
-        base_features=args.base_features,
-        spatial_augmentation=args.spatial_augmentation,
-        elastic_mm=args.elastic_mm,
-        pleura_mm=args.pleura_mm,
-        hard_negative_steps=args.hard_negative_steps,
-        zone_mm=args.zone_mm,
-        seed=args.seed,
     )
-    with bar("pasta train-default") as progress:
-        metrics = train_default.run(options, train_default.TrainDefaultInputs(args.out, args.overwrite), progress).metrics
+    inputs = train_default.TrainDefaultInputs(args.out, args.overwrite)
+    metrics = run_with_bar("pasta train-default", train_default.run, options, inputs).metrics
     for s in metrics["evaluation"]:
         print(
             f"{s['case']}{' (TTA)' if s['tta'] else ''}: Dice {s['dice']:.3f}, real tumour {'detected' if s['detected'] else 'MISSED'}, "
