@@ -89,6 +89,38 @@ def test_two_imports_of_one_model_name(tmp_path):
     _no_leftovers(tmp_path)
 
 
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_a_run_that_finished_between_the_check_and_the_claim_is_not_replaced(tmp_path, monkeypatch, kind):
+    """The window the real-process race above hits now and then, made certain: another run writes
+    the output after this run's existence check and releases its claim before this run claims."""
+    import contextlib
+
+    from pastacore.errors import PastaError
+    from pastacore.fileio import atomic, claims
+
+    target = tmp_path / ("out.txt" if kind == "file" else "model")
+    real = claims.claimed
+
+    @contextlib.contextmanager
+    def other_run_finishes_first(*outputs, **kwargs):
+        if kind == "file":
+            target.write_text("the other run's")
+        else:
+            target.mkdir()
+            (target / "weights.pth").write_text("the other run's")
+        with real(*outputs, **kwargs):
+            yield
+
+    monkeypatch.setattr(claims, "claimed", other_run_finishes_first)
+    writer = atomic.atomic_outputs(target) if kind == "file" else atomic.atomic_directory(target)
+    with pytest.raises(PastaError, match="already"):
+        with writer as staged:
+            (staged if kind == "file" else staged / "weights.pth").write_text("ours")
+    kept = target if kind == "file" else target / "weights.pth"
+    assert kept.read_text() == "the other run's"
+    _no_leftovers(tmp_path)
+
+
 def test_a_claim_of_a_killed_run_is_taken_over_and_its_staging_removed(tmp_path):
     from pastacore.fileio import claims
     from pastacore.fileio.atomic import STAGING_PREFIX, STAGING_SUFFIX

@@ -333,6 +333,8 @@ def atomic_outputs(*paths, overwrite: bool = False) -> Iterator[Path | list[Path
         return
     targets = [check_output_path(p, overwrite, claim=False) for p in paths]
     with claims.claimed(*targets):
+        for target in targets:  # again under the claims: a run that finished since the check is not replaced
+            check_output_path(target, overwrite, claim=False)
         yield from _write_files(targets, overwrite)
 
 
@@ -493,6 +495,7 @@ def atomic_directory(path: str | Path, overwrite: bool = False, owned: Sequence[
         return
     path = check_output_dir(path, overwrite, owned, claim=False)
     with claims.claimed(path, what="output folder"):
+        check_output_dir(path, overwrite, owned, claim=False)  # again under the claim: a run that finished since is not replaced
         yield from _write_folder(path, overwrite, owned)
 
 
