@@ -228,6 +228,29 @@ def test_a_start_without_its_config_is_refused(tmp_path, pretrained):
         start_from(alone, pct)
 
 
+@pytest.mark.parametrize("folder_was_there", [False, True])
+def test_a_pretraining_with_no_readable_ct_leaves_nothing_behind(capsys, tmp_path, folder_was_there):
+    """Every CT unreadable: exit 2 with one error line, each CT's reason said, and no prepared
+    cohort or checkpoint left in --out; a folder of the user's keeps what it held."""
+    damaged = tmp_path / "damaged.nii.gz"
+    damaged.write_bytes(b"not an image")
+    out = tmp_path / "out"
+    if folder_was_there:
+        out.mkdir()
+        (out / "notes.txt").write_text("the user's")
+    code, said, err = run(capsys, "pretrain", "--method", "volf", "--images", damaged, "--out", out, "--steps", "1")
+    assert code == 2
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        "error: no CT could be prepared for pretraining; see the failures above"
+    ]
+    assert "damaged: left out (cannot read" in said
+    if folder_was_there:
+        assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+        assert (out / "notes.txt").read_text() == "the user's"
+    else:
+        assert not out.exists()
+
+
 # --- the Slicer controllers (slicer-core MRML) ---------------------------------------------------
 
 

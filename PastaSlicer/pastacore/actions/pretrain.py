@@ -159,6 +159,7 @@ def run(
     settings = options.settings()
     report = reporter(progress)
     say = say or (lambda text: None)
+    made = [f for f in (out, out / PREPARED) if not f.exists()]  # what a run with no usable CT takes back
     out.mkdir(exist_ok=True)
     volumes, summary = prepare_cohort(
         [str(i) for i in inputs.images],
@@ -172,6 +173,9 @@ def run(
     )
     for failure in summary["failed"]:
         say(f"{failure['case_id']}: left out ({failure['error']})")
+    if not volumes:
+        _take_back(made)
+        raise PastaError("no CT could be prepared for pretraining; see the failures above")
     checkpoints = Checkpoints(out)
     run_key = {
         "method": options.method,
@@ -194,6 +198,17 @@ def run(
     checkpoints.clear()
     report(1.0, "pretrained")
     return PretrainedNetwork(out, log)
+
+
+def _take_back(made: list) -> None:
+    """Remove the folders this run created (the outermost first): nothing is left of a run that
+    had no CT to train on. Folders that were there before are kept, and so are their files."""
+    import shutil
+
+    for folder in made:
+        if folder.is_dir():
+            shutil.rmtree(folder)
+            return
 
 
 OPTIONS, INPUTS = PretrainOptions, PretrainInputs
