@@ -201,14 +201,12 @@ def run(
 
 
 def _take_back(made: list) -> None:
-    """Remove the folders this run created (the outermost first): nothing is left of a run that
-    had no CT to train on. Folders that were there before are kept, and so are their files."""
+    """Remove the outermost folder this run created (``made`` lists them outermost first): nothing
+    is left of a run that had no CT to train on. Folders that were there before are kept."""
     import shutil
 
-    for folder in made:
-        if folder.is_dir():
-            shutil.rmtree(folder)
-            return
+    if made:
+        shutil.rmtree(made[0], ignore_errors=True)
 
 
 OPTIONS, INPUTS = PretrainOptions, PretrainInputs
